@@ -1,0 +1,177 @@
+"""The command line: build, status, serve, clean, layers."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import socketserver
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from atlasgen import __version__
+from atlasgen.cache import CACHE_MARKER, SITE_MARKER
+from atlasgen.config import ConfigError, load_config
+from atlasgen.progress import Console
+
+CONFIG_HELP = "Config file (default: site_config.yaml in the current folder)."
+
+
+def _console(quiet: bool, verbose: bool) -> Console:
+    return Console(0 if quiet else (2 if verbose else 1))
+
+
+def _fail(errors: list[str]) -> None:
+    click.echo("atlasgen: config error" + ("s:" if len(errors) > 1 else ":"), err=True)
+    for line in errors:
+        click.echo(f"  {line}", err=True)
+    sys.exit(2)
+
+
+def _load(config: str):
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        _fail(exc.errors)
+
+
+def _output(cfg, output: str | None) -> Path:
+    if output is None:
+        return cfg.resolve(cfg.output)
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        _fail([f"-o: {str(out)!r} is a file, not a folder. Fix: choose another output folder or move the file away."])
+    return out
+
+
+common_output = click.option("-o", "--output", default=None, help="Site folder (default: `output` from the config, _site/).")
+common_config = click.option("-c", "--config", default="site_config.yaml", show_default=True, help=CONFIG_HELP)
+quiet_opt = click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
+verbose_opt = click.option("-v", "--verbose", is_flag=True, help="Print details of every step.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="atlasgen")
+def main() -> None:
+    """atlasgen: build a static, Microscope-like atlas of a vision model's SAE features."""
+
+
+@main.command()
+@common_config
+@common_output
+@quiet_opt
+@verbose_opt
+def build(config: str, output: str | None, quiet: bool, verbose: bool) -> None:
+    """Run every stage (cached ones are skipped) and write the site."""
+    from atlasgen.pipeline import Pipeline, format_summary
+
+    cfg = _load(config)
+    out = _output(cfg, output)
+    console = _console(quiet, verbose)
+    start = time.perf_counter()
+    try:
+        summary = Pipeline(cfg, out, console).build()
+    except ConfigError as exc:
+        _fail(exc.errors)
+    except KeyboardInterrupt:
+        click.echo("\natlasgen: interrupted; completed stages and shards are kept. Run the same command to resume.", err=True)
+        sys.exit(130)
+    console.info(format_summary(summary, out, time.perf_counter() - start))
+
+
+@main.command()
+@common_config
+@common_output
+def status(config: str, output: str | None) -> None:
+    """List the stages, cached or stale, and why."""
+    from atlasgen.pipeline import Pipeline
+
+    cfg = _load(config)
+    pipeline = Pipeline(cfg, _output(cfg, output))
+    for state in pipeline.states():
+        mark = "cached" if state.cached else "stale "
+        click.echo(f"{state.name:<12} {mark}  {state.reason}")
+
+
+@main.command()
+@common_config
+@common_output
+@click.option("--port", default=8000, show_default=True, help="Port on 127.0.0.1.")
+def serve(config: str, output: str | None, port: int) -> None:
+    """Preview the site over HTTP on 127.0.0.1."""
+    out = Path(output) if output else _load(config).resolve(_load(config).output)
+    if not (out / "index.html").is_file():
+        click.echo(f"atlasgen: no site in {out}. Run `atlasgen build` first (or pass -o FOLDER).", err=True)
+        sys.exit(2)
+    handler = functools.partial(_QuietHandler, directory=str(out))
+    socketserver.TCPServer.allow_reuse_address = True
+    try:
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        click.echo(f"atlasgen: cannot listen on 127.0.0.1:{port}: {exc.strerror}. Fix: pass another --port.", err=True)
+        sys.exit(2)
+    click.echo(f"Serving {out} at http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, fmt, *args):  # one short line per request
+        sys.stderr.write(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}\n")
+
+
+@main.command()
+@common_config
+@common_output
+@click.option("--cache/--no-cache", "with_cache", default=True, show_default=True, help="Also remove the artifact cache.")
+@click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
+def clean(config: str, output: str | None, with_cache: bool, quiet: bool) -> None:
+    """Remove what atlasgen made: the site folder and the cache (only folders it marked)."""
+    cfg = _load(config)
+    targets = [(_output(cfg, output), SITE_MARKER)]
+    if with_cache:
+        targets.append((cfg.resolve(cfg.cache_dir), CACHE_MARKER))
+    refused = False
+    for folder, marker in targets:
+        if not folder.exists():
+            continue
+        if not (folder / marker).is_file():
+            click.echo(f"atlasgen: refusing to delete {folder}: it has no {marker} marker, so atlasgen did not make it.", err=True)
+            refused = True
+            continue
+        shutil.rmtree(folder)
+        if not quiet:
+            click.echo(f"removed {folder}")
+    if refused:
+        sys.exit(2)
+
+
+@main.command()
+@common_config
+def layers(config: str) -> None:
+    """List the layers of the configured model that can be studied, with their output shapes."""
+    import torch
+
+    from atlasgen.models import build_model, layer_shapes
+    from atlasgen.zoo import layer_names
+
+    from atlasgen.demo.dataset import CLASSES
+
+    cfg = _load(config)
+    model = build_model(cfg.model, n_classes=len(CLASSES))
+    names = layer_names(cfg.model.source)
+    with torch.no_grad():
+        shapes = layer_shapes(model.eval(), names, cfg.dataset.image_size)
+    for name in names:
+        click.echo(f"{name:<16} {' x '.join(map(str, shapes[name]))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""The typed, validated configuration (``site_config.yaml``).
+
+The schema is a tree of dataclasses. Each field carries its default, a one-line
+help text and its constraints in ``field(metadata=...)``; the validator, the
+error messages and ``docs/config.md`` are all derived from that one place.
+Past :func:`load_config`, code trusts the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from atlasgen.zoo import layer_names
+
+
+class ConfigError(Exception):
+    """A bad config value. ``errors`` holds one line per problem."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+def _f(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+       exclusive_min: bool = False, fix: str | None = None) -> Any:
+    """A schema field: default, help text and numeric bounds in one place."""
+    meta = {"help": help, "min": min, "max": max, "exclusive_min": exclusive_min, "fix": fix}
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        factory = (lambda d=default: type(d)(d)) if isinstance(default, (list, dict)) else type(default)
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class SiteConfig:
+    title: str = _f("atlasgen demo atlas", "Title shown on every page.")
+    date: str = _f("2026-11-21", "Publication date (YYYY-MM-DD): the only date written into the site; used in citations.")
+    base_url: str = _f("", "Public URL the site is published at (for permalinks in citations), e.g. https://user.github.io/atlas/. Empty: relative permalinks.")
+
+
+@dataclass
+class DatasetConfig:
+    source: Literal["demo", "folder"] = _f("demo", "demo: the embedded procedural dataset; folder: an ImageNet-style folder of class sub-folders.")
+    path: Optional[str] = _f(None, "Folder of images (source: folder), relative to the config file.")
+    image_size: int = _f(64, "Side in pixels of the images fed to the model (resize shorter side, centre crop).", min=8)
+    images_per_class: int = _f(300, "Demo: images generated per class. Folder: at most this many per class (0: all).", min=0)
+    holdout_fraction: float = _f(0.2, "Fraction of images held out (model accuracy, SAE evaluation), never shown as examples.", min=0.0, max=0.9)
+    seed: int = _f(0, "Seed for generation (demo), shuffling and the held-out split.")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(8, "Demo model: training epochs.", min=1)
+    batch_size: int = _f(64, "Demo model: batch size.", min=1)
+    lr: float = _f(0.003, "Demo model: Adam learning rate.", min=0.0, exclusive_min=True)
+    seed: int = _f(0, "Demo model: seed for initialisation and batch order.")
+
+
+@dataclass
+class ModelConfig:
+    source: Literal["demo"] = _f("demo", "demo: the small Inception-style classifier atlasgen trains on the demo dataset.")
+    name: str = _f("demonet", "URL name of the model (first path segment of every page).")
+    weights: Optional[str] = _f(None, "Local weights file (state dict). Demo: when empty, the model is trained on the first build and cached.")
+    train: TrainConfig = _f(TrainConfig(), "Training settings for the demo model.")
+
+
+@dataclass
+class SAEConfig:
+    architecture: Literal["batchtopk", "topk", "relu"] = _f("batchtopk", "SAE architecture.")
+    expansion: int = _f(4, "Number of features = expansion x channels of the layer.", min=1)
+    k: int = _f(8, "Active features per vector (batchtopk: on average; topk: exactly).", min=1)
+    l1_coefficient: float = _f(5.0, "ReLU SAE only: weight of the decoder-norm-weighted L1 penalty.", min=0.0)
+    steps: int = _f(3000, "Training steps.", min=1)
+    batch_size: int = _f(512, "Vectors per training step.", min=1)
+    lr: float = _f(0.001, "Adam learning rate.", min=0.0, exclusive_min=True)
+    seed: int = _f(0, "Seed for initialisation and batch sampling.")
+
+
+@dataclass
+class LayerConfig:
+    name: str = _f("mixed5b", "Layer (module path) of the model to study.")
+    sae: SAEConfig = _f(SAEConfig(), "The sparse autoencoder trained on this layer.")
+
+
+@dataclass
+class ActivationsConfig:
+    sampling: Literal["magnitude", "uniform", "all"] = _f("magnitude", "How positions are sampled per image: proportional to the L2 norm (Gorton 2024), uniformly, or all positions.")
+    positions_per_image: int = _f(8, "Positions sampled per image (magnitude, uniform).", min=1)
+    dtype: Literal["float16", "float32"] = _f("float16", "Storage type of the activation store.")
+    batch_size: int = _f(128, "Images per forward pass.", min=1)
+    shard_size: int = _f(65536, "Vectors per shard of the activation store.", min=1)
+    seed: int = _f(0, "Seed for position sampling and the shuffle.")
+
+
+@dataclass
+class FeatureVisConfig:
+    image_size: int = _f(64, "Side in pixels of the optimised images.", min=8)
+    thumb_size: int = _f(48, "Side in pixels of the thumbnails.", min=8)
+    steps: int = _f(96, "Optimisation steps per image.", min=1)
+    lr: float = _f(0.05, "Adam learning rate of the image parameters.", min=0.0, exclusive_min=True)
+    batch_size: int = _f(64, "Units optimised together.", min=1)
+    seed: int = _f(0, "Seed: same seed and device give the same images.")
+
+
+@dataclass
+class ExamplesConfig:
+    top_k: int = _f(12, "Top dataset examples kept per unit.", min=1)
+    batch_size: int = _f(128, "Images per forward pass.", min=1)
+    histogram_bins: int = _f(20, "Bins of the activation histogram.", min=2)
+
+
+@dataclass
+class CircuitsConfig:
+    top_k: int = _f(10, "Strongest weights kept per unit and per class.", min=1)
+
+
+@dataclass
+class MapConfig:
+    n_neighbors: int = _f(15, "UMAP neighbours.", min=2)
+    min_dist: float = _f(0.1, "UMAP minimum distance.", min=0.0)
+    levels: list[int] = _f([4, 12, 36], "Clusters per level of the hierarchy, coarse to fine.", min=1)
+    seed: int = _f(0, "Seed of the layout.")
+
+
+@dataclass
+class Config:
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "Where torch runs: auto picks cuda when available.")
+    output: str = _f("_site", "Folder the site is written to (relative to the config file; -o overrides).")
+    cache_dir: str = _f(".atlasgen", "Folder of cached stage artifacts (relative to the config file).")
+    site: SiteConfig = _f(SiteConfig(), "Site metadata.")
+    dataset: DatasetConfig = _f(DatasetConfig(), "The images.")
+    model: ModelConfig = _f(ModelConfig(), "The vision model.")
+    layers: list[LayerConfig] = _f([LayerConfig()], "Layers to study, each with its SAE.")
+    activations: ActivationsConfig = _f(ActivationsConfig(), "The activation store the SAEs train on.")
+    featurevis: FeatureVisConfig = _f(FeatureVisConfig(), "Feature visualisation.")
+    examples: ExamplesConfig = _f(ExamplesConfig(), "Dataset examples.")
+    circuits: CircuitsConfig = _f(CircuitsConfig(), "Weights to classes.")
+    map: MapConfig = _f(MapConfig(), "The feature map.")
+    # Where the config file lives; relative paths are resolved against it. Not a key.
+    root: Path = field(default=Path("."), metadata={"internal": True})
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " (or empty)"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _check_bounds(value: float, meta: dict, path: str, errors: list[str]) -> None:
+    lo, hi = meta.get("min"), meta.get("max")
+    fix = meta.get("fix")
+    if lo is not None and (value <= lo if meta.get("exclusive_min") else value < lo):
+        want = f"greater than {lo}" if meta.get("exclusive_min") else f"at least {lo}"
+        errors.append(f"{path}: must be {want}, got {value!r}. Fix: {fix or f'set {path} to a value {want}.'}")
+    if hi is not None and value > hi:
+        errors.append(f"{path}: must be at most {hi}, got {value!r}. Fix: {fix or f'set {path} to a value at most {hi}.'}")
+
+
+def _convert(tp: Any, value: Any, path: str, meta: dict, errors: list[str]) -> Any:
+    """Check ``value`` against type ``tp``; return the typed value (or None after an error)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(inner, value, path, meta, errors)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            errors.append(f"{path}: {value!r} is not allowed; use {_type_name(tp)}.{hint}")
+            return None
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            errors.append(f"{path}: expected {_type_name(tp)}, got {_describe(value)}. Fix: write it as a YAML list.")
+            return None
+        if not value:
+            errors.append(f"{path}: must not be empty. Fix: give at least one entry.")
+            return None
+        return [_convert(inner, v, f"{path}[{i}]", meta, errors) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, errors)
+    if tp is bool:
+        if not isinstance(value, bool):
+            errors.append(f"{path}: expected true or false, got {_describe(value)}.")
+            return None
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{path}: expected an integer, got {_describe(value)}. Fix: write a whole number, e.g. {path.split('.')[-1]}: {_example(meta)}.")
+            return None
+        _check_bounds(value, meta, path, errors)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{path}: expected a number, got {_describe(value)}. Fix: write a number, e.g. {path.split('.')[-1]}: {_example(meta)}.")
+            return None
+        _check_bounds(float(value), meta, path, errors)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            errors.append(f"{path}: expected a string, got {_describe(value)}.")
+            return None
+        return str(value)
+    raise TypeError(f"unsupported schema type {tp!r} at {path}")
+
+
+def _example(meta: dict) -> str:
+    lo = meta.get("min")
+    return "1" if lo is None or lo < 1 else str(int(lo))
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (empty value)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _schema_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+
+
+def _build(cls: type, data: Any, path: str, errors: list[str]) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        errors.append(f"{path or 'config'}: expected a mapping of keys, got {_describe(data)}.")
+        return cls()
+    fields = _schema_fields(cls)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        kpath = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f" Did you mean {near[0]!r}?" if near else f" Valid keys: {', '.join(fields)}."
+            errors.append(f"{kpath}: unknown key.{hint}")
+            continue
+        converted = _convert(hints[key], value, kpath, dict(fields[key].metadata), errors)
+        if converted is not None or value is None:
+            kwargs[key] = converted
+    return cls(**kwargs)
+
+
+def parse_config(data: Any, root: Path = Path(".")) -> Config:
+    """Build a :class:`Config` from parsed YAML, checking types and bounds. Raises ConfigError."""
+    errors: list[str] = []
+    cfg = _build(Config, data, "", errors)
+    if errors:
+        raise ConfigError(errors)
+    cfg.root = root
+    _check_semantics(cfg, errors)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def _check_semantics(cfg: Config, errors: list[str]) -> None:
+    """Checks that need more than one key, the file system or the model."""
+    if cfg.dataset.source == "folder":
+        if not cfg.dataset.path:
+            errors.append("dataset.path: required when dataset.source is 'folder'. Fix: set dataset.path to a folder of class sub-folders.")
+        elif not cfg.resolve(cfg.dataset.path).is_dir():
+            errors.append(f"dataset.path: folder {str(cfg.resolve(cfg.dataset.path))!r} does not exist. Fix: point dataset.path at an existing image folder (relative paths start at the config file's folder).")
+    if cfg.model.weights and not cfg.resolve(cfg.model.weights).is_file():
+        errors.append(f"model.weights: file {str(cfg.resolve(cfg.model.weights))!r} does not exist. Fix: give the path of a weights file, or remove the key.")
+    for key in ("output", "cache_dir"):
+        p = cfg.resolve(getattr(cfg, key))
+        if p.exists() and not p.is_dir():
+            errors.append(f"{key}: {str(p)!r} is a file, not a folder. Fix: choose another {key} or move the file away.")
+    if cfg.resolve(cfg.output).resolve() == cfg.resolve(cfg.cache_dir).resolve():
+        errors.append("output: the same folder as cache_dir. Fix: give the site and the cache different folders.")
+    if not cfg.model.name or not all(c.isalnum() or c in "-_." for c in cfg.model.name):
+        errors.append(f"model.name: {cfg.model.name!r} is not a valid URL segment. Fix: use letters, digits, '-', '_' or '.'.")
+    if len(cfg.map.levels) < 1 or any(b < a for a, b in zip(cfg.map.levels, cfg.map.levels[1:])):
+        errors.append(f"map.levels: {cfg.map.levels} must grow from coarse to fine. Fix: e.g. [4, 12, 36].")
+    if cfg.featurevis.thumb_size > cfg.featurevis.image_size:
+        errors.append(f"featurevis.thumb_size: {cfg.featurevis.thumb_size} is larger than featurevis.image_size ({cfg.featurevis.image_size}). Fix: make the thumbnail smaller than the image.")
+    valid = layer_names(cfg.model.source)
+    seen = set()
+    for i, layer in enumerate(cfg.layers):
+        if layer.name in seen:
+            errors.append(f"layers[{i}].name: {layer.name!r} is listed twice. Fix: list each layer once.")
+        seen.add(layer.name)
+        if layer.name not in valid:
+            near = difflib.get_close_matches(layer.name, valid, n=3, cutoff=0.5)
+            hint = f" Nearest valid names: {', '.join(near)}." if near else ""
+            errors.append(f"layers[{i}].name: {layer.name!r} is not a layer of model {cfg.model.name!r}.{hint} Fix: run `atlasgen layers` to list them.")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file. Raises ConfigError with one line per problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError([f"config file {str(path)!r} not found. Fix: pass -c PATH, or run from the folder that holds site_config.yaml."])
+    if path.is_dir():
+        raise ConfigError([f"config file {str(path)!r} is a folder. Fix: pass the YAML file itself with -c."])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError([f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}. Fix: correct the syntax there."]) from None
+    return parse_config(data, root=path.resolve().parent)
+
+
+def to_dict(obj: Any) -> Any:
+    """A config (or part of one) as plain data, for hashing and for ``meta.json``."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.metadata.get("internal")}
+    if isinstance(obj, list):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def describe_schema(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key path, type, default, help) for every key: the source of docs/config.md."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for name, f in _schema_fields(cls).items():
+        tp = hints[name]
+        path = f"{prefix}{name}"
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        item = typing.get_args(tp)[0] if typing.get_origin(tp) is list else None
+        if dataclasses.is_dataclass(tp):
+            rows.append((path, "mapping", "", f.metadata["help"]))
+            rows.extend(describe_schema(tp, path + "."))
+        elif item is not None and dataclasses.is_dataclass(item):
+            rows.append((path, "list of mappings", "", f.metadata["help"]))
+            rows.extend(describe_schema(item, path + "[]."))
+        else:
+            shown = "empty" if default is None else yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+            bounds = []
+            if f.metadata.get("min") is not None:
+                bounds.append((">" if f.metadata.get("exclusive_min") else ">=") + f" {f.metadata['min']}")
+            if f.metadata.get("max") is not None:
+                bounds.append(f"<= {f.metadata['max']}")
+            rows.append((path, _type_name(tp) + (f" ({', '.join(bounds)})" if bounds else ""), shown, f.metadata["help"]))
+    return rows

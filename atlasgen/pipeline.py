@@ -1,0 +1,324 @@
+"""The staged build: which stages exist, what each depends on, and the runner.
+
+Each stage declares its inputs: its slice of the config, the content hashes of
+the upstream artifacts it reads, and the hash of its own source code. Their
+hash is the stage's key; a complete artifact under that key means the stage
+has nothing to do. The site stage renders into the output folder instead of
+the cache and keeps its key in the output's marker file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from atlasgen import __version__
+from atlasgen.cache import SITE_MARKER, ArtifactStore, hash_data, hash_file, hash_tree
+from atlasgen.config import Config, to_dict
+from atlasgen.progress import Console, format_bytes, format_seconds
+
+
+@dataclass
+class StageContext:
+    """What a stage's ``run`` gets: the config, its output folder and its inputs' folders."""
+
+    cfg: Config
+    out: Path
+    inputs: dict[str, Path]
+    console: Console
+    device: str
+
+    def progress(self, total: int, desc: str):
+        return self.console.progress(total, desc)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    deps: tuple[str, ...]
+    module: str  # its run(ctx) computes the artifact
+    config_slice: Callable[[Config], Any]
+    code: tuple[str, ...] = ()  # library modules whose source is part of the stage's code version
+    resumable: bool = False  # keeps its .partial folder across a killed run (shards written atomically)
+    what: str = ""
+
+
+def _weights_identity(cfg: Config) -> Any:
+    if not cfg.model.weights:
+        return None
+    path = cfg.resolve(cfg.model.weights)
+    return {"file": path.name, "sha256": hash_file(path)}
+
+
+def _layers(cfg: Config, with_sae: bool = False) -> list:
+    return [{"name": l.name, **({"sae": to_dict(l.sae)} if with_sae else {})} for l in cfg.layers]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("dataset", (), "atlasgen.stages.dataset", lambda c: to_dict(c.dataset),
+          code=("atlasgen.data", "atlasgen.demo.dataset"), what="images and labels"),
+    Stage("model", ("dataset",), "atlasgen.stages.model",
+          lambda c: {"model": to_dict(c.model), "weights": _weights_identity(c)},
+          code=("atlasgen.models", "atlasgen.demo.model", "atlasgen.data"), resumable=True, what="the classifier"),
+    Stage("activations", ("dataset", "model"), "atlasgen.stages.activations",
+          lambda c: {"layers": _layers(c), "activations": to_dict(c.activations)},
+          code=("atlasgen.models", "atlasgen.data"), resumable=True, what="sampled activation store"),
+    Stage("sae", ("activations",), "atlasgen.stages.sae", lambda c: {"layers": _layers(c, with_sae=True)},
+          code=("atlasgen.sae",), what="sparse autoencoders"),
+    Stage("featurevis", ("model", "sae"), "atlasgen.stages.featurevis",
+          lambda c: {"layers": _layers(c), "featurevis": to_dict(c.featurevis)},
+          code=("atlasgen.featurevis", "atlasgen.models"), resumable=True, what="feature visualisations"),
+    Stage("examples", ("dataset", "model", "sae"), "atlasgen.stages.examples",
+          lambda c: {"layers": _layers(c), "examples": to_dict(c.examples)},
+          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae"), what="dataset examples"),
+    Stage("circuits", ("dataset", "model", "sae"), "atlasgen.stages.circuits",
+          lambda c: {"layers": _layers(c), "circuits": to_dict(c.circuits)},
+          code=("atlasgen.models",), what="class weights"),
+    Stage("map", ("dataset", "sae", "examples"), "atlasgen.stages.map",
+          lambda c: {"layers": _layers(c), "map": to_dict(c.map)}, what="feature map"),
+)
+SITE_STAGE = "site"
+STAGE_NAMES = tuple(s.name for s in STAGES) + (SITE_STAGE,)
+
+
+def _module_source_hash(names: tuple[str, ...]) -> str:
+    """Hash of modules' source files, found without importing them (status must stay light)."""
+    parts = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        parts.append([name, hash_file(Path(spec.origin))])
+    return hash_data(parts)
+
+
+def _site_resources_hash() -> str:
+    from atlasgen.site.resources import resource_dir
+
+    return hash_data([hash_tree(resource_dir("templates"), exclude=()), hash_tree(resource_dir("static"), exclude=())])
+
+
+def resolve_device(cfg: Config) -> str:
+    if cfg.device != "auto":
+        return cfg.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class StageState:
+    name: str
+    key: str | None  # None while an upstream artifact is missing
+    inputs: dict | None
+    cached: bool
+    reason: str
+
+
+@dataclass
+class BuildSummary:
+    seconds: dict[str, float] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+    pages: int = 0
+    site_files: int = 0
+    site_bytes: int = 0
+
+
+class Pipeline:
+    """Runs the stages of one config against one cache folder and one output folder."""
+
+    def __init__(self, cfg: Config, out_dir: Path | None = None, console: Console | None = None):
+        self.cfg = cfg
+        self.store = ArtifactStore(cfg.resolve(cfg.cache_dir))
+        self.out_dir = Path(out_dir) if out_dir is not None else cfg.resolve(cfg.output)
+        self.console = console or Console()
+
+    # ---------------------------------------------------------------- inputs
+
+    def _inputs(self, stage: Stage, upstream: dict[str, str]) -> dict:
+        return {
+            "stage": stage.name,
+            "config": stage.config_slice(self.cfg),
+            "code": _module_source_hash((stage.module,) + stage.code),
+            "upstream": {d: upstream[d] for d in stage.deps},
+        }
+
+    def _site_inputs(self, upstream: dict[str, str]) -> dict:
+        return {
+            "stage": SITE_STAGE,
+            "config": {"site": to_dict(self.cfg.site), "model": self.cfg.model.name, "layers": [l.name for l in self.cfg.layers]},
+            "code": _module_source_hash(("atlasgen.stages.site", "atlasgen.site.build")),
+            "resources": _site_resources_hash(),
+            "atlasgen": __version__,
+            "upstream": dict(sorted(upstream.items())),
+        }
+
+    def _site_key_on_disk(self) -> str | None:
+        marker = self.out_dir / SITE_MARKER
+        if not marker.is_file():
+            return None
+        for line in marker.read_text().splitlines():
+            if line.startswith("key: "):
+                return line[5:].strip()
+        return None
+
+    # ---------------------------------------------------------------- status
+
+    def states(self) -> list[StageState]:
+        """Every stage, cached or stale, and why, without running anything."""
+        states: list[StageState] = []
+        hashes: dict[str, str] = {}
+        for stage in STAGES:
+            missing = [d for d in stage.deps if d not in hashes]
+            if missing:
+                states.append(StageState(stage.name, None, None, False, f"waits on {', '.join(missing)}"))
+                continue
+            inputs = self._inputs(stage, hashes)
+            key = hash_data(inputs)[:20]
+            if self.store.is_complete(stage.name, key):
+                hashes[stage.name] = self.store.meta(stage.name, key)["content_hash"]
+                states.append(StageState(stage.name, key, inputs, True, "cached"))
+            else:
+                states.append(StageState(stage.name, key, inputs, False, self._why_stale(stage.name, inputs)))
+        if len(hashes) == len(STAGES):
+            inputs = self._site_inputs(hashes)
+            key = hash_data(inputs)[:20]
+            if self._site_key_on_disk() == key:
+                states.append(StageState(SITE_STAGE, key, inputs, True, f"up to date in {self.out_dir}"))
+            else:
+                states.append(StageState(SITE_STAGE, key, inputs, False, self._why_stale(SITE_STAGE, inputs)))
+        else:
+            states.append(StageState(SITE_STAGE, None, None, False, "waits on upstream stages"))
+        return states
+
+    def _why_stale(self, name: str, inputs: dict) -> str:
+        latest = self.store.latest(name)
+        if latest is None:
+            return "never built"
+        old = latest["inputs"]
+        reasons = []
+        reasons += [f"{k} changed" for k in _diff_paths(old.get("config"), inputs.get("config"), "config")]
+        if old.get("code") != inputs.get("code"):
+            reasons.append("code changed")
+        if old.get("resources") != inputs.get("resources"):
+            reasons.append("templates or static files changed")
+        for dep, h in inputs.get("upstream", {}).items():
+            if old.get("upstream", {}).get(dep) != h:
+                reasons.append(f"upstream {dep} changed")
+        return "; ".join(reasons[:6]) or "artifact missing"
+
+    # ---------------------------------------------------------------- build
+
+    def build(self) -> BuildSummary:
+        summary = BuildSummary()
+        self.store.ensure()
+        device = None
+        hashes: dict[str, str] = {}
+        folders: dict[str, Path] = {}
+        for stage in STAGES:
+            inputs = self._inputs(stage, hashes)
+            key = hash_data(inputs)[:20]
+            if self.store.is_complete(stage.name, key):
+                self.console.detail(f"{stage.name}: cached ({key})")
+                meta = self.store.meta(stage.name, key)
+            else:
+                if device is None:
+                    device = resolve_device(self.cfg)
+                meta = self._run_stage(stage, key, inputs, device, summary, folders)
+            hashes[stage.name] = meta["content_hash"]
+            folders[stage.name] = self.store.final(stage.name, key)
+        self._build_site(hashes, folders, summary)
+        for stage in STAGES:  # keep one artifact per stage: the one this build used
+            self.store.prune(stage.name, folders[stage.name].name)
+        return summary
+
+    def _run_stage(self, stage: Stage, key: str, inputs: dict, device: str, summary: BuildSummary,
+                   folders: dict[str, Path]) -> dict:
+        partial = self.store.partial(stage.name, key)
+        resumed = partial.exists() and stage.resumable
+        if partial.exists() and not stage.resumable:
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True, exist_ok=True)
+        self.console.info(f"{stage.name}: {stage.what}" + (" (resuming)" if resumed else ""))
+        module = importlib.import_module(stage.module)
+        ctx = StageContext(self.cfg, partial, {d: folders[d] for d in stage.deps}, self.console, device)
+        start = time.perf_counter()
+        module.run(ctx)
+        meta = self.store.commit(stage.name, key, {"inputs": inputs, "atlasgen": __version__})
+        summary.seconds[stage.name] = time.perf_counter() - start
+        summary.ran.append(stage.name)
+        return meta
+
+    def _build_site(self, hashes: dict[str, str], folders: dict[str, Path], summary: BuildSummary) -> None:
+        inputs = self._site_inputs(hashes)
+        key = hash_data(inputs)[:20]
+        if self._site_key_on_disk() == key and (self.out_dir / "index.html").is_file():
+            self.console.detail(f"site: up to date in {self.out_dir}")
+            summary.site_files, summary.site_bytes = _tree_size(self.out_dir)
+            return
+        from atlasgen.stages.site import render_into
+
+        self.console.info(f"site: rendering into {self.out_dir}")
+        start = time.perf_counter()
+        out = self.out_dir
+        if out.exists() and not (out / SITE_MARKER).is_file() and any(out.iterdir()):
+            from atlasgen.config import ConfigError
+
+            raise ConfigError([f"output: {str(out)!r} is a non-empty folder that atlasgen did not make. Fix: choose an empty or new folder with -o, or empty it yourself."])
+        staging = out.with_name(out.name + ".partial")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        pages = render_into(self.cfg, folders, staging, self.console)
+        (staging / SITE_MARKER).write_text(f"This folder is an atlasgen site; `atlasgen clean` may delete it.\nkey: {key}\n")
+        # Swap the finished site into place: the old one stays whole until the new one is.
+        old = out.with_name(out.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(staging, out)
+        if old.exists():
+            shutil.rmtree(old)
+        from atlasgen.cache import atomic_write_json
+
+        atomic_write_json(self.store.root / SITE_STAGE / "latest.json", {"key": key, "inputs": inputs})
+        summary.seconds[SITE_STAGE] = time.perf_counter() - start
+        summary.ran.append(SITE_STAGE)
+        summary.pages = pages
+        summary.site_files, summary.site_bytes = _tree_size(out)
+
+
+def _tree_size(folder: Path) -> tuple[int, int]:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def _diff_paths(old: Any, new: Any, path: str) -> list[str]:
+    """Key paths whose values differ between two plain-data trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += _diff_paths(old.get(k), new.get(k), f"{path}.{k}")
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new)):
+            out += _diff_paths(a, b, f"{path}[{i}]")
+        return out
+    return [] if old == new else [path.removeprefix("config.")]
+
+
+def format_summary(summary: BuildSummary, out_dir: Path, total_seconds: float) -> str:
+    lines = ["", "build summary"]
+    for name in STAGE_NAMES:
+        t = summary.seconds.get(name)
+        lines.append(f"  {name:<12} {format_seconds(t) if t is not None else 'cached':>8}")
+    lines.append(f"  {'total':<12} {format_seconds(total_seconds):>8}")
+    pages = f"{summary.pages} pages written" if SITE_STAGE in summary.ran else "site unchanged"
+    lines.append(f"  {pages}; site {summary.site_files} files, {format_bytes(summary.site_bytes)} in {out_dir}")
+    return "\n".join(lines)

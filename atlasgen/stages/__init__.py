@@ -1,0 +1,1 @@
+"""Pipeline stages: each module computes one artifact (see atlasgen.pipeline and docs/artifacts.md)."""

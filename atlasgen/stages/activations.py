@@ -1,0 +1,151 @@
+"""Stage `activations`: the store of layer activation vectors the SAEs train on.
+
+Per training image, positions of the layer's (C, H, W) output are sampled as in
+Gorton 2024: with probability proportional to the L2 norm of the channel vector
+there (`magnitude`), uniformly, or all positions. Each vector is stored with
+its sampling probability. The images are split into fixed chunks, one raw
+shard each with its own seed, so a killed run resumes at the first missing
+shard; a final pass shuffles the vectors across shards. The dataset's
+activations are never held in memory at once.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from atlasgen.cache import atomic_save_npy, atomic_write_json
+from atlasgen.data import open_dataset
+from atlasgen.models import layer_activations, load_model
+from atlasgen.pipeline import StageContext
+
+
+def sample_positions(acts: torch.Tensor, mode: str, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vectors (B*n, C) and their sampling probabilities from activations (B, C, H, W)."""
+    b, c, h, w = acts.shape
+    flat = acts.flatten(2).transpose(1, 2)  # (B, HW, C)
+    if mode == "all":
+        return flat.reshape(-1, c), torch.full((b * h * w,), 1.0 / (h * w))
+    if mode == "magnitude":
+        weights = flat.norm(dim=2) + 1e-12  # an all-zero map falls back to uniform
+    else:
+        weights = torch.ones(b, h * w)
+    probs = weights / weights.sum(dim=1, keepdim=True)
+    pos = torch.multinomial(probs.cpu(), n, replacement=True, generator=generator)  # (B, n)
+    vectors = torch.gather(flat.cpu(), 1, pos[..., None].expand(b, n, c))
+    return vectors.reshape(-1, c), torch.gather(probs.cpu(), 1, pos).reshape(-1)
+
+
+class VectorStore:
+    """The shards of one layer as one (n, d) array: ``store[indices]`` reads rows."""
+
+    def __init__(self, folder):
+        self.meta = json.loads((folder / "meta.json").read_text())
+        self.shards = [np.load(folder / name, mmap_mode="r") for name in self.meta["shards"]]
+        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
+        self.shape = (int(self.offsets[-1]), self.meta["d_in"])
+        self.dtype = self.shards[0].dtype
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            index = np.arange(*index.indices(len(self)))
+        index = np.asarray(index)
+        out = np.empty((len(index), self.shape[1]), dtype=self.dtype)
+        shard = np.searchsorted(self.offsets, index, side="right") - 1
+        for s in np.unique(shard):
+            sel = shard == s
+            out[sel] = self.shards[s][index[sel] - self.offsets[s]]
+        return out
+
+
+def _collect(model, data, layer, indices, cfg, device, seed, bar=None):
+    """Sampled vectors and probabilities for a set of images."""
+    gen = torch.Generator().manual_seed(seed)
+    vecs, probs = [], []
+    for start in range(0, len(indices), cfg.batch_size):
+        idx = indices[start:start + cfg.batch_size]
+        with torch.no_grad():
+            acts = layer_activations(model, data.batch(idx).to(device), [layer])[layer].float()
+        v, p = sample_positions(acts, cfg.sampling, cfg.positions_per_image, gen)
+        vecs.append(v.numpy())
+        probs.append(p.numpy())
+        if bar is not None:
+            bar.update(len(idx))
+    return np.concatenate(vecs), np.concatenate(probs).astype(np.float32)
+
+
+def run(ctx: StageContext) -> None:
+    cfg = ctx.cfg.activations
+    data = open_dataset(ctx.inputs["dataset"])
+    model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
+    dtype = np.dtype(cfg.dtype)
+    train_idx = data.indices("train")
+    heldout_idx = data.indices("heldout")
+    for layer_cfg in ctx.cfg.layers:
+        layer = layer_cfg.name
+        folder = ctx.out / layer
+        folder.mkdir(exist_ok=True)
+        if (folder / "meta.json").exists():
+            continue  # finished before an interruption
+        shape = json.loads((ctx.inputs["model"] / "model.json").read_text())["layers"][layer]
+        per_image = shape[1] * shape[2] if cfg.sampling == "all" else cfg.positions_per_image
+        images_per_shard = max(1, cfg.shard_size // per_image)
+        chunks = [train_idx[i:i + images_per_shard] for i in range(0, len(train_idx), images_per_shard)]
+        raw_names = [f"raw_{i:05d}.npy" for i in range(len(chunks))]
+        with ctx.progress(len(train_idx) + len(heldout_idx), f"acts {layer}") as bar:
+            for i, chunk in enumerate(chunks):
+                if (folder / raw_names[i]).exists() and (folder / f"rawprob_{i:05d}.npy").exists():
+                    bar.update(len(chunk))
+                    continue
+                vecs, probs = _collect(model, data, layer, chunk, cfg, ctx.device, seed=cfg.seed * 100003 + i, bar=bar)
+                atomic_save_npy(folder / f"rawprob_{i:05d}.npy", probs)
+                atomic_save_npy(folder / raw_names[i], vecs.astype(dtype))  # written last: marks the chunk done
+            # Held-out vectors, sampled the same way, for honest SAE metrics.
+            vecs, probs = _collect(model, data, layer, heldout_idx, cfg, ctx.device, seed=cfg.seed * 100003 - 1, bar=bar)
+            atomic_save_npy(folder / "heldout.npy", vecs.astype(dtype))
+            atomic_save_npy(folder / "heldout_prob.npy", probs)
+        _shuffle_shards(folder, raw_names, cfg, dtype)
+        atomic_write_json(folder / "meta.json", {
+            "n_vectors": int(sum(len(np.load(folder / f"shard_{i:05d}.npy", mmap_mode="r")) for i in range(len(raw_names)))),
+            "d_in": int(shape[0]),
+            "shards": [f"shard_{i:05d}.npy" for i in range(len(raw_names))],
+            "prob_shards": [f"prob_{i:05d}.npy" for i in range(len(raw_names))],
+            "sampling": cfg.sampling,
+            "positions_per_image": per_image,
+            "dtype": cfg.dtype,
+            "grid": shape[1:],
+        })
+        ctx.console.detail(f"{layer}: {len(train_idx)} images -> {len(train_idx) * per_image} vectors of {shape[0]} channels")
+
+
+def _shuffle_shards(folder, raw_names, cfg, dtype) -> None:
+    """Shuffle all vectors across shards: output shard j takes a slice of one global
+    permutation, gathered from the memory-mapped raw shards (never all in RAM)."""
+    raw = [np.load(folder / n, mmap_mode="r") for n in raw_names]
+    raw_p = [np.load(folder / f"rawprob_{i:05d}.npy") for i in range(len(raw_names))]
+    sizes = [len(r) for r in raw]
+    offsets = np.cumsum([0] + sizes)
+    perm = np.random.default_rng([cfg.seed, 7]).permutation(int(offsets[-1]))
+    for j, size in enumerate(sizes):
+        take = perm[offsets[j]:offsets[j] + size]
+        src = np.searchsorted(offsets, take, side="right") - 1
+        vecs = np.empty((size, raw[0].shape[1]), dtype=dtype)
+        probs = np.empty(size, dtype=np.float32)
+        for s in np.unique(src):
+            sel = src == s
+            local = take[sel] - offsets[s]
+            order = np.argsort(local)  # sequential reads within a raw shard
+            rows = np.asarray(raw[s][local[order]])
+            vecs[np.flatnonzero(sel)[order]] = rows
+            probs[np.flatnonzero(sel)[order]] = raw_p[s][local[order]]
+        atomic_save_npy(folder / f"prob_{j:05d}.npy", probs)
+        atomic_save_npy(folder / f"shard_{j:05d}.npy", vecs)
+    for i, name in enumerate(raw_names):
+        (folder / name).unlink()
+        (folder / f"rawprob_{i:05d}.npy").unlink()

@@ -1,0 +1,85 @@
+"""Stage `circuits`: weights from SAE features and neurons to the output classes.
+
+When a layer reaches the classifier through global average pooling and one
+linear layer (InceptionV1 mixed5b -> avgpool -> softmax2; DemoNet's mixed5b
+likewise), a feature's effect on the logits is exactly linear:
+logit_k = sum_i mean_positions(f_i) (W_fc W_dec^T)[k, i] + const, so the
+feature-to-class matrix is W_fc . W_dec^T and the neuron-to-class matrix W_fc.
+atlasgen checks this on real images (the pooled layer output through the
+linear layer must reproduce the logits) instead of trusting layer names. Other
+layers get a gradient-based linear attribution: the expected gradient of each
+logit with respect to the spatially pooled layer output, used in place of W_fc,
+and the page says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from atlasgen.cache import atomic_save_npz, atomic_write_json
+from atlasgen.data import open_dataset
+from atlasgen.models import classifier_head, layer_activations, load_model
+from atlasgen.pipeline import StageContext
+from atlasgen.sae import load_sae
+
+
+@torch.no_grad()
+def reaches_classifier_linearly(model, layer: str, images: torch.Tensor) -> bool:
+    """True when logits == fc(mean over positions of the layer's output) on these images."""
+    acts = layer_activations(model, images, [layer])[layer]
+    fc = classifier_head(model)
+    if acts.dim() != 4 or acts.shape[1] != fc.in_features:
+        return False
+    return torch.allclose(fc(acts.mean(dim=(2, 3))), model(images), rtol=1e-4, atol=1e-4)
+
+
+def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device: str, n_classes: int) -> np.ndarray:
+    """(K, C): mean over images of d logit_k / d (spatial mean of the layer's channel c)."""
+    total = None
+    for start in range(0, len(indices), 64):
+        images = data.batch(indices[start:start + 64]).to(device)
+        acts = layer_activations(model, images, [layer])[layer].detach().requires_grad_(True)
+        logits = _forward_from(model, layer, acts, images)
+        rows = []
+        for k in range(n_classes):
+            (g,) = torch.autograd.grad(logits[:, k].sum(), acts, retain_graph=k < n_classes - 1)
+            # Pooled-channel gradient: d logit / d a[c, y, x] summed over positions = d logit / d mean_c.
+            rows.append(g.sum(dim=(2, 3)).sum(0))
+        grads = torch.stack(rows)
+        total = grads if total is None else total + grads
+    return (total / len(indices)).cpu().numpy()
+
+
+def _forward_from(model, layer: str, replacement: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Run the model with the layer's output replaced by ``replacement`` (keeps the graph)."""
+    module = dict(model.named_modules())[layer]
+    handle = module.register_forward_hook(lambda _m, _i, _o: replacement)
+    try:
+        with torch.enable_grad():
+            return model(images)
+    finally:
+        handle.remove()
+
+
+def run(ctx: StageContext) -> None:
+    data = open_dataset(ctx.inputs["dataset"])
+    model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
+    probe = data.indices("heldout")[:64]
+    for layer_cfg in ctx.cfg.layers:
+        layer = layer_cfg.name
+        sae = load_sae(ctx.inputs["sae"] / layer)
+        W_dec = sae.W_dec.detach().cpu().numpy().astype(np.float64)  # (F, C)
+        if reaches_classifier_linearly(model, layer, data.batch(probe).to(ctx.device)):
+            W_class = classifier_head(model).weight.detach().cpu().numpy().astype(np.float64)  # (K, C)
+            info = {"exact": True, "method": "W_fc . W_dec^T",
+                    "note": "exact: the layer reaches the logits through average pooling and one linear layer"}
+        else:
+            sample = data.indices("train")[:256]
+            W_class = gradient_class_weights(model, layer, data, sample, ctx.device, data.n_classes).astype(np.float64)
+            info = {"exact": False, "method": "mean gradient of the logits w.r.t. the pooled layer . W_dec^T",
+                    "note": f"linear attribution (not exact): gradients averaged over {len(sample)} training images"}
+        atomic_save_npz(ctx.out / layer / "class_weights.npz",
+                        features=(W_dec @ W_class.T).astype(np.float32), neurons=W_class.T.astype(np.float32))
+        atomic_write_json(ctx.out / layer / "circuits.json", dict(info, top_k=ctx.cfg.circuits.top_k))
+        ctx.console.detail(f"{layer}: class weights {'exact' if info['exact'] else 'by attribution'}")

@@ -1,0 +1,20 @@
+"""Stage `site`: render the artifacts into the static site (no torch here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from atlasgen.config import Config
+from atlasgen.progress import Console
+
+
+def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console) -> int:
+    """Render every page into ``out_dir``; returns the number of pages."""
+    from atlasgen.site.build import render_site
+
+    bar = console.progress(1, "pages")
+    summary = render_site(artifacts=artifacts, layers=[l.name for l in cfg.layers], model_name=cfg.model.name,
+                          title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url, out_dir=out_dir,
+                          progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)))
+    bar.close()
+    return summary.pages
