@@ -1,0 +1,560 @@
+"""Batched feature visualisation: optimise one image per unit, many units at once.
+
+The recipe is Lucid's (Olah et al., "Feature Visualization", Distill 2017): an
+FFT-parameterised image with decorrelated colours, Lucid's standard random
+transforms, Adam with lr 0.05. The loop, though, is our own, because lucent's
+``render_vis`` leaks forward hooks, computes gradients for the model weights
+and builds one objective per batch index (see
+``/work/shared/research/vis_atlas_map.md`` §1.3).
+
+We also do not call lucent's ``param.image`` or ``transform`` at run time,
+although ``param.image`` imports cleanly: both pin tensors to a module-global
+``cuda:0``/``cpu`` device and draw from the global torch/numpy RNGs, which
+rules out an explicit ``device`` and seeding without side effects. The code
+below is a faithful port of Lucid's parameterisation (a test checks it against
+lucent's numerically) and a one-resample equivalent of the standard transforms.
+
+Pieces, each usable on its own:
+
+* :class:`FFTImage`: the image parameterisation (spectrum -> RGB in [0, 1]);
+* :class:`TransformSpec` and :func:`random_affine`: the random transforms, one
+  ``affine_grid``/``grid_sample`` for the whole batch per step;
+* :func:`make_objective`: the vectorised objective (raw channel or SAE feature);
+* :func:`render_units`: the loop, with hook/mode/grad hygiene.
+
+Determinism: every unit draws its initial spectrum and its per-step transform
+parameters from its own ``torch.Generator`` seeded by ``(seed, unit)``. Nothing
+touches the global RNGs, and a unit's image does not depend on which other
+units share its batch (up to floating-point differences of batched kernels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = [
+    "SAEDirections",
+    "FFTImage",
+    "TransformSpec",
+    "STANDARD_TRANSFORMS",
+    "NO_TRANSFORMS",
+    "random_affine",
+    "make_objective",
+    "render_units",
+    "save_webp",
+]
+
+MODES = ("channel", "neuron")
+
+
+# --------------------------------------------------------------------------- SAE
+
+
+@dataclass(frozen=True)
+class SAEDirections:
+    """The encoder half of a trained SAE, which is all the objective needs.
+
+    ``W_enc`` is (C, F), ``b_enc`` (F,), ``b_dec`` (C,); numpy arrays or torch
+    tensors. Feature ``i``'s pre-activation at an activation vector ``a`` is
+    ``(a - b_dec) . W_enc[:, i] + b_enc[i]``.
+    """
+
+    W_enc: np.ndarray | torch.Tensor
+    b_enc: np.ndarray | torch.Tensor
+    b_dec: np.ndarray | torch.Tensor
+
+    def __post_init__(self) -> None:
+        c, f = tuple(self.W_enc.shape)
+        if tuple(self.b_enc.shape) != (f,) or tuple(self.b_dec.shape) != (c,):
+            raise ValueError(
+                f"SAE shapes disagree: W_enc {tuple(self.W_enc.shape)}, "
+                f"b_enc {tuple(self.b_enc.shape)}, b_dec {tuple(self.b_dec.shape)}"
+            )
+
+    @property
+    def d_in(self) -> int:
+        return int(self.W_enc.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.W_enc.shape[1])
+
+    @classmethod
+    def from_npz(cls, path: str | os.PathLike) -> "SAEDirections":
+        """Read ``W_enc``, ``b_enc``, ``b_dec`` from an ``sae.npz`` artifact."""
+        with np.load(path) as z:
+            return cls(W_enc=z["W_enc"], b_enc=z["b_enc"], b_dec=z["b_dec"])
+
+    def tensors(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W_enc, b_enc, b_dec) as fp32 tensors on ``device``, detached."""
+        return tuple(
+            torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a.detach())
+            .to(device=device, dtype=torch.float32)
+            for a in (self.W_enc, self.b_enc, self.b_dec)
+        )  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------- parameterisation
+
+# Lucid's colour decorrelation: square root of the ImageNet colour covariance,
+# normalised so its largest column has unit norm (lucid/optvis/param/color.py).
+_COLOR_CORRELATION_SVD_SQRT = np.asarray(
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32
+)
+_COLOR_CORRELATION_NORMALIZED = _COLOR_CORRELATION_SVD_SQRT / np.max(
+    np.linalg.norm(_COLOR_CORRELATION_SVD_SQRT, axis=0)
+)
+
+
+def _rfft2d_freqs(h: int, w: int) -> np.ndarray:
+    """|frequency| of each rfft2 coefficient, shape (h, w // 2 + 1)."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.fftfreq(w)[: w // 2 + 1]
+    return np.sqrt(fx * fx + fy * fy)
+
+
+class FFTImage:
+    """Lucid's FFT + decorrelated-colour image parameterisation, batched.
+
+    The trainable tensor is the image's 2-D real FFT spectrum, stored as
+    (B, 3, H, W//2+1, 2) real/imaginary pairs (the layout lucent uses). Each
+    frequency is scaled by 1/|f| so that all frequencies learn at a similar
+    rate in the whitened space, which suppresses the high-frequency noise that
+    pixel-space optimisation produces. The spectrum is turned into a
+    decorrelated-colour image, mixed into RGB with Lucid's colour matrix and
+    squashed into [0, 1] with a sigmoid.
+
+    ``init`` is the initial spectrum (already scaled by ``sd``); see
+    :meth:`random` for Lucid's initialisation.
+    """
+
+    #: Lucid's constant; larger values reduce saturation.
+    MAGIC = 4.0
+
+    def __init__(self, init: torch.Tensor, size: int, decay_power: float = 1.0):
+        h = w = size
+        expected = (3, h, w // 2 + 1, 2)
+        if init.ndim != 5 or tuple(init.shape[1:]) != expected:
+            raise ValueError(f"spectrum shape {tuple(init.shape)}, expected (B, *{expected})")
+        self.size = size
+        self.spectrum = init.detach().clone().float().requires_grad_(True)
+        freqs = _rfft2d_freqs(h, w)
+        scale = 1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** decay_power
+        device = self.spectrum.device
+        self._scale = torch.as_tensor(scale, dtype=torch.float32, device=device)[None, None, :, :, None]
+        self._color = torch.as_tensor(_COLOR_CORRELATION_NORMALIZED.T, device=device)
+
+    @classmethod
+    def random(
+        cls, generators: Sequence[torch.Generator], size: int, *, sd: float = 0.01,
+        device: torch.device | str = "cpu",
+    ) -> "FFTImage":
+        """One image per generator, spectrum ~ N(0, sd^2) as in Lucid.
+
+        Drawn on the CPU from each unit's generator and then moved, so the
+        initialisation is the same on every device.
+        """
+        shape = (3, size, size // 2 + 1, 2)
+        init = torch.stack([torch.randn(shape, generator=g) * sd for g in generators])
+        return cls(init.to(device), size)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.spectrum]
+
+    def __call__(self) -> torch.Tensor:
+        """The current images, (B, 3, H, W) in [0, 1]."""
+        spectrum = torch.view_as_complex(self.scale_spectrum())
+        image = torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho") / self.MAGIC
+        # Linear colour decorrelation: per-pixel 3x3 matrix on the channel axis.
+        image = torch.einsum("bchw,cd->bdhw", image, self._color)
+        return torch.sigmoid(image)
+
+    def scale_spectrum(self) -> torch.Tensor:
+        # view_as_complex needs a contiguous last dim of size 2; the product is.
+        return self._scale * self.spectrum
+
+
+# ------------------------------------------------------------------ transforms
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """Random transforms applied to the image before every forward pass.
+
+    Defaults are Lucid's ``standard_transforms``: pad 12 (grey), jitter 8,
+    scale 0.9..1.1, rotate -10..10 degrees (0 five times more often), jitter 4.
+    They are applied as ONE affine resample per step (see :func:`random_affine`)
+    rather than as a chain of warps, which avoids compounding interpolation
+    blur and keeps the canvas size fixed (so the batch stays one tensor).
+    Jitter ``d`` is an integer shift in ``[-(d // 2), d // 2]`` on each axis,
+    centred so it does not drift the content (Lucid's is a random crop).
+    """
+
+    pad: int = 12
+    jitter: int = 8
+    scales: tuple[float, ...] = tuple(1 + (i - 5) / 50.0 for i in range(11))
+    angles: tuple[float, ...] = tuple(float(a) for a in range(-10, 11)) + (0.0,) * 5
+    jitter2: int = 4
+
+    def sample(self, generator: torch.Generator, steps: int) -> torch.Tensor:
+        """Per-step parameters for one image: (steps, 6) float32 rows of
+        (tx1, ty1, scale, angle_radians, tx2, ty2), translations in pixels."""
+
+        def shift(d: int) -> torch.Tensor:
+            r = d // 2
+            return torch.randint(-r, r + 1, (steps, 2), generator=generator).float()
+
+        def choice(values: tuple[float, ...]) -> torch.Tensor:
+            idx = torch.randint(0, len(values), (steps,), generator=generator)
+            return torch.tensor(values, dtype=torch.float32)[idx]
+
+        t1 = shift(self.jitter)
+        scale = choice(self.scales)
+        angle = torch.deg2rad(choice(self.angles))
+        t2 = shift(self.jitter2)
+        return torch.cat([t1, scale[:, None], angle[:, None], t2], dim=1)
+
+
+STANDARD_TRANSFORMS = TransformSpec()
+NO_TRANSFORMS = TransformSpec(pad=0, jitter=0, scales=(1.0,), angles=(0.0,), jitter2=0)
+
+
+def random_affine(images: torch.Tensor, params: torch.Tensor, pad: int) -> torch.Tensor:
+    """Apply per-image jitter/scale/rotate/jitter on a canvas padded by ``pad``.
+
+    ``images`` is (B, 3, S, S) in [0, 1]; ``params`` is (B, 6) rows from
+    :meth:`TransformSpec.sample`. Returns (B, 3, S + 2*pad, S + 2*pad).
+
+    In centred pixel coordinates the forward map from image point ``x`` to
+    canvas point ``q`` is ``q = R(angle) * scale * (x + t1) + t2``, the
+    composition of Lucid's pad -> jitter -> scale -> rotate -> jitter.
+    ``grid_sample`` needs the inverse (where each canvas pixel reads from), so
+    ``x = (R^-1 / scale) (q - t2) - t1``, rescaled to the normalised [-1, 1]
+    coordinates of ``affine_grid`` (align_corners=False). Everything off the
+    image reads as 0.5 grey, which is what Lucid's constant pad gives.
+    """
+    b, c, s, _ = images.shape
+    out = s + 2 * pad
+    p = params.to(device=images.device, dtype=images.dtype)
+    t1, scale, angle, t2 = p[:, 0:2], p[:, 2], p[:, 3], p[:, 4:6]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # Inverse linear part (R(-angle) / scale), shape (B, 2, 2), acting on (x, y).
+    inv = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2) / scale[:, None, None]
+    a = inv * (out / s)  # canvas-normalised -> image-normalised
+    offset = -(2.0 / s) * (torch.einsum("bij,bj->bi", inv, t2) + t1)
+    theta = torch.cat([a, offset[:, :, None]], dim=2)
+    grid = F.affine_grid(theta, [b, c, out, out], align_corners=False)
+    # Sample (image - 0.5) with zero padding, so the outside becomes grey.
+    return F.grid_sample(images - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
+
+
+# ------------------------------------------------------------------- objective
+
+
+def make_objective(
+    units: Sequence[int] | torch.Tensor, *, sae: SAEDirections | None = None,
+    mode: str = "channel", device: torch.device | str = "cpu",
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A vectorised objective: acts (B, C, H, W) -> (B,), sample i scoring units[i].
+
+    Raw channel: ``acts[i, units[i]]`` averaged over positions ("channel") or
+    at the centre position ("neuron"). SAE feature: the encoder pre-activation
+    ``(a - b_dec) . W_enc[:, u] + b_enc[u]``, chosen over the post-activation
+    because TopK/ReLU outputs have zero gradient while the latent is off.
+    Either way it is one gather (or one batched dot product) over the batch,
+    never a Python loop over samples. (B, C) activations count as 1x1 maps.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    idx = torch.as_tensor(units, dtype=torch.long, device=device)
+    rows = torch.arange(len(idx), device=device)
+    if sae is not None:
+        W_enc, b_enc, b_dec = sae.tensors(device)
+        w = W_enc[:, idx].T.contiguous()  # (B, C): each sample's own encoder column
+        b = b_enc[idx]
+
+    def objective(acts: torch.Tensor) -> torch.Tensor:
+        if acts.ndim == 2:
+            acts = acts[:, :, None, None]
+        if acts.ndim != 4:
+            raise ValueError(f"expected (B, C, H, W) or (B, C) activations, got {tuple(acts.shape)}")
+        n, _, h, w_ = acts.shape
+        if n != len(idx):
+            raise ValueError(f"batch of {n} activations for {len(idx)} units")
+        if sae is None:
+            picked = acts[rows, idx]  # (B, H, W): the one gather
+            return picked.mean(dim=(1, 2)) if mode == "channel" else picked[:, h // 2, w_ // 2]
+        # The pre-activation is affine in `a`, so its mean over positions is the
+        # pre-activation of the mean vector: reduce positions first (cheaper).
+        a = acts.mean(dim=(2, 3)) if mode == "channel" else acts[:, :, h // 2, w_ // 2]
+        return ((a - b_dec) * w).sum(dim=1) + b
+
+    return objective
+
+
+# ------------------------------------------------------------------------ loop
+
+
+class _StopForward(Exception):
+    """Raised by the capture hook to end the forward pass at the target layer."""
+
+
+class _LayerCapture:
+    """One forward hook that records a layer's output and aborts the forward.
+
+    Stopping at the target layer saves the rest of the network's forward and
+    backward; it is safe because nothing after that layer affects the objective.
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+        self.handle: torch.utils.hooks.RemovableHandle | None = None
+        self.output: torch.Tensor | None = None
+
+    def _hook(self, module, inputs, output):
+        if isinstance(output, (tuple, list)):  # e.g. attention blocks
+            output = output[0]
+        self.output = output
+        raise _StopForward
+
+    def __enter__(self) -> "_LayerCapture":
+        self.handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        self.output = None  # do not keep the last graph alive
+
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        self.output = None
+        try:
+            model(x)
+        except _StopForward:
+            pass
+        if self.output is None:
+            raise RuntimeError("the target layer was not called by the model's forward")
+        out, self.output = self.output, None
+        return out
+
+
+@contextlib.contextmanager
+def _frozen_eval(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients for the duration; restore after.
+
+    Freezing makes autograd skip every weight-gradient computation (and never
+    allocate ``.grad``), so the backward pass only reaches the input image.
+    Modes and flags are restored per module/parameter, so a model that was
+    partly frozen or partly in train mode comes back exactly as it was.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        model.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, training in modes:
+            m.training = training
+
+
+def _unit_generator(seed: int, unit: int) -> torch.Generator:
+    """A CPU generator for one unit, independent of batch composition."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(unit)]).generate_state(2, np.uint32)
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(state[0]) << 32 | int(state[1]))
+    return g
+
+
+def _resolve_layer(model: torch.nn.Module, layer: str) -> torch.nn.Module:
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        names = ", ".join(n for n in modules if n) or "(none)"
+        raise KeyError(f"no module {layer!r} in the model; named modules: {names}")
+    return modules[layer]
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8."""
+    x = (images.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _render_batch(
+    model: torch.nn.Module, capture: _LayerCapture, units: list[int], *, sae: SAEDirections | None,
+    mode: str, image_size: int, steps: int, lr: float, seed: int, device: torch.device,
+    preprocess: Callable[[torch.Tensor], torch.Tensor], transforms: TransformSpec,
+) -> np.ndarray:
+    generators = [_unit_generator(seed, u) for u in units]
+    image = FFTImage.random(generators, image_size, device=device)
+    # All randomness for the whole run is drawn up front: (steps, B, 6).
+    tparams = torch.stack([transforms.sample(g, steps) for g in generators], dim=1).to(device)
+    objective = make_objective(units, sae=sae, mode=mode, device=device)
+    optimizer = torch.optim.Adam(image.parameters(), lr=lr)
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        x = random_affine(image(), tparams[step], transforms.pad)
+        acts = capture(model, preprocess(x))
+        # Sum over the batch: each image's gradient depends on its own unit only
+        # (eval mode, so no batch statistics couple the samples).
+        loss = -objective(acts.float()).sum()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return _to_uint8(image())
+
+
+def render_units(
+    model: torch.nn.Module,
+    layer: str,
+    units: Sequence[int],
+    *,
+    sae: SAEDirections | None = None,
+    mode: str = "channel",
+    image_size: int = 64,
+    steps: int = 128,
+    lr: float = 0.05,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: Callable[[int], None] | None = None,
+    transforms: TransformSpec = STANDARD_TRANSFORMS,
+) -> np.ndarray:
+    """Render one feature visualisation per unit; uint8 (len(units), S, S, 3).
+
+    With ``sae=None`` unit ``u`` is raw channel ``u`` of ``layer``'s output;
+    with an SAE it is feature ``u``'s encoder pre-activation
+    ``(a - b_dec) . W_enc[:, u] + b_enc[u]`` at every position. ``mode``
+    "channel" averages the objective over positions, "neuron" takes the
+    centre position of the (transformed, padded) canvas's activation map.
+
+    ``layer`` is a name from ``model.named_modules()``; its output must be a
+    (B, C, H, W) or (B, C) tensor (the first element if it is a tuple). The
+    model must already be on ``device``; it is left in its original
+    train/eval mode and ``requires_grad`` flags, with no ``.grad`` created,
+    and the single hook this registers is removed even on errors.
+    ``preprocess`` maps the [0, 1] image batch to the model's input (e.g.
+    normalisation or resizing; default identity); note the model sees the
+    padded canvas of ``image_size + 2 * transforms.pad`` pixels.
+
+    Units are rendered ``batch_size`` at a time (the last batch may be
+    smaller); ``progress(n_units_done)`` is called after each batch. The
+    result is a pure function of (arguments, device): each unit's start image
+    and transform draws come from a generator seeded by ``(seed, unit)``, and
+    the global RNGs are not touched. Runs in fp32.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if batch_size < 1 or image_size < 1 or steps < 0:
+        raise ValueError("batch_size and image_size must be >= 1 and steps >= 0")
+    units = [int(u) for u in units]
+    if any(u < 0 for u in units):
+        raise ValueError("unit indices must be non-negative")
+    if sae is not None and units and max(units) >= sae.n_features:
+        raise ValueError(f"unit {max(units)} out of range for an SAE with {sae.n_features} features")
+    device = torch.device(device)
+    preprocess = preprocess or (lambda x: x)
+    target = _resolve_layer(model, layer)
+
+    out = np.empty((len(units), image_size, image_size, 3), dtype=np.uint8)
+    with _frozen_eval(model), _LayerCapture(target) as capture:
+        if units:
+            _check_width(model, capture, units, sae, image_size + 2 * transforms.pad, device, preprocess)
+        for start in range(0, len(units), batch_size):
+            chunk = units[start : start + batch_size]
+            out[start : start + len(chunk)] = _render_batch(
+                model, capture, chunk, sae=sae, mode=mode, image_size=image_size, steps=steps,
+                lr=lr, seed=seed, device=device, preprocess=preprocess, transforms=transforms,
+            )
+            if progress is not None:
+                progress(start + len(chunk))
+    return out
+
+
+def _check_width(model, capture, units, sae, canvas, device, preprocess) -> None:
+    """Fail early, with a clear message, if units or the SAE do not fit the layer."""
+    with torch.no_grad():
+        acts = capture(model, preprocess(torch.full((1, 3, canvas, canvas), 0.5, device=device)))
+    width = int(acts.shape[1])
+    if sae is not None and sae.d_in != width:
+        raise ValueError(f"SAE d_in {sae.d_in} != layer width {width}")
+    if sae is None and max(units) >= width:
+        raise ValueError(f"unit {max(units)} out of range for a layer with {width} channels")
+
+
+# ------------------------------------------------------------------------ WebP
+
+
+def _write_atomic_webp(image: Image.Image, path: Path, quality: int) -> None:
+    # A temp file in the destination folder, then os.replace: readers see either
+    # the old file or the complete new one, never a partial write.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # method=6 (slowest, best) and a fixed quality; no metadata is
+            # written, so the same pixels always give the same bytes.
+            image.save(f, format="WEBP", quality=quality, method=6)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_webp(
+    images: np.ndarray,
+    folder: str | os.PathLike,
+    ids: Sequence[int | str],
+    *,
+    thumb_folder: str | os.PathLike | None = None,
+    thumb_size: int | None = None,
+    quality: int = 90,
+) -> list[Path]:
+    """Write ``images[i]`` to ``folder/<ids[i]>.webp``; return the paths.
+
+    ``images`` is uint8 (N, H, W, 3). With ``thumb_folder`` and ``thumb_size``
+    (both or neither) a ``thumb_size`` x ``thumb_size`` Lanczos-resized copy
+    also goes to ``thumb_folder/<id>.webp``. Folders are created. Each file is
+    written atomically (temp file in the same folder, then ``os.replace``),
+    and the bytes are a deterministic function of the pixels and ``quality``.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
+    if len(ids) != len(images):
+        raise ValueError(f"{len(ids)} ids for {len(images)} images")
+    if (thumb_folder is None) != (thumb_size is None):
+        raise ValueError("give both thumb_folder and thumb_size, or neither")
+    names = [f"{i}.webp" for i in ids]
+    for name in names:
+        if "/" in name or os.sep in name or name.startswith("."):
+            raise ValueError(f"bad id for a file name: {name[:-5]!r}")
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if thumb_folder is not None:
+        thumb_folder = Path(thumb_folder)
+        thumb_folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for array, name in zip(images, names):
+        img = Image.fromarray(array)
+        _write_atomic_webp(img, folder / name, quality)
+        if thumb_folder is not None:
+            thumb = img.resize((thumb_size, thumb_size), Image.Resampling.LANCZOS)
+            _write_atomic_webp(thumb, thumb_folder / name, quality)
+        paths.append(folder / name)
+    return paths

@@ -1,0 +1,489 @@
+"""Sparse autoencoders (SAEs) on cached activation vectors: model, trainer, evaluator, save/load.
+
+The recipe is docs/research sae.md (Gao et al. 2024; Bussmann et al. 2024; Conerly et al. 2024):
+
+    model      x_hat = f @ W_dec + b_dec,   f = codes(pre),   pre = (x - b_dec) @ W_enc + b_enc
+    batchtopk  training: keep the k * batch largest relu(pre) over the whole batch;
+               inference: JumpReLU with one learned global threshold (f = pre where pre > threshold)
+    topk       keep the k largest relu(pre) of each row (training and inference)
+    relu       f = relu(pre), loss MSE + l1_coefficient * sum_i f_i * ||W_dec_i||
+
+Conventions of a trained (returned, saved, loaded) model -- the caller must know these:
+
+* It works on RAW activations. Training runs on x * scale, with scale chosen so that the centred
+  vectors have E||x - mean|| = sqrt(d_in); the scale is folded back into the weights at the end.
+* Decoder rows W_dec[i] have unit L2 norm for every architecture (for relu the row norms are folded
+  into the encoder at the end, which is exact because relu commutes with positive scaling).
+* Therefore a code f_i is in activation units: the length of latent i's contribution to x_hat.
+  encode_pre(x) of the returned model equals the pre-activation of the scaled training model
+  divided by scale (times ||W_dec_i|| for relu); for the TopK family it is exactly pre_scaled / scale.
+* threshold (batchtopk only, 0 otherwise) is in the same activation units: encode() keeps
+  relu(encode_pre(x))_i when it is > threshold. It is learned as a running average of the smallest
+  activation that BatchTopK selected in each training batch (dictionary_learning's rule).
+
+Files (docs/artifacts.md, sae/L/): sae.npz (float32 W_enc, b_enc, W_dec, b_dec, threshold),
+cfg.json, metrics.json. Feature i is row i of W_dec. Writing is byte-deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ARCHITECTURES = ("batchtopk", "topk", "relu")
+FORMAT_VERSION = 1
+
+# training recipe constants (sae.md section 1)
+WARMUP_FRACTION = 0.05  # linear lr (and relu l1) warm-up over the first 5% of steps
+DECAY_FRACTION = 0.20  # linear lr decay to 0 over the last 20% of steps
+GRAD_CLIP = 1.0
+AUXK_ALPHA = 1 / 32  # Gao et al.
+DEAD_AFTER_SAMPLES_MAX = 10_000_000  # Gao et al.: a latent is dead after 10M samples without firing
+INIT_SAMPLE = 32_768  # vectors used to estimate the mean (b_dec init) and the global scale
+RELU_DECODER_INIT_NORM = 0.1  # Conerly et al. 2024 (SAELens standard SAE); topk family uses 1.0
+
+
+# -----------------------------------------------------------------------------
+# the model
+
+
+class SparseAutoencoder(torch.nn.Module):
+    """A plain SAE. Parameters start at zero: train_sae() or load_sae() fills them."""
+
+    def __init__(self, d_in: int, d_sae: int, architecture: str = "batchtopk", k: int = 32):
+        super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if architecture != "relu" and not 1 <= k <= d_sae:
+            raise ValueError(f"k must be in [1, d_sae={d_sae}], got {k}")
+        self.d_in, self.d_sae, self.architecture, self.k = int(d_in), int(d_sae), architecture, int(k)
+        self.W_enc = torch.nn.Parameter(torch.zeros(d_in, d_sae))
+        self.b_enc = torch.nn.Parameter(torch.zeros(d_sae))
+        self.W_dec = torch.nn.Parameter(torch.zeros(d_sae, d_in))
+        self.b_dec = torch.nn.Parameter(torch.zeros(d_in))
+        self.register_buffer("threshold", torch.tensor(0.0))  # batchtopk inference threshold
+
+    def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.b_dec) @ self.W_enc + self.b_enc
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference codes (batch-independent for every architecture)."""
+        acts = F.relu(self.encode_pre(x))
+        if self.architecture == "batchtopk":
+            return acts * (acts > self.threshold)  # JumpReLU with one global threshold
+        if self.architecture == "topk":
+            return topk_codes(acts, self.k)
+        return acts
+
+    def decode(self, f: torch.Tensor) -> torch.Tensor:
+        return f @ self.W_dec + self.b_dec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def extra_repr(self) -> str:
+        return f"d_in={self.d_in}, d_sae={self.d_sae}, architecture={self.architecture!r}, k={self.k}"
+
+
+def topk_codes(acts: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest entries of each row (acts are already >= 0)."""
+    top = acts.topk(k, dim=-1, sorted=False)
+    return torch.zeros_like(acts).scatter_(-1, top.indices, top.values)
+
+
+def batch_topk_codes(acts: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the k * batch largest entries of the whole batch; also return the smallest positive kept."""
+    flat = acts.flatten()
+    top = flat.topk(min(k * acts.shape[0], flat.numel()), sorted=False)
+    codes = torch.zeros_like(flat).scatter_(0, top.indices, top.values).view_as(acts)
+    positive = torch.where(top.values > 0, top.values, torch.full_like(top.values, math.inf))
+    return codes, positive.min()  # +inf when nothing positive was selected (no device sync here)
+
+
+# -----------------------------------------------------------------------------
+# training
+
+
+def train_sae(
+    vectors,
+    *,
+    d_sae: int,
+    architecture: str = "batchtopk",
+    k: int = 32,
+    l1_coefficient: float = 5.0,
+    steps: int = 2000,
+    batch_size: int = 1024,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress=None,
+    autocast_bf16: bool = False,
+    dead_after_samples: int | None = None,
+) -> tuple[SparseAutoencoder, dict]:
+    """Train an SAE on the rows of `vectors` and return it (in raw activation units) with stats.
+
+    vectors: 2-D (n, d_in) numpy array / np.memmap (any float dtype; read one batch at a time, never
+    loaded whole) or a torch tensor (indexed where it lives, e.g. already on the GPU).
+    Batches are drawn without replacement, a fresh permutation per epoch, from a torch.Generator
+    seeded with `seed`; on CPU the same seed and data give identical weights.
+    dead_after_samples: AuxK treats a latent as dead after this many training samples without
+    firing; default min(10M, 5% of all training samples) -- Gao's 10M for a full-size run (50k steps
+    x 4096), scaled down for short runs.
+    progress(step) is called after each step with the number of completed steps (1..steps).
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors must be 2-D (n, d_in), got shape {tuple(vectors.shape)}")
+    t_start = time.perf_counter()
+    device = torch.device(device)
+    if autocast_bf16 and device.type != "cuda":
+        raise ValueError("autocast_bf16 is supported on CUDA only")
+    n, d_in = int(vectors.shape[0]), int(vectors.shape[1])
+    batch_size = min(int(batch_size), n)
+    topk_family = architecture != "relu"
+    generator = torch.Generator().manual_seed(seed)
+
+    # mean and global scale from a sample: scale * E||x - mean|| = sqrt(d_in)
+    sample_idx = torch.randint(n, (min(n, INIT_SAMPLE),), generator=generator)
+    sample = _gather(vectors, sample_idx).double()
+    mean = sample.mean(0)
+    scale = math.sqrt(d_in) / max((sample - mean).norm(dim=1).mean().item(), 1e-12)
+    centred_sq_norm = (scale**2) * (sample - mean).pow(2).sum(1).mean().item()  # for the train FVU
+
+    # init (on CPU, so weights do not depend on the device): random W_dec rows, W_enc = W_dec^T
+    sae = SparseAutoencoder(d_in, d_sae, architecture, k)
+    with torch.no_grad():
+        W_dec = torch.randn(d_sae, d_in, generator=generator)
+        W_dec *= (1.0 if topk_family else RELU_DECODER_INIT_NORM) / W_dec.norm(dim=1, keepdim=True)
+        sae.W_dec.copy_(W_dec)
+        sae.W_enc.copy_(W_dec.T)
+        sae.b_dec.copy_((mean * scale).float())
+    sae.to(device)
+
+    optimizer = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999))
+    warmup = max(1, round(WARMUP_FRACTION * steps))
+    decay = max(1, round(DECAY_FRACTION * steps))
+
+    def schedule(step: int) -> float:  # multiplier for the update made at (0-based) `step`
+        return min(1.0, (step + 1) / warmup, (steps - step) / decay)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+    # AuxK bookkeeping (topk family)
+    k_aux = max(1, min(d_in // 2, d_sae // 2))
+    if dead_after_samples is None:
+        dead_after_samples = min(DEAD_AFTER_SAMPLES_MAX, max(batch_size, steps * batch_size // 20))
+    samples_since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
+    # BatchTopK threshold: running average of the smallest selected activation, from half-way (at
+    # most step 1000, as dictionary_learning) with an averaging window of a quarter of the remaining
+    # steps (at most 1000 steps, i.e. dictionary_learning's beta = 0.999)
+    threshold_start = min(1000, steps // 2)
+    threshold_beta = 1.0 - 1.0 / max(1, min(1000, (steps - threshold_start) // 4))
+    threshold = torch.tensor(-1.0, device=device)  # < 0: not set yet
+
+    history = torch.zeros(steps, 4, device=device)  # loss, mse, auxk or l1, train l0 (no per-step sync)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if autocast_bf16 else nullcontext()
+    t_loop = time.perf_counter()
+    with ThreadPoolExecutor(1) as pool:  # read the next batch while this one trains
+        batches = _batch_indices(n, batch_size, steps, generator)
+        pending = pool.submit(_gather, vectors, next(batches))
+        for step in range(steps):
+            x = pending.result().to(device, non_blocking=True) * scale
+            if step + 1 < steps:
+                pending = pool.submit(_gather, vectors, next(batches))
+
+            with autocast:
+                pre = sae.encode_pre(x)
+            acts = F.relu(pre.float())
+            if architecture == "batchtopk":
+                f, min_selected = batch_topk_codes(acts, k)
+            elif architecture == "topk":
+                f = topk_codes(acts, k)
+            else:
+                f = acts
+            with autocast:
+                x_hat = sae.decode(f)
+            residual = x - x_hat.float()
+            mse = residual.pow(2).sum(-1).mean()
+
+            if topk_family:
+                fired = (f > 0).any(0)
+                samples_since_fired = torch.where(fired, 0, samples_since_fired + x.shape[0])
+                dead = samples_since_fired >= dead_after_samples
+                aux = auxk_loss(sae, acts, dead, residual.detach(), k_aux)
+                loss = mse + AUXK_ALPHA * aux
+            else:
+                l1_scale = min(1.0, (step + 1) / warmup)  # warm the l1 coefficient up with the lr
+                aux = (f * sae.W_dec.norm(dim=1)).sum(-1).mean()
+                loss = mse + l1_coefficient * l1_scale * aux
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if topk_family:
+                remove_parallel_decoder_grad(sae)
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), GRAD_CLIP)
+            optimizer.step()
+            scheduler.step()
+            if topk_family:
+                with torch.no_grad():
+                    sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+            if architecture == "batchtopk" and step >= threshold_start:
+                with torch.no_grad():
+                    seen = torch.isfinite(min_selected)
+                    first = threshold < 0
+                    blended = threshold_beta * threshold + (1 - threshold_beta) * min_selected
+                    threshold = torch.where(seen, torch.where(first, min_selected, blended), threshold)
+
+            history[step] = torch.stack([loss.detach(), mse.detach(), aux.detach(), (f > 0).sum(-1).float().mean()])
+            if progress is not None:
+                progress(step + 1)
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    loop_seconds = time.perf_counter() - t_loop
+
+    with torch.no_grad():
+        sae.threshold.copy_(threshold.clamp_min(0.0))
+    fold_scale(sae, scale)
+
+    tail = history[-max(1, steps // 20):].mean(0).tolist()  # averages over the last 5% of steps
+    stats = {
+        "architecture": architecture,
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "k": k,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "n_train_vectors": n,
+        "loss": tail[0],
+        "mse": tail[1],  # in the scaled units (centred E||x|| = sqrt(d_in))
+        "train_fvu": tail[1] / max(centred_sq_norm, 1e-30),
+        ("auxk" if topk_family else "l1"): tail[2],
+        "train_l0": tail[3],
+        "train_dead_fraction": float((samples_since_fired >= dead_after_samples).float().mean()) if topk_family else None,
+        "dead_after_samples": dead_after_samples if topk_family else None,
+        "l1_coefficient": None if topk_family else l1_coefficient,
+        "scale": scale,
+        "threshold": float(sae.threshold),
+        "seconds": time.perf_counter() - t_start,
+        "loop_seconds": loop_seconds,
+        "samples_per_second": steps * batch_size / max(loop_seconds, 1e-9),
+        "device": str(device),
+        "autocast_bf16": autocast_bf16,
+    }
+    return sae, stats
+
+
+def auxk_loss(sae, acts, dead, residual, k_aux):
+    """AuxK (Gao et al.): reconstruct the residual from the top k_aux dead latents, normalised by
+    the residual's variance. Zero (with zero gradient) while no latent is dead; no device sync."""
+    dead_acts = torch.where(dead, acts, torch.zeros_like(acts))
+    aux_codes = topk_codes(dead_acts, min(k_aux, acts.shape[1]))
+    aux_recon = aux_codes @ sae.W_dec  # no b_dec: it models the residual
+    aux_sq = (residual - aux_recon).pow(2).sum(-1).mean()
+    residual_var = (residual - residual.mean(0)).pow(2).sum(-1).mean()
+    return torch.nan_to_num(aux_sq / residual_var) * dead.any()
+
+
+def remove_parallel_decoder_grad(sae):
+    """Project out of each W_dec row's gradient its component along the (unit) row."""
+    if sae.W_dec.grad is not None:
+        W, G = sae.W_dec.data, sae.W_dec.grad
+        G -= (G * W).sum(1, keepdim=True) * W
+
+
+@torch.no_grad()
+def fold_scale(sae: SparseAutoencoder, scale: float) -> None:
+    """Turn a model trained on x * scale into one on raw x with unit-norm decoder rows.
+
+    The scaled model's code f_i becomes f_i * ||W_dec_i|| / scale (activation units); the
+    reconstruction becomes x_hat_scaled / scale. ||W_dec_i|| is 1 for the TopK family (and not
+    touched, as per-latent rescaling would change their top-k / threshold selection)."""
+    if sae.architecture == "relu":
+        norms = sae.W_dec.norm(dim=1).clamp_min(1e-12)
+    else:
+        norms = torch.ones(sae.d_sae, device=sae.W_dec.device)
+    sae.W_enc *= norms
+    sae.b_enc *= norms / scale
+    sae.W_dec /= norms[:, None]
+    sae.b_dec /= scale
+    sae.threshold /= scale
+
+
+def _batch_indices(n, batch_size, steps, generator):
+    """Row indices of each batch: a fresh permutation per epoch, the last partial batch dropped."""
+    perm, pos = None, n
+    for _ in range(steps):
+        if pos + batch_size > n:
+            perm, pos = torch.randperm(n, generator=generator), 0
+        yield perm[pos : pos + batch_size]
+        pos += batch_size
+
+
+def _gather(vectors, idx: torch.Tensor) -> torch.Tensor:
+    """Rows idx of vectors as a float32 tensor (sorted reads: kinder to a memmap; order is irrelevant)."""
+    idx = idx.sort().values
+    if isinstance(vectors, torch.Tensor):
+        return vectors[idx.to(vectors.device)].float()
+    return torch.from_numpy(np.asarray(vectors[idx.numpy()], dtype=np.float32))
+
+
+# -----------------------------------------------------------------------------
+# evaluation
+
+
+@torch.no_grad()
+def evaluate_sae(sae: SparseAutoencoder, vectors, batch_size: int = 4096) -> dict:
+    """Metrics of the inference model on (held-out) vectors, with float64 streaming sums.
+
+    fvu = sum||x - x_hat||^2 / sum||x - mean||^2 (per-dimension mean over these vectors);
+    explained_variance = 1 - fvu; mse = mean ||x - x_hat||^2; l0 / l0_std = mean / std of active
+    latents per vector; dead_fraction = latents that never fire here; dense_fraction = latents firing
+    on > 1e-2 of vectors (dense_fraction_1e-1: > 0.1); cosine = mean cos(x, x_hat);
+    l2_ratio = mean ||x_hat|| / ||x||; relative_reconstruction_bias = E||x_hat||^2 / E<x, x_hat>;
+    density_log10_hist = latent counts by firing frequency: [never, < 1e-6, [1e-6, 1e-5), ..., [1e-1, 1]].
+    """
+    device = sae.W_dec.device
+    n = int(vectors.shape[0])
+    if n == 0:
+        raise ValueError("no vectors to evaluate")
+    dd = dict(dtype=torch.float64, device=device)
+    shift = None  # the first batch's mean: a shifted-data variance, safe against a large mean
+    sum_x, sum_sq_dev = torch.zeros(sae.d_in, **dd), torch.zeros((), **dd)
+    sum_err, sum_xhat_sq, sum_dot = (torch.zeros((), **dd) for _ in range(3))
+    sum_cos, sum_ratio, sum_l0, sum_l0_sq = (torch.zeros((), **dd) for _ in range(4))
+    fire_count = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
+    for start in range(0, n, batch_size):
+        x = _as_tensor(vectors[start : start + batch_size]).to(device)
+        f = sae.encode(x)
+        x_hat = sae.decode(f)
+        x64, x_hat64 = x.double(), x_hat.double()
+        if shift is None:
+            shift = x64.mean(0)
+        sum_x += (x64 - shift).sum(0)
+        sum_sq_dev += (x64 - shift).pow(2).sum()
+        sum_err += (x64 - x_hat64).pow(2).sum()
+        sum_xhat_sq += x_hat64.pow(2).sum()
+        dot = (x64 * x_hat64).sum(1)
+        sum_dot += dot.sum()
+        x_norm, x_hat_norm = x64.norm(dim=1), x_hat64.norm(dim=1)
+        sum_cos += (dot / (x_norm * x_hat_norm).clamp_min(1e-30)).sum()
+        sum_ratio += (x_hat_norm / x_norm.clamp_min(1e-30)).sum()
+        active = f > 0
+        l0 = active.sum(1).double()
+        sum_l0 += l0.sum()
+        sum_l0_sq += l0.pow(2).sum()
+        fire_count += active.sum(0)
+
+    total_var = (sum_sq_dev - sum_x.pow(2).sum() / n).item()  # sum ||x - mean||^2
+    fvu = sum_err.item() / total_var if total_var > 0 else math.nan
+    density = fire_count.double().cpu() / n
+    l0_mean = sum_l0.item() / n
+    positive = density[density > 0].numpy()
+    decade = np.clip(np.floor(np.log10(positive)), -7, -1)  # -7: below 1e-6; density 1 joins [1e-1, 1]
+    hist = [int((density == 0).sum())] + [int((decade == b).sum()) for b in range(-7, 0)]
+    return {
+        "n_vectors": n,
+        "fvu": fvu,
+        "explained_variance": 1.0 - fvu,
+        "mse": sum_err.item() / n,
+        "l0": l0_mean,
+        "l0_std": math.sqrt(max(sum_l0_sq.item() / n - l0_mean**2, 0.0)),
+        "dead_fraction": float((fire_count == 0).double().mean()),
+        "dense_fraction": float((density > 1e-2).double().mean()),
+        "dense_fraction_1e-1": float((density > 1e-1).double().mean()),
+        "density_log10_hist": hist,
+        "cosine": sum_cos.item() / n,
+        "l2_ratio": sum_ratio.item() / n,
+        "relative_reconstruction_bias": sum_xhat_sq.item() / sum_dot.item() if sum_dot.item() != 0 else math.nan,
+    }
+
+
+def _as_tensor(rows) -> torch.Tensor:
+    if isinstance(rows, torch.Tensor):
+        return rows.float()
+    return torch.from_numpy(np.asarray(rows, dtype=np.float32))
+
+
+# -----------------------------------------------------------------------------
+# save / load (byte-deterministic: same weights and metrics -> same files)
+
+
+def save_sae(sae: SparseAutoencoder, folder, metrics: dict | None = None) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {name: getattr(sae, name).detach().cpu().float().numpy() for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
+    _write_npz(folder / "sae.npz", arrays)
+    cfg = {
+        "format": "atlasgen.sae",
+        "format_version": FORMAT_VERSION,
+        "architecture": sae.architecture,
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        "k": sae.k,
+        "codes": "activation units; unit-norm W_dec rows; batchtopk keeps relu(pre) > threshold",
+    }
+    _write_json(folder / "cfg.json", cfg)
+    if metrics is not None:
+        _write_json(folder / "metrics.json", metrics)
+
+
+def load_sae(folder) -> SparseAutoencoder:
+    folder = Path(folder)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    if cfg.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{folder}: SAE format version {cfg.get('format_version')}, expected {FORMAT_VERSION}")
+    sae = SparseAutoencoder(cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg["k"])
+    with np.load(folder / "sae.npz") as arrays:
+        state = {name: torch.from_numpy(np.array(arrays[name], dtype=np.float32)) for name in arrays.files}
+    sae.load_state_dict(state)
+    return sae
+
+
+def _write_npz(path: Path, arrays: dict) -> None:
+    """np.savez with fixed zip timestamps (np.savez stamps the current time into the archive)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, array in arrays.items():
+            buffer = BytesIO()
+            np.lib.format.write_array(buffer, np.array(array, order="C"), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buffer.getvalue())
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(_plain(obj), sort_keys=True, indent=1, allow_nan=False) + "\n")
+
+
+def _plain(obj):
+    """JSON-ready copy: floats rounded to 9 significant digits (NaN/inf -> null), numpy -> python."""
+    if isinstance(obj, dict):
+        return {str(key): _plain(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(value) for value in obj]
+    if isinstance(obj, torch.Tensor):
+        return _plain(obj.tolist())
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return float(f"{value:.9g}") if math.isfinite(value) else None
+    return obj

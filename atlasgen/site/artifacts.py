@@ -1,0 +1,273 @@
+"""Read the upstream artifacts (docs/artifacts.md) once, into plain arrays.
+
+Every array the renderer needs is loaded here a single time; page builders
+only index into these objects. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# Names that become URL path segments must stay plain so links never need escaping.
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Folders the site itself uses next to the layer folders inside <model>/.
+RESERVED_LAYER_NAMES = frozenset({"classes", "index.html"})
+
+
+def check_segment(kind: str, name: str) -> str:
+    """Return ``name`` if it is usable as one URL path segment, else raise."""
+    if not _SEGMENT.match(name):
+        raise ValueError(f"{kind} name {name!r} must match {_SEGMENT.pattern} to be used in URLs")
+    return name
+
+
+def class_slugs(names: list[str]) -> list[str]:
+    """URL slug per class name: lowercase ``[a-z0-9-]``, unique (``-<id>`` added on collision)."""
+    base = []
+    for i, name in enumerate(names):
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        base.append(slug or f"class-{i}")
+    counts: dict[str, int] = {}
+    for slug in base:
+        counts[slug] = counts.get(slug, 0) + 1
+    return [slug if counts[slug] == 1 else f"{slug}-{i}" for i, slug in enumerate(base)]
+
+
+def _read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@dataclass
+class Dataset:
+    folder: Path
+    info: dict
+    class_names: list[str]
+    class_slugs: list[str]
+    superclass_of: list[str | None]
+    facet_names: list[list[str]]
+    labels: np.ndarray  # (N,) int64
+    split: np.ndarray | None  # (N,) uint8, 0 train, 1 held out
+    facets: np.ndarray | None  # (N,) int64 facet index within the class (demo only)
+    images: np.ndarray | None  # (N, S, S, 3) uint8, memory-mapped
+    paths: list[str] | None  # folder sources: one path per image
+
+    @property
+    def identity(self):
+        return self.info.get("identity")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def image(self, index: int) -> np.ndarray:
+        """RGB uint8 array of dataset image ``index``."""
+        if self.images is not None:
+            return np.asarray(self.images[index])
+        from PIL import Image
+
+        path = Path(self.paths[index])
+        if not path.is_absolute():
+            path = self.folder / path
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+
+
+def load_dataset(folder: Path) -> Dataset:
+    folder = Path(folder)
+    info = _read_json(folder / "dataset.json")
+    classes = sorted(info["classes"], key=lambda c: c["id"])
+    names = [str(c["name"]) for c in classes]
+    if [c["id"] for c in classes] != list(range(len(classes))):
+        raise ValueError("dataset.json classes must have ids 0..K-1")
+    images = paths = None
+    if (folder / "images.npy").exists():
+        images = np.load(folder / "images.npy", mmap_mode="r")
+    elif (folder / "paths.json").exists():
+        paths = _read_json(folder / "paths.json")
+        if isinstance(paths, dict):  # tolerate {"paths": [...]}
+            paths = paths["paths"]
+    optional = {
+        name: np.load(folder / f"{name}.npy") if (folder / f"{name}.npy").exists() else None
+        for name in ("split", "facets")
+    }
+    return Dataset(
+        folder=folder,
+        info=info,
+        class_names=names,
+        class_slugs=class_slugs(names),
+        superclass_of=[c.get("superclass") for c in classes],
+        facet_names=[list(c.get("facets") or []) for c in classes],
+        labels=np.load(folder / "labels.npy"),
+        split=optional["split"],
+        facets=optional["facets"],
+        images=images,
+        paths=paths,
+    )
+
+
+@dataclass
+class UnitExamples:
+    """examples/L/{features,neurons}.npz: one row per unit."""
+
+    top_idx: np.ndarray  # (U, k) int64, -1 padding
+    top_val: np.ndarray  # (U, k) float32
+    top_maps: np.ndarray  # (U, k, H, W) float16
+    max_act: np.ndarray  # (U,)
+    density: np.ndarray  # (U,)
+    mean_act: np.ndarray  # (U,)
+    hist: np.ndarray  # (U, B) int64
+    hist_edges: np.ndarray  # (B+1,) fractions of max_act
+    top_classes: np.ndarray  # (U, 3) int64, -1 padding
+    top_class_weights: np.ndarray  # (U, 3)
+    label_entropy: np.ndarray  # (U,)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.max_act.shape[0])
+
+
+def load_examples(path: Path) -> UnitExamples:
+    with np.load(path) as z:
+        return UnitExamples(**{name: z[name] for name in UnitExamples.__dataclass_fields__})
+
+
+@dataclass
+class Featurevis:
+    """featurevis/L/: which units have a visualisation and a thumbnail."""
+
+    folder: Path
+    available: dict[str, frozenset[int]] = field(default_factory=dict)  # subfolder -> ids
+
+    def path(self, sub: str, unit: int) -> Path | None:
+        if unit in self.available.get(sub, ()):
+            return self.folder / sub / f"{unit}.webp"
+        return None
+
+
+def load_featurevis(folder: Path) -> Featurevis:
+    folder = Path(folder)
+    available = {}
+    for sub in ("features", "neurons", "features_thumb", "neurons_thumb"):
+        ids = set()
+        if (folder / sub).is_dir():
+            for name in os.listdir(folder / sub):
+                stem, dot, ext = name.partition(".")
+                if ext == "webp" and stem.isdigit():
+                    ids.add(int(stem))
+        available[sub] = frozenset(ids)
+    return Featurevis(folder=folder, available=available)
+
+
+@dataclass
+class Layer:
+    name: str
+    shape: list[int] | None  # [C, H, W] from model.json
+    sae_sha256: str
+    W_dec: np.ndarray  # (F, C)
+    sae_cfg: dict
+    sae_metrics: dict
+    features: UnitExamples
+    neurons: UnitExamples
+    class_weights_features: np.ndarray  # (F, K)
+    class_weights_neurons: np.ndarray  # (C, K)
+    circuits_info: dict
+    map: dict  # map.json
+    featurevis: Featurevis
+
+    @property
+    def n_features(self) -> int:
+        return int(self.W_dec.shape[0])
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.W_dec.shape[1])
+
+    def feature_label(self, i: int) -> str:
+        return self._labels.get(i, "")
+
+    def __post_init__(self):
+        self._labels = {int(f["id"]): str(f.get("label") or "") for f in self.map.get("features", [])}
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer:
+    sae_dir = Path(artifacts["sae"]) / name
+    with np.load(sae_dir / "sae.npz") as z:
+        W_dec = np.asarray(z["W_dec"], dtype=np.float32)
+    features = load_examples(Path(artifacts["examples"]) / name / "features.npz")
+    neurons = load_examples(Path(artifacts["examples"]) / name / "neurons.npz")
+    with np.load(Path(artifacts["circuits"]) / name / "class_weights.npz") as z:
+        cw_features = np.asarray(z["features"], dtype=np.float32)
+        cw_neurons = np.asarray(z["neurons"], dtype=np.float32)
+    circuits_json = Path(artifacts["circuits"]) / name / "circuits.json"
+    layer = Layer(
+        name=name,
+        shape=(model_info.get("layers") or {}).get(name),
+        sae_sha256=_sha256_file(sae_dir / "sae.npz"),
+        W_dec=W_dec,
+        sae_cfg=_read_json(sae_dir / "cfg.json") if (sae_dir / "cfg.json").exists() else {},
+        sae_metrics=_read_json(sae_dir / "metrics.json") if (sae_dir / "metrics.json").exists() else {},
+        features=features,
+        neurons=neurons,
+        class_weights_features=cw_features,
+        class_weights_neurons=cw_neurons,
+        circuits_info=_read_json(circuits_json) if circuits_json.exists() else {},
+        map=_read_json(Path(artifacts["map"]) / name / "map.json"),
+        featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),
+    )
+    F, C = W_dec.shape
+    checks = {
+        "examples features rows": (features.n_units, F),
+        "examples neurons rows": (neurons.n_units, C),
+        "class_weights features rows": (cw_features.shape[0], F),
+        "class_weights neurons rows": (cw_neurons.shape[0], C),
+    }
+    for what, (got, want) in checks.items():
+        if got != want:
+            raise ValueError(f"layer {name}: {what} = {got}, expected {want} (sae.npz W_dec is {F}x{C})")
+    return layer
+
+
+@dataclass
+class Artifacts:
+    dataset: Dataset
+    model_info: dict
+    layers: list[Layer]
+
+
+def load_artifacts(artifacts: dict[str, Path], layers: list[str]) -> Artifacts:
+    """Load every artifact the site needs, once."""
+    missing = {"dataset", "model", "sae", "featurevis", "examples", "circuits", "map"} - set(artifacts)
+    if missing:
+        raise ValueError(f"artifacts missing stages: {sorted(missing)}")
+    dataset = load_dataset(Path(artifacts["dataset"]))
+    model_info = _read_json(Path(artifacts["model"]) / "model.json")
+    for name in layers:
+        check_segment("layer", name)
+        if name in RESERVED_LAYER_NAMES:
+            raise ValueError(f"layer name {name!r} collides with a site folder")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"duplicate layer names: {layers}")
+    loaded = [load_layer(artifacts, name, model_info) for name in layers]
+    for layer in loaded:
+        if layer.class_weights_features.shape[1] != dataset.n_classes:
+            raise ValueError(
+                f"layer {layer.name}: class_weights has {layer.class_weights_features.shape[1]} classes, "
+                f"dataset.json has {dataset.n_classes}"
+            )
+    return Artifacts(dataset=dataset, model_info=model_info, layers=loaded)

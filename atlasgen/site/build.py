@@ -1,0 +1,156 @@
+"""Render the static atlas: artifacts in, a folder of HTML/CSS/JS/WebP out.
+
+Reads the stage artifacts once (``artifacts.load_artifacts``), builds page
+contexts in Python (``pages``), renders each Jinja template compiled once, and
+writes files directly. Never imports torch. Same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import jinja2
+
+import atlasgen
+from atlasgen.site import pages, urls
+from atlasgen.site.artifacts import check_segment, load_artifacts
+from atlasgen.site.fmt import dumps, js_global
+from atlasgen.site.images import DatasetImages
+from atlasgen.site.resources import resource_dir
+
+
+@dataclass
+class SiteSummary:
+    pages: int
+    files: int
+    bytes: int
+
+
+def make_environment() -> jinja2.Environment:
+    """Jinja environment over ``templates/``; templates are compiled once and cached."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        auto_reload=False,
+    )
+
+
+class _Writer:
+    """Renders contexts to files under ``out_dir`` and counts pages."""
+
+    def __init__(self, out_dir: Path, env: jinja2.Environment, total: int,
+                 progress: Callable[[int, int], None] | None):
+        self.out_dir = out_dir
+        self.env = env
+        self.templates: dict[str, jinja2.Template] = {}
+        self.pages = 0
+        self.total = total
+        self.progress = progress
+
+    def page(self, path: str, template: str, context: dict) -> None:
+        tpl = self.templates.get(template)
+        if tpl is None:
+            tpl = self.templates[template] = self.env.get_template(template)
+        self.text(path, tpl.render(context))
+        self.pages += 1
+        if self.progress is not None:
+            self.progress(self.pages, self.total)
+
+    def text(self, path: str, content: str) -> None:
+        target = self.out_dir / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content.encode("utf-8"))
+
+    def copy(self, source: Path, path: str) -> None:
+        target = self.out_dir / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+
+
+def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: str, title: str, date: str,
+                base_url: str, out_dir: Path, progress=None) -> SiteSummary:
+    """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
+
+    ``artifacts`` maps stage name -> artifact folder: 'dataset', 'model', 'sae',
+    'featurevis', 'examples', 'circuits', 'map' (layout in docs/artifacts.md;
+    per-layer subfolders named after the layer). ``progress(n_pages_done,
+    n_pages_total)`` is called after each page when given.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise FileNotFoundError(f"output folder {out_dir} does not exist")
+    if any(out_dir.iterdir()):
+        raise FileExistsError(f"output folder {out_dir} is not empty")
+    check_segment("model", model_name)
+    arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
+    site = pages.Site(title=title, date=date, base_url=base_url, model=model_name, version=atlasgen.__version__)
+    indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
+    images = DatasetImages(arts.dataset, out_dir)
+    images.prepare(
+        idx for L in arts.layers for ex in (L.features, L.neurons) for idx in ex.top_idx.ravel().tolist()
+    )
+
+    total = 2 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
+    w = _Writer(out_dir, make_environment(), total, progress)
+
+    w.page(*pages.home_page(site, arts, indexes))
+    w.page(*pages.model_page(site, arts))
+    for L in arts.layers:
+        ix = indexes[L.name]
+        copy_unit_images(w, ix)
+        w.page(*pages.layer_page(site, ix))
+        w.page(*pages.map_page(site, ix))
+        w.text(f"{model_name}/{L.name}/map/points.js", js_global("ATLAS_MAP", pages.map_points(site, ix)))
+        for i in range(L.n_features):
+            w.page(*pages.unit_page(site, ix, "f", i, images))
+        for n in range(L.n_neurons):
+            w.page(*pages.unit_page(site, ix, "n", n, images))
+        w.text(urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n")
+    for c in range(arts.dataset.n_classes):
+        w.page(*pages.class_page(site, arts, indexes, c, images))
+
+    w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
+    w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
+    copy_static(out_dir)
+    files, size = _tree_size(out_dir)
+    return SiteSummary(pages=w.pages, files=files, bytes=size)
+
+
+def copy_unit_images(w: _Writer, ix: pages.LayerIndex) -> None:
+    """Copy each feature/neuron visualisation and thumbnail into its unit folder, once."""
+    fv = ix.layer.featurevis
+    for kind, sub in (("f", "features"), ("n", "neurons")):
+        for i, path in sorted(ix.vis[kind].items()):
+            w.copy(fv.path(sub, i), path)
+        for i, path in sorted(ix.thumb[kind].items()):
+            if path != ix.vis[kind].get(i):  # thumbnail missing: pages reuse vis.webp
+                w.copy(fv.path(sub + "_thumb", i), path)
+
+
+def copy_static(out_dir: Path) -> None:
+    """Copy ``static/`` (CSS, JS, icons) into the site's ``static/``."""
+    source = resource_dir("static")
+    for name in sorted(os.listdir(source)):
+        if name.startswith("."):
+            continue
+        src = source / name
+        if src.is_file():
+            (out_dir / "static").mkdir(exist_ok=True)
+            shutil.copyfile(src, out_dir / "static" / name)
+
+
+def _tree_size(root: Path) -> tuple[int, int]:
+    files = size = 0
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            files += 1
+            size += os.path.getsize(os.path.join(folder, name))
+    return files, size

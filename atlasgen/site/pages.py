@@ -1,0 +1,621 @@
+"""Page contexts: everything a template shows, prepared in Python.
+
+Templates only loop and print. Each ``*_page`` function returns
+``(path, template, context)`` with ``path`` relative to the site root. Paths
+inside a context are root-relative too; templates prefix them with ``root``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from atlasgen.site import svg, urls
+from atlasgen.site.artifacts import Artifacts, Dataset, Layer
+from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
+from atlasgen.site.images import DatasetImages, heatmap_data_uris
+
+N_SIMILAR = 6  # most similar features (decoder cosine) on a feature page
+N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
+N_LOADING_FEATURES = 8  # features with the largest |W_dec[:, n]| on a neuron page
+N_DRIVES = 5  # classes a unit drives most (and suppresses most: N_SUPPRESSES)
+N_SUPPRESSES = 3
+N_CLASS_FEATURES = 12  # facets shown per layer on a class page
+N_CLASS_NEURONS = 8
+N_CLASS_IMAGES = 8  # dataset images per facet (or per class) on a class page
+N_HOME_FEATURES = 12  # strongest features of the first layer shown on the home page
+
+N_MAP_COLOURS = 12  # length of the palette in atlas.js (map) and atlas.css (.sw-*)
+
+KIND_NAMES = {"f": "feature", "n": "neuron"}
+
+
+@dataclass(frozen=True)
+class Site:
+    """Settings shared by every page."""
+
+    title: str
+    date: str
+    base_url: str
+    model: str
+    version: str
+
+    def permalink(self, path: str) -> str:
+        if not self.base_url:
+            return path
+        return self.base_url.rstrip("/") + "/" + path
+
+
+def top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values, ties broken by lower index (deterministic)."""
+    values = np.asarray(values)
+    k = min(k, values.shape[0])
+    return np.argsort(-values, kind="stable")[:k]
+
+
+class LayerIndex:
+    """Per-layer lookups shared by many pages, computed once."""
+
+    def __init__(self, site: Site, layer: Layer, dataset: Dataset):
+        self.site = site
+        self.layer = layer
+        self.dataset = dataset
+        m, name = site.model, layer.name
+        F, C = layer.n_features, layer.n_neurons
+        self.labels = [layer.feature_label(i) for i in range(F)]
+
+        fv = layer.featurevis
+        # Root-relative paths of the visualisation files this site copies (see build.copy_unit_images).
+        self.vis = {"f": {}, "n": {}}
+        self.thumb = {"f": {}, "n": {}}
+        for kind, sub, count in (("f", "features", F), ("n", "neurons", C)):
+            for i in range(count):
+                folder = urls.unit_dir(m, name, kind, i)
+                if fv.path(sub, i) is not None:
+                    self.vis[kind][i] = f"{folder}/vis.webp"
+                if fv.path(sub + "_thumb", i) is not None:
+                    self.thumb[kind][i] = f"{folder}/thumb.webp"
+                elif i in self.vis[kind]:
+                    self.thumb[kind][i] = self.vis[kind][i]
+        self.vis_size = {kind: _first_image_size(fv, sub) for kind, sub in (("f", "features"), ("n", "neurons"))}
+
+        self.feature_cards = [self._card("f", i) for i in range(F)]
+        self.neuron_cards = [self._card("n", i) for i in range(C)]
+
+        # Decoder geometry: similar features, and feature <-> neuron loadings.
+        W = layer.W_dec.astype(np.float32)
+        absW = np.abs(W)
+        self.decoder_neurons = _top_k_rows(absW, N_DECODER_NEURONS)
+        self.loading_features = _top_k_rows(absW.T, N_LOADING_FEATURES)
+        self.similar, self.similar_cos = _similar_features(W, N_SIMILAR)
+
+    def _card(self, kind: str, i: int) -> dict:
+        L, m = self.layer, self.site.model
+        ex = L.features if kind == "f" else L.neurons
+        label = self.labels[i] if kind == "f" else ""
+        return {
+            "id": i,
+            "code": f"{kind}/{i}",
+            "kind_name": KIND_NAMES[kind],
+            "href": urls.unit(m, L.name, kind, i),
+            "thumb": self.thumb[kind].get(i),
+            "label": label,
+            "top_class": self.top_class_text(ex, i),
+            "density": fmt_pct(ex.density[i]),
+            "max_act": fmt_num(ex.max_act[i]),
+            # Sort keys for the layer grid (fixed precision, stable bytes).
+            "sort_density": f"{float(ex.density[i]):.6g}",
+            "sort_max": f"{float(ex.max_act[i]):.6g}",
+            "dead": float(ex.density[i]) <= 0,
+        }
+
+    def top_class_text(self, ex, i: int) -> str:
+        c = int(ex.top_classes[i, 0])
+        if c < 0:
+            return ""
+        return f"{self.dataset.class_names[c]} {fmt_pct(ex.top_class_weights[i, 0])}"
+
+
+def _first_image_size(fv, sub: str) -> tuple[int, int] | None:
+    ids = sorted(fv.available.get(sub, ()))
+    if not ids:
+        return None
+    from PIL import Image
+
+    with Image.open(fv.path(sub, ids[0])) as im:
+        return im.size
+
+
+def _similar_features(W: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` other features by cosine similarity of decoder rows, in chunks (F x F never held)."""
+    F = W.shape[0]
+    k = min(k, max(F - 1, 0))
+    norms = np.linalg.norm(W, axis=1, keepdims=True)
+    Wn = W / np.where(norms > 0, norms, 1.0)
+    ids = np.zeros((F, k), dtype=np.int64)
+    cos = np.zeros((F, k), dtype=np.float32)
+    if k == 0:
+        return ids, cos
+    for start in range(0, F, chunk):
+        S = Wn[start:start + chunk] @ Wn.T
+        rows = np.arange(S.shape[0])
+        S[rows, start + rows] = -np.inf  # not similar to itself
+        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(S, part, axis=1)
+        order = np.lexsort((part, -vals), axis=1)  # by similarity, then lower id
+        ids[start:start + chunk] = np.take_along_axis(part, order, axis=1)
+        cos[start:start + chunk] = np.take_along_axis(vals, order, axis=1)
+    return ids, cos
+
+
+def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
+    """Row-wise ``top_k`` for a 2-D array."""
+    k = min(k, values.shape[1])
+    return np.argsort(-values, axis=1, kind="stable")[:, :k]
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def crumbs(site: Site, *items: tuple[str, str | None]) -> list[dict]:
+    """Breadcrumb: atlas > model > ...; the last item (href None) is the current page."""
+    out = [{"label": "atlas", "href": urls.home()}]
+    out += [{"label": label, "href": href} for label, href in items]
+    return out
+
+
+def base_context(site: Site, path: str, page_title: str, crumb_list: list[dict], **extra) -> dict:
+    ctx = {
+        "root": urls.root_prefix(path),
+        "title": site.title,
+        "page_title": page_title,
+        "date": site.date,
+        "version": site.version,
+        "crumbs": crumb_list,
+        "scripts": [],
+        "body_class": "",
+        "description": "",
+    }
+    ctx.update(extra)
+    return ctx
+
+
+def class_link(site: Site, dataset: Dataset, c: int) -> dict:
+    return {"name": dataset.class_names[c], "href": urls.class_page(site.model, dataset.class_slugs[c])}
+
+
+def bibtex_escape(text: str) -> str:
+    return re.sub(r"([\\{}&%$#_^~])", lambda mt: {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}.get(mt.group(1), "\\" + mt.group(1)), text)
+
+
+def citation(site: Site, layer: Layer, kind: str, unit: int, label: str) -> dict:
+    """Permalink, BibTeX and plain text for one unit page."""
+    path = urls.unit(site.model, layer.name, kind, unit)
+    permalink = site.permalink(path)
+    code = f"{layer.name}/{kind}/{unit}"
+    name = f"{site.model} {code}" + (f": {label}" if label else "")
+    sae = f"sha256:{layer.sae_sha256[:16]}"
+    year = site.date[:4] if site.date[:4].isdigit() else site.date
+    key = re.sub(r"[^A-Za-z0-9]+", "-", f"{site.title}-{site.model}-{layer.name}-{kind}{unit}").strip("-").lower()
+    what = "SAE feature" if kind == "f" else "neuron"
+    bibtex = "\n".join([
+        f"@misc{{{key},",
+        f"  title        = {{{{{bibtex_escape(name)}}}}},",
+        f"  howpublished = {{{bibtex_escape(site.title)}, \\url{{{permalink}}}}},",
+        f"  year         = {{{bibtex_escape(year)}}},",
+        f"  note         = {{{what} {unit} of layer {bibtex_escape(layer.name)}, SAE {sae}, version of {bibtex_escape(site.date)}}}",
+        "}",
+    ])
+    plain = f"{site.title}. \u201c{name}.\u201d {site.date}. {permalink} (SAE {sae})."
+    return {"permalink": permalink, "bibtex": bibtex, "plain": plain, "absolute": bool(site.base_url)}
+
+
+def class_weight_rows(site: Site, dataset: Dataset, weights: np.ndarray) -> dict:
+    """Classes a unit drives most and suppresses most, with bar widths relative to the largest |w|."""
+    scale = float(np.abs(weights).max()) if weights.size else 0.0
+
+    def row(c: int) -> dict:
+        w = float(weights[c])
+        return {**class_link(site, dataset, c), "weight": fmt_signed(w),
+                "bar": f"{100 * abs(w) / scale:.1f}" if scale > 0 else "0", "negative": w < 0}
+
+    drives = [row(int(c)) for c in top_k(weights, N_DRIVES) if weights[c] > 0]
+    suppresses = [row(int(c)) for c in top_k(-weights, N_SUPPRESSES) if weights[c] < 0]
+    return {"drives": drives, "suppresses": suppresses}
+
+
+# ---------------------------------------------------------------- pages
+
+
+def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tuple[str, str, dict]:
+    path = urls.home()
+    layers = [
+        {"name": L.name, "href": urls.layer(site.model, L.name), "map": urls.layer_map(site.model, L.name),
+         "n_features": fmt_count(L.n_features), "n_neurons": fmt_count(L.n_neurons)}
+        for L in arts.layers
+    ]
+    example, highlights = None, []
+    if arts.layers and arts.layers[0].n_features:
+        L = arts.layers[0]
+        strongest = top_k(L.features.max_act, N_HOME_FEATURES)
+        best = int(strongest[0])
+        example = {"code": f"{L.name}/f/{best}", "id": best, "href": urls.unit(site.model, L.name, "f", best)}
+        highlights = [indexes[L.name].feature_cards[int(i)] for i in strongest]
+        highlights = {"layer": L.name, "href": urls.layer(site.model, L.name), "cards": highlights}
+    ctx = base_context(
+        site, path, site.title, [],
+        model={"name": site.model, "href": urls.model(site.model),
+               "n_classes": fmt_count(arts.dataset.n_classes),
+               "accuracy": _accuracy_text(arts.model_info)},
+        layers=layers,
+        dataset_identity=arts.dataset.identity,
+        example=example,
+        highlights=highlights,
+        scripts=["search_index.js"],
+        body_class="home",
+    )
+    return path, "home.html", ctx
+
+
+def _accuracy_text(model_info: dict) -> str | None:
+    acc = model_info.get("heldout_accuracy")
+    if acc is None:
+        return None
+    text = f"{fmt_pct(acc)} held-out accuracy"
+    chance = model_info.get("chance_accuracy")
+    if chance is not None:
+        text += f" (chance {fmt_pct(chance)})"
+    return text
+
+
+_METRIC_NAMES = {
+    "fvu": "FVU (fraction of variance unexplained)",
+    "explained_variance": "explained variance",
+    "l0": "L0 (active features per position)",
+    "dead_fraction": "dead fraction (in training)",
+}
+
+
+def _metric_rows(metrics: dict) -> list[dict]:
+    rows = []
+    for key in sorted(metrics):
+        value = metrics[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                rows.append({"name": _METRIC_NAMES.get(key, key.replace("_", " ")), "value": value})
+            continue
+        rows.append({"name": _METRIC_NAMES.get(key, key.replace("_", " ")), "value": fmt_num(value, 4)})
+    return rows
+
+
+def _layer_summary(site: Site, L: Layer) -> dict:
+    metrics = L.sae_metrics
+    def metric(key, pct=False):
+        v = metrics.get(key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return "n/a"
+        return fmt_pct(v) if pct else fmt_num(v, 3)
+    return {
+        "name": L.name,
+        "href": urls.layer(site.model, L.name),
+        "map": urls.layer_map(site.model, L.name),
+        "shape": "\u00d7".join(str(s) for s in L.shape) if L.shape else "",
+        "n_features": fmt_count(L.n_features),
+        "n_neurons": fmt_count(L.n_neurons),
+        "architecture": str(L.sae_cfg.get("architecture", "")),
+        "fvu": metric("fvu"),
+        "l0": metric("l0"),
+        "dead": metric("dead_fraction", pct=True),
+    }
+
+
+def model_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
+    path = urls.model(site.model)
+    ds = arts.dataset
+    groups: dict[str, list[dict]] = {}
+    for c in range(ds.n_classes):
+        groups.setdefault(ds.superclass_of[c] or "", []).append(class_link(site, ds, c))
+    order = [s for s in ds.info.get("superclasses") or [] if s in groups]
+    order += sorted(s for s in groups if s not in order)
+    ctx = base_context(
+        site, path, site.model, crumbs(site, (site.model, None)),
+        model_name=site.model,
+        accuracy=_accuracy_text(arts.model_info),
+        source=arts.model_info.get("source"),
+        dataset={"identity": ds.identity, "source": ds.info.get("source"),
+                 "n_images": fmt_count(ds.info.get("n_images", len(ds.labels))),
+                 "n_classes": fmt_count(ds.n_classes)},
+        layers=[_layer_summary(site, L) for L in arts.layers],
+        class_groups=[{"name": s, "classes": groups[s]} for s in order],
+    )
+    return path, "model.html", ctx
+
+
+def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
+    L = ix.layer
+    path = urls.layer(site.model, L.name)
+    density = L.features.density
+    alive = int((density > 0).sum())
+    facts = [
+        {"name": "SAE features", "value": fmt_count(L.n_features)},
+        {"name": "neurons (channels)", "value": fmt_count(L.n_neurons)},
+        {"name": "features firing on the dataset", "value": f"{fmt_count(alive)} ({fmt_pct(alive / max(L.n_features, 1))})"},
+        {"name": "median feature density", "value": fmt_pct(float(np.median(density))) if density.size else "n/a"},
+    ]
+    for key in ("architecture", "d_in", "d_sae", "k"):
+        if key in L.sae_cfg:
+            facts.append({"name": f"SAE {key.replace('_', ' ')}", "value": str(L.sae_cfg[key])})
+    facts.append({"name": "SAE sha256", "value": L.sae_sha256[:16]})
+    ctx = base_context(
+        site, path, f"{L.name}", crumbs(site, (site.model, urls.model(site.model)), (L.name, None)),
+        layer=_layer_summary(site, L),
+        facts=facts,
+        metrics=_metric_rows(L.sae_metrics),
+        density_svg=svg.density_histogram(density),
+        features=ix.feature_cards,
+        neurons=ix.neuron_cards,
+        vis_pixelated=_pixelated(ix.vis_size.get("f"), 120),
+        data_href=urls.features_data(site.model, L.name),
+        body_class="layer",
+    )
+    return path, "layer.html", ctx
+
+
+def _pixelated(size: tuple[int, int] | None, display: int) -> bool:
+    return size is not None and max(size) < display
+
+
+def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages) -> list[dict]:
+    ds = ix.dataset
+    shown = [j for j in range(ex.top_idx.shape[1]) if ex.top_idx[i, j] >= 0]
+    heat = heatmap_data_uris(ex.top_maps[i, shown], float(ex.max_act[i])) if shown else []
+    out = []
+    for j, heat_uri in zip(shown, heat):
+        idx = int(ex.top_idx[i, j])
+        c = int(ds.labels[idx])
+        facet = ""
+        if ds.facets is not None and ds.facet_names[c]:
+            fi = int(ds.facets[idx])
+            if 0 <= fi < len(ds.facet_names[c]):
+                facet = ds.facet_names[c][fi]
+        out.append({
+            "src": images.url(idx),
+            "heat": heat_uri,
+            "act": fmt_num(ex.top_val[i, j]),
+            "index": idx,
+            "facet": facet,
+            **{"class_" + k: v for k, v in class_link(site, ds, c).items()},
+        })
+    return out
+
+
+def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImages) -> tuple[str, str, dict]:
+    """A feature (kind "f") or neuron (kind "n") page."""
+    L, ds = ix.layer, ix.dataset
+    m = site.model
+    ex = L.features if kind == "f" else L.neurons
+    count = ex.n_units
+    path = urls.unit(m, L.name, kind, i)
+    label = ix.labels[i] if kind == "f" else ""
+    code = f"{L.name}/{kind}/{i}"
+
+    stats = [
+        {"name": "density", "value": fmt_pct(ex.density[i]), "help": "fraction of images where it fires anywhere"},
+        {"name": "max activation", "value": fmt_num(ex.max_act[i]), "help": "maximum over the dataset"},
+        {"name": "mean activation", "value": fmt_num(ex.mean_act[i]), "help": "mean per-image maximum where it fires"},
+        {"name": "label entropy", "value": f"{fmt_num(ex.label_entropy[i])} nats",
+         "help": "activation-weighted entropy of the classes of its top images"},
+    ]
+    top_classes = [
+        {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
+        for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0
+    ]
+    weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[i]
+    if kind == "f":
+        related = [{"title": "Similar features", "note": "cosine similarity of decoder directions",
+                    "cards": [{**ix.feature_cards[int(j)], "value": fmt_num(c)}
+                              for j, c in zip(ix.similar[i], ix.similar_cos[i])]},
+                   {"title": "Neurons it writes to", "note": "largest |W_dec| entries of this feature",
+                    "cards": [{**ix.neuron_cards[int(n)], "value": fmt_signed(L.W_dec[i, int(n)])}
+                              for n in ix.decoder_neurons[i]]}]
+    else:
+        related = [{"title": "SAE features loading on this neuron", "note": "largest |W_dec[:, n]|",
+                    "cards": [{**ix.feature_cards[int(f)], "value": fmt_signed(L.W_dec[int(f), i])}
+                              for f in ix.loading_features[i]]}]
+    vis_size = ix.vis_size.get(kind)
+    ctx = base_context(
+        site, path, f"{code}" + (f" \u00b7 {label}" if label else ""),
+        crumbs(site, (m, urls.model(m)), (L.name, urls.layer(m, L.name)), (f"{kind}/{i}", None)),
+        kind=kind,
+        kind_name=KIND_NAMES[kind],
+        unit_id=i,
+        code=code,
+        layer_name=L.name,
+        label=label,
+        dead=float(ex.density[i]) <= 0,
+        prev_href=urls.unit(m, L.name, kind, (i - 1) % count),
+        next_href=urls.unit(m, L.name, kind, (i + 1) % count),
+        prev_code=f"{kind}/{(i - 1) % count}",
+        next_code=f"{kind}/{(i + 1) % count}",
+        stats=stats,
+        vis=ix.vis[kind].get(i),
+        vis_width=vis_size[0] if vis_size else None,
+        vis_height=vis_size[1] if vis_size else None,
+        vis_pixelated=_pixelated(vis_size, 256),
+        examples=_examples(site, ix, ex, i, images),
+        images_pixelated=images.pixelated,
+        hist_svg=svg.activation_histogram(ex.hist[i], ex.hist_edges, float(ex.max_act[i])),
+        top_classes=top_classes,
+        circuits=class_weight_rows(site, ds, weights),
+        circuits_method=str(L.circuits_info.get("method", "")),
+        circuits_exact=L.circuits_info.get("exact"),
+        related=related,
+        map_href=f"{urls.layer_map(m, L.name)}#f={i}" if kind == "f" else None,
+        links_title="Where it sits" if kind == "f" else "See also",
+        layer_href=urls.layer(m, L.name),
+        cite=citation(site, L, kind, i, label),
+        data_href=urls.features_data(m, L.name) if kind == "f" else None,
+        body_class="unit",
+    )
+    return path, "unit.html", ctx
+
+
+def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: int,
+               images: DatasetImages) -> tuple[str, str, dict]:
+    ds = arts.dataset
+    m = site.model
+    name = ds.class_names[c]
+    path = urls.class_page(m, ds.class_slugs[c])
+    layers = []
+    for L in arts.layers:
+        ix = indexes[L.name]
+        wf = L.class_weights_features[:, c]
+        wn = L.class_weights_neurons[:, c]
+        layers.append({
+            "name": L.name,
+            "href": urls.layer(m, L.name),
+            "features": [{**ix.feature_cards[int(f)], "value": fmt_signed(wf[f])}
+                         for f in top_k(wf, N_CLASS_FEATURES) if wf[f] > 0],
+            "neurons": [{**ix.neuron_cards[int(n)], "value": fmt_signed(wn[n])}
+                        for n in top_k(wn, N_CLASS_NEURONS) if wn[n] > 0],
+        })
+    # Dataset images of this class: training images in index order, grouped by facet when known.
+    members = np.flatnonzero(ds.labels == c)
+    if ds.split is not None:
+        train = members[ds.split[members] == 0]
+        members = train if train.size else members
+    groups = []
+    if ds.facets is not None and ds.facet_names[c]:
+        for fi, facet in enumerate(ds.facet_names[c]):
+            chosen = members[ds.facets[members] == fi][:N_CLASS_IMAGES]
+            if chosen.size:
+                groups.append({"name": facet, "images": [images.url(int(k)) for k in chosen]})
+    else:
+        chosen = members[:2 * N_CLASS_IMAGES]
+        if chosen.size:
+            groups.append({"name": "", "images": [images.url(int(k)) for k in chosen]})
+    ctx = base_context(
+        site, path, f"class {name}",
+        crumbs(site, (m, urls.model(m)), ("classes", urls.model(m) + "#classes"), (name, None)),
+        class_name=name,
+        class_id=c,
+        superclass=ds.superclass_of[c],
+        facet_names=ds.facet_names[c],
+        layers=layers,
+        image_groups=groups,
+        images_pixelated=images.pixelated,
+        n_images=fmt_count(int((ds.labels == c).sum())),
+        body_class="class",
+    )
+    return path, "class.html", ctx
+
+
+def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
+    L = ix.layer
+    m = site.model
+    path = urls.layer_map(m, L.name)
+    levels = L.map.get("levels") or []
+    top = levels[0] if levels else []
+    cluster_index = {cl["id"]: n for n, cl in enumerate(top)}
+    by_cluster: dict[int, list[dict]] = {n: [] for n in range(len(top))}
+    unclustered = []
+    for f in sorted(L.map.get("features", []), key=lambda f: int(f["id"])):
+        clusters = f.get("clusters") or []
+        n = cluster_index.get(clusters[0]) if clusters else None
+        card = ix.feature_cards[int(f["id"])]
+        (by_cluster[n] if n is not None else unclustered).append(card)
+    clusters = [{"name": cl.get("name") or f"cluster {cl['id']}", "features": by_cluster[n],
+                 "swatch": n % N_MAP_COLOURS} for n, cl in enumerate(top)]
+    if unclustered:
+        clusters.append({"name": "unclustered", "features": unclustered, "swatch": None})
+    ctx = base_context(
+        site, path, f"{L.name} map",
+        crumbs(site, (m, urls.model(m)), (L.name, urls.layer(m, L.name)), ("map", None)),
+        layer_name=L.name,
+        layer_href=urls.layer(m, L.name),
+        clusters=clusters,
+        n_points=fmt_count(len(L.map.get("features", []))),
+        scripts=[f"{m}/{L.name}/map/points.js"],
+        body_class="map",
+    )
+    return path, "map.html", ctx
+
+
+def map_points(site: Site, ix: LayerIndex) -> dict:
+    """Data for the map canvas (map/points.js): hrefs are relative to the map page."""
+    L = ix.layer
+    levels = L.map.get("levels") or []
+    top = levels[0] if levels else []
+    cluster_index = {cl["id"]: n for n, cl in enumerate(top)}
+    points, labels = [], []
+    for f in sorted(L.map.get("features", []), key=lambda f: int(f["id"])):
+        i = int(f["id"])
+        clusters = f.get("clusters") or []
+        n = cluster_index.get(clusters[0], -1) if clusters else -1
+        points.append([i, json_num(f["x"], 5), json_num(f["y"], 5), n, 1 if i in ix.thumb["f"] else 0])
+        labels.append(ix.labels[i])
+    return {
+        "points": points,
+        "labels": labels,
+        "clusters": [{"name": cl.get("name") or f"cluster {cl['id']}", "x": json_num(cl["x"], 5),
+                      "y": json_num(cl["y"], 5), "size": int(cl.get("size", len(cl.get("members", []))))}
+                     for cl in top],
+        "feature_href": "../f/{id}/index.html",
+        "thumb_href": "../f/{id}/thumb.webp",
+    }
+
+
+def features_export(site: Site, ix: LayerIndex) -> dict:
+    """data/<model>/<layer>/features.json."""
+    L, ds = ix.layer, ix.dataset
+    ex = L.features
+    rows = []
+    for i in range(L.n_features):
+        rows.append({
+            "id": i,
+            "label": ix.labels[i],
+            "density": json_num(ex.density[i]),
+            "max_act": json_num(ex.max_act[i]),
+            "mean_act": json_num(ex.mean_act[i]),
+            "top_classes": [{"class": ds.class_names[int(c)], "share": json_num(w, 4)}
+                            for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0],
+        })
+    return {"model": site.model, "layer": L.name, "sae_sha256": L.sae_sha256, "features": rows}
+
+
+def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> dict:
+    """search_index.js: every feature (id, label, top classes) and every class; hrefs root-relative."""
+    features = []
+    for L in arts.layers:
+        ix = indexes[L.name]
+        ex = L.features
+        for i in range(L.n_features):
+            classes = ", ".join(arts.dataset.class_names[int(c)] for c in ex.top_classes[i] if int(c) >= 0)
+            features.append([urls.unit(site.model, L.name, "f", i), L.name, i, ix.labels[i], classes])
+    classes = [[urls.class_page(site.model, arts.dataset.class_slugs[c]), arts.dataset.class_names[c],
+                arts.dataset.superclass_of[c] or ""] for c in range(arts.dataset.n_classes)]
+    return {"model": site.model, "features": features, "classes": classes}
+
+
+def manifest(site: Site, arts: Artifacts) -> dict:
+    return {
+        "atlasgen_version": site.version,
+        "date": site.date,
+        "title": site.title,
+        "base_url": site.base_url,
+        "model": site.model,
+        "dataset_identity": arts.dataset.identity,
+        "layers": {
+            L.name: {"sae_sha256": L.sae_sha256, "n_features": L.n_features, "n_neurons": L.n_neurons}
+            for L in arts.layers
+        },
+        "urls": {
+            "feature": "<model>/<layer>/f/<id>/index.html",
+            "neuron": "<model>/<layer>/n/<id>/index.html",
+            "class": "<model>/classes/<class-slug>/index.html",
+            "map": "<model>/<layer>/map/index.html",
+            "features_data": "data/<model>/<layer>/features.json",
+        },
+    }

@@ -1,0 +1,144 @@
+"""Inline SVG charts: readable without JavaScript, styled by atlas.css."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+import numpy as np
+from markupsafe import Markup
+
+from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct
+
+_W, _H = 420, 165  # viewBox size (CSS scales it; text stays readable on a phone)
+_PAD_L, _PAD_R, _PAD_T, _PAD_B = 44, 10, 10, 34
+
+
+def _log_y(count: float, top: float) -> float:
+    """Fraction of plot height for ``count`` on a log(1 + n) axis."""
+    return math.log1p(count) / math.log1p(top) if top > 0 else 0.0
+
+
+def bar_histogram(
+    counts,
+    edges,
+    *,
+    x_label: str,
+    x_ticks: list[tuple[float, str]],
+    bar_titles: list[str | None],
+    aria: str,
+    y_label: str = "images (log)",
+    highlight_first: bool = False,
+) -> Markup:
+    """Bar chart of ``counts`` over bin ``edges`` with a log count axis.
+
+    ``x_ticks`` are (position in edge units, label); ``bar_titles`` give each
+    bar a native tooltip (``<title>``); a None title leaves that bin empty (a spacer).
+    """
+    counts = [int(c) for c in counts]
+    edges = [float(e) for e in edges]
+    lo, hi = edges[0], edges[-1]
+    span = (hi - lo) or 1.0
+    top = max(counts) if counts else 0
+    pw, ph = _W - _PAD_L - _PAD_R, _H - _PAD_T - _PAD_B
+
+    def x_of(v: float) -> float:
+        return _PAD_L + (v - lo) / span * pw
+
+    parts = [
+        f'<svg class="hist" viewBox="0 0 {_W} {_H}" role="img" aria-label="{escape(aria)}">',
+        f'<line class="axis" x1="{_PAD_L}" y1="{_PAD_T + ph}" x2="{_PAD_L + pw}" y2="{_PAD_T + ph}"/>',
+    ]
+    for i, c in enumerate(counts):
+        if bar_titles[i] is None:  # a spacer bin
+            continue
+        x0, x1 = x_of(edges[i]), x_of(edges[i + 1])
+        h = _log_y(c, top) * ph
+        cls = "bar first" if (highlight_first and i == 0) else "bar"
+        parts.append(
+            f'<rect class="{cls}" x="{x0 + 0.5:.1f}" y="{_PAD_T + ph - h:.1f}" '
+            f'width="{max(x1 - x0 - 1.0, 0.5):.1f}" height="{h:.1f}">'
+            f"<title>{escape(bar_titles[i])}</title></rect>"
+        )
+    # Log axis: ticks at powers of ten up to the top count.
+    if top > 0:
+        p = 1
+        while p <= top:
+            y = _PAD_T + ph - _log_y(p, top) * ph
+            parts.append(f'<line class="grid" x1="{_PAD_L}" y1="{y:.1f}" x2="{_PAD_L + pw}" y2="{y:.1f}"/>')
+            parts.append(f'<text class="tick" x="{_PAD_L - 5}" y="{y + 3.5:.1f}" text-anchor="end">{fmt_count(p)}</text>')
+            p *= 10
+    for v, label in x_ticks:
+        x = x_of(v)
+        # Ticks at the ends of the axis are anchored inwards so their labels are never clipped.
+        anchor = "start" if x <= _PAD_L + 1 else "end" if x >= _PAD_L + pw - 1 else "middle"
+        parts.append(f'<line class="axis" x1="{x:.1f}" y1="{_PAD_T + ph}" x2="{x:.1f}" y2="{_PAD_T + ph + 4}"/>')
+        parts.append(f'<text class="tick" x="{x:.1f}" y="{_PAD_T + ph + 16}" text-anchor="{anchor}">{escape(label)}</text>')
+    parts.append(
+        f'<text class="label" x="{_PAD_L + pw / 2:.1f}" y="{_H - 3}" text-anchor="middle">{escape(x_label)}</text>'
+    )
+    parts.append(
+        f'<text class="label" x="11" y="{_PAD_T + ph / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 11 {_PAD_T + ph / 2:.1f})">{escape(y_label)}</text>'
+    )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def activation_histogram(hist: np.ndarray, edges: np.ndarray, max_act: float) -> Markup:
+    """Histogram of a unit's per-image max activation (bins relative to its max)."""
+    values = [float(e) * max_act for e in edges]
+    titles = [
+        f"{fmt_num(values[i])} to {fmt_num(values[i + 1])}: {fmt_count(int(c))} images"
+        for i, c in enumerate(hist)
+    ]
+    ticks = [(float(edges[0]), fmt_num(values[0])), (float(edges[-1]), fmt_num(values[-1]))]
+    mid = (float(edges[0]) + float(edges[-1])) / 2
+    ticks.insert(1, (mid, fmt_num(mid * max_act)))
+    return bar_histogram(
+        hist,
+        edges,
+        x_label="max activation per image",
+        x_ticks=ticks,
+        bar_titles=titles,
+        aria="Histogram of this unit's maximum activation per image",
+    )
+
+
+def density_histogram(density: np.ndarray, bins: int = 24) -> Markup:
+    """Histogram of log10(feature density) across a layer; dead features in the first bar."""
+    d = np.asarray(density, dtype=np.float64)
+    alive = d[d > 0]
+    lo = math.floor(float(np.log10(alive.min()))) if alive.size else -4
+    lo = min(lo, -1)
+    hi = 0.0
+    width = (hi - lo) / bins
+    # First bin: dead features, then empty spacer bins so its label has room.
+    spacers = 3
+    edges = [lo - (spacers + 1 - j) * width for j in range(spacers + 1)] + [lo + i * width for i in range(bins + 1)]
+    counts = [int((d <= 0).sum())] + [0] * spacers
+    if alive.size:
+        logs = np.log10(alive)
+        idx = np.clip(((logs - lo) / width).astype(np.int64), 0, bins - 1)
+        counts += np.bincount(idx, minlength=bins).tolist()
+    else:
+        counts += [0] * bins
+    titles = [f"dead (never fires): {fmt_count(counts[0])} features"] + [None] * spacers + [
+        f"density {fmt_pct(10.0 ** edges[i + spacers + 1])} to {fmt_pct(10.0 ** edges[i + spacers + 2])}: "
+        f"{fmt_count(counts[i + spacers + 1])} features"
+        for i in range(bins)
+    ]
+    step = 1 if -lo <= 5 else 2  # keep decade labels apart on very wide ranges
+    ticks = [(lo - (spacers + 0.5) * width, "dead")] + [
+        (float(e), f"{100 * 10.0 ** e:.{max(0, -e - 2)}f}%") for e in range(0, int(lo) - 1, -step)[::-1]
+    ]
+    return bar_histogram(
+        counts,
+        edges,
+        x_label="density: fraction of images where the feature fires (log scale)",
+        x_ticks=ticks,
+        bar_titles=titles,
+        aria="Histogram of feature densities on a log scale",
+        y_label="features (log)",
+        highlight_first=True,
+    )

@@ -1,0 +1,46 @@
+"""The site's URL contract (docs: /work/shared/design/SITE.md), in one place.
+
+Every function returns a path relative to the site root, without a leading
+slash, ending in ``index.html`` or a file name. A page prefixes it with
+``root_prefix(its own path)`` so links stay relative (file://, any sub-path).
+"""
+
+from __future__ import annotations
+
+
+def home() -> str:
+    return "index.html"
+
+
+def model(m: str) -> str:
+    return f"{m}/index.html"
+
+
+def layer(m: str, layer_name: str) -> str:
+    return f"{m}/{layer_name}/index.html"
+
+
+def unit_dir(m: str, layer_name: str, kind: str, unit: int) -> str:
+    """Folder of a unit page; ``kind`` is "f" (SAE feature) or "n" (neuron)."""
+    return f"{m}/{layer_name}/{kind}/{int(unit)}"
+
+
+def unit(m: str, layer_name: str, kind: str, unit_id: int) -> str:
+    return f"{unit_dir(m, layer_name, kind, unit_id)}/index.html"
+
+
+def layer_map(m: str, layer_name: str) -> str:
+    return f"{m}/{layer_name}/map/index.html"
+
+
+def class_page(m: str, slug: str) -> str:
+    return f"{m}/classes/{slug}/index.html"
+
+
+def features_data(m: str, layer_name: str) -> str:
+    return f"data/{m}/{layer_name}/features.json"
+
+
+def root_prefix(page_path: str) -> str:
+    """``../`` repeated once per folder level of ``page_path``."""
+    return "../" * page_path.count("/")

@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny demo config that builds in well under a minute on 2 cores."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY = {
+    "device": "cpu",
+    "dataset": {"images_per_class": 12, "image_size": 32, "seed": 3},
+    "model": {"train": {"epochs": 1, "batch_size": 32}},
+    "layers": [{"name": "mixed5b", "sae": {"expansion": 2, "k": 4, "steps": 60, "batch_size": 128}}],
+    "activations": {"positions_per_image": 4, "shard_size": 300},
+    "featurevis": {"image_size": 32, "thumb_size": 16, "steps": 20, "batch_size": 16},
+    "examples": {"top_k": 4, "batch_size": 64},
+    "map": {"levels": [2, 4, 8], "n_neighbors": 5},
+}
+
+
+def write_tiny_config(folder: Path, **overrides) -> Path:
+    """A tiny config in ``folder``; ``overrides`` replace top-level sections."""
+    data = {**TINY, **overrides}
+    path = folder / "site_config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory):
+    """One complete tiny build, shared read-only by tests: (folder, config path, site folder)."""
+    from atlasgen.config import load_config
+    from atlasgen.pipeline import Pipeline
+    from atlasgen.progress import Console
+
+    folder = tmp_path_factory.mktemp("tiny")
+    config = write_tiny_config(folder)
+    Pipeline(load_config(config), console=Console(0)).build()
+    return folder, config, folder / "_site"
+
+
+@pytest.fixture
+def tiny_copy(tiny_build, tmp_path):
+    """A private copy of the tiny build (cache and site) that a test may change."""
+    folder, _, _ = tiny_build
+    for name in ("site_config.yaml", ".atlasgen", "_site"):
+        src = folder / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    return tmp_path, tmp_path / "site_config.yaml", tmp_path / "_site"
