@@ -31,6 +31,7 @@ units share its batch (up to floating-point differences of batched kernels).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
@@ -205,6 +206,13 @@ class TransformSpec:
     scales: tuple[float, ...] = tuple(1 + (i - 5) / 50.0 for i in range(11))
     angles: tuple[float, ...] = tuple(float(a) for a in range(-10, 11)) + (0.0,) * 5
     jitter2: int = 4
+
+    def for_size(self, image_size: int, reference: int = 128) -> "TransformSpec":
+        """The same transforms with pixel distances scaled from Lucid's 128 px default
+        to ``image_size``: a 12 px pad is 9 % of a 128 px image but 19 % of a 64 px one."""
+        f = image_size / reference
+        return dataclasses.replace(self, pad=max(1, round(self.pad * f)), jitter=max(0, round(self.jitter * f)),
+                                   jitter2=max(0, round(self.jitter2 * f)))
 
     def sample(self, generator: torch.Generator, steps: int) -> torch.Tensor:
         """Per-step parameters for one image: (steps, 6) float32 rows of

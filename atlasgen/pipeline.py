@@ -96,6 +96,11 @@ def _module_source_hash(names: tuple[str, ...]) -> str:
     return hash_data(parts)
 
 
+# Every module of the renderer package: a change to any of them re-renders the site.
+_SITE_MODULES = ("atlasgen.site",) + tuple(sorted(
+    f"atlasgen.site.{p.stem}" for p in (Path(__file__).parent / "site").glob("*.py") if p.stem != "__init__"))
+
+
 def _site_resources_hash() -> str:
     from atlasgen.site.resources import resource_dir
 
@@ -151,7 +156,7 @@ class Pipeline:
         return {
             "stage": SITE_STAGE,
             "config": {"site": to_dict(self.cfg.site), "model": self.cfg.model.name, "layers": [l.name for l in self.cfg.layers]},
-            "code": _module_source_hash(("atlasgen.stages.site", "atlasgen.site.build")),
+            "code": _module_source_hash(("atlasgen.stages.site",) + _SITE_MODULES),
             "resources": _site_resources_hash(),
             "atlasgen": __version__,
             "upstream": dict(sorted(upstream.items())),

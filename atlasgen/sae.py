@@ -1,6 +1,6 @@
 """Sparse autoencoders (SAEs) on cached activation vectors: model, trainer, evaluator, save/load.
 
-The recipe is docs/research sae.md (Gao et al. 2024; Bussmann et al. 2024; Conerly et al. 2024):
+The recipe is shared/research/sae.md (Gao et al. 2024; Bussmann et al. 2024; Conerly et al. 2024):
 
     model      x_hat = f @ W_dec + b_dec,   f = codes(pre),   pre = (x - b_dec) @ W_enc + b_enc
     batchtopk  training: keep the k * batch largest relu(pre) over the whole batch;
@@ -139,12 +139,16 @@ def train_sae(
     dead_after_samples: AuxK treats a latent as dead after this many training samples without
     firing; default min(10M, 5% of all training samples) -- Gao's 10M for a full-size run (50k steps
     x 4096), scaled down for short runs.
-    progress(step) is called after each step with the number of completed steps (1..steps).
+    progress(step) is called after each step with that step's 0-based index (0..steps-1).
+    stats: loss / mse / auxk (or l1) / train_fvu / train_l0 averaged over the last 5% of steps, in
+    the scaled training units; samples_per_second counts the whole loop, data reads included.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-    if vectors.ndim != 2:
-        raise ValueError(f"vectors must be 2-D (n, d_in), got shape {tuple(vectors.shape)}")
+    if vectors.ndim != 2 or vectors.shape[0] == 0:
+        raise ValueError(f"vectors must be 2-D (n > 0, d_in), got shape {tuple(vectors.shape)}")
+    if steps < 1 or batch_size < 1:
+        raise ValueError("steps and batch_size must be >= 1")
     t_start = time.perf_counter()
     device = torch.device(device)
     if autocast_bf16 and device.type != "cuda":
@@ -155,7 +159,10 @@ def train_sae(
     generator = torch.Generator().manual_seed(seed)
 
     # mean and global scale from a sample: scale * E||x - mean|| = sqrt(d_in)
-    sample_idx = torch.randint(n, (min(n, INIT_SAMPLE),), generator=generator)
+    if n <= INIT_SAMPLE:
+        sample_idx = torch.arange(n)
+    else:
+        sample_idx = torch.randint(n, (INIT_SAMPLE,), generator=generator)
     sample = _gather(vectors, sample_idx).double()
     mean = sample.mean(0)
     scale = math.sqrt(d_in) / max((sample - mean).norm(dim=1).mean().item(), 1e-12)
@@ -221,7 +228,8 @@ def train_sae(
                 fired = (f > 0).any(0)
                 samples_since_fired = torch.where(fired, 0, samples_since_fired + x.shape[0])
                 dead = samples_since_fired >= dead_after_samples
-                aux = auxk_loss(sae, acts, dead, residual.detach(), k_aux)
+                with autocast:
+                    aux = auxk_loss(sae, acts, dead, residual.detach(), k_aux)
                 loss = mse + AUXK_ALPHA * aux
             else:
                 l1_scale = min(1.0, (step + 1) / warmup)  # warm the l1 coefficient up with the lr
@@ -246,9 +254,10 @@ def train_sae(
                     blended = threshold_beta * threshold + (1 - threshold_beta) * min_selected
                     threshold = torch.where(seen, torch.where(first, min_selected, blended), threshold)
 
-            history[step] = torch.stack([loss.detach(), mse.detach(), aux.detach(), (f > 0).sum(-1).float().mean()])
+            l0 = (f > 0).sum(-1).float().mean()
+            history[step] = torch.stack([loss.detach(), mse.detach(), aux.detach(), l0])
             if progress is not None:
-                progress(step + 1)
+                progress(step)
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -274,7 +283,9 @@ def train_sae(
         "train_fvu": tail[1] / max(centred_sq_norm, 1e-30),
         ("auxk" if topk_family else "l1"): tail[2],
         "train_l0": tail[3],
-        "train_dead_fraction": float((samples_since_fired >= dead_after_samples).float().mean()) if topk_family else None,
+        "train_dead_fraction": (
+            float((samples_since_fired >= dead_after_samples).float().mean()) if topk_family else None
+        ),
         "dead_after_samples": dead_after_samples if topk_family else None,
         "l1_coefficient": None if topk_family else l1_coefficient,
         "scale": scale,
@@ -296,7 +307,7 @@ def auxk_loss(sae, acts, dead, residual, k_aux):
     aux_recon = aux_codes @ sae.W_dec  # no b_dec: it models the residual
     aux_sq = (residual - aux_recon).pow(2).sum(-1).mean()
     residual_var = (residual - residual.mean(0)).pow(2).sum(-1).mean()
-    return torch.nan_to_num(aux_sq / residual_var) * dead.any()
+    return torch.nan_to_num(aux_sq.float() / residual_var.float(), nan=0.0, posinf=0.0) * dead.any()
 
 
 def remove_parallel_decoder_grad(sae):
@@ -409,7 +420,7 @@ def evaluate_sae(sae: SparseAutoencoder, vectors, batch_size: int = 4096) -> dic
         "density_log10_hist": hist,
         "cosine": sum_cos.item() / n,
         "l2_ratio": sum_ratio.item() / n,
-        "relative_reconstruction_bias": sum_xhat_sq.item() / sum_dot.item() if sum_dot.item() != 0 else math.nan,
+        "relative_reconstruction_bias": sum_xhat_sq.item() / sum_dot.item() if sum_dot.item() else math.nan,
     }
 
 
@@ -426,7 +437,8 @@ def _as_tensor(rows) -> torch.Tensor:
 def save_sae(sae: SparseAutoencoder, folder, metrics: dict | None = None) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {name: getattr(sae, name).detach().cpu().float().numpy() for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
+    names = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
+    arrays = {name: getattr(sae, name).detach().cpu().float().numpy() for name in names}
     _write_npz(folder / "sae.npz", arrays)
     cfg = {
         "format": "atlasgen.sae",
@@ -445,8 +457,9 @@ def save_sae(sae: SparseAutoencoder, folder, metrics: dict | None = None) -> Non
 def load_sae(folder) -> SparseAutoencoder:
     folder = Path(folder)
     cfg = json.loads((folder / "cfg.json").read_text())
-    if cfg.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{folder}: SAE format version {cfg.get('format_version')}, expected {FORMAT_VERSION}")
+    version = cfg.get("format_version", FORMAT_VERSION)  # files written by hand may omit it
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{folder}: SAE format version {version}, expected {FORMAT_VERSION}")
     sae = SparseAutoencoder(cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg["k"])
     with np.load(folder / "sae.npz") as arrays:
         state = {name: torch.from_numpy(np.array(arrays[name], dtype=np.float32)) for name in arrays.files}

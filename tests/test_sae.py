@@ -63,11 +63,12 @@ def test_recovers_known_dictionary(data, architecture):
     steps = 600
     calls = []
     sae, stats = train_sae(
-        train, d_sae=D_SAE, architecture=architecture, steps=steps, batch_size=256, lr=2e-3, progress=calls.append, **settings
+        train, d_sae=D_SAE, architecture=architecture, steps=steps, batch_size=256, lr=2e-3,
+        progress=calls.append, **settings,
     )
     metrics = evaluate_sae(sae, heldout)
 
-    assert calls == list(range(1, steps + 1))
+    assert calls == list(range(steps))
     assert stats["steps"] == steps and stats["seconds"] > 0 and stats["samples_per_second"] > 0
     assert np.isfinite(stats["loss"])
     assert metrics["n_vectors"] == len(heldout)
@@ -146,7 +147,8 @@ def test_float16_memmap_input(data, tmp_path):
     assert torch.equal(from_memmap.W_dec, from_array.W_dec)  # fp16 rows are read and widened identically
     assert torch.equal(from_memmap.W_dec, from_tensor.W_dec)
 
-    heldout16 = np.lib.format.open_memmap(tmp_path / "heldout.npy", mode="w+", dtype=np.float16, shape=heldout.shape)
+    heldout16 = np.lib.format.open_memmap(tmp_path / "heldout.npy", mode="w+", dtype=np.float16,
+                                          shape=heldout.shape)
     heldout16[:] = heldout
     metrics = evaluate_sae(from_memmap, heldout16, batch_size=1000)
     assert metrics["n_vectors"] == len(heldout) and metrics["fvu"] < 0.8  # 100 steps: learning, not done
@@ -223,28 +225,29 @@ def test_fold_scale_is_exact(architecture):
 
 def test_raw_units_end_to_end():
     """Activations with a large scale and offset: the returned model reconstructs them as they are,
-    and training is equivariant to the global scale (codes scale with the data, W_dec does not)."""
+    and training is equivariant to the global scale (codes scale with the data, W_dec does not).
+    (Only up to float rounding, which Adam and top-k choices amplify in longer runs: keep it short.)"""
     x, _ = make_data(12_000, seed=5)
-    kwargs = dict(d_sae=D_SAE, architecture="batchtopk", k=N_ACTIVE, steps=200, batch_size=256, lr=2e-3)
+    kwargs = dict(d_sae=D_SAE, architecture="batchtopk", k=N_ACTIVE, steps=100, batch_size=256, lr=2e-3)
     small, stats_small = train_sae(x, **kwargs)
     large, stats_large = train_sae(x * 1000.0, **kwargs)
 
     heldout = 1000.0 * make_data(2000, seed=5)[0]  # same dictionary and offset, new samples
     metrics = evaluate_sae(large, heldout)
-    assert metrics["fvu"] < 0.5 and 0.9 < metrics["l2_ratio"] < 1.1
-    assert metrics["fvu"] == pytest.approx(evaluate_sae(small, heldout / 1000.0)["fvu"], rel=1e-2)
+    assert metrics["fvu"] < 0.8 and 0.9 < metrics["l2_ratio"] < 1.1
     with torch.no_grad():
         x_large = torch.from_numpy(heldout)
         relative_error = (large(x_large) - x_large).norm(dim=1) / x_large.norm(dim=1)
-        assert relative_error.mean() < 0.1
+        assert relative_error.mean() < 0.2  # unfolded weights would be off by ~1000x
+
         assert stats_large["scale"] == pytest.approx(stats_small["scale"] / 1000.0)
-        # equal up to float rounding, which 200 Adam steps amplify a little
-        assert (large.W_dec - small.W_dec).abs().max() < 0.05
-        assert float(large.threshold) == pytest.approx(1000.0 * float(small.threshold), rel=0.05)
-        # (codes near the JumpReLU threshold may flip on or off, so compare reconstructions and L0)
-        recon_large, recon_small = large(x_large), 1000.0 * small(x_large / 1000.0)
-        assert (recon_large - recon_small).norm() < 0.05 * (x_large - x_large.mean(0)).norm()
-        assert metrics["l0"] == pytest.approx(evaluate_sae(small, heldout / 1000.0)["l0"], rel=0.05)
+        assert torch.allclose(large.W_dec, small.W_dec, atol=1e-4)
+        assert torch.allclose(large.b_dec, 1000.0 * small.b_dec, rtol=1e-4, atol=1e-2)
+        assert float(large.threshold) > 0
+        assert float(large.threshold) == pytest.approx(1000.0 * float(small.threshold), rel=1e-4)
+        codes_large, codes_small = large.encode(x_large), 1000.0 * small.encode(x_large / 1000.0)
+        assert torch.allclose(codes_large, codes_small, rtol=1e-3, atol=1.0)
+        assert torch.allclose(large(x_large), 1000.0 * small(x_large / 1000.0), rtol=1e-3, atol=1.0)
 
 
 def test_rejects_bad_settings(data):

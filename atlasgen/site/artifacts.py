@@ -94,6 +94,8 @@ def load_dataset(folder: Path) -> Dataset:
         paths = _read_json(folder / "paths.json")
         if isinstance(paths, dict):  # tolerate {"paths": [...]}
             paths = paths["paths"]
+    else:
+        raise FileNotFoundError(f"{folder} has neither images.npy nor paths.json")
     optional = {
         name: np.load(folder / f"{name}.npy") if (folder / f"{name}.npy").exists() else None
         for name in ("split", "facets")

@@ -16,11 +16,10 @@ from typing import Callable
 import jinja2
 
 import atlasgen
-from atlasgen.site import pages, urls
+from atlasgen.site import pages, resources, urls
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages
-from atlasgen.site.resources import resource_dir
 
 
 @dataclass
@@ -33,7 +32,7 @@ class SiteSummary:
 def make_environment() -> jinja2.Environment:
     """Jinja environment over ``templates/``; templates are compiled once and cached."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+        loader=jinja2.FileSystemLoader(str(resources.resource_dir("templates"))),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -137,7 +136,7 @@ def copy_unit_images(w: _Writer, ix: pages.LayerIndex) -> None:
 
 def copy_static(out_dir: Path) -> None:
     """Copy ``static/`` (CSS, JS, icons) into the site's ``static/``."""
-    source = resource_dir("static")
+    source = resources.resource_dir("static")
     for name in sorted(os.listdir(source)):
         if name.startswith("."):
             continue

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from atlasgen.site import svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
@@ -122,8 +123,6 @@ def _first_image_size(fv, sub: str) -> tuple[int, int] | None:
     ids = sorted(fv.available.get(sub, ()))
     if not ids:
         return None
-    from PIL import Image
-
     with Image.open(fv.path(sub, ids[0])) as im:
         return im.size
 
