@@ -80,7 +80,7 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buf, np.asarray(array, order="C"), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -92,8 +92,9 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
             member = io.BytesIO()
-            np.save(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            np.save(member, np.asarray(arrays[name], order="C"), allow_pickle=False)
             info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
             zf.writestr(info, member.getvalue())
     atomic_write_bytes(path, buf.getvalue())
 

@@ -31,9 +31,9 @@ units share its batch (up to floating-point differences of batched kernels).
 from __future__ import annotations
 
 import contextlib
+import io
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -42,6 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from atlasgen.cache import atomic_write_bytes
 
 __all__ = [
     "SAEDirections",
@@ -508,19 +510,12 @@ def _check_width(model, capture, units, sae, canvas, device, preprocess) -> None
 
 
 def _write_atomic_webp(image: Image.Image, path: Path, quality: int) -> None:
-    # A temp file in the destination folder, then os.replace: readers see either
-    # the old file or the complete new one, never a partial write.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # method=6 (slowest, best) and a fixed quality; no metadata is
-            # written, so the same pixels always give the same bytes.
-            image.save(f, format="WEBP", quality=quality, method=6)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # method=6 (slowest, best) and a fixed quality; no metadata is written, so
+    # the same pixels always give the same bytes. Written atomically: readers
+    # see either no file or the complete one.
+    buffer = io.BytesIO()
+    image.save(buffer, format="WEBP", quality=quality, method=6)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_webp(

@@ -30,15 +30,15 @@ from __future__ import annotations
 import json
 import math
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from atlasgen.cache import atomic_save_npz, atomic_write_text
 
 ARCHITECTURES = ("batchtopk", "topk", "relu")
 FORMAT_VERSION = 1
@@ -439,7 +439,7 @@ def save_sae(sae: SparseAutoencoder, folder, metrics: dict | None = None) -> Non
     folder.mkdir(parents=True, exist_ok=True)
     names = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
     arrays = {name: getattr(sae, name).detach().cpu().float().numpy() for name in names}
-    _write_npz(folder / "sae.npz", arrays)
+    atomic_save_npz(folder / "sae.npz", **arrays)
     cfg = {
         "format": "atlasgen.sae",
         "format_version": FORMAT_VERSION,
@@ -467,19 +467,8 @@ def load_sae(folder) -> SparseAutoencoder:
     return sae
 
 
-def _write_npz(path: Path, arrays: dict) -> None:
-    """np.savez with fixed zip timestamps (np.savez stamps the current time into the archive)."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, array in arrays.items():
-            buffer = BytesIO()
-            np.lib.format.write_array(buffer, np.array(array, order="C"), allow_pickle=False)
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buffer.getvalue())
-
-
 def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(_plain(obj), sort_keys=True, indent=1, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(_plain(obj), sort_keys=True, indent=1, allow_nan=False) + "\n")
 
 
 def _plain(obj):

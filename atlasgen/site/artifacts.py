@@ -6,7 +6,6 @@ only index into these objects. Nothing here imports torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -14,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from atlasgen.cache import hash_file
 
 # Names that become URL path segments must stay plain so links never need escaping.
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -199,14 +200,6 @@ class Layer:
         self._labels = {int(f["id"]): str(f.get("label") or "") for f in self.map.get("features", [])}
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer:
     sae_dir = Path(artifacts["sae"]) / name
     with np.load(sae_dir / "sae.npz") as z:
@@ -220,7 +213,7 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
     layer = Layer(
         name=name,
         shape=(model_info.get("layers") or {}).get(name),
-        sae_sha256=_sha256_file(sae_dir / "sae.npz"),
+        sae_sha256=hash_file(sae_dir / "sae.npz"),
         W_dec=W_dec,
         sae_cfg=_read_json(sae_dir / "cfg.json") if (sae_dir / "cfg.json").exists() else {},
         sae_metrics=_read_json(sae_dir / "metrics.json") if (sae_dir / "metrics.json").exists() else {},
