@@ -15,6 +15,7 @@ import click
 from atlasgen import __version__
 from atlasgen.cache import CACHE_MARKER, SITE_MARKER
 from atlasgen.config import ConfigError, load_config
+from atlasgen.errors import AtlasgenError
 from atlasgen.progress import Console
 
 CONFIG_HELP = "Config file (default: site_config.yaml in the current folder)."
@@ -24,8 +25,8 @@ def _console(quiet: bool, verbose: bool) -> Console:
     return Console(0 if quiet else (2 if verbose else 1))
 
 
-def _fail(errors: list[str]) -> None:
-    click.echo("atlasgen: config error" + ("s:" if len(errors) > 1 else ":"), err=True)
+def _fail(errors: list[str], headline: str = "config error") -> None:
+    click.echo(f"atlasgen: {headline}" + ("s:" if len(errors) > 1 else ":"), err=True)
     for line in errors:
         click.echo(f"  {line}", err=True)
     sys.exit(2)
@@ -74,8 +75,8 @@ def build(config: str, output: str | None, quiet: bool, verbose: bool) -> None:
     start = time.perf_counter()
     try:
         summary = Pipeline(cfg, out, console).build()
-    except ConfigError as exc:
-        _fail(exc.errors)
+    except AtlasgenError as exc:
+        _fail(exc.errors, exc.headline)
     except KeyboardInterrupt:
         click.echo("\natlasgen: interrupted; completed stages and shards are kept. Run the same command to resume.", err=True)
         sys.exit(130)

@@ -18,15 +18,14 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from atlasgen.errors import AtlasgenError
 from atlasgen.zoo import layer_names
 
 
-class ConfigError(Exception):
+class ConfigError(AtlasgenError):
     """A bad config value. ``errors`` holds one line per problem."""
 
-    def __init__(self, errors: list[str]):
-        self.errors = errors
-        super().__init__("\n".join(errors))
+    headline = "config error"
 
 
 def _f(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -73,7 +72,18 @@ class ModelConfig:
 
 
 @dataclass
+class SAEKeysConfig:
+    W_enc: str = _f("W_enc", "Name of the encoder matrix in the weights file ((d_in, d_sae) or its transpose).")
+    W_dec: str = _f("W_dec", "Name of the decoder matrix ((d_sae, d_in) or its transpose).")
+    b_enc: str = _f("b_enc", "Name of the encoder bias (d_sae,).")
+    b_dec: str = _f("b_dec", "Name of the decoder bias (d_in,).")
+    threshold: str = _f("threshold", "Name of the JumpReLU/BatchTopK threshold (scalar or (d_sae,)); absent means 0.")
+
+
+@dataclass
 class SAEConfig:
+    weights: Optional[str] = _f(None, "Use an SAE trained elsewhere instead of training one: a SAELens folder (cfg.json + sae_weights.safetensors), a .safetensors file or a torch state dict (.pt).")
+    keys: SAEKeysConfig = _f(SAEKeysConfig(), "Tensor names inside `weights` when they differ from atlasgen's (plain safetensors or state dicts).")
     architecture: Literal["batchtopk", "topk", "relu"] = _f("batchtopk", "SAE architecture.")
     expansion: int = _f(4, "Number of features = expansion x channels of the layer.", min=1)
     k: int = _f(8, "Active features per vector (batchtopk: on average; topk: exactly).", min=1)
@@ -313,6 +323,8 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
         if layer.name in seen:
             errors.append(f"layers[{i}].name: {layer.name!r} is listed twice. Fix: list each layer once.")
         seen.add(layer.name)
+        if layer.sae.weights and not cfg.resolve(layer.sae.weights).exists():
+            errors.append(f"layers[{i}].sae.weights: {str(cfg.resolve(layer.sae.weights))!r} does not exist. Fix: give a SAELens folder, a .safetensors file or a .pt state dict, or remove the key to train one.")
         if layer.name not in valid:
             near = difflib.get_close_matches(layer.name, valid, n=3, cutoff=0.5)
             hint = f" Nearest valid names: {', '.join(near)}." if near else ""

@@ -51,6 +51,11 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def describe(self, i: int) -> str:
+        """How to find image ``i``: its file, or its index and class for generated images."""
+        name = self.classes[int(self.labels[i])]["name"]
+        return self._paths[i] if self._paths is not None else f"image #{i} (class {name!r})"
+
     def indices(self, split: str) -> np.ndarray:
         """Image indices of the 'train' (SAE, examples) or 'heldout' split."""
         return np.flatnonzero(self.split == (0 if split == "train" else 1))

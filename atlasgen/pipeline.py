@@ -57,7 +57,17 @@ def _weights_identity(cfg: Config) -> Any:
 
 
 def _layers(cfg: Config, with_sae: bool = False) -> list:
-    return [{"name": l.name, **({"sae": to_dict(l.sae)} if with_sae else {})} for l in cfg.layers]
+    """The layers' config slice; with the SAE settings, plus the content hash of any SAE weights loaded."""
+    out = []
+    for l in cfg.layers:
+        entry = {"name": l.name}
+        if with_sae:
+            entry["sae"] = to_dict(l.sae)
+            if l.sae.weights:
+                p = cfg.resolve(l.sae.weights)
+                entry["sae_weights_sha256"] = hash_tree(p, exclude=()) if p.is_dir() else hash_file(p)
+        out.append(entry)
+    return out
 
 
 STAGES: tuple[Stage, ...] = (
@@ -69,8 +79,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("activations", ("dataset", "model"), "atlasgen.stages.activations",
           lambda c: {"layers": _layers(c), "activations": to_dict(c.activations)},
           code=("atlasgen.models", "atlasgen.data"), resumable=True, what="sampled activation store"),
-    Stage("sae", ("activations",), "atlasgen.stages.sae", lambda c: {"layers": _layers(c, with_sae=True)},
-          code=("atlasgen.sae",), what="sparse autoencoders"),
+    Stage("sae", ("dataset", "model", "activations"), "atlasgen.stages.sae", lambda c: {"layers": _layers(c, with_sae=True)},
+          code=("atlasgen.sae", "atlasgen.sae_formats", "atlasgen.models", "atlasgen.data"), resumable=True,
+          what="sparse autoencoders"),
     Stage("featurevis", ("model", "sae"), "atlasgen.stages.featurevis",
           lambda c: {"layers": _layers(c), "featurevis": to_dict(c.featurevis)},
           code=("atlasgen.featurevis", "atlasgen.models"), resumable=True, what="feature visualisations"),

@@ -32,13 +32,14 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from atlasgen.cache import atomic_save_npz, atomic_write_text
+from atlasgen.cache import atomic_save_npz, atomic_write_bytes, atomic_write_text
 
 ARCHITECTURES = ("batchtopk", "topk", "relu")
 FORMAT_VERSION = 1
@@ -129,6 +130,8 @@ def train_sae(
     progress=None,
     autocast_bf16: bool = False,
     dead_after_samples: int | None = None,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 500,
 ) -> tuple[SparseAutoencoder, dict]:
     """Train an SAE on the rows of `vectors` and return it (in raw activation units) with stats.
 
@@ -140,6 +143,9 @@ def train_sae(
     firing; default min(10M, 5% of all training samples) -- Gao's 10M for a full-size run (50k steps
     x 4096), scaled down for short runs.
     progress(step) is called after each step with that step's 0-based index (0..steps-1).
+    checkpoint: a file where the training state is saved (atomically) every `checkpoint_every` steps;
+    when it exists at the start, training continues from it and ends with the same weights as an
+    uninterrupted run (the batches of the skipped steps are regenerated from the seed, not re-read).
     stats: loss / mse / auxk (or l1) / train_fvu / train_l0 averaged over the last 5% of steps, in
     the scaled training units; samples_per_second counts the whole loop, data reads included.
     """
@@ -201,11 +207,22 @@ def train_sae(
 
     history = torch.zeros(steps, 4, device=device)  # loss, mse, auxk or l1, train l0 (no per-step sync)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if autocast_bf16 else nullcontext()
+    first_step = 0
+    batches = _batch_indices(n, batch_size, steps, generator)
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        sae.load_state_dict(state["sae"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        threshold, samples_since_fired = state["threshold"].to(device), state["samples_since_fired"].to(device)
+        history = state["history"].to(device)
+        first_step = state["step"]
+        for _ in range(first_step):  # the batch order is a function of the seed: replay it
+            next(batches)
     t_loop = time.perf_counter()
     with ThreadPoolExecutor(1) as pool:  # read the next batch while this one trains
-        batches = _batch_indices(n, batch_size, steps, generator)
-        pending = pool.submit(_gather, vectors, next(batches))
-        for step in range(steps):
+        pending = pool.submit(_gather, vectors, next(batches)) if first_step < steps else None
+        for step in range(first_step, steps):
             x = pending.result().to(device, non_blocking=True) * scale
             if step + 1 < steps:
                 pending = pool.submit(_gather, vectors, next(batches))
@@ -256,6 +273,12 @@ def train_sae(
 
             l0 = (f > 0).sum(-1).float().mean()
             history[step] = torch.stack([loss.detach(), mse.detach(), aux.detach(), l0])
+            if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+                buffer = BytesIO()
+                torch.save({"sae": sae.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "threshold": threshold, "samples_since_fired": samples_since_fired, "history": history,
+                            "step": step + 1}, buffer)
+                atomic_write_bytes(Path(checkpoint), buffer.getvalue())
             if progress is not None:
                 progress(step)
 
@@ -292,7 +315,7 @@ def train_sae(
         "threshold": float(sae.threshold),
         "seconds": time.perf_counter() - t_start,
         "loop_seconds": loop_seconds,
-        "samples_per_second": steps * batch_size / max(loop_seconds, 1e-9),
+        "samples_per_second": (steps - first_step) * batch_size / max(loop_seconds, 1e-9),
         "device": str(device),
         "autocast_bf16": autocast_bf16,
     }

@@ -259,3 +259,25 @@ def test_rejects_bad_settings(data):
         train_sae(data[0], d_sae=16, steps=1, autocast_bf16=True, device="cpu")
     with pytest.raises(ValueError):
         train_sae(data[0][0], d_sae=16, steps=1)
+
+
+def test_training_resumes_from_a_checkpoint_with_identical_weights(data, tmp_path):
+    """A run stopped after a checkpoint and restarted ends with the weights of an uninterrupted run."""
+    train, _, _ = data
+    kwargs = dict(d_sae=D_SAE, architecture="batchtopk", k=N_ACTIVE, steps=120, batch_size=64, seed=5)
+    reference, _ = train_sae(train, **kwargs)
+    ckpt = tmp_path / "checkpoint.pt"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after(step):
+        if step == 90:  # after the checkpoint of step 80 was written
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_sae(train, checkpoint=ckpt, checkpoint_every=40, progress=stop_after, **kwargs)
+    assert ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] == 80
+    resumed, stats = train_sae(train, checkpoint=ckpt, checkpoint_every=40, **kwargs)
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name

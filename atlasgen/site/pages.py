@@ -273,7 +273,10 @@ _METRIC_NAMES = {
     "fvu": "FVU (fraction of variance unexplained)",
     "explained_variance": "explained variance",
     "l0": "L0 (active features per position)",
-    "dead_fraction": "dead fraction (in training)",
+    "dead_fraction": "dead fraction (held-out vectors)",
+    "downstream_top1_agreement": "top-1 agreement, reconstruction spliced in",
+    "downstream_ce_recovered": "cross-entropy recovered (vs zero ablation)",
+    "downstream_kl": "KL(clean || spliced), nats",
 }
 
 

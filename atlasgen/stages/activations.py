@@ -18,6 +18,7 @@ import torch
 
 from atlasgen.cache import atomic_save_npy, atomic_write_json
 from atlasgen.data import open_dataset
+from atlasgen.errors import AtlasgenError
 from atlasgen.models import layer_activations, load_model
 from atlasgen.pipeline import StageContext
 
@@ -64,6 +65,16 @@ class VectorStore:
         return out
 
 
+def check_finite(acts: torch.Tensor, image_idx: np.ndarray, data, layer: str) -> None:
+    """Stop with the offending image named when a layer's activations hold NaN or inf."""
+    bad = ~torch.isfinite(acts.flatten(1)).all(dim=1)
+    if bad.any():
+        first = int(image_idx[int(torch.nonzero(bad)[0])])
+        raise AtlasgenError([f"activations: layer {layer!r} has NaN or inf values on {data.describe(first)} "
+                             f"({int(bad.sum())} of {len(image_idx)} images in its batch). Fix: check that image file, "
+                             "and the model weights (a diverged or corrupt checkpoint gives NaN)."])
+
+
 def _collect(model, data, layer, indices, cfg, device, seed, bar=None):
     """Sampled vectors and probabilities for a set of images."""
     gen = torch.Generator().manual_seed(seed)
@@ -72,6 +83,7 @@ def _collect(model, data, layer, indices, cfg, device, seed, bar=None):
         idx = indices[start:start + cfg.batch_size]
         with torch.no_grad():
             acts = layer_activations(model, data.batch(idx).to(device), [layer])[layer].float()
+        check_finite(acts, idx, data, layer)
         v, p = sample_positions(acts, cfg.sampling, cfg.positions_per_image, gen)
         vecs.append(v.numpy())
         probs.append(p.numpy())

@@ -21,7 +21,7 @@ from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.models import classifier_head, layer_activations, load_model
 from atlasgen.pipeline import StageContext
-from atlasgen.sae import load_sae
+from atlasgen.sae_formats import load_sae_any
 
 
 @torch.no_grad()
@@ -68,7 +68,7 @@ def run(ctx: StageContext) -> None:
     probe = data.indices("heldout")[:64]
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
-        sae = load_sae(ctx.inputs["sae"] / layer)
+        sae = load_sae_any(ctx.inputs["sae"] / layer)
         W_dec = sae.W_dec.detach().cpu().numpy().astype(np.float64)  # (F, C)
         if reaches_classifier_linearly(model, layer, data.batch(probe).to(ctx.device)):
             W_class = classifier_head(model).weight.detach().cpu().numpy().astype(np.float64)  # (K, C)

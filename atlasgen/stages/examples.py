@@ -19,7 +19,7 @@ from atlasgen.cache import atomic_save_npz
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model
 from atlasgen.pipeline import StageContext
-from atlasgen.sae import load_sae
+from atlasgen.sae_formats import load_sae_any
 
 # Fine log grid for the streaming histogram: 1e-6 .. 1e6, 30 bins per decade.
 FINE_EDGES = np.logspace(-6, 6, 12 * 30 + 1)
@@ -138,7 +138,7 @@ def run(ctx: StageContext) -> None:
     train_idx = data.indices("train")
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
-        sae = load_sae(ctx.inputs["sae"] / layer).to(ctx.device).eval()
+        sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
         stats = None
         with ctx.progress(len(train_idx), f"examples {layer}") as bar:
             for start in range(0, len(train_idx), cfg.batch_size):

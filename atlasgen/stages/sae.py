@@ -1,34 +1,154 @@
 """Stage `sae`: one sparse autoencoder per layer, trained on the activation store
-and evaluated on held-out vectors (see atlasgen.sae for the recipe)."""
+(see atlasgen.sae for the recipe) or loaded from elsewhere, then measured on
+held-out images. Training saves a checkpoint every 500 steps, so a killed build
+resumes the SAE where it stopped.
+
+Metrics, all on held-out data, are stored in `metrics.json`:
+
+- under the *sampled* distribution (positions drawn as for training, by
+  magnitude): the keys of `atlasgen.sae.evaluate_sae` (fvu, l0, dead_fraction, ...);
+- under the *uniform* distribution (every position of the held-out images):
+  the same keys prefixed `uniform_`;
+- downstream fidelity, splicing the reconstruction in at every position and
+  running the rest of the model: `downstream_top1_agreement` with the clean
+  model, `downstream_kl` (clean || spliced, nats), and
+  `downstream_ce_recovered` = (CE_zero - CE_sae) / (CE_zero - CE_clean), where
+  CE_zero replaces the layer by zeros (Gao et al. 2024's zero-ablation baseline).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from atlasgen.cache import atomic_write_json
 from atlasgen.config import ConfigError
+from atlasgen.data import open_dataset
+from atlasgen.models import get_module, layer_activations, load_model
 from atlasgen.pipeline import StageContext
 from atlasgen.sae import evaluate_sae, save_sae, train_sae
+from atlasgen.sae_formats import SAEFormatError, load_external_sae, save_saelens
 from atlasgen.stages.activations import VectorStore
+
+MAX_EVAL_IMAGES = 1024  # held-out images used for the uniform and downstream metrics
+
+
+def _reconstruct(sae, acts: torch.Tensor) -> torch.Tensor:
+    """The SAE's reconstruction of a (B, C, H, W) map, position by position."""
+    b, c, h, w = acts.shape
+    flat = acts.permute(0, 2, 3, 1).reshape(-1, c)
+    return sae.decode(sae.encode(flat)).reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+@torch.no_grad()
+def downstream_metrics(model, layer: str, sae, data, indices: np.ndarray, device: str, batch_size: int = 128) -> tuple[dict, np.ndarray]:
+    """Fidelity of the spliced model on images, and every position's vector (the uniform sample)."""
+    replace = {"with": None}
+
+    def hook(_module, _inputs, output):
+        if replace["with"] == "zero":
+            return torch.zeros_like(output)
+        if replace["with"] == "sae":
+            return _reconstruct(sae, output)
+        return None
+
+    handle = get_module(model, layer).register_forward_hook(hook)
+    sums = {"agree": 0.0, "kl": 0.0, "ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "acc_clean": 0.0, "acc_sae": 0.0}
+    vectors = []
+    try:
+        for start in range(0, len(indices), batch_size):
+            idx = indices[start:start + batch_size]
+            x = data.batch(idx).to(device)
+            y = torch.from_numpy(data.labels[idx]).to(device)
+            replace["with"] = None
+            acts = layer_activations(model, x, [layer])[layer]
+            vectors.append(acts.permute(0, 2, 3, 1).reshape(-1, acts.shape[1]).cpu().numpy())
+            clean = model(x)
+            replace["with"] = "sae"
+            spliced = model(x)
+            replace["with"] = "zero"
+            zero = model(x)
+            logp_clean, logp_sae = F.log_softmax(clean, 1), F.log_softmax(spliced, 1)
+            sums["agree"] += (clean.argmax(1) == spliced.argmax(1)).sum().item()
+            sums["kl"] += (logp_clean.exp() * (logp_clean - logp_sae)).sum().item()
+            sums["ce_clean"] += F.cross_entropy(clean, y, reduction="sum").item()
+            sums["ce_sae"] += F.cross_entropy(spliced, y, reduction="sum").item()
+            sums["ce_zero"] += F.cross_entropy(zero, y, reduction="sum").item()
+            sums["acc_clean"] += (clean.argmax(1) == y).sum().item()
+            sums["acc_sae"] += (spliced.argmax(1) == y).sum().item()
+    finally:
+        handle.remove()
+    n = len(indices)
+    m = {k: v / n for k, v in sums.items()}
+    gap = m["ce_zero"] - m["ce_clean"]
+    return {
+        "downstream_images": n,
+        "downstream_top1_agreement": m["agree"],
+        "downstream_kl": m["kl"],
+        "downstream_ce_clean": m["ce_clean"],
+        "downstream_ce_sae": m["ce_sae"],
+        "downstream_ce_zero": m["ce_zero"],
+        "downstream_ce_recovered": (m["ce_zero"] - m["ce_sae"]) / gap if gap > 0 else float("nan"),
+        "downstream_accuracy_clean": m["acc_clean"],
+        "downstream_accuracy_sae": m["acc_sae"],
+    }, np.concatenate(vectors)
+
+
+def _load_external(ctx: StageContext, layer_cfg, d_in: int):
+    """An SAE trained elsewhere (SAELens folder, safetensors or state dict), checked against the layer."""
+    s = layer_cfg.sae
+    path = ctx.cfg.resolve(s.weights)
+    try:
+        sae = load_external_sae(path, d_in=d_in, keys=dataclasses.asdict(s.keys), architecture=s.architecture, k=s.k)
+    except SAEFormatError as exc:
+        raise ConfigError([f"layers.{layer_cfg.name}.sae.weights: {exc}"]) from None
+    info = getattr(sae, "external_info", {})
+    ctx.console.info(f"  {layer_cfg.name}: loaded {sae.d_sae} features from {path.name}")
+    for note in info.get("notes", []):
+        ctx.console.detail(note)
+    return sae, {"source": "external", "file": path.name, **info}
 
 
 def run(ctx: StageContext) -> None:
+    data = open_dataset(ctx.inputs["dataset"])
+    model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
+    heldout_images = data.indices("heldout")[:MAX_EVAL_IMAGES]
     for layer_cfg in ctx.cfg.layers:
         s = layer_cfg.sae
+        folder = ctx.out / layer_cfg.name
+        if (folder / "training.json").exists():
+            continue  # finished before an interruption
         store = VectorStore(ctx.inputs["activations"] / layer_cfg.name)
         d_in = store.shape[1]
-        d_sae = s.expansion * d_in
-        if s.architecture != "relu" and s.k >= d_sae:
-            raise ConfigError([f"layers.{layer_cfg.name}.sae.k: {s.k} is not below the number of features ({d_sae} = {s.expansion} x {d_in} channels). Fix: lower k or raise expansion."])
-        with ctx.progress(s.steps, f"sae {layer_cfg.name}") as bar:
-            sae, stats = train_sae(store, d_sae=d_sae, architecture=s.architecture, k=s.k, l1_coefficient=s.l1_coefficient,
-                                   steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=s.seed, device=ctx.device,
-                                   progress=lambda step: bar.set(step + 1))
+        if s.weights:
+            sae, stats = _load_external(ctx, layer_cfg, d_in)
+        else:
+            d_sae = s.expansion * d_in
+            if s.architecture != "relu" and s.k >= d_sae:
+                raise ConfigError([f"layers.{layer_cfg.name}.sae.k: {s.k} is not below the number of features ({d_sae} = {s.expansion} x {d_in} channels). Fix: lower k or raise expansion."])
+            with ctx.progress(s.steps, f"sae {layer_cfg.name}") as bar:
+                sae, stats = train_sae(store, d_sae=d_sae, architecture=s.architecture, k=s.k, l1_coefficient=s.l1_coefficient,
+                                       steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=s.seed, device=ctx.device,
+                                       progress=lambda step: bar.set(step + 1), checkpoint=folder / "checkpoint.pt")
+        sae = sae.to(ctx.device).eval()
         heldout = np.load(ctx.inputs["activations"] / layer_cfg.name / "heldout.npy", mmap_mode="r")
-        metrics = evaluate_sae(sae.cpu(), heldout)
-        folder = ctx.out / layer_cfg.name
-        save_sae(sae, folder, metrics=metrics)
+        metrics = evaluate_sae(sae, heldout)
+        if len(heldout_images):
+            downstream, all_positions = downstream_metrics(model, layer_cfg.name, sae, data, heldout_images, ctx.device)
+            metrics.update({f"uniform_{k}": v for k, v in evaluate_sae(sae, all_positions).items()})
+            metrics.update(downstream)
+        save_sae(sae.cpu(), folder, metrics=metrics)
+        # The same weights in the SAELens layout, so other tools can load atlasgen's SAEs.
+        save_saelens(sae, folder / "saelens", hook_name=layer_cfg.name)
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
+        # Written last: marks the layer as done for a resumed run.
         atomic_write_json(folder / "training.json", {k: v for k, v in stats.items() if "second" not in k})
-        ctx.console.info(f"  {layer_cfg.name}: {d_sae} features, explained variance {metrics['explained_variance']:.3f}, "
-                         f"L0 {metrics['l0']:.1f}, dead {metrics['dead_fraction']:.1%} "
+        ctx.console.info(f"  {layer_cfg.name}: {sae.d_sae} features, explained variance {metrics['explained_variance']:.3f} "
+                         f"(all positions {metrics.get('uniform_explained_variance', float('nan')):.3f}), "
+                         f"L0 {metrics['l0']:.1f}, dead {metrics['dead_fraction']:.1%}, "
+                         f"top-1 agreement {metrics.get('downstream_top1_agreement', float('nan')):.1%}, "
+                         f"CE recovered {metrics.get('downstream_ce_recovered', float('nan')):.3f} "
                          f"({stats.get('samples_per_second', 0):.0f} vectors/s)")
