@@ -319,6 +319,46 @@ class _StopForward(Exception):
     """Raised by the capture hook to end the forward pass at the target layer."""
 
 
+class _RedirectedReLU(torch.autograd.Function):
+    """ReLU whose gradient is redirected when it would be zero (lucid's ``redirected_relu_grad``).
+
+    A unit that is off (negative input) everywhere on the grey starting image
+    passes no gradient through a plain ReLU, so its visualisation never moves.
+    For an image whose true ReLU gradient is all zero, this lets the gradient
+    through anyway, except where it would push an already negative input
+    lower. The forward value is the plain ReLU, so objectives are unchanged.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        relu_grad = torch.where(x < 0, torch.zeros_like(grad), grad)
+        # The loss is minimised, so a positive gradient pushes the input lower.
+        redirected = torch.where((x < 0) & (grad > 0), torch.zeros_like(grad), grad)
+        flowing = relu_grad.flatten(1).norm(dim=1) > 0  # per image of the batch
+        return torch.where(flowing.view(-1, *([1] * (grad.dim() - 1))), relu_grad, redirected)
+
+
+@contextlib.contextmanager
+def _redirected_relus(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """Route every nn.ReLU module of the model through _RedirectedReLU; hooks removed on exit."""
+    handles = []
+    if enabled:
+        for module in model.modules():
+            if isinstance(module, torch.nn.ReLU) and not module.inplace:  # an in-place ReLU has lost its input
+                handles.append(module.register_forward_hook(lambda _m, inputs, _out: _RedirectedReLU.apply(inputs[0])))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 class _LayerCapture:
     """One forward hook that records a layer's output and aborts the forward.
 
@@ -443,6 +483,7 @@ def render_units(
     preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: Callable[[int], None] | None = None,
     transforms: TransformSpec = STANDARD_TRANSFORMS,
+    relu_gradient_override: bool = True,
 ) -> np.ndarray:
     """Render one feature visualisation per unit; uint8 (len(units), S, S, 3).
 
@@ -466,6 +507,10 @@ def render_units(
     result is a pure function of (arguments, device): each unit's start image
     and transform draws come from a generator seeded by ``(seed, unit)``, and
     the global RNGs are not touched. Runs in fp32.
+
+    ``relu_gradient_override`` (lucid's default) redirects the gradient of the
+    model's non-in-place ``nn.ReLU`` modules where it would be zero, so units
+    that are off on the grey starting image still get a signal.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -481,7 +526,7 @@ def render_units(
     target = _resolve_layer(model, layer)
 
     out = np.empty((len(units), image_size, image_size, 3), dtype=np.uint8)
-    with _frozen_eval(model), _LayerCapture(target) as capture:
+    with _frozen_eval(model), _redirected_relus(model, relu_gradient_override), _LayerCapture(target) as capture:
         if units:
             _check_width(model, capture, units, sae, image_size + 2 * transforms.pad, device, preprocess)
         for start in range(0, len(units), batch_size):

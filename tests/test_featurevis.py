@@ -376,3 +376,26 @@ def test_save_webp_rejects_bad_input(tmp_path):
         save_webp(img, tmp_path, [0], thumb_size=4)
     with pytest.raises(ValueError):
         save_webp(img, tmp_path, ["../x"])
+
+
+def test_relu_gradient_override_wakes_a_unit_that_is_off_at_the_start():
+    """A channel that is negative before its ReLU on every image passes no gradient through a
+    plain ReLU; with lucid's redirected gradient its visualisation still climbs."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3, padding=1), torch.nn.ReLU())
+    with torch.no_grad():
+        net[2].bias[:] = torch.tensor([-3.0, 0.0])  # channel 0 of the last layer is off everywhere
+        net[2].weight[0] = net[2].weight[0].abs()  # ... but grows with the previous layer's activity
+    kwargs = dict(image_size=24, steps=40, lr=0.2, batch_size=1, seed=0)
+    plain = render_units(net, "3", [0], relu_gradient_override=False, **kwargs)
+    redirected = render_units(net, "3", [0], **kwargs)
+    x_plain = torch.from_numpy(plain).permute(0, 3, 1, 2).float() / 255
+    x_redirected = torch.from_numpy(redirected).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        pre_plain = net[:3](x_plain)[0, 0].mean()
+        pre_redirected = net[:3](x_redirected)[0, 0].mean()
+        start = net[:3](torch.full((1, 3, 24, 24), 0.5))[0, 0].mean()  # the grey starting point
+    gain_plain, gain_redirected = float(pre_plain - start), float(pre_redirected - start)
+    assert pre_plain < 0  # still off: the plain ReLU never let a gradient through
+    assert gain_redirected > 0.1 and gain_redirected > 5 * max(gain_plain, 0.0), (gain_plain, gain_redirected)
+    assert not any(m._forward_hooks for m in net.modules())
