@@ -86,28 +86,34 @@ def build(config: str, output: str | None, quiet: bool, verbose: bool) -> None:
 @main.command()
 @common_config
 @common_output
-def status(config: str, output: str | None) -> None:
-    """List the stages, cached or stale, and why."""
+@quiet_opt
+@verbose_opt
+def status(config: str, output: str | None, quiet: bool, verbose: bool) -> None:
+    """List the stages, cached or stale, and why (-q: only the stale ones; -v: with each stage's key)."""
     from atlasgen.pipeline import Pipeline
 
     cfg = _load(config)
     pipeline = Pipeline(cfg, _output(cfg, output))
     for state in pipeline.states():
+        if quiet and state.cached:
+            continue
         mark = "cached" if state.cached else "stale "
-        click.echo(f"{state.name:<12} {mark}  {state.reason}")
+        key = f"  [{state.key or 'key not known yet'}]" if verbose else ""
+        click.echo(f"{state.name:<12} {mark}  {state.reason}{key}".rstrip())
 
 
 @main.command()
 @common_config
 @common_output
-@click.option("--port", default=8000, show_default=True, help="Port on 127.0.0.1.")
-def serve(config: str, output: str | None, port: int) -> None:
-    """Preview the site over HTTP on 127.0.0.1."""
+@click.option("--port", default=8000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@quiet_opt
+def serve(config: str, output: str | None, port: int, quiet: bool) -> None:
+    """Preview the site over HTTP on 127.0.0.1 (-q: no line per request)."""
     out = Path(output) if output else _load(config).resolve(_load(config).output)
     if not (out / "index.html").is_file():
         click.echo(f"atlasgen: no site in {out}. Run `atlasgen build` first (or pass -o FOLDER).", err=True)
         sys.exit(2)
-    handler = functools.partial(_QuietHandler, directory=str(out))
+    handler = functools.partial(_SilentHandler if quiet else _QuietHandler, directory=str(out))
     socketserver.TCPServer.allow_reuse_address = True
     try:
         server = socketserver.ThreadingTCPServer(("127.0.0.1", port), handler)
@@ -126,6 +132,11 @@ def serve(config: str, output: str | None, port: int) -> None:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, fmt, *args):  # one short line per request
         sys.stderr.write(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}\n")
+
+
+class _SilentHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, fmt, *args):
+        pass
 
 
 @main.command()

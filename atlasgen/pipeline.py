@@ -197,7 +197,7 @@ class Pipeline:
             key = hash_data(inputs)[:20]
             if self.store.is_complete(stage.name, key):
                 hashes[stage.name] = self.store.meta(stage.name, key)["content_hash"]
-                states.append(StageState(stage.name, key, inputs, True, "cached"))
+                states.append(StageState(stage.name, key, inputs, True, ""))
             else:
                 states.append(StageState(stage.name, key, inputs, False, self._why_stale(stage.name, inputs)))
         if len(hashes) == len(STAGES):

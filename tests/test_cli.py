@@ -61,3 +61,13 @@ def test_quiet_rerun_prints_nothing_and_verbose_explains(tiny_copy):
     out = atlasgen("build", "-v", "-c", str(config), cwd=folder)
     assert out.returncode == 0
     assert "sae: cached" in out.stderr and "build summary" in out.stderr and "site unchanged" in out.stderr
+
+
+def test_status_quiet_lists_only_stale_stages_and_verbose_shows_keys(tiny_copy):
+    folder, config, _ = tiny_copy
+    out = atlasgen("status", "-q", "-c", str(config), cwd=folder)
+    assert out.returncode == 0 and out.stdout == ""  # everything cached
+    out = atlasgen("status", "-v", "-c", str(config), cwd=folder)
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert len(lines) == 9 and all("[" in line and "]" in line for line in lines)
