@@ -52,6 +52,16 @@ def hash_tree(folder: Path, exclude: tuple[str, ...] = ("meta.json",)) -> str:
     return h.hexdigest()
 
 
+def tree_size(folder: Path) -> tuple[int, int]:
+    """(number of files, total bytes) under ``folder``."""
+    files = size = 0
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            files += 1
+            size += os.path.getsize(os.path.join(root, name))
+    return files, size
+
+
 # ------------------------------------------------------------ atomic writes
 
 

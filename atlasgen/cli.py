@@ -109,7 +109,11 @@ def status(config: str, output: str | None, quiet: bool, verbose: bool) -> None:
 @quiet_opt
 def serve(config: str, output: str | None, port: int, quiet: bool) -> None:
     """Preview the site over HTTP on 127.0.0.1 (-q: no line per request)."""
-    out = Path(output) if output else _load(config).resolve(_load(config).output)
+    if output:
+        out = Path(output)
+    else:
+        cfg = _load(config)
+        out = cfg.resolve(cfg.output)
     if not (out / "index.html").is_file():
         click.echo(f"atlasgen: no site in {out}. Run `atlasgen build` first (or pass -o FOLDER).", err=True)
         sys.exit(2)

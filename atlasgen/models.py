@@ -80,6 +80,16 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layers: list[str])
     return dict(acts)
 
 
+def positions_as_vectors(acts: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) activations as (B*H*W, C) vectors, one per position."""
+    return acts.permute(0, 2, 3, 1).reshape(-1, acts.shape[1])
+
+
+def vectors_as_map(vectors: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
+    """The inverse of positions_as_vectors: (B*H*W, D) -> (B, D, H, W)."""
+    return vectors.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+
+
 @torch.no_grad()
 def layer_shapes(model: nn.Module, layers: list[str], image_size: int, device: str = "cpu") -> dict[str, list[int]]:
     """(C, H, W) of each layer for one input of the given size."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from atlasgen import __version__
-from atlasgen.cache import SITE_MARKER, ArtifactStore, hash_data, hash_file, hash_tree
+from atlasgen.cache import SITE_MARKER, ArtifactStore, hash_data, hash_file, hash_tree, tree_size
 from atlasgen.config import Config, to_dict
 from atlasgen.progress import Console, format_bytes, format_seconds
 
@@ -49,11 +49,16 @@ class Stage:
     what: str = ""
 
 
+def _content_sha256(path: Path) -> str:
+    """Content hash of a weights file, or of every file in a weights folder."""
+    return hash_tree(path, exclude=()) if path.is_dir() else hash_file(path)
+
+
 def _weights_identity(cfg: Config) -> Any:
     if not cfg.model.weights:
         return None
     path = cfg.resolve(cfg.model.weights)
-    return {"file": path.name, "sha256": hash_file(path)}
+    return {"file": path.name, "sha256": _content_sha256(path)}
 
 
 def _layers(cfg: Config, with_sae: bool = False) -> list:
@@ -64,8 +69,7 @@ def _layers(cfg: Config, with_sae: bool = False) -> list:
         if with_sae:
             entry["sae"] = to_dict(l.sae)
             if l.sae.weights:
-                p = cfg.resolve(l.sae.weights)
-                entry["sae_weights_sha256"] = hash_tree(p, exclude=()) if p.is_dir() else hash_file(p)
+                entry["sae_weights_sha256"] = _content_sha256(cfg.resolve(l.sae.weights))
         out.append(entry)
     return out
 
@@ -274,7 +278,7 @@ class Pipeline:
         key = hash_data(inputs)[:20]
         if self._site_key_on_disk() == key and (self.out_dir / "index.html").is_file():
             self.console.detail(f"site: up to date in {self.out_dir}")
-            summary.site_files, summary.site_bytes = _tree_size(self.out_dir)
+            summary.site_files, summary.site_bytes = tree_size(self.out_dir)
             return
         from atlasgen.stages.site import render_into
 
@@ -289,8 +293,9 @@ class Pipeline:
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        pages = render_into(self.cfg, folders, staging, self.console)
-        (staging / SITE_MARKER).write_text(f"This folder is an atlasgen site; `atlasgen clean` may delete it.\nkey: {key}\n")
+        rendered = render_into(self.cfg, folders, staging, self.console)
+        marker = staging / SITE_MARKER
+        marker.write_text(f"This folder is an atlasgen site; `atlasgen clean` may delete it.\nkey: {key}\n")
         # Swap the finished site into place: the old one stays whole until the new one is.
         old = out.with_name(out.name + ".old")
         if old.exists():
@@ -305,13 +310,9 @@ class Pipeline:
         atomic_write_json(self.store.root / SITE_STAGE / "latest.json", {"key": key, "inputs": inputs})
         summary.seconds[SITE_STAGE] = time.perf_counter() - start
         summary.ran.append(SITE_STAGE)
-        summary.pages = pages
-        summary.site_files, summary.site_bytes = _tree_size(out)
-
-
-def _tree_size(folder: Path) -> tuple[int, int]:
-    files = [p for p in folder.rglob("*") if p.is_file()]
-    return len(files), sum(p.stat().st_size for p in files)
+        summary.pages = rendered.pages
+        summary.site_files = rendered.files + 1  # and the marker
+        summary.site_bytes = rendered.bytes + (out / SITE_MARKER).stat().st_size
 
 
 def _diff_paths(old: Any, new: Any, path: str) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Callable
 import jinja2
 
 import atlasgen
+from atlasgen.cache import tree_size
 from atlasgen.site import pages, resources, urls
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
@@ -119,7 +120,7 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
     w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
     w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
     copy_static(out_dir)
-    files, size = _tree_size(out_dir)
+    files, size = tree_size(out_dir)
     return SiteSummary(pages=w.pages, files=files, bytes=size)
 
 
@@ -146,10 +147,3 @@ def copy_static(out_dir: Path) -> None:
             shutil.copyfile(src, out_dir / "static" / name)
 
 
-def _tree_size(root: Path) -> tuple[int, int]:
-    files = size = 0
-    for folder, _dirs, names in os.walk(root):
-        for name in names:
-            files += 1
-            size += os.path.getsize(os.path.join(folder, name))
-    return files, size

@@ -17,7 +17,7 @@ import torch
 
 from atlasgen.cache import atomic_save_npz
 from atlasgen.data import open_dataset
-from atlasgen.models import layer_activations, load_model
+from atlasgen.models import layer_activations, load_model, positions_as_vectors, vectors_as_map
 from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
 
@@ -125,9 +125,8 @@ def _class_stats(top_idx, top_val, labels, n_classes):
 def _unit_maps(model, sae, layer, images, device):
     """(features (B, F, H, W), neurons (B, C, H, W)) for a batch of images."""
     acts = layer_activations(model, images.to(device), [layer])[layer].float()
-    b, c, h, w = acts.shape
-    feats = sae.encode(acts.permute(0, 2, 3, 1).reshape(-1, c)).reshape(b, h, w, -1).permute(0, 3, 1, 2)
-    return feats, acts
+    b, _, h, w = acts.shape
+    return vectors_as_map(sae.encode(positions_as_vectors(acts)), b, h, w), acts
 
 
 @torch.no_grad()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import torch
 
 from atlasgen.cache import atomic_write_json
@@ -29,9 +28,8 @@ def run(ctx: StageContext) -> None:
     transforms = STANDARD_TRANSFORMS.for_size(cfg.image_size)
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
-        weights = np.load(ctx.inputs["sae"] / layer / "sae.npz")
-        sae = SAEDirections(W_enc=weights["W_enc"], b_enc=weights["b_enc"], b_dec=weights["b_dec"])
-        families = {"features": (weights["W_dec"].shape[0], sae), "neurons": (weights["W_dec"].shape[1], None)}
+        sae = SAEDirections.from_npz(ctx.inputs["sae"] / layer / "sae.npz")
+        families = {"features": (sae.n_features, sae), "neurons": (sae.d_in, None)}
         total = sum(n for n, _ in families.values())
         with ctx.progress(total, f"vis {layer}") as bar:
             done = 0

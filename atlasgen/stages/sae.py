@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from atlasgen.cache import atomic_write_json
 from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
-from atlasgen.models import get_module, layer_activations, load_model
+from atlasgen.models import get_module, load_model, positions_as_vectors, vectors_as_map
 from atlasgen.pipeline import StageContext
 from atlasgen.sae import evaluate_sae, save_sae, train_sae
 from atlasgen.sae_formats import SAEFormatError, load_external_sae, save_saelens
@@ -38,18 +38,20 @@ MAX_EVAL_IMAGES = 1024  # held-out images used for the uniform and downstream me
 
 def _reconstruct(sae, acts: torch.Tensor) -> torch.Tensor:
     """The SAE's reconstruction of a (B, C, H, W) map, position by position."""
-    b, c, h, w = acts.shape
-    flat = acts.permute(0, 2, 3, 1).reshape(-1, c)
-    return sae.decode(sae.encode(flat)).reshape(b, h, w, c).permute(0, 3, 1, 2)
+    b, _, h, w = acts.shape
+    return vectors_as_map(sae(positions_as_vectors(acts)), b, h, w)
 
 
 @torch.no_grad()
 def downstream_metrics(model, layer: str, sae, data, indices: np.ndarray, device: str, batch_size: int = 128) -> tuple[dict, np.ndarray]:
     """Fidelity of the spliced model on images, and every position's vector (the uniform sample)."""
     replace = {"with": None}
+    clean_acts = {}
 
     def hook(_module, _inputs, output):
-        if replace["with"] == "zero":
+        if replace["with"] is None:
+            clean_acts["layer"] = output
+        elif replace["with"] == "zero":
             return torch.zeros_like(output)
         if replace["with"] == "sae":
             return _reconstruct(sae, output)
@@ -64,9 +66,8 @@ def downstream_metrics(model, layer: str, sae, data, indices: np.ndarray, device
             x = data.batch(idx).to(device)
             y = torch.from_numpy(data.labels[idx]).to(device)
             replace["with"] = None
-            acts = layer_activations(model, x, [layer])[layer]
-            vectors.append(acts.permute(0, 2, 3, 1).reshape(-1, acts.shape[1]).cpu().numpy())
             clean = model(x)
+            vectors.append(positions_as_vectors(clean_acts["layer"]).cpu().numpy())
             replace["with"] = "sae"
             spliced = model(x)
             replace["with"] = "zero"

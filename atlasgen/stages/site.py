@@ -8,8 +8,8 @@ from atlasgen.config import Config
 from atlasgen.progress import Console
 
 
-def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console) -> int:
-    """Render every page into ``out_dir``; returns the number of pages."""
+def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console):
+    """Render every page into ``out_dir``; returns the renderer's SiteSummary (pages, files, bytes)."""
     from atlasgen.site.build import render_site
 
     bar = console.progress(1, "pages")
@@ -17,4 +17,4 @@ def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console:
                           title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url, out_dir=out_dir,
                           progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)))
     bar.close()
-    return summary.pages
+    return summary
