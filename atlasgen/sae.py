@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from io import BytesIO
 from pathlib import Path
@@ -52,6 +52,7 @@ AUXK_ALPHA = 1 / 32  # Gao et al.
 DEAD_AFTER_SAMPLES_MAX = 10_000_000  # Gao et al.: a latent is dead after 10M samples without firing
 INIT_SAMPLE = 32_768  # vectors used to estimate the mean (b_dec init) and the global scale
 RELU_DECODER_INIT_NORM = 0.1  # Conerly et al. 2024 (SAELens standard SAE); topk family uses 1.0
+CHECKPOINT_FORMAT = "atlasgen.sae.checkpoint/2"
 
 
 # -----------------------------------------------------------------------------
@@ -184,7 +185,11 @@ def train_sae(
         sae.b_dec.copy_((mean * scale).float())
     sae.to(device)
 
-    optimizer = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999))
+    # The TopK family trains the encoder as enc_t = W_enc^T (d_sae, d_in): its rows are what the sparse
+    # steps gather and scatter. It is copied back into W_enc at the end.
+    enc_t = torch.nn.Parameter(sae.W_enc.detach().T.contiguous()) if topk_family else None
+    params = [enc_t, sae.b_enc, sae.W_dec, sae.b_dec] if topk_family else list(sae.parameters())
+    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), **_adam_impl(device))
     warmup = max(1, round(WARMUP_FRACTION * steps))
     decay = max(1, round(DECAY_FRACTION * steps))
 
@@ -204,6 +209,7 @@ def train_sae(
     threshold_start = min(1000, steps // 2)
     threshold_beta = 1.0 - 1.0 / max(1, min(1000, (steps - threshold_start) // 4))
     threshold = torch.tensor(-1.0, device=device)  # < 0: not set yet
+    selector = _BatchTopKSelector()
 
     history = torch.zeros(steps, 4, device=device)  # loss, mse, auxk or l1, train l0 (no per-step sync)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if autocast_bf16 else nullcontext()
@@ -211,53 +217,63 @@ def train_sae(
     batches = _batch_indices(n, batch_size, steps, generator)
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{checkpoint}: a training checkpoint of another atlasgen version; delete it to start over")
         sae.load_state_dict(state["sae"])
+        if topk_family:
+            with torch.no_grad():
+                enc_t.copy_(state["enc_t"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         threshold, samples_since_fired = state["threshold"].to(device), state["samples_since_fired"].to(device)
         history = state["history"].to(device)
+        selector.guess = state["selector_guess"]
         first_step = state["step"]
         for _ in range(first_step):  # the batch order is a function of the seed: replay it
             next(batches)
+    # A background thread reads the next batch while this one trains -- but only from a memory map or
+    # a GPU's data: on CPU, gathering rows of an in-memory tensor in a second thread competes with the
+    # step for the same cores and slows both, so that gather runs in line.
+    inline = isinstance(vectors, torch.Tensor) and vectors.device.type == "cpu"
     t_loop = time.perf_counter()
-    with ThreadPoolExecutor(1) as pool:  # read the next batch while this one trains
-        pending = pool.submit(_gather, vectors, next(batches)) if first_step < steps else None
+    with ThreadPoolExecutor(1) as pool:
+        def fetch(idx):
+            if inline:
+                done = Future()
+                done.set_result(_gather(vectors, idx))
+                return done
+            return pool.submit(_gather, vectors, idx)
+
+        pending = fetch(next(batches)) if first_step < steps else None
         for step in range(first_step, steps):
             x = pending.result().to(device, non_blocking=True) * scale
             if step + 1 < steps:
-                pending = pool.submit(_gather, vectors, next(batches))
-
-            with autocast:
-                pre = sae.encode_pre(x)
-            acts = F.relu(pre.float())
-            if architecture == "batchtopk":
-                f, min_selected = batch_topk_codes(acts, k)
-            elif architecture == "topk":
-                f = topk_codes(acts, k)
-            else:
-                f = acts
-            with autocast:
-                x_hat = sae.decode(f)
-            residual = x - x_hat.float()
-            mse = residual.pow(2).sum(-1).mean()
+                pending = fetch(next(batches))
 
             if topk_family:
-                fired = (f > 0).any(0)
-                samples_since_fired = torch.where(fired, 0, samples_since_fired + x.shape[0])
-                dead = samples_since_fired >= dead_after_samples
-                with autocast:
-                    aux = auxk_loss(sae, acts, dead, residual.detach(), k_aux)
+                x_hat, vals, cols, min_selected, samples_since_fired, aux = _topk_family_step(
+                    x, sae, enc_t, architecture, k, selector, samples_since_fired, dead_after_samples, k_aux, autocast)
+                mse = (x - x_hat).pow(2).sum(-1).mean()
                 loss = mse + AUXK_ALPHA * aux
+                l0 = (vals > 0).sum().float() / x.shape[0]
             else:
+                with autocast:
+                    pre = sae.encode_pre(x)
+                f = F.relu(pre.float())
+                with autocast:
+                    x_hat = sae.decode(f)
+                residual = x - x_hat.float()
+                mse = residual.pow(2).sum(-1).mean()
                 l1_scale = min(1.0, (step + 1) / warmup)  # warm the l1 coefficient up with the lr
                 aux = (f * sae.W_dec.norm(dim=1)).sum(-1).mean()
                 loss = mse + l1_coefficient * l1_scale * aux
+                l0 = (f > 0).sum(-1).float().mean()
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if topk_family:
                 remove_parallel_decoder_grad(sae)
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), GRAD_CLIP)
+            torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
             optimizer.step()
             scheduler.step()
             if topk_family:
@@ -271,17 +287,20 @@ def train_sae(
                     blended = threshold_beta * threshold + (1 - threshold_beta) * min_selected
                     threshold = torch.where(seen, torch.where(first, min_selected, blended), threshold)
 
-            l0 = (f > 0).sum(-1).float().mean()
             history[step] = torch.stack([loss.detach(), mse.detach(), aux.detach(), l0])
             if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
                 buffer = BytesIO()
-                torch.save({"sae": sae.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                torch.save({"format": CHECKPOINT_FORMAT, "sae": sae.state_dict(), "enc_t": enc_t,
+                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                             "threshold": threshold, "samples_since_fired": samples_since_fired, "history": history,
-                            "step": step + 1}, buffer)
+                            "selector_guess": selector.guess, "step": step + 1}, buffer)
                 atomic_write_bytes(Path(checkpoint), buffer.getvalue())
             if progress is not None:
                 progress(step)
 
+    if topk_family:
+        with torch.no_grad():
+            sae.W_enc.copy_(enc_t.T)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     loop_seconds = time.perf_counter() - t_loop
@@ -320,6 +339,127 @@ def train_sae(
         "autocast_bf16": autocast_bf16,
     }
     return sae, stats
+
+
+def _adam_impl(device: torch.device) -> dict:
+    """Adam's fused kernel (one pass over each parameter) where this torch has it for the device."""
+    try:
+        torch.optim.Adam([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+        return {"fused": True}
+    except (RuntimeError, ValueError):
+        return {"foreach": True}
+
+
+class _BatchTopKSelector:
+    """The `count` largest entries of a flattened batch, exactly, without a top-k over all of it.
+
+    Entries above a guessed cut-off are gathered first (a small fraction of the batch) and the top
+    `count` is taken among them; that is the exact answer whenever at least `count` entries pass.
+    Otherwise the whole batch is searched. The guess is MARGIN x the previous batch's smallest
+    selected value, which moves slowly during training, so the fallback is rare after the first step.
+    """
+
+    MARGIN = 0.8
+
+    def __init__(self):
+        self.guess: float | None = None
+
+    def select(self, flat: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        count = min(count, flat.numel())
+        found = None
+        if self.guess is not None and self.guess > 0:
+            idx = torch.nonzero(flat > self.guess).squeeze(1)
+            if idx.numel() >= count:
+                top = flat[idx].topk(count, sorted=False)
+                found = idx[top.indices], top.values
+        if found is None:
+            top = flat.topk(count, sorted=False)
+            found = top.indices, top.values
+        self.guess = float(found[1].min()) * self.MARGIN
+        return found
+
+
+class _SelectedPre(torch.autograd.Function):
+    """Encoder pre-activations of selected (row, latent) pairs, pre = xc[row] . enc_t[latent] + b_enc[latent].
+
+    The values come from the dense encoder pass, which ran without autograd; the backward pass sends
+    gradient only to the selected pairs (an embedding-bag per row for xc, per latent for enc_t), so
+    no (batch, d_sae) gradient and no (batch, d_sae) x (d_sae, d_in) matmul is ever made. `rows` must
+    be sorted (pairs grouped by row).
+    """
+
+    @staticmethod
+    def forward(ctx, xc, enc_t, b_enc, values, rows, cols):
+        ctx.save_for_backward(xc, enc_t, rows, cols)
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        xc, enc_t, rows, cols = ctx.saved_tensors
+        grad_xc = grad_enc = grad_b = None
+        if ctx.needs_input_grad[0]:
+            by_row = torch.searchsorted(rows, torch.arange(xc.shape[0], device=rows.device))
+            grad_xc = F.embedding_bag(cols, enc_t, by_row, mode="sum", per_sample_weights=grad)
+        if ctx.needs_input_grad[1]:
+            order = torch.argsort(cols, stable=True)
+            sorted_cols = cols[order]
+            by_col = torch.searchsorted(sorted_cols, torch.arange(enc_t.shape[0], device=cols.device))
+            grad_enc = F.embedding_bag(rows[order], xc, by_col, mode="sum", per_sample_weights=grad[order])
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.zeros(enc_t.shape[0], dtype=grad.dtype, device=grad.device).index_add_(0, cols, grad)
+        return grad_xc, grad_enc, grad_b, None, None, None
+
+
+def _topk_family_step(x, sae, enc_t, architecture, k, selector, samples_since_fired, dead_after_samples, k_aux, autocast):
+    """The forward pass of one TopK / BatchTopK training step, sparse after the encoder.
+
+    Only the encoder runs dense (and without autograd): it is needed to choose the active latents.
+    The chosen pre-activations get their gradient through _SelectedPre and the reconstruction is an
+    embedding-bag over the chosen decoder rows, so the decoder's dense matmuls and the encoder's dense
+    backward -- four of the five matmuls of a dense step -- are never made. The result equals the
+    dense formulation (codes = top-k of relu(pre), x_hat = codes @ W_dec + b_dec) up to float
+    summation order. AuxK is computed over the dead latents' columns only, and only when some are dead.
+
+    Returns x_hat, the chosen codes and their latents, the smallest selected value (batchtopk; the
+    threshold rule), the updated samples_since_fired, and the AuxK loss.
+    """
+    b, d_sae = x.shape[0], sae.d_sae
+    xc = x - sae.b_dec
+    with torch.no_grad(), autocast:
+        pre = torch.addmm(sae.b_enc, xc, enc_t.T)
+    acts = F.relu(pre.float())
+    arange = torch.arange(b, device=x.device)
+    if architecture == "batchtopk":
+        flat_idx, values = selector.select(acts.view(-1), k * b)
+        order = flat_idx.argsort()
+        flat_idx, values = flat_idx[order], values[order]
+        rows, cols = flat_idx // d_sae, flat_idx % d_sae
+        min_selected = torch.where(values > 0, values, torch.full_like(values, math.inf)).min()
+    else:
+        top = acts.topk(k, dim=1, sorted=False)
+        rows, cols, values = arange.repeat_interleave(k), top.indices.reshape(-1), top.values.reshape(-1)
+        min_selected = None
+    vals = F.relu(_SelectedPre.apply(xc, enc_t, sae.b_enc, values, rows, cols))
+    by_row = torch.searchsorted(rows, arange)
+    x_hat = F.embedding_bag(cols, sae.W_dec, by_row, mode="sum", per_sample_weights=vals) + sae.b_dec
+
+    fired = torch.zeros(d_sae, dtype=torch.bool, device=x.device)
+    fired[cols[vals > 0]] = True
+    samples_since_fired = torch.where(fired, 0, samples_since_fired + b)
+    dead = samples_since_fired >= dead_after_samples
+    aux = torch.zeros((), device=x.device)
+    if bool(dead.any()):
+        dead_idx = torch.nonzero(dead).squeeze(1)
+        ka = min(k_aux, dead_idx.numel())
+        top = acts[:, dead_idx].topk(ka, dim=1, sorted=False)
+        a_rows, a_cols = arange.repeat_interleave(ka), dead_idx[top.indices].reshape(-1)
+        a_vals = F.relu(_SelectedPre.apply(xc, enc_t, sae.b_enc, top.values.reshape(-1), a_rows, a_cols))
+        aux_recon = F.embedding_bag(a_cols.view(b, ka), sae.W_dec, mode="sum", per_sample_weights=a_vals.view(b, ka))
+        residual = (x - x_hat).detach()
+        aux_sq = (residual - aux_recon).pow(2).sum(-1).mean()
+        residual_var = (residual - residual.mean(0)).pow(2).sum(-1).mean()
+        aux = torch.nan_to_num(aux_sq / residual_var, nan=0.0, posinf=0.0)
+    return x_hat, vals, cols, min_selected, samples_since_fired, aux
 
 
 def auxk_loss(sae, acts, dead, residual, k_aux):

@@ -281,3 +281,55 @@ def test_training_resumes_from_a_checkpoint_with_identical_weights(data, tmp_pat
     resumed, stats = train_sae(train, checkpoint=ckpt, checkpoint_every=40, **kwargs)
     for name, tensor in reference.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("architecture", ["batchtopk", "topk"])
+def test_sparse_training_step_equals_the_dense_formulation(architecture):
+    """The TopK family's sparse step (dense encoder without autograd, gradient only through the chosen
+    latents, embedding-bag decoder, AuxK over dead columns) gives the loss and gradients of the plain
+    dense formulation: codes = top-k of relu(pre), x_hat = codes @ W_dec + b_dec, Gao's AuxK."""
+    from contextlib import nullcontext
+
+    from atlasgen.sae import AUXK_ALPHA, _BatchTopKSelector, _topk_family_step, auxk_loss
+
+    torch.manual_seed(0)
+    b, d, s, k, k_aux = 24, 16, 64, 3, 8
+    x = torch.randn(b, d) + 1.0
+    sae = SparseAutoencoder(d, s, architecture, k)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    enc_t = torch.nn.Parameter(sae.W_enc.detach().T.contiguous())
+    since = torch.zeros(s, dtype=torch.long)
+    since[::3] = 10_000  # a third of the latents are dead: AuxK is active
+    selector = _BatchTopKSelector()
+    selector.guess = 0.05  # exercise the cut-off path (still exact)
+    x_hat, vals, cols, _, since_after, aux = _topk_family_step(
+        x, sae, enc_t, architecture, k, selector, since.clone(), 1000, k_aux, nullcontext())
+    loss = (x - x_hat).pow(2).sum(-1).mean() + AUXK_ALPHA * aux
+    loss.backward()
+    sparse_grads = [enc_t.grad.T.clone(), sae.b_enc.grad.clone(), sae.W_dec.grad.clone(), sae.b_dec.grad.clone()]
+
+    ref = SparseAutoencoder(d, s, architecture, k)
+    ref.load_state_dict(sae.state_dict())
+    acts = torch.relu(ref.encode_pre(x))
+    if architecture == "batchtopk":
+        flat = acts.flatten()
+        top = flat.topk(k * b)
+        codes = torch.zeros_like(flat).scatter(0, top.indices, top.values).view_as(acts)
+    else:
+        top = acts.topk(k, dim=1)
+        codes = torch.zeros_like(acts).scatter(1, top.indices, top.values)
+    ref_hat = codes @ ref.W_dec + ref.b_dec
+    fired = (codes > 0).any(0)
+    dead = torch.where(fired, 0, since + b) >= 1000
+    ref_aux = auxk_loss(ref, acts, dead, (x - ref_hat).detach(), k_aux)
+    ref_loss = (x - ref_hat).pow(2).sum(-1).mean() + AUXK_ALPHA * ref_aux
+    ref_loss.backward()
+
+    assert float(aux.detach()) > 0 and torch.allclose(aux, ref_aux, rtol=1e-5)
+    assert torch.allclose(x_hat, ref_hat, atol=1e-5)
+    assert torch.equal(since_after, torch.where(fired, 0, since + b))
+    for got, want, name in zip(sparse_grads, [ref.W_enc.grad, ref.b_enc.grad, ref.W_dec.grad, ref.b_dec.grad],
+                               ["W_enc", "b_enc", "W_dec", "b_dec"]):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), name
