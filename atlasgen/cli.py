@@ -65,7 +65,9 @@ def main() -> None:
 @common_output
 @quiet_opt
 @verbose_opt
-def build(config: str, output: str | None, quiet: bool, verbose: bool) -> None:
+@click.option("--accept-changed-features", is_flag=True,
+              help="Overwrite a site built from a different SAE, so that its feature URLs change meaning.")
+def build(config: str, output: str | None, quiet: bool, verbose: bool, accept_changed_features: bool) -> None:
     """Run every stage (cached ones are skipped) and write the site."""
     from atlasgen.pipeline import Pipeline, format_summary
 
@@ -74,7 +76,7 @@ def build(config: str, output: str | None, quiet: bool, verbose: bool) -> None:
     console = _console(quiet, verbose)
     start = time.perf_counter()
     try:
-        summary = Pipeline(cfg, out, console).build()
+        summary = Pipeline(cfg, out, console, accept_changed_features=accept_changed_features).build()
     except AtlasgenError as exc:
         _fail(exc.errors, exc.headline)
     except KeyboardInterrupt:
@@ -191,3 +193,45 @@ def layers(config: str) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.argument("outdir", required=False, type=click.Path(file_okay=False))
+@click.option("-c", "--config", default=None, help="Config whose output folder and size budget to use (default: site_config.yaml if present).")
+@click.option("--budget-mb", type=float, default=None, help="Size budget in MB (default: site.size_budget_mb of the config, else 900).")
+@quiet_opt
+def check(outdir: str | None, config: str | None, budget_mb: float | None, quiet: bool) -> None:
+    """Validate a built site: links and anchors resolve, no root-relative or external URLs,
+    no JavaScript that breaks on file://, the size budget, manifest consistency. Exit 1 on problems."""
+    from atlasgen.site.check import check_site
+
+    cfg = None
+    if config is not None or (outdir is None or budget_mb is None) and Path("site_config.yaml").is_file():
+        cfg = _load(config or "site_config.yaml")
+    site = Path(outdir) if outdir else (cfg.resolve(cfg.output) if cfg else Path("_site"))
+    budget = budget_mb if budget_mb is not None else (cfg.site.size_budget_mb if cfg else 900.0)
+    problems = check_site(site, budget)
+    if problems:
+        click.echo(f"atlasgen check: {len(problems)} problem{'s' if len(problems) > 1 else ''} in {site}:", err=True)
+        for line in problems:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+    if not quiet:
+        click.echo(f"atlasgen check: {site} passed (links, anchors, URLs, file:// scripts, size, manifest).")
+
+
+@main.command()
+@click.option("--workflow", "repo", required=True, type=click.Path(file_okay=False),
+              help="Root of the git repository to write .github/workflows/atlas-pages.yml into.")
+@click.option("--site-dir", default="_site", show_default=True, help="The built site's folder, relative to the repository root.")
+@click.option("--branch", default="main", show_default=True, help="Branch whose pushes deploy the site.")
+@click.option("--force", is_flag=True, help="Replace an existing workflow file.")
+def publish(repo: str, site_dir: str, branch: str, force: bool) -> None:
+    """Write a GitHub Actions workflow that deploys the built site to GitHub Pages."""
+    from atlasgen.site.publish import write_pages_workflow
+
+    try:
+        target = write_pages_workflow(Path(repo), site_dir, branch, overwrite=force)
+    except AtlasgenError as exc:
+        _fail(exc.errors, exc.headline)
+    click.echo(f"wrote {target}; commit it with the {site_dir}/ folder and set Pages' source to GitHub Actions (docs/publishing.md).")

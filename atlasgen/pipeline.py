@@ -151,8 +151,10 @@ class BuildSummary:
 class Pipeline:
     """Runs the stages of one config against one cache folder and one output folder."""
 
-    def __init__(self, cfg: Config, out_dir: Path | None = None, console: Console | None = None):
+    def __init__(self, cfg: Config, out_dir: Path | None = None, console: Console | None = None,
+                 accept_changed_features: bool = False):
         self.cfg = cfg
+        self.accept_changed_features = accept_changed_features
         self.store = ArtifactStore(cfg.resolve(cfg.cache_dir))
         self.out_dir = Path(out_dir) if out_dir is not None else cfg.resolve(cfg.output)
         self.console = console or Console()
@@ -289,11 +291,21 @@ class Pipeline:
             from atlasgen.config import ConfigError
 
             raise ConfigError([f"output: {str(out)!r} is a non-empty folder that atlasgen did not make. Fix: choose an empty or new folder with -o, or empty it yourself."])
+        from atlasgen.site import publish
+
+        if not self.accept_changed_features:
+            publish.check_feature_ids(out, self.cfg.model.name,
+                                      publish.sae_hashes(folders["sae"], [l.name for l in self.cfg.layers]))
         staging = out.with_name(out.name + ".partial")
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
         rendered = render_into(self.cfg, folders, staging, self.console)
+        try:
+            publish.check_size_budget(staging, self.cfg.site.size_budget_mb)
+        except publish.SizeBudgetError as exc:
+            exc.errors.append(f"The rendered site was left in {staging} for inspection; {out} is unchanged.")
+            raise
         marker = staging / SITE_MARKER
         marker.write_text(f"This folder is an atlasgen site; `atlasgen clean` may delete it.\nkey: {key}\n")
         # Swap the finished site into place: the old one stays whole until the new one is.

@@ -17,7 +17,7 @@ import jinja2
 
 import atlasgen
 from atlasgen.cache import tree_size
-from atlasgen.site import pages, resources, urls
+from atlasgen.site import pages, publish, resources, urls
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages
@@ -76,7 +76,8 @@ class _Writer:
 
 
 def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: str, title: str, date: str,
-                base_url: str, out_dir: Path, progress=None) -> SiteSummary:
+                base_url: str, out_dir: Path, progress=None, authors: tuple[str, ...] = (), version: str = "1.0",
+                doi: str | None = None) -> SiteSummary:
     """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
 
     ``artifacts`` maps stage name -> artifact folder: 'dataset', 'model', 'sae',
@@ -91,14 +92,15 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
         raise FileExistsError(f"output folder {out_dir} is not empty")
     check_segment("model", model_name)
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
-    site = pages.Site(title=title, date=date, base_url=base_url, model=model_name, version=atlasgen.__version__)
+    site = pages.Site(title=title, date=date, base_url=base_url, model=model_name, version=atlasgen.__version__,
+                      authors=tuple(authors), doi=doi or "")
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
     images = DatasetImages(arts.dataset, out_dir)
     images.prepare(
         idx for L in arts.layers for ex in (L.features, L.neurons) for idx in ex.top_idx.ravel().tolist()
     )
 
-    total = 2 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
+    total = 3 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
     w = _Writer(out_dir, make_environment(), total, progress)
 
     w.page(*pages.home_page(site, arts, indexes))
@@ -119,6 +121,12 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
 
     w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
     w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
+    w.text("CITATION.cff", publish.citation_cff(title=title, authors=list(authors), version=version, date=date,
+                                                url=base_url, doi=doi))
+    w.page("404.html", "404.html", {"title": title, "base_url": base_url})
+    if base_url:
+        written = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("index.html"))
+        w.text("sitemap.xml", publish.sitemap_xml(base_url, written))
     copy_static(out_dir)
     files, size = tree_size(out_dir)
     return SiteSummary(pages=w.pages, files=files, bytes=size)

@@ -42,6 +42,8 @@ class Site:
     base_url: str
     model: str
     version: str
+    authors: tuple[str, ...] = ()
+    doi: str = ""
 
     def permalink(self, path: str) -> str:
         if not self.base_url:
@@ -176,6 +178,8 @@ def base_context(site: Site, path: str, page_title: str, crumb_list: list[dict],
         "scripts": [],
         "body_class": "",
         "description": "",
+        "og_url": site.permalink(path) if site.base_url else "",
+        "og_image": "",
     }
     ctx.update(extra)
     return ctx
@@ -201,13 +205,17 @@ def citation(site: Site, layer: Layer, kind: str, unit: int, label: str) -> dict
     what = "SAE feature" if kind == "f" else "neuron"
     bibtex = "\n".join([
         f"@misc{{{key},",
+        *([f"  author       = {{{bibtex_escape(' and '.join(site.authors))}}},"] if site.authors else []),
         f"  title        = {{{{{bibtex_escape(name)}}}}},",
         f"  howpublished = {{{bibtex_escape(site.title)}, \\url{{{permalink}}}}},",
         f"  year         = {{{bibtex_escape(year)}}},",
+        *([f"  doi          = {{{bibtex_escape(site.doi)}}},"] if site.doi else []),
         f"  note         = {{{what} {unit} of layer {bibtex_escape(layer.name)}, SAE {sae}, version of {bibtex_escape(site.date)}}}",
         "}",
     ])
-    plain = f"{site.title}. \u201c{name}.\u201d {site.date}. {permalink} (SAE {sae})."
+    by = f"{', '.join(site.authors)}. " if site.authors else ""
+    doi = f" doi:{site.doi}." if site.doi else ""
+    plain = f"{by}{site.title}. \u201c{name}.\u201d {site.date}. {permalink} (SAE {sae}).{doi}"
     return {"permalink": permalink, "bibtex": bibtex, "plain": plain, "absolute": bool(site.base_url)}
 
 
@@ -443,6 +451,7 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         next_code=f"{kind}/{(i + 1) % count}",
         stats=stats,
         vis=ix.vis[kind].get(i),
+        og_image=site.permalink(ix.vis[kind][i]) if site.base_url and ix.vis[kind].get(i) else "",
         vis_width=vis_size[0] if vis_size else None,
         vis_height=vis_size[1] if vis_size else None,
         vis_pixelated=_pixelated(vis_size, 256),

@@ -1,0 +1,205 @@
+"""What a published atlas promises beyond its pages: stable feature ids, a size that fits
+GitHub Pages, citation metadata (CITATION.cff), a sitemap, and a Pages deployment workflow.
+
+Nothing here imports torch; every output is a pure function of its inputs (same bytes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from atlasgen.cache import hash_file
+from atlasgen.errors import AtlasgenError
+from atlasgen.progress import format_bytes
+
+ACCEPT_FLAG = "--accept-changed-features"
+
+
+class ChangedFeaturesError(AtlasgenError):
+    headline = "feature ids would change meaning"
+
+
+class SizeBudgetError(AtlasgenError):
+    headline = "site over its size budget"
+
+
+# -----------------------------------------------------------------------------
+# stable feature ids
+
+
+def sae_hashes(sae_folder: Path, layers: list[str]) -> dict[str, str]:
+    """The content hash of each layer's saved SAE, as the manifest records it."""
+    return {name: hash_file(Path(sae_folder) / name / "sae.npz") for name in layers}
+
+
+def check_feature_ids(out_dir: Path, model: str, new_hashes: dict[str, str]) -> None:
+    """Stop when the site in ``out_dir`` was built from a different SAE for a layer that is built
+    again: its feature URLs (``<model>/<layer>/f/<id>``) would silently start to mean other features.
+
+    Only layers present in both builds count; a site that is new, or a layer that is new, is fine.
+    """
+    manifest_path = Path(out_dir) / "manifest.json"
+    if not manifest_path.is_file():
+        return
+    try:
+        old = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ChangedFeaturesError([f"{manifest_path}: unreadable manifest ({exc}). Fix: move the old site away, or pass {ACCEPT_FLAG} to overwrite it."]) from None
+    if old.get("model") != model:
+        return  # a different model: its URLs live under another prefix
+    changed = []
+    for layer, new in sorted(new_hashes.items()):
+        before = (old.get("layers") or {}).get(layer, {}).get("sae_sha256")
+        if before and before != new:
+            changed.append(f"{model}/{layer}: the published site's SAE is {before[:12]}…, this build's is {new[:12]}…")
+    if changed:
+        raise ChangedFeaturesError(changed + [
+            f"The site in {out_dir} was built from other SAEs, so its feature URLs ({model}/<layer>/f/<id>) would point at different features. Choices:",
+            "  publish under a new prefix: set `model.name` to a new value (e.g. add a version suffix) or build into a new folder with -o;",
+            f"  or accept the change: run again with {ACCEPT_FLAG} (links that others cite will show other features).",
+        ])
+
+
+# -----------------------------------------------------------------------------
+# size budget
+
+
+def size_breakdown(site: Path) -> dict[str, int]:
+    """Bytes per part of a built site."""
+    parts: dict[str, int] = defaultdict(int)
+    for path in Path(site).rglob("*"):
+        if path.is_file():
+            parts[_part(path.relative_to(site).as_posix())] += path.stat().st_size
+    return dict(parts)
+
+
+def _part(rel: str) -> str:
+    segments = rel.split("/")
+    if rel.startswith("images/"):
+        return "dataset images (images/)"
+    if rel.startswith("data/"):
+        return "bulk export (data/)"
+    if rel.startswith("static/"):
+        return "scripts and styles (static/)"
+    if rel.endswith(".html"):
+        return "HTML pages"
+    if len(segments) >= 4 and segments[2] in ("f", "n") and rel.endswith((".webp", ".png", ".jpg")):
+        return "unit visualisations (<layer>/f|n/<id>/)"
+    if "map" in segments:
+        return "maps (<layer>/map/)"
+    return "other"
+
+
+def check_size_budget(site: Path, budget_mb: float) -> int:
+    """The site's size in bytes; raises SizeBudgetError with a breakdown when over ``budget_mb``."""
+    parts = size_breakdown(site)
+    total = sum(parts.values())
+    if budget_mb > 0 and total > budget_mb * 1e6:
+        lines = [f"{site}: {format_bytes(total)} is over the budget of {budget_mb:g} MB (site.size_budget_mb). By part:"]
+        for name, size in sorted(parts.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {format_bytes(size):>10}  {name}")
+        lines.append("Fix: lower featurevis.image_size or examples.top_k, study fewer layers, or raise site.size_budget_mb "
+                     "(GitHub Pages publishes at most 1 GB).")
+        raise SizeBudgetError(lines)
+    return total
+
+
+# -----------------------------------------------------------------------------
+# citation metadata, sitemap, 404
+
+
+def _yaml_str(text: str) -> str:
+    return json.dumps(str(text), ensure_ascii=False)  # a JSON string is a valid YAML scalar
+
+
+def citation_cff(*, title: str, authors: list[str], version: str, date: str, url: str, doi: str | None) -> str:
+    """CITATION.cff (Citation File Format 1.2.0) for the atlas."""
+    lines = [
+        "cff-version: 1.2.0",
+        'message: "If you use this atlas, please cite it as below."',
+        f"title: {_yaml_str(title)}",
+        "type: dataset",
+        f"version: {_yaml_str(version)}",
+        f"date-released: {_yaml_str(date)}",
+        "authors:",
+    ]
+    for author in authors or ["atlasgen user"]:
+        given, _, family = author.strip().rpartition(" ")
+        if given:
+            lines += [f"  - given-names: {_yaml_str(given)}", f"    family-names: {_yaml_str(family)}"]
+        else:
+            lines += [f"  - name: {_yaml_str(family)}"]
+    if url:
+        lines.append(f"url: {_yaml_str(url)}")
+    if doi:
+        lines.append(f"doi: {_yaml_str(doi)}")
+    return "\n".join(lines) + "\n"
+
+
+def sitemap_xml(base_url: str, pages: list[str]) -> str:
+    """sitemap.xml listing ``pages`` (site-relative paths) under ``base_url``."""
+    from xml.sax.saxutils import escape
+
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    body = "".join(f"  <url><loc>{escape(base + p)}</loc></url>\n" for p in sorted(pages))
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n' + body + "</urlset>\n")
+
+
+# -----------------------------------------------------------------------------
+# GitHub Pages deployment
+
+PAGES_WORKFLOW = """\
+# Deploys the atlas in {site_dir}/ to GitHub Pages.
+# Written by `atlasgen publish --workflow`; see atlasgen's docs/publishing.md.
+# Build the atlas locally (atlasgen build -o {site_dir}) and commit the folder,
+# then enable Pages with "GitHub Actions" as the source in the repository settings.
+name: Deploy atlas to GitHub Pages
+
+on:
+  push:
+    branches: [{branch}]
+    paths: ["{site_dir}/**", ".github/workflows/atlas-pages.yml"]
+  workflow_dispatch:
+
+permissions:
+  contents: read
+  pages: write
+  id-token: write
+
+concurrency:
+  group: pages
+  cancel-in-progress: false
+
+jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    environment:
+      name: github-pages
+      url: ${{{{ steps.deployment.outputs.page_url }}}}
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/configure-pages@v5
+      - uses: actions/upload-pages-artifact@v3
+        with:
+          path: {site_dir}
+      - id: deployment
+        uses: actions/deploy-pages@v4
+"""
+
+
+def write_pages_workflow(repo: Path, site_dir: str, branch: str = "main", overwrite: bool = False) -> Path:
+    """Write ``.github/workflows/atlas-pages.yml`` into the repository at ``repo``."""
+    repo = Path(repo)
+    if not repo.is_dir():
+        raise AtlasgenError([f"{repo}: not a folder. Fix: give the root of your git repository."])
+    if Path(site_dir).is_absolute() or ".." in Path(site_dir).parts:
+        raise AtlasgenError([f"--site-dir {site_dir!r}: give the site folder relative to the repository root (e.g. _site)."])
+    target = repo / ".github" / "workflows" / "atlas-pages.yml"
+    if target.exists() and not overwrite:
+        raise AtlasgenError([f"{target} exists. Fix: pass --force to replace it, or delete it first."])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(PAGES_WORKFLOW.format(site_dir=Path(site_dir).as_posix(), branch=branch))
+    return target
