@@ -139,7 +139,8 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
         model = factory(num_classes=n_classes) if "num_classes" in params else factory()
         if not isinstance(model, nn.Module):
             raise ConfigError([f"model.arch: {model_cfg.arch!r} returned {type(model).__name__}, not a torch nn.Module. Fix: return the model."])
-        pre = Preprocess((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), None)
+        size = getattr(model, "image_size", None)  # e.g. a torchvision VisionTransformer: a fixed input size
+        pre = Preprocess((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), size if isinstance(size, int) else None)
     else:
         raise ValueError(f"unknown model source {source!r}")
     if model_cfg.mean:

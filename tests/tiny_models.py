@@ -18,5 +18,7 @@ def tiny_vit(num_classes: int = 10) -> nn.Module:
     """torchvision's VisionTransformer at 32 px: 4x4 patches of 8 px, 2 blocks of width 32."""
     from torchvision.models import VisionTransformer
 
-    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
-                             num_classes=num_classes)
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                            num_classes=num_classes)
+    nn.init.normal_(vit.heads.head.weight, std=0.1)  # torchvision starts the head at zero: no signal to study
+    return vit
