@@ -177,18 +177,25 @@ def layers(config: str) -> None:
     """List the layers of the configured model that can be studied, with their output shapes."""
     import torch
 
-    from atlasgen.models import build_model, layer_shapes
+    from atlasgen.models import all_layer_shapes, build_model
     from atlasgen.zoo import layer_names
 
     from atlasgen.demo.dataset import CLASSES
 
     cfg = _load(config)
-    model = build_model(cfg.model, n_classes=len(CLASSES))
-    names = layer_names(cfg.model.source)
+    try:
+        # Shapes do not depend on the weights: a random initialisation needs no download.
+        model = build_model(cfg.model, n_classes=len(CLASSES))
+    except AtlasgenError as exc:
+        _fail(exc.errors, exc.headline)
+    known = layer_names(cfg.model.source)
     with torch.no_grad():
-        shapes = layer_shapes(model.eval(), names, cfg.dataset.image_size)
-    for name in names:
-        click.echo(f"{name:<16} {' x '.join(map(str, shapes[name]))}")
+        shapes = all_layer_shapes(model.eval(), cfg.dataset.image_size)
+    if known is not None:  # the sources atlasgen knows list their studiable layers only
+        shapes = [(n, s) for n, s in shapes if n in set(known)]
+    for name, shape in shapes:
+        kind = "  (tokens x dim: pick tokens: patches, class or mean)" if len(shape) == 2 else ""
+        click.echo(f"{name:<24} {' x '.join(map(str, shape))}{kind}")
 
 
 if __name__ == "__main__":

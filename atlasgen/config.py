@@ -51,12 +51,15 @@ class SiteConfig:
 
 @dataclass
 class DatasetConfig:
-    source: Literal["demo", "folder"] = _f("demo", "demo: the embedded procedural dataset; folder: an ImageNet-style folder of class sub-folders.")
-    path: Optional[str] = _f(None, "Folder of images (source: folder), relative to the config file.")
+    source: Literal["demo", "folder", "csv"] = _f("demo", "demo: the embedded procedural dataset; folder: an ImageNet-style folder of class sub-folders; csv: a CSV list of images (columns path,label).")
+    path: Optional[str] = _f(None, "Folder of images (source: folder) or CSV file (source: csv; image paths relative to the CSV's folder), relative to the config file.")
+    class_names: Optional[str] = _f(None, "File mapping class ids (folder names or CSV labels, e.g. ImageNet wnids) to readable names: one 'id name' or 'id,name' or 'id<TAB>name' per line. Classes it does not list keep their id.")
     image_size: int = _f(64, "Side in pixels of the images fed to the model (resize shorter side, centre crop).", min=8)
-    images_per_class: int = _f(300, "Demo: images generated per class. Folder: at most this many per class (0: all).", min=0)
+    crop_fraction: float = _f(1.0, "Centre crop as a fraction of the shorter side before resizing to image_size (0.875 is torchvision's 256 -> 224 eval crop; 1.0 keeps the whole shorter side).", min=0.1, max=1.0)
+    images_per_class: int = _f(300, "Demo: images generated per class. Folder/csv: at most this many per class, drawn by a seeded sample (0: all).", min=0)
+    limit: int = _f(0, "Folder/csv: at most this many images in all, drawn by a seeded sample after the per-class cap (0: all).", min=0)
     holdout_fraction: float = _f(0.2, "Fraction of images held out (model accuracy, SAE evaluation), never shown as examples.", min=0.0, max=0.9)
-    seed: int = _f(0, "Seed for generation (demo), shuffling and the held-out split.")
+    seed: int = _f(0, "Seed for generation (demo), subsampling, shuffling and the held-out split.")
 
 
 @dataclass
@@ -69,10 +72,18 @@ class TrainConfig:
 
 @dataclass
 class ModelConfig:
-    source: Literal["demo"] = _f("demo", "demo: the small Inception-style classifier atlasgen trains on the demo dataset.")
+    source: Literal["demo", "inceptionv1", "torchvision", "factory"] = _f("demo", "demo: the small Inception-style classifier atlasgen trains on the demo dataset; inceptionv1: lucid's InceptionV1 from lucent's model zoo (1008 outputs, 224 px); torchvision: a torchvision classification model named by `arch`; factory: `arch` = 'package.module:function' returning an nn.Module.")
     name: str = _f("demonet", "URL name of the model (first path segment of every page).")
-    weights: Optional[str] = _f(None, "Local weights file (state dict). Demo: when empty, the model is trained on the first build and cached.")
+    arch: Optional[str] = _f(None, "torchvision: the model name (e.g. resnet18, vit_b_16); factory: 'package.module:function' (called with num_classes= when it takes that argument).")
+    weights: Optional[str] = _f(None, "Local weights file (state dict). Demo: when empty, the model is trained on the first build and cached. inceptionv1/torchvision: when empty, the torch hub cache (or a download when online) is used.")
+    pretrained: bool = _f(True, "inceptionv1/torchvision without `weights`: false gives random weights (seeded by model.train.seed; for tests), with one output per dataset class for torchvision.")
+    labels: Optional[str] = _f(None, "File naming the model's outputs, one per line (e.g. InceptionV1's 1008 labels); dataset classes are matched to outputs by id or readable name. Needed when the model's outputs are not the dataset's classes in order.")
+    input_size: int = _f(0, "Side in pixels the model is fed (inputs of another size are resized inside the model); 0: the model's own (fixed for torchvision ViTs; none otherwise: InceptionV1 then needs dataset.image_size 224).", min=0)
+    mean: list[float] = _f([], "Per-channel mean subtracted from [0, 1] RGB inside the model; empty: the source's own (ImageNet's for torchvision, 117/255 for inceptionv1, 0 for factory).")
+    std: list[float] = _f([], "Per-channel divisor after the mean; empty: the source's own (ImageNet's for torchvision, 1/255 for inceptionv1, 1 for factory).")
     train: TrainConfig = _f(TrainConfig(), "Training settings for the demo model.")
+    # The layer views, copied from Config.layers by parse_config so load_model can attach them. Not a key.
+    views: tuple = field(default=(), metadata={"internal": True})
 
 
 @dataclass
@@ -100,7 +111,11 @@ class SAEConfig:
 
 @dataclass
 class LayerConfig:
-    name: str = _f("mixed5b", "Layer (module path) of the model to study.")
+    name: str = _f("mixed5b", "Name of the layer in the atlas (URL segment); also its module path unless `module` is given.")
+    module: Optional[str] = _f(None, "Module path of the model whose output is studied (`atlasgen layers` lists them); empty: `name`.")
+    channels: Optional[list[int]] = _f(None, "[start, stop): study only these channels of the module's output, e.g. [64, 192] for InceptionV1 mixed3a's 3x3 branch.", min=0)
+    tokens: Literal["patches", "class", "mean"] = _f("patches", "Vision-transformer outputs (batch, tokens, dim): patches = every patch token on the patch grid; class = the class token; mean = the mean patch token. Ignored for (batch, channels, h, w) outputs.")
+    prefix_tokens: int = _f(-1, "Tokens before the patch tokens (class and register tokens); -1: 1 when tokens - 1 is a square number, else 0.", min=-1)
     sae: SAEConfig = _f(SAEConfig(), "The sparse autoencoder trained on this layer.")
 
 
@@ -294,6 +309,7 @@ def parse_config(data: Any, root: Path = Path(".")) -> Config:
     if errors:
         raise ConfigError(errors)
     cfg.root = root
+    cfg.model.views = tuple(cfg.layers)
     _check_semantics(cfg, errors)
     if errors:
         raise ConfigError(errors)
@@ -302,6 +318,8 @@ def parse_config(data: Any, root: Path = Path(".")) -> Config:
 
 def _check_semantics(cfg: Config, errors: list[str]) -> None:
     """Checks that need more than one key, the file system or the model."""
+    if cfg.dataset.source == "csv" and not cfg.dataset.path:
+        errors.append("dataset.path: required when dataset.source is 'csv'. Fix: set dataset.path to a CSV file of path,label rows.")
     if cfg.dataset.source == "folder":
         if not cfg.dataset.path:
             errors.append("dataset.path: required when dataset.source is 'folder'. Fix: set dataset.path to a folder of class sub-folders.")
@@ -322,17 +340,37 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
     if cfg.featurevis.thumb_size > cfg.featurevis.image_size:
         errors.append(f"featurevis.thumb_size: {cfg.featurevis.thumb_size} is larger than featurevis.image_size ({cfg.featurevis.image_size}). Fix: make the thumbnail smaller than the image.")
     valid = layer_names(cfg.model.source)
+    if cfg.model.source in ("torchvision", "factory") and not cfg.model.arch:
+        errors.append(f"model.arch: required when model.source is {cfg.model.source!r}. Fix: " + ("e.g. arch: resnet18." if cfg.model.source == "torchvision" else "e.g. arch: mypkg.nets:build_net."))
+    if cfg.model.source == "inceptionv1" and cfg.dataset.image_size != 224 and cfg.model.input_size in (0, 224):
+        errors.append(f"dataset.image_size: InceptionV1 takes 224 px images (its head average-pools a 7x7 grid), got {cfg.dataset.image_size}. Fix: set dataset.image_size: 224 (or model.input_size: 224 to resize inside the model).")
+    for key in ("mean", "std"):
+        values = getattr(cfg.model, key)
+        if values and (len(values) != 3 or (key == "std" and min(values) <= 0)):
+            errors.append(f"model.{key}: {values} must be three numbers (R, G, B){', each above 0' if key == 'std' else ''}. Fix: e.g. {key}: [0.5, 0.5, 0.5].")
+    for key, what in (("labels", "model.labels"), ("class_names", "dataset.class_names")):
+        value = getattr(cfg.model if key == "labels" else cfg.dataset, key)
+        if value and not cfg.resolve(value).is_file():
+            errors.append(f"{what}: file {str(cfg.resolve(value))!r} does not exist. Fix: give the path of that file, or remove the key.")
+    if cfg.dataset.source == "csv" and cfg.dataset.path and not cfg.resolve(cfg.dataset.path).is_file():
+        errors.append(f"dataset.path: CSV file {str(cfg.resolve(cfg.dataset.path))!r} does not exist. Fix: point dataset.path at a CSV of path,label rows.")
     seen = set()
     for i, layer in enumerate(cfg.layers):
         if layer.name in seen:
             errors.append(f"layers[{i}].name: {layer.name!r} is listed twice. Fix: list each layer once.")
         seen.add(layer.name)
+        if not layer.name or not all(c.isalnum() or c in "-_." for c in layer.name):
+            errors.append(f"layers[{i}].name: {layer.name!r} is not a valid URL segment. Fix: use letters, digits, '-', '_' or '.', and give the module path as layers[{i}].module.")
         if layer.sae.weights and not cfg.resolve(layer.sae.weights).exists():
             errors.append(f"layers[{i}].sae.weights: {str(cfg.resolve(layer.sae.weights))!r} does not exist. Fix: give a SAELens folder, a .safetensors file or a .pt state dict, or remove the key to train one.")
-        if layer.name not in valid:
-            near = difflib.get_close_matches(layer.name, valid, n=3, cutoff=0.5)
+        if layer.channels is not None and (len(layer.channels) != 2 or layer.channels[0] >= layer.channels[1]):
+            errors.append(f"layers[{i}].channels: {layer.channels} must be [start, stop] with start < stop. Fix: e.g. channels: [64, 192].")
+        module = layer.module or layer.name
+        if valid is not None and module not in valid:
+            key = "module" if layer.module else "name"
+            near = difflib.get_close_matches(module, valid, n=3, cutoff=0.5)
             hint = f" Nearest valid names: {', '.join(near)}." if near else ""
-            errors.append(f"layers[{i}].name: {layer.name!r} is not a layer of model {cfg.model.name!r}.{hint} Fix: run `atlasgen layers` to list them.")
+            errors.append(f"layers[{i}].{key}: {module!r} is not a layer of model {cfg.model.name!r}.{hint} Fix: run `atlasgen layers` to list them.")
 
 
 def load_config(path: str | Path) -> Config:

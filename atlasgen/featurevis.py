@@ -366,15 +366,16 @@ class _LayerCapture:
     backward; it is safe because nothing after that layer affects the objective.
     """
 
-    def __init__(self, module: torch.nn.Module):
+    def __init__(self, module: torch.nn.Module, view: Callable | None = None):
         self.module = module
+        self.view = view  # module output -> the studied (B, C, H, W) part (atlasgen.models.LayerView.view)
         self.handle: torch.utils.hooks.RemovableHandle | None = None
         self.output: torch.Tensor | None = None
 
     def _hook(self, module, inputs, output):
         if isinstance(output, (tuple, list)):  # e.g. attention blocks
             output = output[0]
-        self.output = output
+        self.output = output if self.view is None else self.view(output)
         raise _StopForward
 
     def __enter__(self) -> "_LayerCapture":
@@ -523,10 +524,13 @@ def render_units(
         raise ValueError(f"unit {max(units)} out of range for an SAE with {sae.n_features} features")
     device = torch.device(device)
     preprocess = preprocess or (lambda x: x)
-    target = _resolve_layer(model, layer)
+    from atlasgen.models import layer_view
+
+    view = layer_view(model, layer)  # a configured view (channel range, ViT tokens) or the whole module
+    target = _resolve_layer(model, view.module)
 
     out = np.empty((len(units), image_size, image_size, 3), dtype=np.uint8)
-    with _frozen_eval(model), _redirected_relus(model, relu_gradient_override), _LayerCapture(target) as capture:
+    with _frozen_eval(model), _redirected_relus(model, relu_gradient_override), _LayerCapture(target, view.view) as capture:
         if units:
             _check_width(model, capture, units, sae, image_size + 2 * transforms.pad, device, preprocess)
         for start in range(0, len(units), batch_size):

@@ -1,43 +1,348 @@
 """The model zoo: build a model from the config, know its layers, hook them.
 
 Every model here takes RGB images in [0, 1] (N, 3, S, S) and returns class
-logits; any normalisation it needs happens inside the model.
+logits; any normalisation it needs happens inside the model. Models from
+other sources (lucent's InceptionV1, torchvision, a user factory) get their
+preprocessing attached as a forward pre-hook (:class:`Preprocess`), so their
+module paths and state dicts stay exactly those of the original model.
+
+A studied layer is a :class:`LayerView` of one module's output: the whole
+(B, C, H, W) map, a channel range of it (one branch of an Inception block),
+or, for a vision transformer's (B, tokens, D) output, the class token, the
+patch tokens laid out on their grid, or the mean patch token. ``capture`` and
+``layer_activations`` return the view as (B, C, H, W); ``LayerView.splice``
+puts a replacement for the view back into the module's output.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
+import json
+import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from atlasgen.config import ModelConfig
+from atlasgen.config import ConfigError, ModelConfig
 from atlasgen.demo.model import DemoNet
+from atlasgen.errors import AtlasgenError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# lucid's InceptionV1 (inception5h) takes pixels in [-117, 138]: x * 255 - 117 == (x - 117/255) / (1/255).
+INCEPTIONV1_MEAN = (117.0 / 255.0,) * 3
+INCEPTIONV1_STD = (1.0 / 255.0,) * 3
+INCEPTIONV1_URL = "https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/inception5h.pth"
+
+
+class ModelLoadError(AtlasgenError):
+    headline = "model error"
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a model expects of its input: (x - mean) / std per channel, at ``input_size``
+    pixels (inputs of another size are resized bilinearly; None: any size)."""
+
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    input_size: int | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_size and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        if self.mean == (0.0, 0.0, 0.0) and self.std == (1.0, 1.0, 1.0):
+            return x
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+def attach_preprocess(model: nn.Module, pre: Preprocess) -> nn.Module:
+    """Make ``model`` take [0, 1] RGB: ``pre`` runs on the first argument of every forward."""
+    model.atlas_preprocess = pre
+    model.register_forward_pre_hook(lambda _m, args: (pre(args[0]),) + tuple(args[1:]))
+    return model
+
+
+# ---------------------------------------------------------------- sources
+
+
+def _inceptionv1(pretrained_head: bool = True) -> nn.Module:
+    """lucent's InceptionV1 with plain nn.ReLU modules (atlasgen's feature vis redirects their
+    gradient itself; lucent's RedirectedReluLayer would bend every gradient, also for circuits)
+    and without the final softmax, so it returns the 1008 logits of softmax2's pre-activation."""
+    from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1
+    from lucent.modelzoo.inceptionv1.helper_layers import ReluLayer
+
+    model = InceptionV1(pretrained=False, redirected_ReLU=False)
+    for name, module in list(model.named_children()):
+        if isinstance(module, ReluLayer):
+            setattr(model, name, nn.ReLU())
+    model.softmax2 = nn.Identity()
+    return model
+
+
+def _import_factory(spec: str):
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError([f"model.arch: {spec!r} is not 'package.module:factory'. Fix: e.g. arch: mypkg.nets:build_net."])
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError([f"model.arch: cannot import {module_name!r} ({exc}). Fix: install the package or put it on PYTHONPATH."]) from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError([f"model.arch: {module_name!r} has no callable {attr!r}. Fix: name a function that returns an nn.Module."])
+    return factory
 
 
 def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
-    """An untrained model of the configured architecture."""
-    if model_cfg.source == "demo":
+    """The configured architecture with its preprocessing attached; weights are random
+    (seeded by the caller) until the model stage or :func:`load_model` loads them."""
+    source = model_cfg.source
+    if source == "demo":
         return DemoNet(n_classes)
-    raise ValueError(f"unknown model source {model_cfg.source!r}")
+    if source == "inceptionv1":
+        model = _inceptionv1()
+        model.atlas_head = "softmax2_pre_activation_matmul"
+        # No resizing: up to mixed5b the network is convolutional, so feature visualisation runs at
+        # its own size as in lucid; whole forwards need 224 px (its head pools a 7x7 grid), which
+        # the config check asks of the dataset.
+        pre = Preprocess(INCEPTIONV1_MEAN, INCEPTIONV1_STD, None)
+    elif source == "torchvision":
+        import torchvision
+
+        try:
+            # Random-init models get one output per dataset class; pretrained ones keep ImageNet's 1000.
+            kwargs = {} if model_cfg.pretrained or model_cfg.weights else {"num_classes": n_classes}
+            model = torchvision.models.get_model(model_cfg.arch, weights=None, **kwargs)
+        except (ValueError, KeyError):
+            names = torchvision.models.list_models(module=torchvision.models)
+            near = difflib.get_close_matches(model_cfg.arch, names, n=3)
+            hint = f" Did you mean {', '.join(near)}?" if near else ""
+            raise ConfigError([f"model.arch: {model_cfg.arch!r} is not a torchvision classification model.{hint} Fix: a name from torchvision.models.list_models()."]) from None
+        size = getattr(model, "image_size", None)  # VisionTransformer has a fixed input size
+        pre = Preprocess(IMAGENET_MEAN, IMAGENET_STD, size)
+    elif source == "factory":
+        factory = _import_factory(model_cfg.arch)
+        params = inspect.signature(factory).parameters
+        model = factory(num_classes=n_classes) if "num_classes" in params else factory()
+        if not isinstance(model, nn.Module):
+            raise ConfigError([f"model.arch: {model_cfg.arch!r} returned {type(model).__name__}, not a torch nn.Module. Fix: return the model."])
+        size = getattr(model, "image_size", None)  # e.g. a torchvision VisionTransformer: a fixed input size
+        pre = Preprocess((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), size if isinstance(size, int) else None)
+    else:
+        raise ValueError(f"unknown model source {source!r}")
+    if model_cfg.mean:
+        pre = Preprocess(tuple(model_cfg.mean), pre.std, pre.input_size)
+    if model_cfg.std:
+        pre = Preprocess(pre.mean, tuple(model_cfg.std), pre.input_size)
+    if model_cfg.input_size:
+        pre = Preprocess(pre.mean, pre.std, model_cfg.input_size)
+    return attach_preprocess(model, pre)
+
+
+def pretrained_state(model_cfg: ModelConfig, weights_path: Path | None) -> dict | None:
+    """The state dict to load: a local file, else (pretrained) the torch hub cache or a
+    download; None for a random initialisation or the demo model (trained by the model stage)."""
+    if weights_path is not None:
+        try:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ConfigError([f"model.weights: cannot read {str(weights_path)!r}: {str(exc).splitlines()[0]}. Fix: give a torch state dict (.pt/.pth)."]) from None
+        return state.get("state_dict", state) if isinstance(state, dict) else state
+    if model_cfg.source in ("demo", "factory") or not model_cfg.pretrained:
+        return None
+    if model_cfg.source == "inceptionv1":
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(INCEPTIONV1_URL).name
+        how = (f"download {INCEPTIONV1_URL} and set model.weights to the file (or put it at {cached}), "
+               "or set model.pretrained: false for random weights")
+        if cached.is_file():
+            return torch.load(cached, map_location="cpu", weights_only=True)
+        try:
+            return torch.hub.load_state_dict_from_url(INCEPTIONV1_URL, map_location="cpu", progress=False)
+        except Exception as exc:
+            raise ModelLoadError([f"model: no InceptionV1 weights: none in the torch hub cache and the download failed ({type(exc).__name__}). Fix: {how}."]) from None
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(model_cfg.arch).DEFAULT
+    except Exception:
+        raise ConfigError([f"model.arch: torchvision has no pretrained weights for {model_cfg.arch!r}. Fix: set model.weights to a state dict, or model.pretrained: false."]) from None
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as exc:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        raise ModelLoadError([f"model: no weights for {model_cfg.arch!r}: not in the torch hub cache and the download failed ({type(exc).__name__}). "
+                              f"Fix: download {weights.url} to {cached} or set model.weights to it, or set model.pretrained: false."]) from None
 
 
 def load_model(model_dir: Path, model_cfg: ModelConfig, n_classes: int, device: str = "cpu") -> nn.Module:
-    """The model stage's trained (or loaded) model, in eval mode with frozen weights."""
+    """The model stage's trained (or loaded) model, in eval mode with frozen weights,
+    with the configured layer views and its output-to-class map attached."""
     model = build_model(model_cfg, n_classes)
     model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
     model.eval().requires_grad_(False)
+    info_path = Path(model_dir) / "model.json"
+    if info_path.is_file():
+        outputs = json.loads(info_path.read_text()).get("class_outputs")
+        if outputs is not None:
+            model.atlas_class_outputs = list(outputs)
+    attach_views(model, model_cfg.views)
     return model.to(device)
 
 
 def get_module(model: nn.Module, path: str) -> nn.Module:
-    return dict(model.named_modules())[path]
+    modules = dict(model.named_modules())
+    if path not in modules:
+        near = difflib.get_close_matches(path, [n for n in modules if n], n=3, cutoff=0.5)
+        hint = f" Nearest: {', '.join(near)}." if near else ""
+        raise ConfigError([f"layers: the model has no module {path!r}.{hint} Fix: run `atlasgen layers` to list them."])
+    return modules[path]
 
 
 def classifier_head(model: nn.Module) -> nn.Linear:
-    """The final linear layer (logits = fc(avgpool(last block)))."""
-    return model.fc
+    """The final linear layer: InceptionV1's softmax2 pre-activation, DemoNet's and ResNet's
+    fc, a ViT's heads.head, or else the last nn.Linear the model registers."""
+    path = getattr(model, "atlas_head", None)
+    if path:
+        return get_module(model, path)
+    for attr in ("fc", "head", "heads", "classifier"):
+        m = getattr(model, attr, None)
+        if isinstance(m, nn.Linear):
+            return m
+        if isinstance(m, nn.Sequential) and isinstance(m[-1], nn.Linear):
+            return m[-1]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise AtlasgenError(["circuits: the model has no nn.Linear classifier layer. Fix: use a model that ends in a linear layer."])
+    return linears[-1]
+
+
+def class_outputs(model: nn.Module, n_classes: int) -> list[int]:
+    """The model output (logit index) of each dataset class."""
+    return list(getattr(model, "atlas_class_outputs", None) or range(n_classes))
+
+
+# ---------------------------------------------------------------- layer views
+
+
+@dataclass(frozen=True)
+class LayerView:
+    """One studied layer: a part of one module's output, seen as (B, C, H, W).
+
+    ``channels`` = (start, stop) keeps those channels (of the channel or token
+    dimension D); ``tokens`` picks from (B, tokens, D) outputs: ``patches`` (the
+    patch tokens on their square grid, after ``prefix_tokens`` class/register
+    tokens; None: 1 when tokens - 1 is a square, else 0), ``class`` (token 0,
+    as a 1x1 map) or ``mean`` (the mean patch token, 1x1).
+    """
+
+    name: str
+    module: str
+    channels: tuple[int, int] | None = None
+    tokens: str = "patches"
+    prefix_tokens: int | None = None
+
+    def _prefix(self, t: int) -> int:
+        if self.prefix_tokens is not None:
+            return self.prefix_tokens
+        if t > 1 and math.isqrt(t - 1) ** 2 == t - 1:
+            return 1
+        if math.isqrt(t) ** 2 == t:
+            return 0
+        raise AtlasgenError([f"layer {self.name!r}: {t} tokens do not form a square patch grid with 0 or 1 prefix tokens. "
+                             "Fix: use tokens: class or mean for this layer."])
+
+    def _cut(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        if self.channels is None:
+            return x
+        a, b = self.channels
+        if b > x.shape[dim]:
+            raise AtlasgenError([f"layers.{self.name}.channels: [{a}, {b}] runs past the {x.shape[dim]} channels of {self.module!r}. Fix: stop at most {x.shape[dim]}."])
+        return x.narrow(dim, a, b - a)
+
+    def view(self, output) -> torch.Tensor:
+        """The module output as this view's (B, C, H, W) map."""
+        x = output[0] if isinstance(output, (tuple, list)) else output
+        if x.dim() == 4:
+            return self._cut(x, 1)
+        if x.dim() == 2:
+            return self._cut(x, 1)[:, :, None, None]
+        if x.dim() != 3:
+            raise AtlasgenError([f"layer {self.name!r}: output of shape {tuple(x.shape)} is neither (B, C, H, W) nor (B, tokens, D). Fix: pick another module."])
+        x = self._cut(x, 2)
+        if self.tokens == "class":
+            return x[:, 0, :, None, None]
+        p = self._prefix(x.shape[1])
+        patches = x[:, p:]
+        if self.tokens == "mean":
+            return patches.mean(1)[:, :, None, None]
+        side = math.isqrt(patches.shape[1])
+        return patches.reshape(x.shape[0], side, side, x.shape[2]).permute(0, 3, 1, 2)
+
+    def _paste(self, x: torch.Tensor, part: torch.Tensor, dim: int) -> torch.Tensor:
+        """``x`` with this view's channel range (along ``dim``) replaced by ``part``."""
+        if self.channels is None:
+            return part
+        a, b = self.channels
+        return torch.cat([x.narrow(dim, 0, a), part, x.narrow(dim, b, x.shape[dim] - b)], dim)
+
+    def splice(self, output, new: torch.Tensor):
+        """The module output with this view's part replaced by ``new`` (B, C, H, W);
+        the rest of the output (other channels, other tokens) is kept. For ``mean``
+        each patch token is shifted so that their mean becomes ``new``."""
+        if isinstance(output, (tuple, list)):
+            return type(output)([self.splice(output[0], new), *output[1:]])
+        x = output
+        new = new.to(x.dtype)
+        if x.dim() == 4:
+            return self._paste(x, new, 1)
+        if x.dim() == 2:
+            return self._paste(x, new[:, :, 0, 0], 1)
+        if self.tokens == "class":
+            cls = self._paste(x[:, :1], new[:, None, :, 0, 0], 2)
+            return torch.cat([cls, x[:, 1:]], 1)
+        p = self._prefix(x.shape[1])
+        patches = x[:, p:]
+        if self.tokens == "mean":
+            current = self._cut(patches, 2).mean(1, keepdim=True)
+            shifted = self._cut(patches, 2) + (new[:, None, :, 0, 0] - current)
+            return torch.cat([x[:, :p], self._paste(patches, shifted, 2)], 1)
+        tokens = new.permute(0, 2, 3, 1).reshape(x.shape[0], -1, new.shape[1])
+        return torch.cat([x[:, :p], self._paste(patches, tokens, 2)], 1)
+
+
+def view_from_config(layer_cfg) -> LayerView:
+    channels = tuple(layer_cfg.channels) if layer_cfg.channels else None
+    return LayerView(layer_cfg.name, layer_cfg.module or layer_cfg.name, channels, layer_cfg.tokens,
+                     None if layer_cfg.prefix_tokens < 0 else layer_cfg.prefix_tokens)
+
+
+def attach_views(model: nn.Module, layer_cfgs) -> nn.Module:
+    """Record the configured layer views on the model (checking their modules exist)."""
+    views = {}
+    for layer_cfg in layer_cfgs:
+        view = view_from_config(layer_cfg)
+        get_module(model, view.module)
+        views[view.name] = view
+    model.atlas_views = views
+    return model
+
+
+def layer_view(model: nn.Module, name: str) -> LayerView:
+    """The view called ``name``; a name that is no configured view is a whole module's output."""
+    return getattr(model, "atlas_views", {}).get(name) or LayerView(name, name)
 
 
 class _StopForward(Exception):
@@ -46,23 +351,27 @@ class _StopForward(Exception):
 
 @contextmanager
 def capture(model: nn.Module, layers: list[str], stop: bool = True):
-    """Record the outputs of ``layers`` during a forward pass; with ``stop``, the pass
-    ends after the last of them (nothing downstream is computed). The hooks are
-    removed on exit, also after an error."""
+    """Record the (B, C, H, W) views of ``layers`` during a forward pass; with ``stop``,
+    the pass ends after the last of them (nothing downstream is computed). The hooks
+    are removed on exit, also after an error."""
     acts: dict[str, torch.Tensor] = {}
-    modules = dict(model.named_modules())
+    views = [layer_view(model, name) for name in layers]
     remaining = set(layers)
+    by_module: dict[str, list[LayerView]] = {}
+    for v in views:
+        by_module.setdefault(v.module, []).append(v)
 
-    def hook_for(name):
+    def hook_for(module_views):
         def hook(_module, _inputs, output):
-            acts[name] = output
-            remaining.discard(name)
+            for v in module_views:
+                acts[v.name] = v.view(output)
+                remaining.discard(v.name)
             if stop and not remaining:
                 raise _StopForward
 
         return hook
 
-    handles = [modules[name].register_forward_hook(hook_for(name)) for name in layers]
+    handles = [get_module(model, path).register_forward_hook(hook_for(vs)) for path, vs in by_module.items()]
     try:
         yield acts
     finally:
@@ -80,6 +389,23 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layers: list[str])
     return dict(acts)
 
 
+@contextmanager
+def splice_layer(model: nn.Module, name: str, replace):
+    """While active, the view ``name`` of every forward is replaced by ``replace(view)``
+    ((B, C, H, W) -> (B, C, H, W), or None to keep the output as it is)."""
+    view = layer_view(model, name)
+
+    def hook(_module, _inputs, output):
+        new = replace(view.view(output))
+        return None if new is None else view.splice(output, new)
+
+    handle = get_module(model, view.module).register_forward_hook(hook)
+    try:
+        yield view
+    finally:
+        handle.remove()
+
+
 def positions_as_vectors(acts: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) activations as (B*H*W, C) vectors, one per position."""
     return acts.permute(0, 2, 3, 1).reshape(-1, acts.shape[1])
@@ -95,3 +421,28 @@ def layer_shapes(model: nn.Module, layers: list[str], image_size: int, device: s
     """(C, H, W) of each layer for one input of the given size."""
     acts = layer_activations(model, torch.zeros(1, 3, image_size, image_size, device=device), layers)
     return {name: list(a.shape[1:]) for name, a in acts.items()}
+
+
+@torch.no_grad()
+def all_layer_shapes(model: nn.Module, image_size: int) -> list[tuple[str, list[int]]]:
+    """Every named module whose output is one tensor, with its output shape (without the
+    batch dimension), in the order the forward calls them: what `atlasgen layers` lists."""
+    seen: list[tuple[str, list[int]]] = []
+    names = {m: n for n, m in model.named_modules() if n}
+    handles = []
+    for module, name in names.items():
+        def hook(_m, _i, out, name=name):
+            if isinstance(out, torch.Tensor) and out.dim() in (2, 3, 4):
+                seen.append((name, list(out.shape[1:])))
+        handles.append(module.register_forward_hook(hook))
+    try:
+        model.eval()(torch.zeros(1, 3, image_size, image_size))
+    finally:
+        for h in handles:
+            h.remove()
+    out, done = [], set()
+    for name, shape in seen:
+        if name not in done:
+            done.add(name)
+            out.append((name, shape))
+    return out

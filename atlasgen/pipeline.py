@@ -66,6 +66,8 @@ def _layers(cfg: Config, with_sae: bool = False) -> list:
     out = []
     for l in cfg.layers:
         entry = {"name": l.name}
+        if l.module or l.channels or l.tokens != "patches" or l.prefix_tokens != -1:  # a view of a module (issue 9)
+            entry["view"] = {"module": l.module, "channels": l.channels, "tokens": l.tokens, "prefix_tokens": l.prefix_tokens}
         if with_sae:
             entry["sae"] = to_dict(l.sae)
             if l.sae.weights:

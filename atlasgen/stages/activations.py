@@ -19,7 +19,7 @@ import torch
 from atlasgen.cache import atomic_save_npy, atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.errors import AtlasgenError
-from atlasgen.models import layer_activations, load_model
+from atlasgen.models import layer_activations, layer_shapes, load_model
 from atlasgen.pipeline import StageContext
 
 
@@ -105,7 +105,7 @@ def run(ctx: StageContext) -> None:
         folder.mkdir(exist_ok=True)
         if (folder / "meta.json").exists():
             continue  # finished before an interruption
-        shape = json.loads((ctx.inputs["model"] / "model.json").read_text())["layers"][layer]
+        shape = layer_shapes(model, [layer], data.image_size, ctx.device)[layer]
         per_image = shape[1] * shape[2] if cfg.sampling == "all" else cfg.positions_per_image
         images_per_shard = max(1, cfg.shard_size // per_image)
         chunks = [train_idx[i:i + images_per_shard] for i in range(0, len(train_idx), images_per_shard)]

@@ -19,7 +19,7 @@ import torch
 
 from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.data import open_dataset
-from atlasgen.models import classifier_head, layer_activations, load_model
+from atlasgen.models import class_outputs, classifier_head, get_module, layer_activations, layer_view, load_model
 from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
 
@@ -31,11 +31,14 @@ def reaches_classifier_linearly(model, layer: str, images: torch.Tensor) -> bool
     fc = classifier_head(model)
     if acts.dim() != 4 or acts.shape[1] != fc.in_features:
         return False
-    return torch.allclose(fc(acts.mean(dim=(2, 3))), model(images), rtol=1e-4, atol=1e-4)
+    logits = model(images)
+    return torch.allclose(fc(acts.mean(dim=(2, 3))), logits, rtol=1e-4, atol=1e-4 * max(1.0, float(logits.abs().max())))
 
 
 def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device: str, n_classes: int) -> np.ndarray:
-    """(K, C): mean over images of d logit_k / d (spatial mean of the layer's channel c)."""
+    """(K, C): mean over images of d logit_k / d (spatial mean of the layer's channel c),
+    for the model output of each of the K dataset classes."""
+    outputs = class_outputs(model, n_classes)
     total = None
     for start in range(0, len(indices), 64):
         images = data.batch(indices[start:start + 64]).to(device)
@@ -43,7 +46,7 @@ def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device:
         logits = _forward_from(model, layer, acts, images)
         rows = []
         for k in range(n_classes):
-            (g,) = torch.autograd.grad(logits[:, k].sum(), acts, retain_graph=k < n_classes - 1)
+            (g,) = torch.autograd.grad(logits[:, outputs[k]].sum(), acts, retain_graph=k < n_classes - 1)
             # Pooled-channel gradient: d logit / d a[c, y, x] summed over positions = d logit / d mean_c.
             rows.append(g.sum(dim=(2, 3)).sum(0))
         grads = torch.stack(rows)
@@ -53,8 +56,8 @@ def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device:
 
 def _forward_from(model, layer: str, replacement: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """Run the model with the layer's output replaced by ``replacement`` (keeps the graph)."""
-    module = dict(model.named_modules())[layer]
-    handle = module.register_forward_hook(lambda _m, _i, _o: replacement)
+    view = layer_view(model, layer)
+    handle = get_module(model, view.module).register_forward_hook(lambda _m, _i, o: view.splice(o, replacement))
     try:
         with torch.enable_grad():
             return model(images)
@@ -71,7 +74,8 @@ def run(ctx: StageContext) -> None:
         sae = load_sae_any(ctx.inputs["sae"] / layer)
         W_dec = sae.W_dec.detach().cpu().numpy().astype(np.float64)  # (F, C)
         if reaches_classifier_linearly(model, layer, data.batch(probe).to(ctx.device)):
-            W_class = classifier_head(model).weight.detach().cpu().numpy().astype(np.float64)  # (K, C)
+            W_class = classifier_head(model).weight.detach().cpu().numpy().astype(np.float64)  # (outputs, C)
+            W_class = W_class[class_outputs(model, data.n_classes)]  # (K, C): each dataset class's output
             info = {"exact": True, "method": "W_fc . W_dec^T",
                     "note": "exact: the layer reaches the logits through average pooling and one linear layer"}
         else:

@@ -6,7 +6,7 @@ import numpy as np
 
 from atlasgen.cache import atomic_save_npy, atomic_write_json, hash_data
 from atlasgen.config import ConfigError
-from atlasgen.data import scan_image_folder
+from atlasgen.data import read_class_names, read_image_csv, scan_image_folder, subsample
 from atlasgen.pipeline import StageContext
 
 
@@ -33,15 +33,23 @@ def run(ctx: StageContext) -> None:
         identity = f"atlasgen-demo seed={cfg.seed} per_class={cfg.images_per_class} size={cfg.image_size}"
     else:
         root = ctx.cfg.resolve(cfg.path)
-        names, paths, label_list = scan_image_folder(root, cfg.images_per_class)
+        if cfg.source == "csv":
+            names, paths, label_list = read_image_csv(root)
+        else:
+            names, paths, label_list = scan_image_folder(root, 0)
+        keep = subsample(label_list, cfg.images_per_class, cfg.limit, cfg.seed)
+        paths, label_list = [paths[i] for i in keep], [label_list[i] for i in keep]
         if not paths:
-            raise ConfigError([f"dataset.path: no images found in class sub-folders of {str(root)!r}. Fix: use one sub-folder per class holding .jpg/.png/.webp files."])
-        classes = [{"id": i, "name": n, "superclass": "", "facets": []} for i, n in enumerate(names)]
+            raise ConfigError([f"dataset.path: no images found in class sub-folders of {str(root)!r}. Fix: use one sub-folder per class holding .jpg/.png/.webp files."]
+                              if cfg.source == "folder" else [f"dataset.path: {str(root)!r} lists no images. Fix: add path,label rows."])
+        readable = read_class_names(ctx.cfg.resolve(cfg.class_names)) if cfg.class_names else {}
+        classes = [{"id": i, "name": readable.get(n, n), "key": n, "superclass": "", "facets": []} for i, n in enumerate(names)]
         atomic_write_json(ctx.out / "paths.json", paths)
         labels = np.asarray(label_list, dtype=np.int64)
         facets = np.full(len(labels), -1, dtype=np.int64)
         superclasses = []
-        identity = "folder " + hash_data([names, [p.removeprefix(str(root.resolve())) for p in paths]])[:16]
+        base = str(root.resolve().parent if cfg.source == "csv" else root.resolve())
+        identity = f"{cfg.source} " + hash_data([names, [p.removeprefix(base) for p in paths], cfg.crop_fraction])[:16]
     if len(labels) < 2:
         raise ConfigError(["dataset: fewer than 2 images. Fix: give the dataset more images."])
     split = _split(len(labels), cfg.holdout_fraction, cfg.seed)
@@ -52,6 +60,7 @@ def run(ctx: StageContext) -> None:
         "source": cfg.source,
         "identity": identity,
         "image_size": cfg.image_size,
+        "crop_fraction": cfg.crop_fraction,
         "classes": classes,
         "superclasses": superclasses,
         "n_images": int(len(labels)),

@@ -18,9 +18,9 @@ from torch import nn
 from atlasgen.cache import atomic_write_bytes, atomic_write_json
 from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
-from atlasgen.models import build_model, layer_shapes
+from atlasgen.models import attach_views, build_model, class_outputs, layer_shapes, pretrained_state
 from atlasgen.pipeline import StageContext
-from atlasgen.zoo import layer_names
+from atlasgen.zoo import DEMO_LAYERS
 
 
 def _save(path, obj) -> None:
@@ -44,7 +44,7 @@ def accuracy(model: nn.Module, data, indices: np.ndarray, device: str, batch_siz
     correct = 0
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]
-        logits = model(data.batch(idx).to(device))
+        logits = model(data.batch(idx).to(device))[:, class_outputs(model, data.n_classes)]
         correct += int((logits.argmax(1).cpu().numpy() == data.labels[idx]).sum())
     return correct / max(1, len(indices))
 
@@ -91,33 +91,73 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
     return time.perf_counter() - begin
 
 
+def match_outputs(classes: list[dict], labels_file, n_outputs: int) -> list[int] | None:
+    """The model output of each dataset class: identity when the model has one output per
+    class and no labels file; else each class's id (folder name, e.g. a wnid) or readable
+    name looked up among the labels file's lines. None when some class has no output."""
+    if labels_file is None:
+        return list(range(len(classes))) if n_outputs == len(classes) else None
+    lines = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines()]
+    if len(lines) != n_outputs:
+        raise ConfigError([f"model.labels: {labels_file.name} has {len(lines)} lines but the model has {n_outputs} outputs. Fix: one label per output, in output order."])
+    index = {}
+    for i, line in enumerate(lines):
+        for key in {line, line.lower()}:
+            index.setdefault(key, i)
+    out, missing = [], []
+    for c in classes:
+        name = str(c["name"])
+        keys = (str(c.get("key", "")), name, name.lower(), name.split(",")[0].strip().lower())  # "tench, Tinca tinca" -> "tench"
+        hit = next((index[k] for k in keys if k in index), None)
+        (missing if hit is None else out).append(c["name"] if hit is None else hit)
+    if missing:
+        raise ConfigError([f"model.labels: no output of the model is labelled {', '.join(repr(m) for m in missing[:5])}"
+                           f"{' and others' if len(missing) > 5 else ''}. Fix: name the classes (folder names, CSV labels or dataset.class_names) as in {labels_file.name}."])
+    return out
+
+
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
     data = open_dataset(ctx.inputs["dataset"])
     torch.manual_seed(cfg.model.train.seed)
     model = build_model(cfg.model, data.n_classes)
     train_seconds = 0.0
-    if cfg.model.weights:
-        path = cfg.resolve(cfg.model.weights)
+    path = cfg.resolve(cfg.model.weights) if cfg.model.weights else None
+    state = pretrained_state(cfg.model, path)
+    if state is not None:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
         except Exception as exc:  # a wrong file must end in a message, not a traceback
-            raise ConfigError([f"model.weights: cannot load {str(path)!r} into model {cfg.model.source!r}: {str(exc).splitlines()[0]}. Fix: give a state dict saved from this architecture."]) from None
+            where = repr(str(path)) if path else "the downloaded weights"
+            raise ConfigError([f"model.weights: cannot load {where} into model {cfg.model.source!r}: {str(exc).splitlines()[0]}. Fix: give a state dict saved from this architecture."]) from None
         model.to(ctx.device)
     elif cfg.model.source == "demo":
         train_seconds = train(model, data, ctx)
-    model.eval()
+    model.to(ctx.device).eval()
+    with torch.no_grad():
+        size = data.image_size
+        n_outputs = int(model(torch.zeros(1, 3, size, size, device=ctx.device)).shape[-1])
+    outputs = match_outputs(data.classes, cfg.resolve(cfg.model.labels) if cfg.model.labels else None, n_outputs)
+    if outputs is None:
+        raise ConfigError([f"model: it has {n_outputs} outputs but the dataset has {data.n_classes} classes. "
+                           "Fix: set model.labels to a file naming each output (one per line), so the classes can be matched to outputs."])
+    model.atlas_class_outputs = outputs
     acc = accuracy(model, data, data.indices("heldout"), ctx.device)
     model.cpu()
     _save(ctx.out / "model.pt", model.state_dict())
     (ctx.out / "checkpoint.pt").unlink(missing_ok=True)
-    shapes = layer_shapes(model, layer_names(cfg.model.source), cfg.dataset.image_size)
+    # Shapes of the configured layers (and of every DemoNet layer); the activations stage measures its own.
+    attach_views(model, cfg.layers)
+    names = list(DEMO_LAYERS) if cfg.model.source == "demo" else []
+    shapes = layer_shapes(model, names + [l.name for l in cfg.layers if l.name not in names], cfg.dataset.image_size)
     atomic_write_json(ctx.out / "model.json", {
         "name": cfg.model.name,
         "source": cfg.model.source,
+        "arch": cfg.model.arch,
         "layers": shapes,
         "n_classes": data.n_classes,
+        "n_outputs": n_outputs,
+        "class_outputs": outputs,
         "heldout_accuracy": round(acc, 4),
         "chance_accuracy": round(1.0 / data.n_classes, 4),
     })

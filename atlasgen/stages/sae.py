@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from atlasgen.cache import atomic_write_json
 from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
-from atlasgen.models import get_module, load_model, positions_as_vectors, vectors_as_map
+from atlasgen.models import get_module, layer_view, load_model, positions_as_vectors, vectors_as_map
 from atlasgen.pipeline import StageContext
 from atlasgen.sae import evaluate_sae, save_sae, train_sae
 from atlasgen.sae_formats import SAEFormatError, load_external_sae, save_saelens
@@ -48,16 +48,19 @@ def downstream_metrics(model, layer: str, sae, data, indices: np.ndarray, device
     replace = {"with": None}
     clean_acts = {}
 
+    view = layer_view(model, layer)
+
     def hook(_module, _inputs, output):
+        acts = view.view(output)  # the layer's (B, C, H, W) view of the module output
         if replace["with"] is None:
-            clean_acts["layer"] = output
+            clean_acts["layer"] = acts
         elif replace["with"] == "zero":
-            return torch.zeros_like(output)
+            return view.splice(output, torch.zeros_like(acts))
         if replace["with"] == "sae":
-            return _reconstruct(sae, output)
+            return view.splice(output, _reconstruct(sae, acts))
         return None
 
-    handle = get_module(model, layer).register_forward_hook(hook)
+    handle = get_module(model, view.module).register_forward_hook(hook)
     sums = {"agree": 0.0, "kl": 0.0, "ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "acc_clean": 0.0, "acc_sae": 0.0}
     vectors = []
     try:
