@@ -62,7 +62,7 @@
       b.addEventListener("click", function () { pick(k); });
       box.appendChild(b);
     });
-    $("verdict").textContent = guess === undefined ? "" : (guess === R.answer ? "Right!" : "Not this one: the outlined image was the model's input.");
+    $("verdict").textContent = guess === undefined ? "" : (guess === R.answer ? "Right!" : "Not this one: the image outlined in green was the model's input.");
     $("g-prev").disabled = pos === 0;
     $("g-next").disabled = pos === G.rounds.length - 1;
   }

@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from atlasgen import ratings as R
 from atlasgen.site import urls
-from atlasgen.site.fmt import fmt_count, fmt_num, json_num
+from atlasgen.site.fmt import fmt_num, json_num
 
 GROUP_NAMES = {"top": "most important", "middle": "middle of the ranking", "bottom": "least important",
                "random": "random"}
@@ -254,8 +254,8 @@ def i_histogram(values: list[float], group: str, bins: int = 10) -> Markup:
 
 def means_chart(groups: list[dict]) -> Markup:
     """Group means of I with their 95% bootstrap intervals, one row per group, on [0, 1]."""
-    W, row = 420, 26
-    pl, pr, pt = 150, 14, 8
+    W, row = 560, 26
+    pl, pr, pt = 250, 14, 8
     H = pt + row * len(groups) + 30
     pw = W - pl - pr
     parts = [f'<svg class="means" viewBox="0 0 {W} {H}" role="img" '
@@ -313,6 +313,3 @@ def importance_scatter(site, ix, lr: LayerRatings) -> Markup:
                  f'transform="rotate(-90 11 {pt + ph / 2:.1f})">mean I</text></svg>')
     return Markup("".join(parts))
 
-
-def counts_text(n: int) -> str:
-    return fmt_count(n)
