@@ -171,6 +171,29 @@ def clean(config: str, output: str | None, with_cache: bool, quiet: bool) -> Non
         sys.exit(2)
 
 
+@main.command("import-ratings")
+@common_config
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@quiet_opt
+def import_ratings(config: str, files: tuple[Path, ...], quiet: bool) -> None:
+    """Merge rating files exported by the survey pages (JSON or CSV) into the ratings folder the next build reads.
+
+    Every file is checked first; if any is malformed nothing is written. A rater's later answer
+    to the same feature replaces the earlier one; each imported file is also kept as it was.
+    """
+    from atlasgen.ratings import import_files
+
+    cfg = _load(config)
+    try:
+        counts = import_files(cfg, list(files))
+    except AtlasgenError as exc:
+        _fail(exc.errors, exc.headline)
+    if not quiet:
+        click.echo(f"imported {counts['files']} file(s): {counts['added']} new, {counts['replaced']} updated, "
+                   f"{counts['kept']} unchanged; {counts['total']} ratings from {counts['raters']} rater(s) in "
+                   f"{counts['path']}. Run `atlasgen build` to show them.")
+
+
 @main.command()
 @common_config
 def layers(config: str) -> None:

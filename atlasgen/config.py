@@ -159,6 +159,26 @@ class MapConfig:
     seed: int = _f(0, "Seed of the layout.")
 
 
+RATING_GROUPS = ("top", "middle", "bottom", "random")
+
+
+@dataclass
+class RatingsConfig:  # issue 11: blind interpretability survey (Terekhov)
+    groups: list[str] = _f(["top", "middle"], "Groups of the survey sample, by importance rank: top, middle, bottom, random. Shuffled together so the rater cannot tell them apart.")
+    per_group: int = _f(20, "Features per group (fewer when the layer has too few features with a visualisation).", min=1)
+    examples: int = _f(8, "Dataset examples revealed per feature after Q1 and Q2.", min=1)
+    seed: int = _f(0, "Seed of the shuffle (and of the random group).")
+    path: str = _f("ratings", "Folder of imported ratings (relative to the config file); `atlasgen import-ratings` writes it, the site reads it.")
+
+
+@dataclass
+class GameConfig:  # issue 11: "guess the image" (SAE Explorer)
+    rounds: int = _f(20, "Held-out images to guess, per layer.", min=1)
+    features: int = _f(6, "Most active features shown per image.", min=1)
+    choices: int = _f(4, "Candidate images per round (one is right).", min=2)
+    seed: int = _f(0, "Seed of the choice of images and candidates.")
+
+
 @dataclass
 class Config:
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "Where torch runs: auto picks cuda when available.")
@@ -173,6 +193,8 @@ class Config:
     examples: ExamplesConfig = _f(ExamplesConfig(), "Dataset examples.")
     circuits: CircuitsConfig = _f(CircuitsConfig(), "Weights to classes.")
     map: MapConfig = _f(MapConfig(), "The feature map.")
+    ratings: RatingsConfig = _f(RatingsConfig(), "Blind interpretability survey pages and imported ratings.")
+    game: GameConfig = _f(GameConfig(), "The \"guess the image\" game.")
     # Where the config file lives; relative paths are resolved against it. Not a key.
     root: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -339,6 +361,11 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
         errors.append(f"map.levels: {cfg.map.levels} must grow from coarse to fine. Fix: e.g. [4, 12, 36].")
     if cfg.featurevis.thumb_size > cfg.featurevis.image_size:
         errors.append(f"featurevis.thumb_size: {cfg.featurevis.thumb_size} is larger than featurevis.image_size ({cfg.featurevis.image_size}). Fix: make the thumbnail smaller than the image.")
+    for i, group in enumerate(cfg.ratings.groups):
+        if group not in RATING_GROUPS:
+            errors.append(f"ratings.groups[{i}]: {group!r} is not a group. Fix: use {', '.join(RATING_GROUPS)}.")
+    if len(set(cfg.ratings.groups)) != len(cfg.ratings.groups):
+        errors.append(f"ratings.groups: {cfg.ratings.groups} lists a group twice. Fix: list each group once.")
     valid = layer_names(cfg.model.source)
     if cfg.model.source in ("torchvision", "factory") and not cfg.model.arch:
         errors.append(f"model.arch: required when model.source is {cfg.model.source!r}. Fix: " + ("e.g. arch: resnet18." if cfg.model.source == "torchvision" else "e.g. arch: mypkg.nets:build_net."))

@@ -22,6 +22,7 @@ from atlasgen import __version__
 from atlasgen.cache import SITE_MARKER, ArtifactStore, hash_data, hash_file, hash_tree, tree_size
 from atlasgen.config import Config, to_dict
 from atlasgen.progress import Console, format_bytes, format_seconds
+from atlasgen.ratings import ratings_identity
 
 
 @dataclass
@@ -99,6 +100,9 @@ STAGES: tuple[Stage, ...] = (
           code=("atlasgen.models",), what="class weights"),
     Stage("map", ("dataset", "sae", "examples"), "atlasgen.stages.map",
           lambda c: {"layers": _layers(c), "map": to_dict(c.map)}, what="feature map"),
+    Stage("game", ("dataset", "model", "sae"), "atlasgen.stages.game",  # issue 11
+          lambda c: {"layers": _layers(c), "game": to_dict(c.game)},
+          code=("atlasgen.models", "atlasgen.data"), what="guess-the-image rounds"),
 )
 SITE_STAGE = "site"
 STAGE_NAMES = tuple(s.name for s in STAGES) + (SITE_STAGE,)
@@ -179,6 +183,8 @@ class Pipeline:
             "resources": _site_resources_hash(),
             "atlasgen": __version__,
             "upstream": dict(sorted(upstream.items())),
+            # issue 11: the survey's settings and the imported ratings (their content hash) re-render the site.
+            "ratings": {"config": to_dict(self.cfg.ratings), "merged": ratings_identity(self.cfg)},
         }
 
     def _site_key_on_disk(self) -> str | None:
@@ -230,6 +236,8 @@ class Pipeline:
             reasons.append("code changed")
         if old.get("resources") != inputs.get("resources"):
             reasons.append("templates or static files changed")
+        if old.get("ratings") != inputs.get("ratings"):
+            reasons.append("ratings changed")
         for dep, h in inputs.get("upstream", {}).items():
             if old.get("upstream", {}).get(dep) != h:
                 reasons.append(f"upstream {dep} changed")

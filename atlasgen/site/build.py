@@ -17,7 +17,7 @@ import jinja2
 
 import atlasgen
 from atlasgen.cache import tree_size
-from atlasgen.site import pages, publish, resources, urls
+from atlasgen.site import pages, publish, ratings_pages, resources, urls
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages
@@ -77,7 +77,8 @@ class _Writer:
 
 def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: str, title: str, date: str,
                 base_url: str, out_dir: Path, progress=None, authors: tuple[str, ...] = (), version: str = "1.0",
-                doi: str | None = None) -> SiteSummary:
+                doi: str | None = None, ratings_records: list | None = None,
+                ratings_cfg: dict | None = None, game_cfg: dict | None = None) -> SiteSummary:
     """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
 
     ``artifacts`` maps stage name -> artifact folder: 'dataset', 'model', 'sae',
@@ -95,12 +96,19 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
     site = pages.Site(title=title, date=date, base_url=base_url, model=model_name, version=atlasgen.__version__,
                       authors=tuple(authors), doi=doi or "")
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
+    if ratings_cfg is not None:  # issue 11: survey, game and imported ratings
+        for L in arts.layers:
+            game_dir = Path(artifacts["game"]) / L.name if "game" in artifacts else None
+            indexes[L.name].ratings = ratings_pages.LayerRatings(indexes[L.name], ratings_records or [], ratings_cfg,
+                                                                 game_cfg or {}, game_dir)
     images = DatasetImages(arts.dataset, out_dir)
     images.prepare(
-        idx for L in arts.layers for ex in (L.features, L.neurons) for idx in ex.top_idx.ravel().tolist()
+        [idx for L in arts.layers for ex in (L.features, L.neurons) for idx in ex.top_idx.ravel().tolist()]
+        + [idx for ix in indexes.values() if getattr(ix, "ratings", None) for idx in ratings_pages.image_indices(ix.ratings)]
     )
 
     total = 3 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
+    total += sum((1 + (ix.ratings.game is not None)) for ix in indexes.values() if getattr(ix, "ratings", None))
     w = _Writer(out_dir, make_environment(), total, progress)
 
     w.page(*pages.home_page(site, arts, indexes))
@@ -116,6 +124,12 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
         for n in range(L.n_neurons):
             w.page(*pages.unit_page(site, ix, "n", n, images))
         w.text(urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n")
+        if getattr(ix, "ratings", None) is not None:  # issue 11
+            w.page(*ratings_pages.rate_page(site, ix, images))
+            w.text(ratings_pages.rate_data_url(model_name, L.name), js_global("ATLAS_SURVEY", ratings_pages.survey_data(site, ix, images)))
+            if ix.ratings.game is not None:
+                w.page(*ratings_pages.game_page(site, ix))
+                w.text(ratings_pages.game_data_url(model_name, L.name), js_global("ATLAS_GAME", ratings_pages.game_data(site, ix, images)))
     for c in range(arts.dataset.n_classes):
         w.page(*pages.class_page(site, arts, indexes, c, images))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from atlasgen.site import svg, urls
+from atlasgen.site import ratings_pages, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
 from atlasgen.site.images import DatasetImages, heatmap_data_uris
@@ -368,6 +368,7 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         neurons=ix.neuron_cards,
         vis_pixelated=_pixelated(ix.vis_size.get("f"), 120),
         data_href=urls.features_data(site.model, L.name),
+        ratings_layer=ratings_pages.layer_context(site, ix),
         body_class="layer",
     )
     return path, "layer.html", ctx
@@ -417,7 +418,7 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         {"name": "mean activation", "value": fmt_num(ex.mean_act[i]), "help": "mean per-image maximum where it fires"},
         {"name": "label entropy", "value": f"{fmt_num(ex.label_entropy[i])} nats",
          "help": "activation-weighted entropy of the classes of its top images"},
-    ]
+    ] + ratings_pages.unit_stats(ix, kind, i)
     top_classes = [
         {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
         for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0
@@ -468,6 +469,7 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         layer_href=urls.layer(m, L.name),
         cite=citation(site, L, kind, i, label),
         data_href=urls.features_data(m, L.name) if kind == "f" else None,
+        ratings=ratings_pages.unit_context(ix, kind, i),
         body_class="unit",
     )
     return path, "unit.html", ctx
