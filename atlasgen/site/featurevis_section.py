@@ -82,8 +82,10 @@ def section(ix, kind: str, i: int) -> dict:
             "own_act": fmt_num(own),
             "dataset_max": fmt_num(top),
             "ratio": fmt_num(own / top) if top > 0 else None,
-            # Flagged when the optimised image does not drive the unit as hard as its best dataset image.
-            "reaches": own >= top,
+            # Flagged when the optimised image does not drive the unit as hard as its best dataset image;
+            # a unit that never fires on the dataset has no top to reach (neither flag applies).
+            "dead": top <= 0,
+            "reaches": top > 0 and own >= top,
             "other_code": f"{kind}/{other}",
             "other_href": urls.unit(m, L.name, kind, other),
             "other_act": fmt_num(float(q["other_act"])),
