@@ -580,9 +580,14 @@ def _render_batch(
         # Sum over the batch: each image's gradient depends on its own unit only
         # (eval mode, so no batch statistics couple the samples); the diversity
         # term couples the images of one set, and only those.
-        loss = -job.sign * job.objective(acts).sum()
+        objective = job.objective(acts)
+        loss = -job.sign * objective.sum()
         if diverse:
-            loss = loss + job.diversity_weight * gram_diversity(acts, job.group_size).sum()
+            # The weight is relative to the set's current mean |objective| (held constant for the
+            # gradient): lucid's absolute weight (1e2) suits InceptionV1's activation scale only, while
+            # objectives differ by orders of magnitude between models and layers.
+            scale = objective.detach().abs().reshape(-1, job.group_size).mean(dim=1)
+            loss = loss + job.diversity_weight * (scale * gram_diversity(acts, job.group_size)).sum()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
@@ -668,8 +673,9 @@ def render_units(
     ``negative=True`` minimises the objective instead (what the unit responds
     to least). ``copies > 1`` renders a diverse set of that many images per
     unit, (len(units), copies, S, S, 3), with lucid's Gram-matrix diversity
-    term (:func:`gram_diversity`) weighted by ``diversity_weight``
-    subtracted from each set's summed objective.
+    term (:func:`gram_diversity`) subtracted from each set's summed
+    objective, weighted by ``diversity_weight`` times the set's current mean
+    |objective| (so one weight suits every model's activation scale).
 
     ``layer`` is a name from ``model.named_modules()``; its output must be a
     (B, C, H, W) or (B, C) tensor (the first element if it is a tuple). The

@@ -456,11 +456,11 @@ def test_gram_diversity_matches_lucid_loop_and_its_gradient(shape):
 def test_diverse_set_is_more_diverse_and_still_drives_its_unit(net):
     # The diversity term acts on the target layer's activations; as in lucid's
     # examples that is a post-ReLU layer (this tiny net's 16 channels give
-    # nearly parallel Grams, so the effect is small but clear).
+    # nearly parallel Grams, so the effect is small in absolute terms).
     layer, units = "features.3", [1, 2, 5]
     common = dict(image_size=SIZE, lr=LR, steps=STEPS, copies=4, return_objective=True, batch_size=12)
     plain, obj_plain = render_units(net, layer, units, diversity_weight=0.0, **common)
-    diverse, obj_diverse = render_units(net, layer, units, diversity_weight=10.0, **common)
+    diverse, obj_diverse = render_units(net, layer, units, diversity_weight=30.0, **common)
     assert diverse.shape == (3, 4, SIZE, SIZE, 3) and obj_diverse.shape == (3, 4)
 
     def acts_of(images):
@@ -471,7 +471,8 @@ def test_diverse_set_is_more_diverse_and_still_drives_its_unit(net):
     def mean_gram_cosine(images):
         return float(gram_diversity(acts_of(images), 4).mean()) / 3  # mean off-diagonal cosine
 
-    assert mean_gram_cosine(diverse) < mean_gram_cosine(plain) - 0.01
+    # Gram dissimilarity (1 - cosine) within the sets at least doubles.
+    assert 1 - mean_gram_cosine(diverse) > 2 * (1 - mean_gram_cosine(plain))
     # The four images are not copies of each other, and each still drives its unit beyond chance.
     assert all(np.abs(d[0].astype(int) - d[1].astype(int)).mean() > 10 for d in diverse)
     x = F.pad(random_images(), [12] * 4, value=0.5)
@@ -480,7 +481,7 @@ def test_diverse_set_is_more_diverse_and_still_drives_its_unit(net):
     # (Diversity costs some objective, as in lucid: most, not all, beat the best of 64 random images.)
     assert (obj_diverse > chance.max(0)[:, None]).mean() >= 0.75
     # The batch of 12 images holds 3 whole sets; splitting sets across batches gives the same sets.
-    again = render_units(net, layer, units, diversity_weight=10.0, **{**common, "batch_size": 4})[0]
+    again = render_units(net, layer, units, diversity_weight=30.0, **{**common, "batch_size": 4})[0]
     assert np.abs(again.astype(int) - diverse.astype(int)).max() <= 2
 
 

@@ -35,8 +35,11 @@ def test_variants_and_quality_arrays(tiny_build):
         assert q["objective_diverse"].shape == (n, k) and np.isfinite(q["objective_diverse"]).all()
         for key in ("objective", "objective_neuron", "objective_negative", "own_act", "other_act"):
             assert np.isfinite(q[key]).all(), key
-        # Maximising beats minimising for (nearly) every unit: the two runs went opposite ways.
-        assert (q["objective"] > q["objective_negative"]).mean() > 0.9
+        # Maximising beats minimising for (nearly) every unit: the two runs went opposite ways. (A
+        # neuron is post-ReLU: one that stays off on both images scores 0 twice.)
+        assert (q["objective"] >= q["objective_negative"]).mean() > 0.9
+        if family == "features":  # SAE pre-activations are unbounded both ways
+            assert (q["objective"] > q["objective_negative"]).mean() > 0.9
         assert (q["other_unit"] != q["unit"]).all()
         assert ((q["rank"] == 1) == (q["own_act"] >= q["other_act"])).all()
         assert (q["rank"] >= 1).all() and (q["rank"] <= n).all()
