@@ -122,7 +122,7 @@ class FeatureVisConfig:
     neuron: bool = _f(True, "Also render each unit's neuron-centred view (objective at the centre position only).")
     negative: bool = _f(True, "Also render each unit's negative image (objective minimised).")
     diverse: int = _f(4, "Images in each unit's diverse set (lucid's Gram-matrix diversity term); 0: no diverse set.", min=0)
-    diversity_weight: float = _f(10.0, "Weight of the diversity term against the unit's objective.", min=0.0)
+    diversity_weight: float = _f(10.0, "Weight of the diversity term, relative to the set's current mean |objective| (10: about 15 % less objective for clearly less similar images on the demo model).", min=0.0)
     variant_image_size: int = _f(32, "Side in pixels of the neuron-centred, negative and diverse images (smaller than the main image to keep their cost modest).", min=8)
     variant_steps: int = _f(32, "Optimisation steps of the neuron-centred, negative and diverse images.", min=1)
 
