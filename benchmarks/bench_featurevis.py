@@ -23,7 +23,8 @@ nn.ReLU override is off so the comparison is like for like. lucent renders
 at ``fixed_image_size`` = the padded canvas, which is what atlasgen's model
 sees (lucent would otherwise upsample 128 px images to 224).
 
-Usage: python benchmarks/bench_featurevis.py [--units 8] [--steps 16] [--batch 8] [--device cpu|cuda]
+Usage: python benchmarks/bench_featurevis.py [--units 8] [--steps 16] [--batch 8] [--repeats 1]
+       [--device cpu|cuda] [--precision fp32|bf16] [--only mixed4a]
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats of each timing; the best is kept")
     ap.add_argument("--only", default="", help="run only cases whose name contains this")
     args = ap.parse_args()
     # lucent warns at every call that layers after the target could not run at 152 px, and the lucent
@@ -168,12 +170,18 @@ def main() -> None:
         units = list(range(args.units))
         # Warm-up (allocator, kernels) outside the timings.
         atlasgen_batched(model, layer, units[:2], size, 2, 2, pre, args.device, args.precision)
-        t_floor = floor(model, layer, len(units), args.batch, args.steps, size + 2 * PAD, pre, args.device)
-        t_ours, ours = atlasgen_batched(model, layer, units, size, args.steps, args.batch, pre, args.device,
-                                        args.precision)
-        t_lucent, theirs = lucent_loop(model, layer, units, size, args.steps, lucent_pre, args.device)
-        for m in model.modules():  # render_vis leaves its hooks behind
-            m._forward_hooks.clear()
+        # Interleaved repeats, best of each: on a shared machine load drifts during a run.
+        t_floor = t_ours = t_lucent = float("inf")
+        for _ in range(args.repeats):
+            t_floor = min(t_floor, floor(model, layer, len(units), args.batch, args.steps, size + 2 * PAD, pre,
+                                         args.device))
+            t, ours = atlasgen_batched(model, layer, units, size, args.steps, args.batch, pre, args.device,
+                                       args.precision)
+            t_ours = min(t_ours, t)
+            t, theirs = lucent_loop(model, layer, units, size, args.steps, lucent_pre, args.device)
+            t_lucent = min(t_lucent, t)
+            for m in model.modules():  # render_vis leaves its hooks behind
+                m._forward_hooks.clear()
         obj_ours = final_objective(model, layer, ours, units, pre, args.device)
         obj_lucent = final_objective(model, layer, theirs, units, pre, args.device)
         n = len(units)
