@@ -49,7 +49,7 @@ def test_feature_page_shows_variants_and_both_numbers(tiny_build):
     folder, _, site = tiny_build
     q = np.load(_artifact(folder, "featurevis") / "mixed5b" / "features_quality.npz")
     ex = np.load(_artifact(folder, "examples") / "mixed5b" / "features.npz")
-    flagged = reached = 0
+    flagged = reached = dead_count = 0
     for i in range(len(q["unit"])):
         unit = site / "demonet" / "mixed5b" / "f" / str(i)
         html = (unit / "index.html").read_text()
@@ -59,10 +59,14 @@ def test_feature_page_shows_variants_and_both_numbers(tiny_build):
         assert fmt_num(float(q["own_act"][i])) in check and fmt_num(float(ex["max_act"][i])) in check
         assert f"f/{int(q['other_unit'][i])}" in check
         below = "below its dataset top" in html
-        assert below == (q["own_act"][i] < ex["max_act"][i])
+        dead = "it never fires on the dataset" in html
+        assert dead == (ex["max_act"][i] <= 0)
+        assert below == (not dead and q["own_act"][i] < ex["max_act"][i])
         flagged += below
         reached += "reaches its dataset top" in html
-    assert flagged + reached == len(q["unit"])
+        dead_count += dead
+    assert flagged + reached + dead_count == len(q["unit"])
+    assert flagged > 0 and dead_count < len(q["unit"])
     # Neuron pages have the section too.
     assert "vis-negative.webp" in (site / "demonet" / "mixed5b" / "n" / "0" / "index.html").read_text()
 
