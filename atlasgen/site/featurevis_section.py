@@ -28,8 +28,15 @@ def _quality_row(fv, family: str, i: int) -> dict | None:
     q = fv.quality.get(family)
     if q is None:
         return None
-    hit = np.flatnonzero(q["unit"] == i)
-    return {k: v[hit[0]] for k, v in q.items()} if hit.size else None
+    units = q["unit"]
+    if i < len(units) and units[i] == i:  # the stage writes rows 0..U-1 in order
+        row = i
+    else:
+        hit = np.flatnonzero(units == i)
+        if not hit.size:
+            return None
+        row = int(hit[0])
+    return {k: v[row] for k, v in q.items()}
 
 
 def unit_files(fv, kind: str, i: int, folder: str) -> list[tuple[str, str]]:
