@@ -137,6 +137,13 @@ class FeatureVisConfig:
     lr: float = _f(0.1, "Adam learning rate of the image parameters (0.1 suits the default 64 steps; lucid uses 0.05 with 512).", min=0.0, exclusive_min=True)
     batch_size: int = _f(64, "Units optimised together.", min=1)
     seed: int = _f(0, "Seed: same seed and device give the same images.")
+    precision: Literal["fp32", "bf16"] = _f("fp32", "bf16: run the model's forward under bf16 autocast on a GPU (image parameters and objective stay fp32). A CPU always renders in fp32.")
+    neuron: bool = _f(True, "Also render each unit's neuron-centred view (objective at the centre position only).")
+    negative: bool = _f(True, "Also render each unit's negative image (objective minimised).")
+    diverse: int = _f(4, "Images in each unit's diverse set (lucid's Gram-matrix diversity term); 0: no diverse set.", min=0)
+    diversity_weight: float = _f(10.0, "Weight of the diversity term, relative to the set's current mean |objective| (10: about 15 % less objective for clearly less similar images on the demo model).", min=0.0)
+    variant_image_size: int = _f(32, "Side in pixels of the neuron-centred, negative and diverse images (smaller than the main image to keep their cost modest).", min=8)
+    variant_steps: int = _f(32, "Optimisation steps of the neuron-centred, negative and diverse images.", min=1)
 
 
 @dataclass
@@ -366,6 +373,8 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
             errors.append(f"ratings.groups[{i}]: {group!r} is not a group. Fix: use {', '.join(RATING_GROUPS)}.")
     if len(set(cfg.ratings.groups)) != len(cfg.ratings.groups):
         errors.append(f"ratings.groups: {cfg.ratings.groups} lists a group twice. Fix: list each group once.")
+    if cfg.featurevis.diverse == 1:
+        errors.append("featurevis.diverse: a diverse set of 1 image is just another main image. Fix: set it to 0 (no set) or at least 2.")
     valid = layer_names(cfg.model.source)
     if cfg.model.source in ("torchvision", "factory") and not cfg.model.arch:
         errors.append(f"model.arch: required when model.source is {cfg.model.source!r}. Fix: " + ("e.g. arch: resnet18." if cfg.model.source == "torchvision" else "e.g. arch: mypkg.nets:build_net."))

@@ -19,8 +19,16 @@ Pieces, each usable on its own:
 * :class:`FFTImage`: the image parameterisation (spectrum -> RGB in [0, 1]);
 * :class:`TransformSpec` and :func:`random_affine`: the random transforms, one
   ``affine_grid``/``grid_sample`` for the whole batch per step;
-* :func:`make_objective`: the vectorised objective (raw channel or SAE feature);
-* :func:`render_units`: the loop, with hook/mode/grad hygiene.
+* :func:`make_objective`: the vectorised objective (raw channel or SAE feature,
+  all positions or the centre one);
+* :func:`direction_objective`: Activation Atlas's ``dot * cossim^p`` for
+  arbitrary directions, and :func:`render_directions` to render them;
+* :func:`gram_diversity`: lucid's Gram-matrix diversity term, one batched
+  computation for every unit's set of images;
+* :func:`render_units`: the loop, with hook/mode/grad hygiene (maximise or
+  minimise, one image per unit or a diverse set);
+* :func:`unit_maxima`: each unit's maximum activation on given images, the
+  measurement behind the quality check.
 
 Determinism: every unit draws its initial spectrum and its per-step transform
 parameters from its own ``torch.Generator`` seeded by ``(seed, unit)``. Nothing
@@ -53,11 +61,16 @@ __all__ = [
     "NO_TRANSFORMS",
     "random_affine",
     "make_objective",
+    "direction_objective",
+    "gram_diversity",
     "render_units",
+    "render_directions",
+    "unit_maxima",
     "save_webp",
 ]
 
 MODES = ("channel", "neuron")
+PRECISIONS = ("fp32", "bf16")
 
 
 # --------------------------------------------------------------------------- SAE
@@ -312,6 +325,82 @@ def make_objective(
     return objective
 
 
+def direction_objective(
+    directions: np.ndarray | torch.Tensor, *, cossim_pow: float = 2.0, mode: str = "neuron",
+    device: torch.device | str = "cpu",
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Activation Atlas's objective for arbitrary directions: acts (B, C, H, W) -> (B,).
+
+    Sample ``i`` scores ``dot * max(0.1, cossim) ** cossim_pow`` of the
+    activation vector ``h`` (the centre position for ``mode="neuron"``, as in
+    the atlas; the mean over positions for "channel") against direction
+    ``v_i = directions[i]``, with ``dot = h . v_i / |v_i|`` and
+    ``cossim = dot / |h|`` (lucid's ``direction_neuron_cossim_S``, Carter et
+    al. 2019). The cosine factor rewards pointing the right way, not just
+    being large; its floor of 0.1 keeps a gradient when ``h`` points away.
+    Lucid averages the product over channels where this sums it, a constant
+    factor that Adam ignores. Whitening (lucid's ``S``) is the caller's
+    business: pass ``v @ S``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    v = torch.as_tensor(np.asarray(directions) if not torch.is_tensor(directions) else directions.detach())
+    v = v.to(device=device, dtype=torch.float32)
+    if v.ndim != 2:
+        raise ValueError(f"directions must be (N, C), got {tuple(v.shape)}")
+    norms = v.norm(dim=1, keepdim=True)
+    if bool((norms == 0).any()):
+        raise ValueError("a direction is the zero vector")
+    v = v / norms
+
+    def objective(acts: torch.Tensor) -> torch.Tensor:
+        if acts.ndim == 2:
+            acts = acts[:, :, None, None]
+        n, c, h, w = acts.shape
+        if n != len(v) or c != v.shape[1]:
+            raise ValueError(f"activations {tuple(acts.shape)} for directions {tuple(v.shape)}")
+        a = acts.mean(dim=(2, 3)) if mode == "channel" else acts[:, :, h // 2, w // 2]
+        dot = (a * v).sum(dim=1)
+        cossim = dot / (a.norm(dim=1) + 1e-4)
+        return dot * cossim.clamp_min(0.1) ** cossim_pow
+
+    return objective
+
+
+def gram_diversity(acts: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Lucid's diversity term for consecutive groups of ``group_size`` images: (B // group_size,).
+
+    For each image the channel Gram matrix ``G = A A^T`` of its (C, H*W)
+    activations is L2-normalised; a group's term is the sum of the cosines
+    between its different images' Grams divided by the group size (lucid's
+    ``diversity``: ``sum_i sum_{j != i} <G_i, G_j> / n``). The renderer
+    subtracts it, times a weight, from the objective, so a unit's images are
+    pushed towards different styles. All groups are computed at once; when
+    positions are fewer than channels the Gram inner products are taken as
+    ``<G_i, G_j> = ||A_i^T A_j||_F^2`` over (H*W, H*W) matrices, which is
+    cheaper than forming the (C, C) Grams (e.g. 49 positions vs 1,024
+    channels at mixed5b).
+    """
+    if acts.ndim == 2:
+        acts = acts[:, :, None, None]
+    b, c = acts.shape[:2]
+    if group_size < 1 or b % group_size:
+        raise ValueError(f"batch of {b} is not a whole number of groups of {group_size}")
+    k = group_size
+    a = acts.float().reshape(b // k, k, c, -1)  # (G, k, C, P)
+    p = a.shape[-1]
+    if p < c:
+        cross = torch.einsum("gicp,gjcq->gijpq", a, a)  # A_i^T A_j
+        inner = cross.square().sum(dim=(-1, -2))  # (G, k, k) = <G_i, G_j>
+    else:
+        grams = torch.einsum("gicp,gidp->gicd", a, a).flatten(2)  # (G, k, C*C)
+        inner = grams @ grams.transpose(1, 2)
+    norms = torch.diagonal(inner, dim1=1, dim2=2).clamp_min(1e-20).sqrt()  # ||G_i||
+    cos = inner / (norms[:, :, None] * norms[:, None, :])
+    off_diagonal = cos.sum(dim=(1, 2)) - torch.diagonal(cos, dim1=1, dim2=2).sum(dim=1)
+    return off_diagonal / k
+
+
 # ------------------------------------------------------------------------ loop
 
 
@@ -422,9 +511,15 @@ def _frozen_eval(model: torch.nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def _unit_generator(seed: int, unit: int) -> torch.Generator:
-    """A CPU generator for one unit, independent of batch composition."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(unit)]).generate_state(2, np.uint32)
+def _unit_generator(seed: int, unit: int, *variant: int) -> torch.Generator:
+    """A CPU generator for one image, independent of batch composition.
+
+    Keyed by (seed, unit) for a unit's main image and (seed, unit, *variant)
+    for its other images (negative, the members of a diverse set), so each
+    image has its own start and transform draws.
+    """
+    key = [int(seed) & 0xFFFFFFFF, int(unit), *(int(v) for v in variant)]
+    state = np.random.SeedSequence(key).generate_state(2, np.uint32)
     g = torch.Generator(device="cpu")
     g.manual_seed(int(state[0]) << 32 | int(state[1]))
     return g
@@ -444,28 +539,109 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def _autocast(device: torch.device, precision: str):
+    """bf16 autocast around the model's forward on a GPU; fp32 everywhere else.
+
+    CPU autocast in bf16 is slower than fp32 on most CPUs and changes results,
+    so a CPU run is always fp32, whatever ``precision`` says.
+    """
+    if precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class _Job:
+    """What one optimisation needs besides the model: the images' RNG keys and their objective."""
+
+    generators: list[torch.Generator]
+    objective: Callable[[torch.Tensor], torch.Tensor]
+    sign: float = 1.0  # +1 maximise, -1 minimise
+    group_size: int = 1  # consecutive images forming one diverse set
+    diversity_weight: float = 0.0
+
+
 def _render_batch(
-    model: torch.nn.Module, capture: _LayerCapture, units: list[int], *, sae: SAEDirections | None,
-    mode: str, image_size: int, steps: int, lr: float, seed: int, device: torch.device,
-    preprocess: Callable[[torch.Tensor], torch.Tensor], transforms: TransformSpec,
-) -> np.ndarray:
-    generators = [_unit_generator(seed, u) for u in units]
-    image = FFTImage.random(generators, image_size, device=device)
+    model: torch.nn.Module, capture: _LayerCapture, job: _Job, *, image_size: int, steps: int, lr: float,
+    device: torch.device, preprocess: Callable[[torch.Tensor], torch.Tensor], transforms: TransformSpec,
+    precision: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Optimise one batch; (uint8 images (B, S, S, 3), final objective (B,))."""
+    image = FFTImage.random(job.generators, image_size, device=device)
     # All randomness for the whole run is drawn up front: (steps, B, 6).
-    tparams = torch.stack([transforms.sample(g, steps) for g in generators], dim=1).to(device)
-    objective = make_objective(units, sae=sae, mode=mode, device=device)
+    tparams = torch.stack([transforms.sample(g, steps) for g in job.generators], dim=1).to(device)
     optimizer = torch.optim.Adam(image.parameters(), lr=lr)
+    diverse = job.group_size > 1 and job.diversity_weight > 0
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)
         x = random_affine(image(), tparams[step], transforms.pad)
-        acts = capture(model, preprocess(x))
+        with _autocast(device, precision):
+            acts = capture(model, preprocess(x))
+        acts = acts.float()
         # Sum over the batch: each image's gradient depends on its own unit only
-        # (eval mode, so no batch statistics couple the samples).
-        loss = -objective(acts.float()).sum()
+        # (eval mode, so no batch statistics couple the samples); the diversity
+        # term couples the images of one set, and only those.
+        objective = job.objective(acts)
+        loss = -job.sign * objective.sum()
+        if diverse:
+            # The weight is relative to the set's current mean |objective| (held constant for the
+            # gradient): lucid's absolute weight (1e2) suits InceptionV1's activation scale only, while
+            # objectives differ by orders of magnitude between models and layers.
+            scale = objective.detach().abs().reshape(-1, job.group_size).mean(dim=1)
+            loss = loss + job.diversity_weight * (scale * gram_diversity(acts, job.group_size)).sum()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        return _to_uint8(image())
+        images = _to_uint8(image())
+        # The final objective, measured as the page shows it: on the saved
+        # (8-bit) image, untransformed on its grey padded canvas, in fp32.
+        x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 255.0
+        x = F.pad(x, [transforms.pad] * 4, value=0.5)
+        final = job.objective(capture(model, preprocess(x)).float())
+    return images, final.cpu().numpy().astype(np.float32)
+
+
+def _check_args(image_size: int, steps: int, batch_size: int, precision: str) -> None:
+    if batch_size < 1 or image_size < 1 or steps < 0:
+        raise ValueError("batch_size and image_size must be >= 1 and steps >= 0")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def _run_jobs(
+    model: torch.nn.Module, layer: str, n_items: int, per_item: int, make_job: Callable[[int, int], _Job], *,
+    check: Callable[[int], None], image_size: int, steps: int, lr: float, batch_size: int,
+    device: torch.device, preprocess, progress, transforms: TransformSpec, relu_gradient_override: bool,
+    precision: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The shared loop of render_units and render_directions: hygiene, batching, results.
+
+    ``make_job(start, end)`` describes items ``start..end-1`` (each with
+    ``per_item`` images); ``check(width)`` validates the layer's width.
+    """
+    from atlasgen.models import layer_view
+
+    view = layer_view(model, layer)  # a configured view (channel range, ViT tokens) or the whole module
+    target = _resolve_layer(model, view.module)
+    images = np.empty((n_items * per_item, image_size, image_size, 3), dtype=np.uint8)
+    final = np.empty(n_items * per_item, dtype=np.float32)
+    items_per_batch = max(1, batch_size // per_item)
+    with _frozen_eval(model), _redirected_relus(model, relu_gradient_override), _LayerCapture(target, view.view) as capture:
+        if n_items:
+            canvas = image_size + 2 * transforms.pad
+            with torch.no_grad():
+                acts = capture(model, preprocess(torch.full((1, 3, canvas, canvas), 0.5, device=device)))
+            check(int(acts.shape[1]))
+        for start in range(0, n_items, items_per_batch):
+            end = min(n_items, start + items_per_batch)
+            sl = slice(start * per_item, end * per_item)
+            images[sl], final[sl] = _render_batch(
+                model, capture, make_job(start, end), image_size=image_size, steps=steps, lr=lr,
+                device=device, preprocess=preprocess, transforms=transforms, precision=precision,
+            )
+            if progress is not None:
+                progress(end)
+    return images, final
 
 
 def render_units(
@@ -475,24 +651,35 @@ def render_units(
     *,
     sae: SAEDirections | None = None,
     mode: str = "channel",
+    negative: bool = False,
+    copies: int = 1,
+    diversity_weight: float = 0.0,
     image_size: int = 64,
     steps: int = 128,
     lr: float = 0.05,
     batch_size: int = 32,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
     preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: Callable[[int], None] | None = None,
     transforms: TransformSpec = STANDARD_TRANSFORMS,
     relu_gradient_override: bool = True,
-) -> np.ndarray:
-    """Render one feature visualisation per unit; uint8 (len(units), S, S, 3).
+    return_objective: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Render feature visualisations of units; uint8 (len(units), S, S, 3).
 
     With ``sae=None`` unit ``u`` is raw channel ``u`` of ``layer``'s output;
     with an SAE it is feature ``u``'s encoder pre-activation
     ``(a - b_dec) . W_enc[:, u] + b_enc[u]`` at every position. ``mode``
     "channel" averages the objective over positions, "neuron" takes the
     centre position of the (transformed, padded) canvas's activation map.
+    ``negative=True`` minimises the objective instead (what the unit responds
+    to least). ``copies > 1`` renders a diverse set of that many images per
+    unit, (len(units), copies, S, S, 3), with lucid's Gram-matrix diversity
+    term (:func:`gram_diversity`) subtracted from each set's summed
+    objective, weighted by ``diversity_weight`` times the set's current mean
+    |objective| (so one weight suits every model's activation scale).
 
     ``layer`` is a name from ``model.named_modules()``; its output must be a
     (B, C, H, W) or (B, C) tensor (the first element if it is a tuple). The
@@ -503,56 +690,164 @@ def render_units(
     normalisation or resizing; default identity); note the model sees the
     padded canvas of ``image_size + 2 * transforms.pad`` pixels.
 
-    Units are rendered ``batch_size`` at a time (the last batch may be
-    smaller); ``progress(n_units_done)`` is called after each batch. The
-    result is a pure function of (arguments, device): each unit's start image
-    and transform draws come from a generator seeded by ``(seed, unit)``, and
-    the global RNGs are not touched. Runs in fp32.
+    ``batch_size`` images are optimised at once (a diverse set is never split,
+    so a batch holds ``max(1, batch_size // copies)`` units; the last batch
+    may be smaller); ``progress(n_units_done)`` is called after each batch.
+    The result is a pure function of (arguments, device): each image's start
+    and transform draws come from a generator seeded by ``(seed, unit)`` (plus
+    the variant), and the global RNGs are not touched. ``precision`` "bf16"
+    runs the model's forward under bf16 autocast on a GPU; the image
+    parameters, transforms and objective stay fp32, and on a CPU everything
+    is fp32.
 
     ``relu_gradient_override`` (lucid's default) redirects the gradient of the
     model's non-in-place ``nn.ReLU`` modules where it would be zero, so units
     that are off on the grey starting image still get a signal.
+
+    With ``return_objective`` the result is ``(images, objective)``, the
+    objective of each image measured after the run on the saved 8-bit image
+    on its padded canvas without random transforms (shape (len(units),) or
+    (len(units), copies)).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if batch_size < 1 or image_size < 1 or steps < 0:
-        raise ValueError("batch_size and image_size must be >= 1 and steps >= 0")
+    _check_args(image_size, steps, batch_size, precision)
+    if copies < 1:
+        raise ValueError("copies must be >= 1")
     units = [int(u) for u in units]
     if any(u < 0 for u in units):
         raise ValueError("unit indices must be non-negative")
     if sae is not None and units and max(units) >= sae.n_features:
         raise ValueError(f"unit {max(units)} out of range for an SAE with {sae.n_features} features")
     device = torch.device(device)
+    # Variant codes keep a unit's negative image and diverse set off its main image's random stream.
+    variant = (1,) if negative else ()
+    if copies > 1:
+        variant = (2 + int(negative),)
+
+    def make_job(start: int, end: int) -> _Job:
+        chunk = units[start:end]
+        repeated = [u for u in chunk for _ in range(copies)]
+        generators = [_unit_generator(seed, u, *variant, *((c,) if copies > 1 else ()))
+                      for u in chunk for c in range(copies)]
+        return _Job(generators, make_objective(repeated, sae=sae, mode=mode, device=device),
+                    sign=-1.0 if negative else 1.0, group_size=copies, diversity_weight=diversity_weight)
+
+    def check(width: int) -> None:
+        if sae is not None and sae.d_in != width:
+            raise ValueError(f"SAE d_in {sae.d_in} != layer width {width}")
+        if sae is None and max(units) >= width:
+            raise ValueError(f"unit {max(units)} out of range for a layer with {width} channels")
+
+    images, final = _run_jobs(
+        model, layer, len(units), copies, make_job, check=check, image_size=image_size, steps=steps, lr=lr,
+        batch_size=batch_size, device=device, preprocess=preprocess or (lambda x: x), progress=progress,
+        transforms=transforms, relu_gradient_override=relu_gradient_override, precision=precision,
+    )
+    if copies > 1:
+        images = images.reshape(len(units), copies, image_size, image_size, 3)
+        final = final.reshape(len(units), copies)
+    return (images, final) if return_objective else images
+
+
+def render_directions(
+    model: torch.nn.Module,
+    layer: str,
+    directions: np.ndarray | torch.Tensor,
+    *,
+    cossim_pow: float = 2.0,
+    mode: str = "neuron",
+    image_size: int = 64,
+    steps: int = 128,
+    lr: float = 0.05,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: Callable[[int], None] | None = None,
+    transforms: TransformSpec = STANDARD_TRANSFORMS,
+    relu_gradient_override: bool = True,
+    return_objective: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Render one image per direction of ``layer``'s activation space; uint8 (N, S, S, 3).
+
+    The Activation Atlas icon renderer: ``directions`` is (N, C), e.g. the
+    mean activation of each map cell or an SAE feature's decoder row, and
+    image ``i`` maximises :func:`direction_objective` (``dot * cossim^p`` at
+    the centre position by default). Same loop, hygiene, batching, precision
+    and determinism as :func:`render_units`; image ``i`` is seeded by
+    ``(seed, i)``, so reordering the directions changes their images.
+    """
+    _check_args(image_size, steps, batch_size, precision)
+    v = np.asarray(directions.detach().cpu() if torch.is_tensor(directions) else directions, dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"directions must be (N, C), got {v.shape}")
+    device = torch.device(device)
+
+    def make_job(start: int, end: int) -> _Job:
+        generators = [_unit_generator(seed, i, 4) for i in range(start, end)]
+        return _Job(generators, direction_objective(v[start:end], cossim_pow=cossim_pow, mode=mode, device=device))
+
+    def check(width: int) -> None:
+        if v.shape[1] != width:
+            raise ValueError(f"directions have {v.shape[1]} dimensions, the layer has {width} channels")
+
+    images, final = _run_jobs(
+        model, layer, len(v), 1, make_job, check=check, image_size=image_size, steps=steps, lr=lr,
+        batch_size=batch_size, device=device, preprocess=preprocess or (lambda x: x), progress=progress,
+        transforms=transforms, relu_gradient_override=relu_gradient_override, precision=precision,
+    )
+    return (images, final) if return_objective else images
+
+
+@torch.no_grad()
+def unit_maxima(
+    model: torch.nn.Module,
+    layer: str,
+    images: np.ndarray,
+    *,
+    encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    size: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> np.ndarray:
+    """Every unit's maximum activation over positions on each image: float32 (N, U).
+
+    The quantity the dataset examples rank by, so a visualisation can be
+    compared with the unit's top dataset activation. ``images`` is uint8
+    (N, H, W, 3), fed without padding, resized (bilinear) to ``size`` when
+    given (the size dataset images have). Units are the layer's channels, or
+    with ``encode`` (an SAE's inference encoder, (n, C) -> (n, F)) the codes
+    it gives at each position. Hooks, modes and flags as in
+    :func:`render_units`; the normal ReLU gradient is irrelevant here.
+    """
+    device = torch.device(device)
     preprocess = preprocess or (lambda x: x)
     from atlasgen.models import layer_view
 
     view = layer_view(model, layer)  # a configured view (channel range, ViT tokens) or the whole module
     target = _resolve_layer(model, view.module)
-
-    out = np.empty((len(units), image_size, image_size, 3), dtype=np.uint8)
-    with _frozen_eval(model), _redirected_relus(model, relu_gradient_override), _LayerCapture(target, view.view) as capture:
-        if units:
-            _check_width(model, capture, units, sae, image_size + 2 * transforms.pad, device, preprocess)
-        for start in range(0, len(units), batch_size):
-            chunk = units[start : start + batch_size]
-            out[start : start + len(chunk)] = _render_batch(
-                model, capture, chunk, sae=sae, mode=mode, image_size=image_size, steps=steps,
-                lr=lr, seed=seed, device=device, preprocess=preprocess, transforms=transforms,
-            )
-            if progress is not None:
-                progress(start + len(chunk))
-    return out
-
-
-def _check_width(model, capture, units, sae, canvas, device, preprocess) -> None:
-    """Fail early, with a clear message, if units or the SAE do not fit the layer."""
-    with torch.no_grad():
-        acts = capture(model, preprocess(torch.full((1, 3, canvas, canvas), 0.5, device=device)))
-    width = int(acts.shape[1])
-    if sae is not None and sae.d_in != width:
-        raise ValueError(f"SAE d_in {sae.d_in} != layer width {width}")
-    if sae is None and max(units) >= width:
-        raise ValueError(f"unit {max(units)} out of range for a layer with {width} channels")
+    out = []
+    with _frozen_eval(model), _LayerCapture(target, view.view) as capture:
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+            x = x.permute(0, 3, 1, 2).float() / 255.0
+            if size is not None and x.shape[-1] != size:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            acts = capture(model, preprocess(x)).float()
+            if acts.ndim == 2:
+                acts = acts[:, :, None, None]
+            b, c, h, w = acts.shape
+            if encode is not None:
+                codes = encode(acts.permute(0, 2, 3, 1).reshape(-1, c))
+                out.append(codes.reshape(b, h * w, -1).amax(dim=1).cpu())
+            else:
+                out.append(acts.flatten(2).amax(dim=2).cpu())
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(out).numpy().astype(np.float32)
 
 
 # ------------------------------------------------------------------------ WebP

@@ -14,7 +14,7 @@ TINY = {
     "model": {"train": {"epochs": 1, "batch_size": 32}},
     "layers": [{"name": "mixed5b", "sae": {"expansion": 2, "k": 4, "steps": 60, "batch_size": 128}}],
     "activations": {"positions_per_image": 4, "shard_size": 300},
-    "featurevis": {"image_size": 32, "thumb_size": 16, "steps": 20, "batch_size": 16},
+    "featurevis": {"image_size": 32, "thumb_size": 16, "steps": 20, "batch_size": 16, "variant_image_size": 16, "variant_steps": 8, "diverse": 2},
     "examples": {"top_k": 4, "batch_size": 64},
     "map": {"levels": [2, 4, 8], "n_neighbors": 5},
 }

@@ -15,10 +15,14 @@ from atlasgen.featurevis import (
     FFTImage,
     SAEDirections,
     TransformSpec,
+    direction_objective,
+    gram_diversity,
     make_objective,
     random_affine,
+    render_directions,
     render_units,
     save_webp,
+    unit_maxima,
 )
 
 SIZE = 32
@@ -399,3 +403,144 @@ def test_relu_gradient_override_wakes_a_unit_that_is_off_at_the_start():
     assert pre_plain < 0  # still off: the plain ReLU never let a gradient through
     assert gain_redirected > 0.1 and gain_redirected > 5 * max(gain_plain, 0.0), (gain_plain, gain_redirected)
     assert not any(m._forward_hooks for m in net.modules())
+
+
+# ------------------------------------------- negative, diverse, atlas, maxima
+
+
+def test_negative_minimises_below_start_and_below_other_images(net):
+    units = list(range(N_CH))
+    common = dict(image_size=SIZE, lr=LR, batch_size=N_CH)
+    init = render_units(net, TARGET, units, steps=0, **common)
+    low, reported = render_units(net, TARGET, units, steps=STEPS, negative=True, return_objective=True, **common)
+    a0 = np.diag(objective_matrix(net, init)[:, units])
+    a1 = objective_matrix(net, low)[:, units]
+    chance = objective_matrix(net, random_images())[:, units]
+    assert np.median((a0 - np.diag(a1)) / chance.std(0)) > 4
+    assert (np.diag(a1) < chance.min(0)).mean() >= 0.9
+    assert (a1.argmin(0) == np.arange(N_CH)).mean() >= 0.75
+    # The reported final objective is the objective of the saved image (on its padded canvas).
+    np.testing.assert_allclose(reported, np.diag(a1), rtol=1e-4, atol=1e-4)
+
+
+def _loop_diversity(acts: torch.Tensor, k: int) -> torch.Tensor:
+    """lucid's diversity, written as lucid writes it: Python loops over pairs of each group."""
+    out = []
+    for g in range(acts.shape[0] // k):
+        grams = []
+        for i in range(k):
+            a = acts[g * k + i].flatten(1)  # (C, P)
+            gram = a @ a.T
+            grams.append(gram / gram.norm())
+        out.append(sum((grams[i] * grams[j]).sum() for i in range(k) for j in range(k) if j != i) / k)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("shape", [(8, 6, 2, 3), (8, 3, 4, 4)])  # fewer positions than channels, and more
+def test_gram_diversity_matches_lucid_loop_and_its_gradient(shape):
+    g = torch.Generator().manual_seed(0)
+    acts = torch.rand(shape, generator=g).requires_grad_(True)
+    ours = gram_diversity(acts, 4)
+    ref = _loop_diversity(acts, 4)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    (g1,) = torch.autograd.grad(ours.sum(), acts)
+    (g2,) = torch.autograd.grad(ref.sum(), acts)
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6)
+    # Identical images in a set are maximally similar: each pair's cosine is 1.
+    same = acts.detach()[:1].expand(4, -1, -1, -1)
+    torch.testing.assert_close(gram_diversity(same, 4), torch.tensor([3.0]))
+    with pytest.raises(ValueError):
+        gram_diversity(acts, 3)
+
+
+def test_diverse_set_is_more_diverse_and_still_drives_its_unit(net):
+    # The diversity term acts on the target layer's activations; as in lucid's
+    # examples that is a post-ReLU layer (this tiny net's 16 channels give
+    # nearly parallel Grams, so the effect is small in absolute terms).
+    layer, units = "features.3", [1, 2, 5]
+    common = dict(image_size=SIZE, lr=LR, steps=STEPS, copies=4, return_objective=True, batch_size=12)
+    plain, obj_plain = render_units(net, layer, units, diversity_weight=0.0, **common)
+    diverse, obj_diverse = render_units(net, layer, units, diversity_weight=30.0, **common)
+    assert diverse.shape == (3, 4, SIZE, SIZE, 3) and obj_diverse.shape == (3, 4)
+
+    def acts_of(images):
+        x = torch.from_numpy(images.reshape(-1, SIZE, SIZE, 3)).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            return net.features[:4](F.pad(x, [12] * 4, value=0.5))
+
+    def mean_gram_cosine(images):
+        return float(gram_diversity(acts_of(images), 4).mean()) / 3  # mean off-diagonal cosine
+
+    # Gram dissimilarity (1 - cosine) within the sets at least doubles.
+    assert 1 - mean_gram_cosine(diverse) > 2 * (1 - mean_gram_cosine(plain))
+    # The four images are not copies of each other, and each still drives its unit beyond chance.
+    assert all(np.abs(d[0].astype(int) - d[1].astype(int)).mean() > 10 for d in diverse)
+    x = F.pad(random_images(), [12] * 4, value=0.5)
+    with torch.no_grad():
+        chance = net.features[:4](x).mean((2, 3))[:, units].numpy()
+    # (Diversity costs some objective, as in lucid: most, not all, beat the best of 64 random images.)
+    assert (obj_diverse > chance.max(0)[:, None]).mean() >= 0.75
+    # The batch of 12 images holds 3 whole sets; splitting sets across batches gives the same sets.
+    again = render_units(net, layer, units, diversity_weight=30.0, **{**common, "batch_size": 4})[0]
+    assert np.abs(again.astype(int) - diverse.astype(int)).max() <= 2
+
+
+def test_direction_objective_matches_formula_and_render_directions_raises_it(net):
+    g = torch.Generator().manual_seed(0)
+    acts = torch.randn(3, N_CH, 5, 5, generator=g)
+    v = torch.randn(3, N_CH, generator=g)
+    got = direction_objective(v, cossim_pow=2)(acts)
+    h = acts[:, :, 2, 2]
+    dot = (h * v).sum(1) / v.norm(dim=1)
+    cos = dot / (h.norm(dim=1) + 1e-4)
+    torch.testing.assert_close(got, dot * cos.clamp_min(0.1) ** 2)
+    # Scaling a direction does not change its objective; the pure dot is cossim_pow 0.
+    torch.testing.assert_close(direction_objective(v * 7, cossim_pow=2)(acts), got)
+    torch.testing.assert_close(direction_objective(v, cossim_pow=0)(acts), dot)
+    with pytest.raises(ValueError, match="zero"):
+        direction_objective(torch.zeros(1, N_CH))
+
+    # Rendering: each image raises its own direction's objective above the grey start and above chance.
+    dirs = torch.randn(4, N_CH, generator=g).abs()  # post-ReLU-like directions
+    dirs[:, : N_CH // 2] *= torch.tensor([[1.0], [0.0], [1.0], [0.0]])
+    dirs[:, N_CH // 2 :] *= torch.tensor([[0.0], [1.0], [0.0], [1.0]])
+    kw = dict(image_size=SIZE, lr=LR, mode="channel", batch_size=4, return_objective=True)
+    _, start = render_directions(net, TARGET, dirs, steps=0, **kw)
+    images, final = render_directions(net, TARGET, dirs, steps=STEPS, **kw)
+    assert images.shape == (4, SIZE, SIZE, 3)
+    assert (final > start).all()
+    x = F.pad(random_images(), [12] * 4, value=0.5)
+    with torch.no_grad():
+        chance = torch.stack([direction_objective(d[None].expand(len(x), -1), mode="channel")(net.features[:3](x))
+                              for d in dirs], dim=1).numpy()
+    assert (final > chance.max(0)).all()
+    with pytest.raises(ValueError, match="dimensions"):
+        render_directions(net, TARGET, dirs[:, :5], steps=1, image_size=SIZE)
+    assert _all_hooks(net) == []
+
+
+def test_unit_maxima_matches_direct_computation(net):
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(5, SIZE, SIZE, 3, generator=g) * 255).to(torch.uint8).numpy()
+    sae = random_sae()
+    W, b, bd = sae.tensors("cpu")
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        acts = net.features[:3](x)
+    raw = unit_maxima(net, TARGET, images, batch_size=2)
+    np.testing.assert_allclose(raw, acts.flatten(2).amax(2).numpy(), rtol=1e-5, atol=1e-6)
+    encode = lambda v: torch.relu((v - bd) @ W + b)  # noqa: E731
+    feats = unit_maxima(net, TARGET, images, encode=encode)
+    ref = torch.relu(torch.einsum("bchw,cf->bfhw", acts - bd[None, :, None, None], W) + b[None, :, None, None])
+    np.testing.assert_allclose(feats, ref.flatten(2).amax(2).numpy(), rtol=1e-4, atol=1e-5)
+    assert unit_maxima(net, TARGET, images, size=16).shape == (5, N_CH)
+    assert _all_hooks(net) == [] and all(p.grad is None for p in net.parameters())
+
+
+def test_precision_argument(net):
+    # bf16 autocast is for GPUs; on a CPU the run is fp32 and identical to precision="fp32".
+    kw = dict(image_size=SIZE, steps=3, device="cpu")
+    assert np.array_equal(render_units(net, TARGET, [0, 1], precision="bf16", **kw),
+                          render_units(net, TARGET, [0, 1], precision="fp32", **kw))
+    with pytest.raises(ValueError, match="precision"):
+        render_units(net, TARGET, [0], precision="fp16", **kw)

@@ -123,10 +123,13 @@ def test_killed_build_resumes_and_matches_an_uninterrupted_one(tiny_build, tmp_p
     config = write_tiny_config(tmp_path)
     proc = _start_build(tmp_path, config)
     partial_vis = lambda: list((tmp_path / ".atlasgen" / "featurevis").glob("*.partial/mixed5b/features/*.webp"))
-    assert _wait_for(lambda: len(partial_vis()) >= 16, proc), proc.communicate()[0]
+    # A chunk is finished once its quality shard is written (after all its images).
+    shards = lambda: list((tmp_path / ".atlasgen" / "featurevis").glob("*.partial/mixed5b/features_quality/*.npz"))
+    assert _wait_for(lambda: len(shards()) >= 1, proc), proc.communicate()[0]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = {p.name: p.stat().st_mtime_ns for p in partial_vis()}
+    finished = {int(p.stem) for p in shards()}
+    done_before = {p.name: p.stat().st_mtime_ns for p in partial_vis() if (int(p.stem) // 16) * 16 in finished}
     complete = [p for p in (tmp_path / ".atlasgen" / "featurevis").iterdir() if p.is_dir() and not p.name.endswith(".partial")]
     assert complete == []  # the killed stage left only its .partial folder
     status = subprocess.run([sys.executable, "-m", "atlasgen", "status", "-c", str(config)], capture_output=True, text=True, cwd=tmp_path)

@@ -148,6 +148,8 @@ class Featurevis:
 
     folder: Path
     available: dict[str, frozenset[int]] = field(default_factory=dict)  # subfolder -> ids
+    # "features"/"neurons" -> quality-check arrays (featurevis stage's <family>_quality.npz), when present.
+    quality: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def path(self, sub: str, unit: int) -> Path | None:
         if unit in self.available.get(sub, ()):
@@ -158,7 +160,12 @@ class Featurevis:
 def load_featurevis(folder: Path) -> Featurevis:
     folder = Path(folder)
     available = {}
-    for sub in ("features", "neurons", "features_thumb", "neurons_thumb"):
+    subs = [f"{fam}{suffix}" for fam in ("features", "neurons") for suffix in ("", "_thumb", "_neuron", "_negative")]
+    for fam in ("features", "neurons"):  # diverse sets: <family>_diverse/<k>/<id>.webp
+        if (folder / f"{fam}_diverse").is_dir():
+            subs += sorted((f"{fam}_diverse/{k}" for k in os.listdir(folder / f"{fam}_diverse") if k.isdigit()),
+                           key=lambda s: int(s.rsplit("/", 1)[1]))
+    for sub in subs:
         ids = set()
         if (folder / sub).is_dir():
             for name in os.listdir(folder / sub):
@@ -166,7 +173,12 @@ def load_featurevis(folder: Path) -> Featurevis:
                 if ext == "webp" and stem.isdigit():
                     ids.add(int(stem))
         available[sub] = frozenset(ids)
-    return Featurevis(folder=folder, available=available)
+    quality = {}
+    for fam in ("features", "neurons"):
+        if (folder / f"{fam}_quality.npz").exists():
+            with np.load(folder / f"{fam}_quality.npz") as z:
+                quality[fam] = {k: z[k] for k in z.files}
+    return Featurevis(folder=folder, available=available, quality=quality)
 
 
 @dataclass

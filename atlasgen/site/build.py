@@ -17,7 +17,7 @@ import jinja2
 
 import atlasgen
 from atlasgen.cache import tree_size
-from atlasgen.site import pages, publish, ratings_pages, resources, urls
+from atlasgen.site import featurevis_section, pages, publish, ratings_pages, resources, urls
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages
@@ -155,6 +155,7 @@ def copy_unit_images(w: _Writer, ix: pages.LayerIndex) -> None:
         for i, path in sorted(ix.thumb[kind].items()):
             if path != ix.vis[kind].get(i):  # thumbnail missing: pages reuse vis.webp
                 w.copy(fv.path(sub + "_thumb", i), path)
+    featurevis_section.copy_variant_images(w, ix)
 
 
 def copy_static(out_dir: Path) -> None:

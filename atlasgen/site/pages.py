@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from atlasgen.site import ratings_pages, svg, urls
+from atlasgen.site import featurevis_section, ratings_pages, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
 from atlasgen.site.images import DatasetImages, heatmap_data_uris
@@ -456,6 +456,7 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         vis_width=vis_size[0] if vis_size else None,
         vis_height=vis_size[1] if vis_size else None,
         vis_pixelated=_pixelated(vis_size, 256),
+        fvis=featurevis_section.section(ix, kind, i),
         examples=_examples(site, ix, ex, i, images),
         images_pixelated=images.pixelated,
         hist_svg=svg.activation_histogram(ex.hist[i], ex.hist_edges, float(ex.max_act[i])),

@@ -1,0 +1,84 @@
+"""The featurevis stage's variants and quality check, end to end on the tiny demo build (real torch, files, site)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from atlasgen.site.fmt import fmt_num
+
+
+def _artifact(folder: Path, stage: str) -> Path:
+    return next(p for p in (folder / ".atlasgen" / stage).iterdir() if p.is_dir() and not p.name.endswith(".partial"))
+
+
+def test_variants_and_quality_arrays(tiny_build):
+    folder, config, _ = tiny_build
+    fv = _artifact(folder, "featurevis") / "mixed5b"
+    meta = json.loads((fv / "meta.json").read_text())
+    assert meta["neuron"] and meta["negative"] and meta["diverse"] >= 2
+    k = meta["diverse"]
+    for family in ("features", "neurons"):
+        q = np.load(fv / f"{family}_quality.npz")
+        n = len(q["unit"])
+        assert np.array_equal(q["unit"], np.arange(n))
+        assert len(list((fv / family).glob("*.webp"))) == n
+        for sub in (f"{family}_neuron", f"{family}_negative", *(f"{family}_diverse/{j}" for j in range(k))):
+            files = sorted(fv.glob(f"{sub}/*.webp"))
+            assert len(files) == n, sub
+            with Image.open(files[0]) as im:
+                assert im.size == (meta["variant_image_size"],) * 2
+        assert q["objective_diverse"].shape == (n, k) and np.isfinite(q["objective_diverse"]).all()
+        for key in ("objective", "objective_neuron", "objective_negative", "own_act", "other_act"):
+            assert np.isfinite(q[key]).all(), key
+        # Maximising beats minimising for (nearly) every unit: the two runs went opposite ways. (A
+        # neuron is post-ReLU: one that stays off on both images scores 0 twice.)
+        assert (q["objective"] >= q["objective_negative"]).mean() > 0.9
+        if family == "features":  # SAE pre-activations are unbounded both ways
+            assert (q["objective"] > q["objective_negative"]).mean() > 0.9
+        assert (q["other_unit"] != q["unit"]).all()
+        assert ((q["rank"] == 1) == (q["own_act"] >= q["other_act"])).all()
+        assert (q["rank"] >= 1).all() and (q["rank"] <= n).all()
+
+
+def test_feature_page_shows_variants_and_both_numbers(tiny_build):
+    folder, _, site = tiny_build
+    q = np.load(_artifact(folder, "featurevis") / "mixed5b" / "features_quality.npz")
+    ex = np.load(_artifact(folder, "examples") / "mixed5b" / "features.npz")
+    flagged = reached = dead_count = 0
+    for i in range(len(q["unit"])):
+        unit = site / "demonet" / "mixed5b" / "f" / str(i)
+        html = (unit / "index.html").read_text()
+        for name in ("vis-neuron.webp", "vis-negative.webp", *(f"vis-diverse-{k}.webp" for k in range(2))):
+            assert (unit / name).is_file() and f"f/{i}/{name}" in html
+        check = re.search(r'<dl class="vis-check">(.*?)</dl>', html, re.S).group(1)
+        assert fmt_num(float(q["own_act"][i])) in check and fmt_num(float(ex["max_act"][i])) in check
+        assert f"f/{int(q['other_unit'][i])}" in check
+        below = "below its dataset top" in html
+        dead = "it never fires on the dataset" in html
+        assert dead == (ex["max_act"][i] <= 0)
+        assert below == (not dead and q["own_act"][i] < ex["max_act"][i])
+        flagged += below
+        reached += "reaches its dataset top" in html
+        dead_count += dead
+    assert flagged + reached + dead_count == len(q["unit"])
+    assert flagged > 0 and dead_count < len(q["unit"])
+    # Neuron pages have the section too.
+    assert "vis-negative.webp" in (site / "demonet" / "mixed5b" / "n" / "0" / "index.html").read_text()
+
+
+def test_featurevis_config_keys():
+    import pytest
+
+    from atlasgen.config import ConfigError, parse_config
+
+    cfg = parse_config({"featurevis": {"precision": "bf16", "diverse": 0, "negative": False}}).featurevis
+    assert (cfg.precision, cfg.diverse, cfg.negative, cfg.neuron) == ("bf16", 0, False, True)
+    with pytest.raises(ConfigError, match="featurevis.diverse"):
+        parse_config({"featurevis": {"diverse": 1}})
+    with pytest.raises(ConfigError, match="featurevis.precision"):
+        parse_config({"featurevis": {"precision": "fp16"}})
