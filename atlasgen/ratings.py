@@ -389,8 +389,10 @@ def survey_sample(rank: np.ndarray, eligible: np.ndarray, groups: list[str], per
             part = ordered[:n]
         elif group == "bottom":
             part = ordered[len(ordered) - n:]
-        else:  # middle: centred on the median of the ranking
-            start = max(0, (len(ordered) - n) // 2)
+        else:  # middle: centred on the median of the ranking, clear of the top and bottom cuts
+            low = n if "top" in groups else 0
+            high = len(ordered) - n if "bottom" in groups else len(ordered)
+            start = min(max(low, (len(ordered) - n) // 2), high - n)
             part = ordered[start:start + n]
         for f in part:
             if int(f) in taken:

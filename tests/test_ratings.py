@@ -67,6 +67,10 @@ def test_survey_sample_groups_are_disjoint_equal_and_seeded():
     assert [g for _, g in s] != sorted(g for _, g in s)  # shuffled, not grouped
     small = R.survey_sample(rank[:7], np.ones(7, bool), ["top", "middle", "random"], 10, seed=0)
     assert len(small) == 6 and len({f for f, _ in small}) == 6
+    for n_features in (17, 9, 4):  # fewer features than 2 x per_group: the groups shrink and stay disjoint
+        for groups in (["top", "middle"], ["top", "middle", "bottom"], ["middle", "bottom"]):
+            got = R.survey_sample(np.arange(n_features), np.ones(n_features, bool), groups, 20, seed=1)
+            assert len({f for f, _ in got}) == len(got) > 0
 
 
 def test_feature_importance_reads_issue6_arrays_or_falls_back():
