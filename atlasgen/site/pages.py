@@ -594,6 +594,10 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
             "top_classes": [{"class": ds.class_names[int(c)], "share": json_num(w, 4)}
                             for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0],
         })
+        if L.importance is not None:
+            rows[-1].update(importance=int(L.importance["features_topk"][i]),
+                            importance_top1=int(L.importance["features_top1"][i]),
+                            importance_rank=int(L.importance["features_rank"][i]))
     return {"model": site.model, "layer": L.name, "sae_sha256": L.sae_sha256, "features": rows}
 
 
