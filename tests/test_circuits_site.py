@@ -51,9 +51,10 @@ def test_layer_weights_match_the_models_expanded_weights(two_layers):
     enc = load_sae_any(folders["sae"] / "mixed5b").W_enc.detach().double().numpy()
     dec = load_sae_any(folders["sae"] / "mixed5a").W_dec.detach().double().numpy()
     summed = enc.T @ J.sum(axis=(2, 3)) @ dec.T
+    k = up["features_w"].shape[1] // 2  # columns: k most positive, then k most negative
     for f in (0, 5):
         assert up["features_w"][f, 0] == pytest.approx(summed[f].max(), rel=1e-4)
-        assert up["features_w"][f, -1] == pytest.approx(summed[f].min(), rel=1e-4)
+        assert up["features_w"][f, k] == pytest.approx(summed[f].min(), rel=1e-4)
     g = 3
     assert int(down["features_idx"][g, 0]) == int(np.argmax(summed[:, g]))
 
