@@ -40,11 +40,12 @@ from atlasgen.progress import Console  # noqa: E402
 from atlasgen.sae_formats import load_sae_any  # noqa: E402
 
 
-def cached_folders(config: Path) -> dict[str, Path]:
+def cached_folders(config: Path, needed=("dataset", "model", "sae", "circuits")) -> dict[str, Path]:
+    """Artifact folders of the stages read here, at the config's current keys."""
     pipe = Pipeline(load_config(config), console=Console(0))
     out = {}
     for s in pipe.states():
-        if s.name != "site":
+        if s.name in needed:
             if not s.cached:
                 raise SystemExit(f"stage {s.name} is not built for {config}: run `atlasgen build -c {config}` first")
             out[s.name] = pipe.store.final(s.name, s.key)

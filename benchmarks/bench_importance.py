@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("-c", "--config", default="site_config.yaml")
     ap.add_argument("--layer", default="mixed5b")
     ap.add_argument("--images", type=int, default=128)
+    ap.add_argument("--k", type=int, default=3, help="top-k (3 for the 16-class demo; Terekhov: 10 of 1,000)")
     args = ap.parse_args()
     cfg = load_config(args.config)
     folders = cached_folders(Path(args.config))
@@ -48,13 +49,15 @@ def main() -> None:
 
     mu_a, mu_f = unit_means(model, args.layer, sae, batches)
     t0 = time.perf_counter()
-    fast = closed_form(model, args.layer, sae, batches, mu_a, mu_f, 10)
+    fast = closed_form(model, args.layer, sae, batches, mu_a, mu_f, args.k)
     t1 = time.perf_counter()
-    slow = batched_ablation(model, args.layer, sae, batches, mu_a, mu_f, 10, units_per_pass=64)
+    slow = batched_ablation(model, args.layer, sae, batches, mu_a, mu_f, args.k, units_per_pass=64)
     t2 = time.perf_counter()
     same = all(np.array_equal(fast[k], slow[k]) for k in ("features_topk", "features_top1", "neurons_topk", "neurons_top1"))
     units = sae.d_sae + sae.d_in
-    print(f"{args.layer}: {units} units x {len(idx)} held-out images; identical counts: {same}")
+    moved = {k: int(np.count_nonzero(fast[k])) for k in ("features_topk", "features_top1", "neurons_topk", "neurons_top1")}
+    print(f"{args.layer}: {units} units x {len(idx)} held-out images, k {args.k}; identical counts: {same}; "
+          f"units with a non-zero count: {moved}")
     print(f"| method | seconds | ratio |\n|---|---:|---:|")
     print(f"| closed form | {t1 - t0:.2f} | 1 |")
     print(f"| batched ablations | {t2 - t1:.2f} | {(t2 - t1) / max(t1 - t0, 1e-9):.0f}x |")

@@ -172,11 +172,11 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
     size, gap = 64, 34
     n = max(len(upper), len(lower), 1)
     width = n * (size + gap) + gap
-    height = 60 + 60 + (size + 40) * 2 + 10
     xs_up = {f: width / 2 + (j - (len(upper) - 1) / 2) * (size + gap) for j, f in enumerate(upper)}
     xs_low = {g: width / 2 + (j - (len(lower) - 1) / 2) * (size + gap) for j, g in enumerate(lower)}
     y_class, y_up = 12, 110
     y_low = y_up + size + 40 + 50
+    height = y_low + size + 32  # room for the bottom row's two caption lines
     class_scale = float(max(wc[f] for f in upper))
     link_scale = max((abs(w) for _, _, w in links), default=0.0)
     parts = [f'<svg class="circuit" viewBox="0 0 {width:.0f} {height}" role="img" '

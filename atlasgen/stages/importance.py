@@ -19,6 +19,7 @@ import torch
 
 from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.circuits import reaches_classifier_linearly
+from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
 from atlasgen.importance import batched_ablation, closed_form, ranks, unit_means
 from atlasgen.models import load_model
@@ -29,6 +30,10 @@ from atlasgen.sae_formats import load_sae_any
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.importance
     data = open_dataset(ctx.inputs["dataset"])
+    if cfg.top_k >= data.n_classes:
+        raise ConfigError([f"importance.top_k: {cfg.top_k} is not below the number of classes ({data.n_classes}); "
+                           "every image would keep its class in the top k. Fix: lower importance.top_k "
+                           "(Terekhov's 10 is for 1,000 classes)."])
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     indices = data.indices("heldout")
     if len(indices) == 0:
