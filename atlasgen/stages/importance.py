@@ -70,7 +70,7 @@ def run(ctx: StageContext) -> None:
             "clean_topk_correct": int(totals["clean_topk"]),
             "clean_top1_correct": int(totals["clean_top1"]),
         })
-        best = int(np.argmax(arrays["features_topk"]))
+        best = int(np.flatnonzero(arrays["features_rank"] == 1)[0])
         ctx.console.detail(f"{layer}: importance by {'closed form' if exact else 'batched ablation'} on "
-                           f"{totals['images']} images; most important feature f/{best} "
-                           f"({arrays['features_topk'][best]} images lose the true class from the top {cfg.top_k})")
+                           f"{totals['images']} images; rank 1: f/{best} ({arrays['features_topk'][best]} images lose "
+                           f"the true class from the top {cfg.top_k}, {arrays['features_top1'][best]} from the top 1)")
