@@ -155,7 +155,15 @@ class ExamplesConfig:
 
 @dataclass
 class CircuitsConfig:
-    top_k: int = _f(10, "Strongest weights kept per unit and per class.", min=1)
+    top_k: int = _f(10, "Strongest weights kept per unit and per class (upstream/downstream: this many positive and this many negative).", min=1)
+
+
+@dataclass
+class ImportanceConfig:
+    top_k: int = _f(10, "An image counts as correct while its true class is among the top k logits (Terekhov: 10); top-1 is reported too.", min=1)
+    images: int = _f(512, "Held-out images used (the first ones; 0: all). Earlier layers cost one partial forward pass per unit and image.", min=0)
+    batch_size: int = _f(32, "Images per batch; batched ablations run units_per_pass copies of each.", min=1)
+    units_per_pass: int = _f(32, "Units ablated together in one pass of the rest of the model (layers that do not feed the head).", min=1)
 
 
 @dataclass
@@ -198,7 +206,8 @@ class Config:
     activations: ActivationsConfig = _f(ActivationsConfig(), "The activation store the SAEs train on.")
     featurevis: FeatureVisConfig = _f(FeatureVisConfig(), "Feature visualisation.")
     examples: ExamplesConfig = _f(ExamplesConfig(), "Dataset examples.")
-    circuits: CircuitsConfig = _f(CircuitsConfig(), "Weights to classes.")
+    circuits: CircuitsConfig = _f(CircuitsConfig(), "Weights to classes and between consecutive studied layers.")
+    importance: ImportanceConfig = _f(ImportanceConfig(), "Mean-ablation importance of every unit.")
     map: MapConfig = _f(MapConfig(), "The feature map.")
     ratings: RatingsConfig = _f(RatingsConfig(), "Blind interpretability survey pages and imported ratings.")
     game: GameConfig = _f(GameConfig(), "The \"guess the image\" game.")

@@ -98,7 +98,11 @@ STAGES: tuple[Stage, ...] = (
           code=("atlasgen.models", "atlasgen.data", "atlasgen.sae"), what="dataset examples"),
     Stage("circuits", ("dataset", "model", "sae"), "atlasgen.stages.circuits",
           lambda c: {"layers": _layers(c), "circuits": to_dict(c.circuits)},
-          code=("atlasgen.models",), what="class weights"),
+          code=("atlasgen.models", "atlasgen.circuits"), what="class and layer-to-layer weights"),
+    Stage("importance", ("dataset", "model", "sae"), "atlasgen.stages.importance",
+          lambda c: {"layers": _layers(c), "importance": to_dict(c.importance)},
+          code=("atlasgen.models", "atlasgen.importance", "atlasgen.circuits", "atlasgen.data"),
+          what="mean-ablation importance"),
     Stage("map", ("dataset", "sae", "examples"), "atlasgen.stages.map",
           lambda c: {"layers": _layers(c), "map": to_dict(c.map)}, what="feature map"),
     Stage("game", ("dataset", "model", "sae"), "atlasgen.stages.game",  # issue 11

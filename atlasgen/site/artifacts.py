@@ -196,6 +196,10 @@ class Layer:
     circuits_info: dict
     map: dict  # map.json
     featurevis: Featurevis
+    # Optional (issue 6): mean-ablation importance and weights to the neighbouring studied layers.
+    importance: dict | None = None  # importance.npz arrays + "info" (importance.json)
+    upstream: dict | None = None  # circuits/L/upstream.npz arrays + "info" (upstream.json, names the layer)
+    downstream: dict | None = None  # circuits/L/downstream.npz arrays + "info"
 
     @property
     def n_features(self) -> int:
@@ -210,6 +214,18 @@ class Layer:
 
     def __post_init__(self):
         self._labels = {int(f["id"]): str(f.get("label") or "") for f in self.map.get("features", [])}
+
+
+def _optional_npz(stem: Path) -> dict | None:
+    """``stem.npz`` arrays plus ``info`` from ``stem.json``, or None when the files are absent."""
+    npz = stem.with_suffix(".npz")
+    if not npz.exists():
+        return None
+    with np.load(npz) as z:
+        out = {k: np.asarray(z[k]) for k in z.files}
+    js = stem.with_suffix(".json")
+    out["info"] = _read_json(js) if js.exists() else {}
+    return out
 
 
 def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer:
@@ -236,6 +252,9 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         circuits_info=_read_json(circuits_json) if circuits_json.exists() else {},
         map=_read_json(Path(artifacts["map"]) / name / "map.json"),
         featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),
+        importance=_optional_npz(Path(artifacts["importance"]) / name / "importance") if "importance" in artifacts else None,
+        upstream=_optional_npz(Path(artifacts["circuits"]) / name / "upstream"),
+        downstream=_optional_npz(Path(artifacts["circuits"]) / name / "downstream"),
     )
     F, C = W_dec.shape
     checks = {

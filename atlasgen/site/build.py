@@ -120,9 +120,9 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
         w.page(*pages.map_page(site, ix))
         w.text(f"{model_name}/{L.name}/map/points.js", js_global("ATLAS_MAP", pages.map_points(site, ix)))
         for i in range(L.n_features):
-            w.page(*pages.unit_page(site, ix, "f", i, images))
+            w.page(*pages.unit_page(site, ix, "f", i, images, indexes))
         for n in range(L.n_neurons):
-            w.page(*pages.unit_page(site, ix, "n", n, images))
+            w.page(*pages.unit_page(site, ix, "n", n, images, indexes))
         w.text(urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n")
         if getattr(ix, "ratings", None) is not None:  # issue 11
             w.page(*ratings_pages.rate_page(site, ix, images))

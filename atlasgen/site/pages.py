@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from atlasgen.site import featurevis_section, ratings_pages, svg, urls
+from atlasgen.site import circuits, featurevis_section, ratings_pages, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
 from atlasgen.site.images import DatasetImages, heatmap_data_uris
@@ -111,6 +111,7 @@ class LayerIndex:
             # Sort keys for the layer grid (fixed precision, stable bytes).
             "sort_density": f"{float(ex.density[i]):.6g}",
             "sort_max": f"{float(ex.max_act[i]):.6g}",
+            "sort_importance": circuits.importance_sort_key(L, kind, i),
             "dead": float(ex.density[i]) <= 0,
         }
 
@@ -369,6 +370,9 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         vis_pixelated=_pixelated(ix.vis_size.get("f"), 120),
         data_href=urls.features_data(site.model, L.name),
         ratings_layer=ratings_pages.layer_context(site, ix),
+        has_importance=L.importance is not None,
+        importance_help=("images that lose the true class from the top "
+                         f"{(L.importance or {}).get('info', {}).get('top_k', 10)} when the unit is mean-ablated"),
         body_class="layer",
     )
     return path, "layer.html", ctx
@@ -402,8 +406,9 @@ def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages) -> 
     return out
 
 
-def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImages) -> tuple[str, str, dict]:
-    """A feature (kind "f") or neuron (kind "n") page."""
+def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImages,
+              indexes: dict[str, LayerIndex] | None = None) -> tuple[str, str, dict]:
+    """A feature (kind "f") or neuron (kind "n") page; ``indexes`` (every layer) enable the layer-to-layer weights."""
     L, ds = ix.layer, ix.dataset
     m = site.model
     ex = L.features if kind == "f" else L.neurons
@@ -418,7 +423,7 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         {"name": "mean activation", "value": fmt_num(ex.mean_act[i]), "help": "mean per-image maximum where it fires"},
         {"name": "label entropy", "value": f"{fmt_num(ex.label_entropy[i])} nats",
          "help": "activation-weighted entropy of the classes of its top images"},
-    ] + ratings_pages.unit_stats(ix, kind, i)
+    ] + circuits.importance_stats(L, kind, i) + ratings_pages.unit_stats(ix, kind, i)
     top_classes = [
         {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
         for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0
@@ -465,6 +470,7 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         circuits_method=str(L.circuits_info.get("method", "")),
         circuits_exact=L.circuits_info.get("exact"),
         related=related,
+        weights=circuits.unit_weights(L, indexes or {ix.layer.name: ix}, kind, i),
         map_href=f"{urls.layer_map(m, L.name)}#f={i}" if kind == "f" else None,
         links_title="Where it sits" if kind == "f" else "See also",
         layer_href=urls.layer(m, L.name),
@@ -494,6 +500,9 @@ def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: i
                          for f in top_k(wf, N_CLASS_FEATURES) if wf[f] > 0],
             "neurons": [{**ix.neuron_cards[int(n)], "value": fmt_signed(wn[n])}
                         for n in top_k(wn, N_CLASS_NEURONS) if wn[n] > 0],
+            "method": str(L.circuits_info.get("method", "")),
+            "exact": bool(L.circuits_info.get("exact")),
+            "method_note": str(L.circuits_info.get("note", "")),
         })
     # Dataset images of this class: training images in index order, grouped by facet when known.
     members = np.flatnonzero(ds.labels == c)
@@ -518,6 +527,7 @@ def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: i
         superclass=ds.superclass_of[c],
         facet_names=ds.facet_names[c],
         layers=layers,
+        circuit=circuits.class_circuit(urls.root_prefix(path), name, c, arts.layers, indexes),
         image_groups=groups,
         images_pixelated=images.pixelated,
         n_images=fmt_count(int((ds.labels == c).sum())),
@@ -596,6 +606,10 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
             "top_classes": [{"class": ds.class_names[int(c)], "share": json_num(w, 4)}
                             for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0],
         })
+        if L.importance is not None:
+            rows[-1].update(importance=int(L.importance["features_topk"][i]),
+                            importance_top1=int(L.importance["features_top1"][i]),
+                            importance_rank=int(L.importance["features_rank"][i]))
     return {"model": site.model, "layer": L.name, "sae_sha256": L.sae_sha256, "features": rows}
 
 

@@ -10,6 +10,11 @@ linear layer must reproduce the logits) instead of trusting layer names. Other
 layers get a gradient-based linear attribution: the expected gradient of each
 logit with respect to the spatially pooled layer output, used in place of W_fc,
 and the page says so.
+
+Between consecutive studied layers (in forward order), it computes expanded
+weights (atlasgen.circuits): per spatial offset, from every upstream unit to
+every downstream unit, for SAE features and for neurons, and keeps each unit's
+strongest upstream and downstream partners with their kernels.
 """
 
 from __future__ import annotations
@@ -18,21 +23,11 @@ import numpy as np
 import torch
 
 from atlasgen.cache import atomic_save_npz, atomic_write_json
+from atlasgen.circuits import expanded_weights, forward_order, layer_pair_weights, reaches_classifier_linearly
 from atlasgen.data import open_dataset
 from atlasgen.models import class_outputs, classifier_head, get_module, layer_activations, layer_view, load_model
 from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
-
-
-@torch.no_grad()
-def reaches_classifier_linearly(model, layer: str, images: torch.Tensor) -> bool:
-    """True when logits == fc(mean over positions of the layer's output) on these images."""
-    acts = layer_activations(model, images, [layer])[layer]
-    fc = classifier_head(model)
-    if acts.dim() != 4 or acts.shape[1] != fc.in_features:
-        return False
-    logits = model(images)
-    return torch.allclose(fc(acts.mean(dim=(2, 3))), logits, rtol=1e-4, atol=1e-4 * max(1.0, float(logits.abs().max())))
 
 
 def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device: str, n_classes: int) -> np.ndarray:
@@ -87,3 +82,30 @@ def run(ctx: StageContext) -> None:
                         features=(W_dec @ W_class.T).astype(np.float32), neurons=W_class.T.astype(np.float32))
         atomic_write_json(ctx.out / layer / "circuits.json", dict(info, top_k=ctx.cfg.circuits.top_k))
         ctx.console.detail(f"{layer}: class weights {'exact' if info['exact'] else 'by attribution'}")
+    order = forward_order(model, [l.name for l in ctx.cfg.layers], data.image_size, ctx.device)
+    for src, dst in zip(order, order[1:]):
+        write_layer_weights(ctx, model, src, dst, data.image_size)
+
+
+def write_layer_weights(ctx: StageContext, model, src: str, dst: str, image_size: int) -> None:
+    """Expanded weights src -> dst, for features and neurons: dst/upstream.npz and src/downstream.npz."""
+    J = expanded_weights(model, src, dst, image_size, ctx.device)  # (C_dst, C_src, kh, kw)
+    sae_dst, sae_src = load_sae_any(ctx.inputs["sae"] / dst), load_sae_any(ctx.inputs["sae"] / src)
+    read = sae_dst.W_enc.detach().cpu().numpy().astype(np.float64)  # (C_dst, F_dst): encoder columns
+    write = sae_src.W_dec.detach().cpu().numpy().astype(np.float64)  # (F_src, C_src): decoder rows
+    k = ctx.cfg.circuits.top_k
+    up, down = {}, {}
+    for kind, r, w in (("features", read, write), ("neurons", None, None)):
+        pairs = layer_pair_weights(J, r, w, k)
+        for side, store in (("up", up), ("down", down)):
+            store[f"{kind}_idx"] = pairs[f"{side}_idx"].astype(np.int64)
+            store[f"{kind}_w"] = pairs[f"{side}_w"].astype(np.float32)
+            store[f"{kind}_kernel"] = pairs[f"{side}_kernel"].astype(np.float32)
+    kh, kw = J.shape[2:]
+    info = {"method": "expanded weights (ReLU and max-pool as identity), autograd", "kernel": [int(kh), int(kw)],
+            "features_read": "W_enc (downstream encoder)", "features_write": "W_dec (upstream decoder)", "top_k": k}
+    atomic_save_npz(ctx.out / dst / "upstream.npz", **up)
+    atomic_write_json(ctx.out / dst / "upstream.json", dict(info, layer=src))
+    atomic_save_npz(ctx.out / src / "downstream.npz", **down)
+    atomic_write_json(ctx.out / src / "downstream.json", dict(info, layer=dst))
+    ctx.console.detail(f"{src} -> {dst}: expanded weights, {kh}x{kw} kernel")

@@ -1,0 +1,242 @@
+"""Weights between units of two layers: expanded weights, computed with autograd.
+
+Between two studied layers of a CNN lies a sub-network (for InceptionV1's
+mixed5a -> mixed5b, a whole Inception block: parallel 1x1 / 3x3 / 5x5 /
+pool-projection branches, ReLUs, a max-pool, a concatenation). Its *expanded
+weights* (Olah et al. 2020, "Visualizing Weights") are the weights of the
+linear map left when every ReLU is treated as the identity and every max-pool
+as the identity (a strided max-pool as the average pool of the same window, so
+the grid still shrinks): the composition of the convolutions, multiplied out.
+That map is linear and translation-equivariant, so it is a convolution with
+one kernel J[c_out, c_in, dy, dx] per pair of channels, and autograd gives it
+exactly: the gradient of one output channel at the centre of the grid with
+respect to the whole input grid is that channel's kernel.
+
+Units are then read and written through this kernel: an upstream SAE feature
+writes along its decoder row W_dec(l-1)[j]; a downstream SAE feature reads
+through its encoder column W_enc(l)[:, i] (see docs/analyses.md for why the
+encoder and not the decoder), so the per-offset feature-to-feature weight is
+W_enc(l)[:, i]^T . J[:, :, dy, dx] . W_dec(l-1)[j]; a neuron reads and writes
+through the identity. Ranking uses the sum over offsets, the effect of an
+upstream unit that is active uniformly over the grid.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from atlasgen.errors import AtlasgenError
+from atlasgen.models import _StopForward, capture, classifier_head, get_module, layer_activations
+
+
+class CircuitsError(AtlasgenError):
+    headline = "circuits error"
+
+
+@torch.no_grad()
+def reaches_classifier_linearly(model, layer: str, images: torch.Tensor) -> bool:
+    """True when logits == fc(mean over positions of the layer's output) on these images."""
+    acts = layer_activations(model, images, [layer])[layer]
+    fc = classifier_head(model)
+    if acts.dim() != 4 or acts.shape[1] != fc.in_features:
+        return False
+    logits = model(images)
+    return torch.allclose(fc(acts.mean(dim=(2, 3))), logits, rtol=1e-4, atol=1e-4 * max(1.0, float(logits.abs().max())))
+
+
+def _identity_hook(_module, inputs, _output):
+    return inputs[0]
+
+
+def _linear_pool_hook(module: nn.MaxPool2d, inputs, output):
+    x = inputs[0]
+    if output.shape == x.shape:
+        return x  # a stride-1 max-pool that keeps the grid: the identity
+    # A strided max-pool: the average of the same window keeps the grid's shape and stays linear.
+    return F.avg_pool2d(x, module.kernel_size, module.stride, module.padding, module.ceil_mode,
+                        count_include_pad=False)
+
+
+@contextmanager
+def linearized(model: nn.Module):
+    """Within the block, every nn.ReLU acts as the identity and every nn.MaxPool2d as the identity
+    (strided ones as the average pool of the same window). Hooks are removed on exit."""
+    handles, inplace = [], []
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            if module.inplace:  # an in-place ReLU would overwrite its input before the hook sees it
+                inplace.append(module)
+                module.inplace = False
+            handles.append(module.register_forward_hook(_identity_hook))
+        elif isinstance(module, nn.MaxPool2d):
+            handles.append(module.register_forward_hook(_linear_pool_hook))
+    try:
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
+        for module in inplace:
+            module.inplace = True
+
+
+def forward_order(model: nn.Module, layers: list[str], image_size: int, device: str = "cpu") -> list[str]:
+    """``layers`` sorted by when the forward pass reaches them."""
+    seen: list[str] = []
+    handles = [get_module(model, name).register_forward_hook(lambda _m, _i, _o, name=name: seen.append(name))
+               for name in layers]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    order = list(dict.fromkeys(seen))
+    return order + [l for l in layers if l not in order]
+
+
+def _map_from(model: nn.Module, src: str, dst: str, x: torch.Tensor, image_size: int) -> torch.Tensor:
+    """The linearized model's ``dst`` output when ``src`` outputs ``x`` (any batch size)."""
+    device = x.device
+    handle = get_module(model, src).register_forward_hook(lambda _m, _i, _o: x)
+    try:
+        with linearized(model), capture(model, [dst]) as acts:
+            try:
+                # The image only fixes the grid; everything upstream of src is replaced by x.
+                model(torch.zeros(1, 3, image_size, image_size, device=device, dtype=x.dtype))
+            except _StopForward:  # the capture hook stops the pass once dst is reached
+                pass
+    finally:
+        handle.remove()
+    if dst not in acts:
+        raise CircuitsError([f"circuits: layer {dst!r} is not computed from {src!r}. Fix: list layers in the model's forward order."])
+    return acts[dst]
+
+
+def expanded_weights(model: nn.Module, src: str, dst: str, image_size: int, device: str = "cpu",
+                     chunk: int = 256, max_doublings: int = 3) -> np.ndarray:
+    """Expanded weights from layer ``src`` to a later layer ``dst``: J (C_dst, C_src, kh, kw), float64.
+
+    ``J[o, c, dy, dx]`` is the weight from input channel c at offset (dy, dx) of the kernel window
+    to output channel o, for the model with ReLUs and max-pools linearized (see :func:`linearized`).
+    The grid is enlarged (a larger input image) until the kernel's support lies strictly inside it,
+    and the result is checked against the linearized model on a random input. The computation runs
+    on a float64 copy of the model, so the composed weights are exact to float64 rounding.
+    """
+    model = copy.deepcopy(model).eval().double()
+    size = image_size
+    for _ in range(max_doublings + 1):
+        with torch.no_grad():
+            acts = layer_activations(model, torch.zeros(1, 3, size, size, device=device, dtype=torch.float64), [src, dst])
+            shapes = {k: tuple(v.shape[1:]) for k, v in acts.items()}
+        (c_in, h, w), (c_out, h2, w2) = shapes[src], shapes[dst]
+        cy, cx = h2 // 2, w2 // 2
+        rows = []
+        with torch.enable_grad():
+            for start in range(0, c_out, chunk):
+                n = min(chunk, c_out - start)
+                x = torch.zeros(n, c_in, h, w, device=device, dtype=torch.float64, requires_grad=True)
+                out = _map_from(model, src, dst, x, size)
+                sel = out[torch.arange(n, device=device), torch.arange(start, start + n, device=device), cy, cx]
+                (g,) = torch.autograd.grad(sel.sum(), x)
+                rows.append(g.detach().double().cpu())
+        grid = torch.cat(rows).numpy()  # (C_out, C_in, H, W)
+        support = np.abs(grid).sum(axis=(0, 1)) > 1e-12 * max(np.abs(grid).max(), 1e-30)
+        ys, xs = np.nonzero(support)
+        if ys.size == 0:
+            raise CircuitsError([f"circuits: no weights from {src!r} to {dst!r} (the linearized map is zero)."])
+        y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
+        if y0 > 0 and x0 > 0 and y1 < h - 1 and x1 < w - 1:
+            J = grid[:, :, y0:y1 + 1, x0:x1 + 1]
+            _check_linear(model, src, dst, J, (y0, x0), (cy, cx), (c_in, h, w), size, device)
+            return J
+        size *= 2  # the kernel reaches the border: a larger grid shows all of it
+    raise CircuitsError([f"circuits: the expanded kernel from {src!r} to {dst!r} does not fit a {size}px input."])
+
+
+def _check_linear(model, src, dst, J, origin, centre, shape, size, device) -> None:
+    """The kernel must reproduce the linearized model at the centre on a random input; a nonlinearity
+    that is not an nn.ReLU or nn.MaxPool2d module (a functional relu, LRN) would break this."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, *shape, generator=gen, dtype=torch.float64).to(device)
+    with torch.no_grad():
+        base = _map_from(model, src, dst, torch.zeros_like(x), size)[0, :, centre[0], centre[1]]
+        out = _map_from(model, src, dst, x, size)[0, :, centre[0], centre[1]] - base
+    kh, kw = J.shape[2:]
+    window = x[0, :, origin[0]:origin[0] + kh, origin[1]:origin[1] + kw].double().cpu().numpy()
+    want = np.einsum("ocyx,cyx->o", J, window)
+    got = out.double().cpu().numpy()
+    scale = max(np.abs(want).max(), 1e-6)
+    if np.abs(got - want).max() > 1e-9 * scale:
+        raise CircuitsError([f"circuits: the path from {src!r} to {dst!r} is not linear once nn.ReLU and "
+                             "nn.MaxPool2d modules are linearized (a functional nonlinearity?); expanded "
+                             "weights would be wrong. Fix: study layers joined by module ReLUs and pools."])
+
+
+def unit_weights(J: np.ndarray, read: np.ndarray | None, write: np.ndarray | None) -> np.ndarray:
+    """Per-offset weights (U_dst, U_src, kh, kw) between units: downstream unit i reads the
+    output channels through ``read[:, i]`` (C_dst, U_dst), upstream unit j writes the input
+    channels along ``write[j]`` (U_src, C_src). None means the neurons (identity)."""
+    out = J
+    if read is not None:
+        out = np.einsum("oi,ocyx->icyx", read, out)
+    if write is not None:
+        out = np.einsum("icyx,jc->ijyx", out, write)
+    return out
+
+
+def top_pairs(summed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the ``k`` most positive then the ``k`` most negative columns of ``summed``
+    (ties broken by lower index): indices (R, 2k) and their values."""
+    k = min(k, summed.shape[1])
+    pos = np.argsort(-summed, axis=1, kind="stable")[:, :k]
+    neg = np.argsort(summed, axis=1, kind="stable")[:, :k]
+    idx = np.concatenate([pos, neg], axis=1)
+    return idx, np.take_along_axis(summed, idx, axis=1)
+
+
+def layer_pair_weights(J: np.ndarray, read: np.ndarray | None, write: np.ndarray | None, k: int,
+                       chunk: int = 1024) -> dict[str, np.ndarray]:
+    """Top upstream units of every downstream unit and top downstream units of every upstream
+    unit, by the sum over offsets, with their per-offset kernels.
+
+    Returns ``up_idx``/``up_w``/``up_kernel`` (U_dst, 2k[, kh, kw]) and
+    ``down_idx``/``down_w``/``down_kernel`` (U_src, 2k[, kh, kw]); the first k columns are the
+    most positive weights, the last k the most negative.
+    """
+    Jsum = J.sum(axis=(2, 3))  # (C_dst, C_src): summing over offsets commutes with the projections
+    summed = Jsum
+    if read is not None:
+        summed = read.T @ summed
+    if write is not None:
+        summed = summed @ write.T
+    up_idx, up_w = top_pairs(summed, k)
+    down_idx, down_w = top_pairs(summed.T, k)
+    n_dst, n_src = summed.shape
+    kh, kw = J.shape[2:]
+    up_kernel = np.zeros(up_idx.shape + (kh, kw))
+    down_kernel = np.zeros(down_idx.shape + (kh, kw))
+    # Kernels only for the kept pairs, downstream units in chunks (U_dst x C_src x offsets per chunk).
+    down_rows = [[] for _ in range(n_src)]
+    for j in range(n_src):
+        for col, i in enumerate(down_idx[j]):
+            down_rows[j].append((col, int(i)))
+    by_dst: dict[int, list[tuple[int, int]]] = {}
+    for j, pairs in enumerate(down_rows):
+        for col, i in pairs:
+            by_dst.setdefault(i, []).append((j, col))
+    for start in range(0, n_dst, chunk):
+        ids = np.arange(start, min(start + chunk, n_dst))
+        A = J[ids] if read is None else np.einsum("oi,ocyx->icyx", read[:, ids], J)  # (n, C_src, kh, kw)
+        for r, i in enumerate(ids):
+            cols = up_idx[i]
+            up_kernel[i] = A[r][cols] if write is None else np.einsum("cyx,jc->jyx", A[r], write[cols])
+            for j, col in by_dst.get(int(i), ()):
+                down_kernel[j, col] = A[r][j] if write is None else np.einsum("cyx,c->yx", A[r], write[j])
+    return {"up_idx": up_idx, "up_w": up_w, "up_kernel": up_kernel,
+            "down_idx": down_idx, "down_w": down_w, "down_kernel": down_kernel}
