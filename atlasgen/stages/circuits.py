@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from atlasgen.cache import atomic_save_npz, atomic_write_json
-from atlasgen.circuits import expanded_weights, forward_order, layer_pair_weights, reaches_classifier_linearly
+from atlasgen.circuits import CircuitsError, expanded_weights, forward_order, layer_pair_weights, reaches_classifier_linearly
 from atlasgen.data import open_dataset
 from atlasgen.models import class_outputs, classifier_head, get_module, layer_activations, layer_view, load_model
 from atlasgen.pipeline import StageContext
@@ -82,9 +82,18 @@ def run(ctx: StageContext) -> None:
                         features=(W_dec @ W_class.T).astype(np.float32), neurons=W_class.T.astype(np.float32))
         atomic_write_json(ctx.out / layer / "circuits.json", dict(info, top_k=ctx.cfg.circuits.top_k))
         ctx.console.detail(f"{layer}: class weights {'exact' if info['exact'] else 'by attribution'}")
-    order = forward_order(model, [l.name for l in ctx.cfg.layers], data.image_size, ctx.device)
+    # Layer-to-layer weights between consecutive studied layers that are whole module outputs (a
+    # channel range or a ViT token view has no kernel of its own). A path the expanded-weights
+    # method cannot linearize (a functional max-pool or ReLU) is reported and skipped: class
+    # weights and every other page section stay.
+    whole = [l.name for l in ctx.cfg.layers if not l.channels and (l.module or l.name) == l.name]
+    order = forward_order(model, whole, data.image_size, ctx.device)
     for src, dst in zip(order, order[1:]):
-        write_layer_weights(ctx, model, src, dst, data.image_size)
+        try:
+            write_layer_weights(ctx, model, src, dst, data.image_size)
+        except CircuitsError as exc:
+            ctx.console.info(f"  {src} -> {dst}: no layer-to-layer weights: {exc.errors[0]}")
+            atomic_write_json(ctx.out / dst / "upstream_skipped.json", {"layer": src, "reason": exc.errors[0]})
 
 
 def write_layer_weights(ctx: StageContext, model, src: str, dst: str, image_size: int) -> None:
