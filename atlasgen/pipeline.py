@@ -91,7 +91,7 @@ STAGES: tuple[Stage, ...] = (
           code=("atlasgen.featurevis", "atlasgen.models"), resumable=True, what="feature visualisations"),
     Stage("examples", ("dataset", "model", "sae"), "atlasgen.stages.examples",
           lambda c: {"layers": _layers(c), "examples": to_dict(c.examples)},
-          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae"), what="dataset examples"),
+          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae", "atlasgen.bands"), what="dataset examples"),
     Stage("circuits", ("dataset", "model", "sae"), "atlasgen.stages.circuits",
           lambda c: {"layers": _layers(c), "circuits": to_dict(c.circuits)},
           code=("atlasgen.models",), what="class weights"),
