@@ -51,6 +51,7 @@ class DatasetConfig:
     path: Optional[str] = _f(None, "Folder of images (source: folder), relative to the config file.")
     image_size: int = _f(64, "Side in pixels of the images fed to the model (resize shorter side, centre crop).", min=8)
     images_per_class: int = _f(300, "Demo: images generated per class. Folder: at most this many per class (0: all).", min=0)
+    min_image_side: int = _f(16, "Folder: images with a shorter side below this many pixels are skipped (and listed in the build summary).", min=1)
     holdout_fraction: float = _f(0.2, "Fraction of images held out (model accuracy, SAE evaluation), never shown as examples.", min=0.0, max=0.9)
     seed: int = _f(0, "Seed for generation (demo), shuffling and the held-out split.")
 

@@ -72,13 +72,12 @@ class Dataset:
         """RGB uint8 array of dataset image ``index``."""
         if self.images is not None:
             return np.asarray(self.images[index])
-        from PIL import Image
+        from atlasgen.data import load_rgb
 
         path = Path(self.paths[index])
         if not path.is_absolute():
             path = self.folder / path
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        return np.asarray(load_rgb(path))
 
 
 def load_dataset(folder: Path) -> Dataset:
