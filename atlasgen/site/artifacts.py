@@ -130,6 +130,17 @@ class UnitExamples:
     top_classes: np.ndarray  # (U, 3) int64, -1 padding
     top_class_weights: np.ndarray  # (U, 3)
     label_entropy: np.ndarray  # (U,)
+    # Added by the spectrum scan (issue 5); None in artifacts written before it.
+    top_pos: np.ndarray | None = None  # (U, k, 2) int16 arg-max (row, col) on the layer grid
+    density_position: np.ndarray | None = None  # (U,) fraction of positions where it fires
+    mean_act_position: np.ndarray | None = None  # (U,) mean activation over firing positions
+    band_idx: np.ndarray | None = None  # (U, bands, r) int64, -1 padding
+    band_val: np.ndarray | None = None  # (U, bands, r)
+    band_pos: np.ndarray | None = None  # (U, bands, r, 2)
+    band_maps: np.ndarray | None = None  # (U, bands, r, H, W) float16
+    band_count: np.ndarray | None = None  # (U, bands) images in each band
+    band_edges: np.ndarray | None = None  # (bands + 1,) nominal edges relative to the max, descending
+    band_edges_rel: np.ndarray | None = None  # (U, bands + 1) edges actually used (snapped to the grid)
 
     @property
     def n_units(self) -> int:
@@ -138,7 +149,7 @@ class UnitExamples:
 
 def load_examples(path: Path) -> UnitExamples:
     with np.load(path) as z:
-        return UnitExamples(**{name: z[name] for name in UnitExamples.__dataclass_fields__})
+        return UnitExamples(**{name: z[name] for name in UnitExamples.__dataclass_fields__ if name in z.files})
 
 
 @dataclass
@@ -183,6 +194,7 @@ class Layer:
     circuits_info: dict
     map: dict  # map.json
     featurevis: Featurevis
+    cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
 
     @property
     def n_features(self) -> int:
@@ -197,6 +209,13 @@ class Layer:
 
     def __post_init__(self):
         self._labels = {int(f["id"]): str(f.get("label") or "") for f in self.map.get("features", [])}
+
+
+def _load_npz(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {name: z[name] for name in z.files}
 
 
 def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer:
@@ -223,6 +242,7 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         circuits_info=_read_json(circuits_json) if circuits_json.exists() else {},
         map=_read_json(Path(artifacts["map"]) / name / "map.json"),
         featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),
+        cooccurrence=_load_npz(Path(artifacts["examples"]) / name / "cooccurrence.npz"),
     )
     F, C = W_dec.shape
     checks = {

@@ -95,7 +95,8 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
     images = DatasetImages(arts.dataset, out_dir)
     images.prepare(
-        idx for L in arts.layers for ex in (L.features, L.neurons) for idx in ex.top_idx.ravel().tolist()
+        idx for L in arts.layers for ex in (L.features, L.neurons)
+        for shown in (ex.top_idx, ex.band_idx) if shown is not None for idx in shown.ravel().tolist()
     )
 
     total = 2 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
