@@ -81,7 +81,6 @@ def run(ctx: StageContext) -> None:
         "n_images": int(len(labels)),
         "n_train": int((split == 0).sum()),
         "n_heldout": int((split == 1).sum()),
-        "n_skipped": len(skipped),
-        "converted": converted,
+        **({"n_skipped": len(skipped), "converted": converted} if cfg.source == "folder" else {}),
     })
     ctx.console.detail(f"{len(labels)} images, {len(classes)} classes")

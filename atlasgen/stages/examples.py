@@ -146,7 +146,7 @@ class CooccurrenceSample:
             keys, fires = keys[keep], fires[keep]
         self.keys, self.fires = keys, fires
 
-    def finish(self, chunk: int = 2048) -> dict[str, np.ndarray]:
+    def finish(self, chunk: int = 512) -> dict[str, np.ndarray]:
         """Per feature: the features it fires with most often; per layer: the most frequent pairs."""
         A = self.fires.float()
         n_units = A.shape[1]
@@ -154,21 +154,23 @@ class CooccurrenceSample:
         alone = A.sum(0)  # images of the sample where each feature fires
         partners = torch.zeros((n_units, m), dtype=torch.long)
         partner_count = torch.zeros((n_units, m), dtype=torch.long)
-        best_pairs = []  # (count, i, j) candidates, i < j
+        cols = torch.arange(n_units, device=A.device, dtype=torch.float64)
+        best_pairs = []  # (-count, i, j) candidates, i < j
         for start in range(0, n_units, chunk):
-            C = A[:, start:start + chunk].T @ A  # (chunk, units) co-occurrence counts
+            C = (A[:, start:start + chunk].T @ A).double()  # (chunk, units) co-occurrence counts (exact integers)
             rows = torch.arange(C.shape[0], device=C.device)
             C[rows, start + rows] = -1  # not with itself
-            # Ties broken by lower feature id: sort by id first (already), then stably by count.
-            order = torch.argsort(-C, dim=1, stable=True)[:, :m]
+            # Count first, then the lower feature id: one exact float64 key, so topk is deterministic.
+            key = C * n_units + (n_units - 1 - cols)
+            order = torch.topk(key, m, dim=1).indices
             partners[start:start + chunk] = order.cpu()
             partner_count[start:start + chunk] = C.gather(1, order).clamp_min(0).long().cpu()
-            upper = torch.where(torch.arange(n_units, device=C.device)[None] > (start + rows)[:, None], C, -1)
-            flat = upper.flatten()
-            top = torch.topk(flat, min(N_PAIRS, flat.numel()), sorted=False)
-            for cnt, f in zip(top.values.cpu().tolist(), top.indices.cpu().tolist()):
-                if cnt > 0:
-                    best_pairs.append((-int(cnt), start + f // n_units, f % n_units))
+            upper = torch.where(cols[None] > (start + rows)[:, None], key, -1.0)
+            top = torch.topk(upper.flatten(), min(N_PAIRS, upper.numel()))
+            for k, f in zip(top.values.cpu().tolist(), top.indices.cpu().tolist()):
+                cnt = int(C[f // n_units, f % n_units])
+                if k >= 0 and cnt > 0:
+                    best_pairs.append((-cnt, start + f // n_units, f % n_units))
         best_pairs = sorted(best_pairs)[:N_PAIRS]
         alone_np = alone.cpu().numpy().astype(np.int64)
         pairs = np.array([[i, j] for _, i, j in best_pairs], dtype=np.int64).reshape(-1, 2)
@@ -224,6 +226,25 @@ def _unit_vectors(model, sae, layer, images, device):
 
 
 @torch.no_grad()
+def scan(model, sae, layer: str, batches, cfg, device, progress=None):
+    """The one pass: feed ``(image indices, images)`` batches, return (stats per family, co-occurrence, grid)."""
+    stats, cooc, grid = None, None, None
+    for idx, images in batches:
+        feats, acts, grid = _unit_vectors(model, sae, layer, images, device)
+        if stats is None:
+            stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed)
+                     for name, n in (("features", feats.shape[2]), ("neurons", acts.shape[2]))}
+            cooc = CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device)
+        image_idx = torch.as_tensor(idx).to(device)
+        peak = stats["features"].update(feats, image_idx)
+        stats["neurons"].update(acts, image_idx)
+        cooc.update(peak, image_idx)
+        if progress is not None:
+            progress.update(len(idx))
+    return stats, cooc, grid
+
+
+@torch.no_grad()
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.examples
     data = open_dataset(ctx.inputs["dataset"])
@@ -232,20 +253,10 @@ def run(ctx: StageContext) -> None:
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
-        stats, cooc = None, None
+        batches = ((idx, data.batch(idx)) for idx in
+                   (train_idx[s:s + cfg.batch_size] for s in range(0, len(train_idx), cfg.batch_size)))
         with ctx.progress(len(train_idx), f"examples {layer}") as bar:
-            for start in range(0, len(train_idx), cfg.batch_size):
-                idx = train_idx[start:start + cfg.batch_size]
-                feats, acts, grid = _unit_vectors(model, sae, layer, data.batch(idx), ctx.device)
-                if stats is None:
-                    stats = {name: UnitStats(n, cfg.top_k, ctx.device, cfg.band_edges, cfg.band_samples, cfg.seed)
-                             for name, n in (("features", feats.shape[2]), ("neurons", acts.shape[2]))}
-                    cooc = CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, ctx.device)
-                image_idx = torch.from_numpy(idx).to(ctx.device)
-                peak = stats["features"].update(feats, image_idx)
-                stats["neurons"].update(acts, image_idx)
-                cooc.update(peak, image_idx)
-                bar.update(len(idx))
+            stats, cooc, grid = scan(model, sae, layer, batches, cfg, ctx.device, bar)
         results = {name: s.finish(data.labels, data.n_classes, cfg.histogram_bins, grid) for name, s in stats.items()}
         add_maps(results, model, sae, layer, data, ctx.device, grid, cfg.batch_size)
         for name, arrays in results.items():
@@ -253,6 +264,7 @@ def run(ctx: StageContext) -> None:
         atomic_save_npz(ctx.out / layer / "cooccurrence.npz", **cooc.finish())
 
 
+@torch.no_grad()
 def add_maps(results, model, sae, layer, data, device, grid, batch_size) -> None:
     """Activation maps (heat-maps) of every unit on the images it shows: top and band examples.
 
