@@ -198,7 +198,9 @@ class BandReservoir:
             band_count[:, b] = np.where(member, count, 0).sum(1)
             k = np.where(member[..., None], keys, np.iinfo(np.int64).max).reshape(U, -1)
             v = val.reshape(U, -1)
-            pick = np.argsort(k, axis=1, kind="stable")[:, :r]
+            # Keys are distinct (the image index is in their low bits), so the r smallest are well defined.
+            pick = np.argpartition(k, r - 1, axis=1)[:, :r] if k.shape[1] > r else np.arange(k.shape[1])[None].repeat(U, 0)
+            pick = np.take_along_axis(pick, np.argsort(np.take_along_axis(k, pick, 1), axis=1), 1)
             chosen = np.take_along_axis(k, pick, 1)
             ok = chosen != np.iinfo(np.int64).max
             idx = np.where(ok, chosen & (2**31 - 1), -1)

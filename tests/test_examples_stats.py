@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy.stats import chisquare
 
@@ -23,7 +24,8 @@ def _brute_hist(peaks: np.ndarray, max_act: float, hist_edges: np.ndarray) -> np
     return np.bincount(b[rel >= hist_edges[0]], minlength=len(hist_edges) - 1)
 
 
-def test_scan_matches_brute_force():
+@pytest.mark.parametrize("nonnegative", [False, True])
+def test_scan_matches_brute_force(nonnegative):
     """Top-k (sets, values, arg-max), histogram, density and band samples equal a computation over all images."""
     rng = np.random.default_rng(5)
     N, P, U, k, batch = 300, 9, 6, 7, 32
@@ -34,7 +36,7 @@ def test_scan_matches_brute_force():
     acts[:, :, 4] = 0
     acts = acts.astype(np.float32)
     image_idx = np.arange(N) * 2 + 1  # dataset indices are not positions in the stream
-    stats = UnitStats(U, k, "cpu", EDGES, 4, seed=9)
+    stats = UnitStats(U, k, "cpu", EDGES, 4, seed=9, nonnegative=nonnegative)
     for s in range(0, N, batch):
         stats.update(torch.from_numpy(acts[s:s + batch]), torch.from_numpy(image_idx[s:s + batch]))
     labels = np.arange(2 * N + 2) % 3
@@ -53,6 +55,8 @@ def test_scan_matches_brute_force():
         assert out["max_act"][u] == (peaks[:, u].max() if firing.size else 0)
         assert out["density"][u] == np.float32(len(firing) / N)
         assert out["density_position"][u] == np.float32((acts[:, :, u] > 0).mean())
+        np.testing.assert_allclose(out["mean_act_position"][u], acts[:, :, u][acts[:, :, u] > 0].mean() if firing.size else 0,
+                                   rtol=1e-5)
         if firing.size:
             np.testing.assert_array_equal(out["hist"][u], _brute_hist(peaks[:, u], out["max_act"][u], out["hist_edges"]))
         else:
@@ -103,3 +107,20 @@ def test_band_samples_are_uniform_within_a_band():
     assert chisquare(counts).pvalue > 1e-3
     crowded = value_of[band] < 0.56
     assert abs(counts[crowded].mean() - counts[~crowded].mean()) < 0.25 * (runs * r / n)
+
+
+def test_fused_encode_equals_the_sae():
+    from atlasgen.sae import SparseAutoencoder
+    from atlasgen.stages.examples import encode
+
+    torch.manual_seed(0)
+    for threshold in (0.3, -0.2):
+        sae = SparseAutoencoder(16, 64, "batchtopk", k=4)
+        with torch.no_grad():
+            for p in sae.parameters():
+                p.normal_()
+            sae.threshold.fill_(threshold)
+        x = torch.randn(50, 16)
+        with torch.no_grad():
+            torch.testing.assert_close(encode(sae, x), sae.encode(x), rtol=1e-5, atol=1e-5)
+            assert ((encode(sae, x) > 0) == (sae.encode(x) > 0)).float().mean() > 0.999

@@ -31,6 +31,7 @@ from atlasgen.cache import atomic_save_npz
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model, positions_as_vectors
 from atlasgen.pipeline import StageContext
+from atlasgen.sae import SparseAutoencoder
 from atlasgen.sae_formats import load_sae_any
 
 # Fine log grid for the streaming histogram: 1e-6 .. 1e6, 30 bins per decade.
@@ -48,22 +49,34 @@ class TopK:
         self.idx = torch.full((n_units, k), -1, dtype=torch.long, device=device)
         self.pos = torch.zeros((n_units, k), dtype=torch.long, device=device)
 
-    def update(self, values: torch.Tensor, image_idx: torch.Tensor, pos: torch.Tensor) -> None:
-        """values, pos: (units, batch); image_idx: (batch,)."""
-        val = torch.cat([self.val, values], dim=1)
-        idx = torch.cat([self.idx, image_idx.expand(values.shape[0], -1)], dim=1)
-        p = torch.cat([self.pos, pos], dim=1)
+    def update(self, values: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor) -> None:
+        """values: (units, batch) per-image maxima; image_idx: (batch,); vectors: (batch, positions, units).
+
+        Only images that can enter a unit's top-k are merged, and only their arg-max is computed."""
+        enter = values >= self.val[:, -1:]
+        if not enter.any():
+            return
+        rows = torch.nonzero(enter.any(1), as_tuple=True)[0]
+        units, cols = torch.nonzero(enter, as_tuple=True)
+        pos = torch.zeros(values.shape, dtype=torch.long, device=values.device)
+        pos[units, cols] = vectors[cols, :, units].argmax(1)
+        cand = torch.where(enter, values, -float("inf"))[rows]
+        val = torch.cat([self.val[rows], cand], dim=1)
+        idx = torch.cat([self.idx[rows], image_idx.expand(len(rows), -1)], dim=1)
+        p = torch.cat([self.pos[rows], pos[rows]], dim=1)
         # Sort by image index, then stably by value: ties resolve the same way every run.
         order = torch.argsort(idx, dim=1, stable=True)
         val, idx, p = val.gather(1, order), idx.gather(1, order), p.gather(1, order)
         top = torch.argsort(-val, dim=1, stable=True)[:, : self.val.shape[1]]
-        self.val, self.idx, self.pos = val.gather(1, top), idx.gather(1, top), p.gather(1, top)
+        self.val[rows], self.idx[rows], self.pos[rows] = val.gather(1, top), idx.gather(1, top), p.gather(1, top)
 
 
 class UnitStats:
     """Streaming statistics of one family of units (features or neurons)."""
 
-    def __init__(self, n_units: int, k: int, device: str, edges, band_samples: int, seed: int):
+    def __init__(self, n_units: int, k: int, device: str, edges, band_samples: int, seed: int,
+                 nonnegative: bool = False):
+        self.nonnegative = nonnegative  # activations are never negative (SAE codes)
         self.top = TopK(n_units, k, device)
         self.bands = BandReservoir(n_units, tuple(edges), band_samples, seed, device)
         self.fires = torch.zeros(n_units, dtype=torch.long, device=device)
@@ -79,16 +92,20 @@ class UnitStats:
         """vectors: (batch, positions, units) activations of one batch of images.
 
         Returns the per-image maxima (batch, units)."""
-        peak, argmax = vectors.max(dim=1)  # (batch, units)
+        peak = vectors.amax(dim=1)  # (batch, units)
         peak_t = peak.T.contiguous()
-        self.top.update(peak_t, image_idx, argmax.T)
+        self.top.update(peak_t, image_idx, vectors)
         self.bands.update(peak_t, image_idx)
         firing = peak > 0
         self.fires += firing.sum(0)
         self.sum_max += torch.where(firing, peak, 0).sum(0).double()
         flat = vectors.reshape(-1, vectors.shape[2])
-        self.fires_pos += (flat > 0).sum(0)
-        self.sum_pos += flat.clamp_min(0).sum(0).double()
+        if self.nonnegative:  # SAE codes: sign() is 1 where firing, and no clamp is needed
+            self.fires_pos += flat.sign().sum(0).long()
+            self.sum_pos += flat.sum(0).double()
+        else:
+            self.fires_pos += (flat > 0).sum(0)
+            self.sum_pos += flat.clamp_min(0).sum(0).double()
         bins = torch.bucketize(peak_t, self.edges) - 1  # (units, batch)
         valid = firing.T & (bins >= 0) & (bins < self.fine_hist.shape[1])
         units = torch.arange(peak.shape[1], device=peak.device)[:, None].expand_as(bins)
@@ -190,13 +207,13 @@ class CooccurrenceSample:
 def _rebin(fine: np.ndarray, max_act: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Move fine-grid counts into bins relative to each unit's max (by fine-bin centre)."""
     centres = np.sqrt(FINE_EDGES[:-1] * FINE_EDGES[1:])
-    out = np.zeros((len(fine), len(edges) - 1), dtype=np.int64)
-    for u in np.flatnonzero(max_act > 0):
-        rel = np.minimum(centres / max_act[u], 1.0)
-        b = np.clip(np.searchsorted(edges, rel, side="right") - 1, 0, len(edges) - 2)
-        keep = (rel >= edges[0]) & (fine[u] > 0)
-        np.add.at(out[u], b[keep], fine[u][keep])
-    return out
+    U, B = len(fine), len(edges) - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.minimum(centres[None] / max_act[:, None].astype(np.float64), 1.0)  # (U, fine bins)
+    b = np.clip(np.searchsorted(edges, rel, side="right") - 1, 0, B - 1)
+    keep = (max_act[:, None] > 0) & (rel >= edges[0]) & (fine > 0)
+    flat = (np.arange(U)[:, None] * B + b)[keep]
+    return np.bincount(flat, weights=fine[keep], minlength=U * B).reshape(U, B).astype(np.int64)
 
 
 def _class_stats(top_idx, top_val, labels, n_classes):
@@ -216,12 +233,24 @@ def _class_stats(top_idx, top_val, labels, n_classes):
     return classes.astype(np.int64), top_w.astype(np.float32), entropy.astype(np.float32)
 
 
+def encode(sae, x: torch.Tensor) -> torch.Tensor:
+    """The SAE's inference codes, in fewer passes over memory for the plain BatchTopK SAE.
+
+    ``relu(pre) * (relu(pre) > t)`` is ``pre`` where ``pre > max(t, 0)``, else 0: the bias is
+    fused into the matmul (addmm) and the mask is applied in place. Other SAEs use their
+    own ``encode``."""
+    if type(sae) is SparseAutoencoder and sae.architecture == "batchtopk":
+        pre = torch.addmm(sae.b_enc, x - sae.b_dec, sae.W_enc)
+        return pre.masked_fill_(pre <= sae.threshold.clamp_min(0), 0.0)
+    return sae.encode(x)
+
+
 def _unit_vectors(model, sae, layer, images, device):
     """(features (B, P, F), neurons (B, P, C), (H, W)) for a batch of images; P = H * W positions."""
     acts = layer_activations(model, images.to(device), [layer])[layer].float()
     b, c, h, w = acts.shape
     neurons = positions_as_vectors(acts)  # (B*P, C): a copy in position-major order
-    feats = sae.encode(neurons)
+    feats = encode(sae, neurons)
     return feats.view(b, h * w, -1), neurons.view(b, h * w, c), (h, w)
 
 
@@ -232,8 +261,8 @@ def scan(model, sae, layer: str, batches, cfg, device, progress=None):
     for idx, images in batches:
         feats, acts, grid = _unit_vectors(model, sae, layer, images, device)
         if stats is None:
-            stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed)
-                     for name, n in (("features", feats.shape[2]), ("neurons", acts.shape[2]))}
+            stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg)
+                     for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))}
             cooc = CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device)
         image_idx = torch.as_tensor(idx).to(device)
         peak = stats["features"].update(feats, image_idx)
