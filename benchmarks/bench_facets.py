@@ -6,7 +6,10 @@ the target is "image shows this facet of this class" over every image of the
 dataset (training and held-out). Each unit scores an image by its maximum
 activation over positions. A facet's score for a family of units is the best
 average precision (AP) of any single unit of that family. The script prints
-both distributions (over facets) and the per-facet table.
+both distributions (over facets) and the per-facet table. The SAE has more
+features than the layer has neurons, and the best of more candidates is higher
+by chance alone, so a size-matched control is printed too: the best of as many
+randomly drawn features as there are neurons (mean over 50 draws).
 
 Reads a built demo atlas cache (``--cache``, default ``.atlasgen``): the
 latest dataset, model and SAE artifacts.
@@ -68,10 +71,9 @@ def per_image_maxima(cache: Path, batch_size: int = 256):
     return data, np.concatenate(feats), np.concatenate(neurons), facets
 
 
-def best_ap(maxima: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per target: the best AP of any single unit, and that unit."""
-    aps = np.stack([average_precision(maxima[:, u], targets) for u in range(maxima.shape[1])])  # (U, T)
-    return aps.max(0), aps.argmax(0)
+def unit_aps(maxima: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(U, T): AP of every single unit for every target."""
+    return np.stack([average_precision(maxima[:, u], targets) for u in range(maxima.shape[1])])
 
 
 def main() -> None:
@@ -83,27 +85,36 @@ def main() -> None:
     names, cols = [], []
     for c in data.classes:
         for f, facet in enumerate(c["facets"]):
-            names.append(f"{c['name']}/{facet}")
+            names.append(facet if facet.startswith(c["name"]) else f"{c['name']}: {facet}")
             cols.append((data.labels == c["id"]) & (facets == f))
     targets = np.stack(cols, 1)
-    f_ap, f_id = best_ap(feats, targets)
-    n_ap, n_id = best_ap(neurons, targets)
+    f_aps, n_aps = unit_aps(feats, targets), unit_aps(neurons, targets)
+    f_ap, f_id, n_ap, n_id = f_aps.max(0), f_aps.argmax(0), n_aps.max(0), n_aps.argmax(0)
+    # Control for the larger pool: the best of as many random features as there are neurons.
+    rng = np.random.default_rng(0)
+    draws = [f_aps[rng.choice(len(f_aps), len(n_aps), replace=False)].max(0) for _ in range(50)]
+    f_ap_matched = np.mean(draws, 0)
     base = targets.mean(0)  # AP of a random ranking
     print(f"{len(data)} images, {len(names)} facets; {feats.shape[1]} SAE features, {neurons.shape[1]} neurons")
-    print(f"{'facet':<34} {'base':>6} {'feature':>8} {'AP':>6} {'neuron':>7} {'AP':>6}")
+    print(f"{'facet':<40} {'base':>6} {'feature':>8} {'AP':>6} {'neuron':>7} {'AP':>6} {'matched':>8}")
     for i, name in enumerate(names):
-        print(f"{name:<34} {base[i]:6.3f} {'f/' + str(f_id[i]):>8} {f_ap[i]:6.3f} {'n/' + str(n_id[i]):>7} {n_ap[i]:6.3f}")
+        print(f"{name:<40} {base[i]:6.3f} {'f/' + str(f_id[i]):>8} {f_ap[i]:6.3f} {'n/' + str(n_id[i]):>7} "
+              f"{n_ap[i]:6.3f} {f_ap_matched[i]:8.3f}")
     def summary(x):
         q = np.percentile(x, [10, 25, 50, 75, 90])
         return f"mean {x.mean():.3f}, median {q[2]:.3f}, p10 {q[0]:.3f}, p25 {q[1]:.3f}, p75 {q[3]:.3f}, p90 {q[4]:.3f}"
     print(f"best single feature AP: {summary(f_ap)}")
     print(f"best single neuron  AP: {summary(n_ap)}")
+    print(f"best of {len(n_aps)} random features AP (mean of 50 draws): {summary(f_ap_matched)}")
     wins = int((f_ap > n_ap).sum())
     print(f"feature beats neuron on {wins} of {len(names)} facets; mean difference {float((f_ap - n_ap).mean()):+.3f}")
+    print(f"size-matched features beat neurons on {int((f_ap_matched > n_ap).sum())} of {len(names)} facets; "
+          f"mean difference {float((f_ap_matched - n_ap).mean()):+.3f}")
     if args.json:
         args.json.write_text(json.dumps({"facets": names, "base": base.tolist(), "feature_ap": f_ap.tolist(),
                                          "feature": f_id.tolist(), "neuron_ap": n_ap.tolist(),
-                                         "neuron": n_id.tolist()}, indent=1))
+                                         "neuron": n_id.tolist(), "feature_ap_matched": f_ap_matched.tolist()},
+                                        indent=1))
 
 
 if __name__ == "__main__":
