@@ -58,6 +58,7 @@ class DatasetConfig:
     crop_fraction: float = _f(1.0, "Centre crop as a fraction of the shorter side before resizing to image_size (0.875 is torchvision's 256 -> 224 eval crop; 1.0 keeps the whole shorter side).", min=0.1, max=1.0)
     images_per_class: int = _f(300, "Demo: images generated per class. Folder/csv: at most this many per class, drawn by a seeded sample (0: all).", min=0)
     limit: int = _f(0, "Folder/csv: at most this many images in all, drawn by a seeded sample after the per-class cap (0: all).", min=0)
+    min_image_side: int = _f(16, "Folder: images with a shorter side below this many pixels are skipped (and listed in the build summary).", min=1)
     holdout_fraction: float = _f(0.2, "Fraction of images held out (model accuracy, SAE evaluation), never shown as examples.", min=0.0, max=0.9)
     seed: int = _f(0, "Seed for generation (demo), subsampling, shuffling and the held-out split.")
 
@@ -151,6 +152,10 @@ class ExamplesConfig:
     top_k: int = _f(12, "Top dataset examples kept per unit.", min=1)
     batch_size: int = _f(128, "Images per forward pass.", min=1)
     histogram_bins: int = _f(20, "Bins of the activation histogram.", min=2)
+    band_edges: list[float] = _f([0.9, 0.7, 0.5, 0.3, 0.1], "Lower edges of the activation bands, relative to each unit's max, descending: bands (0.9, 1], (0.7, 0.9], ..., (0, 0.1].", min=0.0, exclusive_min=True, max=1.0)
+    band_samples: int = _f(5, "Images sampled uniformly at random per band (reservoir sampling).", min=1)
+    cooccurrence_images: int = _f(1024, "Images sampled uniformly for SAE feature co-occurrence counts.", min=2)
+    seed: int = _f(0, "Seed of the band and co-occurrence samples.")
 
 
 @dataclass
@@ -375,6 +380,9 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
         errors.append(f"model.name: {cfg.model.name!r} is not a valid URL segment. Fix: use letters, digits, '-', '_' or '.'.")
     if len(cfg.map.levels) < 1 or any(b < a for a, b in zip(cfg.map.levels, cfg.map.levels[1:])):
         errors.append(f"map.levels: {cfg.map.levels} must grow from coarse to fine. Fix: e.g. [4, 12, 36].")
+    edges = cfg.examples.band_edges
+    if any(b >= a for a, b in zip(edges, edges[1:])):
+        errors.append(f"examples.band_edges: {edges} must descend, e.g. [0.9, 0.7, 0.5, 0.3, 0.1]. Fix: list the edges from high to low, each once.")
     if cfg.featurevis.thumb_size > cfg.featurevis.image_size:
         errors.append(f"featurevis.thumb_size: {cfg.featurevis.thumb_size} is larger than featurevis.image_size ({cfg.featurevis.image_size}). Fix: make the thumbnail smaller than the image.")
     for i, group in enumerate(cfg.ratings.groups):

@@ -11,15 +11,59 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+class BadImage(Exception):
+    """A file in an image folder that cannot be used; the message says why."""
+
+
+def load_rgb(path: str | Path, min_side: int = 1) -> Image.Image:
+    """Open any image file as 8-bit RGB, or raise :class:`BadImage` saying why not.
+
+    Grayscale, palette, CMYK and other modes are converted; transparency is
+    composited on white; 16-bit and 32-bit images are scaled to 8 bits (not
+    clipped); EXIF orientation is applied; animations give their first frame.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now: truncated and corrupt files fail here, not later
+            im = ImageOps.exif_transpose(im)
+            if min(im.size) < min_side:
+                raise BadImage(f"too small ({im.size[0]}x{im.size[1]} px, need at least {min_side} px a side)")
+            return _to_rgb(im)
+    except BadImage:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise BadImage(f"too large to decode safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+        raise BadImage(f"unreadable or corrupt ({type(exc).__name__}: {exc})") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if mode == "F":
+            a = a * 255.0 if a.size and a.max() <= 1.0 else a
+        elif mode.startswith("I;16") or (a.size and a.max() > 255):
+            a = a / 257.0  # 16-bit range to 8-bit
+        return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P" and "transparency" in im.info:
+        im, mode = im.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
 
 
 def resize_center_crop(img: Image.Image, size: int, crop_fraction: float = 1.0) -> Image.Image:
     """Resize the shorter side to ``size / crop_fraction`` and crop the centre ``size`` square
     (the usual eval transform; torchvision's 256 -> 224 is crop_fraction 0.875)."""
-    img = img.convert("RGB")
+    img = img if img.mode == "RGB" else _to_rgb(img)
     w, h = img.size
     scale = size / crop_fraction / min(w, h)
     img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
@@ -67,7 +111,7 @@ class Dataset:
         if self._pixels is not None:
             return np.asarray(self._pixels[indices])
         crop = float(self.info.get("crop_fraction", 1.0))
-        return np.stack([np.asarray(resize_center_crop(Image.open(self._paths[i]), self.image_size, crop)) for i in indices])
+        return np.stack([np.asarray(resize_center_crop(load_rgb(self._paths[i]), self.image_size, crop)) for i in indices])
 
     def batch(self, indices):
         """A float tensor (n, 3, S, S) in [0, 1], the input every model here takes."""
@@ -80,18 +124,47 @@ def open_dataset(folder: Path) -> Dataset:
     return Dataset(folder)
 
 
-def scan_image_folder(root: Path, per_class: int) -> tuple[list[str], list[str], list[int]]:
+def scan_image_folder(root: Path, per_class: int, min_side: int = 1):
     """An ImageNet-style folder: one sub-folder per class (searched recursively).
-    Returns (class names, image paths, labels), sorted so the result is stable."""
+
+    Every file is opened and decoded once: files that are not images, are
+    corrupt or truncated, or are smaller than ``min_side`` are skipped, never
+    fatal. Returns (class names, image paths, labels, skipped, converted):
+    ``skipped`` lists ``(path, reason)``; ``converted`` counts the usable
+    images per source mode other than 8-bit RGB. Sorted, so the result is stable.
+    """
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    paths, labels = [], []
+    paths, labels, skipped, converted = [], [], [], {}
     for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if per_class:
-            files = files[:per_class]
-        paths += [str(p.resolve()) for p in files]
-        labels += [label] * len(files)
-    return classes, paths, labels
+        kept = 0
+        for p in sorted(p for p in (root / name).rglob("*") if p.is_file()):
+            if per_class and kept >= per_class:
+                break
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append((str(p), f"not an image file ({p.suffix or 'no extension'})"))
+                continue
+            try:
+                mode = _checked_mode(p, min_side)
+            except BadImage as exc:
+                skipped.append((str(p), str(exc)))
+                continue
+            if mode != "RGB":
+                converted[mode] = converted.get(mode, 0) + 1
+            paths.append(str(p.resolve()))
+            labels.append(label)
+            kept += 1
+    return classes, paths, labels, skipped, dict(sorted(converted.items()))
+
+
+def _checked_mode(path: Path, min_side: int) -> str:
+    """The file's original mode, after checking that :func:`load_rgb` can use it."""
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+    except (OSError, SyntaxError, ValueError):
+        mode = "?"
+    load_rgb(path, min_side)
+    return mode
 
 
 # ---------------------------------------------------------------- issue 9: CSV lists, class names, subsampling

@@ -10,6 +10,7 @@ the cache and keeps its key in the output's marker file.
 from __future__ import annotations
 
 import importlib
+import json
 import importlib.util
 import os
 import shutil
@@ -95,7 +96,7 @@ STAGES: tuple[Stage, ...] = (
           what="feature visualisations"),
     Stage("examples", ("dataset", "model", "sae"), "atlasgen.stages.examples",
           lambda c: {"layers": _layers(c), "examples": to_dict(c.examples)},
-          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae"), what="dataset examples"),
+          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae", "atlasgen.bands"), what="dataset examples"),
     Stage("circuits", ("dataset", "model", "sae"), "atlasgen.stages.circuits",
           lambda c: {"layers": _layers(c), "circuits": to_dict(c.circuits)},
           code=("atlasgen.models", "atlasgen.circuits"), what="class and layer-to-layer weights"),
@@ -157,6 +158,7 @@ class BuildSummary:
     pages: int = 0
     site_files: int = 0
     site_bytes: int = 0
+    notes: list[str] = field(default_factory=list)  # from the stages' build_notes.json (e.g. skipped files)
 
 
 class Pipeline:
@@ -268,6 +270,9 @@ class Pipeline:
                 meta = self._run_stage(stage, key, inputs, device, summary, folders)
             hashes[stage.name] = meta["content_hash"]
             folders[stage.name] = self.store.final(stage.name, key)
+            notes = folders[stage.name] / "build_notes.json"
+            if notes.is_file():
+                summary.notes += json.loads(notes.read_text(encoding="utf-8"))
         self._build_site(hashes, folders, summary)
         for stage in STAGES:  # keep one artifact per stage: the one this build used
             self.store.prune(stage.name, folders[stage.name].name)
@@ -365,4 +370,5 @@ def format_summary(summary: BuildSummary, out_dir: Path, total_seconds: float) -
     lines.append(f"  {'total':<12} {format_seconds(total_seconds):>8}")
     pages = f"{summary.pages} pages written" if SITE_STAGE in summary.ran else "site unchanged"
     lines.append(f"  {pages}; site {summary.site_files} files, {format_bytes(summary.site_bytes)} in {out_dir}")
+    lines += [f"  {line}" for line in summary.notes]
     return "\n".join(lines)

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_facets import cached_folders  # noqa: E402
+from bench_class_facets import cached_folders  # noqa: E402
 
 from atlasgen.config import load_config  # noqa: E402
 from atlasgen.data import open_dataset  # noqa: E402

@@ -72,13 +72,12 @@ class Dataset:
         """RGB uint8 array of dataset image ``index``."""
         if self.images is not None:
             return np.asarray(self.images[index])
-        from PIL import Image
+        from atlasgen.data import load_rgb
 
         path = Path(self.paths[index])
         if not path.is_absolute():
             path = self.folder / path
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        return np.asarray(load_rgb(path))
 
 
 def load_dataset(folder: Path) -> Dataset:
@@ -131,6 +130,17 @@ class UnitExamples:
     top_classes: np.ndarray  # (U, 3) int64, -1 padding
     top_class_weights: np.ndarray  # (U, 3)
     label_entropy: np.ndarray  # (U,)
+    # Added by the spectrum scan (issue 5); None in artifacts written before it.
+    top_pos: np.ndarray | None = None  # (U, k, 2) int16 arg-max (row, col) on the layer grid
+    density_position: np.ndarray | None = None  # (U,) fraction of positions where it fires
+    mean_act_position: np.ndarray | None = None  # (U,) mean activation over firing positions
+    band_idx: np.ndarray | None = None  # (U, bands, r) int64, -1 padding
+    band_val: np.ndarray | None = None  # (U, bands, r)
+    band_pos: np.ndarray | None = None  # (U, bands, r, 2)
+    band_maps: np.ndarray | None = None  # (U, bands, r, H, W) float16
+    band_count: np.ndarray | None = None  # (U, bands) images in each band
+    band_edges: np.ndarray | None = None  # (bands + 1,) nominal edges relative to the max, descending
+    band_edges_rel: np.ndarray | None = None  # (U, bands + 1) edges actually used (snapped to the grid)
 
     @property
     def n_units(self) -> int:
@@ -139,7 +149,7 @@ class UnitExamples:
 
 def load_examples(path: Path) -> UnitExamples:
     with np.load(path) as z:
-        return UnitExamples(**{name: z[name] for name in UnitExamples.__dataclass_fields__})
+        return UnitExamples(**{name: z[name] for name in UnitExamples.__dataclass_fields__ if name in z.files})
 
 
 @dataclass
@@ -200,6 +210,7 @@ class Layer:
     importance: dict | None = None  # importance.npz arrays + "info" (importance.json)
     upstream: dict | None = None  # circuits/L/upstream.npz arrays + "info" (upstream.json, names the layer)
     downstream: dict | None = None  # circuits/L/downstream.npz arrays + "info"
+    cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
 
     @property
     def n_features(self) -> int:
@@ -226,6 +237,13 @@ def _optional_npz(stem: Path) -> dict | None:
     js = stem.with_suffix(".json")
     out["info"] = _read_json(js) if js.exists() else {}
     return out
+
+
+def _load_npz(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {name: z[name] for name in z.files}
 
 
 def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer:
@@ -255,6 +273,7 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         importance=_optional_npz(Path(artifacts["importance"]) / name / "importance") if "importance" in artifacts else None,
         upstream=_optional_npz(Path(artifacts["circuits"]) / name / "upstream"),
         downstream=_optional_npz(Path(artifacts["circuits"]) / name / "downstream"),
+        cooccurrence=_load_npz(Path(artifacts["examples"]) / name / "cooccurrence.npz"),
     )
     F, C = W_dec.shape
     checks = {

@@ -103,7 +103,8 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
                                                                  game_cfg or {}, game_dir)
     images = DatasetImages(arts.dataset, out_dir)
     images.prepare(
-        [idx for L in arts.layers for ex in (L.features, L.neurons) for idx in ex.top_idx.ravel().tolist()]
+        [idx for L in arts.layers for ex in (L.features, L.neurons)
+         for shown in (ex.top_idx, ex.band_idx) if shown is not None for idx in shown.ravel().tolist()]
         + [idx for ix in indexes.values() if getattr(ix, "ratings", None) for idx in ratings_pages.image_indices(ix.ratings)]
     )
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from atlasgen.site import circuits, featurevis_section, ratings_pages, svg, urls
+from atlasgen.site import circuits, featurevis_section, ratings_pages, spectrum, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
-from atlasgen.site.images import DatasetImages, heatmap_data_uris
+from atlasgen.site.images import DatasetImages
 
 N_SIMILAR = 6  # most similar features (decoder cosine) on a feature page
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
@@ -365,6 +365,7 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         facts=facts,
         metrics=_metric_rows(L.sae_metrics),
         density_svg=svg.density_histogram(density),
+        cooccurrence=spectrum.layer_pairs(L.cooccurrence, ix.feature_cards),
         features=ix.feature_cards,
         neurons=ix.neuron_cards,
         vis_pixelated=_pixelated(ix.vis_size.get("f"), 120),
@@ -383,27 +384,9 @@ def _pixelated(size: tuple[int, int] | None, display: int) -> bool:
 
 
 def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages) -> list[dict]:
-    ds = ix.dataset
-    shown = [j for j in range(ex.top_idx.shape[1]) if ex.top_idx[i, j] >= 0]
-    heat = heatmap_data_uris(ex.top_maps[i, shown], float(ex.max_act[i])) if shown else []
-    out = []
-    for j, heat_uri in zip(shown, heat):
-        idx = int(ex.top_idx[i, j])
-        c = int(ds.labels[idx])
-        facet = ""
-        if ds.facets is not None and ds.facet_names[c]:
-            fi = int(ds.facets[idx])
-            if 0 <= fi < len(ds.facet_names[c]):
-                facet = ds.facet_names[c][fi]
-        out.append({
-            "src": images.url(idx),
-            "heat": heat_uri,
-            "act": fmt_num(ex.top_val[i, j]),
-            "index": idx,
-            "facet": facet,
-            **{"class_" + k: v for k, v in class_link(site, ds, c).items()},
-        })
-    return out
+    return spectrum.example_items(ix.dataset, lambda c: class_link(site, ix.dataset, c), ex.top_idx[i], ex.top_val[i],
+                                  ex.top_maps[i], ex.top_pos[i] if ex.top_pos is not None else None,
+                                  float(ex.max_act[i]), images)
 
 
 def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImages,
@@ -424,6 +407,11 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         {"name": "label entropy", "value": f"{fmt_num(ex.label_entropy[i])} nats",
          "help": "activation-weighted entropy of the classes of its top images"},
     ] + circuits.importance_stats(L, kind, i) + ratings_pages.unit_stats(ix, kind, i)
+    if ex.density_position is not None:
+        stats[1:1] = [{"name": "density per position", "value": fmt_pct(ex.density_position[i]),
+                       "help": "fraction of all image positions where it fires"}]
+        stats.insert(4, {"name": "mean per position", "value": fmt_num(ex.mean_act_position[i]),
+                         "help": "mean activation over the positions where it fires"})
     top_classes = [
         {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
         for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0
@@ -436,6 +424,11 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
                    {"title": "Neurons it writes to", "note": "largest |W_dec| entries of this feature",
                     "cards": [{**ix.neuron_cards[int(n)], "value": fmt_signed(L.W_dec[i, int(n)])}
                               for n in ix.decoder_neurons[i]]}]
+        together = spectrum.cooccurring(L.cooccurrence, i)
+        if together:
+            related.append({"title": "Features that fire with it", "note":
+                            "share of the sampled images where this feature fires on which the other fires too",
+                            "cards": [{**ix.feature_cards[j], "value": share} for j, share in together]})
     else:
         related = [{"title": "SAE features loading on this neuron", "note": "largest |W_dec[:, n]|",
                     "cards": [{**ix.feature_cards[int(f)], "value": fmt_signed(L.W_dec[int(f), i])}
@@ -463,6 +456,7 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         vis_pixelated=_pixelated(vis_size, 256),
         fvis=featurevis_section.section(ix, kind, i),
         examples=_examples(site, ix, ex, i, images),
+        bands=spectrum.bands(ds, lambda c: class_link(site, ds, c), ex, i, images),
         images_pixelated=images.pixelated,
         hist_svg=svg.activation_histogram(ex.hist[i], ex.hist_edges, float(ex.max_act[i])),
         top_classes=top_classes,

@@ -18,6 +18,28 @@ def _split(n: int, holdout_fraction: float, seed: int) -> np.ndarray:
     return split
 
 
+N_LISTED = 20  # skipped files named in the build summary (all are in skipped.json)
+
+
+def _report_bad_files(ctx: StageContext, root, skipped: list, converted: dict) -> None:
+    """skipped.json and build_notes.json (printed in the build summary), also when the stage is cached."""
+    atomic_write_json(ctx.out / "skipped.json", [{"path": p, "reason": r} for p, r in skipped])
+    notes = []
+    if converted:
+        modes = ", ".join(f"{n} {mode}" for mode, n in converted.items())
+        notes.append(f"dataset: converted to 8-bit RGB: {modes}")
+    if skipped:
+        notes.append(f"dataset: skipped {len(skipped)} file(s) of {str(root)!r} (all in skipped.json of the dataset artifact):")
+        base = str(root.resolve())
+        for path, reason in skipped[:N_LISTED]:
+            notes.append(f"  {path.removeprefix(base).lstrip('/') or path}: {reason}")
+        if len(skipped) > N_LISTED:
+            notes.append(f"  ... and {len(skipped) - N_LISTED} more")
+    if skipped:
+        ctx.console.detail(f"{len(skipped)} file(s) skipped; listed in the build summary")
+    atomic_write_json(ctx.out / "build_notes.json", notes)
+
+
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.dataset
     if cfg.source == "demo":
@@ -30,13 +52,16 @@ def run(ctx: StageContext) -> None:
         atomic_save_npy(ctx.out / "images.npy", data.images)
         labels, facets = data.labels.astype(np.int64), data.facets.astype(np.int64)
         superclasses = list(SUPERCLASSES)
+        skipped, converted = [], {}
         identity = f"atlasgen-demo seed={cfg.seed} per_class={cfg.images_per_class} size={cfg.image_size}"
     else:
         root = ctx.cfg.resolve(cfg.path)
         if cfg.source == "csv":
             names, paths, label_list = read_image_csv(root)
+            skipped, converted = [], {}
         else:
-            names, paths, label_list = scan_image_folder(root, 0)
+            names, paths, label_list, skipped, converted = scan_image_folder(root, 0, cfg.min_image_side)
+        _report_bad_files(ctx, root, skipped, converted)
         keep = subsample(label_list, cfg.images_per_class, cfg.limit, cfg.seed)
         paths, label_list = [paths[i] for i in keep], [label_list[i] for i in keep]
         if not paths:
@@ -66,5 +91,6 @@ def run(ctx: StageContext) -> None:
         "n_images": int(len(labels)),
         "n_train": int((split == 0).sum()),
         "n_heldout": int((split == 1).sum()),
+        **({"n_skipped": len(skipped), "converted": converted} if cfg.source == "folder" else {}),
     })
     ctx.console.detail(f"{len(labels)} images, {len(classes)} classes")

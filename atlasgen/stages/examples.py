@@ -1,13 +1,24 @@
 """Stage `examples`: dataset examples and statistics of every SAE feature and neuron.
 
-One pass over the training images computes, per unit, the top-k images by
-maximum activation over positions (with the arg-max position), the firing
-density, the mean activation when firing and a histogram of per-image maxima.
-The histogram is accumulated on a fine, fixed log grid during the pass and
-re-binned relative to each unit's final maximum at the end, so one pass
-suffices. Memory is bounded by units x (k + grid bins), whatever the dataset's
-size. A second, small pass recomputes the activation maps of the top images
-only, for the heat-maps.
+One pass over the training images computes, per unit (SAE feature or neuron
+of the layer):
+
+* the top-k images by maximum activation over positions, with the arg-max
+  position (:class:`TopK`);
+* uniform samples of images in activation bands relative to the unit's final
+  maximum, by reservoir sampling over a log grid (:mod:`atlasgen.bands`);
+* the histogram of per-image maxima, accumulated on a fine fixed log grid and
+  re-binned relative to each unit's maximum at the end (each page bin is a
+  union of fine bins, edges within half a fine bin of nominal);
+* firing density per image and per position, mean activation when firing
+  (per image maximum and per position);
+* class statistics of the top examples (top classes, activation-weighted
+  label entropy, as in SAE Explorer);
+* for SAE features, co-occurrence counts over a uniform sample of images.
+
+Memory is bounded by units x (k + grid bins + band slots x samples), whatever
+the dataset's size. A second, small pass recomputes the activation maps of
+the images shown (top and band examples) only, for heat-maps and crops.
 """
 
 from __future__ import annotations
@@ -15,66 +26,104 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from atlasgen.bands import BandReservoir, sample_keys
 from atlasgen.cache import atomic_save_npz
 from atlasgen.data import open_dataset
-from atlasgen.models import layer_activations, load_model, positions_as_vectors, vectors_as_map
+from atlasgen.models import layer_activations, load_model, positions_as_vectors
 from atlasgen.pipeline import StageContext
+from atlasgen.sae import SparseAutoencoder
 from atlasgen.sae_formats import load_sae_any
 
 # Fine log grid for the streaming histogram: 1e-6 .. 1e6, 30 bins per decade.
 FINE_EDGES = np.logspace(-6, 6, 12 * 30 + 1)
 HIST_RANGE_DECADES = 3  # the page histogram spans max * 1e-3 .. max
+N_PARTNERS = 6  # co-occurring features kept per feature
+N_PAIRS = 50  # most frequent feature pairs kept per layer
 
 
 class TopK:
-    """Running top-k per unit of per-image maxima, with the image index."""
+    """Running top-k per unit of per-image maxima, with the image index and the arg-max position."""
 
     def __init__(self, n_units: int, k: int, device: str):
         self.val = torch.full((n_units, k), -float("inf"), device=device)
         self.idx = torch.full((n_units, k), -1, dtype=torch.long, device=device)
+        self.pos = torch.zeros((n_units, k), dtype=torch.long, device=device)
 
-    def update(self, values: torch.Tensor, image_idx: torch.Tensor) -> None:
-        """values: (units, batch); image_idx: (batch,)."""
-        val = torch.cat([self.val, values], dim=1)
-        idx = torch.cat([self.idx, image_idx.expand(values.shape[0], -1)], dim=1)
+    def update(self, values: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor) -> None:
+        """values: (units, batch) per-image maxima; image_idx: (batch,); vectors: (batch, positions, units).
+
+        Only images that can enter a unit's top-k are merged, and only their arg-max is computed."""
+        enter = values >= self.val[:, -1:]
+        if not enter.any():
+            return
+        rows = torch.nonzero(enter.any(1), as_tuple=True)[0]
+        units, cols = torch.nonzero(enter, as_tuple=True)
+        pos = torch.zeros(values.shape, dtype=torch.long, device=values.device)
+        pos[units, cols] = vectors[cols, :, units].argmax(1)
+        cand = torch.where(enter, values, -float("inf"))[rows]
+        val = torch.cat([self.val[rows], cand], dim=1)
+        idx = torch.cat([self.idx[rows], image_idx.expand(len(rows), -1)], dim=1)
+        p = torch.cat([self.pos[rows], pos[rows]], dim=1)
         # Sort by image index, then stably by value: ties resolve the same way every run.
         order = torch.argsort(idx, dim=1, stable=True)
-        val, idx = val.gather(1, order), idx.gather(1, order)
+        val, idx, p = val.gather(1, order), idx.gather(1, order), p.gather(1, order)
         top = torch.argsort(-val, dim=1, stable=True)[:, : self.val.shape[1]]
-        self.val, self.idx = val.gather(1, top), idx.gather(1, top)
+        self.val[rows], self.idx[rows], self.pos[rows] = val.gather(1, top), idx.gather(1, top), p.gather(1, top)
 
 
 class UnitStats:
     """Streaming statistics of one family of units (features or neurons)."""
 
-    def __init__(self, n_units: int, k: int, device: str):
+    def __init__(self, n_units: int, k: int, device: str, edges, band_samples: int, seed: int,
+                 nonnegative: bool = False):
+        self.nonnegative = nonnegative  # activations are never negative (SAE codes)
         self.top = TopK(n_units, k, device)
+        self.bands = BandReservoir(n_units, tuple(edges), band_samples, seed, device)
         self.fires = torch.zeros(n_units, dtype=torch.long, device=device)
         self.sum_max = torch.zeros(n_units, dtype=torch.float64, device=device)
+        self.fires_pos = torch.zeros(n_units, dtype=torch.long, device=device)
+        self.sum_pos = torch.zeros(n_units, dtype=torch.float64, device=device)
         self.fine_hist = torch.zeros((n_units, len(FINE_EDGES) - 1), dtype=torch.long, device=device)
         self.edges = torch.tensor(FINE_EDGES, device=device)
         self.n_images = 0
+        self.n_positions = 0
 
-    def update(self, maps: torch.Tensor, image_idx: torch.Tensor) -> None:
-        """maps: (batch, units, H, W) activations of one batch of images."""
-        flat = maps.flatten(2)
-        peak = flat.max(dim=2).values  # (batch, units)
-        self.top.update(peak.T, image_idx)
+    def update(self, vectors: torch.Tensor, image_idx: torch.Tensor) -> torch.Tensor:
+        """vectors: (batch, positions, units) activations of one batch of images.
+
+        Returns the per-image maxima (batch, units)."""
+        peak = vectors.amax(dim=1)  # (batch, units)
+        peak_t = peak.T.contiguous()
+        self.top.update(peak_t, image_idx, vectors)
+        self.bands.update(peak_t, image_idx)
         firing = peak > 0
         self.fires += firing.sum(0)
         self.sum_max += torch.where(firing, peak, 0).sum(0).double()
-        bins = torch.bucketize(peak.T.contiguous(), self.edges) - 1  # (units, batch)
+        flat = vectors.reshape(-1, vectors.shape[2])
+        if self.nonnegative:  # SAE codes: sign() is 1 where firing, and no clamp is needed
+            self.fires_pos += flat.sign().sum(0).long()
+            self.sum_pos += flat.sum(0).double()
+        else:
+            self.fires_pos += (flat > 0).sum(0)
+            self.sum_pos += flat.clamp_min(0).sum(0).double()
+        bins = torch.bucketize(peak_t, self.edges) - 1  # (units, batch)
         valid = firing.T & (bins >= 0) & (bins < self.fine_hist.shape[1])
         units = torch.arange(peak.shape[1], device=peak.device)[:, None].expand_as(bins)
         self.fine_hist.index_put_((units[valid], bins[valid]), torch.ones_like(bins[valid]), accumulate=True)
-        self.n_images += maps.shape[0]
+        self.n_images += vectors.shape[0]
+        self.n_positions += flat.shape[0]
+        return peak
 
-    def finish(self, labels: np.ndarray, n_classes: int, n_bins: int) -> dict[str, np.ndarray]:
+    def finish(self, labels: np.ndarray, n_classes: int, n_bins: int, grid: tuple[int, int]) -> dict[str, np.ndarray]:
         top_val = self.top.val.cpu().numpy().astype(np.float32)
         top_idx = self.top.idx.cpu().numpy()
         top_idx[~np.isfinite(top_val) | (top_val <= 0)] = -1
         top_val[top_idx < 0] = 0.0
+        flat_pos = self.top.pos.cpu().numpy()
+        top_pos = np.stack([flat_pos // grid[1], flat_pos % grid[1]], axis=-1).astype(np.int16)
+        top_pos[top_idx < 0] = 0
         fires = self.fires.cpu().numpy()
+        fires_pos = self.fires_pos.cpu().numpy()
         max_act = np.maximum(top_val[:, 0], 0).astype(np.float32)
         hist_edges = np.logspace(-HIST_RANGE_DECADES, 0, n_bins + 1).astype(np.float32)
         hist = _rebin(self.fine_hist.cpu().numpy(), max_act, hist_edges)
@@ -82,27 +131,89 @@ class UnitStats:
         return {
             "top_idx": top_idx.astype(np.int64),
             "top_val": top_val,
+            "top_pos": top_pos,
             "max_act": max_act,
             "density": (fires / max(1, self.n_images)).astype(np.float32),
+            "density_position": (fires_pos / max(1, self.n_positions)).astype(np.float32),
             "mean_act": (self.sum_max.cpu().numpy() / np.maximum(fires, 1)).astype(np.float32),
+            "mean_act_position": (self.sum_pos.cpu().numpy() / np.maximum(fires_pos, 1)).astype(np.float32),
             "hist": hist,
             "hist_edges": hist_edges,
             "top_classes": top_classes,
             "top_class_weights": top_weights,
             "label_entropy": entropy,
+            **self.bands.finish(max_act),
+        }
+
+
+class CooccurrenceSample:
+    """Which features fire on a uniform random sample of images (bottom-n by a hash of the image index)."""
+
+    def __init__(self, n_units: int, n_images: int, seed: int, device: str):
+        self.n, self.seed = n_images, seed
+        self.keys = torch.empty(0, dtype=torch.long, device=device)
+        self.fires = torch.empty((0, n_units), dtype=torch.bool, device=device)
+
+    def update(self, peak: torch.Tensor, image_idx: torch.Tensor) -> None:
+        """peak: (batch, units) per-image maxima."""
+        keys = sample_keys(torch.full_like(image_idx, -1), image_idx.long(), self.seed)
+        keys, fires = torch.cat([self.keys, keys]), torch.cat([self.fires, peak > 0])
+        if len(keys) > self.n:
+            keep = torch.topk(keys, self.n, largest=False, sorted=True).indices
+            keys, fires = keys[keep], fires[keep]
+        self.keys, self.fires = keys, fires
+
+    def finish(self, chunk: int = 512) -> dict[str, np.ndarray]:
+        """Per feature: the features it fires with most often; per layer: the most frequent pairs."""
+        A = self.fires.float()
+        n_units = A.shape[1]
+        m = min(N_PARTNERS, max(n_units - 1, 0))
+        alone = A.sum(0)  # images of the sample where each feature fires
+        partners = torch.zeros((n_units, m), dtype=torch.long)
+        partner_count = torch.zeros((n_units, m), dtype=torch.long)
+        cols = torch.arange(n_units, device=A.device, dtype=torch.float64)
+        best_pairs = []  # (-count, i, j) candidates, i < j
+        for start in range(0, n_units, chunk):
+            C = (A[:, start:start + chunk].T @ A).double()  # (chunk, units) co-occurrence counts (exact integers)
+            rows = torch.arange(C.shape[0], device=C.device)
+            C[rows, start + rows] = -1  # not with itself
+            # Count first, then the lower feature id: one exact float64 key, so topk is deterministic.
+            key = C * n_units + (n_units - 1 - cols)
+            order = torch.topk(key, m, dim=1).indices
+            partners[start:start + chunk] = order.cpu()
+            partner_count[start:start + chunk] = C.gather(1, order).clamp_min(0).long().cpu()
+            upper = torch.where(cols[None] > (start + rows)[:, None], key, -1.0)
+            top = torch.topk(upper.flatten(), min(N_PAIRS, upper.numel()))
+            for k, f in zip(top.values.cpu().tolist(), top.indices.cpu().tolist()):
+                cnt = int(C[f // n_units, f % n_units])
+                if k >= 0 and cnt > 0:
+                    best_pairs.append((-cnt, start + f // n_units, f % n_units))
+        best_pairs = sorted(best_pairs)[:N_PAIRS]
+        alone_np = alone.cpu().numpy().astype(np.int64)
+        pairs = np.array([[i, j] for _, i, j in best_pairs], dtype=np.int64).reshape(-1, 2)
+        pair_count = np.array([-c for c, _, _ in best_pairs], dtype=np.int64)
+        union = alone_np[pairs[:, 0]] + alone_np[pairs[:, 1]] - pair_count if len(pairs) else np.zeros(0)
+        return {
+            "n_images": np.int64(len(self.keys)),
+            "fires": alone_np,
+            "partners": partners.numpy(),
+            "partner_count": partner_count.numpy(),
+            "pairs": pairs,
+            "pair_count": pair_count,
+            "pair_jaccard": (pair_count / np.maximum(union, 1)).astype(np.float32),
         }
 
 
 def _rebin(fine: np.ndarray, max_act: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Move fine-grid counts into bins relative to each unit's max (by fine-bin centre)."""
     centres = np.sqrt(FINE_EDGES[:-1] * FINE_EDGES[1:])
-    out = np.zeros((len(fine), len(edges) - 1), dtype=np.int64)
-    for u in np.flatnonzero(max_act > 0):
-        rel = np.minimum(centres / max_act[u], 1.0)
-        b = np.clip(np.searchsorted(edges, rel, side="right") - 1, 0, len(edges) - 2)
-        keep = (rel >= edges[0]) & (fine[u] > 0)
-        np.add.at(out[u], b[keep], fine[u][keep])
-    return out
+    U, B = len(fine), len(edges) - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.minimum(centres[None] / max_act[:, None].astype(np.float64), 1.0)  # (U, fine bins)
+    b = np.clip(np.searchsorted(edges, rel, side="right") - 1, 0, B - 1)
+    keep = (max_act[:, None] > 0) & (rel >= edges[0]) & (fine > 0)
+    flat = (np.arange(U)[:, None] * B + b)[keep]
+    return np.bincount(flat, weights=fine[keep], minlength=U * B).reshape(U, B).astype(np.int64)
 
 
 def _class_stats(top_idx, top_val, labels, n_classes):
@@ -122,11 +233,44 @@ def _class_stats(top_idx, top_val, labels, n_classes):
     return classes.astype(np.int64), top_w.astype(np.float32), entropy.astype(np.float32)
 
 
-def _unit_maps(model, sae, layer, images, device):
-    """(features (B, F, H, W), neurons (B, C, H, W)) for a batch of images."""
+def encode(sae, x: torch.Tensor) -> torch.Tensor:
+    """The SAE's inference codes, in fewer passes over memory for the plain BatchTopK SAE.
+
+    ``relu(pre) * (relu(pre) > t)`` is ``pre`` where ``pre > max(t, 0)``, else 0: the bias is
+    fused into the matmul (addmm) and the mask is applied in place. Other SAEs use their
+    own ``encode``."""
+    if type(sae) is SparseAutoencoder and sae.architecture == "batchtopk":
+        pre = torch.addmm(sae.b_enc, x - sae.b_dec, sae.W_enc)
+        return pre.masked_fill_(pre <= sae.threshold.clamp_min(0), 0.0)
+    return sae.encode(x)
+
+
+def _unit_vectors(model, sae, layer, images, device):
+    """(features (B, P, F), neurons (B, P, C), (H, W)) for a batch of images; P = H * W positions."""
     acts = layer_activations(model, images.to(device), [layer])[layer].float()
-    b, _, h, w = acts.shape
-    return vectors_as_map(sae.encode(positions_as_vectors(acts)), b, h, w), acts
+    b, c, h, w = acts.shape
+    neurons = positions_as_vectors(acts)  # (B*P, C): a copy in position-major order
+    feats = encode(sae, neurons)
+    return feats.view(b, h * w, -1), neurons.view(b, h * w, c), (h, w)
+
+
+@torch.no_grad()
+def scan(model, sae, layer: str, batches, cfg, device, progress=None):
+    """The one pass: feed ``(image indices, images)`` batches, return (stats per family, co-occurrence, grid)."""
+    stats, cooc, grid = None, None, None
+    for idx, images in batches:
+        feats, acts, grid = _unit_vectors(model, sae, layer, images, device)
+        if stats is None:
+            stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg)
+                     for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))}
+            cooc = CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device)
+        image_idx = torch.as_tensor(idx).to(device)
+        peak = stats["features"].update(feats, image_idx)
+        stats["neurons"].update(acts, image_idx)
+        cooc.update(peak, image_idx)
+        if progress is not None:
+            progress.update(len(idx))
+    return stats, cooc, grid
 
 
 @torch.no_grad()
@@ -138,39 +282,41 @@ def run(ctx: StageContext) -> None:
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
-        stats = None
+        batches = ((idx, data.batch(idx)) for idx in
+                   (train_idx[s:s + cfg.batch_size] for s in range(0, len(train_idx), cfg.batch_size)))
         with ctx.progress(len(train_idx), f"examples {layer}") as bar:
-            for start in range(0, len(train_idx), cfg.batch_size):
-                idx = train_idx[start:start + cfg.batch_size]
-                feats, acts = _unit_maps(model, sae, layer, data.batch(idx), ctx.device)
-                if stats is None:
-                    stats = {"features": UnitStats(feats.shape[1], cfg.top_k, ctx.device),
-                             "neurons": UnitStats(acts.shape[1], cfg.top_k, ctx.device)}
-                image_idx = torch.from_numpy(idx).to(ctx.device)
-                stats["features"].update(feats, image_idx)
-                stats["neurons"].update(acts, image_idx)
-                bar.update(len(idx))
-        grid = acts.shape[2:]
-        results = {name: s.finish(data.labels, data.n_classes, cfg.histogram_bins) for name, s in stats.items()}
-        _add_maps(results, model, sae, layer, data, ctx.device, grid, cfg.batch_size)
+            stats, cooc, grid = scan(model, sae, layer, batches, cfg, ctx.device, bar)
+        results = {name: s.finish(data.labels, data.n_classes, cfg.histogram_bins, grid) for name, s in stats.items()}
+        add_maps(results, model, sae, layer, data, ctx.device, grid, cfg.batch_size)
         for name, arrays in results.items():
             atomic_save_npz(ctx.out / layer / f"{name}.npz", **arrays)
+        atomic_save_npz(ctx.out / layer / "cooccurrence.npz", **cooc.finish())
 
 
-def _add_maps(results, model, sae, layer, data, device, grid, batch_size) -> None:
-    """Activation maps (heat-maps) and arg-max positions of every unit on its top images."""
-    wanted = np.unique(np.concatenate([r["top_idx"][r["top_idx"] >= 0] for r in results.values()]))
-    maps = {name: np.zeros(r["top_idx"].shape + tuple(grid), dtype=np.float16) for name, r in results.items()}
+@torch.no_grad()
+def add_maps(results, model, sae, layer, data, device, grid, batch_size) -> None:
+    """Activation maps (heat-maps) of every unit on the images it shows: top and band examples.
+
+    Adds ``top_maps`` (U, k, H, W) and ``band_maps`` (U, bands, r, H, W) (float16) and
+    ``band_pos`` (the arg-max position of each band example)."""
+    slots = {name: {"top": r["top_idx"], "band": r["band_idx"]} for name, r in results.items()}
+    wanted = np.unique(np.concatenate([a[a >= 0] for s in slots.values() for a in s.values()]))
+    maps = {name: {key: np.zeros(a.shape + tuple(grid), dtype=np.float16) for key, a in s.items()}
+            for name, s in slots.items()}
     for start in range(0, len(wanted), batch_size):
         batch = wanted[start:start + batch_size]
-        feats, acts = _unit_maps(model, sae, layer, data.batch(batch), device)
-        per_family = {"features": feats.cpu().numpy(), "neurons": acts.cpu().numpy()}
-        row_of = {int(img): i for i, img in enumerate(batch)}
-        for name, r in results.items():
-            units, slots = np.nonzero(np.isin(r["top_idx"], batch))
-            rows = np.array([row_of[int(i)] for i in r["top_idx"][units, slots]], dtype=np.int64)
-            maps[name][units, slots] = per_family[name][rows, units]
+        feats, acts, _ = _unit_vectors(model, sae, layer, data.batch(batch), device)
+        per_family = {"features": feats.cpu().numpy(), "neurons": acts.cpu().numpy()}  # (B, P, U)
+        row_of = np.full(int(batch.max()) + 1, -1, dtype=np.int64)
+        row_of[batch] = np.arange(len(batch))
+        for name, s in slots.items():
+            for key, a in s.items():
+                hit = np.nonzero(np.isin(a, batch))
+                units = hit[0]
+                rows = row_of[a[hit]]
+                maps[name][key][hit] = per_family[name][rows, :, units].reshape((len(units),) + tuple(grid))
     for name, r in results.items():
-        r["top_maps"] = maps[name]
-        flat = maps[name].reshape(maps[name].shape[:2] + (-1,)).astype(np.float32).argmax(2)
-        r["top_pos"] = np.stack([flat // grid[1], flat % grid[1]], axis=-1).astype(np.int16)
+        r["top_maps"] = maps[name]["top"]
+        r["band_maps"] = maps[name]["band"]
+        flat = maps[name]["band"].reshape(r["band_idx"].shape + (-1,)).astype(np.float32).argmax(-1)
+        r["band_pos"] = np.stack([flat // grid[1], flat % grid[1]], axis=-1).astype(np.int16)

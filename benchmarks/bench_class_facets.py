@@ -17,7 +17,7 @@ class weights (W_fc . W_dec^T for mixed5b):
 
 The same is reported for neurons (top m by W_fc) as a comparison.
 
-    python benchmarks/bench_facets.py [-c site_config.yaml] [--layer mixed5b]
+    python benchmarks/bench_class_facets.py [-c site_config.yaml] [--layer mixed5b]
 """
 
 from __future__ import annotations

@@ -1,0 +1,238 @@
+"""Quantile bands: unbiased samples of dataset images across a unit's activation range.
+
+A unit's bands are relative to its maximum over the dataset, e.g. (0.9, 1],
+(0.7, 0.9], ... (0, 0.1] of the max. In a single streaming pass the maximum is
+not known until the end, so band membership cannot be decided when an image
+is seen. :class:`BandReservoir` solves this exactly, with memory that does not
+grow with the dataset:
+
+* Every positive per-image activation ``v`` falls in a bucket of a fixed
+  log grid, ``g = floor(GRID_PER_DECADE * log10(v))`` (60 buckets per decade).
+* Each (unit, image) gets a pseudo-random key (a hash of unit, image and seed,
+  see :func:`sample_keys`). A uniform sample without replacement of ``r``
+  items from any set is the ``r`` items with the smallest keys ("bottom-r" or
+  priority sampling), and the bottom-r of a union is the bottom-r of the
+  bottom-r's of its parts. So keeping the bottom-r of every bucket is enough
+  to draw an exact uniform sample of any union of buckets at the end.
+* Only the buckets within ``log10(1 / lowest edge)`` decades below the running
+  maximum can end up in any band but the lowest: the final maximum is at least
+  the running one. Buckets that fall below that window as the maximum grows
+  are merged into one "low" reservoir (which feeds the lowest band). So each
+  unit holds ``slots x r`` entries, a constant.
+* At the end, each band edge ``c * max`` is snapped to the nearest grid edge
+  (within half a bucket, a factor of 10^(1/120), i.e. under 2 %), and a band's
+  sample is the bottom-r over its buckets. The snapped edges are returned
+  (``band_edges_rel``) so pages can state them.
+
+Within a band (with its snapped edges) the sample is exactly uniform; a
+brute-force computation over all (unit, image) pairs gives the same images
+(tests/test_examples_stats.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+GRID_PER_DECADE = 60
+_EMPTY = torch.iinfo(torch.int64).max
+_M32 = 0xFFFFFFFF
+
+
+def grid_index(values: torch.Tensor) -> torch.Tensor:
+    """Log-grid bucket of positive values (int64); meaningless for values <= 0."""
+    return torch.floor(torch.log10(values.clamp_min(1e-30).double()) * GRID_PER_DECADE).long()
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32 for 32-bit x, without int64 overflow (16-bit halves)."""
+    lo, hi = x & 0xFFFF, x >> 16
+    return (lo * c + (((hi * c) & 0xFFFF) << 16)) & _M32
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash with good avalanche (Wellons' lowbias32)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def sample_keys(units: torch.Tensor, images: torch.Tensor, seed: int) -> torch.Tensor:
+    """Distinct int64 sort keys: a 32-bit hash of (seed, image, unit) above the image index.
+
+    The hash orders items uniformly at random; the image index in the low bits
+    makes every key unique, so no ties and the same result on any device.
+    Images must have indices below 2**31.
+    """
+    h = _mix32(torch.full_like(images, seed & _M32))
+    h = _mix32((images & _M32) ^ h)
+    h = _mix32(((units + 0x9E3779B9) & _M32) ^ h)
+    return (h << 31) | images
+
+
+def snapped_edges(max_act: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """(U, len(edges)) grid indices of the band edges ``c * max`` snapped to the nearest grid edge."""
+    with np.errstate(divide="ignore"):
+        logs = np.log10(np.maximum(max_act.astype(np.float64), 1e-30))[:, None] + np.log10(np.asarray(edges))[None]
+    return np.round(logs * GRID_PER_DECADE).astype(np.int64)
+
+
+class BandReservoir:
+    """Streaming, exact, uniform samples of images per activation band, for many units at once.
+
+    ``edges`` are the lower edges of the bands relative to the max, descending
+    (default 0.9, 0.7, 0.5, 0.3, 0.1): the bands are (edges[0], 1], ...,
+    (0, edges[-1]]. ``r`` images are kept per band.
+    """
+
+    def __init__(self, n_units: int, edges: tuple[float, ...], r: int, seed: int, device: str | torch.device):
+        if not edges or any(b >= a for a, b in zip(edges, edges[1:])) or not 0 < edges[-1] < edges[0] <= 1:
+            raise ValueError(f"band edges must descend within (0, 1], got {edges}")
+        self.edges = tuple(float(e) for e in edges)
+        self.r, self.seed, self.n_units = int(r), int(seed), int(n_units)
+        # Window: grid indices gmax - W + 1 .. gmax in slots 1..W; slot 0 is everything below.
+        self.W = math.ceil(GRID_PER_DECADE * math.log10(1 / self.edges[-1])) + 2
+        S = self.W + 1
+        self.keys = torch.full((n_units, S, self.r), _EMPTY, dtype=torch.long, device=device)
+        self.val = torch.zeros((n_units, S, self.r), dtype=torch.float32, device=device)
+        self.count = torch.zeros((n_units, S), dtype=torch.long, device=device)
+        self.gmax = torch.full((n_units,), -(2**40), dtype=torch.long, device=device)
+
+    @property
+    def n_slots(self) -> int:
+        return self.W + 1
+
+    def update(self, values: torch.Tensor, image_idx: torch.Tensor) -> None:
+        """values: (U, B) per-image maxima of each unit; image_idx: (B,) dataset indices."""
+        units, cols = torch.nonzero(values > 0, as_tuple=True)
+        if units.numel() == 0:
+            return
+        v = values[units, cols].float()
+        g = grid_index(v)
+        batch_max = torch.full_like(self.gmax, -(2**40)).scatter_reduce(0, units, g, "amax")
+        self._shift(torch.maximum(self.gmax, batch_max))
+        slot = (g - (self.gmax[units] - self.W)).clamp_min(0)
+        self.count.index_put_((units, slot), torch.ones_like(slot), accumulate=True)
+        images = image_idx[cols].long()
+        keys = sample_keys(units, images, self.seed)
+        # Only items with a key below their slot's current r-th key can enter it.
+        enter = keys < self.keys[units, slot, -1]
+        if enter.any():
+            self._insert(units[enter], slot[enter], keys[enter], v[enter])
+
+    def _shift(self, new_gmax: torch.Tensor) -> None:
+        """Move each unit's window up to its new running max; slots falling off merge into slot 0."""
+        d = new_gmax - self.gmax
+        rows = torch.nonzero(d > 0, as_tuple=True)[0]
+        if rows.numel() == 0:
+            return
+        S, r = self.n_slots, self.r
+        dd = d[rows].clamp_max(S)[:, None]  # (R, 1)
+        s = torch.arange(S, device=d.device)[None]  # (1, S)
+        keys, val, count = self.keys[rows], self.val[rows], self.count[rows]
+        # Slot 0 after the shift: old slot 0 and old slots 1..d.
+        falls = (s <= dd)  # (R, S)
+        low_keys = torch.where(falls[..., None], keys, _EMPTY).flatten(1)
+        low_keys, pick = torch.topk(low_keys, r, dim=1, largest=False, sorted=True)
+        low_val = val.flatten(1).gather(1, pick)
+        low_count = torch.where(falls, count, 0).sum(1)
+        # Slots 1..S-1 after the shift take old slot s + d (empty past the top).
+        src = s + dd
+        inside = (src < S) & (s > 0)
+        src = src.clamp_max(S - 1)
+        new_keys = torch.where(inside[..., None], keys.gather(1, src[..., None].expand(-1, -1, r)), _EMPTY)
+        new_val = torch.where(inside[..., None], val.gather(1, src[..., None].expand(-1, -1, r)), 0.0)
+        new_count = torch.where(inside, count.gather(1, src), 0)
+        new_keys[:, 0], new_val[:, 0], new_count[:, 0] = low_keys, low_val, low_count
+        self.keys[rows], self.val[rows], self.count[rows] = new_keys, new_val, new_count
+        self.gmax[rows] = new_gmax[rows]
+
+    def _insert(self, units, slot, keys, val) -> None:
+        """Merge candidates into the bottom-r of their (unit, slot) groups."""
+        r, S = self.r, self.n_slots
+        group = units * S + slot
+        order = torch.argsort(keys)
+        order = order[torch.argsort(group[order], stable=True)]  # by group, then key
+        group, keys, val = group[order], keys[order], val[order]
+        uniq, first, counts = torch.unique_consecutive(group, return_inverse=True, return_counts=True)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(group), device=group.device) - starts[first]
+        keep = rank < r
+        cand_keys = torch.full((len(uniq), r), _EMPTY, dtype=torch.long, device=group.device)
+        cand_val = torch.zeros((len(uniq), r), dtype=torch.float32, device=group.device)
+        cand_keys[first[keep], rank[keep]] = keys[keep]
+        cand_val[first[keep], rank[keep]] = val[keep]
+        flat_keys, flat_val = self.keys.view(-1, r), self.val.view(-1, r)
+        all_keys = torch.cat([flat_keys[uniq], cand_keys], 1)
+        all_val = torch.cat([flat_val[uniq], cand_val], 1)
+        best, pick = torch.topk(all_keys, r, dim=1, largest=False, sorted=True)
+        flat_keys[uniq] = best
+        flat_val[uniq] = all_val.gather(1, pick)
+
+    def finish(self, max_act: np.ndarray) -> dict[str, np.ndarray]:
+        """Per unit and band: sampled image indices (-1 padding), their values, band sizes, snapped edges.
+
+        ``max_act`` is each unit's final maximum (the top-1 of the top-k).
+        Samples are sorted by value, strongest first.
+        """
+        U, nb, r = self.n_units, len(self.edges) + 1, self.r
+        keys = self.keys.cpu().numpy()
+        val = self.val.cpu().numpy()
+        count = self.count.cpu().numpy()
+        gmax = self.gmax.cpu().numpy()
+        e = snapped_edges(max_act, self.edges)  # (U, nb - 1), descending
+        slot_g = gmax[:, None] - self.W + np.arange(self.n_slots)[None]  # grid index of each slot
+        # Band of each slot: number of edges at or above which it does not reach.
+        band_of = (slot_g[:, :, None] < e[:, None, :]).sum(2)  # 0 = top band .. nb - 1 = lowest
+        band_of[:, 0] = nb - 1  # slot 0 holds values below the window: lowest band
+        band_idx = np.full((U, nb, r), -1, dtype=np.int64)
+        band_val = np.zeros((U, nb, r), dtype=np.float32)
+        band_count = np.zeros((U, nb), dtype=np.int64)
+        alive = max_act > 0
+        for b in range(nb):
+            member = (band_of == b) & alive[:, None]
+            band_count[:, b] = np.where(member, count, 0).sum(1)
+            k = np.where(member[..., None], keys, np.iinfo(np.int64).max).reshape(U, -1)
+            v = val.reshape(U, -1)
+            # Keys are distinct (the image index is in their low bits), so the r smallest are well defined.
+            pick = np.argpartition(k, r - 1, axis=1)[:, :r] if k.shape[1] > r else np.arange(k.shape[1])[None].repeat(U, 0)
+            pick = np.take_along_axis(pick, np.argsort(np.take_along_axis(k, pick, 1), axis=1), 1)
+            chosen = np.take_along_axis(k, pick, 1)
+            ok = chosen != np.iinfo(np.int64).max
+            idx = np.where(ok, chosen & (2**31 - 1), -1)
+            vals = np.where(ok, np.take_along_axis(v, pick, 1), 0.0)
+            order = np.argsort(-vals, axis=1, kind="stable")
+            band_idx[:, b] = np.take_along_axis(idx, order, 1)
+            band_val[:, b] = np.take_along_axis(vals, order, 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(alive[:, None], 10.0 ** (e / GRID_PER_DECADE) / np.maximum(max_act, 1e-30)[:, None], 0.0)
+        edges_rel = np.concatenate([np.ones((U, 1)), rel, np.zeros((U, 1))], 1).astype(np.float32)
+        return {"band_idx": band_idx, "band_val": band_val, "band_count": band_count,
+                "band_edges_rel": edges_rel, "band_edges": np.asarray((1.0,) + self.edges + (0.0,), dtype=np.float32)}
+
+
+def brute_force_bands(values: np.ndarray, image_idx: np.ndarray, edges: tuple[float, ...], r: int,
+                      seed: int) -> dict[str, np.ndarray]:
+    """The same samples computed from all values at once: (U, N) per-image maxima. For tests."""
+    U, N = values.shape
+    max_act = np.maximum(values.max(1), 0).astype(np.float32)
+    e = snapped_edges(max_act, edges)
+    g = grid_index(torch.from_numpy(values.astype(np.float32))).numpy()
+    units = torch.arange(U)[:, None].expand(U, N)
+    keys = sample_keys(units, torch.from_numpy(image_idx).long()[None].expand(U, N), seed).numpy()
+    nb = len(edges) + 1
+    band = (g[:, :, None] < e[:, None, :]).sum(2)
+    band_idx = np.full((U, nb, r), -1, dtype=np.int64)
+    band_count = np.zeros((U, nb), dtype=np.int64)
+    for u in range(U):
+        for b in range(nb):
+            member = np.flatnonzero((values[u] > 0) & (band[u] == b))
+            band_count[u, b] = len(member)
+            chosen = member[np.argsort(keys[u, member], kind="stable")[:r]]
+            chosen = chosen[np.argsort(-values[u, chosen], kind="stable")]
+            band_idx[u, b, :len(chosen)] = image_idx[chosen]
+    return {"band_idx": band_idx, "band_count": band_count, "max_act": max_act}

@@ -1,0 +1,102 @@
+"""Page context for a unit's examples across its activation spectrum.
+
+Each example shown (top or band) carries its image, a heat-map overlay the
+page can toggle, and a crop around the arg-max position drawn by CSS from the
+same stored image (no extra file). Bands and co-occurrence come from the
+examples stage (atlasgen/stages/examples.py, atlasgen/bands.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct
+from atlasgen.site.images import DatasetImages, heatmap_data_uris
+
+CROP_ZOOM = 2.5  # the crop shows 1 / CROP_ZOOM of the image's side, centred on the arg-max position
+N_COOCCURRING = 6  # features that fire together with a feature, on its page
+N_LAYER_PAIRS = 20  # most frequent feature pairs on the layer page
+
+
+def crop_style(pos, grid: tuple[int, int], zoom: float = CROP_ZOOM) -> str:
+    """CSS background size and position that zoom on layer position ``pos`` (row, col) of ``grid``."""
+    h, w = grid
+    cy, cx = (int(pos[0]) + 0.5) / h, (int(pos[1]) + 0.5) / w
+    # background-position p% puts the image's p% point at the box's p% point.
+    px = min(max((cx * zoom - 0.5) / (zoom - 1), 0.0), 1.0)
+    py = min(max((cy * zoom - 0.5) / (zoom - 1), 0.0), 1.0)
+    return f"background-size:{zoom * 100:.0f}%;background-position:{px * 100:.1f}% {py * 100:.1f}%"
+
+
+def example_items(dataset, class_link, idx, val, maps, pos, scale: float, images: DatasetImages) -> list[dict]:
+    """One dict per shown example (index >= 0): image, heat-map, crop, value, class and facet."""
+    shown = [j for j in range(len(idx)) if idx[j] >= 0]
+    if not shown:
+        return []
+    heat = heatmap_data_uris(maps[shown], scale)
+    grid = maps.shape[-2:]
+    out = []
+    for j, heat_uri in zip(shown, heat):
+        i = int(idx[j])
+        c = int(dataset.labels[i])
+        facet = ""
+        if dataset.facets is not None and dataset.facet_names[c]:
+            fi = int(dataset.facets[i])
+            if 0 <= fi < len(dataset.facet_names[c]):
+                facet = dataset.facet_names[c][fi]
+        p = pos[j] if pos is not None else np.unravel_index(int(np.argmax(maps[j])), grid)
+        out.append({
+            "src": images.url(i),
+            "heat": heat_uri,
+            "crop": crop_style(p, grid),
+            "act": fmt_num(val[j]),
+            "rel": fmt_pct(float(val[j]) / scale) if scale > 0 else "",
+            "index": i,
+            "facet": facet,
+            **{"class_" + k: v for k, v in class_link(c).items()},
+        })
+    return out
+
+
+def bands(dataset, class_link, ex, i: int, images: DatasetImages) -> list[dict]:
+    """The unit's activation bands, strongest first: nominal and actual edges, size, sampled examples."""
+    if ex.band_idx is None or float(ex.max_act[i]) <= 0:
+        return []
+    scale = float(ex.max_act[i])
+    out = []
+    for b in range(ex.band_idx.shape[1]):
+        hi, lo = float(ex.band_edges[b]), float(ex.band_edges[b + 1])
+        rel_hi, rel_lo = float(ex.band_edges_rel[i, b]), float(ex.band_edges_rel[i, b + 1])
+        out.append({
+            "id": b,
+            "name": f"{lo * 100:.0f}\u2013{hi * 100:.0f} % of max",
+            "range": f"{fmt_num(rel_lo * scale)} \u2013 {fmt_num(rel_hi * scale)}",
+            "edges_note": f"edges used: {rel_lo:.3f}\u2013{rel_hi:.3f} of max (snapped to a log grid)",
+            "count": fmt_count(int(ex.band_count[i, b])),
+            "n": int(ex.band_count[i, b]),
+            "examples": example_items(dataset, class_link, ex.band_idx[i, b], ex.band_val[i, b],
+                                      ex.band_maps[i, b], ex.band_pos[i, b], scale, images),
+        })
+    return out
+
+
+def cooccurring(cooc: dict | None, i: int) -> list[tuple[int, str]]:
+    """(feature id, "P(fires | this fires)") of the features firing most often with feature ``i``."""
+    if not cooc or cooc["partners"].shape[1] == 0:
+        return []
+    n_i = int(cooc["fires"][i])
+    if n_i == 0:
+        return []
+    return [(int(j), fmt_pct(int(c) / n_i)) for j, c in zip(cooc["partners"][i][:N_COOCCURRING],
+                                                            cooc["partner_count"][i][:N_COOCCURRING]) if c > 0]
+
+
+def layer_pairs(cooc: dict | None, cards: list[dict]) -> dict | None:
+    """The most frequent co-firing feature pairs of a layer, for its page."""
+    if not cooc or len(cooc["pairs"]) == 0:
+        return None
+    n = int(cooc["n_images"])
+    rows = [{"a": cards[int(a)], "b": cards[int(b)], "count": fmt_count(int(c)), "share": fmt_pct(int(c) / max(n, 1)),
+             "jaccard": fmt_num(float(jac), 2)}
+            for (a, b), c, jac in zip(cooc["pairs"][:N_LAYER_PAIRS], cooc["pair_count"], cooc["pair_jaccard"])]
+    return {"rows": rows, "n_images": fmt_count(n)}

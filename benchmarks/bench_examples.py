@@ -1,0 +1,203 @@
+"""The examples scan against its floor, and its memory at 1x and 10x the dataset.
+
+The floor is the work no scan can avoid: a bare forward pass to the layer and
+the bare SAE encoder matmul ``(x - b_dec) @ W_enc`` over every position, on
+the same batches (already in memory, so image decoding is out of both). The
+scan is ``atlasgen.stages.examples.scan`` (top-k, bands, histogram, densities,
+co-occurrence) on the same batches, then ``finish`` (bands merged, histogram
+re-binned, co-occurrence counted). Floor and scan alternate, ``--repeats``
+times each, and the fastest of each is kept (the machine is shared). The
+second pass that recomputes maps for the shown images is timed separately.
+
+Two workloads:
+
+* demo: the demo model's mixed5b and its SAE from a built cache
+  (``--cache``, default ``.atlasgen``), on the training images;
+* inception: InceptionV1 mixed5b (lucent, random weights) with a 16x SAE
+  (16,384 features over 1,024 channels, random weights, BatchTopK threshold set
+  for about 32 active features per position) on ``--n`` generated 224 px images.
+
+Peak memory: the scan runs in a child process on the dataset repeated 1x and
+10x (as distinct image indices); the reported figure is the growth of the
+child's peak RSS during the scan.
+
+Usage: python benchmarks/bench_examples.py [--cache .atlasgen] [--n 300] [--repeats 2] [--skip-inception]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from atlasgen.config import ExamplesConfig
+from atlasgen.models import layer_activations, positions_as_vectors
+from atlasgen.stages.examples import add_maps, scan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def latest(cache: Path, stage: str) -> Path:
+    key = json.loads((cache / stage / "latest.json").read_text())["key"]
+    return cache / stage / key
+
+
+def demo_workload(cache: Path, batch_size: int, load: bool = True):
+    from atlasgen.config import ModelConfig
+    from atlasgen.data import open_dataset
+    from atlasgen.models import load_model
+    from atlasgen.sae_formats import load_sae_any
+
+    data = open_dataset(latest(cache, "dataset"))
+    model = load_model(latest(cache, "model"), ModelConfig(), data.n_classes)
+    sae = load_sae_any(latest(cache, "sae") / "mixed5b").eval()
+    idx = data.indices("train")
+    batches = [(idx[s:s + batch_size], data.batch(idx[s:s + batch_size]))
+               for s in range(0, len(idx), batch_size)] if load else None
+    return model, sae, "mixed5b", batches, data
+
+
+def inception_workload(n: int, batch_size: int):
+    from lucent.modelzoo import inceptionv1
+
+    from atlasgen.sae import SparseAutoencoder
+
+    torch.manual_seed(0)
+    model = inceptionv1(pretrained=False).eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    # Smooth random images: low-resolution noise upsampled to 224 px.
+    images = torch.nn.functional.interpolate(torch.rand(n, 3, 14, 14, generator=g), size=224, mode="bicubic").clamp(0, 1)
+    d, F = 1024, 16 * 1024
+    sae = SparseAutoencoder(d, F, "batchtopk", k=32)
+    with torch.no_grad():
+        W = torch.randn(d, F, generator=g) / d ** 0.5
+        sae.W_enc.copy_(W)
+        sae.W_dec.copy_(W.T / W.T.norm(dim=1, keepdim=True))
+        probe = positions_as_vectors(layer_activations(model, images[:8], ["mixed5b"])["mixed5b"])
+        pre = torch.relu(sae.encode_pre(probe))
+        sae.threshold.fill_(float(pre.flatten().kthvalue(pre.numel() - 32 * probe.shape[0]).values))
+    sae.eval().requires_grad_(False)
+    batches = [(np.arange(s, min(s + batch_size, n)), images[s:s + batch_size]) for s in range(0, n, batch_size)]
+    return model, sae, "mixed5b", batches, None
+
+
+@torch.no_grad()
+def floor(model, sae, layer, batches) -> float:
+    start = time.perf_counter()
+    for _, x in batches:
+        v = positions_as_vectors(layer_activations(model, x, [layer])[layer])
+        (v - sae.b_dec) @ sae.W_enc
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def timed_scan(model, sae, layer, batches, cfg) -> tuple[float, float, tuple]:
+    start = time.perf_counter()
+    stats, cooc, grid = scan(model, sae, layer, batches, cfg, "cpu")
+    t_scan = time.perf_counter() - start
+    labels = np.zeros(max(int(b[0].max()) for b in batches) + 1, dtype=np.int64)
+    results = {name: s.finish(labels, 1, cfg.histogram_bins, grid) for name, s in stats.items()}
+    cooc.finish()
+    return t_scan, time.perf_counter() - start - t_scan, (results, grid)
+
+
+class _Batches:
+    """A dataset view over in-memory batches, for add_maps."""
+
+    def __init__(self, batches):
+        self.x = torch.cat([x for _, x in batches])
+        self.pos = {int(i): n for n, i in enumerate(np.concatenate([i for i, _ in batches]))}
+
+    def batch(self, idx):
+        return self.x[[self.pos[int(i)] for i in idx]]
+
+
+def compare(name, model, sae, layer, batches, cfg, repeats) -> dict:
+    n_images = sum(len(i) for i, _ in batches)
+    floor(model, sae, layer, batches[:1])  # warm-up
+    floors, scans, finishes = [], [], []
+    for _ in range(repeats):
+        floors.append(floor(model, sae, layer, batches))
+        t_scan, t_finish, (results, grid) = timed_scan(model, sae, layer, batches, cfg)
+        scans.append(t_scan)
+        finishes.append(t_finish)
+    start = time.perf_counter()
+    add_maps(results, model, sae, layer, _Batches(batches), "cpu", grid, cfg.batch_size)
+    t_maps = time.perf_counter() - start
+    shown = len(np.unique(np.concatenate([r[k][r[k] >= 0] for r in results.values() for k in ("top_idx", "band_idx")])))
+    row = {"workload": name, "images": n_images, "features": int(sae.W_enc.shape[1]), "neurons": int(sae.W_enc.shape[0]),
+           "floor_s": min(floors), "scan_s": min(scans), "finish_s": min(finishes), "maps_s": t_maps,
+           "maps_images": shown}
+    row["scan_ratio"] = row["scan_s"] / row["floor_s"]
+    row["scan_finish_ratio"] = (row["scan_s"] + row["finish_s"]) / row["floor_s"]
+    print(f"{name}: {n_images} images, {row['features']} features + {row['neurons']} neurons")
+    print(f"  floor (forward + encoder matmul) {row['floor_s']:.2f} s | scan {row['scan_s']:.2f} s "
+          f"(x{row['scan_ratio']:.2f}) | + finish {row['finish_s']:.2f} s (x{row['scan_finish_ratio']:.2f})")
+    print(f"  maps pass: {t_maps:.2f} s for {shown} shown images ({shown / n_images:.0%} of the dataset)")
+    return row
+
+
+def memory_child(cache: Path, reps: int, batch_size: int) -> None:
+    """Scan the demo's training images repeated ``reps`` times (distinct indices), read lazily from
+    the memory-mapped dataset; print the growth of peak RSS during the scan (MiB) and the state size."""
+    model, sae, layer, _, data = demo_workload(cache, batch_size, load=False)
+    idx, n = data.indices("train"), len(data)
+    cfg = ExamplesConfig(batch_size=batch_size)
+    scan(model, sae, layer, iter([(idx[:batch_size], data.batch(idx[:batch_size]))]), cfg, "cpu")  # warm-up
+    stream = ((idx[s:s + batch_size] + r * n, data.batch(idx[s:s + batch_size]))
+              for r in range(reps) for s in range(0, len(idx), batch_size))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stats, cooc, _ = scan(model, sae, layer, stream, cfg, "cpu")
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    state = sum(t.numel() * t.element_size() for s in stats.values()
+                for t in (s.top.val, s.top.idx, s.top.pos, s.fine_hist, s.bands.keys, s.bands.val, s.bands.count))
+    state += cooc.fires.numel() + cooc.keys.numel() * 8
+    print(json.dumps({"reps": reps, "images": reps * len(idx), "peak_growth_mib": (after - before) / 1024,
+                      "peak_rss_mib": after / 1024, "state_mib": state / 2**20}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", type=Path, default=ROOT / ".atlasgen")
+    ap.add_argument("--n", type=int, default=300, help="generated 224 px images for InceptionV1")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--skip-inception", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args.cache, args.memory_child, args.batch_size)
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    cfg = ExamplesConfig(batch_size=args.batch_size)
+    rows = [compare("demo", *demo_workload(args.cache, args.batch_size)[:4], cfg, args.repeats)]
+    if not args.skip_inception:
+        model, sae, layer, batches, _ = inception_workload(args.n, min(args.batch_size, 32))
+        rows.append(compare("inceptionv1-mixed5b-16x", model, sae, layer, batches,
+                            ExamplesConfig(batch_size=min(args.batch_size, 32)), args.repeats))
+    if not args.skip_memory:
+        for reps in (1, 10):
+            out = subprocess.run([sys.executable, __file__, "--cache", str(args.cache), "--batch-size",
+                                  str(args.batch_size), "--threads", str(args.threads), "--memory-child", str(reps)],
+                                 capture_output=True, text=True, check=True)
+            m = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"memory: demo x{reps} ({m['images']} images): peak RSS {m['peak_rss_mib']:.0f} MiB, grew "
+                  f"{m['peak_growth_mib']:.1f} MiB during the scan (after a one-batch warm-up); "
+                  f"scan state {m['state_mib']:.1f} MiB")
+            rows.append(m)
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()

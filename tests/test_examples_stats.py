@@ -1,0 +1,126 @@
+"""The examples scan against brute force, and the uniformity of its band samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from atlasgen.bands import BandReservoir, brute_force_bands
+from atlasgen.stages.examples import FINE_EDGES, UnitStats
+
+EDGES = (0.9, 0.7, 0.5, 0.3, 0.1)
+
+
+def _brute_hist(peaks: np.ndarray, max_act: float, hist_edges: np.ndarray) -> np.ndarray:
+    """The page histogram by its definition: fine log bins moved by their centre relative to the max."""
+    v = peaks[peaks > 0]
+    fine = np.searchsorted(FINE_EDGES, v, side="left") - 1
+    fine = fine[(fine >= 0) & (fine < len(FINE_EDGES) - 1)]
+    centre = np.sqrt(FINE_EDGES[fine] * FINE_EDGES[fine + 1])
+    rel = np.minimum(centre / max_act, 1.0)
+    b = np.clip(np.searchsorted(hist_edges, rel, side="right") - 1, 0, len(hist_edges) - 2)
+    return np.bincount(b[rel >= hist_edges[0]], minlength=len(hist_edges) - 1)
+
+
+@pytest.mark.parametrize("nonnegative", [False, True])
+def test_scan_matches_brute_force(nonnegative):
+    """Top-k (sets, values, arg-max), histogram, density and band samples equal a computation over all images."""
+    rng = np.random.default_rng(5)
+    N, P, U, k, batch = 300, 9, 6, 7, 32
+    # Sparse, heavy-tailed activations; unit 2 grows through the dataset (its max keeps moving),
+    # unit 4 never fires.
+    acts = rng.lognormal(0, 1.2, (N, P, U)) * (rng.random((N, P, U)) < 0.15)
+    acts[:, :, 2] *= np.linspace(0.001, 1, N)[:, None]
+    acts[:, :, 4] = 0
+    acts = acts.astype(np.float32)
+    image_idx = np.arange(N) * 2 + 1  # dataset indices are not positions in the stream
+    stats = UnitStats(U, k, "cpu", EDGES, 4, seed=9, nonnegative=nonnegative)
+    for s in range(0, N, batch):
+        stats.update(torch.from_numpy(acts[s:s + batch]), torch.from_numpy(image_idx[s:s + batch]))
+    labels = np.arange(2 * N + 2) % 3
+    out = stats.finish(labels, 3, 12, (3, 3))
+
+    peaks, argmax = acts.max(1), acts.argmax(1)  # (N, U)
+    ref = brute_force_bands(peaks.T, image_idx, EDGES, 4, seed=9)
+    for u in range(U):
+        firing = np.flatnonzero(peaks[:, u] > 0)
+        order = firing[np.argsort(-peaks[firing, u], kind="stable")][:k]
+        got = out["top_idx"][u][out["top_idx"][u] >= 0]
+        assert set(got) == set(image_idx[order]), u
+        np.testing.assert_array_equal(out["top_val"][u, :len(got)], peaks[order, u])
+        pos = out["top_pos"][u, :len(got)]
+        np.testing.assert_array_equal(pos[:, 0] * 3 + pos[:, 1], argmax[order, u])
+        assert out["max_act"][u] == (peaks[:, u].max() if firing.size else 0)
+        assert out["density"][u] == np.float32(len(firing) / N)
+        assert out["density_position"][u] == np.float32((acts[:, :, u] > 0).mean())
+        np.testing.assert_allclose(out["mean_act_position"][u], acts[:, :, u][acts[:, :, u] > 0].mean() if firing.size else 0,
+                                   rtol=1e-5)
+        if firing.size:
+            np.testing.assert_array_equal(out["hist"][u], _brute_hist(peaks[:, u], out["max_act"][u], out["hist_edges"]))
+        else:
+            assert out["hist"][u].sum() == 0
+    np.testing.assert_array_equal(out["band_idx"], ref["band_idx"])
+    np.testing.assert_array_equal(out["band_count"], ref["band_count"])
+    assert out["band_count"][4].sum() == 0 and (out["band_idx"][4] == -1).all()
+    # Every band holds every firing image exactly once, and each sample lies within its (snapped) band.
+    np.testing.assert_array_equal(out["band_count"].sum(1), (peaks > 0).sum(0))
+    for u in range(U):
+        for b in range(len(EDGES) + 1):
+            shown = out["band_idx"][u, b][out["band_idx"][u, b] >= 0]
+            rel = peaks[(shown - 1) // 2, u] / out["max_act"][u]
+            lo, hi = out["band_edges_rel"][u, b + 1], out["band_edges_rel"][u, b]
+            assert ((rel >= lo * (1 - 1e-6)) & (rel <= hi * (1 + 1e-6))).all()
+    # Snapped edges lie within half a grid bucket (factor 10^(1/120)) of the nominal ones.
+    alive = out["max_act"] > 0
+    ratio = out["band_edges_rel"][alive][:, 1:-1] / np.asarray(EDGES)
+    assert (np.abs(np.log10(ratio)) <= 1 / 120 + 1e-6).all()
+
+
+def test_band_samples_are_uniform_within_a_band():
+    """Over many seeds, every image of a band is chosen equally often, whatever its value or bucket."""
+    rng = np.random.default_rng(0)
+    n = 120
+    # One strong image, then a band (0.5, 0.7] of max holding images spread over many grid buckets,
+    # crowded at the low end (so a value-weighted or bucket-weighted sampler would show).
+    band_values = np.concatenate([rng.uniform(0.52, 0.56, 90), rng.uniform(0.56, 0.68, 30)])
+    values = np.concatenate([band_values, [1.0]]).astype(np.float32)
+    order = rng.permutation(len(values))  # the max arrives somewhere in the middle
+    values, image_idx = values[order], np.arange(len(values))[order]
+    r, runs = 4, 600
+    chosen = np.zeros(len(values), dtype=np.int64)
+    for seed in range(runs):
+        br = BandReservoir(1, (0.9, 0.7, 0.5, 0.3, 0.1), r, seed, "cpu")
+        for s in range(0, len(values), 16):
+            br.update(torch.from_numpy(values[None, s:s + 16]), torch.from_numpy(image_idx[s:s + 16]))
+        out = br.finish(np.array([1.0], dtype=np.float32))
+        assert out["band_count"][0, 2] == n
+        picked = out["band_idx"][0, 2]
+        assert (picked >= 0).all() and len(set(picked)) == r
+        chosen[picked] += 1
+    value_of = np.empty(len(values), dtype=np.float32)
+    value_of[image_idx] = values
+    band = np.flatnonzero(value_of < 0.9)  # the band's images
+    counts = chosen[band]
+    assert counts.sum() == runs * r
+    assert chisquare(counts).pvalue > 1e-3
+    crowded = value_of[band] < 0.56
+    assert abs(counts[crowded].mean() - counts[~crowded].mean()) < 0.25 * (runs * r / n)
+
+
+def test_fused_encode_equals_the_sae():
+    from atlasgen.sae import SparseAutoencoder
+    from atlasgen.stages.examples import encode
+
+    torch.manual_seed(0)
+    for threshold in (0.3, -0.2):
+        sae = SparseAutoencoder(16, 64, "batchtopk", k=4)
+        with torch.no_grad():
+            for p in sae.parameters():
+                p.normal_()
+            sae.threshold.fill_(threshold)
+        x = torch.randn(50, 16)
+        with torch.no_grad():
+            torch.testing.assert_close(encode(sae, x), sae.encode(x), rtol=1e-5, atol=1e-5)
+            assert ((encode(sae, x) > 0) == (sae.encode(x) > 0)).float().mean() > 0.999
