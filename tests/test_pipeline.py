@@ -57,7 +57,7 @@ def test_sae_change_reruns_sae_and_downstream_only(tiny_copy):
     states = {s.name: s for s in Pipeline(load_config(config), console=Console(0)).states()}
     assert states["sae"].reason == "layers[0].sae.k changed"
     assert states["activations"].cached and states["model"].cached
-    summary = build(config)
+    summary = build(config, accept_changed_features=True)  # a new SAE: the site's feature URLs change meaning
     assert summary.ran == ["sae", "featurevis", "examples", "circuits", "importance", "map", "game", "site"]
 
 
