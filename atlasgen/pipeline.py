@@ -61,6 +61,11 @@ def _weights_identity(cfg: Config) -> Any:
     return {"file": path.name, "sha256": _content_sha256(path)}
 
 
+def _hierarchy_identity(cfg: Config) -> Any:
+    """Content hash of the class hierarchy file (map.hierarchy), if one is given."""
+    return hash_file(cfg.resolve(cfg.map.hierarchy)) if cfg.map.hierarchy else None
+
+
 def _layers(cfg: Config, with_sae: bool = False) -> list:
     """The layers' config slice; with the SAE settings, plus the content hash of any SAE weights loaded."""
     out = []
@@ -95,8 +100,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("circuits", ("dataset", "model", "sae"), "atlasgen.stages.circuits",
           lambda c: {"layers": _layers(c), "circuits": to_dict(c.circuits)},
           code=("atlasgen.models",), what="class weights"),
-    Stage("map", ("dataset", "sae", "examples"), "atlasgen.stages.map",
-          lambda c: {"layers": _layers(c), "map": to_dict(c.map)}, what="feature map"),
+    Stage("map", ("dataset", "sae", "examples", "circuits"), "atlasgen.stages.map",
+          lambda c: {"layers": _layers(c), "map": to_dict(c.map), "hierarchy": _hierarchy_identity(c)},
+          code=("atlasgen.hierarchy",), what="feature map"),
+    Stage("atlas", ("dataset", "model"), "atlasgen.stages.atlas",
+          lambda c: {"layers": _layers(c), "atlas": to_dict(c.atlas), "batch_size": c.examples.batch_size},
+          code=("atlasgen.atlas", "atlasgen.featurevis", "atlasgen.models", "atlasgen.data"), what="activation atlas"),
 )
 SITE_STAGE = "site"
 STAGE_NAMES = tuple(s.name for s in STAGES) + (SITE_STAGE,)

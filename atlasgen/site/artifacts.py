@@ -184,6 +184,8 @@ class Layer:
     circuits_info: dict
     map: dict  # map.json
     featurevis: Featurevis
+    atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas (issue 7); {} when not built
+    atlas_dir: Path | None = None
 
     @property
     def n_features(self) -> int:
@@ -225,6 +227,9 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         map=_read_json(Path(artifacts["map"]) / name / "map.json"),
         featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),
     )
+    if "atlas" in artifacts and (Path(artifacts["atlas"]) / name / "atlas.json").exists():
+        layer.atlas_dir = Path(artifacts["atlas"]) / name
+        layer.atlas = _read_json(layer.atlas_dir / "atlas.json")
     F, C = W_dec.shape
     checks = {
         "examples features rows": (features.n_units, F),
