@@ -26,7 +26,7 @@
   for (var i = 0; i < n; i++) byId[F.id[i]] = i;
 
   var V = Math.max(200, Math.min(host.clientWidth, host.clientHeight) * 0.92);
-  var zFit = Math.log(V / S) / Math.LN2;
+  var zFit = Math.floor(4 * Math.log(V / S) / Math.LN2) / 4;  // on the 0.25 zoom snap, so levels fall on snapped zooms
   // Relative zoom (0 = whole map fits) at which single features replace clusters.
   var rF = Math.max(nL, Math.ceil(Math.log(28 * Math.sqrt(Math.max(n, 1)) / V) / Math.LN2));
   var state = { mode: "features", highlight: -1, hover: null, pending: 0, painted: false };
