@@ -86,7 +86,7 @@ def synthetic_site(root: Path, n: int, seed: int = 0) -> str:
     site = pages.Site(title="bench", date="2026-01-01", base_url="", model="demo", version="bench")
     path = "demo/layer/map/index.html"
     ctx = pages.base_context(site, path, "map", [], layer_name="layer", layer_href="demo/layer/index.html",
-                             clusters=[], n_levels=3, level_sizes=[len(lv) for lv in levels], has_atlas=False,
+                             clusters=[], n_levels=3, map_source="decoder directions", level_sizes=[len(lv) for lv in levels], has_atlas=False,
                              atlas_points="0", atlas_grids=[], evaluation=[], n_points=str(n),
                              scripts=["static/vendor/leaflet/leaflet.js", "demo/layer/map/data.js", "static/map.js"],
                              body_class="map")
@@ -162,7 +162,7 @@ def main() -> None:
             ("pan fps, single features", lambda r: f"{r['pan_features']['fps']:.1f}"),
             ("zoom fps, single features", lambda r: f"{r['zoom_features']['fps']:.1f}"),
             ("p95 frame gap, pan features (ms)", lambda r: f"{r['pan_features']['p95']:.1f}"),
-            ("view at feature level", lambda r: r["visible"])]
+            ("features in view at feature level", lambda r: r["visible"].split(": ")[-1].split()[0])]
     print(f"{'':42s}" + "".join(f"{n:>22,d}" for n in sizes))
     for name, fn in rows:
         print(f"{name:42s}" + "".join(f"{fn(results[n]):>22s}" for n in sizes))

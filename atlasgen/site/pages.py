@@ -542,6 +542,7 @@ def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         layer_href=urls.layer(m, L.name),
         clusters=clusters,
         n_levels=len(levels),
+        map_source="class-weight profiles" if L.map.get("source") == "class_weights" else "decoder directions",
         level_sizes=[len(lvl) for lvl in levels],
         has_atlas=bool(L.atlas.get("grids")),
         atlas_points=fmt_count(int(L.atlas.get("n_points", 0))),
