@@ -76,6 +76,25 @@ def test_evaluate_purity_and_ari():
     assert ev["purity"] == pytest.approx(5 / 8, abs=1e-4) and ev["adjusted_rand_index"] < 1.0
 
 
+@pytest.mark.parametrize("dense_max", [10_000, 100])  # exact Ward tree, and Ward on a k-NN graph
+def test_nested_clusters_are_nested_and_sized(monkeypatch, dense_max):
+    from atlasgen.stages import map as map_stage
+
+    monkeypatch.setattr(map_stage, "DENSE_LINKAGE_MAX", dense_max)
+    rng = np.random.default_rng(1)
+    centres = rng.random((4, 2))
+    xy = np.concatenate([c + rng.normal(0, 0.02, (60, 2)) for c in centres])
+    out = map_stage.nested_clusters(xy, [4, 8, 20])
+    assert [len(np.unique(out[:, j])) for j in range(3)] == [4, 8, 20]
+    for j in (1, 2):  # each finer cluster lies inside one coarser cluster
+        for c in np.unique(out[:, j]):
+            assert len(np.unique(out[out[:, j] == c, j - 1])) == 1
+    # The four planted blobs are the four top clusters.
+    blob = np.repeat(np.arange(4), 60)
+    assert all(len(np.unique(out[blob == b, 0])) == 1 for b in range(4))
+    np.testing.assert_array_equal(out, map_stage.nested_clusters(xy, [4, 8, 20]))  # deterministic
+
+
 # ------------------------------------------------------------------ activation atlas
 
 

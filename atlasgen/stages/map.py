@@ -41,12 +41,54 @@ def layout(W_dec: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> n
     return xy / max(float(xy.max()), 1e-12)
 
 
-def nested_clusters(xy: np.ndarray, levels: list[int]) -> np.ndarray:
-    """(F, n_levels) cluster ids, from one Ward merge tree cut at each size."""
-    from scipy.cluster.hierarchy import fcluster, linkage
+DENSE_LINKAGE_MAX = 4096  # above this, Ward runs on a k-nearest-neighbour graph (memory O(n k), not O(n^2))
 
-    tree = linkage(xy, method="ward")
-    return np.stack([fcluster(tree, t=min(n, len(xy)), criterion="maxclust") - 1 for n in levels], axis=1)
+
+def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15) -> np.ndarray:
+    """(F, n_levels) cluster ids, from one Ward merge tree (scikit-learn) cut at each size.
+
+    Replaying the first F - k merges of the tree gives k clusters, so the levels
+    are nested. Up to DENSE_LINKAGE_MAX points the tree is the exact Ward tree;
+    above, merges are restricted to a k-nearest-neighbour graph of the layout
+    (scikit-learn's structured Ward), which keeps 16k+ features within memory.
+    Clusters are numbered by their lowest member.
+    """
+    from sklearn.cluster import AgglomerativeClustering
+
+    n = len(xy)
+    out = np.zeros((n, len(levels)), dtype=np.int64)
+    if n < 2:
+        return out
+    connectivity = None
+    if n > DENSE_LINKAGE_MAX:
+        from sklearn.neighbors import kneighbors_graph
+
+        connectivity = kneighbors_graph(xy, n_neighbors=min(n_neighbors, n - 1), include_self=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the number of connected components ... is > 1": completed by sklearn
+        tree = AgglomerativeClustering(n_clusters=1, linkage="ward", connectivity=connectivity,
+                                       compute_full_tree=True).fit(xy).children_
+    parent = np.arange(2 * n - 1)
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    done = 0
+    for col, k in sorted(enumerate(levels), key=lambda t: -t[1]):  # fine to coarse: merges only accumulate
+        k = max(1, min(k, n))
+        while done < n - k:
+            a, b = tree[done]
+            parent[find(int(a))] = n + done
+            parent[find(int(b))] = n + done
+            done += 1
+        roots = np.array([find(i) for i in range(n)])
+        _, first = np.unique(roots, return_index=True)
+        order = {int(roots[i]): j for j, i in enumerate(sorted(first))}
+        out[:, col] = [order[int(r)] for r in roots]
+    return out
 
 
 def name_from_classes(weights: np.ndarray, classes: list[dict], hierarchy: Hierarchy | None = None) -> str:
