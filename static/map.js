@@ -158,7 +158,7 @@
       drawThumb(ctx, c.rep, px, py, t);
       drawn.push({ x: px, y: py, r: t / 2 + 3, kind: "cluster", i: j, lvl: lvl });
       ctx.fillStyle = css("--text", "#111");
-      if (label(c.name, px, py + t / 2 + 14, lvl === 0 ? 15 : 13, boxes)) shown.push(c.name);
+      if (label(c.name, px, py + t / 2 + 14, lvl === 0 ? 15 : 13, boxes) && shown.indexOf(c.name) < 0) shown.push(c.name);
     });
     for (var h = 0; h < drawn.length; h++) boxes.push([drawn[h].x - drawn[h].r, drawn[h].y - drawn[h].r, drawn[h].x + drawn[h].r, drawn[h].y + drawn[h].r]);
     status("Level " + (lvl + 1) + " of " + (nL + 1) + ": " + levels[lvl].length + " clusters");
@@ -188,7 +188,7 @@
     }
     finest.forEach(function (c) {
       var px = view.a + c.x * view.k, py = view.b + c.y * view.k;
-      if (inView(px, py, 0) && label(c.name, px, py, 14, boxes)) shown.push(c.name);
+      if (inView(px, py, 0) && label(c.name, px, py, 14, boxes) && shown.indexOf(c.name) < 0) shown.push(c.name);
     });
     status("Single features: " + vis.length + " in view");
     return "In view: " + (shown.length ? shown.join(" · ") : vis.length + " features");

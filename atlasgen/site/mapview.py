@@ -108,9 +108,9 @@ def evaluation_rows(L) -> list[dict]:
     ev = L.map.get("evaluation") or {}
     if "purity" not in ev:
         return []
-    return [{"name": "purity of the top-level clusters", "value": f"{ev['purity']:.3f}"},
+    return [{"name": "purity", "value": f"{ev['purity']:.3f}"},
             {"name": "adjusted Rand index", "value": f"{ev['adjusted_rand_index']:.3f}"},
-            {"name": "reference groups / clusters", "value": f"{ev['n_reference_groups']} / {ev['n_clusters']}"}]
+            {"name": "superclasses / clusters", "value": f"{ev['n_reference_groups']} / {ev['n_clusters']}"}]
 
 
 def render_layer_map(out_dir: Path, site, ix, dataset) -> dict:
