@@ -91,11 +91,6 @@ def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15) ->
     return out
 
 
-def name_from_classes(weights: np.ndarray, classes: list[dict], hierarchy: Hierarchy | None = None) -> str:
-    """A name for a set of class weights (activation shares summed over members)."""
-    return name_group(weights, hierarchy or Hierarchy.from_dataset(classes))
-
-
 def representative(members: np.ndarray, xy: np.ndarray, alive: np.ndarray) -> int:
     """The live member nearest the cluster's centroid (any member when none is live)."""
     pool = members[alive[members]] if alive[members].any() else members
