@@ -177,6 +177,24 @@ class MapConfig:
     min_dist: float = _f(0.1, "UMAP minimum distance.", min=0.0)
     levels: list[int] = _f([4, 12, 36], "Clusters per level of the hierarchy, coarse to fine.", min=1)
     seed: int = _f(0, "Seed of the layout.")
+    source: Literal["decoder", "class_weights"] = _f("decoder", "What is laid out: the features' decoder directions, or their class-weight profiles (circuits stage).")
+    hierarchy: Optional[str] = _f(None, "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.")
+
+
+@dataclass
+class AtlasConfig:
+    enabled: bool = _f(True, "Build the activation atlas (Carter et al. 2019) shown beside the feature map.")
+    max_images: int = _f(0, "Training images sampled, one activation each (0: all).", min=0)
+    grids: list[int] = _f([8, 16, 32], "Grid sizes (cells per side), coarse to fine; one zoom level each.", min=1)
+    min_count: int = _f(3, "Activations a cell needs to get an icon.", min=1)
+    icon_size: int = _f(32, "Side in pixels of each cell's icon.", min=8)
+    steps: int = _f(48, "Optimisation steps per icon.", min=1)
+    lr: float = _f(0.1, "Adam learning rate of the icons.", min=0.0, exclusive_min=True)
+    cossim_pow: float = _f(2.0, "Exponent p of the atlas objective (h.v) * max(0.1, cos(h, v))^p.", min=0.0)
+    batch_size: int = _f(64, "Icons optimised together.", min=1)
+    n_neighbors: int = _f(30, "UMAP neighbours of the activation layout.", min=2)
+    min_dist: float = _f(0.05, "UMAP minimum distance of the activation layout.", min=0.0)
+    seed: int = _f(0, "Seed for positions, layout and icons.")
 
 
 RATING_GROUPS = ("top", "middle", "bottom", "random")
@@ -216,6 +234,7 @@ class Config:
     map: MapConfig = _f(MapConfig(), "The feature map.")
     ratings: RatingsConfig = _f(RatingsConfig(), "Blind interpretability survey pages and imported ratings.")
     game: GameConfig = _f(GameConfig(), "The \"guess the image\" game.")
+    atlas: AtlasConfig = _f(AtlasConfig(), "The activation atlas.")
     # Where the config file lives; relative paths are resolved against it. Not a key.
     root: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -383,6 +402,10 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
     edges = cfg.examples.band_edges
     if any(b >= a for a, b in zip(edges, edges[1:])):
         errors.append(f"examples.band_edges: {edges} must descend, e.g. [0.9, 0.7, 0.5, 0.3, 0.1]. Fix: list the edges from high to low, each once.")
+    if any(b <= a for a, b in zip(cfg.atlas.grids, cfg.atlas.grids[1:])):
+        errors.append(f"atlas.grids: {cfg.atlas.grids} must grow from coarse to fine. Fix: e.g. [8, 16, 32].")
+    if cfg.map.hierarchy and not cfg.resolve(cfg.map.hierarchy).is_file():
+        errors.append(f"map.hierarchy: file {str(cfg.resolve(cfg.map.hierarchy))!r} does not exist. Fix: give a child: parent file, or remove the key to use the dataset's superclasses.")
     if cfg.featurevis.thumb_size > cfg.featurevis.image_size:
         errors.append(f"featurevis.thumb_size: {cfg.featurevis.thumb_size} is larger than featurevis.image_size ({cfg.featurevis.image_size}). Fix: make the thumbnail smaller than the image.")
     for i, group in enumerate(cfg.ratings.groups):

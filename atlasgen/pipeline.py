@@ -63,6 +63,11 @@ def _weights_identity(cfg: Config) -> Any:
     return {"file": path.name, "sha256": _content_sha256(path)}
 
 
+def _hierarchy_identity(cfg: Config) -> Any:
+    """Content hash of the class hierarchy file (map.hierarchy), if one is given."""
+    return hash_file(cfg.resolve(cfg.map.hierarchy)) if cfg.map.hierarchy else None
+
+
 def _layers(cfg: Config, with_sae: bool = False) -> list:
     """The layers' config slice; with the SAE settings, plus the content hash of any SAE weights loaded."""
     out = []
@@ -104,8 +109,12 @@ STAGES: tuple[Stage, ...] = (
           lambda c: {"layers": _layers(c), "importance": to_dict(c.importance)},
           code=("atlasgen.models", "atlasgen.importance", "atlasgen.circuits", "atlasgen.data"),
           what="mean-ablation importance"),
-    Stage("map", ("dataset", "sae", "examples"), "atlasgen.stages.map",
-          lambda c: {"layers": _layers(c), "map": to_dict(c.map)}, what="feature map"),
+    Stage("map", ("dataset", "sae", "examples", "circuits"), "atlasgen.stages.map",
+          lambda c: {"layers": _layers(c), "map": to_dict(c.map), "hierarchy": _hierarchy_identity(c)},
+          code=("atlasgen.hierarchy",), what="feature map"),
+    Stage("atlas", ("dataset", "model"), "atlasgen.stages.atlas",
+          lambda c: {"layers": _layers(c), "atlas": to_dict(c.atlas), "batch_size": c.examples.batch_size},
+          code=("atlasgen.atlas", "atlasgen.featurevis", "atlasgen.models", "atlasgen.data"), what="activation atlas"),
     Stage("game", ("dataset", "model", "sae"), "atlasgen.stages.game",  # issue 11
           lambda c: {"layers": _layers(c), "game": to_dict(c.game)},
           code=("atlasgen.models", "atlasgen.data"), what="guess-the-image rounds"),

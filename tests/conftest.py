@@ -17,6 +17,7 @@ TINY = {
     "featurevis": {"image_size": 32, "thumb_size": 16, "steps": 20, "batch_size": 16, "variant_image_size": 16, "variant_steps": 8, "diverse": 2},
     "examples": {"top_k": 4, "batch_size": 64},
     "map": {"levels": [2, 4, 8], "n_neighbors": 5},
+    "atlas": {"grids": [4, 8], "min_count": 2, "icon_size": 16, "steps": 8, "n_neighbors": 10},
 }
 
 

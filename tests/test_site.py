@@ -657,12 +657,14 @@ def test_layer_grid_sorts(tab, base, site):
 def test_map_highlights_and_opens_feature(tab, base):
     page = tab.page
     page.goto(f"{base}{MODEL}/{LAYERS[0]}/map/index.html#f=5")
-    canvas = page.locator("#map-canvas")
-    assert canvas.is_visible()
-    assert canvas.get_attribute("data-highlight") == "5"
+    view = page.locator("#map-view")
+    assert view.is_visible()
+    page.wait_for_function("() => window.ATLAS_MAP_PAINTED !== undefined")
+    assert page.evaluate("() => window.ATLAS_MAP.features.id[window.atlasMap.state.highlight]") == 5
+    assert view.get_attribute("data-level") == "features"
     assert fake_label(5, 0) in page.locator("#map-status").inner_text()
     # The highlighted feature sits at the centre: hovering there shows its label, clicking opens it.
-    box = canvas.bounding_box()
+    box = view.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     assert fake_label(5, 0) in page.locator("#map-tip").inner_text()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -682,7 +684,7 @@ def test_pages_readable_without_javascript(browser, site):
         assert page.locator("svg.hist rect.bar").count() > 5
         assert page.locator(".bibtex").is_visible()
         page.goto(f"{base}{MODEL}/{LAYERS[0]}/map/index.html")
-        assert not page.locator("#map-canvas").is_visible()
+        assert not page.locator("#map-view").is_visible()
         assert page.locator(".clusters details").count() == 3
         page.goto(f"{base}{MODEL}/{LAYERS[0]}/index.html")
         assert page.locator("#feature-grid > li").count() == 20

@@ -211,6 +211,8 @@ class Layer:
     upstream: dict | None = None  # circuits/L/upstream.npz arrays + "info" (upstream.json, names the layer)
     downstream: dict | None = None  # circuits/L/downstream.npz arrays + "info"
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
+    atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas (issue 7); {} when not built
+    atlas_dir: Path | None = None
 
     @property
     def n_features(self) -> int:
@@ -275,6 +277,9 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         downstream=_optional_npz(Path(artifacts["circuits"]) / name / "downstream"),
         cooccurrence=_load_npz(Path(artifacts["examples"]) / name / "cooccurrence.npz"),
     )
+    if "atlas" in artifacts and (Path(artifacts["atlas"]) / name / "atlas.json").exists():
+        layer.atlas_dir = Path(artifacts["atlas"]) / name
+        layer.atlas = _read_json(layer.atlas_dir / "atlas.json")
     F, C = W_dec.shape
     checks = {
         "examples features rows": (features.n_units, F),

@@ -17,7 +17,7 @@ import jinja2
 
 import atlasgen
 from atlasgen.cache import tree_size
-from atlasgen.site import featurevis_section, pages, publish, ratings_pages, resources, urls
+from atlasgen.site import featurevis_section, mapview, pages, publish, ratings_pages, resources, urls
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages
@@ -119,7 +119,8 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
         copy_unit_images(w, ix)
         w.page(*pages.layer_page(site, ix))
         w.page(*pages.map_page(site, ix))
-        w.text(f"{model_name}/{L.name}/map/points.js", js_global("ATLAS_MAP", pages.map_points(site, ix)))
+        w.text(f"{model_name}/{L.name}/map/data.js",
+               js_global("ATLAS_MAP", mapview.render_layer_map(out_dir, site, ix, arts.dataset)))
         for i in range(L.n_features):
             w.page(*pages.unit_page(site, ix, "f", i, images, indexes))
         for n in range(L.n_neurons):
@@ -169,5 +170,7 @@ def copy_static(out_dir: Path) -> None:
         if src.is_file():
             (out_dir / "static").mkdir(exist_ok=True)
             shutil.copyfile(src, out_dir / "static" / name)
+        elif src.is_dir():  # vendored libraries (static/vendor/<lib>/), issue 7
+            shutil.copytree(src, out_dir / "static" / name, ignore=shutil.ignore_patterns(".*"))
 
 

@@ -531,6 +531,9 @@ def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: i
 
 
 def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
+    """The zoomable map (static/map.js over Leaflet); the cluster lists below it work without JavaScript."""
+    from atlasgen.site.mapview import evaluation_rows
+
     L = ix.layer
     m = site.model
     path = urls.layer_map(m, L.name)
@@ -554,35 +557,18 @@ def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         layer_name=L.name,
         layer_href=urls.layer(m, L.name),
         clusters=clusters,
+        n_levels=len(levels),
+        map_source="class-weight profiles" if L.map.get("source") == "class_weights" else "decoder directions",
+        level_sizes=[len(lvl) for lvl in levels],
+        has_atlas=bool(L.atlas.get("grids")),
+        atlas_points=fmt_count(int(L.atlas.get("n_points", 0))),
+        atlas_grids=[int(g["size"]) for g in L.atlas.get("grids") or []],
+        evaluation=evaluation_rows(L),
         n_points=fmt_count(len(L.map.get("features", []))),
-        scripts=[f"{m}/{L.name}/map/points.js"],
+        scripts=["static/vendor/leaflet/leaflet.js", f"{m}/{L.name}/map/data.js", "static/map.js"],
         body_class="map",
     )
     return path, "map.html", ctx
-
-
-def map_points(site: Site, ix: LayerIndex) -> dict:
-    """Data for the map canvas (map/points.js): hrefs are relative to the map page."""
-    L = ix.layer
-    levels = L.map.get("levels") or []
-    top = levels[0] if levels else []
-    cluster_index = {cl["id"]: n for n, cl in enumerate(top)}
-    points, labels = [], []
-    for f in sorted(L.map.get("features", []), key=lambda f: int(f["id"])):
-        i = int(f["id"])
-        clusters = f.get("clusters") or []
-        n = cluster_index.get(clusters[0], -1) if clusters else -1
-        points.append([i, json_num(f["x"], 5), json_num(f["y"], 5), n, 1 if i in ix.thumb["f"] else 0])
-        labels.append(ix.labels[i])
-    return {
-        "points": points,
-        "labels": labels,
-        "clusters": [{"name": cl.get("name") or f"cluster {cl['id']}", "x": json_num(cl["x"], 5),
-                      "y": json_num(cl["y"], 5), "size": int(cl.get("size", len(cl.get("members", []))))}
-                     for cl in top],
-        "feature_href": "../f/{id}/index.html",
-        "thumb_href": "../f/{id}/thumb.webp",
-    }
 
 
 def features_export(site: Site, ix: LayerIndex) -> dict:

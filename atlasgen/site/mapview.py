@@ -1,0 +1,142 @@
+"""Data and sprite sheets of the zoomable map page (issue 7).
+
+``map_data`` is written as ``<model>/<layer>/map/data.js`` (a classic script
+that sets ``window.ATLAS_MAP``, so the page works from file://). Features are
+stored as columns; thumbnails are packed into sprite sheets
+(``map/sprites-<k>.webp``, ``SHEET_COLUMNS`` x ``SHEET_COLUMNS`` thumbnails
+each, row-major by feature id) so the page loads a handful of images, not one
+per feature. The activation atlas's icon sheets are copied from its stage.
+Paths inside the data are relative to the map page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from atlasgen.site.fmt import json_num
+
+SHEET_COLUMNS = 64  # thumbnails per sheet row; a sheet holds up to 64 x 64 = 4,096 thumbnails
+SPRITE_PX_MAX = 64  # thumbnails larger than this are downsized in the sheets
+
+
+def sprite_size(thumb_sizes) -> int:
+    sizes = [s for s in thumb_sizes if s]
+    return min(SPRITE_PX_MAX, max(sizes)) if sizes else 0
+
+
+def write_sprite_sheets(images: dict[int, Path], n: int, px: int, folder: Path) -> list[str]:
+    """Pack thumbnails (id -> image file; ids without one stay blank) into sheets; returns file names."""
+    per_sheet = SHEET_COLUMNS * SHEET_COLUMNS
+    names = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, start in enumerate(range(0, max(n, 1), per_sheet)):
+        count = min(per_sheet, n - start)
+        if count <= 0:
+            break
+        rows = -(-count // SHEET_COLUMNS)
+        cols = SHEET_COLUMNS if rows > 1 else count
+        sheet = Image.new("RGB", (cols * px, rows * px), (128, 128, 128))
+        for j in range(count):
+            path = images.get(start + j)
+            if path is None:
+                continue
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if im.size != (px, px):
+                    im = im.resize((px, px), Image.LANCZOS)
+                r, c = divmod(j, SHEET_COLUMNS)
+                sheet.paste(im, (c * px, r * px))
+        name = f"sprites-{k}.webp"
+        sheet.save(folder / name, format="WEBP", quality=82, method=6)
+        names.append(name)
+    return names
+
+
+def map_data(ix, sheets: list[str], sprite_px: int, class_names: list[str], class_hrefs: list[str],
+             atlas_sheets: list[str]) -> dict:
+    """Everything map.js draws: features (columns), cluster levels, sprites, the activation atlas."""
+    L = ix.layer
+    ex = L.features
+    feats = sorted(L.map.get("features", []), key=lambda f: int(f["id"]))
+    levels = L.map.get("levels") or []
+    # Cluster ids -> position in each level's list, per feature.
+    pos = [{cl["id"]: n for n, cl in enumerate(lvl)} for lvl in levels]
+    cols = {"id": [], "x": [], "y": [], "label": [], "density": [], "max": [], "top": [], "thumb": [],
+            "cluster": [[] for _ in levels]}
+    for f in feats:
+        i = int(f["id"])
+        cols["id"].append(i)
+        cols["x"].append(json_num(f["x"], 5))
+        cols["y"].append(json_num(f["y"], 5))
+        cols["label"].append(ix.labels[i])
+        cols["density"].append(json_num(ex.density[i], 4))
+        cols["max"].append(json_num(ex.max_act[i], 4))
+        cols["top"].append(ix.top_class_text(ex, i))
+        cols["thumb"].append(1 if i in ix.thumb["f"] else 0)
+        cl = f.get("clusters") or []
+        for lvl in range(len(levels)):
+            cols["cluster"][lvl].append(pos[lvl].get(cl[lvl], -1) if lvl < len(cl) else -1)
+    out_levels = []
+    for lvl in levels:
+        out_levels.append([{"name": cl.get("name") or f"cluster {cl['id']}", "x": json_num(cl["x"], 5),
+                            "y": json_num(cl["y"], 5), "size": int(cl.get("size", len(cl.get("members", [])))),
+                            "rep": int(cl.get("representative", (cl.get("members") or [-1])[0]))} for cl in lvl])
+    atlas = None
+    if L.atlas.get("grids"):
+        atlas = {"objective": L.atlas.get("objective", ""), "n_points": L.atlas.get("n_points", 0),
+                 "grids": [{"size": g["size"], "icon": g["icon_size"], "columns": g["columns"], "sheet": sheet,
+                            "cells": g["cells"]} for g, sheet in zip(L.atlas["grids"], atlas_sheets)]}
+    return {
+        "layer": L.name,
+        "n": len(feats),
+        "features": cols,
+        "levels": out_levels,
+        "sprites": {"px": sprite_px, "columns": SHEET_COLUMNS, "per_sheet": SHEET_COLUMNS * SHEET_COLUMNS,
+                    "sheets": sheets},
+        "feature_href": "../f/{id}/index.html",
+        "classes": class_names,
+        "class_hrefs": class_hrefs,
+        "atlas": atlas,
+    }
+
+
+def evaluation_rows(L) -> list[dict]:
+    """Purity / ARI of the top-level clusters against the superclasses, for the map page."""
+    ev = L.map.get("evaluation") or {}
+    if "purity" not in ev:
+        return []
+    return [{"name": "purity", "value": f"{ev['purity']:.3f}"},
+            {"name": "adjusted Rand index", "value": f"{ev['adjusted_rand_index']:.3f}"},
+            {"name": "superclasses / clusters", "value": f"{ev['n_reference_groups']} / {ev['n_clusters']}"}]
+
+
+def render_layer_map(out_dir: Path, site, ix, dataset) -> dict:
+    """Write the layer's sprite sheets and atlas icon sheets under map/; return map_data for data.js."""
+    import shutil
+
+    from atlasgen.site import urls
+
+    L = ix.layer
+    folder = Path(out_dir) / site.model / L.name / "map"
+    fv = L.featurevis
+    sources = {}
+    for i in ix.thumb["f"]:
+        p = fv.path("features_thumb", i) or fv.path("features", i)
+        if p is not None:
+            sources[i] = p
+    px = 0
+    if sources:
+        with Image.open(sources[min(sources)]) as im:
+            px = min(SPRITE_PX_MAX, im.size[0])
+    sheets = write_sprite_sheets(sources, L.n_features, px, folder) if px else []
+    atlas_sheets = []
+    for g in L.atlas.get("grids") or []:
+        name = f"atlas-{int(g['size'])}.webp"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(L.atlas_dir / g["sheet"], folder / name)
+        atlas_sheets.append(name)
+    prefix = urls.root_prefix(urls.layer_map(site.model, L.name))
+    class_hrefs = [prefix + urls.class_page(site.model, s) for s in dataset.class_slugs]
+    return map_data(ix, sheets, px, list(dataset.class_names), class_hrefs, atlas_sheets)

@@ -1,0 +1,292 @@
+"""Issue 7: class hierarchy naming, the activation atlas, and the zoomable map page in a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from atlasgen.atlas import direction_cossim_objective, grid_cells, normalize_layout, sprite_sheet
+from atlasgen.config import ConfigError, parse_config
+from atlasgen.hierarchy import Hierarchy, HierarchyError, name_group
+from atlasgen.stages.map import evaluate
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu"]
+
+CLASSES = [{"name": n, "superclass": s} for n, s in
+           [("dog", "animal"), ("cat", "animal"), ("rose", "plant"), ("fern", "plant"), ("car", "vehicle")]]
+
+
+# ------------------------------------------------------------------ hierarchy and naming
+
+
+def test_names_from_dataset_superclasses():
+    h = Hierarchy.from_dataset(CLASSES)
+    assert name_group(np.array([0.9, 0.1, 0, 0, 0]), h) == "dog"  # one class dominates
+    assert name_group(np.array([0.5, 0.45, 0.05, 0, 0]), h) == "animal"  # lowest common ancestor
+    assert name_group(np.array([0.4, 0, 0.4, 0, 0.2]), h) == "dog / rose"  # no common ancestor
+    assert name_group(np.zeros(5), h) == "unlabelled"
+
+
+def test_hierarchy_file_deeper_tree(tmp_path):
+    path = tmp_path / "h.tsv"
+    path.write_text("# child\tparent\ndog\tmammal\ncat\tmammal\nmammal\tanimal\nrose\tflower\nflower\tplant\n"
+                    "fern\tplant\ncar\tvehicle\n")
+    h = Hierarchy.from_file(path, [c["name"] for c in CLASSES])
+    assert h.lca([0, 1]) == "mammal" and h.lca([2, 3]) == "plant" and h.lca([0, 4]) == ""
+    assert name_group(np.array([0.5, 0.45, 0.05, 0, 0]), h) == "mammal"
+    assert h.top(0) == "animal"
+    yml = tmp_path / "h.yaml"
+    yml.write_text("dog: mammal\ncat: mammal\nmammal: animal\n")
+    assert Hierarchy.from_file(yml, [c["name"] for c in CLASSES]).lca([0, 1]) == "mammal"
+
+
+@pytest.mark.parametrize("text, message", [("dog\tcat\ncat\tdog\n", "cycle"), ("dog mammal extra\n", "line 1"),
+                                           ("x\ty\n", "none of the dataset's classes")])
+def test_bad_hierarchy_files_say_why(tmp_path, text, message):
+    path = tmp_path / "h.txt"
+    path.write_text(text)
+    with pytest.raises(HierarchyError, match=message):
+        Hierarchy.from_file(path, [c["name"] for c in CLASSES])
+
+
+def test_config_rejects_missing_hierarchy_and_unsorted_grids(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"map": {"hierarchy": "nope.txt"}, "atlas": {"grids": [16, 8]}}, root=tmp_path)
+    text = str(err.value)
+    assert "map.hierarchy" in text and "atlas.grids" in text
+
+
+def test_evaluate_purity_and_ari():
+    h = Hierarchy.from_dataset(CLASSES)
+    class_w = np.eye(5)[[0, 1, 0, 2, 3, 2, 4, 4]]  # dominant classes -> animal x3, plant x3, vehicle x2
+    alive = np.ones(8, bool)
+    perfect = np.array([[0], [0], [0], [1], [1], [1], [2], [2]])
+    ev = evaluate(perfect, class_w, alive, h)
+    assert ev["purity"] == 1.0 and ev["adjusted_rand_index"] == 1.0
+    merged = np.array([[0], [0], [0], [0], [0], [0], [1], [1]])
+    ev = evaluate(merged, class_w, alive, h)
+    assert ev["purity"] == pytest.approx(5 / 8, abs=1e-4) and ev["adjusted_rand_index"] < 1.0
+
+
+@pytest.mark.parametrize("dense_max", [10_000, 100])  # exact Ward tree, and Ward on a k-NN graph
+def test_nested_clusters_are_nested_and_sized(monkeypatch, dense_max):
+    from atlasgen.stages import map as map_stage
+
+    monkeypatch.setattr(map_stage, "DENSE_LINKAGE_MAX", dense_max)
+    rng = np.random.default_rng(1)
+    centres = rng.random((4, 2))
+    xy = np.concatenate([c + rng.normal(0, 0.02, (60, 2)) for c in centres])
+    out = map_stage.nested_clusters(xy, [4, 8, 20])
+    assert [len(np.unique(out[:, j])) for j in range(3)] == [4, 8, 20]
+    for j in (1, 2):  # each finer cluster lies inside one coarser cluster
+        for c in np.unique(out[:, j]):
+            assert len(np.unique(out[out[:, j] == c, j - 1])) == 1
+    # The four planted blobs are the four top clusters.
+    blob = np.repeat(np.arange(4), 60)
+    assert all(len(np.unique(out[blob == b, 0])) == 1 for b in range(4))
+    np.testing.assert_array_equal(out, map_stage.nested_clusters(xy, [4, 8, 20]))  # deterministic
+
+
+# ------------------------------------------------------------------ activation atlas
+
+
+def test_grid_cells_means_counts_and_threshold():
+    xy = np.array([[0.1, 0.1], [0.2, 0.2], [0.15, 0.3], [0.9, 0.9], [0.6, 0.1], [0.7, 0.2]])
+    vec = np.arange(12, dtype=np.float32).reshape(6, 2)
+    labels = np.array([0, 0, 1, 2, 1, 1])
+    out = grid_cells(xy, vec, labels, grid=2, min_count=2, n_classes=3)
+    assert out["cells"].tolist() == [[0, 0], [1, 0]]  # the lone point at (0.9, 0.9) is below min_count
+    assert out["count"].tolist() == [3, 2]
+    np.testing.assert_allclose(out["mean"][0], vec[:3].mean(0))
+    assert out["top_class"].tolist() == [0, 1] and out["top_share"][0] == pytest.approx(2 / 3)
+
+
+def test_normalize_layout_clips_outliers_into_unit_square():
+    rng = np.random.default_rng(0)
+    xy = np.concatenate([rng.normal(size=(500, 2)), [[1e3, -1e3]]])
+    out = normalize_layout(xy)
+    assert out.min() >= 0 and out.max() <= 1
+    assert out[:-1].std() > 0.1  # the outlier did not squash everyone else
+
+
+def test_atlas_objective_is_dot_times_cossim_power():
+    v = torch.tensor([[1.0, 0.0, 0.0]])
+    acts = torch.zeros(1, 3, 3, 3)
+    acts[0, :, 1, 1] = torch.tensor([2.0, 2.0, 0.0])  # the centre position
+    got = direction_cossim_objective(v, 2.0)(acts)
+    cos = 2.0 / (np.sqrt(8.0) * 1.0)
+    assert got.item() == pytest.approx(2.0 * cos ** 2, rel=1e-5)
+    acts[0, :, 1, 1] = torch.tensor([-1.0, 5.0, 0.0])  # cos < 0.1: floored at 0.1
+    assert direction_cossim_objective(v, 2.0)(acts).item() == pytest.approx(-1.0 * 0.01, rel=1e-5)
+
+
+def test_sprite_sheet_layout():
+    icons = np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(5)])
+    sheet, cols = sprite_sheet(icons)
+    assert cols == 3 and sheet.shape == (8, 12, 3)
+    assert sheet[4, 4, 0] == 4 and sheet[0, 8, 0] == 2
+
+
+def test_tiny_build_has_atlas_and_named_hierarchy(tiny_build):
+    folder, _, site = tiny_build
+    cache = folder / ".atlasgen"
+    atlas_dir = next((cache / "atlas").glob("*/mixed5b"))
+    atlas = json.loads((atlas_dir / "atlas.json").read_text())
+    assert [g["size"] for g in atlas["grids"]] == [4, 8]
+    for g in atlas["grids"]:
+        assert g["cells"] and all(c[2] >= 2 for c in g["cells"])
+        assert (atlas_dir / g["sheet"]).exists()
+    m = json.loads(next((cache / "map").glob("*/mixed5b/map.json")).read_text())
+    assert [len(level) for level in m["levels"]] == [2, 4, 8]
+    for lvl in (1, 2):  # nested: each cluster's members lie inside its parent
+        parents = {c["id"]: set(c["members"]) for c in m["levels"][lvl - 1]}
+        assert all(set(c["members"]) <= parents[c["parent"]] for c in m["levels"][lvl])
+    assert 0 <= m["evaluation"]["purity"] <= 1
+    mp = site / "demonet" / "mixed5b" / "map"
+    assert (mp / "data.js").exists() and (mp / "sprites-0.webp").exists() and (mp / "atlas-8.webp").exists()
+    assert (site / "static" / "vendor" / "leaflet" / "leaflet.js").exists()
+    assert (site / "static" / "vendor" / "leaflet" / "LICENSE").exists()
+
+
+# ------------------------------------------------------------------ the page in Chromium
+
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def served(tiny_build):
+    """`atlasgen serve` on the tiny build; yields its base URL."""
+    folder, config, _ = tiny_build
+    proc = subprocess.Popen([sys.executable, "-m", "atlasgen", "serve", "-q", "-c", str(config), "--port", "0"],
+                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "http://127.0.0.1:" in first, first + proc.stderr.read()
+        yield next(word for word in first.split() if word.startswith("http")).rstrip("/") + "/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(params=["file", "serve"])
+def base(request, tiny_build):
+    if request.param == "serve":
+        return request.getfixturevalue("served")
+    return tiny_build[2].resolve().as_uri() + "/"
+
+
+class Tab:
+    def __init__(self, browser, base):
+        self.context = browser.new_context(viewport={"width": 1100, "height": 850})
+        self.page = self.context.new_page()
+        self.errors, self.outside = [], []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("requestfailed", lambda r: self.errors.append("failed " + r.url))
+        self.page.on("request", lambda r: None if r.url.startswith(base) or r.url.startswith("data:")
+                     else self.outside.append(r.url))
+
+    def open_map(self, base, hash_=""):
+        self.page.goto(f"{base}demonet/mixed5b/map/index.html{hash_}")
+        self.page.wait_for_function("() => window.ATLAS_MAP_PAINTED !== undefined")
+
+    def state(self):
+        return self.page.evaluate("""() => ({level: document.getElementById('map-view').dataset.level,
+            status: document.getElementById('map-status').textContent,
+            names: document.getElementById('map-legend').textContent, hash: location.hash})""")
+
+
+@pytest.fixture
+def tab(browser, base):
+    t = Tab(browser, base)
+    yield t
+    t.context.close()
+
+
+@needs_chromium
+def test_zooming_changes_level_and_names(tab, base):
+    tab.open_map(base)
+    start = tab.state()
+    assert start["level"] == "0" and "2 clusters" in start["status"]
+    tab.page.locator("#map-view").focus()
+    tab.page.keyboard.press("+")
+    tab.page.wait_for_function("() => location.hash.indexOf('z=0.50') > 0")
+    tab.page.keyboard.press("+")  # two keyboard steps of 0.5: one hierarchy level down
+    tab.page.wait_for_function("() => document.getElementById('map-view').dataset.level === '1'")
+    one = tab.state()
+    assert "4 clusters" in one["status"] and one["names"] != start["names"]
+    assert re.search(r"#m=features&z=1\.00", one["hash"])
+    box = tab.page.locator("#map-view").bounding_box()
+    tab.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(12):  # the wheel all the way in: single features
+        tab.page.mouse.wheel(0, -200)
+        tab.page.wait_for_timeout(60)
+    tab.page.wait_for_function("() => document.getElementById('map-view').dataset.level === 'features'")
+    assert "Single features" in tab.state()["status"]
+    # The view survives a reload through the hash.
+    view = tab.state()["hash"]
+    tab.page.reload()
+    tab.page.wait_for_function("() => window.ATLAS_MAP_PAINTED !== undefined")
+    assert tab.state()["level"] == "features" and tab.state()["hash"] == view
+    assert not tab.errors, tab.errors
+    assert not tab.outside, tab.outside
+
+
+@needs_chromium
+def test_hash_centres_on_feature_and_click_opens_it(tab, base):
+    data = None
+    tab.open_map(base)
+    data = tab.page.evaluate("() => ({ids: ATLAS_MAP.features.id, thumb: ATLAS_MAP.features.thumb, label: ATLAS_MAP.features.label})")
+    k = next(i for i, (t, lab) in enumerate(zip(data["thumb"], data["label"])) if t and lab != "dead")
+    fid = data["ids"][k]
+    tab.open_map(base, f"#f={fid}")
+    s = tab.state()
+    assert s["level"] == "features" and f"f/{fid}: {data['label'][k]}" in s["status"]
+    centre = tab.page.evaluate("""() => { const m = atlasMap.map, c = m.getCenter();
+        return [c.lng / atlasMap.S, -c.lat / atlasMap.S]; }""")
+    xy = tab.page.evaluate(f"() => [ATLAS_MAP.features.x[{k}], ATLAS_MAP.features.y[{k}]]")
+    assert centre == pytest.approx(xy, abs=1e-3)
+    box = tab.page.locator("#map-view").bounding_box()
+    tab.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    assert f"f/{fid}" in tab.page.locator("#map-tip").inner_text()
+    tab.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tab.page.wait_for_url(re.compile(rf".*/f/{fid}/index\.html$"))
+    # ... and the feature page links back to the map centred on it.
+    link = tab.page.locator(f"a[href$='map/index.html#f={fid}']")
+    assert link.count() == 1
+    assert not tab.errors, tab.errors
+    assert not tab.outside, tab.outside
+
+
+@needs_chromium
+def test_activation_atlas_mode(tab, base):
+    tab.open_map(base)
+    tab.page.click("[data-map-mode=atlas]")
+    tab.page.wait_for_function("() => document.getElementById('map-view').dataset.level === 'atlas-0'")
+    s = tab.state()
+    assert "4 × 4 grid" in s["status"] and s["hash"].startswith("#m=atlas")
+    tab.page.locator("#map-view").focus()
+    tab.page.keyboard.press("+")
+    tab.page.wait_for_function("() => location.hash.indexOf('z=0.50') > 0")
+    tab.page.keyboard.press("+")
+    tab.page.wait_for_function("() => document.getElementById('map-view').dataset.level === 'atlas-1'")
+    assert "8 × 8 grid" in tab.state()["status"]
+    assert not tab.errors, tab.errors
+    assert not tab.outside, tab.outside
