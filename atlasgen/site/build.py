@@ -30,9 +30,27 @@ class SiteSummary:
     bytes: int
 
 
+class _Environment(jinja2.Environment):
+    """Looks ``x.key`` up as ``x["key"]`` first when ``x`` is a dict (page contexts are dicts).
+
+    Jinja's default tries the Python attribute first, which raises and catches an
+    AttributeError for every dict key a template prints: a tenth of the render
+    time of a feature page (issue 8, benchmarks/bench_render.py --profile).
+    Templates call no dict methods, so the result is the same.
+    """
+
+    def getattr(self, obj, attribute):
+        if type(obj) is dict:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def make_environment() -> jinja2.Environment:
     """Jinja environment over ``templates/``; templates are compiled once and cached."""
-    return jinja2.Environment(
+    return _Environment(
         loader=jinja2.FileSystemLoader(str(resources.resource_dir("templates"))),
         autoescape=True,
         trim_blocks=True,
