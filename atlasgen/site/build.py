@@ -17,7 +17,7 @@ import jinja2
 
 import atlasgen
 from atlasgen.cache import tree_size
-from atlasgen.site import featurevis_section, mapview, pages, publish, ratings_pages, resources, urls
+from atlasgen.site import export, featurevis_section, mapview, pages, publish, ratings_pages, resources, urls
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages
@@ -30,9 +30,27 @@ class SiteSummary:
     bytes: int
 
 
+class _Environment(jinja2.Environment):
+    """Looks ``x.key`` up as ``x["key"]`` first when ``x`` is a dict (page contexts are dicts).
+
+    Jinja's default tries the Python attribute first, which raises and catches an
+    AttributeError for every dict key a template prints: a tenth of the render
+    time of a feature page (issue 8, benchmarks/bench_render.py --profile).
+    Templates call no dict methods, so the result is the same.
+    """
+
+    def getattr(self, obj, attribute):
+        if type(obj) is dict:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def make_environment() -> jinja2.Environment:
     """Jinja environment over ``templates/``; templates are compiled once and cached."""
-    return jinja2.Environment(
+    return _Environment(
         loader=jinja2.FileSystemLoader(str(resources.resource_dir("templates"))),
         autoescape=True,
         trim_blocks=True,
@@ -126,6 +144,7 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
         for n in range(L.n_neurons):
             w.page(*pages.unit_page(site, ix, "n", n, images, indexes))
         w.text(urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n")
+        export.write_layer_export(w, site, ix, Path(artifacts["sae"]) / L.name, images)  # issue 8: bulk export
         if getattr(ix, "ratings", None) is not None:  # issue 11
             w.page(*ratings_pages.rate_page(site, ix, images))
             w.text(ratings_pages.rate_data_url(model_name, L.name), js_global("ATLAS_SURVEY", ratings_pages.survey_data(site, ix, images)))

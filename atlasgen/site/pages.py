@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from atlasgen.site import circuits, featurevis_section, ratings_pages, spectrum, svg, urls
+from atlasgen.site import circuits, export, featurevis_section, ratings_pages, spectrum, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
 from atlasgen.site.images import DatasetImages
@@ -366,6 +366,10 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         metrics=_metric_rows(L.sae_metrics),
         density_svg=svg.density_histogram(density),
         cooccurrence=spectrum.layer_pairs(L.cooccurrence, ix.feature_cards),
+        scatter_svg=svg.density_scatter(density, L.features.mean_act, L.features.label_entropy),  # issue 8
+        n_dead=fmt_count(L.n_features - alive),
+        export_href=export.features_jsonl_path(site.model, L.name),
+        sae_href=f"{export.sae_dir_path(site.model, L.name)}/sae.npz",
         features=ix.feature_cards,
         neurons=ix.neuron_cards,
         vis_pixelated=_pixelated(ix.vis_size.get("f"), 120),
@@ -625,5 +629,7 @@ def manifest(site: Site, arts: Artifacts) -> dict:
             "class": "<model>/classes/<class-slug>/index.html",
             "map": "<model>/<layer>/map/index.html",
             "features_data": "data/<model>/<layer>/features.json",
+            "features_export": "data/<model>/<layer>/features.jsonl.gz",
+            "sae_weights": "data/<model>/<layer>/sae/sae.npz",
         },
     }

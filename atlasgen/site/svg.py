@@ -142,3 +142,91 @@ def density_histogram(density: np.ndarray, bins: int = 24) -> Markup:
         y_label="features (log)",
         highlight_first=True,
     )
+
+
+# ---------------------------------------------------------------- issue 8: layer scatter
+
+# Eight stops of viridis (perceptually uniform, readable on light and dark backgrounds).
+_VIRIDIS = ("#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725")
+SCATTER_LINK_LIMIT = 4096  # layers up to this many live features get one link per point
+
+
+def density_scatter(density, mean_act, label_entropy, *, href: str = "f/{id}/index.html",
+                    link_limit: int = SCATTER_LINK_LIMIT) -> Markup:
+    """Scatter of log10 density against mean activation, coloured by label entropy (as SAE Explorer plots it).
+
+    Dead features (density 0) have no log density and are left out. Up to
+    ``link_limit`` points, each is a circle linking to its feature page
+    (``href`` with ``{id}``, relative to the page) with its id as a tooltip;
+    above, the points are drawn compactly (one path per colour, ~15 bytes a
+    point) without links, so a 16,384-feature layer stays a few hundred KB.
+    """
+    d = np.asarray(density, dtype=np.float64)
+    mean = np.asarray(mean_act, dtype=np.float64)
+    ent = np.asarray(label_entropy, dtype=np.float64)
+    alive = np.flatnonzero((d > 0) & np.isfinite(mean) & np.isfinite(ent))
+    W, H = _W, 220
+    pl, pr, pt, pb = _PAD_L, 10, 10, 34
+    pw, ph = W - pl - pr - 56, H - pt - pb  # room on the right for the colour legend
+    logs = np.log10(d[alive]) if alive.size else np.zeros(0)
+    lo = min(math.floor(float(logs.min())) if alive.size else -4, -1)
+    y_hi = float(mean[alive].max()) if alive.size else 1.0
+    y_hi = y_hi if y_hi > 0 else 1.0
+    e_hi = float(ent[alive].max()) if alive.size else 1.0
+    e_hi = e_hi if e_hi > 0 else 1.0
+
+    def x_of(v):
+        return pl + (v - lo) / (0 - lo) * pw
+
+    def y_of(v):
+        return pt + ph - max(v, 0.0) / y_hi * ph
+
+    parts = [
+        f'<svg class="hist scatter" viewBox="0 0 {W} {H}" role="img" aria-label="Scatter of {fmt_count(alive.size)} '
+        f'features: log density against mean activation, coloured by label entropy" data-points="{alive.size}">',
+        f'<line class="axis" x1="{pl}" y1="{pt + ph}" x2="{pl + pw}" y2="{pt + ph}"/>',
+        f'<line class="axis" x1="{pl}" y1="{pt}" x2="{pl}" y2="{pt + ph}"/>',
+    ]
+    # Grid and ticks: decades on x, four steps on y.
+    step = 1 if -lo <= 5 else 2
+    for e in range(0, lo - 1, -step):
+        x = x_of(e)
+        anchor = "start" if e == lo else "end" if e == 0 else "middle"
+        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{pt}" x2="{x:.1f}" y2="{pt + ph}"/>')
+        parts.append(f'<text class="tick" x="{x:.1f}" y="{pt + ph + 16}" text-anchor="{anchor}">'
+                     f'{100 * 10.0 ** e:.{max(0, -e - 2)}f}%</text>')
+    raw = y_hi / 4  # a round tick step (1, 2 or 5 times a power of ten), about four ticks
+    mag = 10.0 ** math.floor(math.log10(raw))
+    y_step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    for q in range(1, int(y_hi / y_step + 1e-9) + 1):
+        v = q * y_step
+        y = y_of(v)
+        parts.append(f'<line class="grid" x1="{pl}" y1="{y:.1f}" x2="{pl + pw}" y2="{y:.1f}"/>')
+        parts.append(f'<text class="tick" x="{pl - 5}" y="{y + 3.5:.1f}" text-anchor="end">{fmt_num(v, 2)}</text>')
+    bins = np.clip((ent[alive] / e_hi * len(_VIRIDIS)).astype(np.int64), 0, len(_VIRIDIS) - 1) if alive.size else []
+    xs = [x_of(v) for v in logs]
+    ys = [y_of(v) for v in mean[alive]]
+    if alive.size <= link_limit:
+        for n, i in enumerate(alive.tolist()):
+            parts.append(f'<a href="{escape(href.format(id=i))}"><circle cx="{xs[n]:.1f}" cy="{ys[n]:.1f}" r="2.4" '
+                         f'fill="{_VIRIDIS[bins[n]]}"><title>f/{i}</title></circle></a>')
+    else:
+        for b, colour in enumerate(_VIRIDIS):
+            pts = "".join(f"M{xs[n]:.1f} {ys[n]:.1f}h0" for n in np.flatnonzero(bins == b).tolist())
+            if pts:
+                parts.append(f'<path class="dots" stroke="{colour}" stroke-width="3" stroke-linecap="round" d="{pts}"/>')
+    # Colour legend: label entropy from 0 (one class) to the layer's maximum.
+    lx, ly, lh = pl + pw + 24, pt, ph
+    seg = lh / len(_VIRIDIS)
+    for b, colour in enumerate(_VIRIDIS):
+        parts.append(f'<rect x="{lx}" y="{ly + lh - (b + 1) * seg:.1f}" width="10" height="{seg + 0.2:.1f}" fill="{colour}"/>')
+    parts.append(f'<text class="tick" x="{lx + 13}" y="{ly + 8}">{fmt_num(e_hi, 2)}</text>')
+    parts.append(f'<text class="tick" x="{lx + 13}" y="{ly + lh}">0</text>')
+    parts.append(f'<text class="label" x="{lx - 6}" y="{ly + lh / 2:.1f}" text-anchor="middle" '
+                 f'transform="rotate(-90 {lx - 6} {ly + lh / 2:.1f})">label entropy (nats)</text>')
+    parts.append(f'<text class="label" x="{pl + pw / 2:.1f}" y="{H - 3}" text-anchor="middle">'
+                 f'density (log scale)</text>')
+    parts.append(f'<text class="label" x="11" y="{pt + ph / 2:.1f}" text-anchor="middle" '
+                 f'transform="rotate(-90 11 {pt + ph / 2:.1f})">mean activation</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

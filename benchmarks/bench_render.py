@@ -1,0 +1,184 @@
+"""Site rendering from cached artifacts (issue 8): feature pages per second, no-change rebuild, site size.
+
+1. Writes synthetic artifacts for one layer of ``--features`` SAE features over
+   ``--neurons`` channels (tests/test_site.py's ``make_fake_artifacts``, scaled
+   up: real npz/json/WebP files), then renders the whole site with
+   ``render_site`` and times the feature pages alone (from the progress
+   callback: they are rendered one after another) and the whole render.
+2. Reports the rendered size by part, and projects a full default-settings
+   layer: per-unit bytes measured on a real built site (``--real-site``, e.g.
+   the demo's ``_site``, built at default featurevis/examples settings: real
+   visualisations and variants compress worse than synthetic textures), layer
+   files and the bulk export measured on the synthetic layer, SAE weights
+   8*F*C bytes.
+3. ``--rebuild``: builds the tiny test config once, then times ``atlasgen
+   build`` again with nothing changed (the pipeline skips every stage and the
+   site when their keys are unchanged).
+4. ``--profile N``: cProfile of N feature pages (top functions by cumulative time).
+
+Usage:
+    python benchmarks/bench_render.py [--features 16384] [--neurons 1024] [--real-site _site] [--rebuild]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from test_site import make_fake_artifacts  # noqa: E402
+
+from atlasgen.site import pages  # noqa: E402
+from atlasgen.site.build import render_site  # noqa: E402
+from atlasgen.site.publish import size_breakdown  # noqa: E402
+
+MODEL, LAYER = "demonet", "mixed5b"
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def render(art, out: Path, F: int):
+    marks = {}
+
+    def progress(done, total):
+        # Pages: home, model, layer, map, then the F feature pages (build.render_site's order).
+        if done == 4:
+            marks["start"] = time.perf_counter()
+        elif done == 4 + F:
+            marks["end"] = time.perf_counter()
+
+    out.mkdir(parents=True)
+    t0 = time.perf_counter()
+    summary = render_site(artifacts=art, layers=[LAYER], model_name=MODEL, title="bench", date="2026-01-01",
+                          base_url="", out_dir=out, progress=progress)
+    total = time.perf_counter() - t0
+    return summary, total, marks["end"] - marks["start"]
+
+
+def profile_pages(art, out: Path, n: int) -> None:
+    from atlasgen.site.artifacts import load_artifacts
+    from atlasgen.site.build import _Writer, make_environment
+    from atlasgen.site.images import DatasetImages
+
+    arts = load_artifacts(art, [LAYER])
+    site = pages.Site(title="bench", date="2026-01-01", base_url="", model=MODEL, version="0")
+    ix = pages.LayerIndex(site, arts.layers[0], arts.dataset)
+    out.mkdir(parents=True)
+    images = DatasetImages(arts.dataset, out)
+    images.prepare(arts.layers[0].features.top_idx[:n].ravel().tolist())
+    w = _Writer(out, make_environment(), n, None)
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(n):
+        w.page(*pages.unit_page(site, ix, "f", i, images, {LAYER: ix}))
+    prof.disable()
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+
+
+def real_unit_bytes(site: Path) -> dict:
+    """Mean bytes per feature and per neuron folder (page + visualisations) of a built site, and its layer."""
+    manifest = json.loads((site / "manifest.json").read_text())
+    m = manifest["model"]
+    layer, info = next(iter(manifest["layers"].items()))
+    out = {"layer": layer, "n_features": info["n_features"], "n_neurons": info["n_neurons"]}
+    for kind, count in (("f", info["n_features"]), ("n", info["n_neurons"])):
+        total = sum(p.stat().st_size for p in (site / m / layer / kind).rglob("*") if p.is_file())
+        out[kind] = total / max(count, 1)
+    out["images"] = sum(p.stat().st_size for p in (site / "images").glob("*") if p.is_file())
+    out["n_images"] = sum(1 for _ in (site / "images").glob("*"))
+    return out
+
+
+def rebuild_time() -> tuple[float, float]:
+    from conftest import write_tiny_config
+
+    from atlasgen.config import load_config
+    from atlasgen.pipeline import Pipeline
+    from atlasgen.progress import Console
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = write_tiny_config(Path(tmp))
+        t0 = time.perf_counter()
+        Pipeline(load_config(config), console=Console(0)).build()
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        Pipeline(load_config(config), console=Console(0)).build()
+        return first, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--features", type=int, default=16384)
+    ap.add_argument("--neurons", type=int, default=1024)
+    ap.add_argument("--images", type=int, default=3000, help="dataset images of the synthetic layer")
+    ap.add_argument("--classes", type=int, default=100)
+    ap.add_argument("--k", type=int, default=12, help="top examples per unit (examples.top_k default)")
+    ap.add_argument("--vis-size", type=int, default=64, help="featurevis.image_size default")
+    ap.add_argument("--thumb-size", type=int, default=48, help="featurevis.thumb_size default")
+    ap.add_argument("--real-site", type=Path, default=None, help="a built site for per-unit sizes (projection)")
+    ap.add_argument("--budget-mb", type=float, default=900.0)
+    ap.add_argument("--rebuild", action="store_true", help="also time a no-change rebuild of the tiny config")
+    ap.add_argument("--profile", type=int, default=0, help="cProfile this many feature pages")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    F, C = args.features, args.neurons
+
+    tmp = tempfile.TemporaryDirectory()
+    work = args.workdir or Path(tmp.name)
+    t0 = time.perf_counter()
+    art = make_fake_artifacts(work / "art", n_classes=args.classes, n_features=F, n_neurons=C, n_images=args.images,
+                              image_size=32, layers=(LAYER,), k=args.k, grid=7, vis_size=args.vis_size,
+                              thumb_size=args.thumb_size)
+    print(f"synthetic artifacts: {F:,} features x {C:,} neurons, {args.images:,} images "
+          f"({time.perf_counter() - t0:.1f} s to write)")
+
+    if args.profile:
+        profile_pages(art, work / "profile", args.profile)
+
+    summary, total, feat = render(art, work / "site", F)
+    print(f"render: {summary.pages:,} pages, {summary.files:,} files, {mb(summary.bytes)} in {total:.1f} s")
+    print(f"feature pages: {F:,} in {feat:.1f} s = {F / feat:,.0f} pages/s (target >= 500/s on 2 cores)")
+    parts = size_breakdown(work / "site")
+    for name, size in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"  {mb(size):>12}  {name}")
+    layer_page = (work / "site" / MODEL / LAYER / "index.html").stat().st_size
+    export = (work / "site" / "data" / MODEL / LAYER / "features.jsonl.gz").stat().st_size
+    print(f"layer page {mb(layer_page)}, features.jsonl.gz {mb(export)}")
+
+    if args.real_site:
+        real = real_unit_bytes(args.real_site)
+        print(f"real site {args.real_site} ({real['layer']}: {real['n_features']} features, {real['n_neurons']} "
+              f"neurons): {real['f'] / 1e3:.1f} KB per feature, {real['n'] / 1e3:.1f} KB per neuron, "
+              f"{real['images'] / max(real['n_images'], 1) / 1e3:.1f} KB per dataset image")
+        synth_units = sum(p.stat().st_size for kind in ("f", "n")
+                          for p in (work / "site" / MODEL / LAYER / kind).rglob("*") if p.is_file())
+        layer_rest = parts_total = sum(parts.values())
+        layer_rest = parts_total - synth_units - parts.get("dataset images (images/)", 0)
+        weights = 8 * F * C
+        synth_weights = (work / "site" / "data" / MODEL / LAYER / "sae" / "sae.npz").stat().st_size
+        n_img = min(F * args.k + C * args.k, 50_000)  # distinct dataset images referenced, capped by a 50k dataset
+        projected = (F * real["f"] + C * real["n"] + (layer_rest - synth_weights) + weights
+                     + n_img * real["images"] / max(real["n_images"], 1))
+        print(f"projected full layer ({F:,} features, {C:,} channels, default settings): {mb(projected)} "
+              f"= units {mb(F * real['f'] + C * real['n'])} + layer pages/export {mb(layer_rest - synth_weights)} "
+              f"+ SAE weights {mb(weights)} + up to {n_img:,} dataset images "
+              f"{mb(n_img * real['images'] / max(real['n_images'], 1))}; budget {args.budget_mb:g} MB: "
+              f"{'fits' if projected <= args.budget_mb * 1e6 else 'OVER'}")
+
+    if args.rebuild:
+        first, again = rebuild_time()
+        print(f"tiny config: first build {first:.1f} s, no-change rebuild {again:.2f} s ({first / again:.0f}x faster)")
+
+
+if __name__ == "__main__":
+    main()
