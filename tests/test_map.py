@@ -240,8 +240,13 @@ def test_zooming_changes_level_and_names(tab, base):
         tab.page.wait_for_timeout(60)
     tab.page.wait_for_function("() => document.getElementById('map-view').dataset.level === 'features'")
     assert "Single features" in tab.state()["status"]
-    # The view survives a reload through the hash.
+    # The view survives a reload through the hash (once the wheel's zoom animation has settled).
     view = tab.state()["hash"]
+    for _ in range(50):
+        tab.page.wait_for_timeout(200)
+        settled, view = view, tab.state()["hash"]
+        if settled == view:
+            break
     tab.page.reload()
     tab.page.wait_for_function("() => window.ATLAS_MAP_PAINTED !== undefined")
     assert tab.state()["level"] == "features" and tab.state()["hash"] == view
