@@ -21,6 +21,15 @@ TINY = {
 }
 
 
+def _default_torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+DEFAULT_TORCH_THREADS = _default_torch_threads()  # read at import, before any test pins a thread count
+
+
 def write_tiny_config(folder: Path, **overrides) -> Path:
     """A tiny config in ``folder``; ``overrides`` replace top-level sections."""
     data = {**TINY, **overrides}
@@ -36,9 +45,19 @@ def tiny_build(tmp_path_factory):
     from atlasgen.pipeline import Pipeline
     from atlasgen.progress import Console
 
+    import torch
+
     folder = tmp_path_factory.mktemp("tiny")
     config = write_tiny_config(folder)
-    Pipeline(load_config(config), console=Console(0)).build()
+    # Built with torch's default thread count, as a `python -m atlasgen build` subprocess would be
+    # (a test module may have pinned one thread when this fixture is first used): float results, and
+    # so optimised images, are reproducible for the same seed, device and thread count.
+    before = torch.get_num_threads()
+    torch.set_num_threads(DEFAULT_TORCH_THREADS)
+    try:
+        Pipeline(load_config(config), console=Console(0)).build()
+    finally:
+        torch.set_num_threads(before)
     return folder, config, folder / "_site"
 
 
