@@ -178,7 +178,7 @@ def gao_criterion(d_in: int, d_sae: int, batch_size: int, steps: int):
     return criterion
 
 
-def train_overcomplete(train, *, d_sae, k, steps, batch_size, lr, seed, loss):
+def train_overcomplete(train, *, d_sae, k, steps, batch_size, lr, seed, loss, dead_steps=None):
     from overcomplete.sae import BatchTopKSAE
     from overcomplete.sae import train_sae as oc_train_sae
     from overcomplete.sae.losses import top_k_auxiliary_loss
@@ -192,7 +192,7 @@ def train_overcomplete(train, *, d_sae, k, steps, batch_size, lr, seed, loss):
         criterion = top_k_auxiliary_loss
     else:  # matched: atlasgen's init (encoder = dictionary^T, zero bias) and atlasgen's loss
         model.untied(bias=True, copy_from_dictionary=True)  # a new encoder: before the optimizer
-        criterion = gao_criterion(d, d_sae, batch_size, steps)
+        criterion = gao_criterion(d, d_sae, batch_size, dead_steps or steps)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(steps))
     batches = Batches(prepared, batch_size, steps, seed)
@@ -306,17 +306,21 @@ def ours_input(train: torch.Tensor):
     return train if ATLASGEN_INPUT["kind"] == "tensor" else train.numpy()
 
 
-def speed_bursts(train, *, d_sae, k, batch_size, seed, peers, burst_steps, reps):
-    """Median samples/s of each trainer (and the floor) over `reps` alternating bursts."""
+def speed_bursts(train, *, d_sae, k, batch_size, seed, peers, burst_steps, reps, full_steps):
+    """Median samples/s of each trainer (and the floor) over `reps` alternating bursts.
+
+    A burst treats latents as dead after as many samples as the full run would (not 5% of the
+    burst), so AuxK does in a burst what it does in the middle of a real run."""
+    dead_after = min(asae.DEAD_AFTER_SAMPLES_MAX, max(batch_size, full_steps * batch_size // 20))
     runs = {"floor": [], "atlasgen": [], **{PEER_LABEL[p]: [] for p in peers}}
     for _ in range(reps):
         runs["floor"].append(matmul_floor(batch_size, train.shape[1], d_sae, seconds=1.0))
         _, stats = asae.train_sae(ours_input(train), d_sae=d_sae, architecture="batchtopk", k=k, steps=burst_steps,
-                                  batch_size=batch_size, lr=LR, seed=seed)
+                                  batch_size=batch_size, lr=LR, seed=seed, dead_after_samples=dead_after)
         runs["atlasgen"].append(stats["samples_per_second"])
         for loss in peers:
             _, speed = train_overcomplete(train, d_sae=d_sae, k=k, steps=burst_steps, batch_size=batch_size,
-                                          lr=LR, seed=seed, loss=loss)
+                                          lr=LR, seed=seed, loss=loss, dead_steps=full_steps)
             runs[PEER_LABEL[loss]].append(speed["samples_per_second"])
     return {label: float(np.median(v)) for label, v in runs.items()}, runs
 
@@ -328,7 +332,7 @@ def run_dataset(name, train, heldout, *, d_sae, k, steps, batch_size, seed, atom
           f"{steps} steps x {batch_size} (lr {LR}, atlasgen schedule) -- load {loadavg()}", flush=True)
     rows = {}
     speed, bursts = speed_bursts(train, d_sae=d_sae, k=k, batch_size=batch_size, seed=seed, peers=peers,
-                                 burst_steps=burst_steps, reps=speed_reps)
+                                 burst_steps=burst_steps, reps=speed_reps, full_steps=steps)
     floor = speed["floor"]
     print(f"  speed, median of {speed_reps} alternating bursts of {burst_steps} steps (samples/s): "
           + ", ".join(f"{label} {v:,.0f}" for label, v in speed.items()) + f" -- load {loadavg()}", flush=True)
@@ -456,7 +460,7 @@ def main() -> None:
                                                    seed=1_000_003 + args.seed)
             steps = args.steps or (30 if args.quick else 600)
             res = run_dataset("synthetic", train, heldout, d_sae=d_sae, k=args.k or k_true, steps=steps,
-                              batch_size=args.batch_size or 512, atoms=atoms, burst_steps=min(steps, 10), **common)
+                              batch_size=args.batch_size or 512, atoms=atoms, burst_steps=min(steps, 30), **common)
             res.update({"n_atoms": d_sae // 2, "k_true": k_true})
         else:
             parser.error(f"unknown data set {name!r}")
