@@ -63,10 +63,31 @@ def _linear_pool_hook(module: nn.MaxPool2d, inputs, output):
                         count_include_pad=False)
 
 
+def _linear_call_pool_hook(_module, args, kwargs, output):
+    """lucent's InceptionV1 pools through ``MaxPool2dLayer(x, kernel_size=..., stride=...)`` on an
+    input padded with -inf: linearized like nn.MaxPool2d -- the window's centre (the identity in the
+    unpadded grid) for stride 1, the average of the window otherwise -- with the -inf padding as 0."""
+    x = args[0]
+    x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+    kernel = kwargs.get("kernel_size", args[1] if len(args) > 1 else (3, 3))
+    stride = kwargs.get("stride", args[2] if len(args) > 2 else (1, 1))
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    h, w = output.shape[-2:]
+    if (sh, sw) == (1, 1):
+        return x[..., kh // 2: kh // 2 + h, kw // 2: kw // 2 + w]
+    return F.avg_pool2d(x, (kh, kw), (sh, sw))[..., :h, :w]
+
+
+def _is_call_max_pool(module: nn.Module) -> bool:
+    return type(module).__name__ == "MaxPool2dLayer"  # lucent.modelzoo's functional-style pool module
+
+
 @contextmanager
 def linearized(model: nn.Module):
-    """Within the block, every nn.ReLU acts as the identity and every nn.MaxPool2d as the identity
-    (strided ones as the average pool of the same window). Hooks are removed on exit."""
+    """Within the block, every nn.ReLU acts as the identity and every nn.MaxPool2d (and lucent's
+    MaxPool2dLayer) as the identity (strided ones as the average pool of the same window). Hooks
+    are removed on exit."""
     handles, inplace = [], []
     for module in model.modules():
         if isinstance(module, nn.ReLU):
@@ -76,6 +97,8 @@ def linearized(model: nn.Module):
             handles.append(module.register_forward_hook(_identity_hook))
         elif isinstance(module, nn.MaxPool2d):
             handles.append(module.register_forward_hook(_linear_pool_hook))
+        elif _is_call_max_pool(module):
+            handles.append(module.register_forward_hook(_linear_call_pool_hook, with_kwargs=True))
     try:
         yield model
     finally:

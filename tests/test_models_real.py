@@ -165,6 +165,10 @@ def test_inceptionv1_stages(tmp_path):
     c5b = json.loads((f["circuits"] / "mixed5b" / "circuits.json").read_text())
     assert c5b["exact"] is True  # mixed5b -> avgpool -> softmax2 is linear
     assert json.loads((f["circuits"] / "mixed5a" / "circuits.json").read_text())["exact"] is False
+    # mixed5a -> mixed5b expanded weights through lucent's pool modules (linearized, checked by the stage)
+    up = json.loads((f["circuits"] / "mixed5b" / "upstream.json").read_text())
+    assert up["layer"] == "mixed5a" and up["kernel"] == [5, 5]
+    assert (f["circuits"] / "mixed5a" / "downstream.npz").is_file()
     W = torch.load(f["model"] / "model.pt", weights_only=True)["softmax2_pre_activation_matmul.weight"].numpy()
     with np.load(f["circuits"] / "mixed5b" / "class_weights.npz") as z:
         assert z["neurons"].shape == (1024, 3)
