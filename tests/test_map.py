@@ -199,7 +199,8 @@ class Tab:
         self.errors, self.outside = [], []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("requestfailed", lambda r: self.errors.append("failed " + r.url))
+        self.page.on("requestfailed", lambda r: None if "ERR_ABORTED" in (r.failure or "")  # cancelled by a navigation
+                     else self.errors.append("failed " + r.url))
         self.page.on("request", lambda r: None if r.url.startswith(base) or r.url.startswith("data:")
                      else self.outside.append(r.url))
 

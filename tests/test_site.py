@@ -555,7 +555,10 @@ class _Page:
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-        self.page.on("requestfailed", lambda r: self.errors.append(f"requestfailed: {r.url}"))
+        # A load the page's own navigation cancels (thumbnails still loading when an arrow key
+        # opens the next page) is not a failure of the site.
+        self.page.on("requestfailed", lambda r: None if "ERR_ABORTED" in (r.failure or "")
+                     else self.errors.append(f"requestfailed: {r.url} ({r.failure})"))
 
     def close(self):
         self.context.close()
