@@ -16,7 +16,7 @@ from atlasgen import __version__
 from atlasgen.cache import CACHE_MARKER, SITE_MARKER
 from atlasgen.config import ConfigError, load_config
 from atlasgen.errors import AtlasgenError
-from atlasgen.progress import Console
+from atlasgen.progress import Console, stop_on_interrupt
 
 CONFIG_HELP = "Config file (default: site_config.yaml in the current folder)."
 
@@ -75,6 +75,7 @@ def build(config: str, output: str | None, quiet: bool, verbose: bool, accept_ch
     out = _output(cfg, output)
     console = _console(quiet, verbose)
     start = time.perf_counter()
+    stop_on_interrupt()
     try:
         summary = Pipeline(cfg, out, console, accept_changed_features=accept_changed_features).build()
     except AtlasgenError as exc:

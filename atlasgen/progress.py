@@ -44,6 +44,24 @@ class Console:
         return Progress(total, desc, self if self.verbosity >= 1 else None)
 
 
+_interrupted = False
+
+
+def stop_on_interrupt() -> None:
+    """Make Ctrl-C stick: the handler raises KeyboardInterrupt as usual and also records it, and
+    every progress update raises it again. A KeyboardInterrupt that lands where Python cannot
+    propagate it (a finalizer or a callback run from C++, which print "Exception ignored" and go
+    on) then still stops the build at the next step of whatever stage is running."""
+    import signal
+
+    def handler(signum, frame):
+        global _interrupted
+        _interrupted = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+
+
 class Progress:
     """A bar redrawn in place on a terminal (a line every ~10 % elsewhere), with rate and ETA."""
 
@@ -61,6 +79,8 @@ class Progress:
         self.set(self.n + n)
 
     def set(self, n: int) -> None:
+        if _interrupted:
+            raise KeyboardInterrupt
         self.n = min(n, self.total)
         now = time.perf_counter()
         if self.console is None:
