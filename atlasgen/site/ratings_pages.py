@@ -26,20 +26,7 @@ N_PHRASES = 6  # raters' Q2 phrases shown on a feature page
 N_GAME_FEATURES_MAX = 12
 
 
-def rate_url(m: str, layer: str) -> str:
-    return f"{m}/{layer}/rate/index.html"
-
-
-def rate_data_url(m: str, layer: str) -> str:
-    return f"{m}/{layer}/rate/survey.js"
-
-
-def game_url(m: str, layer: str) -> str:
-    return f"{m}/{layer}/game/index.html"
-
-
-def game_data_url(m: str, layer: str) -> str:
-    return f"{m}/{layer}/game/rounds.js"
+from atlasgen.site.urls import game_data_url, game_url, rate_data_url, rate_url  # noqa: E402  (the URL contract lives in urls.py)
 
 
 class LayerRatings:

@@ -41,6 +41,22 @@ def features_data(m: str, layer_name: str) -> str:
     return f"data/{m}/{layer_name}/features.json"
 
 
+def rate_url(m: str, layer: str) -> str:
+    return f"{m}/{layer}/rate/index.html"
+
+
+def rate_data_url(m: str, layer: str) -> str:
+    return f"{m}/{layer}/rate/survey.js"
+
+
+def game_url(m: str, layer: str) -> str:
+    return f"{m}/{layer}/game/index.html"
+
+
+def game_data_url(m: str, layer: str) -> str:
+    return f"{m}/{layer}/game/rounds.js"
+
+
 def root_prefix(page_path: str) -> str:
     """``../`` repeated once per folder level of ``page_path``."""
     return "../" * page_path.count("/")
