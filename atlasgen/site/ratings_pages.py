@@ -19,6 +19,7 @@ from markupsafe import Markup
 from atlasgen import ratings as R
 from atlasgen.site import urls
 from atlasgen.site.fmt import fmt_num, json_num
+from atlasgen.site.urls import game_data_url, game_url, rate_data_url, rate_url
 
 GROUP_NAMES = {"top": "most important", "middle": "middle of the ranking", "bottom": "least important",
                "random": "random"}
@@ -26,7 +27,6 @@ N_PHRASES = 6  # raters' Q2 phrases shown on a feature page
 N_GAME_FEATURES_MAX = 12
 
 
-from atlasgen.site.urls import game_data_url, game_url, rate_data_url, rate_url  # noqa: E402  (the URL contract lives in urls.py)
 
 
 class LayerRatings:
