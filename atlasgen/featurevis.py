@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from atlasgen.cache import atomic_write_bytes
+from atlasgen.sae import adam_options
 
 __all__ = [
     "SAEDirections",
@@ -169,6 +170,9 @@ class FFTImage:
         device = self.spectrum.device
         self._scale = torch.as_tensor(scale, dtype=torch.float32, device=device)[None, None, :, :, None]
         self._color = torch.as_tensor(_COLOR_CORRELATION_NORMALIZED.T, device=device)
+        # out[:, d] = sum_c in[:, c] * color[c, d] / MAGIC, as one (3, 3) @ (3, H*W) matmul per image:
+        # no permuted copies, and the 1/MAGIC scaling rides along for free.
+        self._mix = (self._color.T / self.MAGIC).contiguous()
 
     @classmethod
     def random(
@@ -190,9 +194,10 @@ class FFTImage:
     def __call__(self) -> torch.Tensor:
         """The current images, (B, 3, H, W) in [0, 1]."""
         spectrum = torch.view_as_complex(self.scale_spectrum())
-        image = torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho") / self.MAGIC
-        # Linear colour decorrelation: per-pixel 3x3 matrix on the channel axis.
-        image = torch.einsum("bchw,cd->bdhw", image, self._color)
+        image = torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho")
+        # Linear colour decorrelation: a 3x3 matrix on the channel axis of every pixel.
+        b = image.shape[0]
+        image = torch.matmul(self._mix, image.reshape(b, 3, -1)).reshape(b, 3, self.size, self.size)
         return torch.sigmoid(image)
 
     def scale_spectrum(self) -> torch.Tensor:
@@ -570,7 +575,7 @@ def _render_batch(
     image = FFTImage.random(job.generators, image_size, device=device)
     # All randomness for the whole run is drawn up front: (steps, B, 6).
     tparams = torch.stack([transforms.sample(g, steps) for g in job.generators], dim=1).to(device)
-    optimizer = torch.optim.Adam(image.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(image.parameters(), lr=lr, **adam_options(device))
     diverse = job.group_size > 1 and job.diversity_weight > 0
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)

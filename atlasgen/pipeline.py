@@ -114,7 +114,7 @@ STAGES: tuple[Stage, ...] = (
           code=("atlasgen.hierarchy",), what="feature map"),
     Stage("atlas", ("dataset", "model"), "atlasgen.stages.atlas",
           lambda c: {"layers": _layers(c), "atlas": to_dict(c.atlas), "batch_size": c.examples.batch_size},
-          code=("atlasgen.atlas", "atlasgen.featurevis", "atlasgen.models", "atlasgen.data"), what="activation atlas"),
+          code=("atlasgen.atlas", "atlasgen.featurevis", "atlasgen.sae", "atlasgen.models", "atlasgen.data"), what="activation atlas"),
     Stage("game", ("dataset", "model", "sae"), "atlasgen.stages.game",  # issue 11
           lambda c: {"layers": _layers(c), "game": to_dict(c.game)},
           code=("atlasgen.models", "atlasgen.data"), what="guess-the-image rounds"),

@@ -189,7 +189,7 @@ def train_sae(
     # steps gather and scatter. It is copied back into W_enc at the end.
     enc_t = torch.nn.Parameter(sae.W_enc.detach().T.contiguous()) if topk_family else None
     params = [enc_t, sae.b_enc, sae.W_dec, sae.b_dec] if topk_family else list(sae.parameters())
-    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), **_adam_impl(device))
+    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), **adam_options(device))
     warmup = max(1, round(WARMUP_FRACTION * steps))
     decay = max(1, round(DECAY_FRACTION * steps))
 
@@ -341,7 +341,7 @@ def train_sae(
     return sae, stats
 
 
-def _adam_impl(device: torch.device) -> dict:
+def adam_options(device: torch.device | str) -> dict:
     """Adam's fused kernel (one pass over each parameter) where this torch has it for the device."""
     try:
         torch.optim.Adam([torch.zeros(1, device=device, requires_grad=True)], fused=True)

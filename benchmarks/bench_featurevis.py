@@ -24,7 +24,7 @@ at ``fixed_image_size`` = the padded canvas, which is what atlasgen's model
 sees (lucent would otherwise upsample 128 px images to 224).
 
 Usage: python benchmarks/bench_featurevis.py [--units 8] [--steps 16] [--batch 8] [--repeats 1]
-       [--device cpu|cuda] [--precision fp32|bf16] [--only mixed4a]
+       [--device cpu|cuda] [--precision fp32|bf16] [--only mixed4a] [--demo-weights MODEL_PT]
 """
 
 from __future__ import annotations
@@ -120,16 +120,17 @@ def lucent_loop(model, layer, units, size, steps, preprocess_flag, device):
     return seconds, (np.stack(images).clip(0, 1) * 255).round().astype(np.uint8)
 
 
-def atlasgen_batched(model, layer, units, size, steps, batch, preprocess, device, precision):
+def atlasgen_batched(model, layer, units, size, steps, batch, preprocess, device, precision, relu_override=False):
     start = time.perf_counter()
     images = render_units(model, layer, units, image_size=size, steps=steps, lr=0.05, batch_size=batch,
                           device=device, preprocess=preprocess, transforms=STANDARD_TRANSFORMS,
-                          relu_gradient_override=False, precision=precision)
+                          relu_gradient_override=relu_override, precision=precision)
     _sync(device)
     return time.perf_counter() - start, images
 
 
-def cases(device):
+def cases(device, demo_weights=None):
+    """(name, model, layer, size, preprocess, lucent preprocess flag, atlasgen's ReLU gradient override)."""
     from lucent.modelzoo import inceptionv1
 
     from atlasgen.demo.model import DemoNet
@@ -137,10 +138,19 @@ def cases(device):
     torch.manual_seed(0)
     inception = inceptionv1(pretrained=False).to(device).eval()
     incep_pre = lambda x: x * 255 - 117  # noqa: E731  (lucent's preprocess_inceptionv1)
-    demo = DemoNet(16).to(device).eval()
-    yield "InceptionV1 mixed4a", inception, "mixed4a", 128, incep_pre, True
-    yield "InceptionV1 mixed5b", inception, "mixed5b", 128, incep_pre, True
-    yield "DemoNet mixed5b", demo, "mixed5b", 64, (lambda x: x), False
+    demo = DemoNet(16)
+    demo_name = "DemoNet mixed5b"
+    if demo_weights:
+        state = torch.load(demo_weights, map_location="cpu", weights_only=False)
+        demo.load_state_dict(state.get("model", state) if isinstance(state, dict) else state.state_dict())
+        demo_name += " (trained)"
+    demo = demo.to(device).eval()
+    yield "InceptionV1 mixed4a", inception, "mixed4a", 128, incep_pre, True, False
+    yield "InceptionV1 mixed5b", inception, "mixed5b", 128, incep_pre, True, False
+    yield demo_name, demo, "mixed5b", 64, (lambda x: x), False, False
+    # atlasgen as the build runs it: lucid's redirected-ReLU gradient on DemoNet's nn.ReLU modules
+    # (lucent's render_vis has no such override for models that are not its own InceptionV1).
+    yield demo_name + ", atlasgen ReLU override on", demo, "mixed5b", 64, (lambda x: x), False, True
 
 
 def main() -> None:
@@ -152,6 +162,8 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats of each timing; the best is kept")
     ap.add_argument("--only", default="", help="run only cases whose name contains this")
+    ap.add_argument("--demo-weights", default="", help="DemoNet weights (a build's <cache>/model/<key>/model.pt); "
+                    "default: random weights")
     args = ap.parse_args()
     # lucent warns at every call that layers after the target could not run at 152 px, and the lucent
     # InceptionV1 uses torch.jit.script; neither matters here.
@@ -164,7 +176,7 @@ def main() -> None:
     header = ("case", "lucent units/s", "atlasgen units/s", "floor units/s", "atlasgen/lucent", "atlasgen/floor",
               "median obj lucent", "median obj atlasgen", "mean obj lucent", "mean obj atlasgen")
     rows = []
-    for name, model, layer, size, pre, lucent_pre in cases(args.device):
+    for name, model, layer, size, pre, lucent_pre, override in cases(args.device, args.demo_weights):
         if args.only and args.only not in name:
             continue
         units = list(range(args.units))
@@ -176,7 +188,7 @@ def main() -> None:
             t_floor = min(t_floor, floor(model, layer, len(units), args.batch, args.steps, size + 2 * PAD, pre,
                                          args.device))
             t, ours = atlasgen_batched(model, layer, units, size, args.steps, args.batch, pre, args.device,
-                                       args.precision)
+                                       args.precision, override)
             t_ours = min(t_ours, t)
             t, theirs = lucent_loop(model, layer, units, size, args.steps, lucent_pre, args.device)
             t_lucent = min(t_lucent, t)
