@@ -14,33 +14,21 @@ The recipe of lucid's ``recipes/activation_atlas`` scaled down:
    with the atlas objective ``(h . v) * max(0.1, cos(h, v)) ** p`` at the centre
    position ``h`` of the layer's map (lucid's ``direction_neuron_cossim``).
 
-Icons reuse atlasgen.featurevis's parameterisation (FFT + decorrelated colour)
-and transforms; the loop here is the batched loop of ``render_units`` with the
-direction objective. Whitening of the directions (lucid's option for mixed4a
-and later) is not implemented.
+Icons are rendered by :func:`atlasgen.featurevis.render_directions` (the
+batched renderer of every feature visualisation, with the atlas objective
+``direction_objective``), seeded by cell number. Whitening of the directions
+(lucid's option for mixed4a and later) is not implemented.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from typing import Callable
 
 import numpy as np
 import torch
 
-from atlasgen.featurevis import (
-    STANDARD_TRANSFORMS,
-    FFTImage,
-    TransformSpec,
-    _frozen_eval,
-    _LayerCapture,
-    _redirected_relus,
-    _resolve_layer,
-    _to_uint8,
-    _unit_generator,
-    random_affine,
-)
+
 
 
 def one_position_per_image(acts: torch.Tensor, image_ids: np.ndarray, seed: int) -> torch.Tensor:
@@ -103,66 +91,6 @@ def grid_cells(xy: np.ndarray, vectors: np.ndarray, labels: np.ndarray, grid: in
     return {"cells": np.asarray(cells, dtype=np.int64).reshape(-1, 2), "count": np.asarray(count, dtype=np.int64),
             "mean": np.asarray(mean, dtype=np.float32).reshape(-1, C), "top_class": np.asarray(top, dtype=np.int64),
             "top_share": np.asarray(share, dtype=np.float64)}
-
-
-def direction_cossim_objective(directions: torch.Tensor, cossim_pow: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """acts (B, C, H, W) -> (B,): ``(h . v) * max(0.1, cos(h, v)) ** p`` at the centre position."""
-    v = directions.float()
-    v_norm = v.norm(dim=1).clamp_min(1e-8)
-
-    def objective(acts: torch.Tensor) -> torch.Tensor:
-        if acts.ndim == 2:
-            acts = acts[:, :, None, None]
-        h = acts[:, :, acts.shape[2] // 2, acts.shape[3] // 2]
-        dot = (h * v).sum(1)
-        cos = dot / (h.norm(dim=1).clamp_min(1e-8) * v_norm)
-        return dot * cos.clamp_min(0.1) ** cossim_pow
-
-    return objective
-
-
-def render_directions(
-    model: torch.nn.Module, layer: str, directions: np.ndarray, *, unit_ids: list[int], image_size: int = 32,
-    steps: int = 48, lr: float = 0.1, batch_size: int = 64, seed: int = 0, cossim_pow: float = 2.0,
-    device: str | torch.device = "cpu", transforms: TransformSpec = STANDARD_TRANSFORMS,
-    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """One icon per direction (rows of ``directions``, (M, C)); uint8 (M, S, S, 3).
-
-    ``unit_ids[i]`` seeds icon i's start image and transforms (with ``seed``),
-    so an icon does not depend on the batching.
-    """
-    device = torch.device(device)
-    preprocess = preprocess or (lambda x: x)
-    from atlasgen.models import layer_view
-
-    view = layer_view(model, layer)  # a configured view (channel range, ViT tokens) or the whole module
-    target = _resolve_layer(model, view.module)
-    dirs = torch.as_tensor(np.asarray(directions, dtype=np.float32), device=device)
-    out = np.empty((len(dirs), image_size, image_size, 3), dtype=np.uint8)
-    with _frozen_eval(model), _redirected_relus(model, True), _LayerCapture(target, view.view) as capture:
-        for start in range(0, len(dirs), batch_size):
-            ids = unit_ids[start:start + batch_size]
-            generators = [_unit_generator(seed, u) for u in ids]
-            image = FFTImage.random(generators, image_size, device=device)
-            tparams = torch.stack([transforms.sample(g, steps) for g in generators], dim=1).to(device)
-            objective = direction_cossim_objective(dirs[start:start + len(ids)], cossim_pow)
-            optimizer = torch.optim.Adam(image.parameters(), lr=lr)
-            for step in range(steps):
-                optimizer.zero_grad(set_to_none=True)
-                x = random_affine(image(), tparams[step], transforms.pad)
-                acts = capture(model, preprocess(x))
-                if acts.ndim == 4 and acts.shape[1] != dirs.shape[1]:
-                    raise ValueError(f"layer {layer!r} has {acts.shape[1]} channels, directions have {dirs.shape[1]}")
-                loss = -objective(acts.float()).sum()
-                loss.backward()
-                optimizer.step()
-            with torch.no_grad():
-                out[start:start + len(ids)] = _to_uint8(image())
-            if progress is not None:
-                progress(start + len(ids))
-    return out
 
 
 def sprite_sheet(icons: np.ndarray, columns: int | None = None) -> tuple[np.ndarray, int]:

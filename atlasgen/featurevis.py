@@ -774,6 +774,7 @@ def render_directions(
     transforms: TransformSpec = STANDARD_TRANSFORMS,
     relu_gradient_override: bool = True,
     return_objective: bool = False,
+    ids: Sequence[int] | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render one image per direction of ``layer``'s activation space; uint8 (N, S, S, 3).
 
@@ -782,16 +783,21 @@ def render_directions(
     image ``i`` maximises :func:`direction_objective` (``dot * cossim^p`` at
     the centre position by default). Same loop, hygiene, batching, precision
     and determinism as :func:`render_units`; image ``i`` is seeded by
-    ``(seed, i)``, so reordering the directions changes their images.
+    ``(seed, ids[i])`` (``ids`` defaults to ``0..N-1``), so with stable ids
+    (e.g. atlas cell numbers) an image depends neither on the batching nor on
+    which other directions are rendered with it.
     """
     _check_args(image_size, steps, batch_size, precision)
     v = np.asarray(directions.detach().cpu() if torch.is_tensor(directions) else directions, dtype=np.float32)
     if v.ndim != 2:
         raise ValueError(f"directions must be (N, C), got {v.shape}")
     device = torch.device(device)
+    ids = list(range(len(v))) if ids is None else [int(i) for i in ids]
+    if len(ids) != len(v):
+        raise ValueError(f"{len(ids)} ids for {len(v)} directions")
 
     def make_job(start: int, end: int) -> _Job:
-        generators = [_unit_generator(seed, i, 4) for i in range(start, end)]
+        generators = [_unit_generator(seed, i, 4) for i in ids[start:end]]
         return _Job(generators, direction_objective(v[start:end], cossim_pow=cossim_pow, mode=mode, device=device))
 
     def check(width: int) -> None:

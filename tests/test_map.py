@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from atlasgen.atlas import direction_cossim_objective, grid_cells, normalize_layout, sprite_sheet
+from atlasgen.atlas import grid_cells, normalize_layout, sprite_sheet
+from atlasgen.featurevis import direction_objective
 from atlasgen.config import ConfigError, parse_config
 from atlasgen.hierarchy import Hierarchy, HierarchyError, name_group
 from atlasgen.stages.map import evaluate
@@ -121,11 +122,11 @@ def test_atlas_objective_is_dot_times_cossim_power():
     v = torch.tensor([[1.0, 0.0, 0.0]])
     acts = torch.zeros(1, 3, 3, 3)
     acts[0, :, 1, 1] = torch.tensor([2.0, 2.0, 0.0])  # the centre position
-    got = direction_cossim_objective(v, 2.0)(acts)
+    got = direction_objective(v, cossim_pow=2.0, mode="neuron")(acts)
     cos = 2.0 / (np.sqrt(8.0) * 1.0)
-    assert got.item() == pytest.approx(2.0 * cos ** 2, rel=1e-5)
+    assert got.item() == pytest.approx(2.0 * cos ** 2, rel=1e-4)
     acts[0, :, 1, 1] = torch.tensor([-1.0, 5.0, 0.0])  # cos < 0.1: floored at 0.1
-    assert direction_cossim_objective(v, 2.0)(acts).item() == pytest.approx(-1.0 * 0.01, rel=1e-5)
+    assert direction_objective(v, cossim_pow=2.0, mode="neuron")(acts).item() == pytest.approx(-1.0 * 0.01, rel=1e-4)
 
 
 def test_sprite_sheet_layout():

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from atlasgen.atlas import grid_cells, normalize_layout, one_position_per_image, render_directions, sprite_sheet, umap_layout
+from atlasgen.atlas import grid_cells, normalize_layout, one_position_per_image, sprite_sheet, umap_layout
 from atlasgen.cache import atomic_write_json
 from atlasgen.data import open_dataset
-from atlasgen.featurevis import STANDARD_TRANSFORMS
+from atlasgen.featurevis import STANDARD_TRANSFORMS, render_directions
 from atlasgen.models import layer_activations, load_model
 from atlasgen.pipeline import StageContext
 
@@ -61,11 +61,16 @@ def run(ctx: StageContext) -> None:
         with ctx.progress(total, f"atlas {layer}") as bar:
             for g, b in binned:
                 m = len(b["count"])
-                ids = list(range(offset, offset + m))  # seeds: unique per icon across grids
-                icons = render_directions(model, layer, b["mean"], unit_ids=ids, image_size=cfg.icon_size,
-                                          steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                                          cossim_pow=cfg.cossim_pow, device=ctx.device, transforms=transforms,
-                                          progress=lambda n, o=offset: bar.set(o + n))
+                ids = np.arange(offset, offset + m)  # seeds: unique per icon across grids
+                # A cell whose mean activation is the zero vector has no direction: its icon stays grey.
+                live = np.flatnonzero(np.linalg.norm(b["mean"], axis=1) > 0)
+                icons = np.full((m, cfg.icon_size, cfg.icon_size, 3), 128, dtype=np.uint8)
+                if len(live):
+                    icons[live] = render_directions(
+                        model, layer, b["mean"][live], ids=ids[live], mode="neuron", cossim_pow=cfg.cossim_pow,
+                        image_size=cfg.icon_size, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
+                        seed=cfg.seed, device=ctx.device, transforms=transforms,
+                        progress=lambda n, o=offset: bar.set(o + n))
                 offset += m
                 sheet, cols = sprite_sheet(icons)
                 Image.fromarray(sheet).save(ctx.out / layer / f"icons_{g}.webp", format="WEBP", quality=85, method=6)

@@ -52,18 +52,23 @@ class TopK:
     def update(self, values: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor) -> None:
         """values: (units, batch) per-image maxima; image_idx: (batch,); vectors: (batch, positions, units).
 
-        Only images that can enter a unit's top-k are merged, and only their arg-max is computed."""
+        Only images that can enter a unit's top-k are merged, and only their arg-max is computed
+        (an arg-max over every (image, unit) costs several times the maxima themselves)."""
         enter = values >= self.val[:, -1:]
         if not enter.any():
             return
         rows = torch.nonzero(enter.any(1), as_tuple=True)[0]
         units, cols = torch.nonzero(enter, as_tuple=True)
-        pos = torch.zeros(values.shape, dtype=torch.long, device=values.device)
-        pos[units, cols] = vectors[cols, :, units].argmax(1)
+        if len(units) * 8 > enter.numel():  # early batches: most pairs enter, one dense pass is cheaper
+            pos = vectors.argmax(dim=1).T[rows]
+        else:
+            pos = torch.zeros(values.shape, dtype=torch.long, device=values.device)
+            pos[units, cols] = vectors[cols, :, units].argmax(1)
+            pos = pos[rows]
         cand = torch.where(enter, values, -float("inf"))[rows]
         val = torch.cat([self.val[rows], cand], dim=1)
         idx = torch.cat([self.idx[rows], image_idx.expand(len(rows), -1)], dim=1)
-        p = torch.cat([self.pos[rows], pos[rows]], dim=1)
+        p = torch.cat([self.pos[rows], pos], dim=1)
         # Sort by image index, then stably by value: ties resolve the same way every run.
         order = torch.argsort(idx, dim=1, stable=True)
         val, idx, p = val.gather(1, order), idx.gather(1, order), p.gather(1, order)
@@ -100,12 +105,13 @@ class UnitStats:
         self.fires += firing.sum(0)
         self.sum_max += torch.where(firing, peak, 0).sum(0).double()
         flat = vectors.reshape(-1, vectors.shape[2])
-        if self.nonnegative:  # SAE codes: sign() is 1 where firing, and no clamp is needed
-            self.fires_pos += flat.sign().sum(0).long()
-            self.sum_pos += flat.sum(0).double()
-        else:
-            self.fires_pos += (flat > 0).sum(0)
-            self.sum_pos += flat.clamp_min(0).sum(0).double()
+        if not self.nonnegative:  # SAE codes are never negative; other units count only where > 0
+            flat = flat.clamp_min(0)
+        # Column sums as matrix-vector products (BLAS, one read each); on non-negative values
+        # sign() is 1 exactly where firing, and float32 holds these counts (< 2**24) exactly.
+        ones = torch.ones(flat.shape[0], dtype=flat.dtype, device=flat.device)
+        self.fires_pos += (ones @ flat.sign()).long()
+        self.sum_pos += (ones @ flat).double()
         bins = torch.bucketize(peak_t, self.edges) - 1  # (units, batch)
         valid = firing.T & (bins >= 0) & (bins < self.fine_hist.shape[1])
         units = torch.arange(peak.shape[1], device=peak.device)[:, None].expand_as(bins)
@@ -237,11 +243,11 @@ def encode(sae, x: torch.Tensor) -> torch.Tensor:
     """The SAE's inference codes, in fewer passes over memory for the plain BatchTopK SAE.
 
     ``relu(pre) * (relu(pre) > t)`` is ``pre`` where ``pre > max(t, 0)``, else 0: the bias is
-    fused into the matmul (addmm) and the mask is applied in place. Other SAEs use their
+    fused into the matmul (addmm) and the cut is one in-place ``threshold_`` pass. Other SAEs use their
     own ``encode``."""
     if type(sae) is SparseAutoencoder and sae.architecture == "batchtopk":
         pre = torch.addmm(sae.b_enc, x - sae.b_dec, sae.W_enc)
-        return pre.masked_fill_(pre <= sae.threshold.clamp_min(0), 0.0)
+        return torch.nn.functional.threshold_(pre, max(float(sae.threshold), 0.0), 0.0)  # one in-place pass
     return sae.encode(x)
 
 
