@@ -76,13 +76,23 @@ def build(config: str, output: str | None, quiet: bool, verbose: bool, accept_ch
     console = _console(quiet, verbose)
     start = time.perf_counter()
     stop_on_interrupt()
+    # Under torchrun (WORLD_SIZE > 1) every rank runs this; ranks other than 0 print errors only.
+    from atlasgen.dist import env_world_size, init_from_env, shutdown
+
+    dist = None
     try:
-        summary = Pipeline(cfg, out, console, accept_changed_features=accept_changed_features).build()
+        if env_world_size() > 1:
+            dist = init_from_env(cfg.device)
+            if not dist.main:
+                console = Console(0)
+        summary = Pipeline(cfg, out, console, accept_changed_features=accept_changed_features, dist=dist).build()
     except AtlasgenError as exc:
         _fail(exc.errors, exc.headline)
     except KeyboardInterrupt:
         click.echo("\natlasgen: interrupted; completed stages and shards are kept. Run the same command to resume.", err=True)
         sys.exit(130)
+    finally:
+        shutdown(dist)
     console.info(format_summary(summary, out, time.perf_counter() - start))
 
 

@@ -55,23 +55,34 @@ def _clean_pass(model, layer: str, x: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def unit_means(model, layer: str, sae, batches: Batches) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Mean over every position of every image: per neuron (C,), and per SAE feature (F,) when ``sae``."""
+def unit_sums(model, layer: str, sae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """One batch's float64 sums over every position of every image: per neuron, per feature; and the count."""
+    with capture(model, [layer]) as acts:
+        try:
+            model(x)
+        except _StopForward:
+            pass
+    a = acts[layer].double()
+    sum_f = _codes(sae, acts[layer]).double().sum((0, 2, 3)) if sae is not None else None
+    return a.sum((0, 2, 3)), sum_f, a.shape[0] * a.shape[2] * a.shape[3]
+
+
+def fold_means(sums) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Means from a sequence of :func:`unit_sums` results, added in that order."""
     sum_a = sum_f = None
     count = 0
-    for x, _ in batches():
-        with capture(model, [layer]) as acts:
-            try:
-                model(x)
-            except _StopForward:
-                pass
-        a = acts[layer].double()
-        sum_a = a.sum((0, 2, 3)) if sum_a is None else sum_a + a.sum((0, 2, 3))
-        if sae is not None:
-            f = _codes(sae, acts[layer]).double()
-            sum_f = f.sum((0, 2, 3)) if sum_f is None else sum_f + f.sum((0, 2, 3))
-        count += a.shape[0] * a.shape[2] * a.shape[3]
-    return sum_a / count, (sum_f / count if sae is not None else None)
+    for a, f, c in sums:
+        sum_a = a if sum_a is None else sum_a + a
+        if f is not None:
+            sum_f = f if sum_f is None else sum_f + f
+        count += c
+    return sum_a / count, (sum_f / count if sum_f is not None else None)
+
+
+@torch.no_grad()
+def unit_means(model, layer: str, sae, batches: Batches) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mean over every position of every image: per neuron (C,), and per SAE feature (F,) when ``sae``."""
+    return fold_means(unit_sums(model, layer, sae, x) for x, _ in batches())
 
 
 @torch.no_grad()

@@ -35,6 +35,7 @@ class StageContext:
     inputs: dict[str, Path]
     console: Console
     device: str
+    dist: Any = None  # atlasgen.dist.Dist in a distributed build (issue 10); None in a plain one
 
     def progress(self, total: int, desc: str):
         return self.console.progress(total, desc)
@@ -101,13 +102,14 @@ STAGES: tuple[Stage, ...] = (
           what="feature visualisations"),
     Stage("examples", ("dataset", "model", "sae"), "atlasgen.stages.examples",
           lambda c: {"layers": _layers(c), "examples": to_dict(c.examples)},
-          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae", "atlasgen.bands"), what="dataset examples"),
+          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae", "atlasgen.bands"), resumable=True,
+          what="dataset examples"),  # resumable: a distributed build keeps each rank's scan (issue 10)
     Stage("circuits", ("dataset", "model", "sae"), "atlasgen.stages.circuits",
           lambda c: {"layers": _layers(c), "circuits": to_dict(c.circuits)},
           code=("atlasgen.models", "atlasgen.circuits"), what="class and layer-to-layer weights"),
     Stage("importance", ("dataset", "model", "sae"), "atlasgen.stages.importance",
           lambda c: {"layers": _layers(c), "importance": to_dict(c.importance)},
-          code=("atlasgen.models", "atlasgen.importance", "atlasgen.circuits", "atlasgen.data"),
+          code=("atlasgen.models", "atlasgen.importance", "atlasgen.circuits", "atlasgen.data"), resumable=True,
           what="mean-ablation importance"),
     Stage("map", ("dataset", "sae", "examples", "circuits"), "atlasgen.stages.map",
           lambda c: {"layers": _layers(c), "map": to_dict(c.map), "hierarchy": _hierarchy_identity(c)},
@@ -174,8 +176,9 @@ class Pipeline:
     """Runs the stages of one config against one cache folder and one output folder."""
 
     def __init__(self, cfg: Config, out_dir: Path | None = None, console: Console | None = None,
-                 accept_changed_features: bool = False):
+                 accept_changed_features: bool = False, dist: Any = None):
         self.cfg = cfg
+        self.dist = dist  # issue 10: every rank runs build(); see atlasgen.dist
         self.accept_changed_features = accept_changed_features
         self.store = ArtifactStore(cfg.resolve(cfg.cache_dir))
         self.out_dir = Path(out_dir) if out_dir is not None else cfg.resolve(cfg.output)
@@ -263,7 +266,11 @@ class Pipeline:
 
     def build(self) -> BuildSummary:
         summary = BuildSummary()
-        self.store.ensure()
+        d = self.dist
+        if d is None or d.main:
+            self.store.ensure()
+        if d is not None:
+            d.barrier()
         device = None
         hashes: dict[str, str] = {}
         folders: dict[str, Path] = {}
@@ -276,30 +283,54 @@ class Pipeline:
             else:
                 if device is None:
                     device = resolve_device(self.cfg)
+                    if d is not None:
+                        from atlasgen.dist import rank_device
+
+                        device = rank_device(device, d)
                 meta = self._run_stage(stage, key, inputs, device, summary, folders)
             hashes[stage.name] = meta["content_hash"]
             folders[stage.name] = self.store.final(stage.name, key)
             notes = folders[stage.name] / "build_notes.json"
             if notes.is_file():
                 summary.notes += json.loads(notes.read_text(encoding="utf-8"))
-        self._build_site(hashes, folders, summary)
-        for stage in STAGES:  # keep one artifact per stage: the one this build used
-            self.store.prune(stage.name, folders[stage.name].name)
+        if d is None or d.main:  # only rank 0 renders the site and prunes the cache
+            self._build_site(hashes, folders, summary)
+            for stage in STAGES:  # keep one artifact per stage: the one this build used
+                self.store.prune(stage.name, folders[stage.name].name)
+        if d is not None:
+            d.barrier()
         return summary
 
     def _run_stage(self, stage: Stage, key: str, inputs: dict, device: str, summary: BuildSummary,
                    folders: dict[str, Path]) -> dict:
         partial = self.store.partial(stage.name, key)
         resumed = partial.exists() and stage.resumable
-        if partial.exists() and not stage.resumable:
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True, exist_ok=True)
-        self.console.info(f"{stage.name}: {stage.what}" + (" (resuming)" if resumed else ""))
+        d = self.dist
+        main = d is None or d.main
+        if d is not None:
+            d.barrier()  # every rank has seen the partial folder as it was before rank 0 touches it
+        if main:
+            if partial.exists() and not stage.resumable:
+                shutil.rmtree(partial)
+            partial.mkdir(parents=True, exist_ok=True)
         module = importlib.import_module(stage.module)
-        ctx = StageContext(self.cfg, partial, {d: folders[d] for d in stage.deps}, self.console, device)
+        spread = d is not None and getattr(module, "DISTRIBUTED", False)
+        how = f" (on {d.world} ranks)" if spread else (" (on rank 0)" if d is not None else "")
+        self.console.info(f"{stage.name}: {stage.what}" + (" (resuming)" if resumed else "") + how)
+        if d is not None:
+            d.barrier()
+        ctx = StageContext(self.cfg, partial, {dep: folders[dep] for dep in stage.deps}, self.console, device,
+                           dist=d if spread else None)
         start = time.perf_counter()
-        module.run(ctx)
-        meta = self.store.commit(stage.name, key, {"inputs": inputs, "atlasgen": __version__})
+        if main or spread:
+            module.run(ctx)
+        if d is not None:
+            d.barrier()  # every rank's shards are written
+        if main:
+            meta = self.store.commit(stage.name, key, {"inputs": inputs, "atlasgen": __version__})
+        if d is not None:
+            d.barrier()
+            meta = self.store.meta(stage.name, key)
         summary.seconds[stage.name] = time.perf_counter() - start
         summary.ran.append(stage.name)
         return meta

@@ -133,6 +133,7 @@ def train_sae(
     dead_after_samples: int | None = None,
     checkpoint: Path | None = None,
     checkpoint_every: int = 500,
+    dist=None,
 ) -> tuple[SparseAutoencoder, dict]:
     """Train an SAE on the rows of `vectors` and return it (in raw activation units) with stats.
 
@@ -149,6 +150,13 @@ def train_sae(
     uninterrupted run (the batches of the skipped steps are regenerated from the seed, not re-read).
     stats: loss / mse / auxk (or l1) / train_fvu / train_l0 averaged over the last 5% of steps, in
     the scaled training units; samples_per_second counts the whole loop, data reads included.
+    dist: an atlasgen.dist.Dist to train data-parallel under torchrun (issue 10): every rank draws
+    the same global batches of `batch_size` rows from the same generator and trains on its slice of
+    each; the model is wrapped in DistributedDataParallel, whose gradient all-reduce makes the step
+    the gradient of the global batch's loss. BatchTopK selects the k x batch_size largest codes of the
+    GLOBAL batch (a threshold found from every rank's candidates), the dead-latent counts and AuxK's
+    residual variance are global too, so the training is the single-process one up to the order of
+    float sums (docs/scaling.md). Only rank 0 writes the checkpoint.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
@@ -235,6 +243,12 @@ def train_sae(
     # a GPU's data: on CPU, gathering rows of an in-memory tensor in a second thread competes with the
     # step for the same cores and slows both, so that gather runs in line.
     inline = isinstance(vectors, torch.Tensor) and vectors.device.type == "cpu"
+    if dist is not None:
+        return _train_distributed(
+            dist, vectors, sae, enc_t, params, optimizer, scheduler, batches, first_step, steps, batch_size, scale,
+            architecture, k, selector, samples_since_fired, dead_after_samples, k_aux, threshold, threshold_start,
+            threshold_beta, history, l1_coefficient, warmup, checkpoint, checkpoint_every, progress, device,
+            t_start, dict(d_in=d_in, d_sae=d_sae, n=n, lr=lr, seed=seed, centred_sq_norm=centred_sq_norm))
     t_loop = time.perf_counter()
     with ThreadPoolExecutor(1) as pool:
         def fetch(idx):
@@ -339,6 +353,189 @@ def train_sae(
         "autocast_bf16": autocast_bf16,
     }
     return sae, stats
+
+
+def _finish_stats(sae, enc_t, threshold, scale, history, samples_since_fired, dead_after_samples, *, architecture,
+                  k, steps, batch_size, l1_coefficient, d_in, d_sae, n, lr, seed, centred_sq_norm, t_start,
+                  loop_seconds, first_step, device) -> dict:
+    """The end of training shared by the distributed loop: fold the scale, average the tail."""
+    topk_family = architecture != "relu"
+    if topk_family:
+        with torch.no_grad():
+            sae.W_enc.copy_(enc_t.T)
+    with torch.no_grad():
+        sae.threshold.copy_(threshold.clamp_min(0.0))
+    fold_scale(sae, scale)
+    tail = history[-max(1, steps // 20):].mean(0).tolist()
+    return {
+        "architecture": architecture, "d_in": d_in, "d_sae": d_sae, "k": k, "steps": steps,
+        "batch_size": batch_size, "lr": lr, "seed": seed, "n_train_vectors": n,
+        "loss": tail[0], "mse": tail[1], "train_fvu": tail[1] / max(centred_sq_norm, 1e-30),
+        ("auxk" if topk_family else "l1"): tail[2], "train_l0": tail[3],
+        "train_dead_fraction": (
+            float((samples_since_fired >= dead_after_samples).float().mean()) if topk_family else None),
+        "dead_after_samples": dead_after_samples if topk_family else None,
+        "l1_coefficient": None if topk_family else l1_coefficient,
+        "scale": scale, "threshold": float(sae.threshold),
+        "seconds": time.perf_counter() - t_start, "loop_seconds": loop_seconds,
+        "samples_per_second": (steps - first_step) * batch_size / max(loop_seconds, 1e-9),
+        "device": str(device), "autocast_bf16": False,
+    }
+
+
+class _DDPStep(torch.nn.Module):
+    """What DistributedDataParallel wraps: the SAE and the TopK family's encoder copy. Its forward
+    runs the step closure it is given, so that DDP sees the forward and all-reduces the gradients."""
+
+    def __init__(self, sae, enc_t):
+        super().__init__()
+        self.sae = sae
+        self.enc_t = enc_t
+
+    def forward(self, step):
+        return step()
+
+
+def _train_distributed(d, vectors, sae, enc_t, params, optimizer, scheduler, batches, first_step, steps, batch_size,
+                       scale, architecture, k, selector, samples_since_fired, dead_after_samples, k_aux, threshold,
+                       threshold_start, threshold_beta, history, l1_coefficient, warmup, checkpoint, checkpoint_every,
+                       progress, device, t_start, info):
+    """The training loop of :func:`train_sae` on every rank of a distributed build (see its docstring)."""
+    import torch.distributed as td
+    from torch.nn.parallel import DistributedDataParallel
+
+    topk_family = architecture != "relu"
+    B, world, rank = batch_size, d.world, d.rank
+    lo, hi = rank * B // world, (rank + 1) * B // world  # this rank's rows of each (sorted) global batch
+    if topk_family:
+        sae.W_enc.requires_grad_(False)  # trained as enc_t; DDP reduces only what gets gradients
+    wrapper = _DDPStep(sae, enc_t if topk_family else None)
+    ddp = DistributedDataParallel(wrapper, broadcast_buffers=False,
+                                  device_ids=[device.index] if device.type == "cuda" else None)
+    t_loop = time.perf_counter()
+    for step in range(first_step, steps):
+        idx = next(batches).sort().values[lo:hi]
+        x = _gather(vectors, idx).to(device) * scale
+
+        def run_step():
+            if topk_family:
+                return _topk_family_step_global(x, sae, enc_t, architecture, k, B, selector, samples_since_fired,
+                                                dead_after_samples, k_aux)
+            pre = sae.encode_pre(x)
+            f = F.relu(pre)
+            residual = x - sae.decode(f)
+            mse_sum = residual.pow(2).sum()
+            l1_scale = min(1.0, (step + 1) / warmup)
+            aux_sum = (f * sae.W_dec.norm(dim=1)).sum()
+            loss = (mse_sum + l1_coefficient * l1_scale * aux_sum) / B
+            return loss, mse_sum.detach() / B, aux_sum.detach() / B, (f > 0).sum().float() / B, None, samples_since_fired
+
+        loss, mse, aux, l0, min_selected, samples_since_fired = ddp(run_step)
+        optimizer.zero_grad(set_to_none=True)
+        (loss * world).backward()  # DDP averages the ranks' gradients: world x (sum / B) / world
+        if topk_family:
+            remove_parallel_decoder_grad(sae)
+        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+        optimizer.step()
+        scheduler.step()
+        if topk_family:
+            with torch.no_grad():
+                sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if architecture == "batchtopk" and step >= threshold_start:
+            with torch.no_grad():  # min_selected is already global: the same on every rank
+                seen = torch.isfinite(min_selected)
+                first = threshold < 0
+                blended = threshold_beta * threshold + (1 - threshold_beta) * min_selected
+                threshold = torch.where(seen, torch.where(first, min_selected, blended), threshold)
+        row = torch.stack([loss.detach(), mse, aux, l0]).float()
+        td.all_reduce(row)  # the global batch's loss, mse, aux and L0 (each rank's share summed)
+        history[step] = row.to(history.device)
+        if (checkpoint is not None and d.main and (step + 1) % checkpoint_every == 0 and step + 1 < steps):
+            buffer = BytesIO()
+            torch.save({"format": CHECKPOINT_FORMAT, "sae": sae.state_dict(), "enc_t": enc_t,
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "threshold": threshold, "samples_since_fired": samples_since_fired, "history": history,
+                        "selector_guess": selector.guess, "step": step + 1}, buffer)
+            atomic_write_bytes(Path(checkpoint), buffer.getvalue())
+        if progress is not None:
+            progress(step)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    loop_seconds = time.perf_counter() - t_loop
+    sae.W_enc.requires_grad_(True)
+    stats = _finish_stats(sae, enc_t, threshold, scale, history, samples_since_fired, dead_after_samples,
+                          architecture=architecture, k=k, steps=steps, batch_size=B, l1_coefficient=l1_coefficient,
+                          t_start=t_start, loop_seconds=loop_seconds, first_step=first_step, device=device,
+                          d_in=info["d_in"], d_sae=info["d_sae"], n=info["n"], lr=info["lr"], seed=info["seed"],
+                          centred_sq_norm=info["centred_sq_norm"])
+    stats["ranks"] = world
+    return sae, stats
+
+
+def _topk_family_step_global(x, sae, enc_t, architecture, k, B, selector, samples_since_fired, dead_after_samples,
+                             k_aux):
+    """:func:`_topk_family_step` on this rank's rows of a global batch of B rows (distributed training).
+
+    Returns the loss share of these rows (sum over them / B), the mse and aux shares, the L0 share,
+    the global smallest selected value and the global samples_since_fired. BatchTopK keeps the
+    k x B largest codes of the whole global batch: each rank sends its local top k x B candidates,
+    every rank finds the same global cut-off t and keeps its own codes >= t."""
+    import torch.distributed as td
+
+    b, d_sae = x.shape[0], sae.d_sae
+    xc = x - sae.b_dec
+    with torch.no_grad():
+        pre = torch.addmm(sae.b_enc, xc, enc_t.T)
+    acts = F.relu(pre.float())
+    arange = torch.arange(b, device=x.device)
+    min_selected = None
+    if architecture == "batchtopk":
+        world = td.get_world_size()
+        count = k * B
+        width = min(count, -(-B // world) * d_sae)  # the most candidates any rank can send
+        _, local_vals = selector.select(acts.view(-1), min(count, acts.numel()))
+        cand = torch.full((width,), -1.0, device=x.device)
+        cand[:len(local_vals)] = local_vals
+        gathered = [torch.empty_like(cand) for _ in range(world)]
+        td.all_gather(gathered, cand)
+        every = torch.cat(gathered)
+        t = every.topk(min(count, every.numel()), sorted=False).values.min()
+        chosen = every[(every >= t) & (every > 0)]
+        min_selected = chosen.min() if chosen.numel() else torch.tensor(math.inf, device=x.device)
+        flat = acts.view(-1)
+        flat_idx = torch.nonzero((flat >= t) & (flat > 0)).squeeze(1)  # ascending: grouped by row
+        values = flat[flat_idx]
+        rows, cols = flat_idx // d_sae, flat_idx % d_sae
+    else:
+        top = acts.topk(k, dim=1, sorted=False)
+        rows, cols, values = arange.repeat_interleave(k), top.indices.reshape(-1), top.values.reshape(-1)
+    vals = F.relu(_SelectedPre.apply(xc, enc_t, sae.b_enc, values, rows, cols))
+    by_row = torch.searchsorted(rows, arange)
+    x_hat = F.embedding_bag(cols, sae.W_dec, by_row, mode="sum", per_sample_weights=vals) + sae.b_dec
+    fired = torch.zeros(d_sae, dtype=torch.int32, device=x.device)
+    fired[cols[vals > 0]] = 1
+    td.all_reduce(fired)  # fired anywhere in the global batch
+    samples_since_fired = torch.where(fired > 0, 0, samples_since_fired + B)
+    dead = samples_since_fired >= dead_after_samples
+    mse_sum = (x - x_hat).pow(2).sum()
+    aux_sum = torch.zeros((), device=x.device)
+    if bool(dead.any()):  # the same answer on every rank
+        dead_idx = torch.nonzero(dead).squeeze(1)
+        ka = min(k_aux, dead_idx.numel())
+        top = acts[:, dead_idx].topk(ka, dim=1, sorted=False)
+        a_rows, a_cols = arange.repeat_interleave(ka), dead_idx[top.indices].reshape(-1)
+        a_vals = F.relu(_SelectedPre.apply(xc, enc_t, sae.b_enc, top.values.reshape(-1), a_rows, a_cols))
+        aux_recon = F.embedding_bag(a_cols.view(b, ka), sae.W_dec, mode="sum", per_sample_weights=a_vals.view(b, ka))
+        residual = (x - x_hat).detach()
+        moments = torch.cat([residual.sum(0), residual.pow(2).sum().view(1)]).double()
+        td.all_reduce(moments)  # the global batch's residual mean and variance
+        mean = moments[:-1] / B
+        residual_var = (moments[-1] / B - mean.pow(2).sum()).float()
+        aux_sq_sum = (residual - aux_recon).pow(2).sum()
+        aux_sum = torch.nan_to_num(aux_sq_sum / (residual_var * B), nan=0.0, posinf=0.0) * B
+    loss = (mse_sum + AUXK_ALPHA * aux_sum) / B
+    l0 = (vals > 0).sum().float() / B
+    return loss, mse_sum.detach() / B, aux_sum.detach() / B, l0, min_selected, samples_since_fired
 
 
 def adam_options(device: torch.device | str) -> dict:

@@ -22,6 +22,10 @@ from atlasgen.errors import AtlasgenError
 from atlasgen.models import layer_activations, layer_shapes, load_model
 from atlasgen.pipeline import StageContext
 
+# Issue 10: under torchrun every rank runs this stage. Rank r samples the raw chunks i with
+# i % world == r (each chunk has its own seed, so the bytes do not depend on who samples it), rank 0
+# the held-out vectors; the shuffle's output shards are split the same way; rank 0 writes meta.json.
+DISTRIBUTED = True
 
 def sample_positions(acts: torch.Tensor, mode: str, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Vectors (B*n, C) and their sampling probabilities from activations (B, C, H, W)."""
@@ -99,6 +103,8 @@ def run(ctx: StageContext) -> None:
     dtype = np.dtype(cfg.dtype)
     train_idx = data.indices("train")
     heldout_idx = data.indices("heldout")
+    d = ctx.dist
+    main = d is None or d.main
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         folder = ctx.out / layer
@@ -110,8 +116,11 @@ def run(ctx: StageContext) -> None:
         images_per_shard = max(1, cfg.shard_size // per_image)
         chunks = [train_idx[i:i + images_per_shard] for i in range(0, len(train_idx), images_per_shard)]
         raw_names = [f"raw_{i:05d}.npy" for i in range(len(chunks))]
-        with ctx.progress(len(train_idx) + len(heldout_idx), f"acts {layer}") as bar:
-            for i, chunk in enumerate(chunks):
+        mine = [i for i in range(len(chunks)) if d is None or d.mine(i)]
+        total = sum(len(chunks[i]) for i in mine) + (len(heldout_idx) if main else 0)
+        with ctx.progress(total, f"acts {layer}") as bar:
+            for i in mine:
+                chunk = chunks[i]
                 if (folder / raw_names[i]).exists() and (folder / f"rawprob_{i:05d}.npy").exists():
                     bar.update(len(chunk))
                     continue
@@ -119,10 +128,15 @@ def run(ctx: StageContext) -> None:
                 atomic_save_npy(folder / f"rawprob_{i:05d}.npy", probs)
                 atomic_save_npy(folder / raw_names[i], vecs.astype(dtype))  # written last: marks the chunk done
             # Held-out vectors, sampled the same way, for honest SAE metrics.
-            vecs, probs = _collect(model, data, layer, heldout_idx, cfg, ctx.device, seed=cfg.seed * 100003 - 1, bar=bar)
-            atomic_save_npy(folder / "heldout.npy", vecs.astype(dtype))
-            atomic_save_npy(folder / "heldout_prob.npy", probs)
-        _shuffle_shards(folder, raw_names, cfg, dtype)
+            if main and not (folder / "heldout_prob.npy").exists():
+                vecs, probs = _collect(model, data, layer, heldout_idx, cfg, ctx.device, seed=cfg.seed * 100003 - 1, bar=bar)
+                atomic_save_npy(folder / "heldout.npy", vecs.astype(dtype))
+                atomic_save_npy(folder / "heldout_prob.npy", probs)  # written last
+        if d is not None:
+            d.barrier()  # every raw chunk is on disk
+        _shuffle_shards(folder, raw_names, cfg, dtype, d)
+        if not main:
+            continue
         atomic_write_json(folder / "meta.json", {
             "n_vectors": int(sum(len(np.load(folder / f"shard_{i:05d}.npy", mmap_mode="r")) for i in range(len(raw_names)))),
             "d_in": int(shape[0]),
@@ -136,15 +150,32 @@ def run(ctx: StageContext) -> None:
         ctx.console.detail(f"{layer}: {len(train_idx)} images -> {len(train_idx) * per_image} vectors of {shape[0]} channels")
 
 
-def _shuffle_shards(folder, raw_names, cfg, dtype) -> None:
+def _shuffle_shards(folder, raw_names, cfg, dtype, d=None) -> None:
     """Shuffle all vectors across shards: output shard j takes a slice of one global
-    permutation, gathered from the memory-mapped raw shards (never all in RAM)."""
+    permutation, gathered from the memory-mapped raw shards (never all in RAM).
+
+    Distributed (``d``): rank r writes the output shards j with j % world == r; rank 0 deletes the
+    raw shards once every rank has written its own."""
+    if not all((folder / f"shard_{j:05d}.npy").exists() for j in range(len(raw_names))):
+        _write_shuffled(folder, raw_names, cfg, dtype, d)
+    if d is not None:
+        d.barrier()
+        if not d.main:
+            return
+    for i, name in enumerate(raw_names):  # only the shuffled shards are left
+        (folder / name).unlink(missing_ok=True)
+        (folder / f"rawprob_{i:05d}.npy").unlink(missing_ok=True)
+
+
+def _write_shuffled(folder, raw_names, cfg, dtype, d) -> None:
     raw = [np.load(folder / n, mmap_mode="r") for n in raw_names]
     raw_p = [np.load(folder / f"rawprob_{i:05d}.npy") for i in range(len(raw_names))]
     sizes = [len(r) for r in raw]
     offsets = np.cumsum([0] + sizes)
     perm = np.random.default_rng([cfg.seed, 7]).permutation(int(offsets[-1]))
     for j, size in enumerate(sizes):
+        if d is not None and (not d.mine(j) or (folder / f"shard_{j:05d}.npy").exists()):
+            continue
         take = perm[offsets[j]:offsets[j] + size]
         src = np.searchsorted(offsets, take, side="right") - 1
         vecs = np.empty((size, raw[0].shape[1]), dtype=dtype)
@@ -158,6 +189,3 @@ def _shuffle_shards(folder, raw_names, cfg, dtype) -> None:
             probs[np.flatnonzero(sel)[order]] = raw_p[s][local[order]]
         atomic_save_npy(folder / f"prob_{j:05d}.npy", probs)
         atomic_save_npy(folder / f"shard_{j:05d}.npy", vecs)
-    for i, name in enumerate(raw_names):
-        (folder / name).unlink()
-        (folder / f"rawprob_{i:05d}.npy").unlink()

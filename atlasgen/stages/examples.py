@@ -19,15 +19,24 @@ of the layer):
 Memory is bounded by units x (k + grid bins + band slots x samples), whatever
 the dataset's size. A second, small pass recomputes the activation maps of
 the images shown (top and band examples) only, for heat-maps and crops.
+
+Distributed (issue 10, docs/scaling.md): rank r scans the batches b with
+b % world == r (the same batches as a single process, so every per-image value
+is the same float) and saves its scan state under ``_ranks/``; rank 0 merges
+the states exactly (:func:`merge_states`) and runs the second pass. A rank
+whose state file exists does not scan again on a restart.
 """
 
 from __future__ import annotations
 
+import io
+import shutil
+
 import numpy as np
 import torch
 
-from atlasgen.bands import BandReservoir, sample_keys
-from atlasgen.cache import atomic_save_npz
+from atlasgen.bands import _EMPTY, BandReservoir, sample_keys
+from atlasgen.cache import atomic_save_npz, atomic_write_bytes
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model, positions_as_vectors
 from atlasgen.pipeline import StageContext
@@ -39,6 +48,7 @@ FINE_EDGES = np.logspace(-6, 6, 12 * 30 + 1)
 HIST_RANGE_DECADES = 3  # the page histogram spans max * 1e-3 .. max
 N_PARTNERS = 6  # co-occurring features kept per feature
 N_PAIRS = 50  # most frequent feature pairs kept per layer
+DISTRIBUTED = True  # issue 10: every rank scans its share of the batches (see run)
 
 
 class TopK:
@@ -285,18 +295,148 @@ def run(ctx: StageContext) -> None:
     data = open_dataset(ctx.inputs["dataset"])
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     train_idx = data.indices("train")
+    d = ctx.dist
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
-        batches = ((idx, data.batch(idx)) for idx in
-                   (train_idx[s:s + cfg.batch_size] for s in range(0, len(train_idx), cfg.batch_size)))
-        with ctx.progress(len(train_idx), f"examples {layer}") as bar:
-            stats, cooc, grid = scan(model, sae, layer, batches, cfg, ctx.device, bar)
+        if d is None:
+            batches = ((idx, data.batch(idx)) for idx in
+                       (train_idx[s:s + cfg.batch_size] for s in range(0, len(train_idx), cfg.batch_size)))
+            with ctx.progress(len(train_idx), f"examples {layer}") as bar:
+                stats, cooc, grid = scan(model, sae, layer, batches, cfg, ctx.device, bar)
+        else:
+            stats, cooc, grid = _scan_distributed(ctx, model, sae, layer, data, train_idx)
+            if not d.main:
+                continue
         results = {name: s.finish(data.labels, data.n_classes, cfg.histogram_bins, grid) for name, s in stats.items()}
         add_maps(results, model, sae, layer, data, ctx.device, grid, cfg.batch_size)
         for name, arrays in results.items():
             atomic_save_npz(ctx.out / layer / f"{name}.npz", **arrays)
         atomic_save_npz(ctx.out / layer / "cooccurrence.npz", **cooc.finish())
+    if (d is None or d.main) and (ctx.out / "_ranks").exists():
+        shutil.rmtree(ctx.out / "_ranks")  # the per-rank scan states are not part of the artifact
+
+
+# ---------------------------------------------------------------- distributed scans (issue 10)
+
+
+def _scan_distributed(ctx, model, sae, layer, data, train_idx):
+    """This rank's scan of its batches (or its saved state), merged on rank 0; (None, None, None) elsewhere."""
+    cfg, d = ctx.cfg.examples, ctx.dist
+    starts = range(0, len(train_idx), cfg.batch_size)
+    mine = [train_idx[s:s + cfg.batch_size] for b, s in enumerate(starts) if d.mine(b)]
+    path = ctx.out / "_ranks" / layer / f"rank{d.rank:05d}-of-{d.world:05d}.pt"
+    if path.is_file():  # scanned before an interruption: kept, not redone
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        ctx.console.detail(f"{layer}: rank {d.rank} reuses its scan ({path.name})")
+    else:
+        with ctx.progress(sum(len(i) for i in mine), f"examples {layer}") as bar:
+            stats, cooc, grid = scan(model, sae, layer, ((idx, data.batch(idx)) for idx in mine), cfg, ctx.device, bar)
+        if stats is None:  # more ranks than batches: an empty scan of the right shape
+            stats, cooc, grid = empty_scan(model, sae, layer, data.batch(train_idx[:1]), cfg, ctx.device)
+        state = scan_state(stats, cooc, grid)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+    states = d.gather_object(state)
+    if not d.main:
+        return None, None, None
+    return merge_states(states, cfg, ctx.device)
+
+
+@torch.no_grad()
+def empty_scan(model, sae, layer, probe, cfg, device):
+    """Statistics of no images, shaped for ``layer`` (from one probe image that is not counted)."""
+    feats, acts, grid = _unit_vectors(model, sae, layer, probe, device)
+    stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg)
+             for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))}
+    return stats, CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device), grid
+
+
+_SUMS = ("fires", "sum_max", "fires_pos", "sum_pos", "fine_hist")
+
+
+def scan_state(stats: dict, cooc: CooccurrenceSample, grid) -> dict:
+    """Everything a scan accumulated, as CPU tensors (what :func:`merge_states` merges)."""
+    state = {"grid": tuple(int(g) for g in grid), "cooc_keys": cooc.keys.cpu(), "cooc_fires": cooc.fires.cpu()}
+    for name, s in stats.items():
+        state[name] = {
+            "top": (s.top.val.cpu(), s.top.idx.cpu(), s.top.pos.cpu()),
+            "bands": (s.bands.keys.cpu(), s.bands.val.cpu(), s.bands.count.cpu(), s.bands.gmax.cpu()),
+            **{k: getattr(s, k).cpu() for k in _SUMS},
+            "n_images": int(s.n_images), "n_positions": int(s.n_positions),
+        }
+    return state
+
+
+def merge_states(states: list[dict], cfg, device):
+    """The scan of the union of the ranks' images, exactly as one process would have it:
+
+    * top-k: the k best of the ranks' top-k lists, ordered as :meth:`TopK.update` orders
+      (value descending, ties to the lower image index);
+    * band reservoirs: each rank's window is moved up to the global running maximum (slots falling
+      below merge into the low slot) and every slot keeps the r smallest keys of the ranks' slots,
+      with counts summed -- a slot is the bottom-r of its items whatever their order, and keys are a
+      function of (seed, image, unit), so this is what one process keeps;
+    * histograms, firing counts and sums: summed (counts exactly; float64 sums of float32 batch sums
+      in rank order, equal to the sequential sum unless they need more than 53 bits);
+    * co-occurrence sample: the n smallest keys of the union.
+    """
+    grid = states[0]["grid"]
+    stats = {}
+    for name in ("features", "neurons"):
+        parts = [s[name] for s in states]
+        n_units = parts[0]["fires"].shape[0]
+        u = UnitStats(n_units, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, name == "features")
+        _merge_topk(u.top, [p["top"] for p in parts])
+        _merge_bands(u.bands, [p["bands"] for p in parts])
+        for k in _SUMS:
+            total = parts[0][k].clone()
+            for p in parts[1:]:
+                total += p[k]
+            setattr(u, k, total.to(device))
+        u.n_images = sum(p["n_images"] for p in parts)
+        u.n_positions = sum(p["n_positions"] for p in parts)
+        stats[name] = u
+    n_feats = stats["features"].fires.shape[0]
+    cooc = CooccurrenceSample(n_feats, cfg.cooccurrence_images, cfg.seed, device)
+    keys = torch.cat([s["cooc_keys"] for s in states])
+    fires = torch.cat([s["cooc_fires"] for s in states])
+    if len(keys) > cooc.n:
+        keep = torch.topk(keys, cooc.n, largest=False, sorted=True).indices
+        keys, fires = keys[keep], fires[keep]
+    cooc.keys, cooc.fires = keys.to(device), fires.to(device)
+    return stats, cooc, grid
+
+
+def _merge_topk(top: TopK, parts) -> None:
+    val = torch.cat([p[0] for p in parts], 1)
+    idx = torch.cat([p[1] for p in parts], 1)
+    pos = torch.cat([p[2] for p in parts], 1)
+    order = torch.argsort(idx, dim=1, stable=True)
+    val, idx, pos = val.gather(1, order), idx.gather(1, order), pos.gather(1, order)
+    best = torch.argsort(-val, dim=1, stable=True)[:, : top.val.shape[1]]
+    dev = top.val.device
+    top.val, top.idx, top.pos = val.gather(1, best).to(dev), idx.gather(1, best).to(dev), pos.gather(1, best).to(dev)
+
+
+def _merge_bands(bands: BandReservoir, parts) -> None:
+    gmax = torch.stack([p[3] for p in parts]).amax(0)
+    keys, vals, counts = [], [], []
+    for k, v, c, g in parts:
+        part = BandReservoir(bands.n_units, bands.edges, bands.r, bands.seed, "cpu")
+        part.keys, part.val, part.count, part.gmax = k.clone(), v.clone(), c.clone(), g.clone()
+        part._shift(gmax)  # the same window as every other rank's
+        keys.append(part.keys)
+        vals.append(part.val)
+        counts.append(part.count)
+    all_keys, all_vals = torch.cat(keys, 2), torch.cat(vals, 2)
+    best, pick = torch.topk(all_keys, bands.r, dim=2, largest=False, sorted=True)
+    dev = bands.keys.device
+    bands.keys = best.to(dev)
+    bands.val = torch.where(best != _EMPTY, all_vals.gather(2, pick), 0.0).to(dev)
+    bands.count = torch.stack(counts).sum(0).to(dev)
+    bands.gmax = gmax.to(dev)
 
 
 @torch.no_grad()

@@ -32,6 +32,11 @@ from atlasgen.models import load_model
 from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
 
+# Issue 10: under torchrun every rank runs this stage and renders the chunks c (of each family, in
+# unit order) with c % world == rank; the images depend only on (seed, unit, variant), so they are
+# the same bytes whichever rank renders them. Rank 0 merges the quality shards and writes meta.json.
+DISTRIBUTED = True
+
 QUALITY_KEYS = ("unit", "objective", "own_act", "other_unit", "other_act", "rank",
                 "objective_neuron", "objective_negative", "objective_diverse")
 
@@ -90,26 +95,35 @@ def run(ctx: StageContext) -> None:
         sae = SAEDirections.from_npz(sae_dir / "sae.npz")
         full_sae = load_sae_any(sae_dir).to(ctx.device).eval()
         families = {"features": (sae.n_features, sae, full_sae.encode), "neurons": (sae.d_in, None, None)}
-        total = sum(n for n, _, _ in families.values())
+        d = ctx.dist
+        chunks = {family: [list(range(start, min(n, start + cfg.batch_size))) for start in range(0, n, cfg.batch_size)]
+                  for family, (n, _, _) in families.items()}
+        mine = {family: [c for i, c in enumerate(cs) if d is None or d.mine(i)] for family, cs in chunks.items()}
+        total = sum(len(c) for cs in mine.values() for c in cs)
         with ctx.progress(total, f"vis {layer}") as bar:
             done = 0
             for family, (n_units, directions, encode) in families.items():
                 folder, shards = ctx.out / layer / family, ctx.out / layer / f"{family}_quality"
-                for start in range(0, n_units, cfg.batch_size):
-                    units = list(range(start, min(n_units, start + cfg.batch_size)))
-                    shard = shards / f"{start:08d}.npz"
+                for units in mine[family]:
+                    shard = shards / f"{units[0]:08d}.npz"
                     if not shard.exists():  # written last: its presence means the chunk is complete
                         q = _render_chunk(model, layer, units, directions, encode, cfg, eval_size, ctx.device, folder)
                         shards.mkdir(parents=True, exist_ok=True)
                         atomic_save_npz(shard, **q)
                     done += len(units)
                     bar.set(done)
-                parts = []
-                for p in sorted(shards.glob("*.npz")):
-                    with np.load(p) as z:
-                        parts.append({k: z[k] for k in QUALITY_KEYS})
-                atomic_save_npz(ctx.out / layer / f"{family}_quality.npz",
-                                **{k: np.concatenate([p[k] for p in parts]) for k in QUALITY_KEYS})
+        if d is not None:
+            d.barrier()  # every rank's chunks are rendered
+            if not d.main:
+                continue
+        for family in families:
+            shards = ctx.out / layer / f"{family}_quality"
+            parts = []
+            for p in sorted(shards.glob("*.npz")):
+                with np.load(p) as z:
+                    parts.append({k: z[k] for k in QUALITY_KEYS})
+            atomic_save_npz(ctx.out / layer / f"{family}_quality.npz",
+                            **{k: np.concatenate([p[k] for p in parts]) for k in QUALITY_KEYS})
         atomic_write_json(ctx.out / layer / "meta.json", {
             "mode": "channel", "image_size": cfg.image_size, "thumb_size": cfg.thumb_size, "steps": cfg.steps,
             "variant_image_size": cfg.variant_image_size, "variant_steps": cfg.variant_steps,

@@ -10,21 +10,32 @@ Files (importance/L/): importance.npz with, per kind (features, neurons),
 top k / top 1; int64, may be negative) and ``<kind>_rank`` (1 = most
 important); importance.json with the method, k, the image count and the clean
 model's correct counts.
+
+Distributed (issue 10): rank r takes the batches b with b % world == r. The
+unit means are folded from every batch's float64 sums in batch order (the same
+additions as one process), and the importance counts are integers, summed.
+Each rank keeps its per-batch sums and its counts under ``_ranks/`` so a
+restarted rank redoes only what it had not finished.
 """
 
 from __future__ import annotations
 
+import pickle
+import shutil
+
 import numpy as np
 import torch
 
-from atlasgen.cache import atomic_save_npz, atomic_write_json
+from atlasgen.cache import atomic_save_npz, atomic_write_bytes, atomic_write_json
 from atlasgen.circuits import reaches_classifier_linearly
 from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
-from atlasgen.importance import batched_ablation, closed_form, ranks, unit_means
+from atlasgen.importance import batched_ablation, closed_form, fold_means, ranks, unit_means, unit_sums
 from atlasgen.models import class_outputs, load_model
 from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
+
+DISTRIBUTED = True
 
 
 def run(ctx: StageContext) -> None:
@@ -43,22 +54,43 @@ def run(ctx: StageContext) -> None:
 
     outputs = np.asarray(class_outputs(model, data.n_classes))  # each dataset class's logit (e.g. InceptionV1's 1008)
 
+    d = ctx.dist
+    starts = list(range(0, len(indices), cfg.batch_size))
+    mine = [b for b in range(len(starts)) if d is None or d.mine(b)]
+
+    def batch(b):
+        idx = indices[starts[b]:starts[b] + cfg.batch_size]
+        return data.batch(idx).to(ctx.device), torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
+
     def batches():
-        for start in range(0, len(indices), cfg.batch_size):
-            idx = indices[start:start + cfg.batch_size]
-            yield data.batch(idx).to(ctx.device), torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
+        for b in mine:
+            yield batch(b)
 
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
-        mu_a, mu_f = unit_means(model, layer, sae, batches)
         exact = reaches_classifier_linearly(model, layer, data.batch(indices[:64]).to(ctx.device))
-        if exact:
+        if d is None:
+            mu_a, mu_f = unit_means(model, layer, sae, batches)
+        else:
+            mu_a, mu_f = _distributed_means(ctx, model, layer, sae, mine, batch)
+        state = ctx.out / "_ranks" / layer / f"totals-rank{d.rank:05d}-of-{d.world:05d}.pkl" if d else None
+        if state is not None and state.is_file():
+            totals = pickle.loads(state.read_bytes())
+        elif exact:
             totals = closed_form(model, layer, sae, batches, mu_a, mu_f, cfg.top_k)
         else:
-            with ctx.progress(len(indices), f"ablations {layer}") as bar:
+            n_mine = sum(min(cfg.batch_size, len(indices) - starts[b]) for b in mine)
+            with ctx.progress(n_mine, f"ablations {layer}") as bar:
                 totals = batched_ablation(model, layer, sae, batches, mu_a, mu_f, cfg.top_k, cfg.units_per_pass,
                                           progress=bar.update)
+        if d is not None:
+            if not state.is_file():
+                atomic_write_bytes(state, pickle.dumps(totals))
+            parts = d.gather_object(totals)
+            if not d.main:
+                continue
+            totals = {key: sum(p.get(key, 0) for p in parts) for key in set().union(*parts)}  # integer counts
         arrays = {}
         for kind in ("features", "neurons"):
             arrays[f"{kind}_topk"] = totals[f"{kind}_topk"].astype(np.int64)
@@ -76,3 +108,24 @@ def run(ctx: StageContext) -> None:
         ctx.console.detail(f"{layer}: importance by {'closed form' if exact else 'batched ablation'} on "
                            f"{totals['images']} images; rank 1: f/{best} ({arrays['features_topk'][best]} images lose "
                            f"the true class from the top {cfg.top_k}, {arrays['features_top1'][best]} from the top 1)")
+    if (d is None or d.main) and (ctx.out / "_ranks").exists():
+        shutil.rmtree(ctx.out / "_ranks")  # the per-rank states are not part of the artifact
+
+
+def _distributed_means(ctx, model, layer, sae, mine, batch):
+    """Unit means over every rank's batches, folded in batch order on every rank (bitwise as one process)."""
+    d = ctx.dist
+    path = ctx.out / "_ranks" / layer / f"sums-rank{d.rank:05d}-of-{d.world:05d}.pkl"
+    if path.is_file():
+        sums = pickle.loads(path.read_bytes())
+    else:
+        sums = {}
+        for b in mine:
+            a, f, c = unit_sums(model, layer, sae, batch(b)[0])
+            sums[b] = (a.cpu(), None if f is None else f.cpu(), c)
+        atomic_write_bytes(path, pickle.dumps(sums))
+    every = {}
+    for part in d.all_gather_object(sums):
+        every.update(part)
+    mu_a, mu_f = fold_means(every[b] for b in sorted(every))
+    return mu_a.to(ctx.device), (None if mu_f is None else mu_f.to(ctx.device))

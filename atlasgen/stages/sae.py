@@ -33,6 +33,10 @@ from atlasgen.sae import evaluate_sae, save_sae, train_sae
 from atlasgen.sae_formats import SAEFormatError, load_external_sae, save_saelens
 from atlasgen.stages.activations import VectorStore
 
+# Issue 10: under torchrun every rank trains each SAE data-parallel (atlasgen.sae.train_sae with
+# dist: DistributedDataParallel, global BatchTopK); rank 0 alone measures, saves and loads external SAEs.
+DISTRIBUTED = True
+
 MAX_EVAL_IMAGES = 1024  # held-out images used for the uniform and downstream metrics
 
 
@@ -120,6 +124,7 @@ def run(ctx: StageContext) -> None:
     data = open_dataset(ctx.inputs["dataset"])
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     heldout_images = data.indices("heldout")[:MAX_EVAL_IMAGES]
+    main = ctx.dist is None or ctx.dist.main
     for layer_cfg in ctx.cfg.layers:
         s = layer_cfg.sae
         folder = ctx.out / layer_cfg.name
@@ -128,6 +133,8 @@ def run(ctx: StageContext) -> None:
         store = VectorStore(ctx.inputs["activations"] / layer_cfg.name)
         d_in = store.shape[1]
         if s.weights:
+            if not main:
+                continue
             sae, stats = _load_external(ctx, layer_cfg, d_in)
         else:
             d_sae = s.expansion * d_in
@@ -136,7 +143,10 @@ def run(ctx: StageContext) -> None:
             with ctx.progress(s.steps, f"sae {layer_cfg.name}") as bar:
                 sae, stats = train_sae(store, d_sae=d_sae, architecture=s.architecture, k=s.k, l1_coefficient=s.l1_coefficient,
                                        steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=s.seed, device=ctx.device,
-                                       progress=lambda step: bar.set(step + 1), checkpoint=folder / "checkpoint.pt")
+                                       progress=lambda step: bar.set(step + 1), checkpoint=folder / "checkpoint.pt",
+                                       **({"dist": ctx.dist} if ctx.dist is not None else {}))
+            if not main:
+                continue
         sae = sae.to(ctx.device).eval()
         heldout = np.load(ctx.inputs["activations"] / layer_cfg.name / "heldout.npy", mmap_mode="r")
         metrics = evaluate_sae(sae, heldout)
