@@ -177,7 +177,7 @@ class MapConfig:
     min_dist: float = _f(0.1, "UMAP minimum distance.", min=0.0)
     levels: list[int] = _f([4, 12, 36], "Clusters per level of the hierarchy, coarse to fine.", min=1)
     seed: int = _f(0, "Seed of the layout.")
-    source: Literal["decoder", "class_weights"] = _f("decoder", "What is laid out: the features' decoder directions, or their class-weight profiles (circuits stage).")
+    source: Literal["decoder", "class_weights", "coactivation"] = _f("decoder", "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), or their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`).")
     hierarchy: Optional[str] = _f(None, "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.")
 
 

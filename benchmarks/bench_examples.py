@@ -158,7 +158,7 @@ def memory_child(cache: Path, reps: int, batch_size: int) -> None:
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     state = sum(t.numel() * t.element_size() for s in stats.values()
                 for t in (s.top.val, s.top.idx, s.top.pos, s.fine_hist, s.bands.keys, s.bands.val, s.bands.count))
-    state += cooc.fires.numel() + cooc.keys.numel() * 8
+    state += cooc.peaks.numel() * 4 + cooc.keys.numel() * 8
     print(json.dumps({"reps": reps, "images": reps * len(idx), "peak_growth_mib": (after - before) / 1024,
                       "peak_rss_mib": after / 1024, "state_mib": state / 2**20}))
 

@@ -124,3 +124,29 @@ def test_fused_encode_equals_the_sae():
         with torch.no_grad():
             torch.testing.assert_close(encode(sae, x), sae.encode(x), rtol=1e-5, atol=1e-5)
             assert ((encode(sae, x) > 0) == (sae.encode(x) > 0)).float().mean() > 0.999
+
+
+def test_cooccurrence_sample_is_the_bottom_n_keys_in_any_image_order():
+    """The co-occurrence sample keeps the n images with the smallest keys, with their per-image maxima
+    in key order, whatever order the batches come in (as when ranks' scans are merged)."""
+    from atlasgen.bands import sample_keys
+    from atlasgen.stages.examples import CooccurrenceSample
+
+    rng = np.random.default_rng(3)
+    N, U, n = 200, 12, 50
+    image_idx = rng.permutation(1000)[:N]
+    peaks = (rng.lognormal(0, 1, (N, U)) * (rng.random((N, U)) < 0.3)).astype(np.float32)
+    outs = []
+    for order in (np.arange(N), rng.permutation(N)):
+        sample = CooccurrenceSample(U, n, seed=4, device="cpu")
+        for s in range(0, N, 16):
+            rows = order[s:s + 16]
+            sample.update(torch.from_numpy(peaks[rows]), torch.from_numpy(image_idx[rows]))
+        outs.append(sample.finish())
+    for key in outs[0]:
+        np.testing.assert_array_equal(outs[0][key], outs[1][key])
+    keys = sample_keys(torch.full((N,), -1), torch.from_numpy(image_idx).long(), 4).numpy()
+    chosen = np.argsort(keys)[:n]
+    np.testing.assert_array_equal(outs[0]["sample_images"], image_idx[chosen])
+    np.testing.assert_array_equal(outs[0]["sample_peaks"], peaks[chosen].astype(np.float16))
+    np.testing.assert_array_equal(outs[0]["fires"], (peaks[chosen] > 0).sum(0))

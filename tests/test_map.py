@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from atlasgen.atlas import grid_cells, normalize_layout, sprite_sheet
-from atlasgen.featurevis import direction_objective
 from atlasgen.config import ConfigError, parse_config
+from atlasgen.featurevis import direction_objective
 from atlasgen.hierarchy import Hierarchy, HierarchyError, name_group
 from atlasgen.stages.map import evaluate
 
@@ -297,3 +297,45 @@ def test_activation_atlas_mode(tab, base):
     assert "8 × 8 grid" in tab.state()["status"]
     assert not tab.errors, tab.errors
     assert not tab.outside, tab.outside
+
+
+def test_coactivation_layout_groups_features_that_fire_on_the_same_images(tmp_path):
+    """map.source: coactivation lays features out by their maxima on the examples stage's image
+    sample: three planted groups of features, each firing on its own third of the images (with
+    random decoder directions that carry no grouping), come out as the three top clusters."""
+    from atlasgen.pipeline import StageContext
+    from atlasgen.progress import Console
+    from atlasgen.stages import map as map_stage
+
+    rng = np.random.default_rng(0)
+    n_img, per_group, groups = 90, 20, 3
+    F = per_group * groups
+    group_of = np.repeat(np.arange(groups), per_group)
+    img_group = np.arange(n_img) % groups
+    peaks = np.where(group_of[None, :] == img_group[:, None], rng.gamma(2.0, 1.0, (n_img, F)), 0.0)
+    peaks *= rng.random((n_img, F)) < 0.6  # each feature fires on part of its group's images
+    peaks[:, -1] = 0  # one feature never fires (dead: left out of the evaluation)
+    inputs = {name: tmp_path / name for name in ("dataset", "sae", "examples", "circuits")}
+    for folder in inputs.values():
+        (folder / "mixed5b").mkdir(parents=True)
+    classes = [CLASSES[0], CLASSES[2], CLASSES[4]]  # one class per group, each of its own superclass
+    (inputs["dataset"] / "dataset.json").write_text(json.dumps({"classes": classes}))
+    np.savez(inputs["sae"] / "mixed5b" / "sae.npz", W_dec=rng.normal(size=(F, 16)).astype(np.float32))
+    top_classes = np.full((F, 3), -1)
+    top_classes[:, 0] = group_of
+    weights = np.zeros((F, 3), np.float32)
+    weights[:, 0] = 1
+    np.savez(inputs["examples"] / "mixed5b" / "features.npz", top_classes=top_classes, top_class_weights=weights,
+             density=np.r_[np.ones(F - 1), 0].astype(np.float32))
+    np.savez(inputs["examples"] / "mixed5b" / "cooccurrence.npz", sample_peaks=peaks.astype(np.float16))
+    cfg = parse_config({"map": {"source": "coactivation", "levels": [3, 6]}}, root=tmp_path)
+    out = tmp_path / "out"
+    map_stage.run(StageContext(cfg, out, inputs, Console(0), "cpu"))
+    m = json.loads((out / "mixed5b" / "map.json").read_text())
+    top = np.array([f["clusters"][0] for f in m["features"]])
+    assert m["source"] == "coactivation"
+    for g in range(groups):  # each planted group is one top-level cluster (the silent feature aside)
+        members = top[:-1][group_of[:-1] == g]
+        assert len(np.unique(members)) == 1
+    assert len(np.unique(top[:-1])) == groups
+    assert m["evaluation"]["purity"] == 1.0

@@ -163,25 +163,33 @@ class UnitStats:
 
 
 class CooccurrenceSample:
-    """Which features fire on a uniform random sample of images (bottom-n by a hash of the image index)."""
+    """The features' per-image maxima on a uniform random sample of images (bottom-n by a hash of
+    the image index): which features fire together, and each feature's activation profile over the
+    sample (``map.source: coactivation`` lays features out by it)."""
 
     def __init__(self, n_units: int, n_images: int, seed: int, device: str):
         self.n, self.seed = n_images, seed
         self.keys = torch.empty(0, dtype=torch.long, device=device)
-        self.fires = torch.empty((0, n_units), dtype=torch.bool, device=device)
+        self.peaks = torch.empty((0, n_units), dtype=torch.float32, device=device)
 
     def update(self, peak: torch.Tensor, image_idx: torch.Tensor) -> None:
         """peak: (batch, units) per-image maxima."""
         keys = sample_keys(torch.full_like(image_idx, -1), image_idx.long(), self.seed)
-        keys, fires = torch.cat([self.keys, keys]), torch.cat([self.fires, peak > 0])
+        self.keep(torch.cat([self.keys, keys]), torch.cat([self.peaks, peak.float()]))
+
+    def keep(self, keys: torch.Tensor, peaks: torch.Tensor) -> None:
+        """Keep the n smallest keys of these (and their rows): the sample of any union of image sets."""
         if len(keys) > self.n:
             keep = torch.topk(keys, self.n, largest=False, sorted=True).indices
-            keys, fires = keys[keep], fires[keep]
-        self.keys, self.fires = keys, fires
+            keys, peaks = keys[keep], peaks[keep]
+        self.keys, self.peaks = keys, peaks
 
     def finish(self, chunk: int = 512) -> dict[str, np.ndarray]:
-        """Per feature: the features it fires with most often; per layer: the most frequent pairs."""
-        A = self.fires.float()
+        """Per feature: the features it fires with most often; per layer: the most frequent pairs;
+        the sample itself (image indices and per-image maxima, in key order)."""
+        order = torch.argsort(self.keys)  # canonical order, whatever order the images came in
+        keys, peaks = self.keys[order], self.peaks[order]
+        A = (peaks > 0).float()
         n_units = A.shape[1]
         m = min(N_PARTNERS, max(n_units - 1, 0))
         alone = A.sum(0)  # images of the sample where each feature fires
@@ -209,8 +217,11 @@ class CooccurrenceSample:
         pairs = np.array([[i, j] for _, i, j in best_pairs], dtype=np.int64).reshape(-1, 2)
         pair_count = np.array([-c for c, _, _ in best_pairs], dtype=np.int64)
         union = alone_np[pairs[:, 0]] + alone_np[pairs[:, 1]] - pair_count if len(pairs) else np.zeros(0)
+        f16 = torch.finfo(torch.float16).max
         return {
             "n_images": np.int64(len(self.keys)),
+            "sample_images": (keys & ((1 << 31) - 1)).cpu().numpy().astype(np.int64),  # see bands.sample_keys
+            "sample_peaks": peaks.clamp(max=f16).half().cpu().numpy(),
             "fires": alone_np,
             "partners": partners.numpy(),
             "partner_count": partner_count.numpy(),
@@ -358,7 +369,7 @@ _SUMS = ("fires", "sum_max", "fires_pos", "sum_pos", "fine_hist")
 
 def scan_state(stats: dict, cooc: CooccurrenceSample, grid) -> dict:
     """Everything a scan accumulated, as CPU tensors (what :func:`merge_states` merges)."""
-    state = {"grid": tuple(int(g) for g in grid), "cooc_keys": cooc.keys.cpu(), "cooc_fires": cooc.fires.cpu()}
+    state = {"grid": tuple(int(g) for g in grid), "cooc_keys": cooc.keys.cpu(), "cooc_peaks": cooc.peaks.cpu()}
     for name, s in stats.items():
         state[name] = {
             "top": (s.top.val.cpu(), s.top.idx.cpu(), s.top.pos.cpu()),
@@ -400,12 +411,7 @@ def merge_states(states: list[dict], cfg, device):
         stats[name] = u
     n_feats = stats["features"].fires.shape[0]
     cooc = CooccurrenceSample(n_feats, cfg.cooccurrence_images, cfg.seed, device)
-    keys = torch.cat([s["cooc_keys"] for s in states])
-    fires = torch.cat([s["cooc_fires"] for s in states])
-    if len(keys) > cooc.n:
-        keep = torch.topk(keys, cooc.n, largest=False, sorted=True).indices
-        keys, fires = keys[keep], fires[keep]
-    cooc.keys, cooc.fires = keys.to(device), fires.to(device)
+    cooc.keep(torch.cat([s["cooc_keys"] for s in states]).to(device), torch.cat([s["cooc_peaks"] for s in states]).to(device))
     return stats, cooc, grid
 
 

@@ -8,7 +8,8 @@ dataset examples (atlasgen.hierarchy.name_group): a class name when one class
 dominates, else the lowest common ancestor of the leading classes in the class
 hierarchy (`map.hierarchy`, or the dataset's superclasses), else the two
 leading classes. `map.source: class_weights` lays out the features' class-weight
-profiles (circuits stage) instead of their decoder directions. On data with
+profiles (circuits stage) instead of their decoder directions, and `coactivation`
+their maximum activations on a uniform sample of images (examples stage). On data with
 planted superclasses, the top-level clusters are scored against them (purity,
 adjusted Rand index) in map.json's "evaluation".
 """
@@ -91,6 +92,18 @@ def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15) ->
     return out
 
 
+def coactivation_vectors(cooc) -> np.ndarray:
+    """(F, n) per-feature vectors for ``map.source: coactivation``: each feature's maximum
+    activation on the examples stage's uniform sample of images, so features that fire on the
+    same images lie together, whatever their decoder directions. Features that never fire on
+    the sample share one tiny constant vector (cosine needs a non-zero vector): they gather
+    in one place of the map instead of scattering at random."""
+    peaks = np.asarray(cooc["sample_peaks"], dtype=np.float32).T  # (F, images of the sample)
+    silent = ~(peaks > 0).any(1)
+    peaks[silent] = 1e-6
+    return peaks
+
+
 def representative(members: np.ndarray, xy: np.ndarray, alive: np.ndarray) -> int:
     """The live member nearest the cluster's centroid (any member when none is live)."""
     pool = members[alive[members]] if alive[members].any() else members
@@ -134,6 +147,8 @@ def run(ctx: StageContext) -> None:
         alive = ex["density"] > 0
         if cfg.source == "class_weights":
             vectors = np.load(ctx.inputs["circuits"] / layer / "class_weights.npz")["features"]
+        elif cfg.source == "coactivation":
+            vectors = coactivation_vectors(np.load(ctx.inputs["examples"] / layer / "cooccurrence.npz"))
         else:
             vectors = W_dec
         xy = layout(vectors, cfg.n_neighbors, cfg.min_dist, cfg.seed)
