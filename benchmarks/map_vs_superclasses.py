@@ -41,7 +41,7 @@ def main() -> None:
     cache = cfg.resolve(cfg.cache_dir)
     inputs = {s: latest(cache, s) for s in ("dataset", "sae", "examples", "circuits")}
     print(f"levels {cfg.map.levels}; artifacts: " + ", ".join(f"{k}={v.name}" for k, v in inputs.items()))
-    for source in ("decoder", "class_weights"):
+    for source in ("decoder", "class_weights", "coactivation"):
         cfg.map = dataclasses.replace(cfg.map, source=source)
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
