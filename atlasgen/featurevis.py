@@ -425,32 +425,56 @@ class _RedirectedReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.clamp_min(0)
+        out = x.clamp_min(0)
+        ctx.save_for_backward(out)  # out == 0 exactly where the plain ReLU passes no gradient
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        relu_grad = torch.where(x < 0, torch.zeros_like(grad), grad)
-        # The loss is minimised, so a positive gradient pushes the input lower.
-        redirected = torch.where((x < 0) & (grad > 0), torch.zeros_like(grad), grad)
+        (out,) = ctx.saved_tensors
+        off = out == 0
+        relu_grad = grad.masked_fill(off, 0)
         flowing = relu_grad.flatten(1).norm(dim=1) > 0  # per image of the batch
+        if bool(flowing.all()):  # the usual case once every image has moved: the plain ReLU gradient
+            return relu_grad
+        # The loss is minimised, so a positive gradient pushes the input lower.
+        redirected = grad.masked_fill(off & (grad > 0), 0)
         return torch.where(flowing.view(-1, *([1] * (grad.dim() - 1))), relu_grad, redirected)
 
 
-@contextlib.contextmanager
-def _redirected_relus(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
-    """Route every nn.ReLU module of the model through _RedirectedReLU; hooks removed on exit."""
-    handles = []
-    if enabled:
-        for module in model.modules():
-            if isinstance(module, torch.nn.ReLU) and not module.inplace:  # an in-place ReLU has lost its input
-                handles.append(module.register_forward_hook(lambda _m, inputs, _out: _RedirectedReLU.apply(inputs[0])))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+def _redirected_relu_forward(x: torch.Tensor) -> torch.Tensor:
+    return _RedirectedReLU.apply(x)
+
+
+#: Optimisation steps that run with redirected ReLU gradients, as a share of all steps. Lucid's
+#: override exists to get a visualisation started; once its unit fires, the plain ReLU gradient
+#: flows, and the redirect's extra passes over every ReLU are wasted work.
+REDIRECT_SHARE = 0.25
+
+
+class _RedirectedReLUs:
+    """Route every nn.ReLU module of the model through _RedirectedReLU (the module's forward
+    replaced, not hooked, so the ReLU runs once) until :meth:`release` or the end of the block."""
+
+    def __init__(self, model: torch.nn.Module, enabled: bool):
+        self.patched: list[torch.nn.Module] = []
+        if enabled:
+            for module in model.modules():
+                # An in-place ReLU has lost its input; a module whose forward is already replaced is left alone.
+                if isinstance(module, torch.nn.ReLU) and not module.inplace and "forward" not in module.__dict__:
+                    module.forward = _redirected_relu_forward
+                    self.patched.append(module)
+
+    def release(self) -> None:
+        for module in self.patched:
+            del module.forward
+        self.patched = []
+
+    def __enter__(self) -> "_RedirectedReLUs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class _LayerCapture:
@@ -569,7 +593,7 @@ class _Job:
 def _render_batch(
     model: torch.nn.Module, capture: _LayerCapture, job: _Job, *, image_size: int, steps: int, lr: float,
     device: torch.device, preprocess: Callable[[torch.Tensor], torch.Tensor], transforms: TransformSpec,
-    precision: str,
+    precision: str, relu_gradient_override: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Optimise one batch; (uint8 images (B, S, S, 3), final objective (B,))."""
     image = FFTImage.random(job.generators, image_size, device=device)
@@ -577,25 +601,13 @@ def _render_batch(
     tparams = torch.stack([transforms.sample(g, steps) for g in job.generators], dim=1).to(device)
     optimizer = torch.optim.Adam(image.parameters(), lr=lr, **adam_options(device))
     diverse = job.group_size > 1 and job.diversity_weight > 0
-    for step in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        x = random_affine(image(), tparams[step], transforms.pad)
-        with _autocast(device, precision):
-            acts = capture(model, preprocess(x))
-        acts = acts.float()
-        # Sum over the batch: each image's gradient depends on its own unit only
-        # (eval mode, so no batch statistics couple the samples); the diversity
-        # term couples the images of one set, and only those.
-        objective = job.objective(acts)
-        loss = -job.sign * objective.sum()
-        if diverse:
-            # The weight is relative to the set's current mean |objective| (held constant for the
-            # gradient): lucid's absolute weight (1e2) suits InceptionV1's activation scale only, while
-            # objectives differ by orders of magnitude between models and layers.
-            scale = objective.detach().abs().reshape(-1, job.group_size).mean(dim=1)
-            loss = loss + job.diversity_weight * (scale * gram_diversity(acts, job.group_size)).sum()
-        loss.backward()
-        optimizer.step()
+    redirect_steps = max(1, round(steps * REDIRECT_SHARE))
+    with _RedirectedReLUs(model, relu_gradient_override) as redirect:
+        for step in range(steps):
+            if step == redirect_steps:
+                redirect.release()
+            _step(model, capture, job, image, optimizer, tparams[step], device=device, preprocess=preprocess,
+                  transforms=transforms, precision=precision, diverse=diverse)
     with torch.no_grad():
         images = _to_uint8(image())
         # The final objective, measured as the page shows it: on the saved
@@ -604,6 +616,29 @@ def _render_batch(
         x = F.pad(x, [transforms.pad] * 4, value=0.5)
         final = job.objective(capture(model, preprocess(x)).float())
     return images, final.cpu().numpy().astype(np.float32)
+
+
+def _step(model, capture, job: _Job, image: FFTImage, optimizer, tparams: torch.Tensor, *, device, preprocess,
+          transforms: TransformSpec, precision: str, diverse: bool) -> None:
+    """One optimisation step of a batch: transform, forward to the layer, objective, backward, update."""
+    optimizer.zero_grad(set_to_none=True)
+    x = random_affine(image(), tparams, transforms.pad)
+    with _autocast(device, precision):
+        acts = capture(model, preprocess(x))
+    acts = acts.float()
+    # Sum over the batch: each image's gradient depends on its own unit only
+    # (eval mode, so no batch statistics couple the samples); the diversity
+    # term couples the images of one set, and only those.
+    objective = job.objective(acts)
+    loss = -job.sign * objective.sum()
+    if diverse:
+        # The weight is relative to the set's current mean |objective| (held constant for the
+        # gradient): lucid's absolute weight (1e2) suits InceptionV1's activation scale only, while
+        # objectives differ by orders of magnitude between models and layers.
+        scale = objective.detach().abs().reshape(-1, job.group_size).mean(dim=1)
+        loss = loss + job.diversity_weight * (scale * gram_diversity(acts, job.group_size)).sum()
+    loss.backward()
+    optimizer.step()
 
 
 def _check_args(image_size: int, steps: int, batch_size: int, precision: str) -> None:
@@ -631,7 +666,7 @@ def _run_jobs(
     images = np.empty((n_items * per_item, image_size, image_size, 3), dtype=np.uint8)
     final = np.empty(n_items * per_item, dtype=np.float32)
     items_per_batch = max(1, batch_size // per_item)
-    with _frozen_eval(model), _redirected_relus(model, relu_gradient_override), _LayerCapture(target, view.view) as capture:
+    with _frozen_eval(model), _LayerCapture(target, view.view) as capture:
         if n_items:
             canvas = image_size + 2 * transforms.pad
             with torch.no_grad():
@@ -643,6 +678,7 @@ def _run_jobs(
             images[sl], final[sl] = _render_batch(
                 model, capture, make_job(start, end), image_size=image_size, steps=steps, lr=lr,
                 device=device, preprocess=preprocess, transforms=transforms, precision=precision,
+                relu_gradient_override=relu_gradient_override,
             )
             if progress is not None:
                 progress(end)

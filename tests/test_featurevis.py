@@ -403,6 +403,7 @@ def test_relu_gradient_override_wakes_a_unit_that_is_off_at_the_start():
     assert pre_plain < 0  # still off: the plain ReLU never let a gradient through
     assert gain_redirected > 0.1 and gain_redirected > 5 * max(gain_plain, 0.0), (gain_plain, gain_redirected)
     assert not any(m._forward_hooks for m in net.modules())
+    assert not any("forward" in m.__dict__ for m in net.modules())  # the ReLUs have their own forward back
 
 
 # ------------------------------------------- negative, diverse, atlas, maxima
