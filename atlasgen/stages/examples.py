@@ -64,7 +64,9 @@ class TopK:
 
         Only images that can enter a unit's top-k are merged, and only their arg-max is computed
         (an arg-max over every (image, unit) costs several times the maxima themselves)."""
-        enter = values >= self.val[:, -1:]
+        # Images where a unit does not fire (value <= 0) are never shown (finish drops them), so
+        # they need not enter: for a sparse unit with fewer than k firing images that is most of them.
+        enter = (values >= self.val[:, -1:]) & (values > 0)
         if not enter.any():
             return
         rows = torch.nonzero(enter.any(1), as_tuple=True)[0]
