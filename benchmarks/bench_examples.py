@@ -21,7 +21,7 @@ Peak memory: the scan runs in a child process on the dataset repeated 1x and
 10x (as distinct image indices); the reported figure is the growth of the
 child's peak RSS during the scan.
 
-Usage: python benchmarks/bench_examples.py [--cache .atlasgen] [--n 300] [--repeats 2] [--skip-inception]
+Usage: python benchmarks/bench_examples.py [--cache .atlasgen] [--n 300] [--repeats 2] [--skip-inception] [--skip-demo] [--skip-memory]
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-inception", action="store_true")
+    ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
@@ -181,7 +182,7 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     cfg = ExamplesConfig(batch_size=args.batch_size)
-    rows = [compare("demo", *demo_workload(args.cache, args.batch_size)[:4], cfg, args.repeats)]
+    rows = [] if args.skip_demo else [compare("demo", *demo_workload(args.cache, args.batch_size)[:4], cfg, args.repeats)]
     if not args.skip_inception:
         model, sae, layer, batches, _ = inception_workload(args.n, min(args.batch_size, 32))
         rows.append(compare("inceptionv1-mixed5b-16x", model, sae, layer, batches,

@@ -150,3 +150,31 @@ def test_cooccurrence_sample_is_the_bottom_n_keys_in_any_image_order():
     np.testing.assert_array_equal(outs[0]["sample_images"], image_idx[chosen])
     np.testing.assert_array_equal(outs[0]["sample_peaks"], peaks[chosen].astype(np.float16))
     np.testing.assert_array_equal(outs[0]["fires"], (peaks[chosen] > 0).sum(0))
+
+
+@pytest.mark.parametrize("n_units", [3, 40, 90])
+def test_cooccurrence_partners_and_pairs_match_brute_force(n_units):
+    """Partners (count, then lower id) and the layer's top pairs (count, then lower ids) equal a
+    computation over the full co-occurrence matrix; small counts make ties common."""
+    from atlasgen.stages.examples import N_PAIRS, N_PARTNERS, CooccurrenceSample
+
+    rng = np.random.default_rng(n_units)
+    n = 12
+    peaks = (rng.random((n, n_units)) < 0.35).astype(np.float32) * rng.random((n, n_units)).astype(np.float32)
+    sample = CooccurrenceSample(n_units, 64, seed=0, device="cpu")
+    sample.update(torch.from_numpy(peaks), torch.arange(n))
+    out = sample.finish(chunk=7)
+    A = (peaks > 0).astype(np.int64)
+    C = A.T @ A
+    m = min(N_PARTNERS, n_units - 1)
+    for i in range(n_units):
+        others = [j for j in range(n_units) if j != i]
+        ranked = sorted(others, key=lambda j: (-C[i, j], j))[:m]
+        np.testing.assert_array_equal(out["partners"][i], ranked)
+        np.testing.assert_array_equal(out["partner_count"][i], C[i, ranked])
+    pairs = sorted((-C[i, j], i, j) for i in range(n_units) for j in range(i + 1, n_units) if C[i, j] > 0)[:N_PAIRS]
+    np.testing.assert_array_equal(out["pairs"], np.array([[i, j] for _, i, j in pairs]).reshape(-1, 2))
+    np.testing.assert_array_equal(out["pair_count"], [-c for c, _, _ in pairs])
+    union = A.sum(0)[out["pairs"][:, 0]] + A.sum(0)[out["pairs"][:, 1]] - out["pair_count"]
+    np.testing.assert_allclose(out["pair_jaccard"], out["pair_count"] / union, rtol=1e-6)
+    np.testing.assert_array_equal(out["fires"], A.sum(0))

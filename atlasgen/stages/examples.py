@@ -194,27 +194,34 @@ class CooccurrenceSample:
         A = (peaks > 0).float()
         n_units = A.shape[1]
         m = min(N_PARTNERS, max(n_units - 1, 0))
+        # A pair in the layer's top N_PAIRS (by count, then lower ids) is within the top N_PAIRS of
+        # its first feature's row (every entry above it in that row is a pair above it overall), so
+        # one row-wise top-k serves both the partners and the pair candidates.
+        m_row = min(max(m, N_PAIRS), max(n_units - 1, 0))
         alone = A.sum(0)  # images of the sample where each feature fires
         partners = torch.zeros((n_units, m), dtype=torch.long)
         partner_count = torch.zeros((n_units, m), dtype=torch.long)
-        cols = torch.arange(n_units, device=A.device, dtype=torch.float64)
-        best_pairs = []  # (-count, i, j) candidates, i < j
+        # Integer keys, count first and then the lower feature id: exact, unique, so top-k is deterministic.
+        # Counts are at most the sample size, so int32 holds the keys of any layer up to ~2e6 features.
+        itype = torch.int32 if (len(keys) + 1) * n_units < 2 ** 31 else torch.int64
+        rev = (n_units - 1 - torch.arange(n_units, device=A.device)).to(itype)
+        cand_cnt, cand_i, cand_j = [], [], []
         for start in range(0, n_units, chunk):
-            C = (A[:, start:start + chunk].T @ A).double()  # (chunk, units) co-occurrence counts (exact integers)
+            C = (A[:, start:start + chunk].T @ A).to(itype)  # (chunk, units) co-occurrence counts, exact
             rows = torch.arange(C.shape[0], device=C.device)
             C[rows, start + rows] = -1  # not with itself
-            # Count first, then the lower feature id: one exact float64 key, so topk is deterministic.
-            key = C * n_units + (n_units - 1 - cols)
-            order = torch.topk(key, m, dim=1).indices
-            partners[start:start + chunk] = order.cpu()
-            partner_count[start:start + chunk] = C.gather(1, order).clamp_min(0).long().cpu()
-            upper = torch.where(cols[None] > (start + rows)[:, None], key, -1.0)
-            top = torch.topk(upper.flatten(), min(N_PAIRS, upper.numel()))
-            for k, f in zip(top.values.cpu().tolist(), top.indices.cpu().tolist()):
-                cnt = int(C[f // n_units, f % n_units])
-                if k >= 0 and cnt > 0:
-                    best_pairs.append((-cnt, start + f // n_units, f % n_units))
-        best_pairs = sorted(best_pairs)[:N_PAIRS]
+            key = C.mul_(n_units).add_(rev)
+            top = torch.topk(key, m_row, dim=1)
+            cnt = torch.div(top.values, n_units, rounding_mode="floor").long()
+            partners[start:start + chunk] = top.indices[:, :m].cpu()
+            partner_count[start:start + chunk] = cnt[:, :m].clamp_min(0).cpu()
+            first = (start + rows)[:, None].expand_as(top.indices)
+            ok = (top.indices > first) & (cnt > 0)
+            cand_cnt.append(cnt[ok].cpu())
+            cand_i.append(first[ok].cpu())
+            cand_j.append(top.indices[ok].cpu())
+        best_pairs = sorted(zip((-torch.cat(cand_cnt)).tolist(), torch.cat(cand_i).tolist(),
+                                torch.cat(cand_j).tolist()))[:N_PAIRS] if cand_cnt else []
         alone_np = alone.cpu().numpy().astype(np.int64)
         pairs = np.array([[i, j] for _, i, j in best_pairs], dtype=np.int64).reshape(-1, 2)
         pair_count = np.array([-c for c, _, _ in best_pairs], dtype=np.int64)
