@@ -24,8 +24,9 @@ def _brute_hist(peaks: np.ndarray, max_act: float, hist_edges: np.ndarray) -> np
     return np.bincount(b[rel >= hist_edges[0]], minlength=len(hist_edges) - 1)
 
 
+@pytest.mark.parametrize("consume", [False, True])
 @pytest.mark.parametrize("nonnegative", [False, True])
-def test_scan_matches_brute_force(nonnegative):
+def test_scan_matches_brute_force(nonnegative, consume):
     """Top-k (sets, values, arg-max), histogram, density and band samples equal a computation over all images."""
     rng = np.random.default_rng(5)
     N, P, U, k, batch = 300, 9, 6, 7, 32
@@ -38,7 +39,8 @@ def test_scan_matches_brute_force(nonnegative):
     image_idx = np.arange(N) * 2 + 1  # dataset indices are not positions in the stream
     stats = UnitStats(U, k, "cpu", EDGES, 4, seed=9, nonnegative=nonnegative)
     for s in range(0, N, batch):
-        stats.update(torch.from_numpy(acts[s:s + batch]), torch.from_numpy(image_idx[s:s + batch]))
+        vectors = torch.from_numpy(acts[s:s + batch].copy() if consume else acts[s:s + batch])
+        stats.update(vectors, torch.from_numpy(image_idx[s:s + batch]), consume=consume)
     labels = np.arange(2 * N + 2) % 3
     out = stats.finish(labels, 3, 12, (3, 3))
 

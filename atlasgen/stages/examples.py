@@ -105,8 +105,9 @@ class UnitStats:
         self.n_images = 0
         self.n_positions = 0
 
-    def update(self, vectors: torch.Tensor, image_idx: torch.Tensor) -> torch.Tensor:
-        """vectors: (batch, positions, units) activations of one batch of images.
+    def update(self, vectors: torch.Tensor, image_idx: torch.Tensor, consume: bool = False) -> torch.Tensor:
+        """vectors: (batch, positions, units) activations of one batch of images; with ``consume``
+        they are overwritten (no temporary copies of the batch's activations are allocated).
 
         Returns the per-image maxima (batch, units)."""
         peak = vectors.amax(dim=1)  # (batch, units)
@@ -118,12 +119,12 @@ class UnitStats:
         self.sum_max += torch.where(firing, peak, 0).sum(0).double()
         flat = vectors.reshape(-1, vectors.shape[2])
         if not self.nonnegative:  # SAE codes are never negative; other units count only where > 0
-            flat = flat.clamp_min(0)
+            flat = flat.clamp_min_(0) if consume else flat.clamp_min(0)
         # Column sums as matrix-vector products (BLAS, one read each); on non-negative values
         # sign() is 1 exactly where firing, and float32 holds these counts (< 2**24) exactly.
         ones = torch.ones(flat.shape[0], dtype=flat.dtype, device=flat.device)
-        self.fires_pos += (ones @ flat.sign()).long()
         self.sum_pos += (ones @ flat).double()
+        self.fires_pos += (ones @ (flat.sign_() if consume or not self.nonnegative else flat.sign())).long()
         bins = torch.bucketize(peak_t, self.edges) - 1  # (units, batch)
         valid = firing.T & (bins >= 0) & (bins < self.fine_hist.shape[1])
         units = torch.arange(peak.shape[1], device=peak.device)[:, None].expand_as(bins)
@@ -301,8 +302,8 @@ def scan(model, sae, layer: str, batches, cfg, device, progress=None):
                      for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))}
             cooc = CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device)
         image_idx = torch.as_tensor(idx).to(device)
-        peak = stats["features"].update(feats, image_idx)
-        stats["neurons"].update(acts, image_idx)
+        peak = stats["features"].update(feats, image_idx, consume=True)  # both are this batch's own copies
+        stats["neurons"].update(acts, image_idx, consume=True)
         cooc.update(peak, image_idx)
         if progress is not None:
             progress.update(len(idx))
