@@ -139,6 +139,10 @@ class ArtifactStore:
     def commit(self, stage: str, key: str, meta: dict) -> dict:
         """Seal a stage's partial folder: hash its files, write meta.json, rename into place."""
         partial = self.partial(stage, key)
+        # A writer killed mid-write (Ctrl-C, a SIGKILLed rank) leaves its temporary file behind;
+        # the resumed run rewrote that file, so the leftover is garbage, not part of the artifact.
+        for stray in partial.rglob(".*.tmp-*"):
+            stray.unlink()
         meta = dict(meta, content_hash=hash_tree(partial))
         atomic_write_json(partial / "meta.json", meta)
         final = self.final(stage, key)

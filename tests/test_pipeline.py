@@ -166,3 +166,22 @@ def test_output_that_atlasgen_did_not_make_is_left_alone(tiny_copy, tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 2 and "did not make" in out.stderr
     assert (foreign / "notes.txt").read_text() == "precious"
+
+
+def test_commit_drops_temporary_files_of_killed_writers(tmp_path):
+    """A writer killed between writing its temporary file and renaming it leaves `.name.tmp-PID`
+    behind; sealing the artifact removes it, so a resumed build hashes the same as an uninterrupted one."""
+    from atlasgen.cache import ArtifactStore, atomic_write_bytes
+
+    hashes = []
+    for killed in (False, True):
+        store = ArtifactStore(tmp_path / f"cache{killed}")
+        store.ensure()
+        partial = store.partial("featurevis", "k")
+        atomic_write_bytes(partial / "a" / "0.webp", b"image")
+        if killed:
+            (partial / "a" / ".1.webp.tmp-4242").write_bytes(b"half an ima")
+        meta = store.commit("featurevis", "k", {"inputs": {}})
+        hashes.append(meta["content_hash"])
+        assert sorted(p.name for p in store.final("featurevis", "k").rglob("*")) == ["0.webp", "a", "meta.json"]
+    assert hashes[0] == hashes[1]
