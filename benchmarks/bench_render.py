@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import json
+import os
 import pstats
 import sys
 import tempfile
@@ -47,22 +49,22 @@ def mb(n: float) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-def render(art, out: Path, F: int):
+def render(art, out: Path, F: int, workers: int | None = None):
     marks = {}
 
     def progress(done, total):
         # Pages: home, model, layer, map, then the F feature pages (build.render_site's order).
         if done == 4:
-            marks["start"] = time.perf_counter()
+            marks["start"], marks["cpu_start"] = time.perf_counter(), time.process_time()
         elif done == 4 + F:
-            marks["end"] = time.perf_counter()
+            marks["end"], marks["cpu_end"] = time.perf_counter(), time.process_time()
 
     out.mkdir(parents=True)
     t0 = time.perf_counter()
     summary = render_site(artifacts=art, layers=[LAYER], model_name=MODEL, title="bench", date="2026-01-01",
-                          base_url="", out_dir=out, progress=progress)
+                          base_url="", out_dir=out, progress=progress, workers=workers)
     total = time.perf_counter() - t0
-    return summary, total, marks["end"] - marks["start"]
+    return summary, total, marks["end"] - marks["start"], marks["cpu_end"] - marks["cpu_start"]
 
 
 def profile_pages(art, out: Path, n: int) -> None:
@@ -83,6 +85,14 @@ def profile_pages(art, out: Path, n: int) -> None:
         w.page(*pages.unit_page(site, ix, "f", i, images, {LAYER: ix}))
     prof.disable()
     pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+
+
+def tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
 
 
 def real_unit_bytes(site: Path) -> dict:
@@ -130,6 +140,8 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true", help="also time a no-change rebuild of the tiny config")
     ap.add_argument("--profile", type=int, default=0, help="cProfile this many feature pages")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--workers", default="1,2",
+                    help="comma-separated render process counts to compare (the last one's site is measured)")
     args = ap.parse_args()
     F, C = args.features, args.neurons
 
@@ -139,20 +151,35 @@ def main() -> None:
     art = make_fake_artifacts(work / "art", n_classes=args.classes, n_features=F, n_neurons=C, n_images=args.images,
                               image_size=32, layers=(LAYER,), k=args.k, grid=7, vis_size=args.vis_size,
                               thumb_size=args.thumb_size)
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"synthetic artifacts: {F:,} features x {C:,} neurons, {args.images:,} images "
           f"({time.perf_counter() - t0:.1f} s to write)")
 
     if args.profile:
         profile_pages(art, work / "profile", args.profile)
 
-    summary, total, feat = render(art, work / "site", F)
-    print(f"render: {summary.pages:,} pages, {summary.files:,} files, {mb(summary.bytes)} in {total:.1f} s")
-    print(f"feature pages: {F:,} in {feat:.1f} s = {F / feat:,.0f} pages/s (target >= 500/s on 2 cores)")
-    parts = size_breakdown(work / "site")
+    rates = {}
+    for n in [int(x) for x in args.workers.split(",")]:
+        site_dir = work / f"site-w{n}"
+        summary, total, feat, cpu = render(art, site_dir, F, n)
+        rates[n] = F / feat
+        # With one worker the pages render in this process: pages per CPU-second is what one idle core does.
+        per_cpu = f"; {F / cpu:,.0f} pages per CPU-second in-process" if n == 1 else ""
+        print(f"workers={n}: render {summary.pages:,} pages, {summary.files:,} files, {mb(summary.bytes)} in "
+              f"{total:.1f} s; feature pages: {F:,} in {feat:.1f} s = {F / feat:,.0f} pages/s{per_cpu} "
+              f"(target >= 500/s on 2 cores)")
+    if len(rates) > 1:
+        base = next(iter(rates.values()))
+        print("speed-up: " + ", ".join(f"{n} workers {r / base:.2f}x" for n, r in rates.items()))
+    if len(rates) > 1:
+        digests = {n: tree_digest(work / f"site-w{n}") for n in rates}
+        print("same bytes for every worker count: " + ("yes" if len(set(digests.values())) == 1 else f"NO {digests}"))
+    site = site_dir
+    parts = size_breakdown(site)
     for name, size in sorted(parts.items(), key=lambda kv: -kv[1]):
         print(f"  {mb(size):>12}  {name}")
-    layer_page = (work / "site" / MODEL / LAYER / "index.html").stat().st_size
-    export = (work / "site" / "data" / MODEL / LAYER / "features.jsonl.gz").stat().st_size
+    layer_page = (site / MODEL / LAYER / "index.html").stat().st_size
+    export = (site / "data" / MODEL / LAYER / "features.jsonl.gz").stat().st_size
     print(f"layer page {mb(layer_page)}, features.jsonl.gz {mb(export)}")
 
     if args.real_site:
@@ -161,11 +188,11 @@ def main() -> None:
               f"neurons): {real['f'] / 1e3:.1f} KB per feature, {real['n'] / 1e3:.1f} KB per neuron, "
               f"{real['images'] / max(real['n_images'], 1) / 1e3:.1f} KB per dataset image")
         synth_units = sum(p.stat().st_size for kind in ("f", "n")
-                          for p in (work / "site" / MODEL / LAYER / kind).rglob("*") if p.is_file())
+                          for p in (site / MODEL / LAYER / kind).rglob("*") if p.is_file())
         layer_rest = parts_total = sum(parts.values())
         layer_rest = parts_total - synth_units - parts.get("dataset images (images/)", 0)
         weights = 8 * F * C
-        synth_weights = (work / "site" / "data" / MODEL / LAYER / "sae" / "sae.npz").stat().st_size
+        synth_weights = (site / "data" / MODEL / LAYER / "sae" / "sae.npz").stat().st_size
         n_img = min(F * args.k + C * args.k, 50_000)  # distinct dataset images referenced, capped by a 50k dataset
         projected = (F * real["f"] + C * real["n"] + (layer_rest - synth_weights) + weights
                      + n_img * real["images"] / max(real["n_images"], 1))

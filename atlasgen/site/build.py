@@ -7,8 +7,10 @@ writes files directly. Never imports torch. Same inputs give the same bytes.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,7 +19,7 @@ import jinja2
 
 import atlasgen
 from atlasgen.cache import tree_size
-from atlasgen.site import export, featurevis_section, mapview, pages, publish, ratings_pages, resources, urls
+from atlasgen.site import cards, export, featurevis_section, mapview, pages, publish, ratings_pages, resources, urls
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages
@@ -50,7 +52,7 @@ class _Environment(jinja2.Environment):
 
 def make_environment() -> jinja2.Environment:
     """Jinja environment over ``templates/``; templates are compiled once and cached."""
-    return _Environment(
+    env = _Environment(
         loader=jinja2.FileSystemLoader(str(resources.resource_dir("templates"))),
         autoescape=True,
         trim_blocks=True,
@@ -59,6 +61,10 @@ def make_environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         auto_reload=False,
     )
+    # Python functions for the most rendered pieces (issue 8): same bytes as the templates they replaced.
+    env.globals["unit_card"] = cards.unit_card
+    env.globals["example_item"] = cards.example_item
+    return env
 
 
 class _Writer:
@@ -82,6 +88,12 @@ class _Writer:
         if self.progress is not None:
             self.progress(self.pages, self.total)
 
+    def count_page(self) -> None:
+        """Count a page another process rendered (``render_units``) and report progress."""
+        self.pages += 1
+        if self.progress is not None:
+            self.progress(self.pages, self.total)
+
     def text(self, path: str, content: str) -> None:
         target = self.out_dir / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +106,7 @@ class _Writer:
 
 
 def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: str, title: str, date: str,
-                base_url: str, out_dir: Path, progress=None, authors: tuple[str, ...] = (), version: str = "1.0",
+                base_url: str, out_dir: Path, progress=None, workers: int | None = None, authors: tuple[str, ...] = (), version: str = "1.0",
                 doi: str | None = None, ratings_records: list | None = None,
                 ratings_cfg: dict | None = None, game_cfg: dict | None = None) -> SiteSummary:
     """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
@@ -102,7 +114,9 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
     ``artifacts`` maps stage name -> artifact folder: 'dataset', 'model', 'sae',
     'featurevis', 'examples', 'circuits', 'map' (layout in docs/artifacts.md;
     per-layer subfolders named after the layer). ``progress(n_pages_done,
-    n_pages_total)`` is called after each page when given.
+    n_pages_total)`` is called after each page when given. ``workers``: processes
+    that render feature and neuron pages (default: the usable CPUs, at most
+    ``MAX_WORKERS``); the bytes written do not depend on it.
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
@@ -139,10 +153,8 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
         w.page(*pages.map_page(site, ix))
         w.text(f"{model_name}/{L.name}/map/data.js",
                js_global("ATLAS_MAP", mapview.render_layer_map(out_dir, site, ix, arts.dataset)))
-        for i in range(L.n_features):
-            w.page(*pages.unit_page(site, ix, "f", i, images, indexes))
-        for n in range(L.n_neurons):
-            w.page(*pages.unit_page(site, ix, "n", n, images, indexes))
+        render_units(w, site, ix, "f", images, indexes, workers)
+        render_units(w, site, ix, "n", images, indexes, workers)
         w.text(urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n")
         export.write_layer_export(w, site, ix, Path(artifacts["sae"]) / L.name, images)  # issue 8: bulk export
         if getattr(ix, "ratings", None) is not None:  # issue 11
@@ -165,6 +177,69 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
     copy_static(out_dir)
     files, size = tree_size(out_dir)
     return SiteSummary(pages=w.pages, files=files, bytes=size)
+
+
+MAX_WORKERS = 8
+PARALLEL_MIN_UNITS = 512  # fewer unit pages than this render in-process (a fork costs more than it saves)
+_FORKED: tuple | None = None  # what forked workers render from (inherited, never pickled)
+
+
+def default_workers() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_WORKERS))
+
+
+def render_units(w: _Writer, site: pages.Site, ix: pages.LayerIndex, kind: str, images: DatasetImages,
+                 indexes: dict[str, pages.LayerIndex], workers: int | None = None,
+                 min_units: int | None = None) -> None:
+    """Every feature (``kind`` "f") or neuron ("n") page of a layer, in ``workers`` forked processes.
+
+    Each page is a pure function of the artifacts, so the files are the same
+    whichever process writes them. Workers inherit the loaded artifacts by
+    fork (nothing is pickled but chunk bounds) and ignore SIGINT: the parent's
+    progress callback raises on Ctrl-C and leaving the pool terminates them.
+    Dataset images were all written by ``DatasetImages.prepare`` beforehand;
+    a worker that would write one more fails loudly rather than lose count.
+    """
+    global _FORKED
+    count = ix.layer.n_features if kind == "f" else ix.layer.n_neurons
+    workers = default_workers() if workers is None else max(1, int(workers))
+    min_units = PARALLEL_MIN_UNITS if min_units is None else min_units
+    if workers == 1 or count < min_units or "fork" not in multiprocessing.get_all_start_methods():
+        for i in range(count):
+            w.page(*pages.unit_page(site, ix, kind, i, images, indexes))
+        return
+    # The first page in-process: its templates and includes compile once, before the fork.
+    w.page(*pages.unit_page(site, ix, kind, 0, images, indexes))
+    chunk = max(16, min(256, count // (workers * 8)))
+    bounds = [(start, min(start + chunk, count)) for start in range(1, count, chunk)]
+    _FORKED = (w, site, ix, kind, images, indexes)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
+            for done in pool.imap(_render_chunk, bounds):  # in order: progress counts pages as in serial
+                for _ in range(done):
+                    w.count_page()
+    finally:
+        _FORKED = None
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _render_chunk(bounds: tuple[int, int]) -> int:
+    w, site, ix, kind, images, indexes = _FORKED
+    writer = _Writer(w.out_dir, w.env, 0, None)
+    writer.templates = w.templates
+    stored = images.files
+    for i in range(*bounds):
+        writer.page(*pages.unit_page(site, ix, kind, i, images, indexes))
+    if images.files != stored:
+        raise RuntimeError(f"a {kind} page used a dataset image that DatasetImages.prepare did not write")
+    return writer.pages
 
 
 def copy_unit_images(w: _Writer, ix: pages.LayerIndex) -> None:

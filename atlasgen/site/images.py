@@ -100,7 +100,16 @@ def heatmap_data_uris(act_maps: np.ndarray, scale: float) -> list[str]:
     rgba[..., :3] = (v[..., None] * _HOT).round().astype(np.uint8)
     alpha = np.where(v < 0.5, 0.6 * (1.0 - 2.0 * v), 0.45 * (2.0 * v - 1.0))
     rgba[..., 3] = np.round(alpha * 255).astype(np.uint8)
-    return ["data:image/png;base64," + base64.b64encode(png_rgba(m)).decode("ascii") for m in rgba]
+    if rgba.ndim != 4 or rgba.shape[0] == 0:
+        return ["data:image/png;base64," + base64.b64encode(png_rgba(m)).decode("ascii") for m in rgba]
+    # Batched png_rgba (same bytes): the filter byte of every row at once, one header for all maps.
+    k, h, w = rgba.shape[:3]
+    raw = np.zeros((k, h, 1 + 4 * w), dtype=np.uint8)
+    raw[:, :, 1:] = rgba.reshape(k, h, 4 * w)
+    head = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+    tail = _chunk(b"IEND", b"")
+    return ["data:image/png;base64," + base64.b64encode(
+        head + _chunk(b"IDAT", zlib.compress(raw[j].tobytes(), 9)) + tail).decode("ascii") for j in range(k)]
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -74,6 +74,8 @@ def rate_page(site, ix, images) -> tuple[str, str, dict]:
         n_items=len(lr.sample),
         n_examples=int(lr.cfg["examples"]),
         groups=[GROUP_NAMES[g] for g in lr.cfg["groups"]],
+        # The first item's visualisation in the HTML (an <img> needs a src; rate.js swaps it per item). Issue 8.
+        first_vis=ix.vis["f"].get(lr.sample[0][0]) if lr.sample else None,
         scripts=[rate_data_url(m, L.name), "static/rate.js"],
         body_class="rate",
     )

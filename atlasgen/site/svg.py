@@ -181,8 +181,11 @@ def density_scatter(density, mean_act, label_entropy, *, href: str = "f/{id}/ind
     def y_of(v):
         return pt + ph - max(v, 0.0) / y_hi * ph
 
+    # With links, the points are interactive: no role="img" (it would hide them from assistive technology).
+    role = "" if alive.size <= link_limit else 'role="img" '
     parts = [
-        f'<svg class="hist scatter" viewBox="0 0 {W} {H}" role="img" aria-label="Scatter of {fmt_count(alive.size)} '
+        f'<svg class="hist scatter" viewBox="0 0 {W} {H}" {role}'
+        f'aria-label="Scatter of {fmt_count(alive.size)} '
         f'features: log density against mean activation, coloured by label entropy" data-points="{alive.size}">',
         f'<line class="axis" x1="{pl}" y1="{pt + ph}" x2="{pl + pw}" y2="{pt + ph}"/>',
         f'<line class="axis" x1="{pl}" y1="{pt}" x2="{pl}" y2="{pt + ph}"/>',

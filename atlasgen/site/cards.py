@@ -1,0 +1,82 @@
+"""Unit cards (the thumbnail tiles of grids) rendered in Python.
+
+A layer page shows one card per feature and each unit page a dozen, so the
+card is the most rendered piece of the site. As a Jinja macro it cost a sixth
+of a feature page's render time (issue 8, benchmarks/bench_render.py
+--profile); this function writes the same bytes the macro did
+(tests/test_render_fast.py compares them) with plain string formatting. The
+part of a card that does not depend on the shown value is cached per
+(root, card, pixelated).
+"""
+
+from __future__ import annotations
+
+from markupsafe import Markup, escape
+
+_cache: dict[tuple, tuple[str, str]] = {}
+_CACHE_MAX = 200_000
+
+
+def _e(value) -> str:
+    return str(escape(value))
+
+
+def _parts(root: str, card: dict, pixelated: bool) -> tuple[str, str]:
+    key = (root, card["href"], card["code"], card["thumb"], card["label"], card["top_class"], card["density"],
+           card["sort_density"], card["sort_max"], card["sort_importance"], card["dead"], card["kind_name"],
+           card["id"], bool(pixelated))
+    hit = _cache.get(key)
+    if hit is not None:
+        return hit
+    imp = card["sort_importance"]
+    head = (f'<li class="card{" dead" if card["dead"] else ""}" data-id="{_e(card["id"])}" '
+            f'data-density="{_e(card["sort_density"])}" data-max="{_e(card["sort_max"])}"'
+            + (f' data-importance="{_e(imp)}"' if imp else "") + ">\n"
+            f'  <a href="{_e(root)}{_e(card["href"])}">\n    ')
+    if card["thumb"]:
+        alt = f'{card["kind_name"]} {card["id"]} visualisation'
+        head += (f'<img class="thumb{" px" if pixelated else ""}" src="{_e(root)}{_e(card["thumb"])}" '
+                 f'alt="{_e(alt)}" loading="lazy" width="120" height="120">')
+    else:
+        head += '<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>'
+    head += f'\n    <span class="card-text">\n      <span class="card-id">{_e(card["code"])}'
+    tail = "</span>\n"
+    if card["label"]:
+        tail += f'<span class="card-label">{_e(card["label"])}</span>'
+    elif card["top_class"]:
+        tail += f'<span class="card-label muted">{_e(card["top_class"])}</span>'
+    meta = "never fires" if card["dead"] else _e(card["density"])
+    tail += f'      <span class="card-meta">{meta}</span>\n    </span>\n  </a>\n</li>'
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
+    _cache[key] = (head, tail)
+    return head, tail
+
+
+def unit_card(root, card: dict, value=None, pixelated=False) -> Markup:
+    """One ``<li class="card">`` linking to a unit, with its thumbnail, id, optional value, label and density."""
+    head, tail = _parts(root, card, pixelated)
+    if value:
+        return Markup(f'{head} <span class="card-value">{_e(value)}</span>{tail}')
+    return Markup(head + tail)
+
+
+def example_item(root, e: dict, pixelated=False) -> Markup:
+    """One dataset example (``spectrum.example_items``): image, heat-map, crop, activation and class.
+
+    Same bytes as the former templates/sections/example.html include, rendered
+    two dozen times per unit page.
+    """
+    px = " px" if pixelated else ""
+    src = _e(root) + _e(e["src"])
+    alt = f'dataset image {e["index"]}, class {e["class_name"]}' + (f' ({e["facet"]})' if e["facet"] else "")
+    return Markup(
+        f'    <li>\n      <figure>\n        <div class="ex-img">\n'
+        f'          <img class="ex-photo{px}" src="{src}" alt="{_e(alt)}">\n'
+        f'          <img class="heat" src="{_e(e["heat"])}" alt="" aria-hidden="true">\n'
+        f'          <span class="ex-crop{px}" style="background-image:url(\'{src}\');{_e(e["crop"])}" role="img" '
+        f'aria-label="crop around where it fires most" title="where it fires most"></span>\n'
+        f'        </div>\n'
+        f'        <figcaption><span class="act" title="{_e(e["rel"])} of max">{_e(e["act"])}</span> '
+        f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></figcaption>\n'
+        f'      </figure>\n    </li>')
