@@ -39,6 +39,7 @@ units share its batch (up to floating-point differences of batched kernels).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import dataclasses
 import os
@@ -424,46 +425,50 @@ class _RedirectedReLU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, state):
         out = x.clamp_min(0)
         ctx.save_for_backward(out)  # out == 0 exactly where the plain ReLU passes no gradient
+        ctx.state = state
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        off = out == 0
-        relu_grad = grad.masked_fill(off, 0)
+        relu_grad = torch.ops.aten.threshold_backward(grad, out, 0.0)  # the plain ReLU gradient, one pass
         flowing = relu_grad.flatten(1).norm(dim=1) > 0  # per image of the batch
-        if bool(flowing.all()):  # the usual case once every image has moved: the plain ReLU gradient
-            return relu_grad
+        if bool(flowing.all()):  # the usual case once every image has moved
+            return relu_grad, None
+        ctx.state.redirected += 1
         # The loss is minimised, so a positive gradient pushes the input lower.
-        redirected = grad.masked_fill(off & (grad > 0), 0)
-        return torch.where(flowing.view(-1, *([1] * (grad.dim() - 1))), relu_grad, redirected)
+        redirected = grad.masked_fill((out == 0) & (grad > 0), 0)
+        return torch.where(flowing.view(-1, *([1] * (grad.dim() - 1))), relu_grad, redirected), None
 
 
-def _redirected_relu_forward(x: torch.Tensor) -> torch.Tensor:
-    return _RedirectedReLU.apply(x)
-
-
-#: Optimisation steps that run with redirected ReLU gradients, as a share of all steps. Lucid's
-#: override exists to get a visualisation started; once its unit fires, the plain ReLU gradient
-#: flows, and the redirect's extra passes over every ReLU are wasted work.
+#: The most optimisation steps that run with redirected ReLU gradients, as a share of all steps.
+#: Lucid's override exists to get a visualisation started: it is released after the first step in
+#: which no image needed it (every ReLU passed gradient for every image), or at this share of the
+#: steps, whichever comes first; after that its extra passes over every ReLU would be wasted work.
 REDIRECT_SHARE = 0.25
 
 
 class _RedirectedReLUs:
     """Route every nn.ReLU module of the model through _RedirectedReLU (the module's forward
-    replaced, not hooked, so the ReLU runs once) until :meth:`release` or the end of the block."""
+    replaced, not hooked, so the ReLU runs once) until :meth:`release` or the end of the block.
+    ``redirected`` counts the backward passes that had to redirect (reset it per step)."""
 
     def __init__(self, model: torch.nn.Module, enabled: bool):
         self.patched: list[torch.nn.Module] = []
+        self.redirected = 0
         if enabled:
             for module in model.modules():
                 # An in-place ReLU has lost its input; a module whose forward is already replaced is left alone.
                 if isinstance(module, torch.nn.ReLU) and not module.inplace and "forward" not in module.__dict__:
-                    module.forward = _redirected_relu_forward
+                    module.forward = functools.partial(_RedirectedReLU.apply, state=self)
                     self.patched.append(module)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.patched)
 
     def release(self) -> None:
         for module in self.patched:
@@ -604,8 +609,9 @@ def _render_batch(
     redirect_steps = max(1, round(steps * REDIRECT_SHARE))
     with _RedirectedReLUs(model, relu_gradient_override) as redirect:
         for step in range(steps):
-            if step == redirect_steps:
+            if redirect.active and (step == redirect_steps or (step > 0 and redirect.redirected == 0)):
                 redirect.release()
+            redirect.redirected = 0
             _step(model, capture, job, image, optimizer, tparams[step], device=device, preprocess=preprocess,
                   transforms=transforms, precision=precision, diverse=diverse)
     with torch.no_grad():
