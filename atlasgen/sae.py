@@ -283,23 +283,9 @@ def train_sae(
                 loss = mse + l1_coefficient * l1_scale * aux
                 l0 = (f > 0).sum(-1).float().mean()
 
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if topk_family:
-                remove_parallel_decoder_grad(sae)
-            torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
-            optimizer.step()
-            scheduler.step()
-            if topk_family:
-                with torch.no_grad():
-                    sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
+            _update(sae, loss, optimizer, scheduler, params, topk_family)
             if architecture == "batchtopk" and step >= threshold_start:
-                with torch.no_grad():
-                    seen = torch.isfinite(min_selected)
-                    first = threshold < 0
-                    blended = threshold_beta * threshold + (1 - threshold_beta) * min_selected
-                    threshold = torch.where(seen, torch.where(first, min_selected, blended), threshold)
+                threshold = _blend_threshold(threshold, min_selected, threshold_beta)
 
             history[step] = torch.stack([loss.detach(), mse.detach(), aux.detach(), l0])
             if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
@@ -431,22 +417,10 @@ def _train_distributed(d, vectors, sae, enc_t, params, optimizer, scheduler, bat
             return loss, mse_sum.detach() / B, aux_sum.detach() / B, (f > 0).sum().float() / B, None, samples_since_fired
 
         loss, mse, aux, l0, min_selected, samples_since_fired = ddp(run_step)
-        optimizer.zero_grad(set_to_none=True)
-        (loss * world).backward()  # DDP averages the ranks' gradients: world x (sum / B) / world
-        if topk_family:
-            remove_parallel_decoder_grad(sae)
-        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
-        optimizer.step()
-        scheduler.step()
-        if topk_family:
-            with torch.no_grad():
-                sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        _update(sae, loss * world, optimizer, scheduler, params, topk_family)  # DDP averages: world x (sum / B) / world
         if architecture == "batchtopk" and step >= threshold_start:
-            with torch.no_grad():  # min_selected is already global: the same on every rank
-                seen = torch.isfinite(min_selected)
-                first = threshold < 0
-                blended = threshold_beta * threshold + (1 - threshold_beta) * min_selected
-                threshold = torch.where(seen, torch.where(first, min_selected, blended), threshold)
+            # min_selected is already global: the same on every rank
+            threshold = _blend_threshold(threshold, min_selected, threshold_beta)
         row = torch.stack([loss.detach(), mse, aux, l0]).float()
         td.all_reduce(row)  # the global batch's loss, mse, aux and L0 (each rank's share summed)
         history[step] = row.to(history.device)
@@ -536,6 +510,31 @@ def _topk_family_step_global(x, sae, enc_t, architecture, k, B, selector, sample
     loss = (mse_sum + AUXK_ALPHA * aux_sum) / B
     l0 = (vals > 0).sum().float() / B
     return loss, mse_sum.detach() / B, aux_sum.detach() / B, l0, min_selected, samples_since_fired
+
+
+def _update(sae, loss, optimizer, scheduler, params, topk_family: bool) -> None:
+    """One optimiser step: backward, decoder-parallel gradient removed and gradients clipped,
+    Adam and the schedule, decoder rows back to unit norm (TopK family)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if topk_family:
+        remove_parallel_decoder_grad(sae)
+    torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+    optimizer.step()
+    scheduler.step()
+    if topk_family:
+        with torch.no_grad():
+            sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def _blend_threshold(threshold: torch.Tensor, min_selected: torch.Tensor, beta: float) -> torch.Tensor:
+    """BatchTopK's inference threshold: a running average of the smallest selected activation
+    (the first value seen starts it; a step that selected nothing leaves it)."""
+    seen = torch.isfinite(min_selected)
+    first = threshold < 0
+    blended = beta * threshold + (1 - beta) * min_selected
+    return torch.where(seen, torch.where(first, min_selected, blended), threshold)
 
 
 def adam_options(device: torch.device | str) -> dict:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -69,3 +73,24 @@ def tiny_copy(tiny_build, tmp_path):
         src = folder / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
     return tmp_path, tmp_path / "site_config.yaml", tmp_path / "_site"
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """A static file server that does not log every request into the test output."""
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path, handler: type = QuietHandler):
+    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) while the block runs; yields the port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

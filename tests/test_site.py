@@ -6,15 +6,12 @@ numpy and Pillow only, at any size (the benchmark and screenshots reuse it).
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,6 +23,7 @@ from PIL import Image, ImageDraw
 
 from atlasgen.site.build import SiteSummary, render_site
 from atlasgen.site.resources import resource_dir
+from conftest import serve_folder
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -521,22 +519,11 @@ def browser():
         b.close()
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def http_root(site):
     # Serve the site's parent folder so the atlas lives under a sub-path, as on GitHub Pages (/<repo>/).
-    handler = functools.partial(_QuietHandler, directory=str(site.parent))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/{site.name}/"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serve_folder(site.parent) as port:
+        yield f"http://127.0.0.1:{port}/{site.name}/"
 
 
 @pytest.fixture(params=["http", "file"])

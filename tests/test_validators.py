@@ -20,19 +20,18 @@ tool fails the test instead: CI always runs them.
 from __future__ import annotations
 
 import csv
-import functools
 import glob
-import http.server
 import io
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+
+from conftest import QuietHandler, serve_folder
 
 REQUIRE = os.environ.get("ATLASGEN_REQUIRE_VALIDATORS") == "1"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -53,10 +52,7 @@ def _tool(name: str) -> str | None:
     return str(here) if here.exists() else shutil.which(name)
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
+class _Quiet(QuietHandler):
     def end_headers(self):
         # LinkChecker waits between requests to one host (at most 10 a second) unless the server
         # answers with a "LinkChecker" header; then maxrequestspersecond below applies (10 min -> ~1 min).
@@ -77,13 +73,8 @@ def site(tiny_build) -> Path:
 
 @pytest.fixture(scope="module")
 def served(site):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serve_folder(site, _Quiet) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 # ----------------------------------------------------------------------------- Nu HTML checker
@@ -174,13 +165,8 @@ def test_linkchecker_reports_a_broken_link_and_anchor(served, tmp_path):
                                      '<a href="nope/index.html">a</a> <a href="other.html#nowhere">b</a></body></html>')
     (root / "other.html").write_text('<!DOCTYPE html><html lang="en"><head><title>o</title></head><body>'
                                      '<p id="here">x</p></body></html>')
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        rows, _ = _linkcheck(f"http://127.0.0.1:{server.server_address[1]}/index.html", tmp_path)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_folder(root, _Quiet) as port:
+        rows, _ = _linkcheck(f"http://127.0.0.1:{port}/index.html", tmp_path)
     assert any(r["url"].endswith("nope/index.html") and r["valid"] != "True" for r in rows)
     assert any(r["url"].endswith("#nowhere") and "nowhere" in r["warningstring"] for r in rows)
 
