@@ -289,12 +289,8 @@ def train_sae(
 
             history[step] = torch.stack([loss.detach(), mse.detach(), aux.detach(), l0])
             if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-                buffer = BytesIO()
-                torch.save({"format": CHECKPOINT_FORMAT, "sae": sae.state_dict(), "enc_t": enc_t,
-                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "threshold": threshold, "samples_since_fired": samples_since_fired, "history": history,
-                            "selector_guess": selector.guess, "step": step + 1}, buffer)
-                atomic_write_bytes(Path(checkpoint), buffer.getvalue())
+                _save_checkpoint(checkpoint, sae, enc_t, optimizer, scheduler, threshold, samples_since_fired,
+                                 history, selector, step + 1)
             if progress is not None:
                 progress(step)
 
@@ -425,12 +421,8 @@ def _train_distributed(d, vectors, sae, enc_t, params, optimizer, scheduler, bat
         td.all_reduce(row)  # the global batch's loss, mse, aux and L0 (each rank's share summed)
         history[step] = row.to(history.device)
         if (checkpoint is not None and d.main and (step + 1) % checkpoint_every == 0 and step + 1 < steps):
-            buffer = BytesIO()
-            torch.save({"format": CHECKPOINT_FORMAT, "sae": sae.state_dict(), "enc_t": enc_t,
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "threshold": threshold, "samples_since_fired": samples_since_fired, "history": history,
-                        "selector_guess": selector.guess, "step": step + 1}, buffer)
-            atomic_write_bytes(Path(checkpoint), buffer.getvalue())
+            _save_checkpoint(checkpoint, sae, enc_t, optimizer, scheduler, threshold, samples_since_fired,
+                             history, selector, step + 1)
         if progress is not None:
             progress(step)
     if device.type == "cuda":
@@ -494,12 +486,7 @@ def _topk_family_step_global(x, sae, enc_t, architecture, k, B, selector, sample
     mse_sum = (x - x_hat).pow(2).sum()
     aux_sum = torch.zeros((), device=x.device)
     if bool(dead.any()):  # the same answer on every rank
-        dead_idx = torch.nonzero(dead).squeeze(1)
-        ka = min(k_aux, dead_idx.numel())
-        top = acts[:, dead_idx].topk(ka, dim=1, sorted=False)
-        a_rows, a_cols = arange.repeat_interleave(ka), dead_idx[top.indices].reshape(-1)
-        a_vals = F.relu(_SelectedPre.apply(xc, enc_t, sae.b_enc, top.values.reshape(-1), a_rows, a_cols))
-        aux_recon = F.embedding_bag(a_cols.view(b, ka), sae.W_dec, mode="sum", per_sample_weights=a_vals.view(b, ka))
+        aux_recon = _auxk_reconstruction(xc, enc_t, sae, acts, dead, k_aux, arange)
         residual = (x - x_hat).detach()
         moments = torch.cat([residual.sum(0), residual.pow(2).sum().view(1)]).double()
         td.all_reduce(moments)  # the global batch's residual mean and variance
@@ -510,6 +497,28 @@ def _topk_family_step_global(x, sae, enc_t, architecture, k, B, selector, sample
     loss = (mse_sum + AUXK_ALPHA * aux_sum) / B
     l0 = (vals > 0).sum().float() / B
     return loss, mse_sum.detach() / B, aux_sum.detach() / B, l0, min_selected, samples_since_fired
+
+
+def _auxk_reconstruction(xc, enc_t, sae, acts, dead, k_aux: int, arange) -> torch.Tensor:
+    """AuxK's reconstruction from the top ``k_aux`` dead latents of each row (sparse, as the main step)."""
+    b = acts.shape[0]
+    dead_idx = torch.nonzero(dead).squeeze(1)
+    ka = min(k_aux, dead_idx.numel())
+    top = acts[:, dead_idx].topk(ka, dim=1, sorted=False)
+    a_rows, a_cols = arange.repeat_interleave(ka), dead_idx[top.indices].reshape(-1)
+    a_vals = F.relu(_SelectedPre.apply(xc, enc_t, sae.b_enc, top.values.reshape(-1), a_rows, a_cols))
+    return F.embedding_bag(a_cols.view(b, ka), sae.W_dec, mode="sum", per_sample_weights=a_vals.view(b, ka))
+
+
+def _save_checkpoint(path, sae, enc_t, optimizer, scheduler, threshold, samples_since_fired, history, selector,
+                     step: int) -> None:
+    """Everything a resumed run needs to continue exactly, written atomically."""
+    buffer = BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "sae": sae.state_dict(), "enc_t": enc_t,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "threshold": threshold, "samples_since_fired": samples_since_fired, "history": history,
+                "selector_guess": selector.guess, "step": step}, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def _update(sae, loss, optimizer, scheduler, params, topk_family: bool) -> None:
@@ -645,12 +654,7 @@ def _topk_family_step(x, sae, enc_t, architecture, k, selector, samples_since_fi
     dead = samples_since_fired >= dead_after_samples
     aux = torch.zeros((), device=x.device)
     if bool(dead.any()):
-        dead_idx = torch.nonzero(dead).squeeze(1)
-        ka = min(k_aux, dead_idx.numel())
-        top = acts[:, dead_idx].topk(ka, dim=1, sorted=False)
-        a_rows, a_cols = arange.repeat_interleave(ka), dead_idx[top.indices].reshape(-1)
-        a_vals = F.relu(_SelectedPre.apply(xc, enc_t, sae.b_enc, top.values.reshape(-1), a_rows, a_cols))
-        aux_recon = F.embedding_bag(a_cols.view(b, ka), sae.W_dec, mode="sum", per_sample_weights=a_vals.view(b, ka))
+        aux_recon = _auxk_reconstruction(xc, enc_t, sae, acts, dead, k_aux, arange)
         residual = (x - x_hat).detach()
         aux_sq = (residual - aux_recon).pow(2).sum(-1).mean()
         residual_var = (residual - residual.mean(0)).pow(2).sum(-1).mean()
