@@ -10,7 +10,8 @@ one process:
   gradients and runs the whole model), of atlasgen's ``render_units`` with
   ``--batch`` units per optimisation, and of the floor: bare forward+backward
   passes of the model truncated at the target layer, input gradients only,
-  same batch, canvas and number of steps;
+  same batch, canvas and number of steps (on a CPU also in channels-last
+  layout, the layout atlasgen's CPU renderer runs the model in);
 * the median (and mean) final objective of both renderers, measured the same way for
   both (channel mean of the layer on the saved 8-bit image on its grey,
   padded canvas, untransformed).
@@ -75,16 +76,23 @@ def final_objective(model, layer, images: np.ndarray, units, preprocess, device)
         handle.remove()
 
 
-def floor(model, layer, n_units, batch, steps, canvas, preprocess, device) -> float:
-    """Seconds of bare forward+backward passes (model truncated at ``layer``, input grads only)."""
+def floor(model, layer, n_units, batch, steps, canvas, preprocess, device, channels_last=False) -> float:
+    """Seconds of bare forward+backward passes (model truncated at ``layer``, input grads only).
+
+    ``channels_last``: the same passes with the model's 4-D weights and the input in
+    channels-last layout, as atlasgen's CPU renderer runs them (weights restored after)."""
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
     holder, handle = _capture(model, layer)
+    saved = [(p, p.data) for p in model.parameters() if p.dim() == 4] if channels_last else []
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for p, data in saved:
+        p.data = data.contiguous(memory_format=fmt)
     try:
         start = time.perf_counter()
         for b0 in range(0, n_units, batch):
             b = min(batch, n_units - b0)
-            x = torch.rand(b, 3, canvas, canvas, device=device, requires_grad=True)
+            x = torch.rand(b, 3, canvas, canvas, device=device).contiguous(memory_format=fmt).requires_grad_(True)
             for _ in range(steps):
                 try:
                     model(preprocess(x))
@@ -96,6 +104,8 @@ def floor(model, layer, n_units, batch, steps, canvas, preprocess, device) -> fl
         return time.perf_counter() - start
     finally:
         handle.remove()
+        for p, data in saved:
+            p.data = data
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)
 
@@ -173,7 +183,9 @@ def main() -> None:
         raise SystemExit("lucent pins its tensors to cuda:0 when a GPU exists; run with --device cuda")
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{args.units} units x {args.steps} steps, batch {args.batch}, precision {args.precision}")
+    cl = args.device == "cpu"  # atlasgen's CPU renderer runs channels-last: report that floor too
     header = ("case", "lucent units/s", "atlasgen units/s", "floor units/s", "atlasgen/lucent", "atlasgen/floor",
+              "floor channels-last units/s", "atlasgen/floor channels-last",
               "median obj lucent", "median obj atlasgen", "mean obj lucent", "mean obj atlasgen")
     rows = []
     for name, model, layer, size, pre, lucent_pre, override in cases(args.device, args.demo_weights):
@@ -183,10 +195,13 @@ def main() -> None:
         # Warm-up (allocator, kernels) outside the timings.
         atlasgen_batched(model, layer, units[:2], size, 2, 2, pre, args.device, args.precision)
         # Interleaved repeats, best of each: on a shared machine load drifts during a run.
-        t_floor = t_ours = t_lucent = float("inf")
+        t_floor = t_floor_cl = t_ours = t_lucent = float("inf")
         for _ in range(args.repeats):
             t_floor = min(t_floor, floor(model, layer, len(units), args.batch, args.steps, size + 2 * PAD, pre,
                                          args.device))
+            if cl:
+                t_floor_cl = min(t_floor_cl, floor(model, layer, len(units), args.batch, args.steps, size + 2 * PAD,
+                                                   pre, args.device, channels_last=True))
             t, ours = atlasgen_batched(model, layer, units, size, args.steps, args.batch, pre, args.device,
                                        args.precision, override)
             t_ours = min(t_ours, t)
@@ -199,6 +214,7 @@ def main() -> None:
         n = len(units)
         rows.append((name, f"{n / t_lucent:.2f}", f"{n / t_ours:.2f}", f"{n / t_floor:.2f}",
                      f"{t_lucent / t_ours:.2f}x", f"{t_floor / t_ours:.0%}",
+                     f"{n / t_floor_cl:.2f}" if cl else "-", f"{t_floor_cl / t_ours:.0%}" if cl else "-",
                      f"{statistics.median(obj_lucent.tolist()):.3g}", f"{statistics.median(obj_ours.tolist()):.3g}",
                      f"{obj_lucent.mean():.3g}", f"{obj_ours.mean():.3g}"))
         print(" | ".join(rows[-1]), flush=True)

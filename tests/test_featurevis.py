@@ -208,6 +208,8 @@ def test_hooks_removed_params_untouched_modes_restored(net):
     net.head.eval()  # mixed modes must come back exactly
     net.head.bias.requires_grad_(False)  # and mixed requires_grad flags
     before = {k: v.clone() for k, v in net.state_dict().items()}
+    # The CPU renderer runs the convolutions channels-last; the caller's very tensors come back.
+    storage = {n: (p.data_ptr(), p.stride()) for n, p in net.named_parameters()}
     sae = random_sae()
     render_units(net, TARGET, [0, 1, 2], image_size=SIZE, steps=3)
     render_units(net, TARGET, [0, 1], sae=sae, mode="neuron", image_size=SIZE, steps=3)
@@ -217,6 +219,7 @@ def test_hooks_removed_params_untouched_modes_restored(net):
     assert [n for n, p in net.named_parameters() if not p.requires_grad] == ["head.bias"]
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert {n: (p.data_ptr(), p.stride()) for n, p in net.named_parameters()} == storage
     # It rendered in eval mode.
     assert net.probe.seen_training and not any(net.probe.seen_training)
 
