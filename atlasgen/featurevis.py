@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from atlasgen.cache import atomic_write_bytes
+from atlasgen.models import channels_last
 from atlasgen.sae import adam_options
 
 __all__ = [
@@ -547,31 +548,6 @@ def _frozen_eval(model: torch.nn.Module) -> Iterator[None]:
             m.training = training
 
 
-@contextlib.contextmanager
-def _channels_last(model: torch.nn.Module, device: torch.device) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
-    """On a CPU, run the model's convolutions in channels-last layout for the duration.
-
-    PyTorch's CPU kernels for convolution and max-pooling (forward and backward)
-    are vectorised over channels in the NHWC layout; on DemoNet a forward+backward
-    pass to mixed5b takes about two thirds of its NCHW time. The layout changes
-    no value beyond floating-point rounding. Every 4-D parameter is swapped for a
-    channels-last copy and the original tensor is put back afterwards, so the
-    caller's model is left as it was. Yields the function that lays out inputs.
-    On other devices nothing changes (unmeasured there).
-    """
-    if torch.device(device).type != "cpu":
-        yield lambda x: x
-        return
-    saved = [(p, p.data) for p in model.parameters() if p.dim() == 4]
-    try:
-        for p, data in saved:
-            p.data = data.contiguous(memory_format=torch.channels_last)
-        yield lambda x: x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-    finally:
-        for p, data in saved:
-            p.data = data
-
-
 def _unit_generator(seed: int, unit: int, *variant: int) -> torch.Generator:
     """A CPU generator for one image, independent of batch composition.
 
@@ -699,7 +675,7 @@ def _run_jobs(
     images = np.empty((n_items * per_item, image_size, image_size, 3), dtype=np.uint8)
     final = np.empty(n_items * per_item, dtype=np.float32)
     items_per_batch = max(1, batch_size // per_item)
-    with _frozen_eval(model), _channels_last(model, device) as layout, _LayerCapture(target, view.view) as capture:
+    with _frozen_eval(model), channels_last(model, device) as layout, _LayerCapture(target, view.view) as capture:
         plain_preprocess = preprocess
         preprocess = lambda x: layout(plain_preprocess(x))  # noqa: E731
         if n_items:

@@ -24,6 +24,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -404,6 +405,33 @@ def splice_layer(model: nn.Module, name: str, replace):
         yield view
     finally:
         handle.remove()
+
+
+@contextmanager
+def channels_last(model: nn.Module, device) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """On a CPU, run the model's convolutions in channels-last (NHWC) layout for the duration.
+
+    PyTorch's CPU kernels for convolution and max-pooling, forward and backward, are
+    vectorised over channels in that layout. Measured on a shared 2-core machine: DemoNet's
+    forward to mixed5b ran 2.2-2.4x faster and its forward+backward 1.5-1.9x; InceptionV1's
+    forward to mixed5b 1.45-1.57x. Values change by rounding only (5e-8 on InceptionV1), and
+    a layer's (B, C, H, W) activations come out channels-last, so their per-position vectors
+    (``positions_as_vectors``) need no copy. Every 4-D parameter is swapped for a channels-last
+    copy and the original tensor is put back on exit, also after an error, so the caller's
+    model is left as it was. Yields the function that lays out an input batch. On other
+    devices nothing changes (unmeasured there).
+    """
+    if torch.device(device).type != "cpu":
+        yield lambda x: x
+        return
+    saved = [(p, p.data) for p in model.parameters() if p.dim() == 4]
+    try:
+        for p, data in saved:
+            p.data = data.contiguous(memory_format=torch.channels_last)
+        yield lambda x: x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+    finally:
+        for p, data in saved:
+            p.data = data
 
 
 def positions_as_vectors(acts: torch.Tensor) -> torch.Tensor:
