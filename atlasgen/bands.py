@@ -68,9 +68,18 @@ def sample_keys(units: torch.Tensor, images: torch.Tensor, seed: int) -> torch.T
     makes every key unique, so no ties and the same result on any device.
     Images must have indices below 2**31.
     """
-    h = _mix32(torch.full_like(images, seed & _M32))
-    h = _mix32((images & _M32) ^ h)
-    h = _mix32(((units + 0x9E3779B9) & _M32) ^ h)
+    return pair_keys(units, image_hash(images, seed), images)
+
+
+def image_hash(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """The part of :func:`sample_keys` that depends on the image only (hash once per image, not per pair)."""
+    h = _mix32(torch.full((1,), seed & _M32, dtype=torch.long, device=images.device))
+    return _mix32((images & _M32) ^ h)
+
+
+def pair_keys(units: torch.Tensor, img_hash: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """:func:`sample_keys` from the images' :func:`image_hash`."""
+    h = _mix32(((units + 0x9E3779B9) & _M32) ^ img_hash)
     return (h << 31) | images
 
 
@@ -109,16 +118,20 @@ class BandReservoir:
     def update(self, values: torch.Tensor, image_idx: torch.Tensor) -> None:
         """values: (U, B) per-image maxima of each unit; image_idx: (B,) dataset indices."""
         units, cols = torch.nonzero(values > 0, as_tuple=True)
+        self.update_firing(units, cols, values[units, cols], image_idx)
+
+    def update_firing(self, units: torch.Tensor, cols: torch.Tensor, v: torch.Tensor, image_idx: torch.Tensor) -> None:
+        """The same from the firing entries only: ``v`` (> 0) of unit ``units`` on image ``image_idx[cols]``."""
         if units.numel() == 0:
             return
-        v = values[units, cols].float()
+        v = v.float()
         g = grid_index(v)
         batch_max = torch.full_like(self.gmax, -(2**40)).scatter_reduce(0, units, g, "amax")
         self._shift(torch.maximum(self.gmax, batch_max))
         slot = (g - (self.gmax[units] - self.W)).clamp_min(0)
         self.count.index_put_((units, slot), torch.ones_like(slot), accumulate=True)
-        images = image_idx[cols].long()
-        keys = sample_keys(units, images, self.seed)
+        image_idx = image_idx.long()
+        keys = pair_keys(units, image_hash(image_idx, self.seed)[cols], image_idx[cols])
         # Only items with a key below their slot's current r-th key can enter it.
         enter = keys < self.keys[units, slot, -1]
         if enter.any():
