@@ -35,7 +35,7 @@ import shutil
 import numpy as np
 import torch
 
-from atlasgen.bands import _EMPTY, BandReservoir, sample_keys
+from atlasgen.bands import _EMPTY, BandReservoir, grid_index, sample_keys
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model, positions_as_vectors
@@ -71,6 +71,7 @@ class TopK:
         self.pos = torch.zeros((n_units, k), dtype=torch.long, device=device)
         self._staged: list[tuple[torch.Tensor, ...]] = []
         self._n_staged = 0
+        self._bar = torch.full((n_units,), -float("inf"), device=device)
 
     def update(self, values: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor) -> None:
         """values: (units, batch) per-image maxima; image_idx: (batch,); vectors: (batch, positions, units)."""
@@ -81,11 +82,16 @@ class TopK:
         """peak: (batch, units) per-image maxima of ``vectors`` (batch, positions, units).
 
         Only images that can enter a unit's top-k are kept, and only their arg-max is computed
-        (an arg-max over every (image, unit) costs several times the maxima themselves). The
-        bar is the k-th value at the last merge, at most the current one, so nothing is missed."""
+        (an arg-max over every (image, unit) costs several times the maxima themselves). The bar
+        is at most the k-th value over the images seen so far, so nothing that can enter is
+        missed (ties enter and are ordered at the merge): the k-th value at the last merge, or
+        the k-th value within any one batch seen, whichever is higher."""
+        k = self.val.shape[1]
+        if peak.shape[0] >= k:
+            self._bar = torch.maximum(self._bar, torch.topk(peak, k, dim=0, sorted=False).values.amin(0))
         # Images where a unit does not fire (value <= 0) are never shown (finish drops them), so
         # they need not enter: for a sparse unit with fewer than k firing images that is most of them.
-        enter = (peak >= self.val[:, -1]) & (peak > 0)
+        enter = (peak >= torch.maximum(self._bar, self.val[:, -1])) & (peak > 0)
         rows, units = torch.nonzero(enter, as_tuple=True)
         if len(rows) == 0:
             return
@@ -144,13 +150,17 @@ class UnitStats:
         self._pending_elements = 0
         self._pending_images = 0
 
-    def update(self, vectors: torch.Tensor, image_idx: torch.Tensor, consume: bool = False) -> torch.Tensor:
+    def update(self, vectors: torch.Tensor, image_idx: torch.Tensor, consume: bool = False,
+               peak: torch.Tensor | None = None, fires_pos: torch.Tensor | None = None) -> torch.Tensor:
         """vectors: (batch, positions, units) activations of one batch of images; with ``consume``
         they are overwritten (no temporary copies of the batch's activations are allocated).
+        ``peak`` (the per-image maxima) and ``fires_pos`` (per-unit counts of positions > 0, float)
+        may come computed already (:class:`_FusedEncoder`).
 
         Returns the per-image maxima (batch, units). Their top-k, band and histogram merges run
         every few batches (:meth:`merge`; :meth:`finish` merges what is left)."""
-        peak = vectors.amax(dim=1)  # (batch, units)
+        if peak is None:
+            peak = vectors.amax(dim=1)  # (batch, units)
         self.top.stage(peak, image_idx, vectors)  # before the passes below overwrite ``vectors``
         # Float32 sum per batch, accumulated in float64 batch by batch.
         self.sum_max += torch.where(peak > 0, peak, 0).sum(0).double()
@@ -161,7 +171,9 @@ class UnitStats:
         # sign() is 1 exactly where firing, and float32 holds these counts (< 2**24) exactly.
         ones = torch.ones(flat.shape[0], dtype=flat.dtype, device=flat.device)
         self.sum_pos += (ones @ flat).double()
-        self.fires_pos += (ones @ (flat.sign_() if consume or not self.nonnegative else flat.sign())).long()
+        if fires_pos is None:
+            fires_pos = ones @ (flat.sign_() if consume or not self.nonnegative else flat.sign())
+        self.fires_pos += fires_pos.long()
         self.n_images += vectors.shape[0]
         self.n_positions += flat.shape[0]
         self._pending.append((peak, image_idx))
@@ -181,12 +193,22 @@ class UnitStats:
         image_idx = torch.cat([i for _, i in pending])
         units, cols = torch.nonzero(peak_t > 0, as_tuple=True)
         v = peak_t[units, cols]
-        self.bands.update_firing(units, cols, v, image_idx)
+        g = grid_index(v)  # 60 per decade
+        self.bands.update_firing(units, cols, v, image_idx, g)
         self.fires += torch.bincount(units, minlength=len(self.fires))
-        bins = torch.bucketize(v, self.edges) - 1
+        bins = self._fine_bin(v, g)
         valid = (bins >= 0) & (bins < self.fine_hist.shape[1])
         flat_bin = units[valid] * self.fine_hist.shape[1] + bins[valid]
         self.fine_hist += torch.bincount(flat_bin, minlength=self.fine_hist.numel()).view_as(self.fine_hist)
+
+    def _fine_bin(self, v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """``bucketize(v, FINE_EDGES) - 1`` (bin j holds FINE_EDGES[j] < v <= FINE_EDGES[j + 1]; -1 or
+        360 outside), from the band grid index g = floor(60 log10 v): the fine grid has 30 bins per
+        decade from 1e-6, so the bin is g // 2 + 180 but for rounding at an edge, which one
+        comparison on each side settles exactly."""
+        j = (torch.div(g, 2, rounding_mode="floor") + 180).clamp_(0, len(FINE_EDGES) - 2)
+        vd = v.double()
+        return j - (vd <= self.edges[j]).long() + (vd > self.edges[j + 1]).long()
 
     def finish(self, labels: np.ndarray, n_classes: int, n_bins: int, grid: tuple[int, int]) -> dict[str, np.ndarray]:
         self.merge()
@@ -362,18 +384,69 @@ def _unit_vectors(model, sae, layer, images, device):
     return feats.view(b, h * w, -1), neurons.view(b, h * w, c), (h, w)
 
 
+class _FusedEncoder:
+    """The plain BatchTopK SAE's codes of each batch, written into one buffer reused from batch to
+    batch, with the per-image maxima and per-position firing counts taken chunk by chunk while each
+    chunk of codes is in cache (one trip through memory instead of four). The values are those of
+    :func:`encode` and :meth:`UnitStats.update` bit for bit: the same matmul over the whole batch,
+    maxima are exact in any order, and the counts are small integers in float32."""
+
+    CHUNK_BYTES = 1 << 19
+
+    def __init__(self, sae):
+        self.sae = sae
+        self.t = max(float(sae.threshold), 0.0)
+        self.buffer = torch.empty(0)
+
+    @staticmethod
+    def applies(sae) -> bool:
+        return type(sae) is SparseAutoencoder and sae.architecture == "batchtopk"
+
+    def __call__(self, x: torch.Tensor, b: int):
+        """x: (b * P, C) neuron vectors; returns codes (b, P, F), maxima (b, F), firing counts (F,) float32."""
+        sae = self.sae
+        n, F = x.shape[0], sae.W_enc.shape[1]
+        if self.buffer.numel() < n * F or self.buffer.device != x.device:
+            self.buffer = torch.empty(n * F, dtype=torch.float32, device=x.device)
+        codes = torch.mm(x - sae.b_dec, sae.W_enc, out=self.buffer[: n * F].view(n, F))
+        P = n // b
+        per = max(1, self.CHUNK_BYTES // (P * F * 4))  # images per chunk
+        peak = torch.empty((b, F), dtype=torch.float32, device=x.device)
+        counts = torch.zeros(F, dtype=torch.float32, device=x.device)
+        scratch = torch.empty(per * P * F, dtype=torch.float32, device=x.device)
+        ones = torch.ones(per * P, dtype=torch.float32, device=x.device)
+        for i in range(0, b, per):
+            m = min(per, b - i)
+            chunk = codes[i * P:(i + m) * P]
+            chunk.add_(sae.b_enc)
+            torch.nn.functional.threshold_(chunk, self.t, 0.0)
+            torch.amax(chunk.view(m, P, F), dim=1, out=peak[i:i + m])
+            sign = torch.sign(chunk, out=scratch[: m * P * F].view(m * P, F))
+            counts += ones[: m * P] @ sign
+        return codes.view(b, P, F), peak, counts
+
+
 @torch.no_grad()
 def scan(model, sae, layer: str, batches, cfg, device, progress=None):
     """The one pass: feed ``(image indices, images)`` batches, return (stats per family, co-occurrence, grid)."""
     stats, cooc, grid = None, None, None
+    fused = _FusedEncoder(sae) if _FusedEncoder.applies(sae) else None
     for idx, images in batches:
-        feats, acts, grid = _unit_vectors(model, sae, layer, images, device)
+        if fused is None:
+            feats, acts, grid = _unit_vectors(model, sae, layer, images, device)
+            known = {}
+        else:
+            a = layer_activations(model, images.to(device), [layer])[layer].float()
+            grid = tuple(a.shape[2:])
+            acts = positions_as_vectors(a).view(a.shape[0], grid[0] * grid[1], a.shape[1])
+            feats, peak, counts = fused(acts.view(-1, a.shape[1]), a.shape[0])
+            known = {"peak": peak, "fires_pos": counts}
         if stats is None:
             stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg)
                      for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))}
             cooc = CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device)
         image_idx = torch.as_tensor(idx).to(device)
-        peak = stats["features"].update(feats, image_idx, consume=True)  # both are this batch's own copies
+        peak = stats["features"].update(feats, image_idx, consume=True, **known)  # both are this batch's own
         stats["neurons"].update(acts, image_idx, consume=True)
         cooc.update(peak, image_idx)
         if progress is not None:
