@@ -385,13 +385,15 @@ def _unit_vectors(model, sae, layer, images, device):
 
 
 class _FusedEncoder:
-    """The plain BatchTopK SAE's codes of each batch, written into one buffer reused from batch to
-    batch, with the per-image maxima and per-position firing counts taken chunk by chunk while each
-    chunk of codes is in cache (one trip through memory instead of four). The values are those of
-    :func:`encode` and :meth:`UnitStats.update` bit for bit: the same matmul over the whole batch,
-    maxima are exact in any order, and the counts are small integers in float32."""
+    """The plain BatchTopK SAE's codes of each batch on CPU, written into one buffer reused from
+    batch to batch, chunk by chunk: each chunk's matmul, bias, cut, per-image maxima and
+    per-position firing counts run while the chunk is in cache (one trip through memory instead
+    of five). The values are those of :func:`encode` and :meth:`UnitStats.update` bit for bit: a
+    row of a matmul does not depend on the other rows (checked on the demo, and by
+    tests/test_examples_stats.py), maxima are exact in any order, and the counts are small
+    integers in float32. Other devices and SAEs take the unfused path."""
 
-    CHUNK_BYTES = 1 << 19
+    CHUNK_BYTES = 1 << 18
 
     def __init__(self, sae):
         self.sae = sae
@@ -399,8 +401,8 @@ class _FusedEncoder:
         self.buffer = torch.empty(0)
 
     @staticmethod
-    def applies(sae) -> bool:
-        return type(sae) is SparseAutoencoder and sae.architecture == "batchtopk"
+    def applies(sae, device) -> bool:
+        return type(sae) is SparseAutoencoder and sae.architecture == "batchtopk" and torch.device(device).type == "cpu"
 
     def __call__(self, x: torch.Tensor, b: int):
         """x: (b * P, C) neuron vectors; returns codes (b, P, F), maxima (b, F), firing counts (F,) float32."""
@@ -408,7 +410,8 @@ class _FusedEncoder:
         n, F = x.shape[0], sae.W_enc.shape[1]
         if self.buffer.numel() < n * F or self.buffer.device != x.device:
             self.buffer = torch.empty(n * F, dtype=torch.float32, device=x.device)
-        codes = torch.mm(x - sae.b_dec, sae.W_enc, out=self.buffer[: n * F].view(n, F))
+        codes = self.buffer[: n * F].view(n, F)
+        xc = x - sae.b_dec
         P = n // b
         per = max(1, self.CHUNK_BYTES // (P * F * 4))  # images per chunk
         peak = torch.empty((b, F), dtype=torch.float32, device=x.device)
@@ -417,7 +420,7 @@ class _FusedEncoder:
         ones = torch.ones(per * P, dtype=torch.float32, device=x.device)
         for i in range(0, b, per):
             m = min(per, b - i)
-            chunk = codes[i * P:(i + m) * P]
+            chunk = torch.mm(xc[i * P:(i + m) * P], sae.W_enc, out=codes[i * P:(i + m) * P])
             chunk.add_(sae.b_enc)
             torch.nn.functional.threshold_(chunk, self.t, 0.0)
             torch.amax(chunk.view(m, P, F), dim=1, out=peak[i:i + m])
@@ -430,7 +433,7 @@ class _FusedEncoder:
 def scan(model, sae, layer: str, batches, cfg, device, progress=None):
     """The one pass: feed ``(image indices, images)`` batches, return (stats per family, co-occurrence, grid)."""
     stats, cooc, grid = None, None, None
-    fused = _FusedEncoder(sae) if _FusedEncoder.applies(sae) else None
+    fused = _FusedEncoder(sae) if _FusedEncoder.applies(sae, device) else None
     for idx, images in batches:
         if fused is None:
             feats, acts, grid = _unit_vectors(model, sae, layer, images, device)
