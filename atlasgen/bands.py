@@ -47,18 +47,22 @@ def grid_index(values: torch.Tensor) -> torch.Tensor:
 
 
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x * c) mod 2**32 for 32-bit x, without int64 overflow (16-bit halves)."""
-    lo, hi = x & 0xFFFF, x >> 16
-    return (lo * c + (((hi * c) & 0xFFFF) << 16)) & _M32
+    """(x * c) mod 2**32 for 32-bit x, without int64 overflow (c in 16-bit halves: each product < 2**48)."""
+    hi = x * (c >> 16)
+    hi &= 0xFFFF
+    hi <<= 16
+    hi += x * (c & 0xFFFF)
+    return hi.bitwise_and_(_M32)
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
     """A 32-bit integer hash with good avalanche (Wellons' lowbias32)."""
     x = x ^ (x >> 16)
     x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
+    x ^= x >> 15
     x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
+    x ^= x >> 16
+    return x
 
 
 def sample_keys(units: torch.Tensor, images: torch.Tensor, seed: int) -> torch.Tensor:

@@ -55,7 +55,7 @@ DISTRIBUTED = True  # issue 10: every rank scans its share of the batches (see r
 # (units x images, per family): the merges cost about the same for one batch as for eight, so they
 # run once per few batches. Bounded: a constant, whatever the dataset's size.
 MERGE_ELEMENTS = 1 << 20
-MERGE_IMAGES = 1024
+MERGE_IMAGES = 2048
 
 
 class TopK:
@@ -72,6 +72,7 @@ class TopK:
         self._staged: list[tuple[torch.Tensor, ...]] = []
         self._n_staged = 0
         self._bar = torch.full((n_units,), -float("inf"), device=device)
+        self._merges = 0
 
     def update(self, values: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor) -> None:
         """values: (units, batch) per-image maxima; image_idx: (batch,); vectors: (batch, positions, units)."""
@@ -87,7 +88,7 @@ class TopK:
         missed (ties enter and are ordered at the merge): the k-th value at the last merge, or
         the k-th value within any one batch seen, whichever is higher."""
         k = self.val.shape[1]
-        if peak.shape[0] >= k:
+        if peak.shape[0] >= k and self._merges == 0:  # later, the last merge's bar is close to the true one
             self._bar = torch.maximum(self._bar, torch.topk(peak, k, dim=0, sorted=False).values.amin(0))
         # Images where a unit does not fire (value <= 0) are never shown (finish drops them), so
         # they need not enter: for a sparse unit with fewer than k firing images that is most of them.
@@ -109,6 +110,7 @@ class TopK:
         if not self._staged:
             return
         staged, self._staged, self._n_staged = self._staged, [], 0
+        self._merges += 1
         n_units, k = self.val.shape
         held_u, held_k = torch.nonzero(self.val > -float("inf"), as_tuple=True)
         u = torch.cat([held_u] + [c[0] for c in staged])
@@ -398,7 +400,7 @@ class _FusedEncoder:
     def __init__(self, sae):
         self.sae = sae
         self.t = max(float(sae.threshold), 0.0)
-        self.buffer = torch.empty(0)
+        self.buffer = self.scratch = self.ones = torch.empty(0)
 
     @staticmethod
     def applies(sae, device) -> bool:
@@ -416,8 +418,10 @@ class _FusedEncoder:
         per = max(1, self.CHUNK_BYTES // (P * F * 4))  # images per chunk
         peak = torch.empty((b, F), dtype=torch.float32, device=x.device)
         counts = torch.zeros(F, dtype=torch.float32, device=x.device)
-        scratch = torch.empty(per * P * F, dtype=torch.float32, device=x.device)
-        ones = torch.ones(per * P, dtype=torch.float32, device=x.device)
+        if self.scratch.numel() < per * P * F or self.scratch.device != x.device:
+            self.scratch = torch.empty(per * P * F, dtype=torch.float32, device=x.device)
+            self.ones = torch.ones(per * P, dtype=torch.float32, device=x.device)
+        scratch, ones = self.scratch, self.ones
         for i in range(0, b, per):
             m = min(per, b - i)
             chunk = torch.mm(xc[i * P:(i + m) * P], sae.W_enc, out=codes[i * P:(i + m) * P])
