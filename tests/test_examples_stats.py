@@ -242,3 +242,32 @@ def test_band_insert_with_colliding_hashes_keeps_the_bottom_r_keys():
     assert (got[S + 4] & (2**31 - 1)).tolist() == [10, 20]
     assert (got[2] & (2**31 - 1)).tolist() == [7, 3]
     assert (br.val.view(-1, 2)[S + 4]).tolist() == [10.0, 20.0]
+
+
+def test_sample_keys_equal_a_plain_python_lowbias32():
+    """The band and co-occurrence sample keys are Wellons' lowbias32 of (seed, image, unit) above the
+    image index, computed here with Python integers (pins the hash across rewrites of its tensor code)."""
+    from atlasgen.bands import image_hash, pair_keys, sample_keys
+
+    M = 0xFFFFFFFF
+
+    def mix(x):
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) & M
+        x ^= x >> 15
+        x = (x * 0x846CA68B) & M
+        return x ^ (x >> 16)
+
+    def key(unit, image, seed):
+        h = mix((image & M) ^ mix(seed & M))
+        return (mix(((unit + 0x9E3779B9) & M) ^ h) << 31) | image
+
+    rng = np.random.default_rng(2)
+    units = np.concatenate([[-1, 0, 1, 2**20, 2**31 - 1], rng.integers(0, 2**24, 200)])
+    images = np.concatenate([[0, 2**31 - 1, 1, 12345, 2**30], rng.integers(0, 2**31, 200)])
+    for seed in (0, 9, 2**32 - 1):
+        want = [key(int(u), int(i), seed) for u, i in zip(units, images)]
+        got = sample_keys(torch.from_numpy(units), torch.from_numpy(images), seed)
+        assert got.tolist() == want
+        im = torch.from_numpy(images)
+        assert pair_keys(torch.from_numpy(units), image_hash(im, seed), im).tolist() == want
