@@ -402,9 +402,15 @@ class _FusedEncoder:
         self.t = max(float(sae.threshold), 0.0)
         self.buffer = self.scratch = self.ones = torch.empty(0)
 
+    MAX_WEIGHT_BYTES = 1 << 22
+
     @staticmethod
     def applies(sae, device) -> bool:
-        return type(sae) is SparseAutoencoder and sae.architecture == "batchtopk" and torch.device(device).type == "cpu"
+        """For a plain BatchTopK SAE on CPU with a small encoder: the matmul per chunk repacks the
+        encoder weights, which is cheap for a few MiB and not for InceptionV1's 64 MiB (there the
+        matmul dominates and the passes after it weigh little)."""
+        return (type(sae) is SparseAutoencoder and sae.architecture == "batchtopk" and torch.device(device).type == "cpu"
+                and sae.W_enc.numel() * sae.W_enc.element_size() <= _FusedEncoder.MAX_WEIGHT_BYTES)
 
     def __call__(self, x: torch.Tensor, b: int):
         """x: (b * P, C) neuron vectors; returns codes (b, P, F), maxima (b, F), firing counts (F,) float32."""
@@ -551,7 +557,7 @@ def scan_state(stats: dict, cooc: CooccurrenceSample, grid) -> dict:
 def merge_states(states: list[dict], cfg, device):
     """The scan of the union of the ranks' images, exactly as one process would have it:
 
-    * top-k: the k best of the ranks' top-k lists, ordered as :meth:`TopK.update` orders
+    * top-k: the k best of the ranks' top-k lists, ordered as :meth:`TopK.merge` orders
       (value descending, ties to the lower image index);
     * band reservoirs: each rank's window is moved up to the global running maximum (slots falling
       below merge into the low slot) and every slot keeps the r smallest keys of the ranks' slots,
