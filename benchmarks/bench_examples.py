@@ -21,7 +21,12 @@ Peak memory: the scan runs in a child process on the dataset repeated 1x and
 10x (as distinct image indices); the reported figure is the growth of the
 child's peak RSS during the scan.
 
-Usage: python benchmarks/bench_examples.py [--cache .atlasgen] [--n 300] [--repeats 2] [--skip-inception] [--skip-demo] [--skip-memory]
+Both workloads are also compared batch by batch (:func:`interleaved`): the floor's work on a
+batch, then the scan's, the fastest of several runs kept per batch, in wall and CPU time. On a
+shared machine this moves far less between runs than whole-run timings.
+
+Usage: python benchmarks/bench_examples.py [--cache .atlasgen] [--n 300] [--repeats 2] [--threads N]
+       [--interleaved-only] [--skip-inception] [--skip-demo] [--skip-memory]
 """
 
 from __future__ import annotations
@@ -164,10 +169,20 @@ class _Batches:
         return self.x[[self.pos[int(i)] for i in idx]]
 
 
-def compare(name, model, sae, layer, batches, cfg, repeats) -> dict:
+def compare(name, model, sae, layer, batches, cfg, repeats, interleaved_only=False) -> dict:
     """Floor and scan alternate ``repeats`` times; the fastest of each is kept, in wall time and in
-    CPU time (CPU time moves less when other processes share the cores)."""
+    CPU time (CPU time moves less when other processes share the cores). Then the interleaved
+    per-batch comparison (:func:`interleaved`), alone with ``interleaved_only``."""
     n_images = sum(len(i) for i, _ in batches)
+    if interleaved_only:
+        floor(model, sae, layer, batches[:1])  # warm-up
+        inter = interleaved(model, sae, layer, batches, cfg, max(repeats, 3))
+        print(f"{name}: {n_images} images, {torch.get_num_threads()} threads, interleaved per batch (fastest of "
+              f"{max(repeats, 3)} per batch): floor {inter['floor_s']:.2f} s | scan {inter['scan_s']:.2f} s "
+              f"(x{inter['ratio']:.2f}) | cpu: floor {inter['floor_cpu_s']:.2f} s, scan {inter['scan_cpu_s']:.2f} s "
+              f"(x{inter['cpu_ratio']:.2f}) | floor {inter['floor_ms_per_batch']:.1f} ms + scan's extra "
+              f"{inter['extra_ms_per_batch']:.1f} ms per batch")
+        return {"workload": name, "images": n_images, "threads": torch.get_num_threads(), "interleaved": inter}
     floor(model, sae, layer, batches[:1])  # warm-up
     timed_scan(model, sae, layer, batches[:2], cfg)
     floors, scans, finishes = [], [], []
@@ -242,6 +257,7 @@ def main() -> None:
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--interleaved-only", action="store_true", help="only the per-batch interleaved comparison")
     ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -251,11 +267,12 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     cfg = ExamplesConfig(batch_size=args.batch_size)
-    rows = [] if args.skip_demo else [compare("demo", *demo_workload(args.cache, args.batch_size)[:4], cfg, args.repeats)]
+    rows = [] if args.skip_demo else [compare("demo", *demo_workload(args.cache, args.batch_size)[:4], cfg, args.repeats,
+                                              args.interleaved_only)]
     if not args.skip_inception:
         model, sae, layer, batches, _ = inception_workload(args.n, min(args.batch_size, 32))
         rows.append(compare("inceptionv1-mixed5b-16x", model, sae, layer, batches,
-                            ExamplesConfig(batch_size=min(args.batch_size, 32)), args.repeats))
+                            ExamplesConfig(batch_size=min(args.batch_size, 32)), args.repeats, args.interleaved_only))
     if not args.skip_memory:
         for reps in (1, 10):
             out = subprocess.run([sys.executable, __file__, "--cache", str(args.cache), "--batch-size",
