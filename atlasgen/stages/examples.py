@@ -74,11 +74,6 @@ class TopK:
         self._bar = torch.full((n_units,), -float("inf"), device=device)
         self._merges = 0
 
-    def update(self, values: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor) -> None:
-        """values: (units, batch) per-image maxima; image_idx: (batch,); vectors: (batch, positions, units)."""
-        self.stage(values.T, image_idx, vectors)
-        self.merge()
-
     def stage(self, peak: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor) -> None:
         """peak: (batch, units) per-image maxima of ``vectors`` (batch, positions, units).
 
