@@ -47,18 +47,22 @@ def grid_index(values: torch.Tensor) -> torch.Tensor:
 
 
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x * c) mod 2**32 for 32-bit x, without int64 overflow (16-bit halves)."""
-    lo, hi = x & 0xFFFF, x >> 16
-    return (lo * c + (((hi * c) & 0xFFFF) << 16)) & _M32
+    """(x * c) mod 2**32 for 32-bit x, without int64 overflow (c in 16-bit halves: each product < 2**48)."""
+    hi = x * (c >> 16)
+    hi &= 0xFFFF
+    hi <<= 16
+    hi += x * (c & 0xFFFF)
+    return hi.bitwise_and_(_M32)
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
     """A 32-bit integer hash with good avalanche (Wellons' lowbias32)."""
     x = x ^ (x >> 16)
     x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
+    x ^= x >> 15
     x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
+    x ^= x >> 16
+    return x
 
 
 def sample_keys(units: torch.Tensor, images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -68,9 +72,18 @@ def sample_keys(units: torch.Tensor, images: torch.Tensor, seed: int) -> torch.T
     makes every key unique, so no ties and the same result on any device.
     Images must have indices below 2**31.
     """
-    h = _mix32(torch.full_like(images, seed & _M32))
-    h = _mix32((images & _M32) ^ h)
-    h = _mix32(((units + 0x9E3779B9) & _M32) ^ h)
+    return pair_keys(units, image_hash(images, seed), images)
+
+
+def image_hash(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """The part of :func:`sample_keys` that depends on the image only (hash once per image, not per pair)."""
+    h = _mix32(torch.full((1,), seed & _M32, dtype=torch.long, device=images.device))
+    return _mix32((images & _M32) ^ h)
+
+
+def pair_keys(units: torch.Tensor, img_hash: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """:func:`sample_keys` from the images' :func:`image_hash`."""
+    h = _mix32(((units + 0x9E3779B9) & _M32) ^ img_hash)
     return (h << 31) | images
 
 
@@ -109,20 +122,28 @@ class BandReservoir:
     def update(self, values: torch.Tensor, image_idx: torch.Tensor) -> None:
         """values: (U, B) per-image maxima of each unit; image_idx: (B,) dataset indices."""
         units, cols = torch.nonzero(values > 0, as_tuple=True)
+        self.update_firing(units, cols, values[units, cols], image_idx)
+
+    def update_firing(self, units: torch.Tensor, cols: torch.Tensor, v: torch.Tensor, image_idx: torch.Tensor,
+                      g: torch.Tensor | None = None) -> None:
+        """The same from the firing entries only: ``v`` (> 0) of unit ``units`` on image ``image_idx[cols]``
+        (``g``: their :func:`grid_index`, when known)."""
         if units.numel() == 0:
             return
-        v = values[units, cols].float()
-        g = grid_index(v)
+        v = v.float()
+        if g is None:
+            g = grid_index(v)
         batch_max = torch.full_like(self.gmax, -(2**40)).scatter_reduce(0, units, g, "amax")
         self._shift(torch.maximum(self.gmax, batch_max))
-        slot = (g - (self.gmax[units] - self.W)).clamp_min(0)
-        self.count.index_put_((units, slot), torch.ones_like(slot), accumulate=True)
-        images = image_idx[cols].long()
-        keys = sample_keys(units, images, self.seed)
+        S = self.n_slots
+        group = units * S + (g - (self.gmax[units] - self.W)).clamp_min(0)  # (unit, slot) as one index
+        self.count.view(-1).add_(torch.bincount(group, minlength=self.count.numel()))
+        image_idx = image_idx.long()
+        keys = pair_keys(units, image_hash(image_idx, self.seed)[cols], image_idx[cols])
         # Only items with a key below their slot's current r-th key can enter it.
-        enter = keys < self.keys[units, slot, -1]
-        if enter.any():
-            self._insert(units[enter], slot[enter], keys[enter], v[enter])
+        enter = torch.nonzero(keys < self.keys.view(-1, self.r)[group, -1], as_tuple=True)[0]
+        if len(enter):
+            self._insert(group[enter], keys[enter], v[enter])
 
     def _shift(self, new_gmax: torch.Tensor) -> None:
         """Move each unit's window up to its new running max; slots falling off merge into slot 0."""
@@ -151,12 +172,17 @@ class BandReservoir:
         self.keys[rows], self.val[rows], self.count[rows] = new_keys, new_val, new_count
         self.gmax[rows] = new_gmax[rows]
 
-    def _insert(self, units, slot, keys, val) -> None:
-        """Merge candidates into the bottom-r of their (unit, slot) groups."""
-        r, S = self.r, self.n_slots
-        group = units * S + slot
-        order = torch.argsort(keys)
-        order = order[torch.argsort(group[order], stable=True)]  # by group, then key
+    def _insert(self, group, keys, val) -> None:
+        """Merge candidates into the bottom-r of their (unit, slot) groups (``group`` = unit * slots + slot)."""
+        r = self.r
+        # By group, then key. Keys are (32-bit hash << 31 | image): one sort by (group, hash) gives
+        # that order unless two items of a group share a hash; then two stable sorts.
+        comp = (group << 32) | (keys >> 31)
+        order = torch.argsort(comp)
+        comp = comp[order]
+        if len(comp) > 1 and bool((comp[1:] == comp[:-1]).any()):
+            order = torch.argsort(keys)
+            order = order[torch.argsort(group[order], stable=True)]
         group, keys, val = group[order], keys[order], val[order]
         uniq, first, counts = torch.unique_consecutive(group, return_inverse=True, return_counts=True)
         starts = torch.cumsum(counts, 0) - counts

@@ -24,10 +24,16 @@ def _brute_hist(peaks: np.ndarray, max_act: float, hist_edges: np.ndarray) -> np
     return np.bincount(b[rel >= hist_edges[0]], minlength=len(hist_edges) - 1)
 
 
+@pytest.mark.parametrize("merge_images", [None, 40])
 @pytest.mark.parametrize("consume", [False, True])
 @pytest.mark.parametrize("nonnegative", [False, True])
-def test_scan_matches_brute_force(nonnegative, consume):
-    """Top-k (sets, values, arg-max), histogram, density and band samples equal a computation over all images."""
+def test_scan_matches_brute_force(nonnegative, consume, merge_images, monkeypatch):
+    """Top-k (sets, values, arg-max), histogram, density and band samples equal a computation over all images,
+    whether the merges run once at the end or every few batches (with the top-k bar from earlier merges)."""
+    if merge_images is not None:
+        import atlasgen.stages.examples as examples
+
+        monkeypatch.setattr(examples, "MERGE_IMAGES", merge_images)
     rng = np.random.default_rng(5)
     N, P, U, k, batch = 300, 9, 6, 7, 32
     # Sparse, heavy-tailed activations; unit 2 grows through the dataset (its max keeps moving),
@@ -180,3 +186,88 @@ def test_cooccurrence_partners_and_pairs_match_brute_force(n_units):
     union = A.sum(0)[out["pairs"][:, 0]] + A.sum(0)[out["pairs"][:, 1]] - out["pair_count"]
     np.testing.assert_allclose(out["pair_jaccard"], out["pair_count"] / union, rtol=1e-6)
     np.testing.assert_array_equal(out["fires"], A.sum(0))
+
+
+def test_fine_bin_equals_bucketize_at_and_around_every_edge():
+    """The fine histogram bin taken from the band grid index is ``bucketize(v, FINE_EDGES) - 1`` exactly,
+    on values at the edges (as float32), one ulp either side, and outside the grid."""
+    from atlasgen.bands import grid_index
+
+    edges = torch.tensor(FINE_EDGES)
+    e32 = torch.from_numpy(FINE_EDGES.astype(np.float32))
+    v = torch.cat([e32, torch.nextafter(e32, torch.tensor(0.0)), torch.nextafter(e32, torch.tensor(np.inf, dtype=torch.float32)),
+                   torch.tensor([1e-30, 1e-7, 9.99e-7, 2e6, 3e38], dtype=torch.float32),
+                   torch.from_numpy(np.random.default_rng(1).lognormal(0, 4, 5000).astype(np.float32))])
+    stats = UnitStats(1, 3, "cpu", EDGES, 2, seed=0)
+    np.testing.assert_array_equal(stats._fine_bin(v, grid_index(v)).numpy(), (torch.bucketize(v, edges) - 1).numpy())
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 10, 1 << 13, 1 << 30])
+def test_fused_encoder_equals_encode_and_the_dense_statistics(chunk_bytes, monkeypatch):
+    """The fused CPU encode gives the codes of ``encode`` bit for bit, their per-image maxima and the
+    per-unit counts of firing positions, with chunks that do and do not divide the batch."""
+    from atlasgen.sae import SparseAutoencoder
+    from atlasgen.stages.examples import _FusedEncoder, encode
+
+    monkeypatch.setattr(_FusedEncoder, "CHUNK_BYTES", chunk_bytes)
+    torch.manual_seed(1)
+    sae = SparseAutoencoder(24, 96, "batchtopk", k=4)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.normal_()
+        sae.threshold.fill_(1.5)
+    assert _FusedEncoder.applies(sae, "cpu") and not _FusedEncoder.applies(sae, "meta")
+    fused = _FusedEncoder(sae)
+    with torch.no_grad():
+        for b in (7, 5, 7):  # the buffer is reused, also for a smaller batch
+            x = torch.randn(b * 9, 24)
+            codes, peak, counts = fused(x, b)
+            ref = encode(sae, x).view(b, 9, 96)
+            assert torch.equal(codes, ref)
+            assert torch.equal(peak, ref.amax(1))
+            assert torch.equal(counts.long(), (ref > 0).sum((0, 1)))
+
+
+def test_band_insert_with_colliding_hashes_keeps_the_bottom_r_keys():
+    """Two candidates of a (unit, slot) group with the same 32-bit hash are ordered by image index (the
+    full key), as the single sort by (group, hash) cannot: the insert falls back to two sorts."""
+    br = BandReservoir(2, EDGES, 2, seed=0, device="cpu")
+    S = br.n_slots
+    h = torch.tensor([5, 5, 5, 9, 2, 5])  # group 1 * S + 4 gets hash 5 three times
+    images = torch.tensor([30, 10, 20, 1, 7, 3])
+    group = torch.tensor([S + 4, S + 4, S + 4, S + 4, 2, 2])
+    keys = (h << 31) | images
+    br._insert(group, keys, images.float())
+    got = br.keys.view(-1, 2)
+    assert (got[S + 4] & (2**31 - 1)).tolist() == [10, 20]
+    assert (got[2] & (2**31 - 1)).tolist() == [7, 3]
+    assert (br.val.view(-1, 2)[S + 4]).tolist() == [10.0, 20.0]
+
+
+def test_sample_keys_equal_a_plain_python_lowbias32():
+    """The band and co-occurrence sample keys are Wellons' lowbias32 of (seed, image, unit) above the
+    image index, computed here with Python integers (pins the hash across rewrites of its tensor code)."""
+    from atlasgen.bands import image_hash, pair_keys, sample_keys
+
+    M = 0xFFFFFFFF
+
+    def mix(x):
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) & M
+        x ^= x >> 15
+        x = (x * 0x846CA68B) & M
+        return x ^ (x >> 16)
+
+    def key(unit, image, seed):
+        h = mix((image & M) ^ mix(seed & M))
+        return (mix(((unit + 0x9E3779B9) & M) ^ h) << 31) | image
+
+    rng = np.random.default_rng(2)
+    units = np.concatenate([[-1, 0, 1, 2**20, 2**31 - 1], rng.integers(0, 2**24, 200)])
+    images = np.concatenate([[0, 2**31 - 1, 1, 12345, 2**30], rng.integers(0, 2**31, 200)])
+    for seed in (0, 9, 2**32 - 1):
+        want = [key(int(u), int(i), seed) for u, i in zip(units, images)]
+        got = sample_keys(torch.from_numpy(units), torch.from_numpy(images), seed)
+        assert got.tolist() == want
+        im = torch.from_numpy(images)
+        assert pair_keys(torch.from_numpy(units), image_hash(im, seed), im).tolist() == want

@@ -35,7 +35,7 @@ import shutil
 import numpy as np
 import torch
 
-from atlasgen.bands import _EMPTY, BandReservoir, sample_keys
+from atlasgen.bands import _EMPTY, BandReservoir, grid_index, sample_keys
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model, positions_as_vectors
@@ -51,41 +51,80 @@ N_PAIRS = 50  # most frequent feature pairs kept per layer
 DISTRIBUTED = True  # issue 10: every rank scans its share of the batches (see run)
 
 
+# Per-image maxima held back before they are merged into the top-k, band and histogram state
+# (units x images, per family): the merges cost about the same for one batch as for eight, so they
+# run once per few batches. Bounded: a constant, whatever the dataset's size.
+MERGE_ELEMENTS = 1 << 20
+MERGE_IMAGES = 2048
+
+
 class TopK:
-    """Running top-k per unit of per-image maxima, with the image index and the arg-max position."""
+    """Running top-k per unit of per-image maxima, with the image index and the arg-max position.
+
+    Order: value descending, ties to the lower image index (the same whatever order images come in).
+    :meth:`stage` keeps a batch's candidates (with their arg-max, computed while the batch's
+    activations exist); :meth:`merge` merges the staged candidates of several batches at once."""
 
     def __init__(self, n_units: int, k: int, device: str):
         self.val = torch.full((n_units, k), -float("inf"), device=device)
         self.idx = torch.full((n_units, k), -1, dtype=torch.long, device=device)
         self.pos = torch.zeros((n_units, k), dtype=torch.long, device=device)
+        self._staged: list[tuple[torch.Tensor, ...]] = []
+        self._n_staged = 0
+        self._bar = torch.full((n_units,), -float("inf"), device=device)
+        self._merges = 0
 
-    def update(self, values: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor) -> None:
-        """values: (units, batch) per-image maxima; image_idx: (batch,); vectors: (batch, positions, units).
+    def stage(self, peak: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor) -> None:
+        """peak: (batch, units) per-image maxima of ``vectors`` (batch, positions, units).
 
-        Only images that can enter a unit's top-k are merged, and only their arg-max is computed
-        (an arg-max over every (image, unit) costs several times the maxima themselves)."""
+        Only images that can enter a unit's top-k are kept, and only their arg-max is computed
+        (an arg-max over every (image, unit) costs several times the maxima themselves). The bar
+        is at most the k-th value over the images seen so far, so nothing that can enter is
+        missed (ties enter and are ordered at the merge): the k-th value at the last merge, or
+        the k-th value within any one batch seen, whichever is higher."""
+        k = self.val.shape[1]
+        if peak.shape[0] >= k and self._merges == 0:  # later, the last merge's bar is close to the true one
+            self._bar = torch.maximum(self._bar, torch.topk(peak, k, dim=0, sorted=False).values.amin(0))
         # Images where a unit does not fire (value <= 0) are never shown (finish drops them), so
         # they need not enter: for a sparse unit with fewer than k firing images that is most of them.
-        enter = (values >= self.val[:, -1:]) & (values > 0)
-        if not enter.any():
+        enter = (peak >= torch.maximum(self._bar, self.val[:, -1])) & (peak > 0)
+        rows, units = torch.nonzero(enter, as_tuple=True)
+        if len(rows) == 0:
             return
-        rows = torch.nonzero(enter.any(1), as_tuple=True)[0]
-        units, cols = torch.nonzero(enter, as_tuple=True)
-        if len(units) * 8 > enter.numel():  # early batches: most pairs enter, one dense pass is cheaper
-            pos = vectors.argmax(dim=1).T[rows]
+        if len(rows) * 8 > enter.numel():  # early batches: most pairs enter, one dense pass is cheaper
+            pos = vectors.argmax(dim=1)[rows, units]
         else:
-            pos = torch.zeros(values.shape, dtype=torch.long, device=values.device)
-            pos[units, cols] = vectors[cols, :, units].argmax(1)
-            pos = pos[rows]
-        cand = torch.where(enter, values, -float("inf"))[rows]
-        val = torch.cat([self.val[rows], cand], dim=1)
-        idx = torch.cat([self.idx[rows], image_idx.expand(len(rows), -1)], dim=1)
-        p = torch.cat([self.pos[rows], pos], dim=1)
-        # Sort by image index, then stably by value: ties resolve the same way every run.
-        order = torch.argsort(idx, dim=1, stable=True)
-        val, idx, p = val.gather(1, order), idx.gather(1, order), p.gather(1, order)
-        top = torch.argsort(-val, dim=1, stable=True)[:, : self.val.shape[1]]
-        self.val[rows], self.idx[rows], self.pos[rows] = val.gather(1, top), idx.gather(1, top), p.gather(1, top)
+            pos = vectors[rows, :, units].argmax(1)
+        self._staged.append((units, peak[rows, units], image_idx[rows].long(), pos))
+        self._n_staged += len(rows)
+        if self._n_staged >= self.val.numel():  # early on most pairs enter: raise the bar now
+            self.merge()
+
+    def merge(self) -> None:
+        """Merge the staged candidates: the k best of the current entries and the candidates."""
+        if not self._staged:
+            return
+        staged, self._staged, self._n_staged = self._staged, [], 0
+        self._merges += 1
+        n_units, k = self.val.shape
+        held_u, held_k = torch.nonzero(self.val > -float("inf"), as_tuple=True)
+        u = torch.cat([held_u] + [c[0] for c in staged])
+        v = torch.cat([self.val[held_u, held_k]] + [c[1] for c in staged])
+        i = torch.cat([self.idx[held_u, held_k]] + [c[2] for c in staged])
+        p = torch.cat([self.pos[held_u, held_k]] + [c[3] for c in staged])
+        # Unit ascending, then value descending, then image index ascending (stable sorts, last key first).
+        order = torch.argsort(i, stable=True)
+        order = order[torch.argsort(-v[order], stable=True)]
+        order = order[torch.argsort(u[order], stable=True)]
+        u, v, i, p = u[order], v[order], i[order], p[order]
+        counts = torch.bincount(u, minlength=n_units)
+        rank = torch.arange(len(u), device=u.device) - (torch.cumsum(counts, 0) - counts)[u]
+        keep = rank < k
+        u, rank = u[keep], rank[keep]
+        self.val.fill_(-float("inf"))
+        self.idx.fill_(-1)
+        self.pos.zero_()
+        self.val[u, rank], self.idx[u, rank], self.pos[u, rank] = v[keep], i[keep], p[keep]
 
 
 class UnitStats:
@@ -104,19 +143,24 @@ class UnitStats:
         self.edges = torch.tensor(FINE_EDGES, device=device)
         self.n_images = 0
         self.n_positions = 0
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (per-image maxima, image indices)
+        self._pending_elements = 0
+        self._pending_images = 0
 
-    def update(self, vectors: torch.Tensor, image_idx: torch.Tensor, consume: bool = False) -> torch.Tensor:
+    def update(self, vectors: torch.Tensor, image_idx: torch.Tensor, consume: bool = False,
+               peak: torch.Tensor | None = None, fires_pos: torch.Tensor | None = None) -> torch.Tensor:
         """vectors: (batch, positions, units) activations of one batch of images; with ``consume``
         they are overwritten (no temporary copies of the batch's activations are allocated).
+        ``peak`` (the per-image maxima) and ``fires_pos`` (per-unit counts of positions > 0, float)
+        may come computed already (:class:`_FusedEncoder`).
 
-        Returns the per-image maxima (batch, units)."""
-        peak = vectors.amax(dim=1)  # (batch, units)
-        peak_t = peak.T.contiguous()
-        self.top.update(peak_t, image_idx, vectors)
-        self.bands.update(peak_t, image_idx)
-        firing = peak > 0
-        self.fires += firing.sum(0)
-        self.sum_max += torch.where(firing, peak, 0).sum(0).double()
+        Returns the per-image maxima (batch, units). Their top-k, band and histogram merges run
+        every few batches (:meth:`merge`; :meth:`finish` merges what is left)."""
+        if peak is None:
+            peak = vectors.amax(dim=1)  # (batch, units)
+        self.top.stage(peak, image_idx, vectors)  # before the passes below overwrite ``vectors``
+        # Float32 sum per batch, accumulated in float64 batch by batch.
+        self.sum_max += torch.where(peak > 0, peak, 0).sum(0).double()
         flat = vectors.reshape(-1, vectors.shape[2])
         if not self.nonnegative:  # SAE codes are never negative; other units count only where > 0
             flat = flat.clamp_min_(0) if consume else flat.clamp_min(0)
@@ -124,16 +168,47 @@ class UnitStats:
         # sign() is 1 exactly where firing, and float32 holds these counts (< 2**24) exactly.
         ones = torch.ones(flat.shape[0], dtype=flat.dtype, device=flat.device)
         self.sum_pos += (ones @ flat).double()
-        self.fires_pos += (ones @ (flat.sign_() if consume or not self.nonnegative else flat.sign())).long()
-        bins = torch.bucketize(peak_t, self.edges) - 1  # (units, batch)
-        valid = firing.T & (bins >= 0) & (bins < self.fine_hist.shape[1])
-        units = torch.arange(peak.shape[1], device=peak.device)[:, None].expand_as(bins)
-        self.fine_hist.index_put_((units[valid], bins[valid]), torch.ones_like(bins[valid]), accumulate=True)
+        if fires_pos is None:
+            fires_pos = ones @ (flat.sign_() if consume or not self.nonnegative else flat.sign())
+        self.fires_pos += fires_pos.long()
         self.n_images += vectors.shape[0]
         self.n_positions += flat.shape[0]
+        self._pending.append((peak, image_idx))
+        self._pending_elements += peak.numel()
+        self._pending_images += peak.shape[0]
+        if self._pending_elements >= MERGE_ELEMENTS or self._pending_images >= MERGE_IMAGES:
+            self.merge()
         return peak
 
+    def merge(self) -> None:
+        """Merge the pending batches' per-image maxima into the top-k, bands, firing counts and histogram."""
+        self.top.merge()
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_elements, self._pending_images = self._pending, [], 0, 0
+        peak_t = torch.cat([p for p, _ in pending]).T  # (units, images)
+        image_idx = torch.cat([i for _, i in pending])
+        units, cols = torch.nonzero(peak_t > 0, as_tuple=True)
+        v = peak_t[units, cols]
+        g = grid_index(v)  # 60 per decade
+        self.bands.update_firing(units, cols, v, image_idx, g)
+        self.fires += torch.bincount(units, minlength=len(self.fires))
+        bins = self._fine_bin(v, g)
+        valid = (bins >= 0) & (bins < self.fine_hist.shape[1])
+        flat_bin = units[valid] * self.fine_hist.shape[1] + bins[valid]
+        self.fine_hist += torch.bincount(flat_bin, minlength=self.fine_hist.numel()).view_as(self.fine_hist)
+
+    def _fine_bin(self, v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """``bucketize(v, FINE_EDGES) - 1`` (bin j holds FINE_EDGES[j] < v <= FINE_EDGES[j + 1]; -1 or
+        360 outside), from the band grid index g = floor(60 log10 v): the fine grid has 30 bins per
+        decade from 1e-6, so the bin is g // 2 + 180 but for rounding at an edge, which one
+        comparison on each side settles exactly."""
+        j = (torch.div(g, 2, rounding_mode="floor") + 180).clamp_(0, len(FINE_EDGES) - 2)
+        vd = v.double()
+        return j - (vd <= self.edges[j]).long() + (vd > self.edges[j + 1]).long()
+
     def finish(self, labels: np.ndarray, n_classes: int, n_bins: int, grid: tuple[int, int]) -> dict[str, np.ndarray]:
+        self.merge()
         top_val = self.top.val.cpu().numpy().astype(np.float32)
         top_idx = self.top.idx.cpu().numpy()
         top_idx[~np.isfinite(top_val) | (top_val <= 0)] = -1
@@ -174,11 +249,23 @@ class CooccurrenceSample:
         self.n, self.seed = n_images, seed
         self.keys = torch.empty(0, dtype=torch.long, device=device)
         self.peaks = torch.empty((0, n_units), dtype=torch.float32, device=device)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._pending_rows = 0
 
     def update(self, peak: torch.Tensor, image_idx: torch.Tensor) -> None:
-        """peak: (batch, units) per-image maxima."""
-        keys = sample_keys(torch.full_like(image_idx, -1), image_idx.long(), self.seed)
-        self.keep(torch.cat([self.keys, keys]), torch.cat([self.peaks, peak.float()]))
+        """peak: (batch, units) per-image maxima. Merged into the sample every n images (:meth:`flush`)."""
+        self._pending.append((peak, image_idx))
+        self._pending_rows += len(image_idx)
+        if self._pending_rows >= self.n:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        image_idx = torch.cat([i for _, i in pending]).long()
+        keys = sample_keys(torch.full_like(image_idx, -1), image_idx, self.seed)
+        self.keep(torch.cat([self.keys, keys]), torch.cat([self.peaks] + [p.float() for p, _ in pending]))
 
     def keep(self, keys: torch.Tensor, peaks: torch.Tensor) -> None:
         """Keep the n smallest keys of these (and their rows): the sample of any union of image sets."""
@@ -190,6 +277,7 @@ class CooccurrenceSample:
     def finish(self, chunk: int = 512) -> dict[str, np.ndarray]:
         """Per feature: the features it fires with most often; per layer: the most frequent pairs;
         the sample itself (image indices and per-image maxima, in key order)."""
+        self.flush()
         order = torch.argsort(self.keys)  # canonical order, whatever order the images came in
         keys, peaks = self.keys[order], self.peaks[order]
         A = (peaks > 0).float()
@@ -274,10 +362,12 @@ def encode(sae, x: torch.Tensor) -> torch.Tensor:
     """The SAE's inference codes, in fewer passes over memory for the plain BatchTopK SAE.
 
     ``relu(pre) * (relu(pre) > t)`` is ``pre`` where ``pre > max(t, 0)``, else 0: the bias is
-    fused into the matmul (addmm) and the cut is one in-place ``threshold_`` pass. Other SAEs use their
+    added in place and the cut is one in-place ``threshold_`` pass. Other SAEs use their
     own ``encode``."""
     if type(sae) is SparseAutoencoder and sae.architecture == "batchtopk":
-        pre = torch.addmm(sae.b_enc, x - sae.b_dec, sae.W_enc)
+        # mm then add_ is addmm's result bit for bit (the product, then the bias, each rounded once), and
+        # cheaper on CPU than addmm, which first copies the bias into every row of its output.
+        pre = torch.mm(x - sae.b_dec, sae.W_enc).add_(sae.b_enc)
         return torch.nn.functional.threshold_(pre, max(float(sae.threshold), 0.0), 0.0)  # one in-place pass
     return sae.encode(x)
 
@@ -291,22 +381,90 @@ def _unit_vectors(model, sae, layer, images, device):
     return feats.view(b, h * w, -1), neurons.view(b, h * w, c), (h, w)
 
 
+class _FusedEncoder:
+    """The plain BatchTopK SAE's codes of each batch on CPU, written into one buffer reused from
+    batch to batch, chunk by chunk: each chunk's matmul, bias, cut, per-image maxima and
+    per-position firing counts run while the chunk is in cache (one trip through memory instead
+    of five). The values are those of :func:`encode` and :meth:`UnitStats.update` bit for bit: a
+    row of a matmul does not depend on the other rows (checked on the demo, and by
+    tests/test_examples_stats.py), maxima are exact in any order, and the counts are small
+    integers in float32. Other devices and SAEs take the unfused path."""
+
+    CHUNK_BYTES = 1 << 18  # per thread
+
+    def __init__(self, sae):
+        self.sae = sae
+        self.t = max(float(sae.threshold), 0.0)
+        self.buffer = self.scratch = self.ones = torch.empty(0)
+
+    MAX_WEIGHT_BYTES = 1 << 22
+
+    @staticmethod
+    def applies(sae, device) -> bool:
+        """For a plain BatchTopK SAE on CPU with a small encoder: the matmul per chunk repacks the
+        encoder weights, which is cheap for a few MiB and not for InceptionV1's 64 MiB (there the
+        matmul dominates and the passes after it weigh little)."""
+        return (type(sae) is SparseAutoencoder and sae.architecture == "batchtopk" and torch.device(device).type == "cpu"
+                and sae.W_enc.numel() * sae.W_enc.element_size() <= _FusedEncoder.MAX_WEIGHT_BYTES)
+
+    def __call__(self, x: torch.Tensor, b: int):
+        """x: (b * P, C) neuron vectors; returns codes (b, P, F), maxima (b, F), firing counts (F,) float32."""
+        sae = self.sae
+        n, F = x.shape[0], sae.W_enc.shape[1]
+        if self.buffer.numel() < n * F or self.buffer.device != x.device:
+            self.buffer = torch.empty(n * F, dtype=torch.float32, device=x.device)
+        codes = self.buffer[: n * F].view(n, F)
+        xc = x - sae.b_dec
+        P = n // b
+        # Images per chunk: a quarter MiB of codes per thread (measured best on the demo at 1 thread;
+        # smaller chunks at 2 threads spend their time starting and joining parallel regions).
+        per = max(1, self.CHUNK_BYTES * torch.get_num_threads() // (P * F * 4))
+        peak = torch.empty((b, F), dtype=torch.float32, device=x.device)
+        counts = torch.zeros(F, dtype=torch.float32, device=x.device)
+        if self.scratch.numel() < per * P * F or self.scratch.device != x.device:
+            self.scratch = torch.empty(per * P * F, dtype=torch.float32, device=x.device)
+            self.ones = torch.ones(per * P, dtype=torch.float32, device=x.device)
+        scratch, ones = self.scratch, self.ones
+        for i in range(0, b, per):
+            m = min(per, b - i)
+            chunk = torch.mm(xc[i * P:(i + m) * P], sae.W_enc, out=codes[i * P:(i + m) * P])
+            chunk.add_(sae.b_enc)
+            torch.nn.functional.threshold_(chunk, self.t, 0.0)
+            torch.amax(chunk.view(m, P, F), dim=1, out=peak[i:i + m])
+            sign = torch.sign(chunk, out=scratch[: m * P * F].view(m * P, F))
+            counts += ones[: m * P] @ sign
+        return codes.view(b, P, F), peak, counts
+
+
 @torch.no_grad()
 def scan(model, sae, layer: str, batches, cfg, device, progress=None):
     """The one pass: feed ``(image indices, images)`` batches, return (stats per family, co-occurrence, grid)."""
     stats, cooc, grid = None, None, None
+    fused = _FusedEncoder(sae) if _FusedEncoder.applies(sae, device) else None
     for idx, images in batches:
-        feats, acts, grid = _unit_vectors(model, sae, layer, images, device)
+        if fused is None:
+            feats, acts, grid = _unit_vectors(model, sae, layer, images, device)
+            known = {}
+        else:
+            a = layer_activations(model, images.to(device), [layer])[layer].float()
+            grid = tuple(a.shape[2:])
+            acts = positions_as_vectors(a).view(a.shape[0], grid[0] * grid[1], a.shape[1])
+            feats, peak, counts = fused(acts.view(-1, a.shape[1]), a.shape[0])
+            known = {"peak": peak, "fires_pos": counts}
         if stats is None:
             stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg)
                      for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))}
             cooc = CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device)
         image_idx = torch.as_tensor(idx).to(device)
-        peak = stats["features"].update(feats, image_idx, consume=True)  # both are this batch's own copies
+        peak = stats["features"].update(feats, image_idx, consume=True, **known)  # both are this batch's own
         stats["neurons"].update(acts, image_idx, consume=True)
         cooc.update(peak, image_idx)
         if progress is not None:
             progress.update(len(idx))
+    if stats is not None:
+        for s in stats.values():
+            s.merge()
+        cooc.flush()
     return stats, cooc, grid
 
 
@@ -379,6 +537,9 @@ _SUMS = ("fires", "sum_max", "fires_pos", "sum_pos", "fine_hist")
 
 def scan_state(stats: dict, cooc: CooccurrenceSample, grid) -> dict:
     """Everything a scan accumulated, as CPU tensors (what :func:`merge_states` merges)."""
+    for s in stats.values():
+        s.merge()
+    cooc.flush()
     state = {"grid": tuple(int(g) for g in grid), "cooc_keys": cooc.keys.cpu(), "cooc_peaks": cooc.peaks.cpu()}
     for name, s in stats.items():
         state[name] = {
@@ -393,7 +554,7 @@ def scan_state(stats: dict, cooc: CooccurrenceSample, grid) -> dict:
 def merge_states(states: list[dict], cfg, device):
     """The scan of the union of the ranks' images, exactly as one process would have it:
 
-    * top-k: the k best of the ranks' top-k lists, ordered as :meth:`TopK.update` orders
+    * top-k: the k best of the ranks' top-k lists, ordered as :meth:`TopK.merge` orders
       (value descending, ties to the lower image index);
     * band reservoirs: each rank's window is moved up to the global running maximum (slots falling
       below merge into the low slot) and every slot keeps the r smallest keys of the ranks' slots,
