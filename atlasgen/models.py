@@ -412,14 +412,16 @@ def channels_last(model: nn.Module, device) -> Iterator[Callable[[torch.Tensor],
     """On a CPU, run the model's convolutions in channels-last (NHWC) layout for the duration.
 
     PyTorch's CPU kernels for convolution and max-pooling, forward and backward, are
-    vectorised over channels in that layout. Measured on a shared 2-core machine: DemoNet's
-    forward to mixed5b ran 2.2-2.4x faster and its forward+backward 1.5-1.9x; InceptionV1's
-    forward to mixed5b 1.45-1.57x. Values change by rounding only (5e-8 on InceptionV1), and
-    a layer's (B, C, H, W) activations come out channels-last, so their per-position vectors
-    (``positions_as_vectors``) need no copy. Every 4-D parameter is swapped for a channels-last
-    copy and the original tensor is put back on exit, also after an error, so the caller's
-    model is left as it was. Yields the function that lays out an input batch. On other
-    devices nothing changes (unmeasured there).
+    vectorised over channels in that layout. A convolution runs channels-last when its input
+    or its weight is, and its output keeps the layout. Dataset batches (``Dataset.batch``,
+    a permuted NHWC array) are channels-last already, so the stages that scan images get this
+    without asking. Feature visualisation's images come from ``grid_sample`` in NCHW. There,
+    measured on a shared 2-core machine, DemoNet's forward+backward to mixed5b ran 1.5-1.9x
+    faster in this layout. Values change by rounding only.
+
+    Every 4-D parameter is swapped for a channels-last copy, and the original tensor is put back
+    on exit, also after an error, so the caller's model is left as it was. Yields the function
+    that lays out an input batch. On other devices nothing changes (unmeasured there).
     """
     if torch.device(device).type != "cpu":
         yield lambda x: x

@@ -19,7 +19,7 @@ import torch
 from atlasgen.cache import atomic_save_npy, atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.errors import AtlasgenError
-from atlasgen.models import channels_last, layer_activations, layer_shapes, load_model
+from atlasgen.models import layer_activations, layer_shapes, load_model
 from atlasgen.pipeline import StageContext
 
 # Issue 10: under torchrun every rank runs this stage. Rank r samples the raw chunks i with
@@ -71,7 +71,7 @@ class VectorStore:
 
 def check_finite(acts: torch.Tensor, image_idx: np.ndarray, data, layer: str) -> None:
     """Stop with the offending image named when a layer's activations hold NaN or inf."""
-    bad = ~torch.isfinite(acts).reshape(len(acts), -1).all(dim=1)
+    bad = ~torch.isfinite(acts.flatten(1)).all(dim=1)
     if bad.any():
         first = int(image_idx[int(torch.nonzero(bad)[0])])
         raise AtlasgenError([f"activations: layer {layer!r} has NaN or inf values on {data.describe(first)} "
@@ -83,17 +83,16 @@ def _collect(model, data, layer, indices, cfg, device, seed, bar=None):
     """Sampled vectors and probabilities for a set of images."""
     gen = torch.Generator().manual_seed(seed)
     vecs, probs = [], []
-    with channels_last(model, device) as layout:
-        for start in range(0, len(indices), cfg.batch_size):
-            idx = indices[start:start + cfg.batch_size]
-            with torch.no_grad():
-                acts = layer_activations(model, layout(data.batch(idx).to(device)), [layer])[layer].float()
-            check_finite(acts, idx, data, layer)
-            v, p = sample_positions(acts, cfg.sampling, cfg.positions_per_image, gen)
-            vecs.append(v.numpy())
-            probs.append(p.numpy())
-            if bar is not None:
-                bar.update(len(idx))
+    for start in range(0, len(indices), cfg.batch_size):
+        idx = indices[start:start + cfg.batch_size]
+        with torch.no_grad():
+            acts = layer_activations(model, data.batch(idx).to(device), [layer])[layer].float()
+        check_finite(acts, idx, data, layer)
+        v, p = sample_positions(acts, cfg.sampling, cfg.positions_per_image, gen)
+        vecs.append(v.numpy())
+        probs.append(p.numpy())
+        if bar is not None:
+            bar.update(len(idx))
     return np.concatenate(vecs), np.concatenate(probs).astype(np.float32)
 
 

@@ -18,16 +18,16 @@ from atlasgen.atlas import grid_cells, normalize_layout, one_position_per_image,
 from atlasgen.cache import atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.featurevis import STANDARD_TRANSFORMS, render_directions
-from atlasgen.models import channels_last, layer_activations, load_model
+from atlasgen.models import layer_activations, load_model
 from atlasgen.pipeline import StageContext
 
 
 def collect(model, data, layer: str, indices: np.ndarray, batch_size: int, seed: int, device: str) -> np.ndarray:
     out = []
-    with torch.no_grad(), channels_last(model, device) as layout:
+    with torch.no_grad():
         for start in range(0, len(indices), batch_size):
             idx = indices[start:start + batch_size]
-            acts = layer_activations(model, layout(data.batch(idx).to(device)), [layer])[layer].float()
+            acts = layer_activations(model, data.batch(idx).to(device), [layer])[layer].float()
             if acts.ndim == 2:
                 acts = acts[:, :, None, None]
             out.append(one_position_per_image(acts, idx, seed).cpu().numpy())
