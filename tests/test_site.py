@@ -569,13 +569,17 @@ def test_feature_page_in_browser(tab, base):
     page.goto(f"{base}{MODEL}/{layer}/f/3/index.html")
     page.wait_for_load_state("load")
     assert page.evaluate("() => document.getElementById('vis').naturalWidth") > 0
-    n_examples = page.locator(".examples .ex-photo").count()
+    n_examples = page.locator(".examples .ex-img img").count()
     assert n_examples >= 3
-    assert page.evaluate("() => Array.from(document.querySelectorAll('.ex-photo')).every(i => i.naturalWidth > 0)")
+    assert page.evaluate("() => Array.from(document.querySelectorAll('.ex-img img')).every(i => i.naturalWidth > 0)")
+    # Each example has its arg-max crop (drawn by atlas.js from the image) and its heat-map tile.
+    assert page.locator(".examples .ex-crop").count() == n_examples
+    assert page.evaluate("() => getComputedStyle(document.querySelector('.examples .heat'))"
+                         ".backgroundImage.startsWith('url(\"data:image/png')")
     assert _all_images_loaded(page)
 
     # Heat-maps are visible by default and the toggle hides / shows them.
-    heat = page.locator(".examples img.heat").first
+    heat = page.locator(".examples .heat").first
     assert heat.is_visible()
     toggle = page.locator("#heat-toggle")
     assert toggle.is_visible()
@@ -669,7 +673,7 @@ def test_pages_readable_without_javascript(browser, site):
         page = t.page
         base = site.resolve().as_uri() + "/"
         page.goto(f"{base}{MODEL}/{LAYERS[0]}/f/3/index.html")
-        assert page.locator(".examples img.heat").first.is_visible()  # heat-maps shown by default
+        assert page.locator(".examples .heat").first.is_visible()  # heat-maps shown by default
         assert not page.locator("#heat-toggle").is_visible()  # a button that would do nothing stays hidden
         assert page.locator("svg.hist rect.bar").count() > 5
         assert page.locator(".bibtex").is_visible()

@@ -62,21 +62,18 @@ def unit_card(root, card: dict, value=None, pixelated=False) -> Markup:
 
 
 def example_item(root, e: dict, pixelated=False) -> Markup:
-    """One dataset example (``spectrum.example_items``): image, heat-map, crop, activation and class.
+    """One dataset example (``spectrum.example_items``): image, heat-map, crop position, activation and class.
 
-    Same bytes as the former templates/sections/example.html include, rendered
-    two dozen times per unit page.
+    Rendered three dozen times per unit page, so it is lean (issue 8, the size
+    budget): no indentation; the heat-map is an empty ``<i>`` showing its tile
+    of the page's heat-map strip (``--y``, the strip and its size are in the
+    page's ``<style>``); the decorative crop is drawn by atlas.js from
+    ``data-crop`` and the image. tests/test_render_fast.py pins these bytes
+    to a reference template.
     """
-    px = " px" if pixelated else ""
-    src = _e(root) + _e(e["src"])
     alt = f'dataset image {e["index"]}, class {e["class_name"]}' + (f' ({e["facet"]})' if e["facet"] else "")
     return Markup(
-        f'    <li>\n      <figure>\n        <div class="ex-img">\n'
-        f'          <img class="ex-photo{px}" src="{src}" alt="{_e(alt)}">\n'
-        f'          <img class="heat" src="{_e(e["heat"])}" alt="" aria-hidden="true">\n'
-        f'          <span class="ex-crop{px}" style="background-image:url(\'{src}\');{_e(e["crop"])}" role="img" '
-        f'aria-label="crop around where it fires most" title="where it fires most"></span>\n'
-        f'        </div>\n'
-        f'        <figcaption><span class="act" title="{_e(e["rel"])} of max">{_e(e["act"])}</span> '
-        f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></figcaption>\n'
-        f'      </figure>\n    </li>')
+        f'<li><figure><div class="ex-img{" px" if pixelated else ""}" data-crop="{_e(e["crop"])}">'
+        f'<img src="{_e(root)}{_e(e["src"])}" alt="{_e(alt)}"><i class="heat" style="--y:{_e(e["heat"])}"></i></div>'
+        f'<figcaption><span class="act" title="{_e(e["rel"])} of max">{_e(e["act"])}</span> '
+        f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></figcaption></figure></li>')

@@ -11,12 +11,13 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from markupsafe import Markup
 from PIL import Image
 
 from atlasgen.site import circuits, export, featurevis_section, ratings_pages, spectrum, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
-from atlasgen.site.images import DatasetImages
+from atlasgen.site.images import DatasetImages, HeatSprite
 
 N_SIMILAR = 6  # most similar features (decoder cosine) on a feature page
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
@@ -387,10 +388,10 @@ def _pixelated(size: tuple[int, int] | None, display: int) -> bool:
     return size is not None and max(size) < display
 
 
-def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages) -> list[dict]:
+def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages, sprite) -> list[dict]:
     return spectrum.example_items(ix.dataset, lambda c: class_link(site, ix.dataset, c), ex.top_idx[i], ex.top_val[i],
                                   ex.top_maps[i], ex.top_pos[i] if ex.top_pos is not None else None,
-                                  float(ex.max_act[i]), images)
+                                  float(ex.max_act[i]), images, sprite)
 
 
 def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImages,
@@ -438,6 +439,10 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
                     "cards": [{**ix.feature_cards[int(f)], "value": fmt_signed(L.W_dec[int(f), i])}
                               for f in ix.loading_features[i]]}]
     vis_size = ix.vis_size.get(kind)
+    sprite = HeatSprite()  # every heat-map of the page in one strip (issue 8, size budget)
+    examples = _examples(site, ix, ex, i, images, sprite)
+    bands = spectrum.bands(ds, lambda c: class_link(site, ds, c), ex, i, images, sprite)
+    heat_css = spectrum.finish_heat(sprite, examples, *(b["examples"] for b in bands))
     ctx = base_context(
         site, path, f"{code}" + (f" \u00b7 {label}" if label else ""),
         crumbs(site, (m, urls.model(m)), (L.name, urls.layer(m, L.name)), (f"{kind}/{i}", None)),
@@ -459,8 +464,9 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         vis_height=vis_size[1] if vis_size else None,
         vis_pixelated=_pixelated(vis_size, 256),
         fvis=featurevis_section.section(ix, kind, i),
-        examples=_examples(site, ix, ex, i, images),
-        bands=spectrum.bands(ds, lambda c: class_link(site, ds, c), ex, i, images),
+        examples=examples,
+        bands=bands,
+        heat_css=Markup(heat_css),
         images_pixelated=images.pixelated,
         hist_svg=svg.activation_histogram(ex.hist[i], ex.hist_edges, float(ex.max_act[i])),
         top_classes=top_classes,
