@@ -109,6 +109,35 @@ def real_unit_bytes(site: Path) -> dict:
     return out
 
 
+def page_parts(site: Path) -> dict[str, float]:
+    """Mean bytes per feature page of a built site, by part: <head>, each top-level section, the rest."""
+    import re
+
+    manifest = json.loads((site / "manifest.json").read_text())
+    m = manifest["model"]
+    layer = next(iter(manifest["layers"]))
+    pages = sorted((site / m / layer / "f").glob("*/index.html"))
+    totals: dict[str, int] = {}
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        head_end = html.index("</head>")
+        main_start, main_end = html.index("<main"), html.index("</main>")
+        parts = {"head": head_end, "header, footer, scripts": len(html) - main_end + main_start - head_end}
+        body = html[main_start:main_end]
+        # Top-level blocks of <main> start at column 0.
+        starts = [mt.start() for mt in re.finditer(r"\n<(section|div|dl|nav)\b", body)] + [len(body)]
+        parts["main, other"] = starts[0]
+        for a, b in zip(starts, starts[1:]):
+            block = body[a:b]
+            title = re.search(r'id="([a-z]+)-title"|aria-labelledby="([a-z0-9-]+)"|class="([a-z-]+)"', block)
+            name = next((g for g in title.groups() if g), "other").removesuffix("-title") if title else "other"
+            name = {"related-1": "related 1 (similar)", "related-2": "related 2", "related-3": "related 3"}.get(name, name)
+            parts[name] = parts.get(name, 0) + len(block.encode())
+        for k, v in parts.items():
+            totals[k] = totals.get(k, 0) + v
+    return {k: v / max(len(pages), 1) for k, v in totals.items()}
+
+
 def rebuild_time() -> tuple[float, float]:
     from conftest import write_tiny_config
 
@@ -187,6 +216,8 @@ def main() -> None:
         print(f"real site {args.real_site} ({real['layer']}: {real['n_features']} features, {real['n_neurons']} "
               f"neurons): {real['f'] / 1e3:.1f} KB per feature, {real['n'] / 1e3:.1f} KB per neuron, "
               f"{real['images'] / max(real['n_images'], 1) / 1e3:.1f} KB per dataset image")
+        for name, size in sorted(page_parts(args.real_site).items(), key=lambda kv: -kv[1]):
+            print(f"  {size / 1e3:8.1f} KB  per feature page: {name}")
         synth_units = sum(p.stat().st_size for kind in ("f", "n")
                           for p in (site / MODEL / LAYER / kind).rglob("*") if p.is_file())
         layer_rest = parts_total = sum(parts.values())
