@@ -162,6 +162,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=3000, help="dataset images of the synthetic layer")
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--k", type=int, default=12, help="top examples per unit (examples.top_k default)")
+    ap.add_argument("--band-samples", type=int, default=5,
+                    help="examples per activation band, 6 bands (examples.band_samples default; 0: no bands)")
     ap.add_argument("--vis-size", type=int, default=64, help="featurevis.image_size default")
     ap.add_argument("--thumb-size", type=int, default=48, help="featurevis.thumb_size default")
     ap.add_argument("--real-site", type=Path, default=None, help="a built site for per-unit sizes (projection)")
@@ -179,7 +181,7 @@ def main() -> None:
     t0 = time.perf_counter()
     art = make_fake_artifacts(work / "art", n_classes=args.classes, n_features=F, n_neurons=C, n_images=args.images,
                               image_size=32, layers=(LAYER,), k=args.k, grid=7, vis_size=args.vis_size,
-                              thumb_size=args.thumb_size)
+                              thumb_size=args.thumb_size, band_samples=args.band_samples)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"synthetic artifacts: {F:,} features x {C:,} neurons, {args.images:,} images "
           f"({time.perf_counter() - t0:.1f} s to write)")

@@ -87,8 +87,26 @@ def _write_webp(im: Image.Image, path: Path) -> None:
     im.save(path, "WEBP", quality=80)
 
 
-def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=()):
-    """examples/L/*.npz arrays for ``n_units`` units (docs/artifacts.md)."""
+def _band_examples(rng, max_act, n_images, grid, r):
+    """Band arrays (issue 5) for units with ``max_act``: 6 bands down from the max, up to ``r`` images each."""
+    U, nb = len(max_act), 6
+    edges = np.array([1.0, 0.9, 0.7, 0.5, 0.3, 0.1, 0.0], dtype=np.float32)
+    count = rng.integers(0, 4 * r, size=(U, nb))
+    count[max_act <= 0] = 0
+    shown = np.minimum(count, r)
+    idx = np.where(np.arange(r)[None, None, :] < shown[..., None], rng.integers(0, n_images, size=(U, nb, r)), -1)
+    rel = edges[None, 1:, None] + rng.uniform(0, 1, size=(U, nb, r)) * (edges[:-1] - edges[1:])[None, :, None]
+    val = np.where(idx >= 0, rel * max_act[:, None, None], 0).astype(np.float32)
+    pos = rng.integers(0, grid, size=(U, nb, r, 2)).astype(np.int16)
+    yy, xx = np.mgrid[0:grid, 0:grid]
+    d2 = (yy[None, None, None] - pos[..., 0, None, None]) ** 2 + (xx[None, None, None] - pos[..., 1, None, None]) ** 2
+    maps = (val[..., None, None] * np.exp(-d2 / (0.35 * grid))).astype(np.float16)
+    return dict(band_idx=idx.astype(np.int64), band_val=val, band_pos=pos, band_maps=maps, band_count=count,
+                band_edges=edges, band_edges_rel=np.broadcast_to(edges, (U, nb + 1)).copy())
+
+
+def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=(), band_samples=0):
+    """examples/L/*.npz arrays for ``n_units`` units (docs/artifacts.md); bands when ``band_samples`` > 0."""
     B = 20
     top_idx = np.full((n_units, k), -1, dtype=np.int64)
     top_val = np.zeros((n_units, k), dtype=np.float32)
@@ -126,16 +144,21 @@ def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=()):
             top_class_weights[u, j] = count / total
         p = top_class_weights[u][top_class_weights[u] > 0]
         label_entropy[u] = float(-(p * np.log(p)).sum())
+    bands = _band_examples(rng, max_act, n_images, grid, band_samples) if band_samples else {}
     return dict(top_idx=top_idx, top_val=top_val, top_pos=top_pos, top_maps=top_maps, max_act=max_act,
                 density=density, mean_act=mean_act, hist=hist,
                 hist_edges=np.linspace(0, 1, B + 1).astype(np.float32), top_classes=top_classes,
-                top_class_weights=top_class_weights, label_entropy=label_entropy)
+                top_class_weights=top_class_weights, label_entropy=label_entropy, **bands)
 
 
 def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20, n_neurons: int = 8,
                         n_images: int = 30, image_size: int = 32, layers=tuple(LAYERS), k: int = 6,
-                        grid: int = 4, vis_size: int = 64, thumb_size: int = 32, seed: int = 0) -> dict[str, Path]:
-    """Write fake artifacts for every stage under ``root``; return the stage -> folder mapping."""
+                        grid: int = 4, vis_size: int = 64, thumb_size: int = 32, seed: int = 0,
+                        band_samples: int = 0) -> dict[str, Path]:
+    """Write fake artifacts for every stage under ``root``; return the stage -> folder mapping.
+
+    ``band_samples`` > 0 adds examples across the activation range (6 bands, up to that many images each).
+    """
     rng = np.random.default_rng(seed)
     root = Path(root)
     art = {stage: root / stage / "key0" for stage in STAGES}
@@ -206,8 +229,9 @@ def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20,
         # examples/ (feature 1 is dead)
         ex = art["examples"] / name
         ex.mkdir()
-        np.savez(ex / "features.npz", **_unit_examples(rng, F, n_images, labels, k, grid, dead={1}))
-        np.savez(ex / "neurons.npz", **_unit_examples(rng, C, n_images, labels, k, grid))
+        np.savez(ex / "features.npz", **_unit_examples(rng, F, n_images, labels, k, grid, dead={1},
+                                                       band_samples=band_samples))
+        np.savez(ex / "neurons.npz", **_unit_examples(rng, C, n_images, labels, k, grid, band_samples=band_samples))
         # circuits/
         cc = art["circuits"] / name
         cc.mkdir()

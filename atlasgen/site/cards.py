@@ -66,7 +66,7 @@ def unit_card(root, card: dict, value=None, pixelated=False, sortable=False) -> 
     return Markup(head + tail)
 
 
-def example_item(root, e: dict, pixelated=False) -> Markup:
+def example_item(root, e: dict) -> Markup:
     """One dataset example (``spectrum.example_items``): image, heat-map, crop position, activation and class.
 
     Rendered three dozen times per unit page, so it is lean (issue 8, the size
@@ -74,11 +74,11 @@ def example_item(root, e: dict, pixelated=False) -> Markup:
     of the page's heat-map strip (``--y``, the strip and its size are in the
     page's ``<style>``); the decorative crop is drawn by atlas.js from
     ``data-crop`` and the image. tests/test_render_fast.py pins these bytes
-    to a reference template.
+    to a reference template. Crisp upscaling of small images (``px``) is set on the list.
     """
     alt = f'dataset image {e["index"]}, class {e["class_name"]}' + (f' ({e["facet"]})' if e["facet"] else "")
     return Markup(
-        f'<li><figure><div class="ex-img{" px" if pixelated else ""}" data-crop="{_e(e["crop"])}">'
+        f'<li><figure><div class="ex-img" data-crop="{_e(e["crop"])}">'
         f'<img src="{_e(root)}{_e(e["src"])}" alt="{_e(alt)}"><i class="heat" style="--y:{_e(e["heat"])}"></i></div>'
         f'<figcaption><span class="act" title="{_e(e["rel"])} of max">{_e(e["act"])}</span> '
         f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></figcaption></figure></li>')

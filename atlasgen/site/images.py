@@ -86,18 +86,30 @@ def encode_thumbnail(rgb: np.ndarray) -> bytes:
 _HOT = np.array([255, 176, 0], dtype=np.float32)
 
 
-def heatmap_rgba(act_maps: np.ndarray, scale: float) -> np.ndarray:
-    """RGBA heat-map colours (k, H, W, 4) of activation maps (k, H, W), relative to ``scale``.
+HEAT_LEVELS = 64  # heat-map values are drawn in this many steps (a palette PNG; steps of 1/63 do not show)
 
-    Low values: a black veil (alpha up to 0.6); high values: a warm tint (alpha up to 0.45).
-    """
+
+def heat_levels(act_maps: np.ndarray, scale: float) -> np.ndarray:
+    """Heat-map level (uint8, 0 .. HEAT_LEVELS - 1) of activation maps (k, H, W) relative to ``scale``."""
     a = np.asarray(act_maps, dtype=np.float32)
     v = np.clip(a / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(a)
-    rgba = np.empty(v.shape + (4,), dtype=np.uint8)
-    rgba[..., :3] = (v[..., None] * _HOT).round().astype(np.uint8)
+    return np.round(v * (HEAT_LEVELS - 1)).astype(np.uint8)
+
+
+def heat_palette() -> np.ndarray:
+    """RGBA colour (HEAT_LEVELS, 4) of each level: low values a black veil (alpha up to 0.6), high values a
+    warm tint (alpha up to 0.45)."""
+    v = np.arange(HEAT_LEVELS, dtype=np.float32) / (HEAT_LEVELS - 1)
+    rgba = np.empty((HEAT_LEVELS, 4), dtype=np.uint8)
+    rgba[:, :3] = (v[:, None] * _HOT).round().astype(np.uint8)
     alpha = np.where(v < 0.5, 0.6 * (1.0 - 2.0 * v), 0.45 * (2.0 * v - 1.0))
-    rgba[..., 3] = np.round(alpha * 255).astype(np.uint8)
+    rgba[:, 3] = np.round(alpha * 255).astype(np.uint8)
     return rgba
+
+
+def heatmap_rgba(act_maps: np.ndarray, scale: float) -> np.ndarray:
+    """RGBA heat-map colours (k, H, W, 4) of activation maps (k, H, W), relative to ``scale``."""
+    return heat_palette()[heat_levels(act_maps, scale)]
 
 
 class HeatSprite:
@@ -109,7 +121,8 @@ class HeatSprite:
     upscaling near the box edge samples the repeated border (as a lone image
     clamps at its edge) rather than the neighbouring tile. One strip per page
     replaces a data-URI PNG per example: one PNG header instead of 37, and
-    zlib sees every tile at once.
+    zlib sees every tile at once. The strip is a palette PNG of the levels it
+    uses (one byte per pixel instead of four).
     """
 
     def __init__(self):
@@ -120,12 +133,12 @@ class HeatSprite:
 
     def add(self, act_maps: np.ndarray, scale: float) -> list[int]:
         """Add maps (k, H, W) relative to ``scale``; return their tile numbers."""
-        rgba = heatmap_rgba(act_maps, scale)
-        if self._tiles and rgba.shape[1:3] != self._tiles[0].shape[1:3]:
-            raise ValueError(f"heat-maps of one page must share a grid: {rgba.shape[1:3]} != {self._tiles[0].shape[1:3]}")
+        q = heat_levels(act_maps, scale)
+        if self._tiles and q.shape[1:3] != self._tiles[0].shape[1:3]:
+            raise ValueError(f"heat-maps of one page must share a grid: {q.shape[1:3]} != {self._tiles[0].shape[1:3]}")
         start = len(self)
-        self._tiles.append(rgba)
-        return list(range(start, start + len(rgba)))
+        self._tiles.append(q)
+        return list(range(start, start + len(q)))
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -133,9 +146,10 @@ class HeatSprite:
 
     def png(self) -> bytes:
         tiles = np.concatenate(self._tiles)
-        padded = np.pad(tiles, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-        n, h, w = padded.shape[:3]
-        return png_rgba(padded.reshape(n * h, w, 4))
+        padded = np.pad(tiles, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        n, h, w = padded.shape
+        used, index = np.unique(padded, return_inverse=True)  # sorted levels: the same bytes every run
+        return png_palette(index.reshape(n * h, w).astype(np.uint8), heat_palette()[used])
 
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png()).decode("ascii")
@@ -161,6 +175,20 @@ class HeatSprite:
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_palette(index: np.ndarray, palette: np.ndarray) -> bytes:
+    """8-bit palette PNG of ``index`` (H, W) uint8 into ``palette`` (n, 4) RGBA (PLTE and tRNS chunks)."""
+    h, w = index.shape
+    raw = np.zeros((h, 1 + w), dtype=np.uint8)  # filter type 0 at the start of each row
+    raw[:, 1:] = index
+    palette = np.ascontiguousarray(palette, dtype=np.uint8)
+    return (b"\x89PNG\r\n\x1a\n"
+            + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+            + _chunk(b"PLTE", palette[:, :3].tobytes())
+            + _chunk(b"tRNS", palette[:, 3].tobytes())
+            + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 9))
+            + _chunk(b"IEND", b""))
 
 
 def png_rgba(rgba: np.ndarray) -> bytes:
