@@ -34,10 +34,16 @@ def test_unit_pages_show_every_band(tiny_build, kind, name):
     section = html[html.index('id="bands-title"'):]
     bands = re.findall(r'<div class="band" id="band-(\d)">(.*?)(?=<div class="band" id="band-|</section>)', section, re.S)
     assert [int(b) for b, _ in bands] == list(range(ex["band_idx"].shape[1]))
+    top = set(ex["top_idx"][u][ex["top_idx"][u] >= 0].tolist())
     for b, body in bands:
         b = int(b)
         n_shown = len(re.findall(r'class="ex-img', body))
-        assert n_shown == (ex["band_idx"][u, b] >= 0).sum() == min(ex["band_count"][u, b], ex["band_idx"].shape[2])
+        sampled = ex["band_idx"][u, b][ex["band_idx"][u, b] >= 0]
+        assert len(sampled) == min(ex["band_count"][u, b], ex["band_idx"].shape[2])
+        # Images already among the top examples are not repeated in a band.
+        in_top = sum(int(j) in top for j in sampled)
+        assert n_shown == len(sampled) - in_top
+        assert (f"and {in_top} of the top examples above" in body) == (in_top > 0 and n_shown > 0)
         assert body.count('data-crop="') == n_shown and body.count('class="heat"') == n_shown
         assert f"{ex['band_count'][u, b]:,} image" in body
     # Every example on the page, top or band, has a crop and a heat-map tile, all in one strip in the page's <style>.

@@ -71,19 +71,22 @@ class LayerIndex:
         self.labels = [layer.feature_label(i) for i in range(F)]
 
         fv = layer.featurevis
+        self.vis_size = {kind: _first_image_size(fv, sub) for kind, sub in (("f", "features"), ("n", "neurons"))}
         # Root-relative paths of the visualisation files this site copies (see build.copy_unit_images).
         self.vis = {"f": {}, "n": {}}
         self.thumb = {"f": {}, "n": {}}
         for kind, sub, count in (("f", "features", F), ("n", "neurons", C)):
+            # Thumbnails only pay off when they are much smaller than the visualisation: otherwise cards
+            # show vis.webp itself (sharper, and one file less per unit; issue 8, the size budget).
+            thumbs = _thumbs_worthwhile(self.vis_size.get(kind), _first_image_size(fv, sub + "_thumb"))
             for i in range(count):
                 folder = urls.unit_dir(m, name, kind, i)
                 if fv.path(sub, i) is not None:
                     self.vis[kind][i] = f"{folder}/vis.webp"
-                if fv.path(sub + "_thumb", i) is not None:
+                if thumbs and fv.path(sub + "_thumb", i) is not None:
                     self.thumb[kind][i] = f"{folder}/thumb.webp"
                 elif i in self.vis[kind]:
                     self.thumb[kind][i] = self.vis[kind][i]
-        self.vis_size = {kind: _first_image_size(fv, sub) for kind, sub in (("f", "features"), ("n", "neurons"))}
 
         self.feature_cards = [self._card("f", i) for i in range(F)]
         self.neuron_cards = [self._card("n", i) for i in range(C)]
@@ -121,6 +124,23 @@ class LayerIndex:
         if c < 0:
             return ""
         return f"{self.dataset.class_names[c]} {fmt_pct(ex.top_class_weights[i, 0])}"
+
+
+THUMB_MIN_RATIO = 2  # a thumbnail is used when the visualisation's side is at least this many times its side
+
+
+def _thumbs_worthwhile(vis_size: tuple[int, int] | None, thumb_size: tuple[int, int] | None) -> bool:
+    """Whether cards should load thumb.webp rather than vis.webp.
+
+    A thumbnail saves a grid of thousands of cards bandwidth only when it is much smaller than the
+    visualisation (a 224 px image against a 64 px thumbnail); at the default sizes (64 and 48 px)
+    it saves little, looks blurrier in a 120 px card, and adds a file to every unit folder.
+    """
+    if thumb_size is None:
+        return False
+    if vis_size is None:
+        return True
+    return max(vis_size) >= THUMB_MIN_RATIO * max(thumb_size)
 
 
 def _first_image_size(fv, sub: str) -> tuple[int, int] | None:

@@ -83,8 +83,14 @@ def bands(dataset, class_link, ex, i: int, images: DatasetImages, sprite: HeatSp
     if ex.band_idx is None or float(ex.max_act[i]) <= 0:
         return []
     scale = float(ex.max_act[i])
+    # A band image already among the top examples is not shown again (issue 8): the top band of a sparse
+    # unit is often exactly its top examples. The rest stay a uniform sample of the band's other images.
+    top = ex.top_idx[i][ex.top_idx[i] >= 0]
     out = []
     for b in range(ex.band_idx.shape[1]):
+        idx = ex.band_idx[i, b]
+        repeated = (idx >= 0) & np.isin(idx, top)
+        idx = np.where(repeated, -1, idx)
         hi, lo = float(ex.band_edges[b]), float(ex.band_edges[b + 1])
         rel_hi, rel_lo = float(ex.band_edges_rel[i, b]), float(ex.band_edges_rel[i, b + 1])
         out.append({
@@ -94,7 +100,8 @@ def bands(dataset, class_link, ex, i: int, images: DatasetImages, sprite: HeatSp
             "edges_note": f"edges used: {rel_lo:.3f}\u2013{rel_hi:.3f} of max (snapped to a log grid)",
             "count": fmt_count(int(ex.band_count[i, b])),
             "n": int(ex.band_count[i, b]),
-            "examples": example_items(dataset, class_link, ex.band_idx[i, b], ex.band_val[i, b],
+            "in_top": int(repeated.sum()),
+            "examples": example_items(dataset, class_link, idx, ex.band_val[i, b],
                                       ex.band_maps[i, b], ex.band_pos[i, b], scale, images, sprite),
         })
     return out
