@@ -21,7 +21,8 @@ from atlasgen.site.images import DatasetImages, HeatSprite
 
 N_SIMILAR = 6  # most similar features (decoder cosine) on a feature page
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
-N_LOADING_FEATURES = 8  # features with the largest |W_dec[:, n]| on a neuron page
+N_LOADING_FEATURES = 6  # features with the largest |W_dec[:, n]| on a neuron page
+N_RELATED_SHOWN = 5  # cards per related list on a feature page (the export keeps N_SIMILAR; issue 8, size budget)
 N_DRIVES = 5  # classes a unit drives most (and suppresses most: N_SUPPRESSES)
 N_SUPPRESSES = 3
 N_CLASS_FEATURES = 12  # facets shown per layer on a class page
@@ -445,10 +446,10 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
     if kind == "f":
         related = [{"title": "Similar features", "note": "cosine similarity of decoder directions",
                     "cards": [{**ix.feature_cards[int(j)], "value": fmt_num(c)}
-                              for j, c in zip(ix.similar[i], ix.similar_cos[i])]},
+                              for j, c in zip(ix.similar[i][:N_RELATED_SHOWN], ix.similar_cos[i])]},
                    {"title": "Neurons it writes to", "note": "largest |W_dec| entries of this feature",
                     "cards": [{**ix.neuron_cards[int(n)], "value": fmt_signed(L.W_dec[i, int(n)])}
-                              for n in ix.decoder_neurons[i]]}]
+                              for n in ix.decoder_neurons[i][:N_RELATED_SHOWN]]}]
         together = spectrum.cooccurring(L.cooccurrence, i)
         if together:
             related.append({"title": "Features that fire with it", "note":

@@ -15,7 +15,7 @@ from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct
 from atlasgen.site.images import DatasetImages, HeatSprite
 
 CROP_ZOOM = 2.5  # the crop shows 1 / CROP_ZOOM of the image's side, centred on the arg-max position
-N_COOCCURRING = 6  # features that fire together with a feature, on its page
+N_COOCCURRING = 5  # features that fire together with a feature, on its page
 N_LAYER_PAIRS = 20  # most frequent feature pairs on the layer page
 
 
