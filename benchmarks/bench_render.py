@@ -162,7 +162,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=3000, help="dataset images of the synthetic layer")
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--k", type=int, default=12, help="top examples per unit (examples.top_k default)")
-    ap.add_argument("--band-samples", type=int, default=5,
+    ap.add_argument("--band-samples", type=int, default=3,
                     help="examples per activation band, 6 bands (examples.band_samples default; 0: no bands)")
     ap.add_argument("--vis-size", type=int, default=64, help="featurevis.image_size default")
     ap.add_argument("--thumb-size", type=int, default=48, help="featurevis.thumb_size default")

@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=4096)
     ap.add_argument("--neurons", type=int, default=256)
     ap.add_argument("--images", type=int, default=3000)
-    ap.add_argument("--band-samples", type=int, default=5, help="examples per band, 6 bands (0: none)")
+    ap.add_argument("--band-samples", type=int, default=3, help="examples per band, 6 bands (0: none)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
