@@ -148,8 +148,10 @@ class HeatSprite:
         tiles = np.concatenate(self._tiles)
         padded = np.pad(tiles, ((0, 0), (1, 1), (1, 1)), mode="edge")
         n, h, w = padded.shape
-        used, index = np.unique(padded, return_inverse=True)  # sorted levels: the same bytes every run
-        return png_palette(index.reshape(n * h, w).astype(np.uint8), heat_palette()[used])
+        used = np.flatnonzero(np.bincount(padded.ravel(), minlength=HEAT_LEVELS))  # sorted: same bytes every run
+        lut = np.zeros(HEAT_LEVELS, dtype=np.uint8)
+        lut[used] = np.arange(len(used), dtype=np.uint8)
+        return png_palette(lut[padded].reshape(n * h, w), heat_palette()[used])
 
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png()).decode("ascii")

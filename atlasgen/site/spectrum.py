@@ -86,11 +86,12 @@ def bands(dataset, class_link, ex, i: int, images: DatasetImages, sprite: HeatSp
     # A band image already among the top examples is not shown again (issue 8): the top band of a sparse
     # unit is often exactly its top examples. The rest stay a uniform sample of the band's other images.
     top = ex.top_idx[i][ex.top_idx[i] >= 0]
+    band_idx = ex.band_idx[i]
+    in_top = (band_idx[..., None] == top).any(-1) & (band_idx >= 0)  # (bands, r)
     out = []
-    for b in range(ex.band_idx.shape[1]):
-        idx = ex.band_idx[i, b]
-        repeated = (idx >= 0) & np.isin(idx, top)
-        idx = np.where(repeated, -1, idx)
+    for b in range(band_idx.shape[0]):
+        repeated = in_top[b]
+        idx = np.where(repeated, -1, band_idx[b])
         hi, lo = float(ex.band_edges[b]), float(ex.band_edges[b + 1])
         rel_hi, rel_lo = float(ex.band_edges_rel[i, b]), float(ex.band_edges_rel[i, b + 1])
         out.append({

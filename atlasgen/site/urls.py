@@ -7,8 +7,6 @@ slash, ending in ``index.html`` or a file name. A page prefixes it with
 
 from __future__ import annotations
 
-import re
-
 
 def home() -> str:
     return "index.html"
@@ -64,30 +62,24 @@ def root_prefix(page_path: str) -> str:
     return "../" * page_path.count("/")
 
 
-_LINK = re.compile(r'(href|src)="((?:\.\./)+)([^"#?]*)')
-
-
 def shorten_links(html: str, page_path: str) -> str:
     """Rewrite the root-prefixed ``href``/``src`` URLs of a page at ``page_path`` to the shortest relative path.
 
     Templates write ``root + path`` (``../../../../demonet/mixed5b/f/5/index.html`` on a feature page);
     this makes it ``../5/index.html``: the same target, still relative (file://, any sub-path), and a
-    feature page ~1.5 KB smaller (issue 8, the size budget). Only URLs that start with exactly the
-    page's root prefix are touched; fragments and queries stay as they are.
+    feature page ~1.5 KB smaller (issue 8, the size budget). For each folder the page sits in, deepest
+    first, the URLs that go up to the root and back down into that folder are cut to the way up to it
+    (a plain ``str.replace`` per folder: fast on every page). A shortened URL starts with fewer ``../``
+    than the root prefix and a name, so no later, shallower rule can match it again.
     """
     root = root_prefix(page_path)
     if not root:
         return html
     here = page_path.split("/")[:-1]
     depth = len(here)
-
-    def repl(m: re.Match) -> str:
-        if len(m.group(2)) != len(root):
-            return m.group(0)
-        target = m.group(3).split("/")
-        i = 0
-        while i < depth and i < len(target) - 1 and here[i] == target[i]:
-            i += 1
-        return f'{m.group(1)}="{"../" * (depth - i)}{"/".join(target[i:])}'
-
-    return _LINK.sub(repl, html)
+    for j in range(depth, 0, -1):
+        folder = root + "/".join(here[:j]) + "/"
+        up = "../" * (depth - j)
+        for attr in ('href="', 'src="'):
+            html = html.replace(attr + folder, attr + up)
+    return html
