@@ -2,7 +2,9 @@
 
 1. Writes synthetic artifacts for one layer of ``--features`` SAE features over
    ``--neurons`` channels (tests/test_site.py's ``make_fake_artifacts``, scaled
-   up: real npz/json/WebP files), then renders the whole site with
+   up: real npz/json/WebP files, with ``--band-samples`` examples per activation band as the
+   default settings give; before issue 8's size work the synthetic pages had no bands), then renders
+   the whole site with
    ``render_site`` and times the feature pages alone (from the progress
    callback: they are rendered one after another) and the whole render.
 2. Reports the rendered size by part, and projects a full default-settings
@@ -10,7 +12,7 @@
    the demo's ``_site``, built at default featurevis/examples settings: real
    visualisations and variants compress worse than synthetic textures), layer
    files and the bulk export measured on the synthetic layer, SAE weights
-   8*F*C bytes.
+   8*F*C bytes; and the real site's mean feature page by part (head, each section).
 3. ``--rebuild``: builds the tiny test config once, then times ``atlasgen
    build`` again with nothing changed (the pipeline skips every stage and the
    site when their keys are unchanged).
