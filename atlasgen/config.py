@@ -153,7 +153,7 @@ class ExamplesConfig:
     batch_size: int = _f(128, "Images per forward pass.", min=1)
     histogram_bins: int = _f(20, "Bins of the activation histogram.", min=2)
     band_edges: list[float] = _f([0.9, 0.7, 0.5, 0.3, 0.1], "Lower edges of the activation bands, relative to each unit's max, descending: bands (0.9, 1], (0.7, 0.9], ..., (0, 0.1].", min=0.0, exclusive_min=True, max=1.0)
-    band_samples: int = _f(5, "Images sampled uniformly at random per band (reservoir sampling).", min=1)
+    band_samples: int = _f(3, "Images sampled uniformly at random per band (reservoir sampling); pages do not repeat those already among the top examples.", min=1)
     cooccurrence_images: int = _f(1024, "Images sampled uniformly for SAE feature co-occurrence counts.", min=2)
     seed: int = _f(0, "Seed of the band and co-occurrence samples.")
 

@@ -2,7 +2,9 @@
 
 1. Writes synthetic artifacts for one layer of ``--features`` SAE features over
    ``--neurons`` channels (tests/test_site.py's ``make_fake_artifacts``, scaled
-   up: real npz/json/WebP files), then renders the whole site with
+   up: real npz/json/WebP files, with ``--band-samples`` examples per activation band as the
+   default settings give; before issue 8's size work the synthetic pages had no bands), then renders
+   the whole site with
    ``render_site`` and times the feature pages alone (from the progress
    callback: they are rendered one after another) and the whole render.
 2. Reports the rendered size by part, and projects a full default-settings
@@ -10,7 +12,7 @@
    the demo's ``_site``, built at default featurevis/examples settings: real
    visualisations and variants compress worse than synthetic textures), layer
    files and the bulk export measured on the synthetic layer, SAE weights
-   8*F*C bytes.
+   8*F*C bytes; and the real site's mean feature page by part (head, each section).
 3. ``--rebuild``: builds the tiny test config once, then times ``atlasgen
    build`` again with nothing changed (the pipeline skips every stage and the
    site when their keys are unchanged).
@@ -109,6 +111,35 @@ def real_unit_bytes(site: Path) -> dict:
     return out
 
 
+def page_parts(site: Path) -> dict[str, float]:
+    """Mean bytes per feature page of a built site, by part: <head>, each top-level section, the rest."""
+    import re
+
+    manifest = json.loads((site / "manifest.json").read_text())
+    m = manifest["model"]
+    layer = next(iter(manifest["layers"]))
+    pages = sorted((site / m / layer / "f").glob("*/index.html"))
+    totals: dict[str, int] = {}
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        head_end = html.index("</head>")
+        main_start, main_end = html.index("<main"), html.index("</main>")
+        parts = {"head": head_end, "header, footer, scripts": len(html) - main_end + main_start - head_end}
+        body = html[main_start:main_end]
+        # Top-level blocks of <main> start at column 0.
+        starts = [mt.start() for mt in re.finditer(r"\n<(section|div|dl|nav)\b", body)] + [len(body)]
+        parts["main, other"] = starts[0]
+        for a, b in zip(starts, starts[1:]):
+            block = body[a:b]
+            title = re.search(r'id="([a-z]+)-title"|aria-labelledby="([a-z0-9-]+)"|class="([a-z-]+)"', block)
+            name = next((g for g in title.groups() if g), "other").removesuffix("-title") if title else "other"
+            name = {"related-1": "related 1 (similar)", "related-2": "related 2", "related-3": "related 3"}.get(name, name)
+            parts[name] = parts.get(name, 0) + len(block.encode())
+        for k, v in parts.items():
+            totals[k] = totals.get(k, 0) + v
+    return {k: v / max(len(pages), 1) for k, v in totals.items()}
+
+
 def rebuild_time() -> tuple[float, float]:
     from conftest import write_tiny_config
 
@@ -133,6 +164,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=3000, help="dataset images of the synthetic layer")
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--k", type=int, default=12, help="top examples per unit (examples.top_k default)")
+    ap.add_argument("--band-samples", type=int, default=3,
+                    help="examples per activation band, 6 bands (examples.band_samples default; 0: no bands)")
     ap.add_argument("--vis-size", type=int, default=64, help="featurevis.image_size default")
     ap.add_argument("--thumb-size", type=int, default=48, help="featurevis.thumb_size default")
     ap.add_argument("--real-site", type=Path, default=None, help="a built site for per-unit sizes (projection)")
@@ -150,7 +183,7 @@ def main() -> None:
     t0 = time.perf_counter()
     art = make_fake_artifacts(work / "art", n_classes=args.classes, n_features=F, n_neurons=C, n_images=args.images,
                               image_size=32, layers=(LAYER,), k=args.k, grid=7, vis_size=args.vis_size,
-                              thumb_size=args.thumb_size)
+                              thumb_size=args.thumb_size, band_samples=args.band_samples)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"synthetic artifacts: {F:,} features x {C:,} neurons, {args.images:,} images "
           f"({time.perf_counter() - t0:.1f} s to write)")
@@ -187,6 +220,8 @@ def main() -> None:
         print(f"real site {args.real_site} ({real['layer']}: {real['n_features']} features, {real['n_neurons']} "
               f"neurons): {real['f'] / 1e3:.1f} KB per feature, {real['n'] / 1e3:.1f} KB per neuron, "
               f"{real['images'] / max(real['n_images'], 1) / 1e3:.1f} KB per dataset image")
+        for name, size in sorted(page_parts(args.real_site).items(), key=lambda kv: -kv[1]):
+            print(f"  {size / 1e3:8.1f} KB  per feature page: {name}")
         synth_units = sum(p.stat().st_size for kind in ("f", "n")
                           for p in (site / MODEL / LAYER / kind).rglob("*") if p.is_file())
         layer_rest = parts_total = sum(parts.values())

@@ -163,4 +163,16 @@
   });
 
   /* ---- the feature map lives in static/map.js (issue 7) */
+
+  /* ---- issue 8 (size budget): each example's arg-max crop, a small zoom on where the unit fires most,
+   * drawn from the example's own image and the position in data-crop (the size, 250 %, is in atlas.css).
+   * Decorative: without JavaScript the example, its heat-map and its numbers are all still there. */
+  Array.prototype.forEach.call(document.querySelectorAll(".ex-img[data-crop]"), function (box) {
+    var img = box.querySelector("img");
+    if (!img) return;
+    var crop = el("i", "ex-crop");
+    crop.style.backgroundImage = "url(" + JSON.stringify(img.src) + ")";
+    crop.style.backgroundPosition = box.getAttribute("data-crop");
+    box.appendChild(crop);
+  });
 })();

@@ -87,8 +87,26 @@ def _write_webp(im: Image.Image, path: Path) -> None:
     im.save(path, "WEBP", quality=80)
 
 
-def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=()):
-    """examples/L/*.npz arrays for ``n_units`` units (docs/artifacts.md)."""
+def _band_examples(rng, max_act, n_images, grid, r):
+    """Band arrays (issue 5) for units with ``max_act``: 6 bands down from the max, up to ``r`` images each."""
+    U, nb = len(max_act), 6
+    edges = np.array([1.0, 0.9, 0.7, 0.5, 0.3, 0.1, 0.0], dtype=np.float32)
+    count = rng.integers(0, 4 * r, size=(U, nb))
+    count[max_act <= 0] = 0
+    shown = np.minimum(count, r)
+    idx = np.where(np.arange(r)[None, None, :] < shown[..., None], rng.integers(0, n_images, size=(U, nb, r)), -1)
+    rel = edges[None, 1:, None] + rng.uniform(0, 1, size=(U, nb, r)) * (edges[:-1] - edges[1:])[None, :, None]
+    val = np.where(idx >= 0, rel * max_act[:, None, None], 0).astype(np.float32)
+    pos = rng.integers(0, grid, size=(U, nb, r, 2)).astype(np.int16)
+    yy, xx = np.mgrid[0:grid, 0:grid]
+    d2 = (yy[None, None, None] - pos[..., 0, None, None]) ** 2 + (xx[None, None, None] - pos[..., 1, None, None]) ** 2
+    maps = (val[..., None, None] * np.exp(-d2 / (0.35 * grid))).astype(np.float16)
+    return dict(band_idx=idx.astype(np.int64), band_val=val, band_pos=pos, band_maps=maps, band_count=count,
+                band_edges=edges, band_edges_rel=np.broadcast_to(edges, (U, nb + 1)).copy())
+
+
+def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=(), band_samples=0):
+    """examples/L/*.npz arrays for ``n_units`` units (docs/artifacts.md); bands when ``band_samples`` > 0."""
     B = 20
     top_idx = np.full((n_units, k), -1, dtype=np.int64)
     top_val = np.zeros((n_units, k), dtype=np.float32)
@@ -126,16 +144,21 @@ def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=()):
             top_class_weights[u, j] = count / total
         p = top_class_weights[u][top_class_weights[u] > 0]
         label_entropy[u] = float(-(p * np.log(p)).sum())
+    bands = _band_examples(rng, max_act, n_images, grid, band_samples) if band_samples else {}
     return dict(top_idx=top_idx, top_val=top_val, top_pos=top_pos, top_maps=top_maps, max_act=max_act,
                 density=density, mean_act=mean_act, hist=hist,
                 hist_edges=np.linspace(0, 1, B + 1).astype(np.float32), top_classes=top_classes,
-                top_class_weights=top_class_weights, label_entropy=label_entropy)
+                top_class_weights=top_class_weights, label_entropy=label_entropy, **bands)
 
 
 def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20, n_neurons: int = 8,
                         n_images: int = 30, image_size: int = 32, layers=tuple(LAYERS), k: int = 6,
-                        grid: int = 4, vis_size: int = 64, thumb_size: int = 32, seed: int = 0) -> dict[str, Path]:
-    """Write fake artifacts for every stage under ``root``; return the stage -> folder mapping."""
+                        grid: int = 4, vis_size: int = 64, thumb_size: int = 32, seed: int = 0,
+                        band_samples: int = 0) -> dict[str, Path]:
+    """Write fake artifacts for every stage under ``root``; return the stage -> folder mapping.
+
+    ``band_samples`` > 0 adds examples across the activation range (6 bands, up to that many images each).
+    """
     rng = np.random.default_rng(seed)
     root = Path(root)
     art = {stage: root / stage / "key0" for stage in STAGES}
@@ -206,8 +229,9 @@ def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20,
         # examples/ (feature 1 is dead)
         ex = art["examples"] / name
         ex.mkdir()
-        np.savez(ex / "features.npz", **_unit_examples(rng, F, n_images, labels, k, grid, dead={1}))
-        np.savez(ex / "neurons.npz", **_unit_examples(rng, C, n_images, labels, k, grid))
+        np.savez(ex / "features.npz", **_unit_examples(rng, F, n_images, labels, k, grid, dead={1},
+                                                       band_samples=band_samples))
+        np.savez(ex / "neurons.npz", **_unit_examples(rng, C, n_images, labels, k, grid, band_samples=band_samples))
         # circuits/
         cc = art["circuits"] / name
         cc.mkdir()
@@ -485,7 +509,7 @@ def test_feature_page_content(site, fake_art):
     assert maps and resolved(maps[0].split("#")[0]) == (site / MODEL / LAYERS[1] / "map" / "index.html").resolve()
     assert "<svg" in page and "@misc{" in page
     assert f"https://example.github.io/atlas/{MODEL}/{LAYERS[1]}/f/3/index.html" in page
-    assert page.count('class="heat"') >= 3 and 'class="examples heat-on"' in page
+    assert page.count('class="heat"') >= 3 and 'class="examples heat-on' in page
     # Top classes it drives come from class_weights.npz.
     with np.load(fake_art["circuits"] / LAYERS[1] / "class_weights.npz") as z:
         best = int(np.argmax(z["features"][3]))
@@ -493,7 +517,7 @@ def test_feature_page_content(site, fake_art):
     assert ds["classes"][best]["name"] in page
     # The neuron page lists the features that load on it.
     neuron = (site / MODEL / LAYERS[1] / "n" / "0" / "index.html").read_text()
-    assert "SAE features loading on this neuron" in neuron and f"{LAYERS[1]}/f/" in neuron
+    assert "SAE features loading on this neuron" in neuron and re.search(r'href="\.\./\.\./f/\d+/index\.html"', neuron)
 
 
 def test_render_rejects_bad_names(fake_art, tmp_path):
@@ -569,13 +593,17 @@ def test_feature_page_in_browser(tab, base):
     page.goto(f"{base}{MODEL}/{layer}/f/3/index.html")
     page.wait_for_load_state("load")
     assert page.evaluate("() => document.getElementById('vis').naturalWidth") > 0
-    n_examples = page.locator(".examples .ex-photo").count()
+    n_examples = page.locator(".examples .ex-img img").count()
     assert n_examples >= 3
-    assert page.evaluate("() => Array.from(document.querySelectorAll('.ex-photo')).every(i => i.naturalWidth > 0)")
+    assert page.evaluate("() => Array.from(document.querySelectorAll('.ex-img img')).every(i => i.naturalWidth > 0)")
+    # Each example has its arg-max crop (drawn by atlas.js from the image) and its heat-map tile.
+    assert page.locator(".examples .ex-crop").count() == n_examples
+    assert page.evaluate("() => getComputedStyle(document.querySelector('.examples .heat'))"
+                         ".backgroundImage.startsWith('url(\"data:image/png')")
     assert _all_images_loaded(page)
 
     # Heat-maps are visible by default and the toggle hides / shows them.
-    heat = page.locator(".examples img.heat").first
+    heat = page.locator(".examples .heat").first
     assert heat.is_visible()
     toggle = page.locator("#heat-toggle")
     assert toggle.is_visible()
@@ -669,7 +697,7 @@ def test_pages_readable_without_javascript(browser, site):
         page = t.page
         base = site.resolve().as_uri() + "/"
         page.goto(f"{base}{MODEL}/{LAYERS[0]}/f/3/index.html")
-        assert page.locator(".examples img.heat").first.is_visible()  # heat-maps shown by default
+        assert page.locator(".examples .heat").first.is_visible()  # heat-maps shown by default
         assert not page.locator("#heat-toggle").is_visible()  # a button that would do nothing stays hidden
         assert page.locator("svg.hist rect.bar").count() > 5
         assert page.locator(".bibtex").is_visible()

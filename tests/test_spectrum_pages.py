@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atlasgen.site.spectrum import crop_style
+from atlasgen.site.spectrum import crop_position
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -19,10 +19,10 @@ def _examples_npz(cache: Path, name: str):
 
 
 def test_crop_centres_on_the_argmax_position():
-    assert crop_style((0, 0), (4, 4)) == "background-size:250%;background-position:0.0% 0.0%"
-    assert crop_style((3, 3), (4, 4)) == "background-size:250%;background-position:100.0% 100.0%"
+    assert crop_position((0, 0), (4, 4)) == "0% 0%"
+    assert crop_position((3, 3), (4, 4)) == "100% 100%"
     # A middle position: the box centre shows the position's centre, cx * zoom - 0.5 = p * (zoom - 1).
-    assert crop_style((1, 2), (4, 4)).endswith("background-position:70.8% 29.2%")
+    assert crop_position((1, 2), (4, 4)) == "71% 29%"
 
 
 @pytest.mark.parametrize("kind,name", [("f", "features"), ("n", "neurons")])
@@ -34,14 +34,21 @@ def test_unit_pages_show_every_band(tiny_build, kind, name):
     section = html[html.index('id="bands-title"'):]
     bands = re.findall(r'<div class="band" id="band-(\d)">(.*?)(?=<div class="band" id="band-|</section>)', section, re.S)
     assert [int(b) for b, _ in bands] == list(range(ex["band_idx"].shape[1]))
+    top = set(ex["top_idx"][u][ex["top_idx"][u] >= 0].tolist())
     for b, body in bands:
         b = int(b)
-        n_shown = len(re.findall(r'class="ex-photo', body))
-        assert n_shown == (ex["band_idx"][u, b] >= 0).sum() == min(ex["band_count"][u, b], ex["band_idx"].shape[2])
-        assert body.count('class="ex-crop') == n_shown and body.count('class="heat"') == n_shown
+        n_shown = len(re.findall(r'class="ex-img', body))
+        sampled = ex["band_idx"][u, b][ex["band_idx"][u, b] >= 0]
+        assert len(sampled) == min(ex["band_count"][u, b], ex["band_idx"].shape[2])
+        # Images already among the top examples are not repeated in a band.
+        in_top = sum(int(j) in top for j in sampled)
+        assert n_shown == len(sampled) - in_top
+        assert (f"and {in_top} of the top examples above" in body) == (in_top > 0 and n_shown > 0)
+        assert body.count('data-crop="') == n_shown and body.count('class="heat"') == n_shown
         assert f"{ex['band_count'][u, b]:,} image" in body
-    # Every example on the page, top or band, has a crop and a heat-map.
-    assert html.count('class="ex-crop') == html.count('class="ex-photo') > 0
+    # Every example on the page, top or band, has a crop and a heat-map tile, all in one strip in the page's <style>.
+    assert html.count('data-crop="') == html.count('class="ex-img') == html.count('class="heat"') > 0
+    assert html.count("data:image/png;base64,") == 1
 
 
 def test_layer_page_lists_cofiring_pairs(tiny_build):
@@ -69,7 +76,7 @@ def test_band_heatmaps_toggle_and_crops_render(tiny_build):
         page = browser.new_page()
         page.goto((site / f"demonet/mixed5b/f/{u}/index.html").as_uri())
         page.wait_for_load_state("load")
-        heat = page.locator("#bands img.heat").first
+        heat = page.locator("#bands .heat").first
         crop = page.locator("#bands .ex-crop").first
         assert heat.is_visible() and crop.is_visible()
         assert page.evaluate("() => getComputedStyle(document.querySelector('#bands .ex-crop')).backgroundImage").startswith('url("file:')

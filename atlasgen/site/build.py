@@ -83,7 +83,7 @@ class _Writer:
         tpl = self.templates.get(template)
         if tpl is None:
             tpl = self.templates[template] = self.env.get_template(template)
-        self.text(path, tpl.render(context))
+        self.text(path, urls.shorten_links(tpl.render(context), path))
         self.pages += 1
         if self.progress is not None:
             self.progress(self.pages, self.total)

@@ -3,10 +3,10 @@
 A layer page shows one card per feature and each unit page a dozen, so the
 card is the most rendered piece of the site. As a Jinja macro it cost a sixth
 of a feature page's render time (issue 8, benchmarks/bench_render.py
---profile); this function writes the same bytes the macro did
-(tests/test_render_fast.py compares them) with plain string formatting. The
-part of a card that does not depend on the shown value is cached per
-(root, card, pixelated).
+--profile); this function writes the same bytes as a reference macro
+(tests/test_render_fast.py compares them) with plain string formatting,
+without indentation (issue 8, the size budget). The part of a card that does
+not depend on the shown value is cached per (root, card, pixelated, sortable).
 """
 
 from __future__ import annotations
@@ -21,62 +21,64 @@ def _e(value) -> str:
     return str(escape(value))
 
 
-def _parts(root: str, card: dict, pixelated: bool) -> tuple[str, str]:
+def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str, str]:
     key = (root, card["href"], card["code"], card["thumb"], card["label"], card["top_class"], card["density"],
            card["sort_density"], card["sort_max"], card["sort_importance"], card["dead"], card["kind_name"],
-           card["id"], bool(pixelated))
+           card["id"], bool(pixelated), bool(sortable))
     hit = _cache.get(key)
     if hit is not None:
         return hit
-    imp = card["sort_importance"]
-    head = (f'<li class="card{" dead" if card["dead"] else ""}" data-id="{_e(card["id"])}" '
-            f'data-density="{_e(card["sort_density"])}" data-max="{_e(card["sort_max"])}"'
-            + (f' data-importance="{_e(imp)}"' if imp else "") + ">\n"
-            f'  <a href="{_e(root)}{_e(card["href"])}">\n    ')
+    head = f'<li class="card{" dead" if card["dead"] else ""}"'
+    if sortable:
+        imp = card["sort_importance"]
+        head += (f' data-id="{_e(card["id"])}" data-density="{_e(card["sort_density"])}" data-max="{_e(card["sort_max"])}"'
+                 + (f' data-importance="{_e(imp)}"' if imp else ""))
+    head += f'><a href="{_e(root)}{_e(card["href"])}">'
     if card["thumb"]:
         alt = f'{card["kind_name"]} {card["id"]} visualisation'
         head += (f'<img class="thumb{" px" if pixelated else ""}" src="{_e(root)}{_e(card["thumb"])}" '
                  f'alt="{_e(alt)}" loading="lazy" width="120" height="120">')
     else:
         head += '<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>'
-    head += f'\n    <span class="card-text">\n      <span class="card-id">{_e(card["code"])}'
-    tail = "</span>\n"
+    head += f'<span class="card-text"><span class="card-id">{_e(card["code"])}'
+    tail = "</span>"
     if card["label"]:
         tail += f'<span class="card-label">{_e(card["label"])}</span>'
     elif card["top_class"]:
         tail += f'<span class="card-label muted">{_e(card["top_class"])}</span>'
     meta = "never fires" if card["dead"] else _e(card["density"])
-    tail += f'      <span class="card-meta">{meta}</span>\n    </span>\n  </a>\n</li>'
+    tail += f'<span class="card-meta">{meta}</span></span></a></li>'
     if len(_cache) >= _CACHE_MAX:
         _cache.clear()
     _cache[key] = (head, tail)
     return head, tail
 
 
-def unit_card(root, card: dict, value=None, pixelated=False) -> Markup:
-    """One ``<li class="card">`` linking to a unit, with its thumbnail, id, optional value, label and density."""
-    head, tail = _parts(root, card, pixelated)
+def unit_card(root, card: dict, value=None, pixelated=False, sortable=False) -> Markup:
+    """One ``<li class="card">`` linking to a unit, with its thumbnail, id, optional value, label and density.
+
+    ``sortable`` adds the sort keys the layer page's grid sorts by (``data-id``, ``data-density``, ...);
+    other pages' cards do not carry them (issue 8, the size budget), nor any indentation.
+    """
+    head, tail = _parts(root, card, pixelated, sortable)
     if value:
         return Markup(f'{head} <span class="card-value">{_e(value)}</span>{tail}')
     return Markup(head + tail)
 
 
-def example_item(root, e: dict, pixelated=False) -> Markup:
-    """One dataset example (``spectrum.example_items``): image, heat-map, crop, activation and class.
+def example_item(root, e: dict) -> Markup:
+    """One dataset example (``spectrum.example_items``): image, heat-map, crop position, activation and class.
 
-    Same bytes as the former templates/sections/example.html include, rendered
-    two dozen times per unit page.
+    Rendered three dozen times per unit page, so it is lean (issue 8, the size
+    budget): no indentation; the heat-map is an empty ``<i>`` showing its tile
+    of the page's heat-map strip (``--y``, the strip and its size are in the
+    page's ``<style>``); the decorative crop is drawn by atlas.js from
+    ``data-crop`` and the image. tests/test_render_fast.py pins these bytes
+    to a reference template. Crisp upscaling of small images (``px``) is set on the list.
     """
-    px = " px" if pixelated else ""
-    src = _e(root) + _e(e["src"])
     alt = f'dataset image {e["index"]}, class {e["class_name"]}' + (f' ({e["facet"]})' if e["facet"] else "")
     return Markup(
-        f'    <li>\n      <figure>\n        <div class="ex-img">\n'
-        f'          <img class="ex-photo{px}" src="{src}" alt="{_e(alt)}">\n'
-        f'          <img class="heat" src="{_e(e["heat"])}" alt="" aria-hidden="true">\n'
-        f'          <span class="ex-crop{px}" style="background-image:url(\'{src}\');{_e(e["crop"])}" role="img" '
-        f'aria-label="crop around where it fires most" title="where it fires most"></span>\n'
-        f'        </div>\n'
-        f'        <figcaption><span class="act" title="{_e(e["rel"])} of max">{_e(e["act"])}</span> '
-        f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></figcaption>\n'
-        f'      </figure>\n    </li>')
+        f'<li><figure><div class="ex-img" data-crop="{_e(e["crop"])}">'
+        f'<img src="{_e(root)}{_e(e["src"])}" alt="{_e(alt)}"><i class="heat" style="--y:{_e(e["heat"])}"></i></div>'
+        f'<figcaption><span class="act" title="{_e(e["rel"])} of max">{_e(e["act"])}</span> '
+        f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></figcaption></figure></li>')

@@ -86,40 +86,119 @@ def encode_thumbnail(rgb: np.ndarray) -> bytes:
 _HOT = np.array([255, 176, 0], dtype=np.float32)
 
 
-def heatmap_data_uris(act_maps: np.ndarray, scale: float) -> list[str]:
-    """One tiny RGBA PNG data URI per (H, W) activation map in ``act_maps`` (k, H, W).
+HEAT_LEVELS = 64  # heat-map values are drawn in this many steps (a palette PNG; steps of 1/63 do not show)
 
-    Each PNG has one pixel per layer position; the browser upsamples it
-    smoothly over the example image. Values are divided by ``scale`` (the
-    unit's max activation over the dataset) so weak examples look weak.
-    """
+
+def heat_levels(act_maps: np.ndarray, scale: float) -> np.ndarray:
+    """Heat-map level (uint8, 0 .. HEAT_LEVELS - 1) of activation maps (k, H, W) relative to ``scale``."""
     a = np.asarray(act_maps, dtype=np.float32)
     v = np.clip(a / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(a)
-    rgba = np.empty(v.shape + (4,), dtype=np.uint8)
-    # Low values: black veil (alpha up to 0.6); high values: warm tint (alpha up to 0.45).
-    rgba[..., :3] = (v[..., None] * _HOT).round().astype(np.uint8)
+    return np.round(v * (HEAT_LEVELS - 1)).astype(np.uint8)
+
+
+def heat_palette() -> np.ndarray:
+    """RGBA colour (HEAT_LEVELS, 4) of each level: low values a black veil (alpha up to 0.6), high values a
+    warm tint (alpha up to 0.45)."""
+    v = np.arange(HEAT_LEVELS, dtype=np.float32) / (HEAT_LEVELS - 1)
+    rgba = np.empty((HEAT_LEVELS, 4), dtype=np.uint8)
+    rgba[:, :3] = (v[:, None] * _HOT).round().astype(np.uint8)
     alpha = np.where(v < 0.5, 0.6 * (1.0 - 2.0 * v), 0.45 * (2.0 * v - 1.0))
-    rgba[..., 3] = np.round(alpha * 255).astype(np.uint8)
-    if rgba.ndim != 4 or rgba.shape[0] == 0:
-        return ["data:image/png;base64," + base64.b64encode(png_rgba(m)).decode("ascii") for m in rgba]
-    # Batched png_rgba (same bytes): the filter byte of every row at once, one header for all maps.
-    k, h, w = rgba.shape[:3]
-    raw = np.zeros((k, h, 1 + 4 * w), dtype=np.uint8)
-    raw[:, :, 1:] = rgba.reshape(k, h, 4 * w)
-    head = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
-    tail = _chunk(b"IEND", b"")
-    return ["data:image/png;base64," + base64.b64encode(
-        head + _chunk(b"IDAT", zlib.compress(raw[j].tobytes(), 9)) + tail).decode("ascii") for j in range(k)]
+    rgba[:, 3] = np.round(alpha * 255).astype(np.uint8)
+    return rgba
+
+
+def heatmap_rgba(act_maps: np.ndarray, scale: float) -> np.ndarray:
+    """RGBA heat-map colours (k, H, W, 4) of activation maps (k, H, W), relative to ``scale``."""
+    return heat_palette()[heat_levels(act_maps, scale)]
+
+
+class HeatSprite:
+    """Every heat-map of one page in one PNG strip, shown by CSS (issue 8, the size budget).
+
+    Tiles are stacked top to bottom in the order they are added, each with a
+    one-pixel border that repeats its edge pixels: the box shows only the
+    inner H x W pixels, stretched over the example image, and smooth
+    upscaling near the box edge samples the repeated border (as a lone image
+    clamps at its edge) rather than the neighbouring tile. One strip per page
+    replaces a data-URI PNG per example: one PNG header instead of 37, and
+    zlib sees every tile at once. The strip is a palette PNG of the levels it
+    uses (one byte per pixel instead of four).
+    """
+
+    def __init__(self):
+        self._tiles: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._tiles)
+
+    def add(self, act_maps: np.ndarray, scale: float) -> list[int]:
+        """Add maps (k, H, W) relative to ``scale``; return their tile numbers."""
+        q = heat_levels(act_maps, scale)
+        if self._tiles and q.shape[1:3] != self._tiles[0].shape[1:3]:
+            raise ValueError(f"heat-maps of one page must share a grid: {q.shape[1:3]} != {self._tiles[0].shape[1:3]}")
+        start = len(self)
+        self._tiles.append(q)
+        return list(range(start, start + len(q)))
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self._tiles[0].shape[1:3]) if self._tiles else (0, 0)
+
+    def png(self) -> bytes:
+        tiles = np.concatenate(self._tiles)
+        padded = np.pad(tiles, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        n, h, w = padded.shape
+        used = np.flatnonzero(np.bincount(padded.ravel(), minlength=HEAT_LEVELS))  # sorted: same bytes every run
+        lut = np.zeros(HEAT_LEVELS, dtype=np.uint8)
+        lut[used] = np.arange(len(used), dtype=np.uint8)
+        return png_palette(lut[padded].reshape(n * h, w), heat_palette()[used])
+
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png()).decode("ascii")
+
+    def css(self) -> str:
+        """``background-size`` of the strip over one example box (the inner H x W of a tile fills the box)."""
+        h, w = self.grid
+        n = len(self)
+        return f"background-size:{100 * (w + 2) / w:.6g}% {100 * n * (h + 2) / h:.6g}%"
+
+    def position(self, tile: int) -> str:
+        """Vertical ``background-position`` (percent) that shows tile ``tile`` in the box.
+
+        A percentage p aligns the strip's point p with the box's point p: offset
+        p * (box - strip). Tile t's inner area starts t * (H + 2) + 1 strip pixels
+        down, so p = (t (H + 2) + 1) / (N (H + 2) - H); horizontally p = 50 %
+        skips the one-pixel border on both sides.
+        """
+        h, _ = self.grid
+        n = len(self)
+        return f"{100 * (tile * (h + 2) + 1) / (n * (h + 2) - h):.3f}%"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+def png_palette(index: np.ndarray, palette: np.ndarray) -> bytes:
+    """8-bit palette PNG of ``index`` (H, W) uint8 into ``palette`` (n, 4) RGBA (PLTE and tRNS chunks)."""
+    h, w = index.shape
+    raw = np.zeros((h, 1 + w), dtype=np.uint8)  # filter type 0 at the start of each row
+    raw[:, 1:] = index
+    palette = np.ascontiguousarray(palette, dtype=np.uint8)
+    return (b"\x89PNG\r\n\x1a\n"
+            + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+            + _chunk(b"PLTE", palette[:, :3].tobytes())
+            + _chunk(b"tRNS", palette[:, 3].tobytes())
+            + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 9))
+            + _chunk(b"IEND", b""))
+
+
 def png_rgba(rgba: np.ndarray) -> bytes:
-    """Minimal 8-bit RGBA PNG encoder: for tiny heat-maps it is ~10x faster than a Pillow save."""
+    """Minimal 8-bit RGBA PNG encoder: for a page's heat-map strip it is ~10x faster than a Pillow save."""
     h, w = rgba.shape[:2]
-    raw = b"".join(b"\x00" + rgba[y].tobytes() for y in range(h))  # filter type 0 per row
+    raw = np.zeros((h, 1 + 4 * w), dtype=np.uint8)  # filter type 0 at the start of each row
+    raw[:, 1:] = np.ascontiguousarray(rgba, dtype=np.uint8).reshape(h, 4 * w)
+    raw = raw.tobytes()
     return (b"\x89PNG\r\n\x1a\n"
             + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
             + _chunk(b"IDAT", zlib.compress(raw, 9))

@@ -11,16 +11,18 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from markupsafe import Markup
 from PIL import Image
 
 from atlasgen.site import circuits, export, featurevis_section, ratings_pages, spectrum, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
-from atlasgen.site.images import DatasetImages
+from atlasgen.site.images import DatasetImages, HeatSprite
 
 N_SIMILAR = 6  # most similar features (decoder cosine) on a feature page
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
-N_LOADING_FEATURES = 8  # features with the largest |W_dec[:, n]| on a neuron page
+N_LOADING_FEATURES = 6  # features with the largest |W_dec[:, n]| on a neuron page
+N_RELATED_SHOWN = 5  # cards per related list on a feature page (the export keeps N_SIMILAR; issue 8, size budget)
 N_DRIVES = 5  # classes a unit drives most (and suppresses most: N_SUPPRESSES)
 N_SUPPRESSES = 3
 N_CLASS_FEATURES = 12  # facets shown per layer on a class page
@@ -70,19 +72,22 @@ class LayerIndex:
         self.labels = [layer.feature_label(i) for i in range(F)]
 
         fv = layer.featurevis
+        self.vis_size = {kind: _first_image_size(fv, sub) for kind, sub in (("f", "features"), ("n", "neurons"))}
         # Root-relative paths of the visualisation files this site copies (see build.copy_unit_images).
         self.vis = {"f": {}, "n": {}}
         self.thumb = {"f": {}, "n": {}}
         for kind, sub, count in (("f", "features", F), ("n", "neurons", C)):
+            # Thumbnails only pay off when they are much smaller than the visualisation: otherwise cards
+            # show vis.webp itself (sharper, and one file less per unit; issue 8, the size budget).
+            thumbs = _thumbs_worthwhile(self.vis_size.get(kind), _first_image_size(fv, sub + "_thumb"))
             for i in range(count):
                 folder = urls.unit_dir(m, name, kind, i)
                 if fv.path(sub, i) is not None:
                     self.vis[kind][i] = f"{folder}/vis.webp"
-                if fv.path(sub + "_thumb", i) is not None:
+                if thumbs and fv.path(sub + "_thumb", i) is not None:
                     self.thumb[kind][i] = f"{folder}/thumb.webp"
                 elif i in self.vis[kind]:
                     self.thumb[kind][i] = self.vis[kind][i]
-        self.vis_size = {kind: _first_image_size(fv, sub) for kind, sub in (("f", "features"), ("n", "neurons"))}
 
         self.feature_cards = [self._card("f", i) for i in range(F)]
         self.neuron_cards = [self._card("n", i) for i in range(C)]
@@ -120,6 +125,23 @@ class LayerIndex:
         if c < 0:
             return ""
         return f"{self.dataset.class_names[c]} {fmt_pct(ex.top_class_weights[i, 0])}"
+
+
+THUMB_MIN_RATIO = 2  # a thumbnail is used when the visualisation's side is at least this many times its side
+
+
+def _thumbs_worthwhile(vis_size: tuple[int, int] | None, thumb_size: tuple[int, int] | None) -> bool:
+    """Whether cards should load thumb.webp rather than vis.webp.
+
+    A thumbnail saves a grid of thousands of cards bandwidth only when it is much smaller than the
+    visualisation (a 224 px image against a 64 px thumbnail); at the default sizes (64 and 48 px)
+    it saves little, looks blurrier in a 120 px card, and adds a file to every unit folder.
+    """
+    if thumb_size is None:
+        return False
+    if vis_size is None:
+        return True
+    return max(vis_size) >= THUMB_MIN_RATIO * max(thumb_size)
 
 
 def _first_image_size(fv, sub: str) -> tuple[int, int] | None:
@@ -387,10 +409,10 @@ def _pixelated(size: tuple[int, int] | None, display: int) -> bool:
     return size is not None and max(size) < display
 
 
-def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages) -> list[dict]:
+def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages, sprite) -> list[dict]:
     return spectrum.example_items(ix.dataset, lambda c: class_link(site, ix.dataset, c), ex.top_idx[i], ex.top_val[i],
                                   ex.top_maps[i], ex.top_pos[i] if ex.top_pos is not None else None,
-                                  float(ex.max_act[i]), images)
+                                  float(ex.max_act[i]), images, sprite)
 
 
 def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImages,
@@ -424,10 +446,10 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
     if kind == "f":
         related = [{"title": "Similar features", "note": "cosine similarity of decoder directions",
                     "cards": [{**ix.feature_cards[int(j)], "value": fmt_num(c)}
-                              for j, c in zip(ix.similar[i], ix.similar_cos[i])]},
+                              for j, c in zip(ix.similar[i][:N_RELATED_SHOWN], ix.similar_cos[i])]},
                    {"title": "Neurons it writes to", "note": "largest |W_dec| entries of this feature",
                     "cards": [{**ix.neuron_cards[int(n)], "value": fmt_signed(L.W_dec[i, int(n)])}
-                              for n in ix.decoder_neurons[i]]}]
+                              for n in ix.decoder_neurons[i][:N_RELATED_SHOWN]]}]
         together = spectrum.cooccurring(L.cooccurrence, i)
         if together:
             related.append({"title": "Features that fire with it", "note":
@@ -438,6 +460,10 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
                     "cards": [{**ix.feature_cards[int(f)], "value": fmt_signed(L.W_dec[int(f), i])}
                               for f in ix.loading_features[i]]}]
     vis_size = ix.vis_size.get(kind)
+    sprite = HeatSprite()  # every heat-map of the page in one strip (issue 8, size budget)
+    examples = _examples(site, ix, ex, i, images, sprite)
+    bands = spectrum.bands(ds, lambda c: class_link(site, ds, c), ex, i, images, sprite)
+    heat_css = spectrum.finish_heat(sprite, examples, *(b["examples"] for b in bands))
     ctx = base_context(
         site, path, f"{code}" + (f" \u00b7 {label}" if label else ""),
         crumbs(site, (m, urls.model(m)), (L.name, urls.layer(m, L.name)), (f"{kind}/{i}", None)),
@@ -459,8 +485,9 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         vis_height=vis_size[1] if vis_size else None,
         vis_pixelated=_pixelated(vis_size, 256),
         fvis=featurevis_section.section(ix, kind, i),
-        examples=_examples(site, ix, ex, i, images),
-        bands=spectrum.bands(ds, lambda c: class_link(site, ds, c), ex, i, images),
+        examples=examples,
+        bands=bands,
+        heat_css=Markup(heat_css),
         images_pixelated=images.pixelated,
         hist_svg=svg.activation_histogram(ex.hist[i], ex.hist_edges, float(ex.max_act[i])),
         top_classes=top_classes,

@@ -100,7 +100,7 @@ def check_size_budget(site: Path, budget_mb: float) -> int:
         lines = [f"{site}: {format_bytes(total)} is over the budget of {budget_mb:g} MB (site.size_budget_mb). By part:"]
         for name, size in sorted(parts.items(), key=lambda kv: -kv[1]):
             lines.append(f"  {format_bytes(size):>10}  {name}")
-        lines.append("Fix: lower featurevis.image_size or examples.top_k, study fewer layers, or raise site.size_budget_mb "
+        lines.append("Fix: lower featurevis.image_size, examples.top_k or examples.band_samples, study fewer layers, or raise site.size_budget_mb "
                      "(GitHub Pages publishes at most 1 GB).")
         raise SizeBudgetError(lines)
     return total

@@ -1,8 +1,9 @@
 """Page context for a unit's examples across its activation spectrum.
 
 Each example shown (top or band) carries its image, a heat-map overlay the
-page can toggle, and a crop around the arg-max position drawn by CSS from the
-same stored image (no extra file). Bands and co-occurrence come from the
+page can toggle (a tile of the page's heat-map strip, ``images.HeatSprite``),
+and the position of a crop around its arg-max, which atlas.js draws from the
+same stored image (no extra file, no extra bytes per example in the page). Bands and co-occurrence come from the
 examples stage (atlasgen/stages/examples.py, atlasgen/bands.py).
 """
 
@@ -11,32 +12,40 @@ from __future__ import annotations
 import numpy as np
 
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct
-from atlasgen.site.images import DatasetImages, heatmap_data_uris
+from atlasgen.site.images import DatasetImages, HeatSprite
 
 CROP_ZOOM = 2.5  # the crop shows 1 / CROP_ZOOM of the image's side, centred on the arg-max position
-N_COOCCURRING = 6  # features that fire together with a feature, on its page
+N_COOCCURRING = 5  # features that fire together with a feature, on its page
 N_LAYER_PAIRS = 20  # most frequent feature pairs on the layer page
 
 
-def crop_style(pos, grid: tuple[int, int], zoom: float = CROP_ZOOM) -> str:
-    """CSS background size and position that zoom on layer position ``pos`` (row, col) of ``grid``."""
+def crop_position(pos, grid: tuple[int, int], zoom: float = CROP_ZOOM) -> str:
+    """CSS background position that, at ``background-size: zoom*100%``, centres layer position ``pos`` (row, col).
+
+    The size, 250 %, is in atlas.css (``.ex-crop``); atlas.js sets this position.
+    """
     h, w = grid
     cy, cx = (int(pos[0]) + 0.5) / h, (int(pos[1]) + 0.5) / w
     # background-position p% puts the image's p% point at the box's p% point.
     px = min(max((cx * zoom - 0.5) / (zoom - 1), 0.0), 1.0)
     py = min(max((cy * zoom - 0.5) / (zoom - 1), 0.0), 1.0)
-    return f"background-size:{zoom * 100:.0f}%;background-position:{px * 100:.1f}% {py * 100:.1f}%"
+    return f"{px * 100:.0f}% {py * 100:.0f}%"  # 1 % of the 1.5-box overhang: under 2 px at 120 px
 
 
-def example_items(dataset, class_link, idx, val, maps, pos, scale: float, images: DatasetImages) -> list[dict]:
-    """One dict per shown example (index >= 0): image, heat-map, crop, value, class and facet."""
+def example_items(dataset, class_link, idx, val, maps, pos, scale: float, images: DatasetImages,
+                  sprite: HeatSprite) -> list[dict]:
+    """One dict per shown example (index >= 0): image, heat-map tile, crop, value, class and facet.
+
+    The heat-maps go into ``sprite`` (one per page); ``finish_heat`` sets each item's tile position once
+    every example of the page is in.
+    """
     shown = [j for j in range(len(idx)) if idx[j] >= 0]
     if not shown:
         return []
-    heat = heatmap_data_uris(maps[shown], scale)
+    tiles = sprite.add(maps[shown], scale)
     grid = maps.shape[-2:]
     out = []
-    for j, heat_uri in zip(shown, heat):
+    for j, tile in zip(shown, tiles):
         i = int(idx[j])
         c = int(dataset.labels[i])
         facet = ""
@@ -47,8 +56,9 @@ def example_items(dataset, class_link, idx, val, maps, pos, scale: float, images
         p = pos[j] if pos is not None else np.unravel_index(int(np.argmax(maps[j])), grid)
         out.append({
             "src": images.url(i),
-            "heat": heat_uri,
-            "crop": crop_style(p, grid),
+            "tile": tile,
+            "heat": "",
+            "crop": crop_position(p, grid),
             "act": fmt_num(val[j]),
             "rel": fmt_pct(float(val[j]) / scale) if scale > 0 else "",
             "index": i,
@@ -58,13 +68,30 @@ def example_items(dataset, class_link, idx, val, maps, pos, scale: float, images
     return out
 
 
-def bands(dataset, class_link, ex, i: int, images: DatasetImages) -> list[dict]:
+def finish_heat(sprite: HeatSprite, *groups: list[dict]) -> str:
+    """Set every item's ``heat`` (its tile's vertical position in the strip); return the page's heat-map CSS."""
+    if not len(sprite):
+        return ""
+    for items in groups:
+        for e in items:
+            e["heat"] = sprite.position(e["tile"])
+    return f".heat{{background-image:url({sprite.data_uri()});{sprite.css()}}}"
+
+
+def bands(dataset, class_link, ex, i: int, images: DatasetImages, sprite: HeatSprite) -> list[dict]:
     """The unit's activation bands, strongest first: nominal and actual edges, size, sampled examples."""
     if ex.band_idx is None or float(ex.max_act[i]) <= 0:
         return []
     scale = float(ex.max_act[i])
+    # A band image already among the top examples is not shown again (issue 8): the top band of a sparse
+    # unit is often exactly its top examples. The rest stay a uniform sample of the band's other images.
+    top = ex.top_idx[i][ex.top_idx[i] >= 0]
+    band_idx = ex.band_idx[i]
+    in_top = (band_idx[..., None] == top).any(-1) & (band_idx >= 0)  # (bands, r)
     out = []
-    for b in range(ex.band_idx.shape[1]):
+    for b in range(band_idx.shape[0]):
+        repeated = in_top[b]
+        idx = np.where(repeated, -1, band_idx[b])
         hi, lo = float(ex.band_edges[b]), float(ex.band_edges[b + 1])
         rel_hi, rel_lo = float(ex.band_edges_rel[i, b]), float(ex.band_edges_rel[i, b + 1])
         out.append({
@@ -74,8 +101,9 @@ def bands(dataset, class_link, ex, i: int, images: DatasetImages) -> list[dict]:
             "edges_note": f"edges used: {rel_lo:.3f}\u2013{rel_hi:.3f} of max (snapped to a log grid)",
             "count": fmt_count(int(ex.band_count[i, b])),
             "n": int(ex.band_count[i, b]),
-            "examples": example_items(dataset, class_link, ex.band_idx[i, b], ex.band_val[i, b],
-                                      ex.band_maps[i, b], ex.band_pos[i, b], scale, images),
+            "in_top": int(repeated.sum()),
+            "examples": example_items(dataset, class_link, idx, ex.band_val[i, b],
+                                      ex.band_maps[i, b], ex.band_pos[i, b], scale, images, sprite),
         })
     return out
 

@@ -86,10 +86,14 @@ def bar_histogram(
 
 
 def activation_histogram(hist: np.ndarray, edges: np.ndarray, max_act: float) -> Markup:
-    """Histogram of a unit's per-image max activation (bins relative to its max)."""
+    """Histogram of a unit's per-image max activation (bins relative to its max).
+
+    Empty bins draw nothing (a zero-height bar shows nothing and has no tooltip to hover), so they are left
+    out of the SVG (issue 8, the size budget: most of a sparse feature's bins are empty).
+    """
     values = [float(e) * max_act for e in edges]
     titles = [
-        f"{fmt_num(values[i])} to {fmt_num(values[i + 1])}: {fmt_count(int(c))} images"
+        f"{fmt_num(values[i])} to {fmt_num(values[i + 1])}: {fmt_count(int(c))} images" if int(c) > 0 else None
         for i, c in enumerate(hist)
     ]
     ticks = [(float(edges[0]), fmt_num(values[0])), (float(edges[-1]), fmt_num(values[-1]))]
