@@ -100,6 +100,14 @@ class TopK:
         if self._n_staged >= self.val.numel():  # early on most pairs enter: raise the bar now
             self.merge()
 
+    def absorb(self, val: torch.Tensor, idx: torch.Tensor, pos: torch.Tensor) -> None:
+        """Stage the entries of another top-k list (``val``, ``idx``, ``pos``: (units, k), as :attr:`val`
+        etc.; e.g. another rank's) as candidates; :meth:`merge` then keeps the k best of both."""
+        dev = self.val.device
+        units, slot = torch.nonzero(val > -float("inf"), as_tuple=True)
+        self._staged.append(tuple(t.to(dev) for t in (units, val[units, slot], idx[units, slot], pos[units, slot])))
+        self._n_staged += len(units)
+
     def merge(self) -> None:
         """Merge the staged candidates: the k best of the current entries and the candidates."""
         if not self._staged:
@@ -587,14 +595,10 @@ def merge_states(states: list[dict], cfg, device):
 
 
 def _merge_topk(top: TopK, parts) -> None:
-    val = torch.cat([p[0] for p in parts], 1)
-    idx = torch.cat([p[1] for p in parts], 1)
-    pos = torch.cat([p[2] for p in parts], 1)
-    order = torch.argsort(idx, dim=1, stable=True)
-    val, idx, pos = val.gather(1, order), idx.gather(1, order), pos.gather(1, order)
-    best = torch.argsort(-val, dim=1, stable=True)[:, : top.val.shape[1]]
-    dev = top.val.device
-    top.val, top.idx, top.pos = val.gather(1, best).to(dev), idx.gather(1, best).to(dev), pos.gather(1, best).to(dev)
+    """The k best of the ranks' lists, by the single-process order (:meth:`TopK.merge`)."""
+    for val, idx, pos in parts:
+        top.absorb(val, idx, pos)
+    top.merge()
 
 
 def _merge_bands(bands: BandReservoir, parts) -> None:
