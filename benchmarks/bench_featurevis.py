@@ -31,6 +31,7 @@ Usage: python benchmarks/bench_featurevis.py [--units 8] [--steps 16] [--batch 8
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import warnings
@@ -38,6 +39,7 @@ import warnings
 import numpy as np
 import torch
 
+from atlasgen import models
 from atlasgen.featurevis import STANDARD_TRANSFORMS, render_units
 
 PAD = 12
@@ -84,28 +86,24 @@ def floor(model, layer, n_units, batch, steps, canvas, preprocess, device, chann
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
     holder, handle = _capture(model, layer)
-    saved = [(p, p.data) for p in model.parameters() if p.dim() == 4] if channels_last else []
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    for p, data in saved:
-        p.data = data.contiguous(memory_format=fmt)
+    layout_cm = models.channels_last(model, device) if channels_last else contextlib.nullcontext(lambda x: x)
     try:
-        start = time.perf_counter()
-        for b0 in range(0, n_units, batch):
-            b = min(batch, n_units - b0)
-            x = torch.rand(b, 3, canvas, canvas, device=device).contiguous(memory_format=fmt).requires_grad_(True)
-            for _ in range(steps):
-                try:
-                    model(preprocess(x))
-                except _Stop:
-                    pass
-                holder["out"].mean().backward()
-                x.grad = None
-        _sync(device)
-        return time.perf_counter() - start
+        with layout_cm as layout:
+            start = time.perf_counter()
+            for b0 in range(0, n_units, batch):
+                b = min(batch, n_units - b0)
+                x = layout(torch.rand(b, 3, canvas, canvas, device=device)).requires_grad_(True)
+                for _ in range(steps):
+                    try:
+                        model(preprocess(x))
+                    except _Stop:
+                        pass
+                    holder["out"].mean().backward()
+                    x.grad = None
+            _sync(device)
+            return time.perf_counter() - start
     finally:
         handle.remove()
-        for p, data in saved:
-            p.data = data
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)
 
