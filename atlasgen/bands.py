@@ -27,12 +27,19 @@ grow with the dataset:
 Within a band (with its snapped edges) the sample is exactly uniform; a
 brute-force computation over all (unit, image) pairs gives the same images
 (tests/test_examples_stats.py).
+
+The reservoirs live on the CPU, whatever device the scan runs on: an insert is
+a few comparisons per (unit, image) pair in a compiled loop (numba, which
+umap-learn brings), where tensor operations spent a sort and some sixty
+elementwise passes over every pair. They take a few MiB and are updated every
+few thousand images.
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import torch
 
@@ -87,6 +94,62 @@ def pair_keys(units: torch.Tensor, img_hash: torch.Tensor, images: torch.Tensor)
     return (h << 31) | images
 
 
+_U32 = np.uint64(_M32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _mix32_u64(x):
+    """:func:`_mix32` of one uint64 value below 2**32 (products of two such values fit in uint64)."""
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(0x7FEB352D)) & _U32
+    x ^= x >> np.uint64(15)
+    x = (x * np.uint64(0x846CA68B)) & _U32
+    x ^= x >> np.uint64(16)
+    return x
+
+
+@numba.njit(cache=True, nogil=True)
+def _insert_sorted(keys, vals, key, value):
+    """Insert ``key`` into the ascending row ``keys`` (dropping the largest) if it is below the largest."""
+    r = keys.shape[0]
+    if key >= keys[r - 1]:
+        return
+    j = r - 1
+    while j > 0 and keys[j - 1] > key:
+        keys[j] = keys[j - 1]
+        vals[j] = vals[j - 1]
+        j -= 1
+    keys[j] = key
+    vals[j] = value
+
+
+@numba.njit(cache=True, nogil=True)
+def _insert_pairs(units, cols, g, v, images, img_hash, gmax, window, keys, vals, count):
+    """Count each firing pair in its (unit, slot) and insert it into that slot's bottom-r by its
+    :func:`pair_keys` key. ``keys``/``vals`` (U, S, r) rows stay sorted ascending by key."""
+    for i in range(units.shape[0]):
+        u = units[i]
+        c = cols[i]
+        s = g[i] - (gmax[u] - window)
+        if s < 0:
+            s = 0
+        count[u, s] += 1
+        h = _mix32_u64(((np.uint64(u) + np.uint64(0x9E3779B9)) & _U32) ^ np.uint64(img_hash[c]))
+        _insert_sorted(keys[u, s], vals[u, s], np.int64(h << np.uint64(31)) | images[c], v[i])
+
+
+@numba.njit(cache=True, nogil=True)
+def _insert_grouped(group, keys, vals, res_keys, res_vals):
+    """Insert items with precomputed keys into the bottom-r rows ``res_keys[group]`` (for tests and merges)."""
+    for i in range(group.shape[0]):
+        _insert_sorted(res_keys[group[i]], res_vals[group[i]], keys[i], vals[i])
+
+
+def _np(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """A contiguous CPU numpy view (or copy) of ``t`` with the given dtype, for the compiled loops."""
+    return t.detach().to(device="cpu", dtype=dtype).contiguous().numpy()
+
+
 def snapped_edges(max_act: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     """(U, len(edges)) grid indices of the band edges ``c * max`` snapped to the nearest grid edge."""
     with np.errstate(divide="ignore"):
@@ -102,7 +165,7 @@ class BandReservoir:
     (0, edges[-1]]. ``r`` images are kept per band.
     """
 
-    def __init__(self, n_units: int, edges: tuple[float, ...], r: int, seed: int, device: str | torch.device):
+    def __init__(self, n_units: int, edges: tuple[float, ...], r: int, seed: int, device: str | torch.device = "cpu"):
         if not edges or any(b >= a for a, b in zip(edges, edges[1:])) or not 0 < edges[-1] < edges[0] <= 1:
             raise ValueError(f"band edges must descend within (0, 1], got {edges}")
         self.edges = tuple(float(e) for e in edges)
@@ -110,6 +173,7 @@ class BandReservoir:
         # Window: grid indices gmax - W + 1 .. gmax in slots 1..W; slot 0 is everything below.
         self.W = math.ceil(GRID_PER_DECADE * math.log10(1 / self.edges[-1])) + 2
         S = self.W + 1
+        device = "cpu"  # on the CPU whatever the scan's device (module docstring); ``device`` is accepted for symmetry
         self.keys = torch.full((n_units, S, self.r), _EMPTY, dtype=torch.long, device=device)
         self.val = torch.zeros((n_units, S, self.r), dtype=torch.float32, device=device)
         self.count = torch.zeros((n_units, S), dtype=torch.long, device=device)
@@ -127,23 +191,17 @@ class BandReservoir:
     def update_firing(self, units: torch.Tensor, cols: torch.Tensor, v: torch.Tensor, image_idx: torch.Tensor,
                       g: torch.Tensor | None = None) -> None:
         """The same from the firing entries only: ``v`` (> 0) of unit ``units`` on image ``image_idx[cols]``
-        (``g``: their :func:`grid_index`, when known)."""
+        (``g``: their :func:`grid_index`, when known). Inputs may live on any device."""
         if units.numel() == 0:
             return
-        v = v.float()
-        if g is None:
-            g = grid_index(v)
+        units, v = units.to("cpu", torch.long), v.to("cpu", torch.float32)
+        g = grid_index(v) if g is None else g.to("cpu", torch.long)
         batch_max = torch.full_like(self.gmax, -(2**40)).scatter_reduce(0, units, g, "amax")
         self._shift(torch.maximum(self.gmax, batch_max))
-        S = self.n_slots
-        group = units * S + (g - (self.gmax[units] - self.W)).clamp_min(0)  # (unit, slot) as one index
-        self.count.view(-1).add_(torch.bincount(group, minlength=self.count.numel()))
-        image_idx = image_idx.long()
-        keys = pair_keys(units, image_hash(image_idx, self.seed)[cols], image_idx[cols])
-        # Only items with a key below their slot's current r-th key can enter it.
-        enter = torch.nonzero(keys < self.keys.view(-1, self.r)[group, -1], as_tuple=True)[0]
-        if len(enter):
-            self._insert(group[enter], keys[enter], v[enter])
+        image_idx = image_idx.to("cpu", torch.long)
+        _insert_pairs(_np(units, torch.long), _np(cols, torch.long), _np(g, torch.long), _np(v, torch.float32),
+                      _np(image_idx, torch.long), _np(image_hash(image_idx, self.seed), torch.long),
+                      self.gmax.numpy(), self.W, self.keys.numpy(), self.val.numpy(), self.count.numpy())
 
     def _shift(self, new_gmax: torch.Tensor) -> None:
         """Move each unit's window up to its new running max; slots falling off merge into slot 0."""
@@ -175,29 +233,8 @@ class BandReservoir:
     def _insert(self, group, keys, val) -> None:
         """Merge candidates into the bottom-r of their (unit, slot) groups (``group`` = unit * slots + slot)."""
         r = self.r
-        # By group, then key. Keys are (32-bit hash << 31 | image): one sort by (group, hash) gives
-        # that order unless two items of a group share a hash; then two stable sorts.
-        comp = (group << 32) | (keys >> 31)
-        order = torch.argsort(comp)
-        comp = comp[order]
-        if len(comp) > 1 and bool((comp[1:] == comp[:-1]).any()):
-            order = torch.argsort(keys)
-            order = order[torch.argsort(group[order], stable=True)]
-        group, keys, val = group[order], keys[order], val[order]
-        uniq, first, counts = torch.unique_consecutive(group, return_inverse=True, return_counts=True)
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(len(group), device=group.device) - starts[first]
-        keep = rank < r
-        cand_keys = torch.full((len(uniq), r), _EMPTY, dtype=torch.long, device=group.device)
-        cand_val = torch.zeros((len(uniq), r), dtype=torch.float32, device=group.device)
-        cand_keys[first[keep], rank[keep]] = keys[keep]
-        cand_val[first[keep], rank[keep]] = val[keep]
-        flat_keys, flat_val = self.keys.view(-1, r), self.val.view(-1, r)
-        all_keys = torch.cat([flat_keys[uniq], cand_keys], 1)
-        all_val = torch.cat([flat_val[uniq], cand_val], 1)
-        best, pick = torch.topk(all_keys, r, dim=1, largest=False, sorted=True)
-        flat_keys[uniq] = best
-        flat_val[uniq] = all_val.gather(1, pick)
+        _insert_grouped(_np(group, torch.long), _np(keys, torch.long), _np(val, torch.float32),
+                        self.keys.view(-1, r).numpy(), self.val.view(-1, r).numpy())
 
     def finish(self, max_act: np.ndarray) -> dict[str, np.ndarray]:
         """Per unit and band: sampled image indices (-1 padding), their values, band sizes, snapped edges.

@@ -221,16 +221,64 @@ def test_fused_encoder_equals_encode_and_the_dense_statistics(chunk_bytes, monke
     with torch.no_grad():
         for b in (7, 5, 7):  # the buffer is reused, also for a smaller batch
             x = torch.randn(b * 9, 24)
-            codes, peak, counts = fused(x, b)
+            codes, peak, at, counts, sums = fused(x, b)
             ref = encode(sae, x).view(b, 9, 96)
             assert torch.equal(codes, ref)
             assert torch.equal(peak, ref.amax(1))
+            assert torch.equal(at, ref.argmax(1))
             assert torch.equal(counts.long(), (ref > 0).sum((0, 1)))
+            torch.testing.assert_close(sums, ref.double().sum((0, 1)), rtol=1e-6, atol=1e-6)
+
+
+def test_compiled_passes_equal_the_tensor_operations(monkeypatch):
+    """On the CPU, the scan's statistics come from compiled passes (maxima, counts, sums, arg-max
+    positions, band inserts); they give the tensor path's results: the same top-k (values, images,
+    positions, with ties), bands, histograms and counts, and the same sums up to float rounding."""
+    from atlasgen.config import ExamplesConfig
+    from atlasgen.stages import examples as ex
+
+    g = torch.Generator().manual_seed(3)
+    # Neuron-like values (negative too) with ties: rounded to a coarse grid so that arg-max ties occur.
+    vec = (torch.randn(60, 5, 11, generator=g) * 4).round() / 4
+    vec[7, :, 3] = 50.0  # image 7: every position of unit 3 ties at its top value
+    cfg = ExamplesConfig(top_k=4, band_samples=2)
+
+    def run(compiled):
+        monkeypatch.setattr(ex, "_compiled", lambda t: compiled and t.device.type == "cpu" and t.dtype == torch.float32)
+        monkeypatch.setattr(ex, "MERGE_IMAGES", 16)
+        stats = ex.UnitStats(11, cfg.top_k, "cpu", cfg.band_edges, cfg.band_samples, seed=5)
+        for s in range(0, 60, 8):
+            stats.update(vec[s:s + 8].clone(), torch.arange(s, min(s + 8, 60)), consume=True)
+        return stats.finish(np.arange(60) % 3, 3, cfg.histogram_bins, (1, 5))
+
+    a, b = run(True), run(False)
+    assert a.keys() == b.keys()
+    for k in a:
+        if k in ("mean_act_position",):
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert 7 in a["top_idx"][3] and (a["top_pos"][3][a["top_idx"][3] == 7] == 0).all()  # all-tie image: position 0
+
+
+def test_unit_pass_takes_the_first_maximum_and_nan():
+    """Maxima and their positions as ``amax`` and ``argmax`` give them: ties to the first position,
+    and a NaN wins from where it first appears."""
+    from atlasgen.stages.examples import _unit_pass
+
+    nan = float("nan")
+    x = torch.tensor([[[1.0, 0.0, -1.0], [3.0, nan, -1.0], [3.0, 5.0, -2.0], [2.0, nan, -1.0]]])  # (1, P=4, U=3)
+    peak, at = np.empty((1, 3), np.float32), np.empty((1, 3), np.int64)
+    fires, sums = np.zeros(3), np.zeros(3)
+    _unit_pass(x.view(4, 3).numpy(), 4, peak, at, fires, sums, np.empty(3, np.float32), np.empty(3, np.float32))
+    assert at.tolist() == x.argmax(1).tolist() == [[1, 1, 0]]
+    np.testing.assert_array_equal(peak, x.amax(1).numpy())
+    assert fires.tolist() == [4, 1, 0] and sums[0] == 9.0 and sums[2] == 0.0
 
 
 def test_band_insert_with_colliding_hashes_keeps_the_bottom_r_keys():
     """Two candidates of a (unit, slot) group with the same 32-bit hash are ordered by image index (the
-    full key), as the single sort by (group, hash) cannot: the insert falls back to two sorts."""
+    full key): the insert compares whole keys, not hashes."""
     br = BandReservoir(2, EDGES, 2, seed=0, device="cpu")
     S = br.n_slots
     h = torch.tensor([5, 5, 5, 9, 2, 5])  # group 1 * S + 4 gets hash 5 three times

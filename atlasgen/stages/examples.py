@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import shutil
 
+import numba
 import numpy as np
 import torch
 
@@ -58,6 +59,94 @@ MERGE_ELEMENTS = 1 << 20
 MERGE_IMAGES = 2048
 
 
+# --------------------------------------------------------------------------------------
+# Compiled passes for CPU scans (numba). Each replaces several tensor passes over a batch's
+# activations with one: the batch is read once, while it is in cache, and the per-unit
+# reductions (max over positions, firing count, sum) are vectorised across units. Other
+# devices use the tensor operations they replace (in :meth:`UnitStats.update`).
+
+
+@numba.njit(cache=True, nogil=True)
+def _unit_pass(x, P, peak, at, fires, sums, acc_c, acc_s):
+    """x: (images * P, U) activations, image-major. Per image and unit the max over its P positions
+    into ``peak`` and its position into ``at`` (the first maximum wins, and the first NaN, as in
+    ``amax`` and ``argmax``); per unit, the count and sum of positive values added to ``fires`` and
+    ``sums`` (float64; each image's share is summed in float32 first)."""
+    U = x.shape[1]
+    for i in range(x.shape[0] // P):
+        for u in range(U):
+            peak[i, u] = x[i * P, u]
+            at[i, u] = 0
+            acc_c[u] = 0.0
+            acc_s[u] = 0.0
+        for p in range(P):
+            row = i * P + p
+            for u in range(U):
+                v = x[row, u]
+                if v > peak[i, u] or (v != v and peak[i, u] == peak[i, u]):
+                    peak[i, u] = v
+                    at[i, u] = p
+                if v > 0:
+                    acc_c[u] += 1.0
+                    acc_s[u] += v
+        for u in range(U):
+            fires[u] += acc_c[u]
+            sums[u] += acc_s[u]
+
+
+@numba.njit(cache=True, nogil=True)
+def _codes_pass(pre, b_enc, t, P, peak, at, fires, sums, acc_c, acc_s):
+    """The BatchTopK cut in place on ``pre`` ((images * P, F) = ``(x - b_dec) @ W_enc``, bias not yet
+    added): ``pre + b_enc`` where above ``t`` (>= 0), else 0, as :func:`encode` computes it; then the
+    reductions of :func:`_unit_pass` (codes are never negative, so a max starts at 0)."""
+    F = pre.shape[1]
+    for i in range(pre.shape[0] // P):
+        for f in range(F):
+            peak[i, f] = 0.0
+            at[i, f] = 0
+            acc_c[f] = 0.0
+            acc_s[f] = 0.0
+        for p in range(P):
+            row = i * P + p
+            for f in range(F):
+                v = pre[row, f] + b_enc[f]
+                if v <= t:
+                    v = np.float32(0.0)
+                pre[row, f] = v
+                if v > peak[i, f] or (v != v and peak[i, f] == peak[i, f]):
+                    peak[i, f] = v
+                    at[i, f] = p
+                if v > 0:
+                    acc_c[f] += 1.0
+                    acc_s[f] += v
+        for f in range(F):
+            fires[f] += acc_c[f]
+            sums[f] += acc_s[f]
+
+
+@numba.njit(cache=True, nogil=True)
+def _histogram_pairs(units, g, v, edges, fires, hist):
+    """Per firing (unit, image) pair: the unit's image count, and the fine histogram bin of ``v``
+    (:meth:`UnitStats._fine_bin`, from the band grid index ``g``)."""
+    nb = hist.shape[1]
+    for i in range(units.shape[0]):
+        u = units[i]
+        fires[u] += 1
+        j = min(max((g[i] >> 1) + 180, 0), nb - 1)
+        vd = np.float64(v[i])
+        if vd <= edges[j]:
+            j -= 1
+        elif vd > edges[j + 1]:
+            j += 1
+        if 0 <= j < nb:
+            hist[u, j] += 1
+
+
+def _compiled(t: torch.Tensor) -> bool:
+    """Whether the compiled CPU passes take this tensor (float32 on the CPU)."""
+    return t.device.type == "cpu" and t.dtype == torch.float32
+
+
 class TopK:
     """Running top-k per unit of per-image maxima, with the image index and the arg-max position.
 
@@ -74,8 +163,10 @@ class TopK:
         self._bar = torch.full((n_units,), -float("inf"), device=device)
         self._merges = 0
 
-    def stage(self, peak: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor) -> None:
-        """peak: (batch, units) per-image maxima of ``vectors`` (batch, positions, units).
+    def stage(self, peak: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor,
+              at: torch.Tensor | None = None) -> None:
+        """peak: (batch, units) per-image maxima of ``vectors`` (batch, positions, units); ``at``: their
+        positions, when known (the compiled CPU passes find them with the maxima).
 
         Only images that can enter a unit's top-k are kept, and only their arg-max is computed
         (an arg-max over every (image, unit) costs several times the maxima themselves). The bar
@@ -91,7 +182,9 @@ class TopK:
         rows, units = torch.nonzero(enter, as_tuple=True)
         if len(rows) == 0:
             return
-        if len(rows) * 8 > enter.numel():  # early batches: most pairs enter, one dense pass is cheaper
+        if at is not None:
+            pos = at[rows, units]
+        elif len(rows) * 8 > enter.numel():  # early batches: most pairs enter, one dense pass is cheaper
             pos = vectors.argmax(dim=1)[rows, units]
         else:
             pos = vectors[rows, :, units].argmax(1)
@@ -156,31 +249,41 @@ class UnitStats:
         self._pending_images = 0
 
     def update(self, vectors: torch.Tensor, image_idx: torch.Tensor, consume: bool = False,
-               peak: torch.Tensor | None = None, fires_pos: torch.Tensor | None = None) -> torch.Tensor:
+               peak: torch.Tensor | None = None, at: torch.Tensor | None = None,
+               fires_pos: torch.Tensor | None = None, sum_pos: torch.Tensor | None = None) -> torch.Tensor:
         """vectors: (batch, positions, units) activations of one batch of images; with ``consume``
-        they are overwritten (no temporary copies of the batch's activations are allocated).
-        ``peak`` (the per-image maxima) and ``fires_pos`` (per-unit counts of positions > 0, float)
-        may come computed already (:class:`_FusedEncoder`).
+        they may be overwritten (off the CPU no temporary copies of the batch's activations are
+        allocated). ``peak`` (the per-image maxima), ``at`` (their positions), ``fires_pos`` and
+        ``sum_pos`` (per-unit count and sum of positive values, float64) may come computed already
+        (:class:`_FusedEncoder`); on the CPU one compiled pass computes them (:func:`_unit_pass`).
 
         Returns the per-image maxima (batch, units). Their top-k, band and histogram merges run
         every few batches (:meth:`merge`; :meth:`finish` merges what is left)."""
+        if peak is None and _compiled(vectors):  # one compiled pass: maxima, counts and sums
+            b, P, U = vectors.shape
+            peak, at = torch.empty((b, U), dtype=torch.float32), torch.empty((b, U), dtype=torch.long)
+            fires_pos, sum_pos = torch.zeros(U, dtype=torch.float64), torch.zeros(U, dtype=torch.float64)
+            acc = np.empty((2, U), np.float32)
+            _unit_pass(vectors.contiguous().view(b * P, U).numpy(), P, peak.numpy(), at.numpy(),
+                       fires_pos.numpy(), sum_pos.numpy(), acc[0], acc[1])
         if peak is None:
             peak = vectors.amax(dim=1)  # (batch, units)
-        self.top.stage(peak, image_idx, vectors)  # before the passes below overwrite ``vectors``
+        self.top.stage(peak, image_idx, vectors, at)  # before the passes below overwrite ``vectors``
         # Float32 sum per batch, accumulated in float64 batch by batch.
         self.sum_max += torch.where(peak > 0, peak, 0).sum(0).double()
-        flat = vectors.reshape(-1, vectors.shape[2])
-        if not self.nonnegative:  # SAE codes are never negative; other units count only where > 0
-            flat = flat.clamp_min_(0) if consume else flat.clamp_min(0)
-        # Column sums as matrix-vector products (BLAS, one read each); on non-negative values
-        # sign() is 1 exactly where firing, and float32 holds these counts (< 2**24) exactly.
-        ones = torch.ones(flat.shape[0], dtype=flat.dtype, device=flat.device)
-        self.sum_pos += (ones @ flat).double()
-        if fires_pos is None:
+        if sum_pos is None or fires_pos is None:
+            flat = vectors.reshape(-1, vectors.shape[2])
+            if not self.nonnegative:  # SAE codes are never negative; other units count only where > 0
+                flat = flat.clamp_min_(0) if consume else flat.clamp_min(0)
+            # Column sums as matrix-vector products (BLAS, one read each); on non-negative values
+            # sign() is 1 exactly where firing, and float32 holds these counts (< 2**24) exactly.
+            ones = torch.ones(flat.shape[0], dtype=flat.dtype, device=flat.device)
+            sum_pos = (ones @ flat).double()
             fires_pos = ones @ (flat.sign_() if consume or not self.nonnegative else flat.sign())
+        self.sum_pos += sum_pos
         self.fires_pos += fires_pos.long()
         self.n_images += vectors.shape[0]
-        self.n_positions += flat.shape[0]
+        self.n_positions += vectors.shape[0] * vectors.shape[1]
         self._pending.append((peak, image_idx))
         self._pending_elements += peak.numel()
         self._pending_images += peak.shape[0]
@@ -200,6 +303,9 @@ class UnitStats:
         v = peak_t[units, cols]
         g = grid_index(v)  # 60 per decade
         self.bands.update_firing(units, cols, v, image_idx, g)
+        if self.fires.device.type == "cpu":
+            _histogram_pairs(units.numpy(), g.numpy(), v.numpy(), FINE_EDGES, self.fires.numpy(), self.fine_hist.numpy())
+            return
         self.fires += torch.bincount(units, minlength=len(self.fires))
         bins = self._fine_bin(v, g)
         valid = (bins >= 0) & (bins < self.fine_hist.shape[1])
@@ -211,7 +317,7 @@ class UnitStats:
         360 outside), from the band grid index g = floor(60 log10 v): the fine grid has 30 bins per
         decade from 1e-6, so the bin is g // 2 + 180 but for rounding at an edge, which one
         comparison on each side settles exactly."""
-        j = (torch.div(g, 2, rounding_mode="floor") + 180).clamp_(0, len(FINE_EDGES) - 2)
+        j = ((g >> 1) + 180).clamp_(0, len(FINE_EDGES) - 2)  # g >> 1 is floor(g / 2), also below 0
         vd = v.double()
         return j - (vd <= self.edges[j]).long() + (vd > self.edges[j + 1]).long()
 
@@ -391,19 +497,20 @@ def _unit_vectors(model, sae, layer, images, device):
 
 class _FusedEncoder:
     """The plain BatchTopK SAE's codes of each batch on CPU, written into one buffer reused from
-    batch to batch, chunk by chunk: each chunk's matmul, bias, cut, per-image maxima and
-    per-position firing counts run while the chunk is in cache (one trip through memory instead
-    of five). The values are those of :func:`encode` and :meth:`UnitStats.update` bit for bit: a
-    row of a matmul does not depend on the other rows (checked on the demo, and by
-    tests/test_examples_stats.py), maxima are exact in any order, and the counts are small
-    integers in float32. Other devices and SAEs take the unfused path."""
+    batch to batch, chunk by chunk: each chunk's matmul is followed by one compiled pass
+    (:func:`_codes_pass`: bias, cut, per-image maxima, per-position firing counts and sums) while
+    the chunk is in cache, one trip through memory instead of six. The codes and maxima are those
+    of :func:`encode` bit for bit: a row of a matmul does not depend on the other rows (checked by
+    tests/test_examples_stats.py), the bias add and the cut are the same float32 operations, and
+    maxima are exact in any order. Other devices and SAEs take the unfused path."""
 
     CHUNK_BYTES = 1 << 18  # per thread
 
     def __init__(self, sae):
         self.sae = sae
-        self.t = max(float(sae.threshold), 0.0)
-        self.buffer = self.scratch = self.ones = torch.empty(0)
+        self.t = np.float32(max(float(sae.threshold), 0.0))
+        self.b_enc = sae.b_enc.detach().float().contiguous()
+        self.buffer = torch.empty(0)
 
     MAX_WEIGHT_BYTES = 1 << 22
 
@@ -413,35 +520,31 @@ class _FusedEncoder:
         encoder weights, which is cheap for a few MiB and not for InceptionV1's 64 MiB (there the
         matmul dominates and the passes after it weigh little)."""
         return (type(sae) is SparseAutoencoder and sae.architecture == "batchtopk" and torch.device(device).type == "cpu"
+                and sae.W_enc.dtype == torch.float32
                 and sae.W_enc.numel() * sae.W_enc.element_size() <= _FusedEncoder.MAX_WEIGHT_BYTES)
 
     def __call__(self, x: torch.Tensor, b: int):
-        """x: (b * P, C) neuron vectors; returns codes (b, P, F), maxima (b, F), firing counts (F,) float32."""
+        """x: (b * P, C) neuron vectors; returns codes (b, P, F), maxima (b, F) and their positions,
+        and per-unit firing counts and sums over the positions (F,) float64."""
         sae = self.sae
         n, F = x.shape[0], sae.W_enc.shape[1]
-        if self.buffer.numel() < n * F or self.buffer.device != x.device:
-            self.buffer = torch.empty(n * F, dtype=torch.float32, device=x.device)
+        if self.buffer.numel() < n * F:
+            self.buffer = torch.empty(n * F, dtype=torch.float32)
         codes = self.buffer[: n * F].view(n, F)
         xc = x - sae.b_dec
         P = n // b
-        # Images per chunk: a quarter MiB of codes per thread (measured best on the demo at 1 thread;
-        # smaller chunks at 2 threads spend their time starting and joining parallel regions).
+        # Images per chunk: a quarter MiB of codes per thread (measured best on the demo at 1 thread).
         per = max(1, self.CHUNK_BYTES * torch.get_num_threads() // (P * F * 4))
-        peak = torch.empty((b, F), dtype=torch.float32, device=x.device)
-        counts = torch.zeros(F, dtype=torch.float32, device=x.device)
-        if self.scratch.numel() < per * P * F or self.scratch.device != x.device:
-            self.scratch = torch.empty(per * P * F, dtype=torch.float32, device=x.device)
-            self.ones = torch.ones(per * P, dtype=torch.float32, device=x.device)
-        scratch, ones = self.scratch, self.ones
+        peak, at = torch.empty((b, F), dtype=torch.float32), torch.empty((b, F), dtype=torch.long)
+        counts, sums = torch.zeros(F, dtype=torch.float64), torch.zeros(F, dtype=torch.float64)
+        acc = np.empty((2, F), np.float32)
+        b_enc, peak_np, at_np, counts_np, sums_np = self.b_enc.numpy(), peak.numpy(), at.numpy(), counts.numpy(), sums.numpy()
         for i in range(0, b, per):
             m = min(per, b - i)
             chunk = torch.mm(xc[i * P:(i + m) * P], sae.W_enc, out=codes[i * P:(i + m) * P])
-            chunk.add_(sae.b_enc)
-            torch.nn.functional.threshold_(chunk, self.t, 0.0)
-            torch.amax(chunk.view(m, P, F), dim=1, out=peak[i:i + m])
-            sign = torch.sign(chunk, out=scratch[: m * P * F].view(m * P, F))
-            counts += ones[: m * P] @ sign
-        return codes.view(b, P, F), peak, counts
+            _codes_pass(chunk.numpy(), b_enc, self.t, P, peak_np[i:i + m], at_np[i:i + m], counts_np, sums_np,
+                        acc[0], acc[1])
+        return codes.view(b, P, F), peak, at, counts, sums
 
 
 @torch.no_grad()
@@ -457,8 +560,8 @@ def scan(model, sae, layer: str, batches, cfg, device, progress=None):
             a = layer_activations(model, images.to(device), [layer])[layer].float()
             grid = tuple(a.shape[2:])
             acts = positions_as_vectors(a).view(a.shape[0], grid[0] * grid[1], a.shape[1])
-            feats, peak, counts = fused(acts.view(-1, a.shape[1]), a.shape[0])
-            known = {"peak": peak, "fires_pos": counts}
+            feats, peak, at, counts, sums = fused(acts.view(-1, a.shape[1]), a.shape[0])
+            known = {"peak": peak, "at": at, "fires_pos": counts, "sum_pos": sums}
         if stats is None:
             stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg)
                      for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))}
