@@ -109,40 +109,37 @@ def _mix32_u64(x):
 
 
 @numba.njit(cache=True, nogil=True)
-def _insert_sorted(keys, vals, key, value):
-    """Insert ``key`` into the ascending row ``keys`` (dropping the largest) if it is below the largest."""
-    r = keys.shape[0]
-    if key >= keys[r - 1]:
+def _insert_sorted(keys, vals, base, r, key, value):
+    """Insert ``key`` into the ascending run ``keys[base:base + r]`` (dropping its largest) if it is
+    below the largest. Flat indices: a 2-D slice per item costs several times the insert."""
+    if key >= keys[base + r - 1]:
         return
     j = r - 1
-    while j > 0 and keys[j - 1] > key:
-        keys[j] = keys[j - 1]
-        vals[j] = vals[j - 1]
+    while j > 0 and keys[base + j - 1] > key:
+        keys[base + j] = keys[base + j - 1]
+        vals[base + j] = vals[base + j - 1]
         j -= 1
-    keys[j] = key
-    vals[j] = value
+    keys[base + j] = key
+    vals[base + j] = value
 
 
 @numba.njit(cache=True, nogil=True)
 def _insert_pairs(units, cols, g, v, images, img_hash, gmax, window, keys, vals, count):
     """Count each firing pair in its (unit, slot) and insert it into that slot's bottom-r by its
-    :func:`pair_keys` key. ``keys``/``vals`` (U, S, r) rows stay sorted ascending by key."""
+    :func:`pair_keys` key. ``keys``/``vals`` (U * S * r,) and ``count`` (U * S,) are flat, C order; each
+    slot's r keys stay sorted ascending."""
+    S = count.shape[0] // gmax.shape[0]
+    r = keys.shape[0] // count.shape[0]
     for i in range(units.shape[0]):
         u = units[i]
         c = cols[i]
         s = g[i] - (gmax[u] - window)
         if s < 0:
             s = 0
-        count[u, s] += 1
+        slot = u * S + s
+        count[slot] += 1
         h = _mix32_u64(((np.uint64(u) + np.uint64(0x9E3779B9)) & _U32) ^ np.uint64(img_hash[c]))
-        _insert_sorted(keys[u, s], vals[u, s], np.int64(h << np.uint64(31)) | images[c], v[i])
-
-
-@numba.njit(cache=True, nogil=True)
-def _insert_grouped(group, keys, vals, res_keys, res_vals):
-    """Insert items with precomputed keys into the bottom-r rows ``res_keys[group]`` (for tests and merges)."""
-    for i in range(group.shape[0]):
-        _insert_sorted(res_keys[group[i]], res_vals[group[i]], keys[i], vals[i])
+        _insert_sorted(keys, vals, slot * r, r, np.int64(h << np.uint64(31)) | images[c], v[i])
 
 
 def _np(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
@@ -201,7 +198,8 @@ class BandReservoir:
         image_idx = image_idx.to("cpu", torch.long)
         _insert_pairs(_np(units, torch.long), _np(cols, torch.long), _np(g, torch.long), _np(v, torch.float32),
                       _np(image_idx, torch.long), _np(image_hash(image_idx, self.seed), torch.long),
-                      self.gmax.numpy(), self.W, self.keys.numpy(), self.val.numpy(), self.count.numpy())
+                      self.gmax.numpy(), self.W, self.keys.view(-1).numpy(), self.val.view(-1).numpy(),
+                      self.count.view(-1).numpy())
 
     def _shift(self, new_gmax: torch.Tensor) -> None:
         """Move each unit's window up to its new running max; slots falling off merge into slot 0."""
@@ -229,12 +227,6 @@ class BandReservoir:
         new_keys[:, 0], new_val[:, 0], new_count[:, 0] = low_keys, low_val, low_count
         self.keys[rows], self.val[rows], self.count[rows] = new_keys, new_val, new_count
         self.gmax[rows] = new_gmax[rows]
-
-    def _insert(self, group, keys, val) -> None:
-        """Merge candidates into the bottom-r of their (unit, slot) groups (``group`` = unit * slots + slot)."""
-        r = self.r
-        _insert_grouped(_np(group, torch.long), _np(keys, torch.long), _np(val, torch.float32),
-                        self.keys.view(-1, r).numpy(), self.val.view(-1, r).numpy())
 
     def finish(self, max_act: np.ndarray) -> dict[str, np.ndarray]:
         """Per unit and band: sampled image indices (-1 padding), their values, band sizes, snapped edges.

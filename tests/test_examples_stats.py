@@ -261,35 +261,18 @@ def test_compiled_passes_equal_the_tensor_operations(monkeypatch):
     assert 7 in a["top_idx"][3] and (a["top_pos"][3][a["top_idx"][3] == 7] == 0).all()  # all-tie image: position 0
 
 
-def test_unit_pass_takes_the_first_maximum_and_nan():
-    """Maxima and their positions as ``amax`` and ``argmax`` give them: ties to the first position,
-    and a NaN wins from where it first appears."""
+def test_unit_pass_takes_the_first_maximum():
+    """Maxima and their positions as ``amax`` and ``argmax`` give them, ties to the first position;
+    counts and sums of the positive values only."""
     from atlasgen.stages.examples import _unit_pass
 
-    nan = float("nan")
-    x = torch.tensor([[[1.0, 0.0, -1.0], [3.0, nan, -1.0], [3.0, 5.0, -2.0], [2.0, nan, -1.0]]])  # (1, P=4, U=3)
+    x = torch.tensor([[[1.0, 0.0, -1.0], [3.0, 0.5, -1.0], [3.0, 5.0, -2.0], [2.0, 5.0, -1.0]]])  # (1, P=4, U=3)
     peak, at = np.empty((1, 3), np.float32), np.empty((1, 3), np.int64)
     fires, sums = np.zeros(3), np.zeros(3)
     _unit_pass(x.view(4, 3).numpy(), 4, peak, at, fires, sums, np.empty(3, np.float32), np.empty(3, np.float32))
-    assert at.tolist() == x.argmax(1).tolist() == [[1, 1, 0]]
+    assert at.tolist() == x.argmax(1).tolist() == [[1, 2, 0]]
     np.testing.assert_array_equal(peak, x.amax(1).numpy())
-    assert fires.tolist() == [4, 1, 0] and sums[0] == 9.0 and sums[2] == 0.0
-
-
-def test_band_insert_with_colliding_hashes_keeps_the_bottom_r_keys():
-    """Two candidates of a (unit, slot) group with the same 32-bit hash are ordered by image index (the
-    full key): the insert compares whole keys, not hashes."""
-    br = BandReservoir(2, EDGES, 2, seed=0, device="cpu")
-    S = br.n_slots
-    h = torch.tensor([5, 5, 5, 9, 2, 5])  # group 1 * S + 4 gets hash 5 three times
-    images = torch.tensor([30, 10, 20, 1, 7, 3])
-    group = torch.tensor([S + 4, S + 4, S + 4, S + 4, 2, 2])
-    keys = (h << 31) | images
-    br._insert(group, keys, images.float())
-    got = br.keys.view(-1, 2)
-    assert (got[S + 4] & (2**31 - 1)).tolist() == [10, 20]
-    assert (got[2] & (2**31 - 1)).tolist() == [7, 3]
-    assert (br.val.view(-1, 2)[S + 4]).tolist() == [10.0, 20.0]
+    assert fires.tolist() == [4, 3, 0] and sums.tolist() == [9.0, 10.5, 0.0]
 
 
 def test_sample_keys_equal_a_plain_python_lowbias32():

@@ -68,28 +68,32 @@ MERGE_IMAGES = 2048
 
 @numba.njit(cache=True, nogil=True)
 def _unit_pass(x, P, peak, at, fires, sums, acc_c, acc_s):
-    """x: (images * P, U) activations, image-major. Per image and unit the max over its P positions
-    into ``peak`` and its position into ``at`` (the first maximum wins, and the first NaN, as in
-    ``amax`` and ``argmax``); per unit, the count and sum of positive values added to ``fires`` and
-    ``sums`` (float64; each image's share is summed in float32 first)."""
+    """x: (images * P, U) activations, image-major, finite (the activations stage refuses NaN and
+    inf). Per image and unit the max over its P positions into ``peak`` and its position into ``at``
+    (ties to the first, as ``argmax``); per unit, the count and sum of positive values added to
+    ``fires`` and ``sums`` (float64; each image's share is summed in float32 first). The inner loop
+    runs across units, so it vectorises: selects, no branches."""
     U = x.shape[1]
+    pk = np.empty(U, np.float32)
+    ps = np.empty(U, np.int32)
     for i in range(x.shape[0] // P):
-        for u in range(U):
-            peak[i, u] = x[i * P, u]
-            at[i, u] = 0
-            acc_c[u] = 0.0
-            acc_s[u] = 0.0
+        pk[:] = x[i * P]
+        ps[:] = 0
+        acc_c[:] = 0.0
+        acc_s[:] = 0.0
         for p in range(P):
-            row = i * P + p
+            row = x[i * P + p]
             for u in range(U):
-                v = x[row, u]
-                if v > peak[i, u] or (v != v and peak[i, u] == peak[i, u]):
-                    peak[i, u] = v
-                    at[i, u] = p
-                if v > 0:
-                    acc_c[u] += 1.0
-                    acc_s[u] += v
+                v = row[u]
+                better = v > pk[u]
+                pk[u] = v if better else pk[u]
+                ps[u] = p if better else ps[u]
+                pos = v > 0
+                acc_c[u] += np.float32(1.0) if pos else np.float32(0.0)
+                acc_s[u] += v if pos else np.float32(0.0)
         for u in range(U):
+            peak[i, u] = pk[u]
+            at[i, u] = ps[u]
             fires[u] += acc_c[u]
             sums[u] += acc_s[u]
 
@@ -97,29 +101,30 @@ def _unit_pass(x, P, peak, at, fires, sums, acc_c, acc_s):
 @numba.njit(cache=True, nogil=True)
 def _codes_pass(pre, b_enc, t, P, peak, at, fires, sums, acc_c, acc_s):
     """The BatchTopK cut in place on ``pre`` ((images * P, F) = ``(x - b_dec) @ W_enc``, bias not yet
-    added): ``pre + b_enc`` where above ``t`` (>= 0), else 0, as :func:`encode` computes it; then the
-    reductions of :func:`_unit_pass` (codes are never negative, so a max starts at 0)."""
+    added): ``pre + b_enc`` where above ``t`` (>= 0), else 0, the float32 operations of :func:`encode`;
+    then the reductions of :func:`_unit_pass` (codes are never negative, so a max starts at 0)."""
     F = pre.shape[1]
+    pk = np.empty(F, np.float32)
+    ps = np.empty(F, np.int32)
     for i in range(pre.shape[0] // P):
-        for f in range(F):
-            peak[i, f] = 0.0
-            at[i, f] = 0
-            acc_c[f] = 0.0
-            acc_s[f] = 0.0
+        pk[:] = 0.0
+        ps[:] = 0
+        acc_c[:] = 0.0
+        acc_s[:] = 0.0
         for p in range(P):
-            row = i * P + p
+            row = pre[i * P + p]
             for f in range(F):
-                v = pre[row, f] + b_enc[f]
-                if v <= t:
-                    v = np.float32(0.0)
-                pre[row, f] = v
-                if v > peak[i, f] or (v != v and peak[i, f] == peak[i, f]):
-                    peak[i, f] = v
-                    at[i, f] = p
-                if v > 0:
-                    acc_c[f] += 1.0
-                    acc_s[f] += v
+                v = row[f] + b_enc[f]
+                v = v if v > t else np.float32(0.0)
+                row[f] = v
+                better = v > pk[f]
+                pk[f] = v if better else pk[f]
+                ps[f] = p if better else ps[f]
+                acc_c[f] += np.float32(1.0) if v > 0 else np.float32(0.0)
+                acc_s[f] += v
         for f in range(F):
+            peak[i, f] = pk[f]
+            at[i, f] = ps[f]
             fires[f] += acc_c[f]
             sums[f] += acc_s[f]
 
