@@ -1,7 +1,7 @@
 """Top-level map clusters vs the demo's planted superclasses (issue 7).
 
 Runs the map stage (atlasgen.stages.map) on existing artifacts of a build (its
-dataset, sae, examples and circuits folders, found via <cache>/<stage>/latest.json)
+dataset, model, sae, examples and circuits folders, found via <cache>/<stage>/latest.json)
 for each layout source and prints purity and adjusted Rand index of the
 top-level clusters against the superclass of each feature's dominant class.
 Nothing is written to the cache; outputs go to a temporary folder.
@@ -39,9 +39,9 @@ def main() -> None:
     if args.levels:
         cfg.map = dataclasses.replace(cfg.map, levels=[int(v) for v in args.levels.split(",")])
     cache = cfg.resolve(cfg.cache_dir)
-    inputs = {s: latest(cache, s) for s in ("dataset", "sae", "examples", "circuits")}
+    inputs = {s: latest(cache, s) for s in ("dataset", "model", "sae", "examples", "circuits")}
     print(f"levels {cfg.map.levels}; artifacts: " + ", ".join(f"{k}={v.name}" for k, v in inputs.items()))
-    for source in ("decoder", "class_weights", "coactivation"):
+    for source in ("decoder", "class_weights", "coactivation", "predictions"):
         cfg.map = dataclasses.replace(cfg.map, source=source)
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
