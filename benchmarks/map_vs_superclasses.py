@@ -34,13 +34,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-c", "--config", default="site_config.yaml")
     ap.add_argument("--levels", default="", help="comma-separated cluster counts (default: the config's)")
+    ap.add_argument("--cluster", default="", help="layout or vectors (default: the config's map.cluster)")
     args = ap.parse_args()
     cfg = load_config(args.config)
     if args.levels:
         cfg.map = dataclasses.replace(cfg.map, levels=[int(v) for v in args.levels.split(",")])
+    if args.cluster:
+        cfg.map = dataclasses.replace(cfg.map, cluster=args.cluster)
     cache = cfg.resolve(cfg.cache_dir)
     inputs = {s: latest(cache, s) for s in ("dataset", "model", "sae", "examples", "circuits")}
-    print(f"levels {cfg.map.levels}; artifacts: " + ", ".join(f"{k}={v.name}" for k, v in inputs.items()))
+    print(f"levels {cfg.map.levels}, clusters cut from the {cfg.map.cluster}; artifacts: " + ", ".join(f"{k}={v.name}" for k, v in inputs.items()))
     for source in ("decoder", "class_weights", "coactivation", "predictions"):
         cfg.map = dataclasses.replace(cfg.map, source=source)
         with tempfile.TemporaryDirectory() as tmp:
