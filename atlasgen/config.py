@@ -69,6 +69,7 @@ class TrainConfig:
     batch_size: int = _f(64, "Demo model: batch size.", min=1)
     lr: float = _f(0.003, "Demo model: Adam learning rate.", min=0.0, exclusive_min=True)
     seed: int = _f(0, "Demo model: seed for initialisation and batch order.")
+    sibling_smoothing: float = _f(0.0, "Demo model: share of each training target spread evenly over the other classes of the same superclass (dataset.json), so the model learns the class hierarchy that 16 classes alone do not teach it (docs/analyses.md, Feature map). 0: plain cross-entropy.", min=0.0, max=0.9)
 
 
 @dataclass
@@ -177,7 +178,8 @@ class MapConfig:
     min_dist: float = _f(0.1, "UMAP minimum distance.", min=0.0)
     levels: list[int] = _f([4, 12, 36], "Clusters per level of the hierarchy, coarse to fine.", min=1)
     seed: int = _f(0, "Seed of the layout.")
-    source: Literal["decoder", "class_weights", "coactivation"] = _f("decoder", "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), or their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`).")
+    source: Literal["decoder", "class_weights", "coactivation", "predictions"] = _f("decoder", "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: the model's mean predicted class probabilities on that sample, weighted by the feature's activation (docs/analyses.md, Feature map).")
+    cluster: Literal["layout", "vectors"] = _f("layout", "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage) or the laid-out vectors themselves (average linkage on cosine distance), which keeps structure that the 2-D projection tears apart.")
     hierarchy: Optional[str] = _f(None, "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.")
 
 

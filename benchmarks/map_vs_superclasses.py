@@ -1,7 +1,7 @@
 """Top-level map clusters vs the demo's planted superclasses (issue 7).
 
 Runs the map stage (atlasgen.stages.map) on existing artifacts of a build (its
-dataset, sae, examples and circuits folders, found via <cache>/<stage>/latest.json)
+dataset, model, sae, examples and circuits folders, found via <cache>/<stage>/latest.json)
 for each layout source and prints purity and adjusted Rand index of the
 top-level clusters against the superclass of each feature's dominant class.
 Nothing is written to the cache; outputs go to a temporary folder.
@@ -34,14 +34,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-c", "--config", default="site_config.yaml")
     ap.add_argument("--levels", default="", help="comma-separated cluster counts (default: the config's)")
+    ap.add_argument("--cluster", default="", help="layout or vectors (default: the config's map.cluster)")
     args = ap.parse_args()
     cfg = load_config(args.config)
     if args.levels:
         cfg.map = dataclasses.replace(cfg.map, levels=[int(v) for v in args.levels.split(",")])
+    if args.cluster:
+        cfg.map = dataclasses.replace(cfg.map, cluster=args.cluster)
     cache = cfg.resolve(cfg.cache_dir)
-    inputs = {s: latest(cache, s) for s in ("dataset", "sae", "examples", "circuits")}
-    print(f"levels {cfg.map.levels}; artifacts: " + ", ".join(f"{k}={v.name}" for k, v in inputs.items()))
-    for source in ("decoder", "class_weights", "coactivation"):
+    inputs = {s: latest(cache, s) for s in ("dataset", "model", "sae", "examples", "circuits")}
+    print(f"levels {cfg.map.levels}, clusters cut from the {cfg.map.cluster}; artifacts: " + ", ".join(f"{k}={v.name}" for k, v in inputs.items()))
+    for source in ("decoder", "class_weights", "coactivation", "predictions"):
         cfg.map = dataclasses.replace(cfg.map, source=source)
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()

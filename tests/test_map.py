@@ -339,3 +339,118 @@ def test_coactivation_layout_groups_features_that_fire_on_the_same_images(tmp_pa
         assert len(np.unique(members)) == 1
     assert len(np.unique(top[:-1])) == groups
     assert m["evaluation"]["purity"] == 1.0
+
+
+# ------------------------------------------------------------------ issue 7 item 5: prediction profiles
+
+
+def _planted_hierarchy(rng, n_sup=4, per_sup=4, feats_per_class=6, n_img=320):
+    """Images of n_sup x per_sup classes, a hierarchical model's predictions on them (0.6 on the
+    true class, 0.3 over its siblings, 0.1 over the rest, with noise), and features that each fire
+    on part of the images of one class only, with decoder directions that carry no grouping."""
+    K = n_sup * per_sup
+    sup = np.arange(K) // per_sup
+    img_class = np.arange(n_img) % K
+    probs = np.where(sup[None, :] == sup[img_class][:, None], 0.3 / (per_sup - 1), 0.1 / (K - per_sup))
+    probs[np.arange(n_img), img_class] = 0.6
+    probs *= rng.uniform(0.7, 1.3, probs.shape)
+    probs /= probs.sum(1, keepdims=True)
+    feat_class = np.repeat(np.arange(K), feats_per_class)
+    peaks = np.where(feat_class[None, :] == img_class[:, None], rng.gamma(2.0, 1.0, (n_img, len(feat_class))), 0.0)
+    peaks *= rng.random(peaks.shape) < 0.6
+    return K, sup, feat_class, probs, peaks
+
+
+def test_prediction_profiles_recover_a_planted_superclass_hierarchy():
+    """Features of sibling classes fire on disjoint images, so their co-activation vectors are
+    orthogonal and carry no superclass grouping; the model's mean prediction where each fires
+    does, and average-linkage clustering of those vectors (map.cluster: vectors) recovers the
+    superclasses exactly, nested over the finer levels (each class one cluster at level 16)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from atlasgen.stages.map import coactivation_vectors, cosine_ready, nested_clusters, prediction_profiles
+
+    rng = np.random.default_rng(1)
+    K, sup, feat_class, probs, peaks = _planted_hierarchy(rng)
+    cooc = {"sample_peaks": peaks.astype(np.float16)}
+    V = prediction_profiles(cooc, probs)
+    assert V.shape == (len(feat_class), K)
+    np.testing.assert_allclose(V.sum(1), 1.0, rtol=1e-3)  # a weighted mean of distributions
+    clusters = nested_clusters(cosine_ready(V), [4, 16], cosine=True)
+    assert adjusted_rand_score(sup[feat_class], clusters[:, 0]) == 1.0
+    assert adjusted_rand_score(feat_class, clusters[:, 1]) == 1.0
+    for k in np.unique(clusters[:, 1]):  # nested: a fine cluster lies in one coarse cluster
+        assert len(np.unique(clusters[clusters[:, 1] == k, 0])) == 1
+    coact = nested_clusters(cosine_ready(coactivation_vectors(cooc)), [4], cosine=True)
+    assert adjusted_rand_score(sup[feat_class], coact[:, 0]) < 0.5  # the contrast the source exists for
+
+
+def test_prediction_profiles_silent_feature_and_weighting():
+    from atlasgen.stages.map import prediction_profiles
+
+    probs = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    peaks = np.array([[3.0, 0.0], [1.0, 0.0], [0.0, 0.0]], np.float16)  # feature 1 never fires
+    V = prediction_profiles({"sample_peaks": peaks}, probs)
+    np.testing.assert_allclose(V[0], [0.75, 0.25])
+    assert (V[1] > 0).all() and V[1, 0] == V[1, 1]  # a tiny constant vector, not zeros (cosine)
+
+
+def test_sibling_targets_and_loss():
+    """model.train.sibling_smoothing: each target keeps 1 - eps and gives eps to its siblings."""
+    from atlasgen.stages.model import sibling_smoothed_loss, sibling_targets
+
+    classes = [{"name": "dog", "superclass": "animal"}, {"name": "cat", "superclass": "animal"},
+               {"name": "fish", "superclass": "animal"}, {"name": "car", "superclass": "vehicle"},
+               {"name": "rock", "superclass": ""}]
+    T = sibling_targets(classes, 0.3)
+    torch.testing.assert_close(T.sum(1), torch.ones(5))
+    torch.testing.assert_close(T[0], torch.tensor([0.7, 0.15, 0.15, 0.0, 0.0]))
+    torch.testing.assert_close(T[3], torch.tensor([0.0, 0.0, 0.0, 1.0, 0.0]))  # no sibling: one-hot
+    torch.testing.assert_close(T[4], torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0]))
+    logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    expected = -(T[y] * torch.log_softmax(logits, 1)).sum(1).mean()
+    torch.testing.assert_close(sibling_smoothed_loss(classes, 0.3)(logits, y), expected)
+    plain = torch.nn.functional.cross_entropy(logits, y)
+    torch.testing.assert_close(sibling_smoothed_loss(classes, 0.0)(logits, y), plain)
+
+
+def test_map_stage_predictions_source_on_a_real_build(tiny_build, tmp_path):
+    """map.source: predictions with map.cluster: vectors runs the map stage on a real tiny build's
+    artifacts (a real forward pass of its model over the examples stage's sample): every feature
+    gets a place, the levels are nested, and a second run gives the same clusters."""
+    from atlasgen.config import load_config
+    from atlasgen.pipeline import StageContext
+    from atlasgen.progress import Console
+    from atlasgen.stages import map as map_stage
+
+    folder, config, _ = tiny_build
+    cfg = load_config(config)
+    cache = cfg.resolve(cfg.cache_dir)
+    inputs = {s: cache / s / json.loads((cache / s / "latest.json").read_text())["key"]
+              for s in ("dataset", "model", "sae", "examples", "circuits")}
+    cfg.map = type(cfg.map)(**{**cfg.map.__dict__, "source": "predictions", "cluster": "vectors"})
+    outs = []
+    for run in range(2):
+        out = tmp_path / f"out{run}"
+        map_stage.run(StageContext(cfg, out, inputs, Console(0), "cpu"))
+        outs.append(json.loads((out / "mixed5b" / "map.json").read_text()))
+    # Clusters come from the vectors, not the UMAP layout (whose float coordinates in one process
+    # depend on numba's thread pool, started by whichever test imported it first).
+    assert [f["clusters"] for f in outs[0]["features"]] == [f["clusters"] for f in outs[1]["features"]]
+    assert outs[0]["evaluation"] == outs[1]["evaluation"]
+    m = outs[0]
+    assert m["source"] == "predictions"
+    n_features = len(np.load(inputs["sae"] / "mixed5b" / "sae.npz")["W_dec"])
+    assert len(m["features"]) == n_features
+    assert [len(level) for level in m["levels"]] == cfg.map.levels
+    parents = {(lvl, c["id"]): c["parent"] for lvl, level in enumerate(m["levels"]) for c in level}
+    for f in m["features"]:
+        for lvl in range(1, len(f["clusters"])):
+            assert parents[(lvl, f["clusters"][lvl])] == f["clusters"][lvl - 1]
+    assert 0 <= m["evaluation"]["purity"] <= 1
+
+
+def test_map_cluster_option_is_validated(tmp_path):
+    with pytest.raises(ConfigError, match="map.cluster"):
+        parse_config({"map": {"cluster": "umap"}}, root=tmp_path)

@@ -9,7 +9,9 @@ dominates, else the lowest common ancestor of the leading classes in the class
 hierarchy (`map.hierarchy`, or the dataset's superclasses), else the two
 leading classes. `map.source: class_weights` lays out the features' class-weight
 profiles (circuits stage) instead of their decoder directions, and `coactivation`
-their maximum activations on a uniform sample of images (examples stage). On data with
+their maximum activations on a uniform sample of images (examples stage), and `predictions`
+the model's mean predicted class probabilities on that sample, weighted by each feature's
+activation. On data with
 planted superclasses, the top-level clusters are scored against them (purity,
 adjusted Rand index) in map.json's "evaluation".
 """
@@ -21,9 +23,11 @@ import os
 import warnings
 
 import numpy as np
+import torch
 
 from atlasgen import hierarchy as hierarchy_mod
 from atlasgen.cache import atomic_write_json
+from atlasgen.data import open_dataset
 from atlasgen.hierarchy import Hierarchy, name_group
 from atlasgen.pipeline import StageContext
 
@@ -45,14 +49,17 @@ def layout(W_dec: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> n
 DENSE_LINKAGE_MAX = 4096  # above this, Ward runs on a k-nearest-neighbour graph (memory O(n k), not O(n^2))
 
 
-def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15) -> np.ndarray:
+def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15, cosine: bool = False) -> np.ndarray:
     """(F, n_levels) cluster ids, from one Ward merge tree (scikit-learn) cut at each size.
 
     Replaying the first F - k merges of the tree gives k clusters, so the levels
     are nested. Up to DENSE_LINKAGE_MAX points the tree is the exact Ward tree;
     above, merges are restricted to a k-nearest-neighbour graph of the layout
     (scikit-learn's structured Ward), which keeps 16k+ features within memory.
-    Clusters are numbered by their lowest member.
+    Clusters are numbered by their lowest member. ``cosine``: the rows are the laid-out
+    vectors themselves (``map.cluster: vectors``), merged by average linkage on cosine
+    distance (Ward needs Euclidean distances); the k-nearest-neighbour graph above
+    DENSE_LINKAGE_MAX is then a cosine one.
     """
     from sklearn.cluster import AgglomerativeClustering
 
@@ -64,11 +71,13 @@ def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15) ->
     if n > DENSE_LINKAGE_MAX:
         from sklearn.neighbors import kneighbors_graph
 
-        connectivity = kneighbors_graph(xy, n_neighbors=min(n_neighbors, n - 1), include_self=False)
+        connectivity = kneighbors_graph(xy, n_neighbors=min(n_neighbors, n - 1), include_self=False,
+                                        metric="cosine" if cosine else "minkowski")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "the number of connected components ... is > 1": completed by sklearn
-        tree = AgglomerativeClustering(n_clusters=1, linkage="ward", connectivity=connectivity,
-                                       compute_full_tree=True).fit(xy).children_
+        linkage = {"linkage": "average", "metric": "cosine"} if cosine else {"linkage": "ward"}
+        tree = AgglomerativeClustering(n_clusters=1, connectivity=connectivity, compute_full_tree=True,
+                                       **linkage).fit(xy).children_
     parent = np.arange(2 * n - 1)
 
     def find(a: int) -> int:
@@ -104,6 +113,44 @@ def coactivation_vectors(cooc) -> np.ndarray:
     return peaks
 
 
+def prediction_profiles(cooc, probs: np.ndarray) -> np.ndarray:
+    """(F, K) per-feature vectors for ``map.source: predictions``: the model's predicted class
+    probabilities on the examples stage's uniform sample of images, averaged with each image
+    weighted by the feature's maximum activation on it. Two features lie together when the model
+    sees the same classes in the images they fire on, so the layout follows the model's own
+    class similarities (a dog feature and a cat feature share the mass the model gives to
+    "animal" classes) without using any label. ``probs`` is (images of the sample, K).
+    Features that never fire on the sample share one tiny constant vector, as in
+    coactivation_vectors."""
+    peaks = np.asarray(cooc["sample_peaks"], dtype=np.float64).T  # (F, n)
+    weight = peaks.sum(1, keepdims=True)
+    out = (peaks @ np.asarray(probs, dtype=np.float64)) / np.maximum(weight, 1e-12)
+    out[weight[:, 0] <= 0] = 1e-6
+    return out.astype(np.float32)
+
+
+@torch.no_grad()
+def sample_predictions(model_dir, model_cfg, data, images: np.ndarray, device: str, batch_size: int = 128) -> np.ndarray:
+    """(n, K) softmax over the dataset's classes of the model on dataset images ``images``."""
+    from atlasgen.models import class_outputs, load_model
+
+    model = load_model(model_dir, model_cfg, data.n_classes, device).eval()
+    outputs = class_outputs(model, data.n_classes)
+    out = []
+    for start in range(0, len(images), batch_size):
+        logits = model(data.batch(images[start:start + batch_size]).to(device))[:, outputs]
+        out.append(torch.softmax(logits.float(), 1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, data.n_classes), np.float32)
+
+
+def cosine_ready(vectors: np.ndarray) -> np.ndarray:
+    """float64 rows with no zero row (cosine distance needs a norm): a zero row (a feature that
+    never fired or never writes) becomes a tiny constant one, so such rows gather together."""
+    out = np.array(vectors, dtype=np.float64)
+    out[~(np.abs(out).sum(1) > 0)] = 1e-6
+    return out
+
+
 def representative(members: np.ndarray, xy: np.ndarray, alive: np.ndarray) -> int:
     """The live member nearest the cluster's centroid (any member when none is live)."""
     pool = members[alive[members]] if alive[members].any() else members
@@ -135,6 +182,7 @@ def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.map
     classes = json.loads((ctx.inputs["dataset"] / "dataset.json").read_text())["classes"]
     hierarchy = hierarchy_mod.load(cfg.hierarchy, classes, ctx.cfg.resolve)
+    probs = None
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         W_dec = np.load(ctx.inputs["sae"] / layer / "sae.npz")["W_dec"]
@@ -149,10 +197,19 @@ def run(ctx: StageContext) -> None:
             vectors = np.load(ctx.inputs["circuits"] / layer / "class_weights.npz")["features"]
         elif cfg.source == "coactivation":
             vectors = coactivation_vectors(np.load(ctx.inputs["examples"] / layer / "cooccurrence.npz"))
+        elif cfg.source == "predictions":
+            cooc = np.load(ctx.inputs["examples"] / layer / "cooccurrence.npz")
+            if probs is None:  # one forward pass over the sample serves every layer (same images)
+                probs = sample_predictions(ctx.inputs["model"], ctx.cfg.model, open_dataset(ctx.inputs["dataset"]),
+                                           cooc["sample_images"], ctx.device, ctx.cfg.examples.batch_size)
+            vectors = prediction_profiles(cooc, probs)
         else:
             vectors = W_dec
         xy = layout(vectors, cfg.n_neighbors, cfg.min_dist, cfg.seed)
-        clusters = nested_clusters(xy, cfg.levels)
+        if cfg.cluster == "vectors":
+            clusters = nested_clusters(cosine_ready(vectors), cfg.levels, cfg.n_neighbors, cosine=True)
+        else:
+            clusters = nested_clusters(xy, cfg.levels)
         levels = []
         for lvl in range(clusters.shape[1]):
             entries = []

@@ -49,6 +49,33 @@ def accuracy(model: nn.Module, data, indices: np.ndarray, device: str, batch_siz
     return correct / max(1, len(indices))
 
 
+def sibling_targets(classes: list[dict], eps: float) -> torch.Tensor:
+    """(K, K) soft targets: row c keeps 1 - eps on class c and spreads eps evenly over the
+    other classes of c's superclass (dataset.json's "superclass"); a class without siblings
+    keeps its one-hot row. Rows sum to 1."""
+    n = len(classes)
+    targets = torch.eye(n, dtype=torch.float32)
+    for c, cls in enumerate(classes):
+        sup = cls.get("superclass")
+        sibs = [j for j, other in enumerate(classes) if j != c and sup and other.get("superclass") == sup]
+        if sibs:
+            targets[c, c] = 1.0 - eps
+            targets[c, sibs] = eps / len(sibs)
+    return targets
+
+
+def sibling_smoothed_loss(classes: list[dict], eps: float):
+    """Cross-entropy against sibling_targets (`model.train.sibling_smoothing`): label smoothing
+    (Szegedy et al. 2016) restricted to the superclass, a hierarchical soft target in the spirit of
+    soft-label hierarchy losses (Bertinetto et al. 2020, "Making better mistakes")."""
+    table = sibling_targets(classes, eps)
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return -(table.to(logits.device)[y] * torch.log_softmax(logits, 1)).sum(1).mean()
+
+    return loss
+
+
 def train(model: nn.Module, data, ctx: StageContext) -> float:
     """Train on the training split; returns the seconds spent (this run)."""
     tc = ctx.cfg.model.train
@@ -67,7 +94,7 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
         start_epoch = state["epoch"]
         ctx.console.detail(f"resuming demo model training at epoch {start_epoch + 1}")
     model.to(device)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = sibling_smoothed_loss(data.classes, tc.sibling_smoothing) if tc.sibling_smoothing > 0 else nn.CrossEntropyLoss()
     begin = time.perf_counter()
     with ctx.progress((tc.epochs - start_epoch) * steps_per_epoch, "training") as bar:
         for epoch in range(start_epoch, tc.epochs):
