@@ -52,7 +52,7 @@ N_PAIRS = 50  # most frequent feature pairs kept per layer
 DISTRIBUTED = True  # issue 10: every rank scans its share of the batches (see run)
 
 
-# Per-image maxima held back before they are merged into the top-k, band and histogram state
+# Per-image maxima held back before they are merged into the band and histogram state
 # (units x images, per family): the merges cost about the same for one batch as for eight, so they
 # run once per few batches. Bounded: a constant, whatever the dataset's size.
 MERGE_ELEMENTS = 1 << 20
@@ -152,85 +152,69 @@ def _compiled(t: torch.Tensor) -> bool:
     return t.device.type == "cpu" and t.dtype == torch.float32
 
 
+@numba.njit(cache=True, nogil=True)
+def _topk_insert(val, idx, pos, u, v, image, at):
+    """Insert (v, image, at) into unit u's list if it beats the last entry: value descending, ties to
+    the lower image index (a strict total order, so the lists do not depend on insertion order)."""
+    k = val.shape[1]
+    last = val[u, k - 1]
+    if v < last or (v == last and image > idx[u, k - 1]):
+        return
+    j = k - 1
+    while j > 0 and (val[u, j - 1] < v or (val[u, j - 1] == v and idx[u, j - 1] > image)):
+        val[u, j] = val[u, j - 1]
+        idx[u, j] = idx[u, j - 1]
+        pos[u, j] = pos[u, j - 1]
+        j -= 1
+    val[u, j] = v
+    idx[u, j] = image
+    pos[u, j] = at
+
+
+@numba.njit(cache=True, nogil=True)
+def _topk_add(val, idx, pos, peak, images, at):
+    """Every firing (image, unit) maximum of a batch (peak: (B, U), > 0) that beats its unit's k-th."""
+    for b in range(peak.shape[0]):
+        image = images[b]
+        for u in range(peak.shape[1]):
+            v = peak[b, u]
+            if v > 0 and v >= val[u, val.shape[1] - 1]:
+                _topk_insert(val, idx, pos, u, v, image, at[b, u])
+
+
+@numba.njit(cache=True, nogil=True)
+def _topk_absorb(val, idx, pos, other_val, other_idx, other_pos):
+    """Insert the entries of another (U, k) top-k (empty slots hold -inf)."""
+    for u in range(other_val.shape[0]):
+        for j in range(other_val.shape[1]):
+            if other_val[u, j] > -np.inf:
+                _topk_insert(val, idx, pos, u, other_val[u, j], other_idx[u, j], other_pos[u, j])
+
+
 class TopK:
     """Running top-k per unit of per-image maxima, with the image index and the arg-max position.
 
     Order: value descending, ties to the lower image index (the same whatever order images come in).
-    :meth:`stage` keeps a batch's candidates (with their arg-max, computed while the batch's
-    activations exist); :meth:`merge` merges the staged candidates of several batches at once."""
+    The lists live on the CPU whatever the scan's device: per batch one compiled pass compares each
+    unit's maxima with its k-th value and inserts the few that beat it (a sort or a top-k per batch
+    cost more than the rest of the statistics together)."""
 
-    def __init__(self, n_units: int, k: int, device: str):
-        self.val = torch.full((n_units, k), -float("inf"), device=device)
-        self.idx = torch.full((n_units, k), -1, dtype=torch.long, device=device)
-        self.pos = torch.zeros((n_units, k), dtype=torch.long, device=device)
-        self._staged: list[tuple[torch.Tensor, ...]] = []
-        self._n_staged = 0
-        self._bar = torch.full((n_units,), -float("inf"), device=device)
-        self._merges = 0
+    def __init__(self, n_units: int, k: int, device: str = "cpu"):
+        self.val = torch.full((n_units, k), -float("inf"))
+        self.idx = torch.full((n_units, k), -1, dtype=torch.long)
+        self.pos = torch.zeros((n_units, k), dtype=torch.long)
 
-    def stage(self, peak: torch.Tensor, image_idx: torch.Tensor, vectors: torch.Tensor,
-              at: torch.Tensor | None = None) -> None:
-        """peak: (batch, units) per-image maxima of ``vectors`` (batch, positions, units); ``at``: their
-        positions, when known (the compiled CPU passes find them with the maxima).
-
-        Only images that can enter a unit's top-k are kept, and only their arg-max is computed
-        (an arg-max over every (image, unit) costs several times the maxima themselves). The bar
-        is at most the k-th value over the images seen so far, so nothing that can enter is
-        missed (ties enter and are ordered at the merge): the k-th value at the last merge, or
-        the k-th value within any one batch seen, whichever is higher."""
-        k = self.val.shape[1]
-        if peak.shape[0] >= k and self._merges == 0:  # later, the last merge's bar is close to the true one
-            self._bar = torch.maximum(self._bar, torch.topk(peak, k, dim=0, sorted=False).values.amin(0))
-        # Images where a unit does not fire (value <= 0) are never shown (finish drops them), so
-        # they need not enter: for a sparse unit with fewer than k firing images that is most of them.
-        enter = (peak >= torch.maximum(self._bar, self.val[:, -1])) & (peak > 0)
-        rows, units = torch.nonzero(enter, as_tuple=True)
-        if len(rows) == 0:
-            return
-        if at is not None:
-            pos = at[rows, units]
-        elif len(rows) * 8 > enter.numel():  # early batches: most pairs enter, one dense pass is cheaper
-            pos = vectors.argmax(dim=1)[rows, units]
-        else:
-            pos = vectors[rows, :, units].argmax(1)
-        self._staged.append((units, peak[rows, units], image_idx[rows].long(), pos))
-        self._n_staged += len(rows)
-        if self._n_staged >= self.val.numel():  # early on most pairs enter: raise the bar now
-            self.merge()
+    def add(self, peak: torch.Tensor, image_idx: torch.Tensor, at: torch.Tensor) -> None:
+        """peak: (batch, units) per-image maxima; at: (batch, units) their positions; image_idx: (batch,).
+        Images where a unit does not fire (value <= 0) never enter: they are never shown."""
+        _topk_add(self.val.numpy(), self.idx.numpy(), self.pos.numpy(), peak.to("cpu", torch.float32).contiguous().numpy(),
+                  image_idx.to("cpu", torch.long).contiguous().numpy(), at.to("cpu", torch.long).contiguous().numpy())
 
     def absorb(self, val: torch.Tensor, idx: torch.Tensor, pos: torch.Tensor) -> None:
-        """Stage the entries of another top-k list (``val``, ``idx``, ``pos``: (units, k), as :attr:`val`
-        etc.; e.g. another rank's) as candidates; :meth:`merge` then keeps the k best of both."""
-        dev = self.val.device
-        units, slot = torch.nonzero(val > -float("inf"), as_tuple=True)
-        self._staged.append(tuple(t.to(dev) for t in (units, val[units, slot], idx[units, slot], pos[units, slot])))
-        self._n_staged += len(units)
-
-    def merge(self) -> None:
-        """Merge the staged candidates: the k best of the current entries and the candidates."""
-        if not self._staged:
-            return
-        staged, self._staged, self._n_staged = self._staged, [], 0
-        self._merges += 1
-        n_units, k = self.val.shape
-        held_u, held_k = torch.nonzero(self.val > -float("inf"), as_tuple=True)
-        u = torch.cat([held_u] + [c[0] for c in staged])
-        v = torch.cat([self.val[held_u, held_k]] + [c[1] for c in staged])
-        i = torch.cat([self.idx[held_u, held_k]] + [c[2] for c in staged])
-        p = torch.cat([self.pos[held_u, held_k]] + [c[3] for c in staged])
-        # Unit ascending, then value descending, then image index ascending (stable sorts, last key first).
-        order = torch.argsort(i, stable=True)
-        order = order[torch.argsort(-v[order], stable=True)]
-        order = order[torch.argsort(u[order], stable=True)]
-        u, v, i, p = u[order], v[order], i[order], p[order]
-        counts = torch.bincount(u, minlength=n_units)
-        rank = torch.arange(len(u), device=u.device) - (torch.cumsum(counts, 0) - counts)[u]
-        keep = rank < k
-        u, rank = u[keep], rank[keep]
-        self.val.fill_(-float("inf"))
-        self.idx.fill_(-1)
-        self.pos.zero_()
-        self.val[u, rank], self.idx[u, rank], self.pos[u, rank] = v[keep], i[keep], p[keep]
+        """Keep the k best of these lists and another top-k's (``val``, ``idx``, ``pos``: (units, k), as
+        :attr:`val` etc.; e.g. another rank's)."""
+        _topk_absorb(self.val.numpy(), self.idx.numpy(), self.pos.numpy(), val.to("cpu", torch.float32).contiguous().numpy(),
+                     idx.to("cpu", torch.long).contiguous().numpy(), pos.to("cpu", torch.long).contiguous().numpy())
 
 
 class UnitStats:
@@ -272,8 +256,8 @@ class UnitStats:
             _unit_pass(vectors.contiguous().view(b * P, U).numpy(), P, peak.numpy(), at.numpy(),
                        fires_pos.numpy(), sum_pos.numpy(), acc[0], acc[1])
         if peak is None:
-            peak = vectors.amax(dim=1)  # (batch, units)
-        self.top.stage(peak, image_idx, vectors, at)  # before the passes below overwrite ``vectors``
+            peak, at = vectors.amax(dim=1), vectors.argmax(dim=1)  # (batch, units); argmax: the first maximum
+        self.top.add(peak, image_idx, at)
         # Float32 sum per batch, accumulated in float64 batch by batch.
         self.sum_max += torch.where(peak > 0, peak, 0).sum(0).double()
         if sum_pos is None or fires_pos is None:
@@ -297,8 +281,7 @@ class UnitStats:
         return peak
 
     def merge(self) -> None:
-        """Merge the pending batches' per-image maxima into the top-k, bands, firing counts and histogram."""
-        self.top.merge()
+        """Merge the pending batches' per-image maxima into the bands, firing counts and histogram."""
         if not self._pending:
             return
         pending, self._pending, self._pending_elements, self._pending_images = self._pending, [], 0, 0
@@ -670,7 +653,7 @@ def scan_state(stats: dict, cooc: CooccurrenceSample, grid) -> dict:
 def merge_states(states: list[dict], cfg, device):
     """The scan of the union of the ranks' images, exactly as one process would have it:
 
-    * top-k: the k best of the ranks' top-k lists, ordered as :meth:`TopK.merge` orders
+    * top-k: the k best of the ranks' top-k lists, ordered as :class:`TopK` orders
       (value descending, ties to the lower image index);
     * band reservoirs: each rank's window is moved up to the global running maximum (slots falling
       below merge into the low slot) and every slot keeps the r smallest keys of the ranks' slots,
@@ -686,7 +669,8 @@ def merge_states(states: list[dict], cfg, device):
         parts = [s[name] for s in states]
         n_units = parts[0]["fires"].shape[0]
         u = UnitStats(n_units, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, name == "features")
-        _merge_topk(u.top, [p["top"] for p in parts])
+        for val, idx, pos in (p["top"] for p in parts):
+            u.top.absorb(val, idx, pos)  # the k best of the ranks' lists, in the single-process order
         _merge_bands(u.bands, [p["bands"] for p in parts])
         for k in _SUMS:
             total = parts[0][k].clone()
@@ -700,13 +684,6 @@ def merge_states(states: list[dict], cfg, device):
     cooc = CooccurrenceSample(n_feats, cfg.cooccurrence_images, cfg.seed, device)
     cooc.keep(torch.cat([s["cooc_keys"] for s in states]).to(device), torch.cat([s["cooc_peaks"] for s in states]).to(device))
     return stats, cooc, grid
-
-
-def _merge_topk(top: TopK, parts) -> None:
-    """The k best of the ranks' lists, by the single-process order (:meth:`TopK.merge`)."""
-    for val, idx, pos in parts:
-        top.absorb(val, idx, pos)
-    top.merge()
 
 
 def _merge_bands(bands: BandReservoir, parts) -> None:
