@@ -100,9 +100,11 @@ def _unit_pass(x, P, peak, at, fires, sums, acc_c, acc_s):
 
 @numba.njit(cache=True, nogil=True)
 def _codes_pass(pre, b_enc, t, P, peak, at, fires, sums, acc_c, acc_s):
-    """The BatchTopK cut in place on ``pre`` ((images * P, F) = ``(x - b_dec) @ W_enc``, bias not yet
-    added): ``pre + b_enc`` where above ``t`` (>= 0), else 0, the float32 operations of :func:`encode`;
-    then the reductions of :func:`_unit_pass` (codes are never negative, so a max starts at 0)."""
+    """The reductions of :func:`_unit_pass` over BatchTopK codes, from ``pre`` ((images * P, F) =
+    ``(x - b_dec) @ W_enc``, bias not yet added): a code is ``pre + b_enc`` where above ``t`` (>= 0),
+    else 0, the float32 operations of :func:`encode`. The codes themselves are not kept (nothing
+    after these reductions reads them), so a chunk's ``pre`` can stay in cache. Codes are never
+    negative, so a max starts at 0."""
     F = pre.shape[1]
     pk = np.empty(F, np.float32)
     ps = np.empty(F, np.int32)
@@ -116,7 +118,6 @@ def _codes_pass(pre, b_enc, t, P, peak, at, fires, sums, acc_c, acc_s):
             for f in range(F):
                 v = row[f] + b_enc[f]
                 v = v if v > t else np.float32(0.0)
-                row[f] = v
                 better = v > pk[f]
                 pk[f] = v if better else pk[f]
                 ps[f] = p if better else ps[f]
@@ -237,31 +238,21 @@ class UnitStats:
         self._pending_elements = 0
         self._pending_images = 0
 
-    def update(self, vectors: torch.Tensor, image_idx: torch.Tensor, consume: bool = False,
-               peak: torch.Tensor | None = None, at: torch.Tensor | None = None,
-               fires_pos: torch.Tensor | None = None, sum_pos: torch.Tensor | None = None) -> torch.Tensor:
+    def update(self, vectors: torch.Tensor, image_idx: torch.Tensor, consume: bool = False) -> torch.Tensor:
         """vectors: (batch, positions, units) activations of one batch of images; with ``consume``
         they may be overwritten (off the CPU no temporary copies of the batch's activations are
-        allocated). ``peak`` (the per-image maxima), ``at`` (their positions), ``fires_pos`` and
-        ``sum_pos`` (per-unit count and sum of positive values, float64) may come computed already
-        (:class:`_FusedEncoder`); on the CPU one compiled pass computes them (:func:`_unit_pass`).
-
-        Returns the per-image maxima (batch, units). Their top-k, band and histogram merges run
-        every few batches (:meth:`merge`; :meth:`finish` merges what is left)."""
-        if peak is None and _compiled(vectors):  # one compiled pass: maxima, counts and sums
-            b, P, U = vectors.shape
+        allocated). On the CPU one compiled pass reads them (:func:`_unit_pass`); elsewhere tensor
+        operations compute the same. Returns the per-image maxima (batch, units)."""
+        b, P, U = vectors.shape
+        if _compiled(vectors):
             peak, at = torch.empty((b, U), dtype=torch.float32), torch.empty((b, U), dtype=torch.long)
             fires_pos, sum_pos = torch.zeros(U, dtype=torch.float64), torch.zeros(U, dtype=torch.float64)
             acc = np.empty((2, U), np.float32)
             _unit_pass(vectors.contiguous().view(b * P, U).numpy(), P, peak.numpy(), at.numpy(),
                        fires_pos.numpy(), sum_pos.numpy(), acc[0], acc[1])
-        if peak is None:
-            peak, at = vectors.amax(dim=1), vectors.argmax(dim=1)  # (batch, units); argmax: the first maximum
-        self.top.add(peak, image_idx, at)
-        # Float32 sum per batch, accumulated in float64 batch by batch.
-        self.sum_max += torch.where(peak > 0, peak, 0).sum(0).double()
-        if sum_pos is None or fires_pos is None:
-            flat = vectors.reshape(-1, vectors.shape[2])
+        else:
+            peak, at = vectors.amax(dim=1), vectors.argmax(dim=1)  # argmax: the first maximum
+            flat = vectors.reshape(-1, U)
             if not self.nonnegative:  # SAE codes are never negative; other units count only where > 0
                 flat = flat.clamp_min_(0) if consume else flat.clamp_min(0)
             # Column sums as matrix-vector products (BLAS, one read each); on non-negative values
@@ -269,16 +260,26 @@ class UnitStats:
             ones = torch.ones(flat.shape[0], dtype=flat.dtype, device=flat.device)
             sum_pos = (ones @ flat).double()
             fires_pos = ones @ (flat.sign_() if consume or not self.nonnegative else flat.sign())
+        self.add(peak, at, fires_pos, sum_pos, image_idx, b * P)
+        return peak
+
+    def add(self, peak: torch.Tensor, at: torch.Tensor, fires_pos: torch.Tensor, sum_pos: torch.Tensor,
+            image_idx: torch.Tensor, n_positions: int) -> None:
+        """One batch's reductions: per-image maxima (batch, units) and their positions; per unit the
+        count and sum (float64) of firing positions over its ``n_positions`` positions. The band and
+        histogram merges run every few batches (:meth:`merge`; :meth:`finish` merges what is left)."""
+        self.top.add(peak, image_idx, at)
+        # Float32 sum per batch, accumulated in float64 batch by batch.
+        self.sum_max += torch.where(peak > 0, peak, 0).sum(0).double()
         self.sum_pos += sum_pos
         self.fires_pos += fires_pos.long()
-        self.n_images += vectors.shape[0]
-        self.n_positions += vectors.shape[0] * vectors.shape[1]
+        self.n_images += peak.shape[0]
+        self.n_positions += n_positions
         self._pending.append((peak, image_idx))
         self._pending_elements += peak.numel()
         self._pending_images += peak.shape[0]
         if self._pending_elements >= MERGE_ELEMENTS or self._pending_images >= MERGE_IMAGES:
             self.merge()
-        return peak
 
     def merge(self) -> None:
         """Merge the pending batches' per-image maxima into the bands, firing counts and histogram."""
@@ -484,13 +485,13 @@ def _unit_vectors(model, sae, layer, images, device):
 
 
 class _FusedEncoder:
-    """The plain BatchTopK SAE's codes of each batch on CPU, written into one buffer reused from
-    batch to batch, chunk by chunk: each chunk's matmul is followed by one compiled pass
-    (:func:`_codes_pass`: bias, cut, per-image maxima, per-position firing counts and sums) while
-    the chunk is in cache, one trip through memory instead of six. The codes and maxima are those
-    of :func:`encode` bit for bit: a row of a matmul does not depend on the other rows (checked by
-    tests/test_examples_stats.py), the bias add and the cut are the same float32 operations, and
-    maxima are exact in any order. Other devices and SAEs take the unfused path."""
+    """The plain BatchTopK SAE's statistics of each batch on CPU, chunk by chunk: each chunk's
+    matmul goes into one small buffer, read once by a compiled pass (:func:`_codes_pass`: bias,
+    cut, per-image maxima and positions, per-position firing counts and sums) while it is in
+    cache. The codes are never written out. Maxima, positions and counts are those of
+    :func:`encode` bit for bit: a row of a matmul does not depend on the other rows (checked by
+    tests/test_examples_stats.py), and the bias add and the cut are the same float32 operations.
+    Other devices and SAEs take the unfused path."""
 
     CHUNK_BYTES = 1 << 18  # per thread
 
@@ -512,27 +513,26 @@ class _FusedEncoder:
                 and sae.W_enc.numel() * sae.W_enc.element_size() <= _FusedEncoder.MAX_WEIGHT_BYTES)
 
     def __call__(self, x: torch.Tensor, b: int):
-        """x: (b * P, C) neuron vectors; returns codes (b, P, F), maxima (b, F) and their positions,
-        and per-unit firing counts and sums over the positions (F,) float64."""
+        """x: (b * P, C) neuron vectors; returns the codes' maxima (b, F) and their positions, and
+        per-unit firing counts and sums over the positions (F,) float64."""
         sae = self.sae
         n, F = x.shape[0], sae.W_enc.shape[1]
-        if self.buffer.numel() < n * F:
-            self.buffer = torch.empty(n * F, dtype=torch.float32)
-        codes = self.buffer[: n * F].view(n, F)
         xc = x - sae.b_dec
         P = n // b
         # Images per chunk: a quarter MiB of codes per thread (measured best on the demo at 1 thread).
         per = max(1, self.CHUNK_BYTES * torch.get_num_threads() // (P * F * 4))
+        if self.buffer.numel() < per * P * F:
+            self.buffer = torch.empty(per * P * F, dtype=torch.float32)
         peak, at = torch.empty((b, F), dtype=torch.float32), torch.empty((b, F), dtype=torch.long)
         counts, sums = torch.zeros(F, dtype=torch.float64), torch.zeros(F, dtype=torch.float64)
         acc = np.empty((2, F), np.float32)
         b_enc, peak_np, at_np, counts_np, sums_np = self.b_enc.numpy(), peak.numpy(), at.numpy(), counts.numpy(), sums.numpy()
         for i in range(0, b, per):
             m = min(per, b - i)
-            chunk = torch.mm(xc[i * P:(i + m) * P], sae.W_enc, out=codes[i * P:(i + m) * P])
+            chunk = torch.mm(xc[i * P:(i + m) * P], sae.W_enc, out=self.buffer[: m * P * F].view(m * P, F))
             _codes_pass(chunk.numpy(), b_enc, self.t, P, peak_np[i:i + m], at_np[i:i + m], counts_np, sums_np,
                         acc[0], acc[1])
-        return codes.view(b, P, F), peak, at, counts, sums
+        return peak, at, counts, sums
 
 
 @torch.no_grad()
@@ -541,21 +541,23 @@ def scan(model, sae, layer: str, batches, cfg, device, progress=None):
     stats, cooc, grid = None, None, None
     fused = _FusedEncoder(sae) if _FusedEncoder.applies(sae, device) else None
     for idx, images in batches:
+        image_idx = torch.as_tensor(idx).to(device)
         if fused is None:
             feats, acts, grid = _unit_vectors(model, sae, layer, images, device)
-            known = {}
         else:
             a = layer_activations(model, images.to(device), [layer])[layer].float()
             grid = tuple(a.shape[2:])
             acts = positions_as_vectors(a).view(a.shape[0], grid[0] * grid[1], a.shape[1])
-            feats, peak, at, counts, sums = fused(acts.view(-1, a.shape[1]), a.shape[0])
-            known = {"peak": peak, "at": at, "fires_pos": counts, "sum_pos": sums}
         if stats is None:
+            n_feats = feats.shape[2] if fused is None else sae.W_enc.shape[1]
             stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg)
-                     for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))}
-            cooc = CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device)
-        image_idx = torch.as_tensor(idx).to(device)
-        peak = stats["features"].update(feats, image_idx, consume=True, **known)  # both are this batch's own
+                     for name, n, nonneg in (("features", n_feats, True), ("neurons", acts.shape[2], False))}
+            cooc = CooccurrenceSample(n_feats, cfg.cooccurrence_images, cfg.seed, device)
+        if fused is None:
+            peak = stats["features"].update(feats, image_idx, consume=True)  # both are this batch's own
+        else:
+            peak, at, counts, sums = fused(acts.reshape(-1, acts.shape[2]), acts.shape[0])
+            stats["features"].add(peak, at, counts, sums, image_idx, acts.shape[0] * acts.shape[1])
         stats["neurons"].update(acts, image_idx, consume=True)
         cooc.update(peak, image_idx)
         if progress is not None:
