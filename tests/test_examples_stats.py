@@ -261,15 +261,16 @@ def test_compiled_passes_equal_the_tensor_operations(monkeypatch):
     assert 7 in a["top_idx"][3] and (a["top_pos"][3][a["top_idx"][3] == 7] == 0).all()  # all-tie image: position 0
 
 
-def test_unit_pass_takes_the_first_maximum():
+def test_position_pass_takes_the_first_maximum():
     """Maxima and their positions as ``amax`` and ``argmax`` give them, ties to the first position;
     counts and sums of the positive values only."""
-    from atlasgen.stages.examples import _unit_pass
+    from atlasgen.stages.examples import _position_pass
 
     x = torch.tensor([[[1.0, 0.0, -1.0], [3.0, 0.5, -1.0], [3.0, 5.0, -2.0], [2.0, 5.0, -1.0]]])  # (1, P=4, U=3)
     peak, at = np.empty((1, 3), np.float32), np.empty((1, 3), np.int64)
     fires, sums = np.zeros(3), np.zeros(3)
-    _unit_pass(x.view(4, 3).numpy(), 4, peak, at, fires, sums, np.empty(3, np.float32), np.empty(3, np.float32))
+    _position_pass(x.view(4, 3).numpy(), np.zeros(3, np.float32), np.float32(-np.inf), 4, peak, at, fires, sums,
+                   np.empty(3, np.float32), np.empty(3, np.float32))
     assert at.tolist() == x.argmax(1).tolist() == [[1, 2, 0]]
     np.testing.assert_array_equal(peak, x.amax(1).numpy())
     assert fires.tolist() == [4, 3, 0] and sums.tolist() == [9.0, 10.5, 0.0]

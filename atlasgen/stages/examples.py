@@ -67,24 +67,28 @@ MERGE_IMAGES = 2048
 
 
 @numba.njit(cache=True, nogil=True)
-def _unit_pass(x, P, peak, at, fires, sums, acc_c, acc_s):
-    """x: (images * P, U) activations, image-major, finite (the activations stage refuses NaN and
-    inf). Per image and unit the max over its P positions into ``peak`` and its position into ``at``
-    (ties to the first, as ``argmax``); per unit, the count and sum of positive values added to
-    ``fires`` and ``sums`` (float64; each image's share is summed in float32 first). The inner loop
-    runs across units, so it vectorises: selects, no branches."""
+def _position_pass(x, b, t, P, peak, at, fires, sums, acc_c, acc_s):
+    """x: (images * P, U) values, image-major; a value is ``x + b`` where above ``t``, else 0 (SAE
+    codes: ``x`` = ``(x - b_dec) @ W_enc`` without the bias, ``t`` the BatchTopK cut >= 0, the float32
+    operations of :func:`encode`; activations: ``b`` = 0 and ``t`` = -inf, the values themselves).
+    Per image and unit the max over its P positions into ``peak`` and its position into ``at`` (ties
+    to the first, as ``argmax``); per unit, the count and sum of positive values added to ``fires``
+    and ``sums`` (float64; each image's share is summed in float32 first). Values are finite (the
+    activations stage refuses NaN and inf). The inner loop runs across units, so it vectorises:
+    selects, no branches."""
     U = x.shape[1]
     pk = np.empty(U, np.float32)
     ps = np.empty(U, np.int32)
     for i in range(x.shape[0] // P):
-        pk[:] = x[i * P]
+        pk[:] = -np.inf
         ps[:] = 0
         acc_c[:] = 0.0
         acc_s[:] = 0.0
         for p in range(P):
             row = x[i * P + p]
             for u in range(U):
-                v = row[u]
+                v = row[u] + b[u]
+                v = v if v > t else np.float32(0.0)
                 better = v > pk[u]
                 pk[u] = v if better else pk[u]
                 ps[u] = p if better else ps[u]
@@ -96,38 +100,6 @@ def _unit_pass(x, P, peak, at, fires, sums, acc_c, acc_s):
             at[i, u] = ps[u]
             fires[u] += acc_c[u]
             sums[u] += acc_s[u]
-
-
-@numba.njit(cache=True, nogil=True)
-def _codes_pass(pre, b_enc, t, P, peak, at, fires, sums, acc_c, acc_s):
-    """The reductions of :func:`_unit_pass` over BatchTopK codes, from ``pre`` ((images * P, F) =
-    ``(x - b_dec) @ W_enc``, bias not yet added): a code is ``pre + b_enc`` where above ``t`` (>= 0),
-    else 0, the float32 operations of :func:`encode`. The codes themselves are not kept (nothing
-    after these reductions reads them), so a chunk's ``pre`` can stay in cache. Codes are never
-    negative, so a max starts at 0."""
-    F = pre.shape[1]
-    pk = np.empty(F, np.float32)
-    ps = np.empty(F, np.int32)
-    for i in range(pre.shape[0] // P):
-        pk[:] = 0.0
-        ps[:] = 0
-        acc_c[:] = 0.0
-        acc_s[:] = 0.0
-        for p in range(P):
-            row = pre[i * P + p]
-            for f in range(F):
-                v = row[f] + b_enc[f]
-                v = v if v > t else np.float32(0.0)
-                better = v > pk[f]
-                pk[f] = v if better else pk[f]
-                ps[f] = p if better else ps[f]
-                acc_c[f] += np.float32(1.0) if v > 0 else np.float32(0.0)
-                acc_s[f] += v
-        for f in range(F):
-            peak[i, f] = pk[f]
-            at[i, f] = ps[f]
-            fires[f] += acc_c[f]
-            sums[f] += acc_s[f]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -241,15 +213,15 @@ class UnitStats:
     def update(self, vectors: torch.Tensor, image_idx: torch.Tensor, consume: bool = False) -> torch.Tensor:
         """vectors: (batch, positions, units) activations of one batch of images; with ``consume``
         they may be overwritten (off the CPU no temporary copies of the batch's activations are
-        allocated). On the CPU one compiled pass reads them (:func:`_unit_pass`); elsewhere tensor
+        allocated). On the CPU one compiled pass reads them (:func:`_position_pass`); elsewhere tensor
         operations compute the same. Returns the per-image maxima (batch, units)."""
         b, P, U = vectors.shape
         if _compiled(vectors):
             peak, at = torch.empty((b, U), dtype=torch.float32), torch.empty((b, U), dtype=torch.long)
             fires_pos, sum_pos = torch.zeros(U, dtype=torch.float64), torch.zeros(U, dtype=torch.float64)
             acc = np.empty((2, U), np.float32)
-            _unit_pass(vectors.contiguous().view(b * P, U).numpy(), P, peak.numpy(), at.numpy(),
-                       fires_pos.numpy(), sum_pos.numpy(), acc[0], acc[1])
+            _position_pass(vectors.contiguous().view(b * P, U).numpy(), np.zeros(U, np.float32), np.float32(-np.inf), P,
+                           peak.numpy(), at.numpy(), fires_pos.numpy(), sum_pos.numpy(), acc[0], acc[1])
         else:
             peak, at = vectors.amax(dim=1), vectors.argmax(dim=1)  # argmax: the first maximum
             flat = vectors.reshape(-1, U)
@@ -486,7 +458,7 @@ def _unit_vectors(model, sae, layer, images, device):
 
 class _FusedEncoder:
     """The plain BatchTopK SAE's statistics of each batch on CPU, chunk by chunk: each chunk's
-    matmul goes into one small buffer, read once by a compiled pass (:func:`_codes_pass`: bias,
+    matmul goes into one small buffer, read once by a compiled pass (:func:`_position_pass`: bias,
     cut, per-image maxima and positions, per-position firing counts and sums) while it is in
     cache. The codes are never written out. Maxima, positions and counts are those of
     :func:`encode` bit for bit: a row of a matmul does not depend on the other rows (checked by
@@ -530,7 +502,7 @@ class _FusedEncoder:
         for i in range(0, b, per):
             m = min(per, b - i)
             chunk = torch.mm(xc[i * P:(i + m) * P], sae.W_enc, out=self.buffer[: m * P * F].view(m * P, F))
-            _codes_pass(chunk.numpy(), b_enc, self.t, P, peak_np[i:i + m], at_np[i:i + m], counts_np, sums_np,
+            _position_pass(chunk.numpy(), b_enc, self.t, P, peak_np[i:i + m], at_np[i:i + m], counts_np, sums_np,
                         acc[0], acc[1])
         return peak, at, counts, sums
 
