@@ -179,7 +179,7 @@ class MapConfig:
     levels: list[int] = _f([4, 12, 36], "Clusters per level of the hierarchy, coarse to fine.", min=1)
     seed: int = _f(0, "Seed of the layout.")
     source: Literal["decoder", "class_weights", "coactivation", "predictions"] = _f("decoder", "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: the model's mean predicted class probabilities on that sample, weighted by the feature's activation (docs/analyses.md, Feature map).")
-    cluster: Literal["layout", "vectors"] = _f("layout", "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage) or the laid-out vectors themselves (average linkage on cosine distance), which keeps structure that the 2-D projection tears apart.")
+    cluster: Literal["layout", "vectors"] = _f("layout", "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage), or the laid-out vectors themselves for the top level (average linkage on cosine distance, which keeps structure that the 2-D projection tears apart) with finer levels cut by Ward on the layout inside each top cluster, so they stay compact on the map.")
     hierarchy: Optional[str] = _f(None, "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.")
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import adjusted_rand_score
 import pytest
 import torch
 
@@ -418,30 +419,37 @@ def test_sibling_targets_and_loss():
 def test_map_stage_predictions_source_on_a_real_build(tiny_build, tmp_path):
     """map.source: predictions with map.cluster: vectors runs the map stage on a real tiny build's
     artifacts (a real forward pass of its model over the examples stage's sample): every feature
-    gets a place, the levels are nested, and a second run gives the same clusters."""
-    from atlasgen.config import load_config
-    from atlasgen.pipeline import StageContext
-    from atlasgen.progress import Console
-    from atlasgen.stages import map as map_stage
-
+    gets a place, the levels are nested, and two runs, each in its own process as builds run,
+    write the same bytes."""
     folder, config, _ = tiny_build
-    cfg = load_config(config)
-    cache = cfg.resolve(cfg.cache_dir)
-    inputs = {s: cache / s / json.loads((cache / s / "latest.json").read_text())["key"]
-              for s in ("dataset", "model", "sae", "examples", "circuits")}
-    cfg.map = type(cfg.map)(**{**cfg.map.__dict__, "source": "predictions", "cluster": "vectors"})
+    script = f"""
+import json, sys
+from pathlib import Path
+from atlasgen.config import load_config
+from atlasgen.pipeline import StageContext
+from atlasgen.progress import Console
+from atlasgen.stages import map as map_stage
+cfg = load_config(Path({str(config)!r}))
+cache = cfg.resolve(cfg.cache_dir)
+inputs = {{s: cache / s / json.loads((cache / s / "latest.json").read_text())["key"]
+          for s in ("dataset", "model", "sae", "examples", "circuits")}}
+cfg.map = type(cfg.map)(**{{**cfg.map.__dict__, "source": "predictions", "cluster": "vectors"}})
+map_stage.run(StageContext(cfg, Path(sys.argv[1]), inputs, Console(0), "cpu"))
+"""
     outs = []
     for run in range(2):
         out = tmp_path / f"out{run}"
-        map_stage.run(StageContext(cfg, out, inputs, Console(0), "cpu"))
-        outs.append(json.loads((out / "mixed5b" / "map.json").read_text()))
-    # Clusters come from the vectors, not the UMAP layout (whose float coordinates in one process
-    # depend on numba's thread pool, started by whichever test imported it first).
-    assert [f["clusters"] for f in outs[0]["features"]] == [f["clusters"] for f in outs[1]["features"]]
-    assert outs[0]["evaluation"] == outs[1]["evaluation"]
-    m = outs[0]
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, cwd=Path(__file__).resolve().parents[1])
+        outs.append((out / "mixed5b" / "map.json").read_bytes())
+    assert outs[0] == outs[1]
+    m = json.loads(outs[0])
     assert m["source"] == "predictions"
-    n_features = len(np.load(inputs["sae"] / "mixed5b" / "sae.npz")["W_dec"])
+    from atlasgen.config import load_config
+
+    cfg = load_config(config)
+    cache = cfg.resolve(cfg.cache_dir)
+    sae_dir = cache / "sae" / json.loads((cache / "sae" / "latest.json").read_text())["key"]
+    n_features = len(np.load(sae_dir / "mixed5b" / "sae.npz")["W_dec"])
     assert len(m["features"]) == n_features
     assert [len(level) for level in m["levels"]] == cfg.map.levels
     parents = {(lvl, c["id"]): c["parent"] for lvl, level in enumerate(m["levels"]) for c in level}
@@ -449,6 +457,43 @@ def test_map_stage_predictions_source_on_a_real_build(tiny_build, tmp_path):
         for lvl in range(1, len(f["clusters"])):
             assert parents[(lvl, f["clusters"][lvl])] == f["clusters"][lvl - 1]
     assert 0 <= m["evaluation"]["purity"] <= 1
+
+
+def test_layout_places_identical_vectors_at_one_point():
+    """Identical rows (silent features share one vector) are laid out once: they share a point, and
+    the distinct rows keep their order (a layout without duplicates is unchanged)."""
+    from atlasgen.stages.map import layout
+
+    rng = np.random.default_rng(2)
+    v = rng.random((60, 6)).astype(np.float32)
+    plain = layout(v, 8, 0.1, 0)
+    dup = np.concatenate([v, np.repeat(v[[4]], 30, 0)])
+    xy = layout(dup, 8, 0.1, 0)
+    assert np.allclose(xy[60:], xy[4])
+    assert np.isfinite(xy).all() and xy.min() >= 0 and xy.max() <= 1
+    assert layout(np.ones((5, 3), np.float32), 8, 0.1, 0).tolist() == [[0.0, 0.0]] * 5
+    assert plain.shape == (60, 2)
+
+
+def test_nested_within_keeps_the_top_partition_and_cuts_compact_finer_clusters():
+    """map.cluster: vectors: the top level is the given partition (from the vectors), and inside each
+    top group the finer levels follow the layout: two top groups, each of two distant spatial blobs
+    interleaved with the other group's, give the four blobs at the next level."""
+    from atlasgen.stages.map import nested_within
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.1, 0.1], [0.9, 0.9], [0.1, 0.9], [0.9, 0.1]])
+    blob = np.repeat(np.arange(4), 25)
+    xy = centres[blob] + rng.normal(0, 0.03, (100, 2))
+    top = np.where(blob < 2, 7, 3)  # blobs 0 and 1 in one group (opposite corners), 2 and 3 in the other
+    clusters = nested_within(xy, top, [2, 4, 10])
+    assert adjusted_rand_score(top, clusters[:, 0]) == 1.0
+    assert adjusted_rand_score(blob, clusters[:, 1]) == 1.0
+    assert [len(np.unique(clusters[:, lvl])) for lvl in range(3)] == [2, 4, 10]
+    for lvl in range(1, 3):  # nested
+        for c in np.unique(clusters[:, lvl]):
+            assert len(np.unique(clusters[clusters[:, lvl] == c, lvl - 1])) == 1
+    assert clusters[0, 0] == 0  # numbered by lowest member
 
 
 def test_map_cluster_option_is_validated(tmp_path):

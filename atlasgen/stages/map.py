@@ -19,7 +19,6 @@ adjusted Rand index) in map.json's "evaluation".
 from __future__ import annotations
 
 import json
-import os
 import warnings
 
 import numpy as np
@@ -33,15 +32,35 @@ from atlasgen.pipeline import StageContext
 
 
 def layout(W_dec: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
-    """(F, 2) UMAP coordinates of decoder directions, scaled into [0, 1]."""
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # single-threaded UMAP is deterministic for a seed
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import umap
+    """(F, 2) UMAP coordinates of decoder directions (or other per-feature vectors), scaled into [0, 1].
 
-        reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(W_dec) - 1), min_dist=min_dist, metric="cosine",
-                            random_state=seed, n_jobs=1, init="spectral" if len(W_dec) > 16 else "random")
-        xy = reducer.fit_transform(W_dec.astype(np.float32))
+    Identical rows (e.g. features that never fire, which some sources give one shared vector)
+    are laid out once and share a point: many duplicates leave UMAP's neighbour graph full of
+    ties, and its layout then differed from process to process."""
+    import numba
+
+    X = np.asarray(W_dec, dtype=np.float32)
+    _, first, inverse = np.unique(X, axis=0, return_index=True, return_inverse=True)
+    keep = np.sort(first)  # distinct rows in their original order (UMAP's result depends on the order)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    unique, inverse = X[keep], rank[inverse.reshape(-1)]
+    if len(unique) < 3:  # nothing to lay out: one or two distinct vectors
+        xy_unique = np.column_stack([np.arange(len(unique), dtype=np.float32), np.zeros(len(unique), np.float32)])
+    else:
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)  # single-threaded UMAP is deterministic for a seed, whoever started numba first
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import umap
+
+                reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(unique) - 1), min_dist=min_dist, metric="cosine",
+                                    random_state=seed, n_jobs=1, init="spectral" if len(unique) > 16 else "random")
+                xy_unique = reducer.fit_transform(unique)
+        finally:
+            numba.set_num_threads(threads)
+    xy = xy_unique[inverse]
     xy = xy - xy.min(0)
     return xy / max(float(xy.max()), 1e-12)
 
@@ -93,6 +112,54 @@ def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15, co
             a, b = tree[done]
             parent[find(int(a))] = n + done
             parent[find(int(b))] = n + done
+            done += 1
+        roots = np.array([find(i) for i in range(n)])
+        _, first = np.unique(roots, return_index=True)
+        order = {int(roots[i]): j for j, i in enumerate(sorted(first))}
+        out[:, col] = [order[int(r)] for r in roots]
+    return out
+
+
+def nested_within(xy: np.ndarray, top: np.ndarray, levels: list[int]) -> np.ndarray:
+    """(F, n_levels) nested cluster ids whose coarsest level is the given partition ``top`` and whose
+    finer levels are cut, inside each top cluster, from Ward merge trees of the 2-D layout
+    (``map.cluster: vectors``: the top groups come from the vectors, and the finer clusters stay
+    compact on the map). The groups' merges are replayed together, lowest Ward height first, and
+    never across groups, so level sizes are shared out by how spread each group is. Numbered by
+    lowest member, as :func:`nested_clusters`."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    n = len(xy)
+    events = []  # (Ward height, member of one side, member of the other)
+    for g in np.unique(top):
+        members = np.flatnonzero(top == g)
+        if len(members) < 2:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = AgglomerativeClustering(n_clusters=1, linkage="ward", compute_full_tree=True,
+                                           compute_distances=True).fit(xy[members])
+        m = len(members)
+        member_of = {i: int(members[i]) for i in range(m)}  # tree node -> one global member
+        for j, (a, b) in enumerate(tree.children_):
+            events.append((float(tree.distances_[j]), member_of[int(a)], member_of[int(b)]))
+            member_of[m + j] = member_of[int(a)]
+    events.sort()
+    parent = np.arange(n)
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    out = np.zeros((n, len(levels)), dtype=np.int64)
+    n_top, done = len(np.unique(top)), 0
+    for col, k in sorted(enumerate(levels), key=lambda t: -t[1]):  # fine to coarse: merges only accumulate
+        k = max(n_top, min(k, n))
+        while done < min(n - k, len(events)):
+            _, a, b = events[done]
+            parent[find(a)] = find(b)
             done += 1
         roots = np.array([find(i) for i in range(n)])
         _, first = np.unique(roots, return_index=True)
@@ -206,8 +273,9 @@ def run(ctx: StageContext) -> None:
         else:
             vectors = W_dec
         xy = layout(vectors, cfg.n_neighbors, cfg.min_dist, cfg.seed)
-        if cfg.cluster == "vectors":
-            clusters = nested_clusters(cosine_ready(vectors), cfg.levels, cfg.n_neighbors, cosine=True)
+        if cfg.cluster == "vectors":  # top groups from the vectors, finer clusters compact on the layout
+            top = nested_clusters(cosine_ready(vectors), [min(cfg.levels)], cfg.n_neighbors, cosine=True)[:, 0]
+            clusters = nested_within(xy, top, cfg.levels)
         else:
             clusters = nested_clusters(xy, cfg.levels)
         levels = []
