@@ -162,7 +162,7 @@ class BandReservoir:
     (0, edges[-1]]. ``r`` images are kept per band.
     """
 
-    def __init__(self, n_units: int, edges: tuple[float, ...], r: int, seed: int, device: str | torch.device = "cpu"):
+    def __init__(self, n_units: int, edges: tuple[float, ...], r: int, seed: int):
         if not edges or any(b >= a for a, b in zip(edges, edges[1:])) or not 0 < edges[-1] < edges[0] <= 1:
             raise ValueError(f"band edges must descend within (0, 1], got {edges}")
         self.edges = tuple(float(e) for e in edges)
@@ -170,11 +170,10 @@ class BandReservoir:
         # Window: grid indices gmax - W + 1 .. gmax in slots 1..W; slot 0 is everything below.
         self.W = math.ceil(GRID_PER_DECADE * math.log10(1 / self.edges[-1])) + 2
         S = self.W + 1
-        device = "cpu"  # on the CPU whatever the scan's device (module docstring); ``device`` is accepted for symmetry
-        self.keys = torch.full((n_units, S, self.r), _EMPTY, dtype=torch.long, device=device)
-        self.val = torch.zeros((n_units, S, self.r), dtype=torch.float32, device=device)
-        self.count = torch.zeros((n_units, S), dtype=torch.long, device=device)
-        self.gmax = torch.full((n_units,), -(2**40), dtype=torch.long, device=device)
+        self.keys = torch.full((n_units, S, self.r), _EMPTY, dtype=torch.long)  # on the CPU (module docstring)
+        self.val = torch.zeros((n_units, S, self.r), dtype=torch.float32)
+        self.count = torch.zeros((n_units, S), dtype=torch.long)
+        self.gmax = torch.full((n_units,), -(2**40), dtype=torch.long)
 
     @property
     def n_slots(self) -> int:

@@ -99,7 +99,7 @@ def test_band_samples_are_uniform_within_a_band():
     r, runs = 4, 600
     chosen = np.zeros(len(values), dtype=np.int64)
     for seed in range(runs):
-        br = BandReservoir(1, (0.9, 0.7, 0.5, 0.3, 0.1), r, seed, "cpu")
+        br = BandReservoir(1, (0.9, 0.7, 0.5, 0.3, 0.1), r, seed)
         for s in range(0, len(values), 16):
             br.update(torch.from_numpy(values[None, s:s + 16]), torch.from_numpy(image_idx[s:s + 16]))
         out = br.finish(np.array([1.0], dtype=np.float32))
@@ -188,18 +188,26 @@ def test_cooccurrence_partners_and_pairs_match_brute_force(n_units):
     np.testing.assert_array_equal(out["fires"], A.sum(0))
 
 
-def test_fine_bin_equals_bucketize_at_and_around_every_edge():
+def test_fine_histogram_equals_bucketize_at_and_around_every_edge():
     """The fine histogram bin taken from the band grid index is ``bucketize(v, FINE_EDGES) - 1`` exactly,
-    on values at the edges (as float32), one ulp either side, and outside the grid."""
+    on values at the edges (as float32), one ulp either side, and outside the grid (not counted)."""
     from atlasgen.bands import grid_index
+    from atlasgen.stages.examples import _histogram_pairs
 
     edges = torch.tensor(FINE_EDGES)
     e32 = torch.from_numpy(FINE_EDGES.astype(np.float32))
     v = torch.cat([e32, torch.nextafter(e32, torch.tensor(0.0)), torch.nextafter(e32, torch.tensor(np.inf, dtype=torch.float32)),
                    torch.tensor([1e-30, 1e-7, 9.99e-7, 2e6, 3e38], dtype=torch.float32),
                    torch.from_numpy(np.random.default_rng(1).lognormal(0, 4, 5000).astype(np.float32))])
-    stats = UnitStats(1, 3, "cpu", EDGES, 2, seed=0)
-    np.testing.assert_array_equal(stats._fine_bin(v, grid_index(v)).numpy(), (torch.bucketize(v, edges) - 1).numpy())
+    g = grid_index(v).numpy()
+    nb = len(FINE_EDGES) - 1
+    want = (torch.bucketize(v, edges) - 1).numpy()
+    for i in range(len(v)):  # one value at a time: its own bin, or none outside the grid
+        fires, hist = np.zeros(1, np.int64), np.zeros((1, nb), np.int64)
+        _histogram_pairs(np.zeros(1, np.int64), g[i:i + 1], v.numpy()[i:i + 1], FINE_EDGES, fires, hist)
+        assert fires[0] == 1
+        got = np.flatnonzero(hist[0])
+        assert got.tolist() == ([want[i]] if 0 <= want[i] < nb else []), (float(v[i]), want[i], got)
 
 
 @pytest.mark.parametrize("chunk_bytes", [1 << 10, 1 << 13, 1 << 30])

@@ -104,8 +104,11 @@ def _position_pass(x, b, t, P, peak, at, fires, sums, acc_c, acc_s):
 
 @numba.njit(cache=True, nogil=True)
 def _histogram_pairs(units, g, v, edges, fires, hist):
-    """Per firing (unit, image) pair: the unit's image count, and the fine histogram bin of ``v``
-    (:meth:`UnitStats._fine_bin`, from the band grid index ``g``)."""
+    """Per firing (unit, image) pair: the unit's image count, and the fine histogram bin of ``v``:
+    ``bucketize(v, FINE_EDGES) - 1`` (bin j holds FINE_EDGES[j] < v <= FINE_EDGES[j + 1]; nothing
+    outside), from the band grid index g = floor(60 log10 v). The fine grid has 30 bins per decade
+    from 1e-6, so the bin is g // 2 + 180 but for rounding at an edge, which one comparison on each
+    side settles exactly."""
     nb = hist.shape[1]
     for i in range(units.shape[0]):
         u = units[i]
@@ -172,7 +175,7 @@ class TopK:
     unit's maxima with its k-th value and inserts the few that beat it (a sort or a top-k per batch
     cost more than the rest of the statistics together)."""
 
-    def __init__(self, n_units: int, k: int, device: str = "cpu"):
+    def __init__(self, n_units: int, k: int):
         self.val = torch.full((n_units, k), -float("inf"))
         self.idx = torch.full((n_units, k), -1, dtype=torch.long)
         self.pos = torch.zeros((n_units, k), dtype=torch.long)
@@ -196,14 +199,13 @@ class UnitStats:
     def __init__(self, n_units: int, k: int, device: str, edges, band_samples: int, seed: int,
                  nonnegative: bool = False):
         self.nonnegative = nonnegative  # activations are never negative (SAE codes)
-        self.top = TopK(n_units, k, device)
-        self.bands = BandReservoir(n_units, tuple(edges), band_samples, seed, device)
-        self.fires = torch.zeros(n_units, dtype=torch.long, device=device)
+        self.top = TopK(n_units, k)
+        self.bands = BandReservoir(n_units, tuple(edges), band_samples, seed)
+        self.fires = torch.zeros(n_units, dtype=torch.long)  # fires and fine_hist: on the CPU, as the bands
         self.sum_max = torch.zeros(n_units, dtype=torch.float64, device=device)
         self.fires_pos = torch.zeros(n_units, dtype=torch.long, device=device)
         self.sum_pos = torch.zeros(n_units, dtype=torch.float64, device=device)
-        self.fine_hist = torch.zeros((n_units, len(FINE_EDGES) - 1), dtype=torch.long, device=device)
-        self.edges = torch.tensor(FINE_EDGES, device=device)
+        self.fine_hist = torch.zeros((n_units, len(FINE_EDGES) - 1), dtype=torch.long)
         self.n_images = 0
         self.n_positions = 0
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (per-image maxima, image indices)
@@ -261,26 +263,11 @@ class UnitStats:
         peak_t = torch.cat([p for p, _ in pending]).T  # (units, images)
         image_idx = torch.cat([i for _, i in pending])
         units, cols = torch.nonzero(peak_t > 0, as_tuple=True)
-        v = peak_t[units, cols]
+        v = peak_t[units, cols].float().cpu()
+        units, cols = units.cpu(), cols.cpu()
         g = grid_index(v)  # 60 per decade
         self.bands.update_firing(units, cols, v, image_idx, g)
-        if self.fires.device.type == "cpu":
-            _histogram_pairs(units.numpy(), g.numpy(), v.numpy(), FINE_EDGES, self.fires.numpy(), self.fine_hist.numpy())
-            return
-        self.fires += torch.bincount(units, minlength=len(self.fires))
-        bins = self._fine_bin(v, g)
-        valid = (bins >= 0) & (bins < self.fine_hist.shape[1])
-        flat_bin = units[valid] * self.fine_hist.shape[1] + bins[valid]
-        self.fine_hist += torch.bincount(flat_bin, minlength=self.fine_hist.numel()).view_as(self.fine_hist)
-
-    def _fine_bin(self, v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """``bucketize(v, FINE_EDGES) - 1`` (bin j holds FINE_EDGES[j] < v <= FINE_EDGES[j + 1]; -1 or
-        360 outside), from the band grid index g = floor(60 log10 v): the fine grid has 30 bins per
-        decade from 1e-6, so the bin is g // 2 + 180 but for rounding at an edge, which one
-        comparison on each side settles exactly."""
-        j = ((g >> 1) + 180).clamp_(0, len(FINE_EDGES) - 2)  # g >> 1 is floor(g / 2), also below 0
-        vd = v.double()
-        return j - (vd <= self.edges[j]).long() + (vd > self.edges[j + 1]).long()
+        _histogram_pairs(units.numpy(), g.numpy(), v.numpy(), FINE_EDGES, self.fires.numpy(), self.fine_hist.numpy())
 
     def finish(self, labels: np.ndarray, n_classes: int, n_bins: int, grid: tuple[int, int]) -> dict[str, np.ndarray]:
         self.merge()
@@ -650,7 +637,7 @@ def merge_states(states: list[dict], cfg, device):
             total = parts[0][k].clone()
             for p in parts[1:]:
                 total += p[k]
-            setattr(u, k, total.to(device))
+            setattr(u, k, total.to(getattr(u, k).device))
         u.n_images = sum(p["n_images"] for p in parts)
         u.n_positions = sum(p["n_positions"] for p in parts)
         stats[name] = u
@@ -664,7 +651,7 @@ def _merge_bands(bands: BandReservoir, parts) -> None:
     gmax = torch.stack([p[3] for p in parts]).amax(0)
     keys, vals, counts = [], [], []
     for k, v, c, g in parts:
-        part = BandReservoir(bands.n_units, bands.edges, bands.r, bands.seed, "cpu")
+        part = BandReservoir(bands.n_units, bands.edges, bands.r, bands.seed)
         part.keys, part.val, part.count, part.gmax = k.clone(), v.clone(), c.clone(), g.clone()
         part._shift(gmax)  # the same window as every other rank's
         keys.append(part.keys)
