@@ -83,9 +83,8 @@ def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15, co
     from sklearn.cluster import AgglomerativeClustering
 
     n = len(xy)
-    out = np.zeros((n, len(levels)), dtype=np.int64)
     if n < 2:
-        return out
+        return np.zeros((n, len(levels)), dtype=np.int64)
     connectivity = None
     if n > DENSE_LINKAGE_MAX:
         from sklearn.neighbors import kneighbors_graph
@@ -97,7 +96,19 @@ def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15, co
         linkage = {"linkage": "average", "metric": "cosine"} if cosine else {"linkage": "ward"}
         tree = AgglomerativeClustering(n_clusters=1, connectivity=connectivity, compute_full_tree=True,
                                        **linkage).fit(xy).children_
-    parent = np.arange(2 * n - 1)
+    member = list(range(n))  # tree node -> one of its members
+    pairs = []
+    for a, b in tree:
+        pairs.append((member[int(a)], member[int(b)]))
+        member.append(member[int(a)])
+    return _cut_levels(n, pairs, levels)
+
+
+def _cut_levels(n: int, pairs: list[tuple[int, int]], levels: list[int], fewest: int = 1) -> np.ndarray:
+    """(n, len(levels)) cluster ids: for each level size k (at least ``fewest``), the clusters after
+    replaying the first n - k merges (pairs of members, in order). Replayed fine to coarse, so merges
+    only accumulate and the levels are nested. Clusters are numbered by their lowest member."""
+    parent = np.arange(n)
 
     def find(a: int) -> int:
         while parent[a] != a:
@@ -105,13 +116,13 @@ def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15, co
             a = parent[a]
         return a
 
+    out = np.zeros((n, len(levels)), dtype=np.int64)
     done = 0
-    for col, k in sorted(enumerate(levels), key=lambda t: -t[1]):  # fine to coarse: merges only accumulate
-        k = max(1, min(k, n))
-        while done < n - k:
-            a, b = tree[done]
-            parent[find(int(a))] = n + done
-            parent[find(int(b))] = n + done
+    for col, k in sorted(enumerate(levels), key=lambda t: -t[1]):
+        k = max(fewest, min(k, n))
+        while done < min(n - k, len(pairs)):
+            a, b = pairs[done]
+            parent[find(a)] = find(b)
             done += 1
         roots = np.array([find(i) for i in range(n)])
         _, first = np.unique(roots, return_index=True)
@@ -145,27 +156,7 @@ def nested_within(xy: np.ndarray, top: np.ndarray, levels: list[int]) -> np.ndar
             events.append((float(tree.distances_[j]), member_of[int(a)], member_of[int(b)]))
             member_of[m + j] = member_of[int(a)]
     events.sort()
-    parent = np.arange(n)
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    out = np.zeros((n, len(levels)), dtype=np.int64)
-    n_top, done = len(np.unique(top)), 0
-    for col, k in sorted(enumerate(levels), key=lambda t: -t[1]):  # fine to coarse: merges only accumulate
-        k = max(n_top, min(k, n))
-        while done < min(n - k, len(events)):
-            _, a, b = events[done]
-            parent[find(a)] = find(b)
-            done += 1
-        roots = np.array([find(i) for i in range(n)])
-        _, first = np.unique(roots, return_index=True)
-        order = {int(roots[i]): j for j, i in enumerate(sorted(first))}
-        out[:, col] = [order[int(r)] for r in roots]
-    return out
+    return _cut_levels(n, [(a, b) for _, a, b in events], levels, fewest=len(np.unique(top)))
 
 
 def coactivation_vectors(cooc) -> np.ndarray:
