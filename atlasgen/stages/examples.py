@@ -36,7 +36,7 @@ import numba
 import numpy as np
 import torch
 
-from atlasgen.bands import _EMPTY, BandReservoir, grid_index, sample_keys
+from atlasgen.bands import _EMPTY, BandReservoir, _np, grid_index, sample_keys
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model, positions_as_vectors
@@ -123,6 +123,13 @@ def _histogram_pairs(units, g, v, edges, fires, hist):
             hist[u, j] += 1
 
 
+def _pass_outputs(n_images: int, U: int):
+    """Outputs of :func:`_position_pass` for ``n_images`` images of U units: per-image maxima and
+    their positions, per-unit firing counts and sums (float64, zeroed), and the float32 scratch."""
+    return (torch.empty((n_images, U), dtype=torch.float32), torch.empty((n_images, U), dtype=torch.long),
+            torch.zeros(U, dtype=torch.float64), torch.zeros(U, dtype=torch.float64), np.empty((2, U), np.float32))
+
+
 def _compiled(t: torch.Tensor) -> bool:
     """Whether the compiled CPU passes take this tensor (float32 on the CPU)."""
     return t.device.type == "cpu" and t.dtype == torch.float32
@@ -183,14 +190,14 @@ class TopK:
     def add(self, peak: torch.Tensor, image_idx: torch.Tensor, at: torch.Tensor) -> None:
         """peak: (batch, units) per-image maxima; at: (batch, units) their positions; image_idx: (batch,).
         Images where a unit does not fire (value <= 0) never enter: they are never shown."""
-        _topk_add(self.val.numpy(), self.idx.numpy(), self.pos.numpy(), peak.to("cpu", torch.float32).contiguous().numpy(),
-                  image_idx.to("cpu", torch.long).contiguous().numpy(), at.to("cpu", torch.long).contiguous().numpy())
+        _topk_add(self.val.numpy(), self.idx.numpy(), self.pos.numpy(), _np(peak, torch.float32),
+                  _np(image_idx, torch.long), _np(at, torch.long))
 
     def absorb(self, val: torch.Tensor, idx: torch.Tensor, pos: torch.Tensor) -> None:
         """Keep the k best of these lists and another top-k's (``val``, ``idx``, ``pos``: (units, k), as
         :attr:`val` etc.; e.g. another rank's)."""
-        _topk_absorb(self.val.numpy(), self.idx.numpy(), self.pos.numpy(), val.to("cpu", torch.float32).contiguous().numpy(),
-                     idx.to("cpu", torch.long).contiguous().numpy(), pos.to("cpu", torch.long).contiguous().numpy())
+        _topk_absorb(self.val.numpy(), self.idx.numpy(), self.pos.numpy(), _np(val, torch.float32),
+                     _np(idx, torch.long), _np(pos, torch.long))
 
 
 class UnitStats:
@@ -219,9 +226,7 @@ class UnitStats:
         operations compute the same. Returns the per-image maxima (batch, units)."""
         b, P, U = vectors.shape
         if _compiled(vectors):
-            peak, at = torch.empty((b, U), dtype=torch.float32), torch.empty((b, U), dtype=torch.long)
-            fires_pos, sum_pos = torch.zeros(U, dtype=torch.float64), torch.zeros(U, dtype=torch.float64)
-            acc = np.empty((2, U), np.float32)
+            peak, at, fires_pos, sum_pos, acc = _pass_outputs(b, U)
             _position_pass(vectors.contiguous().view(b * P, U).numpy(), np.zeros(U, np.float32), np.float32(-np.inf), P,
                            peak.numpy(), at.numpy(), fires_pos.numpy(), sum_pos.numpy(), acc[0], acc[1])
         else:
@@ -482,15 +487,13 @@ class _FusedEncoder:
         per = max(1, self.CHUNK_BYTES * torch.get_num_threads() // (P * F * 4))
         if self.buffer.numel() < per * P * F:
             self.buffer = torch.empty(per * P * F, dtype=torch.float32)
-        peak, at = torch.empty((b, F), dtype=torch.float32), torch.empty((b, F), dtype=torch.long)
-        counts, sums = torch.zeros(F, dtype=torch.float64), torch.zeros(F, dtype=torch.float64)
-        acc = np.empty((2, F), np.float32)
+        peak, at, counts, sums, acc = _pass_outputs(b, F)
         b_enc, peak_np, at_np, counts_np, sums_np = self.b_enc.numpy(), peak.numpy(), at.numpy(), counts.numpy(), sums.numpy()
         for i in range(0, b, per):
             m = min(per, b - i)
             chunk = torch.mm(xc[i * P:(i + m) * P], sae.W_enc, out=self.buffer[: m * P * F].view(m * P, F))
             _position_pass(chunk.numpy(), b_enc, self.t, P, peak_np[i:i + m], at_np[i:i + m], counts_np, sums_np,
-                        acc[0], acc[1])
+                           acc[0], acc[1])
         return peak, at, counts, sums
 
 

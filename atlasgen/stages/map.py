@@ -96,12 +96,18 @@ def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15, co
         linkage = {"linkage": "average", "metric": "cosine"} if cosine else {"linkage": "ward"}
         tree = AgglomerativeClustering(n_clusters=1, connectivity=connectivity, compute_full_tree=True,
                                        **linkage).fit(xy).children_
-    member = list(range(n))  # tree node -> one of its members
+    return _cut_levels(n, _member_pairs(tree, np.arange(n)), levels)
+
+
+def _member_pairs(children: np.ndarray, members: np.ndarray) -> list[tuple[int, int]]:
+    """A scikit-learn merge tree (``children_`` over the rows ``members``) as its merges, each a pair
+    of members (global indices) standing for the two sides."""
+    member = [int(m) for m in members]  # tree node -> one of its members
     pairs = []
-    for a, b in tree:
+    for a, b in children:
         pairs.append((member[int(a)], member[int(b)]))
         member.append(member[int(a)])
-    return _cut_levels(n, pairs, levels)
+    return pairs
 
 
 def _cut_levels(n: int, pairs: list[tuple[int, int]], levels: list[int], fewest: int = 1) -> np.ndarray:
@@ -150,11 +156,7 @@ def nested_within(xy: np.ndarray, top: np.ndarray, levels: list[int]) -> np.ndar
             warnings.simplefilter("ignore")
             tree = AgglomerativeClustering(n_clusters=1, linkage="ward", compute_full_tree=True,
                                            compute_distances=True).fit(xy[members])
-        m = len(members)
-        member_of = {i: int(members[i]) for i in range(m)}  # tree node -> one global member
-        for j, (a, b) in enumerate(tree.children_):
-            events.append((float(tree.distances_[j]), member_of[int(a)], member_of[int(b)]))
-            member_of[m + j] = member_of[int(a)]
+        events += [(float(h), a, b) for h, (a, b) in zip(tree.distances_, _member_pairs(tree.children_, members))]
     events.sort()
     return _cut_levels(n, [(a, b) for _, a, b in events], levels, fewest=len(np.unique(top)))
 
