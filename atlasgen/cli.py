@@ -87,6 +87,10 @@ def build(config: str, output: str | None, quiet: bool, verbose: bool, accept_ch
                 console = Console(0)
         summary = Pipeline(cfg, out, console, accept_changed_features=accept_changed_features, dist=dist).build()
     except AtlasgenError as exc:
+        if verbose and exc.__cause__ is not None:  # e.g. the exception a model factory raised
+            import traceback
+
+            click.echo("".join(traceback.format_exception(exc.__cause__)), err=True, nl=False)
         _fail(exc.errors, exc.headline)
     except KeyboardInterrupt:
         click.echo("\natlasgen: interrupted; completed stages and shards are kept. Run the same command to resume.", err=True)
@@ -162,7 +166,8 @@ class _SilentHandler(http.server.SimpleHTTPRequestHandler):
 @click.option("--cache/--no-cache", "with_cache", default=True, show_default=True, help="Also remove the artifact cache.")
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
 def clean(config: str, output: str | None, with_cache: bool, quiet: bool) -> None:
-    """Remove what atlasgen made: the site folder and the cache (only folders it marked)."""
+    """Remove what atlasgen made: the files it wrote into the site folder (the user's files there stay,
+    and are listed) and the cache (only folders it marked)."""
     cfg = _load(config)
     targets = [(_output(cfg, output), SITE_MARKER)]
     if with_cache:
@@ -174,6 +179,15 @@ def clean(config: str, output: str | None, with_cache: bool, quiet: bool) -> Non
         if not (folder / marker).is_file():
             click.echo(f"atlasgen: refusing to delete {folder}: it has no {marker} marker, so atlasgen did not make it.", err=True)
             refused = True
+            continue
+        if marker == SITE_MARKER:  # only the files the build wrote; the user's stay (docs/publishing.md)
+            from atlasgen.site.keep import clean_site, kept_patterns
+
+            kept = clean_site(folder, kept_patterns(cfg.site.keep))
+            if not quiet:
+                click.echo(f"removed {folder}" if not kept else
+                           f"removed atlasgen's files from {folder}; kept {len(kept)} file(s) it did not write: "
+                           + ", ".join(kept[:10]) + (", ..." if len(kept) > 10 else ""))
             continue
         shutil.rmtree(folder)
         if not quiet:

@@ -47,6 +47,7 @@ class SiteConfig:
     version: str = _f("1.0", "Version of the published atlas (CITATION.cff). Publish a changed SAE under a new model name or version prefix.")
     doi: Optional[str] = _f(None, "DOI of the atlas, if it has one (CITATION.cff, citations).")
     size_budget_mb: float = _f(900.0, "Largest site the build accepts, in MB (GitHub Pages publishes at most 1 GB). 0: no limit.", min=0.0)
+    keep: list[str] = _f([], "Files and folders of the site folder, relative to it, that a rebuild keeps and `atlasgen clean` leaves (glob patterns allowed, e.g. notes/*). CNAME, .nojekyll and .git are always kept.")
 
 
 @dataclass
@@ -76,7 +77,7 @@ class TrainConfig:
 class ModelConfig:
     source: Literal["demo", "inceptionv1", "torchvision", "factory"] = _f("demo", "demo: the small Inception-style classifier atlasgen trains on the demo dataset; inceptionv1: lucid's InceptionV1 from lucent's model zoo (1008 outputs, 224 px); torchvision: a torchvision classification model named by `arch`; factory: `arch` = 'package.module:function' returning an nn.Module.")
     name: str = _f("demonet", "URL name of the model (first path segment of every page).")
-    arch: Optional[str] = _f(None, "torchvision: the model name (e.g. resnet18, vit_b_16); factory: 'package.module:function' (called with num_classes= when it takes that argument).")
+    arch: Optional[str] = _f(None, "torchvision: the model name (e.g. resnet18, vit_b_16); factory: 'package.module:function', called with the number of dataset classes by the first of its parameters named num_classes, n_classes, classes, num_outputs, n_outputs, out_features or num_labels.")
     weights: Optional[str] = _f(None, "Local weights file (state dict). Demo: when empty, the model is trained on the first build and cached. inceptionv1/torchvision: when empty, the torch hub cache (or a download when online) is used.")
     pretrained: bool = _f(True, "inceptionv1/torchvision without `weights`: false gives random weights (seeded by model.train.seed; for tests), with one output per dataset class for torchvision.")
     labels: Optional[str] = _f(None, "File naming the model's outputs, one per line (e.g. InceptionV1's 1008 labels); dataset classes are matched to outputs by id or readable name. Needed when the model's outputs are not the dataset's classes in order.")
@@ -166,7 +167,7 @@ class CircuitsConfig:
 
 @dataclass
 class ImportanceConfig:
-    top_k: int = _f(10, "An image counts as correct while its true class is among the top k logits (Terekhov: 10); top-1 is reported too.", min=1)
+    top_k: Union[int, Literal["auto"]] = _f("auto", "An image counts as correct while its true class is among the top k logits (Terekhov: 10 of 1,000 classes); top-1 is reported too. auto: a fifth of the model's outputs, rounded down, at least 1 and at most 10 (3 for 16 classes). Must be below the number of outputs.", min=1)
     images: int = _f(512, "Held-out images used (the first ones; 0: all). Earlier layers cost one partial forward pass per unit and image.", min=0)
     batch_size: int = _f(32, "Images per batch; batched ablations run units_per_pass copies of each.", min=1)
     units_per_pass: int = _f(32, "Units ablated together in one pass of the rest of the model (layers that do not feed the head).", min=1)
@@ -255,7 +256,8 @@ def _type_name(tp: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " (or empty)"
+        empty = " (or empty)" if type(None) in typing.get_args(tp) else ""
+        return " or ".join(_type_name(a) for a in args) + empty
     if origin is list:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
     if dataclasses.is_dataclass(tp):
@@ -277,10 +279,21 @@ def _convert(tp: Any, value: Any, path: str, meta: dict, errors: list[str]) -> A
     """Check ``value`` against type ``tp``; return the typed value (or None after an error)."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        if value is None:
+        if value is None and type(None) in typing.get_args(tp):
             return None
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(inner, value, path, meta, errors)
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(options) == 1:
+            return _convert(options[0], value, path, meta, errors)
+        for option in options:  # e.g. an integer or 'auto': the first that takes the value
+            tried: list[str] = []
+            converted = _convert(option, value, path, meta, tried)
+            if not tried:
+                return converted
+            if typing.get_origin(option) is not Literal and not isinstance(value, str):
+                errors.extend(tried)  # the right kind of value, out of bounds: that option's message
+                return None
+        errors.append(f"{path}: expected {_type_name(tp)}, got {_describe(value)}.")
+        return None
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:

@@ -8,6 +8,7 @@ folder source stores the image paths and decodes them on demand.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,11 @@ def open_dataset(folder: Path) -> Dataset:
     return Dataset(folder)
 
 
+def class_folders(root: Path) -> list[str]:
+    """The class sub-folders of an ImageNet-style folder, sorted (hidden folders are not classes)."""
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def scan_image_folder(root: Path, per_class: int, min_side: int = 1):
     """An ImageNet-style folder: one sub-folder per class (searched recursively).
 
@@ -133,7 +139,7 @@ def scan_image_folder(root: Path, per_class: int, min_side: int = 1):
     ``skipped`` lists ``(path, reason)``; ``converted`` counts the usable
     images per source mode other than 8-bit RGB. Sorted, so the result is stable.
     """
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = class_folders(root)
     paths, labels, skipped, converted = [], [], [], {}
     for label, name in enumerate(classes):
         kept = 0
@@ -141,12 +147,12 @@ def scan_image_folder(root: Path, per_class: int, min_side: int = 1):
             if per_class and kept >= per_class:
                 break
             if p.suffix.lower() not in IMAGE_SUFFIXES:
-                skipped.append((str(p), f"not an image file ({p.suffix or 'no extension'})"))
+                skipped.append((os.path.abspath(p), f"not an image file ({p.suffix or 'no extension'})"))
                 continue
             try:
                 mode = _checked_mode(p, min_side)
             except BadImage as exc:
-                skipped.append((str(p), str(exc)))
+                skipped.append((os.path.abspath(p), str(exc)))
                 continue
             if mode != "RGB":
                 converted[mode] = converted.get(mode, 0) + 1
@@ -233,3 +239,46 @@ def subsample(labels: list[int], per_class: int, limit: int, seed: int) -> list[
     if limit and len(keep) > limit:
         keep = np.sort(keep[rng.permutation(len(keep))[:limit]])
     return keep.tolist()
+
+
+def _id_prefix(class_id: str) -> str:
+    """The id before the first '_', '-' or space: 'n01440764_tench' -> 'n01440764'."""
+    import re
+
+    return re.split(r"[_\- ]", class_id, maxsplit=1)[0]
+
+
+def match_class_names(ids: list[str], names: dict[str, str], source: str = "dataset.class_names") -> tuple[dict[str, str], str | None]:
+    """The readable name of each class id found in ``names`` (read_class_names), and a warning
+    when fewer than all classes match. A class matches a line of the file by its exact id, by its id
+    before the first '_', '-' or space (folder 'n01440764_tench', line 'n01440764 tench'), or
+    case-insensitively by id or by readable name (folder 'Tench', line 'n01440764 tench')."""
+    by_prefix: dict[str, str] = {}
+    by_lower: dict[str, str] = {}
+    for key, name in names.items():
+        by_prefix.setdefault(_id_prefix(key), key)
+        by_lower.setdefault(key.lower(), key)
+        by_lower.setdefault(name.lower(), key)
+        by_lower.setdefault(name.split(",")[0].strip().lower(), key)  # 'tench, Tinca tinca' -> 'tench'
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for cid in ids:
+        if cid in names:
+            key = cid
+        elif _id_prefix(cid) in by_prefix:
+            key = by_prefix[_id_prefix(cid)]
+        else:
+            key = by_lower.get(cid.lower())
+        if key is not None:
+            out[cid] = names[key]
+            used.add(key)
+    if len(out) == len(ids) or not names:
+        return out, None
+    lost = [c for c in ids if c not in out]
+    spare = [k for k in names if k not in used]
+    ex = lambda items: ", ".join(repr(x) for x in items[:2]) + (", ..." if len(items) > 2 else "")
+    warning = (f"{source}: {len(out)} of {len(ids)} classes matched a line of the file; {len(lost)} keep their "
+               f"id ({ex(lost)}){f'; {len(spare)} ids of the file match no class ({ex(spare)})' if spare else ''}. "
+               "Classes match by exact id, by the id before the first '_', '-' or space, or by a "
+               "case-insensitive id or name. Fix: key the file's lines by the folder names or CSV labels.")
+    return out, warning

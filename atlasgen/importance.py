@@ -35,6 +35,18 @@ from atlasgen.models import _StopForward, capture, classifier_head, get_module, 
 Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]  # a fresh pass of (images, labels)
 
 
+AUTO_TOP_K_FRACTION = 5  # importance.top_k auto: a fifth of the outputs, within [1, AUTO_TOP_K_MAX]
+AUTO_TOP_K_MAX = 10
+
+
+def resolve_top_k(top_k: int | str, n_outputs: int) -> int:
+    """The k of importance's top-k for a model with ``n_outputs`` logits: ``auto`` is
+    n_outputs // 5 clipped to [1, 10] (Terekhov's 10 for 1,000 ImageNet classes, 3 for 16)."""
+    if top_k == "auto":
+        return max(1, min(AUTO_TOP_K_MAX, n_outputs // AUTO_TOP_K_FRACTION))
+    return int(top_k)
+
+
 def hits(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """Whether the true class is in the top ``k`` (..., K) logits: fewer than k classes score higher."""
     true = logits.gather(-1, labels.expand(logits.shape[:-1]).unsqueeze(-1))

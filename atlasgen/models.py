@@ -107,6 +107,20 @@ def _import_factory(spec: str):
     return factory
 
 
+# Names a factory's class-count parameter may have, in the order they are looked for.
+CLASS_COUNT_PARAMETERS = ("num_classes", "n_classes", "classes", "num_outputs", "n_outputs", "out_features",
+                          "num_labels", "nclasses", "n_class", "num_class")
+
+
+def class_count_parameter(factory) -> str | None:
+    """The parameter of ``factory`` that takes the number of classes, or None when it has none."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((name for name in CLASS_COUNT_PARAMETERS if name in params), None)
+
+
 def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
     """The configured architecture with its preprocessing attached; weights are random
     (seeded by the caller) until the model stage or :func:`load_model` loads them."""
@@ -136,8 +150,13 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
         pre = Preprocess(IMAGENET_MEAN, IMAGENET_STD, size)
     elif source == "factory":
         factory = _import_factory(model_cfg.arch)
-        params = inspect.signature(factory).parameters
-        model = factory(num_classes=n_classes) if "num_classes" in params else factory()
+        param = class_count_parameter(factory)
+        try:
+            model = factory(**{param: n_classes}) if param else factory()
+        except Exception as exc:
+            first = (str(exc).splitlines() or [""])[0]
+            raise ModelLoadError([f"model.arch: {model_cfg.arch!r} raised {type(exc).__name__}: {first}. Fix: correct the "
+                                  "factory so that it builds (run with -v for the traceback)."]) from exc
         if not isinstance(model, nn.Module):
             raise ConfigError([f"model.arch: {model_cfg.arch!r} returned {type(model).__name__}, not a torch nn.Module. Fix: return the model."])
         size = getattr(model, "image_size", None)  # e.g. a torchvision VisionTransformer: a fixed input size

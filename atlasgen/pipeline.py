@@ -232,7 +232,10 @@ class Pipeline:
                 hashes[stage.name] = self.store.meta(stage.name, key)["content_hash"]
                 states.append(StageState(stage.name, key, inputs, True, ""))
             else:
-                states.append(StageState(stage.name, key, inputs, False, self._why_stale(stage.name, inputs)))
+                reason = self._why_stale(stage.name, inputs)
+                if stage.resumable and self.store.partial(stage.name, key).is_dir():  # a killed run's shards
+                    reason = "partly built, resumes" + ("" if reason == "never built" else f" ({reason})")
+                states.append(StageState(stage.name, key, inputs, False, reason))
         if len(hashes) == len(STAGES):
             inputs = self._site_inputs(hashes)
             key = hash_data(inputs)[:20]
@@ -265,6 +268,10 @@ class Pipeline:
     # ---------------------------------------------------------------- build
 
     def build(self) -> BuildSummary:
+        from atlasgen.preflight import preflight
+
+        for warning in preflight(self.cfg, self.out_dir).warnings:  # raises before the cache is touched
+            self.console.info(f"warning: {warning}")
         summary = BuildSummary()
         d = self.dist
         if d is None or d.main:
@@ -347,7 +354,10 @@ class Pipeline:
         self.console.info(f"site: rendering into {self.out_dir}")
         start = time.perf_counter()
         out = self.out_dir
-        if out.exists() and not (out / SITE_MARKER).is_file() and any(out.iterdir()):
+        from atlasgen.site.keep import carry_over, files_under, is_kept, kept_patterns, marker_text
+
+        kept = kept_patterns(self.cfg.site.keep)
+        if out.exists() and not (out / SITE_MARKER).is_file() and any(not is_kept(p.name, kept) for p in out.iterdir()):
             from atlasgen.config import ConfigError
 
             raise ConfigError([f"output: {str(out)!r} is a non-empty folder that atlasgen did not make. Fix: choose an empty or new folder with -o, or empty it yourself."])
@@ -367,7 +377,9 @@ class Pipeline:
             exc.errors.append(f"The rendered site was left in {staging} for inspection; {out} is unchanged.")
             raise
         marker = staging / SITE_MARKER
-        marker.write_text(f"This folder is an atlasgen site; `atlasgen clean` may delete it.\nkey: {key}\n")
+        marker.write_text(marker_text(key, files_under(staging)), encoding="utf-8")
+        if out.exists():  # the user's files (CNAME, notes, site.keep) move into the new site
+            carry_over(out, staging, kept)
         # Swap the finished site into place: the old one stays whole until the new one is.
         old = out.with_name(out.name + ".old")
         if old.exists():

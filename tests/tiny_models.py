@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -22,3 +23,49 @@ def tiny_vit(num_classes: int = 10) -> nn.Module:
                             num_classes=num_classes)
     nn.init.normal_(vit.heads.head.weight, std=0.1)  # torchvision starts the head at zero: no signal to study
     return vit
+
+
+class _Stage(nn.Module):
+    """Two convolutions with a residual connection, joined by functional ReLUs."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv_a = nn.Conv2d(width, width, 3, padding=1)
+        self.conv_b = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, x):
+        import torch
+
+        return torch.relu(x + self.conv_b(F.relu(self.conv_a(x))))
+
+
+class FunctionalResNet(nn.Module):
+    """A small residual CNN in the functional style: ``torch.relu``/``F.relu`` between convolutions,
+    ``F.max_pool2d`` after the stem; module paths like ``stage2.conv_b``."""
+
+    def __init__(self, n_classes: int = 4, width: int = 8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.stage1 = _Stage(width)
+        self.stage2 = _Stage(width)
+        self.fc = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.stem(x)), 2)
+        x = self.stage2(self.stage1(x))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def functional_resnet(n_classes: int = 4) -> nn.Module:
+    """FunctionalResNet, its class count taken as ``n_classes`` (not ``num_classes``)."""
+    return FunctionalResNet(n_classes)
+
+
+def fixed_four(width: int = 8) -> nn.Module:
+    """FunctionalResNet with 4 outputs and no class-count parameter."""
+    return FunctionalResNet(4, width)
+
+
+def broken_factory(num_classes: int = 4) -> nn.Module:
+    """A factory that fails, as a user's might."""
+    raise RuntimeError("weights file corrupt: expected 64 channels")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 
 from atlasgen.cache import atomic_save_npy, atomic_write_json, hash_data
 from atlasgen.config import ConfigError
-from atlasgen.data import read_class_names, read_image_csv, scan_image_folder, subsample
+from atlasgen.data import match_class_names, read_class_names, read_image_csv, scan_image_folder, subsample
 from atlasgen.pipeline import StageContext
 
 
@@ -29,10 +32,9 @@ def _report_bad_files(ctx: StageContext, root, skipped: list, converted: dict) -
         modes = ", ".join(f"{n} {mode}" for mode, n in converted.items())
         notes.append(f"dataset: converted to 8-bit RGB: {modes}")
     if skipped:
-        notes.append(f"dataset: skipped {len(skipped)} file(s) of {str(root)!r} (all in skipped.json of the dataset artifact):")
-        base = str(root.resolve())
+        notes.append(f"dataset: skipped {len(skipped)} file(s) of {str(root.resolve())!r} (all in skipped.json of the dataset artifact):")
         for path, reason in skipped[:N_LISTED]:
-            notes.append(f"  {path.removeprefix(base).lstrip('/') or path}: {reason}")
+            notes.append(f"  {os.path.abspath(path)}: {reason}")
         if len(skipped) > N_LISTED:
             notes.append(f"  ... and {len(skipped) - N_LISTED} more")
     if skipped:
@@ -67,7 +69,11 @@ def run(ctx: StageContext) -> None:
         if not paths:
             raise ConfigError([f"dataset.path: no images found in class sub-folders of {str(root)!r}. Fix: use one sub-folder per class holding .jpg/.png/.webp files."]
                               if cfg.source == "folder" else [f"dataset.path: {str(root)!r} lists no images. Fix: add path,label rows."])
-        readable = read_class_names(ctx.cfg.resolve(cfg.class_names)) if cfg.class_names else {}
+        readable, warning = match_class_names(names, read_class_names(ctx.cfg.resolve(cfg.class_names))
+                                              if cfg.class_names else {})
+        if warning:
+            notes = json.loads((ctx.out / "build_notes.json").read_text(encoding="utf-8"))
+            atomic_write_json(ctx.out / "build_notes.json", notes + [warning])
         classes = [{"id": i, "name": readable.get(n, n), "key": n, "superclass": "", "facets": []} for i, n in enumerate(names)]
         atomic_write_json(ctx.out / "paths.json", paths)
         labels = np.asarray(label_list, dtype=np.int64)
@@ -93,4 +99,4 @@ def run(ctx: StageContext) -> None:
         "n_heldout": int((split == 1).sum()),
         **({"n_skipped": len(skipped), "converted": converted} if cfg.source == "folder" else {}),
     })
-    ctx.console.detail(f"{len(labels)} images, {len(classes)} classes")
+    ctx.console.detail(f"{len(labels)} images, {len(classes)} class{'es' if len(classes) != 1 else ''}")

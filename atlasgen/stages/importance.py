@@ -20,6 +20,7 @@ restarted rank redoes only what it had not finished.
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 
@@ -28,9 +29,8 @@ import torch
 
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes, atomic_write_json
 from atlasgen.circuits import reaches_classifier_linearly
-from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
-from atlasgen.importance import batched_ablation, closed_form, fold_means, ranks, unit_means, unit_sums
+from atlasgen.importance import batched_ablation, closed_form, fold_means, ranks, resolve_top_k, unit_means, unit_sums
 from atlasgen.models import class_outputs, load_model
 from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
@@ -41,10 +41,15 @@ DISTRIBUTED = True
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.importance
     data = open_dataset(ctx.inputs["dataset"])
-    if cfg.top_k >= data.n_classes:
-        raise ConfigError([f"importance.top_k: {cfg.top_k} is not below the number of classes ({data.n_classes}); "
-                           "every image would keep its class in the top k. Fix: lower importance.top_k "
-                           "(Terekhov's 10 is for 1,000 classes)."])
+    n_outputs = int(json.loads((ctx.inputs["model"] / "model.json").read_text())["n_outputs"])
+    top_k = resolve_top_k(cfg.top_k, n_outputs)
+    if top_k >= n_outputs:  # the preflight check refuses a set top_k this large; auto reaches here with 1 output
+        reason = (f"importance needs a model with at least 2 outputs to rank (this one has {n_outputs}): "
+                  "every image keeps its class in the top 1, so no ablation can change it")
+        atomic_write_json(ctx.out / "skipped.json", {"reason": reason})
+        atomic_write_json(ctx.out / "build_notes.json", [f"importance: skipped: {reason}"])
+        ctx.console.info(f"  skipped: {reason}")
+        return
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     indices = data.indices("heldout")
     if len(indices) == 0:
@@ -78,11 +83,11 @@ def run(ctx: StageContext) -> None:
         if state is not None and state.is_file():
             totals = pickle.loads(state.read_bytes())
         elif exact:
-            totals = closed_form(model, layer, sae, batches, mu_a, mu_f, cfg.top_k)
+            totals = closed_form(model, layer, sae, batches, mu_a, mu_f, top_k)
         else:
             n_mine = sum(min(cfg.batch_size, len(indices) - starts[b]) for b in mine)
             with ctx.progress(n_mine, f"ablations {layer}") as bar:
-                totals = batched_ablation(model, layer, sae, batches, mu_a, mu_f, cfg.top_k, cfg.units_per_pass,
+                totals = batched_ablation(model, layer, sae, batches, mu_a, mu_f, top_k, cfg.units_per_pass,
                                           progress=bar.update)
         if d is not None:
             if not state.is_file():
@@ -99,7 +104,7 @@ def run(ctx: StageContext) -> None:
         atomic_save_npz(ctx.out / layer / "importance.npz", **arrays)
         atomic_write_json(ctx.out / layer / "importance.json", {
             "method": "closed form (pool + linear head)" if exact else "batched mean ablations",
-            "top_k": cfg.top_k,
+            "top_k": top_k,
             "images": int(totals["images"]),
             "clean_topk_correct": int(totals["clean_topk"]),
             "clean_top1_correct": int(totals["clean_top1"]),
@@ -107,7 +112,7 @@ def run(ctx: StageContext) -> None:
         best = int(np.flatnonzero(arrays["features_rank"] == 1)[0])
         ctx.console.detail(f"{layer}: importance by {'closed form' if exact else 'batched ablation'} on "
                            f"{totals['images']} images; rank 1: f/{best} ({arrays['features_topk'][best]} images lose "
-                           f"the true class from the top {cfg.top_k}, {arrays['features_top1'][best]} from the top 1)")
+                           f"the true class from the top {top_k}, {arrays['features_top1'][best]} from the top 1)")
     if (d is None or d.main) and (ctx.out / "_ranks").exists():
         shutil.rmtree(ctx.out / "_ranks")  # the per-rank states are not part of the artifact
 
