@@ -212,9 +212,9 @@ def test_fine_histogram_equals_bucketize_at_and_around_every_edge():
 
 @pytest.mark.parametrize("chunk_bytes", [1 << 10, 1 << 13, 1 << 30])
 def test_fused_encoder_equals_encode_and_the_dense_statistics(chunk_bytes, monkeypatch):
-    """The fused CPU encode gives the per-image maxima of the codes of ``encode`` bit for bit, their
-    positions, the per-unit counts of firing positions and their sums, with chunks that do and do not
-    divide the batch."""
+    """The fused CPU encode gives the per-image maxima of the codes of ``encode`` up to float
+    rounding, their positions, the per-unit counts of firing positions and their sums, with chunks
+    that do and do not divide the batch."""
     from atlasgen.sae import SparseAutoencoder
     from atlasgen.stages.examples import _FusedEncoder, encode
 
@@ -232,9 +232,17 @@ def test_fused_encoder_equals_encode_and_the_dense_statistics(chunk_bytes, monke
             x = torch.randn(b * 9, 24)
             peak, at, counts, sums = fused(x, b)
             ref = encode(sae, x).view(b, 9, 96)
-            assert torch.equal(peak, ref.amax(1))
-            assert torch.equal(at, ref.argmax(1))
-            assert torch.equal(counts.long(), (ref > 0).sum((0, 1)))
+            top2 = ref.topk(2, dim=1).values
+            torch.testing.assert_close(peak, top2[:, 0], rtol=1e-5, atol=1e-5)
+            # Positions agree wherever the top is not a near tie (BLAS kernels may round a row of
+            # a chunk's product differently from the same row of the whole product).
+            clear = (top2[:, 0] - top2[:, 1]) > 1e-4
+            assert torch.equal(at[clear], ref.argmax(1)[clear])
+            # A code at the cut may fall either side of it under another rounding.
+            fires = (ref > 0).sum((0, 1))
+            pre = (torch.mm(x - sae.b_dec, sae.W_enc) + sae.b_enc).view(b, 9, 96)
+            near = ((pre - float(sae.threshold)).abs() < 1e-4).sum((0, 1))
+            assert ((counts.long() - fires).abs() <= near).all()
             torch.testing.assert_close(sums, ref.double().sum((0, 1)), rtol=1e-6, atol=1e-6)
 
 

@@ -453,9 +453,10 @@ class _FusedEncoder:
     matmul goes into one small buffer, read once by a compiled pass (:func:`_position_pass`: bias,
     cut, per-image maxima and positions, per-position firing counts and sums) while it is in
     cache. The codes are never written out. Maxima, positions and counts are those of
-    :func:`encode` bit for bit: a row of a matmul does not depend on the other rows (checked by
-    tests/test_examples_stats.py), and the bias add and the cut are the same float32 operations.
-    Other devices and SAEs take the unfused path."""
+    :func:`encode` up to float rounding: the bias add and the cut are the same float32
+    operations, but a BLAS may round a row of a chunk's product differently from the same row
+    of the whole batch's product (so a near tie or a code at the cut may differ; checked by
+    tests/test_examples_stats.py). Other devices and SAEs take the unfused path."""
 
     CHUNK_BYTES = 1 << 18  # per thread
 
