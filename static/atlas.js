@@ -48,31 +48,165 @@
     });
   });
 
-  /* ---- sortable unit grids (layer page) */
-  Array.prototype.forEach.call(document.querySelectorAll("[data-sort-target]"), function (sorter) {
-    var grid = document.getElementById(sorter.getAttribute("data-sort-target"));
-    if (!grid) return;
-    var buttons = sorter.querySelectorAll("button[data-sort]");
-    function num(li, key) { return parseFloat(li.getAttribute("data-" + key)) || 0; }
-    function sortBy(key) {
-      var items = Array.prototype.slice.call(grid.children);
-      items.sort(function (a, b) {
-        var ia = num(a, "id"), ib = num(b, "id");
-        if (key === "id") return ia - ib;
-        return (num(b, key) - num(a, key)) || (ia - ib); // largest first, ties by id
-      });
-      var frag = document.createDocumentFragment();
-      items.forEach(function (li) { frag.appendChild(li); });
-      grid.appendChild(frag);
-      Array.prototype.forEach.call(buttons, function (b) {
-        b.setAttribute("aria-pressed", b.getAttribute("data-sort") === key ? "true" : "false");
-      });
-    }
-    Array.prototype.forEach.call(buttons, function (b) {
-      b.addEventListener("click", function () { sortBy(b.getAttribute("data-sort")); });
+  /* ---- the layer page's unit grids (cards.js -> window.ATLAS_CARDS; atlasgen/site/grid.py).
+   * Only the cards in view are in the DOM: the grid's padding stands for the rows above and below,
+   * so the page scrolls as if every card were there. Sorting and filtering work on index arrays. */
+  function esc(text) {
+    return String(text).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
-    sorter.hidden = false;
-  });
+  }
+  function VirtualGrid(grid, data, tools) {
+    var n = data.n, cols = data.columns, self = this;
+    var pixelated = grid.getAttribute("data-px") === "1";
+    var flagCols = data.flags.map(function (f) { return cols[f.key]; });
+    var hay = null, sorted = null, shown = null, sortKey = "id", query = "", flag = "";
+    var metrics = null, drawn = [-1, -1], pending = false;
+    var status = tools ? tools.querySelector(".grid-status") : null;
+    var BUFFER_ROWS = 4;
+
+    function card(i) {
+      var flags = "", badges = "", k;
+      for (k = 0; k < data.flags.length; k++) {
+        if (flagCols[k][i]) {
+          flags += " flag-" + data.flags[k].key;
+          if (data.flags[k].badge) badges += '<span class="card-flag">' + esc(data.flags[k].title) + "</span>";
+        }
+      }
+      var dead = cols.dead && cols.dead[i];
+      var html = '<li class="card' + (dead ? " dead" : "") + flags + '" data-id="' + i + '"><a href="' +
+        esc(data.href.replace("{id}", i)) + '">';
+      if (cols.thumb[i]) {
+        html += '<img class="thumb' + (pixelated ? " px" : "") + '" src="' + esc(data.thumb.replace("{id}", i).replace("{file}", data.thumbs[cols.thumb[i] - 1])) +
+          '" alt="' + data.kind_name + " " + i + ' visualisation" width="120" height="120">';
+      } else {
+        html += '<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>';
+      }
+      html += '<span class="card-text"><span class="card-id">' + data.kind + "/" + i + "</span>";
+      if (cols.label[i]) html += '<span class="card-label">' + esc(cols.label[i]) + "</span>";
+      else if (cols.top[i]) html += '<span class="card-label muted">' + esc(cols.top[i]) + "</span>";
+      else html += '<span class="card-label"></span>';
+      var meta = dead ? "never fires" : esc(cols.meta[i]);
+      for (k = 0; k < data.shown.length; k++) {
+        var v = cols[data.shown[k].key][i];
+        if (v !== null && v !== undefined && v !== "") meta += " · " + esc(data.shown[k].title) + " " + esc(v);
+      }
+      return html + '<span class="card-meta">' + badges + meta + "</span></span></a></li>";
+    }
+
+    function order(key) {
+      var ids = new Array(n), i;
+      for (i = 0; i < n; i++) ids[i] = i;
+      if (key === "id") return ids;
+      var spec = data.sorts.filter(function (s) { return s.key === key; })[0];
+      var col = cols[key], sign = spec && spec.order === "asc" ? 1 : -1;
+      ids.sort(function (a, b) {
+        var x = col[a], y = col[b];
+        if (x === null || x === undefined) return (y === null || y === undefined) ? a - b : 1; // missing last
+        if (y === null || y === undefined) return -1;
+        return (sign * (x - y)) || (a - b);
+      });
+      return ids;
+    }
+    function matches(i, words, flagCol, want) {
+      if (flagCol && !flagCol[i] !== !want) return false;
+      for (var w = 0; w < words.length; w++) if (hay[i].indexOf(words[w]) < 0) return false;
+      return true;
+    }
+    function select() {
+      var words = query.toLowerCase().split(/\s+/).filter(Boolean);
+      var flagCol = flag ? cols[flag.slice(1)] : null, want = flag.charAt(0) === "+";
+      if (!words.length && !flagCol) { shown = sorted; return; }
+      if (words.length && !hay) {
+        hay = new Array(n);
+        for (var i = 0; i < n; i++) {
+          var h = data.kind + "/" + i + " " + i;
+          for (var s = 0; s < data.search.length; s++) h += " " + (cols[data.search[s]][i] || "");
+          hay[i] = h.toLowerCase();
+        }
+      }
+      shown = sorted.filter(function (i) { return matches(i, words, flagCol, want); });
+    }
+    function measure() {
+      var style = window.getComputedStyle(grid);
+      var tracks = style.gridTemplateColumns.split(" ").filter(Boolean).length || 1;
+      var gap = parseFloat(style.rowGap) || 0;
+      var first = grid.firstElementChild;
+      var height = first ? first.getBoundingClientRect().height : 0;
+      if (!height) return null;
+      return { cols: tracks, row: height + gap };
+    }
+    function draw(force) {
+      pending = false;
+      if (!metrics) {
+        grid.style.paddingTop = grid.style.paddingBottom = "";
+        grid.innerHTML = shown.length ? card(shown[0]) : "";
+        metrics = measure();
+        drawn = [-1, -1];
+        if (!metrics) return;
+      }
+      var rows = Math.ceil(shown.length / metrics.cols);
+      var top = grid.getBoundingClientRect().top, view = window.innerHeight || 800;
+      var screenRows = Math.ceil(view / metrics.row);
+      var a = Math.max(0, Math.min(rows, Math.floor(-top / metrics.row) - BUFFER_ROWS));
+      var b = Math.max(Math.min(rows, a + screenRows + 2 * BUFFER_ROWS),
+                       Math.min(rows, Math.ceil((view - top) / metrics.row) + BUFFER_ROWS));
+      if (!force && a === drawn[0] && b === drawn[1]) return;
+      drawn = [a, b];
+      var html = "", end = Math.min(shown.length, b * metrics.cols);
+      for (var k = a * metrics.cols; k < end; k++) html += card(shown[k]);
+      grid.style.paddingTop = (a * metrics.row) + "px";
+      grid.style.paddingBottom = (Math.max(0, rows - b) * metrics.row) + "px";
+      grid.innerHTML = html;
+    }
+    function schedule() {
+      if (pending) return;
+      pending = true;
+      window.requestAnimationFrame(function () { draw(false); });
+    }
+    function report() {
+      if (!status) return;
+      var total = n.toLocaleString("en");
+      status.textContent = shown.length === n ? total + " " + data.kind_name + "s" :
+        shown.length.toLocaleString("en") + " of " + total + " " + data.kind_name + "s";
+    }
+    this.sort = function (key) { sortKey = key; sorted = order(key); select(); report(); draw(true); };
+    this.filter = function (text, flagValue) {
+      query = text || ""; flag = flagValue || ""; select(); report(); draw(true);
+    };
+    this.ids = function () { return shown.slice(); };
+    sorted = order(sortKey);
+    shown = sorted;
+    draw(true);
+    report();
+    window.addEventListener("scroll", schedule, { passive: true });
+    window.addEventListener("resize", function () { metrics = null; draw(true); });
+    grid.setAttribute("data-virtual", "1");
+    if (tools) {
+      var buttons = tools.querySelectorAll("button[data-sort]");
+      Array.prototype.forEach.call(buttons, function (b) {
+        b.addEventListener("click", function () {
+          self.sort(b.getAttribute("data-sort"));
+          Array.prototype.forEach.call(buttons, function (o) { o.setAttribute("aria-pressed", o === b ? "true" : "false"); });
+        });
+      });
+      var input = tools.querySelector("[data-grid-filter]"), menu = tools.querySelector("[data-grid-flag]");
+      var refilter = function () { self.filter(input ? input.value.trim() : "", menu ? menu.value : ""); };
+      if (input) input.addEventListener("input", refilter);
+      if (menu) menu.addEventListener("change", refilter);
+      if ((input && input.value) || (menu && menu.value)) refilter();
+      tools.hidden = false;
+    }
+  }
+  window.atlasGrids = {};
+  if (window.ATLAS_CARDS) {
+    Array.prototype.forEach.call(document.querySelectorAll("ol[data-cards]"), function (grid) {
+      var name = grid.getAttribute("data-cards"), data = window.ATLAS_CARDS.grids[name];
+      if (!data) return;
+      var tools = document.querySelector('[data-grid-tools="' + name + '"]');
+      window.atlasGrids[name] = new VirtualGrid(grid, data, tools);
+    });
+  }
 
   /* ---- search over the prebuilt index (search_index.js -> window.ATLAS_SEARCH) */
   var searchInput = document.querySelector("[data-search]");

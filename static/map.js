@@ -14,6 +14,25 @@
   if (!D || !L || !host) return;
   Array.prototype.forEach.call(document.querySelectorAll(".js-only"), function (n) { n.hidden = false; });
 
+  // The cluster lists below the map: members drawn from the data when a cluster is first opened.
+  Array.prototype.forEach.call(document.querySelectorAll("details[data-cluster]"), function (box) {
+    box.addEventListener("toggle", function () {
+      if (!box.open || box.getAttribute("data-filled")) return;
+      box.setAttribute("data-filled", "1");
+      var c = +box.getAttribute("data-cluster"), col = D.features.cluster[0] || [], html = "";
+      for (var j = 0; j < D.n; j++) {
+        if ((col.length ? col[j] : -1) !== c) continue;
+        var id = D.features.id[j], label = D.features.label[j] || "";
+        html += '<li><a href="' + D.feature_href.replace("{id}", String(id)) + '">f/' + id + "</a> " +
+          label.replace(/[&<>"]/g, function (ch) { return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[ch]; }) +
+          "</li>";
+      }
+      box.querySelector(".cluster-list").innerHTML = html;
+      var note = box.querySelector(".cluster-note");
+      if (note) note.hidden = true;
+    });
+  });
+
   var S = 256;  // world units of the unit square at zoom 0
   var PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
                  "#b07aa1", "#ff9da7", "#9c755f", "#8cd17d", "#499894", "#d37295"];

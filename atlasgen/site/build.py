@@ -19,7 +19,8 @@ import jinja2
 
 import atlasgen
 from atlasgen.cache import tree_size
-from atlasgen.site import cards, export, featurevis_section, mapview, pages, publish, ratings_pages, resources, urls
+from atlasgen.site import (cards, export, featurevis_section, grid, mapview, pages, publish, ratings_pages, resources,
+                           urls)
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages
@@ -64,6 +65,7 @@ def make_environment() -> jinja2.Environment:
     # Python functions for the most rendered pieces (issue 8): same bytes as the templates they replaced.
     env.globals["unit_card"] = cards.unit_card
     env.globals["example_item"] = cards.example_item
+    env.globals["links"] = grid.links_html
     return env
 
 
@@ -150,6 +152,7 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
         ix = indexes[L.name]
         copy_unit_images(w, ix)
         w.page(*pages.layer_page(site, ix))
+        w.text(grid.cards_url(model_name, L.name), js_global("ATLAS_CARDS", grid.cards_data(ix)))
         w.page(*pages.map_page(site, ix))
         w.text(f"{model_name}/{L.name}/map/data.js",
                js_global("ATLAS_MAP", mapview.render_layer_map(out_dir, site, ix, arts.dataset)))

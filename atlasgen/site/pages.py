@@ -14,7 +14,7 @@ import numpy as np
 from markupsafe import Markup
 from PIL import Image
 
-from atlasgen.site import circuits, export, featurevis_section, ratings_pages, spectrum, svg, urls
+from atlasgen.site import circuits, export, featurevis_section, grid, ratings_pages, spectrum, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
 from atlasgen.site.images import DatasetImages, HeatSprite
@@ -392,14 +392,11 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         n_dead=fmt_count(L.n_features - alive),
         export_href=export.features_jsonl_path(site.model, L.name),
         sae_href=f"{export.sae_dir_path(site.model, L.name)}/sae.npz",
-        features=ix.feature_cards,
-        neurons=ix.neuron_cards,
-        vis_pixelated=_pixelated(ix.vis_size.get("f"), 120),
+        grids=[grid.grid_context(urls.root_prefix(path), ix, kind, _pixelated(ix.vis_size.get("f"), 120))
+               for kind in ("f", "n")],
         data_href=urls.features_data(site.model, L.name),
         ratings_layer=ratings_pages.layer_context(site, ix),
-        has_importance=L.importance is not None,
-        importance_help=("images that lose the true class from the top "
-                         f"{(L.importance or {}).get('info', {}).get('top_k', 10)} when the unit is mean-ablated"),
+        scripts=[grid.cards_url(site.model, L.name)],
         body_class="layer",
     )
     return path, "layer.html", ctx
@@ -571,17 +568,25 @@ def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
     levels = L.map.get("levels") or []
     top = levels[0] if levels else []
     cluster_index = {cl["id"]: n for n, cl in enumerate(top)}
-    by_cluster: dict[int, list[dict]] = {n: [] for n in range(len(top))}
-    unclustered = []
-    for f in sorted(L.map.get("features", []), key=lambda f: int(f["id"])):
+    # Counts and a representative per top cluster; the member lists are drawn by map.js from data.js when a
+    # cluster is opened (every feature is linked from the layer page), so the page does not carry every card.
+    counts: dict[int, int] = {n: 0 for n in range(len(top))}
+    unclustered = 0
+    for f in L.map.get("features", []):
         clusters = f.get("clusters") or []
         n = cluster_index.get(clusters[0]) if clusters else None
-        card = ix.feature_cards[int(f["id"])]
-        (by_cluster[n] if n is not None else unclustered).append(card)
-    clusters = [{"name": cl.get("name") or f"cluster {cl['id']}", "features": by_cluster[n],
-                 "swatch": n % N_MAP_COLOURS} for n, cl in enumerate(top)]
+        if n is None:
+            unclustered += 1
+        else:
+            counts[n] += 1
+    clusters = []
+    for n, cl in enumerate(top):
+        rep = int(cl.get("representative", (cl.get("members") or [-1])[0]))
+        clusters.append({"name": cl.get("name") or f"cluster {cl['id']}", "count": counts[n], "index": n,
+                         "rep": ix.feature_cards[rep] if 0 <= rep < L.n_features else None,
+                         "swatch": n % N_MAP_COLOURS})
     if unclustered:
-        clusters.append({"name": "unclustered", "features": unclustered, "swatch": None})
+        clusters.append({"name": "unclustered", "count": unclustered, "index": -1, "rep": None, "swatch": None})
     ctx = base_context(
         site, path, f"{L.name} map",
         crumbs(site, (m, urls.model(m)), (L.name, urls.layer(m, L.name)), ("map", None)),
