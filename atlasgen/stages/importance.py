@@ -40,7 +40,7 @@ DISTRIBUTED = True
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.importance
-    data = open_dataset(ctx.inputs["dataset"])
+    data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     if cfg.top_k >= data.n_classes:
         raise ConfigError([f"importance.top_k: {cfg.top_k} is not below the number of classes ({data.n_classes}); "
                            "every image would keep its class in the top k. Fix: lower importance.top_k "
@@ -63,8 +63,8 @@ def run(ctx: StageContext) -> None:
         return data.batch(idx).to(ctx.device), torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
 
     def batches():
-        for b in mine:
-            yield batch(b)
+        for idx, images in data.batches(indices, cfg.batch_size, ctx.device, select=None if d is None else d.mine):
+            yield images, torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
 
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
