@@ -85,6 +85,7 @@ class ModelConfig:
     mean: list[float] = _f([], "Per-channel mean subtracted from [0, 1] RGB inside the model; empty: the source's own (ImageNet's for torchvision, 117/255 for inceptionv1, 0 for factory).")
     std: list[float] = _f([], "Per-channel divisor after the mean; empty: the source's own (ImageNet's for torchvision, 1/255 for inceptionv1, 1 for factory).")
     train: TrainConfig = _f(TrainConfig(), "Training settings for the demo model.")
+    batch_size: int = _f(256, "Images per forward pass of the held-out accuracy.", min=1)
     # The layer views, copied from Config.layers by parse_config so load_model can attach them. Not a key.
     views: tuple = field(default=(), metadata={"internal": True})
 
@@ -110,6 +111,8 @@ class SAEConfig:
     batch_size: int = _f(512, "Vectors per training step.", min=1)
     lr: float = _f(0.001, "Adam learning rate.", min=0.0, exclusive_min=True)
     seed: int = _f(0, "Seed for initialisation and batch sampling.")
+    eval_batch_size: int = _f(128, "Held-out images per forward pass of the SAE evaluation (the model with the SAE spliced in).", min=1)
+    eval_vector_batch_size: int = _f(4096, "Held-out vectors per batch of the SAE's metrics.", min=1)
 
 
 @dataclass
@@ -163,6 +166,7 @@ class ExamplesConfig:
 @dataclass
 class CircuitsConfig:
     top_k: int = _f(10, "Strongest weights kept per unit and per class (upstream/downstream: this many positive and this many negative).", min=1)
+    batch_size: int = _f(64, "Images per forward and backward pass of the gradient class weights (layers that do not reach the head linearly).", min=1)
 
 
 @dataclass
@@ -187,7 +191,7 @@ class MapConfig:
 @dataclass
 class AtlasConfig:
     enabled: bool = _f(True, "Build the activation atlas (Carter et al. 2019) shown beside the feature map.")
-    max_images: int = _f(0, "Training images sampled, one activation each (0: all).", min=0)
+    max_images: int = _f(50000, "Training images sampled, one activation each (a seeded sample; 0: every training image). 50,000 points keep the single-threaded UMAP layout to minutes; beyond that the layout, not the icons, dominates the stage.", min=0)
     grids: list[int] = _f([8, 16, 32], "Grid sizes (cells per side), coarse to fine; one zoom level each.", min=1)
     min_count: int = _f(3, "Activations a cell needs to get an icon.", min=1)
     icon_size: int = _f(32, "Side in pixels of each cell's icon.", min=8)
@@ -218,6 +222,14 @@ class GameConfig:  # issue 11: "guess the image" (SAE Explorer)
     features: int = _f(6, "Most active features shown per image.", min=1)
     choices: int = _f(4, "Candidate images per round (one is right).", min=2)
     seed: int = _f(0, "Seed of the choice of images and candidates.")
+    batch_size: int = _f(64, "Images per forward pass.", min=1)
+
+
+@dataclass
+class DecodeConfig:
+    workers: int = _f(-1, "Worker processes decoding images ahead of the model in every pass over a folder or CSV dataset (torch DataLoader); -1: the machine's cores (os.sched_getaffinity) divided by the ranks on this node; 0: decode in the main process. The pixels and their order do not depend on it.", min=-1)
+    prefetch_batches: int = _f(2, "Batches decoded ahead of the model.", min=1)
+    gpu_jpeg: bool = _f(True, "On CUDA, decode JPEG files on the GPU (torchvision.io.decode_jpeg) and resize them there; other files, and JPEGs the GPU decoder rejects, take the CPU path. GPU pixels differ from the CPU path's by rounding (another IDCT and resampler).")
 
 
 @dataclass
@@ -238,6 +250,7 @@ class Config:
     ratings: RatingsConfig = _f(RatingsConfig(), "Blind interpretability survey pages and imported ratings.")
     game: GameConfig = _f(GameConfig(), "The \"guess the image\" game.")
     atlas: AtlasConfig = _f(AtlasConfig(), "The activation atlas.")
+    decode: DecodeConfig = _f(DecodeConfig(), "Image decoding for every pass over the images (no effect on results on the CPU; not part of any cache key).")
     # Where the config file lives; relative paths are resolved against it. Not a key.
     root: Path = field(default=Path("."), metadata={"internal": True})
 

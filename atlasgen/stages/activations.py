@@ -83,10 +83,9 @@ def _collect(model, data, layer, indices, cfg, device, seed, bar=None):
     """Sampled vectors and probabilities for a set of images."""
     gen = torch.Generator().manual_seed(seed)
     vecs, probs = [], []
-    for start in range(0, len(indices), cfg.batch_size):
-        idx = indices[start:start + cfg.batch_size]
+    for idx, images in data.batches(indices, cfg.batch_size, device):
         with torch.no_grad():
-            acts = layer_activations(model, data.batch(idx).to(device), [layer])[layer].float()
+            acts = layer_activations(model, images, [layer])[layer].float()
         check_finite(acts, idx, data, layer)
         v, p = sample_positions(acts, cfg.sampling, cfg.positions_per_image, gen)
         vecs.append(v.numpy())
@@ -98,7 +97,7 @@ def _collect(model, data, layer, indices, cfg, device, seed, bar=None):
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.activations
-    data = open_dataset(ctx.inputs["dataset"])
+    data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     dtype = np.dtype(cfg.dtype)
     train_idx = data.indices("train")

@@ -25,9 +25,8 @@ from atlasgen.pipeline import StageContext
 def collect(model, data, layer: str, indices: np.ndarray, batch_size: int, seed: int, device: str) -> np.ndarray:
     out = []
     with torch.no_grad():
-        for start in range(0, len(indices), batch_size):
-            idx = indices[start:start + batch_size]
-            acts = layer_activations(model, data.batch(idx).to(device), [layer])[layer].float()
+        for idx, images in data.batches(indices, batch_size, device):
+            acts = layer_activations(model, images, [layer])[layer].float()
             if acts.ndim == 2:
                 acts = acts[:, :, None, None]
             out.append(one_position_per_image(acts, idx, seed).cpu().numpy())
@@ -36,7 +35,7 @@ def collect(model, data, layer: str, indices: np.ndarray, batch_size: int, seed:
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.atlas
-    data = open_dataset(ctx.inputs["dataset"])
+    data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     for layer_cfg in ctx.cfg.layers:
         (ctx.out / layer_cfg.name).mkdir(parents=True, exist_ok=True)
     if not cfg.enabled:

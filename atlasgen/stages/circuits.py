@@ -30,13 +30,13 @@ from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
 
 
-def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device: str, n_classes: int) -> np.ndarray:
+def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device: str, n_classes: int,
+                           batch_size: int = 64) -> np.ndarray:
     """(K, C): mean over images of d logit_k / d (spatial mean of the layer's channel c),
     for the model output of each of the K dataset classes."""
     outputs = class_outputs(model, n_classes)
     total = None
-    for start in range(0, len(indices), 64):
-        images = data.batch(indices[start:start + 64]).to(device)
+    for _idx, images in data.batches(indices, batch_size, device):
         acts = layer_activations(model, images, [layer])[layer].detach().requires_grad_(True)
         logits = _forward_from(model, layer, acts, images)
         rows = []
@@ -61,7 +61,7 @@ def _forward_from(model, layer: str, replacement: torch.Tensor, images: torch.Te
 
 
 def run(ctx: StageContext) -> None:
-    data = open_dataset(ctx.inputs["dataset"])
+    data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     probe = data.indices("heldout")[:64]
     for layer_cfg in ctx.cfg.layers:
@@ -75,7 +75,8 @@ def run(ctx: StageContext) -> None:
                     "note": "exact: the layer reaches the logits through average pooling and one linear layer"}
         else:
             sample = data.indices("train")[:256]
-            W_class = gradient_class_weights(model, layer, data, sample, ctx.device, data.n_classes).astype(np.float64)
+            W_class = gradient_class_weights(model, layer, data, sample, ctx.device, data.n_classes,
+                                             ctx.cfg.circuits.batch_size).astype(np.float64)
             info = {"exact": False, "method": "mean gradient of the logits w.r.t. the pooled layer . W_dec^T",
                     "note": f"linear attribution (not exact): gradients averaged over {len(sample)} training images"}
         atomic_save_npz(ctx.out / layer / "class_weights.npz",

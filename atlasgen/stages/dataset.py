@@ -9,7 +9,8 @@ import numpy as np
 
 from atlasgen.cache import atomic_save_npy, atomic_write_json, hash_data
 from atlasgen.config import ConfigError
-from atlasgen.data import match_class_names, read_class_names, read_image_csv, scan_image_folder, subsample
+from atlasgen.data import (decode_workers, in_listing_order, list_image_folder, match_class_names, read_class_names,
+                           read_image_csv, sample_image_folder, subsample)
 from atlasgen.pipeline import StageContext
 
 
@@ -61,10 +62,13 @@ def run(ctx: StageContext) -> None:
         if cfg.source == "csv":
             names, paths, label_list = read_image_csv(root)
             skipped, converted = [], {}
-        else:
-            names, paths, label_list, skipped, converted = scan_image_folder(root, 0, cfg.min_image_side)
+            keep = subsample(label_list, cfg.images_per_class, cfg.limit, cfg.seed)
+        else:  # listed by name, sampled, and only the sampled files decoded (in parallel)
+            names, paths, label_list, skipped = list_image_folder(root)
+            keep, bad, converted = sample_image_folder(paths, label_list, cfg.images_per_class, cfg.limit, cfg.seed,
+                                                       cfg.min_image_side, decode_workers(ctx.cfg.decode.workers))
+            skipped = in_listing_order(skipped + bad, root)
         _report_bad_files(ctx, root, skipped, converted)
-        keep = subsample(label_list, cfg.images_per_class, cfg.limit, cfg.seed)
         paths, label_list = [paths[i] for i in keep], [label_list[i] for i in keep]
         if not paths:
             raise ConfigError([f"dataset.path: no images found in class sub-folders of {str(root)!r}. Fix: use one sub-folder per class holding .jpg/.png/.webp files."]

@@ -535,7 +535,7 @@ def scan(model, sae, layer: str, batches, cfg, device, progress=None):
 @torch.no_grad()
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.examples
-    data = open_dataset(ctx.inputs["dataset"])
+    data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     train_idx = data.indices("train")
     d = ctx.dist
@@ -543,16 +543,16 @@ def run(ctx: StageContext) -> None:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
         if d is None:
-            batches = ((idx, data.batch(idx)) for idx in
-                       (train_idx[s:s + cfg.batch_size] for s in range(0, len(train_idx), cfg.batch_size)))
+            batches = data.batches(train_idx, cfg.batch_size, ctx.device)
             with ctx.progress(len(train_idx), f"examples {layer}") as bar:
                 stats, cooc, grid = scan(model, sae, layer, batches, cfg, ctx.device, bar)
         else:
             stats, cooc, grid = _scan_distributed(ctx, model, sae, layer, data, train_idx)
             if not d.main:
+                add_maps(None, model, sae, layer, data, ctx.device, None, cfg.batch_size, d)  # this rank's share
                 continue
         results = {name: s.finish(data.labels, data.n_classes, cfg.histogram_bins, grid) for name, s in stats.items()}
-        add_maps(results, model, sae, layer, data, ctx.device, grid, cfg.batch_size)
+        add_maps(results, model, sae, layer, data, ctx.device, grid, cfg.batch_size, d)
         for name, arrays in results.items():
             atomic_save_npz(ctx.out / layer / f"{name}.npz", **arrays)
         atomic_save_npz(ctx.out / layer / "cooccurrence.npz", **cooc.finish())
@@ -574,7 +574,8 @@ def _scan_distributed(ctx, model, sae, layer, data, train_idx):
         ctx.console.detail(f"{layer}: rank {d.rank} reuses its scan ({path.name})")
     else:
         with ctx.progress(sum(len(i) for i in mine), f"examples {layer}") as bar:
-            stats, cooc, grid = scan(model, sae, layer, ((idx, data.batch(idx)) for idx in mine), cfg, ctx.device, bar)
+            stats, cooc, grid = scan(model, sae, layer, data.batches(train_idx, cfg.batch_size, ctx.device, select=d.mine),
+                                     cfg, ctx.device, bar)
         if stats is None:  # more ranks than batches: an empty scan of the right shape
             stats, cooc, grid = empty_scan(model, sae, layer, data.batch(train_idx[:1]), cfg, ctx.device)
         state = scan_state(stats, cooc, grid)
@@ -671,18 +672,31 @@ def _merge_bands(bands: BandReservoir, parts) -> None:
 
 
 @torch.no_grad()
-def add_maps(results, model, sae, layer, data, device, grid, batch_size) -> None:
+def add_maps(results, model, sae, layer, data, device, grid, batch_size, dist=None) -> None:
     """Activation maps (heat-maps) of every unit on the images it shows: top and band examples.
 
     Adds ``top_maps`` (U, k, H, W) and ``band_maps`` (U, bands, r, H, W) (float16) and
-    ``band_pos`` (the arg-max position of each band example)."""
-    slots = {name: {"top": r["top_idx"], "band": r["band_idx"]} for name, r in results.items()}
+    ``band_pos`` (the arg-max position of each band example).
+
+    The images shown go in batches of ``batch_size`` (ascending image index). Under ``dist`` every
+    rank computes the maps of its batches (``b % N == rank``; ``results`` and ``grid`` are rank
+    0's, None elsewhere) and rank 0 puts the ranks' maps together: each map comes from one batch,
+    the same batch as in one process, so the arrays are those of one process byte for byte."""
+    slots = None if results is None else {name: {"top": r["top_idx"], "band": r["band_idx"]} for name, r in results.items()}
+    if dist is not None:
+        slots, grid = dist.all_gather_object((slots, grid))[0]
     wanted = np.unique(np.concatenate([a[a >= 0] for s in slots.values() for a in s.values()]))
+    owner = np.full(int(wanted.max(initial=-1)) + 1, -1, dtype=np.int64)  # the rank of each image's batch
+    for b, start in enumerate(range(0, len(wanted), batch_size)):
+        owner[wanted[start:start + batch_size]] = b % (1 if dist is None else dist.world)
+
+    def owned(a, rank):
+        return (a >= 0) & (owner[np.maximum(a, 0)] == rank)
+
     maps = {name: {key: np.zeros(a.shape + tuple(grid), dtype=np.float16) for key, a in s.items()}
             for name, s in slots.items()}
-    for start in range(0, len(wanted), batch_size):
-        batch = wanted[start:start + batch_size]
-        feats, acts, _ = _unit_vectors(model, sae, layer, data.batch(batch), device)
+    for batch, images in data.batches(wanted, batch_size, device, select=None if dist is None else dist.mine):
+        feats, acts, _ = _unit_vectors(model, sae, layer, images, device)
         per_family = {"features": feats.cpu().numpy(), "neurons": acts.cpu().numpy()}  # (B, P, U)
         row_of = np.full(int(batch.max()) + 1, -1, dtype=np.int64)
         row_of[batch] = np.arange(len(batch))
@@ -692,6 +706,15 @@ def add_maps(results, model, sae, layer, data, device, grid, batch_size) -> None
                 units = hit[0]
                 rows = row_of[a[hit]]
                 maps[name][key][hit] = per_family[name][rows, :, units].reshape((len(units),) + tuple(grid))
+    if dist is not None:
+        mine = {name: {key: maps[name][key][owned(a, dist.rank)] for key, a in s.items()} for name, s in slots.items()}
+        parts = dist.gather_object(mine)
+        if not dist.main:
+            return
+        for rank, part in enumerate(parts):
+            for name, s in slots.items():
+                for key, a in s.items():
+                    maps[name][key][owned(a, rank)] = part[name][key]
     for name, r in results.items():
         r["top_maps"] = maps[name]["top"]
         r["band_maps"] = maps[name]["band"]

@@ -70,16 +70,15 @@ def choose_rounds(heldout: np.ndarray, labels: np.ndarray, rounds: int, choices:
 @torch.no_grad()
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.game
-    data = open_dataset(ctx.inputs["dataset"])
+    data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     images, candidates, answer = choose_rounds(data.indices("heldout"), data.labels, cfg.rounds, cfg.choices, cfg.seed)
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
         rows = []
-        for start in range(0, len(images), 64):
-            idx = images[start:start + 64]
-            acts = layer_activations(model, data.batch(idx).to(ctx.device), [layer])[layer].float()
+        for _idx, x in data.batches(images, cfg.batch_size, ctx.device):
+            acts = layer_activations(model, x, [layer])[layer].float()
             b = acts.shape[0]
             codes = sae.encode(positions_as_vectors(acts))  # (b * positions, F)
             rows.append(codes.reshape(b, -1, codes.shape[1]).amax(dim=1).cpu().numpy().astype(np.float32))

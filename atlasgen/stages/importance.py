@@ -40,7 +40,7 @@ DISTRIBUTED = True
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.importance
-    data = open_dataset(ctx.inputs["dataset"])
+    data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     n_outputs = int(json.loads((ctx.inputs["model"] / "model.json").read_text())["n_outputs"])
     top_k = resolve_top_k(cfg.top_k, n_outputs)
     if top_k >= n_outputs:  # the preflight check refuses a set top_k this large; auto reaches here with 1 output
@@ -68,8 +68,8 @@ def run(ctx: StageContext) -> None:
         return data.batch(idx).to(ctx.device), torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
 
     def batches():
-        for b in mine:
-            yield batch(b)
+        for idx, images in data.batches(indices, cfg.batch_size, ctx.device, select=None if d is None else d.mine):
+            yield images, torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
 
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name

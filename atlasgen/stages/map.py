@@ -197,8 +197,8 @@ def sample_predictions(model_dir, model_cfg, data, images: np.ndarray, device: s
     model = load_model(model_dir, model_cfg, data.n_classes, device).eval()
     outputs = class_outputs(model, data.n_classes)
     out = []
-    for start in range(0, len(images), batch_size):
-        logits = model(data.batch(images[start:start + batch_size]).to(device))[:, outputs]
+    for _idx, x in data.batches(images, batch_size, device):
+        logits = model(x)[:, outputs]
         out.append(torch.softmax(logits.float(), 1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, data.n_classes), np.float32)
 
@@ -260,7 +260,7 @@ def run(ctx: StageContext) -> None:
         elif cfg.source == "predictions":
             cooc = np.load(ctx.inputs["examples"] / layer / "cooccurrence.npz")
             if probs is None:  # one forward pass over the sample serves every layer (same images)
-                probs = sample_predictions(ctx.inputs["model"], ctx.cfg.model, open_dataset(ctx.inputs["dataset"]),
+                probs = sample_predictions(ctx.inputs["model"], ctx.cfg.model, open_dataset(ctx.inputs["dataset"], ctx.cfg),
                                            cooc["sample_images"], ctx.device, ctx.cfg.examples.batch_size)
             vectors = prediction_profiles(cooc, probs)
         else:

@@ -42,9 +42,8 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 def accuracy(model: nn.Module, data, indices: np.ndarray, device: str, batch_size: int = 256) -> float:
     model.eval()
     correct = 0
-    for start in range(0, len(indices), batch_size):
-        idx = indices[start:start + batch_size]
-        logits = model(data.batch(idx).to(device))[:, class_outputs(model, data.n_classes)]
+    for idx, images in data.batches(indices, batch_size, device):
+        logits = model(images)[:, class_outputs(model, data.n_classes)]
         correct += int((logits.argmax(1).cpu().numpy() == data.labels[idx]).sum())
     return correct / max(1, len(indices))
 
@@ -145,7 +144,7 @@ def match_outputs(classes: list[dict], labels_file, n_outputs: int) -> list[int]
 
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
-    data = open_dataset(ctx.inputs["dataset"])
+    data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     torch.manual_seed(cfg.model.train.seed)
     model = build_model(cfg.model, data.n_classes)
     train_seconds = 0.0
@@ -169,7 +168,7 @@ def run(ctx: StageContext) -> None:
         raise ConfigError([f"model: it has {n_outputs} outputs but the dataset has {data.n_classes} classes. "
                            "Fix: set model.labels to a file naming each output (one per line), so the classes can be matched to outputs."])
     model.atlas_class_outputs = outputs
-    acc = accuracy(model, data, data.indices("heldout"), ctx.device)
+    acc = accuracy(model, data, data.indices("heldout"), ctx.device, cfg.model.batch_size)
     model.cpu()
     _save(ctx.out / "model.pt", model.state_dict())
     (ctx.out / "checkpoint.pt").unlink(missing_ok=True)

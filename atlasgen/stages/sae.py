@@ -68,9 +68,7 @@ def downstream_metrics(model, layer: str, sae, data, indices: np.ndarray, device
     sums = {"agree": 0.0, "kl": 0.0, "ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "acc_clean": 0.0, "acc_sae": 0.0}
     vectors = []
     try:
-        for start in range(0, len(indices), batch_size):
-            idx = indices[start:start + batch_size]
-            x = data.batch(idx).to(device)
+        for idx, x in data.batches(indices, batch_size, device):
             y = torch.from_numpy(data.labels[idx]).to(device)
             replace["with"] = None
             clean = model(x)
@@ -121,7 +119,7 @@ def _load_external(ctx: StageContext, layer_cfg, d_in: int):
 
 
 def run(ctx: StageContext) -> None:
-    data = open_dataset(ctx.inputs["dataset"])
+    data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     heldout_images = data.indices("heldout")[:MAX_EVAL_IMAGES]
     main = ctx.dist is None or ctx.dist.main
@@ -149,10 +147,12 @@ def run(ctx: StageContext) -> None:
                 continue
         sae = sae.to(ctx.device).eval()
         heldout = np.load(ctx.inputs["activations"] / layer_cfg.name / "heldout.npy", mmap_mode="r")
-        metrics = evaluate_sae(sae, heldout)
+        metrics = evaluate_sae(sae, heldout, layer_cfg.sae.eval_vector_batch_size)
         if len(heldout_images):
-            downstream, all_positions = downstream_metrics(model, layer_cfg.name, sae, data, heldout_images, ctx.device)
-            metrics.update({f"uniform_{k}": v for k, v in evaluate_sae(sae, all_positions).items()})
+            downstream, all_positions = downstream_metrics(model, layer_cfg.name, sae, data, heldout_images, ctx.device,
+                                                              layer_cfg.sae.eval_batch_size)
+            metrics.update({f"uniform_{k}": v for k, v in
+                            evaluate_sae(sae, all_positions, layer_cfg.sae.eval_vector_batch_size).items()})
             metrics.update(downstream)
         save_sae(sae.cpu(), folder, metrics=metrics)
         # The same weights in the SAELens layout, so other tools can load atlasgen's SAEs.
