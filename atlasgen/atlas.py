@@ -22,11 +22,10 @@ batched renderer of every feature visualisation, with the atlas objective
 
 from __future__ import annotations
 
-import os
-import warnings
-
 import numpy as np
 import torch
+
+from atlasgen.umap_fit import umap_2d
 
 
 
@@ -55,14 +54,8 @@ def normalize_layout(xy: np.ndarray, lo: float = 1.0, hi: float = 99.0, margin: 
 
 
 def umap_layout(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import umap
-
-        reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(vectors) - 1), min_dist=min_dist, metric="cosine",
-                            random_state=seed, n_jobs=1, init="spectral" if len(vectors) > 16 else "random")
-        return reducer.fit_transform(vectors.astype(np.float32)).astype(np.float64)
+    """(N, 2) float64 UMAP coordinates of the activation vectors (:func:`atlasgen.umap_fit.umap_2d`)."""
+    return umap_2d(vectors, n_neighbors, min_dist, seed).astype(np.float64)
 
 
 def grid_cells(xy: np.ndarray, vectors: np.ndarray, labels: np.ndarray, grid: int, min_count: int,

@@ -46,7 +46,8 @@ class SiteConfig:
     authors: list[str] = _f([], "Authors of the atlas, \"Given Family\" each: for CITATION.cff and the BibTeX of every page.")
     version: str = _f("1.0", "Version of the published atlas (CITATION.cff). Publish a changed SAE under a new model name or version prefix.")
     doi: Optional[str] = _f(None, "DOI of the atlas, if it has one (CITATION.cff, citations).")
-    size_budget_mb: float = _f(900.0, "Largest site the build accepts, in MB (GitHub Pages publishes at most 1 GB). 0: no limit.", min=0.0)
+    size_budget_mb: float = _f(900.0, "Largest site the build accepts, in MB (1 MB = 10^6 bytes; GitHub Pages publishes at most 1 GB). The site stage projects the size from counts before rendering and stops early when the projection is over; the rendered site is checked again. 0: no limit.", min=0.0)
+    sae_dtype: Literal["float16", "bfloat16", "float32"] = _f("float16", "Dtype of the SAE weights the site publishes (data/<model>/<layer>/sae/, a SAELens folder: cfg.json records the dtype): float16 and bfloat16 take half the bytes of float32.")
     keep: list[str] = _f([], "Files and folders of the site folder, relative to it, that a rebuild keeps and `atlasgen clean` leaves (glob patterns allowed, e.g. notes/*). CNAME, .nojekyll and .git are always kept.")
 
 

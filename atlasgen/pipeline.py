@@ -349,7 +349,7 @@ class Pipeline:
             self.console.detail(f"site: up to date in {self.out_dir}")
             summary.site_files, summary.site_bytes = tree_size(self.out_dir)
             return
-        from atlasgen.stages.site import render_into
+        from atlasgen.stages.site import check_projection, render_into
 
         self.console.info(f"site: rendering into {self.out_dir}")
         start = time.perf_counter()
@@ -366,6 +366,7 @@ class Pipeline:
         if not self.accept_changed_features:
             publish.check_feature_ids(out, self.cfg.model.name,
                                       publish.sae_hashes(folders["sae"], [l.name for l in self.cfg.layers]))
+        check_projection(self.cfg, folders, self.console)  # stops before rendering a site over its budget
         staging = out.with_name(out.name + ".partial")
         if staging.exists():
             shutil.rmtree(staging)

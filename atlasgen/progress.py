@@ -18,10 +18,11 @@ def format_seconds(seconds: float) -> str:
 
 
 def format_bytes(n: int) -> str:
+    """Decimal units, as the size budget is given: 1 KB = 10^3 bytes, 1 MB = 10^6 bytes, 1 GB = 10^9 bytes."""
     for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+        if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+        n /= 1000
     return f"{n:.1f} GB"
 
 

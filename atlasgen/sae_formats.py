@@ -36,7 +36,6 @@ save_saelens() writes an atlasgen SAE in the SAELens layout (byte-deterministic)
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -581,24 +580,10 @@ def save_saelens(sae: SparseAutoencoder, folder, *, hook_name: str | None = None
 
 
 def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
-    """A float32 safetensors file, byte-deterministic: tensors by name, metadata sorted.
+    """A float32 safetensors file, byte-deterministic (:func:`atlasgen.site.weights.safetensors_bytes`)."""
+    from atlasgen.site.weights import safetensors_bytes as write
 
-    (safetensors' own writer orders multi-entry metadata differently from run to run.)
-    Layout: u64 little-endian header size, JSON header padded with spaces to 8 bytes, raw data.
-    """
-    header: dict = {}
-    if metadata:
-        header["__metadata__"] = {str(k): str(metadata[k]) for k in sorted(metadata)}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name], dtype="<f4")
-        blob = array.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    head += b" " * (-len(head) % 8)
-    return struct.pack("<Q", len(head)) + head + b"".join(blobs)
+    return write(tensors, metadata, "float32")
 
 
 __all__ = ["SAEFormatError", "JumpReLUSAE", "load_external_sae", "load_sae_any", "save_saelens", "safetensors_bytes"]

@@ -12,7 +12,7 @@
    the demo's ``_site``, built at default featurevis/examples settings: real
    visualisations and variants compress worse than synthetic textures), layer
    files and the bulk export measured on the synthetic layer, SAE weights
-   8*F*C bytes; and the real site's mean feature page by part (head, each section).
+   4*F*C bytes (float16, site.sae_dtype); and the real site's mean feature page by part (head, each section).
 3. ``--rebuild``: builds the tiny test config once, then times ``atlasgen
    build`` again with nothing changed (the pipeline skips every stage and the
    site when their keys are unchanged).
@@ -184,6 +184,11 @@ def main() -> None:
     art = make_fake_artifacts(work / "art", n_classes=args.classes, n_features=F, n_neurons=C, n_images=args.images,
                               image_size=32, layers=(LAYER,), k=args.k, grid=7, vis_size=args.vis_size,
                               thumb_size=args.thumb_size, band_samples=args.band_samples)
+    # The SAE stage's SAELens copy, which the site publishes in site.sae_dtype (float16 by default).
+    from atlasgen.sae import load_sae
+    from atlasgen.sae_formats import save_saelens
+
+    save_saelens(load_sae(art["sae"] / LAYER), art["sae"] / LAYER / "saelens", hook_name=LAYER)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"synthetic artifacts: {F:,} features x {C:,} neurons, {args.images:,} images "
           f"({time.perf_counter() - t0:.1f} s to write)")
@@ -209,8 +214,16 @@ def main() -> None:
         print("same bytes for every worker count: " + ("yes" if len(set(digests.values())) == 1 else f"NO {digests}"))
     site = site_dir
     parts = size_breakdown(site)
+    from atlasgen.site.plan import project
+
+    t0 = time.perf_counter()
+    projected = project(artifacts=art, layers=[LAYER], model_name=MODEL, title="bench", date="2026-01-01",
+                        base_url="").parts
+    print(f"by part (MB = 10^6 bytes), beside the site stage's projection before rendering "
+          f"({time.perf_counter() - t0:.1f} s): rendered {mb(sum(parts.values()))}, projected {mb(sum(projected.values()))}")
     for name, size in sorted(parts.items(), key=lambda kv: -kv[1]):
-        print(f"  {mb(size):>12}  {name}")
+        p = projected.get(name, 0)
+        print(f"  {mb(size):>12}  projected {mb(p):>12} ({p / size if size else float('nan'):.2f}x)  {name}")
     layer_page = (site / MODEL / LAYER / "index.html").stat().st_size
     export = (site / "data" / MODEL / LAYER / "features.jsonl.gz").stat().st_size
     print(f"layer page {mb(layer_page)}, features.jsonl.gz {mb(export)}")
@@ -226,8 +239,8 @@ def main() -> None:
                           for p in (site / MODEL / LAYER / kind).rglob("*") if p.is_file())
         layer_rest = parts_total = sum(parts.values())
         layer_rest = parts_total - synth_units - parts.get("dataset images (images/)", 0)
-        weights = 8 * F * C
-        synth_weights = (site / "data" / MODEL / LAYER / "sae" / "sae.npz").stat().st_size
+        weights = 4 * F * C  # float16 encoder and decoder (site.sae_dtype)
+        synth_weights = (site / "data" / MODEL / LAYER / "sae" / "sae_weights.safetensors").stat().st_size
         n_img = min(F * args.k + C * args.k, 50_000)  # distinct dataset images referenced, capped by a 50k dataset
         projected = (F * real["f"] + C * real["n"] + (layer_rest - synth_weights) + weights
                      + n_img * real["images"] / max(real["n_images"], 1))

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import load_file as load_safetensors
 import pytest
 
 from atlasgen.site import svg
@@ -133,5 +135,13 @@ def test_tiny_build_exports_every_feature(tiny_build):
         assert [r["id"] for r in recs] == list(range(info["n_features"]))
         assert all(RECORD_KEYS <= set(r) for r in recs)
         assert any(r["examples"] for r in recs)
-        sae = site / f"data/{manifest['model']}/{layer}/sae/sae.npz"
-        assert hashlib.sha256(sae.read_bytes()).hexdigest() == info["sae_sha256"]
+        # the published weights: a float16 SAELens folder naming the float32 SAE the manifest's hash is of
+        folder = site / f"data/{manifest['model']}/{layer}/sae"
+        assert sorted(p.name for p in folder.iterdir()) == ["cfg.json", "metrics.json", "sae_weights.safetensors"]
+        assert info["sae_weights"] == f"data/{manifest['model']}/{layer}/sae/sae_weights.safetensors"
+        assert info["sae_weights_dtype"] == "float16"
+        cfg = json.loads((folder / "cfg.json").read_text())
+        assert cfg["dtype"] == "float16" and cfg["atlasgen"]["float32_sae_npz_sha256"] == info["sae_sha256"]
+        tensors = load_safetensors(str(folder / "sae_weights.safetensors"))
+        assert tensors["W_dec"].dtype == torch.float16
+        assert tuple(tensors["W_dec"].shape) == (info["n_features"], info["n_neurons"])

@@ -446,3 +446,52 @@ def test_threshold_with_threshold_free_architecture(tmp_path, rng):
     path = tmp_path / "w.safetensors"
     save_safetensors_np({**w, "threshold": np.full(D_SAE, 0.5, np.float32)}, str(path))
     assert "batchtopk" in error_of(path, architecture="relu")
+
+
+# -----------------------------------------------------------------------------
+# the weights a site publishes (site.sae_dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_published_weights_load_in_their_dtype(tmp_path, rng, dtype):
+    from atlasgen.site.weights import SAELENS_WEIGHTS, projected_weight_bytes, published_sae, read_safetensors
+
+    sae = trained_looking_sae("batchtopk", per_latent=True)
+    art = tmp_path / "art"
+    save_sae(sae, art, metrics={"l0": 5.0})
+    save_saelens(sae, art / "saelens", hook_name="mixed5b")
+    files = published_sae(art, dtype, "ab" * 32)
+    assert files == published_sae(art, dtype, "ab" * 32)  # same weights, same bytes
+    out = tmp_path / "site"
+    out.mkdir()
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    cfg = json.loads((out / "cfg.json").read_text())
+    assert cfg["dtype"] == dtype and cfg["architecture"] == "jumprelu"
+    assert cfg["atlasgen"]["published_dtype"] == dtype and cfg["atlasgen"]["float32_sae_npz_sha256"] == "ab" * 32
+    assert json.loads((out / "metrics.json").read_text()) == {"l0": 5.0}
+    # the safetensors library (what SAELens reads with) sees the stored dtype and the shapes
+    tensors = load_safetensors(str(out / SAELENS_WEIGHTS))
+    torch_dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+    assert all(t.dtype == torch_dtype for t in tensors.values())
+    assert tensors["W_enc"].shape == (D_IN, D_SAE) and tensors["W_dec"].shape == (D_SAE, D_IN)
+    for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold"):  # torch's rounding, bit for bit
+        want = getattr(sae, name).detach().expand(tensors[name].shape).to(torch_dtype)
+        assert torch.equal(tensors[name], want), name
+        mine, _ = read_safetensors(out / SAELENS_WEIGHTS)
+        assert np.array_equal(mine[name], want.float().numpy()), name
+    size = (out / SAELENS_WEIGHTS).stat().st_size
+    assert abs(size - projected_weight_bytes(D_IN, D_SAE, dtype)) <= 1024
+    # atlasgen loads the published folder as an external SAE: codes of the rounded weights
+    loaded = load_external_sae(out, d_in=D_IN)
+    assert loaded.architecture == "batchtopk" and loaded.k == sae.k
+    x = torch.from_numpy(inputs(rng, n=128))
+    with torch.no_grad():
+        f, f2 = sae.encode(x), loaded.encode(x)
+    if dtype == "float32":
+        torch.testing.assert_close(f2, f, rtol=0, atol=0)
+    else:
+        both = (f > 0) & (f2 > 0)  # codes active under both: close up to the rounding of the weights
+        rel = float(((f2 - f).abs()[both] / f[both].abs().clamp_min(1e-3)).median())
+        assert rel <= (2e-2 if dtype == "bfloat16" else 3e-3), rel
+        assert float(((f2 > 0) == (f > 0)).float().mean()) > 0.95

@@ -213,6 +213,7 @@ class Layer:
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
     atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas (issue 7); {} when not built
     atlas_dir: Path | None = None
+    sae_dir: Path | None = None  # the sae artifact's layer folder (sae.npz, saelens/)
 
     @property
     def n_features(self) -> int:
@@ -262,6 +263,7 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         name=name,
         shape=(model_info.get("layers") or {}).get(name),
         sae_sha256=hash_file(sae_dir / "sae.npz"),
+        sae_dir=sae_dir,
         W_dec=W_dec,
         sae_cfg=_read_json(sae_dir / "cfg.json") if (sae_dir / "cfg.json").exists() else {},
         sae_metrics=_read_json(sae_dir / "metrics.json") if (sae_dir / "metrics.json").exists() else {},

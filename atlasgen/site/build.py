@@ -101,6 +101,11 @@ class _Writer:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content.encode("utf-8"))
 
+    def text_bytes(self, path: str, data: bytes) -> None:
+        target = self.out_dir / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
     def copy(self, source: Path, path: str) -> None:
         target = self.out_dir / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +114,7 @@ class _Writer:
 
 def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: str, title: str, date: str,
                 base_url: str, out_dir: Path, progress=None, workers: int | None = None, authors: tuple[str, ...] = (), version: str = "1.0",
-                doi: str | None = None, ratings_records: list | None = None,
+                doi: str | None = None, sae_dtype: str = "float16", ratings_records: list | None = None,
                 ratings_cfg: dict | None = None, game_cfg: dict | None = None) -> SiteSummary:
     """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
 
@@ -128,7 +133,7 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
     check_segment("model", model_name)
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
     site = pages.Site(title=title, date=date, base_url=base_url, model=model_name, version=atlasgen.__version__,
-                      authors=tuple(authors), doi=doi or "")
+                      authors=tuple(authors), doi=doi or "", sae_dtype=sae_dtype)
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
     if ratings_cfg is not None:  # issue 11: survey, game and imported ratings
         for L in arts.layers:

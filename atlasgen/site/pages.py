@@ -46,6 +46,7 @@ class Site:
     version: str
     authors: tuple[str, ...] = ()
     doi: str = ""
+    sae_dtype: str = "float16"  # site.sae_dtype: the published SAE weights' dtype
 
     def permalink(self, path: str) -> str:
         if not self.base_url:
@@ -391,7 +392,7 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         scatter_svg=svg.density_scatter(density, L.features.mean_act, L.features.label_entropy),  # issue 8
         n_dead=fmt_count(L.n_features - alive),
         export_href=export.features_jsonl_path(site.model, L.name),
-        sae_href=f"{export.sae_dir_path(site.model, L.name)}/sae.npz",
+        sae_href=f"{export.sae_dir_path(site.model, L.name)}/{export.sae_weights_name(L)}",
         grids=[grid.grid_context(urls.root_prefix(path), ix, kind, _pixelated(ix.vis_size.get("f"), 120))
                for kind in ("f", "n")],
         data_href=urls.features_data(site.model, L.name),
@@ -654,7 +655,9 @@ def manifest(site: Site, arts: Artifacts) -> dict:
         "model": site.model,
         "dataset_identity": arts.dataset.identity,
         "layers": {
-            L.name: {"sae_sha256": L.sae_sha256, "n_features": L.n_features, "n_neurons": L.n_neurons}
+            L.name: {"sae_sha256": L.sae_sha256, "n_features": L.n_features, "n_neurons": L.n_neurons,
+                     "sae_weights": f"{export.sae_dir_path(site.model, L.name)}/{export.sae_weights_name(L)}",
+                     "sae_weights_dtype": export.sae_weights_dtype(site, L)}
             for L in arts.layers
         },
         "urls": {
@@ -664,6 +667,6 @@ def manifest(site: Site, arts: Artifacts) -> dict:
             "map": "<model>/<layer>/map/index.html",
             "features_data": "data/<model>/<layer>/features.json",
             "features_export": "data/<model>/<layer>/features.jsonl.gz",
-            "sae_weights": "data/<model>/<layer>/sae/sae.npz",
+            "sae_weights": "data/<model>/<layer>/sae/sae_weights.safetensors",
         },
     }

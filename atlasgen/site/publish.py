@@ -12,7 +12,6 @@ from pathlib import Path
 
 from atlasgen.cache import hash_file
 from atlasgen.errors import AtlasgenError
-from atlasgen.progress import format_bytes
 
 ACCEPT_FLAG = "--accept-changed-features"
 
@@ -92,18 +91,35 @@ def _part(rel: str) -> str:
     return "other"
 
 
+FIX = ("Fix: change the keys of the largest parts, study fewer layers (one site per layer, linked), or raise "
+       "site.size_budget_mb for a host without GitHub Pages' 1 GB limit (docs/publishing.md).")
+
+
 def check_size_budget(site: Path, budget_mb: float) -> int:
-    """The site's size in bytes; raises SizeBudgetError with a breakdown when over ``budget_mb``."""
+    """The site's size in bytes; raises SizeBudgetError with a breakdown when over ``budget_mb``
+    (MB of 10^6 bytes)."""
+    from atlasgen.site.plan import KEYS, mb
+
     parts = size_breakdown(site)
     total = sum(parts.values())
     if budget_mb > 0 and total > budget_mb * 1e6:
-        lines = [f"{site}: {format_bytes(total)} is over the budget of {budget_mb:g} MB (site.size_budget_mb). By part:"]
+        lines = [f"{site}: {mb(total)} is over the budget of {budget_mb:g} MB (site.size_budget_mb; 1 MB = 10^6 bytes). By part:"]
         for name, size in sorted(parts.items(), key=lambda kv: -kv[1]):
-            lines.append(f"  {format_bytes(size):>10}  {name}")
-        lines.append("Fix: lower featurevis.image_size, examples.top_k or examples.band_samples, study fewer layers, or raise site.size_budget_mb "
-                     "(GitHub Pages publishes at most 1 GB).")
+            lines.append(f"  {mb(size):>12}  {name}" + (f" (keys: {KEYS[name]})" if KEYS.get(name) else ""))
+        lines.append(FIX)
         raise SizeBudgetError(lines)
     return total
+
+
+def check_projected_size(projection, budget_mb: float) -> None:
+    """Raise SizeBudgetError, before anything is rendered, when a :class:`atlasgen.site.plan.Projection`
+    exceeds ``budget_mb`` (MB of 10^6 bytes)."""
+    from atlasgen.site.plan import mb
+
+    if budget_mb > 0 and projection.total > budget_mb * 1e6:
+        raise SizeBudgetError([f"the site would be about {mb(projection.total)}, over the budget of {budget_mb:g} MB "
+                               "(site.size_budget_mb; 1 MB = 10^6 bytes). Projected by part, before rendering:"]
+                              + projection.lines() + [FIX, "Nothing was rendered; the site folder is unchanged."])
 
 
 # -----------------------------------------------------------------------------

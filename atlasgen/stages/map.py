@@ -29,38 +29,13 @@ from atlasgen.cache import atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.hierarchy import Hierarchy, name_group
 from atlasgen.pipeline import StageContext
+from atlasgen.umap_fit import umap_2d
 
 
 def layout(W_dec: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
-    """(F, 2) UMAP coordinates of decoder directions (or other per-feature vectors), scaled into [0, 1].
-
-    Identical rows (e.g. features that never fire, which some sources give one shared vector)
-    are laid out once and share a point: many duplicates leave UMAP's neighbour graph full of
-    ties, and its layout then differed from process to process."""
-    import numba
-
-    X = np.asarray(W_dec, dtype=np.float32)
-    _, first, inverse = np.unique(X, axis=0, return_index=True, return_inverse=True)
-    keep = np.sort(first)  # distinct rows in their original order (UMAP's result depends on the order)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first)] = np.arange(len(first))
-    unique, inverse = X[keep], rank[inverse.reshape(-1)]
-    if len(unique) < 3:  # nothing to lay out: one or two distinct vectors
-        xy_unique = np.column_stack([np.arange(len(unique), dtype=np.float32), np.zeros(len(unique), np.float32)])
-    else:
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)  # single-threaded UMAP is deterministic for a seed, whoever started numba first
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                import umap
-
-                reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(unique) - 1), min_dist=min_dist, metric="cosine",
-                                    random_state=seed, n_jobs=1, init="spectral" if len(unique) > 16 else "random")
-                xy_unique = reducer.fit_transform(unique)
-        finally:
-            numba.set_num_threads(threads)
-    xy = xy_unique[inverse]
+    """(F, 2) UMAP coordinates of decoder directions (or other per-feature vectors), scaled into [0, 1]
+    (:func:`atlasgen.umap_fit.umap_2d`: identical rows share a point)."""
+    xy = umap_2d(W_dec, n_neighbors, min_dist, seed)
     xy = xy - xy.min(0)
     return xy / max(float(xy.max()), 1e-12)
 

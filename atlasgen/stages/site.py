@@ -21,6 +21,21 @@ def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console:
                           artifacts=artifacts, layers=[l.name for l in cfg.layers], model_name=cfg.model.name,
                           title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url, out_dir=out_dir,
                           authors=tuple(cfg.site.authors), version=cfg.site.version, doi=cfg.site.doi,
+                          sae_dtype=cfg.site.sae_dtype,
                           progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)))
     bar.close()
     return summary
+
+
+def check_projection(cfg: Config, artifacts: dict[str, Path], console: Console) -> None:
+    """Project the site's size from counts (atlasgen.site.plan) and stop before rendering when it is
+    over site.size_budget_mb."""
+    from atlasgen.site import publish
+    from atlasgen.site.plan import mb, project
+
+    projection = project(artifacts=artifacts, layers=[l.name for l in cfg.layers], model_name=cfg.model.name,
+                         title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url,
+                         sae_dtype=cfg.site.sae_dtype, authors=tuple(cfg.site.authors), doi=cfg.site.doi)
+    budget = f"budget {cfg.site.size_budget_mb:g} MB" if cfg.site.size_budget_mb > 0 else "no budget"
+    console.detail(f"site: projected {mb(projection.total)} ({budget}; 1 MB = 10^6 bytes)")
+    publish.check_projected_size(projection, cfg.site.size_budget_mb)

@@ -1,0 +1,188 @@
+"""The site's size, projected from counts before anything is rendered.
+
+The site stage calls :func:`project` first and stops (``SizeBudgetError``) when the projection exceeds
+``site.size_budget_mb``, so an atlas that cannot be published is found out in seconds rather than after
+rendering every page. Parts are those of :func:`atlasgen.site.publish.size_breakdown`:
+
+- HTML pages: a sample of feature, neuron and class pages is rendered in memory (evenly spaced ids,
+  :data:`SAMPLE_PAGES` per kind and layer), their mean size times the page count; the few pages of
+  each layer (layer, map), home, model and 404 are rendered whole.
+- dataset images: the distinct dataset images the pages show (by index) times the mean size of a sample
+  of them encoded as the site stores them (WebP thumbnails).
+- unit visualisations: the sizes of the featurevis files the site copies (exact).
+- bulk export: ``features.jsonl.gz`` and ``features.json`` encoded whole, the SAE weights from their
+  shape and ``site.sae_dtype``.
+- maps: each layer's map data and sprite sheets, written to a temporary folder and measured.
+- scripts and styles, other: the static files, cards.js, the search index and manifest.
+
+Sizes are bytes; the budget is in MB of 10^6 bytes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from atlasgen.cache import tree_size
+from atlasgen.site import export, grid, mapview, pages, resources, urls, weights
+from atlasgen.site.artifacts import load_artifacts
+from atlasgen.site.fmt import dumps, js_global
+from atlasgen.site.images import DatasetImages, encode_thumbnail
+
+SAMPLE_PAGES = 24  # unit pages rendered per kind and layer for the projection
+SAMPLE_IMAGES = 48  # dataset images encoded for the projection
+
+PAGES = "HTML pages"
+IMAGES = "dataset images (images/)"
+VIS = "unit visualisations (<layer>/f|n/<id>/)"
+EXPORT = "bulk export (data/)"
+MAPS = "maps (<layer>/map/)"
+STATIC = "scripts and styles (static/)"
+OTHER = "other"
+
+# What to change when a part is too large (the error lists them beside the part).
+KEYS = {
+    PAGES: "examples.top_k, examples.band_samples, circuits.top_k; fewer layers",
+    IMAGES: "examples.top_k, examples.band_samples (fewer distinct example images)",
+    VIS: "featurevis.image_size, featurevis.thumb_size, featurevis.diverse, featurevis.neuron, featurevis.negative, "
+         "featurevis.variant_image_size",
+    EXPORT: "site.sae_dtype (float16 halves the weights), layers[].sae.expansion",
+    MAPS: "atlas.grids, atlas.icon_size",
+    STATIC: "",
+    OTHER: "",
+}
+
+
+def mb(n: int) -> str:
+    """Bytes in MB of 10^6 bytes, as the budget is given: '1,234.5 MB'."""
+    return f"{n / 1e6:,.1f} MB"
+
+
+@dataclass
+class Projection:
+    parts: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # how each part was counted
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    def add(self, part: str, n: int) -> None:
+        self.parts[part] = self.parts.get(part, 0) + int(n)
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, size in sorted(self.parts.items(), key=lambda kv: -kv[1]):
+            extra = "; ".join(x for x in (self.notes.get(name, ""), f"keys: {KEYS[name]}" if KEYS.get(name) else "") if x)
+            out.append(f"  {mb(size):>12}  {name}" + (f" ({extra})" if extra else ""))
+        return out
+
+
+class _PlannedImages(DatasetImages):
+    """Dataset image URLs of the same length as the real ones, without encoding or writing anything."""
+
+    def prepare(self, indices, workers: int = 8) -> None:
+        pass
+
+    def url(self, index: int) -> str:
+        return f"images/{int(index) & (16 ** 16 - 1):016x}.webp"
+
+
+class _Counter:
+    """A site writer (the renderer's interface) that counts bytes per part instead of writing files."""
+
+    def __init__(self, projection: Projection, out_dir: Path):
+        from atlasgen.site.publish import _part
+
+        self.projection, self.out_dir, self._part = projection, out_dir, _part
+
+    def text(self, path: str, content: str) -> None:
+        self.projection.add(self._part(path), len(content.encode("utf-8")))
+
+    def text_bytes(self, path: str, data: bytes) -> None:
+        self.projection.add(self._part(path), len(data))
+
+    def copy(self, source: Path, path: str) -> None:
+        self.projection.add(self._part(path), Path(source).stat().st_size)
+
+
+def _render(env, path: str, template: str, context: dict) -> int:
+    return len(urls.shorten_links(env.get_template(template).render(context), path).encode("utf-8"))
+
+
+def _spread(n: int, k: int) -> list[int]:
+    return sorted({int(i) for i in np.linspace(0, n - 1, num=min(n, k))}) if n else []
+
+
+def project(*, artifacts: dict[str, Path], layers: list[str], model_name: str, title: str, date: str,
+            base_url: str, sae_dtype: str = "float16", authors: tuple[str, ...] = (), doi: str | None = None) -> Projection:
+    """The projected size of the site :func:`atlasgen.site.build.render_site` would write, by part."""
+    from atlasgen.site.build import make_environment
+
+    import atlasgen
+
+    arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
+    site = pages.Site(title=title, date=date, base_url=base_url, model=model_name, version=atlasgen.__version__,
+                      authors=tuple(authors), doi=doi or "", sae_dtype=sae_dtype)
+    indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
+    env = make_environment()
+    p = Projection()
+    tmp = Path(tempfile.mkdtemp(prefix="atlasgen-plan-"))
+    try:
+        images = _PlannedImages(arts.dataset, tmp)
+        w = _Counter(p, tmp)
+        shown = sorted({int(i) for L in arts.layers for ex in (L.features, L.neurons)
+                        for s in (ex.top_idx, ex.band_idx) if s is not None for i in s.ravel().tolist() if int(i) >= 0})
+        if shown:
+            sample = [shown[j] for j in _spread(len(shown), SAMPLE_IMAGES)]
+            mean = np.mean([len(encode_thumbnail(arts.dataset.image(i))) for i in sample])
+            p.add(IMAGES, round(mean * len(shown)))
+            p.notes[IMAGES] = f"{len(shown):,} distinct images, {mean / 1e3:.1f} KB each"
+        n_pages = 0
+        fixed = [pages.home_page(site, arts, indexes), pages.model_page(site, arts)]
+        for L in arts.layers:
+            ix = indexes[L.name]
+            from atlasgen.site.build import copy_unit_images
+
+            copy_unit_images(w, ix)
+            fixed += [pages.layer_page(site, ix), pages.map_page(site, ix)]
+            w.text(grid.cards_url(model_name, L.name), js_global("ATLAS_CARDS", grid.cards_data(ix)))
+            w.text(f"{model_name}/{L.name}/map/data.js",
+                   js_global("ATLAS_MAP", mapview.render_layer_map(tmp, site, ix, arts.dataset)))
+            for kind, count in (("f", L.n_features), ("n", L.n_neurons)):
+                ids = _spread(count, SAMPLE_PAGES)
+                if ids:
+                    sizes = [_render(env, *pages.unit_page(site, ix, kind, i, images, indexes)) for i in ids]
+                    p.add(PAGES, round(float(np.mean(sizes)) * count))
+                    n_pages += count
+            w.text(urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n")
+            w.text_bytes(export.features_jsonl_path(model_name, L.name), export.features_jsonl_gz(site, ix, images))
+            if export.sae_weights_name(L) == weights.SAELENS_WEIGHTS:
+                p.add(EXPORT, weights.projected_weight_bytes(L.n_neurons, L.n_features, sae_dtype) + 4096)
+            else:
+                p.add(EXPORT, sum((Path(artifacts["sae"]) / L.name / f).stat().st_size for f in export.SAE_FILES
+                                  if (Path(artifacts["sae"]) / L.name / f).is_file()))
+        n_classes = arts.dataset.n_classes
+        ids = _spread(n_classes, SAMPLE_PAGES)
+        if ids:
+            sizes = [_render(env, *pages.class_page(site, arts, indexes, c, images)) for c in ids]
+            p.add(PAGES, round(float(np.mean(sizes)) * n_classes))
+            n_pages += n_classes
+        for page in fixed:
+            p.add(PAGES, _render(env, *page))
+        n_pages += len(fixed) + 1
+        p.add(PAGES, _render(env, "404.html", "404.html", {"title": title, "base_url": base_url}))
+        p.notes[PAGES] = f"{n_pages:,} pages, {p.parts[PAGES] / max(1, n_pages) / 1e3:.1f} KB each"
+        w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
+        w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
+        p.add(MAPS, tree_size(tmp)[1])  # the sprite sheets render_layer_map wrote
+        static = resources.resource_dir("static")
+        p.add(STATIC, sum(f.stat().st_size for f in static.rglob("*") if f.is_file()
+                          and not any(part.startswith(".") for part in f.relative_to(static).parts)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return p
