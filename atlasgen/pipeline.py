@@ -113,10 +113,11 @@ STAGES: tuple[Stage, ...] = (
           what="mean-ablation importance"),
     Stage("map", ("dataset", "model", "sae", "examples", "circuits"), "atlasgen.stages.map",
           lambda c: {"layers": _layers(c), "map": to_dict(c.map), "hierarchy": _hierarchy_identity(c)},
-          code=("atlasgen.hierarchy", "atlasgen.models", "atlasgen.data"), what="feature map"),
+          code=("atlasgen.hierarchy", "atlasgen.models", "atlasgen.data", "atlasgen.umap_fit"), what="feature map"),
     Stage("atlas", ("dataset", "model"), "atlasgen.stages.atlas",
           lambda c: {"layers": _layers(c), "atlas": to_dict(c.atlas), "batch_size": c.examples.batch_size},
-          code=("atlasgen.atlas", "atlasgen.featurevis", "atlasgen.sae", "atlasgen.models", "atlasgen.data"), what="activation atlas"),
+          code=("atlasgen.atlas", "atlasgen.featurevis", "atlasgen.sae", "atlasgen.models", "atlasgen.data",
+                "atlasgen.umap_fit"), what="activation atlas"),
     Stage("game", ("dataset", "model", "sae"), "atlasgen.stages.game",  # issue 11
           lambda c: {"layers": _layers(c), "game": to_dict(c.game)},
           code=("atlasgen.models", "atlasgen.data"), what="guess-the-image rounds"),

@@ -59,14 +59,14 @@ def _weights(data: dict | None, i: int) -> dict | None:
     return {"layer": str(data["info"].get("layer", "")), "weights": rows}
 
 
-def feature_records(site, ix, images=None):
-    """Yield one export record (a dict) per SAE feature of ``ix.layer``, in id order."""
+def feature_records(site, ix, images=None, ids=None):
+    """Yield one export record (a dict) per SAE feature of ``ix.layer`` (or of ``ids``), in id order."""
     L, ds = ix.layer, ix.dataset
     ex = L.features
     imp = L.importance
     cw = L.class_weights_features
     names = ds.class_names
-    for i in range(L.n_features):
+    for i in range(L.n_features) if ids is None else ids:
         examples = []
         for j in range(ex.top_idx.shape[1]):
             idx = int(ex.top_idx[i, j])
@@ -111,12 +111,12 @@ def feature_records(site, ix, images=None):
         yield rec
 
 
-def features_jsonl_gz(site, ix, images=None) -> bytes:
-    """The gzip-compressed JSON Lines export of one layer (deterministic bytes)."""
+def features_jsonl_gz(site, ix, images=None, ids=None) -> bytes:
+    """The gzip-compressed JSON Lines export of one layer (deterministic bytes); ``ids``: of those features only."""
     raw = io.BytesIO()
     # filename="" and mtime=0: the gzip header names no file and holds no time.
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
-        for rec in feature_records(site, ix, images):
+        for rec in feature_records(site, ix, images, ids):
             gz.write(dumps(rec).encode("utf-8"))
             gz.write(b"\n")
     return raw.getvalue()

@@ -10,8 +10,9 @@ rendering every page. Parts are those of :func:`atlasgen.site.publish.size_break
 - dataset images: the distinct dataset images the pages show (by index) times the mean size of a sample
   of them encoded as the site stores them (WebP thumbnails).
 - unit visualisations: the sizes of the featurevis files the site copies (exact).
-- bulk export: ``features.jsonl.gz`` and ``features.json`` encoded whole, the SAE weights from their
-  shape and ``site.sae_dtype``.
+- bulk export: ``features.jsonl.gz`` encoded whole up to :data:`SAMPLE_EXPORT` features (above, a
+  sample of that many, scaled), ``features.json`` whole, the SAE weights from their shape and
+  ``site.sae_dtype``.
 - maps: each layer's map data and sprite sheets, written to a temporary folder and measured.
 - scripts and styles, other: the static files, cards.js, the search index and manifest.
 
@@ -35,6 +36,7 @@ from atlasgen.site.images import DatasetImages, encode_thumbnail
 
 SAMPLE_PAGES = 24  # unit pages rendered per kind and layer for the projection
 SAMPLE_IMAGES = 48  # dataset images encoded for the projection
+SAMPLE_EXPORT = 1024  # features whose export records are encoded for the projection (all, up to this many)
 
 PAGES = "HTML pages"
 IMAGES = "dataset images (images/)"
@@ -160,7 +162,11 @@ def project(*, artifacts: dict[str, Path], layers: list[str], model_name: str, t
                     p.add(PAGES, round(float(np.mean(sizes)) * count))
                     n_pages += count
             w.text(urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n")
-            w.text_bytes(export.features_jsonl_path(model_name, L.name), export.features_jsonl_gz(site, ix, images))
+            if L.n_features <= SAMPLE_EXPORT:
+                p.add(EXPORT, len(export.features_jsonl_gz(site, ix, images)))
+            else:  # the records of evenly spaced features, compressed together, scaled to the layer
+                ids = _spread(L.n_features, SAMPLE_EXPORT)
+                p.add(EXPORT, round(len(export.features_jsonl_gz(site, ix, images, ids)) * L.n_features / len(ids)))
             if export.sae_weights_name(L) == weights.SAELENS_WEIGHTS:
                 p.add(EXPORT, weights.projected_weight_bytes(L.n_neurons, L.n_features, sae_dtype) + 4096)
             else:
