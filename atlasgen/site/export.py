@@ -19,7 +19,8 @@ from atlasgen.site.fmt import dumps, json_num
 N_EXPORT_NEIGHBOURS = 6  # nearest features by decoder cosine (the LayerIndex keeps this many)
 N_EXPORT_CLASSES = 10  # classes a feature drives most, and suppresses most
 N_EXPORT_NEURONS = 6  # neurons with the largest |W_dec[i, :]|
-SAE_FILES = ("sae.npz", "cfg.json", "metrics.json")  # copied into data/<model>/<layer>/sae/ without a SAELens copy
+# copied into data/<model>/<layer>/sae/ when the sae artifact has no SAELens copy
+SAE_FILES = ("sae.npz", "cfg.json", "metrics.json")
 
 
 def features_jsonl_path(m: str, layer_name: str) -> str:
@@ -112,7 +113,8 @@ def feature_records(site, ix, images=None, ids=None):
 
 
 def features_jsonl_gz(site, ix, images=None, ids=None) -> bytes:
-    """The gzip-compressed JSON Lines export of one layer (deterministic bytes); ``ids``: of those features only."""
+    """The gzip-compressed JSON Lines export of one layer (deterministic bytes); ``ids``: of those
+    features only."""
     raw = io.BytesIO()
     # filename="" and mtime=0: the gzip header names no file and holds no time.
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
