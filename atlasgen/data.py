@@ -33,7 +33,9 @@ def load_rgb(path: str | Path, min_side: int = 1) -> Image.Image:
             im.load()  # decode now: truncated and corrupt files fail here, not later
             im = ImageOps.exif_transpose(im)
             if min(im.size) < min_side:
-                raise BadImage(f"too small ({im.size[0]}x{im.size[1]} px, need at least {min_side} px a side)")
+                raise BadImage(
+                    f"too small ({im.size[0]}x{im.size[1]} px, need at least {min_side} px a side)"
+                )
             return _to_rgb(im)
     except BadImage:
         raise
@@ -89,7 +91,9 @@ class Dataset:
         self.image_size = int(self.info["image_size"])
         images = self.folder / "images.npy"
         self._pixels = np.load(images, mmap_mode="r") if images.exists() else None
-        self._paths = None if self._pixels is not None else json.loads((self.folder / "paths.json").read_text())
+        self._paths = (
+            None if self._pixels is not None else json.loads((self.folder / "paths.json").read_text())
+        )
         self.decode = decode
 
     @property
@@ -118,7 +122,9 @@ class Dataset:
         if self._pixels is not None:
             return np.asarray(self._pixels[indices])
         crop = float(self.info.get("crop_fraction", 1.0))
-        return np.stack([np.asarray(resize_center_crop(load_rgb(self._paths[i]), self.image_size, crop)) for i in indices])
+        return np.stack(
+            [np.asarray(resize_center_crop(load_rgb(self._paths[i]), self.image_size, crop)) for i in indices]
+        )
 
     def batch(self, indices):
         """A float tensor (n, 3, S, S) in [0, 1], the input every model here takes."""
@@ -134,8 +140,11 @@ class Dataset:
         tensors are those of :meth:`batch` on the same indices, byte for byte (on CUDA with
         ``decode.gpu_jpeg``, JPEGs are decoded on the GPU and differ by rounding)."""
         indices = np.asarray(indices)
-        chunks = [indices[s:s + batch_size] for b, s in enumerate(range(0, len(indices), batch_size))
-                  if select is None or select(b)]
+        chunks = [
+            indices[s : s + batch_size]
+            for b, s in enumerate(range(0, len(indices), batch_size))
+            if select is None or select(b)
+        ]
         if self._pixels is not None:  # generated images: a memory-mapped array, nothing to decode
             for idx in chunks:
                 yield idx, as_model_input(np.asarray(self._pixels[idx]), device)
@@ -207,8 +216,15 @@ def parallel_map(fn, args: list, workers: int, ahead: int = 2):
         return
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(_Work(fn, args), batch_size=None, shuffle=False, num_workers=min(workers, len(args)),
-                        prefetch_factor=max(1, ahead), worker_init_fn=_init_worker, collate_fn=_identity)
+    loader = DataLoader(
+        _Work(fn, args),
+        batch_size=None,
+        shuffle=False,
+        num_workers=min(workers, len(args)),
+        prefetch_factor=max(1, ahead),
+        worker_init_fn=_init_worker,
+        collate_fn=_identity,
+    )
     for out in loader:
         if isinstance(out, BadImage):
             raise BadImage(str(out))
@@ -230,12 +246,17 @@ class _Decoder:
 
     def __call__(self, idx):
         if not self.raw_jpeg:
-            return np.stack([np.asarray(resize_center_crop(load_rgb(self.paths[i]), self.size, self.crop)) for i in idx])
+            return np.stack(
+                [np.asarray(resize_center_crop(load_rgb(self.paths[i]), self.size, self.crop)) for i in idx]
+            )
         out = []  # for the GPU: a JPEG's bytes as they are, anything else decoded here
         for i in idx:
             raw = Path(self.paths[i]).read_bytes()
-            out.append(("jpeg", np.frombuffer(raw, np.uint8)) if raw[:3] == b"\xff\xd8\xff"
-                       else ("rgb", np.asarray(resize_center_crop(load_rgb(self.paths[i]), self.size, self.crop))))
+            out.append(
+                ("jpeg", np.frombuffer(raw, np.uint8))
+                if raw[:3] == b"\xff\xd8\xff"
+                else ("rgb", np.asarray(resize_center_crop(load_rgb(self.paths[i]), self.size, self.crop)))
+            )
         return out
 
 
@@ -270,7 +291,7 @@ class ImageLoader:
         pieces, owner = [], []
         for b, idx in enumerate(chunks):
             for s in range(0, len(idx), per):
-                pieces.append(idx[s:s + per])
+                pieces.append(idx[s : s + per])
                 owner.append(b)
         pieces_per_batch = -(-len(pieces) // max(1, len(chunks)))
         ahead = -(-pieces_per_batch * self.prefetch // max(1, self.workers))
@@ -316,7 +337,7 @@ def resize_center_crop_tensor(img, size: int, crop_fraction: float = 1.0):
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     x = F.interpolate(img[None].float(), size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
     left, top = (nw - size) // 2, (nh - size) // 2
-    return x[0, :, top:top + size, left:left + size].round_().clamp_(0, 255).to(img.dtype)
+    return x[0, :, top : top + size, left : left + size].round_().clamp_(0, 255).to(img.dtype)
 
 
 def decode_on_gpu(items, size: int, crop: float, device):
@@ -336,7 +357,9 @@ def decode_on_gpu(items, size: int, crop: float, device):
             decoded = []
             for r in raw:  # one at a time, so only the rejected ones take the CPU path
                 try:
-                    decoded.append(decode_jpeg(r, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True))
+                    decoded.append(
+                        decode_jpeg(r, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+                    )
                 except RuntimeError:
                     decoded.append(None)
         for i, img, r in zip(jpegs, decoded, raw):
@@ -387,7 +410,7 @@ def check_images(paths: list[str], indices, min_side: int = 1, workers: int = 0)
     """``(original mode, None)`` for each usable image of ``paths[indices]``, ``(None, reason)`` for
     the others: each file is decoded once, in ``workers`` processes."""
     indices = list(indices)
-    pieces = [indices[s:s + 64] for s in range(0, len(indices), 64)]
+    pieces = [indices[s : s + 64] for s in range(0, len(indices), 64)]
     return [r for part in parallel_map(_Checker(paths, min_side), pieces, workers) for r in part]
 
 
@@ -398,19 +421,34 @@ def scan_image_folder(root: Path, per_class: int, min_side: int = 1, workers: in
     does; ``per_class`` keeps the first that many usable files per class (0: all)."""
     classes, paths, labels, skipped = list_image_folder(root)
     keep, bad, converted = sample_image_folder(paths, labels, per_class, 0, 0, min_side, workers, first=True)
-    return (classes, [paths[i] for i in keep], [labels[i] for i in keep], in_listing_order(skipped + bad, root),
-            converted)
+    return (
+        classes,
+        [paths[i] for i in keep],
+        [labels[i] for i in keep],
+        in_listing_order(skipped + bad, root),
+        converted,
+    )
 
 
 def in_listing_order(skipped: list, root) -> list:
     """``(path, reason)`` pairs in listing order (class folder, then path)."""
     base = Path(root).resolve()
-    return sorted(skipped, key=lambda pr: Path(pr[0]).relative_to(base).parts if Path(pr[0]).is_relative_to(base)
-                  else (pr[0],))
+    return sorted(
+        skipped,
+        key=lambda pr: Path(pr[0]).relative_to(base).parts if Path(pr[0]).is_relative_to(base) else (pr[0],),
+    )
 
 
-def sample_image_folder(paths, labels, per_class: int, limit: int, seed: int, min_side: int = 1,
-                        workers: int = 0, first: bool = False):
+def sample_image_folder(
+    paths,
+    labels,
+    per_class: int,
+    limit: int,
+    seed: int,
+    min_side: int = 1,
+    workers: int = 0,
+    first: bool = False,
+):
     """The images kept after at most ``per_class`` per class and ``limit`` in all, drawn by the
     seeded permutations of :func:`subsample` *before* any file is decoded: only the drawn files are
     checked, and a drawn file that turns out unusable is replaced by the next one of its class's
@@ -435,7 +473,7 @@ def sample_image_folder(paths, labels, per_class: int, limit: int, seed: int, mi
             ask = []
             for o, order in enumerate(orders):
                 need = (want - len(good[o])) if want else len(order)
-                ask.extend(order[taken[o]:taken[o] + need].tolist() if need > 0 else [])
+                ask.extend(order[taken[o] : taken[o] + need].tolist() if need > 0 else [])
             if not ask:
                 break
             check(ask)
@@ -501,7 +539,11 @@ def read_image_csv(csv_path: Path) -> tuple[list[str], list[str], list[int]]:
             if n == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
                 continue
             if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                raise AtlasgenError([f"dataset.path: {csv_path.name} line {n}: expected 'path,label', got {','.join(row)!r}. Fix: two columns per row."])
+                raise AtlasgenError(
+                    [
+                        f"dataset.path: {csv_path.name} line {n}: expected 'path,label', got {','.join(row)!r}. Fix: two columns per row."
+                    ]
+                )
             rows.append((row[0].strip(), row[1].strip()))
     classes = sorted({label for _, label in rows})
     index = {c: i for i, c in enumerate(classes)}
@@ -510,7 +552,11 @@ def read_image_csv(csv_path: Path) -> tuple[list[str], list[str], list[int]]:
         p = Path(path).expanduser()
         p = p if p.is_absolute() else csv_path.parent / p
         if not p.is_file():
-            raise AtlasgenError([f"dataset.path: {csv_path.name} lists {path!r}, which is not a file ({str(p)!r}). Fix: correct or remove that row."])
+            raise AtlasgenError(
+                [
+                    f"dataset.path: {csv_path.name} lists {path!r}, which is not a file ({str(p)!r}). Fix: correct or remove that row."
+                ]
+            )
         paths.append(str(p.resolve()))
         labels.append(index[label])
     return classes, paths, labels
@@ -557,7 +603,9 @@ def _id_prefix(class_id: str) -> str:
     return re.split(r"[_\- ]", class_id, maxsplit=1)[0]
 
 
-def match_class_names(ids: list[str], names: dict[str, str], source: str = "dataset.class_names") -> tuple[dict[str, str], str | None]:
+def match_class_names(
+    ids: list[str], names: dict[str, str], source: str = "dataset.class_names"
+) -> tuple[dict[str, str], str | None]:
     """The readable name of each class id found in ``names`` (read_class_names), and a warning
     when fewer than all classes match. A class matches a line of the file by its exact id, by its id
     before the first '_', '-' or space (folder 'n01440764_tench', line 'n01440764 tench'), or
@@ -586,8 +634,10 @@ def match_class_names(ids: list[str], names: dict[str, str], source: str = "data
     lost = [c for c in ids if c not in out]
     spare = [k for k in names if k not in used]
     ex = lambda items: ", ".join(repr(x) for x in items[:2]) + (", ..." if len(items) > 2 else "")
-    warning = (f"{source}: {len(out)} of {len(ids)} classes matched a line of the file; {len(lost)} keep their "
-               f"id ({ex(lost)}){f'; {len(spare)} ids of the file match no class ({ex(spare)})' if spare else ''}. "
-               "Classes match by exact id, by the id before the first '_', '-' or space, or by a "
-               "case-insensitive id or name. Fix: key the file's lines by the folder names or CSV labels.")
+    warning = (
+        f"{source}: {len(out)} of {len(ids)} classes matched a line of the file; {len(lost)} keep their "
+        f"id ({ex(lost)}){f'; {len(spare)} ids of the file match no class ({ex(spare)})' if spare else ''}. "
+        "Classes match by exact id, by the id before the first '_', '-' or space, or by a "
+        "case-insensitive id or name. Fix: key the file's lines by the folder names or CSV labels."
+    )
     return out, warning

@@ -52,7 +52,13 @@ def umap_2d(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -
         warnings.simplefilter("ignore")
         import umap
 
-        reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(unique) - 1), min_dist=min_dist, metric="cosine",
-                            random_state=seed, n_jobs=1, init="spectral" if len(unique) > 16 else "random")
+        reducer = umap.UMAP(
+            n_neighbors=min(n_neighbors, len(unique) - 1),
+            min_dist=min_dist,
+            metric="cosine",
+            random_state=seed,
+            n_jobs=1,
+            init="spectral" if len(unique) > 16 else "random",
+        )
         xy = reducer.fit_transform(unique)
     return np.asarray(xy, dtype=np.float32)[inverse]

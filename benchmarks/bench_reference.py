@@ -32,7 +32,15 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGE_STAGES = ("dataset", "activations", "sae", "examples", "importance", "atlas", "game")  # pass over images
+IMAGE_STAGES = (
+    "dataset",
+    "activations",
+    "sae",
+    "examples",
+    "importance",
+    "atlas",
+    "game",
+)  # pass over images
 
 
 def write_images(folder: Path, n: int, classes: int, seed: int = 0, side: int = 256) -> None:
@@ -60,18 +68,50 @@ def write_config(folder: Path, args) -> Path:
     tiny = not args.guide
     cfg = {
         "device": args.device,
-        "dataset": {"source": "folder", "path": "images", "image_size": 224, "images_per_class": 0,
-                    "holdout_fraction": 0.2, "crop_fraction": 0.875},
-        "model": {"source": "inceptionv1", "name": "inceptionv1", "pretrained": args.weights is None,
-                  **({"weights": str(Path(args.weights).resolve())} if args.weights else {}), "labels": "labels.txt",
-                  "batch_size": 32},
-        "layers": [{"name": "mixed5b", "sae": {"expansion": expansion, "k": 32,
-                                               "steps": 20 if tiny else 3000, "batch_size": 256 if tiny else 4096,
-                                               "eval_batch_size": 32}}],
+        "dataset": {
+            "source": "folder",
+            "path": "images",
+            "image_size": 224,
+            "images_per_class": 0,
+            "holdout_fraction": 0.2,
+            "crop_fraction": 0.875,
+        },
+        "model": {
+            "source": "inceptionv1",
+            "name": "inceptionv1",
+            "pretrained": args.weights is None,
+            **({"weights": str(Path(args.weights).resolve())} if args.weights else {}),
+            "labels": "labels.txt",
+            "batch_size": 32,
+        },
+        "layers": [
+            {
+                "name": "mixed5b",
+                "sae": {
+                    "expansion": expansion,
+                    "k": 32,
+                    "steps": 20 if tiny else 3000,
+                    "batch_size": 256 if tiny else 4096,
+                    "eval_batch_size": 32,
+                },
+            }
+        ],
         "activations": {"positions_per_image": 8, "batch_size": 32},
-        "featurevis": ({"image_size": 32, "thumb_size": 16, "steps": 2, "batch_size": 512, "neuron": False,
-                        "negative": False, "diverse": 0, "variant_image_size": 16, "variant_steps": 1}
-                       if tiny else {}),
+        "featurevis": (
+            {
+                "image_size": 32,
+                "thumb_size": 16,
+                "steps": 2,
+                "batch_size": 512,
+                "neuron": False,
+                "negative": False,
+                "diverse": 0,
+                "variant_image_size": 16,
+                "variant_steps": 1,
+            }
+            if tiny
+            else {}
+        ),
         "examples": {"batch_size": 32, **({"top_k": 6, "band_samples": 1} if tiny else {})},
         "circuits": {"batch_size": 16},
         "importance": {"images": 32 if tiny else 512, "batch_size": 16},
@@ -104,9 +144,15 @@ def child(config: Path) -> None:
 
     def keep(cfg_, folders, console):  # the site stage's projection, kept for the report (no budget here)
         start = time.perf_counter()
-        p = project(artifacts=folders, layers=[l.name for l in cfg_.layers], model_name=cfg_.model.name,
-                    title=cfg_.site.title, date=cfg_.site.date, base_url=cfg_.site.base_url,
-                    sae_dtype=cfg_.site.sae_dtype)
+        p = project(
+            artifacts=folders,
+            layers=[l.name for l in cfg_.layers],
+            model_name=cfg_.model.name,
+            title=cfg_.site.title,
+            date=cfg_.site.date,
+            base_url=cfg_.site.base_url,
+            sae_dtype=cfg_.site.sae_dtype,
+        )
         projected.update(parts=p.parts, seconds=time.perf_counter() - start)
 
     site_stage.check_projection = keep
@@ -114,9 +160,19 @@ def child(config: Path) -> None:
     summary = Pipeline(cfg, console=Console(1)).build()
     total = time.perf_counter() - start
     site = config.parent / "_site"
-    print(json.dumps({"seconds": summary.seconds, "total_seconds": total, "pages": summary.pages,
-                      "site_bytes": summary.site_bytes, "parts": size_breakdown(site), "projected": projected,
-                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    print(
+        json.dumps(
+            {
+                "seconds": summary.seconds,
+                "total_seconds": total,
+                "pages": summary.pages,
+                "site_bytes": summary.site_bytes,
+                "parts": size_breakdown(site),
+                "projected": projected,
+                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -126,8 +182,12 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=16384, help="SAE width (a multiple of 1,024)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--workers", type=int, default=-1, help="decode.workers (-1: the machine's cores)")
-    ap.add_argument("--weights", default=None, help="InceptionV1 weights (lucent's inception5h.pth); default random")
-    ap.add_argument("--guide", action="store_true", help="docs/inceptionv1.md's settings instead of tiny ones")
+    ap.add_argument(
+        "--weights", default=None, help="InceptionV1 weights (lucent's inception5h.pth); default random"
+    )
+    ap.add_argument(
+        "--guide", action="store_true", help="docs/inceptionv1.md's settings instead of tiny ones"
+    )
     ap.add_argument("--keep", default=None, help="folder to build in (kept); default a temporary folder")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -144,8 +204,13 @@ def main() -> None:
         print(f"N={n}: wrote {n} JPEGs in {time.perf_counter() - t:.1f} s; building ...", flush=True)
         config = write_config(folder, args)
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        out = subprocess.run([sys.executable, __file__, "--child", str(config)], env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=sys.stderr)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(config)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=sys.stderr,
+        )
         if out.returncode:
             sys.exit(f"build at N={n} failed (exit {out.returncode}); its folder: {folder}")
         results[n] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -158,8 +223,10 @@ def main() -> None:
 
 def report(results: dict, args) -> None:
     ns = sorted(results)
-    print(f"\nInceptionV1 mixed5b, {args.features:,} features x 1,024 neurons, {args.device}, "
-          f"{'guide' if args.guide else 'tiny'} settings; N = {', '.join(map(str, ns))} images")
+    print(
+        f"\nInceptionV1 mixed5b, {args.features:,} features x 1,024 neurons, {args.device}, "
+        f"{'guide' if args.guide else 'tiny'} settings; N = {', '.join(map(str, ns))} images"
+    )
     stages = [s for s in results[ns[0]]["seconds"]]
     head = "".join(f"{'N=' + str(n) + ' s':>12}{'img/s':>9}" for n in ns)
     print(f"{'stage':<13}{head}{'growth':>9}")
@@ -178,11 +245,15 @@ def report(results: dict, args) -> None:
     for n in ns:
         r = results[n]
         proj = r["projected"].get("parts", {})
-        print(f"\nsite at N={n}: {r['pages']:,} pages, {r['site_bytes'] / 1e6:.1f} MB "
-              f"(projected {sum(proj.values()) / 1e6:.1f} MB in {r['projected'].get('seconds', 0):.1f} s; MB = 10^6 bytes)")
+        print(
+            f"\nsite at N={n}: {r['pages']:,} pages, {r['site_bytes'] / 1e6:.1f} MB "
+            f"(projected {sum(proj.values()) / 1e6:.1f} MB in {r['projected'].get('seconds', 0):.1f} s; MB = 10^6 bytes)"
+        )
         for part, size in sorted(r["parts"].items(), key=lambda kv: -kv[1]):
             p = proj.get(part, 0)
-            print(f"  {size / 1e6:>9.2f} MB  projected {p / 1e6:>9.2f} MB  ({p / size if size else float('nan'):.2f}x)  {part}")
+            print(
+                f"  {size / 1e6:>9.2f} MB  projected {p / 1e6:>9.2f} MB  ({p / size if size else float('nan'):.2f}x)  {part}"
+            )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import json
 import torch
 
 from atlasgen.config import parse_config
-from atlasgen.models import build_model, layer_activations, load_model
+from atlasgen.models import build_model, layer_activations
 from atlasgen.pipeline import StageContext
 from atlasgen.progress import Console
 from atlasgen.stages import dataset as dataset_stage
@@ -15,8 +15,14 @@ from atlasgen.stages import model as model_stage
 
 
 def test_demo_model_learns_the_planted_classes(tmp_path):
-    cfg = parse_config({"device": "cpu", "dataset": {"images_per_class": 60, "image_size": 32, "seed": 1},
-                        "model": {"train": {"epochs": 6, "batch_size": 32, "lr": 0.004}}}, root=tmp_path)
+    cfg = parse_config(
+        {
+            "device": "cpu",
+            "dataset": {"images_per_class": 60, "image_size": 32, "seed": 1},
+            "model": {"train": {"epochs": 6, "batch_size": 32, "lr": 0.004}},
+        },
+        root=tmp_path,
+    )
     console = Console(0)
     data_dir, model_dir = tmp_path / "dataset", tmp_path / "model"
     data_dir.mkdir(), model_dir.mkdir()

@@ -8,10 +8,20 @@ import re
 from pathlib import Path
 
 import pytest
+from test_site import (  # noqa: F401
+    CHROMIUM,
+    LAYERS,
+    MODEL,
+    _Page,
+    browser,
+    fake_label,
+    html_links,
+    make_fake_artifacts,
+    needs_chromium,
+    render,
+)
 
 from atlasgen.site import grid
-from test_site import (CHROMIUM, LAYERS, MODEL, _Page, browser, fake_label, html_links, make_fake_artifacts,  # noqa: F401
-                       needs_chromium, render)
 
 N_FEATURES, N_NEURONS = 400, 72
 LAYER = LAYERS[0]
@@ -20,8 +30,16 @@ LAYER = LAYERS[0]
 @pytest.fixture(scope="module")
 def wide_site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("wide")
-    art = make_fake_artifacts(root / "art", n_features=N_FEATURES, n_neurons=N_NEURONS, n_images=60, layers=(LAYER,),
-                              k=3, vis_size=32, thumb_size=16)
+    art = make_fake_artifacts(
+        root / "art",
+        n_features=N_FEATURES,
+        n_neurons=N_NEURONS,
+        n_images=60,
+        layers=(LAYER,),
+        k=3,
+        vis_size=32,
+        thumb_size=16,
+    )
     out = root / "site"
     render(art, out, layers=[LAYER])
     return out
@@ -33,8 +51,10 @@ def _layer(site: Path) -> Path:
 
 def _cards(site: Path) -> dict:
     text = (site / MODEL / LAYER / "cards.js").read_text()
-    assert text.startswith("window.ATLAS_CARDS = ") and text.endswith(";\n")  # a classic script: works from file://
-    return json.loads(text[len("window.ATLAS_CARDS = "):-2])
+    assert text.startswith("window.ATLAS_CARDS = ") and text.endswith(
+        ";\n"
+    )  # a classic script: works from file://
+    return json.loads(text[len("window.ATLAS_CARDS = ") : -2])
 
 
 def _features(site: Path) -> list[dict]:
@@ -90,7 +110,9 @@ def test_virtual_grid_sorts_filters_scrolls_and_links(tab, wide_site):
     page.goto(_layer(wide_site).resolve().as_uri())
     page.wait_for_function("() => window.atlasGrids && window.atlasGrids.features")
     shown = _ids(page)
-    assert shown == list(range(len(shown))) and 0 < len(shown) < N_FEATURES  # only the rows in view and a few more
+    assert (
+        shown == list(range(len(shown))) and 0 < len(shown) < N_FEATURES
+    )  # only the rows in view and a few more
     assert page.locator("[data-grid-tools=features]").is_visible()
 
     feats = _features(wide_site)
@@ -99,13 +121,17 @@ def test_virtual_grid_sorts_filters_scrolls_and_links(tab, wide_site):
     assert all(abs(d - f["density"]) <= 1e-6 for d, f in zip(density, feats))
     by_density = sorted(range(N_FEATURES), key=lambda i: (-density[i], i))
     assert page.evaluate("() => window.atlasGrids.features.ids()") == by_density
-    assert _ids(page) == by_density[:len(_ids(page))]
+    assert _ids(page) == by_density[: len(_ids(page))]
     page.click("[data-grid-tools=features] button[data-sort=id]")
     assert _ids(page)[:5] == [0, 1, 2, 3, 4]
 
     # Scrolling to the end of the grid draws its last cards (and not the first ones any more).
-    page.evaluate("() => { const g = document.getElementById('feature-grid'); window.scrollTo(0, g.offsetTop + g.offsetHeight - 400); }")
-    page.wait_for_function(f"() => Array.from(document.querySelectorAll('#feature-grid > li')).some(li => +li.dataset.id === {N_FEATURES - 1})")
+    page.evaluate(
+        "() => { const g = document.getElementById('feature-grid'); window.scrollTo(0, g.offsetTop + g.offsetHeight - 400); }"
+    )
+    page.wait_for_function(
+        f"() => Array.from(document.querySelectorAll('#feature-grid > li')).some(li => +li.dataset.id === {N_FEATURES - 1})"
+    )
     assert 0 not in _ids(page)
     page.evaluate("() => document.getElementById('features-title').scrollIntoView()")
 
@@ -119,8 +145,11 @@ def test_virtual_grid_sorts_filters_scrolls_and_links(tab, wide_site):
     assert 0 < len(expected) < N_FEATURES
     page.fill("[data-grid-tools=features] [data-grid-filter]", query)
     assert page.evaluate("() => window.atlasGrids.features.ids()") == expected
-    assert _ids(page) == expected[:len(_ids(page))]
-    assert f"{len(expected)} of {N_FEATURES}" in page.locator("[data-grid-tools=features] .grid-status").inner_text()
+    assert _ids(page) == expected[: len(_ids(page))]
+    assert (
+        f"{len(expected)} of {N_FEATURES}"
+        in page.locator("[data-grid-tools=features] .grid-status").inner_text()
+    )
     page.fill("[data-grid-tools=features] [data-grid-filter]", "")
     page.select_option("[data-grid-tools=features] [data-grid-flag]", "-dead")
     alive = [i for i in range(N_FEATURES) if feats[i]["density"] > 0]
@@ -143,7 +172,9 @@ def test_map_cluster_lists_filled_from_data(tab, wide_site):
     box = page.locator("details[data-cluster]").first
     count = int(re.search(r"\((\d+)\)", box.locator("summary").inner_text()).group(1))
     box.locator("summary").click()
-    page.wait_for_function("() => document.querySelector('details[data-cluster]').hasAttribute('data-filled')")
+    page.wait_for_function(
+        "() => document.querySelector('details[data-cluster]').hasAttribute('data-filled')"
+    )
     assert box.locator(".cluster-list li").count() == count
     assert not tab.errors, tab.errors
 
@@ -156,6 +187,11 @@ def test_layer_page_without_javascript(browser, wide_site):  # noqa: F811
         assert t.page.locator("#feature-grid > li").count() == grid.N_SERVER_CARDS
         assert not t.page.locator("[data-grid-tools=features]").is_visible()
         # The noscript list links every further feature.
-        assert t.page.locator(f'noscript a[href="f/{N_FEATURES - 1}/index.html"], a[href="f/{N_FEATURES - 1}/index.html"]').count() >= 1
+        assert (
+            t.page.locator(
+                f'noscript a[href="f/{N_FEATURES - 1}/index.html"], a[href="f/{N_FEATURES - 1}/index.html"]'
+            ).count()
+            >= 1
+        )
     finally:
         t.close()

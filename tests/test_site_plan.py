@@ -27,8 +27,15 @@ def _folders(folder, cfg):
 def test_projection_matches_the_rendered_site(tiny_build):
     folder, config, site = tiny_build
     cfg = load_config(config)
-    p = plan.project(artifacts=_folders(folder, cfg), layers=[l.name for l in cfg.layers], model_name=cfg.model.name,
-                     title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url, sae_dtype=cfg.site.sae_dtype)
+    p = plan.project(
+        artifacts=_folders(folder, cfg),
+        layers=[l.name for l in cfg.layers],
+        model_name=cfg.model.name,
+        title=cfg.site.title,
+        date=cfg.site.date,
+        base_url=cfg.site.base_url,
+        sae_dtype=cfg.site.sae_dtype,
+    )
     actual = size_breakdown(site)
     assert set(p.parts) <= set(actual) | {plan.OTHER}
     total = sum(actual.values())
@@ -51,8 +58,12 @@ def test_a_site_projected_over_its_budget_stops_before_rendering(tiny_copy):
         Pipeline(cfg, console=Console(0)).build()
     text = "\n".join(info.value.errors)
     assert "over the budget of 0.05 MB" in text and "1 MB = 10^6 bytes" in text and "before rendering" in text
-    for part, key in ((plan.PAGES, "examples.top_k"), (plan.IMAGES, "examples.band_samples"),
-                      (plan.VIS, "featurevis.image_size"), (plan.EXPORT, "site.sae_dtype")):
+    for part, key in (
+        (plan.PAGES, "examples.top_k"),
+        (plan.IMAGES, "examples.band_samples"),
+        (plan.VIS, "featurevis.image_size"),
+        (plan.EXPORT, "site.sae_dtype"),
+    ):
         line = next(line for line in text.splitlines() if part in line)
         assert key in line and " MB " in line
     assert "Nothing was rendered" in text
@@ -63,4 +74,8 @@ def test_a_site_projected_over_its_budget_stops_before_rendering(tiny_copy):
 
 def test_sizes_print_in_the_unit_the_budget_uses():
     assert plan.mb(1_234_567_890) == "1,234.6 MB"
-    assert format_bytes(999) == "999 B" and format_bytes(1_500_000) == "1.5 MB" and format_bytes(2_000_000_000) == "2.0 GB"
+    assert (
+        format_bytes(999) == "999 B"
+        and format_bytes(1_500_000) == "1.5 MB"
+        and format_bytes(2_000_000_000) == "2.0 GB"
+    )

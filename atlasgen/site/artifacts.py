@@ -149,7 +149,9 @@ class UnitExamples:
 
 def load_examples(path: Path) -> UnitExamples:
     with np.load(path) as z:
-        return UnitExamples(**{name: z[name] for name in UnitExamples.__dataclass_fields__ if name in z.files})
+        return UnitExamples(
+            **{name: z[name] for name in UnitExamples.__dataclass_fields__ if name in z.files}
+        )
 
 
 @dataclass
@@ -170,11 +172,17 @@ class Featurevis:
 def load_featurevis(folder: Path) -> Featurevis:
     folder = Path(folder)
     available = {}
-    subs = [f"{fam}{suffix}" for fam in ("features", "neurons") for suffix in ("", "_thumb", "_neuron", "_negative")]
+    subs = [
+        f"{fam}{suffix}"
+        for fam in ("features", "neurons")
+        for suffix in ("", "_thumb", "_neuron", "_negative")
+    ]
     for fam in ("features", "neurons"):  # diverse sets: <family>_diverse/<k>/<id>.webp
         if (folder / f"{fam}_diverse").is_dir():
-            subs += sorted((f"{fam}_diverse/{k}" for k in os.listdir(folder / f"{fam}_diverse") if k.isdigit()),
-                           key=lambda s: int(s.rsplit("/", 1)[1]))
+            subs += sorted(
+                (f"{fam}_diverse/{k}" for k in os.listdir(folder / f"{fam}_diverse") if k.isdigit()),
+                key=lambda s: int(s.rsplit("/", 1)[1]),
+            )
     for sub in subs:
         ids = set()
         if (folder / sub).is_dir():
@@ -211,7 +219,9 @@ class Layer:
     upstream: dict | None = None  # circuits/L/upstream.npz arrays + "info" (upstream.json, names the layer)
     downstream: dict | None = None  # circuits/L/downstream.npz arrays + "info"
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
-    atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas (issue 7); {} when not built
+    atlas: dict = field(
+        default_factory=dict
+    )  # atlas.json of the activation atlas (issue 7); {} when not built
     atlas_dir: Path | None = None
     sae_dir: Path | None = None  # the sae artifact's layer folder (sae.npz, saelens/)
 
@@ -274,7 +284,9 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         circuits_info=_read_json(circuits_json) if circuits_json.exists() else {},
         map=_read_json(Path(artifacts["map"]) / name / "map.json"),
         featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),
-        importance=_optional_npz(Path(artifacts["importance"]) / name / "importance") if "importance" in artifacts else None,
+        importance=_optional_npz(Path(artifacts["importance"]) / name / "importance")
+        if "importance" in artifacts
+        else None,
         upstream=_optional_npz(Path(artifacts["circuits"]) / name / "upstream"),
         downstream=_optional_npz(Path(artifacts["circuits"]) / name / "downstream"),
         cooccurrence=_load_npz(Path(artifacts["examples"]) / name / "cooccurrence.npz"),

@@ -43,21 +43,44 @@ def _num(text: str) -> float | None:
 
 def _flags(ix, kind: str, cards: list[dict]) -> list[tuple[dict, list[int]]]:
     """(spec, 0/1 column) of every per-unit flag the layer has."""
-    return [({"key": "dead", "title": "dead", "help": "never fires on the dataset", "badge": False},
-             [1 if c["dead"] else 0 for c in cards])]
+    return [
+        (
+            {"key": "dead", "title": "dead", "help": "never fires on the dataset", "badge": False},
+            [1 if c["dead"] else 0 for c in cards],
+        )
+    ]
 
 
 def _sorts(ix, kind: str, cards: list[dict]) -> list[tuple[dict, list]]:
     """(spec, numeric column) of every sort key besides id."""
-    out = [({"key": "density", "title": "density", "order": "desc",
-             "help": "fraction of images where it fires anywhere"}, [_num(c["sort_density"]) for c in cards]),
-           ({"key": "max", "title": "max activation", "order": "desc", "help": "maximum over the dataset"},
-            [_num(c["sort_max"]) for c in cards])]
+    out = [
+        (
+            {
+                "key": "density",
+                "title": "density",
+                "order": "desc",
+                "help": "fraction of images where it fires anywhere",
+            },
+            [_num(c["sort_density"]) for c in cards],
+        ),
+        (
+            {"key": "max", "title": "max activation", "order": "desc", "help": "maximum over the dataset"},
+            [_num(c["sort_max"]) for c in cards],
+        ),
+    ]
     if ix.layer.importance is not None:
         top_k = (ix.layer.importance or {}).get("info", {}).get("top_k", 10)
-        out.append(({"key": "importance", "title": "importance", "order": "desc",
-                     "help": f"images that lose the true class from the top {top_k} when the unit is mean-ablated"},
-                    [_num(c["sort_importance"]) or 0 for c in cards]))
+        out.append(
+            (
+                {
+                    "key": "importance",
+                    "title": "importance",
+                    "order": "desc",
+                    "help": f"images that lose the true class from the top {top_k} when the unit is mean-ablated",
+                },
+                [_num(c["sort_importance"]) or 0 for c in cards],
+            )
+        )
     return out
 
 
@@ -80,10 +103,16 @@ def grid_data(ix, kind: str) -> dict:
         "meta": ["" if c["dead"] else c["density"] for c in cards],
         "thumb": [number[c["thumb"].rsplit("/", 1)[-1]] if c["thumb"] else 0 for c in cards],
     }
-    specs: dict[str, list[dict]] = {"sorts": [{"key": "id", "title": "id", "order": "asc", "help": "unit id"}],
-                                    "flags": [], "shown": []}
-    for group, made in (("sorts", _sorts(ix, kind, cards)), ("flags", _flags(ix, kind, cards)),
-                        ("shown", _shown(ix, kind, cards))):
+    specs: dict[str, list[dict]] = {
+        "sorts": [{"key": "id", "title": "id", "order": "asc", "help": "unit id"}],
+        "flags": [],
+        "shown": [],
+    }
+    for group, made in (
+        ("sorts", _sorts(ix, kind, cards)),
+        ("flags", _flags(ix, kind, cards)),
+        ("shown", _shown(ix, kind, cards)),
+    ):
         for spec, values in made:
             if len(values) != n:
                 raise ValueError(f"card column {spec['key']!r} has {len(values)} values for {n} units")

@@ -51,7 +51,7 @@ KEYS = {
     PAGES: "examples.top_k, examples.band_samples, circuits.top_k; fewer layers",
     IMAGES: "examples.top_k, examples.band_samples (fewer distinct example images)",
     VIS: "featurevis.image_size, featurevis.thumb_size, featurevis.diverse, featurevis.neuron, featurevis.negative, "
-         "featurevis.variant_image_size",
+    "featurevis.variant_image_size",
     EXPORT: "site.sae_dtype (float16 halves the weights), layers[].sae.expansion",
     MAPS: "atlas.grids, atlas.icon_size",
     STATIC: "",
@@ -79,7 +79,9 @@ class Projection:
     def lines(self) -> list[str]:
         out = []
         for name, size in sorted(self.parts.items(), key=lambda kv: -kv[1]):
-            extra = "; ".join(x for x in (self.notes.get(name, ""), f"keys: {KEYS[name]}" if KEYS.get(name) else "") if x)
+            extra = "; ".join(
+                x for x in (self.notes.get(name, ""), f"keys: {KEYS[name]}" if KEYS.get(name) else "") if x
+            )
             out.append(f"  {mb(size):>12}  {name}" + (f" ({extra})" if extra else ""))
         return out
 
@@ -91,7 +93,7 @@ class _PlannedImages(DatasetImages):
         pass
 
     def url(self, index: int) -> str:
-        return f"images/{int(index) & (16 ** 16 - 1):016x}.webp"
+        return f"images/{int(index) & (16**16 - 1):016x}.webp"
 
 
 class _Counter:
@@ -120,16 +122,33 @@ def _spread(n: int, k: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, n - 1, num=min(n, k))}) if n else []
 
 
-def project(*, artifacts: dict[str, Path], layers: list[str], model_name: str, title: str, date: str,
-            base_url: str, sae_dtype: str = "float16", authors: tuple[str, ...] = (), doi: str | None = None) -> Projection:
+def project(
+    *,
+    artifacts: dict[str, Path],
+    layers: list[str],
+    model_name: str,
+    title: str,
+    date: str,
+    base_url: str,
+    sae_dtype: str = "float16",
+    authors: tuple[str, ...] = (),
+    doi: str | None = None,
+) -> Projection:
     """The projected size of the site :func:`atlasgen.site.build.render_site` would write, by part."""
+    import atlasgen
     from atlasgen.site.build import make_environment
 
-    import atlasgen
-
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
-    site = pages.Site(title=title, date=date, base_url=base_url, model=model_name, version=atlasgen.__version__,
-                      authors=tuple(authors), doi=doi or "", sae_dtype=sae_dtype)
+    site = pages.Site(
+        title=title,
+        date=date,
+        base_url=base_url,
+        model=model_name,
+        version=atlasgen.__version__,
+        authors=tuple(authors),
+        doi=doi or "",
+        sae_dtype=sae_dtype,
+    )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
     env = make_environment()
     p = Projection()
@@ -137,8 +156,17 @@ def project(*, artifacts: dict[str, Path], layers: list[str], model_name: str, t
     try:
         images = _PlannedImages(arts.dataset, tmp)
         w = _Counter(p, tmp)
-        shown = sorted({int(i) for L in arts.layers for ex in (L.features, L.neurons)
-                        for s in (ex.top_idx, ex.band_idx) if s is not None for i in s.ravel().tolist() if int(i) >= 0})
+        shown = sorted(
+            {
+                int(i)
+                for L in arts.layers
+                for ex in (L.features, L.neurons)
+                for s in (ex.top_idx, ex.band_idx)
+                if s is not None
+                for i in s.ravel().tolist()
+                if int(i) >= 0
+            }
+        )
         if shown:
             sample = [shown[j] for j in _spread(len(shown), SAMPLE_IMAGES)]
             mean = np.mean([len(encode_thumbnail(arts.dataset.image(i))) for i in sample])
@@ -153,25 +181,39 @@ def project(*, artifacts: dict[str, Path], layers: list[str], model_name: str, t
             copy_unit_images(w, ix)
             fixed += [pages.layer_page(site, ix), pages.map_page(site, ix)]
             w.text(grid.cards_url(model_name, L.name), js_global("ATLAS_CARDS", grid.cards_data(ix)))
-            w.text(f"{model_name}/{L.name}/map/data.js",
-                   js_global("ATLAS_MAP", mapview.render_layer_map(tmp, site, ix, arts.dataset)))
+            w.text(
+                f"{model_name}/{L.name}/map/data.js",
+                js_global("ATLAS_MAP", mapview.render_layer_map(tmp, site, ix, arts.dataset)),
+            )
             for kind, count in (("f", L.n_features), ("n", L.n_neurons)):
                 ids = _spread(count, SAMPLE_PAGES)
                 if ids:
                     sizes = [_render(env, *pages.unit_page(site, ix, kind, i, images, indexes)) for i in ids]
                     p.add(PAGES, round(float(np.mean(sizes)) * count))
                     n_pages += count
-            w.text(urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n")
+            w.text(
+                urls.features_data(model_name, L.name),
+                dumps(pages.features_export(site, ix), indent=1) + "\n",
+            )
             if L.n_features <= SAMPLE_EXPORT:
                 p.add(EXPORT, len(export.features_jsonl_gz(site, ix, images)))
             else:  # the records of evenly spaced features, compressed together, scaled to the layer
                 ids = _spread(L.n_features, SAMPLE_EXPORT)
-                p.add(EXPORT, round(len(export.features_jsonl_gz(site, ix, images, ids)) * L.n_features / len(ids)))
+                p.add(
+                    EXPORT,
+                    round(len(export.features_jsonl_gz(site, ix, images, ids)) * L.n_features / len(ids)),
+                )
             if export.sae_weights_name(L) == weights.SAELENS_WEIGHTS:
                 p.add(EXPORT, weights.projected_weight_bytes(L.n_neurons, L.n_features, sae_dtype) + 4096)
             else:
-                p.add(EXPORT, sum((Path(artifacts["sae"]) / L.name / f).stat().st_size for f in export.SAE_FILES
-                                  if (Path(artifacts["sae"]) / L.name / f).is_file()))
+                p.add(
+                    EXPORT,
+                    sum(
+                        (Path(artifacts["sae"]) / L.name / f).stat().st_size
+                        for f in export.SAE_FILES
+                        if (Path(artifacts["sae"]) / L.name / f).is_file()
+                    ),
+                )
         n_classes = arts.dataset.n_classes
         ids = _spread(n_classes, SAMPLE_PAGES)
         if ids:
@@ -187,8 +229,14 @@ def project(*, artifacts: dict[str, Path], layers: list[str], model_name: str, t
         w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
         p.add(MAPS, tree_size(tmp)[1])  # the sprite sheets render_layer_map wrote
         static = resources.resource_dir("static")
-        p.add(STATIC, sum(f.stat().st_size for f in static.rglob("*") if f.is_file()
-                          and not any(part.startswith(".") for part in f.relative_to(static).parts)))
+        p.add(
+            STATIC,
+            sum(
+                f.stat().st_size
+                for f in static.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(static).parts)
+            ),
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return p

@@ -48,8 +48,9 @@ def _raw(array: np.ndarray, dtype: str) -> bytes:
     raise ValueError(f"unknown dtype {dtype!r} (expected one of {', '.join(SAE_DTYPES)})")
 
 
-def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None,
-                      dtype: str = "float32") -> bytes:
+def safetensors_bytes(
+    tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None, dtype: str = "float32"
+) -> bytes:
     """A safetensors file of float tensors stored as ``dtype`` (float32, float16 or bfloat16),
     byte-deterministic: tensors by name, metadata sorted.
 
@@ -63,7 +64,11 @@ def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] |
     for name in sorted(tensors):
         array = np.asarray(tensors[name])
         blob = _raw(array, dtype)
-        header[name] = {"dtype": _ST_CODE[dtype], "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {
+            "dtype": _ST_CODE[dtype],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
         blobs.append(blob)
         offset += len(blob)
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -79,13 +84,15 @@ def read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]
     (n,) = struct.unpack("<Q", data[:8])
     if n > min(_HEADER_LIMIT, len(data) - 8):
         raise ValueError(f"{path}: not a safetensors file (header size {n})")
-    header = json.loads(data[8:8 + n])
-    body = memoryview(data)[8 + n:]
+    header = json.loads(data[8 : 8 + n])
+    body = memoryview(data)[8 + n :]
     metadata = header.pop("__metadata__", {}) or {}
     out = {}
     for name, spec in header.items():
         start, stop = spec["data_offsets"]
-        raw = np.frombuffer(body[start:stop], dtype={"F32": "<f4", "F16": "<f2", "BF16": "<u2"}[spec["dtype"]])
+        raw = np.frombuffer(
+            body[start:stop], dtype={"F32": "<f4", "F16": "<f2", "BF16": "<u2"}[spec["dtype"]]
+        )
         if spec["dtype"] == "BF16":
             raw = (raw.astype("<u4") << np.uint32(16)).view("<f4")
         out[name] = raw.astype(np.float32).reshape(spec["shape"])

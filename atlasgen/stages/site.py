@@ -10,19 +10,29 @@ from atlasgen.progress import Console
 
 def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console):
     """Render every page into ``out_dir``; returns the renderer's SiteSummary (pages, files, bytes)."""
-    from atlasgen.site.build import render_site
-
     from atlasgen.config import to_dict
     from atlasgen.ratings import load_merged, merged_path
+    from atlasgen.site.build import render_site
 
     records = load_merged(merged_path(cfg))  # issue 11: imported ratings (validated again here)
     bar = console.progress(1, "pages")
-    summary = render_site(ratings_records=records, ratings_cfg=to_dict(cfg.ratings), game_cfg=to_dict(cfg.game),
-                          artifacts=artifacts, layers=[l.name for l in cfg.layers], model_name=cfg.model.name,
-                          title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url, out_dir=out_dir,
-                          authors=tuple(cfg.site.authors), version=cfg.site.version, doi=cfg.site.doi,
-                          sae_dtype=cfg.site.sae_dtype,
-                          progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)))
+    summary = render_site(
+        ratings_records=records,
+        ratings_cfg=to_dict(cfg.ratings),
+        game_cfg=to_dict(cfg.game),
+        artifacts=artifacts,
+        layers=[l.name for l in cfg.layers],
+        model_name=cfg.model.name,
+        title=cfg.site.title,
+        date=cfg.site.date,
+        base_url=cfg.site.base_url,
+        out_dir=out_dir,
+        authors=tuple(cfg.site.authors),
+        version=cfg.site.version,
+        doi=cfg.site.doi,
+        sae_dtype=cfg.site.sae_dtype,
+        progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)),
+    )
     bar.close()
     return summary
 
@@ -33,9 +43,17 @@ def check_projection(cfg: Config, artifacts: dict[str, Path], console: Console) 
     from atlasgen.site import publish
     from atlasgen.site.plan import mb, project
 
-    projection = project(artifacts=artifacts, layers=[l.name for l in cfg.layers], model_name=cfg.model.name,
-                         title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url,
-                         sae_dtype=cfg.site.sae_dtype, authors=tuple(cfg.site.authors), doi=cfg.site.doi)
+    projection = project(
+        artifacts=artifacts,
+        layers=[l.name for l in cfg.layers],
+        model_name=cfg.model.name,
+        title=cfg.site.title,
+        date=cfg.site.date,
+        base_url=cfg.site.base_url,
+        sae_dtype=cfg.site.sae_dtype,
+        authors=tuple(cfg.site.authors),
+        doi=cfg.site.doi,
+    )
     budget = f"budget {cfg.site.size_budget_mb:g} MB" if cfg.site.size_budget_mb > 0 else "no budget"
     console.detail(f"site: projected {mb(projection.total)} ({budget}; 1 MB = 10^6 bytes)")
     publish.check_projected_size(projection, cfg.site.size_budget_mb)
