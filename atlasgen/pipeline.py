@@ -11,132 +11,61 @@ from __future__ import annotations
 
 import importlib
 import json
-import importlib.util
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from atlasgen import __version__
-from atlasgen.cache import SITE_MARKER, ArtifactStore, hash_data, hash_file, hash_tree, tree_size
-from atlasgen.config import Config, to_dict
+from atlasgen.cache import SITE_MARKER, ArtifactStore, hash_data, hash_tree, tree_size
+from atlasgen.codeid import code_identity, package_root
+from atlasgen.config import Config
 from atlasgen.progress import Console, format_bytes, format_seconds
-from atlasgen.ratings import ratings_identity
+from atlasgen.slices import config_slice
+from atlasgen.stage import DeclarationError, Stage, StageContext, read_declaration
 
 
-@dataclass
-class StageContext:
-    """What a stage's ``run`` gets: the config, its output folder and its inputs' folders."""
-
-    cfg: Config
-    out: Path
-    inputs: dict[str, Path]
-    console: Console
-    device: str
-    dist: Any = None  # atlasgen.dist.Dist in a distributed build (issue 10); None in a plain one
-
-    def progress(self, total: int, desc: str):
-        return self.console.progress(total, desc)
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    deps: tuple[str, ...]
-    module: str  # its run(ctx) computes the artifact
-    config_slice: Callable[[Config], Any]
-    code: tuple[str, ...] = ()  # library modules whose source is part of the stage's code version
-    resumable: bool = False  # keeps its .partial folder across a killed run (shards written atomically)
-    what: str = ""
-
-
-def _content_sha256(path: Path) -> str:
-    """Content hash of a weights file, or of every file in a weights folder."""
-    return hash_tree(path, exclude=()) if path.is_dir() else hash_file(path)
-
-
-def _weights_identity(cfg: Config) -> Any:
-    if not cfg.model.weights:
-        return None
-    path = cfg.resolve(cfg.model.weights)
-    return {"file": path.name, "sha256": _content_sha256(path)}
-
-
-def _hierarchy_identity(cfg: Config) -> Any:
-    """Content hash of the class hierarchy file (map.hierarchy), if one is given."""
-    return hash_file(cfg.resolve(cfg.map.hierarchy)) if cfg.map.hierarchy else None
-
-
-def _layers(cfg: Config, with_sae: bool = False) -> list:
-    """The layers' config slice; with the SAE settings, plus the content hash of any SAE weights loaded."""
-    out = []
-    for l in cfg.layers:
-        entry = {"name": l.name}
-        if l.module or l.channels or l.tokens != "patches" or l.prefix_tokens != -1:  # a view of a module (issue 9)
-            entry["view"] = {"module": l.module, "channels": l.channels, "tokens": l.tokens, "prefix_tokens": l.prefix_tokens}
-        if with_sae:
-            entry["sae"] = to_dict(l.sae)
-            if l.sae.weights:
-                entry["sae_weights_sha256"] = _content_sha256(cfg.resolve(l.sae.weights))
-        out.append(entry)
-    return out
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage("dataset", (), "atlasgen.stages.dataset", lambda c: to_dict(c.dataset),
-          code=("atlasgen.data", "atlasgen.demo.dataset"), what="images and labels"),
-    Stage("model", ("dataset",), "atlasgen.stages.model",
-          lambda c: {"model": to_dict(c.model), "weights": _weights_identity(c)},
-          code=("atlasgen.models", "atlasgen.demo.model", "atlasgen.data"), resumable=True, what="the classifier"),
-    Stage("activations", ("dataset", "model"), "atlasgen.stages.activations",
-          lambda c: {"layers": _layers(c), "activations": to_dict(c.activations)},
-          code=("atlasgen.models", "atlasgen.data"), resumable=True, what="sampled activation store"),
-    Stage("sae", ("dataset", "model", "activations"), "atlasgen.stages.sae", lambda c: {"layers": _layers(c, with_sae=True)},
-          code=("atlasgen.sae", "atlasgen.sae_formats", "atlasgen.models", "atlasgen.data"), resumable=True,
-          what="sparse autoencoders"),
-    Stage("featurevis", ("model", "sae"), "atlasgen.stages.featurevis",
-          lambda c: {"layers": _layers(c), "featurevis": to_dict(c.featurevis), "dataset_image_size": c.dataset.image_size},
-          code=("atlasgen.featurevis", "atlasgen.models", "atlasgen.sae", "atlasgen.sae_formats"), resumable=True,
-          what="feature visualisations"),
-    Stage("examples", ("dataset", "model", "sae"), "atlasgen.stages.examples",
-          lambda c: {"layers": _layers(c), "examples": to_dict(c.examples)},
-          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae", "atlasgen.bands"), resumable=True,
-          what="dataset examples"),  # resumable: a distributed build keeps each rank's scan (issue 10)
-    Stage("circuits", ("dataset", "model", "sae"), "atlasgen.stages.circuits",
-          lambda c: {"layers": _layers(c), "circuits": to_dict(c.circuits)},
-          code=("atlasgen.models", "atlasgen.circuits"), what="class and layer-to-layer weights"),
-    Stage("importance", ("dataset", "model", "sae"), "atlasgen.stages.importance",
-          lambda c: {"layers": _layers(c), "importance": to_dict(c.importance)},
-          code=("atlasgen.models", "atlasgen.importance", "atlasgen.circuits", "atlasgen.data"), resumable=True,
-          what="mean-ablation importance"),
-    Stage("map", ("dataset", "model", "sae", "examples", "circuits"), "atlasgen.stages.map",
-          lambda c: {"layers": _layers(c), "map": to_dict(c.map), "hierarchy": _hierarchy_identity(c)},
-          code=("atlasgen.hierarchy", "atlasgen.models", "atlasgen.data"), what="feature map"),
-    Stage("atlas", ("dataset", "model"), "atlasgen.stages.atlas",
-          lambda c: {"layers": _layers(c), "atlas": to_dict(c.atlas), "batch_size": c.examples.batch_size},
-          code=("atlasgen.atlas", "atlasgen.featurevis", "atlasgen.sae", "atlasgen.models", "atlasgen.data"), what="activation atlas"),
-    Stage("game", ("dataset", "model", "sae"), "atlasgen.stages.game",  # issue 11
-          lambda c: {"layers": _layers(c), "game": to_dict(c.game)},
-          code=("atlasgen.models", "atlasgen.data"), what="guess-the-image rounds"),
-)
+# The stages in the order they run (each after the stages it reads): modules of atlasgen.stages,
+# each declaring itself (see atlasgen.stage). The site stage renders last, into the output folder.
+ORDER = ("dataset", "model", "activations", "sae", "featurevis", "examples", "circuits", "importance",
+         "map", "atlas", "game")
 SITE_STAGE = "site"
-STAGE_NAMES = tuple(s.name for s in STAGES) + (SITE_STAGE,)
 
 
-def _module_source_hash(names: tuple[str, ...]) -> str:
-    """Hash of modules' source files, found without importing them (status must stay light)."""
-    parts = []
-    for name in names:
-        spec = importlib.util.find_spec(name)
-        parts.append([name, hash_file(Path(spec.origin))])
-    return hash_data(parts)
+def discover(order: tuple[str, ...] = ORDER + (SITE_STAGE,)) -> tuple[Stage, ...]:
+    """Every stage's declaration, read from its module's source (nothing is imported)."""
+    root = package_root()
+    folder = root / "atlasgen" / "stages"
+    declared = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+    missing = [name for name in declared if name not in order]
+    if missing:
+        raise DeclarationError(f"atlasgen/stages/{missing[0]}.py is not in atlasgen.pipeline.ORDER. "
+                               "Fix: add its name where it runs (after the stages it reads).")
+    stages: list[Stage] = []
+    for name in order:
+        stage = read_declaration(folder / f"{name}.py", f"atlasgen.stages.{name}")
+        if stage.name != name:
+            raise DeclarationError(f"atlasgen/stages/{name}.py declares the stage {stage.name!r}. "
+                                   "Fix: name the stage after its module.")
+        late = [d for d in stage.deps if d not in {s.name for s in stages}]
+        if late:
+            raise DeclarationError(f"stage {name!r} reads {late[0]!r}, which does not run before it. "
+                                   "Fix: order atlasgen.pipeline.ORDER so each stage follows its inputs.")
+        stages.append(stage)
+    return tuple(stages)
 
 
-# Every module of the renderer package: a change to any of them re-renders the site.
-_SITE_MODULES = ("atlasgen.site",) + tuple(sorted(
-    f"atlasgen.site.{p.stem}" for p in (Path(__file__).parent / "site").glob("*.py") if p.stem != "__init__"))
+_ALL = discover()
+STAGES: tuple[Stage, ...] = tuple(s for s in _ALL if s.name != SITE_STAGE)
+SITE: Stage = _ALL[-1]
+STAGE_NAMES = tuple(s.name for s in _ALL)
+
+
+def stage_code(stage: Stage) -> str:
+    """A stage's code identity: the source of every atlasgen module its module may import."""
+    return code_identity(stage.module, package_root())
 
 
 def _site_resources_hash() -> str:
@@ -178,7 +107,7 @@ class Pipeline:
     def __init__(self, cfg: Config, out_dir: Path | None = None, console: Console | None = None,
                  accept_changed_features: bool = False, dist: Any = None):
         self.cfg = cfg
-        self.dist = dist  # issue 10: every rank runs build(); see atlasgen.dist
+        self.dist = dist  # every rank runs build() in a distributed build; see atlasgen.dist
         self.accept_changed_features = accept_changed_features
         self.store = ArtifactStore(cfg.resolve(cfg.cache_dir))
         self.out_dir = Path(out_dir) if out_dir is not None else cfg.resolve(cfg.output)
@@ -189,21 +118,19 @@ class Pipeline:
     def _inputs(self, stage: Stage, upstream: dict[str, str]) -> dict:
         return {
             "stage": stage.name,
-            "config": stage.config_slice(self.cfg),
-            "code": _module_source_hash((stage.module,) + stage.code),
+            "config": config_slice(stage, self.cfg),
+            "code": stage_code(stage),
             "upstream": {d: upstream[d] for d in stage.deps},
         }
 
     def _site_inputs(self, upstream: dict[str, str]) -> dict:
         return {
             "stage": SITE_STAGE,
-            "config": {"site": to_dict(self.cfg.site), "model": self.cfg.model.name, "layers": [l.name for l in self.cfg.layers]},
-            "code": _module_source_hash(("atlasgen.stages.site",) + _SITE_MODULES),
+            "config": config_slice(SITE, self.cfg),
+            "code": stage_code(SITE),
             "resources": _site_resources_hash(),
             "atlasgen": __version__,
-            "upstream": dict(sorted(upstream.items())),
-            # issue 11: the survey's settings and the imported ratings (their content hash) re-render the site.
-            "ratings": {"config": to_dict(self.cfg.ratings), "merged": ratings_identity(self.cfg)},
+            "upstream": {d: upstream[d] for d in SITE.deps},
         }
 
     def _site_key_on_disk(self) -> str | None:
@@ -258,8 +185,6 @@ class Pipeline:
             reasons.append("code changed")
         if old.get("resources") != inputs.get("resources"):
             reasons.append("templates or static files changed")
-        if old.get("ratings") != inputs.get("ratings"):
-            reasons.append("ratings changed")
         for dep, h in inputs.get("upstream", {}).items():
             if old.get("upstream", {}).get(dep) != h:
                 reasons.append(f"upstream {dep} changed")
@@ -321,7 +246,7 @@ class Pipeline:
                 shutil.rmtree(partial)
             partial.mkdir(parents=True, exist_ok=True)
         module = importlib.import_module(stage.module)
-        spread = d is not None and getattr(module, "DISTRIBUTED", False)
+        spread = d is not None and stage.distributed
         how = f" (on {d.world} ranks)" if spread else (" (on rank 0)" if d is not None else "")
         self.console.info(f"{stage.name}: {stage.what}" + (" (resuming)" if resumed else "") + how)
         if d is not None:
@@ -349,8 +274,7 @@ class Pipeline:
             self.console.detail(f"site: up to date in {self.out_dir}")
             summary.site_files, summary.site_bytes = tree_size(self.out_dir)
             return
-        from atlasgen.stages.site import render_into
-
+        render_into = importlib.import_module(SITE.module).render_into
         self.console.info(f"site: rendering into {self.out_dir}")
         start = time.perf_counter()
         out = self.out_dir

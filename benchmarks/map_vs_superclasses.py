@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from atlasgen.config import load_config
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import StageContext
 from atlasgen.progress import Console
 from atlasgen.stages import map as map_stage
 

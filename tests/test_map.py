@@ -304,7 +304,7 @@ def test_coactivation_layout_groups_features_that_fire_on_the_same_images(tmp_pa
     """map.source: coactivation lays features out by their maxima on the examples stage's image
     sample: three planted groups of features, each firing on its own third of the images (with
     random decoder directions that carry no grouping), come out as the three top clusters."""
-    from atlasgen.pipeline import StageContext
+    from atlasgen.stage import StageContext
     from atlasgen.progress import Console
     from atlasgen.stages import map as map_stage
 
@@ -426,7 +426,7 @@ def test_map_stage_predictions_source_on_a_real_build(tiny_build, tmp_path):
 import json, sys
 from pathlib import Path
 from atlasgen.config import load_config
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import StageContext
 from atlasgen.progress import Console
 from atlasgen.stages import map as map_stage
 cfg = load_config(Path({str(config)!r}))

@@ -120,7 +120,8 @@ def _run_stages(cfg, names, root):
     the rest of the pipeline); returns the folders by stage."""
     import importlib
 
-    from atlasgen.pipeline import STAGES, StageContext
+    from atlasgen.pipeline import STAGES
+    from atlasgen.stage import StageContext
 
     folders = {}
     for stage in STAGES:
@@ -353,7 +354,8 @@ def test_csv_dataset_stage(tmp_path):
                                "dataset": {"source": "csv", "path": "list.csv", "class_names": "names.txt", "image_size": 16,
                                            "images_per_class": 2, "limit": 3}})
     cfg = load_config(config)
-    from atlasgen.pipeline import STAGES, StageContext
+    from atlasgen.pipeline import STAGES
+    from atlasgen.stage import StageContext
     from atlasgen.stages import dataset as stage
 
     out = tmp_path / "ds"

@@ -19,7 +19,10 @@ from atlasgen.cache import atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.featurevis import STANDARD_TRANSFORMS, render_directions
 from atlasgen.models import layer_activations, load_model
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
+
+STAGE = Stage("atlas", deps=("dataset", "model"), config=("layers", "atlas", "examples.batch_size"),
+              what="activation atlas")
 
 
 def collect(model, data, layer: str, indices: np.ndarray, batch_size: int, seed: int, device: str) -> np.ndarray:

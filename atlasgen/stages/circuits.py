@@ -26,8 +26,11 @@ from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.circuits import CircuitsError, expanded_weights, forward_order, layer_pair_weights, reaches_classifier_linearly
 from atlasgen.data import open_dataset
 from atlasgen.models import class_outputs, classifier_head, get_module, layer_activations, layer_view, load_model
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
 from atlasgen.sae_formats import load_sae_any
+
+STAGE = Stage("circuits", deps=("dataset", "model", "sae"), config=("layers", "circuits"),
+              what="class and layer-to-layer weights")
 
 
 def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device: str, n_classes: int) -> np.ndarray:

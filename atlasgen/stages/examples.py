@@ -40,16 +40,18 @@ from atlasgen.bands import _EMPTY, BandReservoir, _np, grid_index, sample_keys
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model, positions_as_vectors
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
 from atlasgen.sae import SparseAutoencoder
 from atlasgen.sae_formats import load_sae_any
+
+STAGE = Stage("examples", deps=("dataset", "model", "sae"), config=("layers", "examples"),
+              what="dataset examples", resumable=True, distributed=True)
 
 # Fine log grid for the streaming histogram: 1e-6 .. 1e6, 30 bins per decade.
 FINE_EDGES = np.logspace(-6, 6, 12 * 30 + 1)
 HIST_RANGE_DECADES = 3  # the page histogram spans max * 1e-3 .. max
 N_PARTNERS = 6  # co-occurring features kept per feature
 N_PAIRS = 50  # most frequent feature pairs kept per layer
-DISTRIBUTED = True  # issue 10: every rank scans its share of the batches (see run)
 
 
 # Per-image maxima held back before they are merged into the band and histogram state

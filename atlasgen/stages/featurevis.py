@@ -29,13 +29,15 @@ import torch
 from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.featurevis import STANDARD_TRANSFORMS, SAEDirections, render_units, save_webp, unit_maxima
 from atlasgen.models import load_model
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
 from atlasgen.sae_formats import load_sae_any
+
+STAGE = Stage("featurevis", deps=("model", "sae"), config=("layers", "featurevis", "dataset.image_size"),
+              what="feature visualisations", resumable=True, distributed=True)
 
 # Issue 10: under torchrun every rank runs this stage and renders the chunks c (of each family, in
 # unit order) with c % world == rank; the images depend only on (seed, unit, variant), so they are
 # the same bytes whichever rank renders them. Rank 0 merges the quality shards and writes meta.json.
-DISTRIBUTED = True
 
 QUALITY_KEYS = ("unit", "objective", "own_act", "other_unit", "other_act", "rank",
                 "objective_neuron", "objective_negative", "objective_diverse")

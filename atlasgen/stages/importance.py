@@ -32,10 +32,12 @@ from atlasgen.circuits import reaches_classifier_linearly
 from atlasgen.data import open_dataset
 from atlasgen.importance import batched_ablation, closed_form, fold_means, ranks, resolve_top_k, unit_means, unit_sums
 from atlasgen.models import class_outputs, load_model
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
 from atlasgen.sae_formats import load_sae_any
 
-DISTRIBUTED = True
+STAGE = Stage("importance", deps=("dataset", "model", "sae"), config=("layers", "importance"),
+              what="mean-ablation importance", resumable=True, distributed=True)
+
 
 
 def run(ctx: StageContext) -> None:

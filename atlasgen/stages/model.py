@@ -19,8 +19,11 @@ from atlasgen.cache import atomic_write_bytes, atomic_write_json
 from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
 from atlasgen.models import attach_views, build_model, class_outputs, layer_shapes, pretrained_state
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
 from atlasgen.zoo import DEMO_LAYERS
+
+STAGE = Stage("model", deps=("dataset",), config=("model", "model_weights"), what="the classifier",
+              resumable=True)
 
 
 def _save(path, obj) -> None:

@@ -6,6 +6,11 @@ from pathlib import Path
 
 from atlasgen.config import Config
 from atlasgen.progress import Console
+from atlasgen.stage import Stage
+
+STAGE = Stage("site", deps=("dataset", "model", "activations", "sae", "featurevis", "examples", "circuits",
+                           "importance", "map", "atlas", "game"),
+              config=("site", "model.name", "layer_names", "ratings", "ratings_merged"), what="the static site")
 
 
 def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console):
