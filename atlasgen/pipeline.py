@@ -1,8 +1,10 @@
-"""The staged build: which stages exist, what each depends on, and the runner.
+"""The runner of the staged build.
 
-Each stage declares its inputs: its slice of the config, the content hashes of
-the upstream artifacts it reads, and the hash of its own source code. Their
-hash is the stage's key; a complete artifact under that key means the stage
+Each module of ``atlasgen.stages`` declares its stage (``STAGE = Stage(...)``, see
+``atlasgen.stage``); the runner reads those declarations without importing the modules. A
+stage's inputs are its slice of the config, the content hashes of the upstream artifacts it
+reads, and its code identity (the source of every atlasgen module it may import, see
+``atlasgen.codeid``). Their hash is the stage's key; a complete artifact under that key means the stage
 has nothing to do. The site stage renders into the output folder instead of
 the cache and keeps its key in the output's marker file.
 """
@@ -27,45 +29,58 @@ from atlasgen.slices import config_slice
 from atlasgen.stage import DeclarationError, Stage, StageContext, read_declaration
 
 
-# The stages in the order they run (each after the stages it reads): modules of atlasgen.stages,
-# each declaring itself (see atlasgen.stage). The site stage renders last, into the output folder.
-ORDER = ("dataset", "model", "activations", "sae", "featurevis", "examples", "circuits", "importance",
-         "map", "atlas", "game")
-SITE_STAGE = "site"
+SITE_STAGE = "site"  # renders last, into the output folder instead of the cache
 
 
-def discover(order: tuple[str, ...] = ORDER + (SITE_STAGE,)) -> tuple[Stage, ...]:
-    """Every stage's declaration, read from its module's source (nothing is imported)."""
-    root = package_root()
-    folder = root / "atlasgen" / "stages"
-    declared = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
-    missing = [name for name in declared if name not in order]
-    if missing:
-        raise DeclarationError(f"atlasgen/stages/{missing[0]}.py is not in atlasgen.pipeline.ORDER. "
-                               "Fix: add its name where it runs (after the stages it reads).")
-    stages: list[Stage] = []
-    for name in order:
-        stage = read_declaration(folder / f"{name}.py", f"atlasgen.stages.{name}")
+def discover(root: Path | None = None) -> tuple[Stage, ...]:
+    """Every stage's declaration, read from the modules of atlasgen.stages (nothing is imported),
+    in the order they run: depth first from the site stage, each stage after the stages it reads,
+    siblings in the order their reader lists them."""
+    folder = (package_root() if root is None else Path(root)) / "atlasgen" / "stages"
+    declared = {p.stem: read_declaration(p, f"atlasgen.stages.{p.stem}")
+                for p in sorted(folder.glob("*.py")) if p.stem != "__init__"}
+    for name, stage in declared.items():
         if stage.name != name:
             raise DeclarationError(f"atlasgen/stages/{name}.py declares the stage {stage.name!r}. "
                                    "Fix: name the stage after its module.")
-        late = [d for d in stage.deps if d not in {s.name for s in stages}]
-        if late:
-            raise DeclarationError(f"stage {name!r} reads {late[0]!r}, which does not run before it. "
-                                   "Fix: order atlasgen.pipeline.ORDER so each stage follows its inputs.")
-        stages.append(stage)
-    return tuple(stages)
+        for dep in stage.deps:
+            if dep not in declared or dep == SITE_STAGE:
+                raise DeclarationError(f"stage {name!r} reads {dep!r}, which is no stage. "
+                                       "Fix: name a module of atlasgen/stages in its deps.")
+    if SITE_STAGE not in declared:
+        raise DeclarationError(f"no atlasgen/stages/{SITE_STAGE}.py. Fix: restore the site stage.")
+    order: list[str] = []
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            cycle = " -> ".join(visiting[visiting.index(name):] + [name])
+            raise DeclarationError(f"stages read each other in a cycle: {cycle}. Fix: remove one of the deps.")
+        visiting.append(name)
+        for dep in declared[name].deps:
+            visit(dep)
+        visiting.pop()
+        order.append(name)
+
+    visit(SITE_STAGE)
+    unread = sorted(set(declared) - set(order))
+    if unread:
+        raise DeclarationError(f"no stage reads the artifact of stage {unread[0]!r}. Fix: add it to the deps "
+                               f"of the stages that read it (at least atlasgen/stages/{SITE_STAGE}.py).")
+    return tuple(declared[name] for name in order)
 
 
 _ALL = discover()
-STAGES: tuple[Stage, ...] = tuple(s for s in _ALL if s.name != SITE_STAGE)
+STAGES: tuple[Stage, ...] = _ALL[:-1]  # the cached stages, in the order they run
 SITE: Stage = _ALL[-1]
 STAGE_NAMES = tuple(s.name for s in _ALL)
 
 
-def stage_code(stage: Stage) -> str:
+def stage_code(stage: Stage, root: Path | None = None) -> str:
     """A stage's code identity: the source of every atlasgen module its module may import."""
-    return code_identity(stage.module, package_root())
+    return code_identity(stage.module, package_root() if root is None else Path(root))
 
 
 def _site_resources_hash() -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the stages import this module; it adds nothing to their code identity
+if TYPE_CHECKING:  # annotations only: never imported, so no part of the stages' code identity
     from atlasgen.config import Config
     from atlasgen.progress import Console
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from atlasgen.site import circuits, export, featurevis_section, ratings_pages, spectrum, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
+from atlasgen.site.context import base_context, crumbs
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
 from atlasgen.site.images import DatasetImages, HeatSprite
 
@@ -181,31 +182,6 @@ def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- shared pieces
-
-
-def crumbs(site: Site, *items: tuple[str, str | None]) -> list[dict]:
-    """Breadcrumb: atlas > model > ...; the last item (href None) is the current page."""
-    out = [{"label": "atlas", "href": urls.home()}]
-    out += [{"label": label, "href": href} for label, href in items]
-    return out
-
-
-def base_context(site: Site, path: str, page_title: str, crumb_list: list[dict], **extra) -> dict:
-    ctx = {
-        "root": urls.root_prefix(path),
-        "title": site.title,
-        "page_title": page_title,
-        "date": site.date,
-        "version": site.version,
-        "crumbs": crumb_list,
-        "scripts": [],
-        "body_class": "",
-        "description": "",
-        "og_url": site.permalink(path) if site.base_url else "",
-        "og_image": "",
-    }
-    ctx.update(extra)
-    return ctx
 
 
 def class_link(site: Site, dataset: Dataset, c: int) -> dict:

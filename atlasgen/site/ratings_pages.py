@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from atlasgen import ratings as R
 from atlasgen.site import urls
+from atlasgen.site.context import base_context, crumbs
 from atlasgen.site.fmt import fmt_num, json_num
 from atlasgen.site.urls import game_data_url, game_url, rate_data_url, rate_url
 
@@ -61,8 +62,6 @@ def image_indices(lr: LayerRatings) -> list[int]:
 
 
 def rate_page(site, ix, images) -> tuple[str, str, dict]:
-    from atlasgen.site.pages import base_context, crumbs
-
     lr: LayerRatings = ix.ratings
     L, m = ix.layer, site.model
     path = rate_url(m, L.name)
@@ -101,8 +100,6 @@ def survey_data(site, ix, images) -> dict:
 
 
 def game_page(site, ix) -> tuple[str, str, dict]:
-    from atlasgen.site.pages import base_context, crumbs
-
     lr: LayerRatings = ix.ratings
     L, m = ix.layer, site.model
     path = game_url(m, L.name)
