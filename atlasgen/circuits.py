@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.models import _StopForward, capture, classifier_head, get_module, layer_activations
+from atlasgen.models import StopForward, capture, classifier_head, get_module, layer_activations
 
 
 class CircuitsError(AtlasgenError):
@@ -132,7 +132,7 @@ def _map_from(model: nn.Module, src: str, dst: str, x: torch.Tensor, image_size:
             try:
                 # The image only fixes the grid; everything upstream of src is replaced by x.
                 model(torch.zeros(1, 3, image_size, image_size, device=device, dtype=x.dtype))
-            except _StopForward:  # the capture hook stops the pass once dst is reached
+            except StopForward:  # the capture hook stops the pass once dst is reached
                 pass
     finally:
         handle.remove()

@@ -30,7 +30,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from atlasgen.models import _StopForward, capture, classifier_head, get_module, layer_view, positions_as_vectors
+from atlasgen.models import StopForward, capture, classifier_head, get_module, layer_view, positions_as_vectors
 
 Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]  # a fresh pass of (images, labels)
 
@@ -72,7 +72,7 @@ def unit_sums(model, layer: str, sae, x: torch.Tensor) -> tuple[torch.Tensor, to
     with capture(model, [layer]) as acts:
         try:
             model(x)
-        except _StopForward:
+        except StopForward:
             pass
     a = acts[layer].double()
     sum_f = _codes(sae, acts[layer]).double().sum((0, 2, 3)) if sae is not None else None
@@ -152,7 +152,7 @@ def batched_ablation(model, layer: str, sae, batches: Batches, mu_a, mu_f, k: in
             with capture(model, [layer]):  # stops the pass at the layer
                 try:
                     model(x[:1])
-                except _StopForward:
+                except StopForward:
                     pass
             break
     finally:

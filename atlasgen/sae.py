@@ -60,7 +60,7 @@ CHECKPOINT_FORMAT = "atlasgen.sae.checkpoint/2"
 
 
 class SparseAutoencoder(torch.nn.Module):
-    """A plain SAE. Parameters start at zero: train_sae() or load_sae() fills them."""
+    """A plain SAE. Parameters start at zero: train_sae() or atlasgen.sae_formats.load_sae_any() fills them."""
 
     def __init__(self, d_in: int, d_sae: int, architecture: str = "batchtopk", k: int = 32):
         super().__init__()
@@ -815,19 +815,6 @@ def save_sae(sae: SparseAutoencoder, folder, metrics: dict | None = None) -> Non
     _write_json(folder / "cfg.json", cfg)
     if metrics is not None:
         _write_json(folder / "metrics.json", metrics)
-
-
-def load_sae(folder) -> SparseAutoencoder:
-    folder = Path(folder)
-    cfg = json.loads((folder / "cfg.json").read_text())
-    version = cfg.get("format_version", FORMAT_VERSION)  # files written by hand may omit it
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{folder}: SAE format version {version}, expected {FORMAT_VERSION}")
-    sae = SparseAutoencoder(cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg["k"])
-    with np.load(folder / "sae.npz") as arrays:
-        state = {name: torch.from_numpy(np.array(arrays[name], dtype=np.float32)) for name in arrays.files}
-    sae.load_state_dict(state)
-    return sae
 
 
 def _write_json(path: Path, obj) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import yaml
 
-from atlasgen.sae import load_sae
+from atlasgen.sae_formats import load_sae_any
 from atlasgen.sae_formats import load_external_sae
 
 
@@ -40,7 +40,7 @@ def test_batchtopk_threshold_reproduces_the_training_l0(tiny_build):
 
 def test_saelens_export_loads_back_identically(tiny_build):
     folder, _, _ = tiny_build
-    ours = load_sae(_sae_dir(folder))
+    ours = load_sae_any(_sae_dir(folder))
     exported = load_external_sae(_sae_dir(folder) / "saelens", d_in=ours.d_in)
     x = torch.rand(64, ours.d_in)
     with torch.no_grad():

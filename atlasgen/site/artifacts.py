@@ -6,6 +6,7 @@ only index into these objects. Nothing here imports torch.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atlasgen import data
 from atlasgen.cache import hash_file
 
 # Names that become URL path segments must stay plain so links never need escaping.
@@ -46,73 +48,17 @@ def _read_json(path: Path) -> dict:
         return json.load(f)
 
 
-@dataclass
-class Dataset:
-    folder: Path
-    info: dict
-    class_names: list[str]
-    class_slugs: list[str]
-    superclass_of: list[str | None]
-    facet_names: list[list[str]]
-    labels: np.ndarray  # (N,) int64
-    split: np.ndarray | None  # (N,) uint8, 0 train, 1 held out
-    facets: np.ndarray | None  # (N,) int64 facet index within the class (demo only)
-    images: np.ndarray | None  # (N, S, S, 3) uint8, memory-mapped
-    paths: list[str] | None  # folder sources: one path per image
+class Dataset(data.Dataset):
+    """The dataset artifact as the renderer reads it (``atlasgen.data.Dataset``), with each class's
+    URL slug."""
 
-    @property
-    def identity(self):
-        return self.info.get("identity")
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names)
-
-    def image(self, index: int) -> np.ndarray:
-        """RGB uint8 array of dataset image ``index``."""
-        if self.images is not None:
-            return np.asarray(self.images[index])
-        from atlasgen.data import load_rgb
-
-        path = Path(self.paths[index])
-        if not path.is_absolute():
-            path = self.folder / path
-        return np.asarray(load_rgb(path))
+    @functools.cached_property
+    def class_slugs(self) -> list[str]:
+        return class_slugs(self.class_names)
 
 
 def load_dataset(folder: Path) -> Dataset:
-    folder = Path(folder)
-    info = _read_json(folder / "dataset.json")
-    classes = sorted(info["classes"], key=lambda c: c["id"])
-    names = [str(c["name"]) for c in classes]
-    if [c["id"] for c in classes] != list(range(len(classes))):
-        raise ValueError("dataset.json classes must have ids 0..K-1")
-    images = paths = None
-    if (folder / "images.npy").exists():
-        images = np.load(folder / "images.npy", mmap_mode="r")
-    elif (folder / "paths.json").exists():
-        paths = _read_json(folder / "paths.json")
-        if isinstance(paths, dict):  # tolerate {"paths": [...]}
-            paths = paths["paths"]
-    else:
-        raise FileNotFoundError(f"{folder} has neither images.npy nor paths.json")
-    optional = {
-        name: np.load(folder / f"{name}.npy") if (folder / f"{name}.npy").exists() else None
-        for name in ("split", "facets")
-    }
-    return Dataset(
-        folder=folder,
-        info=info,
-        class_names=names,
-        class_slugs=class_slugs(names),
-        superclass_of=[c.get("superclass") for c in classes],
-        facet_names=[list(c.get("facets") or []) for c in classes],
-        labels=np.load(folder / "labels.npy"),
-        split=optional["split"],
-        facets=optional["facets"],
-        images=images,
-        paths=paths,
-    )
+    return Dataset(folder)
 
 
 @dataclass
