@@ -29,8 +29,6 @@ import numpy as np
 import torch
 
 
-
-
 def one_position_per_image(acts: torch.Tensor, image_ids: np.ndarray, seed: int) -> torch.Tensor:
     """(B, C) vectors: one position of each (B, C, H, W) map, drawn from (seed, image id)."""
     b, c, h, w = acts.shape

@@ -120,7 +120,7 @@ def forward_order(model: nn.Module, layers: list[str], image_size: int, device: 
         for h in handles:
             h.remove()
     order = list(dict.fromkeys(seen))
-    return order + [l for l in layers if l not in order]
+    return order + [name for name in layers if name not in order]
 
 
 def _map_from(model: nn.Module, src: str, dst: str, x: torch.Tensor, image_size: int) -> torch.Tensor:

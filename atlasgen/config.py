@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -45,7 +45,7 @@ class SiteConfig:
     base_url: str = _f("", "Public URL the site is published at (for permalinks in citations), e.g. https://user.github.io/atlas/. Empty: relative permalinks.")
     authors: list[str] = _f([], "Authors of the atlas, \"Given Family\" each: for CITATION.cff and the BibTeX of every page.")
     version: str = _f("1.0", "Version of the published atlas (CITATION.cff). Publish a changed SAE under a new model name or version prefix.")
-    doi: Optional[str] = _f(None, "DOI of the atlas, if it has one (CITATION.cff, citations).")
+    doi: str | None = _f(None, "DOI of the atlas, if it has one (CITATION.cff, citations).")
     size_budget_mb: float = _f(900.0, "Largest site the build accepts, in MB (GitHub Pages publishes at most 1 GB). 0: no limit.", min=0.0)
     keep: list[str] = _f([], "Files and folders of the site folder, relative to it, that a rebuild keeps and `atlasgen clean` leaves (glob patterns allowed, e.g. notes/*). CNAME, .nojekyll and .git are always kept.")
 
@@ -53,8 +53,8 @@ class SiteConfig:
 @dataclass
 class DatasetConfig:
     source: Literal["demo", "folder", "csv"] = _f("demo", "demo: the embedded procedural dataset; folder: an ImageNet-style folder of class sub-folders; csv: a CSV list of images (columns path,label).")
-    path: Optional[str] = _f(None, "Folder of images (source: folder) or CSV file (source: csv; image paths relative to the CSV's folder), relative to the config file.")
-    class_names: Optional[str] = _f(None, "File mapping class ids (folder names or CSV labels, e.g. ImageNet wnids) to readable names: one 'id name' or 'id,name' or 'id<TAB>name' per line. Classes it does not list keep their id.")
+    path: str | None = _f(None, "Folder of images (source: folder) or CSV file (source: csv; image paths relative to the CSV's folder), relative to the config file.")
+    class_names: str | None = _f(None, "File mapping class ids (folder names or CSV labels, e.g. ImageNet wnids) to readable names: one 'id name' or 'id,name' or 'id<TAB>name' per line. Classes it does not list keep their id.")
     image_size: int = _f(64, "Side in pixels of the images fed to the model (resize shorter side, centre crop).", min=8)
     crop_fraction: float = _f(1.0, "Centre crop as a fraction of the shorter side before resizing to image_size (0.875 is torchvision's 256 -> 224 eval crop; 1.0 keeps the whole shorter side).", min=0.1, max=1.0)
     images_per_class: int = _f(300, "Demo: images generated per class. Folder/csv: at most this many per class, drawn by a seeded sample (0: all).", min=0)
@@ -77,10 +77,10 @@ class TrainConfig:
 class ModelConfig:
     source: Literal["demo", "inceptionv1", "torchvision", "factory"] = _f("demo", "demo: the small Inception-style classifier atlasgen trains on the demo dataset; inceptionv1: lucid's InceptionV1 from lucent's model zoo (1008 outputs, 224 px); torchvision: a torchvision classification model named by `arch`; factory: `arch` = 'package.module:function' returning an nn.Module.")
     name: str = _f("demonet", "URL name of the model (first path segment of every page).")
-    arch: Optional[str] = _f(None, "torchvision: the model name (e.g. resnet18, vit_b_16); factory: 'package.module:function', called with the number of dataset classes by the first of its parameters named num_classes, n_classes, classes, num_outputs, n_outputs, out_features or num_labels.")
-    weights: Optional[str] = _f(None, "Local weights file (state dict). Demo: when empty, the model is trained on the first build and cached. inceptionv1/torchvision: when empty, the torch hub cache (or a download when online) is used.")
+    arch: str | None = _f(None, "torchvision: the model name (e.g. resnet18, vit_b_16); factory: 'package.module:function', called with the number of dataset classes by the first of its parameters named num_classes, n_classes, classes, num_outputs, n_outputs, out_features or num_labels.")
+    weights: str | None = _f(None, "Local weights file (state dict). Demo: when empty, the model is trained on the first build and cached. inceptionv1/torchvision: when empty, the torch hub cache (or a download when online) is used.")
     pretrained: bool = _f(True, "inceptionv1/torchvision without `weights`: false gives random weights (seeded by model.train.seed; for tests), with one output per dataset class for torchvision.")
-    labels: Optional[str] = _f(None, "File naming the model's outputs, one per line (e.g. InceptionV1's 1008 labels); dataset classes are matched to outputs by id or readable name. Needed when the model's outputs are not the dataset's classes in order.")
+    labels: str | None = _f(None, "File naming the model's outputs, one per line (e.g. InceptionV1's 1008 labels); dataset classes are matched to outputs by id or readable name. Needed when the model's outputs are not the dataset's classes in order.")
     input_size: int = _f(0, "Side in pixels the model is fed (inputs of another size are resized inside the model); 0: the model's own (fixed for torchvision ViTs; none otherwise: InceptionV1 then needs dataset.image_size 224).", min=0)
     mean: list[float] = _f([], "Per-channel mean subtracted from [0, 1] RGB inside the model; empty: the source's own (ImageNet's for torchvision, 117/255 for inceptionv1, 0 for factory).")
     std: list[float] = _f([], "Per-channel divisor after the mean; empty: the source's own (ImageNet's for torchvision, 1/255 for inceptionv1, 1 for factory).")
@@ -100,7 +100,7 @@ class SAEKeysConfig:
 
 @dataclass
 class SAEConfig:
-    weights: Optional[str] = _f(None, "Use an SAE trained elsewhere instead of training one: a SAELens folder (cfg.json + sae_weights.safetensors), a .safetensors file or a torch state dict (.pt).")
+    weights: str | None = _f(None, "Use an SAE trained elsewhere instead of training one: a SAELens folder (cfg.json + sae_weights.safetensors), a .safetensors file or a torch state dict (.pt).")
     keys: SAEKeysConfig = _f(SAEKeysConfig(), "Tensor names inside `weights` when they differ from atlasgen's (plain safetensors or state dicts).")
     architecture: Literal["batchtopk", "topk", "relu"] = _f("batchtopk", "SAE architecture.")
     expansion: int = _f(4, "Number of features = expansion x channels of the layer.", min=1)
@@ -115,8 +115,8 @@ class SAEConfig:
 @dataclass
 class LayerConfig:
     name: str = _f("mixed5b", "Name of the layer in the atlas (URL segment); also its module path unless `module` is given.")
-    module: Optional[str] = _f(None, "Module path of the model whose output is studied (`atlasgen layers` lists them); empty: `name`.")
-    channels: Optional[list[int]] = _f(None, "[start, stop): study only these channels of the module's output, e.g. [64, 192] for InceptionV1 mixed3a's 3x3 branch.", min=0)
+    module: str | None = _f(None, "Module path of the model whose output is studied (`atlasgen layers` lists them); empty: `name`.")
+    channels: list[int] | None = _f(None, "[start, stop): study only these channels of the module's output, e.g. [64, 192] for InceptionV1 mixed3a's 3x3 branch.", min=0)
     tokens: Literal["patches", "class", "mean"] = _f("patches", "Vision-transformer outputs (batch, tokens, dim): patches = every patch token on the patch grid; class = the class token; mean = the mean patch token. Ignored for (batch, channels, h, w) outputs.")
     prefix_tokens: int = _f(-1, "Tokens before the patch tokens (class and register tokens); -1: 1 when tokens - 1 is a square number, else 0.", min=-1)
     sae: SAEConfig = _f(SAEConfig(), "The sparse autoencoder trained on this layer.")
@@ -167,7 +167,7 @@ class CircuitsConfig:
 
 @dataclass
 class ImportanceConfig:
-    top_k: Union[int, Literal["auto"]] = _f("auto", "An image counts as correct while its true class is among the top k logits (Terekhov: 10 of 1,000 classes); top-1 is reported too. auto: a fifth of the model's outputs, rounded down, at least 1 and at most 10 (3 for 16 classes). Must be below the number of outputs.", min=1)
+    top_k: int | Literal["auto"] = _f("auto", "An image counts as correct while its true class is among the top k logits (Terekhov: 10 of 1,000 classes); top-1 is reported too. auto: a fifth of the model's outputs, rounded down, at least 1 and at most 10 (3 for 16 classes). Must be below the number of outputs.", min=1)
     images: int = _f(512, "Held-out images used (the first ones; 0: all). Earlier layers cost one partial forward pass per unit and image.", min=0)
     batch_size: int = _f(32, "Images per batch; batched ablations run units_per_pass copies of each.", min=1)
     units_per_pass: int = _f(32, "Units ablated together in one pass of the rest of the model (layers that do not feed the head).", min=1)
@@ -181,7 +181,7 @@ class MapConfig:
     seed: int = _f(0, "Seed of the layout.")
     source: Literal["decoder", "class_weights", "coactivation", "predictions"] = _f("decoder", "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: the model's mean predicted class probabilities on that sample, weighted by the feature's activation (docs/analyses.md, Feature map).")
     cluster: Literal["layout", "vectors"] = _f("layout", "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage), or the laid-out vectors themselves for the top level (average linkage on cosine distance, which keeps structure that the 2-D projection tears apart) with finer levels cut by Ward on the layout inside each top cluster, so they stay compact on the map.")
-    hierarchy: Optional[str] = _f(None, "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.")
+    hierarchy: str | None = _f(None, "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.")
 
 
 @dataclass

@@ -39,13 +39,13 @@ units share its batch (up to floating-point differences of batched kernels).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
-import dataclasses
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -109,7 +109,7 @@ class SAEDirections:
         return int(self.W_enc.shape[1])
 
     @classmethod
-    def from_npz(cls, path: str | os.PathLike) -> "SAEDirections":
+    def from_npz(cls, path: str | os.PathLike) -> SAEDirections:
         """Read ``W_enc``, ``b_enc``, ``b_dec`` from an ``sae.npz`` artifact."""
         with np.load(path) as z:
             return cls(W_enc=z["W_enc"], b_enc=z["b_enc"], b_dec=z["b_dec"])
@@ -180,7 +180,7 @@ class FFTImage:
     def random(
         cls, generators: Sequence[torch.Generator], size: int, *, sd: float = 0.01,
         device: torch.device | str = "cpu",
-    ) -> "FFTImage":
+    ) -> FFTImage:
         """One image per generator, spectrum ~ N(0, sd^2) as in Lucid.
 
         Drawn on the CPU from each unit's generator and then moved, so the
@@ -229,7 +229,7 @@ class TransformSpec:
     angles: tuple[float, ...] = tuple(float(a) for a in range(-10, 11)) + (0.0,) * 5
     jitter2: int = 4
 
-    def for_size(self, image_size: int, reference: int = 128) -> "TransformSpec":
+    def for_size(self, image_size: int, reference: int = 128) -> TransformSpec:
         """The same transforms with pixel distances scaled from Lucid's 128 px default
         to ``image_size``: a 12 px pad is 9 % of a 128 px image but 19 % of a 64 px one."""
         f = image_size / reference
@@ -474,7 +474,7 @@ class _RedirectedReLUs:
             del module.forward
         self.patched = []
 
-    def __enter__(self) -> "_RedirectedReLUs":
+    def __enter__(self) -> _RedirectedReLUs:
         return self
 
     def __exit__(self, *exc) -> None:

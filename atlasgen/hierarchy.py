@@ -56,12 +56,12 @@ class Hierarchy:
             self.paths.append(path)  # leaf first, top concept last
 
     @classmethod
-    def from_dataset(cls, classes: list[dict]) -> "Hierarchy":
+    def from_dataset(cls, classes: list[dict]) -> Hierarchy:
         """Class -> superclass, from dataset.json (empty superclasses: a flat hierarchy)."""
         return cls({c["name"]: c["superclass"] for c in classes if c.get("superclass")}, [c["name"] for c in classes])
 
     @classmethod
-    def from_file(cls, path: Path, class_names: list[str]) -> "Hierarchy":
+    def from_file(cls, path: Path, class_names: list[str]) -> Hierarchy:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:

@@ -25,12 +25,19 @@ Two ways to compute it, with the same answer where both apply:
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
-from atlasgen.models import StopForward, capture, classifier_head, get_module, layer_view, positions_as_vectors
+from atlasgen.models import (
+    StopForward,
+    capture,
+    classifier_head,
+    get_module,
+    layer_view,
+    positions_as_vectors,
+)
 
 Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]  # a fresh pass of (images, labels)
 

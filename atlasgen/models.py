@@ -21,10 +21,10 @@ import importlib
 import inspect
 import json
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +82,8 @@ def _inceptionv1(pretrained_head: bool = True) -> nn.Module:
     """lucent's InceptionV1 with plain nn.ReLU modules (atlasgen's feature vis redirects their
     gradient itself; lucent's RedirectedReluLayer would bend every gradient, also for circuits)
     and without the final softmax, so it returns the 1008 logits of softmax2's pre-activation."""
-    from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1
     from lucent.modelzoo.inceptionv1.helper_layers import ReluLayer
+    from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1
 
     model = InceptionV1(pretrained=False, redirected_ReLU=False)
     for name, module in list(model.named_children()):
@@ -396,7 +396,7 @@ class LayerCapture:
 
         return hook
 
-    def __enter__(self) -> "LayerCapture":
+    def __enter__(self) -> LayerCapture:
         by_module: dict[str, list[LayerView]] = {}
         for v in self.views:
             by_module.setdefault(v.module, []).append(v)

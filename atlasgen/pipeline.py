@@ -28,7 +28,6 @@ from atlasgen.progress import Console, format_bytes, format_seconds
 from atlasgen.slices import config_slice
 from atlasgen.stage import DeclarationError, Stage, StageContext, read_declaration
 
-
 SITE_STAGE = "site"  # renders last, into the output folder instead of the cache
 
 
@@ -304,7 +303,7 @@ class Pipeline:
 
         if not self.accept_changed_features:
             publish.check_feature_ids(out, self.cfg.model.name,
-                                      publish.sae_hashes(folders["sae"], [l.name for l in self.cfg.layers]))
+                                      publish.sae_hashes(folders["sae"], [layer.name for layer in self.cfg.layers]))
         staging = out.with_name(out.name + ".partial")
         if staging.exists():
             shutil.rmtree(staging)

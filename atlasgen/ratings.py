@@ -301,7 +301,7 @@ def import_files(cfg, files: list[Path]) -> dict:
     errors: list[str] = []
     parsed: list[tuple[Path, list[dict]]] = []
     model = cfg.model.name
-    layers = [l.name for l in cfg.layers]
+    layers = [layer.name for layer in cfg.layers]
     for f in files:
         try:
             records = read_ratings_file(Path(f))

@@ -7,8 +7,9 @@ change here re-keys nothing by itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from atlasgen.cache import hash_file, hash_tree
 from atlasgen.config import Config, to_dict

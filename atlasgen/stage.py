@@ -36,9 +36,6 @@ class Stage:
     distributed: bool = False  # every rank runs it in a distributed build (else rank 0 alone)
     module: str = ""  # filled in by the runner: the module whose run(ctx) computes the artifact
 
-    def config_slice(self, cfg: Config) -> dict:
-        return dict(config_value(cfg, name) for name in self.config)
-
 
 @dataclass
 class StageContext:

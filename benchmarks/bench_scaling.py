@@ -100,7 +100,6 @@ def main() -> None:
 
     d, batch, steps = 528, 1024, 6
     data = np.random.default_rng(0).standard_normal((batch * steps, d)).astype(np.float32)
-    t = time.perf_counter()
     _, stats = train_sae(data, d_sae=16 * d, k=32, steps=steps, batch_size=batch, device=dev)
     rows[f"sae train {d}->{16 * d} k32"] = {"per_s": stats["samples_per_second"], "unit": "vectors",
                                             "flops": 6 * d * 16 * d}  # dense encoder (2dF) + sparse steps; ~3x fwd

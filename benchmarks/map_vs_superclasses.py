@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from atlasgen.config import load_config
-from atlasgen.stage import StageContext
 from atlasgen.progress import Console
+from atlasgen.stage import StageContext
 from atlasgen.stages import map as map_stage
 
 

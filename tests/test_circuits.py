@@ -7,8 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from atlasgen.circuits import (CircuitsError, expanded_weights, forward_order, layer_pair_weights,
-                               reaches_classifier_linearly, unit_weights)
+from atlasgen.circuits import (
+    CircuitsError,
+    expanded_weights,
+    forward_order,
+    layer_pair_weights,
+    reaches_classifier_linearly,
+    unit_weights,
+)
 from atlasgen.importance import batched_ablation, closed_form, hits, ranks, unit_means
 from atlasgen.sae import SparseAutoencoder
 

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DEFAULT_TORCH_THREADS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_site import LAYERS, MODEL, make_fake_artifacts
 
 from atlasgen.site import svg
 from atlasgen.site.build import render_site
-from test_site import LAYERS, MODEL, make_fake_artifacts
 
 RECORD_KEYS = {"id", "label", "url", "density", "max_act", "mean_act", "label_entropy", "dead", "top_classes",
                "examples", "neighbours", "decoder_neurons", "class_weights"}

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 import pytest
 import torch
+from sklearn.metrics import adjusted_rand_score
 
 from atlasgen.atlas import grid_cells, normalize_layout, sprite_sheet
 from atlasgen.config import ConfigError, parse_config
@@ -304,8 +304,8 @@ def test_coactivation_layout_groups_features_that_fire_on_the_same_images(tmp_pa
     """map.source: coactivation lays features out by their maxima on the examples stage's image
     sample: three planted groups of features, each firing on its own third of the images (with
     random decoder directions that carry no grouping), come out as the three top clusters."""
-    from atlasgen.stage import StageContext
     from atlasgen.progress import Console
+    from atlasgen.stage import StageContext
     from atlasgen.stages import map as map_stage
 
     rng = np.random.default_rng(0)

@@ -12,8 +12,14 @@ import yaml
 from PIL import Image
 
 from atlasgen.config import ConfigError, load_config, parse_config
-from atlasgen.models import (LayerView, all_layer_shapes, attach_views, build_model, class_outputs, classifier_head,
-                             layer_activations, splice_layer)
+from atlasgen.models import (
+    LayerView,
+    attach_views,
+    build_model,
+    classifier_head,
+    layer_activations,
+    splice_layer,
+)
 from atlasgen.pipeline import Pipeline
 from atlasgen.progress import Console
 from atlasgen.zoo import INCEPTIONV1_LAYERS, branch_channels
@@ -354,7 +360,6 @@ def test_csv_dataset_stage(tmp_path):
                                "dataset": {"source": "csv", "path": "list.csv", "class_names": "names.txt", "image_size": 16,
                                            "images_per_class": 2, "limit": 3}})
     cfg = load_config(config)
-    from atlasgen.pipeline import STAGES
     from atlasgen.stage import StageContext
     from atlasgen.stages import dataset as stage
 

@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import yaml
+from conftest import write_tiny_config
 
 from atlasgen.config import load_config
 from atlasgen.pipeline import STAGE_NAMES, Pipeline
 from atlasgen.progress import Console
-
-from conftest import TINY, write_tiny_config
 
 
 def build(config: Path, **kwargs):

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 import yaml
 
-from atlasgen.sae_formats import load_sae_any
-from atlasgen.sae_formats import load_external_sae
+from atlasgen.sae_formats import load_external_sae, load_sae_any
 
 
 def _sae_dir(folder):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,11 +18,11 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
+from conftest import serve_folder
 from PIL import Image, ImageDraw
 
 from atlasgen.site.build import SiteSummary, render_site
 from atlasgen.site.resources import resource_dir
-from conftest import serve_folder
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -501,11 +500,11 @@ def test_feature_page_content(site, fake_art):
     for tag, link in html_links(path):
         links.setdefault(tag, []).append(link)
     resolved = lambda link: (path.parent / link).resolve()
-    prev = [l for l in links["a"] if resolved(l) == (path.parent.parent / "2" / "index.html").resolve()]
-    nxt = [l for l in links["a"] if resolved(l) == (path.parent.parent / "4" / "index.html").resolve()]
+    prev = [a for a in links["a"] if resolved(a) == (path.parent.parent / "2" / "index.html").resolve()]
+    nxt = [a for a in links["a"] if resolved(a) == (path.parent.parent / "4" / "index.html").resolve()]
     assert prev and nxt
     assert f'rel="prev" href="{prev[0]}"' in page and f'rel="next" href="{nxt[0]}"' in page
-    maps = [l for l in links["a"] if l.endswith("#f=3")]
+    maps = [a for a in links["a"] if a.endswith("#f=3")]
     assert maps and resolved(maps[0].split("#")[0]) == (site / MODEL / LAYERS[1] / "map" / "index.html").resolve()
     assert "<svg" in page and "@misc{" in page
     assert f"https://example.github.io/atlas/{MODEL}/{LAYERS[1]}/f/3/index.html" in page

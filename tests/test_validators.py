@@ -30,7 +30,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import QuietHandler, serve_folder
 
 REQUIRE = os.environ.get("ATLASGEN_REQUIRE_VALIDATORS") == "1"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+
 class ConvReLU(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1):
         super().__init__(nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2), nn.ReLU(inplace=False))

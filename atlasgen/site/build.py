@@ -11,15 +11,25 @@ import multiprocessing
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import jinja2
 
 import atlasgen
 from atlasgen.cache import tree_size
-from atlasgen.site import cards, export, featurevis_section, mapview, pages, publish, ratings_pages, resources, urls
+from atlasgen.site import (
+    cards,
+    export,
+    featurevis_section,
+    mapview,
+    pages,
+    publish,
+    ratings_pages,
+    resources,
+    urls,
+)
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages

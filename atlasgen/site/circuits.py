@@ -12,7 +12,6 @@ from html import escape
 import numpy as np
 from markupsafe import Markup
 
-from atlasgen.site import urls
 from atlasgen.site.fmt import fmt_count, fmt_signed
 
 N_WEIGHTS = 6  # partners shown per direction and sign on a unit page

@@ -9,7 +9,6 @@ sprite sheet per grid (icons_<grid>.webp, row-major in the cells' order).
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from PIL import Image

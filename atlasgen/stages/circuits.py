@@ -23,11 +23,24 @@ import numpy as np
 import torch
 
 from atlasgen.cache import atomic_save_npz, atomic_write_json
-from atlasgen.circuits import CircuitsError, expanded_weights, forward_order, layer_pair_weights, reaches_classifier_linearly
+from atlasgen.circuits import (
+    CircuitsError,
+    expanded_weights,
+    forward_order,
+    layer_pair_weights,
+    reaches_classifier_linearly,
+)
 from atlasgen.data import open_dataset
-from atlasgen.models import class_outputs, classifier_head, get_module, layer_activations, layer_view, load_model
-from atlasgen.stage import Stage, StageContext
+from atlasgen.models import (
+    class_outputs,
+    classifier_head,
+    get_module,
+    layer_activations,
+    layer_view,
+    load_model,
+)
 from atlasgen.sae_formats import load_sae_any
+from atlasgen.stage import Stage, StageContext
 
 STAGE = Stage("circuits", deps=("dataset", "model", "sae"), config=("layers", "circuits"),
               what="class and layer-to-layer weights")
@@ -89,7 +102,7 @@ def run(ctx: StageContext) -> None:
     # channel range or a ViT token view has no kernel of its own). A path the expanded-weights
     # method cannot linearize (a functional max-pool or ReLU) is reported and skipped: class
     # weights and every other page section stay.
-    whole = [l.name for l in ctx.cfg.layers if not l.channels and (l.module or l.name) == l.name]
+    whole = [layer.name for layer in ctx.cfg.layers if not layer.channels and (layer.module or layer.name) == layer.name]
     order = forward_order(model, whole, data.image_size, ctx.device)
     for src, dst in zip(order, order[1:]):
         try:

@@ -40,9 +40,9 @@ from atlasgen.bands import _EMPTY, BandReservoir, _np, grid_index, sample_keys
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model, positions_as_vectors
-from atlasgen.stage import Stage, StageContext
 from atlasgen.sae import SparseAutoencoder
 from atlasgen.sae_formats import load_sae_any
+from atlasgen.stage import Stage, StageContext
 
 STAGE = Stage("examples", deps=("dataset", "model", "sae"), config=("layers", "examples"),
               what="dataset examples", resumable=True, distributed=True)

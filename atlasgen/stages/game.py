@@ -22,8 +22,8 @@ import torch
 from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model, positions_as_vectors
-from atlasgen.stage import Stage, StageContext
 from atlasgen.sae_formats import load_sae_any
+from atlasgen.stage import Stage, StageContext
 
 STAGE = Stage("game", deps=("dataset", "model", "sae"), config=("layers", "game"), what="guess-the-image rounds")
 

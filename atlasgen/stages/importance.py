@@ -30,10 +30,18 @@ import torch
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes, atomic_write_json
 from atlasgen.circuits import reaches_classifier_linearly
 from atlasgen.data import open_dataset
-from atlasgen.importance import batched_ablation, closed_form, fold_means, ranks, resolve_top_k, unit_means, unit_sums
+from atlasgen.importance import (
+    batched_ablation,
+    closed_form,
+    fold_means,
+    ranks,
+    resolve_top_k,
+    unit_means,
+    unit_sums,
+)
 from atlasgen.models import class_outputs, load_model
-from atlasgen.stage import Stage, StageContext
 from atlasgen.sae_formats import load_sae_any
+from atlasgen.stage import Stage, StageContext
 
 STAGE = Stage("importance", deps=("dataset", "model", "sae"), config=("layers", "importance"),
               what="mean-ablation importance", resumable=True, distributed=True)

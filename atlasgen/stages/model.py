@@ -179,7 +179,7 @@ def run(ctx: StageContext) -> None:
     # Shapes of the configured layers (and of every DemoNet layer); the activations stage measures its own.
     attach_views(model, cfg.layers)
     names = list(DEMO_LAYERS) if cfg.model.source == "demo" else []
-    shapes = layer_shapes(model, names + [l.name for l in cfg.layers if l.name not in names], cfg.dataset.image_size)
+    shapes = layer_shapes(model, names + [layer.name for layer in cfg.layers if layer.name not in names], cfg.dataset.image_size)
     atomic_write_json(ctx.out / "model.json", {
         "name": cfg.model.name,
         "source": cfg.model.source,

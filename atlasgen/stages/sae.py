@@ -28,9 +28,9 @@ from atlasgen.cache import atomic_write_json
 from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
 from atlasgen.models import get_module, layer_view, load_model, positions_as_vectors, vectors_as_map
-from atlasgen.stage import Stage, StageContext
 from atlasgen.sae import evaluate_sae, save_sae, train_sae
 from atlasgen.sae_formats import SAEFormatError, load_external_sae, save_saelens
+from atlasgen.stage import Stage, StageContext
 from atlasgen.stages.activations import VectorStore
 
 STAGE = Stage("sae", deps=("dataset", "model", "activations"), config=("layers_with_sae",),

@@ -15,15 +15,14 @@ STAGE = Stage("site", deps=("dataset", "model", "activations", "sae", "featurevi
 
 def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console):
     """Render every page into ``out_dir``; returns the renderer's SiteSummary (pages, files, bytes)."""
-    from atlasgen.site.build import render_site
-
     from atlasgen.config import to_dict
     from atlasgen.ratings import load_merged, merged_path
+    from atlasgen.site.build import render_site
 
     records = load_merged(merged_path(cfg))  # issue 11: imported ratings (validated again here)
     bar = console.progress(1, "pages")
     summary = render_site(ratings_records=records, ratings_cfg=to_dict(cfg.ratings), game_cfg=to_dict(cfg.game),
-                          artifacts=artifacts, layers=[l.name for l in cfg.layers], model_name=cfg.model.name,
+                          artifacts=artifacts, layers=[layer.name for layer in cfg.layers], model_name=cfg.model.name,
                           title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url, out_dir=out_dir,
                           authors=tuple(cfg.site.authors), version=cfg.site.version, doi=cfg.site.doi,
                           progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)))
