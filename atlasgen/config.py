@@ -204,7 +204,7 @@ RATING_GROUPS = ("top", "middle", "bottom", "random")
 
 
 @dataclass
-class RatingsConfig:  # issue 11: blind interpretability survey (Terekhov)
+class RatingsConfig:  # blind interpretability survey (Terekhov)
     groups: list[str] = _f(["top", "middle"], "Groups of the survey sample, by importance rank: top, middle, bottom, random. Shuffled together so the rater cannot tell them apart.")
     per_group: int = _f(20, "Features per group (fewer when the layer has too few features with a visualisation).", min=1)
     examples: int = _f(8, "Dataset examples revealed per feature after Q1 and Q2.", min=1)
@@ -213,7 +213,7 @@ class RatingsConfig:  # issue 11: blind interpretability survey (Terekhov)
 
 
 @dataclass
-class GameConfig:  # issue 11: "guess the image" (SAE Explorer)
+class GameConfig:  # "guess the image" (SAE Explorer)
     rounds: int = _f(20, "Held-out images to guess, per layer.", min=1)
     features: int = _f(6, "Most active features shown per image.", min=1)
     choices: int = _f(4, "Candidate images per round (one is right).", min=2)

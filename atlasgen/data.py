@@ -210,7 +210,7 @@ def _checked_mode(path: Path, min_side: int) -> str:
     return mode
 
 
-# ---------------------------------------------------------------- issue 9: CSV lists, class names, subsampling
+# ---------------------------------------------------------------- CSV lists, class names, subsampling
 
 
 def read_image_csv(csv_path: Path) -> tuple[list[str], list[str], list[int]]:

@@ -1,4 +1,4 @@
-"""Class hierarchies and names for groups of classes (issue 7).
+"""Class hierarchies and names for groups of classes.
 
 A hierarchy is a child -> parent map over names: every class of the dataset is
 a leaf, parents are concepts ("dog" -> "mammal" -> "animal"), and names with

@@ -344,7 +344,7 @@ def import_files(cfg, files: list[Path]) -> dict:
 def feature_importance(layer) -> dict:
     """Importance of every feature of a site ``Layer``: {"values", "rank", "source", "exact"}.
 
-    Reads mean-ablation importance where the importance stage (issue 6) left it
+    Reads mean-ablation importance where the importance stage left it
     on the layer (``layer.importance["features_topk"]`` and
     ``["features_rank"]``, rank 1 = most important). Without it, a proxy: the
     feature's linear effect on the logits, ||class weights of f|| x its mean

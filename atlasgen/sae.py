@@ -150,7 +150,7 @@ def train_sae(
     uninterrupted run (the batches of the skipped steps are regenerated from the seed, not re-read).
     stats: loss / mse / auxk (or l1) / train_fvu / train_l0 averaged over the last 5% of steps, in
     the scaled training units; samples_per_second counts the whole loop, data reads included.
-    dist: an atlasgen.dist.Dist to train data-parallel under torchrun (issue 10): every rank draws
+    dist: an atlasgen.dist.Dist to train data-parallel under torchrun: every rank draws
     the same global batches of `batch_size` rows from the same generator and trains on its slice of
     each; the model is wrapped in DistributedDataParallel, whose gradient all-reduce makes the step
     the gradient of the global batch's loss. BatchTopK selects the k x batch_size largest codes of the

@@ -1,4 +1,4 @@
-"""Per-stage throughput of one device for the scale-out projection (issue 10, docs/scaling.md).
+"""Per-stage throughput of one device for the scale-out projection (docs/scaling.md).
 
 Measures, on this machine's CPU (or --device cuda), with lucent's InceptionV1 at random weights
 (speed does not depend on the weights):

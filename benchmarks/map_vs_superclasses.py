@@ -1,4 +1,4 @@
-"""Top-level map clusters vs the demo's planted superclasses (issue 7).
+"""Top-level map clusters vs the demo's planted superclasses.
 
 Runs the map stage (atlasgen.stages.map) on existing artifacts of a build (its
 dataset, model, sae, examples and circuits folders, found via <cache>/<stage>/latest.json)

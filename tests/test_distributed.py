@@ -1,4 +1,4 @@
-"""Distributed builds under torchrun (issue 10): 2 ranks, gloo, on 127.0.0.1.
+"""Distributed builds under torchrun: 2 ranks, gloo, on 127.0.0.1.
 
 * A distributed build that recomputes the activation store and every stage after the SAE gives
   the same bytes as the single-process build (the shared ``tiny_build``): activations, feature

@@ -1,4 +1,4 @@
-"""Issue 7: class hierarchy naming, the activation atlas, and the zoomable map page in a real browser."""
+"""Class hierarchy naming, the activation atlas, and the zoomable map page in a real browser."""
 
 from __future__ import annotations
 
@@ -342,7 +342,7 @@ def test_coactivation_layout_groups_features_that_fire_on_the_same_images(tmp_pa
     assert m["evaluation"]["purity"] == 1.0
 
 
-# ------------------------------------------------------------------ issue 7 item 5: prediction profiles
+# ------------------------------------------------------------------ prediction profiles
 
 
 def _planted_hierarchy(rng, n_sup=4, per_sup=4, feats_per_class=6, n_img=320):

@@ -1,4 +1,4 @@
-"""Issue 9: real model sources (lucent's InceptionV1, torchvision, factories), layer views
+"""Real model sources (lucent's InceptionV1, torchvision, factories), layer views
 (channel ranges, ViT tokens) and real dataset layouts, through the real pipeline."""
 
 from __future__ import annotations

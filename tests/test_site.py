@@ -87,7 +87,7 @@ def _write_webp(im: Image.Image, path: Path) -> None:
 
 
 def _band_examples(rng, max_act, n_images, grid, r):
-    """Band arrays (issue 5) for units with ``max_act``: 6 bands down from the max, up to ``r`` images each."""
+    """Band arrays for units with ``max_act``: 6 bands down from the max, up to ``r`` images each."""
     U, nb = len(max_act), 6
     edges = np.array([1.0, 0.9, 0.7, 0.5, 0.3, 0.1, 0.0], dtype=np.float32)
     count = rng.integers(0, 4 * r, size=(U, nb))

@@ -76,7 +76,7 @@ class UnitExamples:
     top_classes: np.ndarray  # (U, 3) int64, -1 padding
     top_class_weights: np.ndarray  # (U, 3)
     label_entropy: np.ndarray  # (U,)
-    # Added by the spectrum scan (issue 5); None in artifacts written before it.
+    # Added by the spectrum scan; None in artifacts written before it.
     top_pos: np.ndarray | None = None  # (U, k, 2) int16 arg-max (row, col) on the layer grid
     density_position: np.ndarray | None = None  # (U,) fraction of positions where it fires
     mean_act_position: np.ndarray | None = None  # (U,) mean activation over firing positions
@@ -152,12 +152,12 @@ class Layer:
     circuits_info: dict
     map: dict  # map.json
     featurevis: Featurevis
-    # Optional (issue 6): mean-ablation importance and weights to the neighbouring studied layers.
+    # Optional: mean-ablation importance and weights to the neighbouring studied layers.
     importance: dict | None = None  # importance.npz arrays + "info" (importance.json)
     upstream: dict | None = None  # circuits/L/upstream.npz arrays + "info" (upstream.json, names the layer)
     downstream: dict | None = None  # circuits/L/downstream.npz arrays + "info"
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
-    atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas (issue 7); {} when not built
+    atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas; {} when not built
     atlas_dir: Path | None = None
 
     @property

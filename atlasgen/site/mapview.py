@@ -1,4 +1,4 @@
-"""Data and sprite sheets of the zoomable map page (issue 7).
+"""Data and sprite sheets of the zoomable map page.
 
 ``map_data`` is written as ``<model>/<layer>/map/data.js`` (a classic script
 that sets ``window.ATLAS_MAP``, so the page works from file://). Features are

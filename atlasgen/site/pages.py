@@ -23,7 +23,7 @@ from atlasgen.site.images import DatasetImages, HeatSprite
 N_SIMILAR = 6  # most similar features (decoder cosine) on a feature page
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
 N_LOADING_FEATURES = 6  # features with the largest |W_dec[:, n]| on a neuron page
-N_RELATED_SHOWN = 5  # cards per related list on a feature page (the export keeps N_SIMILAR; issue 8, size budget)
+N_RELATED_SHOWN = 5  # cards per related list on a feature page (the export keeps N_SIMILAR; the size budget)
 N_DRIVES = 5  # classes a unit drives most (and suppresses most: N_SUPPRESSES)
 N_SUPPRESSES = 3
 N_CLASS_FEATURES = 12  # facets shown per layer on a class page
@@ -79,7 +79,7 @@ class LayerIndex:
         self.thumb = {"f": {}, "n": {}}
         for kind, sub, count in (("f", "features", F), ("n", "neurons", C)):
             # Thumbnails only pay off when they are much smaller than the visualisation: otherwise cards
-            # show vis.webp itself (sharper, and one file less per unit; issue 8, the size budget).
+            # show vis.webp itself (sharper, and one file less per unit; the size budget).
             thumbs = _thumbs_worthwhile(self.vis_size.get(kind), _first_image_size(fv, sub + "_thumb"))
             for i in range(count):
                 folder = urls.unit_dir(m, name, kind, i)
@@ -364,7 +364,7 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         metrics=_metric_rows(L.sae_metrics),
         density_svg=svg.density_histogram(density),
         cooccurrence=spectrum.layer_pairs(L.cooccurrence, ix.feature_cards),
-        scatter_svg=svg.density_scatter(density, L.features.mean_act, L.features.label_entropy),  # issue 8
+        scatter_svg=svg.density_scatter(density, L.features.mean_act, L.features.label_entropy),
         n_dead=fmt_count(L.n_features - alive),
         export_href=export.features_jsonl_path(site.model, L.name),
         sae_href=f"{export.sae_dir_path(site.model, L.name)}/sae.npz",
@@ -436,7 +436,7 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
                     "cards": [{**ix.feature_cards[int(f)], "value": fmt_signed(L.W_dec[int(f), i])}
                               for f in ix.loading_features[i]]}]
     vis_size = ix.vis_size.get(kind)
-    sprite = HeatSprite()  # every heat-map of the page in one strip (issue 8, size budget)
+    sprite = HeatSprite()  # every heat-map of the page in one strip (size budget)
     examples = _examples(site, ix, ex, i, images, sprite)
     bands = spectrum.bands(ds, lambda c: class_link(site, ds, c), ex, i, images, sprite)
     heat_css = spectrum.finish_heat(sprite, examples, *(b["examples"] for b in bands))

@@ -1,4 +1,4 @@
-"""Page pieces for issue 11: the blind rating survey, "guess the image", and imported ratings.
+"""Page pieces for the blind rating survey, "guess the image", and imported ratings.
 
 ``LayerRatings`` is computed once per layer (the survey sample, the imported
 ratings of this layer's SAE, the game rounds); page builders read it. Every
@@ -73,7 +73,7 @@ def rate_page(site, ix, images) -> tuple[str, str, dict]:
         n_items=len(lr.sample),
         n_examples=int(lr.cfg["examples"]),
         groups=[GROUP_NAMES[g] for g in lr.cfg["groups"]],
-        # The first item's visualisation in the HTML (an <img> needs a src; rate.js swaps it per item). Issue 8.
+        # The first item's visualisation in the HTML (an <img> needs a src; rate.js swaps it per item).
         first_vis=ix.vis["f"].get(lr.sample[0][0]) if lr.sample else None,
         scripts=[rate_data_url(m, L.name), "static/rate.js"],
         body_class="rate",

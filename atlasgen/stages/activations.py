@@ -25,7 +25,7 @@ from atlasgen.stage import Stage, StageContext
 STAGE = Stage("activations", deps=("dataset", "model"), config=("layers", "activations"),
               what="sampled activation store", resumable=True, distributed=True)
 
-# Issue 10: under torchrun every rank runs this stage. Rank r samples the raw chunks i with
+# Under torchrun every rank runs this stage. Rank r samples the raw chunks i with
 # i % world == r (each chunk has its own seed, so the bytes do not depend on who samples it), rank 0
 # the held-out vectors; the shuffle's output shards are split the same way; rank 0 writes meta.json.
 

@@ -20,7 +20,7 @@ Memory is bounded by units x (k + grid bins + band slots x samples), whatever
 the dataset's size. A second, small pass recomputes the activation maps of
 the images shown (top and band examples) only, for heat-maps and crops.
 
-Distributed (issue 10, docs/scaling.md): rank r scans the batches b with
+Distributed (docs/scaling.md): rank r scans the batches b with
 b % world == r (the same batches as a single process, so every per-image value
 is the same float) and saves its scan state under ``_ranks/``; rank 0 merges
 the states exactly (:func:`merge_states`) and runs the second pass. A rank
@@ -562,7 +562,7 @@ def run(ctx: StageContext) -> None:
         shutil.rmtree(ctx.out / "_ranks")  # the per-rank scan states are not part of the artifact
 
 
-# ---------------------------------------------------------------- distributed scans (issue 10)
+# ---------------------------------------------------------------- distributed scans
 
 
 def _scan_distributed(ctx, model, sae, layer, data, train_idx):

@@ -35,7 +35,7 @@ from atlasgen.stage import Stage, StageContext
 STAGE = Stage("featurevis", deps=("model", "sae"), config=("layers", "featurevis", "dataset.image_size"),
               what="feature visualisations", resumable=True, distributed=True)
 
-# Issue 10: under torchrun every rank runs this stage and renders the chunks c (of each family, in
+# Under torchrun every rank runs this stage and renders the chunks c (of each family, in
 # unit order) with c % world == rank; the images depend only on (seed, unit, variant), so they are
 # the same bytes whichever rank renders them. Rank 0 merges the quality shards and writes meta.json.
 

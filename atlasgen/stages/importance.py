@@ -11,7 +11,7 @@ top k / top 1; int64, may be negative) and ``<kind>_rank`` (1 = most
 important); importance.json with the method, k, the image count and the clean
 model's correct counts.
 
-Distributed (issue 10): rank r takes the batches b with b % world == r. The
+Distributed: rank r takes the batches b with b % world == r. The
 unit means are folded from every batch's float64 sums in batch order (the same
 additions as one process), and the importance counts are integers, summed.
 Each rank keeps its per-batch sums and its counts under ``_ranks/`` so a

@@ -36,7 +36,7 @@ from atlasgen.stages.activations import VectorStore
 STAGE = Stage("sae", deps=("dataset", "model", "activations"), config=("layers_with_sae",),
               what="sparse autoencoders", resumable=True, distributed=True)
 
-# Issue 10: under torchrun every rank trains each SAE data-parallel (atlasgen.sae.train_sae with
+# Under torchrun every rank trains each SAE data-parallel (atlasgen.sae.train_sae with
 # dist: DistributedDataParallel, global BatchTopK); rank 0 alone measures, saves and loads external SAEs.
 
 MAX_EVAL_IMAGES = 1024  # held-out images used for the uniform and downstream metrics

@@ -19,7 +19,7 @@ def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console:
     from atlasgen.ratings import load_merged, merged_path
     from atlasgen.site.build import render_site
 
-    records = load_merged(merged_path(cfg))  # issue 11: imported ratings (validated again here)
+    records = load_merged(merged_path(cfg))  # imported ratings (validated again here)
     bar = console.progress(1, "pages")
     summary = render_site(ratings_records=records, ratings_cfg=to_dict(cfg.ratings), game_cfg=to_dict(cfg.game),
                           artifacts=artifacts, layers=[layer.name for layer in cfg.layers], model_name=cfg.model.name,
