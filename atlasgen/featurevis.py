@@ -4,8 +4,7 @@ The recipe is Lucid's (Olah et al., "Feature Visualization", Distill 2017): an
 FFT-parameterised image with decorrelated colours, Lucid's standard random
 transforms, Adam with lr 0.05. The loop, though, is our own, because lucent's
 ``render_vis`` leaks forward hooks, computes gradients for the model weights
-and builds one objective per batch index (see
-``/work/shared/research/vis_atlas_map.md`` §1.3).
+and builds one objective per batch index.
 
 We also do not call lucent's ``param.image`` or ``transform`` at run time,
 although ``param.image`` imports cleanly: both pin tensors to a module-global

@@ -439,23 +439,6 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layers: list[str])
 
 
 @contextmanager
-def splice_layer(model: nn.Module, name: str, replace):
-    """While active, the view ``name`` of every forward is replaced by ``replace(view)``
-    ((B, C, H, W) -> (B, C, H, W), or None to keep the output as it is)."""
-    view = layer_view(model, name)
-
-    def hook(_module, _inputs, output):
-        new = replace(view.view(output))
-        return None if new is None else view.splice(output, new)
-
-    handle = get_module(model, view.module).register_forward_hook(hook)
-    try:
-        yield view
-    finally:
-        handle.remove()
-
-
-@contextmanager
 def channels_last(model: nn.Module, device) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
     """On a CPU, run the model's convolutions in channels-last (NHWC) layout for the duration.
 

@@ -1,6 +1,6 @@
 """Sparse autoencoders (SAEs) on cached activation vectors: model, trainer, evaluator, save/load.
 
-The recipe is shared/research/sae.md (Gao et al. 2024; Bussmann et al. 2024; Conerly et al. 2024):
+The recipe (Gao et al. 2024; Bussmann et al. 2024; Conerly et al. 2024; docs/analyses.md):
 
     model      x_hat = f @ W_dec + b_dec,   f = codes(pre),   pre = (x - b_dec) @ W_enc + b_enc
     batchtopk  training: keep the k * batch largest relu(pre) over the whole batch;

@@ -21,11 +21,6 @@ SHEET_COLUMNS = 64  # thumbnails per sheet row; a sheet holds up to 64 x 64 = 4,
 SPRITE_PX_MAX = 64  # thumbnails larger than this are downsized in the sheets
 
 
-def sprite_size(thumb_sizes) -> int:
-    sizes = [s for s in thumb_sizes if s]
-    return min(SPRITE_PX_MAX, max(sizes)) if sizes else 0
-
-
 def write_sprite_sheets(images: dict[int, Path], n: int, px: int, folder: Path) -> list[str]:
     """Pack thumbnails (id -> image file; ids without one stay blank) into sheets; returns file names."""
     per_sheet = SHEET_COLUMNS * SHEET_COLUMNS

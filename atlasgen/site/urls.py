@@ -1,4 +1,4 @@
-"""The site's URL contract (docs: /work/shared/design/SITE.md), in one place.
+"""The site's URL contract (docs/urls.md), in one place.
 
 Every function returns a path relative to the site root, without a leading
 slash, ending in ``index.html`` or a file name. A page prefixes it with
