@@ -21,6 +21,7 @@ import pytest
 from conftest import serve_folder
 from PIL import Image, ImageDraw
 
+from atlasgen.geometry import similar_features
 from atlasgen.site.build import SiteSummary, render_site
 from atlasgen.site.resources import resource_dir
 
@@ -29,7 +30,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--no-first-run"]
 MODEL = "demonet"
 LAYERS = ["mixed4a", "mixed5b"]
-STAGES = ("dataset", "model", "sae", "featurevis", "examples", "circuits", "map")
+STAGES = ("dataset", "model", "sae", "featurevis", "examples", "circuits", "map", "similar")
 
 COLOURS = {"red": (214, 54, 44), "blue": (40, 90, 200), "green": (50, 160, 70), "yellow": (235, 200, 40),
            "purple": (130, 60, 170), "orange": (240, 130, 30), "teal": (30, 150, 150), "pink": (230, 110, 170)}
@@ -207,6 +208,9 @@ def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20,
         sae = art["sae"] / name
         sae.mkdir()
         W_dec = rng.normal(size=(F, C)).astype(np.float32)
+        (art["similar"] / name).mkdir()
+        ids, cos = similar_features(W_dec)
+        np.savez(art["similar"] / name / "similar.npz", ids=ids, cos=cos)
         np.savez(sae / "sae.npz", W_enc=W_dec.T.copy(), b_enc=np.zeros(F, np.float32), W_dec=W_dec,
                  b_dec=np.zeros(C, np.float32), threshold=np.float32(0.0))
         (sae / "cfg.json").write_text(json.dumps({"architecture": "batchtopk", "d_in": C, "d_sae": F, "k": 4}))

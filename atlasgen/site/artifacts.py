@@ -152,6 +152,8 @@ class Layer:
     circuits_info: dict
     map: dict  # map.json
     featurevis: Featurevis
+    similar: np.ndarray  # (F, k) int64: the most similar features by decoder cosine, most similar first
+    similar_cos: np.ndarray  # (F, k) float32: their cosines
     # Optional: mean-ablation importance and weights to the neighbouring studied layers.
     importance: dict | None = None  # importance.npz arrays + "info" (importance.json)
     upstream: dict | None = None  # circuits/L/upstream.npz arrays + "info" (upstream.json, names the layer)
@@ -198,6 +200,8 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
     sae_dir = Path(artifacts["sae"]) / name
     with np.load(sae_dir / "sae.npz") as z:
         W_dec = np.asarray(z["W_dec"], dtype=np.float32)
+    with np.load(Path(artifacts["similar"]) / name / "similar.npz") as z:
+        similar, similar_cos = np.asarray(z["ids"]), np.asarray(z["cos"])
     features = load_examples(Path(artifacts["examples"]) / name / "features.npz")
     neurons = load_examples(Path(artifacts["examples"]) / name / "neurons.npz")
     with np.load(Path(artifacts["circuits"]) / name / "class_weights.npz") as z:
@@ -218,6 +222,8 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         circuits_info=_read_json(circuits_json) if circuits_json.exists() else {},
         map=_read_json(Path(artifacts["map"]) / name / "map.json"),
         featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),
+        similar=similar,
+        similar_cos=similar_cos,
         importance=_optional_npz(Path(artifacts["importance"]) / name / "importance") if "importance" in artifacts else None,
         upstream=_optional_npz(Path(artifacts["circuits"]) / name / "upstream"),
         downstream=_optional_npz(Path(artifacts["circuits"]) / name / "downstream"),

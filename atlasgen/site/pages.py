@@ -20,10 +20,9 @@ from atlasgen.site.context import base_context, crumbs
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
 from atlasgen.site.images import DatasetImages, HeatSprite
 
-N_SIMILAR = 6  # most similar features (decoder cosine) on a feature page
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
 N_LOADING_FEATURES = 6  # features with the largest |W_dec[:, n]| on a neuron page
-N_RELATED_SHOWN = 5  # cards per related list on a feature page (the export keeps N_SIMILAR; the size budget)
+N_RELATED_SHOWN = 5  # cards per related list on a feature page (the export keeps all; the size budget)
 N_DRIVES = 5  # classes a unit drives most (and suppresses most: N_SUPPRESSES)
 N_SUPPRESSES = 3
 N_CLASS_FEATURES = 12  # facets shown per layer on a class page
@@ -98,7 +97,7 @@ class LayerIndex:
         absW = np.abs(W)
         self.decoder_neurons = _top_k_rows(absW, N_DECODER_NEURONS)
         self.loading_features = _top_k_rows(absW.T, N_LOADING_FEATURES)
-        self.similar, self.similar_cos = _similar_features(W, N_SIMILAR)
+        self.similar, self.similar_cos = layer.similar, layer.similar_cos  # the similar stage's artifact
 
     def _card(self, kind: str, i: int) -> dict:
         L, m = self.layer, self.site.model
@@ -151,28 +150,6 @@ def _first_image_size(fv, sub: str) -> tuple[int, int] | None:
         return None
     with Image.open(fv.path(sub, ids[0])) as im:
         return im.size
-
-
-def _similar_features(W: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` other features by cosine similarity of decoder rows, in chunks (F x F never held)."""
-    F = W.shape[0]
-    k = min(k, max(F - 1, 0))
-    norms = np.linalg.norm(W, axis=1, keepdims=True)
-    Wn = W / np.where(norms > 0, norms, 1.0)
-    ids = np.zeros((F, k), dtype=np.int64)
-    cos = np.zeros((F, k), dtype=np.float32)
-    if k == 0:
-        return ids, cos
-    for start in range(0, F, chunk):
-        S = Wn[start:start + chunk] @ Wn.T
-        rows = np.arange(S.shape[0])
-        S[rows, start + rows] = -np.inf  # not similar to itself
-        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(S, part, axis=1)
-        order = np.lexsort((part, -vals), axis=1)  # by similarity, then lower id
-        ids[start:start + chunk] = np.take_along_axis(part, order, axis=1)
-        cos[start:start + chunk] = np.take_along_axis(vals, order, axis=1)
-    return ids, cos
 
 
 def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from atlasgen.progress import Console
 from atlasgen.stage import Stage
 
 STAGE = Stage("site", deps=("dataset", "model", "activations", "sae", "featurevis", "examples", "circuits",
-                           "importance", "map", "atlas", "game"),
+                           "importance", "map", "atlas", "game", "similar"),
               config=("site", "model.name", "layer_names", "ratings", "ratings_merged"), what="the static site")
 
 
