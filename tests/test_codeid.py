@@ -59,7 +59,13 @@ def test_a_comment_in_each_module_restales_exactly_its_importers(tmp_path):
     # The closures are the ones that matter: the SAE loader re-keys every stage that loads an SAE,
     # the renderer's modules re-key the site alone, a stage's own module re-keys only itself.
     assert {s for s, c in closures.items() if "atlasgen.sae_formats" in c} == {
-        "sae", "featurevis", "examples", "circuits", "importance", "game"}
+        "sae",
+        "featurevis",
+        "examples",
+        "circuits",
+        "importance",
+        "game",
+    }
     assert {s for s, c in closures.items() if "atlasgen.site.pages" in c} == {"site"}
     assert {s for s, c in closures.items() if "atlasgen.stages.examples" in c} == {"examples"}
 
@@ -80,8 +86,14 @@ print(json.dumps(out))
 
 def test_the_static_closure_holds_every_module_an_import_runs():
     stages = pipeline.discover()
-    out = subprocess.run([sys.executable, "-c", _RUNTIME, *(s.module for s in stages)], capture_output=True,
-                         text=True, check=True, timeout=600, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", _RUNTIME, *(s.module for s in stages)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        cwd=REPO,
+    )
     loaded = json.loads(out.stdout.splitlines()[-1])
     for stage in stages:
         missed = set(loaded[stage.module]) - set(import_closure(stage.module, REPO))
@@ -104,7 +116,9 @@ def test_no_import_cycle_and_no_stage_imports_the_runner():
         state[name] = 1
         path.append(name)
         for target in sorted(graph[name]):
-            assert state.get(target) != 1, "import cycle: " + " -> ".join(path[path.index(target):] + [target])
+            assert state.get(target) != 1, "import cycle: " + " -> ".join(
+                path[path.index(target) :] + [target]
+            )
             if target not in state:
                 visit(target)
         path.pop()
@@ -121,12 +135,28 @@ def test_status_says_code_changed_for_the_stages_a_module_edit_touches(tiny_copy
     root = _copy_package(tmp_path / "src")
     bands = root / "atlasgen" / "bands.py"
     bands.write_text(bands.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "atlasgen", "status", "-c", str(config)], capture_output=True,
-                         text=True, cwd=folder, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+    out = subprocess.run(
+        [sys.executable, "-m", "atlasgen", "status", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert out.returncode == 0, out.stderr
     lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
     assert "stale" in lines["examples"] and "code changed" in lines["examples"], lines["examples"]
-    for name in ("dataset", "model", "activations", "sae", "featurevis", "circuits", "importance", "atlas", "game"):
+    for name in (
+        "dataset",
+        "model",
+        "activations",
+        "sae",
+        "featurevis",
+        "circuits",
+        "importance",
+        "atlas",
+        "game",
+    ):
         assert "cached" in lines[name], lines[name]
     assert "waits on examples" in lines["map"], lines["map"]
 
@@ -135,16 +165,23 @@ def test_a_bad_declaration_is_a_clear_error(tmp_path):
     root = _copy_package(tmp_path)
     game = root / "atlasgen" / "stages" / "game.py"
     text = game.read_text(encoding="utf-8")
-    game.write_text(text.replace('deps=("dataset", "model", "sae")', 'deps=("dataset", "modle", "sae")'),
-                    encoding="utf-8")
+    game.write_text(
+        text.replace('deps=("dataset", "model", "sae")', 'deps=("dataset", "modle", "sae")'), encoding="utf-8"
+    )
     with pytest.raises(DeclarationError, match="'modle', which is no stage"):
         pipeline.discover(root)
-    game.write_text(text.replace('Stage("game", deps=("dataset", "model", "sae")',
-                                 'Stage("game", deps=("dataset", "model", "sae", "site")'), encoding="utf-8")
+    game.write_text(
+        text.replace(
+            'Stage("game", deps=("dataset", "model", "sae")',
+            'Stage("game", deps=("dataset", "model", "sae", "site")',
+        ),
+        encoding="utf-8",
+    )
     with pytest.raises(DeclarationError, match="no stage"):
         pipeline.discover(root)
     (root / "atlasgen" / "stages" / "extra.py").write_text(
-        'from atlasgen.stage import Stage\n\nSTAGE = Stage("extra", deps=("dataset",))\n', encoding="utf-8")
+        'from atlasgen.stage import Stage\n\nSTAGE = Stage("extra", deps=("dataset",))\n', encoding="utf-8"
+    )
     game.write_text(text, encoding="utf-8")
     with pytest.raises(DeclarationError, match="no stage reads the artifact of stage 'extra'"):
         pipeline.discover(root)
