@@ -11,7 +11,8 @@ def similar_features(W: np.ndarray, k: int = N_SIMILAR, chunk: int = 1024) -> tu
     """Top-``k`` other features by cosine similarity of decoder rows, in chunks (F x F never held).
 
     ``W`` is the (F, d) float32 decoder. Returns ids (F, k) int64 and cosines (F, k) float32, most
-    similar first, ties to the lower id.
+    similar first, equal cosines in id order (where more than k tie, which of them are kept is
+    numpy's argpartition's choice).
     """
     F = W.shape[0]
     k = min(k, max(F - 1, 0))
