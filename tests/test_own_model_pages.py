@@ -15,6 +15,10 @@ from atlasgen.progress import Console
 from atlasgen.site.pages import _provenance_text, below_chance
 from tests.test_models_real import TINY_STAGES, _art, _image_folder, _sae, _write
 
+# Smaller still: one-step variants, no diverse set, a small atlas (a build in about a minute on 2 cores).
+STAGES = {**TINY_STAGES, "featurevis": {**TINY_STAGES["featurevis"], "variant_steps": 1, "variant_image_size": 16, "diverse": 0},
+          "atlas": {"grids": [4], "min_count": 2, "icon_size": 16, "steps": 4, "n_neighbors": 5}}
+
 
 @pytest.fixture(scope="module")
 def gated_build(tmp_path_factory):
@@ -25,7 +29,7 @@ def gated_build(tmp_path_factory):
         "dataset": {"source": "folder", "path": "data", "image_size": 32},
         "model": {"source": "factory", "name": "gres", "arch": "tests.tiny_models:gated_resnet"},
         "layers": [{"name": n, "sae": _sae(8)} for n in ("stage1", "stage2", "stage3")],
-        **TINY_STAGES,
+        **STAGES,
     })
     summary = Pipeline(load_config(config), console=Console(0)).build()
     return folder, folder / "_site", summary
@@ -80,3 +84,24 @@ def test_provenance_and_below_chance_wording():
     assert not below_chance({**trained, "heldout_accuracy": None})
     assert not below_chance({"heldout_accuracy": 1.0, "chance_accuracy": 1.0})  # one class: no chance to beat
     assert _provenance_text({}) is None
+
+
+def test_a_one_class_folder_builds_and_says_what_it_skipped(tmp_path):
+    _image_folder(tmp_path / "data", classes=("only",), per_class=8, size=(40, 40))
+    config = _write(tmp_path, {
+        "device": "cpu",
+        "dataset": {"source": "folder", "path": "data", "image_size": 32},
+        "model": {"source": "factory", "name": "one", "arch": "tests.tiny_models:functional_resnet"},
+        "layers": [{"name": "stage2", "sae": _sae(8)}],
+        **STAGES,
+    })
+    summary = Pipeline(load_config(config), console=Console(0)).build()
+    notes = "\n".join(summary.notes)
+    assert "importance: skipped: importance needs a model with at least 2 outputs" in notes
+    assert "game: skipped: the game asks which class an image shows, so it needs at least 2 classes" in notes
+    assert "chance" not in notes  # one class: no chance level to fall below
+    layer = _text(tmp_path / "_site" / "one" / "stage2" / "index.html")
+    assert "importance not computed: importance needs a model with at least 2 outputs" in layer
+    unit = _text(tmp_path / "_site" / "one" / "stage2" / "f" / "0" / "index.html")
+    assert "importance not computed" in unit
+    assert "Below chance." not in _text(tmp_path / "_site" / "one" / "index.html")

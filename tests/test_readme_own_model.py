@@ -13,6 +13,10 @@ import yaml
 
 from tests.test_models_real import TINY_STAGES, _image_folder, _sae
 
+# Smaller still: one-step variants, no diverse set, a small atlas (a build in about a minute on 2 cores).
+STAGES = {**TINY_STAGES, "featurevis": {**TINY_STAGES["featurevis"], "variant_steps": 1, "variant_image_size": 16, "diverse": 0},
+          "atlas": {"grids": [4], "min_count": 2, "icon_size": 16, "steps": 4, "n_neighbors": 5}}
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,7 +45,7 @@ def test_the_readme_factory_example_builds(tmp_path):
     config["dataset"].update(path="images", image_size=32)
     for layer in config["layers"]:
         layer["sae"] = _sae(8)
-    config.update(device="cpu", **TINY_STAGES)
+    config.update(device="cpu", **STAGES)
     (tmp_path / "my_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     elsewhere = tmp_path / "run"
     elsewhere.mkdir()
