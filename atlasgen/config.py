@@ -87,6 +87,8 @@ class ModelConfig:
     train: TrainConfig = _f(TrainConfig(), "Training settings for the demo model.")
     # The layer views, copied from Config.layers by parse_config so load_model can attach them. Not a key.
     views: tuple = field(default=(), metadata={"internal": True})
+    # The config file's folder, where a factory module next to the config is found. Not a key.
+    root: Path = field(default=Path("."), metadata={"internal": True})
 
 
 @dataclass
@@ -387,6 +389,7 @@ def parse_config(data: Any, root: Path = Path(".")) -> Config:
         raise ConfigError(errors)
     cfg.root = root
     cfg.model.views = tuple(cfg.layers)
+    cfg.model.root = cfg.root
     _check_semantics(cfg, errors)
     if errors:
         raise ConfigError(errors)

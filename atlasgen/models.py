@@ -21,6 +21,7 @@ import importlib
 import inspect
 import json
 import math
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -93,14 +94,25 @@ def _inceptionv1(pretrained_head: bool = True) -> nn.Module:
     return model
 
 
-def _import_factory(spec: str):
+def _import_factory(spec: str, root: Path | None = None):
+    """The factory named 'package.module:function', imported from the path or, failing that, from
+    the config file's folder ``root``."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ConfigError([f"model.arch: {spec!r} is not 'package.module:factory'. Fix: e.g. arch: mypkg.nets:build_net."])
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError([f"model.arch: cannot import {module_name!r} ({exc}). Fix: install the package or put it on PYTHONPATH."]) from None
+        top = module_name.split(".")[0]
+        if root is None or not ((root / f"{top}.py").is_file() or (root / top).is_dir()) or getattr(exc, "name", None) != top:
+            raise ConfigError([f"model.arch: cannot import {module_name!r} ({exc}). Fix: put it next to the config file, "
+                               "install the package or put it on PYTHONPATH."]) from None
+        sys.path.insert(0, str(Path(root).resolve()))  # as `python` does for a script's own folder
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc2:
+            raise ConfigError([f"model.arch: cannot import {module_name!r} from {str(root)!r} ({exc2}). "
+                               "Fix: install what it imports, or correct the module name."]) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ConfigError([f"model.arch: {module_name!r} has no callable {attr!r}. Fix: name a function that returns an nn.Module."])
@@ -149,7 +161,7 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
         size = getattr(model, "image_size", None)  # VisionTransformer has a fixed input size
         pre = Preprocess(IMAGENET_MEAN, IMAGENET_STD, size)
     elif source == "factory":
-        factory = _import_factory(model_cfg.arch)
+        factory = _import_factory(model_cfg.arch, model_cfg.root)
         param = class_count_parameter(factory)
         try:
             model = factory(**{param: n_classes}) if param else factory()

@@ -158,6 +158,10 @@ class Layer:
     importance: dict | None = None  # importance.npz arrays + "info" (importance.json)
     upstream: dict | None = None  # circuits/L/upstream.npz arrays + "info" (upstream.json, names the layer)
     downstream: dict | None = None  # circuits/L/downstream.npz arrays + "info"
+    # Why the weights to the layer below / above could not be computed: {"layer", "reason"} or None.
+    upstream_skipped: dict | None = None  # circuits/L/upstream_skipped.json
+    downstream_skipped: dict | None = None  # the upstream_skipped of the layer above, naming that layer
+    importance_skipped: str = ""  # why importance was not computed (importance/skipped.json), "" when it was
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
     atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas; {} when not built
     atlas_dir: Path | None = None
@@ -196,6 +200,10 @@ def _load_npz(path: Path) -> dict | None:
         return {name: z[name] for name in z.files}
 
 
+def _optional_json(path: Path) -> dict | None:
+    return _read_json(path) if path.is_file() else None
+
+
 def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer:
     sae_dir = Path(artifacts["sae"]) / name
     with np.load(sae_dir / "sae.npz") as z:
@@ -227,6 +235,9 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         importance=_optional_npz(Path(artifacts["importance"]) / name / "importance") if "importance" in artifacts else None,
         upstream=_optional_npz(Path(artifacts["circuits"]) / name / "upstream"),
         downstream=_optional_npz(Path(artifacts["circuits"]) / name / "downstream"),
+        upstream_skipped=_optional_json(Path(artifacts["circuits"]) / name / "upstream_skipped.json"),
+        importance_skipped=((_optional_json(Path(artifacts["importance"]) / "skipped.json") or {}).get("reason", "")
+                            if "importance" in artifacts else ""),
         cooccurrence=_load_npz(Path(artifacts["examples"]) / name / "cooccurrence.npz"),
     )
     if "atlas" in artifacts and (Path(artifacts["atlas"]) / name / "atlas.json").exists():
@@ -266,6 +277,11 @@ def load_artifacts(artifacts: dict[str, Path], layers: list[str]) -> Artifacts:
     if len(set(layers)) != len(layers):
         raise ValueError(f"duplicate layer names: {layers}")
     loaded = [load_layer(artifacts, name, model_info) for name in layers]
+    by_name = {layer.name: layer for layer in loaded}
+    for layer in loaded:
+        skipped = layer.upstream_skipped
+        if skipped and skipped.get("layer") in by_name:
+            by_name[skipped["layer"]].downstream_skipped = {"layer": layer.name, "reason": skipped.get("reason", "")}
     for layer in loaded:
         if layer.class_weights_features.shape[1] != dataset.n_classes:
             raise ValueError(

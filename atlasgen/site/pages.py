@@ -253,6 +253,24 @@ def _accuracy_text(model_info: dict) -> str | None:
     return text
 
 
+def below_chance(model_info: dict) -> bool:
+    """Held-out accuracy at or below chance (a model that does not separate the classes)."""
+    acc, chance = model_info.get("heldout_accuracy"), model_info.get("chance_accuracy")
+    return acc is not None and chance is not None and chance < 1 and acc <= chance
+
+
+def _provenance_text(model_info: dict) -> str | None:
+    """"Trained by atlasgen on N training images" or "Used as given: ...", from model.json."""
+    weights = model_info.get("weights")
+    if not weights:
+        return None
+    text = weights[0].upper() + weights[1:]
+    held = model_info.get("n_heldout_images")
+    if held:
+        text += f"; accuracy measured on {fmt_count(held)} held-out images"
+    return text + "."
+
+
 _METRIC_NAMES = {
     "fvu": "FVU (fraction of variance unexplained)",
     "explained_variance": "explained variance",
@@ -309,6 +327,8 @@ def model_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
         site, path, site.model, crumbs(site, (site.model, None)),
         model_name=site.model,
         accuracy=_accuracy_text(arts.model_info),
+        below_chance=below_chance(arts.model_info),
+        provenance=_provenance_text(arts.model_info),
         source=arts.model_info.get("source"),
         dataset={"identity": ds.identity, "source": ds.info.get("source"),
                  "n_images": fmt_count(ds.info.get("n_images", len(ds.labels))),
@@ -334,6 +354,8 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         if key in L.sae_cfg:
             facts.append({"name": f"SAE {key.replace('_', ' ')}", "value": str(L.sae_cfg[key])})
     facts.append({"name": "SAE sha256", "value": L.sae_sha256[:16]})
+    if L.importance is None and L.importance_skipped:
+        facts.append({"name": "importance", "value": f"not computed: {L.importance_skipped}"})
     ctx = base_context(
         site, path, f"{L.name}", crumbs(site, (site.model, urls.model(site.model)), (L.name, None)),
         layer=_layer_summary(site, L),

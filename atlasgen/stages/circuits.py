@@ -109,7 +109,8 @@ def run(ctx: StageContext) -> None:
             write_layer_weights(ctx, model, src, dst, data.image_size)
         except CircuitsError as exc:
             ctx.console.info(f"  {src} -> {dst}: no layer-to-layer weights: {exc.errors[0]}")
-            atomic_write_json(ctx.out / dst / "upstream_skipped.json", {"layer": src, "reason": exc.errors[0]})
+            reason = exc.errors[0].removeprefix("circuits: ").split(" Fix: ")[0]
+            atomic_write_json(ctx.out / dst / "upstream_skipped.json", {"layer": src, "reason": reason})
 
 
 def write_layer_weights(ctx: StageContext, model, src: str, dst: str, image_size: int) -> None:
@@ -127,7 +128,7 @@ def write_layer_weights(ctx: StageContext, model, src: str, dst: str, image_size
             store[f"{kind}_w"] = pairs[f"{side}_w"].astype(np.float32)
             store[f"{kind}_kernel"] = pairs[f"{side}_kernel"].astype(np.float32)
     kh, kw = J.shape[2:]
-    info = {"method": "expanded weights (ReLU and max-pool as identity), autograd", "kernel": [int(kh), int(kw)],
+    info = {"method": "expanded weights (ReLUs and max-pools linearized), autograd", "kernel": [int(kh), int(kw)],
             "features_read": "W_enc (downstream encoder)", "features_write": "W_dec (upstream decoder)", "top_k": k}
     atomic_save_npz(ctx.out / dst / "upstream.npz", **up)
     atomic_write_json(ctx.out / dst / "upstream.json", dict(info, layer=src))

@@ -73,8 +73,20 @@ def choose_rounds(heldout: np.ndarray, labels: np.ndarray, rounds: int, choices:
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.game
     data = open_dataset(ctx.inputs["dataset"])
+    heldout = data.indices("heldout")
+    reason = None
+    if data.n_classes < 2:
+        reason = "the game asks which class an image shows, so it needs at least 2 classes (this dataset has 1)"
+    elif len(heldout) < cfg.choices:
+        reason = (f"{len(heldout)} held-out images, fewer than game.choices={cfg.choices}. Fix: lower game.choices "
+                  "or hold out more images (dataset.holdout_fraction, dataset.images_per_class)")
+    if reason is not None:
+        atomic_write_json(ctx.out / "skipped.json", {"reason": reason})
+        atomic_write_json(ctx.out / "build_notes.json", [f"game: skipped: {reason}"])
+        ctx.console.info(f"  skipped: {reason}")
+        return
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
-    images, candidates, answer = choose_rounds(data.indices("heldout"), data.labels, cfg.rounds, cfg.choices, cfg.seed)
+    images, candidates, answer = choose_rounds(heldout, data.labels, cfg.rounds, cfg.choices, cfg.seed)
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
