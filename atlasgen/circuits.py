@@ -48,7 +48,9 @@ def reaches_classifier_linearly(model, layer: str, images: torch.Tensor) -> bool
     if acts.dim() != 4 or acts.shape[1] != fc.in_features:
         return False
     logits = model(images)
-    return torch.allclose(fc(acts.mean(dim=(2, 3))), logits, rtol=1e-4, atol=1e-4 * max(1.0, float(logits.abs().max())))
+    return torch.allclose(
+        fc(acts.mean(dim=(2, 3))), logits, rtol=1e-4, atol=1e-4 * max(1.0, float(logits.abs().max()))
+    )
 
 
 def _identity_hook(_module, inputs, _output):
@@ -60,8 +62,9 @@ def _linear_pool_hook(module: nn.MaxPool2d, inputs, output):
     if output.shape == x.shape:
         return x  # a stride-1 max-pool that keeps the grid: the identity
     # A strided max-pool: the average of the same window keeps the grid's shape and stays linear.
-    return F.avg_pool2d(x, module.kernel_size, module.stride, module.padding, module.ceil_mode,
-                        count_include_pad=False)
+    return F.avg_pool2d(
+        x, module.kernel_size, module.stride, module.padding, module.ceil_mode, count_include_pad=False
+    )
 
 
 def _linear_call_pool_hook(_module, args, kwargs, output):
@@ -76,7 +79,7 @@ def _linear_call_pool_hook(_module, args, kwargs, output):
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     h, w = output.shape[-2:]
     if (sh, sw) == (1, 1):
-        return x[..., kh // 2: kh // 2 + h, kw // 2: kw // 2 + w]
+        return x[..., kh // 2 : kh // 2 + h, kw // 2 : kw // 2 + w]
     return F.avg_pool2d(x, (kh, kw), (sh, sw))[..., :h, :w]
 
 
@@ -90,8 +93,14 @@ def _pool_args(args, kwargs):
     given = dict(zip(names, args)) | {k: v for k, v in kwargs.items() if k in names}
     kernel = given["kernel_size"]
     stride = given.get("stride") or kernel  # None or () means the kernel size, as in F.max_pool2d
-    return (given["input"], kernel, stride, given.get("padding", 0), given.get("dilation", 1),
-            bool(given.get("ceil_mode", False)))
+    return (
+        given["input"],
+        kernel,
+        stride,
+        given.get("padding", 0),
+        given.get("dilation", 1),
+        bool(given.get("ceil_mode", False)),
+    )
 
 
 def _linear_max_pool(args, kwargs):
@@ -109,16 +118,40 @@ def _linear_max_pool(args, kwargs):
 _RELUS = frozenset({torch.relu, torch.relu_, F.relu, F.relu_, torch.Tensor.relu, torch.Tensor.relu_})
 _MAX_POOLS = frozenset({F.max_pool2d, torch.max_pool2d})
 # Functions the linearization cannot treat: reported by name when the path is found not to be linear.
-_NONLINEAR = {f: name for f, name in (
-    (torch.sigmoid, "sigmoid"), (F.sigmoid, "sigmoid"), (torch.Tensor.sigmoid, "sigmoid"),
-    (torch.tanh, "tanh"), (F.tanh, "tanh"), (torch.Tensor.tanh, "tanh"), (F.gelu, "gelu"), (F.silu, "silu"),
-    (F.softplus, "softplus"), (F.elu, "elu"), (F.selu, "selu"), (F.leaky_relu, "leaky_relu"),
-    (F.relu6, "relu6"), (F.hardtanh, "hardtanh"), (F.hardswish, "hardswish"), (F.mish, "mish"),
-    (F.softmax, "softmax"), (torch.softmax, "softmax"), (F.layer_norm, "layer_norm"),
-    (F.group_norm, "group_norm"), (F.local_response_norm, "local_response_norm"),
-    (torch.clamp, "clamp"), (torch.Tensor.clamp, "clamp"), (torch.clamp_min, "clamp_min"),
-    (torch.Tensor.clamp_min, "clamp_min"), (F.max_pool2d_with_indices, "max_pool2d with indices"),
-    (F.adaptive_max_pool2d, "adaptive_max_pool2d"), (torch.abs, "abs"), (torch.exp, "exp"))}
+_NONLINEAR = {
+    f: name
+    for f, name in (
+        (torch.sigmoid, "sigmoid"),
+        (F.sigmoid, "sigmoid"),
+        (torch.Tensor.sigmoid, "sigmoid"),
+        (torch.tanh, "tanh"),
+        (F.tanh, "tanh"),
+        (torch.Tensor.tanh, "tanh"),
+        (F.gelu, "gelu"),
+        (F.silu, "silu"),
+        (F.softplus, "softplus"),
+        (F.elu, "elu"),
+        (F.selu, "selu"),
+        (F.leaky_relu, "leaky_relu"),
+        (F.relu6, "relu6"),
+        (F.hardtanh, "hardtanh"),
+        (F.hardswish, "hardswish"),
+        (F.mish, "mish"),
+        (F.softmax, "softmax"),
+        (torch.softmax, "softmax"),
+        (F.layer_norm, "layer_norm"),
+        (F.group_norm, "group_norm"),
+        (F.local_response_norm, "local_response_norm"),
+        (torch.clamp, "clamp"),
+        (torch.Tensor.clamp, "clamp"),
+        (torch.clamp_min, "clamp_min"),
+        (torch.Tensor.clamp_min, "clamp_min"),
+        (F.max_pool2d_with_indices, "max_pool2d with indices"),
+        (F.adaptive_max_pool2d, "adaptive_max_pool2d"),
+        (torch.abs, "abs"),
+        (torch.exp, "exp"),
+    )
+}
 
 
 class _FunctionalLinearizer(TorchFunctionMode):
@@ -146,7 +179,9 @@ class _FunctionalLinearizer(TorchFunctionMode):
 
     def _note(self, name: str, args) -> None:
         if any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
-            where = next((self.module_names[id(m)] for m in reversed(self.stack) if id(m) in self.module_names), "")
+            where = next(
+                (self.module_names[id(m)] for m in reversed(self.stack) if id(m) in self.module_names), ""
+            )
             self.seen.append((name, where))
 
 
@@ -189,8 +224,10 @@ def linearized(model: nn.Module):
 def forward_order(model: nn.Module, layers: list[str], image_size: int, device: str = "cpu") -> list[str]:
     """``layers`` sorted by when the forward pass reaches them."""
     seen: list[str] = []
-    handles = [get_module(model, name).register_forward_hook(lambda _m, _i, _o, name=name: seen.append(name))
-               for name in layers]
+    handles = [
+        get_module(model, name).register_forward_hook(lambda _m, _i, _o, name=name: seen.append(name))
+        for name in layers
+    ]
     try:
         with torch.no_grad():
             model(torch.zeros(1, 3, image_size, image_size, device=device))
@@ -201,8 +238,9 @@ def forward_order(model: nn.Module, layers: list[str], image_size: int, device: 
     return order + [name for name in layers if name not in order]
 
 
-def _map_from(model: nn.Module, src: str, dst: str, x: torch.Tensor, image_size: int,
-              nonlinear: list | None = None) -> torch.Tensor:
+def _map_from(
+    model: nn.Module, src: str, dst: str, x: torch.Tensor, image_size: int, nonlinear: list | None = None
+) -> torch.Tensor:
     """The linearized model's ``dst`` output when ``src`` outputs ``x`` (any batch size); the
     nonlinear calls met on the way are appended to ``nonlinear`` when given."""
     device = x.device
@@ -219,12 +257,23 @@ def _map_from(model: nn.Module, src: str, dst: str, x: torch.Tensor, image_size:
     finally:
         handle.remove()
     if dst not in acts:
-        raise CircuitsError([f"circuits: layer {dst!r} is not computed from {src!r}. Fix: list layers in the model's forward order."])
+        raise CircuitsError(
+            [
+                f"circuits: layer {dst!r} is not computed from {src!r}. Fix: list layers in the model's forward order."
+            ]
+        )
     return acts[dst]
 
 
-def expanded_weights(model: nn.Module, src: str, dst: str, image_size: int, device: str = "cpu",
-                     chunk: int = 256, max_doublings: int = 3) -> np.ndarray:
+def expanded_weights(
+    model: nn.Module,
+    src: str,
+    dst: str,
+    image_size: int,
+    device: str = "cpu",
+    chunk: int = 256,
+    max_doublings: int = 3,
+) -> np.ndarray:
     """Expanded weights from layer ``src`` to a later layer ``dst``: J (C_dst, C_src, kh, kw), float64.
 
     ``J[o, c, dy, dx]`` is the weight from input channel c at offset (dy, dx) of the kernel window
@@ -237,7 +286,9 @@ def expanded_weights(model: nn.Module, src: str, dst: str, image_size: int, devi
     size = image_size
     for _ in range(max_doublings + 1):
         with torch.no_grad():
-            acts = layer_activations(model, torch.zeros(1, 3, size, size, device=device, dtype=torch.float64), [src, dst])
+            acts = layer_activations(
+                model, torch.zeros(1, 3, size, size, device=device, dtype=torch.float64), [src, dst]
+            )
             shapes = {k: tuple(v.shape[1:]) for k, v in acts.items()}
         (c_in, h, w), (c_out, h2, w2) = shapes[src], shapes[dst]
         cy, cx = h2 // 2, w2 // 2
@@ -247,21 +298,27 @@ def expanded_weights(model: nn.Module, src: str, dst: str, image_size: int, devi
                 n = min(chunk, c_out - start)
                 x = torch.zeros(n, c_in, h, w, device=device, dtype=torch.float64, requires_grad=True)
                 out = _map_from(model, src, dst, x, size)
-                sel = out[torch.arange(n, device=device), torch.arange(start, start + n, device=device), cy, cx]
+                sel = out[
+                    torch.arange(n, device=device), torch.arange(start, start + n, device=device), cy, cx
+                ]
                 (g,) = torch.autograd.grad(sel.sum(), x)
                 rows.append(g.detach().double().cpu())
         grid = torch.cat(rows).numpy()  # (C_out, C_in, H, W)
         support = np.abs(grid).sum(axis=(0, 1)) > 1e-12 * max(np.abs(grid).max(), 1e-30)
         ys, xs = np.nonzero(support)
         if ys.size == 0:
-            raise CircuitsError([f"circuits: no weights from {src!r} to {dst!r} (the linearized map is zero)."])
+            raise CircuitsError(
+                [f"circuits: no weights from {src!r} to {dst!r} (the linearized map is zero)."]
+            )
         y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
         if y0 > 0 and x0 > 0 and y1 < h - 1 and x1 < w - 1:
-            J = grid[:, :, y0:y1 + 1, x0:x1 + 1]
+            J = grid[:, :, y0 : y1 + 1, x0 : x1 + 1]
             _check_linear(model, src, dst, J, (y0, x0), (cy, cx), (c_in, h, w), size, device)
             return J
         size *= 2  # the kernel reaches the border: a larger grid shows all of it
-    raise CircuitsError([f"circuits: the expanded kernel from {src!r} to {dst!r} does not fit a {size}px input."])
+    raise CircuitsError(
+        [f"circuits: the expanded kernel from {src!r} to {dst!r} does not fit a {size}px input."]
+    )
 
 
 def _check_linear(model, src, dst, J, origin, centre, shape, size, device) -> None:
@@ -273,14 +330,18 @@ def _check_linear(model, src, dst, J, origin, centre, shape, size, device) -> No
         base = _map_from(model, src, dst, torch.zeros_like(x), size)[0, :, centre[0], centre[1]]
         out = _map_from(model, src, dst, x, size)[0, :, centre[0], centre[1]] - base
     kh, kw = J.shape[2:]
-    window = x[0, :, origin[0]:origin[0] + kh, origin[1]:origin[1] + kw].double().cpu().numpy()
+    window = x[0, :, origin[0] : origin[0] + kh, origin[1] : origin[1] + kw].double().cpu().numpy()
     want = np.einsum("ocyx,cyx->o", J, window)
     got = out.double().cpu().numpy()
     scale = max(np.abs(want).max(), 1e-6)
     if np.abs(got - want).max() > 1e-9 * scale:
-        raise CircuitsError([f"circuits: {nonlinear_reason(model, src, dst, x, size)} Fix: study two layers "
-                             "joined only by convolutions, linear layers, ReLUs, pools and concatenations "
-                             "(docs/analyses.md, expanded weights)."])
+        raise CircuitsError(
+            [
+                f"circuits: {nonlinear_reason(model, src, dst, x, size)} Fix: study two layers "
+                "joined only by convolutions, linear layers, ReLUs, pools and concatenations "
+                "(docs/analyses.md, expanded weights)."
+            ]
+        )
 
 
 def nonlinear_reason(model, src: str, dst: str, x: torch.Tensor, size: int) -> str:
@@ -292,10 +353,14 @@ def nonlinear_reason(model, src: str, dst: str, x: torch.Tensor, size: int) -> s
     if seen:
         name, where = seen[0]
         inside = f" in module {where!r}" if where else ""
-        return (f"the path from {src!r} to {dst!r} goes through {name}{inside}, which expanded weights do "
-                "not linearize (only ReLUs and max-pools are), so the layer-to-layer weights are not computed.")
-    return (f"the path from {src!r} to {dst!r} is not linear once ReLUs and max-pools are linearized (a "
-            "nonlinear operation between them), so the layer-to-layer weights are not computed.")
+        return (
+            f"the path from {src!r} to {dst!r} goes through {name}{inside}, which expanded weights do "
+            "not linearize (only ReLUs and max-pools are), so the layer-to-layer weights are not computed."
+        )
+    return (
+        f"the path from {src!r} to {dst!r} is not linear once ReLUs and max-pools are linearized (a "
+        "nonlinear operation between them), so the layer-to-layer weights are not computed."
+    )
 
 
 def unit_weights(J: np.ndarray, read: np.ndarray | None, write: np.ndarray | None) -> np.ndarray:
@@ -320,8 +385,9 @@ def top_pairs(summed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(summed, idx, axis=1)
 
 
-def layer_pair_weights(J: np.ndarray, read: np.ndarray | None, write: np.ndarray | None, k: int,
-                       chunk: int = 1024) -> dict[str, np.ndarray]:
+def layer_pair_weights(
+    J: np.ndarray, read: np.ndarray | None, write: np.ndarray | None, k: int, chunk: int = 1024
+) -> dict[str, np.ndarray]:
     """Top upstream units of every downstream unit and top downstream units of every upstream
     unit, by the sum over offsets, with their per-offset kernels.
 
@@ -358,5 +424,11 @@ def layer_pair_weights(J: np.ndarray, read: np.ndarray | None, write: np.ndarray
             up_kernel[i] = A[r][cols] if write is None else np.einsum("cyx,jc->jyx", A[r], write[cols])
             for j, col in by_dst.get(int(i), ()):
                 down_kernel[j, col] = A[r][j] if write is None else np.einsum("cyx,c->yx", A[r], write[j])
-    return {"up_idx": up_idx, "up_w": up_w, "up_kernel": up_kernel,
-            "down_idx": down_idx, "down_w": down_w, "down_kernel": down_kernel}
+    return {
+        "up_idx": up_idx,
+        "up_w": up_w,
+        "up_kernel": up_kernel,
+        "down_idx": down_idx,
+        "down_w": down_w,
+        "down_kernel": down_kernel,
+    }

@@ -116,8 +116,9 @@ class SAEDirections:
     def tensors(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(W_enc, b_enc, b_dec) as fp32 tensors on ``device``, detached."""
         return tuple(
-            torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a.detach())
-            .to(device=device, dtype=torch.float32)
+            torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a.detach()).to(
+                device=device, dtype=torch.float32
+            )
             for a in (self.W_enc, self.b_enc, self.b_dec)
         )  # type: ignore[return-value]
 
@@ -177,7 +178,11 @@ class FFTImage:
 
     @classmethod
     def random(
-        cls, generators: Sequence[torch.Generator], size: int, *, sd: float = 0.01,
+        cls,
+        generators: Sequence[torch.Generator],
+        size: int,
+        *,
+        sd: float = 0.01,
         device: torch.device | str = "cpu",
     ) -> FFTImage:
         """One image per generator, spectrum ~ N(0, sd^2) as in Lucid.
@@ -232,8 +237,12 @@ class TransformSpec:
         """The same transforms with pixel distances scaled from Lucid's 128 px default
         to ``image_size``: a 12 px pad is 9 % of a 128 px image but 19 % of a 64 px one."""
         f = image_size / reference
-        return dataclasses.replace(self, pad=max(1, round(self.pad * f)), jitter=max(0, round(self.jitter * f)),
-                                   jitter2=max(0, round(self.jitter2 * f)))
+        return dataclasses.replace(
+            self,
+            pad=max(1, round(self.pad * f)),
+            jitter=max(0, round(self.jitter * f)),
+            jitter2=max(0, round(self.jitter2 * f)),
+        )
 
     def sample(self, generator: torch.Generator, steps: int) -> torch.Tensor:
         """Per-step parameters for one image: (steps, 6) float32 rows of
@@ -291,8 +300,11 @@ def random_affine(images: torch.Tensor, params: torch.Tensor, pad: int) -> torch
 
 
 def make_objective(
-    units: Sequence[int] | torch.Tensor, *, sae: SAEDirections | None = None,
-    mode: str = "channel", device: torch.device | str = "cpu",
+    units: Sequence[int] | torch.Tensor,
+    *,
+    sae: SAEDirections | None = None,
+    mode: str = "channel",
+    device: torch.device | str = "cpu",
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A vectorised objective: acts (B, C, H, W) -> (B,), sample i scoring units[i].
 
@@ -332,7 +344,10 @@ def make_objective(
 
 
 def direction_objective(
-    directions: np.ndarray | torch.Tensor, *, cossim_pow: float = 2.0, mode: str = "neuron",
+    directions: np.ndarray | torch.Tensor,
+    *,
+    cossim_pow: float = 2.0,
+    mode: str = "neuron",
     device: torch.device | str = "cpu",
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Activation Atlas's objective for arbitrary directions: acts (B, C, H, W) -> (B,).
@@ -460,7 +475,11 @@ class _RedirectedReLUs:
         if enabled:
             for module in model.modules():
                 # An in-place ReLU has lost its input; a module whose forward is already replaced is left alone.
-                if isinstance(module, torch.nn.ReLU) and not module.inplace and "forward" not in module.__dict__:
+                if (
+                    isinstance(module, torch.nn.ReLU)
+                    and not module.inplace
+                    and "forward" not in module.__dict__
+                ):
                     module.forward = functools.partial(_RedirectedReLU.apply, state=self)
                     self.patched.append(module)
 
@@ -553,9 +572,18 @@ class _Job:
 
 
 def _render_batch(
-    model: torch.nn.Module, capture: LayerCapture, job: _Job, *, image_size: int, steps: int, lr: float,
-    device: torch.device, preprocess: Callable[[torch.Tensor], torch.Tensor], transforms: TransformSpec,
-    precision: str, relu_gradient_override: bool,
+    model: torch.nn.Module,
+    capture: LayerCapture,
+    job: _Job,
+    *,
+    image_size: int,
+    steps: int,
+    lr: float,
+    device: torch.device,
+    preprocess: Callable[[torch.Tensor], torch.Tensor],
+    transforms: TransformSpec,
+    precision: str,
+    relu_gradient_override: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Optimise one batch; (uint8 images (B, S, S, 3), final objective (B,))."""
     image = FFTImage.random(job.generators, image_size, device=device)
@@ -569,8 +597,19 @@ def _render_batch(
             if redirect.active and (step == redirect_steps or (step > 0 and redirect.redirected == 0)):
                 redirect.release()
             redirect.redirected = 0
-            _step(model, capture, job, image, optimizer, tparams[step], device=device, preprocess=preprocess,
-                  transforms=transforms, precision=precision, diverse=diverse)
+            _step(
+                model,
+                capture,
+                job,
+                image,
+                optimizer,
+                tparams[step],
+                device=device,
+                preprocess=preprocess,
+                transforms=transforms,
+                precision=precision,
+                diverse=diverse,
+            )
     with torch.no_grad():
         images = _to_uint8(image())
         # The final objective, measured as the page shows it: on the saved
@@ -581,8 +620,20 @@ def _render_batch(
     return images, final.cpu().numpy().astype(np.float32)
 
 
-def _step(model, capture, job: _Job, image: FFTImage, optimizer, tparams: torch.Tensor, *, device, preprocess,
-          transforms: TransformSpec, precision: str, diverse: bool) -> None:
+def _step(
+    model,
+    capture,
+    job: _Job,
+    image: FFTImage,
+    optimizer,
+    tparams: torch.Tensor,
+    *,
+    device,
+    preprocess,
+    transforms: TransformSpec,
+    precision: str,
+    diverse: bool,
+) -> None:
     """One optimisation step of a batch: transform, forward to the layer, objective, backward, update."""
     optimizer.zero_grad(set_to_none=True)
     x = random_affine(image(), tparams, transforms.pad)
@@ -612,9 +663,22 @@ def _check_args(image_size: int, steps: int, batch_size: int, precision: str) ->
 
 
 def _run_jobs(
-    model: torch.nn.Module, layer: str, n_items: int, per_item: int, make_job: Callable[[int, int], _Job], *,
-    check: Callable[[int], None], image_size: int, steps: int, lr: float, batch_size: int,
-    device: torch.device, preprocess, progress, transforms: TransformSpec, relu_gradient_override: bool,
+    model: torch.nn.Module,
+    layer: str,
+    n_items: int,
+    per_item: int,
+    make_job: Callable[[int, int], _Job],
+    *,
+    check: Callable[[int], None],
+    image_size: int,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    device: torch.device,
+    preprocess,
+    progress,
+    transforms: TransformSpec,
+    relu_gradient_override: bool,
     precision: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The shared loop of render_units and render_directions: hygiene, batching, results.
@@ -641,8 +705,16 @@ def _run_jobs(
             end = min(n_items, start + items_per_batch)
             sl = slice(start * per_item, end * per_item)
             images[sl], final[sl] = _render_batch(
-                model, capture, make_job(start, end), image_size=image_size, steps=steps, lr=lr,
-                device=device, preprocess=preprocess, transforms=transforms, precision=precision,
+                model,
+                capture,
+                make_job(start, end),
+                image_size=image_size,
+                steps=steps,
+                lr=lr,
+                device=device,
+                preprocess=preprocess,
+                transforms=transforms,
+                precision=precision,
                 relu_gradient_override=relu_gradient_override,
             )
             if progress is not None:
@@ -734,10 +806,18 @@ def render_units(
     def make_job(start: int, end: int) -> _Job:
         chunk = units[start:end]
         repeated = [u for u in chunk for _ in range(copies)]
-        generators = [_unit_generator(seed, u, *variant, *((c,) if copies > 1 else ()))
-                      for u in chunk for c in range(copies)]
-        return _Job(generators, make_objective(repeated, sae=sae, mode=mode, device=device),
-                    sign=-1.0 if negative else 1.0, group_size=copies, diversity_weight=diversity_weight)
+        generators = [
+            _unit_generator(seed, u, *variant, *((c,) if copies > 1 else ()))
+            for u in chunk
+            for c in range(copies)
+        ]
+        return _Job(
+            generators,
+            make_objective(repeated, sae=sae, mode=mode, device=device),
+            sign=-1.0 if negative else 1.0,
+            group_size=copies,
+            diversity_weight=diversity_weight,
+        )
 
     def check(width: int) -> None:
         if sae is not None and sae.d_in != width:
@@ -746,9 +826,22 @@ def render_units(
             raise ValueError(f"unit {max(units)} out of range for a layer with {width} channels")
 
     images, final = _run_jobs(
-        model, layer, len(units), copies, make_job, check=check, image_size=image_size, steps=steps, lr=lr,
-        batch_size=batch_size, device=device, preprocess=preprocess or (lambda x: x), progress=progress,
-        transforms=transforms, relu_gradient_override=relu_gradient_override, precision=precision,
+        model,
+        layer,
+        len(units),
+        copies,
+        make_job,
+        check=check,
+        image_size=image_size,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        device=device,
+        preprocess=preprocess or (lambda x: x),
+        progress=progress,
+        transforms=transforms,
+        relu_gradient_override=relu_gradient_override,
+        precision=precision,
     )
     if copies > 1:
         images = images.reshape(len(units), copies, image_size, image_size, 3)
@@ -799,16 +892,31 @@ def render_directions(
 
     def make_job(start: int, end: int) -> _Job:
         generators = [_unit_generator(seed, i, 4) for i in ids[start:end]]
-        return _Job(generators, direction_objective(v[start:end], cossim_pow=cossim_pow, mode=mode, device=device))
+        return _Job(
+            generators, direction_objective(v[start:end], cossim_pow=cossim_pow, mode=mode, device=device)
+        )
 
     def check(width: int) -> None:
         if v.shape[1] != width:
             raise ValueError(f"directions have {v.shape[1]} dimensions, the layer has {width} channels")
 
     images, final = _run_jobs(
-        model, layer, len(v), 1, make_job, check=check, image_size=image_size, steps=steps, lr=lr,
-        batch_size=batch_size, device=device, preprocess=preprocess or (lambda x: x), progress=progress,
-        transforms=transforms, relu_gradient_override=relu_gradient_override, precision=precision,
+        model,
+        layer,
+        len(v),
+        1,
+        make_job,
+        check=check,
+        image_size=image_size,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        device=device,
+        preprocess=preprocess or (lambda x: x),
+        progress=progress,
+        transforms=transforms,
+        relu_gradient_override=relu_gradient_override,
+        precision=precision,
     )
     return (images, final) if return_objective else images
 
@@ -844,7 +952,7 @@ def unit_maxima(
     out = []
     with _frozen_eval(model), LayerCapture(model, layer) as capture:
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
             x = x.permute(0, 3, 1, 2).float() / 255.0
             if size is not None and x.shape[-1] != size:
                 x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

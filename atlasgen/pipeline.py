@@ -36,16 +36,23 @@ def discover(root: Path | None = None) -> tuple[Stage, ...]:
     in the order they run: depth first from the site stage, each stage after the stages it reads,
     siblings in the order their reader lists them."""
     folder = (package_root() if root is None else Path(root)) / "atlasgen" / "stages"
-    declared = {p.stem: read_declaration(p, f"atlasgen.stages.{p.stem}")
-                for p in sorted(folder.glob("*.py")) if p.stem != "__init__"}
+    declared = {
+        p.stem: read_declaration(p, f"atlasgen.stages.{p.stem}")
+        for p in sorted(folder.glob("*.py"))
+        if p.stem != "__init__"
+    }
     for name, stage in declared.items():
         if stage.name != name:
-            raise DeclarationError(f"atlasgen/stages/{name}.py declares the stage {stage.name!r}. "
-                                   "Fix: name the stage after its module.")
+            raise DeclarationError(
+                f"atlasgen/stages/{name}.py declares the stage {stage.name!r}. "
+                "Fix: name the stage after its module."
+            )
         for dep in stage.deps:
             if dep not in declared or dep == SITE_STAGE:
-                raise DeclarationError(f"stage {name!r} reads {dep!r}, which is no stage. "
-                                       "Fix: name a module of atlasgen/stages in its deps.")
+                raise DeclarationError(
+                    f"stage {name!r} reads {dep!r}, which is no stage. "
+                    "Fix: name a module of atlasgen/stages in its deps."
+                )
     if SITE_STAGE not in declared:
         raise DeclarationError(f"no atlasgen/stages/{SITE_STAGE}.py. Fix: restore the site stage.")
     order: list[str] = []
@@ -55,8 +62,10 @@ def discover(root: Path | None = None) -> tuple[Stage, ...]:
         if name in order:
             return
         if name in visiting:
-            cycle = " -> ".join(visiting[visiting.index(name):] + [name])
-            raise DeclarationError(f"stages read each other in a cycle: {cycle}. Fix: remove one of the deps.")
+            cycle = " -> ".join(visiting[visiting.index(name) :] + [name])
+            raise DeclarationError(
+                f"stages read each other in a cycle: {cycle}. Fix: remove one of the deps."
+            )
         visiting.append(name)
         for dep in declared[name].deps:
             visit(dep)
@@ -66,8 +75,10 @@ def discover(root: Path | None = None) -> tuple[Stage, ...]:
     visit(SITE_STAGE)
     unread = sorted(set(declared) - set(order))
     if unread:
-        raise DeclarationError(f"no stage reads the artifact of stage {unread[0]!r}. Fix: add it to the deps "
-                               f"of the stages that read it (at least atlasgen/stages/{SITE_STAGE}.py).")
+        raise DeclarationError(
+            f"no stage reads the artifact of stage {unread[0]!r}. Fix: add it to the deps "
+            f"of the stages that read it (at least atlasgen/stages/{SITE_STAGE}.py)."
+        )
     return tuple(declared[name] for name in order)
 
 
@@ -85,7 +96,9 @@ def stage_code(stage: Stage, root: Path | None = None) -> str:
 def _site_resources_hash() -> str:
     from atlasgen.site.resources import resource_dir
 
-    return hash_data([hash_tree(resource_dir("templates"), exclude=()), hash_tree(resource_dir("static"), exclude=())])
+    return hash_data(
+        [hash_tree(resource_dir("templates"), exclude=()), hash_tree(resource_dir("static"), exclude=())]
+    )
 
 
 def resolve_device(cfg: Config) -> str:
@@ -118,8 +131,14 @@ class BuildSummary:
 class Pipeline:
     """Runs the stages of one config against one cache folder and one output folder."""
 
-    def __init__(self, cfg: Config, out_dir: Path | None = None, console: Console | None = None,
-                 accept_changed_features: bool = False, dist: Any = None):
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: Path | None = None,
+        console: Console | None = None,
+        accept_changed_features: bool = False,
+        dist: Any = None,
+    ):
         self.cfg = cfg
         self.dist = dist  # every rank runs build() in a distributed build; see atlasgen.dist
         self.accept_changed_features = accept_changed_features
@@ -247,8 +266,15 @@ class Pipeline:
             d.barrier()
         return summary
 
-    def _run_stage(self, stage: Stage, key: str, inputs: dict, device: str, summary: BuildSummary,
-                   folders: dict[str, Path]) -> dict:
+    def _run_stage(
+        self,
+        stage: Stage,
+        key: str,
+        inputs: dict,
+        device: str,
+        summary: BuildSummary,
+        folders: dict[str, Path],
+    ) -> dict:
         partial = self.store.partial(stage.name, key)
         resumed = partial.exists() and stage.resumable
         d = self.dist
@@ -265,8 +291,14 @@ class Pipeline:
         self.console.info(f"{stage.name}: {stage.what}" + (" (resuming)" if resumed else "") + how)
         if d is not None:
             d.barrier()
-        ctx = StageContext(self.cfg, partial, {dep: folders[dep] for dep in stage.deps}, self.console, device,
-                           dist=d if spread else None)
+        ctx = StageContext(
+            self.cfg,
+            partial,
+            {dep: folders[dep] for dep in stage.deps},
+            self.console,
+            device,
+            dist=d if spread else None,
+        )
         start = time.perf_counter()
         if main or spread:
             module.run(ctx)
@@ -295,15 +327,26 @@ class Pipeline:
         from atlasgen.site.keep import carry_over, files_under, is_kept, kept_patterns, marker_text
 
         kept = kept_patterns(self.cfg.site.keep)
-        if out.exists() and not (out / SITE_MARKER).is_file() and any(not is_kept(p.name, kept) for p in out.iterdir()):
+        if (
+            out.exists()
+            and not (out / SITE_MARKER).is_file()
+            and any(not is_kept(p.name, kept) for p in out.iterdir())
+        ):
             from atlasgen.config import ConfigError
 
-            raise ConfigError([f"output: {str(out)!r} is a non-empty folder that atlasgen did not make. Fix: choose an empty or new folder with -o, or empty it yourself."])
+            raise ConfigError(
+                [
+                    f"output: {str(out)!r} is a non-empty folder that atlasgen did not make. Fix: choose an empty or new folder with -o, or empty it yourself."
+                ]
+            )
         from atlasgen.site import publish
 
         if not self.accept_changed_features:
-            publish.check_feature_ids(out, self.cfg.model.name,
-                                      publish.sae_hashes(folders["sae"], [layer.name for layer in self.cfg.layers]))
+            publish.check_feature_ids(
+                out,
+                self.cfg.model.name,
+                publish.sae_hashes(folders["sae"], [layer.name for layer in self.cfg.layers]),
+            )
         staging = out.with_name(out.name + ".partial")
         if staging.exists():
             shutil.rmtree(staging)
@@ -359,6 +402,8 @@ def format_summary(summary: BuildSummary, out_dir: Path, total_seconds: float) -
         lines.append(f"  {name:<12} {format_seconds(t) if t is not None else 'cached':>8}")
     lines.append(f"  {'total':<12} {format_seconds(total_seconds):>8}")
     pages = f"{summary.pages} pages written" if SITE_STAGE in summary.ran else "site unchanged"
-    lines.append(f"  {pages}; site {summary.site_files} files, {format_bytes(summary.site_bytes)} in {out_dir}")
+    lines.append(
+        f"  {pages}; site {summary.site_files} files, {format_bytes(summary.site_bytes)} in {out_dir}"
+    )
     lines += [f"  {line}" for line in summary.notes]
     return "\n".join(lines)

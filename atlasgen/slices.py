@@ -39,8 +39,12 @@ def _layers(cfg: Config, with_sae: bool = False) -> list:
     for layer in cfg.layers:
         entry: dict[str, Any] = {"name": layer.name}
         if layer.module or layer.channels or layer.tokens != "patches" or layer.prefix_tokens != -1:
-            entry["view"] = {"module": layer.module, "channels": layer.channels, "tokens": layer.tokens,
-                             "prefix_tokens": layer.prefix_tokens}
+            entry["view"] = {
+                "module": layer.module,
+                "channels": layer.channels,
+                "tokens": layer.tokens,
+                "prefix_tokens": layer.prefix_tokens,
+            }
         if with_sae:
             entry["sae"] = to_dict(layer.sae)
             if layer.sae.weights:

@@ -63,20 +63,35 @@ def read_declaration(path: Path, module: str) -> Stage:
     """The ``STAGE = Stage(...)`` of a stage module, read from its source without importing it."""
     tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=str(path))
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-                and node.targets[0].id == "STAGE"):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == "STAGE"
+        ):
             call = node.value
-            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Stage"):
+            if not (
+                isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Stage"
+            ):
                 break
             try:
                 args = [ast.literal_eval(a) for a in call.args]
                 kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
             except ValueError:
-                raise DeclarationError(f"{path}: STAGE = Stage(...) takes literal arguments only "
-                                       "(strings, tuples, booleans), so the runner can read it "
-                                       "without importing the module.") from None
+                raise DeclarationError(
+                    f"{path}: STAGE = Stage(...) takes literal arguments only "
+                    "(strings, tuples, booleans), so the runner can read it "
+                    "without importing the module."
+                ) from None
             stage = Stage(*args, **kwargs)
-            return Stage(**{**stage.__dict__, "deps": tuple(stage.deps), "config": tuple(stage.config),
-                            "module": module})
-    raise DeclarationError(f"{path}: no top-level `STAGE = Stage(...)`. Fix: declare the stage "
-                           "(see docs/pipeline.md).")
+            return Stage(
+                **{
+                    **stage.__dict__,
+                    "deps": tuple(stage.deps),
+                    "config": tuple(stage.config),
+                    "module": module,
+                }
+            )
+    raise DeclarationError(
+        f"{path}: no top-level `STAGE = Stage(...)`. Fix: declare the stage (see docs/pipeline.md)."
+    )

@@ -24,6 +24,7 @@ def _inceptionv1_layers() -> tuple[str, ...]:
 
 INCEPTIONV1_LAYERS = _inceptionv1_layers()
 
+
 def layer_names(source: str) -> list[str] | None:
     """Module paths that a config may name as layers of a model source; None when only
     the built model knows them (torchvision and factory models: checked when loaded)."""

@@ -13,7 +13,9 @@ from atlasgen.site.fmt import fmt_num
 
 
 def _artifact(folder: Path, stage: str) -> Path:
-    return next(p for p in (folder / ".atlasgen" / stage).iterdir() if p.is_dir() and not p.name.endswith(".partial"))
+    return next(
+        p for p in (folder / ".atlasgen" / stage).iterdir() if p.is_dir() and not p.name.endswith(".partial")
+    )
 
 
 def test_variants_and_quality_arrays(tiny_build):
@@ -54,7 +56,9 @@ def test_feature_page_shows_variants_and_both_numbers(tiny_build):
         unit = site / "demonet" / "mixed5b" / "f" / str(i)
         html = (unit / "index.html").read_text()
         for name in ("vis-neuron.webp", "vis-negative.webp", *(f"vis-diverse-{k}.webp" for k in range(2))):
-            assert (unit / name).is_file() and f'src="{name}"' in html  # the page's own folder: the shortest link
+            assert (
+                unit / name
+            ).is_file() and f'src="{name}"' in html  # the page's own folder: the shortest link
         check = re.search(r'<dl class="vis-check">(.*?)</dl>', html, re.S).group(1)
         assert fmt_num(float(q["own_act"][i])) in check and fmt_num(float(ex["max_act"][i])) in check
         assert f"f/{int(q['other_unit'][i])}" in check

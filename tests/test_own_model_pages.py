@@ -16,21 +16,27 @@ from atlasgen.site.pages import _provenance_text, below_chance
 from tests.test_models_real import TINY_STAGES, _art, _image_folder, _sae, _write
 
 # Smaller still: one-step variants, no diverse set, a small atlas (a build in about a minute on 2 cores).
-STAGES = {**TINY_STAGES, "featurevis": {**TINY_STAGES["featurevis"], "variant_steps": 1, "variant_image_size": 16, "diverse": 0},
-          "atlas": {"grids": [4], "min_count": 2, "icon_size": 16, "steps": 4, "n_neighbors": 5}}
+STAGES = {
+    **TINY_STAGES,
+    "featurevis": {**TINY_STAGES["featurevis"], "variant_steps": 1, "variant_image_size": 16, "diverse": 0},
+    "atlas": {"grids": [4], "min_count": 2, "icon_size": 16, "steps": 4, "n_neighbors": 5},
+}
 
 
 @pytest.fixture(scope="module")
 def gated_build(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gated")
     _image_folder(folder / "data", classes=("a", "b", "c"), per_class=6, size=(40, 40))
-    config = _write(folder, {
-        "device": "cpu",
-        "dataset": {"source": "folder", "path": "data", "image_size": 32},
-        "model": {"source": "factory", "name": "gres", "arch": "tests.tiny_models:gated_resnet"},
-        "layers": [{"name": n, "sae": _sae(8)} for n in ("stage1", "stage2", "stage3")],
-        **STAGES,
-    })
+    config = _write(
+        folder,
+        {
+            "device": "cpu",
+            "dataset": {"source": "folder", "path": "data", "image_size": 32},
+            "model": {"source": "factory", "name": "gres", "arch": "tests.tiny_models:gated_resnet"},
+            "layers": [{"name": n, "sae": _sae(8)} for n in ("stage1", "stage2", "stage3")],
+            **STAGES,
+        },
+    )
     summary = Pipeline(load_config(config), console=Console(0)).build()
     return folder, folder / "_site", summary
 
@@ -57,7 +63,8 @@ def test_functional_relus_give_weights_and_a_gate_gives_a_reason(gated_build):
     class_page = _text(site / "gres" / "classes" / "a" / "index.html")
     # The circuit is drawn where the weights exist, and says where it stops and why.
     assert 'aria-label="Circuit of class a: stage2 features and the stage1 features' in (
-        site / "gres" / "classes" / "a" / "index.html").read_text(encoding="utf-8")
+        site / "gres" / "classes" / "a" / "index.html"
+    ).read_text(encoding="utf-8")
     assert f"The circuit stops at stage2: no weights from stage2 to stage3. {because}" in class_page
     assert "needs a second studied layer" not in class_page
 
@@ -75,9 +82,16 @@ def test_model_page_says_the_model_was_used_as_given(gated_build):
 
 
 def test_provenance_and_below_chance_wording():
-    trained = {"weights": "trained by atlasgen on 120 training images", "n_heldout_images": 40,
-               "heldout_accuracy": 0.9, "chance_accuracy": 0.25}
-    assert _provenance_text(trained) == "Trained by atlasgen on 120 training images; accuracy measured on 40 held-out images."
+    trained = {
+        "weights": "trained by atlasgen on 120 training images",
+        "n_heldout_images": 40,
+        "heldout_accuracy": 0.9,
+        "chance_accuracy": 0.25,
+    }
+    assert (
+        _provenance_text(trained)
+        == "Trained by atlasgen on 120 training images; accuracy measured on 40 held-out images."
+    )
     assert not below_chance(trained)
     assert below_chance({**trained, "heldout_accuracy": 0.18})
     assert below_chance({**trained, "heldout_accuracy": 0.25})
@@ -88,13 +102,16 @@ def test_provenance_and_below_chance_wording():
 
 def test_a_one_class_folder_builds_and_says_what_it_skipped(tmp_path):
     _image_folder(tmp_path / "data", classes=("only",), per_class=8, size=(40, 40))
-    config = _write(tmp_path, {
-        "device": "cpu",
-        "dataset": {"source": "folder", "path": "data", "image_size": 32},
-        "model": {"source": "factory", "name": "one", "arch": "tests.tiny_models:functional_resnet"},
-        "layers": [{"name": "stage2", "sae": _sae(8)}],
-        **STAGES,
-    })
+    config = _write(
+        tmp_path,
+        {
+            "device": "cpu",
+            "dataset": {"source": "folder", "path": "data", "image_size": 32},
+            "model": {"source": "factory", "name": "one", "arch": "tests.tiny_models:functional_resnet"},
+            "layers": [{"name": "stage2", "sae": _sae(8)}],
+            **STAGES,
+        },
+    )
     summary = Pipeline(load_config(config), console=Console(0)).build()
     notes = "\n".join(summary.notes)
     assert "importance: skipped: importance needs a model with at least 2 outputs" in notes

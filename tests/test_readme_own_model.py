@@ -14,8 +14,11 @@ import yaml
 from tests.test_models_real import TINY_STAGES, _image_folder, _sae
 
 # Smaller still: one-step variants, no diverse set, a small atlas (a build in about a minute on 2 cores).
-STAGES = {**TINY_STAGES, "featurevis": {**TINY_STAGES["featurevis"], "variant_steps": 1, "variant_image_size": 16, "diverse": 0},
-          "atlas": {"grids": [4], "min_count": 2, "icon_size": 16, "steps": 4, "n_neighbors": 5}}
+STAGES = {
+    **TINY_STAGES,
+    "featurevis": {**TINY_STAGES["featurevis"], "variant_steps": 1, "variant_image_size": 16, "diverse": 0},
+    "atlas": {"grids": [4], "min_count": 2, "icon_size": 16, "steps": 4, "n_neighbors": 5},
+}
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,13 +52,28 @@ def test_the_readme_factory_example_builds(tmp_path):
     (tmp_path / "my_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     elsewhere = tmp_path / "run"
     elsewhere.mkdir()
-    done = subprocess.run([sys.executable, "-m", "atlasgen", "build", "-c", str(tmp_path / "my_config.yaml"),
-                           "-o", str(tmp_path / "my_site")], cwd=elsewhere, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "atlasgen",
+            "build",
+            "-c",
+            str(tmp_path / "my_config.yaml"),
+            "-o",
+            str(tmp_path / "my_site"),
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     site = tmp_path / "my_site" / config["model"]["name"]
     model_page = (site / "index.html").read_text(encoding="utf-8")
     assert "Used as given: loaded from net.pt (model.weights)" in model_page
     assert "sunflower" in model_page and "red fox" in model_page  # labels.txt matched to the folders
-    block2 = re.sub(r"<[^>]+>|\s+", " ", (site / "block2" / "f" / "0" / "index.html").read_text(encoding="utf-8"))
+    block2 = re.sub(
+        r"<[^>]+>|\s+", " ", (site / "block2" / "f" / "0" / "index.html").read_text(encoding="utf-8")
+    )
     assert "Weights from block1 features" in block2  # the functional ReLUs between the layers are linearized

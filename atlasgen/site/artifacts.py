@@ -95,7 +95,9 @@ class UnitExamples:
 
 def load_examples(path: Path) -> UnitExamples:
     with np.load(path) as z:
-        return UnitExamples(**{name: z[name] for name in UnitExamples.__dataclass_fields__ if name in z.files})
+        return UnitExamples(
+            **{name: z[name] for name in UnitExamples.__dataclass_fields__ if name in z.files}
+        )
 
 
 @dataclass
@@ -116,11 +118,17 @@ class Featurevis:
 def load_featurevis(folder: Path) -> Featurevis:
     folder = Path(folder)
     available = {}
-    subs = [f"{fam}{suffix}" for fam in ("features", "neurons") for suffix in ("", "_thumb", "_neuron", "_negative")]
+    subs = [
+        f"{fam}{suffix}"
+        for fam in ("features", "neurons")
+        for suffix in ("", "_thumb", "_neuron", "_negative")
+    ]
     for fam in ("features", "neurons"):  # diverse sets: <family>_diverse/<k>/<id>.webp
         if (folder / f"{fam}_diverse").is_dir():
-            subs += sorted((f"{fam}_diverse/{k}" for k in os.listdir(folder / f"{fam}_diverse") if k.isdigit()),
-                           key=lambda s: int(s.rsplit("/", 1)[1]))
+            subs += sorted(
+                (f"{fam}_diverse/{k}" for k in os.listdir(folder / f"{fam}_diverse") if k.isdigit()),
+                key=lambda s: int(s.rsplit("/", 1)[1]),
+            )
     for sub in subs:
         ids = set()
         if (folder / sub).is_dir():
@@ -232,12 +240,17 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),
         similar=similar,
         similar_cos=similar_cos,
-        importance=_optional_npz(Path(artifacts["importance"]) / name / "importance") if "importance" in artifacts else None,
+        importance=_optional_npz(Path(artifacts["importance"]) / name / "importance")
+        if "importance" in artifacts
+        else None,
         upstream=_optional_npz(Path(artifacts["circuits"]) / name / "upstream"),
         downstream=_optional_npz(Path(artifacts["circuits"]) / name / "downstream"),
         upstream_skipped=_optional_json(Path(artifacts["circuits"]) / name / "upstream_skipped.json"),
-        importance_skipped=((_optional_json(Path(artifacts["importance"]) / "skipped.json") or {}).get("reason", "")
-                            if "importance" in artifacts else ""),
+        importance_skipped=(
+            (_optional_json(Path(artifacts["importance"]) / "skipped.json") or {}).get("reason", "")
+            if "importance" in artifacts
+            else ""
+        ),
         cooccurrence=_load_npz(Path(artifacts["examples"]) / name / "cooccurrence.npz"),
     )
     if "atlas" in artifacts and (Path(artifacts["atlas"]) / name / "atlas.json").exists():
@@ -281,7 +294,10 @@ def load_artifacts(artifacts: dict[str, Path], layers: list[str]) -> Artifacts:
     for layer in loaded:
         skipped = layer.upstream_skipped
         if skipped and skipped.get("layer") in by_name:
-            by_name[skipped["layer"]].downstream_skipped = {"layer": layer.name, "reason": skipped.get("reason", "")}
+            by_name[skipped["layer"]].downstream_skipped = {
+                "layer": layer.name,
+                "reason": skipped.get("reason", ""),
+            }
     for layer in loaded:
         if layer.class_weights_features.shape[1] != dataset.n_classes:
             raise ValueError(

@@ -16,7 +16,12 @@ from atlasgen.site.fmt import fmt_num
 FAMILY = {"f": "features", "n": "neurons"}
 VARIANTS = (  # (subfolder suffix, file name in the unit folder, title, what it shows)
     ("_neuron", "vis-neuron.webp", "neuron-centred", "maximises the objective at the centre position only"),
-    ("_negative", "vis-negative.webp", "negative", "minimises the objective: what this unit responds to least"),
+    (
+        "_negative",
+        "vis-negative.webp",
+        "negative",
+        "minimises the objective: what this unit responds to least",
+    ),
 )
 
 
@@ -76,10 +81,16 @@ def section(ix, kind: str, i: int) -> dict:
         v = q[key] if idx is None else q[key][idx]
         return None if not np.isfinite(v) else fmt_num(float(v))
 
-    variants = [{"title": title, "note": note, "src": files[family + suffix], "objective": num("objective" + suffix)}
-                for suffix, _, title, note in VARIANTS if family + suffix in files]
-    diverse = [{"src": files[sub], "objective": num("objective_diverse", int(sub.rsplit("/", 1)[1]))}
-               for sub in _diverse_subs(fv, family) if sub in files]
+    variants = [
+        {"title": title, "note": note, "src": files[family + suffix], "objective": num("objective" + suffix)}
+        for suffix, _, title, note in VARIANTS
+        if family + suffix in files
+    ]
+    diverse = [
+        {"src": files[sub], "objective": num("objective_diverse", int(sub.rsplit("/", 1)[1]))}
+        for sub in _diverse_subs(fv, family)
+        if sub in files
+    ]
     check = None
     if q is not None:
         own, top = float(q["own_act"]), float(ex.max_act[i])
@@ -100,4 +111,9 @@ def section(ix, kind: str, i: int) -> dict:
             "n_units": ex.n_units,
             "selective": int(q["rank"]) == 1,
         }
-    return {"variants": variants, "diverse": diverse, "check": check, "unit_noun": "feature" if kind == "f" else "neuron"}
+    return {
+        "variants": variants,
+        "diverse": diverse,
+        "check": check,
+        "unit_noun": "feature" if kind == "f" else "neuron",
+    }

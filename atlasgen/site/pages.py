@@ -72,7 +72,9 @@ class LayerIndex:
         self.labels = [layer.feature_label(i) for i in range(F)]
 
         fv = layer.featurevis
-        self.vis_size = {kind: _first_image_size(fv, sub) for kind, sub in (("f", "features"), ("n", "neurons"))}
+        self.vis_size = {
+            kind: _first_image_size(fv, sub) for kind, sub in (("f", "features"), ("n", "neurons"))
+        }
         # Root-relative paths of the visualisation files this site copies (see build.copy_unit_images).
         self.vis = {"f": {}, "n": {}}
         self.thumb = {"f": {}, "n": {}}
@@ -166,7 +168,13 @@ def class_link(site: Site, dataset: Dataset, c: int) -> dict:
 
 
 def bibtex_escape(text: str) -> str:
-    return re.sub(r"([\\{}&%$#_^~])", lambda mt: {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}.get(mt.group(1), "\\" + mt.group(1)), text)
+    return re.sub(
+        r"([\\{}&%$#_^~])",
+        lambda mt: {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}.get(
+            mt.group(1), "\\" + mt.group(1)
+        ),
+        text,
+    )
 
 
 def citation(site: Site, layer: Layer, kind: str, unit: int, label: str) -> dict:
@@ -177,18 +185,24 @@ def citation(site: Site, layer: Layer, kind: str, unit: int, label: str) -> dict
     name = f"{site.model} {code}" + (f": {label}" if label else "")
     sae = f"sha256:{layer.sae_sha256[:16]}"
     year = site.date[:4] if site.date[:4].isdigit() else site.date
-    key = re.sub(r"[^A-Za-z0-9]+", "-", f"{site.title}-{site.model}-{layer.name}-{kind}{unit}").strip("-").lower()
+    key = (
+        re.sub(r"[^A-Za-z0-9]+", "-", f"{site.title}-{site.model}-{layer.name}-{kind}{unit}")
+        .strip("-")
+        .lower()
+    )
     what = "SAE feature" if kind == "f" else "neuron"
-    bibtex = "\n".join([
-        f"@misc{{{key},",
-        *([f"  author       = {{{bibtex_escape(' and '.join(site.authors))}}},"] if site.authors else []),
-        f"  title        = {{{{{bibtex_escape(name)}}}}},",
-        f"  howpublished = {{{bibtex_escape(site.title)}, \\url{{{permalink}}}}},",
-        f"  year         = {{{bibtex_escape(year)}}},",
-        *([f"  doi          = {{{bibtex_escape(site.doi)}}},"] if site.doi else []),
-        f"  note         = {{{what} {unit} of layer {bibtex_escape(layer.name)}, SAE {sae}, version of {bibtex_escape(site.date)}}}",
-        "}",
-    ])
+    bibtex = "\n".join(
+        [
+            f"@misc{{{key},",
+            *([f"  author       = {{{bibtex_escape(' and '.join(site.authors))}}},"] if site.authors else []),
+            f"  title        = {{{{{bibtex_escape(name)}}}}},",
+            f"  howpublished = {{{bibtex_escape(site.title)}, \\url{{{permalink}}}}},",
+            f"  year         = {{{bibtex_escape(year)}}},",
+            *([f"  doi          = {{{bibtex_escape(site.doi)}}},"] if site.doi else []),
+            f"  note         = {{{what} {unit} of layer {bibtex_escape(layer.name)}, SAE {sae}, version of {bibtex_escape(site.date)}}}",
+            "}",
+        ]
+    )
     by = f"{', '.join(site.authors)}. " if site.authors else ""
     doi = f" doi:{site.doi}." if site.doi else ""
     plain = f"{by}{site.title}. \u201c{name}.\u201d {site.date}. {permalink} (SAE {sae}).{doi}"
@@ -201,8 +215,12 @@ def class_weight_rows(site: Site, dataset: Dataset, weights: np.ndarray) -> dict
 
     def row(c: int) -> dict:
         w = float(weights[c])
-        return {**class_link(site, dataset, c), "weight": fmt_signed(w),
-                "bar": f"{100 * abs(w) / scale:.1f}" if scale > 0 else "0", "negative": w < 0}
+        return {
+            **class_link(site, dataset, c),
+            "weight": fmt_signed(w),
+            "bar": f"{100 * abs(w) / scale:.1f}" if scale > 0 else "0",
+            "negative": w < 0,
+        }
 
     drives = [row(int(c)) for c in top_k(weights, N_DRIVES) if weights[c] > 0]
     suppresses = [row(int(c)) for c in top_k(-weights, N_SUPPRESSES) if weights[c] < 0]
@@ -215,8 +233,13 @@ def class_weight_rows(site: Site, dataset: Dataset, weights: np.ndarray) -> dict
 def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tuple[str, str, dict]:
     path = urls.home()
     layers = [
-        {"name": L.name, "href": urls.layer(site.model, L.name), "map": urls.layer_map(site.model, L.name),
-         "n_features": fmt_count(L.n_features), "n_neurons": fmt_count(L.n_neurons)}
+        {
+            "name": L.name,
+            "href": urls.layer(site.model, L.name),
+            "map": urls.layer_map(site.model, L.name),
+            "n_features": fmt_count(L.n_features),
+            "n_neurons": fmt_count(L.n_neurons),
+        }
         for L in arts.layers
     ]
     example, highlights = None, []
@@ -228,10 +251,16 @@ def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tu
         highlights = [indexes[L.name].feature_cards[int(i)] for i in strongest]
         highlights = {"layer": L.name, "href": urls.layer(site.model, L.name), "cards": highlights}
     ctx = base_context(
-        site, path, site.title, [],
-        model={"name": site.model, "href": urls.model(site.model),
-               "n_classes": fmt_count(arts.dataset.n_classes),
-               "accuracy": _accuracy_text(arts.model_info)},
+        site,
+        path,
+        site.title,
+        [],
+        model={
+            "name": site.model,
+            "href": urls.model(site.model),
+            "n_classes": fmt_count(arts.dataset.n_classes),
+            "accuracy": _accuracy_text(arts.model_info),
+        },
         layers=layers,
         dataset_identity=arts.dataset.identity,
         example=example,
@@ -260,7 +289,7 @@ def below_chance(model_info: dict) -> bool:
 
 
 def _provenance_text(model_info: dict) -> str | None:
-    """"Trained by atlasgen on N training images" or "Used as given: ...", from model.json."""
+    """ "Trained by atlasgen on N training images" or "Used as given: ...", from model.json."""
     weights = model_info.get("weights")
     if not weights:
         return None
@@ -296,11 +325,13 @@ def _metric_rows(metrics: dict) -> list[dict]:
 
 def _layer_summary(site: Site, L: Layer) -> dict:
     metrics = L.sae_metrics
+
     def metric(key, pct=False):
         v = metrics.get(key)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return "n/a"
         return fmt_pct(v) if pct else fmt_num(v, 3)
+
     return {
         "name": L.name,
         "href": urls.layer(site.model, L.name),
@@ -324,15 +355,21 @@ def model_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
     order = [s for s in ds.info.get("superclasses") or [] if s in groups]
     order += sorted(s for s in groups if s not in order)
     ctx = base_context(
-        site, path, site.model, crumbs(site, (site.model, None)),
+        site,
+        path,
+        site.model,
+        crumbs(site, (site.model, None)),
         model_name=site.model,
         accuracy=_accuracy_text(arts.model_info),
         below_chance=below_chance(arts.model_info),
         provenance=_provenance_text(arts.model_info),
         source=arts.model_info.get("source"),
-        dataset={"identity": ds.identity, "source": ds.info.get("source"),
-                 "n_images": fmt_count(ds.info.get("n_images", len(ds.labels))),
-                 "n_classes": fmt_count(ds.n_classes)},
+        dataset={
+            "identity": ds.identity,
+            "source": ds.info.get("source"),
+            "n_images": fmt_count(ds.info.get("n_images", len(ds.labels))),
+            "n_classes": fmt_count(ds.n_classes),
+        },
         layers=[_layer_summary(site, L) for L in arts.layers],
         class_groups=[{"name": s, "classes": groups[s]} for s in order],
     )
@@ -347,8 +384,14 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
     facts = [
         {"name": "SAE features", "value": fmt_count(L.n_features)},
         {"name": "neurons (channels)", "value": fmt_count(L.n_neurons)},
-        {"name": "features firing on the dataset", "value": f"{fmt_count(alive)} ({fmt_pct(alive / max(L.n_features, 1))})"},
-        {"name": "median feature density", "value": fmt_pct(float(np.median(density))) if density.size else "n/a"},
+        {
+            "name": "features firing on the dataset",
+            "value": f"{fmt_count(alive)} ({fmt_pct(alive / max(L.n_features, 1))})",
+        },
+        {
+            "name": "median feature density",
+            "value": fmt_pct(float(np.median(density))) if density.size else "n/a",
+        },
     ]
     for key in ("architecture", "d_in", "d_sae", "k"):
         if key in L.sae_cfg:
@@ -357,7 +400,10 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
     if L.importance is None and L.importance_skipped:
         facts.append({"name": "importance", "value": f"not computed: {L.importance_skipped}"})
     ctx = base_context(
-        site, path, f"{L.name}", crumbs(site, (site.model, urls.model(site.model)), (L.name, None)),
+        site,
+        path,
+        f"{L.name}",
+        crumbs(site, (site.model, urls.model(site.model)), (L.name, None)),
         layer=_layer_summary(site, L),
         facts=facts,
         metrics=_metric_rows(L.sae_metrics),
@@ -373,8 +419,10 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         data_href=urls.features_data(site.model, L.name),
         ratings_layer=ratings_pages.layer_context(site, ix),
         has_importance=L.importance is not None,
-        importance_help=("images that lose the true class from the top "
-                         f"{(L.importance or {}).get('info', {}).get('top_k', 10)} when the unit is mean-ablated"),
+        importance_help=(
+            "images that lose the true class from the top "
+            f"{(L.importance or {}).get('info', {}).get('top_k', 10)} when the unit is mean-ablated"
+        ),
         body_class="layer",
     )
     return path, "layer.html", ctx
@@ -385,13 +433,27 @@ def _pixelated(size: tuple[int, int] | None, display: int) -> bool:
 
 
 def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages, sprite) -> list[dict]:
-    return spectrum.example_items(ix.dataset, lambda c: class_link(site, ix.dataset, c), ex.top_idx[i], ex.top_val[i],
-                                  ex.top_maps[i], ex.top_pos[i] if ex.top_pos is not None else None,
-                                  float(ex.max_act[i]), images, sprite)
+    return spectrum.example_items(
+        ix.dataset,
+        lambda c: class_link(site, ix.dataset, c),
+        ex.top_idx[i],
+        ex.top_val[i],
+        ex.top_maps[i],
+        ex.top_pos[i] if ex.top_pos is not None else None,
+        float(ex.max_act[i]),
+        images,
+        sprite,
+    )
 
 
-def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImages,
-              indexes: dict[str, LayerIndex] | None = None) -> tuple[str, str, dict]:
+def unit_page(
+    site: Site,
+    ix: LayerIndex,
+    kind: str,
+    i: int,
+    images: DatasetImages,
+    indexes: dict[str, LayerIndex] | None = None,
+) -> tuple[str, str, dict]:
     """A feature (kind "f") or neuron (kind "n") page; ``indexes`` (every layer) enable the layer-to-layer weights."""
     L, ds = ix.layer, ix.dataset
     m = site.model
@@ -401,46 +463,98 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
     label = ix.labels[i] if kind == "f" else ""
     code = f"{L.name}/{kind}/{i}"
 
-    stats = [
-        {"name": "density", "value": fmt_pct(ex.density[i]), "help": "fraction of images where it fires anywhere"},
-        {"name": "max activation", "value": fmt_num(ex.max_act[i]), "help": "maximum over the dataset"},
-        {"name": "mean activation", "value": fmt_num(ex.mean_act[i]), "help": "mean per-image maximum where it fires"},
-        {"name": "label entropy", "value": f"{fmt_num(ex.label_entropy[i])} nats",
-         "help": "activation-weighted entropy of the classes of its top images"},
-    ] + circuits.importance_stats(L, kind, i) + ratings_pages.unit_stats(ix, kind, i)
+    stats = (
+        [
+            {
+                "name": "density",
+                "value": fmt_pct(ex.density[i]),
+                "help": "fraction of images where it fires anywhere",
+            },
+            {"name": "max activation", "value": fmt_num(ex.max_act[i]), "help": "maximum over the dataset"},
+            {
+                "name": "mean activation",
+                "value": fmt_num(ex.mean_act[i]),
+                "help": "mean per-image maximum where it fires",
+            },
+            {
+                "name": "label entropy",
+                "value": f"{fmt_num(ex.label_entropy[i])} nats",
+                "help": "activation-weighted entropy of the classes of its top images",
+            },
+        ]
+        + circuits.importance_stats(L, kind, i)
+        + ratings_pages.unit_stats(ix, kind, i)
+    )
     if ex.density_position is not None:
-        stats[1:1] = [{"name": "density per position", "value": fmt_pct(ex.density_position[i]),
-                       "help": "fraction of all image positions where it fires"}]
-        stats.insert(4, {"name": "mean per position", "value": fmt_num(ex.mean_act_position[i]),
-                         "help": "mean activation over the positions where it fires"})
+        stats[1:1] = [
+            {
+                "name": "density per position",
+                "value": fmt_pct(ex.density_position[i]),
+                "help": "fraction of all image positions where it fires",
+            }
+        ]
+        stats.insert(
+            4,
+            {
+                "name": "mean per position",
+                "value": fmt_num(ex.mean_act_position[i]),
+                "help": "mean activation over the positions where it fires",
+            },
+        )
     top_classes = [
         {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
-        for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0
+        for c, w in zip(ex.top_classes[i], ex.top_class_weights[i])
+        if int(c) >= 0
     ]
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[i]
     if kind == "f":
-        related = [{"title": "Similar features", "note": "cosine similarity of decoder directions",
-                    "cards": [{**ix.feature_cards[int(j)], "value": fmt_num(c)}
-                              for j, c in zip(ix.similar[i][:N_RELATED_SHOWN], ix.similar_cos[i])]},
-                   {"title": "Neurons it writes to", "note": "largest |W_dec| entries of this feature",
-                    "cards": [{**ix.neuron_cards[int(n)], "value": fmt_signed(L.W_dec[i, int(n)])}
-                              for n in ix.decoder_neurons[i][:N_RELATED_SHOWN]]}]
+        related = [
+            {
+                "title": "Similar features",
+                "note": "cosine similarity of decoder directions",
+                "cards": [
+                    {**ix.feature_cards[int(j)], "value": fmt_num(c)}
+                    for j, c in zip(ix.similar[i][:N_RELATED_SHOWN], ix.similar_cos[i])
+                ],
+            },
+            {
+                "title": "Neurons it writes to",
+                "note": "largest |W_dec| entries of this feature",
+                "cards": [
+                    {**ix.neuron_cards[int(n)], "value": fmt_signed(L.W_dec[i, int(n)])}
+                    for n in ix.decoder_neurons[i][:N_RELATED_SHOWN]
+                ],
+            },
+        ]
         together = spectrum.cooccurring(L.cooccurrence, i)
         if together:
-            related.append({"title": "Features that fire with it", "note":
-                            "share of the sampled images where this feature fires on which the other fires too",
-                            "cards": [{**ix.feature_cards[j], "value": share} for j, share in together]})
+            related.append(
+                {
+                    "title": "Features that fire with it",
+                    "note": "share of the sampled images where this feature fires on which the other fires too",
+                    "cards": [{**ix.feature_cards[j], "value": share} for j, share in together],
+                }
+            )
     else:
-        related = [{"title": "SAE features loading on this neuron", "note": "largest |W_dec[:, n]|",
-                    "cards": [{**ix.feature_cards[int(f)], "value": fmt_signed(L.W_dec[int(f), i])}
-                              for f in ix.loading_features[i]]}]
+        related = [
+            {
+                "title": "SAE features loading on this neuron",
+                "note": "largest |W_dec[:, n]|",
+                "cards": [
+                    {**ix.feature_cards[int(f)], "value": fmt_signed(L.W_dec[int(f), i])}
+                    for f in ix.loading_features[i]
+                ],
+            }
+        ]
     vis_size = ix.vis_size.get(kind)
     sprite = HeatSprite()  # every heat-map of the page in one strip (size budget)
     examples = _examples(site, ix, ex, i, images, sprite)
     bands = spectrum.bands(ds, lambda c: class_link(site, ds, c), ex, i, images, sprite)
     heat_css = spectrum.finish_heat(sprite, examples, *(b["examples"] for b in bands))
     ctx = base_context(
-        site, path, f"{code}" + (f" \u00b7 {label}" if label else ""),
+        site,
+        path,
+        f"{code}" + (f" \u00b7 {label}" if label else ""),
         crumbs(site, (m, urls.model(m)), (L.name, urls.layer(m, L.name)), (f"{kind}/{i}", None)),
         kind=kind,
         kind_name=KIND_NAMES[kind],
@@ -482,8 +596,9 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
     return path, "unit.html", ctx
 
 
-def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: int,
-               images: DatasetImages) -> tuple[str, str, dict]:
+def class_page(
+    site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: int, images: DatasetImages
+) -> tuple[str, str, dict]:
     ds = arts.dataset
     m = site.model
     name = ds.class_names[c]
@@ -493,17 +608,25 @@ def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: i
         ix = indexes[L.name]
         wf = L.class_weights_features[:, c]
         wn = L.class_weights_neurons[:, c]
-        layers.append({
-            "name": L.name,
-            "href": urls.layer(m, L.name),
-            "features": [{**ix.feature_cards[int(f)], "value": fmt_signed(wf[f])}
-                         for f in top_k(wf, N_CLASS_FEATURES) if wf[f] > 0],
-            "neurons": [{**ix.neuron_cards[int(n)], "value": fmt_signed(wn[n])}
-                        for n in top_k(wn, N_CLASS_NEURONS) if wn[n] > 0],
-            "method": str(L.circuits_info.get("method", "")),
-            "exact": bool(L.circuits_info.get("exact")),
-            "method_note": str(L.circuits_info.get("note", "")),
-        })
+        layers.append(
+            {
+                "name": L.name,
+                "href": urls.layer(m, L.name),
+                "features": [
+                    {**ix.feature_cards[int(f)], "value": fmt_signed(wf[f])}
+                    for f in top_k(wf, N_CLASS_FEATURES)
+                    if wf[f] > 0
+                ],
+                "neurons": [
+                    {**ix.neuron_cards[int(n)], "value": fmt_signed(wn[n])}
+                    for n in top_k(wn, N_CLASS_NEURONS)
+                    if wn[n] > 0
+                ],
+                "method": str(L.circuits_info.get("method", "")),
+                "exact": bool(L.circuits_info.get("exact")),
+                "method_note": str(L.circuits_info.get("note", "")),
+            }
+        )
     # Dataset images of this class: training images in index order, grouped by facet when known.
     members = np.flatnonzero(ds.labels == c)
     if ds.split is not None:
@@ -516,11 +639,13 @@ def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: i
             if chosen.size:
                 groups.append({"name": facet, "images": [images.url(int(k)) for k in chosen]})
     else:
-        chosen = members[:2 * N_CLASS_IMAGES]
+        chosen = members[: 2 * N_CLASS_IMAGES]
         if chosen.size:
             groups.append({"name": "", "images": [images.url(int(k)) for k in chosen]})
     ctx = base_context(
-        site, path, f"class {name}",
+        site,
+        path,
+        f"class {name}",
         crumbs(site, (m, urls.model(m)), ("classes", urls.model(m) + "#classes"), (name, None)),
         class_name=name,
         class_id=c,
@@ -553,20 +678,30 @@ def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         n = cluster_index.get(clusters[0]) if clusters else None
         card = ix.feature_cards[int(f["id"])]
         (by_cluster[n] if n is not None else unclustered).append(card)
-    clusters = [{"name": cl.get("name") or f"cluster {cl['id']}", "features": by_cluster[n],
-                 "swatch": n % N_MAP_COLOURS} for n, cl in enumerate(top)]
+    clusters = [
+        {
+            "name": cl.get("name") or f"cluster {cl['id']}",
+            "features": by_cluster[n],
+            "swatch": n % N_MAP_COLOURS,
+        }
+        for n, cl in enumerate(top)
+    ]
     if unclustered:
         clusters.append({"name": "unclustered", "features": unclustered, "swatch": None})
     ctx = base_context(
-        site, path, f"{L.name} map",
+        site,
+        path,
+        f"{L.name} map",
         crumbs(site, (m, urls.model(m)), (L.name, urls.layer(m, L.name)), ("map", None)),
         layer_name=L.name,
         layer_href=urls.layer(m, L.name),
         clusters=clusters,
         n_levels=len(levels),
-        map_source={"class_weights": "class-weight profiles",
-                    "coactivation": "activations on a sample of images",
-                    "predictions": "model predictions on the images they fire on"}.get(L.map.get("source"), "decoder directions"),
+        map_source={
+            "class_weights": "class-weight profiles",
+            "coactivation": "activations on a sample of images",
+            "predictions": "model predictions on the images they fire on",
+        }.get(L.map.get("source"), "decoder directions"),
         level_sizes=[len(lvl) for lvl in levels],
         has_atlas=bool(L.atlas.get("grids")),
         atlas_points=fmt_count(int(L.atlas.get("n_points", 0))),
@@ -585,19 +720,26 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
     ex = L.features
     rows = []
     for i in range(L.n_features):
-        rows.append({
-            "id": i,
-            "label": ix.labels[i],
-            "density": json_num(ex.density[i]),
-            "max_act": json_num(ex.max_act[i]),
-            "mean_act": json_num(ex.mean_act[i]),
-            "top_classes": [{"class": ds.class_names[int(c)], "share": json_num(w, 4)}
-                            for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0],
-        })
+        rows.append(
+            {
+                "id": i,
+                "label": ix.labels[i],
+                "density": json_num(ex.density[i]),
+                "max_act": json_num(ex.max_act[i]),
+                "mean_act": json_num(ex.mean_act[i]),
+                "top_classes": [
+                    {"class": ds.class_names[int(c)], "share": json_num(w, 4)}
+                    for c, w in zip(ex.top_classes[i], ex.top_class_weights[i])
+                    if int(c) >= 0
+                ],
+            }
+        )
         if L.importance is not None:
-            rows[-1].update(importance=int(L.importance["features_topk"][i]),
-                            importance_top1=int(L.importance["features_top1"][i]),
-                            importance_rank=int(L.importance["features_rank"][i]))
+            rows[-1].update(
+                importance=int(L.importance["features_topk"][i]),
+                importance_top1=int(L.importance["features_top1"][i]),
+                importance_rank=int(L.importance["features_rank"][i]),
+            )
     return {"model": site.model, "layer": L.name, "sae_sha256": L.sae_sha256, "features": rows}
 
 
@@ -610,8 +752,14 @@ def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) ->
         for i in range(L.n_features):
             classes = ", ".join(arts.dataset.class_names[int(c)] for c in ex.top_classes[i] if int(c) >= 0)
             features.append([urls.unit(site.model, L.name, "f", i), L.name, i, ix.labels[i], classes])
-    classes = [[urls.class_page(site.model, arts.dataset.class_slugs[c]), arts.dataset.class_names[c],
-                arts.dataset.superclass_of[c] or ""] for c in range(arts.dataset.n_classes)]
+    classes = [
+        [
+            urls.class_page(site.model, arts.dataset.class_slugs[c]),
+            arts.dataset.class_names[c],
+            arts.dataset.superclass_of[c] or "",
+        ]
+        for c in range(arts.dataset.n_classes)
+    ]
     return {"model": site.model, "features": features, "classes": classes}
 
 

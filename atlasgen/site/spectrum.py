@@ -32,8 +32,9 @@ def crop_position(pos, grid: tuple[int, int], zoom: float = CROP_ZOOM) -> str:
     return f"{px * 100:.0f}% {py * 100:.0f}%"  # 1 % of the 1.5-box overhang: under 2 px at 120 px
 
 
-def example_items(dataset, class_link, idx, val, maps, pos, scale: float, images: DatasetImages,
-                  sprite: HeatSprite) -> list[dict]:
+def example_items(
+    dataset, class_link, idx, val, maps, pos, scale: float, images: DatasetImages, sprite: HeatSprite
+) -> list[dict]:
     """One dict per shown example (index >= 0): image, heat-map tile, crop, value, class and facet.
 
     The heat-maps go into ``sprite`` (one per page); ``finish_heat`` sets each item's tile position once
@@ -54,17 +55,19 @@ def example_items(dataset, class_link, idx, val, maps, pos, scale: float, images
             if 0 <= fi < len(dataset.facet_names[c]):
                 facet = dataset.facet_names[c][fi]
         p = pos[j] if pos is not None else np.unravel_index(int(np.argmax(maps[j])), grid)
-        out.append({
-            "src": images.url(i),
-            "tile": tile,
-            "heat": "",
-            "crop": crop_position(p, grid),
-            "act": fmt_num(val[j]),
-            "rel": fmt_pct(float(val[j]) / scale) if scale > 0 else "",
-            "index": i,
-            "facet": facet,
-            **{"class_" + k: v for k, v in class_link(c).items()},
-        })
+        out.append(
+            {
+                "src": images.url(i),
+                "tile": tile,
+                "heat": "",
+                "crop": crop_position(p, grid),
+                "act": fmt_num(val[j]),
+                "rel": fmt_pct(float(val[j]) / scale) if scale > 0 else "",
+                "index": i,
+                "facet": facet,
+                **{"class_" + k: v for k, v in class_link(c).items()},
+            }
+        )
     return out
 
 
@@ -94,17 +97,28 @@ def bands(dataset, class_link, ex, i: int, images: DatasetImages, sprite: HeatSp
         idx = np.where(repeated, -1, band_idx[b])
         hi, lo = float(ex.band_edges[b]), float(ex.band_edges[b + 1])
         rel_hi, rel_lo = float(ex.band_edges_rel[i, b]), float(ex.band_edges_rel[i, b + 1])
-        out.append({
-            "id": b,
-            "name": f"{lo * 100:.0f}\u2013{hi * 100:.0f} % of max",
-            "range": f"{fmt_num(rel_lo * scale)} \u2013 {fmt_num(rel_hi * scale)}",
-            "edges_note": f"edges used: {rel_lo:.3f}\u2013{rel_hi:.3f} of max (snapped to a log grid)",
-            "count": fmt_count(int(ex.band_count[i, b])),
-            "n": int(ex.band_count[i, b]),
-            "in_top": int(repeated.sum()),
-            "examples": example_items(dataset, class_link, idx, ex.band_val[i, b],
-                                      ex.band_maps[i, b], ex.band_pos[i, b], scale, images, sprite),
-        })
+        out.append(
+            {
+                "id": b,
+                "name": f"{lo * 100:.0f}\u2013{hi * 100:.0f} % of max",
+                "range": f"{fmt_num(rel_lo * scale)} \u2013 {fmt_num(rel_hi * scale)}",
+                "edges_note": f"edges used: {rel_lo:.3f}\u2013{rel_hi:.3f} of max (snapped to a log grid)",
+                "count": fmt_count(int(ex.band_count[i, b])),
+                "n": int(ex.band_count[i, b]),
+                "in_top": int(repeated.sum()),
+                "examples": example_items(
+                    dataset,
+                    class_link,
+                    idx,
+                    ex.band_val[i, b],
+                    ex.band_maps[i, b],
+                    ex.band_pos[i, b],
+                    scale,
+                    images,
+                    sprite,
+                ),
+            }
+        )
     return out
 
 
@@ -115,8 +129,11 @@ def cooccurring(cooc: dict | None, i: int) -> list[tuple[int, str]]:
     n_i = int(cooc["fires"][i])
     if n_i == 0:
         return []
-    return [(int(j), fmt_pct(int(c) / n_i)) for j, c in zip(cooc["partners"][i][:N_COOCCURRING],
-                                                            cooc["partner_count"][i][:N_COOCCURRING]) if c > 0]
+    return [
+        (int(j), fmt_pct(int(c) / n_i))
+        for j, c in zip(cooc["partners"][i][:N_COOCCURRING], cooc["partner_count"][i][:N_COOCCURRING])
+        if c > 0
+    ]
 
 
 def layer_pairs(cooc: dict | None, cards: list[dict]) -> dict | None:
@@ -124,7 +141,14 @@ def layer_pairs(cooc: dict | None, cards: list[dict]) -> dict | None:
     if not cooc or len(cooc["pairs"]) == 0:
         return None
     n = int(cooc["n_images"])
-    rows = [{"a": cards[int(a)], "b": cards[int(b)], "count": fmt_count(int(c)), "share": fmt_pct(int(c) / max(n, 1)),
-             "jaccard": fmt_num(float(jac), 2)}
-            for (a, b), c, jac in zip(cooc["pairs"][:N_LAYER_PAIRS], cooc["pair_count"], cooc["pair_jaccard"])]
+    rows = [
+        {
+            "a": cards[int(a)],
+            "b": cards[int(b)],
+            "count": fmt_count(int(c)),
+            "share": fmt_pct(int(c) / max(n, 1)),
+            "jaccard": fmt_num(float(jac), 2),
+        }
+        for (a, b), c, jac in zip(cooc["pairs"][:N_LAYER_PAIRS], cooc["pair_count"], cooc["pair_jaccard"])
+    ]
     return {"rows": rows, "n_images": fmt_count(n)}

@@ -42,17 +42,23 @@ from atlasgen.models import (
 from atlasgen.sae_formats import load_sae_any
 from atlasgen.stage import Stage, StageContext
 
-STAGE = Stage("circuits", deps=("dataset", "model", "sae"), config=("layers", "circuits"),
-              what="class and layer-to-layer weights")
+STAGE = Stage(
+    "circuits",
+    deps=("dataset", "model", "sae"),
+    config=("layers", "circuits"),
+    what="class and layer-to-layer weights",
+)
 
 
-def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device: str, n_classes: int) -> np.ndarray:
+def gradient_class_weights(
+    model, layer: str, data, indices: np.ndarray, device: str, n_classes: int
+) -> np.ndarray:
     """(K, C): mean over images of d logit_k / d (spatial mean of the layer's channel c),
     for the model output of each of the K dataset classes."""
     outputs = class_outputs(model, n_classes)
     total = None
     for start in range(0, len(indices), 64):
-        images = data.batch(indices[start:start + 64]).to(device)
+        images = data.batch(indices[start : start + 64]).to(device)
         acts = layer_activations(model, images, [layer])[layer].detach().requires_grad_(True)
         logits = _forward_from(model, layer, acts, images)
         rows = []
@@ -68,7 +74,9 @@ def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device:
 def _forward_from(model, layer: str, replacement: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """Run the model with the layer's output replaced by ``replacement`` (keeps the graph)."""
     view = layer_view(model, layer)
-    handle = get_module(model, view.module).register_forward_hook(lambda _m, _i, o: view.splice(o, replacement))
+    handle = get_module(model, view.module).register_forward_hook(
+        lambda _m, _i, o: view.splice(o, replacement)
+    )
     try:
         with torch.enable_grad():
             return model(images)
@@ -87,22 +95,37 @@ def run(ctx: StageContext) -> None:
         if reaches_classifier_linearly(model, layer, data.batch(probe).to(ctx.device)):
             W_class = classifier_head(model).weight.detach().cpu().numpy().astype(np.float64)  # (outputs, C)
             W_class = W_class[class_outputs(model, data.n_classes)]  # (K, C): each dataset class's output
-            info = {"exact": True, "method": "W_fc . W_dec^T",
-                    "note": "exact: the layer reaches the logits through average pooling and one linear layer"}
+            info = {
+                "exact": True,
+                "method": "W_fc . W_dec^T",
+                "note": "exact: the layer reaches the logits through average pooling and one linear layer",
+            }
         else:
             sample = data.indices("train")[:256]
-            W_class = gradient_class_weights(model, layer, data, sample, ctx.device, data.n_classes).astype(np.float64)
-            info = {"exact": False, "method": "mean gradient of the logits w.r.t. the pooled layer . W_dec^T",
-                    "note": f"linear attribution (not exact): gradients averaged over {len(sample)} training images"}
-        atomic_save_npz(ctx.out / layer / "class_weights.npz",
-                        features=(W_dec @ W_class.T).astype(np.float32), neurons=W_class.T.astype(np.float32))
+            W_class = gradient_class_weights(model, layer, data, sample, ctx.device, data.n_classes).astype(
+                np.float64
+            )
+            info = {
+                "exact": False,
+                "method": "mean gradient of the logits w.r.t. the pooled layer . W_dec^T",
+                "note": f"linear attribution (not exact): gradients averaged over {len(sample)} training images",
+            }
+        atomic_save_npz(
+            ctx.out / layer / "class_weights.npz",
+            features=(W_dec @ W_class.T).astype(np.float32),
+            neurons=W_class.T.astype(np.float32),
+        )
         atomic_write_json(ctx.out / layer / "circuits.json", dict(info, top_k=ctx.cfg.circuits.top_k))
         ctx.console.detail(f"{layer}: class weights {'exact' if info['exact'] else 'by attribution'}")
     # Layer-to-layer weights between consecutive studied layers that are whole module outputs (a
     # channel range or a ViT token view has no kernel of its own). A path the expanded-weights
     # method cannot linearize (a functional max-pool or ReLU) is reported and skipped: class
     # weights and every other page section stay.
-    whole = [layer.name for layer in ctx.cfg.layers if not layer.channels and (layer.module or layer.name) == layer.name]
+    whole = [
+        layer.name
+        for layer in ctx.cfg.layers
+        if not layer.channels and (layer.module or layer.name) == layer.name
+    ]
     order = forward_order(model, whole, data.image_size, ctx.device)
     for src, dst in zip(order, order[1:]):
         try:
@@ -128,8 +151,13 @@ def write_layer_weights(ctx: StageContext, model, src: str, dst: str, image_size
             store[f"{kind}_w"] = pairs[f"{side}_w"].astype(np.float32)
             store[f"{kind}_kernel"] = pairs[f"{side}_kernel"].astype(np.float32)
     kh, kw = J.shape[2:]
-    info = {"method": "expanded weights (ReLUs and max-pools linearized), autograd", "kernel": [int(kh), int(kw)],
-            "features_read": "W_enc (downstream encoder)", "features_write": "W_dec (upstream decoder)", "top_k": k}
+    info = {
+        "method": "expanded weights (ReLUs and max-pools linearized), autograd",
+        "kernel": [int(kh), int(kw)],
+        "features_read": "W_enc (downstream encoder)",
+        "features_write": "W_dec (upstream decoder)",
+        "top_k": k,
+    }
     atomic_save_npz(ctx.out / dst / "upstream.npz", **up)
     atomic_write_json(ctx.out / dst / "upstream.json", dict(info, layer=src))
     atomic_save_npz(ctx.out / src / "downstream.npz", **down)

@@ -32,32 +32,65 @@ from atlasgen.models import load_model
 from atlasgen.sae_formats import load_sae_any
 from atlasgen.stage import Stage, StageContext
 
-STAGE = Stage("featurevis", deps=("model", "sae"), config=("layers", "featurevis", "dataset.image_size"),
-              what="feature visualisations", resumable=True, distributed=True)
+STAGE = Stage(
+    "featurevis",
+    deps=("model", "sae"),
+    config=("layers", "featurevis", "dataset.image_size"),
+    what="feature visualisations",
+    resumable=True,
+    distributed=True,
+)
 
 # Under torchrun every rank runs this stage and renders the chunks c (of each family, in
 # unit order) with c % world == rank; the images depend only on (seed, unit, variant), so they are
 # the same bytes whichever rank renders them. Rank 0 merges the quality shards and writes meta.json.
 
-QUALITY_KEYS = ("unit", "objective", "own_act", "other_unit", "other_act", "rank",
-                "objective_neuron", "objective_negative", "objective_diverse")
+QUALITY_KEYS = (
+    "unit",
+    "objective",
+    "own_act",
+    "other_unit",
+    "other_act",
+    "rank",
+    "objective_neuron",
+    "objective_negative",
+    "objective_diverse",
+)
 
 
 def _render_chunk(model, layer, units, directions, encode, cfg, eval_size, device, folder):
     """Render every image of one chunk of units, write them, return the chunk's quality arrays."""
     family = folder.name
-    common = dict(sae=directions, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, device=device,
-                  precision=cfg.precision, return_objective=True)
+    common = dict(
+        sae=directions,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        device=device,
+        precision=cfg.precision,
+        return_objective=True,
+    )
     main_t = STANDARD_TRANSFORMS.for_size(cfg.image_size)
-    var = dict(image_size=cfg.variant_image_size, steps=cfg.variant_steps,
-               transforms=STANDARD_TRANSFORMS.for_size(cfg.variant_image_size), **common)
+    var = dict(
+        image_size=cfg.variant_image_size,
+        steps=cfg.variant_steps,
+        transforms=STANDARD_TRANSFORMS.for_size(cfg.variant_image_size),
+        **common,
+    )
     nan = np.full(len(units), np.nan, np.float32)
-    q = {"unit": np.asarray(units, np.int64), "objective_neuron": nan, "objective_negative": nan,
-         "objective_diverse": np.full((len(units), max(cfg.diverse, 1)), np.nan, np.float32)}
+    q = {
+        "unit": np.asarray(units, np.int64),
+        "objective_neuron": nan,
+        "objective_negative": nan,
+        "objective_diverse": np.full((len(units), max(cfg.diverse, 1)), np.nan, np.float32),
+    }
 
-    images, q["objective"] = render_units(model, layer, units, image_size=cfg.image_size, steps=cfg.steps,
-                                          transforms=main_t, **common)
-    save_webp(images, folder, units, thumb_folder=folder.with_name(f"{family}_thumb"), thumb_size=cfg.thumb_size)
+    images, q["objective"] = render_units(
+        model, layer, units, image_size=cfg.image_size, steps=cfg.steps, transforms=main_t, **common
+    )
+    save_webp(
+        images, folder, units, thumb_folder=folder.with_name(f"{family}_thumb"), thumb_size=cfg.thumb_size
+    )
     if cfg.neuron:
         img, q["objective_neuron"] = render_units(model, layer, units, mode="neuron", **var)
         save_webp(img, folder.with_name(f"{family}_neuron"), units)
@@ -65,14 +98,16 @@ def _render_chunk(model, layer, units, directions, encode, cfg, eval_size, devic
         img, q["objective_negative"] = render_units(model, layer, units, negative=True, **var)
         save_webp(img, folder.with_name(f"{family}_negative"), units)
     if cfg.diverse:
-        img, q["objective_diverse"] = render_units(model, layer, units, copies=cfg.diverse,
-                                                   diversity_weight=cfg.diversity_weight, **var)
+        img, q["objective_diverse"] = render_units(
+            model, layer, units, copies=cfg.diverse, diversity_weight=cfg.diversity_weight, **var
+        )
         for k in range(cfg.diverse):
             save_webp(np.ascontiguousarray(img[:, k]), folder.with_name(f"{family}_diverse") / str(k), units)
 
     # Quality: every unit's maximum on each main image, at the size dataset images have.
-    maxima = unit_maxima(model, layer, images, encode=encode, size=eval_size, batch_size=cfg.batch_size,
-                         device=device)
+    maxima = unit_maxima(
+        model, layer, images, encode=encode, size=eval_size, batch_size=cfg.batch_size, device=device
+    )
     rows = np.arange(len(units))
     own = maxima[rows, units]
     others = maxima.copy()
@@ -98,9 +133,15 @@ def run(ctx: StageContext) -> None:
         full_sae = load_sae_any(sae_dir).to(ctx.device).eval()
         families = {"features": (sae.n_features, sae, full_sae.encode), "neurons": (sae.d_in, None, None)}
         d = ctx.dist
-        chunks = {family: [list(range(start, min(n, start + cfg.batch_size))) for start in range(0, n, cfg.batch_size)]
-                  for family, (n, _, _) in families.items()}
-        mine = {family: [c for i, c in enumerate(cs) if d is None or d.mine(i)] for family, cs in chunks.items()}
+        chunks = {
+            family: [
+                list(range(start, min(n, start + cfg.batch_size))) for start in range(0, n, cfg.batch_size)
+            ]
+            for family, (n, _, _) in families.items()
+        }
+        mine = {
+            family: [c for i, c in enumerate(cs) if d is None or d.mine(i)] for family, cs in chunks.items()
+        }
         total = sum(len(c) for cs in mine.values() for c in cs)
         with ctx.progress(total, f"vis {layer}") as bar:
             done = 0
@@ -109,7 +150,9 @@ def run(ctx: StageContext) -> None:
                 for units in mine[family]:
                     shard = shards / f"{units[0]:08d}.npz"
                     if not shard.exists():  # written last: its presence means the chunk is complete
-                        q = _render_chunk(model, layer, units, directions, encode, cfg, eval_size, ctx.device, folder)
+                        q = _render_chunk(
+                            model, layer, units, directions, encode, cfg, eval_size, ctx.device, folder
+                        )
                         shards.mkdir(parents=True, exist_ok=True)
                         atomic_save_npz(shard, **q)
                     done += len(units)
@@ -124,11 +167,23 @@ def run(ctx: StageContext) -> None:
             for p in sorted(shards.glob("*.npz")):
                 with np.load(p) as z:
                     parts.append({k: z[k] for k in QUALITY_KEYS})
-            atomic_save_npz(ctx.out / layer / f"{family}_quality.npz",
-                            **{k: np.concatenate([p[k] for p in parts]) for k in QUALITY_KEYS})
-        atomic_write_json(ctx.out / layer / "meta.json", {
-            "mode": "channel", "image_size": cfg.image_size, "thumb_size": cfg.thumb_size, "steps": cfg.steps,
-            "variant_image_size": cfg.variant_image_size, "variant_steps": cfg.variant_steps,
-            "neuron": cfg.neuron, "negative": cfg.negative, "diverse": cfg.diverse,
-            "eval_size": eval_size, "precision": cfg.precision,
-        })
+            atomic_save_npz(
+                ctx.out / layer / f"{family}_quality.npz",
+                **{k: np.concatenate([p[k] for p in parts]) for k in QUALITY_KEYS},
+            )
+        atomic_write_json(
+            ctx.out / layer / "meta.json",
+            {
+                "mode": "channel",
+                "image_size": cfg.image_size,
+                "thumb_size": cfg.thumb_size,
+                "steps": cfg.steps,
+                "variant_image_size": cfg.variant_image_size,
+                "variant_steps": cfg.variant_steps,
+                "neuron": cfg.neuron,
+                "negative": cfg.negative,
+                "diverse": cfg.diverse,
+                "eval_size": eval_size,
+                "precision": cfg.precision,
+            },
+        )

@@ -25,11 +25,14 @@ from atlasgen.models import layer_activations, load_model, positions_as_vectors
 from atlasgen.sae_formats import load_sae_any
 from atlasgen.stage import Stage, StageContext
 
-STAGE = Stage("game", deps=("dataset", "model", "sae"), config=("layers", "game"), what="guess-the-image rounds")
+STAGE = Stage(
+    "game", deps=("dataset", "model", "sae"), config=("layers", "game"), what="guess-the-image rounds"
+)
 
 
-def choose_rounds(heldout: np.ndarray, labels: np.ndarray, rounds: int, choices: int,
-                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def choose_rounds(
+    heldout: np.ndarray, labels: np.ndarray, rounds: int, choices: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images (R,), candidates (R, choices), answer (R,)) from held-out indices, deterministic in ``seed``.
 
     Distractors come from classes other than the answer's (and, while there
@@ -76,10 +79,14 @@ def run(ctx: StageContext) -> None:
     heldout = data.indices("heldout")
     reason = None
     if data.n_classes < 2:
-        reason = "the game asks which class an image shows, so it needs at least 2 classes (this dataset has 1)"
+        reason = (
+            "the game asks which class an image shows, so it needs at least 2 classes (this dataset has 1)"
+        )
     elif len(heldout) < cfg.choices:
-        reason = (f"{len(heldout)} held-out images, fewer than game.choices={cfg.choices}. Fix: lower game.choices "
-                  "or hold out more images (dataset.holdout_fraction, dataset.images_per_class)")
+        reason = (
+            f"{len(heldout)} held-out images, fewer than game.choices={cfg.choices}. Fix: lower game.choices "
+            "or hold out more images (dataset.holdout_fraction, dataset.images_per_class)"
+        )
     if reason is not None:
         atomic_write_json(ctx.out / "skipped.json", {"reason": reason})
         atomic_write_json(ctx.out / "build_notes.json", [f"game: skipped: {reason}"])
@@ -92,12 +99,19 @@ def run(ctx: StageContext) -> None:
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
         rows = []
         for start in range(0, len(images), 64):
-            idx = images[start:start + 64]
+            idx = images[start : start + 64]
             acts = layer_activations(model, data.batch(idx).to(ctx.device), [layer])[layer].float()
             b = acts.shape[0]
             codes = sae.encode(positions_as_vectors(acts))  # (b * positions, F)
             rows.append(codes.reshape(b, -1, codes.shape[1]).amax(dim=1).cpu().numpy().astype(np.float32))
-        atomic_save_npz(ctx.out / layer / "game.npz", images=images, acts=np.concatenate(rows),
-                        candidates=candidates, answer=answer)
-        atomic_write_json(ctx.out / layer / "game.json", {"rounds": int(len(images)), "choices": cfg.choices,
-                                                          "features": cfg.features, "seed": cfg.seed})
+        atomic_save_npz(
+            ctx.out / layer / "game.npz",
+            images=images,
+            acts=np.concatenate(rows),
+            candidates=candidates,
+            answer=answer,
+        )
+        atomic_write_json(
+            ctx.out / layer / "game.json",
+            {"rounds": int(len(images)), "choices": cfg.choices, "features": cfg.features, "seed": cfg.seed},
+        )

@@ -23,8 +23,9 @@ from atlasgen.models import attach_views, build_model, class_outputs, layer_shap
 from atlasgen.stage import Stage, StageContext
 from atlasgen.zoo import DEMO_LAYERS
 
-STAGE = Stage("model", deps=("dataset",), config=("model", "model_weights"), what="the classifier",
-              resumable=True)
+STAGE = Stage(
+    "model", deps=("dataset",), config=("model", "model_weights"), what="the classifier", resumable=True
+)
 
 
 def _save(path, obj) -> None:
@@ -47,7 +48,7 @@ def accuracy(model: nn.Module, data, indices: np.ndarray, device: str, batch_siz
     model.eval()
     correct = 0
     for start in range(0, len(indices), batch_size):
-        idx = indices[start:start + batch_size]
+        idx = indices[start : start + batch_size]
         logits = model(data.batch(idx).to(device))[:, class_outputs(model, data.n_classes)]
         correct += int((logits.argmax(1).cpu().numpy() == data.labels[idx]).sum())
     return correct / max(1, len(indices))
@@ -87,7 +88,9 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
     train_idx = data.indices("train")
     steps_per_epoch = (len(train_idx) + tc.batch_size - 1) // tc.batch_size
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=tc.epochs * steps_per_epoch, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=tc.lr, total_steps=tc.epochs * steps_per_epoch, pct_start=0.15
+    )
     start_epoch = 0
     ckpt = ctx.out / "checkpoint.pt"
     if ckpt.exists():
@@ -98,7 +101,11 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
         start_epoch = state["epoch"]
         ctx.console.detail(f"resuming demo model training at epoch {start_epoch + 1}")
     model.to(device)
-    loss_fn = sibling_smoothed_loss(data.classes, tc.sibling_smoothing) if tc.sibling_smoothing > 0 else nn.CrossEntropyLoss()
+    loss_fn = (
+        sibling_smoothed_loss(data.classes, tc.sibling_smoothing)
+        if tc.sibling_smoothing > 0
+        else nn.CrossEntropyLoss()
+    )
     begin = time.perf_counter()
     with ctx.progress((tc.epochs - start_epoch) * steps_per_epoch, "training") as bar:
         for epoch in range(start_epoch, tc.epochs):
@@ -108,7 +115,7 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
             order = train_idx[rng.permutation(len(train_idx))]
             model.train()
             for step in range(steps_per_epoch):
-                idx = order[step * tc.batch_size:(step + 1) * tc.batch_size]
+                idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
                 x = _augment(data.batch(idx), rng).to(device)
                 y = torch.from_numpy(data.labels[idx]).to(device)
                 loss = loss_fn(model(x), y)
@@ -117,7 +124,15 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
                 opt.step()
                 sched.step()
                 bar.update()
-            _save(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch + 1})
+            _save(
+                ckpt,
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "epoch": epoch + 1,
+                },
+            )
             ctx.console.detail(f"epoch {epoch + 1}/{tc.epochs}: loss {loss.item():.3f}")
     return time.perf_counter() - begin
 
@@ -130,7 +145,11 @@ def match_outputs(classes: list[dict], labels_file, n_outputs: int) -> list[int]
         return list(range(len(classes))) if n_outputs == len(classes) else None
     lines = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines()]
     if len(lines) != n_outputs:
-        raise ConfigError([f"model.labels: {labels_file.name} has {len(lines)} lines but the model has {n_outputs} outputs. Fix: one label per output, in output order."])
+        raise ConfigError(
+            [
+                f"model.labels: {labels_file.name} has {len(lines)} lines but the model has {n_outputs} outputs. Fix: one label per output, in output order."
+            ]
+        )
     index = {}
     for i, line in enumerate(lines):
         for key in {line, line.lower()}:
@@ -138,27 +157,42 @@ def match_outputs(classes: list[dict], labels_file, n_outputs: int) -> list[int]
     out, missing = [], []
     for c in classes:
         name = str(c["name"])
-        keys = (str(c.get("key", "")), name, name.lower(), name.split(",")[0].strip().lower())  # "tench, Tinca tinca" -> "tench"
+        keys = (
+            str(c.get("key", "")),
+            name,
+            name.lower(),
+            name.split(",")[0].strip().lower(),
+        )  # "tench, Tinca tinca" -> "tench"
         hit = next((index[k] for k in keys if k in index), None)
         (missing if hit is None else out).append(c["name"] if hit is None else hit)
     if missing:
-        raise ConfigError([f"model.labels: no output of the model is labelled {', '.join(repr(m) for m in missing[:5])}"
-                           f"{' and others' if len(missing) > 5 else ''}. Fix: name the classes (folder names, CSV labels or dataset.class_names) as in {labels_file.name}."])
+        raise ConfigError(
+            [
+                f"model.labels: no output of the model is labelled {', '.join(repr(m) for m in missing[:5])}"
+                f"{' and others' if len(missing) > 5 else ''}. Fix: name the classes (folder names, CSV labels or dataset.class_names) as in {labels_file.name}."
+            ]
+        )
     return out
 
 
 def provenance(model_cfg, weights_path, trained: bool, n_train: int) -> dict:
     """Where the model's weights came from, for the model page: trained here by atlasgen, or used as given."""
     if trained:
-        return {"trained_by_atlasgen": True, "n_train_images": n_train,
-                "weights": f"trained by atlasgen on {n_train} training images"}
+        return {
+            "trained_by_atlasgen": True,
+            "n_train_images": n_train,
+            "weights": f"trained by atlasgen on {n_train} training images",
+        }
     if weights_path is not None:
         how = f"loaded from {Path(weights_path).name} (model.weights)"
     elif model_cfg.source == "factory":
         how = f"as built by {model_cfg.arch} (its own initialisation)"
     elif model_cfg.pretrained:
-        how = "pretrained weights (InceptionV1 from lucent's zoo)" if model_cfg.source == "inceptionv1" \
+        how = (
+            "pretrained weights (InceptionV1 from lucent's zoo)"
+            if model_cfg.source == "inceptionv1"
             else f"torchvision's pretrained {model_cfg.arch} weights"
+        )
     else:
         how = f"random initialisation (model.pretrained: false, seed {model_cfg.train.seed})"
     return {"trained_by_atlasgen": False, "n_train_images": 0, "weights": f"used as given: {how}"}
@@ -177,7 +211,11 @@ def run(ctx: StageContext) -> None:
             model.load_state_dict(state)
         except Exception as exc:  # a wrong file must end in a message, not a traceback
             where = repr(str(path)) if path else "the downloaded weights"
-            raise ConfigError([f"model.weights: cannot load {where} into model {cfg.model.source!r}: {str(exc).splitlines()[0]}. Fix: give a state dict saved from this architecture."]) from None
+            raise ConfigError(
+                [
+                    f"model.weights: cannot load {where} into model {cfg.model.source!r}: {str(exc).splitlines()[0]}. Fix: give a state dict saved from this architecture."
+                ]
+            ) from None
         model.to(ctx.device)
     elif cfg.model.source == "demo":
         train_seconds = train(model, data, ctx)
@@ -185,10 +223,16 @@ def run(ctx: StageContext) -> None:
     with torch.no_grad():
         size = data.image_size
         n_outputs = int(model(torch.zeros(1, 3, size, size, device=ctx.device)).shape[-1])
-    outputs = match_outputs(data.classes, cfg.resolve(cfg.model.labels) if cfg.model.labels else None, n_outputs)
+    outputs = match_outputs(
+        data.classes, cfg.resolve(cfg.model.labels) if cfg.model.labels else None, n_outputs
+    )
     if outputs is None:
-        raise ConfigError([f"model: it has {n_outputs} outputs but the dataset has {data.n_classes} classes. "
-                           "Fix: set model.labels to a file naming each output (one per line), so the classes can be matched to outputs."])
+        raise ConfigError(
+            [
+                f"model: it has {n_outputs} outputs but the dataset has {data.n_classes} classes. "
+                "Fix: set model.labels to a file naming each output (one per line), so the classes can be matched to outputs."
+            ]
+        )
     model.atlas_class_outputs = outputs
     heldout = data.indices("heldout")
     acc = accuracy(model, data, heldout, ctx.device) if len(heldout) else None
@@ -201,26 +245,33 @@ def run(ctx: StageContext) -> None:
     # Shapes of the configured layers (and of every DemoNet layer); the activations stage measures its own.
     attach_views(model, cfg.layers)
     names = list(DEMO_LAYERS) if cfg.model.source == "demo" else []
-    shapes = layer_shapes(model, names + [layer.name for layer in cfg.layers if layer.name not in names], cfg.dataset.image_size)
-    atomic_write_json(ctx.out / "model.json", {
-        "name": cfg.model.name,
-        "source": cfg.model.source,
-        "arch": cfg.model.arch,
-        "layers": shapes,
-        "n_classes": data.n_classes,
-        "n_outputs": n_outputs,
-        "class_outputs": outputs,
-        "heldout_accuracy": None if acc is None else round(acc, 4),
-        "n_heldout_images": len(heldout),
-        "chance_accuracy": round(chance, 4),
-        **origin,
-    })
+    shapes = layer_shapes(
+        model, names + [layer.name for layer in cfg.layers if layer.name not in names], cfg.dataset.image_size
+    )
+    atomic_write_json(
+        ctx.out / "model.json",
+        {
+            "name": cfg.model.name,
+            "source": cfg.model.source,
+            "arch": cfg.model.arch,
+            "layers": shapes,
+            "n_classes": data.n_classes,
+            "n_outputs": n_outputs,
+            "class_outputs": outputs,
+            "heldout_accuracy": None if acc is None else round(acc, 4),
+            "n_heldout_images": len(heldout),
+            "chance_accuracy": round(chance, 4),
+            **origin,
+        },
+    )
     notes = []
     if acc is None:
         notes.append("model: no held-out images, so no held-out accuracy (dataset.heldout_fraction is 0)")
     elif data.n_classes > 1 and acc <= chance:
-        notes.append(f"model: held-out accuracy {acc:.1%} is at or below chance ({chance:.1%}) on {len(heldout)} images: "
-                     f"the model ({origin['weights']}) does not separate these classes, so its units say little about them")
+        notes.append(
+            f"model: held-out accuracy {acc:.1%} is at or below chance ({chance:.1%}) on {len(heldout)} images: "
+            f"the model ({origin['weights']}) does not separate these classes, so its units say little about them"
+        )
     atomic_write_json(ctx.out / "build_notes.json", notes)
     if acc is not None:
         spent = f" after {train_seconds:.0f}s of training" if train_seconds else ""

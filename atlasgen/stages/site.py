@@ -8,9 +8,25 @@ from atlasgen.config import Config
 from atlasgen.progress import Console
 from atlasgen.stage import Stage
 
-STAGE = Stage("site", deps=("dataset", "model", "activations", "sae", "featurevis", "examples", "circuits",
-                           "importance", "map", "atlas", "game", "similar"),
-              config=("site", "model.name", "layer_names", "ratings", "ratings_merged"), what="the static site")
+STAGE = Stage(
+    "site",
+    deps=(
+        "dataset",
+        "model",
+        "activations",
+        "sae",
+        "featurevis",
+        "examples",
+        "circuits",
+        "importance",
+        "map",
+        "atlas",
+        "game",
+        "similar",
+    ),
+    config=("site", "model.name", "layer_names", "ratings", "ratings_merged"),
+    what="the static site",
+)
 
 
 def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console):
@@ -21,10 +37,21 @@ def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console:
 
     records = load_merged(merged_path(cfg))  # imported ratings (validated again here)
     bar = console.progress(1, "pages")
-    summary = render_site(ratings_records=records, ratings_cfg=to_dict(cfg.ratings), game_cfg=to_dict(cfg.game),
-                          artifacts=artifacts, layers=[layer.name for layer in cfg.layers], model_name=cfg.model.name,
-                          title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url, out_dir=out_dir,
-                          authors=tuple(cfg.site.authors), version=cfg.site.version, doi=cfg.site.doi,
-                          progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)))
+    summary = render_site(
+        ratings_records=records,
+        ratings_cfg=to_dict(cfg.ratings),
+        game_cfg=to_dict(cfg.game),
+        artifacts=artifacts,
+        layers=[layer.name for layer in cfg.layers],
+        model_name=cfg.model.name,
+        title=cfg.site.title,
+        date=cfg.site.date,
+        base_url=cfg.site.base_url,
+        out_dir=out_dir,
+        authors=tuple(cfg.site.authors),
+        version=cfg.site.version,
+        doi=cfg.site.doi,
+        progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)),
+    )
     bar.close()
     return summary
