@@ -171,10 +171,7 @@ def test_a_bad_declaration_is_a_clear_error(tmp_path):
     with pytest.raises(DeclarationError, match="'modle', which is no stage"):
         pipeline.discover(root)
     game.write_text(
-        text.replace(
-            'Stage("game", deps=("dataset", "model", "sae")',
-            'Stage("game", deps=("dataset", "model", "sae", "site")',
-        ),
+        text.replace('deps=("dataset", "model", "sae")', 'deps=("dataset", "model", "sae", "site")'),
         encoding="utf-8",
     )
     with pytest.raises(DeclarationError, match="no stage"):
