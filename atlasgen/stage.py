@@ -51,6 +51,15 @@ class StageContext:
     def progress(self, total: int, desc: str):
         return self.console.progress(total, desc)
 
+    def skip(self, stage: str, reason: str) -> None:
+        """End the stage without its artifact: ``skipped.json`` with the reason (read by the site), a
+        line in the build summary and one in the log."""
+        from atlasgen.cache import atomic_write_json
+
+        atomic_write_json(self.out / "skipped.json", {"reason": reason})
+        atomic_write_json(self.out / "build_notes.json", [f"{stage}: skipped: {reason}"])
+        self.console.info(f"  skipped: {reason}")
+
 
 # ---------------------------------------------------------------- reading a declaration
 

@@ -88,9 +88,7 @@ def run(ctx: StageContext) -> None:
             "or hold out more images (dataset.holdout_fraction, dataset.images_per_class)"
         )
     if reason is not None:
-        atomic_write_json(ctx.out / "skipped.json", {"reason": reason})
-        atomic_write_json(ctx.out / "build_notes.json", [f"game: skipped: {reason}"])
-        ctx.console.info(f"  skipped: {reason}")
+        ctx.skip("game", reason)
         return
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     images, candidates, answer = choose_rounds(heldout, data.labels, cfg.rounds, cfg.choices, cfg.seed)

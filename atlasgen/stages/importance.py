@@ -65,9 +65,7 @@ def run(ctx: StageContext) -> None:
             f"importance needs a model with at least 2 outputs to rank (this one has {n_outputs}): "
             "every image keeps its class in the top 1, so no ablation can change it"
         )
-        atomic_write_json(ctx.out / "skipped.json", {"reason": reason})
-        atomic_write_json(ctx.out / "build_notes.json", [f"importance: skipped: {reason}"])
-        ctx.console.info(f"  skipped: {reason}")
+        ctx.skip("importance", reason)
         return
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     indices = data.indices("heldout")
