@@ -179,6 +179,8 @@ class ModelConfig:
     batch_size: int = _f(256, "Images per forward pass of the held-out accuracy.", min=1)
     # The layer views, copied from Config.layers by parse_config so load_model can attach them. Not a key.
     views: tuple = field(default=(), metadata={"internal": True})
+    # The config file's folder, where a factory module next to the config is found. Not a key.
+    root: Path = field(default=Path("."), metadata={"internal": True})
 
 
 @dataclass
@@ -402,7 +404,7 @@ RATING_GROUPS = ("top", "middle", "bottom", "random")
 
 
 @dataclass
-class RatingsConfig:  # issue 11: blind interpretability survey (Terekhov)
+class RatingsConfig:  # blind interpretability survey (Terekhov)
     groups: list[str] = _f(
         ["top", "middle"],
         "Groups of the survey sample, by importance rank: top, middle, bottom, random. Shuffled together so the rater cannot tell them apart.",
@@ -419,7 +421,7 @@ class RatingsConfig:  # issue 11: blind interpretability survey (Terekhov)
 
 
 @dataclass
-class GameConfig:  # issue 11: "guess the image" (SAE Explorer)
+class GameConfig:  # "guess the image" (SAE Explorer)
     rounds: int = _f(20, "Held-out images to guess, per layer.", min=1)
     features: int = _f(6, "Most active features shown per image.", min=1)
     choices: int = _f(4, "Candidate images per round (one is right).", min=2)
@@ -624,6 +626,7 @@ def parse_config(data: Any, root: Path = Path(".")) -> Config:
         raise ConfigError(errors)
     cfg.root = root
     cfg.model.views = tuple(cfg.layers)
+    cfg.model.root = cfg.root
     _check_semantics(cfg, errors)
     if errors:
         raise ConfigError(errors)

@@ -1,4 +1,4 @@
-"""Class hierarchies and names for groups of classes (issue 7).
+"""Class hierarchies and names for groups of classes.
 
 A hierarchy is a child -> parent map over names: every class of the dataset is
 a leaf, parents are concepts ("dog" -> "mammal" -> "animal"), and names with
@@ -22,7 +22,6 @@ when it is not the root; otherwise the two leading classes ("cat / dog").
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -170,13 +169,3 @@ def load(hierarchy_path: str | None, classes: list[dict], resolve) -> Hierarchy:
     if hierarchy_path:
         return Hierarchy.from_file(resolve(hierarchy_path), names)
     return Hierarchy.from_dataset(classes)
-
-
-def dump_dataset_hierarchy(classes: list[dict]) -> str:
-    """The dataset's class -> superclass structure as a hierarchy file (JSON)."""
-    return (
-        json.dumps(
-            {c["name"]: c["superclass"] for c in classes if c.get("superclass")}, indent=1, sort_keys=True
-        )
-        + "\n"
-    )

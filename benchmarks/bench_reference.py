@@ -146,7 +146,7 @@ def child(config: Path) -> None:
         start = time.perf_counter()
         p = project(
             artifacts=folders,
-            layers=[l.name for l in cfg_.layers],
+            layers=[layer.name for layer in cfg_.layers],
             model_name=cfg_.model.name,
             title=cfg_.site.title,
             date=cfg_.site.date,

@@ -1,9 +1,9 @@
-"""Site rendering from cached artifacts (issue 8): feature pages per second, no-change rebuild, site size.
+"""Site rendering from cached artifacts: feature pages per second, no-change rebuild, site size.
 
 1. Writes synthetic artifacts for one layer of ``--features`` SAE features over
    ``--neurons`` channels (tests/test_site.py's ``make_fake_artifacts``, scaled
    up: real npz/json/WebP files, with ``--band-samples`` examples per activation band as the
-   default settings give; before issue 8's size work the synthetic pages had no bands), then renders
+   default settings give), then renders
    the whole site with
    ``render_site`` and times the feature pages alone (from the progress
    callback: they are rendered one after another) and the whole render.
@@ -222,10 +222,9 @@ def main() -> None:
         band_samples=args.band_samples,
     )
     # The SAE stage's SAELens copy, which the site publishes in site.sae_dtype (float16 by default).
-    from atlasgen.sae import load_sae
-    from atlasgen.sae_formats import save_saelens
+    from atlasgen.sae_formats import load_sae_any, save_saelens
 
-    save_saelens(load_sae(art["sae"] / LAYER), art["sae"] / LAYER / "saelens", hook_name=LAYER)
+    save_saelens(load_sae_any(art["sae"] / LAYER), art["sae"] / LAYER / "saelens", hook_name=LAYER)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(
         f"synthetic artifacts: {F:,} features x {C:,} neurons, {args.images:,} images "

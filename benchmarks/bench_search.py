@@ -1,4 +1,4 @@
-"""Client-side search latency in headless Chromium (issue 8: results in < 100 ms for 16,384 features).
+"""Client-side search latency in headless Chromium (results in < 100 ms for 16,384 features).
 
 Renders a small synthetic site (tests/test_site.py's fake artifacts), then
 replaces its ``search_index.js`` with one of ``--features`` features in the

@@ -296,9 +296,9 @@
     if (dt) dt.appendChild(button);
   });
 
-  /* ---- the feature map lives in static/map.js (issue 7) */
+  /* ---- the feature map lives in static/map.js */
 
-  /* ---- issue 8 (size budget): each example's arg-max crop, a small zoom on where the unit fires most,
+  /* ---- size budget: each example's arg-max crop, a small zoom on where the unit fires most,
    * drawn from the example's own image and the position in data-crop (the size, 250 %, is in atlas.css).
    * Decorative: without JavaScript the example, its heat-map and its numbers are all still there. */
   Array.prototype.forEach.call(document.querySelectorAll(".ex-img[data-crop]"), function (box) {

@@ -1,4 +1,4 @@
-"""Issue 8: the bulk export (features.jsonl.gz, SAE weights) and the layer page's plots."""
+"""The bulk export (features.jsonl.gz, SAE weights) and the layer page's plots."""
 
 from __future__ import annotations
 

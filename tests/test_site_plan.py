@@ -29,7 +29,7 @@ def test_projection_matches_the_rendered_site(tiny_build):
     cfg = load_config(config)
     p = plan.project(
         artifacts=_folders(folder, cfg),
-        layers=[l.name for l in cfg.layers],
+        layers=[layer.name for layer in cfg.layers],
         model_name=cfg.model.name,
         title=cfg.site.title,
         date=cfg.site.date,

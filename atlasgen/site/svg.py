@@ -95,7 +95,7 @@ def activation_histogram(hist: np.ndarray, edges: np.ndarray, max_act: float) ->
     """Histogram of a unit's per-image max activation (bins relative to its max).
 
     Empty bins draw nothing (a zero-height bar shows nothing and has no tooltip to hover), so they are left
-    out of the SVG (issue 8, the size budget: most of a sparse feature's bins are empty).
+    out of the SVG (the size budget: most of a sparse feature's bins are empty).
     """
     values = [float(e) * max_act for e in edges]
     titles = [
@@ -162,7 +162,7 @@ def density_histogram(density: np.ndarray, bins: int = 24) -> Markup:
     )
 
 
-# ---------------------------------------------------------------- issue 8: layer scatter
+# ---------------------------------------------------------------- layer scatter
 
 # Eight stops of viridis (perceptually uniform, readable on light and dark backgrounds).
 _VIRIDIS = ("#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725")

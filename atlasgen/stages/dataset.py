@@ -19,7 +19,9 @@ from atlasgen.data import (
     sample_image_folder,
     subsample,
 )
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
+
+STAGE = Stage("dataset", config=("dataset",), what="images and labels")
 
 
 def _split(n: int, holdout_fraction: float, seed: int) -> np.ndarray:

@@ -29,13 +29,21 @@ import torch
 from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.featurevis import STANDARD_TRANSFORMS, SAEDirections, render_units, save_webp, unit_maxima
 from atlasgen.models import load_model
-from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
+from atlasgen.stage import Stage, StageContext
 
-# Issue 10: under torchrun every rank runs this stage and renders the chunks c (of each family, in
+STAGE = Stage(
+    "featurevis",
+    deps=("model", "sae"),
+    config=("layers", "featurevis", "dataset.image_size"),
+    what="feature visualisations",
+    resumable=True,
+    distributed=True,
+)
+
+# Under torchrun every rank runs this stage and renders the chunks c (of each family, in
 # unit order) with c % world == rank; the images depend only on (seed, unit, variant), so they are
 # the same bytes whichever rank renders them. Rank 0 merges the quality shards and writes meta.json.
-DISTRIBUTED = True
 
 QUALITY_KEYS = (
     "unit",
@@ -137,7 +145,7 @@ def run(ctx: StageContext) -> None:
         total = sum(len(c) for cs in mine.values() for c in cs)
         with ctx.progress(total, f"vis {layer}") as bar:
             done = 0
-            for family, (n_units, directions, encode) in families.items():
+            for family, (_n_units, directions, encode) in families.items():
                 folder, shards = ctx.out / layer / family, ctx.out / layer / f"{family}_quality"
                 for units in mine[family]:
                     shard = shards / f"{units[0]:08d}.npz"
