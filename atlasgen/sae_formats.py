@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from atlasgen import tensorfile
 from atlasgen.cache import atomic_write_bytes, atomic_write_text
 from atlasgen.sae import ARCHITECTURES, FORMAT_VERSION, SparseAutoencoder
 
@@ -684,10 +685,8 @@ def save_saelens(sae: SparseAutoencoder, folder, *, hook_name: str | None = None
 
 
 def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
-    """A float32 safetensors file, byte-deterministic (:func:`atlasgen.site.weights.safetensors_bytes`)."""
-    from atlasgen.site.weights import safetensors_bytes as write
-
-    return write(tensors, metadata, "float32")
+    """A float32 safetensors file, byte-deterministic (:func:`atlasgen.tensorfile.safetensors_bytes`)."""
+    return tensorfile.safetensors_bytes(tensors, metadata, "float32")
 
 
 __all__ = [

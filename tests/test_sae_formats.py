@@ -528,7 +528,8 @@ def test_threshold_with_threshold_free_architecture(tmp_path, rng):
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 def test_published_weights_load_in_their_dtype(tmp_path, rng, dtype):
-    from atlasgen.site.weights import SAELENS_WEIGHTS, projected_weight_bytes, published_sae, read_safetensors
+    from atlasgen.site.weights import SAELENS_WEIGHTS, projected_weight_bytes, published_sae
+    from atlasgen.tensorfile import read_safetensors
 
     sae = trained_looking_sae("batchtopk", per_latent=True)
     art = tmp_path / "art"

@@ -9,7 +9,7 @@ import pytest
 from atlasgen.config import load_config
 from atlasgen.pipeline import Pipeline
 from atlasgen.progress import Console, format_bytes
-from atlasgen.site import plan
+from atlasgen.site import plan, sizes
 from atlasgen.site.publish import SizeBudgetError, size_breakdown
 
 
@@ -37,15 +37,15 @@ def test_projection_matches_the_rendered_site(tiny_build):
         sae_dtype=cfg.site.sae_dtype,
     )
     actual = size_breakdown(site)
-    assert set(p.parts) <= set(actual) | {plan.OTHER}
+    assert set(p.parts) <= set(actual) | {sizes.OTHER}
     total = sum(actual.values())
     assert abs(p.total - total) <= 0.1 * total, (p.parts, actual)
-    for part in (plan.PAGES, plan.VIS, plan.EXPORT, plan.STATIC):
+    for part in (sizes.PAGES, sizes.VIS, sizes.EXPORT, sizes.STATIC):
         assert abs(p.parts[part] - actual[part]) <= 0.15 * actual[part], (part, p.parts[part], actual[part])
-    assert p.parts[plan.VIS] == actual[plan.VIS]  # copied files: exact
-    assert p.parts[plan.STATIC] == actual[plan.STATIC]
+    assert p.parts[sizes.VIS] == actual[sizes.VIS]  # copied files: exact
+    assert p.parts[sizes.STATIC] == actual[sizes.STATIC]
     # dataset images: sampled sizes times the distinct indices shown (identical pixels share a file in the site)
-    assert actual[plan.IMAGES] * 0.8 <= p.parts[plan.IMAGES] <= actual[plan.IMAGES] * 1.5
+    assert actual[sizes.IMAGES] * 0.8 <= p.parts[sizes.IMAGES] <= actual[sizes.IMAGES] * 1.5
 
 
 def test_a_site_projected_over_its_budget_stops_before_rendering(tiny_copy):
@@ -59,10 +59,10 @@ def test_a_site_projected_over_its_budget_stops_before_rendering(tiny_copy):
     text = "\n".join(info.value.errors)
     assert "over the budget of 0.05 MB" in text and "1 MB = 10^6 bytes" in text and "before rendering" in text
     for part, key in (
-        (plan.PAGES, "examples.top_k"),
-        (plan.IMAGES, "examples.band_samples"),
-        (plan.VIS, "featurevis.image_size"),
-        (plan.EXPORT, "site.sae_dtype"),
+        (sizes.PAGES, "examples.top_k"),
+        (sizes.IMAGES, "examples.band_samples"),
+        (sizes.VIS, "featurevis.image_size"),
+        (sizes.EXPORT, "site.sae_dtype"),
     ):
         line = next(line for line in text.splitlines() if part in line)
         assert key in line and " MB " in line
@@ -73,7 +73,7 @@ def test_a_site_projected_over_its_budget_stops_before_rendering(tiny_copy):
 
 
 def test_sizes_print_in_the_unit_the_budget_uses():
-    assert plan.mb(1_234_567_890) == "1,234.6 MB"
+    assert sizes.mb(1_234_567_890) == "1,234.6 MB"
     assert (
         format_bytes(999) == "999 B"
         and format_bytes(1_500_000) == "1.5 MB"

@@ -2,7 +2,7 @@
 
 The site stage calls :func:`project` first and stops (``SizeBudgetError``) when the projection exceeds
 ``site.size_budget_mb``, so an atlas that cannot be published is found out in seconds rather than after
-rendering every page. Parts are those of :func:`atlasgen.site.publish.size_breakdown`:
+rendering every page. Parts are those of :func:`atlasgen.site.sizes.size_breakdown`:
 
 - HTML pages: a sample of feature, neuron and class pages is rendered in memory (evenly spaced ids,
   :data:`SAMPLE_PAGES` per kind and layer), their mean size times the page count; the few pages of
@@ -33,35 +33,11 @@ from atlasgen.site import export, grid, mapview, pages, resources, urls, weights
 from atlasgen.site.artifacts import load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages, encode_thumbnail
+from atlasgen.site.sizes import EXPORT, IMAGES, KEYS, MAPS, PAGES, STATIC, mb, part_of
 
 SAMPLE_PAGES = 24  # unit pages rendered per kind and layer for the projection
 SAMPLE_IMAGES = 48  # dataset images encoded for the projection
 SAMPLE_EXPORT = 1024  # features whose export records are encoded for the projection (all, up to this many)
-
-PAGES = "HTML pages"
-IMAGES = "dataset images (images/)"
-VIS = "unit visualisations (<layer>/f|n/<id>/)"
-EXPORT = "bulk export (data/)"
-MAPS = "maps (<layer>/map/)"
-STATIC = "scripts and styles (static/)"
-OTHER = "other"
-
-# What to change when a part is too large (the error lists them beside the part).
-KEYS = {
-    PAGES: "examples.top_k, examples.band_samples, circuits.top_k; fewer layers",
-    IMAGES: "examples.top_k, examples.band_samples (fewer distinct example images)",
-    VIS: "featurevis.image_size, featurevis.thumb_size, featurevis.diverse, featurevis.neuron, featurevis.negative, "
-    "featurevis.variant_image_size",
-    EXPORT: "site.sae_dtype (float16 halves the weights), layers[].sae.expansion",
-    MAPS: "atlas.grids, atlas.icon_size",
-    STATIC: "",
-    OTHER: "",
-}
-
-
-def mb(n: int) -> str:
-    """Bytes in MB of 10^6 bytes, as the budget is given: '1,234.5 MB'."""
-    return f"{n / 1e6:,.1f} MB"
 
 
 @dataclass
@@ -100,9 +76,7 @@ class _Counter:
     """A site writer (the renderer's interface) that counts bytes per part instead of writing files."""
 
     def __init__(self, projection: Projection, out_dir: Path):
-        from atlasgen.site.publish import _part
-
-        self.projection, self.out_dir, self._part = projection, out_dir, _part
+        self.projection, self.out_dir, self._part = projection, out_dir, part_of
 
     def text(self, path: str, content: str) -> None:
         self.projection.add(self._part(path), len(content.encode("utf-8")))

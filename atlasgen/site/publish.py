@@ -7,11 +7,11 @@ Nothing here imports torch; every output is a pure function of its inputs (same 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 from atlasgen.cache import hash_file
 from atlasgen.errors import AtlasgenError
+from atlasgen.site.sizes import KEYS, mb, size_breakdown
 
 ACCEPT_FLAG = "--accept-changed-features"
 
@@ -74,32 +74,6 @@ def check_feature_ids(out_dir: Path, model: str, new_hashes: dict[str, str]) -> 
 # size budget
 
 
-def size_breakdown(site: Path) -> dict[str, int]:
-    """Bytes per part of a built site."""
-    parts: dict[str, int] = defaultdict(int)
-    for path in Path(site).rglob("*"):
-        if path.is_file():
-            parts[_part(path.relative_to(site).as_posix())] += path.stat().st_size
-    return dict(parts)
-
-
-def _part(rel: str) -> str:
-    segments = rel.split("/")
-    if rel.startswith("images/"):
-        return "dataset images (images/)"
-    if rel.startswith("data/"):
-        return "bulk export (data/)"
-    if rel.startswith("static/"):
-        return "scripts and styles (static/)"
-    if rel.endswith(".html"):
-        return "HTML pages"
-    if len(segments) >= 4 and segments[2] in ("f", "n") and rel.endswith((".webp", ".png", ".jpg")):
-        return "unit visualisations (<layer>/f|n/<id>/)"
-    if "map" in segments:
-        return "maps (<layer>/map/)"
-    return "other"
-
-
 FIX = (
     "Fix: change the keys of the largest parts, study fewer layers (one site per layer, linked), or raise "
     "site.size_budget_mb for a host without GitHub Pages' 1 GB limit (docs/publishing.md)."
@@ -109,8 +83,6 @@ FIX = (
 def check_size_budget(site: Path, budget_mb: float) -> int:
     """The site's size in bytes; raises SizeBudgetError with a breakdown when over ``budget_mb``
     (MB of 10^6 bytes)."""
-    from atlasgen.site.plan import KEYS, mb
-
     parts = size_breakdown(site)
     total = sum(parts.values())
     if budget_mb > 0 and total > budget_mb * 1e6:
@@ -127,8 +99,6 @@ def check_size_budget(site: Path, budget_mb: float) -> int:
 def check_projected_size(projection, budget_mb: float) -> None:
     """Raise SizeBudgetError, before anything is rendered, when a :class:`atlasgen.site.plan.Projection`
     exceeds ``budget_mb`` (MB of 10^6 bytes)."""
-    from atlasgen.site.plan import mb
-
     if budget_mb > 0 and projection.total > budget_mb * 1e6:
         raise SizeBudgetError(
             [
