@@ -516,8 +516,8 @@ def sample_image_folder(
             check(ask)
             for o, order in enumerate(orders):
                 need = (want - len(good[o])) if want else len(order)
-                while need > 0 and taken[o] < len(order):
-                    i = int(order[taken[o]])
+                while need > 0 and taken[o] < len(order) and int(order[taken[o]]) in status:
+                    i = int(order[taken[o]])  # replacements of bad files are checked in the next round
                     taken[o] += 1
                     if status[i][1] is None:
                         good[o].append(i)
