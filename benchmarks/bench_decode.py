@@ -1,0 +1,125 @@
+"""The activation pass over a folder of JPEGs, decoded in 0, 1 and 2 worker processes, and the
+pass's peak memory with the traced (truncated) forward against the whole model's forward.
+
+The pass is what the activations, examples, importance and atlas stages run: ``Dataset.batches``
+(decode, resize and centre-crop to 224 px, prefetched by ``decode.workers`` processes) feeding
+InceptionV1 (lucent's, random weights) up to mixed5b. Image decoding is inside the timed region.
+Each configuration runs in a fresh process (so peak RSS is its own); the rounds alternate.
+
+    python benchmarks/bench_decode.py                      # 256 images, batch 32, workers 0 1 2
+    python benchmarks/bench_decode.py --images 512 --memory-batch 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+
+from bench_reference import write_images  # noqa: E402
+
+
+def write_artifact(images: Path, art: Path, size: int = 224) -> None:
+    """A dataset artifact (docs/artifacts.md) listing the JPEG folder, as the dataset stage writes it."""
+    from atlasgen.data import list_image_folder
+
+    classes, paths, labels, _ = list_image_folder(images)
+    art.mkdir(parents=True, exist_ok=True)
+    info = {
+        "classes": [{"id": i, "name": n} for i, n in enumerate(classes)],
+        "image_size": size,
+        "crop_fraction": 0.875,
+    }
+    (art / "dataset.json").write_text(json.dumps(info), encoding="utf-8")
+    (art / "paths.json").write_text(json.dumps(paths), encoding="utf-8")
+    np.save(art / "labels.npy", np.asarray(labels, np.int64))
+    np.save(art / "split.npy", np.zeros(len(labels), np.uint8))
+
+
+def child(art: str, workers: int, batch: int, truncated: bool) -> None:
+    """One pass in this process; prints a JSON line (seconds, images/s, peak RSS)."""
+    import resource
+
+    import torch
+
+    from atlasgen import models
+    from atlasgen.config import DecodeConfig
+    from atlasgen.data import Dataset
+
+    torch.manual_seed(0)
+    model = models._inceptionv1().eval()
+    data = Dataset(Path(art), DecodeConfig(workers=workers, prefetch_batches=2))
+    idx = np.arange(len(data))
+    if not truncated:
+        models.truncated_forward = lambda m, layers: m  # the whole forward, every intermediate kept
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    models.layer_activations(model, data.batch(idx[:2]), ["mixed5b"])  # warm-up, outside the timing
+    start = time.perf_counter()
+    n = 0
+    for _, x in data.batches(idx, batch):
+        acts = models.layer_activations(model, x, ["mixed5b"])["mixed5b"]
+        n += acts.shape[0]
+    seconds = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB on Linux
+    print(json.dumps({"seconds": seconds, "images_per_s": n / seconds, "peak_rss_mib": rss}))
+
+
+def run_child(art: Path, workers: int, batch: int, truncated: bool) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(art), str(workers), str(batch), str(int(truncated))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--memory-batch", type=int, default=64, help="batch of the memory comparison")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        art, workers, batch, truncated = args.child
+        return child(art, int(workers), int(batch), bool(int(truncated)))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_images(tmp / "images", args.images, classes=8)
+        write_artifact(tmp / "images", tmp / "art")
+        print(f"{args.images} JPEGs (256 px) -> 224 px, InceptionV1 to mixed5b, batch {args.batch}")
+        print(f"load average {os.getloadavg()[0]:.2f} on {len(os.sched_getaffinity(0))} CPUs")
+        rates: dict[int, list[float]] = {w: [] for w in args.workers}
+        for _ in range(args.rounds):
+            for w in args.workers:
+                rates[w].append(run_child(tmp / "art", w, args.batch, True)["images_per_s"])
+        base = max(rates[args.workers[0]])
+        for w in args.workers:
+            best = max(rates[w])
+            print(f"decode.workers={w}: {best:6.1f} images/s (best of {args.rounds}), {best / base:.2f}x")
+        mem = {
+            name: run_child(tmp / "art", 0, args.memory_batch, truncated)["peak_rss_mib"]
+            for name, truncated in (("whole forward", False), ("traced forward", True))
+        }
+        for name, rss in mem.items():
+            print(f"peak RSS, batch {args.memory_batch}, {name}: {rss:,.0f} MiB")
+        print(f"traced / whole: {mem['traced forward'] / mem['whole forward']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
