@@ -157,6 +157,10 @@ class ExamplesConfig:
     band_edges: list[float] = _f([0.9, 0.7, 0.5, 0.3, 0.1], "Lower edges of the activation bands, relative to each unit's max, descending: bands (0.9, 1], (0.7, 0.9], ..., (0, 0.1].", min=0.0, exclusive_min=True, max=1.0)
     band_samples: int = _f(3, "Images sampled uniformly at random per band (reservoir sampling); pages do not repeat those already among the top examples.", min=1)
     cooccurrence_images: int = _f(1024, "Images sampled uniformly for SAE feature co-occurrence counts.", min=2)
+    cooccurrence_min_count: int = _f(5, "Feature pairs that fire together on fewer of the sampled images are not ranked as partners (NPMI rewards one-off coincidences of rare features; docs/analyses.md).", min=1)
+    dense_threshold: float = _f(0.1, "A unit is flagged dense when it fires on more than this share of the scanned images.", min=0.0, max=1.0)
+    label_min_images: int = _f(20, "A unit's label is flagged low-confidence when it fires on fewer images than this.", min=1)
+    label_max_entropy: float = _f(0.6, "A unit's label is also flagged low-confidence when its label entropy over every firing image, divided by ln(number of classes), is above this.", min=0.0, max=1.0)
     seed: int = _f(0, "Seed of the band and co-occurrence samples.")
 
 

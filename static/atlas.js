@@ -82,8 +82,8 @@
     var status = document.getElementById("search-status");
     var MAX_RESULTS = 50;
     var features = index.features.map(function (f) {
-      // [href, layer, id, label, classes]
-      return { href: f[0], code: f[1] + "/f/" + f[2], id: String(f[2]), label: f[3], classes: f[4],
+      // [href, layer, id, label, classes, flags]
+      return { href: f[0], code: f[1] + "/f/" + f[2], id: String(f[2]), label: f[3], classes: f[4], flags: f[5] || "",
                hay: (f[3] + " " + f[4]).toLowerCase() };
     });
     var classes = index.classes.map(function (c) {
@@ -121,6 +121,7 @@
           a.appendChild(el("span", "r-code", r.item.code));
           a.appendChild(el("span", "r-label", r.item.label || "(no label)"));
           if (r.item.classes) a.appendChild(el("span", "r-extra", r.item.classes));
+          if (r.item.flags) a.appendChild(el("span", "r-flags", r.item.flags));
         } else {
           a.appendChild(el("span", "r-code", "class"));
           a.appendChild(el("span", "r-label", r.item.name));

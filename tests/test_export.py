@@ -13,10 +13,10 @@ import pytest
 
 from atlasgen.site import svg
 from atlasgen.site.build import render_site
-from test_site import LAYERS, MODEL, make_fake_artifacts
+from test_site import LAYERS, MODEL, fake_flags, make_fake_artifacts
 
-RECORD_KEYS = {"id", "label", "url", "density", "max_act", "mean_act", "label_entropy", "dead", "top_classes",
-               "examples", "neighbours", "decoder_neurons", "class_weights"}
+RECORD_KEYS = {"id", "label", "url", "density", "max_act", "mean_act", "label_entropy", "dead", "flags", "top_classes",
+               "top_examples_classes", "examples", "neighbours", "decoder_neurons", "class_weights"}
 
 
 def _render(art, out: Path) -> Path:
@@ -56,6 +56,7 @@ def test_jsonl_records_match_the_artifacts(two_sites, art):
         i = r["id"]
         assert r["density"] == pytest.approx(float(density[i]), abs=1e-6)
         assert r["dead"] == (float(density[i]) <= 0)
+        assert r["flags"] == [f.replace("_", "-") for f in fake_flags(i, float(density[i]))]
         shown = [j for j in range(top_idx.shape[1]) if top_idx[i, j] >= 0]
         assert [e["index"] for e in r["examples"]] == [int(top_idx[i, j]) for j in shown]
         for e, j in zip(r["examples"], shown):

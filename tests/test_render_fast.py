@@ -22,7 +22,8 @@ CARD_MACRO = (
     '{% macro unit_card(root, card, value=none, pixelated=false, sortable=false) -%}\n'
     '<li class="card{% if card.dead %} dead{% endif %}"{% if sortable %} '
     'data-id="{{ card.id }}" data-density="{{ card.sort_density }}" data-max="{{ card.sort_max }}"'
-    '{% if card.sort_importance %} data-importance="{{ card.sort_importance }}"{% endif %}{% endif %}>'
+    '{% if card.sort_importance %} data-importance="{{ card.sort_importance }}"{% endif %}'
+    '{% if card.flags %} data-flags="{{ card.flags | map("replace", "_", "-") | join(" ") }}"{% endif %}{% endif %}>'
     '<a href="{{ root }}{{ card.href }}">'
     '{{ thumb(root, card.thumb, card.kind_name ~ " " ~ card.id ~ " visualisation", pixelated) }}'
     '<span class="card-text">'
@@ -30,6 +31,8 @@ CARD_MACRO = (
     '{% if card.label %}<span class="card-label">{{ card.label }}</span>{% elif card.top_class %}'
     '<span class="card-label muted">{{ card.top_class }}</span>{% endif %}'
     '<span class="card-meta">{% if card.dead %}never fires{% else %}{{ card.density }}{% endif %}</span>'
+    '{% set shown = card.flags | reject("equalto", "dead") | map("replace", "_", "-") | list %}'
+    '{% if shown %}<span class="card-flags">{{ shown | join(", ") }}</span>{% endif %}'
     '</span></a></li>\n{%- endmacro %}'
     '[{{ unit_card(root, card, value=value, pixelated=pixelated, sortable=sortable) }}]'
 )
@@ -45,7 +48,9 @@ def test_python_card_matches_the_reference_macro():
     for thumb, label, top, imp, dead, value, pix, root, sortable in itertools.product(
             ("m/l/f/7/thumb.webp", None), ("stripes <b>&\"'", ""), ("cat 50%", ""), ("12", ""), (False, True),
             (None, "+0.25", "", "<x>"), (False, True), ("../../../../", ""), (False, True)):
-        card = {**base, "thumb": thumb, "label": label, "top_class": top, "sort_importance": imp, "dead": dead}
+        flags = ("dead",) if dead else (("dense", "low_confidence", "polysemantic") if imp else ())
+        card = {**base, "thumb": thumb, "label": label, "top_class": top, "sort_importance": imp, "dead": dead,
+                "flags": flags}
         want = macro.render(root=root, card=card, value=value, pixelated=pix, sortable=sortable)
         assert "[" + cards.unit_card(root, card, value=value, pixelated=pix, sortable=sortable) + "]" == want
         n += 1

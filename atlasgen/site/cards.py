@@ -14,6 +14,8 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 _cache: dict[tuple, tuple[str, str]] = {}
+# Flags (atlasgen.unitlabels.FLAGS) as a card names them.
+FLAG_SHORT = {"dense": "dense", "low_confidence": "low-confidence", "polysemantic": "polysemantic"}
 _CACHE_MAX = 200_000
 
 
@@ -24,7 +26,7 @@ def _e(value) -> str:
 def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str, str]:
     key = (root, card["href"], card["code"], card["thumb"], card["label"], card["top_class"], card["density"],
            card["sort_density"], card["sort_max"], card["sort_importance"], card["dead"], card["kind_name"],
-           card["id"], bool(pixelated), bool(sortable))
+           card["id"], card.get("flags", ()), bool(pixelated), bool(sortable))
     hit = _cache.get(key)
     if hit is not None:
         return hit
@@ -32,7 +34,8 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
     if sortable:
         imp = card["sort_importance"]
         head += (f' data-id="{_e(card["id"])}" data-density="{_e(card["sort_density"])}" data-max="{_e(card["sort_max"])}"'
-                 + (f' data-importance="{_e(imp)}"' if imp else ""))
+                 + (f' data-importance="{_e(imp)}"' if imp else "")
+                 + (f' data-flags="{_e(" ".join(f.replace("_", "-") for f in card["flags"]))}"' if card.get("flags") else ""))
     head += f'><a href="{_e(root)}{_e(card["href"])}">'
     if card["thumb"]:
         alt = f'{card["kind_name"]} {card["id"]} visualisation'
@@ -47,7 +50,11 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
     elif card["top_class"]:
         tail += f'<span class="card-label muted">{_e(card["top_class"])}</span>'
     meta = "never fires" if card["dead"] else _e(card["density"])
-    tail += f'<span class="card-meta">{meta}</span></span></a></li>'
+    tail += f'<span class="card-meta">{meta}</span>'
+    shown = [FLAG_SHORT[f] for f in card.get("flags", ()) if f in FLAG_SHORT]  # "never fires" says dead
+    if shown:
+        tail += f'<span class="card-flags">{_e(", ".join(shown))}</span>'
+    tail += '</span></a></li>'
     if len(_cache) >= _CACHE_MAX:
         _cache.clear()
     _cache[key] = (head, tail)

@@ -74,6 +74,7 @@ def feature_records(site, ix, images=None):
             "mean_act": json_num(ex.mean_act[i]),
             "label_entropy": json_num(ex.label_entropy[i]),
             "dead": bool(float(ex.density[i]) <= 0),
+            "flags": [f.replace("_", "-") for f in ix.flags["f"][i]],
             "top_classes": [{"class": names[int(c)], "class_id": int(c), "share": json_num(s, 4)}
                             for c, s in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0],
             "examples": examples,
@@ -88,6 +89,9 @@ def feature_records(site, ix, images=None):
                                for c in _signed_top(w, N_EXPORT_CLASSES, -1)],
             },
         }
+        if ex.topk_classes is not None:
+            rec["top_examples_classes"] = [{"class": names[int(c)], "class_id": int(c), "share": json_num(s, 4)}
+                                           for c, s in zip(ex.topk_classes[i], ex.topk_class_weights[i]) if int(c) >= 0]
         if imp is not None:
             rec["importance"] = {"top_k": int(imp["features_topk"][i]), "top1": int(imp["features_top1"][i]),
                                  "rank": int(imp["features_rank"][i])}

@@ -14,6 +14,7 @@ import numpy as np
 from markupsafe import Markup
 from PIL import Image
 
+from atlasgen import unitlabels
 from atlasgen.site import circuits, export, featurevis_section, ratings_pages, spectrum, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
@@ -70,6 +71,10 @@ class LayerIndex:
         m, name = site.model, layer.name
         F, C = layer.n_features, layer.n_neurons
         self.labels = [layer.feature_label(i) for i in range(F)]
+        # Flags per unit (atlasgen.unitlabels) and their one-line definitions, per kind.
+        self.flags = {kind: [tuple(unitlabels.unit_flags(ex, i)) for i in range(ex.n_units)]
+                      for kind, ex in (("f", layer.features), ("n", layer.neurons))}
+        self.flag_help = {kind: unitlabels.flag_definitions(ex) for kind, ex in (("f", layer.features), ("n", layer.neurons))}
 
         fv = layer.featurevis
         self.vis_size = {kind: _first_image_size(fv, sub) for kind, sub in (("f", "features"), ("n", "neurons"))}
@@ -118,7 +123,12 @@ class LayerIndex:
             "sort_max": f"{float(ex.max_act[i]):.6g}",
             "sort_importance": circuits.importance_sort_key(L, kind, i),
             "dead": float(ex.density[i]) <= 0,
+            "flags": self.flags[kind][i],
         }
+
+    def flag_names(self, kind: str, i: int) -> list[str]:
+        """The unit's flags as pages name them ("dense", "low-confidence label", ...)."""
+        return [unitlabels.FLAG_NAMES[f] for f in self.flags[kind][i]]
 
     def top_class_text(self, ex, i: int) -> str:
         c = int(ex.top_classes[i, 0])
@@ -216,12 +226,13 @@ def bibtex_escape(text: str) -> str:
     return re.sub(r"([\\{}&%$#_^~])", lambda mt: {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}.get(mt.group(1), "\\" + mt.group(1)), text)
 
 
-def citation(site: Site, layer: Layer, kind: str, unit: int, label: str) -> dict:
-    """Permalink, BibTeX and plain text for one unit page."""
+def citation(site: Site, layer: Layer, kind: str, unit: int) -> dict:
+    """Permalink, BibTeX and plain text for one unit page: by id, never by its automatic label (a
+    relabelled feature is cited as before)."""
     path = urls.unit(site.model, layer.name, kind, unit)
     permalink = site.permalink(path)
     code = f"{layer.name}/{kind}/{unit}"
-    name = f"{site.model} {code}" + (f": {label}" if label else "")
+    name = f"{site.model} {code}"
     sae = f"sha256:{layer.sae_sha256[:16]}"
     year = site.date[:4] if site.date[:4].isdigit() else site.date
     key = re.sub(r"[^A-Za-z0-9]+", "-", f"{site.title}-{site.model}-{layer.name}-{kind}{unit}").strip("-").lower()
@@ -415,6 +426,17 @@ def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages, spr
                                   float(ex.max_act[i]), images, sprite)
 
 
+def _entropy_stat(ex, i: int, n_classes: int) -> dict:
+    """The label entropy stat: over every firing image when the artifact has it, else over the top images."""
+    value = f"{fmt_num(ex.label_entropy[i])} nats"
+    if ex.label_entropy_normalised is None:
+        return {"name": "label entropy", "value": value,
+                "help": "activation-weighted entropy of the classes of its top images"}
+    return {"name": "label entropy", "value": f"{value} ({fmt_num(ex.label_entropy_normalised[i], 2)} of max)",
+            "help": ("activation-weighted entropy of the classes of every image where it fires; "
+                     f"max ln {n_classes} (classes equally likely)")}
+
+
 def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImages,
               indexes: dict[str, LayerIndex] | None = None) -> tuple[str, str, dict]:
     """A feature (kind "f") or neuron (kind "n") page; ``indexes`` (every layer) enable the layer-to-layer weights."""
@@ -430,8 +452,7 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         {"name": "density", "value": fmt_pct(ex.density[i]), "help": "fraction of images where it fires anywhere"},
         {"name": "max activation", "value": fmt_num(ex.max_act[i]), "help": "maximum over the dataset"},
         {"name": "mean activation", "value": fmt_num(ex.mean_act[i]), "help": "mean per-image maximum where it fires"},
-        {"name": "label entropy", "value": f"{fmt_num(ex.label_entropy[i])} nats",
-         "help": "activation-weighted entropy of the classes of its top images"},
+        _entropy_stat(ex, i, ds.n_classes),
     ] + circuits.importance_stats(L, kind, i) + ratings_pages.unit_stats(ix, kind, i)
     if ex.density_position is not None:
         stats[1:1] = [{"name": "density per position", "value": fmt_pct(ex.density_position[i]),
@@ -442,6 +463,11 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
         for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0
     ]
+    topk_classes = [
+        {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
+        for c, w in zip(ex.topk_classes[i], ex.topk_class_weights[i]) if int(c) >= 0
+    ] if ex.topk_classes is not None else []
+    flags = [{"key": f, "name": unitlabels.FLAG_NAMES[f], "help": ix.flag_help[kind][f]} for f in ix.flags[kind][i]]
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[i]
     if kind == "f":
         related = [{"title": "Similar features", "note": "cosine similarity of decoder directions",
@@ -452,9 +478,8 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
                               for n in ix.decoder_neurons[i][:N_RELATED_SHOWN]]}]
         together = spectrum.cooccurring(L.cooccurrence, i)
         if together:
-            related.append({"title": "Features that fire with it", "note":
-                            "share of the sampled images where this feature fires on which the other fires too",
-                            "cards": [{**ix.feature_cards[j], "value": share} for j, share in together]})
+            related.append({"title": "Features that fire with it", "note": spectrum.cooccurring_note(L.cooccurrence),
+                            "cards": [{**ix.feature_cards[j], "value": value} for j, value in together]})
     else:
         related = [{"title": "SAE features loading on this neuron", "note": "largest |W_dec[:, n]|",
                     "cards": [{**ix.feature_cards[int(f)], "value": fmt_signed(L.W_dec[int(f), i])}
@@ -474,6 +499,8 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         layer_name=L.name,
         label=label,
         dead=float(ex.density[i]) <= 0,
+        flags=flags,
+        low_confidence="low_confidence" in ix.flags[kind][i],
         prev_href=urls.unit(m, L.name, kind, (i - 1) % count),
         next_href=urls.unit(m, L.name, kind, (i + 1) % count),
         prev_code=f"{kind}/{(i - 1) % count}",
@@ -491,6 +518,8 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         images_pixelated=images.pixelated,
         hist_svg=svg.activation_histogram(ex.hist[i], ex.hist_edges, float(ex.max_act[i])),
         top_classes=top_classes,
+        topk_classes=topk_classes,
+        whole_range=ex.topk_classes is not None,
         circuits=class_weight_rows(site, ds, weights),
         circuits_method=str(L.circuits_info.get("method", "")),
         circuits_exact=L.circuits_info.get("exact"),
@@ -499,7 +528,7 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         map_href=f"{urls.layer_map(m, L.name)}#f={i}" if kind == "f" else None,
         links_title="Where it sits" if kind == "f" else "See also",
         layer_href=urls.layer(m, L.name),
-        cite=citation(site, L, kind, i, label),
+        cite=citation(site, L, kind, i),
         data_href=urls.features_data(m, L.name) if kind == "f" else None,
         ratings=ratings_pages.unit_context(ix, kind, i),
         body_class="unit",
@@ -618,6 +647,7 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
             "mean_act": json_num(ex.mean_act[i]),
             "top_classes": [{"class": ds.class_names[int(c)], "share": json_num(w, 4)}
                             for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0],
+            "flags": [f.replace("_", "-") for f in ix.flags["f"][i]],
         })
         if L.importance is not None:
             rows[-1].update(importance=int(L.importance["features_topk"][i]),
@@ -634,7 +664,8 @@ def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) ->
         ex = L.features
         for i in range(L.n_features):
             classes = ", ".join(arts.dataset.class_names[int(c)] for c in ex.top_classes[i] if int(c) >= 0)
-            features.append([urls.unit(site.model, L.name, "f", i), L.name, i, ix.labels[i], classes])
+            features.append([urls.unit(site.model, L.name, "f", i), L.name, i, ix.labels[i], classes,
+                             ", ".join(ix.flag_names("f", i))])
     classes = [[urls.class_page(site.model, arts.dataset.class_slugs[c]), arts.dataset.class_names[c],
                 arts.dataset.superclass_of[c] or ""] for c in range(arts.dataset.n_classes)]
     return {"model": site.model, "features": features, "classes": classes}
