@@ -42,11 +42,13 @@ def _f(default: Any, help: str, *, min: float | None = None, max: float | None =
 class SiteConfig:
     title: str = _f("atlasgen demo atlas", "Title shown on every page.")
     date: str = _f("2026-11-21", "Publication date (YYYY-MM-DD): the only date written into the site; used in citations.")
-    base_url: str = _f("", "Public URL the site is published at (for permalinks in citations), e.g. https://user.github.io/atlas/. Empty: relative permalinks.")
-    authors: list[str] = _f([], "Authors of the atlas, \"Given Family\" each: for CITATION.cff and the BibTeX of every page.")
+    base_url: str = _f("", "Public URL the site is published at (for permalinks in citations), e.g. https://user.github.io/atlas/. Empty: relative permalinks, and `atlasgen check` / `atlasgen publish` warn.")
+    authors: list[str] = _f([], "Authors of the atlas, \"Given Family\" each: for CITATION.cff and the BibTeX of every page. Empty: no CITATION.cff is written, and `atlasgen check` / `atlasgen publish` warn.")
     version: str = _f("1.0", "Version of the published atlas (CITATION.cff). Publish a changed SAE under a new model name or version prefix.")
     doi: Optional[str] = _f(None, "DOI of the atlas, if it has one (CITATION.cff, citations).")
     size_budget_mb: float = _f(900.0, "Largest site the build accepts, in MB (GitHub Pages publishes at most 1 GB). 0: no limit.", min=0.0)
+    dense_threshold: float = _f(0.10, "A unit that fires on more than this share of the images scanned is dense: the home and layer "
+                                "pages' \"features to look at first\" leave dense (and dead) features out.", min=0.0, max=1.0)
 
 
 @dataclass
