@@ -82,9 +82,9 @@
     var status = document.getElementById("search-status");
     var MAX_RESULTS = 50;
     var features = index.features.map(function (f) {
-      // [href, layer, id, label, classes, flags]
+      // [href, layer, id, label, classes, flags, density (as the pages print it)]
       return { href: f[0], code: f[1] + "/f/" + f[2], id: String(f[2]), label: f[3], classes: f[4], flags: f[5] || "",
-               hay: (f[3] + " " + f[4]).toLowerCase() };
+               density: f[6], hay: (f[3] + " " + f[4]).toLowerCase() };
     });
     var classes = index.classes.map(function (c) {
       return { href: c[0], name: c[1], superclass: c[2], hay: (c[1] + " " + c[2]).toLowerCase() };
@@ -121,6 +121,8 @@
           a.appendChild(el("span", "r-code", r.item.code));
           a.appendChild(el("span", "r-label", r.item.label || "(no label)"));
           if (r.item.classes) a.appendChild(el("span", "r-extra", r.item.classes));
+          if (r.item.density) a.appendChild(el("span", "r-extra r-density",
+            r.item.density === "0%" ? "never fires" : "fires on " + r.item.density + " of images"));
           if (r.item.flags) a.appendChild(el("span", "r-flags", r.item.flags));
         } else {
           a.appendChild(el("span", "r-code", "class"));
@@ -165,15 +167,19 @@
 
   /* ---- the feature map lives in static/map.js (issue 7) */
 
-  /* ---- issue 8 (size budget): each example's arg-max crop, a small zoom on where the unit fires most,
-   * drawn from the example's own image and the position in data-crop (the size, 250 %, is in atlas.css).
-   * Decorative: without JavaScript the example, its heat-map and its numbers are all still there. */
+  /* ---- each example's arg-max crop, a small zoom on where the unit fires most, drawn beside the image
+   * (never over it) from the example's own image and the position in data-crop (the size, 250 %, is in
+   * atlas.css). Decorative: without JavaScript the example, its heat-map and its numbers are all still there. */
   Array.prototype.forEach.call(document.querySelectorAll(".ex-img[data-crop]"), function (box) {
     var img = box.querySelector("img");
-    if (!img) return;
+    var figure = box.parentNode;
+    if (!img || !figure) return;
     var crop = el("i", "ex-crop");
     crop.style.backgroundImage = "url(" + JSON.stringify(img.src) + ")";
     crop.style.backgroundPosition = box.getAttribute("data-crop");
-    box.appendChild(crop);
+    figure.insertBefore(crop, box.nextSibling);
+    figure.classList.add("has-crop");
+    var list = figure.closest(".examples");
+    if (list) list.classList.add("crops");
   });
 })();

@@ -127,8 +127,11 @@ def _hot(m, quantize=True):
     if quantize:
         m = np.round(m * 63) / 63  # 64 levels
     rgba = np.empty(m.shape + (4,), dtype=np.uint8)
-    rgba[..., :3] = (m[..., None] * images._HOT).round().astype(np.uint8)
-    rgba[..., 3] = np.round(np.where(m < 0.5, 0.6 * (1 - 2 * m), 0.45 * (2 * m - 1)) * 255).astype(np.uint8)
+    stops = np.asarray(images._INFERNO, dtype=np.float64)  # inferno, linear between its stops
+    x = np.linspace(0, 1, len(stops))
+    for c in range(3):
+        rgba[..., c] = np.round(np.interp(m, x, stops[:, c])).astype(np.uint8)
+    rgba[..., 3] = round(0.55 * 255)
     return rgba
 
 

@@ -68,6 +68,26 @@ class Dataset:
     def n_classes(self) -> int:
         return len(self.class_names)
 
+    def image_list_sha256(self) -> str:
+        """sha256 of the image list, in index order: the labels, the split and, per image, its path
+        relative to the images' common folder (folder and CSV sources) or its pixels (the embedded demo).
+        Two builds over the same images in the same order share it, wherever the images are stored."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        if self.split is not None:
+            h.update(np.ascontiguousarray(self.split, dtype=np.uint8).tobytes())
+        if self.paths is not None:
+            paths = [str(p).replace(os.sep, "/") for p in self.paths]
+            base = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0]) if paths else ""
+            rel = [p[len(base):].lstrip("/") if base else p for p in paths]
+            h.update(json.dumps(rel, ensure_ascii=False).encode("utf-8"))
+        elif self.images is not None:
+            for start in range(0, len(self.images), 1024):
+                h.update(np.ascontiguousarray(self.images[start:start + 1024]).tobytes())
+        return h.hexdigest()
+
     def image(self, index: int) -> np.ndarray:
         """RGB uint8 array of dataset image ``index``."""
         if self.images is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atlasgen.site import urls
+from atlasgen.site import numbers, urls
 from atlasgen.site.fmt import dumps, json_num
 
 N_EXPORT_NEIGHBOURS = 6  # nearest features by decoder cosine (the LayerIndex keeps this many)
@@ -53,6 +53,8 @@ def feature_records(site, ix, images=None):
     imp = L.importance
     cw = L.class_weights_features
     names = ds.class_names
+    if imp is not None:  # the pages' rank: among live features, ties shared, none for a dead feature
+        rank, ties = numbers.competition_ranks(imp["features_topk"], ex.density > 0)
     for i in range(L.n_features):
         examples = []
         for j in range(ex.top_idx.shape[1]):
@@ -94,7 +96,7 @@ def feature_records(site, ix, images=None):
                                            for c, s in zip(ex.topk_classes[i], ex.topk_class_weights[i]) if int(c) >= 0]
         if imp is not None:
             rec["importance"] = {"top_k": int(imp["features_topk"][i]), "top1": int(imp["features_top1"][i]),
-                                 "rank": int(imp["features_rank"][i])}
+                                 "rank": int(rank[i]) or None, "tied_with": int(ties[i])}
         for key, data in (("upstream", L.upstream), ("downstream", L.downstream)):
             got = _weights(data, i)
             if got is not None:

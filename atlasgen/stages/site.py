@@ -21,6 +21,7 @@ def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console:
                           artifacts=artifacts, layers=[l.name for l in cfg.layers], model_name=cfg.model.name,
                           title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url, out_dir=out_dir,
                           authors=tuple(cfg.site.authors), version=cfg.site.version, doi=cfg.site.doi,
+                          dense_threshold=cfg.examples.dense_threshold,
                           progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)))
     bar.close()
     return summary
