@@ -148,7 +148,7 @@ def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=(), band_sample
     bands = _band_examples(rng, max_act, n_images, grid, band_samples) if band_samples else {}
     return dict(top_idx=top_idx, top_val=top_val, top_pos=top_pos, top_maps=top_maps, max_act=max_act,
                 density=density, mean_act=mean_act, hist=hist,
-                hist_edges=np.linspace(0, 1, B + 1).astype(np.float32), top_classes=top_classes,
+                hist_edges=np.logspace(-3, 0, B + 1).astype(np.float32), top_classes=top_classes,
                 top_class_weights=top_class_weights, label_entropy=label_entropy, **bands,
                 **_fake_flags(density, top_classes, top_class_weights, label_entropy))
 

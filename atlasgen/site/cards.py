@@ -26,7 +26,7 @@ def _e(value) -> str:
 def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str, str]:
     key = (root, card["href"], card["code"], card["thumb"], card["label"], card["top_class"], card["density"],
            card["sort_density"], card["sort_max"], card["sort_importance"], card["dead"], card["kind_name"],
-           card["id"], card.get("flags", ()), bool(pixelated), bool(sortable))
+           card["id"], card.get("flags", ()), bool(card.get("vis_failed")), bool(pixelated), bool(sortable))
     hit = _cache.get(key)
     if hit is not None:
         return hit
@@ -39,8 +39,10 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
     head += f'><a href="{_e(root)}{_e(card["href"])}">'
     if card["thumb"]:
         alt = f'{card["kind_name"]} {card["id"]} visualisation'
-        head += (f'<img class="thumb{" px" if pixelated else ""}" src="{_e(root)}{_e(card["thumb"])}" '
-                 f'alt="{_e(alt)}" loading="lazy" width="120" height="120">')
+        if card.get("vis_failed"):  # greyed (atlas.css); the unit page says why it failed
+            alt += " (failed)"
+        head += (f'<img class="thumb{" px" if pixelated else ""}{" vis-failed" if card.get("vis_failed") else ""}" '
+                 f'src="{_e(root)}{_e(card["thumb"])}" alt="{_e(alt)}" loading="lazy" width="120" height="120">')
     else:
         head += '<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>'
     head += f'<span class="card-text"><span class="card-id">{_e(card["code"])}'

@@ -48,7 +48,14 @@ GLOSSARY: tuple[Term, ...] = (
     Term("mean-per-position", "mean per position",
          "mean activation over the positions where the unit fires"),
     Term("label-entropy", "label entropy",
-         "entropy (nats) of the class distribution of the unit's top images, weighted by activation"),
+         "entropy (nats) of the classes of every image scanned where the unit fires, each image weighted by "
+         "its activation; the label is the class with the largest share"),
+    Term("low-confidence", "low-confidence label",
+         "the label rests on few firing images or a spread of classes (examples.label_min_images, "
+         "examples.label_max_entropy)"),
+    Term("polysemantic", "polysemantic",
+         "the top class of its top images differs from its top class over every firing image, which holds "
+         "under half of the activation-weighted total"),
     Term("importance", "importance",
          "held-out images that lose the true class from the model's top k when the unit is mean-ablated"),
     Term("importance-top-1", "importance (top-1)",
@@ -63,7 +70,11 @@ GLOSSARY: tuple[Term, ...] = (
     Term("selectivity", "visualisation selectivity",
          "whether any other unit fires more strongly than this one on its own visualisation"),
     Term("co-occurrence", "fires with it",
-         "of the sampled images where this feature fires, the share where the other fires too"),
+         "partners ranked by normalised PMI on a uniform sample of images: 0 = independent, 1 = fire only "
+         "together, so dense features do not top every list"),
+    Term("vis-failed", "visualisation failed",
+         "the optimised image is flat, its final objective is not positive, or it activates its unit below "
+         "the unit's median firing activation on the images scanned"),
     Term("dead-fraction-training", "dead fraction (SAE training)",
          "SAE training metric: share of latents that never fire on the held-out activation vectors; "
          "not the dataset figure"),

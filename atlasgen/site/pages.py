@@ -100,6 +100,9 @@ class LayerIndex:
                 elif i in self.vis[kind]:
                     self.thumb[kind][i] = self.vis[kind][i]
 
+        # Main visualisations that failed (atlasgen.featurevis_check): their cards grey the thumbnail.
+        self.vis_failed = {kind: featurevis_section.failure_codes(fv, kind, count)
+                           for kind, count in (("f", F), ("n", C))}
         self.feature_cards = [self._card("f", i) for i in range(F)]
         self.neuron_cards = [self._card("n", i) for i in range(C)]
 
@@ -137,6 +140,7 @@ class LayerIndex:
             "sort_importance": circuits.importance_sort_key(L, kind, i),
             "dead": float(ex.density[i]) <= 0,
             "flags": self.flags[kind][i],
+            "vis_failed": bool(self.vis_failed[kind][i]),
         }
 
     def flag_names(self, kind: str, i: int) -> list[str]:
