@@ -98,7 +98,8 @@ STAGES: tuple[Stage, ...] = (
           what="sparse autoencoders"),
     Stage("examples", ("dataset", "model", "sae"), "atlasgen.stages.examples",
           lambda c: {"layers": _layers(c), "examples": to_dict(c.examples)},
-          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae", "atlasgen.bands"), resumable=True,
+          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae", "atlasgen.bands", "atlasgen.unitlabels",
+                "atlasgen.cofiring"), resumable=True,
           what="dataset examples"),  # resumable: a distributed build keeps each rank's scan (issue 10)
     # After the examples: a visualisation is judged against its unit's firing distribution on the data.
     Stage("featurevis", ("dataset", "model", "sae", "examples"), "atlasgen.stages.featurevis",

@@ -35,7 +35,9 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-import torch
+
+# torch is imported inside the scan's functions only: the site renderer reads the flags from here and
+# never imports torch (tests/test_site.py).
 
 N_LABEL_CLASSES = 5  # classes kept per unit, by share of the whole-range weight
 MAJORITY = 0.5  # polysemantic: the whole-range top class holds less than this share
@@ -66,6 +68,8 @@ def check_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 def new_class_weight(n_units: int, n_classes: int) -> torch.Tensor:
     """The empty histogram (units x classes, float64, on the CPU)."""
+    import torch
+
     return torch.zeros((n_units, n_classes), dtype=torch.float64)
 
 
@@ -79,6 +83,8 @@ def add_class_weight(weight: torch.Tensor, labels: np.ndarray, units: torch.Tens
                      v: torch.Tensor, image_idx: torch.Tensor) -> None:
     """Add firing pairs to the histogram: ``v`` (> 0) of unit ``units`` on dataset image ``image_idx[cols]``
     (CPU tensors, as the scan's merge has them); ``labels``: the dataset's labels (:func:`check_labels`)."""
+    import torch
+
     if units.numel() == 0 or weight.shape[1] == 0:
         return
     col_class = labels[image_idx.to("cpu", torch.long).numpy()]
