@@ -152,11 +152,11 @@ def flag_definitions(ex) -> dict[str, str]:
     max_entropy = float(getattr(ex, "label_max_entropy", FlagRules.label_max_entropy))
     return {
         "dead": "never fires on the scanned images",
-        "dense": f"fires on more than {dense * 100:g} % of the scanned images",
+        "dense": f"fires on more than {dense * 100:g}% of the scanned images",
         "low_confidence": (f"label from fewer than {min_images} firing images, or label entropy above "
                            f"{max_entropy:g} of its maximum (ln of the number of classes)"),
         "polysemantic": ("the top class of its top examples is not its top class over every firing image, "
-                         f"which holds under {MAJORITY * 100:g} % of the activation-weighted total"),
+                         f"which holds under {MAJORITY * 100:g}% of the activation-weighted total"),
     }
 
 
