@@ -56,7 +56,8 @@ def disagreements(site: Path) -> list[str]:
         problems.append(f"dataset images: model page {model_page.get('dataset-images')} != manifest {total}")
     search = (site / "search_index.js").read_text()
     search = json.loads(search[search.index("=") + 1:].strip().rstrip(";"))
-    search_density = {(f[1], int(f[2])): f[5] for f in search["features"]}
+    # [href, layer, id, label, classes, flags, density as the pages print it]
+    search_density = {(f[1], int(f[2])): f[6] for f in search["features"]}
 
     for name, entry in sorted(manifest["layers"].items()):
         F = entry["n_features"]
@@ -101,7 +102,7 @@ def disagreements(site: Path) -> list[str]:
                     "fires on ").removesuffix(" of images")
             if len(set(places.values())) != 1:
                 problems.append(f"{name}/f/{i}: density disagrees: {places}")
-            if (n_fires == 0) != bool(rec["dead"]) or ((n_fires == 0) != ('<span class="badge">dead</span>' in page)):
+            if (n_fires == 0) != bool(rec["dead"]) or ((n_fires == 0) != bool(re.search(r'<span class="badge[^"]*">dead</span>', page))):
                 problems.append(f"{name}/f/{i}: dead on the page / in the export disagree ({n_fires} firing images)")
             if scanned and abs(n_fires / scanned - (rec["density"] or 0)) > 1e-5:
                 problems.append(f"{name}/f/{i}: {n_fires} of {scanned} images is not its density {rec['density']}")
