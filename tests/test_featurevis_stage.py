@@ -112,7 +112,9 @@ def test_failure_marks_match_a_recomputation_and_failed_pages_lead_with_examples
         for i, is_failed in [(int(i), True) for i in failed[:3]] + [(int(i), False) for i in ok[:3]]:
             html = (site / "demonet" / "mixed5b" / kind / str(i) / "index.html").read_text()
             assert ('class="unit-top vis-failed"' in html) == is_failed
-            assert (f"failed: {check.REASONS[int(q['failure'][i])]}" in html) == is_failed
+            assert ("vis-failed-badge" in html) == is_failed
+            if is_failed:
+                assert f"failed: {check.REASONS[int(q['failure'][i])]}" in html
             assert (html.index('id="examples-title"') < html.index('class="unit-top')) == is_failed
         layer = (site / "demonet" / "mixed5b" / "index.html").read_text()
         if kind == "f" and failed.size:
