@@ -58,7 +58,7 @@ def test_sae_change_reruns_sae_and_downstream_only(tiny_copy):
     assert states["sae"].reason == "layers[0].sae.k changed"
     assert states["activations"].cached and states["model"].cached
     summary = build(config, accept_changed_features=True)  # a new SAE: the site's feature URLs change meaning
-    assert summary.ran == ["sae", "featurevis", "examples", "circuits", "importance", "map", "game", "site"]
+    assert summary.ran == ["sae", "examples", "featurevis", "circuits", "importance", "map", "game", "site"]
 
 
 def test_featurevis_change_reruns_featurevis_and_site(tiny_copy):
