@@ -29,8 +29,6 @@ import numpy as np
 import torch
 
 
-
-
 def one_position_per_image(acts: torch.Tensor, image_ids: np.ndarray, seed: int) -> torch.Tensor:
     """(B, C) vectors: one position of each (B, C, H, W) map, drawn from (seed, image id)."""
     b, c, h, w = acts.shape
@@ -60,13 +58,20 @@ def umap_layout(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: in
         warnings.simplefilter("ignore")
         import umap
 
-        reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(vectors) - 1), min_dist=min_dist, metric="cosine",
-                            random_state=seed, n_jobs=1, init="spectral" if len(vectors) > 16 else "random")
+        reducer = umap.UMAP(
+            n_neighbors=min(n_neighbors, len(vectors) - 1),
+            min_dist=min_dist,
+            metric="cosine",
+            random_state=seed,
+            n_jobs=1,
+            init="spectral" if len(vectors) > 16 else "random",
+        )
         return reducer.fit_transform(vectors.astype(np.float32)).astype(np.float64)
 
 
-def grid_cells(xy: np.ndarray, vectors: np.ndarray, labels: np.ndarray, grid: int, min_count: int,
-               n_classes: int) -> dict:
+def grid_cells(
+    xy: np.ndarray, vectors: np.ndarray, labels: np.ndarray, grid: int, min_count: int, n_classes: int
+) -> dict:
     """Cells of a ``grid`` x ``grid`` binning with at least ``min_count`` points.
 
     Returns ``cells`` (M, 2) int (gx, gy; y grows downwards as in the layout),
@@ -80,7 +85,7 @@ def grid_cells(xy: np.ndarray, vectors: np.ndarray, labels: np.ndarray, grid: in
     keep = counts >= min_count
     cells, count, mean, top, share = [], [], [], [], []
     for k, s, n in zip(uniq[keep], start[keep], counts[keep]):
-        members = order[s:s + n]
+        members = order[s : s + n]
         cells.append((int(k % grid), int(k // grid)))
         count.append(int(n))
         mean.append(vectors[members].astype(np.float64).mean(0))
@@ -88,9 +93,13 @@ def grid_cells(xy: np.ndarray, vectors: np.ndarray, labels: np.ndarray, grid: in
         top.append(int(hist.argmax()))
         share.append(float(hist.max() / n))
     C = vectors.shape[1]
-    return {"cells": np.asarray(cells, dtype=np.int64).reshape(-1, 2), "count": np.asarray(count, dtype=np.int64),
-            "mean": np.asarray(mean, dtype=np.float32).reshape(-1, C), "top_class": np.asarray(top, dtype=np.int64),
-            "top_share": np.asarray(share, dtype=np.float64)}
+    return {
+        "cells": np.asarray(cells, dtype=np.int64).reshape(-1, 2),
+        "count": np.asarray(count, dtype=np.int64),
+        "mean": np.asarray(mean, dtype=np.float32).reshape(-1, C),
+        "top_class": np.asarray(top, dtype=np.int64),
+        "top_share": np.asarray(share, dtype=np.float64),
+    }
 
 
 def sprite_sheet(icons: np.ndarray, columns: int | None = None) -> tuple[np.ndarray, int]:
@@ -101,5 +110,5 @@ def sprite_sheet(icons: np.ndarray, columns: int | None = None) -> tuple[np.ndar
     sheet = np.full((rows * s, cols * s, 3), 255, dtype=np.uint8)
     for i in range(m):
         r, c = divmod(i, cols)
-        sheet[r * s:(r + 1) * s, c * s:(c + 1) * s] = icons[i]
+        sheet[r * s : (r + 1) * s, c * s : (c + 1) * s] = icons[i]
     return sheet, cols

@@ -150,7 +150,10 @@ def _np(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
 def snapped_edges(max_act: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     """(U, len(edges)) grid indices of the band edges ``c * max`` snapped to the nearest grid edge."""
     with np.errstate(divide="ignore"):
-        logs = np.log10(np.maximum(max_act.astype(np.float64), 1e-30))[:, None] + np.log10(np.asarray(edges))[None]
+        logs = (
+            np.log10(np.maximum(max_act.astype(np.float64), 1e-30))[:, None]
+            + np.log10(np.asarray(edges))[None]
+        )
     return np.round(logs * GRID_PER_DECADE).astype(np.int64)
 
 
@@ -170,7 +173,9 @@ class BandReservoir:
         # Window: grid indices gmax - W + 1 .. gmax in slots 1..W; slot 0 is everything below.
         self.W = math.ceil(GRID_PER_DECADE * math.log10(1 / self.edges[-1])) + 2
         S = self.W + 1
-        self.keys = torch.full((n_units, S, self.r), _EMPTY, dtype=torch.long)  # on the CPU (module docstring)
+        self.keys = torch.full(
+            (n_units, S, self.r), _EMPTY, dtype=torch.long
+        )  # on the CPU (module docstring)
         self.val = torch.zeros((n_units, S, self.r), dtype=torch.float32)
         self.count = torch.zeros((n_units, S), dtype=torch.long)
         self.gmax = torch.full((n_units,), -(2**40), dtype=torch.long)
@@ -184,8 +189,14 @@ class BandReservoir:
         units, cols = torch.nonzero(values > 0, as_tuple=True)
         self.update_firing(units, cols, values[units, cols], image_idx)
 
-    def update_firing(self, units: torch.Tensor, cols: torch.Tensor, v: torch.Tensor, image_idx: torch.Tensor,
-                      g: torch.Tensor | None = None) -> None:
+    def update_firing(
+        self,
+        units: torch.Tensor,
+        cols: torch.Tensor,
+        v: torch.Tensor,
+        image_idx: torch.Tensor,
+        g: torch.Tensor | None = None,
+    ) -> None:
         """The same from the firing entries only: ``v`` (> 0) of unit ``units`` on image ``image_idx[cols]``
         (``g``: their :func:`grid_index`, when known). Inputs may live on any device."""
         if units.numel() == 0:
@@ -195,10 +206,19 @@ class BandReservoir:
         batch_max = torch.full_like(self.gmax, -(2**40)).scatter_reduce(0, units, g, "amax")
         self._shift(torch.maximum(self.gmax, batch_max))
         image_idx = image_idx.to("cpu", torch.long)
-        _insert_pairs(_np(units, torch.long), _np(cols, torch.long), _np(g, torch.long), _np(v, torch.float32),
-                      _np(image_idx, torch.long), _np(image_hash(image_idx, self.seed), torch.long),
-                      self.gmax.numpy(), self.W, self.keys.view(-1).numpy(), self.val.view(-1).numpy(),
-                      self.count.view(-1).numpy())
+        _insert_pairs(
+            _np(units, torch.long),
+            _np(cols, torch.long),
+            _np(g, torch.long),
+            _np(v, torch.float32),
+            _np(image_idx, torch.long),
+            _np(image_hash(image_idx, self.seed), torch.long),
+            self.gmax.numpy(),
+            self.W,
+            self.keys.view(-1).numpy(),
+            self.val.view(-1).numpy(),
+            self.count.view(-1).numpy(),
+        )
 
     def _shift(self, new_gmax: torch.Tensor) -> None:
         """Move each unit's window up to its new running max; slots falling off merge into slot 0."""
@@ -211,7 +231,7 @@ class BandReservoir:
         s = torch.arange(S, device=d.device)[None]  # (1, S)
         keys, val, count = self.keys[rows], self.val[rows], self.count[rows]
         # Slot 0 after the shift: old slot 0 and old slots 1..d.
-        falls = (s <= dd)  # (R, S)
+        falls = s <= dd  # (R, S)
         low_keys = torch.where(falls[..., None], keys, _EMPTY).flatten(1)
         low_keys, pick = torch.topk(low_keys, r, dim=1, largest=False, sorted=True)
         low_val = val.flatten(1).gather(1, pick)
@@ -253,7 +273,11 @@ class BandReservoir:
             k = np.where(member[..., None], keys, np.iinfo(np.int64).max).reshape(U, -1)
             v = val.reshape(U, -1)
             # Keys are distinct (the image index is in their low bits), so the r smallest are well defined.
-            pick = np.argpartition(k, r - 1, axis=1)[:, :r] if k.shape[1] > r else np.arange(k.shape[1])[None].repeat(U, 0)
+            pick = (
+                np.argpartition(k, r - 1, axis=1)[:, :r]
+                if k.shape[1] > r
+                else np.arange(k.shape[1])[None].repeat(U, 0)
+            )
             pick = np.take_along_axis(pick, np.argsort(np.take_along_axis(k, pick, 1), axis=1), 1)
             chosen = np.take_along_axis(k, pick, 1)
             ok = chosen != np.iinfo(np.int64).max
@@ -263,14 +287,22 @@ class BandReservoir:
             band_idx[:, b] = np.take_along_axis(idx, order, 1)
             band_val[:, b] = np.take_along_axis(vals, order, 1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(alive[:, None], 10.0 ** (e / GRID_PER_DECADE) / np.maximum(max_act, 1e-30)[:, None], 0.0)
+            rel = np.where(
+                alive[:, None], 10.0 ** (e / GRID_PER_DECADE) / np.maximum(max_act, 1e-30)[:, None], 0.0
+            )
         edges_rel = np.concatenate([np.ones((U, 1)), rel, np.zeros((U, 1))], 1).astype(np.float32)
-        return {"band_idx": band_idx, "band_val": band_val, "band_count": band_count,
-                "band_edges_rel": edges_rel, "band_edges": np.asarray((1.0,) + self.edges + (0.0,), dtype=np.float32)}
+        return {
+            "band_idx": band_idx,
+            "band_val": band_val,
+            "band_count": band_count,
+            "band_edges_rel": edges_rel,
+            "band_edges": np.asarray((1.0,) + self.edges + (0.0,), dtype=np.float32),
+        }
 
 
-def brute_force_bands(values: np.ndarray, image_idx: np.ndarray, edges: tuple[float, ...], r: int,
-                      seed: int) -> dict[str, np.ndarray]:
+def brute_force_bands(
+    values: np.ndarray, image_idx: np.ndarray, edges: tuple[float, ...], r: int, seed: int
+) -> dict[str, np.ndarray]:
     """The same samples computed from all values at once: (U, N) per-image maxima. For tests."""
     U, N = values.shape
     max_act = np.maximum(values.max(1), 0).astype(np.float32)
@@ -288,5 +320,5 @@ def brute_force_bands(values: np.ndarray, image_idx: np.ndarray, edges: tuple[fl
             band_count[u, b] = len(member)
             chosen = member[np.argsort(keys[u, member], kind="stable")[:r]]
             chosen = chosen[np.argsort(-values[u, chosen], kind="stable")]
-            band_idx[u, b, :len(chosen)] = image_idx[chosen]
+            band_idx[u, b, : len(chosen)] = image_idx[chosen]
     return {"band_idx": band_idx, "band_count": band_count, "max_act": max_act}

@@ -47,7 +47,9 @@ def reaches_classifier_linearly(model, layer: str, images: torch.Tensor) -> bool
     if acts.dim() != 4 or acts.shape[1] != fc.in_features:
         return False
     logits = model(images)
-    return torch.allclose(fc(acts.mean(dim=(2, 3))), logits, rtol=1e-4, atol=1e-4 * max(1.0, float(logits.abs().max())))
+    return torch.allclose(
+        fc(acts.mean(dim=(2, 3))), logits, rtol=1e-4, atol=1e-4 * max(1.0, float(logits.abs().max()))
+    )
 
 
 def _identity_hook(_module, inputs, _output):
@@ -59,8 +61,9 @@ def _linear_pool_hook(module: nn.MaxPool2d, inputs, output):
     if output.shape == x.shape:
         return x  # a stride-1 max-pool that keeps the grid: the identity
     # A strided max-pool: the average of the same window keeps the grid's shape and stays linear.
-    return F.avg_pool2d(x, module.kernel_size, module.stride, module.padding, module.ceil_mode,
-                        count_include_pad=False)
+    return F.avg_pool2d(
+        x, module.kernel_size, module.stride, module.padding, module.ceil_mode, count_include_pad=False
+    )
 
 
 def _linear_call_pool_hook(_module, args, kwargs, output):
@@ -75,7 +78,7 @@ def _linear_call_pool_hook(_module, args, kwargs, output):
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     h, w = output.shape[-2:]
     if (sh, sw) == (1, 1):
-        return x[..., kh // 2: kh // 2 + h, kw // 2: kw // 2 + w]
+        return x[..., kh // 2 : kh // 2 + h, kw // 2 : kw // 2 + w]
     return F.avg_pool2d(x, (kh, kw), (sh, sw))[..., :h, :w]
 
 
@@ -111,8 +114,10 @@ def linearized(model: nn.Module):
 def forward_order(model: nn.Module, layers: list[str], image_size: int, device: str = "cpu") -> list[str]:
     """``layers`` sorted by when the forward pass reaches them."""
     seen: list[str] = []
-    handles = [get_module(model, name).register_forward_hook(lambda _m, _i, _o, name=name: seen.append(name))
-               for name in layers]
+    handles = [
+        get_module(model, name).register_forward_hook(lambda _m, _i, _o, name=name: seen.append(name))
+        for name in layers
+    ]
     try:
         with torch.no_grad():
             model(torch.zeros(1, 3, image_size, image_size, device=device))
@@ -137,12 +142,23 @@ def _map_from(model: nn.Module, src: str, dst: str, x: torch.Tensor, image_size:
     finally:
         handle.remove()
     if dst not in acts:
-        raise CircuitsError([f"circuits: layer {dst!r} is not computed from {src!r}. Fix: list layers in the model's forward order."])
+        raise CircuitsError(
+            [
+                f"circuits: layer {dst!r} is not computed from {src!r}. Fix: list layers in the model's forward order."
+            ]
+        )
     return acts[dst]
 
 
-def expanded_weights(model: nn.Module, src: str, dst: str, image_size: int, device: str = "cpu",
-                     chunk: int = 256, max_doublings: int = 3) -> np.ndarray:
+def expanded_weights(
+    model: nn.Module,
+    src: str,
+    dst: str,
+    image_size: int,
+    device: str = "cpu",
+    chunk: int = 256,
+    max_doublings: int = 3,
+) -> np.ndarray:
     """Expanded weights from layer ``src`` to a later layer ``dst``: J (C_dst, C_src, kh, kw), float64.
 
     ``J[o, c, dy, dx]`` is the weight from input channel c at offset (dy, dx) of the kernel window
@@ -155,7 +171,9 @@ def expanded_weights(model: nn.Module, src: str, dst: str, image_size: int, devi
     size = image_size
     for _ in range(max_doublings + 1):
         with torch.no_grad():
-            acts = layer_activations(model, torch.zeros(1, 3, size, size, device=device, dtype=torch.float64), [src, dst])
+            acts = layer_activations(
+                model, torch.zeros(1, 3, size, size, device=device, dtype=torch.float64), [src, dst]
+            )
             shapes = {k: tuple(v.shape[1:]) for k, v in acts.items()}
         (c_in, h, w), (c_out, h2, w2) = shapes[src], shapes[dst]
         cy, cx = h2 // 2, w2 // 2
@@ -165,21 +183,27 @@ def expanded_weights(model: nn.Module, src: str, dst: str, image_size: int, devi
                 n = min(chunk, c_out - start)
                 x = torch.zeros(n, c_in, h, w, device=device, dtype=torch.float64, requires_grad=True)
                 out = _map_from(model, src, dst, x, size)
-                sel = out[torch.arange(n, device=device), torch.arange(start, start + n, device=device), cy, cx]
+                sel = out[
+                    torch.arange(n, device=device), torch.arange(start, start + n, device=device), cy, cx
+                ]
                 (g,) = torch.autograd.grad(sel.sum(), x)
                 rows.append(g.detach().double().cpu())
         grid = torch.cat(rows).numpy()  # (C_out, C_in, H, W)
         support = np.abs(grid).sum(axis=(0, 1)) > 1e-12 * max(np.abs(grid).max(), 1e-30)
         ys, xs = np.nonzero(support)
         if ys.size == 0:
-            raise CircuitsError([f"circuits: no weights from {src!r} to {dst!r} (the linearized map is zero)."])
+            raise CircuitsError(
+                [f"circuits: no weights from {src!r} to {dst!r} (the linearized map is zero)."]
+            )
         y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
         if y0 > 0 and x0 > 0 and y1 < h - 1 and x1 < w - 1:
-            J = grid[:, :, y0:y1 + 1, x0:x1 + 1]
+            J = grid[:, :, y0 : y1 + 1, x0 : x1 + 1]
             _check_linear(model, src, dst, J, (y0, x0), (cy, cx), (c_in, h, w), size, device)
             return J
         size *= 2  # the kernel reaches the border: a larger grid shows all of it
-    raise CircuitsError([f"circuits: the expanded kernel from {src!r} to {dst!r} does not fit a {size}px input."])
+    raise CircuitsError(
+        [f"circuits: the expanded kernel from {src!r} to {dst!r} does not fit a {size}px input."]
+    )
 
 
 def _check_linear(model, src, dst, J, origin, centre, shape, size, device) -> None:
@@ -191,14 +215,18 @@ def _check_linear(model, src, dst, J, origin, centre, shape, size, device) -> No
         base = _map_from(model, src, dst, torch.zeros_like(x), size)[0, :, centre[0], centre[1]]
         out = _map_from(model, src, dst, x, size)[0, :, centre[0], centre[1]] - base
     kh, kw = J.shape[2:]
-    window = x[0, :, origin[0]:origin[0] + kh, origin[1]:origin[1] + kw].double().cpu().numpy()
+    window = x[0, :, origin[0] : origin[0] + kh, origin[1] : origin[1] + kw].double().cpu().numpy()
     want = np.einsum("ocyx,cyx->o", J, window)
     got = out.double().cpu().numpy()
     scale = max(np.abs(want).max(), 1e-6)
     if np.abs(got - want).max() > 1e-9 * scale:
-        raise CircuitsError([f"circuits: the path from {src!r} to {dst!r} is not linear once nn.ReLU and "
-                             "nn.MaxPool2d modules are linearized (a functional nonlinearity?); expanded "
-                             "weights would be wrong. Fix: study layers joined by module ReLUs and pools."])
+        raise CircuitsError(
+            [
+                f"circuits: the path from {src!r} to {dst!r} is not linear once nn.ReLU and "
+                "nn.MaxPool2d modules are linearized (a functional nonlinearity?); expanded "
+                "weights would be wrong. Fix: study layers joined by module ReLUs and pools."
+            ]
+        )
 
 
 def unit_weights(J: np.ndarray, read: np.ndarray | None, write: np.ndarray | None) -> np.ndarray:
@@ -223,8 +251,9 @@ def top_pairs(summed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(summed, idx, axis=1)
 
 
-def layer_pair_weights(J: np.ndarray, read: np.ndarray | None, write: np.ndarray | None, k: int,
-                       chunk: int = 1024) -> dict[str, np.ndarray]:
+def layer_pair_weights(
+    J: np.ndarray, read: np.ndarray | None, write: np.ndarray | None, k: int, chunk: int = 1024
+) -> dict[str, np.ndarray]:
     """Top upstream units of every downstream unit and top downstream units of every upstream
     unit, by the sum over offsets, with their per-offset kernels.
 
@@ -261,5 +290,11 @@ def layer_pair_weights(J: np.ndarray, read: np.ndarray | None, write: np.ndarray
             up_kernel[i] = A[r][cols] if write is None else np.einsum("cyx,jc->jyx", A[r], write[cols])
             for j, col in by_dst.get(int(i), ()):
                 down_kernel[j, col] = A[r][j] if write is None else np.einsum("cyx,c->yx", A[r], write[j])
-    return {"up_idx": up_idx, "up_w": up_w, "up_kernel": up_kernel,
-            "down_idx": down_idx, "down_w": down_w, "down_kernel": down_kernel}
+    return {
+        "up_idx": up_idx,
+        "up_w": up_w,
+        "up_kernel": up_kernel,
+        "down_idx": down_idx,
+        "down_w": down_w,
+        "down_kernel": down_kernel,
+    }

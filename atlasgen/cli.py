@@ -44,12 +44,20 @@ def _output(cfg, output: str | None) -> Path:
         return cfg.resolve(cfg.output)
     out = Path(output)
     if out.exists() and not out.is_dir():
-        _fail([f"-o: {str(out)!r} is a file, not a folder. Fix: choose another output folder or move the file away."])
+        _fail(
+            [
+                f"-o: {str(out)!r} is a file, not a folder. Fix: choose another output folder or move the file away."
+            ]
+        )
     return out
 
 
-common_output = click.option("-o", "--output", default=None, help="Site folder (default: `output` from the config, _site/).")
-common_config = click.option("-c", "--config", default="site_config.yaml", show_default=True, help=CONFIG_HELP)
+common_output = click.option(
+    "-o", "--output", default=None, help="Site folder (default: `output` from the config, _site/)."
+)
+common_config = click.option(
+    "-c", "--config", default="site_config.yaml", show_default=True, help=CONFIG_HELP
+)
 quiet_opt = click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
 verbose_opt = click.option("-v", "--verbose", is_flag=True, help="Print details of every step.")
 
@@ -65,8 +73,11 @@ def main() -> None:
 @common_output
 @quiet_opt
 @verbose_opt
-@click.option("--accept-changed-features", is_flag=True,
-              help="Overwrite a site built from a different SAE, so that its feature URLs change meaning.")
+@click.option(
+    "--accept-changed-features",
+    is_flag=True,
+    help="Overwrite a site built from a different SAE, so that its feature URLs change meaning.",
+)
 def build(config: str, output: str | None, quiet: bool, verbose: bool, accept_changed_features: bool) -> None:
     """Run every stage (cached ones are skipped) and write the site."""
     from atlasgen.pipeline import Pipeline, format_summary
@@ -85,7 +96,9 @@ def build(config: str, output: str | None, quiet: bool, verbose: bool, accept_ch
             dist = init_from_env(cfg.device)
             if not dist.main:
                 console = Console(0)
-        summary = Pipeline(cfg, out, console, accept_changed_features=accept_changed_features, dist=dist).build()
+        summary = Pipeline(
+            cfg, out, console, accept_changed_features=accept_changed_features, dist=dist
+        ).build()
     except AtlasgenError as exc:
         if verbose and exc.__cause__ is not None:  # e.g. the exception a model factory raised
             import traceback
@@ -93,7 +106,10 @@ def build(config: str, output: str | None, quiet: bool, verbose: bool, accept_ch
             click.echo("".join(traceback.format_exception(exc.__cause__)), err=True, nl=False)
         _fail(exc.errors, exc.headline)
     except KeyboardInterrupt:
-        click.echo("\natlasgen: interrupted; completed stages and shards are kept. Run the same command to resume.", err=True)
+        click.echo(
+            "\natlasgen: interrupted; completed stages and shards are kept. Run the same command to resume.",
+            err=True,
+        )
         sys.exit(130)
     finally:
         shutdown(dist)
@@ -139,7 +155,10 @@ def serve(config: str, output: str | None, port: int, quiet: bool) -> None:
     try:
         server = socketserver.ThreadingTCPServer(("127.0.0.1", port), handler)
     except OSError as exc:
-        click.echo(f"atlasgen: cannot listen on 127.0.0.1:{port}: {exc.strerror}. Fix: pass another --port.", err=True)
+        click.echo(
+            f"atlasgen: cannot listen on 127.0.0.1:{port}: {exc.strerror}. Fix: pass another --port.",
+            err=True,
+        )
         sys.exit(2)
     click.echo(f"Serving {out} at http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C stops)")
     try:
@@ -163,7 +182,13 @@ class _SilentHandler(http.server.SimpleHTTPRequestHandler):
 @main.command()
 @common_config
 @common_output
-@click.option("--cache/--no-cache", "with_cache", default=True, show_default=True, help="Also remove the artifact cache.")
+@click.option(
+    "--cache/--no-cache",
+    "with_cache",
+    default=True,
+    show_default=True,
+    help="Also remove the artifact cache.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
 def clean(config: str, output: str | None, with_cache: bool, quiet: bool) -> None:
     """Remove what atlasgen made: the files it wrote into the site folder (the user's files there stay,
@@ -177,7 +202,10 @@ def clean(config: str, output: str | None, with_cache: bool, quiet: bool) -> Non
         if not folder.exists():
             continue
         if not (folder / marker).is_file():
-            click.echo(f"atlasgen: refusing to delete {folder}: it has no {marker} marker, so atlasgen did not make it.", err=True)
+            click.echo(
+                f"atlasgen: refusing to delete {folder}: it has no {marker} marker, so atlasgen did not make it.",
+                err=True,
+            )
             refused = True
             continue
         if marker == SITE_MARKER:  # only the files the build wrote; the user's stay (docs/publishing.md)
@@ -185,9 +213,13 @@ def clean(config: str, output: str | None, with_cache: bool, quiet: bool) -> Non
 
             kept = clean_site(folder, kept_patterns(cfg.site.keep))
             if not quiet:
-                click.echo(f"removed {folder}" if not kept else
-                           f"removed atlasgen's files from {folder}; kept {len(kept)} file(s) it did not write: "
-                           + ", ".join(kept[:10]) + (", ..." if len(kept) > 10 else ""))
+                click.echo(
+                    f"removed {folder}"
+                    if not kept
+                    else f"removed atlasgen's files from {folder}; kept {len(kept)} file(s) it did not write: "
+                    + ", ".join(kept[:10])
+                    + (", ..." if len(kept) > 10 else "")
+                )
             continue
         shutil.rmtree(folder)
         if not quiet:
@@ -214,9 +246,11 @@ def import_ratings(config: str, files: tuple[Path, ...], quiet: bool) -> None:
     except AtlasgenError as exc:
         _fail(exc.errors, exc.headline)
     if not quiet:
-        click.echo(f"imported {counts['files']} file(s): {counts['added']} new, {counts['replaced']} updated, "
-                   f"{counts['kept']} unchanged; {counts['total']} ratings from {counts['raters']} rater(s) in "
-                   f"{counts['path']}. Run `atlasgen build` to show them.")
+        click.echo(
+            f"imported {counts['files']} file(s): {counts['added']} new, {counts['replaced']} updated, "
+            f"{counts['kept']} unchanged; {counts['total']} ratings from {counts['raters']} rater(s) in "
+            f"{counts['path']}. Run `atlasgen build` to show them."
+        )
 
 
 @main.command()
@@ -252,8 +286,18 @@ if __name__ == "__main__":
 
 @main.command()
 @click.argument("outdir", required=False, type=click.Path(file_okay=False))
-@click.option("-c", "--config", default=None, help="Config whose output folder and size budget to use (default: site_config.yaml if present).")
-@click.option("--budget-mb", type=float, default=None, help="Size budget in MB (default: site.size_budget_mb of the config, else 900).")
+@click.option(
+    "-c",
+    "--config",
+    default=None,
+    help="Config whose output folder and size budget to use (default: site_config.yaml if present).",
+)
+@click.option(
+    "--budget-mb",
+    type=float,
+    default=None,
+    help="Size budget in MB (default: site.size_budget_mb of the config, else 900).",
+)
 @quiet_opt
 def check(outdir: str | None, config: str | None, budget_mb: float | None, quiet: bool) -> None:
     """Validate a built site: links and anchors resolve, no root-relative or external URLs,
@@ -268,7 +312,9 @@ def check(outdir: str | None, config: str | None, budget_mb: float | None, quiet
     problems = check_site(site, budget)
     _citation_warnings(site)
     if problems:
-        click.echo(f"atlasgen check: {len(problems)} problem{'s' if len(problems) > 1 else ''} in {site}:", err=True)
+        click.echo(
+            f"atlasgen check: {len(problems)} problem{'s' if len(problems) > 1 else ''} in {site}:", err=True
+        )
         for line in problems:
             click.echo(f"  {line}", err=True)
         sys.exit(1)
@@ -285,9 +331,19 @@ def _citation_warnings(site: Path) -> None:
 
 
 @main.command()
-@click.option("--workflow", "repo", required=True, type=click.Path(file_okay=False),
-              help="Root of the git repository to write .github/workflows/atlas-pages.yml into.")
-@click.option("--site-dir", default="_site", show_default=True, help="The built site's folder, relative to the repository root.")
+@click.option(
+    "--workflow",
+    "repo",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Root of the git repository to write .github/workflows/atlas-pages.yml into.",
+)
+@click.option(
+    "--site-dir",
+    default="_site",
+    show_default=True,
+    help="The built site's folder, relative to the repository root.",
+)
 @click.option("--branch", default="main", show_default=True, help="Branch whose pushes deploy the site.")
 @click.option("--force", is_flag=True, help="Replace an existing workflow file.")
 def publish(repo: str, site_dir: str, branch: str, force: bool) -> None:
@@ -302,6 +358,11 @@ def publish(repo: str, site_dir: str, branch: str, force: bool) -> None:
     if (built / "manifest.json").is_file():
         _citation_warnings(built)
     else:
-        click.echo(f"warning: {built} holds no built site yet: build it (atlasgen build -o {site_dir}) with site.base_url "
-                   "and site.authors set, and run `atlasgen check` on it before you push.", err=True)
-    click.echo(f"wrote {target}; commit it with the {site_dir}/ folder and set Pages' source to GitHub Actions (docs/publishing.md).")
+        click.echo(
+            f"warning: {built} holds no built site yet: build it (atlasgen build -o {site_dir}) with site.base_url "
+            "and site.authors set, and run `atlasgen check` on it before you push.",
+            err=True,
+        )
+    click.echo(
+        f"wrote {target}; commit it with the {site_dir}/ folder and set Pages' source to GitHub Actions (docs/publishing.md)."
+    )

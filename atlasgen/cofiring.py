@@ -57,7 +57,9 @@ def _row_top(score: np.ndarray, valid: np.ndarray, m: int) -> tuple[np.ndarray, 
     return cols_out, cols_out >= 0
 
 
-def rank(A: torch.Tensor, n_partners: int, n_pairs: int, min_count: int, chunk: int = 512) -> dict[str, np.ndarray]:
+def rank(
+    A: torch.Tensor, n_partners: int, n_pairs: int, min_count: int, chunk: int = 512
+) -> dict[str, np.ndarray]:
     """Partners and layer pairs by NPMI from ``A`` (images x units, 1 where a unit fires on a sampled image).
 
     Returns ``partners`` (U, m) ids (-1 padding), ``partner_count`` and ``partner_npmi`` beside them, and
@@ -74,7 +76,7 @@ def rank(A: torch.Tensor, n_partners: int, n_pairs: int, min_count: int, chunk: 
     partner_npmi = np.zeros((U, m), dtype=np.float32)
     cand = []
     for start in range(0, U, chunk):
-        C = (A[:, start:start + chunk].T @ A).cpu().numpy().astype(np.int64)  # (rows, U) exact counts
+        C = (A[:, start : start + chunk].T @ A).cpu().numpy().astype(np.int64)  # (rows, U) exact counts
         R = C.shape[0]
         ids = start + np.arange(R)
         score = npmi(C, alone[ids][:, None], alone[None], n)

@@ -28,8 +28,15 @@ class ConfigError(AtlasgenError):
     headline = "config error"
 
 
-def _f(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-       exclusive_min: bool = False, fix: str | None = None) -> Any:
+def _f(
+    default: Any,
+    help: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    exclusive_min: bool = False,
+    fix: str | None = None,
+) -> Any:
     """A schema field: default, help text and numeric bounds in one place."""
     meta = {"help": help, "min": min, "max": max, "exclusive_min": exclusive_min, "fix": fix}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
@@ -41,26 +48,77 @@ def _f(default: Any, help: str, *, min: float | None = None, max: float | None =
 @dataclass
 class SiteConfig:
     title: str = _f("atlasgen demo atlas", "Title shown on every page.")
-    date: str = _f("2026-11-21", "Publication date (YYYY-MM-DD): the only date written into the site; used in citations.")
-    base_url: str = _f("", "Public URL the site is published at (for permalinks in citations), e.g. https://user.github.io/atlas/. Empty: relative permalinks, and `atlasgen check` / `atlasgen publish` warn.")
-    authors: list[str] = _f([], "Authors of the atlas, \"Given Family\" each: for CITATION.cff and the BibTeX of every page. Empty: no CITATION.cff is written, and `atlasgen check` / `atlasgen publish` warn.")
-    version: str = _f("1.0", "Version of the published atlas (CITATION.cff). Publish a changed SAE under a new model name or version prefix.")
+    date: str = _f(
+        "2026-11-21", "Publication date (YYYY-MM-DD): the only date written into the site; used in citations."
+    )
+    base_url: str = _f(
+        "",
+        "Public URL the site is published at (for permalinks in citations), e.g. https://user.github.io/atlas/. Empty: relative permalinks, and `atlasgen check` / `atlasgen publish` warn.",
+    )
+    authors: list[str] = _f(
+        [],
+        'Authors of the atlas, "Given Family" each: for CITATION.cff and the BibTeX of every page. Empty: no CITATION.cff is written, and `atlasgen check` / `atlasgen publish` warn.',
+    )
+    version: str = _f(
+        "1.0",
+        "Version of the published atlas (CITATION.cff). Publish a changed SAE under a new model name or version prefix.",
+    )
     doi: Optional[str] = _f(None, "DOI of the atlas, if it has one (CITATION.cff, citations).")
-    size_budget_mb: float = _f(900.0, "Largest site the build accepts, in MB (GitHub Pages publishes at most 1 GB). 0: no limit.", min=0.0)
-    keep: list[str] = _f([], "Files and folders of the site folder, relative to it, that a rebuild keeps and `atlasgen clean` leaves (glob patterns allowed, e.g. notes/*). CNAME, .nojekyll and .git are always kept.")
+    size_budget_mb: float = _f(
+        900.0,
+        "Largest site the build accepts, in MB (GitHub Pages publishes at most 1 GB). 0: no limit.",
+        min=0.0,
+    )
+    keep: list[str] = _f(
+        [],
+        "Files and folders of the site folder, relative to it, that a rebuild keeps and `atlasgen clean` leaves (glob patterns allowed, e.g. notes/*). CNAME, .nojekyll and .git are always kept.",
+    )
 
 
 @dataclass
 class DatasetConfig:
-    source: Literal["demo", "folder", "csv"] = _f("demo", "demo: the embedded procedural dataset; folder: an ImageNet-style folder of class sub-folders; csv: a CSV list of images (columns path,label).")
-    path: Optional[str] = _f(None, "Folder of images (source: folder) or CSV file (source: csv; image paths relative to the CSV's folder), relative to the config file.")
-    class_names: Optional[str] = _f(None, "File mapping class ids (folder names or CSV labels, e.g. ImageNet wnids) to readable names: one 'id name' or 'id,name' or 'id<TAB>name' per line. Classes it does not list keep their id.")
-    image_size: int = _f(64, "Side in pixels of the images fed to the model (resize shorter side, centre crop).", min=8)
-    crop_fraction: float = _f(1.0, "Centre crop as a fraction of the shorter side before resizing to image_size (0.875 is torchvision's 256 -> 224 eval crop; 1.0 keeps the whole shorter side).", min=0.1, max=1.0)
-    images_per_class: int = _f(300, "Demo: images generated per class. Folder/csv: at most this many per class, drawn by a seeded sample (0: all).", min=0)
-    limit: int = _f(0, "Folder/csv: at most this many images in all, drawn by a seeded sample after the per-class cap (0: all).", min=0)
-    min_image_side: int = _f(16, "Folder: images with a shorter side below this many pixels are skipped (and listed in the build summary).", min=1)
-    holdout_fraction: float = _f(0.2, "Fraction of images held out (model accuracy, SAE evaluation), never shown as examples.", min=0.0, max=0.9)
+    source: Literal["demo", "folder", "csv"] = _f(
+        "demo",
+        "demo: the embedded procedural dataset; folder: an ImageNet-style folder of class sub-folders; csv: a CSV list of images (columns path,label).",
+    )
+    path: Optional[str] = _f(
+        None,
+        "Folder of images (source: folder) or CSV file (source: csv; image paths relative to the CSV's folder), relative to the config file.",
+    )
+    class_names: Optional[str] = _f(
+        None,
+        "File mapping class ids (folder names or CSV labels, e.g. ImageNet wnids) to readable names: one 'id name' or 'id,name' or 'id<TAB>name' per line. Classes it does not list keep their id.",
+    )
+    image_size: int = _f(
+        64, "Side in pixels of the images fed to the model (resize shorter side, centre crop).", min=8
+    )
+    crop_fraction: float = _f(
+        1.0,
+        "Centre crop as a fraction of the shorter side before resizing to image_size (0.875 is torchvision's 256 -> 224 eval crop; 1.0 keeps the whole shorter side).",
+        min=0.1,
+        max=1.0,
+    )
+    images_per_class: int = _f(
+        300,
+        "Demo: images generated per class. Folder/csv: at most this many per class, drawn by a seeded sample (0: all).",
+        min=0,
+    )
+    limit: int = _f(
+        0,
+        "Folder/csv: at most this many images in all, drawn by a seeded sample after the per-class cap (0: all).",
+        min=0,
+    )
+    min_image_side: int = _f(
+        16,
+        "Folder: images with a shorter side below this many pixels are skipped (and listed in the build summary).",
+        min=1,
+    )
+    holdout_fraction: float = _f(
+        0.2,
+        "Fraction of images held out (model accuracy, SAE evaluation), never shown as examples.",
+        min=0.0,
+        max=0.9,
+    )
     seed: int = _f(0, "Seed for generation (demo), subsampling, shuffling and the held-out split.")
 
 
@@ -70,20 +128,50 @@ class TrainConfig:
     batch_size: int = _f(64, "Demo model: batch size.", min=1)
     lr: float = _f(0.003, "Demo model: Adam learning rate.", min=0.0, exclusive_min=True)
     seed: int = _f(0, "Demo model: seed for initialisation and batch order.")
-    sibling_smoothing: float = _f(0.0, "Demo model: share of each training target spread evenly over the other classes of the same superclass (dataset.json), so the model learns the class hierarchy that 16 classes alone do not teach it (docs/analyses.md, Feature map). 0: plain cross-entropy.", min=0.0, max=0.9)
+    sibling_smoothing: float = _f(
+        0.0,
+        "Demo model: share of each training target spread evenly over the other classes of the same superclass (dataset.json), so the model learns the class hierarchy that 16 classes alone do not teach it (docs/analyses.md, Feature map). 0: plain cross-entropy.",
+        min=0.0,
+        max=0.9,
+    )
 
 
 @dataclass
 class ModelConfig:
-    source: Literal["demo", "inceptionv1", "torchvision", "factory"] = _f("demo", "demo: the small Inception-style classifier atlasgen trains on the demo dataset; inceptionv1: lucid's InceptionV1 from lucent's model zoo (1008 outputs, 224 px); torchvision: a torchvision classification model named by `arch`; factory: `arch` = 'package.module:function' returning an nn.Module.")
+    source: Literal["demo", "inceptionv1", "torchvision", "factory"] = _f(
+        "demo",
+        "demo: the small Inception-style classifier atlasgen trains on the demo dataset; inceptionv1: lucid's InceptionV1 from lucent's model zoo (1008 outputs, 224 px); torchvision: a torchvision classification model named by `arch`; factory: `arch` = 'package.module:function' returning an nn.Module.",
+    )
     name: str = _f("demonet", "URL name of the model (first path segment of every page).")
-    arch: Optional[str] = _f(None, "torchvision: the model name (e.g. resnet18, vit_b_16); factory: 'package.module:function', called with the number of dataset classes by the first of its parameters named num_classes, n_classes, classes, num_outputs, n_outputs, out_features or num_labels.")
-    weights: Optional[str] = _f(None, "Local weights file (state dict). Demo: when empty, the model is trained on the first build and cached. inceptionv1/torchvision: when empty, the torch hub cache (or a download when online) is used.")
-    pretrained: bool = _f(True, "inceptionv1/torchvision without `weights`: false gives random weights (seeded by model.train.seed; for tests), with one output per dataset class for torchvision.")
-    labels: Optional[str] = _f(None, "File naming the model's outputs, one per line (e.g. InceptionV1's 1008 labels); dataset classes are matched to outputs by id or readable name. Needed when the model's outputs are not the dataset's classes in order.")
-    input_size: int = _f(0, "Side in pixels the model is fed (inputs of another size are resized inside the model); 0: the model's own (fixed for torchvision ViTs; none otherwise: InceptionV1 then needs dataset.image_size 224).", min=0)
-    mean: list[float] = _f([], "Per-channel mean subtracted from [0, 1] RGB inside the model; empty: the source's own (ImageNet's for torchvision, 117/255 for inceptionv1, 0 for factory).")
-    std: list[float] = _f([], "Per-channel divisor after the mean; empty: the source's own (ImageNet's for torchvision, 1/255 for inceptionv1, 1 for factory).")
+    arch: Optional[str] = _f(
+        None,
+        "torchvision: the model name (e.g. resnet18, vit_b_16); factory: 'package.module:function', called with the number of dataset classes by the first of its parameters named num_classes, n_classes, classes, num_outputs, n_outputs, out_features or num_labels.",
+    )
+    weights: Optional[str] = _f(
+        None,
+        "Local weights file (state dict). Demo: when empty, the model is trained on the first build and cached. inceptionv1/torchvision: when empty, the torch hub cache (or a download when online) is used.",
+    )
+    pretrained: bool = _f(
+        True,
+        "inceptionv1/torchvision without `weights`: false gives random weights (seeded by model.train.seed; for tests), with one output per dataset class for torchvision.",
+    )
+    labels: Optional[str] = _f(
+        None,
+        "File naming the model's outputs, one per line (e.g. InceptionV1's 1008 labels); dataset classes are matched to outputs by id or readable name. Needed when the model's outputs are not the dataset's classes in order.",
+    )
+    input_size: int = _f(
+        0,
+        "Side in pixels the model is fed (inputs of another size are resized inside the model); 0: the model's own (fixed for torchvision ViTs; none otherwise: InceptionV1 then needs dataset.image_size 224).",
+        min=0,
+    )
+    mean: list[float] = _f(
+        [],
+        "Per-channel mean subtracted from [0, 1] RGB inside the model; empty: the source's own (ImageNet's for torchvision, 117/255 for inceptionv1, 0 for factory).",
+    )
+    std: list[float] = _f(
+        [],
+        "Per-channel divisor after the mean; empty: the source's own (ImageNet's for torchvision, 1/255 for inceptionv1, 1 for factory).",
+    )
     train: TrainConfig = _f(TrainConfig(), "Training settings for the demo model.")
     # The layer views, copied from Config.layers by parse_config so load_model can attach them. Not a key.
     views: tuple = field(default=(), metadata={"internal": True})
@@ -91,17 +179,27 @@ class ModelConfig:
 
 @dataclass
 class SAEKeysConfig:
-    W_enc: str = _f("W_enc", "Name of the encoder matrix in the weights file ((d_in, d_sae) or its transpose).")
+    W_enc: str = _f(
+        "W_enc", "Name of the encoder matrix in the weights file ((d_in, d_sae) or its transpose)."
+    )
     W_dec: str = _f("W_dec", "Name of the decoder matrix ((d_sae, d_in) or its transpose).")
     b_enc: str = _f("b_enc", "Name of the encoder bias (d_sae,).")
     b_dec: str = _f("b_dec", "Name of the decoder bias (d_in,).")
-    threshold: str = _f("threshold", "Name of the JumpReLU/BatchTopK threshold (scalar or (d_sae,)); absent means 0.")
+    threshold: str = _f(
+        "threshold", "Name of the JumpReLU/BatchTopK threshold (scalar or (d_sae,)); absent means 0."
+    )
 
 
 @dataclass
 class SAEConfig:
-    weights: Optional[str] = _f(None, "Use an SAE trained elsewhere instead of training one: a SAELens folder (cfg.json + sae_weights.safetensors), a .safetensors file or a torch state dict (.pt).")
-    keys: SAEKeysConfig = _f(SAEKeysConfig(), "Tensor names inside `weights` when they differ from atlasgen's (plain safetensors or state dicts).")
+    weights: Optional[str] = _f(
+        None,
+        "Use an SAE trained elsewhere instead of training one: a SAELens folder (cfg.json + sae_weights.safetensors), a .safetensors file or a torch state dict (.pt).",
+    )
+    keys: SAEKeysConfig = _f(
+        SAEKeysConfig(),
+        "Tensor names inside `weights` when they differ from atlasgen's (plain safetensors or state dicts).",
+    )
     architecture: Literal["batchtopk", "topk", "relu"] = _f("batchtopk", "SAE architecture.")
     expansion: int = _f(4, "Number of features = expansion x channels of the layer.", min=1)
     k: int = _f(8, "Active features per vector (batchtopk: on average; topk: exactly).", min=1)
@@ -114,17 +212,37 @@ class SAEConfig:
 
 @dataclass
 class LayerConfig:
-    name: str = _f("mixed5b", "Name of the layer in the atlas (URL segment); also its module path unless `module` is given.")
-    module: Optional[str] = _f(None, "Module path of the model whose output is studied (`atlasgen layers` lists them); empty: `name`.")
-    channels: Optional[list[int]] = _f(None, "[start, stop): study only these channels of the module's output, e.g. [64, 192] for InceptionV1 mixed3a's 3x3 branch.", min=0)
-    tokens: Literal["patches", "class", "mean"] = _f("patches", "Vision-transformer outputs (batch, tokens, dim): patches = every patch token on the patch grid; class = the class token; mean = the mean patch token. Ignored for (batch, channels, h, w) outputs.")
-    prefix_tokens: int = _f(-1, "Tokens before the patch tokens (class and register tokens); -1: 1 when tokens - 1 is a square number, else 0.", min=-1)
+    name: str = _f(
+        "mixed5b",
+        "Name of the layer in the atlas (URL segment); also its module path unless `module` is given.",
+    )
+    module: Optional[str] = _f(
+        None,
+        "Module path of the model whose output is studied (`atlasgen layers` lists them); empty: `name`.",
+    )
+    channels: Optional[list[int]] = _f(
+        None,
+        "[start, stop): study only these channels of the module's output, e.g. [64, 192] for InceptionV1 mixed3a's 3x3 branch.",
+        min=0,
+    )
+    tokens: Literal["patches", "class", "mean"] = _f(
+        "patches",
+        "Vision-transformer outputs (batch, tokens, dim): patches = every patch token on the patch grid; class = the class token; mean = the mean patch token. Ignored for (batch, channels, h, w) outputs.",
+    )
+    prefix_tokens: int = _f(
+        -1,
+        "Tokens before the patch tokens (class and register tokens); -1: 1 when tokens - 1 is a square number, else 0.",
+        min=-1,
+    )
     sae: SAEConfig = _f(SAEConfig(), "The sparse autoencoder trained on this layer.")
 
 
 @dataclass
 class ActivationsConfig:
-    sampling: Literal["magnitude", "uniform", "all"] = _f("magnitude", "How positions are sampled per image: proportional to the L2 norm (Gorton 2024), uniformly, or all positions.")
+    sampling: Literal["magnitude", "uniform", "all"] = _f(
+        "magnitude",
+        "How positions are sampled per image: proportional to the L2 norm (Gorton 2024), uniformly, or all positions.",
+    )
     positions_per_image: int = _f(8, "Positions sampled per image (magnitude, uniform).", min=1)
     dtype: Literal["float16", "float32"] = _f("float16", "Storage type of the activation store.")
     batch_size: int = _f(128, "Images per forward pass.", min=1)
@@ -137,16 +255,38 @@ class FeatureVisConfig:
     image_size: int = _f(64, "Side in pixels of the optimised images.", min=8)
     thumb_size: int = _f(48, "Side in pixels of the thumbnails.", min=8)
     steps: int = _f(64, "Optimisation steps per image.", min=1)
-    lr: float = _f(0.1, "Adam learning rate of the image parameters (0.1 suits the default 64 steps; lucid uses 0.05 with 512).", min=0.0, exclusive_min=True)
+    lr: float = _f(
+        0.1,
+        "Adam learning rate of the image parameters (0.1 suits the default 64 steps; lucid uses 0.05 with 512).",
+        min=0.0,
+        exclusive_min=True,
+    )
     batch_size: int = _f(64, "Units optimised together.", min=1)
     seed: int = _f(0, "Seed: same seed and device give the same images.")
-    precision: Literal["fp32", "bf16"] = _f("fp32", "bf16: run the model's forward under bf16 autocast on a GPU (image parameters and objective stay fp32). A CPU always renders in fp32.")
-    neuron: bool = _f(True, "Also render each unit's neuron-centred view (objective at the centre position only).")
+    precision: Literal["fp32", "bf16"] = _f(
+        "fp32",
+        "bf16: run the model's forward under bf16 autocast on a GPU (image parameters and objective stay fp32). A CPU always renders in fp32.",
+    )
+    neuron: bool = _f(
+        True, "Also render each unit's neuron-centred view (objective at the centre position only)."
+    )
     negative: bool = _f(True, "Also render each unit's negative image (objective minimised).")
-    diverse: int = _f(4, "Images in each unit's diverse set (lucid's Gram-matrix diversity term); 0: no diverse set.", min=0)
-    diversity_weight: float = _f(10.0, "Weight of the diversity term, relative to the set's current mean |objective| (10: about 15 % less objective for clearly less similar images on the demo model).", min=0.0)
-    variant_image_size: int = _f(32, "Side in pixels of the neuron-centred, negative and diverse images (smaller than the main image to keep their cost modest).", min=8)
-    variant_steps: int = _f(32, "Optimisation steps of the neuron-centred, negative and diverse images.", min=1)
+    diverse: int = _f(
+        4, "Images in each unit's diverse set (lucid's Gram-matrix diversity term); 0: no diverse set.", min=0
+    )
+    diversity_weight: float = _f(
+        10.0,
+        "Weight of the diversity term, relative to the set's current mean |objective| (10: about 15 % less objective for clearly less similar images on the demo model).",
+        min=0.0,
+    )
+    variant_image_size: int = _f(
+        32,
+        "Side in pixels of the neuron-centred, negative and diverse images (smaller than the main image to keep their cost modest).",
+        min=8,
+    )
+    variant_steps: int = _f(
+        32, "Optimisation steps of the neuron-centred, negative and diverse images.", min=1
+    )
 
 
 @dataclass
@@ -154,27 +294,71 @@ class ExamplesConfig:
     top_k: int = _f(12, "Top dataset examples kept per unit.", min=1)
     batch_size: int = _f(128, "Images per forward pass.", min=1)
     histogram_bins: int = _f(20, "Bins of the activation histogram.", min=2)
-    band_edges: list[float] = _f([0.9, 0.7, 0.5, 0.3, 0.1], "Lower edges of the activation bands, relative to each unit's max, descending: bands (0.9, 1], (0.7, 0.9], ..., (0, 0.1].", min=0.0, exclusive_min=True, max=1.0)
-    band_samples: int = _f(3, "Images sampled uniformly at random per band (reservoir sampling); pages do not repeat those already among the top examples.", min=1)
-    cooccurrence_images: int = _f(1024, "Images sampled uniformly for SAE feature co-occurrence counts.", min=2)
-    cooccurrence_min_count: int = _f(5, "Feature pairs that fire together on fewer of the sampled images are not ranked as partners (NPMI rewards one-off coincidences of rare features; docs/analyses.md).", min=1)
-    dense_threshold: float = _f(0.1, "A unit is flagged dense when it fires on more than this share of the scanned images; the home and layer pages' \"features to look at first\" leave dense (and dead) features out.", min=0.0, max=1.0)
-    label_min_images: int = _f(20, "A unit's label is flagged low-confidence when it fires on fewer images than this.", min=1)
-    label_max_entropy: float = _f(0.6, "A unit's label is also flagged low-confidence when its label entropy over every firing image, divided by ln(number of classes), is above this.", min=0.0, max=1.0)
+    band_edges: list[float] = _f(
+        [0.9, 0.7, 0.5, 0.3, 0.1],
+        "Lower edges of the activation bands, relative to each unit's max, descending: bands (0.9, 1], (0.7, 0.9], ..., (0, 0.1].",
+        min=0.0,
+        exclusive_min=True,
+        max=1.0,
+    )
+    band_samples: int = _f(
+        3,
+        "Images sampled uniformly at random per band (reservoir sampling); pages do not repeat those already among the top examples.",
+        min=1,
+    )
+    cooccurrence_images: int = _f(
+        1024, "Images sampled uniformly for SAE feature co-occurrence counts.", min=2
+    )
+    cooccurrence_min_count: int = _f(
+        5,
+        "Feature pairs that fire together on fewer of the sampled images are not ranked as partners (NPMI rewards one-off coincidences of rare features; docs/analyses.md).",
+        min=1,
+    )
+    dense_threshold: float = _f(
+        0.1,
+        'A unit is flagged dense when it fires on more than this share of the scanned images; the home and layer pages\' "features to look at first" leave dense (and dead) features out.',
+        min=0.0,
+        max=1.0,
+    )
+    label_min_images: int = _f(
+        20, "A unit's label is flagged low-confidence when it fires on fewer images than this.", min=1
+    )
+    label_max_entropy: float = _f(
+        0.6,
+        "A unit's label is also flagged low-confidence when its label entropy over every firing image, divided by ln(number of classes), is above this.",
+        min=0.0,
+        max=1.0,
+    )
     seed: int = _f(0, "Seed of the band and co-occurrence samples.")
 
 
 @dataclass
 class CircuitsConfig:
-    top_k: int = _f(10, "Strongest weights kept per unit and per class (upstream/downstream: this many positive and this many negative).", min=1)
+    top_k: int = _f(
+        10,
+        "Strongest weights kept per unit and per class (upstream/downstream: this many positive and this many negative).",
+        min=1,
+    )
 
 
 @dataclass
 class ImportanceConfig:
-    top_k: Union[int, Literal["auto"]] = _f("auto", "An image counts as correct while its true class is among the top k logits (Terekhov: 10 of 1,000 classes); top-1 is reported too. auto: a fifth of the model's outputs, rounded down, at least 1 and at most 10 (3 for 16 classes). Must be below the number of outputs.", min=1)
-    images: int = _f(512, "Held-out images used (the first ones; 0: all). Earlier layers cost one partial forward pass per unit and image.", min=0)
+    top_k: Union[int, Literal["auto"]] = _f(
+        "auto",
+        "An image counts as correct while its true class is among the top k logits (Terekhov: 10 of 1,000 classes); top-1 is reported too. auto: a fifth of the model's outputs, rounded down, at least 1 and at most 10 (3 for 16 classes). Must be below the number of outputs.",
+        min=1,
+    )
+    images: int = _f(
+        512,
+        "Held-out images used (the first ones; 0: all). Earlier layers cost one partial forward pass per unit and image.",
+        min=0,
+    )
     batch_size: int = _f(32, "Images per batch; batched ablations run units_per_pass copies of each.", min=1)
-    units_per_pass: int = _f(32, "Units ablated together in one pass of the rest of the model (layers that do not feed the head).", min=1)
+    units_per_pass: int = _f(
+        32,
+        "Units ablated together in one pass of the rest of the model (layers that do not feed the head).",
+        min=1,
+    )
 
 
 @dataclass
@@ -183,16 +367,27 @@ class MapConfig:
     min_dist: float = _f(0.1, "UMAP minimum distance.", min=0.0)
     levels: list[int] = _f([4, 12, 36], "Clusters per level of the hierarchy, coarse to fine.", min=1)
     seed: int = _f(0, "Seed of the layout.")
-    source: Literal["decoder", "class_weights", "coactivation", "predictions"] = _f("decoder", "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: the model's mean predicted class probabilities on that sample, weighted by the feature's activation (docs/analyses.md, Feature map).")
-    cluster: Literal["layout", "vectors"] = _f("layout", "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage), or the laid-out vectors themselves for the top level (average linkage on cosine distance, which keeps structure that the 2-D projection tears apart) with finer levels cut by Ward on the layout inside each top cluster, so they stay compact on the map.")
-    hierarchy: Optional[str] = _f(None, "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.")
+    source: Literal["decoder", "class_weights", "coactivation", "predictions"] = _f(
+        "decoder",
+        "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: the model's mean predicted class probabilities on that sample, weighted by the feature's activation (docs/analyses.md, Feature map).",
+    )
+    cluster: Literal["layout", "vectors"] = _f(
+        "layout",
+        "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage), or the laid-out vectors themselves for the top level (average linkage on cosine distance, which keeps structure that the 2-D projection tears apart) with finer levels cut by Ward on the layout inside each top cluster, so they stay compact on the map.",
+    )
+    hierarchy: Optional[str] = _f(
+        None,
+        "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.",
+    )
 
 
 @dataclass
 class AtlasConfig:
     enabled: bool = _f(True, "Build the activation atlas (Carter et al. 2019) shown beside the feature map.")
     max_images: int = _f(0, "Training images sampled, one activation each (0: all).", min=0)
-    grids: list[int] = _f([8, 16, 32], "Grid sizes (cells per side), coarse to fine; one zoom level each.", min=1)
+    grids: list[int] = _f(
+        [8, 16, 32], "Grid sizes (cells per side), coarse to fine; one zoom level each.", min=1
+    )
     min_count: int = _f(3, "Activations a cell needs to get an icon.", min=1)
     icon_size: int = _f(32, "Side in pixels of each cell's icon.", min=8)
     steps: int = _f(48, "Optimisation steps per icon.", min=1)
@@ -209,11 +404,19 @@ RATING_GROUPS = ("top", "middle", "bottom", "random")
 
 @dataclass
 class RatingsConfig:  # issue 11: blind interpretability survey (Terekhov)
-    groups: list[str] = _f(["top", "middle"], "Groups of the survey sample, by importance rank: top, middle, bottom, random. Shuffled together so the rater cannot tell them apart.")
-    per_group: int = _f(20, "Features per group (fewer when the layer has too few features with a visualisation).", min=1)
+    groups: list[str] = _f(
+        ["top", "middle"],
+        "Groups of the survey sample, by importance rank: top, middle, bottom, random. Shuffled together so the rater cannot tell them apart.",
+    )
+    per_group: int = _f(
+        20, "Features per group (fewer when the layer has too few features with a visualisation).", min=1
+    )
     examples: int = _f(8, "Dataset examples revealed per feature after Q1 and Q2.", min=1)
     seed: int = _f(0, "Seed of the shuffle (and of the random group).")
-    path: str = _f("ratings", "Folder of imported ratings (relative to the config file); `atlasgen import-ratings` writes it, the site reads it.")
+    path: str = _f(
+        "ratings",
+        "Folder of imported ratings (relative to the config file); `atlasgen import-ratings` writes it, the site reads it.",
+    )
 
 
 @dataclass
@@ -236,11 +439,13 @@ class Config:
     activations: ActivationsConfig = _f(ActivationsConfig(), "The activation store the SAEs train on.")
     featurevis: FeatureVisConfig = _f(FeatureVisConfig(), "Feature visualisation.")
     examples: ExamplesConfig = _f(ExamplesConfig(), "Dataset examples.")
-    circuits: CircuitsConfig = _f(CircuitsConfig(), "Weights to classes and between consecutive studied layers.")
+    circuits: CircuitsConfig = _f(
+        CircuitsConfig(), "Weights to classes and between consecutive studied layers."
+    )
     importance: ImportanceConfig = _f(ImportanceConfig(), "Mean-ablation importance of every unit.")
     map: MapConfig = _f(MapConfig(), "The feature map.")
     ratings: RatingsConfig = _f(RatingsConfig(), "Blind interpretability survey pages and imported ratings.")
-    game: GameConfig = _f(GameConfig(), "The \"guess the image\" game.")
+    game: GameConfig = _f(GameConfig(), 'The "guess the image" game.')
     atlas: AtlasConfig = _f(AtlasConfig(), "The activation atlas.")
     # Where the config file lives; relative paths are resolved against it. Not a key.
     root: Path = field(default=Path("."), metadata={"internal": True})
@@ -274,9 +479,13 @@ def _check_bounds(value: float, meta: dict, path: str, errors: list[str]) -> Non
     fix = meta.get("fix")
     if lo is not None and (value <= lo if meta.get("exclusive_min") else value < lo):
         want = f"greater than {lo}" if meta.get("exclusive_min") else f"at least {lo}"
-        errors.append(f"{path}: must be {want}, got {value!r}. Fix: {fix or f'set {path} to a value {want}.'}")
+        errors.append(
+            f"{path}: must be {want}, got {value!r}. Fix: {fix or f'set {path} to a value {want}.'}"
+        )
     if hi is not None and value > hi:
-        errors.append(f"{path}: must be at most {hi}, got {value!r}. Fix: {fix or f'set {path} to a value at most {hi}.'}")
+        errors.append(
+            f"{path}: must be at most {hi}, got {value!r}. Fix: {fix or f'set {path} to a value at most {hi}.'}"
+        )
 
 
 def _convert(tp: Any, value: Any, path: str, meta: dict, errors: list[str]) -> Any:
@@ -309,7 +518,9 @@ def _convert(tp: Any, value: Any, path: str, meta: dict, errors: list[str]) -> A
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
-            errors.append(f"{path}: expected {_type_name(tp)}, got {_describe(value)}. Fix: write it as a YAML list.")
+            errors.append(
+                f"{path}: expected {_type_name(tp)}, got {_describe(value)}. Fix: write it as a YAML list."
+            )
             return None
         if not value:
             errors.append(f"{path}: must not be empty. Fix: give at least one entry.")
@@ -324,13 +535,17 @@ def _convert(tp: Any, value: Any, path: str, meta: dict, errors: list[str]) -> A
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{path}: expected an integer, got {_describe(value)}. Fix: write a whole number, e.g. {path.split('.')[-1]}: {_example(meta)}.")
+            errors.append(
+                f"{path}: expected an integer, got {_describe(value)}. Fix: write a whole number, e.g. {path.split('.')[-1]}: {_example(meta)}."
+            )
             return None
         _check_bounds(value, meta, path, errors)
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(f"{path}: expected a number, got {_describe(value)}. Fix: write a number, e.g. {path.split('.')[-1]}: {_example(meta)}.")
+            errors.append(
+                f"{path}: expected a number, got {_describe(value)}. Fix: write a number, e.g. {path.split('.')[-1]}: {_example(meta)}."
+            )
             return None
         _check_bounds(float(value), meta, path, errors)
         return float(value)
@@ -400,79 +615,136 @@ def parse_config(data: Any, root: Path = Path(".")) -> Config:
 def _check_semantics(cfg: Config, errors: list[str]) -> None:
     """Checks that need more than one key, the file system or the model."""
     if cfg.dataset.source == "csv" and not cfg.dataset.path:
-        errors.append("dataset.path: required when dataset.source is 'csv'. Fix: set dataset.path to a CSV file of path,label rows.")
+        errors.append(
+            "dataset.path: required when dataset.source is 'csv'. Fix: set dataset.path to a CSV file of path,label rows."
+        )
     if cfg.dataset.source == "folder":
         if not cfg.dataset.path:
-            errors.append("dataset.path: required when dataset.source is 'folder'. Fix: set dataset.path to a folder of class sub-folders.")
+            errors.append(
+                "dataset.path: required when dataset.source is 'folder'. Fix: set dataset.path to a folder of class sub-folders."
+            )
         elif not cfg.resolve(cfg.dataset.path).is_dir():
-            errors.append(f"dataset.path: folder {str(cfg.resolve(cfg.dataset.path))!r} does not exist. Fix: point dataset.path at an existing image folder (relative paths start at the config file's folder).")
+            errors.append(
+                f"dataset.path: folder {str(cfg.resolve(cfg.dataset.path))!r} does not exist. Fix: point dataset.path at an existing image folder (relative paths start at the config file's folder)."
+            )
     if cfg.model.weights and not cfg.resolve(cfg.model.weights).is_file():
-        errors.append(f"model.weights: file {str(cfg.resolve(cfg.model.weights))!r} does not exist. Fix: give the path of a weights file, or remove the key.")
+        errors.append(
+            f"model.weights: file {str(cfg.resolve(cfg.model.weights))!r} does not exist. Fix: give the path of a weights file, or remove the key."
+        )
     for key in ("output", "cache_dir"):
         p = cfg.resolve(getattr(cfg, key))
         if p.exists() and not p.is_dir():
-            errors.append(f"{key}: {str(p)!r} is a file, not a folder. Fix: choose another {key} or move the file away.")
+            errors.append(
+                f"{key}: {str(p)!r} is a file, not a folder. Fix: choose another {key} or move the file away."
+            )
     if cfg.resolve(cfg.output).resolve() == cfg.resolve(cfg.cache_dir).resolve():
-        errors.append("output: the same folder as cache_dir. Fix: give the site and the cache different folders.")
+        errors.append(
+            "output: the same folder as cache_dir. Fix: give the site and the cache different folders."
+        )
     if not cfg.model.name or not all(c.isalnum() or c in "-_." for c in cfg.model.name):
-        errors.append(f"model.name: {cfg.model.name!r} is not a valid URL segment. Fix: use letters, digits, '-', '_' or '.'.")
+        errors.append(
+            f"model.name: {cfg.model.name!r} is not a valid URL segment. Fix: use letters, digits, '-', '_' or '.'."
+        )
     if len(cfg.map.levels) < 1 or any(b < a for a, b in zip(cfg.map.levels, cfg.map.levels[1:])):
         errors.append(f"map.levels: {cfg.map.levels} must grow from coarse to fine. Fix: e.g. [4, 12, 36].")
     edges = cfg.examples.band_edges
     if any(b >= a for a, b in zip(edges, edges[1:])):
-        errors.append(f"examples.band_edges: {edges} must descend, e.g. [0.9, 0.7, 0.5, 0.3, 0.1]. Fix: list the edges from high to low, each once.")
+        errors.append(
+            f"examples.band_edges: {edges} must descend, e.g. [0.9, 0.7, 0.5, 0.3, 0.1]. Fix: list the edges from high to low, each once."
+        )
     if any(b <= a for a, b in zip(cfg.atlas.grids, cfg.atlas.grids[1:])):
         errors.append(f"atlas.grids: {cfg.atlas.grids} must grow from coarse to fine. Fix: e.g. [8, 16, 32].")
     if cfg.map.hierarchy and not cfg.resolve(cfg.map.hierarchy).is_file():
-        errors.append(f"map.hierarchy: file {str(cfg.resolve(cfg.map.hierarchy))!r} does not exist. Fix: give a child: parent file, or remove the key to use the dataset's superclasses.")
+        errors.append(
+            f"map.hierarchy: file {str(cfg.resolve(cfg.map.hierarchy))!r} does not exist. Fix: give a child: parent file, or remove the key to use the dataset's superclasses."
+        )
     if cfg.featurevis.thumb_size > cfg.featurevis.image_size:
-        errors.append(f"featurevis.thumb_size: {cfg.featurevis.thumb_size} is larger than featurevis.image_size ({cfg.featurevis.image_size}). Fix: make the thumbnail smaller than the image.")
+        errors.append(
+            f"featurevis.thumb_size: {cfg.featurevis.thumb_size} is larger than featurevis.image_size ({cfg.featurevis.image_size}). Fix: make the thumbnail smaller than the image."
+        )
     for i, group in enumerate(cfg.ratings.groups):
         if group not in RATING_GROUPS:
-            errors.append(f"ratings.groups[{i}]: {group!r} is not a group. Fix: use {', '.join(RATING_GROUPS)}.")
+            errors.append(
+                f"ratings.groups[{i}]: {group!r} is not a group. Fix: use {', '.join(RATING_GROUPS)}."
+            )
     if len(set(cfg.ratings.groups)) != len(cfg.ratings.groups):
         errors.append(f"ratings.groups: {cfg.ratings.groups} lists a group twice. Fix: list each group once.")
     if cfg.featurevis.diverse == 1:
-        errors.append("featurevis.diverse: a diverse set of 1 image is just another main image. Fix: set it to 0 (no set) or at least 2.")
+        errors.append(
+            "featurevis.diverse: a diverse set of 1 image is just another main image. Fix: set it to 0 (no set) or at least 2."
+        )
     valid = layer_names(cfg.model.source)
     if cfg.model.source in ("torchvision", "factory") and not cfg.model.arch:
-        errors.append(f"model.arch: required when model.source is {cfg.model.source!r}. Fix: " + ("e.g. arch: resnet18." if cfg.model.source == "torchvision" else "e.g. arch: mypkg.nets:build_net."))
-    if cfg.model.source == "inceptionv1" and cfg.dataset.image_size != 224 and cfg.model.input_size in (0, 224):
-        errors.append(f"dataset.image_size: InceptionV1 takes 224 px images (its head average-pools a 7x7 grid), got {cfg.dataset.image_size}. Fix: set dataset.image_size: 224 (or model.input_size: 224 to resize inside the model).")
+        errors.append(
+            f"model.arch: required when model.source is {cfg.model.source!r}. Fix: "
+            + (
+                "e.g. arch: resnet18."
+                if cfg.model.source == "torchvision"
+                else "e.g. arch: mypkg.nets:build_net."
+            )
+        )
+    if (
+        cfg.model.source == "inceptionv1"
+        and cfg.dataset.image_size != 224
+        and cfg.model.input_size in (0, 224)
+    ):
+        errors.append(
+            f"dataset.image_size: InceptionV1 takes 224 px images (its head average-pools a 7x7 grid), got {cfg.dataset.image_size}. Fix: set dataset.image_size: 224 (or model.input_size: 224 to resize inside the model)."
+        )
     for key in ("mean", "std"):
         values = getattr(cfg.model, key)
         if values and (len(values) != 3 or (key == "std" and min(values) <= 0)):
-            errors.append(f"model.{key}: {values} must be three numbers (R, G, B){', each above 0' if key == 'std' else ''}. Fix: e.g. {key}: [0.5, 0.5, 0.5].")
+            errors.append(
+                f"model.{key}: {values} must be three numbers (R, G, B){', each above 0' if key == 'std' else ''}. Fix: e.g. {key}: [0.5, 0.5, 0.5]."
+            )
     for key, what in (("labels", "model.labels"), ("class_names", "dataset.class_names")):
         value = getattr(cfg.model if key == "labels" else cfg.dataset, key)
         if value and not cfg.resolve(value).is_file():
-            errors.append(f"{what}: file {str(cfg.resolve(value))!r} does not exist. Fix: give the path of that file, or remove the key.")
+            errors.append(
+                f"{what}: file {str(cfg.resolve(value))!r} does not exist. Fix: give the path of that file, or remove the key."
+            )
     if cfg.dataset.source == "csv" and cfg.dataset.path and not cfg.resolve(cfg.dataset.path).is_file():
-        errors.append(f"dataset.path: CSV file {str(cfg.resolve(cfg.dataset.path))!r} does not exist. Fix: point dataset.path at a CSV of path,label rows.")
+        errors.append(
+            f"dataset.path: CSV file {str(cfg.resolve(cfg.dataset.path))!r} does not exist. Fix: point dataset.path at a CSV of path,label rows."
+        )
     seen = set()
     for i, layer in enumerate(cfg.layers):
         if layer.name in seen:
             errors.append(f"layers[{i}].name: {layer.name!r} is listed twice. Fix: list each layer once.")
         seen.add(layer.name)
         if not layer.name or not all(c.isalnum() or c in "-_." for c in layer.name):
-            errors.append(f"layers[{i}].name: {layer.name!r} is not a valid URL segment. Fix: use letters, digits, '-', '_' or '.', and give the module path as layers[{i}].module.")
+            errors.append(
+                f"layers[{i}].name: {layer.name!r} is not a valid URL segment. Fix: use letters, digits, '-', '_' or '.', and give the module path as layers[{i}].module."
+            )
         if layer.sae.weights and not cfg.resolve(layer.sae.weights).exists():
-            errors.append(f"layers[{i}].sae.weights: {str(cfg.resolve(layer.sae.weights))!r} does not exist. Fix: give a SAELens folder, a .safetensors file or a .pt state dict, or remove the key to train one.")
-        if layer.channels is not None and (len(layer.channels) != 2 or layer.channels[0] >= layer.channels[1]):
-            errors.append(f"layers[{i}].channels: {layer.channels} must be [start, stop] with start < stop. Fix: e.g. channels: [64, 192].")
+            errors.append(
+                f"layers[{i}].sae.weights: {str(cfg.resolve(layer.sae.weights))!r} does not exist. Fix: give a SAELens folder, a .safetensors file or a .pt state dict, or remove the key to train one."
+            )
+        if layer.channels is not None and (
+            len(layer.channels) != 2 or layer.channels[0] >= layer.channels[1]
+        ):
+            errors.append(
+                f"layers[{i}].channels: {layer.channels} must be [start, stop] with start < stop. Fix: e.g. channels: [64, 192]."
+            )
         module = layer.module or layer.name
         if valid is not None and module not in valid:
             key = "module" if layer.module else "name"
             near = difflib.get_close_matches(module, valid, n=3, cutoff=0.5)
             hint = f" Nearest valid names: {', '.join(near)}." if near else ""
-            errors.append(f"layers[{i}].{key}: {module!r} is not a layer of model {cfg.model.name!r}.{hint} Fix: run `atlasgen layers` to list them.")
+            errors.append(
+                f"layers[{i}].{key}: {module!r} is not a layer of model {cfg.model.name!r}.{hint} Fix: run `atlasgen layers` to list them."
+            )
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config file. Raises ConfigError with one line per problem."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError([f"config file {str(path)!r} not found. Fix: pass -c PATH, or run from the folder that holds site_config.yaml."])
+        raise ConfigError(
+            [
+                f"config file {str(path)!r} not found. Fix: pass -c PATH, or run from the folder that holds site_config.yaml."
+            ]
+        )
     if path.is_dir():
         raise ConfigError([f"config file {str(path)!r} is a folder. Fix: pass the YAML file itself with -c."])
     try:
@@ -480,14 +752,20 @@ def load_config(path: str | Path) -> Config:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError([f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}. Fix: correct the syntax there."]) from None
+        raise ConfigError(
+            [f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}. Fix: correct the syntax there."]
+        ) from None
     return parse_config(data, root=path.resolve().parent)
 
 
 def to_dict(obj: Any) -> Any:
     """A config (or part of one) as plain data, for hashing and for ``meta.json``."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.metadata.get("internal")}
+        return {
+            f.name: to_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not f.metadata.get("internal")
+        }
     if isinstance(obj, list):
         return [to_dict(v) for v in obj]
     return obj
@@ -509,11 +787,22 @@ def describe_schema(cls: type = Config, prefix: str = "") -> list[tuple[str, str
             rows.append((path, "list of mappings", "", f.metadata["help"]))
             rows.extend(describe_schema(item, path + "[]."))
         else:
-            shown = "empty" if default is None else yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+            shown = (
+                "empty"
+                if default is None
+                else yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+            )
             bounds = []
             if f.metadata.get("min") is not None:
                 bounds.append((">" if f.metadata.get("exclusive_min") else ">=") + f" {f.metadata['min']}")
             if f.metadata.get("max") is not None:
                 bounds.append(f"<= {f.metadata['max']}")
-            rows.append((path, _type_name(tp) + (f" ({', '.join(bounds)})" if bounds else ""), shown, f.metadata["help"]))
+            rows.append(
+                (
+                    path,
+                    _type_name(tp) + (f" ({', '.join(bounds)})" if bounds else ""),
+                    shown,
+                    f.metadata["help"],
+                )
+            )
     return rows

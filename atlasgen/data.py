@@ -33,7 +33,9 @@ def load_rgb(path: str | Path, min_side: int = 1) -> Image.Image:
             im.load()  # decode now: truncated and corrupt files fail here, not later
             im = ImageOps.exif_transpose(im)
             if min(im.size) < min_side:
-                raise BadImage(f"too small ({im.size[0]}x{im.size[1]} px, need at least {min_side} px a side)")
+                raise BadImage(
+                    f"too small ({im.size[0]}x{im.size[1]} px, need at least {min_side} px a side)"
+                )
             return _to_rgb(im)
     except BadImage:
         raise
@@ -84,7 +86,9 @@ class Dataset:
         self.image_size = int(self.info["image_size"])
         images = self.folder / "images.npy"
         self._pixels = np.load(images, mmap_mode="r") if images.exists() else None
-        self._paths = None if self._pixels is not None else json.loads((self.folder / "paths.json").read_text())
+        self._paths = (
+            None if self._pixels is not None else json.loads((self.folder / "paths.json").read_text())
+        )
 
     @property
     def classes(self) -> list[dict]:
@@ -112,7 +116,9 @@ class Dataset:
         if self._pixels is not None:
             return np.asarray(self._pixels[indices])
         crop = float(self.info.get("crop_fraction", 1.0))
-        return np.stack([np.asarray(resize_center_crop(load_rgb(self._paths[i]), self.image_size, crop)) for i in indices])
+        return np.stack(
+            [np.asarray(resize_center_crop(load_rgb(self._paths[i]), self.image_size, crop)) for i in indices]
+        )
 
     def batch(self, indices):
         """A float tensor (n, 3, S, S) in [0, 1], the input every model here takes."""
@@ -192,7 +198,11 @@ def read_image_csv(csv_path: Path) -> tuple[list[str], list[str], list[int]]:
             if n == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
                 continue
             if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                raise AtlasgenError([f"dataset.path: {csv_path.name} line {n}: expected 'path,label', got {','.join(row)!r}. Fix: two columns per row."])
+                raise AtlasgenError(
+                    [
+                        f"dataset.path: {csv_path.name} line {n}: expected 'path,label', got {','.join(row)!r}. Fix: two columns per row."
+                    ]
+                )
             rows.append((row[0].strip(), row[1].strip()))
     classes = sorted({label for _, label in rows})
     index = {c: i for i, c in enumerate(classes)}
@@ -201,7 +211,11 @@ def read_image_csv(csv_path: Path) -> tuple[list[str], list[str], list[int]]:
         p = Path(path).expanduser()
         p = p if p.is_absolute() else csv_path.parent / p
         if not p.is_file():
-            raise AtlasgenError([f"dataset.path: {csv_path.name} lists {path!r}, which is not a file ({str(p)!r}). Fix: correct or remove that row."])
+            raise AtlasgenError(
+                [
+                    f"dataset.path: {csv_path.name} lists {path!r}, which is not a file ({str(p)!r}). Fix: correct or remove that row."
+                ]
+            )
         paths.append(str(p.resolve()))
         labels.append(index[label])
     return classes, paths, labels
@@ -248,7 +262,9 @@ def _id_prefix(class_id: str) -> str:
     return re.split(r"[_\- ]", class_id, maxsplit=1)[0]
 
 
-def match_class_names(ids: list[str], names: dict[str, str], source: str = "dataset.class_names") -> tuple[dict[str, str], str | None]:
+def match_class_names(
+    ids: list[str], names: dict[str, str], source: str = "dataset.class_names"
+) -> tuple[dict[str, str], str | None]:
     """The readable name of each class id found in ``names`` (read_class_names), and a warning
     when fewer than all classes match. A class matches a line of the file by its exact id, by its id
     before the first '_', '-' or space (folder 'n01440764_tench', line 'n01440764 tench'), or
@@ -277,8 +293,10 @@ def match_class_names(ids: list[str], names: dict[str, str], source: str = "data
     lost = [c for c in ids if c not in out]
     spare = [k for k in names if k not in used]
     ex = lambda items: ", ".join(repr(x) for x in items[:2]) + (", ..." if len(items) > 2 else "")
-    warning = (f"{source}: {len(out)} of {len(ids)} classes matched a line of the file; {len(lost)} keep their "
-               f"id ({ex(lost)}){f'; {len(spare)} ids of the file match no class ({ex(spare)})' if spare else ''}. "
-               "Classes match by exact id, by the id before the first '_', '-' or space, or by a "
-               "case-insensitive id or name. Fix: key the file's lines by the folder names or CSV labels.")
+    warning = (
+        f"{source}: {len(out)} of {len(ids)} classes matched a line of the file; {len(lost)} keep their "
+        f"id ({ex(lost)}){f'; {len(spare)} ids of the file match no class ({ex(spare)})' if spare else ''}. "
+        "Classes match by exact id, by the id before the first '_', '-' or space, or by a "
+        "case-insensitive id or name. Fix: key the file's lines by the folder names or CSV labels."
+    )
     return out, warning

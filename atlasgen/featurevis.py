@@ -109,7 +109,9 @@ class SAEDirections:
                 f"b_enc {tuple(self.b_enc.shape)}, b_dec {tuple(self.b_dec.shape)}"
             )
         if tuple(np.shape(self.threshold)) not in ((), (f,)):
-            raise ValueError(f"SAE threshold of shape {tuple(np.shape(self.threshold))}, expected () or ({f},)")
+            raise ValueError(
+                f"SAE threshold of shape {tuple(np.shape(self.threshold))}, expected () or ({f},)"
+            )
         if self.k is not None and not 1 <= int(self.k) <= f:
             raise ValueError(f"SAE k={self.k} outside 1..{f}")
 
@@ -143,8 +145,13 @@ class SAEDirections:
         """From an :class:`atlasgen.sae.SparseAutoencoder` (or a JumpReLU one): its encoder and gate."""
         topk = getattr(sae, "architecture", None) == "topk"
         threshold = sae.threshold.detach().cpu().float() if hasattr(sae, "threshold") and not topk else 0.0
-        return cls(W_enc=sae.W_enc.detach().cpu().float(), b_enc=sae.b_enc.detach().cpu().float(),
-                   b_dec=sae.b_dec.detach().cpu().float(), threshold=threshold, k=int(sae.k) if topk else None)
+        return cls(
+            W_enc=sae.W_enc.detach().cpu().float(),
+            b_enc=sae.b_enc.detach().cpu().float(),
+            b_dec=sae.b_dec.detach().cpu().float(),
+            threshold=threshold,
+            k=int(sae.k) if topk else None,
+        )
 
     def tensors(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(W_enc, b_enc, b_dec) as fp32 tensors on ``device``, detached."""
@@ -216,7 +223,11 @@ class FFTImage:
 
     @classmethod
     def random(
-        cls, generators: Sequence[torch.Generator], size: int, *, sd: float = 0.01,
+        cls,
+        generators: Sequence[torch.Generator],
+        size: int,
+        *,
+        sd: float = 0.01,
         device: torch.device | str = "cpu",
     ) -> "FFTImage":
         """One image per generator, spectrum ~ N(0, sd^2) as in Lucid.
@@ -271,8 +282,12 @@ class TransformSpec:
         """The same transforms with pixel distances scaled from Lucid's 128 px default
         to ``image_size``: a 12 px pad is 9 % of a 128 px image but 19 % of a 64 px one."""
         f = image_size / reference
-        return dataclasses.replace(self, pad=max(1, round(self.pad * f)), jitter=max(0, round(self.jitter * f)),
-                                   jitter2=max(0, round(self.jitter2 * f)))
+        return dataclasses.replace(
+            self,
+            pad=max(1, round(self.pad * f)),
+            jitter=max(0, round(self.jitter * f)),
+            jitter2=max(0, round(self.jitter2 * f)),
+        )
 
     def sample(self, generator: torch.Generator, steps: int) -> torch.Tensor:
         """Per-step parameters for one image: (steps, 6) float32 rows of
@@ -330,8 +345,11 @@ def random_affine(images: torch.Tensor, params: torch.Tensor, pad: int) -> torch
 
 
 def make_objective(
-    units: Sequence[int] | torch.Tensor, *, sae: SAEDirections | None = None,
-    mode: str = "channel", device: torch.device | str = "cpu",
+    units: Sequence[int] | torch.Tensor,
+    *,
+    sae: SAEDirections | None = None,
+    mode: str = "channel",
+    device: torch.device | str = "cpu",
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A vectorised objective: acts (B, C, H, W) -> (B,), sample i scoring units[i].
 
@@ -371,7 +389,10 @@ def make_objective(
 
 
 def code_objective(
-    units: Sequence[int] | torch.Tensor, *, sae: SAEDirections, mode: str = "channel",
+    units: Sequence[int] | torch.Tensor,
+    *,
+    sae: SAEDirections,
+    mode: str = "channel",
     device: torch.device | str = "cpu",
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The SAE feature's own code, not its pre-activation: acts (B, C, H, W) -> (B,).
@@ -398,7 +419,7 @@ def code_objective(
         if n != len(idx):
             raise ValueError(f"batch of {n} activations for {len(idx)} units")
         if mode == "neuron":
-            acts = acts[:, :, h // 2: h // 2 + 1, w_ // 2: w_ // 2 + 1]
+            acts = acts[:, :, h // 2 : h // 2 + 1, w_ // 2 : w_ // 2 + 1]
         pre = torch.einsum("bchw,bc->bhw", acts, w) + b[:, None, None]
         on = pre > thr[:, None, None]
         if sae.k is not None:  # TopK: also among the k largest codes of its position
@@ -421,7 +442,10 @@ def _unit_objectives(units: list[int], sae: SAEDirections | None, mode: str, dev
 
 
 def direction_objective(
-    directions: np.ndarray | torch.Tensor, *, cossim_pow: float = 2.0, mode: str = "neuron",
+    directions: np.ndarray | torch.Tensor,
+    *,
+    cossim_pow: float = 2.0,
+    mode: str = "neuron",
     device: torch.device | str = "cpu",
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Activation Atlas's objective for arbitrary directions: acts (B, C, H, W) -> (B,).
@@ -547,12 +571,38 @@ _RELU_FUNCS = frozenset({F.relu, torch.relu, torch.Tensor.relu, torch.relu_, tor
 _INPLACE_RELU_FUNCS = frozenset({torch.relu_, torch.Tensor.relu_})
 # Other pointwise nonlinearities whose input is a unit's pre-activation (their gradient never vanishes
 # exactly, so they need no redirect).
-_SMOOTH_FUNCS = frozenset({F.gelu, F.silu, F.elu, F.softplus, F.leaky_relu, F.relu6, F.hardtanh, F.hardswish,
-                           torch.sigmoid, torch.tanh, torch.Tensor.sigmoid, torch.Tensor.tanh})
+_SMOOTH_FUNCS = frozenset(
+    {
+        F.gelu,
+        F.silu,
+        F.elu,
+        F.softplus,
+        F.leaky_relu,
+        F.relu6,
+        F.hardtanh,
+        F.hardswish,
+        torch.sigmoid,
+        torch.tanh,
+        torch.Tensor.sigmoid,
+        torch.Tensor.tanh,
+    }
+)
 # Ops that carry a pre-activation along with their output: the same op is applied to it.
-_CARRY_FUNCS = frozenset({torch.Tensor.narrow, torch.narrow, torch.Tensor.__getitem__, torch.Tensor.reshape,
-                          torch.Tensor.view, torch.Tensor.permute, torch.Tensor.contiguous, torch.Tensor.flatten,
-                          torch.flatten, torch.reshape, torch.permute})
+_CARRY_FUNCS = frozenset(
+    {
+        torch.Tensor.narrow,
+        torch.narrow,
+        torch.Tensor.__getitem__,
+        torch.Tensor.reshape,
+        torch.Tensor.view,
+        torch.Tensor.permute,
+        torch.Tensor.contiguous,
+        torch.Tensor.flatten,
+        torch.flatten,
+        torch.reshape,
+        torch.permute,
+    }
+)
 _CAT_FUNCS = frozenset({torch.cat, torch.concat, torch.concatenate})
 #: Pre-activations remembered per forward (the most recent ones): enough for the branches of an
 #: Inception block, bounded so a deep network does not keep every layer's pre-activation alive.
@@ -606,13 +656,19 @@ class _Nonlinearities(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in _RELU_FUNCS and args and torch.is_tensor(args[0]):
             x = args[0]
-            inplace = func in _INPLACE_RELU_FUNCS or bool(kwargs.get("inplace", len(args) > 1 and args[1] is True))
+            inplace = func in _INPLACE_RELU_FUNCS or bool(
+                kwargs.get("inplace", len(args) > 1 and args[1] is True)
+            )
             if inplace:
                 pre = x.clone()
                 out = func(*args, **kwargs)
             else:
                 pre = x
-                out = _RedirectedReLU.apply(x, self) if self.redirect and x.requires_grad else func(*args, **kwargs)
+                out = (
+                    _RedirectedReLU.apply(x, self)
+                    if self.redirect and x.requires_grad
+                    else func(*args, **kwargs)
+                )
             self._remember(out, pre)
             return out
         out = func(*args, **kwargs)
@@ -781,9 +837,18 @@ def _forward(model, capture: _LayerCapture, nl: _Nonlinearities, x: torch.Tensor
 
 
 def _render_batch(
-    model: torch.nn.Module, capture: _LayerCapture, job: _Job, *, image_size: int, steps: int, lr: float,
-    device: torch.device, preprocess: Callable[[torch.Tensor], torch.Tensor], transforms: TransformSpec,
-    precision: str, relu_gradient_override: bool,
+    model: torch.nn.Module,
+    capture: _LayerCapture,
+    job: _Job,
+    *,
+    image_size: int,
+    steps: int,
+    lr: float,
+    device: torch.device,
+    preprocess: Callable[[torch.Tensor], torch.Tensor],
+    transforms: TransformSpec,
+    precision: str,
+    relu_gradient_override: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Optimise one batch; (uint8 images (B, S, S, 3), final objective (B,))."""
     image = FFTImage.random(job.generators, image_size, device=device)
@@ -797,8 +862,20 @@ def _render_batch(
         if nl.redirect and (step == redirect_steps or (step > 0 and nl.redirected == 0)):
             nl.release()
         nl.redirected = 0
-        _step(model, capture, nl, job, image, optimizer, tparams[step], device=device, preprocess=preprocess,
-              transforms=transforms, precision=precision, diverse=diverse)
+        _step(
+            model,
+            capture,
+            nl,
+            job,
+            image,
+            optimizer,
+            tparams[step],
+            device=device,
+            preprocess=preprocess,
+            transforms=transforms,
+            precision=precision,
+            diverse=diverse,
+        )
     nl.release()
     with torch.no_grad():
         images = _to_uint8(image())
@@ -811,8 +888,21 @@ def _render_batch(
     return images, final.cpu().numpy().astype(np.float32)
 
 
-def _step(model, capture, nl: _Nonlinearities, job: _Job, image: FFTImage, optimizer, tparams: torch.Tensor, *,
-          device, preprocess, transforms: TransformSpec, precision: str, diverse: bool) -> None:
+def _step(
+    model,
+    capture,
+    nl: _Nonlinearities,
+    job: _Job,
+    image: FFTImage,
+    optimizer,
+    tparams: torch.Tensor,
+    *,
+    device,
+    preprocess,
+    transforms: TransformSpec,
+    precision: str,
+    diverse: bool,
+) -> None:
     """One optimisation step of a batch: transform, forward to the layer, objective, backward, update."""
     optimizer.zero_grad(set_to_none=True)
     x = random_affine(image(), tparams, transforms.pad)
@@ -842,9 +932,22 @@ def _check_args(image_size: int, steps: int, batch_size: int, precision: str) ->
 
 
 def _run_jobs(
-    model: torch.nn.Module, layer: str, n_items: int, per_item: int, make_job: Callable[[int, int], _Job], *,
-    check: Callable[[int], None], image_size: int, steps: int, lr: float, batch_size: int,
-    device: torch.device, preprocess, progress, transforms: TransformSpec, relu_gradient_override: bool,
+    model: torch.nn.Module,
+    layer: str,
+    n_items: int,
+    per_item: int,
+    make_job: Callable[[int, int], _Job],
+    *,
+    check: Callable[[int], None],
+    image_size: int,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    device: torch.device,
+    preprocess,
+    progress,
+    transforms: TransformSpec,
+    relu_gradient_override: bool,
     precision: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The shared loop of render_units and render_directions: hygiene, batching, results.
@@ -859,7 +962,11 @@ def _run_jobs(
     images = np.empty((n_items * per_item, image_size, image_size, 3), dtype=np.uint8)
     final = np.empty(n_items * per_item, dtype=np.float32)
     items_per_batch = max(1, batch_size // per_item)
-    with _frozen_eval(model), channels_last(model, device) as layout, _LayerCapture(target, view.view) as capture:
+    with (
+        _frozen_eval(model),
+        channels_last(model, device) as layout,
+        _LayerCapture(target, view.view) as capture,
+    ):
         plain_preprocess = preprocess
         preprocess = lambda x: layout(plain_preprocess(x))  # noqa: E731
         if n_items:
@@ -871,8 +978,16 @@ def _run_jobs(
             end = min(n_items, start + items_per_batch)
             sl = slice(start * per_item, end * per_item)
             images[sl], final[sl] = _render_batch(
-                model, capture, make_job(start, end), image_size=image_size, steps=steps, lr=lr,
-                device=device, preprocess=preprocess, transforms=transforms, precision=precision,
+                model,
+                capture,
+                make_job(start, end),
+                image_size=image_size,
+                steps=steps,
+                lr=lr,
+                device=device,
+                preprocess=preprocess,
+                transforms=transforms,
+                precision=precision,
                 relu_gradient_override=relu_gradient_override,
             )
             if progress is not None:
@@ -975,11 +1090,20 @@ def render_units(
     def make_job(start: int, end: int) -> _Job:
         chunk = units[start:end]
         repeated = [u for u in chunk for _ in range(copies)]
-        generators = [_unit_generator(seed, u, *variant, *((c,) if copies > 1 else ()))
-                      for u in chunk for c in range(copies)]
+        generators = [
+            _unit_generator(seed, u, *variant, *((c,) if copies > 1 else ()))
+            for u in chunk
+            for c in range(copies)
+        ]
         real, surrogate = _unit_objectives(repeated, sae, mode, device)
-        return _Job(generators, real, sign=-1.0 if negative else 1.0, group_size=copies,
-                    diversity_weight=diversity_weight, surrogate=surrogate)
+        return _Job(
+            generators,
+            real,
+            sign=-1.0 if negative else 1.0,
+            group_size=copies,
+            diversity_weight=diversity_weight,
+            surrogate=surrogate,
+        )
 
     def check(width: int) -> None:
         if sae is not None and sae.d_in != width:
@@ -988,9 +1112,22 @@ def render_units(
             raise ValueError(f"unit {max(units)} out of range for a layer with {width} channels")
 
     images, final = _run_jobs(
-        model, layer, len(units), copies, make_job, check=check, image_size=image_size, steps=steps, lr=lr,
-        batch_size=batch_size, device=device, preprocess=preprocess or (lambda x: x), progress=progress,
-        transforms=transforms, relu_gradient_override=relu_gradient_override, precision=precision,
+        model,
+        layer,
+        len(units),
+        copies,
+        make_job,
+        check=check,
+        image_size=image_size,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        device=device,
+        preprocess=preprocess or (lambda x: x),
+        progress=progress,
+        transforms=transforms,
+        relu_gradient_override=relu_gradient_override,
+        precision=precision,
     )
     if copies > 1:
         images = images.reshape(len(units), copies, image_size, image_size, 3)
@@ -1041,16 +1178,31 @@ def render_directions(
 
     def make_job(start: int, end: int) -> _Job:
         generators = [_unit_generator(seed, i, 4) for i in ids[start:end]]
-        return _Job(generators, direction_objective(v[start:end], cossim_pow=cossim_pow, mode=mode, device=device))
+        return _Job(
+            generators, direction_objective(v[start:end], cossim_pow=cossim_pow, mode=mode, device=device)
+        )
 
     def check(width: int) -> None:
         if v.shape[1] != width:
             raise ValueError(f"directions have {v.shape[1]} dimensions, the layer has {width} channels")
 
     images, final = _run_jobs(
-        model, layer, len(v), 1, make_job, check=check, image_size=image_size, steps=steps, lr=lr,
-        batch_size=batch_size, device=device, preprocess=preprocess or (lambda x: x), progress=progress,
-        transforms=transforms, relu_gradient_override=relu_gradient_override, precision=precision,
+        model,
+        layer,
+        len(v),
+        1,
+        make_job,
+        check=check,
+        image_size=image_size,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        device=device,
+        preprocess=preprocess or (lambda x: x),
+        progress=progress,
+        transforms=transforms,
+        relu_gradient_override=relu_gradient_override,
+        precision=precision,
     )
     return (images, final) if return_objective else images
 
@@ -1086,7 +1238,7 @@ def unit_maxima(
     out = []
     with _frozen_eval(model), _LayerCapture(target, view.view) as capture:
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
             x = x.permute(0, 3, 1, 2).float() / 255.0
             if size is not None and x.shape[-1] != size:
                 x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

@@ -48,8 +48,9 @@ def flat_images(images: np.ndarray) -> np.ndarray:
     return images.reshape(*lead, -1).astype(np.float32).std(axis=-1) < FLAT_STD
 
 
-def median_firing_activation(hist: np.ndarray, edges: np.ndarray, max_act: np.ndarray,
-                             fires: np.ndarray) -> np.ndarray:
+def median_firing_activation(
+    hist: np.ndarray, edges: np.ndarray, max_act: np.ndarray, fires: np.ndarray
+) -> np.ndarray:
     """Each unit's median per-image maximum over the images where it fires: float32 (U,), NaN if it never fires.
 
     ``hist`` (U, B) counts firing images in bins ``edges`` (B + 1, ascending, relative to each unit's
@@ -83,8 +84,12 @@ def mark_main(objective: np.ndarray, own_act: np.ndarray, median: np.ndarray, fl
     """The failure reason of each main visualisation: int8 (U,), ``OK`` (0) when it succeeded."""
     reason = np.zeros(len(objective), dtype=np.int8)
     live = np.isfinite(median)
-    checks = ((flat, FLAT), (~(objective > 0), NOT_POSITIVE), (~(own_act > 0), SILENT),
-              (live & ~(own_act >= median), BELOW_MEDIAN))
+    checks = (
+        (flat, FLAT),
+        (~(objective > 0), NOT_POSITIVE),
+        (~(own_act > 0), SILENT),
+        (live & ~(own_act >= median), BELOW_MEDIAN),
+    )
     for failed, code in reversed(checks):  # the first listed reason wins
         reason[failed] = code
     return reason
@@ -97,8 +102,9 @@ def mark_maximised(objective: np.ndarray, flat: np.ndarray) -> np.ndarray:
     return reason
 
 
-def success_figures(reason: np.ndarray, own_act: np.ndarray, median: np.ndarray, fires: np.ndarray,
-                    flat_any: np.ndarray) -> dict:
+def success_figures(
+    reason: np.ndarray, own_act: np.ndarray, median: np.ndarray, fires: np.ndarray, flat_any: np.ndarray
+) -> dict:
     """The build's figures for one family: how many live units' main images reach their median, and
     how many units that fire on the data have a flat image (main, or any image with ``flat_any``)."""
     live = np.asarray(fires) > 0
@@ -116,7 +122,9 @@ def success_figures(reason: np.ndarray, own_act: np.ndarray, median: np.ndarray,
 
 def note_line(layer: str, family: str, fig: dict) -> str:
     """One line of the build summary for one family of one layer."""
-    return (f"featurevis {layer} {family}: {fig['reach_median']} of {fig['live']} live "
-            f"({100 * fig['reach_median_share']:.1f} %) reach their median firing activation on their main "
-            f"visualisation; live units with a flat image: {fig['flat_main_live']} main, {fig['flat_any_live']} "
-            f"any variant; {fig['failed']} of {fig['units']} main visualisations marked failed")
+    return (
+        f"featurevis {layer} {family}: {fig['reach_median']} of {fig['live']} live "
+        f"({100 * fig['reach_median_share']:.1f} %) reach their median firing activation on their main "
+        f"visualisation; live units with a flat image: {fig['flat_main_live']} main, {fig['flat_any_live']} "
+        f"any variant; {fig['failed']} of {fig['units']} main visualisations marked failed"
+    )

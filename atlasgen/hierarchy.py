@@ -50,7 +50,9 @@ class Hierarchy:
             while path[-1] in self.parent and self.parent[path[-1]] not in (None, ROOT):
                 nxt = self.parent[path[-1]]
                 if nxt in seen:
-                    raise HierarchyError(f"the class hierarchy has a cycle through {nxt!r}. Fix: give each name one parent above it.")
+                    raise HierarchyError(
+                        f"the class hierarchy has a cycle through {nxt!r}. Fix: give each name one parent above it."
+                    )
                 path.append(nxt)
                 seen.add(nxt)
             self.paths.append(path)  # leaf first, top concept last
@@ -58,22 +60,30 @@ class Hierarchy:
     @classmethod
     def from_dataset(cls, classes: list[dict]) -> "Hierarchy":
         """Class -> superclass, from dataset.json (empty superclasses: a flat hierarchy)."""
-        return cls({c["name"]: c["superclass"] for c in classes if c.get("superclass")}, [c["name"] for c in classes])
+        return cls(
+            {c["name"]: c["superclass"] for c in classes if c.get("superclass")}, [c["name"] for c in classes]
+        )
 
     @classmethod
     def from_file(cls, path: Path, class_names: list[str]) -> "Hierarchy":
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise HierarchyError(f"map.hierarchy: cannot read {str(path)!r} ({exc.strerror}). Fix: point it at a readable file.") from None
+            raise HierarchyError(
+                f"map.hierarchy: cannot read {str(path)!r} ({exc.strerror}). Fix: point it at a readable file."
+            ) from None
         parent: dict[str, str] = {}
         if Path(path).suffix.lower() in (".yaml", ".yml", ".json"):
             try:
                 data = yaml.safe_load(text)
             except yaml.YAMLError as exc:
-                raise HierarchyError(f"map.hierarchy: {str(path)!r} is not valid YAML/JSON ({getattr(exc, 'problem', exc)}). Fix: write a mapping child: parent.") from None
+                raise HierarchyError(
+                    f"map.hierarchy: {str(path)!r} is not valid YAML/JSON ({getattr(exc, 'problem', exc)}). Fix: write a mapping child: parent."
+                ) from None
             if not isinstance(data, dict):
-                raise HierarchyError(f"map.hierarchy: {str(path)!r} must hold a mapping child: parent, got {type(data).__name__}.")
+                raise HierarchyError(
+                    f"map.hierarchy: {str(path)!r} must hold a mapping child: parent, got {type(data).__name__}."
+                )
             for k, v in data.items():
                 parent[str(k)] = ROOT if v is None else str(v)
         else:
@@ -83,14 +93,20 @@ class Hierarchy:
                     continue
                 parts = line.split("\t") if "\t" in line else line.split()
                 if len(parts) != 2:
-                    raise HierarchyError(f"map.hierarchy: {str(path)!r} line {n}: expected 'child<TAB>parent', got {line!r}.")
+                    raise HierarchyError(
+                        f"map.hierarchy: {str(path)!r} line {n}: expected 'child<TAB>parent', got {line!r}."
+                    )
                 child, par = (p.strip() for p in parts)
                 if child in parent and parent[child] != par:
-                    raise HierarchyError(f"map.hierarchy: {str(path)!r} line {n}: {child!r} already has parent {parent[child]!r}. Fix: one parent per name.")
+                    raise HierarchyError(
+                        f"map.hierarchy: {str(path)!r} line {n}: {child!r} already has parent {parent[child]!r}. Fix: one parent per name."
+                    )
                 parent[child] = par
         missing = [c for c in class_names if c not in parent]
         if len(missing) == len(class_names):
-            raise HierarchyError(f"map.hierarchy: none of the dataset's classes ({', '.join(class_names[:3])}, ...) appear in {str(path)!r}. Fix: use the class names of dataset.json.")
+            raise HierarchyError(
+                f"map.hierarchy: none of the dataset's classes ({', '.join(class_names[:3])}, ...) appear in {str(path)!r}. Fix: use the class names of dataset.json."
+            )
         return cls(parent, class_names)
 
     def ancestors(self, c: int) -> list[str]:
@@ -112,8 +128,14 @@ class Hierarchy:
         return self.paths[c][-1]
 
 
-def name_group(weights: np.ndarray, hierarchy: Hierarchy, *, coverage: float = 0.8, dominant: float = 0.6,
-               max_classes: int = 6) -> str:
+def name_group(
+    weights: np.ndarray,
+    hierarchy: Hierarchy,
+    *,
+    coverage: float = 0.8,
+    dominant: float = 0.6,
+    max_classes: int = 6,
+) -> str:
     """A name for summed class weights (see the module docstring)."""
     weights = np.clip(np.asarray(weights, dtype=np.float64), 0, None)
     total = weights.sum()
@@ -135,7 +157,11 @@ def name_group(weights: np.ndarray, hierarchy: Hierarchy, *, coverage: float = 0
         anc = hierarchy.lca(core)
         if anc != ROOT:
             return anc
-    return f"{names[order[0]]} / {names[order[1]]}" if len(order) > 1 and share[order[1]] > 0 else names[order[0]]
+    return (
+        f"{names[order[0]]} / {names[order[1]]}"
+        if len(order) > 1 and share[order[1]] > 0
+        else names[order[0]]
+    )
 
 
 def load(hierarchy_path: str | None, classes: list[dict], resolve) -> Hierarchy:
@@ -148,4 +174,9 @@ def load(hierarchy_path: str | None, classes: list[dict], resolve) -> Hierarchy:
 
 def dump_dataset_hierarchy(classes: list[dict]) -> str:
     """The dataset's class -> superclass structure as a hierarchy file (JSON)."""
-    return json.dumps({c["name"]: c["superclass"] for c in classes if c.get("superclass")}, indent=1, sort_keys=True) + "\n"
+    return (
+        json.dumps(
+            {c["name"]: c["superclass"] for c in classes if c.get("superclass")}, indent=1, sort_keys=True
+        )
+        + "\n"
+    )

@@ -30,7 +30,14 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from atlasgen.models import _StopForward, capture, classifier_head, get_module, layer_view, positions_as_vectors
+from atlasgen.models import (
+    _StopForward,
+    capture,
+    classifier_head,
+    get_module,
+    layer_view,
+    positions_as_vectors,
+)
 
 Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]  # a fresh pass of (images, labels)
 
@@ -119,7 +126,10 @@ def closed_form(model, layer: str, sae, batches: Batches, mu_a, mu_f, k: int) ->
             deltas["features"] = mu_f[None] - _codes(sae, a).double().mean((2, 3))
         for kind, W in weights.items():
             for start in range(0, W.shape[0], 4096):  # (B, units, K) in chunks of units
-                ablated = logits[:, None, :] + deltas[kind][:, start:start + 4096, None] * W[None, start:start + 4096]
+                ablated = (
+                    logits[:, None, :]
+                    + deltas[kind][:, start : start + 4096, None] * W[None, start : start + 4096]
+                )
                 yk = y[:, None]
                 lost_k = clean_k[:, None].long() - hits(ablated, yk, k).long()
                 lost_1 = clean_1[:, None].long() - hits(ablated, yk, 1).long()
@@ -131,12 +141,21 @@ def closed_form(model, layer: str, sae, batches: Batches, mu_a, mu_f, k: int) ->
 def _accumulate(totals: dict, key: str, values: torch.Tensor, start: int, n: int) -> None:
     if not isinstance(totals.get(key), np.ndarray):
         totals[key] = np.zeros(n, dtype=np.int64)
-    totals[key][start:start + len(values)] += values.cpu().numpy()
+    totals[key][start : start + len(values)] += values.cpu().numpy()
 
 
 @torch.no_grad()
-def batched_ablation(model, layer: str, sae, batches: Batches, mu_a, mu_f, k: int,
-                     units_per_pass: int = 32, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+def batched_ablation(
+    model,
+    layer: str,
+    sae,
+    batches: Batches,
+    mu_a,
+    mu_f,
+    k: int,
+    units_per_pass: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, np.ndarray]:
     """Importance of every neuron and feature of any layer: the rest of the model reruns on
     ablated copies of each batch, ``units_per_pass`` units at a time."""
     view = layer_view(model, layer)
@@ -146,7 +165,9 @@ def batched_ablation(model, layer: str, sae, batches: Batches, mu_a, mu_f, k: in
     # channel range, ViT tokens) keeps the rest of the module's output per image: the copies then run
     # from the input.
     probe: list[int] = []
-    handle = module.register_forward_hook(lambda _m, _i, o: probe.append((o[0] if isinstance(o, (tuple, list)) else o).dim()))
+    handle = module.register_forward_hook(
+        lambda _m, _i, o: probe.append((o[0] if isinstance(o, (tuple, list)) else o).dim())
+    )
     try:
         for x, _ in batches():
             with capture(model, [layer]):  # stops the pass at the layer
@@ -179,13 +200,15 @@ def batched_ablation(model, layer: str, sae, batches: Batches, mu_a, mu_f, k: in
                     ablated[torch.arange(u), :, units] = mu_a[units].to(a.dtype)[:, None, None, None]
                 else:
                     # a' = a + (mu_i - f_i) W_dec[i], unit by unit of the chunk
-                    delta = mu_f[units].to(a.dtype)[:, None, None, None] - f[:, units].transpose(0, 1)  # (u, B, H, W)
+                    delta = mu_f[units].to(a.dtype)[:, None, None, None] - f[:, units].transpose(
+                        0, 1
+                    )  # (u, B, H, W)
                     ablated += delta[:, :, None] * sae.W_dec[units].to(a.dtype)[:, None, :, None, None]
                 replacement = ablated.reshape(u * b, *a.shape[1:])
                 if whole:
-                    hook = (lambda _m, _i, _o: replacement)
+                    hook = lambda _m, _i, _o: replacement
                 else:
-                    hook = (lambda _m, _i, o: view.splice(o, replacement))
+                    hook = lambda _m, _i, o: view.splice(o, replacement)
                 handle = module.register_forward_hook(hook)
                 try:
                     # upstream of the layer runs on one image (whole-module layers) or on every copy (views)

@@ -60,7 +60,9 @@ class Preprocess:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_size and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
+            )
         if self.mean == (0.0, 0.0, 0.0) and self.std == (1.0, 1.0, 1.0):
             return x
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -96,20 +98,40 @@ def _inceptionv1(pretrained_head: bool = True) -> nn.Module:
 def _import_factory(spec: str):
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ConfigError([f"model.arch: {spec!r} is not 'package.module:factory'. Fix: e.g. arch: mypkg.nets:build_net."])
+        raise ConfigError(
+            [f"model.arch: {spec!r} is not 'package.module:factory'. Fix: e.g. arch: mypkg.nets:build_net."]
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError([f"model.arch: cannot import {module_name!r} ({exc}). Fix: install the package or put it on PYTHONPATH."]) from None
+        raise ConfigError(
+            [
+                f"model.arch: cannot import {module_name!r} ({exc}). Fix: install the package or put it on PYTHONPATH."
+            ]
+        ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ConfigError([f"model.arch: {module_name!r} has no callable {attr!r}. Fix: name a function that returns an nn.Module."])
+        raise ConfigError(
+            [
+                f"model.arch: {module_name!r} has no callable {attr!r}. Fix: name a function that returns an nn.Module."
+            ]
+        )
     return factory
 
 
 # Names a factory's class-count parameter may have, in the order they are looked for.
-CLASS_COUNT_PARAMETERS = ("num_classes", "n_classes", "classes", "num_outputs", "n_outputs", "out_features",
-                          "num_labels", "nclasses", "n_class", "num_class")
+CLASS_COUNT_PARAMETERS = (
+    "num_classes",
+    "n_classes",
+    "classes",
+    "num_outputs",
+    "n_outputs",
+    "out_features",
+    "num_labels",
+    "nclasses",
+    "n_class",
+    "num_class",
+)
 
 
 def class_count_parameter(factory) -> str | None:
@@ -145,7 +167,11 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
             names = torchvision.models.list_models(module=torchvision.models)
             near = difflib.get_close_matches(model_cfg.arch, names, n=3)
             hint = f" Did you mean {', '.join(near)}?" if near else ""
-            raise ConfigError([f"model.arch: {model_cfg.arch!r} is not a torchvision classification model.{hint} Fix: a name from torchvision.models.list_models()."]) from None
+            raise ConfigError(
+                [
+                    f"model.arch: {model_cfg.arch!r} is not a torchvision classification model.{hint} Fix: a name from torchvision.models.list_models()."
+                ]
+            ) from None
         size = getattr(model, "image_size", None)  # VisionTransformer has a fixed input size
         pre = Preprocess(IMAGENET_MEAN, IMAGENET_STD, size)
     elif source == "factory":
@@ -155,10 +181,18 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
             model = factory(**{param: n_classes}) if param else factory()
         except Exception as exc:
             first = (str(exc).splitlines() or [""])[0]
-            raise ModelLoadError([f"model.arch: {model_cfg.arch!r} raised {type(exc).__name__}: {first}. Fix: correct the "
-                                  "factory so that it builds (run with -v for the traceback)."]) from exc
+            raise ModelLoadError(
+                [
+                    f"model.arch: {model_cfg.arch!r} raised {type(exc).__name__}: {first}. Fix: correct the "
+                    "factory so that it builds (run with -v for the traceback)."
+                ]
+            ) from exc
         if not isinstance(model, nn.Module):
-            raise ConfigError([f"model.arch: {model_cfg.arch!r} returned {type(model).__name__}, not a torch nn.Module. Fix: return the model."])
+            raise ConfigError(
+                [
+                    f"model.arch: {model_cfg.arch!r} returned {type(model).__name__}, not a torch nn.Module. Fix: return the model."
+                ]
+            )
         size = getattr(model, "image_size", None)  # e.g. a torchvision VisionTransformer: a fixed input size
         pre = Preprocess((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), size if isinstance(size, int) else None)
     else:
@@ -179,32 +213,50 @@ def pretrained_state(model_cfg: ModelConfig, weights_path: Path | None) -> dict 
         try:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise ConfigError([f"model.weights: cannot read {str(weights_path)!r}: {str(exc).splitlines()[0]}. Fix: give a torch state dict (.pt/.pth)."]) from None
+            raise ConfigError(
+                [
+                    f"model.weights: cannot read {str(weights_path)!r}: {str(exc).splitlines()[0]}. Fix: give a torch state dict (.pt/.pth)."
+                ]
+            ) from None
         return state.get("state_dict", state) if isinstance(state, dict) else state
     if model_cfg.source in ("demo", "factory") or not model_cfg.pretrained:
         return None
     if model_cfg.source == "inceptionv1":
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(INCEPTIONV1_URL).name
-        how = (f"download {INCEPTIONV1_URL} and set model.weights to the file (or put it at {cached}), "
-               "or set model.pretrained: false for random weights")
+        how = (
+            f"download {INCEPTIONV1_URL} and set model.weights to the file (or put it at {cached}), "
+            "or set model.pretrained: false for random weights"
+        )
         if cached.is_file():
             return torch.load(cached, map_location="cpu", weights_only=True)
         try:
             return torch.hub.load_state_dict_from_url(INCEPTIONV1_URL, map_location="cpu", progress=False)
         except Exception as exc:
-            raise ModelLoadError([f"model: no InceptionV1 weights: none in the torch hub cache and the download failed ({type(exc).__name__}). Fix: {how}."]) from None
+            raise ModelLoadError(
+                [
+                    f"model: no InceptionV1 weights: none in the torch hub cache and the download failed ({type(exc).__name__}). Fix: {how}."
+                ]
+            ) from None
     import torchvision
 
     try:
         weights = torchvision.models.get_model_weights(model_cfg.arch).DEFAULT
     except Exception:
-        raise ConfigError([f"model.arch: torchvision has no pretrained weights for {model_cfg.arch!r}. Fix: set model.weights to a state dict, or model.pretrained: false."]) from None
+        raise ConfigError(
+            [
+                f"model.arch: torchvision has no pretrained weights for {model_cfg.arch!r}. Fix: set model.weights to a state dict, or model.pretrained: false."
+            ]
+        ) from None
     try:
         return weights.get_state_dict(progress=False)
     except Exception as exc:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise ModelLoadError([f"model: no weights for {model_cfg.arch!r}: not in the torch hub cache and the download failed ({type(exc).__name__}). "
-                              f"Fix: download {weights.url} to {cached} or set model.weights to it, or set model.pretrained: false."]) from None
+        raise ModelLoadError(
+            [
+                f"model: no weights for {model_cfg.arch!r}: not in the torch hub cache and the download failed ({type(exc).__name__}). "
+                f"Fix: download {weights.url} to {cached} or set model.weights to it, or set model.pretrained: false."
+            ]
+        ) from None
 
 
 def load_model(model_dir: Path, model_cfg: ModelConfig, n_classes: int, device: str = "cpu") -> nn.Module:
@@ -227,7 +279,9 @@ def get_module(model: nn.Module, path: str) -> nn.Module:
     if path not in modules:
         near = difflib.get_close_matches(path, [n for n in modules if n], n=3, cutoff=0.5)
         hint = f" Nearest: {', '.join(near)}." if near else ""
-        raise ConfigError([f"layers: the model has no module {path!r}.{hint} Fix: run `atlasgen layers` to list them."])
+        raise ConfigError(
+            [f"layers: the model has no module {path!r}.{hint} Fix: run `atlasgen layers` to list them."]
+        )
     return modules[path]
 
 
@@ -245,7 +299,11 @@ def classifier_head(model: nn.Module) -> nn.Linear:
             return m[-1]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise AtlasgenError(["circuits: the model has no nn.Linear classifier layer. Fix: use a model that ends in a linear layer."])
+        raise AtlasgenError(
+            [
+                "circuits: the model has no nn.Linear classifier layer. Fix: use a model that ends in a linear layer."
+            ]
+        )
     return linears[-1]
 
 
@@ -281,15 +339,23 @@ class LayerView:
             return 1
         if math.isqrt(t) ** 2 == t:
             return 0
-        raise AtlasgenError([f"layer {self.name!r}: {t} tokens do not form a square patch grid with 0 or 1 prefix tokens. "
-                             "Fix: use tokens: class or mean for this layer."])
+        raise AtlasgenError(
+            [
+                f"layer {self.name!r}: {t} tokens do not form a square patch grid with 0 or 1 prefix tokens. "
+                "Fix: use tokens: class or mean for this layer."
+            ]
+        )
 
     def _cut(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         if self.channels is None:
             return x
         a, b = self.channels
         if b > x.shape[dim]:
-            raise AtlasgenError([f"layers.{self.name}.channels: [{a}, {b}] runs past the {x.shape[dim]} channels of {self.module!r}. Fix: stop at most {x.shape[dim]}."])
+            raise AtlasgenError(
+                [
+                    f"layers.{self.name}.channels: [{a}, {b}] runs past the {x.shape[dim]} channels of {self.module!r}. Fix: stop at most {x.shape[dim]}."
+                ]
+            )
         return x.narrow(dim, a, b - a)
 
     def view(self, output) -> torch.Tensor:
@@ -300,7 +366,11 @@ class LayerView:
         if x.dim() == 2:
             return self._cut(x, 1)[:, :, None, None]
         if x.dim() != 3:
-            raise AtlasgenError([f"layer {self.name!r}: output of shape {tuple(x.shape)} is neither (B, C, H, W) nor (B, tokens, D). Fix: pick another module."])
+            raise AtlasgenError(
+                [
+                    f"layer {self.name!r}: output of shape {tuple(x.shape)} is neither (B, C, H, W) nor (B, tokens, D). Fix: pick another module."
+                ]
+            )
         x = self._cut(x, 2)
         if self.tokens == "class":
             return x[:, 0, :, None, None]
@@ -345,8 +415,13 @@ class LayerView:
 
 def view_from_config(layer_cfg) -> LayerView:
     channels = tuple(layer_cfg.channels) if layer_cfg.channels else None
-    return LayerView(layer_cfg.name, layer_cfg.module or layer_cfg.name, channels, layer_cfg.tokens,
-                     None if layer_cfg.prefix_tokens < 0 else layer_cfg.prefix_tokens)
+    return LayerView(
+        layer_cfg.name,
+        layer_cfg.module or layer_cfg.name,
+        channels,
+        layer_cfg.tokens,
+        None if layer_cfg.prefix_tokens < 0 else layer_cfg.prefix_tokens,
+    )
 
 
 def attach_views(model: nn.Module, layer_cfgs) -> nn.Module:
@@ -466,7 +541,9 @@ def vectors_as_map(vectors: torch.Tensor, b: int, h: int, w: int) -> torch.Tenso
 
 
 @torch.no_grad()
-def layer_shapes(model: nn.Module, layers: list[str], image_size: int, device: str = "cpu") -> dict[str, list[int]]:
+def layer_shapes(
+    model: nn.Module, layers: list[str], image_size: int, device: str = "cpu"
+) -> dict[str, list[int]]:
     """(C, H, W) of each layer for one input of the given size."""
     acts = layer_activations(model, torch.zeros(1, 3, image_size, image_size, device=device), layers)
     return {name: list(a.shape[1:]) for name, a in acts.items()}
@@ -480,9 +557,11 @@ def all_layer_shapes(model: nn.Module, image_size: int) -> list[tuple[str, list[
     names = {m: n for n, m in model.named_modules() if n}
     handles = []
     for module, name in names.items():
+
         def hook(_m, _i, out, name=name):
             if isinstance(out, torch.Tensor) and out.dim() in (2, 3, 4):
                 seen.append((name, list(out.shape[1:])))
+
         handles.append(module.register_forward_hook(hook))
     try:
         model.eval()(torch.zeros(1, 3, image_size, image_size))

@@ -74,8 +74,15 @@ def _layers(cfg: Config, with_sae: bool = False) -> list:
     out = []
     for l in cfg.layers:
         entry = {"name": l.name}
-        if l.module or l.channels or l.tokens != "patches" or l.prefix_tokens != -1:  # a view of a module (issue 9)
-            entry["view"] = {"module": l.module, "channels": l.channels, "tokens": l.tokens, "prefix_tokens": l.prefix_tokens}
+        if (
+            l.module or l.channels or l.tokens != "patches" or l.prefix_tokens != -1
+        ):  # a view of a module (issue 9)
+            entry["view"] = {
+                "module": l.module,
+                "channels": l.channels,
+                "tokens": l.tokens,
+                "prefix_tokens": l.prefix_tokens,
+            }
         if with_sae:
             entry["sae"] = to_dict(l.sae)
             if l.sae.weights:
@@ -85,44 +92,115 @@ def _layers(cfg: Config, with_sae: bool = False) -> list:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("dataset", (), "atlasgen.stages.dataset", lambda c: to_dict(c.dataset),
-          code=("atlasgen.data", "atlasgen.demo.dataset"), what="images and labels"),
-    Stage("model", ("dataset",), "atlasgen.stages.model",
-          lambda c: {"model": to_dict(c.model), "weights": _weights_identity(c)},
-          code=("atlasgen.models", "atlasgen.demo.model", "atlasgen.data"), resumable=True, what="the classifier"),
-    Stage("activations", ("dataset", "model"), "atlasgen.stages.activations",
-          lambda c: {"layers": _layers(c), "activations": to_dict(c.activations)},
-          code=("atlasgen.models", "atlasgen.data"), resumable=True, what="sampled activation store"),
-    Stage("sae", ("dataset", "model", "activations"), "atlasgen.stages.sae", lambda c: {"layers": _layers(c, with_sae=True)},
-          code=("atlasgen.sae", "atlasgen.sae_formats", "atlasgen.models", "atlasgen.data"), resumable=True,
-          what="sparse autoencoders"),
-    Stage("examples", ("dataset", "model", "sae"), "atlasgen.stages.examples",
-          lambda c: {"layers": _layers(c), "examples": to_dict(c.examples)},
-          code=("atlasgen.models", "atlasgen.data", "atlasgen.sae", "atlasgen.bands", "atlasgen.unitlabels",
-                "atlasgen.cofiring"), resumable=True,
-          what="dataset examples"),  # resumable: a distributed build keeps each rank's scan (issue 10)
+    Stage(
+        "dataset",
+        (),
+        "atlasgen.stages.dataset",
+        lambda c: to_dict(c.dataset),
+        code=("atlasgen.data", "atlasgen.demo.dataset"),
+        what="images and labels",
+    ),
+    Stage(
+        "model",
+        ("dataset",),
+        "atlasgen.stages.model",
+        lambda c: {"model": to_dict(c.model), "weights": _weights_identity(c)},
+        code=("atlasgen.models", "atlasgen.demo.model", "atlasgen.data"),
+        resumable=True,
+        what="the classifier",
+    ),
+    Stage(
+        "activations",
+        ("dataset", "model"),
+        "atlasgen.stages.activations",
+        lambda c: {"layers": _layers(c), "activations": to_dict(c.activations)},
+        code=("atlasgen.models", "atlasgen.data"),
+        resumable=True,
+        what="sampled activation store",
+    ),
+    Stage(
+        "sae",
+        ("dataset", "model", "activations"),
+        "atlasgen.stages.sae",
+        lambda c: {"layers": _layers(c, with_sae=True)},
+        code=("atlasgen.sae", "atlasgen.sae_formats", "atlasgen.models", "atlasgen.data"),
+        resumable=True,
+        what="sparse autoencoders",
+    ),
+    Stage(
+        "examples",
+        ("dataset", "model", "sae"),
+        "atlasgen.stages.examples",
+        lambda c: {"layers": _layers(c), "examples": to_dict(c.examples)},
+        code=(
+            "atlasgen.models",
+            "atlasgen.data",
+            "atlasgen.sae",
+            "atlasgen.bands",
+            "atlasgen.unitlabels",
+            "atlasgen.cofiring",
+        ),
+        resumable=True,
+        what="dataset examples",
+    ),  # resumable: a distributed build keeps each rank's scan (issue 10)
     # After the examples: a visualisation is judged against its unit's firing distribution on the data.
-    Stage("featurevis", ("dataset", "model", "sae", "examples"), "atlasgen.stages.featurevis",
-          lambda c: {"layers": _layers(c), "featurevis": to_dict(c.featurevis)},
-          code=("atlasgen.featurevis", "atlasgen.featurevis_check", "atlasgen.models", "atlasgen.sae",
-                "atlasgen.sae_formats", "atlasgen.data"), resumable=True,
-          what="feature visualisations"),
-    Stage("circuits", ("dataset", "model", "sae"), "atlasgen.stages.circuits",
-          lambda c: {"layers": _layers(c), "circuits": to_dict(c.circuits)},
-          code=("atlasgen.models", "atlasgen.circuits"), what="class and layer-to-layer weights"),
-    Stage("importance", ("dataset", "model", "sae"), "atlasgen.stages.importance",
-          lambda c: {"layers": _layers(c), "importance": to_dict(c.importance)},
-          code=("atlasgen.models", "atlasgen.importance", "atlasgen.circuits", "atlasgen.data"), resumable=True,
-          what="mean-ablation importance"),
-    Stage("map", ("dataset", "model", "sae", "examples", "circuits"), "atlasgen.stages.map",
-          lambda c: {"layers": _layers(c), "map": to_dict(c.map), "hierarchy": _hierarchy_identity(c)},
-          code=("atlasgen.hierarchy", "atlasgen.models", "atlasgen.data"), what="feature map"),
-    Stage("atlas", ("dataset", "model"), "atlasgen.stages.atlas",
-          lambda c: {"layers": _layers(c), "atlas": to_dict(c.atlas), "batch_size": c.examples.batch_size},
-          code=("atlasgen.atlas", "atlasgen.featurevis", "atlasgen.sae", "atlasgen.models", "atlasgen.data"), what="activation atlas"),
-    Stage("game", ("dataset", "model", "sae"), "atlasgen.stages.game",  # issue 11
-          lambda c: {"layers": _layers(c), "game": to_dict(c.game)},
-          code=("atlasgen.models", "atlasgen.data"), what="guess-the-image rounds"),
+    Stage(
+        "featurevis",
+        ("dataset", "model", "sae", "examples"),
+        "atlasgen.stages.featurevis",
+        lambda c: {"layers": _layers(c), "featurevis": to_dict(c.featurevis)},
+        code=(
+            "atlasgen.featurevis",
+            "atlasgen.featurevis_check",
+            "atlasgen.models",
+            "atlasgen.sae",
+            "atlasgen.sae_formats",
+            "atlasgen.data",
+        ),
+        resumable=True,
+        what="feature visualisations",
+    ),
+    Stage(
+        "circuits",
+        ("dataset", "model", "sae"),
+        "atlasgen.stages.circuits",
+        lambda c: {"layers": _layers(c), "circuits": to_dict(c.circuits)},
+        code=("atlasgen.models", "atlasgen.circuits"),
+        what="class and layer-to-layer weights",
+    ),
+    Stage(
+        "importance",
+        ("dataset", "model", "sae"),
+        "atlasgen.stages.importance",
+        lambda c: {"layers": _layers(c), "importance": to_dict(c.importance)},
+        code=("atlasgen.models", "atlasgen.importance", "atlasgen.circuits", "atlasgen.data"),
+        resumable=True,
+        what="mean-ablation importance",
+    ),
+    Stage(
+        "map",
+        ("dataset", "model", "sae", "examples", "circuits"),
+        "atlasgen.stages.map",
+        lambda c: {"layers": _layers(c), "map": to_dict(c.map), "hierarchy": _hierarchy_identity(c)},
+        code=("atlasgen.hierarchy", "atlasgen.models", "atlasgen.data"),
+        what="feature map",
+    ),
+    Stage(
+        "atlas",
+        ("dataset", "model"),
+        "atlasgen.stages.atlas",
+        lambda c: {"layers": _layers(c), "atlas": to_dict(c.atlas), "batch_size": c.examples.batch_size},
+        code=("atlasgen.atlas", "atlasgen.featurevis", "atlasgen.sae", "atlasgen.models", "atlasgen.data"),
+        what="activation atlas",
+    ),
+    Stage(
+        "game",
+        ("dataset", "model", "sae"),
+        "atlasgen.stages.game",  # issue 11
+        lambda c: {"layers": _layers(c), "game": to_dict(c.game)},
+        code=("atlasgen.models", "atlasgen.data"),
+        what="guess-the-image rounds",
+    ),
 )
 SITE_STAGE = "site"
 STAGE_NAMES = tuple(s.name for s in STAGES) + (SITE_STAGE,)
@@ -138,14 +216,21 @@ def _module_source_hash(names: tuple[str, ...]) -> str:
 
 
 # Every module of the renderer package: a change to any of them re-renders the site.
-_SITE_MODULES = ("atlasgen.site",) + tuple(sorted(
-    f"atlasgen.site.{p.stem}" for p in (Path(__file__).parent / "site").glob("*.py") if p.stem != "__init__"))
+_SITE_MODULES = ("atlasgen.site",) + tuple(
+    sorted(
+        f"atlasgen.site.{p.stem}"
+        for p in (Path(__file__).parent / "site").glob("*.py")
+        if p.stem != "__init__"
+    )
+)
 
 
 def _site_resources_hash() -> str:
     from atlasgen.site.resources import resource_dir
 
-    return hash_data([hash_tree(resource_dir("templates"), exclude=()), hash_tree(resource_dir("static"), exclude=())])
+    return hash_data(
+        [hash_tree(resource_dir("templates"), exclude=()), hash_tree(resource_dir("static"), exclude=())]
+    )
 
 
 def resolve_device(cfg: Config) -> str:
@@ -178,8 +263,14 @@ class BuildSummary:
 class Pipeline:
     """Runs the stages of one config against one cache folder and one output folder."""
 
-    def __init__(self, cfg: Config, out_dir: Path | None = None, console: Console | None = None,
-                 accept_changed_features: bool = False, dist: Any = None):
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: Path | None = None,
+        console: Console | None = None,
+        accept_changed_features: bool = False,
+        dist: Any = None,
+    ):
         self.cfg = cfg
         self.dist = dist  # issue 10: every rank runs build(); see atlasgen.dist
         self.accept_changed_features = accept_changed_features
@@ -200,7 +291,11 @@ class Pipeline:
     def _site_inputs(self, upstream: dict[str, str]) -> dict:
         return {
             "stage": SITE_STAGE,
-            "config": {"site": to_dict(self.cfg.site), "model": self.cfg.model.name, "layers": [l.name for l in self.cfg.layers]},
+            "config": {
+                "site": to_dict(self.cfg.site),
+                "model": self.cfg.model.name,
+                "layers": [l.name for l in self.cfg.layers],
+            },
             "code": _module_source_hash(("atlasgen.stages.site",) + _SITE_MODULES),
             "resources": _site_resources_hash(),
             "atlasgen": __version__,
@@ -311,8 +406,15 @@ class Pipeline:
             d.barrier()
         return summary
 
-    def _run_stage(self, stage: Stage, key: str, inputs: dict, device: str, summary: BuildSummary,
-                   folders: dict[str, Path]) -> dict:
+    def _run_stage(
+        self,
+        stage: Stage,
+        key: str,
+        inputs: dict,
+        device: str,
+        summary: BuildSummary,
+        folders: dict[str, Path],
+    ) -> dict:
         partial = self.store.partial(stage.name, key)
         resumed = partial.exists() and stage.resumable
         d = self.dist
@@ -329,8 +431,14 @@ class Pipeline:
         self.console.info(f"{stage.name}: {stage.what}" + (" (resuming)" if resumed else "") + how)
         if d is not None:
             d.barrier()
-        ctx = StageContext(self.cfg, partial, {dep: folders[dep] for dep in stage.deps}, self.console, device,
-                           dist=d if spread else None)
+        ctx = StageContext(
+            self.cfg,
+            partial,
+            {dep: folders[dep] for dep in stage.deps},
+            self.console,
+            device,
+            dist=d if spread else None,
+        )
         start = time.perf_counter()
         if main or spread:
             module.run(ctx)
@@ -360,15 +468,26 @@ class Pipeline:
         from atlasgen.site.keep import carry_over, files_under, is_kept, kept_patterns, marker_text
 
         kept = kept_patterns(self.cfg.site.keep)
-        if out.exists() and not (out / SITE_MARKER).is_file() and any(not is_kept(p.name, kept) for p in out.iterdir()):
+        if (
+            out.exists()
+            and not (out / SITE_MARKER).is_file()
+            and any(not is_kept(p.name, kept) for p in out.iterdir())
+        ):
             from atlasgen.config import ConfigError
 
-            raise ConfigError([f"output: {str(out)!r} is a non-empty folder that atlasgen did not make. Fix: choose an empty or new folder with -o, or empty it yourself."])
+            raise ConfigError(
+                [
+                    f"output: {str(out)!r} is a non-empty folder that atlasgen did not make. Fix: choose an empty or new folder with -o, or empty it yourself."
+                ]
+            )
         from atlasgen.site import publish
 
         if not self.accept_changed_features:
-            publish.check_feature_ids(out, self.cfg.model.name,
-                                      publish.sae_hashes(folders["sae"], [l.name for l in self.cfg.layers]))
+            publish.check_feature_ids(
+                out,
+                self.cfg.model.name,
+                publish.sae_hashes(folders["sae"], [l.name for l in self.cfg.layers]),
+            )
         staging = out.with_name(out.name + ".partial")
         if staging.exists():
             shutil.rmtree(staging)
@@ -424,6 +543,8 @@ def format_summary(summary: BuildSummary, out_dir: Path, total_seconds: float) -
         lines.append(f"  {name:<12} {format_seconds(t) if t is not None else 'cached':>8}")
     lines.append(f"  {'total':<12} {format_seconds(total_seconds):>8}")
     pages = f"{summary.pages} pages written" if SITE_STAGE in summary.ran else "site unchanged"
-    lines.append(f"  {pages}; site {summary.site_files} files, {format_bytes(summary.site_bytes)} in {out_dir}")
+    lines.append(
+        f"  {pages}; site {summary.site_files} files, {format_bytes(summary.site_bytes)} in {out_dir}"
+    )
     lines += [f"  {line}" for line in summary.notes]
     return "\n".join(lines)

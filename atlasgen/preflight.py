@@ -50,17 +50,25 @@ def _folder_layout(cfg: Config, errors: list[str]) -> list[str]:
     if not classes:
         loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
         what = f"holds {len(loose)} images but no class sub-folders" if loose else "has no class sub-folders"
-        errors.append(f"dataset.path: {shown!r} {what}. Fix: put the images in one sub-folder per class "
-                      "(e.g. dogs/1.jpg, cats/2.jpg), or point dataset.path at the folder that holds those.")
+        errors.append(
+            f"dataset.path: {shown!r} {what}. Fix: put the images in one sub-folder per class "
+            "(e.g. dogs/1.jpg, cats/2.jpg), or point dataset.path at the folder that holds those."
+        )
         return []
-    splits = [c for c in classes if c.lower() in SPLIT_NAMES
-              and any(p.is_dir() for p in (root / c).iterdir()) and not any(
-                  p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in (root / c).iterdir())]
+    splits = [
+        c
+        for c in classes
+        if c.lower() in SPLIT_NAMES
+        and any(p.is_dir() for p in (root / c).iterdir())
+        and not any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in (root / c).iterdir())
+    ]
     if splits:
-        errors.append(f"dataset.path: {shown!r} looks like the parent of an ImageNet-style folder: its "
-                      f"sub-folder{'s' if len(splits) > 1 else ''} {', '.join(repr(s) for s in splits)} "
-                      "hold class folders, not images, so each would become one class. "
-                      f"Fix: set dataset.path to {str(Path(cfg.dataset.path) / splits[0])!r}.")
+        errors.append(
+            f"dataset.path: {shown!r} looks like the parent of an ImageNet-style folder: its "
+            f"sub-folder{'s' if len(splits) > 1 else ''} {', '.join(repr(s) for s in splits)} "
+            "hold class folders, not images, so each would become one class. "
+            f"Fix: set dataset.path to {str(Path(cfg.dataset.path) / splits[0])!r}."
+        )
     return classes
 
 
@@ -122,9 +130,11 @@ def _check_layers(cfg: Config, modules: list[str], errors: list[str]) -> None:
         if module in known:
             continue
         key = "module" if layer.module else "name"
-        errors.append(f"layers[{i}].{key}: {module!r} is not a module of model {cfg.model.name!r} "
-                      f"({cfg.model.arch or cfg.model.source}).{_near(module, modules)} "
-                      "Fix: use one of the names `atlasgen layers` lists.")
+        errors.append(
+            f"layers[{i}].{key}: {module!r} is not a module of model {cfg.model.name!r} "
+            f"({cfg.model.arch or cfg.model.source}).{_near(module, modules)} "
+            "Fix: use one of the names `atlasgen layers` lists."
+        )
 
 
 def _check_outputs(cfg: Config, ids: list[str], names: list[str], n_outputs: int, errors: list[str]) -> None:
@@ -147,20 +157,28 @@ def _check_outputs(cfg: Config, ids: list[str], names: list[str], n_outputs: int
 
         param = class_count_parameter(_import_factory(cfg.model.arch))
         if param is None:
-            fix = (f"give {cfg.model.arch.partition(':')[2]}() a parameter num_classes (atlasgen passes the "
-                   f"class count by the first of {', '.join(CLASS_COUNT_PARAMETERS[:4])}, ... it has), or {fix}")
+            fix = (
+                f"give {cfg.model.arch.partition(':')[2]}() a parameter num_classes (atlasgen passes the "
+                f"class count by the first of {', '.join(CLASS_COUNT_PARAMETERS[:4])}, ... it has), or {fix}"
+            )
         else:
-            fix = (f"{cfg.model.arch.partition(':')[2]}() was called with {param}={n} but returned a model with "
-                   f"{n_outputs} outputs: make it use {param} for its last layer, or {fix}")
-    errors.append(f"model: it has {n_outputs} outputs but the dataset has {n} class{'es' if n != 1 else ''}. Fix: {fix}.")
+            fix = (
+                f"{cfg.model.arch.partition(':')[2]}() was called with {param}={n} but returned a model with "
+                f"{n_outputs} outputs: make it use {param} for its last layer, or {fix}"
+            )
+    errors.append(
+        f"model: it has {n_outputs} outputs but the dataset has {n} class{'es' if n != 1 else ''}. Fix: {fix}."
+    )
 
 
 def _check_top_k(cfg: Config, n_outputs: int, errors: list[str]) -> None:
     k = cfg.importance.top_k
     if k != "auto" and k >= n_outputs:
         best = f"at most {n_outputs - 1}, or " if n_outputs > 1 else ""
-        errors.append(f"importance.top_k: {k} is not below the model's {n_outputs} output{'s' if n_outputs != 1 else ''}: "
-                      f"every image would keep its class in the top {k}. Fix: set importance.top_k to {best}auto.")
+        errors.append(
+            f"importance.top_k: {k} is not below the model's {n_outputs} output{'s' if n_outputs != 1 else ''}: "
+            f"every image would keep its class in the top {k}. Fix: set importance.top_k to {best}auto."
+        )
 
 
 # ---------------------------------------------------------------- the output folder
@@ -177,9 +195,11 @@ def _check_output(cfg: Config, out: Path, errors: list[str]) -> None:
     foreign = sorted(p.name for p in out.iterdir() if not is_kept(p.name, kept))
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        errors.append(f"output: {str(out)!r} is a non-empty folder that atlasgen did not make ({shown}). "
-                      "Fix: choose an empty or new folder with -o, or move those files away "
-                      "(CNAME, .nojekyll and site.keep entries may stay).")
+        errors.append(
+            f"output: {str(out)!r} is a non-empty folder that atlasgen did not make ({shown}). "
+            "Fix: choose an empty or new folder with -o, or move those files away "
+            "(CNAME, .nojekyll and site.keep entries may stay)."
+        )
 
 
 # ---------------------------------------------------------------- all together

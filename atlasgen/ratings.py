@@ -41,8 +41,22 @@ FORMAT = "atlasgen-ratings"
 MERGED_FORMAT = "atlasgen-ratings-merged"
 VERSION = 1
 SCALE_QUESTIONS = ("q1", "q3", "q4", "q5", "q6")
-CSV_COLUMNS = ("rater", "rater_name", "model", "layer", "sae_sha256", "feature",
-               "q1", "q2_phrases", "q3", "q4", "q5", "q6", "I", "answered")
+CSV_COLUMNS = (
+    "rater",
+    "rater_name",
+    "model",
+    "layer",
+    "sae_sha256",
+    "feature",
+    "q1",
+    "q2_phrases",
+    "q3",
+    "q4",
+    "q5",
+    "q6",
+    "I",
+    "answered",
+)
 MAX_TEXT = 500  # characters of Q2 phrases kept
 MAX_NAME = 100
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -121,8 +135,10 @@ def _check_record(raw: dict, where: str, errors: list[str]) -> dict | None:
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            errors.append(f"{where}: I = {_show(given)} does not match (q1*q3 + q4)/2 of its answers "
-                          f"({score(rec['q1'], rec['q3'], rec['q4']):.4f}); the file was edited or corrupted")
+            errors.append(
+                f"{where}: I = {_show(given)} does not match (q1*q3 + q4)/2 of its answers "
+                f"({score(rec['q1'], rec['q3'], rec['q4']):.4f}); the file was edited or corrupted"
+            )
     return rec if len(errors) == before else None
 
 
@@ -141,17 +157,25 @@ def _parse_json(text: str, where: str, errors: list[str]) -> list[dict]:
         errors.append(f"{where}: expected a JSON object exported by a rating page, got {type(data).__name__}")
         return []
     if data.get("format") not in (FORMAT, MERGED_FORMAT):
-        errors.append(f"{where}: \"format\" is {_show(data.get('format'))}, expected {FORMAT!r} "
-                      "(export the file with the rating page's \"Download JSON\" button)")
+        errors.append(
+            f'{where}: "format" is {_show(data.get("format"))}, expected {FORMAT!r} '
+            '(export the file with the rating page\'s "Download JSON" button)'
+        )
         return []
     if data.get("version") != VERSION:
-        errors.append(f"{where}: version {_show(data.get('version'))} is not supported (this atlasgen reads {VERSION})")
+        errors.append(
+            f"{where}: version {_show(data.get('version'))} is not supported (this atlasgen reads {VERSION})"
+        )
         return []
     items = data.get("ratings") if data["format"] == FORMAT else data.get("records")
     if not isinstance(items, list):
-        errors.append(f"{where}: \"{'ratings' if data['format'] == FORMAT else 'records'}\" must be a list")
+        errors.append(f'{where}: "{"ratings" if data["format"] == FORMAT else "records"}" must be a list')
         return []
-    common = {k: data.get(k) for k in ("rater", "rater_name", "model", "layer", "sae_sha256")} if data["format"] == FORMAT else {}
+    common = (
+        {k: data.get(k) for k in ("rater", "rater_name", "model", "layer", "sae_sha256")}
+        if data["format"] == FORMAT
+        else {}
+    )
     out = []
     for n, item in enumerate(items):
         merged = {**common, **item} if isinstance(item, dict) else item
@@ -174,7 +198,9 @@ def _parse_csv(text: str, where: str, errors: list[str]) -> list[dict]:
     header = [h.strip() for h in rows[0]]
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
-        errors.append(f"{where}: CSV header lacks column(s) {', '.join(missing)} (expected {','.join(CSV_COLUMNS)})")
+        errors.append(
+            f"{where}: CSV header lacks column(s) {', '.join(missing)} (expected {','.join(CSV_COLUMNS)})"
+        )
         return []
     out = []
     for n, row in enumerate(rows[1:], start=2):
@@ -204,13 +230,19 @@ def read_ratings_file(path: Path) -> list[dict]:
         raise RatingsError([f"{where}: not a file"])
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise RatingsError([f"{where}: {size} bytes, larger than the {MAX_FILE_BYTES} a ratings file may have"])
+        raise RatingsError(
+            [f"{where}: {size} bytes, larger than the {MAX_FILE_BYTES} a ratings file may have"]
+        )
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise RatingsError([f"{where}: not UTF-8 text (byte {exc.start}); export it again from the rating page"]) from None
+        raise RatingsError(
+            [f"{where}: not UTF-8 text (byte {exc.start}); export it again from the rating page"]
+        ) from None
     errors: list[str] = []
-    is_json = path.suffix.lower() == ".json" or (path.suffix.lower() != ".csv" and text.lstrip().startswith("{"))
+    is_json = path.suffix.lower() == ".json" or (
+        path.suffix.lower() != ".csv" and text.lstrip().startswith("{")
+    )
     records = (_parse_json if is_json else _parse_csv)(text, where, errors)
     if not errors and not records:
         errors.append(f"{where}: holds no ratings")
@@ -219,10 +251,14 @@ def read_ratings_file(path: Path) -> list[dict]:
         for rec in records:
             key = record_key(rec)
             if key in seen:
-                errors.append(f"{where}: feature {rec['feature']} of {rec['layer']} is rated twice by rater {rec['rater']}")
+                errors.append(
+                    f"{where}: feature {rec['feature']} of {rec['layer']} is rated twice by rater {rec['rater']}"
+                )
             seen.add(key)
     if errors:
-        shown = errors[:20] + ([f"{where}: ... and {len(errors) - 20} more problems"] if len(errors) > 20 else [])
+        shown = errors[:20] + (
+            [f"{where}: ... and {len(errors) - 20} more problems"] if len(errors) > 20 else []
+        )
         raise RatingsError(shown)
     return records
 
@@ -285,8 +321,27 @@ def merge(existing: list[dict], new: list[dict]) -> tuple[list[dict], dict]:
 
 
 def merged_document(records: list[dict]) -> str:
-    clean = [{k: r[k] for k in ("model", "layer", "sae_sha256", "feature", "rater", "rater_name",
-                                "q1", "phrases", "q3", "q4", "q5", "q6", "answered")} for r in _sorted(records)]
+    clean = [
+        {
+            k: r[k]
+            for k in (
+                "model",
+                "layer",
+                "sae_sha256",
+                "feature",
+                "rater",
+                "rater_name",
+                "q1",
+                "phrases",
+                "q3",
+                "q4",
+                "q5",
+                "q6",
+                "answered",
+            )
+        }
+        for r in _sorted(records)
+    ]
     for r in clean:
         r["I"] = round(score(r["q1"], r["q3"], r["q4"]), 6)
     doc = {"format": MERGED_FORMAT, "version": VERSION, "records": clean}
@@ -313,7 +368,9 @@ def import_files(cfg, files: list[Path]) -> dict:
                 errors.append(f"{f}: rates model {rec['model']!r}, but this config builds {model!r}")
                 break
             if rec["layer"] not in layers:
-                errors.append(f"{f}: rates layer {rec['layer']!r}, not a layer of this config ({', '.join(layers)})")
+                errors.append(
+                    f"{f}: rates layer {rec['layer']!r}, not a layer of this config ({', '.join(layers)})"
+                )
                 break
         parsed.append((Path(f), records))
     if errors:
@@ -334,7 +391,9 @@ def import_files(cfg, files: list[Path]) -> dict:
     tmp = store.with_name(store.name + ".tmp")
     tmp.write_text(merged_document(records), encoding="utf-8")
     tmp.replace(store)
-    counts.update(files=len(parsed), total=len(records), raters=len({r["rater"] for r in records}), path=str(store))
+    counts.update(
+        files=len(parsed), total=len(records), raters=len({r["rater"] for r in records}), path=str(store)
+    )
     return counts
 
 
@@ -352,22 +411,32 @@ def feature_importance(layer) -> dict:
     """
     imp = getattr(layer, "importance", None)
     if imp is not None and "features_topk" in imp and "features_rank" in imp:
-        return {"values": np.asarray(imp["features_topk"], dtype=np.float64),
-                "rank": np.asarray(imp["features_rank"], dtype=np.int64),
-                "source": "mean-ablation importance (images that lose the true class from the top-k)", "exact": True}
+        return {
+            "values": np.asarray(imp["features_topk"], dtype=np.float64),
+            "rank": np.asarray(imp["features_rank"], dtype=np.int64),
+            "source": "mean-ablation importance (images that lose the true class from the top-k)",
+            "exact": True,
+        }
     ex = layer.features
-    values = (np.linalg.norm(layer.class_weights_features.astype(np.float64), axis=1)
-              * ex.mean_act.astype(np.float64) * ex.density.astype(np.float64))
+    values = (
+        np.linalg.norm(layer.class_weights_features.astype(np.float64), axis=1)
+        * ex.mean_act.astype(np.float64)
+        * ex.density.astype(np.float64)
+    )
     order = np.lexsort((np.arange(len(values)), -values))
     rank = np.empty(len(values), dtype=np.int64)
     rank[order] = np.arange(1, len(values) + 1)
-    return {"values": values, "rank": rank,
-            "source": "proxy: |class weights| x mean activation x density (mean-ablation importance not built)",
-            "exact": False}
+    return {
+        "values": values,
+        "rank": rank,
+        "source": "proxy: |class weights| x mean activation x density (mean-ablation importance not built)",
+        "exact": False,
+    }
 
 
-def survey_sample(rank: np.ndarray, eligible: np.ndarray, groups: list[str], per_group: int,
-                  seed: int) -> list[tuple[int, str]]:
+def survey_sample(
+    rank: np.ndarray, eligible: np.ndarray, groups: list[str], per_group: int, seed: int
+) -> list[tuple[int, str]]:
     """(feature, group) pairs, shuffled with ``seed``: disjoint groups cut from the importance ranking.
 
     ``rank`` is 1 for the most important feature; only ``eligible`` features
@@ -388,12 +457,12 @@ def survey_sample(rank: np.ndarray, eligible: np.ndarray, groups: list[str], per
         if group == "top":
             part = ordered[:n]
         elif group == "bottom":
-            part = ordered[len(ordered) - n:]
+            part = ordered[len(ordered) - n :]
         else:  # middle: centred on the median of the ranking, clear of the top and bottom cuts
             low = n if "top" in groups else 0
             high = len(ordered) - n if "bottom" in groups else len(ordered)
             start = min(max(low, (len(ordered) - n) // 2), high - n)
-            part = ordered[start:start + n]
+            part = ordered[start : start + n]
         for f in part:
             if int(f) in taken:
                 raise ValueError(f"survey groups overlap at feature {int(f)}; lower ratings.per_group")

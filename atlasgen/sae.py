@@ -226,14 +226,19 @@ def train_sae(
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{checkpoint}: a training checkpoint of another atlasgen version; delete it to start over")
+            raise ValueError(
+                f"{checkpoint}: a training checkpoint of another atlasgen version; delete it to start over"
+            )
         sae.load_state_dict(state["sae"])
         if topk_family:
             with torch.no_grad():
                 enc_t.copy_(state["enc_t"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        threshold, samples_since_fired = state["threshold"].to(device), state["samples_since_fired"].to(device)
+        threshold, samples_since_fired = (
+            state["threshold"].to(device),
+            state["samples_since_fired"].to(device),
+        )
         history = state["history"].to(device)
         selector.guess = state["selector_guess"]
         first_step = state["step"]
@@ -245,12 +250,40 @@ def train_sae(
     inline = isinstance(vectors, torch.Tensor) and vectors.device.type == "cpu"
     if dist is not None:
         return _train_distributed(
-            dist, vectors, sae, enc_t, params, optimizer, scheduler, batches, first_step, steps, batch_size, scale,
-            architecture, k, selector, samples_since_fired, dead_after_samples, k_aux, threshold, threshold_start,
-            threshold_beta, history, l1_coefficient, warmup, checkpoint, checkpoint_every, progress, device,
-            t_start, dict(d_in=d_in, d_sae=d_sae, n=n, lr=lr, seed=seed, centred_sq_norm=centred_sq_norm))
+            dist,
+            vectors,
+            sae,
+            enc_t,
+            params,
+            optimizer,
+            scheduler,
+            batches,
+            first_step,
+            steps,
+            batch_size,
+            scale,
+            architecture,
+            k,
+            selector,
+            samples_since_fired,
+            dead_after_samples,
+            k_aux,
+            threshold,
+            threshold_start,
+            threshold_beta,
+            history,
+            l1_coefficient,
+            warmup,
+            checkpoint,
+            checkpoint_every,
+            progress,
+            device,
+            t_start,
+            dict(d_in=d_in, d_sae=d_sae, n=n, lr=lr, seed=seed, centred_sq_norm=centred_sq_norm),
+        )
     t_loop = time.perf_counter()
     with ThreadPoolExecutor(1) as pool:
+
         def fetch(idx):
             if inline:
                 done = Future()
@@ -266,7 +299,17 @@ def train_sae(
 
             if topk_family:
                 x_hat, vals, cols, min_selected, samples_since_fired, aux = _topk_family_step(
-                    x, sae, enc_t, architecture, k, selector, samples_since_fired, dead_after_samples, k_aux, autocast)
+                    x,
+                    sae,
+                    enc_t,
+                    architecture,
+                    k,
+                    selector,
+                    samples_since_fired,
+                    dead_after_samples,
+                    k_aux,
+                    autocast,
+                )
                 mse = (x - x_hat).pow(2).sum(-1).mean()
                 loss = mse + AUXK_ALPHA * aux
                 l0 = (vals > 0).sum().float() / x.shape[0]
@@ -289,8 +332,18 @@ def train_sae(
 
             history[step] = torch.stack([loss.detach(), mse.detach(), aux.detach(), l0])
             if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-                _save_checkpoint(checkpoint, sae, enc_t, optimizer, scheduler, threshold, samples_since_fired,
-                                 history, selector, step + 1)
+                _save_checkpoint(
+                    checkpoint,
+                    sae,
+                    enc_t,
+                    optimizer,
+                    scheduler,
+                    threshold,
+                    samples_since_fired,
+                    history,
+                    selector,
+                    step + 1,
+                )
             if progress is not None:
                 progress(step)
 
@@ -305,7 +358,7 @@ def train_sae(
         sae.threshold.copy_(threshold.clamp_min(0.0))
     fold_scale(sae, scale)
 
-    tail = history[-max(1, steps // 20):].mean(0).tolist()  # averages over the last 5% of steps
+    tail = history[-max(1, steps // 20) :].mean(0).tolist()  # averages over the last 5% of steps
     stats = {
         "architecture": architecture,
         "d_in": d_in,
@@ -337,9 +390,31 @@ def train_sae(
     return sae, stats
 
 
-def _finish_stats(sae, enc_t, threshold, scale, history, samples_since_fired, dead_after_samples, *, architecture,
-                  k, steps, batch_size, l1_coefficient, d_in, d_sae, n, lr, seed, centred_sq_norm, t_start,
-                  loop_seconds, first_step, device) -> dict:
+def _finish_stats(
+    sae,
+    enc_t,
+    threshold,
+    scale,
+    history,
+    samples_since_fired,
+    dead_after_samples,
+    *,
+    architecture,
+    k,
+    steps,
+    batch_size,
+    l1_coefficient,
+    d_in,
+    d_sae,
+    n,
+    lr,
+    seed,
+    centred_sq_norm,
+    t_start,
+    loop_seconds,
+    first_step,
+    device,
+) -> dict:
     """The end of training shared by the distributed loop: fold the scale, average the tail."""
     topk_family = architecture != "relu"
     if topk_family:
@@ -348,20 +423,34 @@ def _finish_stats(sae, enc_t, threshold, scale, history, samples_since_fired, de
     with torch.no_grad():
         sae.threshold.copy_(threshold.clamp_min(0.0))
     fold_scale(sae, scale)
-    tail = history[-max(1, steps // 20):].mean(0).tolist()
+    tail = history[-max(1, steps // 20) :].mean(0).tolist()
     return {
-        "architecture": architecture, "d_in": d_in, "d_sae": d_sae, "k": k, "steps": steps,
-        "batch_size": batch_size, "lr": lr, "seed": seed, "n_train_vectors": n,
-        "loss": tail[0], "mse": tail[1], "train_fvu": tail[1] / max(centred_sq_norm, 1e-30),
-        ("auxk" if topk_family else "l1"): tail[2], "train_l0": tail[3],
+        "architecture": architecture,
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "k": k,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "n_train_vectors": n,
+        "loss": tail[0],
+        "mse": tail[1],
+        "train_fvu": tail[1] / max(centred_sq_norm, 1e-30),
+        ("auxk" if topk_family else "l1"): tail[2],
+        "train_l0": tail[3],
         "train_dead_fraction": (
-            float((samples_since_fired >= dead_after_samples).float().mean()) if topk_family else None),
+            float((samples_since_fired >= dead_after_samples).float().mean()) if topk_family else None
+        ),
         "dead_after_samples": dead_after_samples if topk_family else None,
         "l1_coefficient": None if topk_family else l1_coefficient,
-        "scale": scale, "threshold": float(sae.threshold),
-        "seconds": time.perf_counter() - t_start, "loop_seconds": loop_seconds,
+        "scale": scale,
+        "threshold": float(sae.threshold),
+        "seconds": time.perf_counter() - t_start,
+        "loop_seconds": loop_seconds,
         "samples_per_second": (steps - first_step) * batch_size / max(loop_seconds, 1e-9),
-        "device": str(device), "autocast_bf16": False,
+        "device": str(device),
+        "autocast_bf16": False,
     }
 
 
@@ -378,10 +467,38 @@ class _DDPStep(torch.nn.Module):
         return step()
 
 
-def _train_distributed(d, vectors, sae, enc_t, params, optimizer, scheduler, batches, first_step, steps, batch_size,
-                       scale, architecture, k, selector, samples_since_fired, dead_after_samples, k_aux, threshold,
-                       threshold_start, threshold_beta, history, l1_coefficient, warmup, checkpoint, checkpoint_every,
-                       progress, device, t_start, info):
+def _train_distributed(
+    d,
+    vectors,
+    sae,
+    enc_t,
+    params,
+    optimizer,
+    scheduler,
+    batches,
+    first_step,
+    steps,
+    batch_size,
+    scale,
+    architecture,
+    k,
+    selector,
+    samples_since_fired,
+    dead_after_samples,
+    k_aux,
+    threshold,
+    threshold_start,
+    threshold_beta,
+    history,
+    l1_coefficient,
+    warmup,
+    checkpoint,
+    checkpoint_every,
+    progress,
+    device,
+    t_start,
+    info,
+):
     """The training loop of :func:`train_sae` on every rank of a distributed build (see its docstring)."""
     import torch.distributed as td
     from torch.nn.parallel import DistributedDataParallel
@@ -392,8 +509,9 @@ def _train_distributed(d, vectors, sae, enc_t, params, optimizer, scheduler, bat
     if topk_family:
         sae.W_enc.requires_grad_(False)  # trained as enc_t; DDP reduces only what gets gradients
     wrapper = _DDPStep(sae, enc_t if topk_family else None)
-    ddp = DistributedDataParallel(wrapper, broadcast_buffers=False,
-                                  device_ids=[device.index] if device.type == "cuda" else None)
+    ddp = DistributedDataParallel(
+        wrapper, broadcast_buffers=False, device_ids=[device.index] if device.type == "cuda" else None
+    )
     t_loop = time.perf_counter()
     for step in range(first_step, steps):
         idx = next(batches).sort().values[lo:hi]
@@ -401,8 +519,18 @@ def _train_distributed(d, vectors, sae, enc_t, params, optimizer, scheduler, bat
 
         def run_step():
             if topk_family:
-                return _topk_family_step_global(x, sae, enc_t, architecture, k, B, selector, samples_since_fired,
-                                                dead_after_samples, k_aux)
+                return _topk_family_step_global(
+                    x,
+                    sae,
+                    enc_t,
+                    architecture,
+                    k,
+                    B,
+                    selector,
+                    samples_since_fired,
+                    dead_after_samples,
+                    k_aux,
+                )
             pre = sae.encode_pre(x)
             f = F.relu(pre)
             residual = x - sae.decode(f)
@@ -410,36 +538,75 @@ def _train_distributed(d, vectors, sae, enc_t, params, optimizer, scheduler, bat
             l1_scale = min(1.0, (step + 1) / warmup)
             aux_sum = (f * sae.W_dec.norm(dim=1)).sum()
             loss = (mse_sum + l1_coefficient * l1_scale * aux_sum) / B
-            return loss, mse_sum.detach() / B, aux_sum.detach() / B, (f > 0).sum().float() / B, None, samples_since_fired
+            return (
+                loss,
+                mse_sum.detach() / B,
+                aux_sum.detach() / B,
+                (f > 0).sum().float() / B,
+                None,
+                samples_since_fired,
+            )
 
         loss, mse, aux, l0, min_selected, samples_since_fired = ddp(run_step)
-        _update(sae, loss * world, optimizer, scheduler, params, topk_family)  # DDP averages: world x (sum / B) / world
+        _update(
+            sae, loss * world, optimizer, scheduler, params, topk_family
+        )  # DDP averages: world x (sum / B) / world
         if architecture == "batchtopk" and step >= threshold_start:
             # min_selected is already global: the same on every rank
             threshold = _blend_threshold(threshold, min_selected, threshold_beta)
         row = torch.stack([loss.detach(), mse, aux, l0]).float()
         td.all_reduce(row)  # the global batch's loss, mse, aux and L0 (each rank's share summed)
         history[step] = row.to(history.device)
-        if (checkpoint is not None and d.main and (step + 1) % checkpoint_every == 0 and step + 1 < steps):
-            _save_checkpoint(checkpoint, sae, enc_t, optimizer, scheduler, threshold, samples_since_fired,
-                             history, selector, step + 1)
+        if checkpoint is not None and d.main and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            _save_checkpoint(
+                checkpoint,
+                sae,
+                enc_t,
+                optimizer,
+                scheduler,
+                threshold,
+                samples_since_fired,
+                history,
+                selector,
+                step + 1,
+            )
         if progress is not None:
             progress(step)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     loop_seconds = time.perf_counter() - t_loop
     sae.W_enc.requires_grad_(True)
-    stats = _finish_stats(sae, enc_t, threshold, scale, history, samples_since_fired, dead_after_samples,
-                          architecture=architecture, k=k, steps=steps, batch_size=B, l1_coefficient=l1_coefficient,
-                          t_start=t_start, loop_seconds=loop_seconds, first_step=first_step, device=device,
-                          d_in=info["d_in"], d_sae=info["d_sae"], n=info["n"], lr=info["lr"], seed=info["seed"],
-                          centred_sq_norm=info["centred_sq_norm"])
+    stats = _finish_stats(
+        sae,
+        enc_t,
+        threshold,
+        scale,
+        history,
+        samples_since_fired,
+        dead_after_samples,
+        architecture=architecture,
+        k=k,
+        steps=steps,
+        batch_size=B,
+        l1_coefficient=l1_coefficient,
+        t_start=t_start,
+        loop_seconds=loop_seconds,
+        first_step=first_step,
+        device=device,
+        d_in=info["d_in"],
+        d_sae=info["d_sae"],
+        n=info["n"],
+        lr=info["lr"],
+        seed=info["seed"],
+        centred_sq_norm=info["centred_sq_norm"],
+    )
     stats["ranks"] = world
     return sae, stats
 
 
-def _topk_family_step_global(x, sae, enc_t, architecture, k, B, selector, samples_since_fired, dead_after_samples,
-                             k_aux):
+def _topk_family_step_global(
+    x, sae, enc_t, architecture, k, B, selector, samples_since_fired, dead_after_samples, k_aux
+):
     """:func:`_topk_family_step` on this rank's rows of a global batch of B rows (distributed training).
 
     Returns the loss share of these rows (sum over them / B), the mse and aux shares, the L0 share,
@@ -461,7 +628,7 @@ def _topk_family_step_global(x, sae, enc_t, architecture, k, B, selector, sample
         width = min(count, -(-B // world) * d_sae)  # the most candidates any rank can send
         _, local_vals = selector.select(acts.view(-1), min(count, acts.numel()))
         cand = torch.full((width,), -1.0, device=x.device)
-        cand[:len(local_vals)] = local_vals
+        cand[: len(local_vals)] = local_vals
         gathered = [torch.empty_like(cand) for _ in range(world)]
         td.all_gather(gathered, cand)
         every = torch.cat(gathered)
@@ -510,14 +677,26 @@ def _auxk_reconstruction(xc, enc_t, sae, acts, dead, k_aux: int, arange) -> torc
     return F.embedding_bag(a_cols.view(b, ka), sae.W_dec, mode="sum", per_sample_weights=a_vals.view(b, ka))
 
 
-def _save_checkpoint(path, sae, enc_t, optimizer, scheduler, threshold, samples_since_fired, history, selector,
-                     step: int) -> None:
+def _save_checkpoint(
+    path, sae, enc_t, optimizer, scheduler, threshold, samples_since_fired, history, selector, step: int
+) -> None:
     """Everything a resumed run needs to continue exactly, written atomically."""
     buffer = BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, "sae": sae.state_dict(), "enc_t": enc_t,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "threshold": threshold, "samples_since_fired": samples_since_fired, "history": history,
-                "selector_guess": selector.guess, "step": step}, buffer)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "sae": sae.state_dict(),
+            "enc_t": enc_t,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "threshold": threshold,
+            "samples_since_fired": samples_since_fired,
+            "history": history,
+            "selector_guess": selector.guess,
+            "step": step,
+        },
+        buffer,
+    )
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
@@ -611,11 +790,15 @@ class _SelectedPre(torch.autograd.Function):
             by_col = torch.searchsorted(sorted_cols, torch.arange(enc_t.shape[0], device=cols.device))
             grad_enc = F.embedding_bag(rows[order], xc, by_col, mode="sum", per_sample_weights=grad[order])
         if ctx.needs_input_grad[2]:
-            grad_b = torch.zeros(enc_t.shape[0], dtype=grad.dtype, device=grad.device).index_add_(0, cols, grad)
+            grad_b = torch.zeros(enc_t.shape[0], dtype=grad.dtype, device=grad.device).index_add_(
+                0, cols, grad
+            )
         return grad_xc, grad_enc, grad_b, None, None, None
 
 
-def _topk_family_step(x, sae, enc_t, architecture, k, selector, samples_since_fired, dead_after_samples, k_aux, autocast):
+def _topk_family_step(
+    x, sae, enc_t, architecture, k, selector, samples_since_fired, dead_after_samples, k_aux, autocast
+):
     """The forward pass of one TopK / BatchTopK training step, sparse after the encoder.
 
     Only the encoder runs dense (and without autograd): it is needed to choose the active latents.

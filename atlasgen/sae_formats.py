@@ -122,13 +122,17 @@ def load_external_sae(
     """
     path = Path(path)
     if architecture not in ARCHITECTURES:
-        raise SAEFormatError(f"{path}: architecture must be one of {ARCHITECTURES}, got {architecture!r}. "
-                             f"Fix: set the layer's sae.architecture to one of them.")
+        raise SAEFormatError(
+            f"{path}: architecture must be one of {ARCHITECTURES}, got {architecture!r}. "
+            f"Fix: set the layer's sae.architecture to one of them."
+        )
     names = dict(zip(NAMES, NAMES))
     for name, value in (keys or {}).items():
         if name not in names:
-            raise SAEFormatError(f"{path}: unknown key {name!r} in keys (atlasgen names are {', '.join(NAMES)}). "
-                                 f"Fix: {KEYS_FIX}.")
+            raise SAEFormatError(
+                f"{path}: unknown key {name!r} in keys (atlasgen names are {', '.join(NAMES)}). "
+                f"Fix: {KEYS_FIX}."
+            )
         if value:
             names[name] = str(value)
 
@@ -141,17 +145,27 @@ def load_external_sae(
     elif cfg_path is not None:
         spec = _saelens_spec(cfg_path, d_in, int(k))
     else:
-        spec = {"kind": {"batchtopk": "threshold", "topk": "topk", "relu": "relu"}[architecture], "k": int(k),
-                "apply_b_dec_to_input": bool(apply_b_dec_to_input), "rescale": False, "d_sae": None,
-                "source_architecture": architecture, "from_cfg": False}
+        spec = {
+            "kind": {"batchtopk": "threshold", "topk": "topk", "relu": "relu"}[architecture],
+            "k": int(k),
+            "apply_b_dec_to_input": bool(apply_b_dec_to_input),
+            "rescale": False,
+            "d_sae": None,
+            "source_architecture": architecture,
+            "from_cfg": False,
+        }
     notes += spec.pop("notes", [])
 
     # the tensors, by atlasgen name
     missing = [name for name in ("W_enc", "W_dec", "b_enc", "b_dec") if names[name] not in tensors]
     if missing:
-        listed = ", ".join(repr(names[name]) if names[name] == name else f"{names[name]!r} ({name})" for name in missing)
-        raise SAEFormatError(f"{weights_path}: no tensor{'s' if len(missing) > 1 else ''} {listed}; the file has "
-                             f"{_present(tensors)}. Fix: {KEYS_FIX}{_suggest(tensors, names)}.")
+        listed = ", ".join(
+            repr(names[name]) if names[name] == name else f"{names[name]!r} ({name})" for name in missing
+        )
+        raise SAEFormatError(
+            f"{weights_path}: no tensor{'s' if len(missing) > 1 else ''} {listed}; the file has "
+            f"{_present(tensors)}. Fix: {KEYS_FIX}{_suggest(tensors, names)}."
+        )
     W_enc = _tensor(tensors, names, "W_enc", weights_path)
     W_dec = _tensor(tensors, names, "W_dec", weights_path)
     b_enc = _tensor(tensors, names, "b_enc", weights_path)
@@ -168,17 +182,23 @@ def load_external_sae(
 
     # orientation and shapes, against the layer
     W_enc, d_sae, transposed_enc = _orient(W_enc, "W_enc", names["W_enc"], d_in, weights_path, encoder=True)
-    W_dec, d_sae_dec, transposed_dec = _orient(W_dec, "W_dec", names["W_dec"], d_in, weights_path, encoder=False)
+    W_dec, d_sae_dec, transposed_dec = _orient(
+        W_dec, "W_dec", names["W_dec"], d_in, weights_path, encoder=False
+    )
     if d_sae_dec != d_sae:
-        raise SAEFormatError(f"{weights_path}: W_enc has {d_sae} latents but W_dec has {d_sae_dec} "
-                             f"(W_enc {tuple(W_enc.shape)} vs W_dec {tuple(W_dec.shape)} after orienting to d_in={d_in}). "
-                             f"Fix: check that `keys` name the encoder and decoder of the same SAE.")
+        raise SAEFormatError(
+            f"{weights_path}: W_enc has {d_sae} latents but W_dec has {d_sae_dec} "
+            f"(W_enc {tuple(W_enc.shape)} vs W_dec {tuple(W_dec.shape)} after orienting to d_in={d_in}). "
+            f"Fix: check that `keys` name the encoder and decoder of the same SAE."
+        )
     if transposed_enc or transposed_dec:
         which = " and ".join(n for n, t in (("W_enc", transposed_enc), ("W_dec", transposed_dec)) if t)
         notes.append(f"{which} stored transposed (nn.Linear layout); transposed on load")
     if spec["d_sae"] is not None and spec["d_sae"] != d_sae:
-        raise SAEFormatError(f"{cfg_path}: cfg.json says d_sae={spec['d_sae']} but the weights have {d_sae} latents "
-                             f"(W_enc {tuple(W_enc.shape)}). Fix: use the cfg.json that belongs to these weights.")
+        raise SAEFormatError(
+            f"{cfg_path}: cfg.json says d_sae={spec['d_sae']} but the weights have {d_sae} latents "
+            f"(W_enc {tuple(W_enc.shape)}). Fix: use the cfg.json that belongs to these weights."
+        )
     b_enc = _vector(b_enc, "b_enc", names["b_enc"], d_sae, "d_sae", weights_path)
     b_dec = _vector(b_dec, "b_dec", names["b_dec"], d_in, "d_in", weights_path)
     if threshold is not None:
@@ -188,8 +208,14 @@ def load_external_sae(
             threshold = _vector(threshold, "threshold", threshold_name, d_sae, "d_sae", weights_path)
     if scaling is not None:
         scaling = _vector(scaling, "scaling_factor", "scaling_factor", d_sae, "d_sae", weights_path)
-    for name, value in (("W_enc", W_enc), ("W_dec", W_dec), ("b_enc", b_enc), ("b_dec", b_dec),
-                        ("threshold", threshold), ("scaling_factor", scaling)):
+    for name, value in (
+        ("W_enc", W_enc),
+        ("W_dec", W_dec),
+        ("b_enc", b_enc),
+        ("b_dec", b_dec),
+        ("threshold", threshold),
+        ("scaling_factor", scaling),
+    ):
         if value is not None:
             _check_finite(value, name, names.get(name, name), weights_path)
 
@@ -214,18 +240,27 @@ def load_external_sae(
     # the architecture
     kind = spec["kind"]
     if kind != "threshold" and threshold is not None and bool((threshold != 0).any()):
-        raise SAEFormatError(f"{weights_path}: the file has a non-zero threshold {threshold_name!r} but the architecture is "
-                             f"{spec['source_architecture']!r}, which has none. Fix: set the layer's sae.architecture to "
-                             f"batchtopk (threshold / JumpReLU encode), or map keys.threshold to a tensor that exists only in threshold SAEs.")
+        raise SAEFormatError(
+            f"{weights_path}: the file has a non-zero threshold {threshold_name!r} but the architecture is "
+            f"{spec['source_architecture']!r}, which has none. Fix: set the layer's sae.architecture to "
+            f"batchtopk (threshold / JumpReLU encode), or map keys.threshold to a tensor that exists only in threshold SAEs."
+        )
     if kind == "topk":
         k_used = int(spec["k"])
         if not 1 <= k_used <= d_sae:
             where = cfg_path if spec["from_cfg"] else weights_path
-            raise SAEFormatError(f"{where}: topk k={k_used} is not in [1, d_sae={d_sae}]. Fix: set k to the number of "
-                                 f"active latents the SAE was trained with.")
+            raise SAEFormatError(
+                f"{where}: topk k={k_used} is not in [1, d_sae={d_sae}]. Fix: set k to the number of "
+                f"active latents the SAE was trained with."
+            )
     else:
         k_used = max(1, min(int(spec["k"]), d_sae))
-    if kind == "threshold" and threshold is not None and threshold.ndim == 1 and not bool((threshold == threshold[0]).all()):
+    if (
+        kind == "threshold"
+        and threshold is not None
+        and threshold.ndim == 1
+        and not bool((threshold == threshold[0]).all())
+    ):
         sae: SparseAutoencoder = JumpReLUSAE(d_in, d_sae, k_used)
         threshold_kind = "per-latent"
     else:
@@ -247,8 +282,10 @@ def load_external_sae(
     norms = sae.W_dec.detach().double().norm(dim=1)
     unit = bool(((norms - 1).abs() <= UNIT_NORM_TOLERANCE).all())
     if not unit:
-        notes.append(f"decoder rows are not unit norm (min {norms.min().item():.4g}, max {norms.max().item():.4g}): "
-                     f"codes match the original library but are not in activation units (latent i adds f_i * ||W_dec_i|| to x_hat)")
+        notes.append(
+            f"decoder rows are not unit norm (min {norms.min().item():.4g}, max {norms.max().item():.4g}): "
+            f"codes match the original library but are not in activation units (latent i adds f_i * ||W_dec_i|| to x_hat)"
+        )
     sae.external_info = {
         "source": str(path),
         "format": fmt,
@@ -277,8 +314,10 @@ def load_sae_any(folder) -> SparseAutoencoder:
     try:
         d_in = int(json.loads((folder / SAELENS_CFG).read_text())["d_in"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SAEFormatError(f"cannot read {folder / SAELENS_CFG}: not an atlasgen SAE cfg.json ({_first_line(exc)}). "
-                             f"Fix: rebuild the sae stage.") from None
+        raise SAEFormatError(
+            f"cannot read {folder / SAELENS_CFG}: not an atlasgen SAE cfg.json ({_first_line(exc)}). "
+            f"Fix: rebuild the sae stage."
+        ) from None
     if not (folder / "sae.npz").is_file():
         raise SAEFormatError(f"{folder}: no sae.npz. Fix: rebuild the sae stage.")
     return load_external_sae(folder, d_in=d_in)
@@ -287,20 +326,26 @@ def load_sae_any(folder) -> SparseAutoencoder:
 def _resolve(path: Path) -> tuple[Path, Path | None, str]:
     """(weights file, SAELens/atlasgen cfg.json or None, format) for a user-given path."""
     if not path.exists():
-        raise SAEFormatError(f"{path}: no such file or folder. Fix: point the layer's sae.weights at a SAELens folder "
-                             f"(cfg.json + {SAELENS_WEIGHTS}), a .safetensors file or a torch state dict (.pt).")
+        raise SAEFormatError(
+            f"{path}: no such file or folder. Fix: point the layer's sae.weights at a SAELens folder "
+            f"(cfg.json + {SAELENS_WEIGHTS}), a .safetensors file or a torch state dict (.pt)."
+        )
     if path.is_dir():
         if (path / SAELENS_WEIGHTS).is_file():
             cfg = path / SAELENS_CFG
             if not cfg.is_file():
-                raise SAEFormatError(f"{path}: has {SAELENS_WEIGHTS} but no {SAELENS_CFG}. Fix: copy the SAE's cfg.json "
-                                     f"next to it, or point sae.weights at the .safetensors file itself (the architecture then comes from the config).")
+                raise SAEFormatError(
+                    f"{path}: has {SAELENS_WEIGHTS} but no {SAELENS_CFG}. Fix: copy the SAE's cfg.json "
+                    f"next to it, or point sae.weights at the .safetensors file itself (the architecture then comes from the config)."
+                )
             return path / SAELENS_WEIGHTS, cfg, "saelens"
         if (path / "sae.npz").is_file() and (path / SAELENS_CFG).is_file():
             return path / "sae.npz", path / SAELENS_CFG, "atlasgen"
         found = sorted(p.name for p in path.iterdir())[:12]
-        raise SAEFormatError(f"{path}: the folder holds neither {SAELENS_WEIGHTS} + {SAELENS_CFG} (SAELens) nor sae.npz + cfg.json "
-                             f"(atlasgen); it has {found}. Fix: point sae.weights at the SAE folder or at the weights file itself.")
+        raise SAEFormatError(
+            f"{path}: the folder holds neither {SAELENS_WEIGHTS} + {SAELENS_CFG} (SAELens) nor sae.npz + cfg.json "
+            f"(atlasgen); it has {found}. Fix: point sae.weights at the SAE folder or at the weights file itself."
+        )
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         cfg = path.parent / SAELENS_CFG
@@ -311,8 +356,10 @@ def _resolve(path: Path) -> tuple[Path, Path | None, str]:
         return path, None, "torch"
     if suffix == ".npz":
         return path, None, "npz"
-    raise SAEFormatError(f"{path}: unknown SAE file type {path.suffix!r}. Fix: use a SAELens folder, a .safetensors file, "
-                         f"a torch state dict ({', '.join(TORCH_SUFFIXES)}) or a .npz.")
+    raise SAEFormatError(
+        f"{path}: unknown SAE file type {path.suffix!r}. Fix: use a SAELens folder, a .safetensors file, "
+        f"a torch state dict ({', '.join(TORCH_SUFFIXES)}) or a .npz."
+    )
 
 
 def _read_tensors(path: Path, fmt: str) -> dict[str, torch.Tensor]:
@@ -322,32 +369,42 @@ def _read_tensors(path: Path, fmt: str) -> dict[str, torch.Tensor]:
         try:
             return dict(load_file(str(path), device="cpu"))
         except Exception as exc:  # SafetensorError, OSError, ...
-            raise SAEFormatError(f"cannot read {path}: file is truncated or not a safetensors file ({_first_line(exc)}). "
-                                 f"Fix: download or export it again (safetensors.torch.save_file).") from None
+            raise SAEFormatError(
+                f"cannot read {path}: file is truncated or not a safetensors file ({_first_line(exc)}). "
+                f"Fix: download or export it again (safetensors.torch.save_file)."
+            ) from None
     if fmt in ("npz", "atlasgen"):
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 return {name: torch.from_numpy(np.array(arrays[name])) for name in arrays.files}
         except Exception as exc:
-            raise SAEFormatError(f"cannot read {path}: file is truncated or not a .npz of arrays ({_first_line(exc)}). "
-                                 f"Fix: write it again with numpy.savez.") from None
+            raise SAEFormatError(
+                f"cannot read {path}: file is truncated or not a .npz of arrays ({_first_line(exc)}). "
+                f"Fix: write it again with numpy.savez."
+            ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         detail = _first_line(exc)
         if "weights_only" in detail or "Weights only load failed" in str(exc):
-            raise SAEFormatError(f"cannot read {path}: it holds more than tensors (a pickled module or custom objects), which "
-                                 f"atlasgen does not unpickle. Fix: save the state dict instead: torch.save(sae.state_dict(), path).") from None
-        raise SAEFormatError(f"cannot read {path}: file is truncated or not a torch state dict ({detail}). "
-                             f"Fix: export it again with torch.save(sae.state_dict(), path).") from None
+            raise SAEFormatError(
+                f"cannot read {path}: it holds more than tensors (a pickled module or custom objects), which "
+                f"atlasgen does not unpickle. Fix: save the state dict instead: torch.save(sae.state_dict(), path)."
+            ) from None
+        raise SAEFormatError(
+            f"cannot read {path}: file is truncated or not a torch state dict ({detail}). "
+            f"Fix: export it again with torch.save(sae.state_dict(), path)."
+        ) from None
     if isinstance(obj, dict):
         for wrapper in ("state_dict", "model_state_dict", "model", "sae"):
             if isinstance(obj.get(wrapper), dict):
                 obj = obj[wrapper]
                 break
     if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise SAEFormatError(f"{path}: expected a state dict (a dict of tensors), got {type(obj).__name__}. "
-                             f"Fix: save it with torch.save(sae.state_dict(), path).")
+        raise SAEFormatError(
+            f"{path}: expected a state dict (a dict of tensors), got {type(obj).__name__}. "
+            f"Fix: save it with torch.save(sae.state_dict(), path)."
+        )
     return {str(name): value for name, value in obj.items() if isinstance(value, torch.Tensor)}
 
 
@@ -356,15 +413,21 @@ def _saelens_spec(cfg_path: Path, d_in: int, default_k: int) -> dict:
     try:
         cfg = json.loads(cfg_path.read_text())
     except (OSError, ValueError) as exc:
-        raise SAEFormatError(f"cannot read {cfg_path}: not a JSON file ({_first_line(exc)}). "
-                             f"Fix: download the SAE's cfg.json again.") from None
+        raise SAEFormatError(
+            f"cannot read {cfg_path}: not a JSON file ({_first_line(exc)}). "
+            f"Fix: download the SAE's cfg.json again."
+        ) from None
     if not isinstance(cfg, dict):
-        raise SAEFormatError(f"{cfg_path}: expected a JSON object, got {type(cfg).__name__}. Fix: download the SAE's cfg.json again.")
+        raise SAEFormatError(
+            f"{cfg_path}: expected a JSON object, got {type(cfg).__name__}. Fix: download the SAE's cfg.json again."
+        )
     notes = []
     cfg_d_in = cfg.get("d_in")
     if cfg_d_in is not None and int(cfg_d_in) != d_in:
-        raise SAEFormatError(f"{cfg_path}: the SAE has d_in={cfg_d_in} but the layer has d_in={d_in} channels. "
-                             f"Fix: use an SAE trained on this layer (and the same `channels` range).")
+        raise SAEFormatError(
+            f"{cfg_path}: the SAE has d_in={cfg_d_in} but the layer has d_in={d_in} channels. "
+            f"Fix: use an SAE trained on this layer (and the same `channels` range)."
+        )
     arch = str(cfg.get("architecture") or "standard").lower()
     activation = str(cfg.get("activation_fn") or cfg.get("activation_fn_str") or "relu").lower()
     fn_kwargs = cfg.get("activation_fn_kwargs") or {}
@@ -378,17 +441,23 @@ def _saelens_spec(cfg_path: Path, d_in: int, default_k: int) -> dict:
     elif arch == "topk":
         kind = "topk"
         if k is None:
-            raise SAEFormatError(f"{cfg_path}: topk SAE without k (no 'k' nor activation_fn_kwargs.k). "
-                                 f"Fix: add \"k\": <active latents> to cfg.json.")
+            raise SAEFormatError(
+                f"{cfg_path}: topk SAE without k (no 'k' nor activation_fn_kwargs.k). "
+                f'Fix: add "k": <active latents> to cfg.json.'
+            )
     elif arch == "standard":
         kind = "relu"
         k = ours.get("k", default_k)
         if activation not in ("relu",):
-            raise SAEFormatError(f"{cfg_path}: activation_fn {activation!r} is not supported (atlasgen SAEs use relu, topk "
-                                 f"or a threshold). Fix: convert the SAE to one of those.")
+            raise SAEFormatError(
+                f"{cfg_path}: activation_fn {activation!r} is not supported (atlasgen SAEs use relu, topk "
+                f"or a threshold). Fix: convert the SAE to one of those."
+            )
     else:
-        raise SAEFormatError(f"{cfg_path}: SAELens architecture {arch!r} is not supported (supported: standard, topk, "
-                             f"jumprelu, batchtopk). Fix: convert it to one of those, or train an SAE with atlasgen.")
+        raise SAEFormatError(
+            f"{cfg_path}: SAELens architecture {arch!r} is not supported (supported: standard, topk, "
+            f"jumprelu, batchtopk). Fix: convert it to one of those, or train an SAE with atlasgen."
+        )
     if int(k) != k:
         notes.append(f"fractional k={k} rounded")
     norm = cfg.get("normalize_activations")
@@ -396,12 +465,16 @@ def _saelens_spec(cfg_path: Path, d_in: int, default_k: int) -> dict:
         norm = "expected_average_only_in"
     if norm not in (None, False, "none"):
         if norm == "expected_average_only_in":
-            raise SAEFormatError(f"{cfg_path}: normalize_activations='expected_average_only_in': the SAE expects inputs "
-                                 f"scaled by a dataset constant that the folder does not store. Fix: fold the scaling "
-                                 f"factor into the weights (SAELens: sae.fold_activation_norm_scaling_factor(f); then save) "
-                                 f"and set normalize_activations to \"none\".")
-        raise SAEFormatError(f"{cfg_path}: normalize_activations={norm!r} normalises each input at run time, which "
-                             f"atlasgen's linear SAE cannot represent. Fix: use an SAE trained with normalize_activations \"none\".")
+            raise SAEFormatError(
+                f"{cfg_path}: normalize_activations='expected_average_only_in': the SAE expects inputs "
+                f"scaled by a dataset constant that the folder does not store. Fix: fold the scaling "
+                f"factor into the weights (SAELens: sae.fold_activation_norm_scaling_factor(f); then save) "
+                f'and set normalize_activations to "none".'
+            )
+        raise SAEFormatError(
+            f"{cfg_path}: normalize_activations={norm!r} normalises each input at run time, which "
+            f'atlasgen\'s linear SAE cannot represent. Fix: use an SAE trained with normalize_activations "none".'
+        )
     return {
         "kind": kind,
         "k": int(round(float(k))),
@@ -420,24 +493,36 @@ def _atlasgen_spec(cfg_path: Path) -> dict:
         cfg = json.loads(cfg_path.read_text())
         arch, k = cfg["architecture"], int(cfg.get("k", 32))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SAEFormatError(f"cannot read {cfg_path}: not an atlasgen SAE cfg.json ({_first_line(exc)}). "
-                             f"Fix: point sae.weights at the sae.npz file and set the architecture in the config.") from None
+        raise SAEFormatError(
+            f"cannot read {cfg_path}: not an atlasgen SAE cfg.json ({_first_line(exc)}). "
+            f"Fix: point sae.weights at the sae.npz file and set the architecture in the config."
+        ) from None
     if arch not in ARCHITECTURES:
         raise SAEFormatError(f"{cfg_path}: unknown architecture {arch!r}. Fix: use one of {ARCHITECTURES}.")
-    return {"kind": {"batchtopk": "threshold", "topk": "topk", "relu": "relu"}[arch], "k": k,
-            "apply_b_dec_to_input": True, "rescale": False, "d_sae": cfg.get("d_sae"),
-            "source_architecture": arch, "from_cfg": True}
+    return {
+        "kind": {"batchtopk": "threshold", "topk": "topk", "relu": "relu"}[arch],
+        "k": k,
+        "apply_b_dec_to_input": True,
+        "rescale": False,
+        "d_sae": cfg.get("d_sae"),
+        "source_architecture": arch,
+        "from_cfg": True,
+    }
 
 
 def _tensor(tensors: dict, names: dict, name: str, path: Path) -> torch.Tensor:
     key = names[name]
     if key not in tensors:
-        raise SAEFormatError(f"{path}: no tensor {key!r} (atlasgen's {name}); the file has {_present(tensors)}. "
-                             f"Fix: {KEYS_FIX}{_suggest(tensors, names)}.")
+        raise SAEFormatError(
+            f"{path}: no tensor {key!r} (atlasgen's {name}); the file has {_present(tensors)}. "
+            f"Fix: {KEYS_FIX}{_suggest(tensors, names)}."
+        )
     value = tensors[key]
     if not (value.is_floating_point()):
-        raise SAEFormatError(f"{path}: tensor {key!r} ({name}) has dtype {value.dtype}, expected floating point. "
-                             f"Fix: check that keys.{name} names the right tensor.")
+        raise SAEFormatError(
+            f"{path}: tensor {key!r} ({name}) has dtype {value.dtype}, expected floating point. "
+            f"Fix: check that keys.{name} names the right tensor."
+        )
     return value.detach().to(torch.float64)
 
 
@@ -452,8 +537,10 @@ def _threshold_tensor(tensors: dict, names: dict, spec: dict, path: Path):
         if "topk_threshold" in tensors:
             return _tensor(tensors, {"threshold": "topk_threshold"}, "threshold", path), "topk_threshold"
     if spec.get("requires_threshold"):
-        raise SAEFormatError(f"{path}: no tensor {key!r} (atlasgen's threshold), which a jumprelu SAE needs; the file has "
-                             f"{_present(tensors)}. Fix: {KEYS_FIX}{_suggest(tensors, names)}.")
+        raise SAEFormatError(
+            f"{path}: no tensor {key!r} (atlasgen's threshold), which a jumprelu SAE needs; the file has "
+            f"{_present(tensors)}. Fix: {KEYS_FIX}{_suggest(tensors, names)}."
+        )
     return None, key
 
 
@@ -461,8 +548,10 @@ def _orient(M: torch.Tensor, name: str, key: str, d_in: int, path: Path, *, enco
     """(matrix in atlasgen's orientation, d_sae, transposed?). W_enc: (d_in, d_sae); W_dec: (d_sae, d_in)."""
     want = "(d_in, d_sae)" if encoder else "(d_sae, d_in)"
     if M.ndim != 2:
-        raise SAEFormatError(f"{path}: {_label(name, key)} has shape {tuple(M.shape)}, expected a matrix {want}. "
-                             f"Fix: check that keys.{name} names the right tensor.")
+        raise SAEFormatError(
+            f"{path}: {_label(name, key)} has shape {tuple(M.shape)}, expected a matrix {want}. "
+            f"Fix: check that keys.{name} names the right tensor."
+        )
     a, b = M.shape
     d_in_axis = 0 if encoder else 1
     if M.shape[d_in_axis] == d_in:
@@ -470,14 +559,18 @@ def _orient(M: torch.Tensor, name: str, key: str, d_in: int, path: Path, *, enco
     if M.shape[1 - d_in_axis] == d_in:
         M = M.T
         return M, (M.shape[1] if encoder else M.shape[0]), True
-    raise SAEFormatError(f"{path}: {name} has shape ({a}, {b}) but the layer has d_in={d_in} channels (expected {want} "
-                         f"or its transpose). Fix: use an SAE trained on this layer (same channels range), or check the layer name.")
+    raise SAEFormatError(
+        f"{path}: {name} has shape ({a}, {b}) but the layer has d_in={d_in} channels (expected {want} "
+        f"or its transpose). Fix: use an SAE trained on this layer (same channels range), or check the layer name."
+    )
 
 
 def _vector(v: torch.Tensor, name: str, key: str, n: int, what: str, path: Path) -> torch.Tensor:
     if v.numel() != n or sum(s != 1 for s in v.shape) > 1:
-        raise SAEFormatError(f"{path}: {_label(name, key)} has shape {tuple(v.shape)}, expected ({n},) = {what}. "
-                             f"Fix: check that keys.{name} names the right tensor and that the SAE fits this layer.")
+        raise SAEFormatError(
+            f"{path}: {_label(name, key)} has shape {tuple(v.shape)}, expected ({n},) = {what}. "
+            f"Fix: check that keys.{name} names the right tensor and that the SAE fits this layer."
+        )
     return v.reshape(n)
 
 
@@ -485,8 +578,10 @@ def _check_finite(v: torch.Tensor, name: str, key: str, path: Path) -> None:
     bad = int((~torch.isfinite(v)).sum())
     if bad:
         nan = int(torch.isnan(v).sum())
-        raise SAEFormatError(f"{path}: {_label(name, key)} has {bad} non-finite values ({nan} NaN, {bad - nan} inf) of {v.numel()}. "
-                             f"Fix: use a checkpoint from before training diverged, or re-export the weights.")
+        raise SAEFormatError(
+            f"{path}: {_label(name, key)} has {bad} non-finite values ({nan} NaN, {bad - nan} inf) of {v.numel()}. "
+            f"Fix: use a checkpoint from before training diverged, or re-export the weights."
+        )
 
 
 def _present(tensors: dict) -> str:
@@ -541,7 +636,10 @@ def save_saelens(sae: SparseAutoencoder, folder, *, hook_name: str | None = None
     folder = Path(folder)
     if sae.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {sae.architecture!r}")
-    tensors = {name: getattr(sae, name).detach().cpu().float().numpy() for name in ("W_enc", "W_dec", "b_enc", "b_dec")}
+    tensors = {
+        name: getattr(sae, name).detach().cpu().float().numpy()
+        for name in ("W_enc", "W_dec", "b_enc", "b_dec")
+    }
     cfg: dict = {
         "d_in": sae.d_in,
         "d_sae": sae.d_sae,
@@ -557,7 +655,9 @@ def save_saelens(sae: SparseAutoencoder, folder, *, hook_name: str | None = None
     unit = bool((np.abs(norms - 1) <= UNIT_NORM_TOLERANCE).all())
     if sae.architecture == "batchtopk":
         cfg["architecture"] = "jumprelu"
-        tensors["threshold"] = np.broadcast_to(sae.threshold.detach().cpu().float().numpy(), (sae.d_sae,)).copy()
+        tensors["threshold"] = np.broadcast_to(
+            sae.threshold.detach().cpu().float().numpy(), (sae.d_sae,)
+        ).copy()
     elif sae.architecture == "topk":
         cfg.update(architecture="topk", k=sae.k, rescale_acts_by_decoder_norm=False)
     else:
@@ -567,10 +667,15 @@ def save_saelens(sae: SparseAutoencoder, folder, *, hook_name: str | None = None
         "format_version": FORMAT_VERSION,
         "architecture": sae.architecture,
         "k": sae.k,
-        "threshold": ("per-latent" if per_latent else "global") if sae.architecture == "batchtopk" else "none",
+        "threshold": ("per-latent" if per_latent else "global")
+        if sae.architecture == "batchtopk"
+        else "none",
         "hook_name": hook_name,
-        "codes": ("activation units (unit-norm W_dec rows)" if unit else
-                  "not activation units: W_dec rows are not unit norm (latent i adds f_i * ||W_dec_i|| to x_hat)"),
+        "codes": (
+            "activation units (unit-norm W_dec rows)"
+            if unit
+            else "not activation units: W_dec rows are not unit norm (latent i adds f_i * ||W_dec_i|| to x_hat)"
+        ),
     }
     for name, array in tensors.items():
         if not np.isfinite(array).all():
@@ -593,7 +698,11 @@ def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] |
     for name in sorted(tensors):
         array = np.ascontiguousarray(tensors[name], dtype="<f4")
         blob = array.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
         blobs.append(blob)
         offset += len(blob)
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -601,4 +710,11 @@ def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] |
     return struct.pack("<Q", len(head)) + head + b"".join(blobs)
 
 
-__all__ = ["SAEFormatError", "JumpReLUSAE", "load_external_sae", "load_sae_any", "save_saelens", "safetensors_bytes"]
+__all__ = [
+    "SAEFormatError",
+    "JumpReLUSAE",
+    "load_external_sae",
+    "load_sae_any",
+    "save_saelens",
+    "safetensors_bytes",
+]

@@ -61,8 +61,10 @@ def check_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """The dataset's labels as int64, each a class id in [0, n_classes)."""
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"dataset labels must be class ids 0..{n_classes - 1}, found {labels.min()}..{labels.max()}: "
-                         "fix labels.npy or the classes of dataset.json")
+        raise ValueError(
+            f"dataset labels must be class ids 0..{n_classes - 1}, found {labels.min()}..{labels.max()}: "
+            "fix labels.npy or the classes of dataset.json"
+        )
     return labels
 
 
@@ -79,8 +81,14 @@ def _add_pairs(units, cols, v, col_class, weight):
         weight[units[i], col_class[cols[i]]] += np.float64(v[i])
 
 
-def add_class_weight(weight: torch.Tensor, labels: np.ndarray, units: torch.Tensor, cols: torch.Tensor,
-                     v: torch.Tensor, image_idx: torch.Tensor) -> None:
+def add_class_weight(
+    weight: torch.Tensor,
+    labels: np.ndarray,
+    units: torch.Tensor,
+    cols: torch.Tensor,
+    v: torch.Tensor,
+    image_idx: torch.Tensor,
+) -> None:
     """Add firing pairs to the histogram: ``v`` (> 0) of unit ``units`` on dataset image ``image_idx[cols]``
     (CPU tensors, as the scan's merge has them); ``labels``: the dataset's labels (:func:`check_labels`)."""
     import torch
@@ -88,11 +96,18 @@ def add_class_weight(weight: torch.Tensor, labels: np.ndarray, units: torch.Tens
     if units.numel() == 0 or weight.shape[1] == 0:
         return
     col_class = labels[image_idx.to("cpu", torch.long).numpy()]
-    _add_pairs(units.to("cpu", torch.long).numpy(), cols.to("cpu", torch.long).numpy(),
-               v.to("cpu", torch.float32).numpy(), col_class, weight.numpy())
+    _add_pairs(
+        units.to("cpu", torch.long).numpy(),
+        cols.to("cpu", torch.long).numpy(),
+        v.to("cpu", torch.float32).numpy(),
+        col_class,
+        weight.numpy(),
+    )
 
 
-def class_shares(weight: np.ndarray, n_keep: int = N_LABEL_CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def class_shares(
+    weight: np.ndarray, n_keep: int = N_LABEL_CLASSES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(classes (U, n) int64 with -1 padding, their shares (U, n) float32, entropy (U,) float32 nats)
     of a (U, K) weight histogram: shares of the row's total, classes by share, ties to the lower id."""
     weight = np.asarray(weight, dtype=np.float64)
@@ -107,8 +122,9 @@ def class_shares(weight: np.ndarray, n_keep: int = N_LABEL_CLASSES) -> tuple[np.
     return classes.astype(np.int64), top.astype(np.float32), entropy.astype(np.float32)
 
 
-def summarise(weight: np.ndarray, fires: np.ndarray, n_images: int, topk_top_class: np.ndarray,
-              rules: FlagRules) -> dict[str, np.ndarray]:
+def summarise(
+    weight: np.ndarray, fires: np.ndarray, n_images: int, topk_top_class: np.ndarray, rules: FlagRules
+) -> dict[str, np.ndarray]:
     """The examples artifact's label fields and flags of one family (module docstring).
 
     ``weight``: (U, K) whole-range histogram; ``fires``: (U,) images where each unit fires;
@@ -124,8 +140,14 @@ def summarise(weight: np.ndarray, fires: np.ndarray, n_images: int, topk_top_cla
     top = classes[:, 0] if classes.shape[1] else np.full(U, -1)
     top_share = shares[:, 0] if shares.shape[1] else np.zeros(U, np.float32)
     topk_top_class = np.asarray(topk_top_class, dtype=np.int64)
-    poly = (~dead & (fires >= rules.label_min_images) & (topk_top_class >= 0) & (top >= 0)
-            & (topk_top_class != top) & (top_share < MAJORITY))
+    poly = (
+        ~dead
+        & (fires >= rules.label_min_images)
+        & (topk_top_class >= 0)
+        & (top >= 0)
+        & (topk_top_class != top)
+        & (top_share < MAJORITY)
+    )
     return {
         "top_classes": classes,
         "top_class_weights": shares,
@@ -153,15 +175,23 @@ def flag_definitions(ex) -> dict[str, str]:
     return {
         "dead": "never fires on the scanned images",
         "dense": f"fires on more than {dense * 100:g}% of the scanned images",
-        "low_confidence": (f"label from fewer than {min_images} firing images, or label entropy above "
-                           f"{max_entropy:g} of its maximum (ln of the number of classes)"),
-        "polysemantic": ("the top class of its top examples is not its top class over every firing image, "
-                         f"which holds under {MAJORITY * 100:g}% of the activation-weighted total"),
+        "low_confidence": (
+            f"label from fewer than {min_images} firing images, or label entropy above "
+            f"{max_entropy:g} of its maximum (ln of the number of classes)"
+        ),
+        "polysemantic": (
+            "the top class of its top examples is not its top class over every firing image, "
+            f"which holds under {MAJORITY * 100:g}% of the activation-weighted total"
+        ),
     }
 
 
-FLAG_NAMES = {"dead": "dead", "dense": "dense", "low_confidence": "low-confidence label",
-              "polysemantic": "polysemantic"}
+FLAG_NAMES = {
+    "dead": "dead",
+    "dense": "dense",
+    "low_confidence": "low-confidence label",
+    "polysemantic": "polysemantic",
+}
 
 
 def unit_flags(ex, i: int) -> list[str]:

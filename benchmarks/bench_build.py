@@ -45,7 +45,12 @@ def featurevis_floor(cfg, n_units: int) -> float:
 
     fv = cfg.featurevis
     canvas = fv.image_size + 2 * STANDARD_TRANSFORMS.for_size(fv.image_size).pad
-    model = build_model(cfg.model, len(CLASSES)).eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    model = (
+        build_model(cfg.model, len(CLASSES))
+        .eval()
+        .requires_grad_(False)
+        .to(memory_format=torch.channels_last)
+    )
     layer = cfg.layers[0].name
     batches = -(-n_units // fv.batch_size)
     x = torch.rand(fv.batch_size, 3, canvas, canvas, requires_grad=True)
@@ -117,7 +122,11 @@ def main() -> None:
     import sys
 
     model_json = json.loads(next((work / ".atlasgen" / "model").glob("*/model.json")).read_text())
-    t_cli, _ = timed(lambda: subprocess.run([sys.executable, "-m", "atlasgen", "build", "-q", "-c", str(config)], check=True))
+    t_cli, _ = timed(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "atlasgen", "build", "-q", "-c", str(config)], check=True
+        )
+    )
 
     print("\nstage times of the first build")
     for name, seconds in summary.seconds.items():
@@ -125,7 +134,9 @@ def main() -> None:
     print(f"\n{'measure':<44} {'seconds':>8}  ratio")
     print(f"{'first build (fresh cache, training included)':<44} {t_first:8.1f}")
     print(f"{'rerun, nothing changed':<44} {t_rerun:8.2f}  {t_rerun / t_first:.3f} of first build")
-    print(f"{'rerun, nothing changed, as a CLI process':<44} {t_cli:8.2f}  {t_cli / t_first:.3f} of first build")
+    print(
+        f"{'rerun, nothing changed, as a CLI process':<44} {t_cli:8.2f}  {t_cli / t_first:.3f} of first build"
+    )
     print(f"{'template-only change':<44} {t_template:8.2f}  {t_template / t_first:.3f} of first build")
     fv = summary.seconds["featurevis"]
     print(f"{'featurevis stage':<44} {fv:8.1f}  {fv / t_fv_floor:.2f}x its floor")
@@ -133,8 +144,10 @@ def main() -> None:
     tm = summary.seconds["model"]
     print(f"{'model stage (training + held-out eval)':<44} {tm:8.1f}  {tm / t_train_floor:.2f}x its floor")
     print(f"{'  floor: bare training steps':<44} {t_train_floor:8.1f}")
-    print(f"\nheld-out accuracy {model_json['heldout_accuracy']:.1%} (chance {model_json['chance_accuracy']:.1%}); "
-          f"{summary.pages} pages, {summary.site_files} files, {summary.site_bytes / 1e6:.1f} MB")
+    print(
+        f"\nheld-out accuracy {model_json['heldout_accuracy']:.1%} (chance {model_json['chance_accuracy']:.1%}); "
+        f"{summary.pages} pages, {summary.site_files} files, {summary.site_bytes / 1e6:.1f} MB"
+    )
     shutil.rmtree(work)
 
 

@@ -47,7 +47,9 @@ def cached_folders(config: Path, needed=("dataset", "model", "sae", "circuits"))
     for s in pipe.states():
         if s.name in needed:
             if not s.cached:
-                raise SystemExit(f"stage {s.name} is not built for {config}: run `atlasgen build -c {config}` first")
+                raise SystemExit(
+                    f"stage {s.name} is not built for {config}: run `atlasgen build -c {config}` first"
+                )
             out[s.name] = pipe.store.final(s.name, s.key)
     return out
 
@@ -56,7 +58,7 @@ def cached_folders(config: Path, needed=("dataset", "model", "sae", "circuits"))
 def per_image_max(model, sae, data, layer: str, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     feats, neurons = [], []
     for start in range(0, len(indices), 128):
-        a = layer_activations(model, data.batch(indices[start:start + 128]), [layer])[layer]
+        a = layer_activations(model, data.batch(indices[start : start + 128]), [layer])[layer]
         b, _, h, w = a.shape
         f = sae.encode(positions_as_vectors(a)).reshape(b, h * w, -1)
         feats.append(f.amax(1).numpy())
@@ -64,7 +66,9 @@ def per_image_max(model, sae, data, layer: str, indices: np.ndarray) -> tuple[np
     return np.concatenate(feats), np.concatenate(neurons)
 
 
-def detectors(maxes: np.ndarray, groups: np.ndarray, classes_of_group: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def detectors(
+    maxes: np.ndarray, groups: np.ndarray, classes_of_group: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
     """Per unit: the (class, facet) group it detects, or -1."""
     n_groups = len(classes_of_group)
     means = np.stack([maxes[groups == g].mean(0) for g in range(n_groups)])  # (G, U)
@@ -86,7 +90,9 @@ def score(weights: np.ndarray, detected: np.ndarray, facets_of_class: list[list[
         hit = [int(detected[u]) in groups for u in top]
         covered = {int(detected[u]) for u in top} & set(groups)
         chance = np.isin(detected, groups).sum() / len(detected)
-        rows.append({"class": c, "m": m, "precision": sum(hit) / m, "coverage": len(covered) / m, "chance": chance})
+        rows.append(
+            {"class": c, "m": m, "precision": sum(hit) / m, "coverage": len(covered) / m, "chance": chance}
+        )
     return rows
 
 
@@ -125,13 +131,19 @@ def main() -> None:
         det = detectors(maxes, groups, classes_of_group, labels)
         rows = score(weights, det, facets_of_class)
         results[kind] = rows
-        print(f"\n{kind} of {layer} ({maxes.shape[1]} units, {int((det >= 0).sum())} detect a facet); class weights: {method}")
+        print(
+            f"\n{kind} of {layer} ({maxes.shape[1]} units, {int((det >= 0).sum())} detect a facet); class weights: {method}"
+        )
         print("| class | facets | precision@m | coverage@m | chance |")
         print("|---|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {names[r['class']]} | {r['m']} | {r['precision']:.2f} | {r['coverage']:.2f} | {r['chance']:.3f} |")
+            print(
+                f"| {names[r['class']]} | {r['m']} | {r['precision']:.2f} | {r['coverage']:.2f} | {r['chance']:.3f} |"
+            )
         mean = {k: float(np.mean([r[k] for r in rows])) for k in ("precision", "coverage", "chance")}
-        print(f"| **mean** | | **{mean['precision']:.2f}** | **{mean['coverage']:.2f}** | {mean['chance']:.3f} |")
+        print(
+            f"| **mean** | | **{mean['precision']:.2f}** | **{mean['coverage']:.2f}** | {mean['chance']:.3f} |"
+        )
     fp = np.mean([r["precision"] for r in results["features"]])
     npr = np.mean([r["precision"] for r in results["neurons"]])
     print(f"\nmean precision@m: features {fp:.2f}, neurons {npr:.2f} (ratio {fp / max(npr, 1e-9):.2f}x)")

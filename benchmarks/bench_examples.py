@@ -64,8 +64,14 @@ def demo_workload(cache: Path, batch_size: int, load: bool = True):
     model = load_model(latest(cache, "model"), ModelConfig(), data.n_classes)
     sae = load_sae_any(latest(cache, "sae") / "mixed5b").eval()
     idx = data.indices("train")
-    batches = [(idx[s:s + batch_size], data.batch(idx[s:s + batch_size]))
-               for s in range(0, len(idx), batch_size)] if load else None
+    batches = (
+        [
+            (idx[s : s + batch_size], data.batch(idx[s : s + batch_size]))
+            for s in range(0, len(idx), batch_size)
+        ]
+        if load
+        else None
+    )
     return model, sae, "mixed5b", batches, data
 
 
@@ -78,18 +84,22 @@ def inception_workload(n: int, batch_size: int):
     model = inceptionv1(pretrained=False).eval().requires_grad_(False)
     g = torch.Generator().manual_seed(1)
     # Smooth random images: low-resolution noise upsampled to 224 px.
-    images = torch.nn.functional.interpolate(torch.rand(n, 3, 14, 14, generator=g), size=224, mode="bicubic").clamp(0, 1)
+    images = torch.nn.functional.interpolate(
+        torch.rand(n, 3, 14, 14, generator=g), size=224, mode="bicubic"
+    ).clamp(0, 1)
     d, F = 1024, 16 * 1024
     sae = SparseAutoencoder(d, F, "batchtopk", k=32)
     with torch.no_grad():
-        W = torch.randn(d, F, generator=g) / d ** 0.5
+        W = torch.randn(d, F, generator=g) / d**0.5
         sae.W_enc.copy_(W)
         sae.W_dec.copy_(W.T / W.T.norm(dim=1, keepdim=True))
         probe = positions_as_vectors(layer_activations(model, images[:8], ["mixed5b"])["mixed5b"])
         pre = torch.relu(sae.encode_pre(probe))
         sae.threshold.fill_(float(pre.flatten().kthvalue(pre.numel() - 32 * probe.shape[0]).values))
     sae.eval().requires_grad_(False)
-    batches = [(np.arange(s, min(s + batch_size, n)), images[s:s + batch_size]) for s in range(0, n, batch_size)]
+    batches = [
+        (np.arange(s, min(s + batch_size, n)), images[s : s + batch_size]) for s in range(0, n, batch_size)
+    ]
     return model, sae, "mixed5b", batches, None
 
 
@@ -115,7 +125,9 @@ def floor(model, sae, layer, batches) -> _Clock:
 
 @torch.no_grad()
 def timed_scan(model, sae, layer, batches, cfg) -> tuple[_Clock, _Clock, tuple]:
-    labels = np.zeros(max(int(b[0].max()) for b in batches) + 1, dtype=np.int64)  # one class: the histogram's cost
+    labels = np.zeros(
+        max(int(b[0].max()) for b in batches) + 1, dtype=np.int64
+    )  # one class: the histogram's cost
     with _Clock() as t_scan:
         stats, cooc, grid = scan(model, sae, layer, batches, cfg, "cpu", labels=labels, n_classes=1)
     with _Clock() as t_finish:
@@ -154,9 +166,16 @@ def interleaved(model, sae, layer, batches, cfg, repeats) -> dict:
         cpu[1, r, -1] += c - cpu[:, r].sum()
     fl_w, sc_w = wall[0].min(0).sum(), wall[1].min(0).sum()
     fl_c, sc_c = cpu[0].min(0).sum(), cpu[1].min(0).sum()
-    return {"floor_s": fl_w, "scan_s": sc_w, "ratio": sc_w / fl_w,
-            "floor_cpu_s": fl_c, "scan_cpu_s": sc_c, "cpu_ratio": sc_c / fl_c,
-            "extra_ms_per_batch": 1000 * (sc_w - fl_w) / n, "floor_ms_per_batch": 1000 * fl_w / n}
+    return {
+        "floor_s": fl_w,
+        "scan_s": sc_w,
+        "ratio": sc_w / fl_w,
+        "floor_cpu_s": fl_c,
+        "scan_cpu_s": sc_c,
+        "cpu_ratio": sc_c / fl_c,
+        "extra_ms_per_batch": 1000 * (sc_w - fl_w) / n,
+        "floor_ms_per_batch": 1000 * fl_w / n,
+    }
 
 
 class _Batches:
@@ -178,12 +197,19 @@ def compare(name, model, sae, layer, batches, cfg, repeats, interleaved_only=Fal
     if interleaved_only:
         floor(model, sae, layer, batches[:1])  # warm-up
         inter = interleaved(model, sae, layer, batches, cfg, max(repeats, 3))
-        print(f"{name}: {n_images} images, {torch.get_num_threads()} threads, interleaved per batch (fastest of "
-              f"{max(repeats, 3)} per batch): floor {inter['floor_s']:.2f} s | scan {inter['scan_s']:.2f} s "
-              f"(x{inter['ratio']:.2f}) | cpu: floor {inter['floor_cpu_s']:.2f} s, scan {inter['scan_cpu_s']:.2f} s "
-              f"(x{inter['cpu_ratio']:.2f}) | floor {inter['floor_ms_per_batch']:.1f} ms + scan's extra "
-              f"{inter['extra_ms_per_batch']:.1f} ms per batch")
-        return {"workload": name, "images": n_images, "threads": torch.get_num_threads(), "interleaved": inter}
+        print(
+            f"{name}: {n_images} images, {torch.get_num_threads()} threads, interleaved per batch (fastest of "
+            f"{max(repeats, 3)} per batch): floor {inter['floor_s']:.2f} s | scan {inter['scan_s']:.2f} s "
+            f"(x{inter['ratio']:.2f}) | cpu: floor {inter['floor_cpu_s']:.2f} s, scan {inter['scan_cpu_s']:.2f} s "
+            f"(x{inter['cpu_ratio']:.2f}) | floor {inter['floor_ms_per_batch']:.1f} ms + scan's extra "
+            f"{inter['extra_ms_per_batch']:.1f} ms per batch"
+        )
+        return {
+            "workload": name,
+            "images": n_images,
+            "threads": torch.get_num_threads(),
+            "interleaved": inter,
+        }
     floor(model, sae, layer, batches[:1])  # warm-up
     timed_scan(model, sae, layer, batches[:2], cfg)
     floors, scans, finishes = [], [], []
@@ -192,18 +218,35 @@ def compare(name, model, sae, layer, batches, cfg, repeats, interleaved_only=Fal
         t_scan, t_finish, (results, grid) = timed_scan(model, sae, layer, batches, cfg)
         scans.append(t_scan)
         finishes.append(t_finish)
-        print(f"  run: floor {floors[-1].wall:.2f} s (cpu {floors[-1].cpu:.2f} s) | scan {t_scan.wall:.2f} s "
-              f"(cpu {t_scan.cpu:.2f} s) | finish {t_finish.wall:.2f} s", flush=True)
+        print(
+            f"  run: floor {floors[-1].wall:.2f} s (cpu {floors[-1].cpu:.2f} s) | scan {t_scan.wall:.2f} s "
+            f"(cpu {t_scan.cpu:.2f} s) | finish {t_finish.wall:.2f} s",
+            flush=True,
+        )
     start = time.perf_counter()
     add_maps(results, model, sae, layer, _Batches(batches), "cpu", grid, cfg.batch_size)
     t_maps = time.perf_counter() - start
-    shown = len(np.unique(np.concatenate([r[k][r[k] >= 0] for r in results.values() for k in ("top_idx", "band_idx")])))
-    row = {"workload": name, "images": n_images, "batches": len(batches), "threads": torch.get_num_threads(),
-           "features": int(sae.W_enc.shape[1]), "neurons": int(sae.W_enc.shape[0]),
-           "floor_s": min(c.wall for c in floors), "scan_s": min(c.wall for c in scans),
-           "finish_s": min(c.wall for c in finishes), "maps_s": t_maps, "maps_images": shown,
-           "floor_cpu_s": min(c.cpu for c in floors), "scan_cpu_s": min(c.cpu for c in scans),
-           "finish_cpu_s": min(c.cpu for c in finishes)}
+    shown = len(
+        np.unique(
+            np.concatenate([r[k][r[k] >= 0] for r in results.values() for k in ("top_idx", "band_idx")])
+        )
+    )
+    row = {
+        "workload": name,
+        "images": n_images,
+        "batches": len(batches),
+        "threads": torch.get_num_threads(),
+        "features": int(sae.W_enc.shape[1]),
+        "neurons": int(sae.W_enc.shape[0]),
+        "floor_s": min(c.wall for c in floors),
+        "scan_s": min(c.wall for c in scans),
+        "finish_s": min(c.wall for c in finishes),
+        "maps_s": t_maps,
+        "maps_images": shown,
+        "floor_cpu_s": min(c.cpu for c in floors),
+        "scan_cpu_s": min(c.cpu for c in scans),
+        "finish_cpu_s": min(c.cpu for c in finishes),
+    }
     row["scan_ratio"] = row["scan_s"] / row["floor_s"]
     row["scan_finish_ratio"] = (row["scan_s"] + row["finish_s"]) / row["floor_s"]
     row["scan_cpu_ratio"] = row["scan_cpu_s"] / row["floor_cpu_s"]
@@ -211,21 +254,29 @@ def compare(name, model, sae, layer, batches, cfg, repeats, interleaved_only=Fal
     # Each repeat's own ratio (floor and scan taken back to back), the least loaded one first.
     row["paired_ratios"] = sorted(s.wall / f.wall for f, s in zip(floors, scans))
     extra_ms = 1000 * (row["scan_cpu_s"] - row["floor_cpu_s"]) / len(batches)
-    print(f"{name}: {n_images} images, {row['features']} features + {row['neurons']} neurons, "
-          f"{row['threads']} threads, best of {repeats}")
-    print(f"  wall: floor (forward + encoder matmul) {row['floor_s']:.2f} s | scan {row['scan_s']:.2f} s "
-          f"(x{row['scan_ratio']:.2f}) | + finish {row['finish_s']:.2f} s (x{row['scan_finish_ratio']:.2f}) | "
-          f"paired ratios {', '.join(f'{r:.2f}' for r in row['paired_ratios'])}")
-    print(f"  cpu:  floor {row['floor_cpu_s']:.2f} s | scan {row['scan_cpu_s']:.2f} s (x{row['scan_cpu_ratio']:.2f}) | "
-          f"+ finish {row['finish_cpu_s']:.2f} s (x{row['scan_finish_cpu_ratio']:.2f}) | "
-          f"scan's extra CPU time {extra_ms:.1f} ms per batch of {cfg.batch_size}")
+    print(
+        f"{name}: {n_images} images, {row['features']} features + {row['neurons']} neurons, "
+        f"{row['threads']} threads, best of {repeats}"
+    )
+    print(
+        f"  wall: floor (forward + encoder matmul) {row['floor_s']:.2f} s | scan {row['scan_s']:.2f} s "
+        f"(x{row['scan_ratio']:.2f}) | + finish {row['finish_s']:.2f} s (x{row['scan_finish_ratio']:.2f}) | "
+        f"paired ratios {', '.join(f'{r:.2f}' for r in row['paired_ratios'])}"
+    )
+    print(
+        f"  cpu:  floor {row['floor_cpu_s']:.2f} s | scan {row['scan_cpu_s']:.2f} s (x{row['scan_cpu_ratio']:.2f}) | "
+        f"+ finish {row['finish_cpu_s']:.2f} s (x{row['scan_finish_cpu_ratio']:.2f}) | "
+        f"scan's extra CPU time {extra_ms:.1f} ms per batch of {cfg.batch_size}"
+    )
     print(f"  maps pass: {t_maps:.2f} s for {shown} shown images ({shown / n_images:.0%} of the dataset)")
     inter = interleaved(model, sae, layer, batches, cfg, max(repeats, 3))
     row["interleaved"] = inter
-    print(f"  interleaved per batch (fastest of {max(repeats, 3)} per batch): floor {inter['floor_s']:.2f} s | "
-          f"scan {inter['scan_s']:.2f} s (x{inter['ratio']:.2f}) | cpu: floor {inter['floor_cpu_s']:.2f} s, "
-          f"scan {inter['scan_cpu_s']:.2f} s (x{inter['cpu_ratio']:.2f}) | floor {inter['floor_ms_per_batch']:.1f} ms "
-          f"+ scan's extra {inter['extra_ms_per_batch']:.1f} ms per batch")
+    print(
+        f"  interleaved per batch (fastest of {max(repeats, 3)} per batch): floor {inter['floor_s']:.2f} s | "
+        f"scan {inter['scan_s']:.2f} s (x{inter['ratio']:.2f}) | cpu: floor {inter['floor_cpu_s']:.2f} s, "
+        f"scan {inter['scan_cpu_s']:.2f} s (x{inter['cpu_ratio']:.2f}) | floor {inter['floor_ms_per_batch']:.1f} ms "
+        f"+ scan's extra {inter['extra_ms_per_batch']:.1f} ms per batch"
+    )
     return row
 
 
@@ -236,18 +287,41 @@ def memory_child(cache: Path, reps: int, batch_size: int) -> None:
     idx, n = data.indices("train"), len(data)
     cfg = ExamplesConfig(batch_size=batch_size)
     labels = np.tile(data.labels, reps)  # image i + r * n has image i's class
-    scan(model, sae, layer, iter([(idx[:batch_size], data.batch(idx[:batch_size]))]), cfg, "cpu",
-         labels=labels, n_classes=data.n_classes)  # warm-up
-    stream = ((idx[s:s + batch_size] + r * n, data.batch(idx[s:s + batch_size]))
-              for r in range(reps) for s in range(0, len(idx), batch_size))
+    scan(
+        model,
+        sae,
+        layer,
+        iter([(idx[:batch_size], data.batch(idx[:batch_size]))]),
+        cfg,
+        "cpu",
+        labels=labels,
+        n_classes=data.n_classes,
+    )  # warm-up
+    stream = (
+        (idx[s : s + batch_size] + r * n, data.batch(idx[s : s + batch_size]))
+        for r in range(reps)
+        for s in range(0, len(idx), batch_size)
+    )
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     stats, cooc, _ = scan(model, sae, layer, stream, cfg, "cpu", labels=labels, n_classes=data.n_classes)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    state = sum(t.numel() * t.element_size() for s in stats.values()
-                for t in (s.top.val, s.top.idx, s.top.pos, s.fine_hist, s.bands.keys, s.bands.val, s.bands.count))
+    state = sum(
+        t.numel() * t.element_size()
+        for s in stats.values()
+        for t in (s.top.val, s.top.idx, s.top.pos, s.fine_hist, s.bands.keys, s.bands.val, s.bands.count)
+    )
     state += cooc.peaks.numel() * 4 + cooc.keys.numel() * 8
-    print(json.dumps({"reps": reps, "images": reps * len(idx), "peak_growth_mib": (after - before) / 1024,
-                      "peak_rss_mib": after / 1024, "state_mib": state / 2**20}))
+    print(
+        json.dumps(
+            {
+                "reps": reps,
+                "images": reps * len(idx),
+                "peak_growth_mib": (after - before) / 1024,
+                "peak_rss_mib": after / 1024,
+                "state_mib": state / 2**20,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -260,7 +334,9 @@ def main() -> None:
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--interleaved-only", action="store_true", help="only the per-batch interleaved comparison")
+    ap.add_argument(
+        "--interleaved-only", action="store_true", help="only the per-batch interleaved comparison"
+    )
     ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -270,21 +346,58 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     cfg = ExamplesConfig(batch_size=args.batch_size)
-    rows = [] if args.skip_demo else [compare("demo", *demo_workload(args.cache, args.batch_size)[:4], cfg, args.repeats,
-                                              args.interleaved_only)]
+    rows = (
+        []
+        if args.skip_demo
+        else [
+            compare(
+                "demo",
+                *demo_workload(args.cache, args.batch_size)[:4],
+                cfg,
+                args.repeats,
+                args.interleaved_only,
+            )
+        ]
+    )
     if not args.skip_inception:
         model, sae, layer, batches, _ = inception_workload(args.n, min(args.batch_size, 32))
-        rows.append(compare("inceptionv1-mixed5b-16x", model, sae, layer, batches,
-                            ExamplesConfig(batch_size=min(args.batch_size, 32)), args.repeats, args.interleaved_only))
+        rows.append(
+            compare(
+                "inceptionv1-mixed5b-16x",
+                model,
+                sae,
+                layer,
+                batches,
+                ExamplesConfig(batch_size=min(args.batch_size, 32)),
+                args.repeats,
+                args.interleaved_only,
+            )
+        )
     if not args.skip_memory:
         for reps in (1, 10):
-            out = subprocess.run([sys.executable, __file__, "--cache", str(args.cache), "--batch-size",
-                                  str(args.batch_size), "--threads", str(args.threads), "--memory-child", str(reps)],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--cache",
+                    str(args.cache),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--threads",
+                    str(args.threads),
+                    "--memory-child",
+                    str(reps),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             m = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"memory: demo x{reps} ({m['images']} images): peak RSS {m['peak_rss_mib']:.0f} MiB, grew "
-                  f"{m['peak_growth_mib']:.1f} MiB during the scan (after a one-batch warm-up); "
-                  f"scan state {m['state_mib']:.1f} MiB")
+            print(
+                f"memory: demo x{reps} ({m['images']} images): peak RSS {m['peak_rss_mib']:.0f} MiB, grew "
+                f"{m['peak_growth_mib']:.1f} MiB during the scan (after a one-batch warm-up); "
+                f"scan state {m['state_mib']:.1f} MiB"
+            )
             rows.append(m)
     print(json.dumps(rows))
 

@@ -62,7 +62,9 @@ def per_image_maxima(cache: Path, batch_size: int = 256):
     sae = load_sae_any(latest(cache, "sae") / "mixed5b").eval()
     feats, neurons = [], []
     for s in range(0, len(data), batch_size):
-        acts = layer_activations(model, data.batch(np.arange(s, min(s + batch_size, len(data)))), ["mixed5b"])["mixed5b"]
+        acts = layer_activations(
+            model, data.batch(np.arange(s, min(s + batch_size, len(data)))), ["mixed5b"]
+        )["mixed5b"]
         b, c, h, w = acts.shape
         v = positions_as_vectors(acts)
         neurons.append(v.view(b, h * w, c).amax(1).numpy())
@@ -95,26 +97,46 @@ def main() -> None:
     draws = [f_aps[rng.choice(len(f_aps), len(n_aps), replace=False)].max(0) for _ in range(50)]
     f_ap_matched = np.mean(draws, 0)
     base = targets.mean(0)  # AP of a random ranking
-    print(f"{len(data)} images, {len(names)} facets; {feats.shape[1]} SAE features, {neurons.shape[1]} neurons")
+    print(
+        f"{len(data)} images, {len(names)} facets; {feats.shape[1]} SAE features, {neurons.shape[1]} neurons"
+    )
     print(f"{'facet':<40} {'base':>6} {'feature':>8} {'AP':>6} {'neuron':>7} {'AP':>6} {'matched':>8}")
     for i, name in enumerate(names):
-        print(f"{name:<40} {base[i]:6.3f} {'f/' + str(f_id[i]):>8} {f_ap[i]:6.3f} {'n/' + str(n_id[i]):>7} "
-              f"{n_ap[i]:6.3f} {f_ap_matched[i]:8.3f}")
+        print(
+            f"{name:<40} {base[i]:6.3f} {'f/' + str(f_id[i]):>8} {f_ap[i]:6.3f} {'n/' + str(n_id[i]):>7} "
+            f"{n_ap[i]:6.3f} {f_ap_matched[i]:8.3f}"
+        )
+
     def summary(x):
         q = np.percentile(x, [10, 25, 50, 75, 90])
         return f"mean {x.mean():.3f}, median {q[2]:.3f}, p10 {q[0]:.3f}, p25 {q[1]:.3f}, p75 {q[3]:.3f}, p90 {q[4]:.3f}"
+
     print(f"best single feature AP: {summary(f_ap)}")
     print(f"best single neuron  AP: {summary(n_ap)}")
     print(f"best of {len(n_aps)} random features AP (mean of 50 draws): {summary(f_ap_matched)}")
     wins = int((f_ap > n_ap).sum())
-    print(f"feature beats neuron on {wins} of {len(names)} facets; mean difference {float((f_ap - n_ap).mean()):+.3f}")
-    print(f"size-matched features beat neurons on {int((f_ap_matched > n_ap).sum())} of {len(names)} facets; "
-          f"mean difference {float((f_ap_matched - n_ap).mean()):+.3f}")
+    print(
+        f"feature beats neuron on {wins} of {len(names)} facets; mean difference {float((f_ap - n_ap).mean()):+.3f}"
+    )
+    print(
+        f"size-matched features beat neurons on {int((f_ap_matched > n_ap).sum())} of {len(names)} facets; "
+        f"mean difference {float((f_ap_matched - n_ap).mean()):+.3f}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"facets": names, "base": base.tolist(), "feature_ap": f_ap.tolist(),
-                                         "feature": f_id.tolist(), "neuron_ap": n_ap.tolist(),
-                                         "neuron": n_id.tolist(), "feature_ap_matched": f_ap_matched.tolist()},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "facets": names,
+                    "base": base.tolist(),
+                    "feature_ap": f_ap.tolist(),
+                    "feature": f_id.tolist(),
+                    "neuron_ap": n_ap.tolist(),
+                    "neuron": n_id.tolist(),
+                    "feature_ap_matched": f_ap_matched.tolist(),
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

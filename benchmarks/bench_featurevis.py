@@ -119,20 +119,40 @@ def lucent_loop(model, layer, units, size, steps, preprocess_flag, device):
     images = []
     start = time.perf_counter()
     for u in units:
-        out = render.render_vis(model, f"{layer}:{u}", param_f=lambda: param.image(size), thresholds=(steps,),
-                                preprocess=preprocess_flag, progress=False, show_image=False,
-                                fixed_image_size=size + 2 * PAD)
+        out = render.render_vis(
+            model,
+            f"{layer}:{u}",
+            param_f=lambda: param.image(size),
+            thresholds=(steps,),
+            preprocess=preprocess_flag,
+            progress=False,
+            show_image=False,
+            fixed_image_size=size + 2 * PAD,
+        )
         images.append(out[-1][0])
     _sync(device)
     seconds = time.perf_counter() - start
     return seconds, (np.stack(images).clip(0, 1) * 255).round().astype(np.uint8)
 
 
-def atlasgen_batched(model, layer, units, size, steps, batch, preprocess, device, precision, relu_override=False):
+def atlasgen_batched(
+    model, layer, units, size, steps, batch, preprocess, device, precision, relu_override=False
+):
     start = time.perf_counter()
-    images = render_units(model, layer, units, image_size=size, steps=steps, lr=0.05, batch_size=batch,
-                          device=device, preprocess=preprocess, transforms=STANDARD_TRANSFORMS,
-                          relu_gradient_override=relu_override, precision=precision)
+    images = render_units(
+        model,
+        layer,
+        units,
+        image_size=size,
+        steps=steps,
+        lr=0.05,
+        batch_size=batch,
+        device=device,
+        preprocess=preprocess,
+        transforms=STANDARD_TRANSFORMS,
+        relu_gradient_override=relu_override,
+        precision=precision,
+    )
     _sync(device)
     return time.perf_counter() - start, images
 
@@ -168,10 +188,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats of each timing; the best is kept")
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="interleaved repeats of each timing; the best is kept"
+    )
     ap.add_argument("--only", default="", help="run only cases whose name contains this")
-    ap.add_argument("--demo-weights", default="", help="DemoNet weights (a build's <cache>/model/<key>/model.pt); "
-                    "default: random weights")
+    ap.add_argument(
+        "--demo-weights",
+        default="",
+        help="DemoNet weights (a build's <cache>/model/<key>/model.pt); default: random weights",
+    )
     args = ap.parse_args()
     # lucent warns at every call that layers after the target could not run at 152 px, and the lucent
     # InceptionV1 uses torch.jit.script; neither matters here.
@@ -179,12 +204,25 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     if args.device == "cpu" and torch.cuda.is_available():
         raise SystemExit("lucent pins its tensors to cuda:0 when a GPU exists; run with --device cuda")
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{args.units} units x {args.steps} steps, batch {args.batch}, precision {args.precision}")
+    print(
+        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{args.units} units x {args.steps} steps, batch {args.batch}, precision {args.precision}"
+    )
     cl = args.device == "cpu"  # atlasgen's CPU renderer runs channels-last: report that floor too
-    header = ("case", "lucent units/s", "atlasgen units/s", "floor units/s", "atlasgen/lucent", "atlasgen/floor",
-              "floor channels-last units/s", "atlasgen/floor channels-last",
-              "median obj lucent", "median obj atlasgen", "mean obj lucent", "mean obj atlasgen")
+    header = (
+        "case",
+        "lucent units/s",
+        "atlasgen units/s",
+        "floor units/s",
+        "atlasgen/lucent",
+        "atlasgen/floor",
+        "floor channels-last units/s",
+        "atlasgen/floor channels-last",
+        "median obj lucent",
+        "median obj atlasgen",
+        "mean obj lucent",
+        "mean obj atlasgen",
+    )
     rows = []
     for name, model, layer, size, pre, lucent_pre, override in cases(args.device, args.demo_weights):
         if args.only and args.only not in name:
@@ -195,13 +233,28 @@ def main() -> None:
         # Interleaved repeats, best of each: on a shared machine load drifts during a run.
         t_floor = t_floor_cl = t_ours = t_lucent = float("inf")
         for _ in range(args.repeats):
-            t_floor = min(t_floor, floor(model, layer, len(units), args.batch, args.steps, size + 2 * PAD, pre,
-                                         args.device))
+            t_floor = min(
+                t_floor,
+                floor(model, layer, len(units), args.batch, args.steps, size + 2 * PAD, pre, args.device),
+            )
             if cl:
-                t_floor_cl = min(t_floor_cl, floor(model, layer, len(units), args.batch, args.steps, size + 2 * PAD,
-                                                   pre, args.device, channels_last=True))
-            t, ours = atlasgen_batched(model, layer, units, size, args.steps, args.batch, pre, args.device,
-                                       args.precision, override)
+                t_floor_cl = min(
+                    t_floor_cl,
+                    floor(
+                        model,
+                        layer,
+                        len(units),
+                        args.batch,
+                        args.steps,
+                        size + 2 * PAD,
+                        pre,
+                        args.device,
+                        channels_last=True,
+                    ),
+                )
+            t, ours = atlasgen_batched(
+                model, layer, units, size, args.steps, args.batch, pre, args.device, args.precision, override
+            )
             t_ours = min(t_ours, t)
             t, theirs = lucent_loop(model, layer, units, size, args.steps, lucent_pre, args.device)
             t_lucent = min(t_lucent, t)
@@ -210,11 +263,22 @@ def main() -> None:
         obj_ours = final_objective(model, layer, ours, units, pre, args.device)
         obj_lucent = final_objective(model, layer, theirs, units, pre, args.device)
         n = len(units)
-        rows.append((name, f"{n / t_lucent:.2f}", f"{n / t_ours:.2f}", f"{n / t_floor:.2f}",
-                     f"{t_lucent / t_ours:.2f}x", f"{t_floor / t_ours:.0%}",
-                     f"{n / t_floor_cl:.2f}" if cl else "-", f"{t_floor_cl / t_ours:.0%}" if cl else "-",
-                     f"{statistics.median(obj_lucent.tolist()):.3g}", f"{statistics.median(obj_ours.tolist()):.3g}",
-                     f"{obj_lucent.mean():.3g}", f"{obj_ours.mean():.3g}"))
+        rows.append(
+            (
+                name,
+                f"{n / t_lucent:.2f}",
+                f"{n / t_ours:.2f}",
+                f"{n / t_floor:.2f}",
+                f"{t_lucent / t_ours:.2f}x",
+                f"{t_floor / t_ours:.0%}",
+                f"{n / t_floor_cl:.2f}" if cl else "-",
+                f"{t_floor_cl / t_ours:.0%}" if cl else "-",
+                f"{statistics.median(obj_lucent.tolist()):.3g}",
+                f"{statistics.median(obj_ours.tolist()):.3g}",
+                f"{obj_lucent.mean():.3g}",
+                f"{obj_ours.mean():.3g}",
+            )
+        )
         print(" | ".join(rows[-1]), flush=True)
     print()
     print("| " + " | ".join(header) + " |")

@@ -41,11 +41,11 @@ def main() -> None:
     data = open_dataset(folders["dataset"])
     model = load_model(folders["model"], cfg.model, data.n_classes, "cpu")
     sae = load_sae_any(folders["sae"] / args.layer).eval()
-    idx = data.indices("heldout")[:args.images]
+    idx = data.indices("heldout")[: args.images]
 
     def batches():
         for s in range(0, len(idx), 32):
-            yield data.batch(idx[s:s + 32]), torch.from_numpy(data.labels[idx[s:s + 32]])
+            yield data.batch(idx[s : s + 32]), torch.from_numpy(data.labels[idx[s : s + 32]])
 
     mu_a, mu_f = unit_means(model, args.layer, sae, batches)
     t0 = time.perf_counter()
@@ -53,11 +53,19 @@ def main() -> None:
     t1 = time.perf_counter()
     slow = batched_ablation(model, args.layer, sae, batches, mu_a, mu_f, args.k, units_per_pass=64)
     t2 = time.perf_counter()
-    same = all(np.array_equal(fast[k], slow[k]) for k in ("features_topk", "features_top1", "neurons_topk", "neurons_top1"))
+    same = all(
+        np.array_equal(fast[k], slow[k])
+        for k in ("features_topk", "features_top1", "neurons_topk", "neurons_top1")
+    )
     units = sae.d_sae + sae.d_in
-    moved = {k: int(np.count_nonzero(fast[k])) for k in ("features_topk", "features_top1", "neurons_topk", "neurons_top1")}
-    print(f"{args.layer}: {units} units x {len(idx)} held-out images, k {args.k}; identical counts: {same}; "
-          f"units with a non-zero count: {moved}")
+    moved = {
+        k: int(np.count_nonzero(fast[k]))
+        for k in ("features_topk", "features_top1", "neurons_topk", "neurons_top1")
+    }
+    print(
+        f"{args.layer}: {units} units x {len(idx)} held-out images, k {args.k}; identical counts: {same}; "
+        f"units with a non-zero count: {moved}"
+    )
     print(f"| method | seconds | ratio |\n|---|---:|---:|")
     print(f"| closed form | {t1 - t0:.2f} | 1 |")
     print(f"| batched ablations | {t2 - t1:.2f} | {(t2 - t1) / max(t1 - t0, 1e-9):.0f}x |")

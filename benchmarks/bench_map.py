@@ -56,8 +56,15 @@ def synthetic_site(root: Path, n: int, seed: int = 0) -> str:
             if not len(members):
                 continue
             rep = int(members[np.argmin(((xy[members] - xy[members].mean(0)) ** 2).sum(1))])
-            entries.append({"name": f"group {lvl}.{c}", "x": round(float(xy[members, 0].mean()), 5),
-                            "y": round(float(xy[members, 1].mean()), 5), "size": int(len(members)), "rep": rep})
+            entries.append(
+                {
+                    "name": f"group {lvl}.{c}",
+                    "x": round(float(xy[members, 0].mean()), 5),
+                    "y": round(float(xy[members, 1].mean()), 5),
+                    "size": int(len(members)),
+                    "rep": rep,
+                }
+            )
         levels.append(entries)
     pos = [{int(e["name"].split(".")[1]): j for j, e in enumerate(lv)} for lv in levels]
     folder = root / "demo" / "layer" / "map"
@@ -70,26 +77,52 @@ def synthetic_site(root: Path, n: int, seed: int = 0) -> str:
         rows = -(-count // SHEET_COLUMNS)
         img = rng.integers(0, 255, size=(rows * THUMB, SHEET_COLUMNS * THUMB, 3), dtype=np.uint8)
         Image.fromarray(img).resize((SHEET_COLUMNS * THUMB // 4, rows * THUMB // 4)).resize(
-            (SHEET_COLUMNS * THUMB, rows * THUMB)).save(folder / f"sprites-{k}.webp", quality=80)
+            (SHEET_COLUMNS * THUMB, rows * THUMB)
+        ).save(folder / f"sprites-{k}.webp", quality=80)
         sheets.append(f"sprites-{k}.webp")
     data = {
-        "layer": "layer", "n": n,
-        "features": {"id": list(range(n)), "x": [round(float(v), 5) for v in xy[:, 0]],
-                     "y": [round(float(v), 5) for v in xy[:, 1]], "label": [f"feature {i}" for i in range(n)],
-                     "density": [0.01] * n, "max": [1.0] * n, "top": ["class 0 50%"] * n, "thumb": [1] * n,
-                     "cluster": [[pos[lvl][int(c)] for c in ids] for lvl, ids in enumerate(cluster_ids)]},
+        "layer": "layer",
+        "n": n,
+        "features": {
+            "id": list(range(n)),
+            "x": [round(float(v), 5) for v in xy[:, 0]],
+            "y": [round(float(v), 5) for v in xy[:, 1]],
+            "label": [f"feature {i}" for i in range(n)],
+            "density": [0.01] * n,
+            "max": [1.0] * n,
+            "top": ["class 0 50%"] * n,
+            "thumb": [1] * n,
+            "cluster": [[pos[lvl][int(c)] for c in ids] for lvl, ids in enumerate(cluster_ids)],
+        },
         "levels": levels,
         "sprites": {"px": THUMB, "columns": SHEET_COLUMNS, "per_sheet": per, "sheets": sheets},
-        "feature_href": "../f/{id}/index.html", "classes": ["class 0"], "class_hrefs": ["#"], "atlas": None,
+        "feature_href": "../f/{id}/index.html",
+        "classes": ["class 0"],
+        "class_hrefs": ["#"],
+        "atlas": None,
     }
     (folder / "data.js").write_text(js_global("ATLAS_MAP", data))
     site = pages.Site(title="bench", date="2026-01-01", base_url="", model="demo", version="bench")
     path = "demo/layer/map/index.html"
-    ctx = pages.base_context(site, path, "map", [], layer_name="layer", layer_href="demo/layer/index.html",
-                             clusters=[], n_levels=3, map_source="decoder directions", level_sizes=[len(lv) for lv in levels], has_atlas=False,
-                             atlas_points="0", atlas_grids=[], evaluation=[], n_points=str(n),
-                             scripts=["static/vendor/leaflet/leaflet.js", "demo/layer/map/data.js", "static/map.js"],
-                             body_class="map")
+    ctx = pages.base_context(
+        site,
+        path,
+        "map",
+        [],
+        layer_name="layer",
+        layer_href="demo/layer/index.html",
+        clusters=[],
+        n_levels=3,
+        map_source="decoder directions",
+        level_sizes=[len(lv) for lv in levels],
+        has_atlas=False,
+        atlas_points="0",
+        atlas_grids=[],
+        evaluation=[],
+        n_points=str(n),
+        scripts=["static/vendor/leaflet/leaflet.js", "demo/layer/map/data.js", "static/map.js"],
+        body_class="map",
+    )
     (root / path).write_text(make_environment().get_template("map.html").render(ctx))
     copy_static(root)
     return (root / path).resolve().as_uri()
@@ -155,21 +188,25 @@ def main() -> None:
             url = synthetic_site(Path(tmp) / f"n{n}", n)
             results[n] = measure(url, browser, args.frames)
         browser.close()
-    rows = [("first full paint, top clusters (ms)", lambda r: f"{r['paint_top_ms']:.0f}"),
-            ("first full paint, single features (ms)", lambda r: f"{r['paint_features_ms']:.0f}"),
-            ("pan fps, top clusters", lambda r: f"{r['pan_top']['fps']:.1f}"),
-            ("zoom fps, top clusters", lambda r: f"{r['zoom_top']['fps']:.1f}"),
-            ("pan fps, single features", lambda r: f"{r['pan_features']['fps']:.1f}"),
-            ("zoom fps, single features", lambda r: f"{r['zoom_features']['fps']:.1f}"),
-            ("p95 frame gap, pan features (ms)", lambda r: f"{r['pan_features']['p95']:.1f}"),
-            ("features in view at feature level", lambda r: r["visible"].split(": ")[-1].split()[0])]
+    rows = [
+        ("first full paint, top clusters (ms)", lambda r: f"{r['paint_top_ms']:.0f}"),
+        ("first full paint, single features (ms)", lambda r: f"{r['paint_features_ms']:.0f}"),
+        ("pan fps, top clusters", lambda r: f"{r['pan_top']['fps']:.1f}"),
+        ("zoom fps, top clusters", lambda r: f"{r['zoom_top']['fps']:.1f}"),
+        ("pan fps, single features", lambda r: f"{r['pan_features']['fps']:.1f}"),
+        ("zoom fps, single features", lambda r: f"{r['zoom_features']['fps']:.1f}"),
+        ("p95 frame gap, pan features (ms)", lambda r: f"{r['pan_features']['p95']:.1f}"),
+        ("features in view at feature level", lambda r: r["visible"].split(": ")[-1].split()[0]),
+    ]
     print(f"{'':42s}" + "".join(f"{n:>22,d}" for n in sizes))
     for name, fn in rows:
         print(f"{name:42s}" + "".join(f"{fn(results[n]):>22s}" for n in sizes))
     if len(sizes) > 1:
         a, b = results[sizes[0]], results[sizes[-1]]
-        print(f"ratio {sizes[-1]:,d}/{sizes[0]:,d}: paint {b['paint_top_ms'] / a['paint_top_ms']:.2f}x, "
-              f"pan fps (features) {b['pan_features']['fps'] / a['pan_features']['fps']:.2f}x")
+        print(
+            f"ratio {sizes[-1]:,d}/{sizes[0]:,d}: paint {b['paint_top_ms'] / a['paint_top_ms']:.2f}x, "
+            f"pan fps (features) {b['pan_features']['fps'] / a['pan_features']['fps']:.2f}x"
+        )
     for n in sizes:
         if results[n]["errors"]:
             print(f"errors at {n}: {results[n]['errors']}")

@@ -63,8 +63,17 @@ def render(art, out: Path, F: int, workers: int | None = None):
 
     out.mkdir(parents=True)
     t0 = time.perf_counter()
-    summary = render_site(artifacts=art, layers=[LAYER], model_name=MODEL, title="bench", date="2026-01-01",
-                          base_url="", out_dir=out, progress=progress, workers=workers)
+    summary = render_site(
+        artifacts=art,
+        layers=[LAYER],
+        model_name=MODEL,
+        title="bench",
+        date="2026-01-01",
+        base_url="",
+        out_dir=out,
+        progress=progress,
+        workers=workers,
+    )
     total = time.perf_counter() - t0
     return summary, total, marks["end"] - marks["start"], marks["cpu_end"] - marks["cpu_start"]
 
@@ -93,7 +102,9 @@ def tree_digest(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         if p.is_file():
-            h.update(p.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+            h.update(
+                p.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest()
+            )
     return h.hexdigest()
 
 
@@ -132,8 +143,14 @@ def page_parts(site: Path) -> dict[str, float]:
         for a, b in zip(starts, starts[1:]):
             block = body[a:b]
             title = re.search(r'id="([a-z]+)-title"|aria-labelledby="([a-z0-9-]+)"|class="([a-z-]+)"', block)
-            name = next((g for g in title.groups() if g), "other").removesuffix("-title") if title else "other"
-            name = {"related-1": "related 1 (similar)", "related-2": "related 2", "related-3": "related 3"}.get(name, name)
+            name = (
+                next((g for g in title.groups() if g), "other").removesuffix("-title") if title else "other"
+            )
+            name = {
+                "related-1": "related 1 (similar)",
+                "related-2": "related 2",
+                "related-3": "related 3",
+            }.get(name, name)
             parts[name] = parts.get(name, 0) + len(block.encode())
         for k, v in parts.items():
             totals[k] = totals.get(k, 0) + v
@@ -164,29 +181,51 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=3000, help="dataset images of the synthetic layer")
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--k", type=int, default=12, help="top examples per unit (examples.top_k default)")
-    ap.add_argument("--band-samples", type=int, default=3,
-                    help="examples per activation band, 6 bands (examples.band_samples default; 0: no bands)")
+    ap.add_argument(
+        "--band-samples",
+        type=int,
+        default=3,
+        help="examples per activation band, 6 bands (examples.band_samples default; 0: no bands)",
+    )
     ap.add_argument("--vis-size", type=int, default=64, help="featurevis.image_size default")
     ap.add_argument("--thumb-size", type=int, default=48, help="featurevis.thumb_size default")
-    ap.add_argument("--real-site", type=Path, default=None, help="a built site for per-unit sizes (projection)")
+    ap.add_argument(
+        "--real-site", type=Path, default=None, help="a built site for per-unit sizes (projection)"
+    )
     ap.add_argument("--budget-mb", type=float, default=900.0)
     ap.add_argument("--rebuild", action="store_true", help="also time a no-change rebuild of the tiny config")
     ap.add_argument("--profile", type=int, default=0, help="cProfile this many feature pages")
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--workers", default="1,2",
-                    help="comma-separated render process counts to compare (the last one's site is measured)")
+    ap.add_argument(
+        "--workers",
+        default="1,2",
+        help="comma-separated render process counts to compare (the last one's site is measured)",
+    )
     args = ap.parse_args()
     F, C = args.features, args.neurons
 
     tmp = tempfile.TemporaryDirectory()
     work = args.workdir or Path(tmp.name)
     t0 = time.perf_counter()
-    art = make_fake_artifacts(work / "art", n_classes=args.classes, n_features=F, n_neurons=C, n_images=args.images,
-                              image_size=32, layers=(LAYER,), k=args.k, grid=7, vis_size=args.vis_size,
-                              thumb_size=args.thumb_size, band_samples=args.band_samples)
+    art = make_fake_artifacts(
+        work / "art",
+        n_classes=args.classes,
+        n_features=F,
+        n_neurons=C,
+        n_images=args.images,
+        image_size=32,
+        layers=(LAYER,),
+        k=args.k,
+        grid=7,
+        vis_size=args.vis_size,
+        thumb_size=args.thumb_size,
+        band_samples=args.band_samples,
+    )
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"synthetic artifacts: {F:,} features x {C:,} neurons, {args.images:,} images "
-          f"({time.perf_counter() - t0:.1f} s to write)")
+    print(
+        f"synthetic artifacts: {F:,} features x {C:,} neurons, {args.images:,} images "
+        f"({time.perf_counter() - t0:.1f} s to write)"
+    )
 
     if args.profile:
         profile_pages(art, work / "profile", args.profile)
@@ -198,15 +237,20 @@ def main() -> None:
         rates[n] = F / feat
         # With one worker the pages render in this process: pages per CPU-second is what one idle core does.
         per_cpu = f"; {F / cpu:,.0f} pages per CPU-second in-process" if n == 1 else ""
-        print(f"workers={n}: render {summary.pages:,} pages, {summary.files:,} files, {mb(summary.bytes)} in "
-              f"{total:.1f} s; feature pages: {F:,} in {feat:.1f} s = {F / feat:,.0f} pages/s{per_cpu} "
-              f"(target >= 500/s on 2 cores)")
+        print(
+            f"workers={n}: render {summary.pages:,} pages, {summary.files:,} files, {mb(summary.bytes)} in "
+            f"{total:.1f} s; feature pages: {F:,} in {feat:.1f} s = {F / feat:,.0f} pages/s{per_cpu} "
+            f"(target >= 500/s on 2 cores)"
+        )
     if len(rates) > 1:
         base = next(iter(rates.values()))
         print("speed-up: " + ", ".join(f"{n} workers {r / base:.2f}x" for n, r in rates.items()))
     if len(rates) > 1:
         digests = {n: tree_digest(work / f"site-w{n}") for n in rates}
-        print("same bytes for every worker count: " + ("yes" if len(set(digests.values())) == 1 else f"NO {digests}"))
+        print(
+            "same bytes for every worker count: "
+            + ("yes" if len(set(digests.values())) == 1 else f"NO {digests}")
+        )
     site = site_dir
     parts = size_breakdown(site)
     for name, size in sorted(parts.items(), key=lambda kv: -kv[1]):
@@ -217,29 +261,46 @@ def main() -> None:
 
     if args.real_site:
         real = real_unit_bytes(args.real_site)
-        print(f"real site {args.real_site} ({real['layer']}: {real['n_features']} features, {real['n_neurons']} "
-              f"neurons): {real['f'] / 1e3:.1f} KB per feature, {real['n'] / 1e3:.1f} KB per neuron, "
-              f"{real['images'] / max(real['n_images'], 1) / 1e3:.1f} KB per dataset image")
+        print(
+            f"real site {args.real_site} ({real['layer']}: {real['n_features']} features, {real['n_neurons']} "
+            f"neurons): {real['f'] / 1e3:.1f} KB per feature, {real['n'] / 1e3:.1f} KB per neuron, "
+            f"{real['images'] / max(real['n_images'], 1) / 1e3:.1f} KB per dataset image"
+        )
         for name, size in sorted(page_parts(args.real_site).items(), key=lambda kv: -kv[1]):
             print(f"  {size / 1e3:8.1f} KB  per feature page: {name}")
-        synth_units = sum(p.stat().st_size for kind in ("f", "n")
-                          for p in (site / MODEL / LAYER / kind).rglob("*") if p.is_file())
+        synth_units = sum(
+            p.stat().st_size
+            for kind in ("f", "n")
+            for p in (site / MODEL / LAYER / kind).rglob("*")
+            if p.is_file()
+        )
         layer_rest = parts_total = sum(parts.values())
         layer_rest = parts_total - synth_units - parts.get("dataset images (images/)", 0)
         weights = 8 * F * C
         synth_weights = (site / "data" / MODEL / LAYER / "sae" / "sae.npz").stat().st_size
-        n_img = min(F * args.k + C * args.k, 50_000)  # distinct dataset images referenced, capped by a 50k dataset
-        projected = (F * real["f"] + C * real["n"] + (layer_rest - synth_weights) + weights
-                     + n_img * real["images"] / max(real["n_images"], 1))
-        print(f"projected full layer ({F:,} features, {C:,} channels, default settings): {mb(projected)} "
-              f"= units {mb(F * real['f'] + C * real['n'])} + layer pages/export {mb(layer_rest - synth_weights)} "
-              f"+ SAE weights {mb(weights)} + up to {n_img:,} dataset images "
-              f"{mb(n_img * real['images'] / max(real['n_images'], 1))}; budget {args.budget_mb:g} MB: "
-              f"{'fits' if projected <= args.budget_mb * 1e6 else 'OVER'}")
+        n_img = min(
+            F * args.k + C * args.k, 50_000
+        )  # distinct dataset images referenced, capped by a 50k dataset
+        projected = (
+            F * real["f"]
+            + C * real["n"]
+            + (layer_rest - synth_weights)
+            + weights
+            + n_img * real["images"] / max(real["n_images"], 1)
+        )
+        print(
+            f"projected full layer ({F:,} features, {C:,} channels, default settings): {mb(projected)} "
+            f"= units {mb(F * real['f'] + C * real['n'])} + layer pages/export {mb(layer_rest - synth_weights)} "
+            f"+ SAE weights {mb(weights)} + up to {n_img:,} dataset images "
+            f"{mb(n_img * real['images'] / max(real['n_images'], 1))}; budget {args.budget_mb:g} MB: "
+            f"{'fits' if projected <= args.budget_mb * 1e6 else 'OVER'}"
+        )
 
     if args.rebuild:
         first, again = rebuild_time()
-        print(f"tiny config: first build {first:.1f} s, no-change rebuild {again:.2f} s ({first / again:.0f}x faster)")
+        print(
+            f"tiny config: first build {first:.1f} s, no-change rebuild {again:.2f} s ({first / again:.0f}x faster)"
+        )
 
 
 if __name__ == "__main__":

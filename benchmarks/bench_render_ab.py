@@ -69,22 +69,50 @@ def main() -> None:
     F = args.features
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        art = make_fake_artifacts(work / "art", n_classes=100, n_features=F, n_neurons=args.neurons,
-                                  n_images=args.images, image_size=32, layers=(LAYER,), k=12, grid=7, vis_size=64,
-                                  thumb_size=48, band_samples=args.band_samples)
+        art = make_fake_artifacts(
+            work / "art",
+            n_classes=100,
+            n_features=F,
+            n_neurons=args.neurons,
+            n_images=args.images,
+            image_size=32,
+            layers=(LAYER,),
+            k=12,
+            grid=7,
+            vis_size=64,
+            thumb_size=48,
+            band_samples=args.band_samples,
+        )
         art_json = json.dumps({k: str(v) for k, v in art.items()})
         trees = {"base": args.base.resolve(), "this": ROOT}
         rates: dict[str, list[float]] = {name: [] for name in trees}
         sizes = {}
-        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {F:,} features x "
-              f"{args.neurons:,} neurons, {args.band_samples} band samples, {args.workers} workers")
+        print(
+            f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {F:,} features x "
+            f"{args.neurons:,} neurons, {args.band_samples} band samples, {args.workers} workers"
+        )
         for r in range(args.rounds):
             for name, tree in trees.items():
                 out = work / f"site-{name}-{r}"
                 out.mkdir()
                 env = {**os.environ, "PYTHONPATH": str(tree)}
-                res = subprocess.run([sys.executable, "-c", RENDER, art_json, str(out), str(F), str(args.workers),
-                                      LAYER, MODEL], env=env, cwd=tree, capture_output=True, text=True)
+                res = subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        RENDER,
+                        art_json,
+                        str(out),
+                        str(F),
+                        str(args.workers),
+                        LAYER,
+                        MODEL,
+                    ],
+                    env=env,
+                    cwd=tree,
+                    capture_output=True,
+                    text=True,
+                )
                 if res.returncode:
                     sys.exit(f"{name} ({tree}) failed:\n{res.stderr[-3000:]}")
                 rate = json.loads(res.stdout.strip().splitlines()[-1])["rate"]
@@ -94,10 +122,14 @@ def main() -> None:
         med = {name: statistics.median(v) for name, v in rates.items()}
         for name in trees:
             page, folder = sizes[name]
-            print(f"{name}: median {med[name]:,.0f} feature pages/s; feature page {page / 1e3:.1f} KB, "
-                  f"folder {folder / 1e3:.1f} KB")
-        print(f"this / base: speed {med['this'] / med['base']:.2f}x, page bytes "
-              f"{sizes['this'][0] / sizes['base'][0]:.2f}x, folder bytes {sizes['this'][1] / sizes['base'][1]:.2f}x")
+            print(
+                f"{name}: median {med[name]:,.0f} feature pages/s; feature page {page / 1e3:.1f} KB, "
+                f"folder {folder / 1e3:.1f} KB"
+            )
+        print(
+            f"this / base: speed {med['this'] / med['base']:.2f}x, page bytes "
+            f"{sizes['this'][0] / sizes['base'][0]:.2f}x, folder bytes {sizes['this'][1] / sizes['base'][1]:.2f}x"
+        )
 
 
 if __name__ == "__main__":

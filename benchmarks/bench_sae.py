@@ -110,7 +110,7 @@ def make_synthetic(n: int, n_heldout: int, d: int, n_atoms: int, k_true: int, se
         idx = torch.rand(rows, n_atoms, generator=gen).argsort(dim=1)[:, :k_true]
         mags = 0.5 + torch.rand(rows, k_true, generator=gen)  # U(0.5, 1.5)
         x = torch.einsum("nk,nkd->nd", mags, atoms[idx]) + offset
-        out[start:start + rows] = x + 0.01 * torch.randn(rows, d, generator=gen)
+        out[start : start + rows] = x + 0.01 * torch.randn(rows, d, generator=gen)
     return out[:n].contiguous(), out[n:].contiguous(), atoms
 
 
@@ -171,8 +171,9 @@ def gao_criterion(d_in: int, d_sae: int, batch_size: int, steps: int):
         fired = (codes > 0).any(0)
         state["since"] = torch.where(fired, 0, state["since"] + x.shape[0])
         dead = state["since"] >= dead_after
-        aux = asae.auxk_loss(types.SimpleNamespace(W_dec=dictionary), torch.relu(pre_codes), dead,
-                             residual.detach(), k_aux)
+        aux = asae.auxk_loss(
+            types.SimpleNamespace(W_dec=dictionary), torch.relu(pre_codes), dead, residual.detach(), k_aux
+        )
         return mse + asae.AUXK_ALPHA * aux
 
     return criterion
@@ -197,12 +198,23 @@ def train_overcomplete(train, *, d_sae, k, steps, batch_size, lr, seed, loss, de
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(steps))
     batches = Batches(prepared, batch_size, steps, seed)
     start = time.perf_counter()
-    oc_train_sae(model, batches, criterion, optimizer, scheduler, nb_epochs=1, clip_grad=1.0,
-                 monitoring=0, device="cpu")
+    oc_train_sae(
+        model,
+        batches,
+        criterion,
+        optimizer,
+        scheduler,
+        nb_epochs=1,
+        clip_grad=1.0,
+        monitoring=0,
+        device="cpu",
+    )
     seconds = time.perf_counter() - start
     model.eval()
-    return PeerAdapter(model, mean, scale), {"loop_seconds": seconds,
-                                             "samples_per_second": steps * batch_size / seconds}
+    return PeerAdapter(model, mean, scale), {
+        "loop_seconds": seconds,
+        "samples_per_second": steps * batch_size / seconds,
+    }
 
 
 class PeerAdapter:
@@ -247,7 +259,13 @@ class ExactBatchTopK:
     """Either model evaluated with exact batch top-k (k * rows actives per evaluation batch): L0 = k."""
 
     def __init__(self, adapter, k: int):
-        self.a, self.k, self.W_dec, self.d_in, self.d_sae = adapter, k, adapter.W_dec, adapter.d_in, adapter.d_sae
+        self.a, self.k, self.W_dec, self.d_in, self.d_sae = (
+            adapter,
+            k,
+            adapter.W_dec,
+            adapter.d_in,
+            adapter.d_sae,
+        )
 
     def encode(self, x):
         return asae.batch_topk_codes(self.a.encode_acts(x), self.k)[0]
@@ -315,30 +333,90 @@ def speed_bursts(train, *, d_sae, k, batch_size, seed, peers, burst_steps, reps,
     runs = {"floor": [], "atlasgen": [], **{PEER_LABEL[p]: [] for p in peers}}
     for _ in range(reps):
         runs["floor"].append(matmul_floor(batch_size, train.shape[1], d_sae, seconds=1.0))
-        _, stats = asae.train_sae(ours_input(train), d_sae=d_sae, architecture="batchtopk", k=k, steps=burst_steps,
-                                  batch_size=batch_size, lr=LR, seed=seed, dead_after_samples=dead_after)
+        _, stats = asae.train_sae(
+            ours_input(train),
+            d_sae=d_sae,
+            architecture="batchtopk",
+            k=k,
+            steps=burst_steps,
+            batch_size=batch_size,
+            lr=LR,
+            seed=seed,
+            dead_after_samples=dead_after,
+        )
         runs["atlasgen"].append(stats["samples_per_second"])
         for loss in peers:
-            _, speed = train_overcomplete(train, d_sae=d_sae, k=k, steps=burst_steps, batch_size=batch_size,
-                                          lr=LR, seed=seed, loss=loss, dead_steps=full_steps)
+            _, speed = train_overcomplete(
+                train,
+                d_sae=d_sae,
+                k=k,
+                steps=burst_steps,
+                batch_size=batch_size,
+                lr=LR,
+                seed=seed,
+                loss=loss,
+                dead_steps=full_steps,
+            )
             runs[PEER_LABEL[loss]].append(speed["samples_per_second"])
     return {label: float(np.median(v)) for label, v in runs.items()}, runs
 
 
-def run_dataset(name, train, heldout, *, d_sae, k, steps, batch_size, seed, atoms=None, peers=("own", "matched"),
-                burst_steps=20, speed_reps=3, speed_only=False):
+def run_dataset(
+    name,
+    train,
+    heldout,
+    *,
+    d_sae,
+    k,
+    steps,
+    batch_size,
+    seed,
+    atoms=None,
+    peers=("own", "matched"),
+    burst_steps=20,
+    speed_reps=3,
+    speed_only=False,
+):
     d = train.shape[1]
-    print(f"\n== {name}: {len(train)} training x {d} dims, {len(heldout)} held-out; d_sae {d_sae}, k {k}, "
-          f"{steps} steps x {batch_size} (lr {LR}, atlasgen schedule) -- load {loadavg()}", flush=True)
+    print(
+        f"\n== {name}: {len(train)} training x {d} dims, {len(heldout)} held-out; d_sae {d_sae}, k {k}, "
+        f"{steps} steps x {batch_size} (lr {LR}, atlasgen schedule) -- load {loadavg()}",
+        flush=True,
+    )
     rows = {}
-    speed, bursts = speed_bursts(train, d_sae=d_sae, k=k, batch_size=batch_size, seed=seed, peers=peers,
-                                 burst_steps=burst_steps, reps=speed_reps, full_steps=steps)
+    speed, bursts = speed_bursts(
+        train,
+        d_sae=d_sae,
+        k=k,
+        batch_size=batch_size,
+        seed=seed,
+        peers=peers,
+        burst_steps=burst_steps,
+        reps=speed_reps,
+        full_steps=steps,
+    )
     floor = speed["floor"]
-    print(f"  speed, median of {speed_reps} alternating bursts of {burst_steps} steps (samples/s): "
-          + ", ".join(f"{label} {v:,.0f}" for label, v in speed.items()) + f" -- load {loadavg()}", flush=True)
-    result = {"floor_samples_per_second": floor, "d_in": d, "d_sae": d_sae, "k": k, "steps": steps,
-              "batch_size": batch_size, "n_train": len(train), "n_heldout": len(heldout), "rows": rows,
-              "burst_steps": burst_steps, "speed_reps": speed_reps, "bursts": bursts, "speed_only": speed_only}
+    print(
+        f"  speed, median of {speed_reps} alternating bursts of {burst_steps} steps (samples/s): "
+        + ", ".join(f"{label} {v:,.0f}" for label, v in speed.items())
+        + f" -- load {loadavg()}",
+        flush=True,
+    )
+    result = {
+        "floor_samples_per_second": floor,
+        "d_in": d,
+        "d_sae": d_sae,
+        "k": k,
+        "steps": steps,
+        "batch_size": batch_size,
+        "n_train": len(train),
+        "n_heldout": len(heldout),
+        "rows": rows,
+        "burst_steps": burst_steps,
+        "speed_reps": speed_reps,
+        "bursts": bursts,
+        "speed_only": speed_only,
+    }
     if speed_only:
         for label in speed:
             if label != "floor":
@@ -348,25 +426,45 @@ def run_dataset(name, train, heldout, *, d_sae, k, steps, batch_size, seed, atom
     def score(label, adapter, run_speed):
         ev = asae.evaluate_sae(adapter, heldout)
         exact = asae.evaluate_sae(ExactBatchTopK(adapter, k), heldout)
-        row = {"samples_per_second": speed[label], "full_run_samples_per_second": run_speed["samples_per_second"],
-               "full_run_seconds": run_speed["loop_seconds"], "fvu": ev["fvu"], "l0": ev["l0"], "dead_fraction": ev["dead_fraction"],
-               "dense_fraction": ev["dense_fraction"], "fvu_at_l0_k": exact["fvu"],
-               "dead_at_l0_k": exact["dead_fraction"], "load_after": loadavg()}
+        row = {
+            "samples_per_second": speed[label],
+            "full_run_samples_per_second": run_speed["samples_per_second"],
+            "full_run_seconds": run_speed["loop_seconds"],
+            "fvu": ev["fvu"],
+            "l0": ev["l0"],
+            "dead_fraction": ev["dead_fraction"],
+            "dense_fraction": ev["dense_fraction"],
+            "fvu_at_l0_k": exact["fvu"],
+            "dead_at_l0_k": exact["dead_fraction"],
+            "load_after": loadavg(),
+        }
         if atoms is not None:
             row.update(recovery(atoms, adapter.W_dec))
         row["floor_fraction"] = row["samples_per_second"] / floor
         rows[label] = row
-        print(f"  {label:<20} full run {row['full_run_samples_per_second']:9,.0f} samples/s  fvu {row['fvu']:.4f}  l0 {row['l0']:.2f}  "
-              f"dead {row['dead_fraction']:.3f}  fvu@L0=k {row['fvu_at_l0_k']:.4f}"
-              + (f"  recovery {row['recovery']:.3f}" if atoms is not None else "") + f"  (load {row['load_after']})",
-              flush=True)
+        print(
+            f"  {label:<20} full run {row['full_run_samples_per_second']:9,.0f} samples/s  fvu {row['fvu']:.4f}  l0 {row['l0']:.2f}  "
+            f"dead {row['dead_fraction']:.3f}  fvu@L0=k {row['fvu_at_l0_k']:.4f}"
+            + (f"  recovery {row['recovery']:.3f}" if atoms is not None else "")
+            + f"  (load {row['load_after']})",
+            flush=True,
+        )
 
-    sae, stats = asae.train_sae(ours_input(train), d_sae=d_sae, architecture="batchtopk", k=k, steps=steps,
-                                batch_size=batch_size, lr=LR, seed=seed)
+    sae, stats = asae.train_sae(
+        ours_input(train),
+        d_sae=d_sae,
+        architecture="batchtopk",
+        k=k,
+        steps=steps,
+        batch_size=batch_size,
+        lr=LR,
+        seed=seed,
+    )
     score("atlasgen", OursAdapter(sae.eval()), stats)
     for loss in peers:
-        model, run_speed = train_overcomplete(train, d_sae=d_sae, k=k, steps=steps, batch_size=batch_size,
-                                          lr=LR, seed=seed, loss=loss)
+        model, run_speed = train_overcomplete(
+            train, d_sae=d_sae, k=k, steps=steps, batch_size=batch_size, lr=LR, seed=seed, loss=loss
+        )
         score(PEER_LABEL[loss], model, run_speed)
     return result
 
@@ -374,18 +472,29 @@ def run_dataset(name, train, heldout, *, d_sae, k, steps, batch_size, seed, atom
 def print_table(name, res):
     rows = res["rows"]
     labels = list(rows)
-    metrics = [("samples/s (bursts, median)", "samples_per_second", "{:,.0f}"), ("x floor", "floor_fraction", "{:.3f}")]
+    metrics = [
+        ("samples/s (bursts, median)", "samples_per_second", "{:,.0f}"),
+        ("x floor", "floor_fraction", "{:.3f}"),
+    ]
     if not res["speed_only"]:
-        metrics += [("samples/s (full run)", "full_run_samples_per_second", "{:,.0f}"),
-                    ("FVU (inference)", "fvu", "{:.4f}"), ("L0 (inference)", "l0", "{:.2f}"),
-                    ("dead fraction", "dead_fraction", "{:.3f}"), ("FVU at L0 = k", "fvu_at_l0_k", "{:.4f}"),
-                    ("dead at L0 = k", "dead_at_l0_k", "{:.3f}")]
+        metrics += [
+            ("samples/s (full run)", "full_run_samples_per_second", "{:,.0f}"),
+            ("FVU (inference)", "fvu", "{:.4f}"),
+            ("L0 (inference)", "l0", "{:.2f}"),
+            ("dead fraction", "dead_fraction", "{:.3f}"),
+            ("FVU at L0 = k", "fvu_at_l0_k", "{:.4f}"),
+            ("dead at L0 = k", "dead_at_l0_k", "{:.3f}"),
+        ]
         if "recovery" in rows[labels[0]]:
-            metrics += [("recovery (mean best cos)", "recovery", "{:.3f}"),
-                        ("atoms with cos > 0.9", "recovered_0.9", "{:.3f}")]
-    print(f"\n{name}: d {res['d_in']} -> {res['d_sae']}, k {res['k']}, {res['steps']} steps x {res['batch_size']}; "
-          f"floor {res['floor_samples_per_second']:,.0f} samples/s; speed = median of {res['speed_reps']} "
-          f"alternating bursts of {res['burst_steps']} steps")
+            metrics += [
+                ("recovery (mean best cos)", "recovery", "{:.3f}"),
+                ("atoms with cos > 0.9", "recovered_0.9", "{:.3f}"),
+            ]
+    print(
+        f"\n{name}: d {res['d_in']} -> {res['d_sae']}, k {res['k']}, {res['steps']} steps x {res['batch_size']}; "
+        f"floor {res['floor_samples_per_second']:,.0f} samples/s; speed = median of {res['speed_reps']} "
+        f"alternating bursts of {res['burst_steps']} steps"
+    )
     print(f"| {'measure':<26} | " + " | ".join(f"{lab:>20}" for lab in labels) + " |")
     print(f"|{'-' * 28}|" + "|".join("-" * 21 + ":" for _ in labels) + "|")
     for title, key, fmt in metrics:
@@ -395,10 +504,12 @@ def print_table(name, res):
         peer = rows[lab]
         line = f"  atlasgen vs {lab}: speed {ours['samples_per_second'] / peer['samples_per_second']:.2f}x (target >= 1.5)"
         if not res["speed_only"]:
-            line += (f", full runs {ours['full_run_samples_per_second'] / peer['full_run_samples_per_second']:.2f}x; "
-                     f"FVU {ours['fvu']:.4f} vs {peer['fvu']:.4f} at L0 {ours['l0']:.1f} vs {peer['l0']:.1f}; "
-                     f"at L0 = k {ours['fvu_at_l0_k']:.4f} vs {peer['fvu_at_l0_k']:.4f} (target <=); "
-                     f"dead {ours['dead_fraction']:.3f} vs {peer['dead_fraction']:.3f} (target <=)")
+            line += (
+                f", full runs {ours['full_run_samples_per_second'] / peer['full_run_samples_per_second']:.2f}x; "
+                f"FVU {ours['fvu']:.4f} vs {peer['fvu']:.4f} at L0 {ours['l0']:.1f} vs {peer['l0']:.1f}; "
+                f"at L0 = k {ours['fvu_at_l0_k']:.4f} vs {peer['fvu_at_l0_k']:.4f} (target <=); "
+                f"dead {ours['dead_fraction']:.3f} vs {peer['dead_fraction']:.3f} (target <=)"
+            )
         print(line)
 
 
@@ -412,10 +523,17 @@ def main() -> None:
     parser.add_argument("--datasets", default="demo,synthetic", help="comma-separated: demo, synthetic")
     parser.add_argument("--peers", default="own,matched", help="overcomplete variants: own, matched")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
-    parser.add_argument("--atlasgen-tensor", action="store_true",
-                        help="give atlasgen's trainer the torch tensor instead of a numpy array (see the docs)")
-    parser.add_argument("--speed-only", action="store_true", help="only the alternating speed bursts, no full runs")
-    parser.add_argument("--speed-reps", type=int, default=3, help="alternating speed bursts per trainer (default 3)")
+    parser.add_argument(
+        "--atlasgen-tensor",
+        action="store_true",
+        help="give atlasgen's trainer the torch tensor instead of a numpy array (see the docs)",
+    )
+    parser.add_argument(
+        "--speed-only", action="store_true", help="only the alternating speed bursts, no full runs"
+    )
+    parser.add_argument(
+        "--speed-reps", type=int, default=3, help="alternating speed bursts per trainer (default 3)"
+    )
     parser.add_argument("--synthetic-n", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results here")
@@ -424,16 +542,24 @@ def main() -> None:
     try:  # fail early when the bench extra is missing
         import overcomplete  # noqa: F401
     except ImportError as exc:
-        sys.exit(f"bench_sae needs the bench extra (overcomplete 0.3.0, Python < 3.13): "
-                 f"pip install -e '.[bench]' -c constraints.txt ({exc})")
+        sys.exit(
+            f"bench_sae needs the bench extra (overcomplete 0.3.0, Python < 3.13): "
+            f"pip install -e '.[bench]' -c constraints.txt ({exc})"
+        )
 
     if args.threads:
         torch.set_num_threads(args.threads)
     ATLASGEN_INPUT["kind"] = "tensor" if args.atlasgen_tensor else "numpy"
-    print(f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"overcomplete {_version('overcomplete')}; {platform.machine()}, {os.cpu_count()} CPUs; load {loadavg()}")
-    results = {"load_before": loadavg(), "threads": torch.get_num_threads(), "argv": sys.argv[1:],
-               "atlasgen_input": ATLASGEN_INPUT["kind"]}
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"overcomplete {_version('overcomplete')}; {platform.machine()}, {os.cpu_count()} CPUs; load {loadavg()}"
+    )
+    results = {
+        "load_before": loadavg(),
+        "threads": torch.get_num_threads(),
+        "argv": sys.argv[1:],
+        "atlasgen_input": ATLASGEN_INPUT["kind"],
+    }
     peers = tuple(p for p in args.peers.split(",") if p)
     if any(p not in PEER_LABEL for p in peers):
         parser.error(f"--peers: choose from {sorted(PEER_LABEL)}")
@@ -442,13 +568,24 @@ def main() -> None:
         if name == "demo":
             demo = load_demo(ROOT)
             if demo is None:
-                print("\n== demo: no cached activations under .atlasgen/activations; run `atlasgen build -q` first")
+                print(
+                    "\n== demo: no cached activations under .atlasgen/activations; run `atlasgen build -q` first"
+                )
                 continue
             train, heldout, where = demo
             print(f"\n(demo activations: {where})")
             steps = args.steps or (300 if args.quick else 3000)
-            res = run_dataset("demo mixed5b", train, heldout, d_sae=args.expansion * train.shape[1], k=args.k or 8,
-                              steps=steps, batch_size=args.batch_size or 512, burst_steps=min(steps, 100), **common)
+            res = run_dataset(
+                "demo mixed5b",
+                train,
+                heldout,
+                d_sae=args.expansion * train.shape[1],
+                k=args.k or 8,
+                steps=steps,
+                batch_size=args.batch_size or 512,
+                burst_steps=min(steps, 100),
+                **common,
+            )
             res["source"] = where
         elif name == "synthetic":
             n = 8_192 if args.quick else args.synthetic_n
@@ -456,11 +593,22 @@ def main() -> None:
             d_sae = args.expansion * d
             # a seed of its own: atlasgen's init draws from torch.Generator(seed), and the same stream
             # would hand it the true atoms as its initial decoder
-            train, heldout, atoms = make_synthetic(n, 2_048 if args.quick else 8_192, d, d_sae // 2, k_true,
-                                                   seed=1_000_003 + args.seed)
+            train, heldout, atoms = make_synthetic(
+                n, 2_048 if args.quick else 8_192, d, d_sae // 2, k_true, seed=1_000_003 + args.seed
+            )
             steps = args.steps or (30 if args.quick else 600)
-            res = run_dataset("synthetic", train, heldout, d_sae=d_sae, k=args.k or k_true, steps=steps,
-                              batch_size=args.batch_size or 512, atoms=atoms, burst_steps=min(steps, 30), **common)
+            res = run_dataset(
+                "synthetic",
+                train,
+                heldout,
+                d_sae=d_sae,
+                k=args.k or k_true,
+                steps=steps,
+                batch_size=args.batch_size or 512,
+                atoms=atoms,
+                burst_steps=min(steps, 30),
+                **common,
+            )
             res.update({"n_atoms": d_sae // 2, "k_true": k_true})
         else:
             parser.error(f"unknown data set {name!r}")
@@ -469,8 +617,10 @@ def main() -> None:
     for name in ("demo", "synthetic"):
         if name in results:
             print_table(name, results[name])
-    print(f"\nload average before {results['load_before']}, after {results['load_after']}; "
-          f"{results['threads']} torch threads")
+    print(
+        f"\nload average before {results['load_before']}, after {results['load_after']}; "
+        f"{results['threads']} torch threads"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -73,16 +73,37 @@ def main() -> None:
         W = torch.randn(c, 16 * c, device=dev)
         v = torch.randn(h * w * args.batch, c, device=dev)
         s = _timed(lambda: torch.relu(v @ W), args.repeats)
-        rows[f"encode {layer} 16x ({c}->{16 * c})"] = {"per_s": len(v) / s, "unit": "vectors", "flops": 2 * c * 16 * c}
+        rows[f"encode {layer} 16x ({c}->{16 * c})"] = {
+            "per_s": len(v) / s,
+            "unit": "vectors",
+            "flops": 2 * c * 16 * c,
+        }
     # Feature visualisation: one step = forward to the layer and backward to the pixels, 128 px.
     from atlasgen.featurevis import STANDARD_TRANSFORMS, render_units
 
     layer = "mixed4a"
     n_units, steps = 4, 4
-    s = _timed(lambda: render_units(model, layer, list(range(n_units)), image_size=128, steps=steps, batch_size=n_units,
-                                    device=dev, transforms=STANDARD_TRANSFORMS.for_size(128)), 1)
-    img = torch.rand(1, 3, 128 + 2 * STANDARD_TRANSFORMS.for_size(128).pad, 128 + 2 * STANDARD_TRANSFORMS.for_size(128).pad,
-                     device=dev, requires_grad=True)
+    s = _timed(
+        lambda: render_units(
+            model,
+            layer,
+            list(range(n_units)),
+            image_size=128,
+            steps=steps,
+            batch_size=n_units,
+            device=dev,
+            transforms=STANDARD_TRANSFORMS.for_size(128),
+        ),
+        1,
+    )
+    img = torch.rand(
+        1,
+        3,
+        128 + 2 * STANDARD_TRANSFORMS.for_size(128).pad,
+        128 + 2 * STANDARD_TRANSFORMS.for_size(128).pad,
+        device=dev,
+        requires_grad=True,
+    )
 
     def fwd_bwd():
         from atlasgen.models import capture
@@ -94,7 +115,11 @@ def main() -> None:
                 pass
         acts[layer].mean().backward()
 
-    rows[f"featurevis {layer} 128px"] = {"per_s": n_units * steps / s, "unit": "unit-steps", "flops": _flops(fwd_bwd)}
+    rows[f"featurevis {layer} 128px"] = {
+        "per_s": n_units * steps / s,
+        "unit": "unit-steps",
+        "flops": _flops(fwd_bwd),
+    }
     # SAE training, BatchTopK, 16x of mixed4d's 528 channels, k 32.
     from atlasgen.sae import train_sae
 
@@ -102,11 +127,16 @@ def main() -> None:
     data = np.random.default_rng(0).standard_normal((batch * steps, d)).astype(np.float32)
     t = time.perf_counter()
     _, stats = train_sae(data, d_sae=16 * d, k=32, steps=steps, batch_size=batch, device=dev)
-    rows[f"sae train {d}->{16 * d} k32"] = {"per_s": stats["samples_per_second"], "unit": "vectors",
-                                            "flops": 6 * d * 16 * d}  # dense encoder (2dF) + sparse steps; ~3x fwd
+    rows[f"sae train {d}->{16 * d} k32"] = {
+        "per_s": stats["samples_per_second"],
+        "unit": "vectors",
+        "flops": 6 * d * 16 * d,
+    }  # dense encoder (2dF) + sparse steps; ~3x fwd
     print(f"{'case':<36} {'throughput':>16} {'GFLOP/item':>11} {'GFLOP/s':>9}")
     for name, r in rows.items():
-        print(f"{name:<36} {r['per_s']:>10.1f} {r['unit']:<5} {r['flops'] / 1e9:>11.3f} {r['per_s'] * r['flops'] / 1e9:>9.1f}")
+        print(
+            f"{name:<36} {r['per_s']:>10.1f} {r['unit']:<5} {r['flops'] / 1e9:>11.3f} {r['per_s'] * r['flops'] / 1e9:>9.1f}"
+        )
     print(json.dumps({"device": str(dev), "threads": torch.get_num_threads(), "rows": rows}))
 
 

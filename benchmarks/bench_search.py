@@ -36,8 +36,20 @@ from atlasgen.site.build import render_site  # noqa: E402
 from atlasgen.site.fmt import js_global  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-CLASSES = ["red circle", "blue square", "green triangle", "yellow star", "purple ring", "orange cross", "tabby cat",
-           "golden retriever", "fire truck", "bicycle", "coffee mug", "sea anemone"]
+CLASSES = [
+    "red circle",
+    "blue square",
+    "green triangle",
+    "yellow star",
+    "purple ring",
+    "orange cross",
+    "tabby cat",
+    "golden retriever",
+    "fire truck",
+    "bicycle",
+    "coffee mug",
+    "sea anemone",
+]
 
 QUERIES = [
     ("id", "1234"),
@@ -71,12 +83,15 @@ def measure(site: Path, repeat: int) -> None:
         page.wait_for_load_state("load")
         load_s = time.perf_counter() - t0
         n = page.evaluate("window.ATLAS_SEARCH.features.length")
-        print(f"index: {n:,} features, search_index.js {index_bytes / 1e6:.2f} MB; home page with the index "
-              f"loaded in {load_s * 1e3:.0f} ms (file://)")
+        print(
+            f"index: {n:,} features, search_index.js {index_bytes / 1e6:.2f} MB; home page with the index "
+            f"loaded in {load_s * 1e3:.0f} ms (file://)"
+        )
         print(f"{'query':<28} {'matches':>9} {'median ms':>10} {'max ms':>8} {'to paint ms':>12}")
         worst = 0.0
         for name, q in QUERIES:
-            times = page.evaluate("""([q, repeat]) => {
+            times = page.evaluate(
+                """([q, repeat]) => {
                 const input = document.querySelector('[data-search]');
                 const out = [];
                 for (let r = 0; r < repeat; r++) {
@@ -88,14 +103,19 @@ def measure(site: Path, repeat: int) -> None:
                     out.push(performance.now() - t);
                 }
                 return out;
-            }""", [q, repeat])
-            paint = page.evaluate("""(q) => new Promise(done => {
+            }""",
+                [q, repeat],
+            )
+            paint = page.evaluate(
+                """(q) => new Promise(done => {
                 const input = document.querySelector('[data-search]');
                 input.value = ''; input.dispatchEvent(new Event('input'));
                 const t = performance.now();
                 input.value = q; input.dispatchEvent(new Event('input'));
                 requestAnimationFrame(() => setTimeout(() => done(performance.now() - t), 0));
-            })""", q)
+            })""",
+                q,
+            )
             status = page.evaluate("document.getElementById('search-status').textContent")
             med, mx = statistics.median(times), max(times)
             found = re.findall(r"\d+", status)
@@ -120,8 +140,15 @@ def main() -> None:
         art = make_fake_artifacts(Path(tmp) / "art", layers=("mixed5b",))
         site = Path(tmp) / "site"
         site.mkdir()
-        render_site(artifacts=art, layers=["mixed5b"], model_name=MODEL, title="bench", date="2026-01-01",
-                    base_url="", out_dir=site)
+        render_site(
+            artifacts=art,
+            layers=["mixed5b"],
+            model_name=MODEL,
+            title="bench",
+            date="2026-01-01",
+            base_url="",
+            out_dir=site,
+        )
         (site / "search_index.js").write_text(js_global("ATLAS_SEARCH", synthetic_index(args.features)))
         measure(site, args.repeat)
 

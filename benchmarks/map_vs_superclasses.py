@@ -43,20 +43,27 @@ def main() -> None:
         cfg.map = dataclasses.replace(cfg.map, cluster=args.cluster)
     cache = cfg.resolve(cfg.cache_dir)
     inputs = {s: latest(cache, s) for s in ("dataset", "model", "sae", "examples", "circuits")}
-    print(f"levels {cfg.map.levels}, clusters cut from the {cfg.map.cluster}; artifacts: " + ", ".join(f"{k}={v.name}" for k, v in inputs.items()))
+    print(
+        f"levels {cfg.map.levels}, clusters cut from the {cfg.map.cluster}; artifacts: "
+        + ", ".join(f"{k}={v.name}" for k, v in inputs.items())
+    )
     for source in ("decoder", "class_weights", "coactivation", "predictions"):
         cfg.map = dataclasses.replace(cfg.map, source=source)
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            map_stage.run(StageContext(cfg=cfg, out=Path(tmp), inputs=inputs, console=Console(0), device="cpu"))
+            map_stage.run(
+                StageContext(cfg=cfg, out=Path(tmp), inputs=inputs, console=Console(0), device="cpu")
+            )
             for layer in cfg.layers:
                 m = json.loads((Path(tmp) / layer.name / "map.json").read_text())
                 ev = m["evaluation"]
                 names = [c["name"] for c in m["levels"][0]]
-                print(f"{layer.name:10s} source={source:13s} features={ev['features']:5d} "
-                      f"purity={ev['purity']:.3f} ARI={ev['adjusted_rand_index']:.3f} "
-                      f"({ev['n_clusters']} clusters vs {ev['n_reference_groups']} superclasses) "
-                      f"{time.perf_counter() - t:.1f}s  top names: {names}")
+                print(
+                    f"{layer.name:10s} source={source:13s} features={ev['features']:5d} "
+                    f"purity={ev['purity']:.3f} ARI={ev['adjusted_rand_index']:.3f} "
+                    f"({ev['n_clusters']} clusters vs {ev['n_reference_groups']} superclasses) "
+                    f"{time.perf_counter() - t:.1f}s  top names: {names}"
+                )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,15 @@ This file is generated from the schema by `python scripts/gen_config_docs.py`; a
 
 
 def main() -> None:
-    rows = [f"| `{path}` | {tp.replace('|', '/')} | {f'`{default}`' if default else ''} | {help} |"
-            for path, tp, default, help in describe_schema()]
-    text = INTRO + "\n".join(rows) + "\n\n`layers` is a list; `layers[].sae.k` means the key `k` inside each entry's `sae` mapping.\n"
+    rows = [
+        f"| `{path}` | {tp.replace('|', '/')} | {f'`{default}`' if default else ''} | {help} |"
+        for path, tp, default, help in describe_schema()
+    ]
+    text = (
+        INTRO
+        + "\n".join(rows)
+        + "\n\n`layers` is a list; `layers[].sae.k` means the key `k` inside each entry's `sae` mapping.\n"
+    )
     (Path(__file__).resolve().parents[1] / "docs" / "config.md").write_text(text)
 
 

@@ -44,7 +44,7 @@ def _busy_feature(site: Path, model: str, layer: str) -> int:
     if at < 0:
         return 0
     digits = ""
-    for ch in home[at + len(marker):]:
+    for ch in home[at + len(marker) :]:
         if not ch.isdigit():
             break
         digits += ch
@@ -61,8 +61,9 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
 
         def snap(rel: str, path: Path, *, scheme="light", width=1280, height=900, full=False):
-            ctx = browser.new_context(color_scheme=scheme, viewport={"width": width, "height": height},
-                                      device_scale_factor=1)
+            ctx = browser.new_context(
+                color_scheme=scheme, viewport={"width": width, "height": height}, device_scale_factor=1
+            )
             page = ctx.new_page()
             page.goto((site / rel).resolve().as_uri())
             page.wait_for_load_state("load")
@@ -74,7 +75,9 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
                 from PIL import Image
 
                 with Image.open(path) as im:
-                    small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+                    small = im.convert("RGB").quantize(
+                        256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+                    )
                 small.save(path, optimize=True)
             written.append(path)
 

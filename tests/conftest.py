@@ -18,7 +18,15 @@ TINY = {
     "model": {"train": {"epochs": 1, "batch_size": 32}},
     "layers": [{"name": "mixed5b", "sae": {"expansion": 2, "k": 4, "steps": 60, "batch_size": 128}}],
     "activations": {"positions_per_image": 4, "shard_size": 300},
-    "featurevis": {"image_size": 32, "thumb_size": 16, "steps": 20, "batch_size": 16, "variant_image_size": 16, "variant_steps": 8, "diverse": 2},
+    "featurevis": {
+        "image_size": 32,
+        "thumb_size": 16,
+        "steps": 20,
+        "batch_size": 16,
+        "variant_image_size": 16,
+        "variant_steps": 8,
+        "diverse": 2,
+    },
     "examples": {"top_k": 4, "batch_size": 64},
     "map": {"levels": [2, 4, 8], "n_neighbors": 5},
     "atlas": {"grids": [4, 8], "min_count": 2, "icon_size": 16, "steps": 8, "n_neighbors": 10},
@@ -85,7 +93,9 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 @contextlib.contextmanager
 def serve_folder(folder: Path, handler: type = QuietHandler):
     """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) while the block runs; yields the port."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(folder))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

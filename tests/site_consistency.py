@@ -24,7 +24,9 @@ from atlasgen.site.fmt import fmt_count, fmt_pct
 def _keyed(page: str) -> dict[str, list[str]]:
     """Text of every element with a data-key (stat cards, fact rows, cells), by key, in page order."""
     out: dict[str, list[str]] = {}
-    for _, key, body in re.findall(r'<(div|tr|td|span)\b[^>]*\bdata-key="([^"]+)"[^>]*>(.*?)</\1>', page, re.S):
+    for _, key, body in re.findall(
+        r'<(div|tr|td|span)\b[^>]*\bdata-key="([^"]+)"[^>]*>(.*?)</\1>', page, re.S
+    ):
         value = re.search(r"<(?:dd|td)[^>]*>(.*?)</(?:dd|td)>", body, re.S)
         text = re.sub(r"<[^>]+>", "", value.group(1) if value else body)
         out.setdefault(key, []).append(html.unescape(" ".join(text.split())))
@@ -33,9 +35,14 @@ def _keyed(page: str) -> dict[str, list[str]]:
 
 def _cards(page: str) -> list[tuple[int, str]]:
     """(feature id, density line) of every feature card of a page (card-meta text), in page order."""
-    return [(int(i), html.unescape(meta)) for i, meta in
-            re.findall(r'<li class="card[^"]*"[^>]*><a href="[^"]*?f/(\d+)/index\.html">.*?'
-                       r'<span class="card-meta">([^<]*)</span>', page)]
+    return [
+        (int(i), html.unescape(meta))
+        for i, meta in re.findall(
+            r'<li class="card[^"]*"[^>]*><a href="[^"]*?f/(\d+)/index\.html">.*?'
+            r'<span class="card-meta">([^<]*)</span>',
+            page,
+        )
+    ]
 
 
 def _number(text: str) -> int:
@@ -51,11 +58,13 @@ def disagreements(site: Path) -> list[str]:
     scanned, total = ds.get("n_images_scanned"), ds.get("n_images")
     model_page = _keyed((site / m / "index.html").read_text())
     if [_number(t) for t in model_page.get("images-scanned", [])] != [scanned]:
-        problems.append(f"images scanned: model page {model_page.get('images-scanned')} != manifest {scanned}")
+        problems.append(
+            f"images scanned: model page {model_page.get('images-scanned')} != manifest {scanned}"
+        )
     if [_number(t) for t in model_page.get("dataset-images", [])] != [total]:
         problems.append(f"dataset images: model page {model_page.get('dataset-images')} != manifest {total}")
     search = (site / "search_index.js").read_text()
-    search = json.loads(search[search.index("=") + 1:].strip().rstrip(";"))
+    search = json.loads(search[search.index("=") + 1 :].strip().rstrip(";"))
     # [href, layer, id, label, classes, flags, density as the pages print it]
     search_density = {(f[1], int(f[2])): f[6] for f in search["features"]}
 
@@ -95,24 +104,41 @@ def disagreements(site: Path) -> list[str]:
             pct, n_fires, n_of = got.group(1), _number(got.group(2)), _number(got.group(3))
             if n_of != scanned:
                 problems.append(f"{name}/f/{i}: density counted over {n_of} images, manifest scans {scanned}")
-            places = {"page": pct, "features.jsonl.gz": fmt_pct(rec["density"] or 0),
-                      "features.json": fmt_pct(row["density"] or 0), "search index": search_density.get((name, i))}
+            places = {
+                "page": pct,
+                "features.jsonl.gz": fmt_pct(rec["density"] or 0),
+                "features.json": fmt_pct(row["density"] or 0),
+                "search index": search_density.get((name, i)),
+            }
             for n, meta in enumerate(cards.get(i, [])):
-                places[f"layer card {n + 1}"] = "0%" if meta == "never fires" else meta.removeprefix(
-                    "fires on ").removesuffix(" of images")
+                places[f"layer card {n + 1}"] = (
+                    "0%"
+                    if meta == "never fires"
+                    else meta.removeprefix("fires on ").removesuffix(" of images")
+                )
             if len(set(places.values())) != 1:
                 problems.append(f"{name}/f/{i}: density disagrees: {places}")
-            if (n_fires == 0) != bool(rec["dead"]) or ((n_fires == 0) != bool(re.search(r'<span class="badge[^"]*">dead</span>', page))):
-                problems.append(f"{name}/f/{i}: dead on the page / in the export disagree ({n_fires} firing images)")
+            if (n_fires == 0) != bool(rec["dead"]) or (
+                (n_fires == 0) != bool(re.search(r'<span class="badge[^"]*">dead</span>', page))
+            ):
+                problems.append(
+                    f"{name}/f/{i}: dead on the page / in the export disagree ({n_fires} firing images)"
+                )
             if scanned and abs(n_fires / scanned - (rec["density"] or 0)) > 1e-5:
-                problems.append(f"{name}/f/{i}: {n_fires} of {scanned} images is not its density {rec['density']}")
+                problems.append(
+                    f"{name}/f/{i}: {n_fires} of {scanned} images is not its density {rec['density']}"
+                )
             imp = rec.get("importance")
             if imp is not None and stats.get("importance"):
                 shown = stats["importance"][0]
-                want = (f"{imp['top_k']} (dead: no rank)" if imp["rank"] is None else
-                        f"{imp['top_k']}, tied with {fmt_count(imp['tied_with'])} other"
-                        + ("s" if imp["tied_with"] > 1 else "") if imp["tied_with"] else
-                        f"{imp['top_k']} (rank {fmt_count(imp['rank'])} of")
+                want = (
+                    f"{imp['top_k']} (dead: no rank)"
+                    if imp["rank"] is None
+                    else f"{imp['top_k']}, tied with {fmt_count(imp['tied_with'])} other"
+                    + ("s" if imp["tied_with"] > 1 else "")
+                    if imp["tied_with"]
+                    else f"{imp['top_k']} (rank {fmt_count(imp['rank'])} of"
+                )
                 if not shown.startswith(want):
                     problems.append(f"{name}/f/{i}: importance on the page {shown!r}, export says {want!r}")
     return problems

@@ -24,7 +24,9 @@ def test_magnitude_sampling_frequencies_match_their_probabilities():
     expected_p = (norms / norms.sum()).double().numpy()
     expected_p /= expected_p.sum()
     draws = 20_000
-    vectors, probs = sample_positions(acts.expand(draws, -1, -1, -1), "magnitude", 1, torch.Generator().manual_seed(1))
+    vectors, probs = sample_positions(
+        acts.expand(draws, -1, -1, -1), "magnitude", 1, torch.Generator().manual_seed(1)
+    )
     flat = acts.flatten(2).transpose(1, 2)[0]
     # Which position did each draw pick? Match the vector back to its position.
     picked = torch.cdist(vectors, flat).argmin(dim=1).numpy()

@@ -46,8 +46,10 @@ def _write_zoo(root):
     (b / "notes.txt").write_text("not an image")
     (b / "fake.webp").write_text("<html>also not an image</html>")
     Image.fromarray(_gradient()).save(b / "good.png")
-    return {"kept": {"rgb.jpg", "gray.png", "cmyk.jpg", "palette.gif", "rgba.png", "sixteen.png", "good.png"},
-            "skipped": {"tiny.png", "corrupt.jpg", "truncated.jpg", "empty.png", "notes.txt", "fake.webp"}}
+    return {
+        "kept": {"rgb.jpg", "gray.png", "cmyk.jpg", "palette.gif", "rgba.png", "sixteen.png", "good.png"},
+        "skipped": {"tiny.png", "corrupt.jpg", "truncated.jpg", "empty.png", "notes.txt", "fake.webp"},
+    }
 
 
 def test_scan_converts_or_skips_every_file(tmp_path):
@@ -79,9 +81,19 @@ def test_conversions_keep_the_picture(tmp_path):
 
 def test_dataset_stage_lists_bad_files_in_the_build_summary(tmp_path, monkeypatch):
     _write_zoo(tmp_path / "zoo")
-    cfg = parse_config({"device": "cpu", "dataset": {"source": "folder", "path": "zoo", "image_size": 32,
-                                                      "images_per_class": 0, "holdout_fraction": 0.2}},
-                       root=tmp_path)
+    cfg = parse_config(
+        {
+            "device": "cpu",
+            "dataset": {
+                "source": "folder",
+                "path": "zoo",
+                "image_size": 32,
+                "images_per_class": 0,
+                "holdout_fraction": 0.2,
+            },
+        },
+        root=tmp_path,
+    )
     monkeypatch.setattr(pipeline, "STAGES", pipeline.STAGES[:1])  # the dataset stage alone
     monkeypatch.setattr(pipeline.Pipeline, "_build_site", lambda self, *a: None)
     monkeypatch.setattr(pipeline.ArtifactStore, "prune", lambda self, *a: None)

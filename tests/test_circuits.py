@@ -7,8 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from atlasgen.circuits import (CircuitsError, expanded_weights, forward_order, layer_pair_weights,
-                               reaches_classifier_linearly, unit_weights)
+from atlasgen.circuits import (
+    CircuitsError,
+    expanded_weights,
+    forward_order,
+    layer_pair_weights,
+    reaches_classifier_linearly,
+    unit_weights,
+)
 from atlasgen.importance import batched_ablation, closed_form, hits, ranks, unit_means
 from atlasgen.sae import SparseAutoencoder
 
@@ -20,8 +26,11 @@ class Chain(nn.Module):
         super().__init__()
         c = channels
         self.a = nn.Conv2d(c[0], c[1], kernels[0], padding=kernels[0] // 2)
-        self.b = nn.Sequential(nn.Conv2d(c[1], c[2], kernels[1], padding=kernels[1] // 2), nn.ReLU(inplace=True),
-                               nn.MaxPool2d(3, 1, padding=1))
+        self.b = nn.Sequential(
+            nn.Conv2d(c[1], c[2], kernels[1], padding=kernels[1] // 2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 1, padding=1),
+        )
         self.c = nn.Sequential(nn.Conv2d(c[2], c[3], kernels[2], padding=kernels[2] // 2), nn.ReLU())
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c[3], n_classes)
@@ -74,8 +83,12 @@ def test_expanded_weights_of_a_linear_chain_are_the_composed_kernel():
     want = _compose(model.c[0].weight.double().numpy(), model.b[0].weight.double().numpy())
     np.testing.assert_allclose(J, want, rtol=1e-6, atol=1e-9)
     # one layer apart: the conv's own weights
-    np.testing.assert_allclose(expanded_weights(model, "b", "c", image_size=8),
-                               model.c[0].weight.double().numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        expanded_weights(model, "b", "c", image_size=8),
+        model.c[0].weight.double().numpy(),
+        rtol=1e-6,
+        atol=1e-9,
+    )
 
 
 class Branches(nn.Module):
@@ -164,7 +177,7 @@ def _small_problem(seed=0, n=40, classes=5, k=2):
 
     def batches():
         for s in range(0, n, 16):
-            yield images[s:s + 16], labels[s:s + 16]
+            yield images[s : s + 16], labels[s : s + 16]
 
     return model, sae, batches, images, labels
 
@@ -176,6 +189,7 @@ def _one_by_one(model, layer, sae, images, labels, mu_a, mu_f, k):
     out = {"neurons": [], "features": []}
     for kind, n_units in (("neurons", 6), ("features", 10)):
         for u in range(n_units):
+
             def hook(_m, _i, a, u=u, kind=kind):
                 a = a.clone()
                 if kind == "neurons":
@@ -183,6 +197,7 @@ def _one_by_one(model, layer, sae, images, labels, mu_a, mu_f, k):
                     return a
                 f = sae.encode(a.permute(0, 2, 3, 1).reshape(-1, 6))[:, u].reshape(a.shape[0], *a.shape[2:])
                 return a + (mu_f[u].float() - f)[:, None] * sae.W_dec[u][None, :, None, None]
+
             h = module.register_forward_hook(hook)
             with torch.no_grad():
                 out[kind].append(clean - hits(model(images), labels, k).sum().item())
@@ -224,7 +239,11 @@ def test_batched_ablation_on_an_earlier_layer_matches_the_definition():
     clean = hits(model(images), labels, 2).sum().item()
     wants = []
     for u in range(5):
-        h = module.register_forward_hook(lambda _m, _i, a, u=u: torch.cat([a[:, :u], torch.full_like(a[:, u:u + 1], float(mu_a[u])), a[:, u + 1:]], 1))
+        h = module.register_forward_hook(
+            lambda _m, _i, a, u=u: torch.cat(
+                [a[:, :u], torch.full_like(a[:, u : u + 1], float(mu_a[u])), a[:, u + 1 :]], 1
+            )
+        )
         with torch.no_grad():
             want = clean - hits(model(images), labels, 2).sum().item()
         h.remove()

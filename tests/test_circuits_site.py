@@ -21,9 +21,12 @@ def two_layers(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("two")
     sae = {"expansion": 2, "k": 4, "steps": 40, "batch_size": 128}
-    config = write_tiny_config(folder, layers=[{"name": "mixed5a", "sae": sae}, {"name": "mixed5b", "sae": sae}],
-                               featurevis={**TINY["featurevis"], "steps": 4},
-                               importance={"images": 24, "batch_size": 12, "units_per_pass": 64})
+    config = write_tiny_config(
+        folder,
+        layers=[{"name": "mixed5a", "sae": sae}, {"name": "mixed5b", "sae": sae}],
+        featurevis={**TINY["featurevis"], "steps": 4},
+        importance={"images": 24, "batch_size": 12, "units_per_pass": 64},
+    )
     cfg = load_config(config)
     pipe = Pipeline(cfg, console=Console(0))
     pipe.build()
@@ -95,7 +98,9 @@ def test_class_page_in_a_browser(two_layers, tmp_path):
     _, _, site = two_layers
     page_path = sorted((site / "demonet" / "classes").iterdir())[0] / "index.html"
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+        )
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(page_path.as_uri())
         box = page.locator("svg.circuit").bounding_box()

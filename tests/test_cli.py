@@ -10,7 +10,9 @@ import pytest
 
 
 def atlasgen(*args, cwd, timeout=120):
-    return subprocess.run([sys.executable, "-m", "atlasgen", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "atlasgen", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("command", [[], ["build"], ["status"], ["serve"], ["clean"], ["layers"]])
@@ -32,8 +34,13 @@ def test_layers_lists_shapes(tmp_path):
 
 def test_serve_over_http(tiny_build):
     folder, config, site = tiny_build
-    proc = subprocess.Popen([sys.executable, "-m", "atlasgen", "serve", "-c", str(config), "--port", "0"], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "atlasgen", "serve", "-c", str(config), "--port", "0"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = proc.stdout.readline()
         assert "http://127.0.0.1:" in first, first

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "atlasgen", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "atlasgen", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def write_config(tmp_path: Path, data) -> Path:
@@ -32,18 +34,40 @@ CASES = [
     ({"featurevis": {"lr": "fast"}}, ["featurevis.lr: expected a number"]),
     ({"featurevis": {"steps": -5}}, ["featurevis.steps: must be at least 1, got -5", "Fix:"]),
     ({"examples": {"top_k": 0}}, ["examples.top_k: must be at least 1, got 0"]),
-    ({"layers": [{"name": "mixed5b", "sae": {"expansion": 0}}]}, ["layers[0].sae.expansion: must be at least 1"]),
+    (
+        {"layers": [{"name": "mixed5b", "sae": {"expansion": 0}}]},
+        ["layers[0].sae.expansion: must be at least 1"],
+    ),
     ({"featurevis": {"lr": 0}}, ["featurevis.lr: must be greater than 0"]),
-    ({"layers": [{"name": "mixed5c"}]}, ["layers[0].name: 'mixed5c' is not a layer", "Nearest valid names: mixed5b, mixed5a", "atlasgen layers"]),
-    ({"dataset": {"source": "folder", "path": "no/such/folder"}}, ["dataset.path: folder", "does not exist", "Fix:"]),
+    (
+        {"layers": [{"name": "mixed5c"}]},
+        [
+            "layers[0].name: 'mixed5c' is not a layer",
+            "Nearest valid names: mixed5b, mixed5a",
+            "atlasgen layers",
+        ],
+    ),
+    (
+        {"dataset": {"source": "folder", "path": "no/such/folder"}},
+        ["dataset.path: folder", "does not exist", "Fix:"],
+    ),
     ({"dataset": {"source": "folder"}}, ["dataset.path: required when dataset.source is 'folder'"]),
-    ({"dataset": {"source": "imagenett"}}, ["dataset.source: 'imagenett' is not allowed", "'demo', 'folder'"]),
-    ({"layers": [{"name": "mixed5b", "sae": {"architecture": "topkk"}}]}, ["layers[0].sae.architecture", "Did you mean 'topk'?"]),
+    (
+        {"dataset": {"source": "imagenett"}},
+        ["dataset.source: 'imagenett' is not allowed", "'demo', 'folder'"],
+    ),
+    (
+        {"layers": [{"name": "mixed5b", "sae": {"architecture": "topkk"}}]},
+        ["layers[0].sae.architecture", "Did you mean 'topk'?"],
+    ),
     ({"layers": "mixed5b"}, ["layers: expected a list of a mapping"]),
     ({"layers": []}, ["layers: must not be empty"]),
     ({"map": {"levels": [12, 4]}}, ["map.levels", "coarse to fine"]),
     ({"model": {"weights": "missing.pt"}}, ["model.weights: file", "does not exist"]),
-    ({"featurevis": {"thumb_size": 128}}, ["featurevis.thumb_size: 128 is larger than featurevis.image_size"]),
+    (
+        {"featurevis": {"thumb_size": 128}},
+        ["featurevis.thumb_size: 128 is larger than featurevis.image_size"],
+    ),
     ("featurevis: [unclosed", ["not valid YAML", "line 1"]),
 ]
 

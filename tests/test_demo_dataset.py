@@ -99,7 +99,9 @@ def test_facets_of_a_class_differ_more_than_halves_of_one_facet():
             a, b = _colour_histogram(imgs[::2]), _colour_histogram(imgs[1::2])
             within.append(np.abs(a - b).sum())
             hists.append((a + b) / 2)
-        between += [np.abs(hists[i] - hists[j]).sum() for i in range(len(hists)) for j in range(i + 1, len(hists))]
+        between += [
+            np.abs(hists[i] - hists[j]).sum() for i in range(len(hists)) for j in range(i + 1, len(hists))
+        ]
     assert np.mean(between) > 1.5 * np.mean(within), (np.mean(between), np.mean(within))
 
 

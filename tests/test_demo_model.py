@@ -15,8 +15,14 @@ from atlasgen.stages import model as model_stage
 
 
 def test_demo_model_learns_the_planted_classes(tmp_path):
-    cfg = parse_config({"device": "cpu", "dataset": {"images_per_class": 60, "image_size": 32, "seed": 1},
-                        "model": {"train": {"epochs": 6, "batch_size": 32, "lr": 0.004}}}, root=tmp_path)
+    cfg = parse_config(
+        {
+            "device": "cpu",
+            "dataset": {"images_per_class": 60, "image_size": 32, "seed": 1},
+            "model": {"train": {"epochs": 6, "batch_size": 32, "lr": 0.004}},
+        },
+        root=tmp_path,
+    )
     console = Console(0)
     data_dir, model_dir = tmp_path / "dataset", tmp_path / "model"
     data_dir.mkdir(), model_dir.mkdir()

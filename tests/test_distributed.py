@@ -29,7 +29,9 @@ import pytest
 from conftest import DEFAULT_TORCH_THREADS
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks' processes in /proc")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="finds the ranks' processes in /proc"
+)
 
 
 def _free_port() -> int:
@@ -45,9 +47,21 @@ def _env() -> dict:
 
 
 def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), *args]
-    return subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        *args,
+    ]
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _rank_pid(launcher: int, rank: int) -> int | None:
@@ -78,7 +92,9 @@ def _hashes(cache: Path) -> dict[str, str]:
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def test_distributed_build_equals_single_and_a_killed_rank_resumes(tiny_build, tmp_path):
@@ -110,8 +126,10 @@ def test_distributed_build_equals_single_and_a_killed_rank_resumes(tiny_build, t
     assert proc.returncode != 0, output
     partial = first.parents[2]
     assert not (cache / "featurevis" / partial.name.removesuffix(".partial")).exists()  # not committed
-    kept = {p.relative_to(partial): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in partial.glob("mixed5b/*_quality/*.npz")}
+    kept = {
+        p.relative_to(partial): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in partial.glob("mixed5b/*_quality/*.npz")
+    }
     assert Path("mixed5b/features_quality/00000016.npz") in kept
     assert len(kept) < 24  # 16 feature chunks and 8 neuron chunks: some were left to do
 

@@ -46,8 +46,8 @@ def test_scan_matches_brute_force(nonnegative, consume, merge_images, monkeypatc
     labels = (np.arange(2 * N + 2) * 7 // 5) % 4
     stats = UnitStats(U, k, "cpu", EDGES, 4, seed=9, nonnegative=nonnegative, labels=labels, n_classes=4)
     for s in range(0, N, batch):
-        vectors = torch.from_numpy(acts[s:s + batch].copy() if consume else acts[s:s + batch])
-        stats.update(vectors, torch.from_numpy(image_idx[s:s + batch]), consume=consume)
+        vectors = torch.from_numpy(acts[s : s + batch].copy() if consume else acts[s : s + batch])
+        stats.update(vectors, torch.from_numpy(image_idx[s : s + batch]), consume=consume)
     out = stats.finish(labels, 4, 12, (3, 3))
 
     peaks, argmax = acts.max(1), acts.argmax(1)  # (N, U)
@@ -57,16 +57,21 @@ def test_scan_matches_brute_force(nonnegative, consume, merge_images, monkeypatc
         order = firing[np.argsort(-peaks[firing, u], kind="stable")][:k]
         got = out["top_idx"][u][out["top_idx"][u] >= 0]
         assert set(got) == set(image_idx[order]), u
-        np.testing.assert_array_equal(out["top_val"][u, :len(got)], peaks[order, u])
-        pos = out["top_pos"][u, :len(got)]
+        np.testing.assert_array_equal(out["top_val"][u, : len(got)], peaks[order, u])
+        pos = out["top_pos"][u, : len(got)]
         np.testing.assert_array_equal(pos[:, 0] * 3 + pos[:, 1], argmax[order, u])
         assert out["max_act"][u] == (peaks[:, u].max() if firing.size else 0)
         assert out["density"][u] == np.float32(len(firing) / N)
         assert out["density_position"][u] == np.float32((acts[:, :, u] > 0).mean())
-        np.testing.assert_allclose(out["mean_act_position"][u], acts[:, :, u][acts[:, :, u] > 0].mean() if firing.size else 0,
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            out["mean_act_position"][u],
+            acts[:, :, u][acts[:, :, u] > 0].mean() if firing.size else 0,
+            rtol=1e-5,
+        )
         if firing.size:
-            np.testing.assert_array_equal(out["hist"][u], _brute_hist(peaks[:, u], out["max_act"][u], out["hist_edges"]))
+            np.testing.assert_array_equal(
+                out["hist"][u], _brute_hist(peaks[:, u], out["max_act"][u], out["hist_edges"])
+            )
         else:
             assert out["hist"][u].sum() == 0
         # The label over the whole range: activation-weighted class shares of every firing image.
@@ -74,9 +79,9 @@ def test_scan_matches_brute_force(nonnegative, consume, merge_images, monkeypatc
         share = w / w.sum() if firing.size else w
         ranked = sorted(range(4), key=lambda c: (-share[c], c))
         kept = [c for c in ranked if share[c] > 0]
-        np.testing.assert_array_equal(out["top_classes"][u][:len(kept)], kept)
-        assert (out["top_classes"][u][len(kept):] == -1).all()
-        np.testing.assert_allclose(out["top_class_weights"][u][:len(kept)], share[kept], rtol=1e-6)
+        np.testing.assert_array_equal(out["top_classes"][u][: len(kept)], kept)
+        assert (out["top_classes"][u][len(kept) :] == -1).all()
+        np.testing.assert_allclose(out["top_class_weights"][u][: len(kept)], share[kept], rtol=1e-6)
         p = share[share > 0]
         np.testing.assert_allclose(out["label_entropy"][u], -(p * np.log(p)).sum(), rtol=1e-6, atol=1e-7)
         assert out["flag_dead"][u] == (firing.size == 0)
@@ -112,7 +117,7 @@ def test_band_samples_are_uniform_within_a_band():
     for seed in range(runs):
         br = BandReservoir(1, (0.9, 0.7, 0.5, 0.3, 0.1), r, seed)
         for s in range(0, len(values), 16):
-            br.update(torch.from_numpy(values[None, s:s + 16]), torch.from_numpy(image_idx[s:s + 16]))
+            br.update(torch.from_numpy(values[None, s : s + 16]), torch.from_numpy(image_idx[s : s + 16]))
         out = br.finish(np.array([1.0], dtype=np.float32))
         assert out["band_count"][0, 2] == n
         picked = out["band_idx"][0, 2]
@@ -159,7 +164,7 @@ def test_cooccurrence_sample_is_the_bottom_n_keys_in_any_image_order():
     for order in (np.arange(N), rng.permutation(N)):
         sample = CooccurrenceSample(U, n, seed=4, device="cpu")
         for s in range(0, N, 16):
-            rows = order[s:s + 16]
+            rows = order[s : s + 16]
             sample.update(torch.from_numpy(peaks[rows]), torch.from_numpy(image_idx[rows]))
         outs.append(sample.finish())
     for key in outs[0]:
@@ -191,19 +196,24 @@ def test_cooccurrence_partners_and_pairs_match_brute_force(n_units, min_count):
     C = A.T @ A
     alone = A.sum(0)
     m = min(N_PARTNERS, n_units - 1)
-    score = {(i, j): float(npmi(C[i, j], alone[i], alone[j], n)) for i in range(n_units) for j in range(n_units)}
+    score = {
+        (i, j): float(npmi(C[i, j], alone[i], alone[j], n)) for i in range(n_units) for j in range(n_units)
+    }
     for i in range(n_units):
         others = [j for j in range(n_units) if j != i and C[i, j] >= min_count]
         ranked = sorted(others, key=lambda j: (-score[i, j], j))[:m]
         got = out["partners"][i]
         np.testing.assert_array_equal(got[got >= 0], ranked)
-        assert (got[len(ranked):] == -1).all()
-        np.testing.assert_array_equal(out["partner_count"][i][:len(ranked)], C[i, ranked])
-        np.testing.assert_allclose(out["partner_npmi"][i][:len(ranked)], [score[i, j] for j in ranked], rtol=1e-6)
+        assert (got[len(ranked) :] == -1).all()
+        np.testing.assert_array_equal(out["partner_count"][i][: len(ranked)], C[i, ranked])
+        np.testing.assert_allclose(
+            out["partner_npmi"][i][: len(ranked)], [score[i, j] for j in ranked], rtol=1e-6
+        )
     if n_units > 3:  # feature 0 has the highest counts with everyone, and NPMI 0: never a first partner
         assert (C[1:, 0] >= C[1:, 1:].max(1)).all() and 0 not in out["partners"][1:, 0]
-    pairs = sorted((-score[i, j], i, j) for i in range(n_units) for j in range(i + 1, n_units)
-                   if C[i, j] >= min_count)[:N_PAIRS]
+    pairs = sorted(
+        (-score[i, j], i, j) for i in range(n_units) for j in range(i + 1, n_units) if C[i, j] >= min_count
+    )[:N_PAIRS]
     np.testing.assert_array_equal(out["pairs"], np.array([[i, j] for _, i, j in pairs]).reshape(-1, 2))
     np.testing.assert_array_equal(out["pair_count"], [C[i, j] for _, i, j in pairs])
     np.testing.assert_allclose(out["pair_npmi"], [-s for s, _, _ in pairs], rtol=1e-6)
@@ -237,15 +247,21 @@ def test_fine_histogram_equals_bucketize_at_and_around_every_edge():
 
     edges = torch.tensor(FINE_EDGES)
     e32 = torch.from_numpy(FINE_EDGES.astype(np.float32))
-    v = torch.cat([e32, torch.nextafter(e32, torch.tensor(0.0)), torch.nextafter(e32, torch.tensor(np.inf, dtype=torch.float32)),
-                   torch.tensor([1e-30, 1e-7, 9.99e-7, 2e6, 3e38], dtype=torch.float32),
-                   torch.from_numpy(np.random.default_rng(1).lognormal(0, 4, 5000).astype(np.float32))])
+    v = torch.cat(
+        [
+            e32,
+            torch.nextafter(e32, torch.tensor(0.0)),
+            torch.nextafter(e32, torch.tensor(np.inf, dtype=torch.float32)),
+            torch.tensor([1e-30, 1e-7, 9.99e-7, 2e6, 3e38], dtype=torch.float32),
+            torch.from_numpy(np.random.default_rng(1).lognormal(0, 4, 5000).astype(np.float32)),
+        ]
+    )
     g = grid_index(v).numpy()
     nb = len(FINE_EDGES) - 1
     want = (torch.bucketize(v, edges) - 1).numpy()
     for i in range(len(v)):  # one value at a time: its own bin, or none outside the grid
         fires, hist = np.zeros(1, np.int64), np.zeros((1, nb), np.int64)
-        _histogram_pairs(np.zeros(1, np.int64), g[i:i + 1], v.numpy()[i:i + 1], FINE_EDGES, fires, hist)
+        _histogram_pairs(np.zeros(1, np.int64), g[i : i + 1], v.numpy()[i : i + 1], FINE_EDGES, fires, hist)
         assert fires[0] == 1
         got = np.flatnonzero(hist[0])
         assert got.tolist() == ([want[i]] if 0 <= want[i] < nb else []), (float(v[i]), want[i], got)
@@ -301,12 +317,22 @@ def test_compiled_passes_equal_the_tensor_operations(monkeypatch):
     cfg = ExamplesConfig(top_k=4, band_samples=2)
 
     def run(compiled):
-        monkeypatch.setattr(ex, "_compiled", lambda t: compiled and t.device.type == "cpu" and t.dtype == torch.float32)
+        monkeypatch.setattr(
+            ex, "_compiled", lambda t: compiled and t.device.type == "cpu" and t.dtype == torch.float32
+        )
         monkeypatch.setattr(ex, "MERGE_IMAGES", 16)
-        stats = ex.UnitStats(11, cfg.top_k, "cpu", cfg.band_edges, cfg.band_samples, seed=5,
-                             labels=np.arange(60) % 3, n_classes=3)
+        stats = ex.UnitStats(
+            11,
+            cfg.top_k,
+            "cpu",
+            cfg.band_edges,
+            cfg.band_samples,
+            seed=5,
+            labels=np.arange(60) % 3,
+            n_classes=3,
+        )
         for s in range(0, 60, 8):
-            stats.update(vec[s:s + 8].clone(), torch.arange(s, min(s + 8, 60)), consume=True)
+            stats.update(vec[s : s + 8].clone(), torch.arange(s, min(s + 8, 60)), consume=True)
         return stats.finish(np.arange(60) % 3, 3, cfg.histogram_bins, (1, 5))
 
     a, b = run(True), run(False)
@@ -316,7 +342,9 @@ def test_compiled_passes_equal_the_tensor_operations(monkeypatch):
             np.testing.assert_allclose(a[k], b[k], rtol=1e-6)
         else:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    assert 7 in a["top_idx"][3] and (a["top_pos"][3][a["top_idx"][3] == 7] == 0).all()  # all-tie image: position 0
+    assert (
+        7 in a["top_idx"][3] and (a["top_pos"][3][a["top_idx"][3] == 7] == 0).all()
+    )  # all-tie image: position 0
 
 
 def test_position_pass_takes_the_first_maximum():
@@ -324,11 +352,23 @@ def test_position_pass_takes_the_first_maximum():
     counts and sums of the positive values only."""
     from atlasgen.stages.examples import _position_pass
 
-    x = torch.tensor([[[1.0, 0.0, -1.0], [3.0, 0.5, -1.0], [3.0, 5.0, -2.0], [2.0, 5.0, -1.0]]])  # (1, P=4, U=3)
+    x = torch.tensor(
+        [[[1.0, 0.0, -1.0], [3.0, 0.5, -1.0], [3.0, 5.0, -2.0], [2.0, 5.0, -1.0]]]
+    )  # (1, P=4, U=3)
     peak, at = np.empty((1, 3), np.float32), np.empty((1, 3), np.int64)
     fires, sums = np.zeros(3), np.zeros(3)
-    _position_pass(x.view(4, 3).numpy(), np.zeros(3, np.float32), np.float32(-np.inf), 4, peak, at, fires, sums,
-                   np.empty(3, np.float32), np.empty(3, np.float32))
+    _position_pass(
+        x.view(4, 3).numpy(),
+        np.zeros(3, np.float32),
+        np.float32(-np.inf),
+        4,
+        peak,
+        at,
+        fires,
+        sums,
+        np.empty(3, np.float32),
+        np.empty(3, np.float32),
+    )
     assert at.tolist() == x.argmax(1).tolist() == [[1, 2, 0]]
     np.testing.assert_array_equal(peak, x.amax(1).numpy())
     assert fires.tolist() == [4, 3, 0] and sums.tolist() == [9.0, 10.5, 0.0]
@@ -379,13 +419,20 @@ def test_unit_flags_on_constructed_cases():
     weight[4, 2] = 3.0  # 4: 19 firing images: low-confidence, one class notwithstanding
     weight[5] = 1.0  # 5: every class alike (normalised entropy 1): low-confidence, and its top class
     #                   (the lowest id, 0, by the tie rule) differs from its top examples' (3): polysemantic
-    weight[6, 4], weight[6, 5] = 0.45, 0.55  # 6: top examples say 4, the whole range 5 with 55 %: not polysemantic
+    weight[6, 4], weight[6, 5] = (
+        0.45,
+        0.55,
+    )  # 6: top examples say 4, the whole range 5 with 55 %: not polysemantic
     out = summarise(weight, fires, n_images, topk_top, rules)
-    flags = {name: out[f"flag_{name}"].tolist() for name in ("dead", "dense", "low_confidence", "polysemantic")}
-    assert flags == {"dead": [False, True, False, False, False, False, False],
-                     "dense": [False, False, True, False, False, False, False],
-                     "low_confidence": [False, False, False, False, True, True, False],
-                     "polysemantic": [False, False, False, False, False, True, False]}
+    flags = {
+        name: out[f"flag_{name}"].tolist() for name in ("dead", "dense", "low_confidence", "polysemantic")
+    }
+    assert flags == {
+        "dead": [False, True, False, False, False, False, False],
+        "dense": [False, False, True, False, False, False, False],
+        "low_confidence": [False, False, False, False, True, True, False],
+        "polysemantic": [False, False, False, False, False, True, False],
+    }
     np.testing.assert_allclose(out["label_entropy_normalised"][5], 1.0, rtol=1e-6)
     assert out["top_classes"][6].tolist()[:2] == [5, 4] and out["top_classes"][1].tolist() == [-1] * 5
     # Entropy just above and below the threshold: two classes' shares p, 1 - p out of K = 8.

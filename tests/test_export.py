@@ -15,14 +15,36 @@ from atlasgen.site import svg
 from atlasgen.site.build import render_site
 from test_site import LAYERS, MODEL, fake_flags, make_fake_artifacts
 
-RECORD_KEYS = {"id", "label", "url", "density", "max_act", "mean_act", "label_entropy", "dead", "flags", "top_classes",
-               "top_examples_classes", "examples", "neighbours", "decoder_neurons", "class_weights"}
+RECORD_KEYS = {
+    "id",
+    "label",
+    "url",
+    "density",
+    "max_act",
+    "mean_act",
+    "label_entropy",
+    "dead",
+    "flags",
+    "top_classes",
+    "top_examples_classes",
+    "examples",
+    "neighbours",
+    "decoder_neurons",
+    "class_weights",
+}
 
 
 def _render(art, out: Path) -> Path:
     out.mkdir()
-    render_site(artifacts=art, layers=LAYERS, model_name=MODEL, title="Export test", date="2024-05-01",
-                base_url="", out_dir=out)
+    render_site(
+        artifacts=art,
+        layers=LAYERS,
+        model_name=MODEL,
+        title="Export test",
+        date="2024-05-01",
+        base_url="",
+        out_dir=out,
+    )
     return out
 
 
@@ -47,8 +69,12 @@ def test_jsonl_records_match_the_artifacts(two_sites, art):
     with np.load(art["examples"] / LAYERS[0] / "features.npz") as z:
         density, top_idx, top_val = z["density"], z["top_idx"], z["top_val"]
     labels = np.load(art["dataset"] / "labels.npy")
-    names = [c["name"] for c in sorted(json.loads((art["dataset"] / "dataset.json").read_text())["classes"],
-                                        key=lambda c: c["id"])]
+    names = [
+        c["name"]
+        for c in sorted(
+            json.loads((art["dataset"] / "dataset.json").read_text())["classes"], key=lambda c: c["id"]
+        )
+    ]
     recs = _records(site / f"data/{MODEL}/{LAYERS[0]}/features.jsonl.gz")
     assert len(recs) == 20 and [r["id"] for r in recs] == list(range(20))
     for r in recs:
@@ -89,7 +115,10 @@ def test_sae_weights_are_shipped_with_the_manifest_hash(two_sites, art):
         folder = site / f"data/{MODEL}/{layer}/sae"
         assert (folder / "sae.npz").read_bytes() == (art["sae"] / layer / "sae.npz").read_bytes()
         assert (folder / "cfg.json").is_file()
-        assert hashlib.sha256((folder / "sae.npz").read_bytes()).hexdigest() == manifest["layers"][layer]["sae_sha256"]
+        assert (
+            hashlib.sha256((folder / "sae.npz").read_bytes()).hexdigest()
+            == manifest["layers"][layer]["sae_sha256"]
+        )
     assert manifest["urls"]["features_export"] == "data/<model>/<layer>/features.jsonl.gz"
     page = (site / MODEL / LAYERS[0] / "index.html").read_text()
     assert 'href="../../data/demonet/mixed4a/features.jsonl.gz"' in page
@@ -106,7 +135,9 @@ def test_layer_page_plots_have_one_mark_per_feature_and_bin(two_sites, art):
     linked = re.findall(r'<a href="f/(\d+)/index.html"><circle ', scatter)
     assert [int(i) for i in linked] == alive.tolist()
     assert all((site / MODEL / LAYERS[0] / "f" / i / "index.html").is_file() for i in linked)
-    hist = re.search(r'<svg class="hist" viewBox.*?aria-label="Histogram of feature densities.*?</svg>', page, re.S).group(0)
+    hist = re.search(
+        r'<svg class="hist" viewBox.*?aria-label="Histogram of feature densities.*?</svg>', page, re.S
+    ).group(0)
     counts = [int(n.replace(",", "")) for n in re.findall(r": ([\d,]+) features</title>", hist)]
     assert len(counts) == 25 and sum(counts) == len(density)  # dead bar + 24 log-density bins
 

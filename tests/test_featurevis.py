@@ -64,8 +64,10 @@ class TinyNet(nn.Module):
         g = torch.Generator().manual_seed(seed)
         self.probe = CallCounter()  # before the target: must run
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(8, N_CH, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, N_CH, 3, padding=1),
+            nn.ReLU(),
             nn.Conv2d(N_CH, 4, 3, padding=1),
         )
         self.after = CallCounter()  # after the target: must never run
@@ -101,7 +103,11 @@ def random_sae(n_features: int = 24, seed: int = 1) -> SAEDirections:
 def objective_matrix(net, images, *, mode="channel", sae=None, pad=12) -> np.ndarray:
     """(n_images, n_units) objective on untransformed images on a grey canvas
     (the padding the renderer used), computed independently of featurevis."""
-    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0 if isinstance(images, np.ndarray) else images
+    x = (
+        torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0
+        if isinstance(images, np.ndarray)
+        else images
+    )
     x = F.pad(x, [pad] * 4, value=0.5)
     with torch.no_grad():
         a = net.features[:3](x)
@@ -199,8 +205,12 @@ def test_neuron_mode_is_local_and_differs_from_channel(net):
 
 
 def _all_hooks(model):
-    return [(n, h) for n, m in model.named_modules()
-            for h in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks) if h]
+    return [
+        (n, h)
+        for n, m in model.named_modules()
+        for h in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks)
+        if h
+    ]
 
 
 def test_hooks_removed_params_untouched_modes_restored(net):
@@ -407,10 +417,14 @@ def test_unit_that_is_off_at_the_start_climbs_its_pre_activation(relu):
     net = torch.nn.Sequential(_FunctionalBlock(3, 4, relu), _FunctionalBlock(4, 2, relu))
     with torch.no_grad():
         net[1].conv.bias[:] = torch.tensor([-3.0, 0.0])  # channel 0 of the last layer is off everywhere
-        net[1].conv.weight[0] = net[1].conv.weight[0].abs()  # ... but grows with the previous layer's activity
+        net[1].conv.weight[0] = (
+            net[1].conv.weight[0].abs()
+        )  # ... but grows with the previous layer's activity
     kwargs = dict(image_size=24, steps=40, lr=0.2, batch_size=1, seed=0)
     for override in (False, True):
-        images, final = render_units(net, "1", [0], relu_gradient_override=override, return_objective=True, **kwargs)
+        images, final = render_units(
+            net, "1", [0], relu_gradient_override=override, return_objective=True, **kwargs
+        )
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
         with torch.no_grad():
             pre = net[1].conv(net[0](x))[0, 0].mean()
@@ -429,7 +443,9 @@ def test_negative_minimises_below_start_and_below_other_images(net):
     units = list(range(N_CH))
     common = dict(image_size=SIZE, lr=LR, batch_size=N_CH)
     init = render_units(net, TARGET, units, steps=0, **common)
-    low, reported = render_units(net, TARGET, units, steps=STEPS, negative=True, return_objective=True, **common)
+    low, reported = render_units(
+        net, TARGET, units, steps=STEPS, negative=True, return_objective=True, **common
+    )
     a0 = np.diag(objective_matrix(net, init)[:, units])
     a1 = objective_matrix(net, low)[:, units]
     chance = objective_matrix(net, random_images())[:, units]
@@ -528,8 +544,13 @@ def test_direction_objective_matches_formula_and_render_directions_raises_it(net
     assert (final > start).all()
     x = F.pad(random_images(), [12] * 4, value=0.5)
     with torch.no_grad():
-        chance = torch.stack([direction_objective(d[None].expand(len(x), -1), mode="channel")(net.features[:3](x))
-                              for d in dirs], dim=1).numpy()
+        chance = torch.stack(
+            [
+                direction_objective(d[None].expand(len(x), -1), mode="channel")(net.features[:3](x))
+                for d in dirs
+            ],
+            dim=1,
+        ).numpy()
     assert (final > chance.max(0)).all()
     with pytest.raises(ValueError, match="dimensions"):
         render_directions(net, TARGET, dirs[:, :5], steps=1, image_size=SIZE)
@@ -548,7 +569,9 @@ def test_unit_maxima_matches_direct_computation(net):
     np.testing.assert_allclose(raw, acts.flatten(2).amax(2).numpy(), rtol=1e-5, atol=1e-6)
     encode = lambda v: torch.relu((v - bd) @ W + b)  # noqa: E731
     feats = unit_maxima(net, TARGET, images, encode=encode)
-    ref = torch.relu(torch.einsum("bchw,cf->bfhw", acts - bd[None, :, None, None], W) + b[None, :, None, None])
+    ref = torch.relu(
+        torch.einsum("bchw,cf->bfhw", acts - bd[None, :, None, None], W) + b[None, :, None, None]
+    )
     np.testing.assert_allclose(feats, ref.flatten(2).amax(2).numpy(), rtol=1e-4, atol=1e-5)
     assert unit_maxima(net, TARGET, images, size=16).shape == (5, N_CH)
     assert _all_hooks(net) == [] and all(p.grad is None for p in net.parameters())
@@ -557,7 +580,9 @@ def test_unit_maxima_matches_direct_computation(net):
 def test_precision_argument(net):
     # bf16 autocast is for GPUs; on a CPU the run is fp32 and identical to precision="fp32".
     kw = dict(image_size=SIZE, steps=3, device="cpu")
-    assert np.array_equal(render_units(net, TARGET, [0, 1], precision="bf16", **kw),
-                          render_units(net, TARGET, [0, 1], precision="fp32", **kw))
+    assert np.array_equal(
+        render_units(net, TARGET, [0, 1], precision="bf16", **kw),
+        render_units(net, TARGET, [0, 1], precision="fp32", **kw),
+    )
     with pytest.raises(ValueError, match="precision"):
         render_units(net, TARGET, [0], precision="fp16", **kw)

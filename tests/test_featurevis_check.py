@@ -28,6 +28,7 @@ def test_median_firing_activation_falls_in_the_true_medians_bin():
         s = np.sort(v)
         true.append((float(s[(n - 1) // 2]), float(s[n // 2])))  # the middle image(s)
     got = check.median_firing_activation(np.stack(hists), edges, np.array(tops), np.array(fires))
+
     def bin_of(value: float, top: float) -> int:
         return min(int(np.searchsorted(edges, value / top, side="right")) - 1, len(edges) - 2)
 
@@ -70,24 +71,47 @@ def test_mark_main_reasons_in_order():
     median = np.array([2.0, 2.0, 2.0, 2.0, 2.0, 2.0, np.nan, np.nan])
     flat = np.array([False, True, True, False, False, False, False, False])
     got = check.mark_main(objective, own, median, flat)
-    want = [check.OK, check.FLAT, check.FLAT, check.NOT_POSITIVE, check.SILENT, check.BELOW_MEDIAN,
-            check.OK, check.OK]  # a unit that never fires (no median) is judged on its activation only
+    want = [
+        check.OK,
+        check.FLAT,
+        check.FLAT,
+        check.NOT_POSITIVE,
+        check.SILENT,
+        check.BELOW_MEDIAN,
+        check.OK,
+        check.OK,
+    ]  # a unit that never fires (no median) is judged on its activation only
     assert got.tolist() == want
     # Brute force: the first reason that applies wins.
     for i in range(len(objective)):
-        reasons = [flat[i], not objective[i] > 0, not own[i] > 0, np.isfinite(median[i]) and not own[i] >= median[i]]
+        reasons = [
+            flat[i],
+            not objective[i] > 0,
+            not own[i] > 0,
+            np.isfinite(median[i]) and not own[i] >= median[i],
+        ]
         assert got[i] == (reasons.index(True) + 1 if any(reasons) else 0)
 
 
 def test_variants_and_success_figures():
     assert check.mark_maximised(np.array([1.0, 0.0, 2.0]), np.array([False, False, True])).tolist() == [
-        check.OK, check.NOT_POSITIVE, check.FLAT]
+        check.OK,
+        check.NOT_POSITIVE,
+        check.FLAT,
+    ]
     reason = np.array([check.OK, check.BELOW_MEDIAN, check.FLAT, check.OK])
     own = np.array([3.0, 1.0, 0.0, 0.2])
     median = np.array([2.0, 2.0, 2.0, np.nan])
     fires = np.array([10, 10, 10, 0])
     fig = check.success_figures(reason, own, median, fires, np.array([False, True, True, True]))
-    assert fig == {"units": 4, "live": 3, "reach_median": 1, "reach_median_share": 1 / 3, "flat_main_live": 1,
-                   "flat_any_live": 2, "failed": 2}
+    assert fig == {
+        "units": 4,
+        "live": 3,
+        "reach_median": 1,
+        "reach_median_share": 1 / 3,
+        "flat_main_live": 1,
+        "flat_any_live": 2,
+        "failed": 2,
+    }
     line = check.note_line("mixed5b", "features", fig)
     assert "1 of 3 live (33.3 %)" in line and "2 of 4" in line

@@ -13,7 +13,9 @@ from atlasgen.site.fmt import fmt_num
 
 
 def _artifact(folder: Path, stage: str) -> Path:
-    return next(p for p in (folder / ".atlasgen" / stage).iterdir() if p.is_dir() and not p.name.endswith(".partial"))
+    return next(
+        p for p in (folder / ".atlasgen" / stage).iterdir() if p.is_dir() and not p.name.endswith(".partial")
+    )
 
 
 def test_variants_and_quality_arrays(tiny_build):
@@ -54,7 +56,9 @@ def test_feature_page_shows_variants_and_both_numbers(tiny_build):
         unit = site / "demonet" / "mixed5b" / "f" / str(i)
         html = (unit / "index.html").read_text()
         for name in ("vis-neuron.webp", "vis-negative.webp", *(f"vis-diverse-{k}.webp" for k in range(2))):
-            assert (unit / name).is_file() and f'src="{name}"' in html  # the page's own folder: the shortest link
+            assert (
+                unit / name
+            ).is_file() and f'src="{name}"' in html  # the page's own folder: the shortest link
         check = re.search(r'<dl class="vis-check">(.*?)</dl>', html, re.S).group(1)
         assert fmt_num(float(q["own_act"][i])) in check and fmt_num(float(ex["max_act"][i])) in check
         assert f"f/{int(q['other_unit'][i])}" in check
@@ -100,12 +104,18 @@ def test_failure_marks_match_a_recomputation_and_failed_pages_lead_with_examples
         assert np.array_equal(np.isnan(q["median_act"]), fires == 0)
         assert np.allclose(q["median_act"][fires > 0], median[fires > 0])
         for i in range(len(q["unit"])):  # the first reason that applies, unit by unit
-            reasons = [bool(q["flat"][i]), not q["objective"][i] > 0, not q["own_act"][i] > 0,
-                       bool(fires[i] > 0 and not q["own_act"][i] >= q["median_act"][i])]
+            reasons = [
+                bool(q["flat"][i]),
+                not q["objective"][i] > 0,
+                not q["own_act"][i] > 0,
+                bool(fires[i] > 0 and not q["own_act"][i] >= q["median_act"][i]),
+            ]
             assert q["failure"][i] == (reasons.index(True) + 1 if any(reasons) else check.OK), (family, i)
         live = fires > 0
         reach = int((live & (q["own_act"] >= q["median_act"])).sum())
-        assert any(f"featurevis mixed5b {family}: {reach} of {int(live.sum())} live" in line for line in lines)
+        assert any(
+            f"featurevis mixed5b {family}: {reach} of {int(live.sum())} live" in line for line in lines
+        )
         # The pages: a failed main image is greyed, says why, and the examples come before it.
         failed = np.flatnonzero(q["failure"] != check.OK)
         ok = np.flatnonzero(q["failure"] == check.OK)
@@ -118,6 +128,9 @@ def test_failure_marks_match_a_recomputation_and_failed_pages_lead_with_examples
             assert (html.index('id="examples-title"') < html.index('class="unit-top')) == is_failed
         layer = (site / "demonet" / "mixed5b" / "index.html").read_text()
         if kind == "f" and failed.size:
-            card = re.search(rf'<li class="card[^"]*"[^>]*><a href="[^"]*f/{int(failed[0])}/index.html">(.*?)</a>',
-                             layer, re.S).group(1)
+            card = re.search(
+                rf'<li class="card[^"]*"[^>]*><a href="[^"]*f/{int(failed[0])}/index.html">(.*?)</a>',
+                layer,
+                re.S,
+            ).group(1)
             assert "thumb vis-failed" in card or "thumb px vis-failed" in card

@@ -22,8 +22,16 @@ from atlasgen.stages.map import evaluate
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu"]
 
-CLASSES = [{"name": n, "superclass": s} for n, s in
-           [("dog", "animal"), ("cat", "animal"), ("rose", "plant"), ("fern", "plant"), ("car", "vehicle")]]
+CLASSES = [
+    {"name": n, "superclass": s}
+    for n, s in [
+        ("dog", "animal"),
+        ("cat", "animal"),
+        ("rose", "plant"),
+        ("fern", "plant"),
+        ("car", "vehicle"),
+    ]
+]
 
 
 # ------------------------------------------------------------------ hierarchy and naming
@@ -39,8 +47,10 @@ def test_names_from_dataset_superclasses():
 
 def test_hierarchy_file_deeper_tree(tmp_path):
     path = tmp_path / "h.tsv"
-    path.write_text("# child\tparent\ndog\tmammal\ncat\tmammal\nmammal\tanimal\nrose\tflower\nflower\tplant\n"
-                    "fern\tplant\ncar\tvehicle\n")
+    path.write_text(
+        "# child\tparent\ndog\tmammal\ncat\tmammal\nmammal\tanimal\nrose\tflower\nflower\tplant\n"
+        "fern\tplant\ncar\tvehicle\n"
+    )
     h = Hierarchy.from_file(path, [c["name"] for c in CLASSES])
     assert h.lca([0, 1]) == "mammal" and h.lca([2, 3]) == "plant" and h.lca([0, 4]) == ""
     assert name_group(np.array([0.5, 0.45, 0.05, 0, 0]), h) == "mammal"
@@ -50,8 +60,14 @@ def test_hierarchy_file_deeper_tree(tmp_path):
     assert Hierarchy.from_file(yml, [c["name"] for c in CLASSES]).lca([0, 1]) == "mammal"
 
 
-@pytest.mark.parametrize("text, message", [("dog\tcat\ncat\tdog\n", "cycle"), ("dog mammal extra\n", "line 1"),
-                                           ("x\ty\n", "none of the dataset's classes")])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("dog\tcat\ncat\tdog\n", "cycle"),
+        ("dog mammal extra\n", "line 1"),
+        ("x\ty\n", "none of the dataset's classes"),
+    ],
+)
 def test_bad_hierarchy_files_say_why(tmp_path, text, message):
     path = tmp_path / "h.txt"
     path.write_text(text)
@@ -125,9 +141,11 @@ def test_atlas_objective_is_dot_times_cossim_power():
     acts[0, :, 1, 1] = torch.tensor([2.0, 2.0, 0.0])  # the centre position
     got = direction_objective(v, cossim_pow=2.0, mode="neuron")(acts)
     cos = 2.0 / (np.sqrt(8.0) * 1.0)
-    assert got.item() == pytest.approx(2.0 * cos ** 2, rel=1e-4)
+    assert got.item() == pytest.approx(2.0 * cos**2, rel=1e-4)
     acts[0, :, 1, 1] = torch.tensor([-1.0, 5.0, 0.0])  # cos < 0.1: floored at 0.1
-    assert direction_objective(v, cossim_pow=2.0, mode="neuron")(acts).item() == pytest.approx(-1.0 * 0.01, rel=1e-4)
+    assert direction_objective(v, cossim_pow=2.0, mode="neuron")(acts).item() == pytest.approx(
+        -1.0 * 0.01, rel=1e-4
+    )
 
 
 def test_sprite_sheet_layout():
@@ -176,8 +194,13 @@ def browser():
 def served(tiny_build):
     """`atlasgen serve` on the tiny build; yields its base URL."""
     folder, config, _ = tiny_build
-    proc = subprocess.Popen([sys.executable, "-m", "atlasgen", "serve", "-q", "-c", str(config), "--port", "0"],
-                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "atlasgen", "serve", "-q", "-c", str(config), "--port", "0"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = proc.stdout.readline()
         assert "http://127.0.0.1:" in first, first + proc.stderr.read()
@@ -201,10 +224,20 @@ class Tab:
         self.errors, self.outside = [], []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("requestfailed", lambda r: None if "ERR_ABORTED" in (r.failure or "")  # cancelled by a navigation
-                     else self.errors.append("failed " + r.url))
-        self.page.on("request", lambda r: None if r.url.startswith(base) or r.url.startswith("data:")
-                     else self.outside.append(r.url))
+        self.page.on(
+            "requestfailed",
+            lambda r: (
+                None
+                if "ERR_ABORTED" in (r.failure or "")  # cancelled by a navigation
+                else self.errors.append("failed " + r.url)
+            ),
+        )
+        self.page.on(
+            "request",
+            lambda r: (
+                None if r.url.startswith(base) or r.url.startswith("data:") else self.outside.append(r.url)
+            ),
+        )
 
     def open_map(self, base, hash_=""):
         self.page.goto(f"{base}demonet/mixed5b/map/index.html{hash_}")
@@ -261,7 +294,9 @@ def test_zooming_changes_level_and_names(tab, base):
 def test_hash_centres_on_feature_and_click_opens_it(tab, base):
     data = None
     tab.open_map(base)
-    data = tab.page.evaluate("() => ({ids: ATLAS_MAP.features.id, thumb: ATLAS_MAP.features.thumb, label: ATLAS_MAP.features.label})")
+    data = tab.page.evaluate(
+        "() => ({ids: ATLAS_MAP.features.id, thumb: ATLAS_MAP.features.thumb, label: ATLAS_MAP.features.label})"
+    )
     k = next(i for i, (t, lab) in enumerate(zip(data["thumb"], data["label"])) if t and lab != "dead")
     fid = data["ids"][k]
     tab.open_map(base, f"#f={fid}")
@@ -326,8 +361,12 @@ def test_coactivation_layout_groups_features_that_fire_on_the_same_images(tmp_pa
     top_classes[:, 0] = group_of
     weights = np.zeros((F, 3), np.float32)
     weights[:, 0] = 1
-    np.savez(inputs["examples"] / "mixed5b" / "features.npz", top_classes=top_classes, top_class_weights=weights,
-             density=np.r_[np.ones(F - 1), 0].astype(np.float32))
+    np.savez(
+        inputs["examples"] / "mixed5b" / "features.npz",
+        top_classes=top_classes,
+        top_class_weights=weights,
+        density=np.r_[np.ones(F - 1), 0].astype(np.float32),
+    )
     np.savez(inputs["examples"] / "mixed5b" / "cooccurrence.npz", sample_peaks=peaks.astype(np.float16))
     cfg = parse_config({"map": {"source": "coactivation", "levels": [3, 6]}}, root=tmp_path)
     out = tmp_path / "out"
@@ -357,7 +396,9 @@ def _planted_hierarchy(rng, n_sup=4, per_sup=4, feats_per_class=6, n_img=320):
     probs *= rng.uniform(0.7, 1.3, probs.shape)
     probs /= probs.sum(1, keepdims=True)
     feat_class = np.repeat(np.arange(K), feats_per_class)
-    peaks = np.where(feat_class[None, :] == img_class[:, None], rng.gamma(2.0, 1.0, (n_img, len(feat_class))), 0.0)
+    peaks = np.where(
+        feat_class[None, :] == img_class[:, None], rng.gamma(2.0, 1.0, (n_img, len(feat_class))), 0.0
+    )
     peaks *= rng.random(peaks.shape) < 0.6
     return K, sup, feat_class, probs, peaks
 
@@ -400,9 +441,13 @@ def test_sibling_targets_and_loss():
     """model.train.sibling_smoothing: each target keeps 1 - eps and gives eps to its siblings."""
     from atlasgen.stages.model import sibling_smoothed_loss, sibling_targets
 
-    classes = [{"name": "dog", "superclass": "animal"}, {"name": "cat", "superclass": "animal"},
-               {"name": "fish", "superclass": "animal"}, {"name": "car", "superclass": "vehicle"},
-               {"name": "rock", "superclass": ""}]
+    classes = [
+        {"name": "dog", "superclass": "animal"},
+        {"name": "cat", "superclass": "animal"},
+        {"name": "fish", "superclass": "animal"},
+        {"name": "car", "superclass": "vehicle"},
+        {"name": "rock", "superclass": ""},
+    ]
     T = sibling_targets(classes, 0.3)
     torch.testing.assert_close(T.sum(1), torch.ones(5))
     torch.testing.assert_close(T[0], torch.tensor([0.7, 0.15, 0.15, 0.0, 0.0]))
@@ -439,7 +484,9 @@ map_stage.run(StageContext(cfg, Path(sys.argv[1]), inputs, Console(0), "cpu"))
     outs = []
     for run in range(2):
         out = tmp_path / f"out{run}"
-        subprocess.run([sys.executable, "-c", script, str(out)], check=True, cwd=Path(__file__).resolve().parents[1])
+        subprocess.run(
+            [sys.executable, "-c", script, str(out)], check=True, cwd=Path(__file__).resolve().parents[1]
+        )
         outs.append((out / "mixed5b" / "map.json").read_bytes())
     assert outs[0] == outs[1]
     m = json.loads(outs[0])

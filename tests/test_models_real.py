@@ -12,14 +12,24 @@ import yaml
 from PIL import Image
 
 from atlasgen.config import ConfigError, load_config, parse_config
-from atlasgen.models import (LayerView, all_layer_shapes, attach_views, build_model, class_outputs, classifier_head,
-                             layer_activations, splice_layer)
+from atlasgen.models import (
+    LayerView,
+    all_layer_shapes,
+    attach_views,
+    build_model,
+    class_outputs,
+    classifier_head,
+    layer_activations,
+    splice_layer,
+)
 from atlasgen.pipeline import Pipeline
 from atlasgen.progress import Console
 from atlasgen.zoo import INCEPTIONV1_LAYERS, branch_channels
 
 
-def _image_folder(root, classes=("n01440764", "n01443537", "n01484850"), per_class=4, size=(240, 200), seed=0):
+def _image_folder(
+    root, classes=("n01440764", "n01443537", "n01484850"), per_class=4, size=(240, 200), seed=0
+):
     """Class folders of small generated photos-to-be: smooth colour fields plus noise."""
     rng = np.random.default_rng(seed)
     for c, name in enumerate(classes):
@@ -60,13 +70,20 @@ def _write(folder, data):
 
 
 def test_inceptionv1_modules_and_branch_channels():
-    cfg = parse_config({"model": {"source": "inceptionv1", "name": "inceptionv1", "pretrained": False},
-                        "dataset": {"image_size": 224}})
+    cfg = parse_config(
+        {
+            "model": {"source": "inceptionv1", "name": "inceptionv1", "pretrained": False},
+            "dataset": {"image_size": 224},
+        }
+    )
     model = build_model(cfg.model, 3).eval()
     names = dict(model.named_modules())
     assert all(n in names for n in INCEPTIONV1_LAYERS)
     # Every branch's channel range inside the block equals that branch module's own output.
-    views = [LayerView(f"b{i}", "mixed4a", branch_channels("4a", b)) for i, b in enumerate(("1x1", "3x3", "5x5", "pool_reduce"))]
+    views = [
+        LayerView(f"b{i}", "mixed4a", branch_channels("4a", b))
+        for i, b in enumerate(("1x1", "3x3", "5x5", "pool_reduce"))
+    ]
     model.atlas_views = {v.name: v for v in views}
     model.atlas_views.update({b: LayerView(b, f"mixed4a_{b}") for b in ("1x1", "3x3", "5x5", "pool_reduce")})
     x = torch.rand(1, 3, 96, 96)
@@ -78,7 +95,9 @@ def test_inceptionv1_modules_and_branch_channels():
 
 def test_inceptionv1_takes_lucid_input_range():
     """lucid's InceptionV1 sees x * 255 - 117 for x in [0, 1]."""
-    cfg = parse_config({"model": {"source": "inceptionv1", "name": "i", "pretrained": False}, "dataset": {"image_size": 224}})
+    cfg = parse_config(
+        {"model": {"source": "inceptionv1", "name": "i", "pretrained": False}, "dataset": {"image_size": 224}}
+    )
     model = build_model(cfg.model, 3).eval()
     seen = {}
     model.conv2d0_pre_relu_conv.register_forward_hook(lambda _m, inputs, _o: seen.update(x=inputs[0]))
@@ -110,8 +129,13 @@ def test_inceptionv1_config_checks(tmp_path):
         parse_config({"model": {"source": "inceptionv1", "name": "i"}, "dataset": {"image_size": 64}})
     assert "224" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        parse_config({"model": {"source": "inceptionv1", "name": "i"}, "dataset": {"image_size": 224},
-                      "layers": [{"name": "mixed3a_3", "module": "mixed3a_3x33"}]})
+        parse_config(
+            {
+                "model": {"source": "inceptionv1", "name": "i"},
+                "dataset": {"image_size": 224},
+                "layers": [{"name": "mixed3a_3", "module": "mixed3a_3x33"}],
+            }
+        )
     assert "mixed3a_3x3" in str(err.value)  # did-you-mean
 
 
@@ -128,7 +152,9 @@ def _run_stages(cfg, names, root):
             continue
         out = root / stage.name
         out.mkdir(parents=True)
-        importlib.import_module(stage.module).run(StageContext(cfg, out, {d: folders[d] for d in stage.deps}, Console(0), "cpu"))
+        importlib.import_module(stage.module).run(
+            StageContext(cfg, out, {d: folders[d] for d in stage.deps}, Console(0), "cpu")
+        )
         folders[stage.name] = out
     return folders
 
@@ -139,15 +165,32 @@ def _inception_config(tmp_path):
     labels[1], labels[500], labels[1007] = "tench", "n01443537", "great white shark"
     (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
     (tmp_path / "names.txt").write_text("n01440764 tench, Tinca tinca\nn01484850 great white shark\n")
-    return _write(tmp_path, {
-        "device": "cpu",
-        "dataset": {"source": "folder", "path": "images", "image_size": 224, "class_names": "names.txt",
-                    "holdout_fraction": 0.25, "crop_fraction": 0.875},
-        "model": {"source": "inceptionv1", "name": "inceptionv1", "pretrained": False, "labels": "labels.txt"},
-        "layers": [{"name": "mixed5a", "sae": _sae()}, {"name": "mixed5b", "sae": _sae()},
-                   {"name": "mixed3a_3x3", "module": "mixed3a", "channels": [64, 192], "sae": _sae()}],
-        **TINY_STAGES,
-    })
+    return _write(
+        tmp_path,
+        {
+            "device": "cpu",
+            "dataset": {
+                "source": "folder",
+                "path": "images",
+                "image_size": 224,
+                "class_names": "names.txt",
+                "holdout_fraction": 0.25,
+                "crop_fraction": 0.875,
+            },
+            "model": {
+                "source": "inceptionv1",
+                "name": "inceptionv1",
+                "pretrained": False,
+                "labels": "labels.txt",
+            },
+            "layers": [
+                {"name": "mixed5a", "sae": _sae()},
+                {"name": "mixed5b", "sae": _sae()},
+                {"name": "mixed3a_3x3", "module": "mixed3a", "channels": [64, 192], "sae": _sae()},
+            ],
+            **TINY_STAGES,
+        },
+    )
 
 
 def test_inceptionv1_stages(tmp_path):
@@ -169,7 +212,9 @@ def test_inceptionv1_stages(tmp_path):
     up = json.loads((f["circuits"] / "mixed5b" / "upstream.json").read_text())
     assert up["layer"] == "mixed5a" and up["kernel"] == [5, 5]
     assert (f["circuits"] / "mixed5a" / "downstream.npz").is_file()
-    W = torch.load(f["model"] / "model.pt", weights_only=True)["softmax2_pre_activation_matmul.weight"].numpy()
+    W = torch.load(f["model"] / "model.pt", weights_only=True)[
+        "softmax2_pre_activation_matmul.weight"
+    ].numpy()
     with np.load(f["circuits"] / "mixed5b" / "class_weights.npz") as z:
         assert z["neurons"].shape == (1024, 3)
         assert np.allclose(z["neurons"], W[[1, 500, 1007]].T, atol=1e-6)
@@ -181,7 +226,10 @@ def test_inceptionv1_stages(tmp_path):
     assert [c["name"] for c in dataset["classes"]] == ["tench, Tinca tinca", "n01443537", "great white shark"]
 
 
-@pytest.mark.skipif(not __import__("os").environ.get("ATLASGEN_SLOW_TESTS"), reason="about 10 minutes on a shared CPU; set ATLASGEN_SLOW_TESTS=1")
+@pytest.mark.skipif(
+    not __import__("os").environ.get("ATLASGEN_SLOW_TESTS"),
+    reason="about 10 minutes on a shared CPU; set ATLASGEN_SLOW_TESTS=1",
+)
 def test_inceptionv1_whole_pipeline(tmp_path):
     """The same build through every stage and the site."""
     Pipeline(load_config(_inception_config(tmp_path)), console=Console(0)).build()
@@ -199,7 +247,9 @@ def _vit():
     return tiny_vit(num_classes=5).eval()
 
 
-@pytest.mark.parametrize("tokens,shape", [("patches", (2, 32, 4, 4)), ("class", (2, 32, 1, 1)), ("mean", (2, 32, 1, 1))])
+@pytest.mark.parametrize(
+    "tokens,shape", [("patches", (2, 32, 4, 4)), ("class", (2, 32, 1, 1)), ("mean", (2, 32, 1, 1))]
+)
 def test_vit_token_views(tokens, shape):
     model = _vit()
     model.atlas_views = {"b1": LayerView("b1", "encoder.layers.encoder_layer_0", None, tokens)}
@@ -234,20 +284,39 @@ def test_channel_range_splice_keeps_other_channels():
     out = torch.randn(2, 8, 3, 3)
     new = torch.zeros(2, 3, 3, 3)
     spliced = view.splice(out, new)
-    assert torch.equal(spliced[:, 2:5], new) and torch.equal(spliced[:, :2], out[:, :2]) and torch.equal(spliced[:, 5:], out[:, 5:])
+    assert (
+        torch.equal(spliced[:, 2:5], new)
+        and torch.equal(spliced[:, :2], out[:, :2])
+        and torch.equal(spliced[:, 5:], out[:, 5:])
+    )
     assert torch.equal(view.view(out), out[:, 2:5])
 
 
 def test_vit_pipeline_class_and_patch_tokens(tmp_path):
     """A tiny random ViT from a factory: one layer by class token, one by patch tokens."""
-    config = _write(tmp_path, {
-        "device": "cpu",
-        "dataset": {"images_per_class": 3, "image_size": 32, "seed": 1},
-        "model": {"source": "factory", "name": "vit", "arch": "tests.tiny_models:tiny_vit"},
-        "layers": [{"name": "block1_patches", "module": "encoder.layers.encoder_layer_1", "tokens": "patches", "sae": _sae(8)},
-                   {"name": "block1_cls", "module": "encoder.layers.encoder_layer_1", "tokens": "class", "sae": _sae(8)}],
-        **TINY_STAGES,
-    })
+    config = _write(
+        tmp_path,
+        {
+            "device": "cpu",
+            "dataset": {"images_per_class": 3, "image_size": 32, "seed": 1},
+            "model": {"source": "factory", "name": "vit", "arch": "tests.tiny_models:tiny_vit"},
+            "layers": [
+                {
+                    "name": "block1_patches",
+                    "module": "encoder.layers.encoder_layer_1",
+                    "tokens": "patches",
+                    "sae": _sae(8),
+                },
+                {
+                    "name": "block1_cls",
+                    "module": "encoder.layers.encoder_layer_1",
+                    "tokens": "class",
+                    "sae": _sae(8),
+                },
+            ],
+            **TINY_STAGES,
+        },
+    )
     Pipeline(load_config(config), console=Console(0)).build()
     cache = tmp_path / ".atlasgen"
     acts = _art(cache, "activations")
@@ -260,13 +329,22 @@ def test_vit_pipeline_class_and_patch_tokens(tmp_path):
 
 
 def test_factory_model_pipeline_and_layers_cli(tmp_path):
-    config = _write(tmp_path, {
-        "device": "cpu",
-        "dataset": {"images_per_class": 3, "image_size": 32, "seed": 2},
-        "model": {"source": "factory", "name": "tinycnn", "arch": "tests.tiny_models:tiny_cnn", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
-        "layers": [{"name": "conv2", "module": "3", "sae": _sae(8)}],
-        **TINY_STAGES,
-    })
+    config = _write(
+        tmp_path,
+        {
+            "device": "cpu",
+            "dataset": {"images_per_class": 3, "image_size": 32, "seed": 2},
+            "model": {
+                "source": "factory",
+                "name": "tinycnn",
+                "arch": "tests.tiny_models:tiny_cnn",
+                "mean": [0.5, 0.5, 0.5],
+                "std": [0.25, 0.25, 0.25],
+            },
+            "layers": [{"name": "conv2", "module": "3", "sae": _sae(8)}],
+            **TINY_STAGES,
+        },
+    )
     Pipeline(load_config(config), console=Console(0)).build()
     circuits = json.loads((_art(tmp_path / ".atlasgen", "circuits") / "conv2" / "circuits.json").read_text())
     assert circuits["exact"] is True  # module 3 (the last ReLU) -> average pool -> linear: exact
@@ -279,7 +357,9 @@ def test_factory_model_pipeline_and_layers_cli(tmp_path):
     lines = dict(line.split(None, 1) for line in result.output.splitlines())
     from atlasgen.demo.dataset import CLASSES
 
-    assert lines["3"].strip() == "16 x 8 x 8" and lines["6"].strip() == str(len(CLASSES))  # built with one output per demo class
+    assert lines["3"].strip() == "16 x 8 x 8" and lines["6"].strip() == str(
+        len(CLASSES)
+    )  # built with one output per demo class
 
 
 def test_factory_errors(tmp_path):
@@ -290,8 +370,12 @@ def test_factory_errors(tmp_path):
     with pytest.raises(ConfigError) as err:
         parse_config({"model": {"source": "factory", "name": "x"}})
     assert "model.arch: required" in str(err.value)
-    cfg = parse_config({"model": {"source": "factory", "name": "x", "arch": "tests.tiny_models:tiny_cnn"},
-                        "layers": [{"name": "c", "module": "encoder"}]})
+    cfg = parse_config(
+        {
+            "model": {"source": "factory", "name": "x", "arch": "tests.tiny_models:tiny_cnn"},
+            "layers": [{"name": "c", "module": "encoder"}],
+        }
+    )
     model = build_model(cfg.model, 3)
     with pytest.raises(ConfigError) as err:
         attach_views(model, cfg.layers)
@@ -299,8 +383,12 @@ def test_factory_errors(tmp_path):
 
 
 def test_torchvision_resnet18_random(tmp_path):
-    cfg = parse_config({"model": {"source": "torchvision", "name": "r18", "arch": "resnet18", "pretrained": False},
-                        "layers": [{"name": "layer4"}, {"name": "layer4_0", "module": "layer4.0"}]})
+    cfg = parse_config(
+        {
+            "model": {"source": "torchvision", "name": "r18", "arch": "resnet18", "pretrained": False},
+            "layers": [{"name": "layer4"}, {"name": "layer4_0", "module": "layer4.0"}],
+        }
+    )
     torch.manual_seed(0)
     model = build_model(cfg.model, 4).eval()
     attach_views(model, cfg.layers)
@@ -314,7 +402,9 @@ def test_torchvision_resnet18_random(tmp_path):
     assert reaches_classifier_linearly(model, "layer4", x)  # layer4 -> avgpool -> fc
     assert not reaches_classifier_linearly(model, "layer4_0", x)
     with pytest.raises(ConfigError) as err:
-        build_model(parse_config({"model": {"source": "torchvision", "name": "r", "arch": "resnet181"}}).model, 4)
+        build_model(
+            parse_config({"model": {"source": "torchvision", "name": "r", "arch": "resnet181"}}).model, 4
+        )
     assert "resnet18" in str(err.value)
 
 
@@ -325,10 +415,16 @@ def test_csv_dataset_class_names_and_subsampling(tmp_path):
     from atlasgen.data import read_class_names, read_image_csv, subsample
 
     _image_folder(tmp_path / "imgs", classes=("a", "b"), per_class=3, size=(50, 40))
-    rows = ["path,label"] + [f"imgs/{c}/img_{i}.{'png' if i % 2 else 'jpg'},{c}" for c in "ab" for i in range(3)]
+    rows = ["path,label"] + [
+        f"imgs/{c}/img_{i}.{'png' if i % 2 else 'jpg'},{c}" for c in "ab" for i in range(3)
+    ]
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     classes, paths, labels = read_image_csv(tmp_path / "list.csv")
-    assert classes == ["a", "b"] and labels == [0, 0, 0, 1, 1, 1] and all(p.endswith((".png", ".jpg")) for p in paths)
+    assert (
+        classes == ["a", "b"]
+        and labels == [0, 0, 0, 1, 1, 1]
+        and all(p.endswith((".png", ".jpg")) for p in paths)
+    )
     (tmp_path / "names.txt").write_text("a\tapple pie\nb,banana\n# comment\n")
     assert read_class_names(tmp_path / "names.txt") == {"a": "apple pie", "b": "banana"}
     keep = subsample([0] * 10 + [1] * 10 + [2] * 3, per_class=4, limit=0, seed=0)
@@ -349,9 +445,20 @@ def test_csv_dataset_stage(tmp_path):
     rows = [f"imgs/{c}/img_{i}.{'png' if i % 2 else 'jpg'},{c}" for c in "ab" for i in range(3)]
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "names.txt").write_text("a apple\nb banana\n")
-    config = _write(tmp_path, {"device": "cpu",
-                               "dataset": {"source": "csv", "path": "list.csv", "class_names": "names.txt", "image_size": 16,
-                                           "images_per_class": 2, "limit": 3}})
+    config = _write(
+        tmp_path,
+        {
+            "device": "cpu",
+            "dataset": {
+                "source": "csv",
+                "path": "list.csv",
+                "class_names": "names.txt",
+                "image_size": 16,
+                "images_per_class": 2,
+                "limit": 3,
+            },
+        },
+    )
     cfg = load_config(config)
     from atlasgen.pipeline import STAGES, StageContext
     from atlasgen.stages import dataset as stage

@@ -11,8 +11,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_contains_templates_and_static(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     (wheel,) = tmp_path.glob("atlasgen-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -26,15 +40,34 @@ def test_wheel_contains_templates_and_static(tmp_path):
 
 def test_installed_wheel_finds_its_templates(tmp_path):
     """Install the wheel into a target folder and locate the resources from there."""
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "w")],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     (wheel,) = (tmp_path / "w").glob("atlasgen-*.whl")
     target = tmp_path / "site-packages"
     zipfile.ZipFile(wheel).extractall(target)
     code = "import atlasgen.site.resources as r; print(r.resource_dir('templates')); print(r.resource_dir('static'))"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+    )
     assert res.returncode == 0, res.stderr
     for line in res.stdout.split():
         assert line.startswith(str(target)), line
@@ -42,7 +75,9 @@ def test_installed_wheel_finds_its_templates(tmp_path):
 
 def test_clean_removes_only_marked_folders(tiny_copy, tmp_path):
     folder, config, site = tiny_copy
-    run = lambda *a: subprocess.run([sys.executable, "-m", "atlasgen", *a], capture_output=True, text=True, cwd=folder, timeout=120)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "atlasgen", *a], capture_output=True, text=True, cwd=folder, timeout=120
+    )
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("keep")

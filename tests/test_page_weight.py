@@ -16,34 +16,47 @@ from atlasgen.site import urls  # noqa: E402
 
 def test_shorten_links_keeps_every_target():
     page = "demonet/mixed5b/f/3/index.html"
-    html = ('<a href="../../../../demonet/mixed5b/f/5/index.html">'
-            '<img src="../../../../demonet/mixed5b/f/3/vis.webp">'
-            '<a href="../../../../demonet/mixed5b/map/index.html#f=3">'
-            '<a href="../../../../demonet/classes/cat/index.html">'
-            '<a href="../../../../index.html"><link href="../../../../static/atlas.css">'
-            '<a href="../../data/x.json"><a href="https://example.org/">'
-            '<p>href=&quot;../../../../demonet/x&quot;</p>')
+    html = (
+        '<a href="../../../../demonet/mixed5b/f/5/index.html">'
+        '<img src="../../../../demonet/mixed5b/f/3/vis.webp">'
+        '<a href="../../../../demonet/mixed5b/map/index.html#f=3">'
+        '<a href="../../../../demonet/classes/cat/index.html">'
+        '<a href="../../../../index.html"><link href="../../../../static/atlas.css">'
+        '<a href="../../data/x.json"><a href="https://example.org/">'
+        "<p>href=&quot;../../../../demonet/x&quot;</p>"
+    )
     out = urls.shorten_links(html, page)
-    assert out == ('<a href="../5/index.html">'
-                   '<img src="vis.webp">'
-                   '<a href="../../map/index.html#f=3">'
-                   '<a href="../../../classes/cat/index.html">'
-                   '<a href="../../../../index.html"><link href="../../../../static/atlas.css">'
-                   '<a href="../../data/x.json"><a href="https://example.org/">'
-                   '<p>href=&quot;../../../../demonet/x&quot;</p>')
+    assert out == (
+        '<a href="../5/index.html">'
+        '<img src="vis.webp">'
+        '<a href="../../map/index.html#f=3">'
+        '<a href="../../../classes/cat/index.html">'
+        '<a href="../../../../index.html"><link href="../../../../static/atlas.css">'
+        '<a href="../../data/x.json"><a href="https://example.org/">'
+        "<p>href=&quot;../../../../demonet/x&quot;</p>"
+    )
     # Every rewritten URL resolves to the same file as the root-prefixed one.
     before = re.findall(r'(?:href|src)="([^"]*)"', html)
     after = re.findall(r'(?:href|src)="([^"]*)"', out)
     for b, a in zip(before, after):
         if "://" not in b:
-            assert posixpath.normpath(posixpath.join("demonet/mixed5b/f/3", b)) == \
-                posixpath.normpath(posixpath.join("demonet/mixed5b/f/3", a))
+            assert posixpath.normpath(posixpath.join("demonet/mixed5b/f/3", b)) == posixpath.normpath(
+                posixpath.join("demonet/mixed5b/f/3", a)
+            )
     assert urls.shorten_links(html, "index.html") == html  # the root page has no prefix to shorten
 
 
 def test_unit_page_carries_one_heat_strip_and_no_root_detours(tmp_path):
-    art = make_fake_artifacts(tmp_path / "art", n_features=12, n_neurons=6, k=6, grid=7, band_samples=3,
-                              layers=("mixed5b",), n_images=60)
+    art = make_fake_artifacts(
+        tmp_path / "art",
+        n_features=12,
+        n_neurons=6,
+        k=6,
+        grid=7,
+        band_samples=3,
+        layers=("mixed5b",),
+        n_images=60,
+    )
     render(art, tmp_path / "site", layers=["mixed5b"], workers=1)
     for kind in ("f", "n"):
         html = (tmp_path / "site" / f"demonet/mixed5b/{kind}/3/index.html").read_text()
@@ -72,11 +85,16 @@ def test_bands_do_not_repeat_top_examples():
 
     ds = SimpleNamespace(labels=np.zeros(100, dtype=np.int64), facets=None, facet_names=[[]])
     ex = SimpleNamespace(
-        max_act=np.array([4.0]), top_idx=np.array([[7, 8, 9, -1]]),
+        max_act=np.array([4.0]),
+        top_idx=np.array([[7, 8, 9, -1]]),
         band_idx=np.array([[[7, 8, -1], [9, 50, 51], [60, -1, -1]]]),  # band 0: all top; band 1: one top
-        band_val=np.ones((1, 3, 3), np.float32), band_pos=np.zeros((1, 3, 3, 2), np.int16),
-        band_maps=np.ones((1, 3, 3, 2, 2), np.float16), band_count=np.array([[2, 40, 1]]),
-        band_edges=np.array([1.0, 0.7, 0.3, 0.0]), band_edges_rel=np.array([[1.0, 0.7, 0.3, 0.0]]))
+        band_val=np.ones((1, 3, 3), np.float32),
+        band_pos=np.zeros((1, 3, 3, 2), np.int16),
+        band_maps=np.ones((1, 3, 3, 2, 2), np.float16),
+        band_count=np.array([[2, 40, 1]]),
+        band_edges=np.array([1.0, 0.7, 0.3, 0.0]),
+        band_edges_rel=np.array([[1.0, 0.7, 0.3, 0.0]]),
+    )
     sprite = HeatSprite()
     bands = spectrum.bands(ds, lambda c: {"name": "c", "href": "c.html"}, ex, 0, Images(), sprite)
     assert [[e["index"] for e in b["examples"]] for b in bands] == [[], [50, 51], [60]]
@@ -89,8 +107,9 @@ def test_thumbnails_only_when_much_smaller(tmp_path):
 
     assert _thumbs_worthwhile((224, 224), (64, 64)) and _thumbs_worthwhile((64, 64), (32, 32))
     assert not _thumbs_worthwhile((64, 64), (48, 48)) and not _thumbs_worthwhile((64, 64), None)
-    art = make_fake_artifacts(tmp_path / "art", n_features=6, n_neurons=3, vis_size=64, thumb_size=48,
-                              layers=("mixed5b",))
+    art = make_fake_artifacts(
+        tmp_path / "art", n_features=6, n_neurons=3, vis_size=64, thumb_size=48, layers=("mixed5b",)
+    )
     render(art, tmp_path / "site", layers=["mixed5b"], workers=1)
     assert not list((tmp_path / "site").rglob("thumb.webp"))
     layer = (tmp_path / "site" / "demonet/mixed5b/index.html").read_text()

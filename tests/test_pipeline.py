@@ -24,7 +24,9 @@ def build(config: Path, **kwargs):
 
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def edit(config: Path, section: str, **values) -> None:
@@ -91,17 +93,33 @@ def test_template_change_rerenders_only_the_site(tiny_copy, tmp_path, monkeypatc
 def test_status_cli_explains(tiny_copy):
     folder, config, _ = tiny_copy
     edit(config, "examples", top_k=5)
-    out = subprocess.run([sys.executable, "-m", "atlasgen", "status", "-c", str(config)], capture_output=True, text=True, cwd=folder, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "atlasgen", "status", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     lines = {line.split()[0]: line for line in out.stdout.splitlines()}
     assert set(lines) == set(STAGE_NAMES)
-    assert "cached" in lines["sae"] and "stale" in lines["examples"] and "examples.top_k changed" in lines["examples"]
+    assert (
+        "cached" in lines["sae"]
+        and "stale" in lines["examples"]
+        and "examples.top_k changed" in lines["examples"]
+    )
     assert "waits on" in lines["map"] or "stale" in lines["map"]
 
 
 def _start_build(folder: Path, config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "atlasgen", "build", "-c", str(config)], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "atlasgen", "build", "-c", str(config)],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _wait_for(predicate, proc, timeout=300.0):
@@ -122,19 +140,40 @@ def test_killed_build_resumes_and_matches_an_uninterrupted_one(tiny_build, tmp_p
     _, _, reference_site = tiny_build
     config = write_tiny_config(tmp_path)
     proc = _start_build(tmp_path, config)
-    partial_vis = lambda: list((tmp_path / ".atlasgen" / "featurevis").glob("*.partial/mixed5b/features/*.webp"))
+    partial_vis = lambda: list(
+        (tmp_path / ".atlasgen" / "featurevis").glob("*.partial/mixed5b/features/*.webp")
+    )
     # A chunk is finished once its quality shard is written (after all its images).
-    shards = lambda: list((tmp_path / ".atlasgen" / "featurevis").glob("*.partial/mixed5b/features_quality/*.npz"))
+    shards = lambda: list(
+        (tmp_path / ".atlasgen" / "featurevis").glob("*.partial/mixed5b/features_quality/*.npz")
+    )
     assert _wait_for(lambda: len(shards()) >= 1, proc), proc.communicate()[0]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = {int(p.stem) for p in shards()}
-    done_before = {p.name: p.stat().st_mtime_ns for p in partial_vis() if (int(p.stem) // 16) * 16 in finished}
-    complete = [p for p in (tmp_path / ".atlasgen" / "featurevis").iterdir() if p.is_dir() and not p.name.endswith(".partial")]
+    done_before = {
+        p.name: p.stat().st_mtime_ns for p in partial_vis() if (int(p.stem) // 16) * 16 in finished
+    }
+    complete = [
+        p
+        for p in (tmp_path / ".atlasgen" / "featurevis").iterdir()
+        if p.is_dir() and not p.name.endswith(".partial")
+    ]
     assert complete == []  # the killed stage left only its .partial folder
-    status = subprocess.run([sys.executable, "-m", "atlasgen", "status", "-c", str(config)], capture_output=True, text=True, cwd=tmp_path)
+    status = subprocess.run(
+        [sys.executable, "-m", "atlasgen", "status", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert "featurevis   stale" in status.stdout and "model        cached" in status.stdout
-    rerun = subprocess.run([sys.executable, "-m", "atlasgen", "build", "-c", str(config)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    rerun = subprocess.run(
+        [sys.executable, "-m", "atlasgen", "build", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert "featurevis: feature visualisations (resuming)" in rerun.stderr
     assert "training" not in rerun.stderr  # the model stage was not redone
@@ -149,7 +188,9 @@ def test_ctrl_c_exits_130_with_a_resume_hint(tmp_path):
     proc = _start_build(tmp_path, config)
     # Interrupt inside the feature-visualisation stage: it runs for seconds even on a fast machine
     # (the stages before it can finish between two polls).
-    assert _wait_for(lambda: any((tmp_path / ".atlasgen").glob("featurevis/*.partial/mixed5b/features/*.webp")), proc)
+    assert _wait_for(
+        lambda: any((tmp_path / ".atlasgen").glob("featurevis/*.partial/mixed5b/features/*.webp")), proc
+    )
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, (proc.returncode, out[-2000:])
@@ -162,8 +203,13 @@ def test_output_that_atlasgen_did_not_make_is_left_alone(tiny_copy, tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("precious")
-    out = subprocess.run([sys.executable, "-m", "atlasgen", "build", "-c", str(config), "-o", str(foreign)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "atlasgen", "build", "-c", str(config), "-o", str(foreign)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert out.returncode == 2 and "did not make" in out.stderr
     assert (foreign / "notes.txt").read_text() == "precious"
 
@@ -183,5 +229,9 @@ def test_commit_drops_temporary_files_of_killed_writers(tmp_path):
             (partial / "a" / ".1.webp.tmp-4242").write_bytes(b"half an ima")
         meta = store.commit("featurevis", "k", {"inputs": {}})
         hashes.append(meta["content_hash"])
-        assert sorted(p.name for p in store.final("featurevis", "k").rglob("*")) == ["0.webp", "a", "meta.json"]
+        assert sorted(p.name for p in store.final("featurevis", "k").rglob("*")) == [
+            "0.webp",
+            "a",
+            "meta.json",
+        ]
     assert hashes[0] == hashes[1]

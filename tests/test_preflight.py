@@ -14,9 +14,12 @@ from tests.test_models_real import _image_folder
 
 
 def _cfg(tmp_path, **over):
-    data = {"device": "cpu", "dataset": {"source": "folder", "path": "data", "image_size": 32},
-            "model": {"source": "factory", "name": "fres", "arch": "tests.tiny_models:functional_resnet"},
-            "layers": [{"name": "stage1"}, {"name": "stage2"}]}
+    data = {
+        "device": "cpu",
+        "dataset": {"source": "folder", "path": "data", "image_size": 32},
+        "model": {"source": "factory", "name": "fres", "arch": "tests.tiny_models:functional_resnet"},
+        "layers": [{"name": "stage1"}, {"name": "stage2"}],
+    }
     data.update(over)
     (tmp_path / "site_config.yaml").write_text(yaml.safe_dump(data))
     return load_config(tmp_path / "site_config.yaml")
@@ -37,15 +40,21 @@ def test_three_class_folder_passes_and_class_count_reaches_n_classes(tmp_path):
 
 def test_each_problem_names_its_key_and_a_fix(tmp_path):
     _image_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=1, size=(40, 40))
-    text = _errors(_cfg(tmp_path, layers=[{"name": "stage1"}, {"name": "stage9"}],
-                        importance={"top_k": 10}), tmp_path / "_site")
+    text = _errors(
+        _cfg(tmp_path, layers=[{"name": "stage1"}, {"name": "stage9"}], importance={"top_k": 10}),
+        tmp_path / "_site",
+    )
     assert "layers[1].name: 'stage9'" in text and "stage1" in text.split("layers[1].name")[1]
     assert "importance.top_k: 10 is not below the model's 3 outputs" in text and "auto" in text
-    text = _errors(_cfg(tmp_path, model={"source": "factory", "name": "x", "arch": "tests.tiny_models:fixed_four"}),
-                   tmp_path / "_site")
+    text = _errors(
+        _cfg(tmp_path, model={"source": "factory", "name": "x", "arch": "tests.tiny_models:fixed_four"}),
+        tmp_path / "_site",
+    )
     assert "4 outputs but the dataset has 3 classes" in text and "num_classes" in text
-    text = _errors(_cfg(tmp_path, model={"source": "factory", "name": "x", "arch": "tests.tiny_models:broken_factory"}),
-                   tmp_path / "_site")
+    text = _errors(
+        _cfg(tmp_path, model={"source": "factory", "name": "x", "arch": "tests.tiny_models:broken_factory"}),
+        tmp_path / "_site",
+    )
     assert "model.arch: 'tests.tiny_models:broken_factory' raised RuntimeError: weights file corrupt" in text
     (tmp_path / "_site").mkdir()
     (tmp_path / "_site" / "mine.txt").write_text("x")

@@ -41,10 +41,14 @@ def test_check_reports_each_kind_of_problem(tiny_copy):
     _, _, site = tiny_copy
     page = next(site.glob("*/mixed5b/f/0/index.html"))
     html = page.read_text()
-    html = html.replace("</main>", '<a href="../1/missing.html">x</a><a href="/abs/index.html">y</a>'
-                                    '<img src="https://cdn.example.com/a.png" alt="">'
-                                    '<a href="../1/index.html#no-such-anchor">z</a>'
-                                    '<script>fetch("data.json")</script></main>', 1)
+    html = html.replace(
+        "</main>",
+        '<a href="../1/missing.html">x</a><a href="/abs/index.html">y</a>'
+        '<img src="https://cdn.example.com/a.png" alt="">'
+        '<a href="../1/index.html#no-such-anchor">z</a>'
+        '<script>fetch("data.json")</script></main>',
+        1,
+    )
     page.write_text(html)
     (site / "static" / "extra.js").write_text("const w = new Worker('w.js');\n")
     manifest = json.loads((site / "manifest.json").read_text())
@@ -96,7 +100,9 @@ def test_rebuild_with_another_sae_stops_and_keeps_the_site(tiny_copy):
 
 def test_feature_id_check_ignores_new_sites_and_layers(tmp_path):
     check_feature_ids(tmp_path, "m", {"l": "a" * 64})  # no site yet
-    (tmp_path / "manifest.json").write_text(json.dumps({"model": "m", "layers": {"other": {"sae_sha256": "b" * 64}}}))
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"model": "m", "layers": {"other": {"sae_sha256": "b" * 64}}})
+    )
     check_feature_ids(tmp_path, "m", {"l": "a" * 64})  # a new layer
     check_feature_ids(tmp_path, "other-model", {"other": "a" * 64})  # another model prefix
     with pytest.raises(ChangedFeaturesError):
@@ -121,8 +127,13 @@ def test_size_budget_stops_with_a_breakdown(tiny_copy):
 def test_citation_sitemap_404_and_open_graph(tiny_copy):
     folder, config, site = tiny_copy
     data = yaml.safe_load(config.read_text())
-    data["site"] = {"title": "Tiny atlas", "base_url": "https://user.github.io/atlas/",
-                    "authors": ["Ada Lovelace", "Plato"], "version": "2.1", "doi": "10.5281/zenodo.1"}
+    data["site"] = {
+        "title": "Tiny atlas",
+        "base_url": "https://user.github.io/atlas/",
+        "authors": ["Ada Lovelace", "Plato"],
+        "version": "2.1",
+        "doi": "10.5281/zenodo.1",
+    }
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     assert cli("build", "-q", "-c", str(config)).returncode == 0
 
@@ -135,7 +146,10 @@ def test_citation_sitemap_404_and_open_graph(tiny_copy):
     assert f"<loc>https://user.github.io/atlas/{model}/mixed5b/f/0/index.html</loc>" in sitemap
     assert sitemap.count("<loc>") == len(list(site.rglob("index.html")))
     page = (site / model / "mixed5b" / "f" / "0" / "index.html").read_text()
-    assert f'<meta property="og:url" content="https://user.github.io/atlas/{model}/mixed5b/f/0/index.html">' in page
+    assert (
+        f'<meta property="og:url" content="https://user.github.io/atlas/{model}/mixed5b/f/0/index.html">'
+        in page
+    )
     assert '<meta property="og:image" content="https://user.github.io/atlas/' in page
     assert "author       = {Ada Lovelace and Plato}" in page and "doi:10.5281/zenodo.1" in page
     not_found = (site / "404.html").read_text()
@@ -145,7 +159,9 @@ def test_citation_sitemap_404_and_open_graph(tiny_copy):
 
 
 def test_citation_cff_escapes_yaml():
-    text = citation_cff(title='A "quoted": title', authors=["Jo: O'Neil"], version="1", date="2026-01-01", url="", doi=None)
+    text = citation_cff(
+        title='A "quoted": title', authors=["Jo: O'Neil"], version="1", date="2026-01-01", url="", doi=None
+    )
     data = yaml.safe_load(text)
     assert data["title"] == 'A "quoted": title'
     assert data["authors"] == [{"given-names": "Jo:", "family-names": "O'Neil"}]

@@ -22,23 +22,51 @@ from atlasgen.progress import Console
 from atlasgen.stages.game import choose_rounds
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Chromium not installed at {CHROMIUM}")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"Chromium not installed at {CHROMIUM}"
+)
 SHA = "ab" * 32
 EVIL = '<script>alert("x")</script> & "quoted"'
 
 
 def rec(**kw) -> dict:
-    base = {"rater": "r1", "rater_name": "", "model": "demonet", "layer": "mixed5b", "sae_sha256": SHA,
-            "feature": 3, "q1": 5, "phrases": "dog", "q3": 5, "q4": 3, "q5": 1, "q6": 1, "answered": "2026-01-01T00:00:00Z"}
+    base = {
+        "rater": "r1",
+        "rater_name": "",
+        "model": "demonet",
+        "layer": "mixed5b",
+        "sae_sha256": SHA,
+        "feature": 3,
+        "q1": 5,
+        "phrases": "dog",
+        "q3": 5,
+        "q4": 3,
+        "q5": 1,
+        "q6": 1,
+        "answered": "2026-01-01T00:00:00Z",
+    }
     base.update(kw)
     return base
 
 
 def export_doc(ratings: list[dict], **kw) -> dict:
-    doc = {"format": R.FORMAT, "version": R.VERSION, "model": "demonet", "layer": "mixed5b", "sae_sha256": SHA,
-           "rater": "r1", "rater_name": "A", "ratings": ratings}
+    doc = {
+        "format": R.FORMAT,
+        "version": R.VERSION,
+        "model": "demonet",
+        "layer": "mixed5b",
+        "sae_sha256": SHA,
+        "rater": "r1",
+        "rater_name": "A",
+        "ratings": ratings,
+    }
     doc.update(kw)
     return doc
 
@@ -76,6 +104,7 @@ def test_survey_sample_groups_are_disjoint_equal_and_seeded():
 def test_feature_importance_reads_issue6_arrays_or_falls_back():
     class L:
         importance = {"features_topk": np.array([5, 9, 1]), "features_rank": np.array([2, 1, 3])}
+
     got = R.feature_importance(L)
     assert got["exact"] and got["rank"].tolist() == [2, 1, 3]
 
@@ -83,19 +112,46 @@ def test_feature_importance_reads_issue6_arrays_or_falls_back():
 # ----------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "expected a JSON object"),
-    (json.dumps({"format": "something", "version": 1}), '"format" is'),
-    (json.dumps(export_doc([], version=9)), "version 9 is not supported"),
-    (json.dumps(export_doc([])), "holds no ratings"),
-    (json.dumps(export_doc([{"feature": 1, "q1": 6, "q3": 1, "q4": 1, "q5": 1, "q6": 1}])), "q1 must be an answer 1-5, got 6"),
-    (json.dumps(export_doc([{"feature": -2, "q1": 1, "q3": 1, "q4": 1, "q5": 1, "q6": 1}])), "feature must be a whole number"),
-    (json.dumps(export_doc([{"feature": 1, "q1": 5, "q3": 5, "q4": 5, "q5": 1, "q6": 1, "I": 0.2}])), "does not match"),
-    (json.dumps(export_doc([{"feature": 1, "q1": 5, "q3": 5, "q4": 5, "q5": 1, "q6": 1, "phrases": "x" * 600}])), "more than 500"),
-    (json.dumps(export_doc([{"feature": 1, "q1": 5, "q3": 5, "q4": 5, "q5": 1, "q6": 1}], layer="../etc")), "layer '../etc' is not valid"),
-    (json.dumps(export_doc([{"feature": 1, "q1": 5, "q3": 5, "q4": 5, "q5": 1, "q6": 1}] * 2)), "rated twice"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        (json.dumps({"format": "something", "version": 1}), '"format" is'),
+        (json.dumps(export_doc([], version=9)), "version 9 is not supported"),
+        (json.dumps(export_doc([])), "holds no ratings"),
+        (
+            json.dumps(export_doc([{"feature": 1, "q1": 6, "q3": 1, "q4": 1, "q5": 1, "q6": 1}])),
+            "q1 must be an answer 1-5, got 6",
+        ),
+        (
+            json.dumps(export_doc([{"feature": -2, "q1": 1, "q3": 1, "q4": 1, "q5": 1, "q6": 1}])),
+            "feature must be a whole number",
+        ),
+        (
+            json.dumps(export_doc([{"feature": 1, "q1": 5, "q3": 5, "q4": 5, "q5": 1, "q6": 1, "I": 0.2}])),
+            "does not match",
+        ),
+        (
+            json.dumps(
+                export_doc(
+                    [{"feature": 1, "q1": 5, "q3": 5, "q4": 5, "q5": 1, "q6": 1, "phrases": "x" * 600}]
+                )
+            ),
+            "more than 500",
+        ),
+        (
+            json.dumps(
+                export_doc([{"feature": 1, "q1": 5, "q3": 5, "q4": 5, "q5": 1, "q6": 1}], layer="../etc")
+            ),
+            "layer '../etc' is not valid",
+        ),
+        (
+            json.dumps(export_doc([{"feature": 1, "q1": 5, "q3": 5, "q4": 5, "q5": 1, "q6": 1}] * 2)),
+            "rated twice",
+        ),
+    ],
+)
 def test_malformed_json_files_name_file_and_problem(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -139,9 +195,13 @@ def test_import_writes_nothing_when_any_file_is_bad(tmp_path):
     assert first["added"] == 1
     before = R.merged_path(cfg).read_bytes()
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(export_doc([{"feature": 2, "q1": 9, "q3": 5, "q4": 5, "q5": 1, "q6": 1}], rater="r2")))
+    bad.write_text(
+        json.dumps(export_doc([{"feature": 2, "q1": 9, "q3": 5, "q4": 5, "q5": 1, "q6": 1}], rater="r2"))
+    )
     other_model = tmp_path / "other.json"
-    other_model.write_text(json.dumps(export_doc([{"feature": 2, "q1": 1, "q3": 5, "q4": 5, "q5": 1, "q6": 1}], model="resnet")))
+    other_model.write_text(
+        json.dumps(export_doc([{"feature": 2, "q1": 1, "q3": 5, "q4": 5, "q5": 1, "q6": 1}], model="resnet"))
+    )
     with pytest.raises(R.RatingsError) as exc:
         R.import_files(cfg, [good, bad, other_model])
     text = "\n".join(exc.value.errors)
@@ -180,7 +240,9 @@ def _cli(*args, cwd):
     import os
 
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    return subprocess.run([sys.executable, "-m", "atlasgen", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "atlasgen", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +273,9 @@ def test_survey_export_import_shows_ratings(tiny_copy, browser):
     _set(config, "ratings", per_group=3)
     assert _rebuild(config).ran == ["site"]  # survey settings re-render the site only
     rate = site / "demonet" / "mixed5b" / "rate" / "index.html"
-    survey = json.loads(re.search(r"= (.*);\n$", (site / "demonet/mixed5b/rate/survey.js").read_text()).group(1))
+    survey = json.loads(
+        re.search(r"= (.*);\n$", (site / "demonet/mixed5b/rate/survey.js").read_text()).group(1)
+    )
     ids = [it["id"] for it in survey["items"]]
     assert len(ids) == 6 and "group" not in json.dumps(survey)  # blind: no group in the page's data
 
@@ -250,12 +314,18 @@ def test_survey_export_import_shows_ratings(tiny_copy, browser):
     doc = json.loads(json_path.read_text())
     assert doc["rater_name"] == "Ada" and sorted(r["feature"] for r in doc["ratings"]) == sorted(ids)
     assert all(r["I"] == 0.75 for r in doc["ratings"])
-    assert {r["feature"]: r for r in R.read_ratings_file(csv_path)} == {r["feature"]: r for r in R.read_ratings_file(json_path)}
+    assert {r["feature"]: r for r in R.read_ratings_file(csv_path)} == {
+        r["feature"]: r for r in R.read_ratings_file(json_path)
+    }
 
     bad = folder / "broken.json"
     bad.write_text(json_path.read_text().replace('"q4": 3', '"q4": 7', 1))
     out = _cli("import-ratings", "-c", str(config), str(bad), cwd=folder)
-    assert out.returncode == 2 and "broken.json" in out.stderr and "q4 must be an answer 1-5, got 7" in out.stderr
+    assert (
+        out.returncode == 2
+        and "broken.json" in out.stderr
+        and "q4 must be an answer 1-5, got 7" in out.stderr
+    )
     assert not (folder / "ratings" / "ratings.json").exists()
 
     out = _cli("import-ratings", "-c", str(config), str(json_path), cwd=folder)
@@ -263,8 +333,9 @@ def test_survey_export_import_shows_ratings(tiny_copy, browser):
     assert "6 new" in out.stdout
     # A second rater (the CSV re-labelled) so the means average two raters.
     second = folder / "second.json"
-    doc2 = dict(doc, rater="r-second", rater_name="Bob",
-                ratings=[dict(r, q1=1, I=0.25) for r in doc["ratings"]])
+    doc2 = dict(
+        doc, rater="r-second", rater_name="Bob", ratings=[dict(r, q1=1, I=0.25) for r in doc["ratings"]]
+    )
     second.write_text(json.dumps(doc2))
     assert _cli("import-ratings", "-c", str(config), str(second), str(csv_path), cwd=folder).returncode == 0
     assert _rebuild(config).ran == ["site"]  # imported ratings are an input of the site stage
@@ -274,7 +345,10 @@ def test_survey_export_import_shows_ratings(tiny_copy, browser):
     assert "I = 0.5" in page_html and "mean of 2 raters" in page_html  # (0.75 + 0.25) / 2
     assert "<script>alert" not in page_html and "&lt;script&gt;alert" in page_html
     unrated = next(i for i in range(1000) if i not in ids)
-    assert "Rated interpretability" not in (site / "demonet" / "mixed5b" / "f" / str(unrated) / "index.html").read_text()
+    assert (
+        "Rated interpretability"
+        not in (site / "demonet" / "mixed5b" / "f" / str(unrated) / "index.html").read_text()
+    )
     layer_html = (site / "demonet" / "mixed5b" / "index.html").read_text()
     assert "most important" in layer_html and "middle of the ranking" in layer_html
     assert layer_html.count('class="hist rating-hist"') == 2 and 'class="scatter"' in layer_html

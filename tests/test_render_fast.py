@@ -18,7 +18,7 @@ from atlasgen.site.build import make_environment  # noqa: E402
 # The reference macro the Python card must agree with byte for byte: the card of templates/macros.html before
 # issue 8's render work, less its indentation and with the sort keys only where the grid sorts (size budget).
 CARD_MACRO = (
-    '{% macro unit_card(root, card, value=none, pixelated=false, sortable=false) -%}\n'
+    "{% macro unit_card(root, card, value=none, pixelated=false, sortable=false) -%}\n"
     '<li class="card{% if card.dead %} dead{% endif %}"{% if sortable %} '
     'data-id="{{ card.id }}" data-density="{{ card.sort_density }}" data-max="{{ card.sort_max }}"'
     '{% if card.sort_importance %} data-importance="{{ card.sort_importance }}"{% endif %}'
@@ -35,8 +35,8 @@ CARD_MACRO = (
     '<span class="card-meta">{% if card.dead %}never fires{% else %}{{ card.density }}{% endif %}</span>'
     '{% set shown = card.flags | reject("equalto", "dead") | map("replace", "_", "-") | list %}'
     '{% if shown %}<span class="card-flags">{{ shown | join(", ") }}</span>{% endif %}'
-    '</span></a></li>\n{%- endmacro %}'
-    '[{{ unit_card(root, card, value=value, pixelated=pixelated, sortable=sortable) }}]'
+    "</span></a></li>\n{%- endmacro %}"
+    "[{{ unit_card(root, card, value=value, pixelated=pixelated, sortable=sortable) }}]"
 )
 
 
@@ -44,21 +44,49 @@ def test_python_card_matches_the_reference_macro():
     env = make_environment()
     env.globals.pop("unit_card")
     macro = env.from_string(CARD_MACRO)
-    base = {"id": 7, "code": "f/7", "kind_name": "feature", "href": "m/l/f/7/index.html", "density": "1.5%",
-            "max_act": "2.1", "sort_density": "0.015", "sort_max": "2.1"}
+    base = {
+        "id": 7,
+        "code": "f/7",
+        "kind_name": "feature",
+        "href": "m/l/f/7/index.html",
+        "density": "1.5%",
+        "max_act": "2.1",
+        "sort_density": "0.015",
+        "sort_max": "2.1",
+    }
     n = 0
     for thumb, label, top, imp, dead, value, pix, root, sortable, failed in itertools.product(
-            ("m/l/f/7/thumb.webp", None), ("stripes <b>&\"'", ""), ("cat 50%", ""), ("12", ""), (False, True),
-            (None, "+0.25", "", "<x>"), (False, True), ("../../../../", ""), (False, True), (False, True)):
+        ("m/l/f/7/thumb.webp", None),
+        ("stripes <b>&\"'", ""),
+        ("cat 50%", ""),
+        ("12", ""),
+        (False, True),
+        (None, "+0.25", "", "<x>"),
+        (False, True),
+        ("../../../../", ""),
+        (False, True),
+        (False, True),
+    ):
         flags = ("dead",) if dead else (("dense", "low_confidence", "polysemantic") if imp else ())
-        card = {**base, "thumb": thumb, "label": label, "top_class": top, "sort_importance": imp, "dead": dead,
-                "flags": flags, "vis_failed": failed}
+        card = {
+            **base,
+            "thumb": thumb,
+            "label": label,
+            "top_class": top,
+            "sort_importance": imp,
+            "dead": dead,
+            "flags": flags,
+            "vis_failed": failed,
+        }
         want = macro.render(root=root, card=card, value=value, pixelated=pix, sortable=sortable)
         assert "[" + cards.unit_card(root, card, value=value, pixelated=pix, sortable=sortable) + "]" == want
         n += 1
-    assert n == 2 ** 9 * 4
-    assert 'data-id="7"' in cards.unit_card("", {**base, "thumb": None, "label": "", "top_class": "",
-                                                "sort_importance": "", "dead": False}, sortable=True)
+    assert n == 2**9 * 4
+    assert 'data-id="7"' in cards.unit_card(
+        "",
+        {**base, "thumb": None, "label": "", "top_class": "", "sort_importance": "", "dead": False},
+        sortable=True,
+    )
 
 
 def test_forked_workers_write_the_same_bytes(tmp_path):
@@ -68,7 +96,9 @@ def test_forked_workers_write_the_same_bytes(tmp_path):
     build.PARALLEL_MIN_UNITS = 2  # fork even for this small layer
     try:
         pages_seen = []
-        render(art, tmp_path / "forked", workers=2, progress=lambda done, total: pages_seen.append((done, total)))
+        render(
+            art, tmp_path / "forked", workers=2, progress=lambda done, total: pages_seen.append((done, total))
+        )
     finally:
         build.PARALLEL_MIN_UNITS = original
     serial, forked = tree_bytes(tmp_path / "serial"), tree_bytes(tmp_path / "forked")
@@ -111,10 +141,20 @@ def test_python_example_matches_the_reference_template():
     env = make_environment()
     tpl = env.from_string(EXAMPLE_TEMPLATE)
     n = 0
-    for facet, name, root, crop in itertools.product(("", "in a <crowd>"), ("cat", "a&b \"q\" 'x'"),
-                                                     ("../../../../", ""), ("10% 91%", "<\"&>")):
-        e = {"src": "images/0123abcd.webp", "heat": "12.345%", "act": "1.25", "crop": crop, "rel": "<0.01%",
-             "index": 42, "facet": facet, "class_name": name, "class_href": "m/classes/cat/index.html"}
+    for facet, name, root, crop in itertools.product(
+        ("", "in a <crowd>"), ("cat", "a&b \"q\" 'x'"), ("../../../../", ""), ("10% 91%", '<"&>')
+    ):
+        e = {
+            "src": "images/0123abcd.webp",
+            "heat": "12.345%",
+            "act": "1.25",
+            "crop": crop,
+            "rel": "<0.01%",
+            "index": 42,
+            "facet": facet,
+            "class_name": name,
+            "class_href": "m/classes/cat/index.html",
+        }
         assert cards.example_item(root, e) == tpl.render(root=root, e=e)
         n += 1
     assert n == 16
@@ -161,7 +201,7 @@ def test_heat_sprite_holds_every_map_with_a_repeated_border():
     assert strip.shape == (8 * 9, 8, 4)
     maps = np.clip(np.concatenate([top, band]) / 3.0, 0, 1)
     for t, m in enumerate(maps):
-        tile = strip[t * 9:(t + 1) * 9]
+        tile = strip[t * 9 : (t + 1) * 9]
         assert (tile == np.pad(_hot(m), ((1, 1), (1, 1), (0, 0)), mode="edge")).all()
         # 64 levels stay within half a level of the exact colour: the scale's steepest slope (colour steps per
         # unit of activation) times 1/126, plus one step of rounding.
@@ -177,7 +217,9 @@ def test_heat_sprite_holds_every_map_with_a_repeated_border():
         p = float(sprite.position(t).rstrip("%")) / 100
         offset = p * (B - size_h * B)  # the strip's top edge relative to the box's, in px
         assert offset + (t * 9 + 1) * B / 7 == pytest.approx(0, abs=0.05)
-    assert 0.5 * (B - size_w * B) + B / 6 == pytest.approx(0, abs=0.01)  # background-position-x 50 % skips the border
+    assert 0.5 * (B - size_w * B) + B / 6 == pytest.approx(
+        0, abs=0.01
+    )  # background-position-x 50 % skips the border
 
 
 def test_png_encoder_round_trips():
@@ -209,23 +251,32 @@ def test_heat_sprite_tiles_look_like_one_image_per_map(tmp_path):
     maps = rng.gamma(1.0, 1.0, size=(9, 7, 7)).astype(np.float32)
     sprite = images.HeatSprite()
     tiles = sprite.add(maps, float(maps.max()) / 2)
-    lone = [base64.b64encode(images.png_rgba(m)).decode() for m in images.heatmap_rgba(maps, float(maps.max()) / 2)]
+    lone = [
+        base64.b64encode(images.png_rgba(m)).decode()
+        for m in images.heatmap_rgba(maps, float(maps.max()) / 2)
+    ]
     css = (resource_dir("static") / "atlas.css").as_uri()
-    boxes = "".join(f'<div class="ex-img" style="width:120px"><i class="heat" style="--y:{sprite.position(t)}"></i></div>'
-                    f'<div class="ex-img" style="width:120px"><img src="data:image/png;base64,{u}" alt=""></div>'
-                    for t, u in zip(tiles, lone))
-    page_html = (f'<!DOCTYPE html><html><head><link rel="stylesheet" href="{css}"><style>body{{margin:0;background:#fff}}'
-                 f'.ex-img{{border-radius:0;display:inline-block;vertical-align:top;background:#fff}}'
-                 f'.heat{{background-image:url({sprite.data_uri()});{sprite.css()};transition:none}}</style></head>'
-                 f'<body>{boxes}</body></html>')
+    boxes = "".join(
+        f'<div class="ex-img" style="width:120px"><i class="heat" style="--y:{sprite.position(t)}"></i></div>'
+        f'<div class="ex-img" style="width:120px"><img src="data:image/png;base64,{u}" alt=""></div>'
+        for t, u in zip(tiles, lone)
+    )
+    page_html = (
+        f'<!DOCTYPE html><html><head><link rel="stylesheet" href="{css}"><style>body{{margin:0;background:#fff}}'
+        f".ex-img{{border-radius:0;display:inline-block;vertical-align:top;background:#fff}}"
+        f".heat{{background-image:url({sprite.data_uri()});{sprite.css()};transition:none}}</style></head>"
+        f"<body>{boxes}</body></html>"
+    )
     (tmp_path / "p.html").write_text(page_html)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+        )
         page = browser.new_page(viewport={"width": 240, "height": 120 * len(tiles)})
         page.goto((tmp_path / "p.html").as_uri())
         shot = np.asarray(Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")).astype(int)
         browser.close()
     for t in range(len(tiles)):
-        strip_box, lone_box = shot[t * 120:(t + 1) * 120, :120], shot[t * 120:(t + 1) * 120, 120:240]
+        strip_box, lone_box = shot[t * 120 : (t + 1) * 120, :120], shot[t * 120 : (t + 1) * 120, 120:240]
         assert np.abs(strip_box - lone_box).mean() < 2.0, t  # same picture (resampling may differ by a level)
         assert np.abs(strip_box - lone_box).max() < 40, t  # no neighbouring tile bleeds in at the edges

@@ -63,8 +63,14 @@ def test_recovers_known_dictionary(data, architecture):
     steps = 600
     calls = []
     sae, stats = train_sae(
-        train, d_sae=D_SAE, architecture=architecture, steps=steps, batch_size=256, lr=2e-3,
-        progress=calls.append, **settings,
+        train,
+        d_sae=D_SAE,
+        architecture=architecture,
+        steps=steps,
+        batch_size=256,
+        lr=2e-3,
+        progress=calls.append,
+        **settings,
     )
     metrics = evaluate_sae(sae, heldout)
 
@@ -147,8 +153,9 @@ def test_float16_memmap_input(data, tmp_path):
     assert torch.equal(from_memmap.W_dec, from_array.W_dec)  # fp16 rows are read and widened identically
     assert torch.equal(from_memmap.W_dec, from_tensor.W_dec)
 
-    heldout16 = np.lib.format.open_memmap(tmp_path / "heldout.npy", mode="w+", dtype=np.float16,
-                                          shape=heldout.shape)
+    heldout16 = np.lib.format.open_memmap(
+        tmp_path / "heldout.npy", mode="w+", dtype=np.float16, shape=heldout.shape
+    )
     heldout16[:] = heldout
     metrics = evaluate_sae(from_memmap, heldout16, batch_size=1000)
     assert metrics["n_vectors"] == len(heldout) and metrics["fvu"] < 0.8  # 100 steps: learning, not done
@@ -305,10 +312,16 @@ def test_sparse_training_step_equals_the_dense_formulation(architecture):
     selector = _BatchTopKSelector()
     selector.guess = 0.05  # exercise the cut-off path (still exact)
     x_hat, vals, cols, _, since_after, aux = _topk_family_step(
-        x, sae, enc_t, architecture, k, selector, since.clone(), 1000, k_aux, nullcontext())
+        x, sae, enc_t, architecture, k, selector, since.clone(), 1000, k_aux, nullcontext()
+    )
     loss = (x - x_hat).pow(2).sum(-1).mean() + AUXK_ALPHA * aux
     loss.backward()
-    sparse_grads = [enc_t.grad.T.clone(), sae.b_enc.grad.clone(), sae.W_dec.grad.clone(), sae.b_dec.grad.clone()]
+    sparse_grads = [
+        enc_t.grad.T.clone(),
+        sae.b_enc.grad.clone(),
+        sae.W_dec.grad.clone(),
+        sae.b_dec.grad.clone(),
+    ]
 
     ref = SparseAutoencoder(d, s, architecture, k)
     ref.load_state_dict(sae.state_dict())
@@ -330,6 +343,9 @@ def test_sparse_training_step_equals_the_dense_formulation(architecture):
     assert float(aux.detach()) > 0 and torch.allclose(aux, ref_aux, rtol=1e-5)
     assert torch.allclose(x_hat, ref_hat, atol=1e-5)
     assert torch.equal(since_after, torch.where(fired, 0, since + b))
-    for got, want, name in zip(sparse_grads, [ref.W_enc.grad, ref.b_enc.grad, ref.W_dec.grad, ref.b_dec.grad],
-                               ["W_enc", "b_enc", "W_dec", "b_dec"]):
+    for got, want, name in zip(
+        sparse_grads,
+        [ref.W_enc.grad, ref.b_enc.grad, ref.W_dec.grad, ref.b_dec.grad],
+        ["W_enc", "b_enc", "W_dec", "b_dec"],
+    ):
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), name

@@ -103,9 +103,18 @@ def write_saelens(folder, cfg, tensors):
 
 
 def saelens_cfg(architecture, **extra):
-    return {"architecture": architecture, "d_in": D_IN, "d_sae": D_SAE, "dtype": "float32", "device": "cpu",
-            "apply_b_dec_to_input": True, "normalize_activations": "none", "reshape_activations": "none",
-            "metadata": {"hook_name": "blocks.3.hook_resid_post", "sae_lens_version": "6.5.0"}, **extra}
+    return {
+        "architecture": architecture,
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {"hook_name": "blocks.3.hook_resid_post", "sae_lens_version": "6.5.0"},
+        **extra,
+    }
 
 
 # -----------------------------------------------------------------------------
@@ -131,7 +140,9 @@ def test_saelens_jumprelu_per_latent_threshold(tmp_path, rng):
     np.testing.assert_array_equal(sae.W_dec.detach().numpy(), w["W_dec"])
     # and written back as they are: the re-exported folder is the same model
     save_saelens(sae, tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "cfg.json").read_text())["atlasgen"]["codes"].startswith("not activation units")
+    assert json.loads((tmp_path / "again" / "cfg.json").read_text())["atlasgen"]["codes"].startswith(
+        "not activation units"
+    )
     again = load_external_sae(tmp_path / "again", d_in=D_IN)
     with torch.no_grad():
         assert torch.equal(again(torch.from_numpy(x)), sae(torch.from_numpy(x)))
@@ -139,11 +150,15 @@ def test_saelens_jumprelu_per_latent_threshold(tmp_path, rng):
 
 def test_saelens_jumprelu_equal_thresholds_give_plain_batchtopk(tmp_path, rng):
     w = random_weights(rng, unit=True)
-    folder = write_saelens(tmp_path / "sae", saelens_cfg("jumprelu"), {**w, "threshold": np.full(D_SAE, 0.25, np.float32)})
+    folder = write_saelens(
+        tmp_path / "sae", saelens_cfg("jumprelu"), {**w, "threshold": np.full(D_SAE, 0.25, np.float32)}
+    )
     sae = load_external_sae(folder, d_in=D_IN, k=8)
     assert type(sae) is SparseAutoencoder and sae.architecture == "batchtopk" and sae.k == 8
     assert sae.threshold.shape == () and float(sae.threshold) == 0.25
-    assert sae.external_info["threshold"] == "global" and sae.external_info["codes_in_activation_units"] is True
+    assert (
+        sae.external_info["threshold"] == "global" and sae.external_info["codes_in_activation_units"] is True
+    )
     x = inputs(rng)
     assert_matches(sae, x, ref_jumprelu(x, w, 0.25))
 
@@ -151,18 +166,31 @@ def test_saelens_jumprelu_equal_thresholds_give_plain_batchtopk(tmp_path, rng):
 @pytest.mark.parametrize("rescale", [False, True])
 def test_saelens_topk(tmp_path, rng, rescale):
     w = random_weights(rng)
-    folder = write_saelens(tmp_path / "sae", saelens_cfg("topk", k=K, rescale_acts_by_decoder_norm=rescale), w)
-    sae = load_external_sae(folder, d_in=D_IN, architecture="relu", k=99)  # cfg.json decides, not the arguments
+    folder = write_saelens(
+        tmp_path / "sae", saelens_cfg("topk", k=K, rescale_acts_by_decoder_norm=rescale), w
+    )
+    sae = load_external_sae(
+        folder, d_in=D_IN, architecture="relu", k=99
+    )  # cfg.json decides, not the arguments
     assert sae.architecture == "topk" and sae.k == K
     x = inputs(rng)
     assert_matches(sae, x, ref_topk(x, w, K, rescale=rescale))
-    assert sae.external_info["codes_in_activation_units"] is rescale  # the rescale fold makes the rows unit norm
+    assert (
+        sae.external_info["codes_in_activation_units"] is rescale
+    )  # the rescale fold makes the rows unit norm
 
 
 def test_saelens_pre_6_topk_and_standard(tmp_path, rng):
     w = random_weights(rng)
-    old = {"d_in": D_IN, "d_sae": D_SAE, "architecture": "standard", "activation_fn_str": "topk",
-           "activation_fn_kwargs": {"k": K}, "hook_point": "blocks.0.hook_resid_pre", "normalize_activations": False}
+    old = {
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "architecture": "standard",
+        "activation_fn_str": "topk",
+        "activation_fn_kwargs": {"k": K},
+        "hook_point": "blocks.0.hook_resid_pre",
+        "normalize_activations": False,
+    }
     sae = load_external_sae(write_saelens(tmp_path / "old_topk", old, w), d_in=D_IN)
     x = inputs(rng)
     assert sae.architecture == "topk" and sae.k == K
@@ -195,7 +223,9 @@ def test_apply_b_dec_to_input_false_is_exact(tmp_path, rng, architecture):
     with torch.no_grad():
         pre = sae.encode_pre(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(pre, ref_pre(x, w, apply_b_dec_to_input=False), rtol=1e-5, atol=1e-5)
-    assert np.abs(ref_pre(x, w) - ref_pre(x, w, apply_b_dec_to_input=False)).max() > 0.1  # the fold matters here
+    assert (
+        np.abs(ref_pre(x, w) - ref_pre(x, w, apply_b_dec_to_input=False)).max() > 0.1
+    )  # the fold matters here
     thr = threshold if architecture == "jumprelu" else 0.0
     assert_matches(sae, x, ref_jumprelu(x, w, thr, apply_b_dec_to_input=False))
     np.testing.assert_array_equal(sae.b_dec.detach().numpy(), w["b_dec"])
@@ -205,7 +235,9 @@ def test_apply_b_dec_to_input_false_is_exact(tmp_path, rng, architecture):
 def test_saelens_log_threshold_and_weights_file_path(tmp_path, rng):
     w = random_weights(rng)
     threshold = rng.uniform(0.05, 0.8, size=D_SAE).astype(np.float32)
-    folder = write_saelens(tmp_path / "sae", saelens_cfg("jumprelu"), {**w, "log_threshold": np.log(threshold)})
+    folder = write_saelens(
+        tmp_path / "sae", saelens_cfg("jumprelu"), {**w, "log_threshold": np.log(threshold)}
+    )
     # pointing at sae_weights.safetensors itself still reads the cfg.json beside it
     sae = load_external_sae(folder / "sae_weights.safetensors", d_in=D_IN, architecture="relu")
     assert isinstance(sae, JumpReLUSAE)
@@ -223,7 +255,10 @@ def trained_looking_sae(architecture, seed=0, d_in=D_IN, d_sae=D_SAE, k=K, per_l
     with torch.no_grad():
         W_dec = torch.randn(d_sae, d_in, generator=g)
         sae.W_dec.copy_(W_dec / W_dec.norm(dim=1, keepdim=True))
-        sae.W_enc.copy_(sae.W_dec.T * torch.empty(1, d_sae).uniform_(0.5, 1.5, generator=g) + 0.1 * torch.randn(d_in, d_sae, generator=g))
+        sae.W_enc.copy_(
+            sae.W_dec.T * torch.empty(1, d_sae).uniform_(0.5, 1.5, generator=g)
+            + 0.1 * torch.randn(d_in, d_sae, generator=g)
+        )
         sae.b_enc.copy_(-0.1 * torch.rand(d_sae, generator=g))
         sae.b_dec.copy_(1 + 0.3 * torch.randn(d_in, generator=g))
         if per_latent:
@@ -233,7 +268,9 @@ def trained_looking_sae(architecture, seed=0, d_in=D_IN, d_sae=D_SAE, k=K, per_l
     return sae.eval()
 
 
-@pytest.mark.parametrize("architecture,per_latent", [("batchtopk", False), ("batchtopk", True), ("topk", False), ("relu", False)])
+@pytest.mark.parametrize(
+    "architecture,per_latent", [("batchtopk", False), ("batchtopk", True), ("topk", False), ("relu", False)]
+)
 def test_save_saelens_round_trip(tmp_path, rng, architecture, per_latent):
     sae = trained_looking_sae(architecture, per_latent=per_latent)
     save_saelens(sae, tmp_path / "a", hook_name="mixed5b")
@@ -245,7 +282,9 @@ def test_save_saelens_round_trip(tmp_path, rng, architecture, per_latent):
     assert cfg["metadata"]["hook_name"] == "mixed5b" and cfg["atlasgen"]["architecture"] == architecture
     if architecture == "topk":
         assert cfg["k"] == K
-    tensors = load_safetensors(str(tmp_path / "a" / "sae_weights.safetensors"))  # the safetensors library reads it
+    tensors = load_safetensors(
+        str(tmp_path / "a" / "sae_weights.safetensors")
+    )  # the safetensors library reads it
     assert tensors["W_enc"].shape == (D_IN, D_SAE) and tensors["W_dec"].shape == (D_SAE, D_IN)
     if architecture == "batchtopk":
         assert tensors["threshold"].shape == (D_SAE,)
@@ -262,8 +301,11 @@ def test_save_saelens_round_trip(tmp_path, rng, architecture, per_latent):
         assert torch.equal(sae.decode(f), loaded.decode(f2))
     # the reference semantics agree with the written files
     w = {name: tensors[name].numpy() for name in ("W_enc", "W_dec", "b_enc", "b_dec")}
-    reference = {"batchtopk": lambda: ref_jumprelu(x.numpy(), w, tensors.get("threshold", torch.zeros(1)).numpy()),
-                 "topk": lambda: ref_topk(x.numpy(), w, K), "relu": lambda: ref_relu(x.numpy(), w)}[architecture]()
+    reference = {
+        "batchtopk": lambda: ref_jumprelu(x.numpy(), w, tensors.get("threshold", torch.zeros(1)).numpy()),
+        "topk": lambda: ref_topk(x.numpy(), w, K),
+        "relu": lambda: ref_relu(x.numpy(), w),
+    }[architecture]()
     assert_matches(loaded, x.numpy(), reference)
 
     # byte-identical: saving again, and saving the loaded model
@@ -300,8 +342,17 @@ def test_plain_safetensors_with_custom_keys(tmp_path, rng):
     w = random_weights(rng)
     threshold = rng.uniform(0.0, 0.8, size=D_SAE).astype(np.float32)
     path = tmp_path / "custom.safetensors"
-    save_safetensors_np({"enc.w": w["W_enc"], "enc.b": w["b_enc"], "dec.w": w["W_dec"], "dec.b": w["b_dec"],
-                         "thr": threshold, "step": np.array([10], np.float32)}, str(path))
+    save_safetensors_np(
+        {
+            "enc.w": w["W_enc"],
+            "enc.b": w["b_enc"],
+            "dec.w": w["W_dec"],
+            "dec.b": w["b_dec"],
+            "thr": threshold,
+            "step": np.array([10], np.float32),
+        },
+        str(path),
+    )
     keys = {"W_enc": "enc.w", "b_enc": "enc.b", "W_dec": "dec.w", "b_dec": "dec.b", "threshold": "thr"}
     sae = load_external_sae(path, d_in=D_IN, keys=keys, architecture="batchtopk", k=K)
     assert isinstance(sae, JumpReLUSAE) and sae.external_info["format"] == "safetensors"
@@ -325,10 +376,24 @@ def test_torch_state_dict_with_linear_layers(tmp_path, rng):
     torch.manual_seed(0)
     encoder, decoder = torch.nn.Linear(D_IN, D_SAE), torch.nn.Linear(D_SAE, D_IN)
     path = tmp_path / "sae.pt"
-    torch.save({"state_dict": {"encoder.weight": encoder.weight.data, "encoder.bias": encoder.bias.data,
-                               "decoder.weight": decoder.weight.data, "decoder.bias": decoder.bias.data},
-                "step": 1000}, path)
-    keys = {"W_enc": "encoder.weight", "b_enc": "encoder.bias", "W_dec": "decoder.weight", "b_dec": "decoder.bias"}
+    torch.save(
+        {
+            "state_dict": {
+                "encoder.weight": encoder.weight.data,
+                "encoder.bias": encoder.bias.data,
+                "decoder.weight": decoder.weight.data,
+                "decoder.bias": decoder.bias.data,
+            },
+            "step": 1000,
+        },
+        path,
+    )
+    keys = {
+        "W_enc": "encoder.weight",
+        "b_enc": "encoder.bias",
+        "W_dec": "decoder.weight",
+        "b_dec": "decoder.bias",
+    }
     sae = load_external_sae(path, d_in=D_IN, keys=keys, architecture="relu", apply_b_dec_to_input=False)
     assert sae.W_enc.shape == (D_IN, D_SAE) and sae.W_dec.shape == (D_SAE, D_IN)
     assert any("transposed" in note for note in sae.external_info["notes"])
@@ -400,8 +465,15 @@ def test_truncated_or_pickled_torch_file(tmp_path, rng):
 def test_missing_key_lists_present_keys(tmp_path, rng):
     w = random_weights(rng)
     path = tmp_path / "w.safetensors"
-    save_safetensors_np({"encoder.weight": w["W_enc"].T.copy(), "encoder.bias": w["b_enc"], "W_dec": w["W_dec"],
-                         "b_dec": w["b_dec"]}, str(path))
+    save_safetensors_np(
+        {
+            "encoder.weight": w["W_enc"].T.copy(),
+            "encoder.bias": w["b_enc"],
+            "W_dec": w["W_dec"],
+            "b_dec": w["b_dec"],
+        },
+        str(path),
+    )
     message = error_of(path)
     assert "'W_enc'" in message and "encoder.weight (40, 12)" in message and "encoder.bias (40,)" in message
     assert "keys" in message and "W_enc: encoder.weight" in message and "b_enc: encoder.bias" in message
@@ -435,7 +507,9 @@ def test_nan_weights(tmp_path, rng):
 def test_unsupported_saelens_configs(tmp_path, rng):
     w = random_weights(rng)
     assert "'gated' is not supported" in error_of(write_saelens(tmp_path / "g", saelens_cfg("gated"), w))
-    folder = write_saelens(tmp_path / "n", saelens_cfg("topk", k=K, normalize_activations="expected_average_only_in"), w)
+    folder = write_saelens(
+        tmp_path / "n", saelens_cfg("topk", k=K, normalize_activations="expected_average_only_in"), w
+    )
     assert "fold_activation_norm_scaling_factor" in error_of(folder)
     folder = write_saelens(tmp_path / "ln", saelens_cfg("topk", k=K, normalize_activations="layer_norm"), w)
     assert "layer_norm" in error_of(folder)

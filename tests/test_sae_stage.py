@@ -35,7 +35,10 @@ def test_batchtopk_threshold_reproduces_the_training_l0(tiny_build):
     folder, _, _ = tiny_build
     training = json.loads((_sae_dir(folder) / "training.json").read_text())
     metrics = json.loads((_sae_dir(folder) / "metrics.json").read_text())
-    assert abs(metrics["l0"] - training["train_l0"]) <= 0.1 * training["train_l0"], (metrics["l0"], training["train_l0"])
+    assert abs(metrics["l0"] - training["train_l0"]) <= 0.1 * training["train_l0"], (
+        metrics["l0"],
+        training["train_l0"],
+    )
 
 
 def test_saelens_export_loads_back_identically(tiny_build):
@@ -56,7 +59,13 @@ def test_build_with_an_sae_from_elsewhere_and_a_clear_error_for_a_broken_one(tin
     data = yaml.safe_load(config.read_text())
     data["layers"][0]["sae"]["weights"] = str(external)
     config.write_text(yaml.safe_dump(data))
-    run = lambda: subprocess.run([sys.executable, "-m", "atlasgen", "build", "-c", str(config)], capture_output=True, text=True, cwd=folder, timeout=600)
+    run = lambda: subprocess.run(
+        [sys.executable, "-m", "atlasgen", "build", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=600,
+    )
     out = run()
     assert out.returncode == 0, out.stderr
     assert "loaded" in out.stderr and "training" not in out.stderr.split("sae:")[1].split("featurevis")[0]

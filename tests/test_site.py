@@ -27,14 +27,27 @@ from atlasgen.site.resources import resource_dir
 from conftest import serve_folder
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 MODEL = "demonet"
 LAYERS = ["mixed4a", "mixed5b"]
 STAGES = ("dataset", "model", "sae", "featurevis", "examples", "circuits", "map")
 
-COLOURS = {"red": (214, 54, 44), "blue": (40, 90, 200), "green": (50, 160, 70), "yellow": (235, 200, 40),
-           "purple": (130, 60, 170), "orange": (240, 130, 30), "teal": (30, 150, 150), "pink": (230, 110, 170)}
+COLOURS = {
+    "red": (214, 54, 44),
+    "blue": (40, 90, 200),
+    "green": (50, 160, 70),
+    "yellow": (235, 200, 40),
+    "purple": (130, 60, 170),
+    "orange": (240, 130, 30),
+    "teal": (30, 150, 150),
+    "pink": (230, 110, 170),
+}
 SHAPES = ["circle", "square", "triangle", "stripe", "ring", "cross"]
 TEXTURES = ["smooth", "striped", "dotted", "checkered", "wavy", "grainy"]
 
@@ -95,15 +108,26 @@ def _band_examples(rng, max_act, n_images, grid, r):
     count = rng.integers(0, 4 * r, size=(U, nb))
     count[max_act <= 0] = 0
     shown = np.minimum(count, r)
-    idx = np.where(np.arange(r)[None, None, :] < shown[..., None], rng.integers(0, n_images, size=(U, nb, r)), -1)
+    idx = np.where(
+        np.arange(r)[None, None, :] < shown[..., None], rng.integers(0, n_images, size=(U, nb, r)), -1
+    )
     rel = edges[None, 1:, None] + rng.uniform(0, 1, size=(U, nb, r)) * (edges[:-1] - edges[1:])[None, :, None]
     val = np.where(idx >= 0, rel * max_act[:, None, None], 0).astype(np.float32)
     pos = rng.integers(0, grid, size=(U, nb, r, 2)).astype(np.int16)
     yy, xx = np.mgrid[0:grid, 0:grid]
-    d2 = (yy[None, None, None] - pos[..., 0, None, None]) ** 2 + (xx[None, None, None] - pos[..., 1, None, None]) ** 2
+    d2 = (yy[None, None, None] - pos[..., 0, None, None]) ** 2 + (
+        xx[None, None, None] - pos[..., 1, None, None]
+    ) ** 2
     maps = (val[..., None, None] * np.exp(-d2 / (0.35 * grid))).astype(np.float16)
-    return dict(band_idx=idx.astype(np.int64), band_val=val, band_pos=pos, band_maps=maps, band_count=count,
-                band_edges=edges, band_edges_rel=np.broadcast_to(edges, (U, nb + 1)).copy())
+    return dict(
+        band_idx=idx.astype(np.int64),
+        band_val=val,
+        band_pos=pos,
+        band_maps=maps,
+        band_count=count,
+        band_edges=edges,
+        band_edges_rel=np.broadcast_to(edges, (U, nb + 1)).copy(),
+    )
 
 
 def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=(), band_samples=0):
@@ -123,7 +147,9 @@ def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=(), band_sample
     for u in range(n_units):
         if u in dead:
             continue
-        n_fire = int(rng.integers(max(2, k // 2), k + 1)) if u % 5 else k  # some units fire on fewer than k images
+        n_fire = (
+            int(rng.integers(max(2, k // 2), k + 1)) if u % 5 else k
+        )  # some units fire on fewer than k images
         idx = rng.choice(n_images, size=n_fire, replace=False)
         vals = np.sort(rng.uniform(0.5, 10.0, n_fire).astype(np.float32))[::-1]
         top_idx[u, :n_fire] = idx
@@ -146,36 +172,74 @@ def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=(), band_sample
         p = top_class_weights[u][top_class_weights[u] > 0]
         label_entropy[u] = float(-(p * np.log(p)).sum())
     bands = _band_examples(rng, max_act, n_images, grid, band_samples) if band_samples else {}
-    return dict(top_idx=top_idx, top_val=top_val, top_pos=top_pos, top_maps=top_maps, max_act=max_act,
-                density=density, mean_act=mean_act, hist=hist,
-                hist_edges=np.logspace(-3, 0, B + 1).astype(np.float32), top_classes=top_classes,
-                top_class_weights=top_class_weights, label_entropy=label_entropy, **bands,
-                **_fake_flags(density, top_classes, top_class_weights, label_entropy))
+    return dict(
+        top_idx=top_idx,
+        top_val=top_val,
+        top_pos=top_pos,
+        top_maps=top_maps,
+        max_act=max_act,
+        density=density,
+        mean_act=mean_act,
+        hist=hist,
+        hist_edges=np.logspace(-3, 0, B + 1).astype(np.float32),
+        top_classes=top_classes,
+        top_class_weights=top_class_weights,
+        label_entropy=label_entropy,
+        **bands,
+        **_fake_flags(density, top_classes, top_class_weights, label_entropy),
+    )
 
 
 def fake_flags(u: int, density: float) -> list[str]:
     """The flags the fake artifacts give unit ``u`` (docs/artifacts.md, flag_*)."""
     if density <= 0:
         return ["dead"]
-    return [name for name, on in (("dense", density > 0.1), ("low_confidence", u % 3 == 0),
-                                  ("polysemantic", u % 4 == 1)) if on]
+    return [
+        name
+        for name, on in (
+            ("dense", density > 0.1),
+            ("low_confidence", u % 3 == 0),
+            ("polysemantic", u % 4 == 1),
+        )
+        if on
+    ]
 
 
 def _fake_flags(density, top_classes, top_class_weights, label_entropy) -> dict:
     """Whole-range label fields and flags (atlasgen.unitlabels): the top examples' classes stand in for both."""
     U = len(density)
     flags = [fake_flags(u, float(density[u])) for u in range(U)]
-    return {**{f"flag_{name}": np.array([name in f for f in flags])
-               for name in ("dead", "dense", "low_confidence", "polysemantic")},
-            "topk_classes": top_classes, "topk_class_weights": top_class_weights, "topk_label_entropy": label_entropy,
-            "label_entropy_normalised": (label_entropy / np.log(6)).astype(np.float32),
-            "dense_threshold": np.float32(0.1), "label_min_images": np.int64(20), "label_max_entropy": np.float32(0.6)}
+    return {
+        **{
+            f"flag_{name}": np.array([name in f for f in flags])
+            for name in ("dead", "dense", "low_confidence", "polysemantic")
+        },
+        "topk_classes": top_classes,
+        "topk_class_weights": top_class_weights,
+        "topk_label_entropy": label_entropy,
+        "label_entropy_normalised": (label_entropy / np.log(6)).astype(np.float32),
+        "dense_threshold": np.float32(0.1),
+        "label_min_images": np.int64(20),
+        "label_max_entropy": np.float32(0.6),
+    }
 
 
-def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20, n_neurons: int = 8,
-                        n_images: int = 30, image_size: int = 32, layers=tuple(LAYERS), k: int = 6,
-                        grid: int = 4, vis_size: int = 64, thumb_size: int = 32, seed: int = 0,
-                        band_samples: int = 0) -> dict[str, Path]:
+def make_fake_artifacts(
+    root: Path,
+    *,
+    n_classes: int = 6,
+    n_features: int = 20,
+    n_neurons: int = 8,
+    n_images: int = 30,
+    image_size: int = 32,
+    layers=tuple(LAYERS),
+    k: int = 6,
+    grid: int = 4,
+    vis_size: int = 64,
+    thumb_size: int = 32,
+    seed: int = 0,
+    band_samples: int = 0,
+) -> dict[str, Path]:
     """Write fake artifacts for every stage under ``root``; return the stage -> folder mapping.
 
     ``band_samples`` > 0 adds examples across the activation range (6 bands, up to that many images each).
@@ -194,22 +258,44 @@ def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20,
         name = f"{colour.title()} {shape}" if c % 3 == 0 else f"{colour} {shape}"  # some capitals for slugs
         if c == 1:
             name = "blue/square (large)"
-        classes.append({"id": c, "name": name, "superclass": "warm" if colour in ("red", "orange", "yellow", "pink") else "cool",
-                        "facets": [f"{name} on its own", f"{name} in a crowd"]})
+        classes.append(
+            {
+                "id": c,
+                "name": name,
+                "superclass": "warm" if colour in ("red", "orange", "yellow", "pink") else "cool",
+                "facets": [f"{name} on its own", f"{name} in a crowd"],
+            }
+        )
     labels = np.arange(n_images, dtype=np.int64) % n_classes
     split = (np.arange(n_images) % 5 == 4).astype(np.uint8)
     facets = (np.arange(n_images) // n_classes % 2).astype(np.int64)
-    images = np.stack([
-        _draw_image(rng, image_size, COLOURS[colour_names[int(labels[i]) % len(colour_names)]],
-                    SHAPES[int(labels[i]) % len(SHAPES)])
-        for i in range(n_images)
-    ])
+    images = np.stack(
+        [
+            _draw_image(
+                rng,
+                image_size,
+                COLOURS[colour_names[int(labels[i]) % len(colour_names)]],
+                SHAPES[int(labels[i]) % len(SHAPES)],
+            )
+            for i in range(n_images)
+        ]
+    )
     images[n_classes] = images[0]  # a duplicate image (same class): stored once in the site
     ds = art["dataset"]
-    (ds / "dataset.json").write_text(json.dumps({
-        "source": "demo", "identity": "demo-shapes:seed0", "image_size": image_size, "classes": classes,
-        "superclasses": ["warm", "cool"], "n_images": n_images, "n_train": int((split == 0).sum()),
-        "n_heldout": int((split == 1).sum())}))
+    (ds / "dataset.json").write_text(
+        json.dumps(
+            {
+                "source": "demo",
+                "identity": "demo-shapes:seed0",
+                "image_size": image_size,
+                "classes": classes,
+                "superclasses": ["warm", "cool"],
+                "n_images": n_images,
+                "n_train": int((split == 0).sum()),
+                "n_heldout": int((split == 1).sum()),
+            }
+        )
+    )
     np.save(ds / "labels.npy", labels)
     np.save(ds / "split.npy", split)
     np.save(ds / "facets.npy", facets)
@@ -218,10 +304,19 @@ def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20,
     # model/
     grids = {name: grid for name in layers}
     (art["model"] / "model.pt").write_bytes(b"fake state dict")
-    (art["model"] / "model.json").write_text(json.dumps({
-        "name": MODEL, "source": "demo", "layers": {name: [n_neurons, grids[name], grids[name]] for name in layers},
-        "n_classes": n_classes, "heldout_accuracy": 0.8125, "chance_accuracy": 1 / n_classes,
-        "train_seconds": 12.5}))
+    (art["model"] / "model.json").write_text(
+        json.dumps(
+            {
+                "name": MODEL,
+                "source": "demo",
+                "layers": {name: [n_neurons, grids[name], grids[name]] for name in layers},
+                "n_classes": n_classes,
+                "heldout_accuracy": 0.8125,
+                "chance_accuracy": 1 / n_classes,
+                "train_seconds": 12.5,
+            }
+        )
+    )
 
     for li, name in enumerate(layers):
         F, C = n_features, n_neurons
@@ -229,11 +324,20 @@ def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20,
         sae = art["sae"] / name
         sae.mkdir()
         W_dec = rng.normal(size=(F, C)).astype(np.float32)
-        np.savez(sae / "sae.npz", W_enc=W_dec.T.copy(), b_enc=np.zeros(F, np.float32), W_dec=W_dec,
-                 b_dec=np.zeros(C, np.float32), threshold=np.float32(0.0))
-        (sae / "cfg.json").write_text(json.dumps({"architecture": "batchtopk", "d_in": C, "d_sae": F, "k": 4}))
-        (sae / "metrics.json").write_text(json.dumps({"fvu": 0.123456, "explained_variance": 0.876544,
-                                                      "l0": 4.0, "dead_fraction": 1 / F}))
+        np.savez(
+            sae / "sae.npz",
+            W_enc=W_dec.T.copy(),
+            b_enc=np.zeros(F, np.float32),
+            W_dec=W_dec,
+            b_dec=np.zeros(C, np.float32),
+            threshold=np.float32(0.0),
+        )
+        (sae / "cfg.json").write_text(
+            json.dumps({"architecture": "batchtopk", "d_in": C, "d_sae": F, "k": 4})
+        )
+        (sae / "metrics.json").write_text(
+            json.dumps({"fvu": 0.123456, "explained_variance": 0.876544, "l0": 4.0, "dead_fraction": 1 / F})
+        )
         # featurevis/ (one feature and one neuron lack a thumbnail; the last feature has no vis at all)
         fv = art["featurevis"] / name
         for kind, count in (("features", F), ("neurons", C)):
@@ -244,20 +348,29 @@ def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20,
                 im = _vis_image(rng, vis_size, colour)
                 _write_webp(im, fv / kind / f"{i}.webp")
                 if i != 2:
-                    _write_webp(im.resize((thumb_size, thumb_size), Image.Resampling.LANCZOS),
-                                fv / f"{kind}_thumb" / f"{i}.webp")
+                    _write_webp(
+                        im.resize((thumb_size, thumb_size), Image.Resampling.LANCZOS),
+                        fv / f"{kind}_thumb" / f"{i}.webp",
+                    )
         (fv / "meta.json").write_text(json.dumps({"steps": 64}))
         # examples/ (feature 1 is dead)
         ex = art["examples"] / name
         ex.mkdir()
-        np.savez(ex / "features.npz", **_unit_examples(rng, F, n_images, labels, k, grid, dead={1},
-                                                       band_samples=band_samples))
-        np.savez(ex / "neurons.npz", **_unit_examples(rng, C, n_images, labels, k, grid, band_samples=band_samples))
+        np.savez(
+            ex / "features.npz",
+            **_unit_examples(rng, F, n_images, labels, k, grid, dead={1}, band_samples=band_samples),
+        )
+        np.savez(
+            ex / "neurons.npz", **_unit_examples(rng, C, n_images, labels, k, grid, band_samples=band_samples)
+        )
         # circuits/
         cc = art["circuits"] / name
         cc.mkdir()
-        np.savez(cc / "class_weights.npz", features=rng.normal(size=(F, n_classes)).astype(np.float32),
-                 neurons=rng.normal(size=(C, n_classes)).astype(np.float32))
+        np.savez(
+            cc / "class_weights.npz",
+            features=rng.normal(size=(F, n_classes)).astype(np.float32),
+            neurons=rng.normal(size=(C, n_classes)).astype(np.float32),
+        )
         (cc / "circuits.json").write_text(json.dumps({"exact": True, "method": "W_fc . W_dec^T"}))
         # map/ (2 levels: 3 top clusters, 6 sub-clusters)
         mp = art["map"] / name
@@ -269,18 +382,40 @@ def make_fake_artifacts(root: Path, *, n_classes: int = 6, n_features: int = 20,
             top = i % n_top
             xy = np.clip(centres[top] + rng.normal(scale=0.08, size=2), 0, 1)
             label = fake_label(i, li)
-            feats.append({"id": i, "x": float(xy[0]), "y": float(xy[1]), "label": label,
-                          "clusters": [top, top * 2 + (i // n_top) % 2]})
-        level0 = [{"id": t, "name": f"{TEXTURES[t]} things", "x": float(centres[t][0]), "y": float(centres[t][1]),
-                   "size": sum(1 for f in feats if f["clusters"][0] == t),
-                   "members": [f["id"] for f in feats if f["clusters"][0] == t]} for t in range(n_top)]
+            feats.append(
+                {
+                    "id": i,
+                    "x": float(xy[0]),
+                    "y": float(xy[1]),
+                    "label": label,
+                    "clusters": [top, top * 2 + (i // n_top) % 2],
+                }
+            )
+        level0 = [
+            {
+                "id": t,
+                "name": f"{TEXTURES[t]} things",
+                "x": float(centres[t][0]),
+                "y": float(centres[t][1]),
+                "size": sum(1 for f in feats if f["clusters"][0] == t),
+                "members": [f["id"] for f in feats if f["clusters"][0] == t],
+            }
+            for t in range(n_top)
+        ]
         level1 = []
         for s in range(2 * n_top):
             members = [f for f in feats if f["clusters"][1] == s]
             if members:
-                level1.append({"id": s, "name": f"group {s}", "x": float(np.mean([f["x"] for f in members])),
-                               "y": float(np.mean([f["y"] for f in members])), "size": len(members),
-                               "members": [f["id"] for f in members]})
+                level1.append(
+                    {
+                        "id": s,
+                        "name": f"group {s}",
+                        "x": float(np.mean([f["x"] for f in members])),
+                        "y": float(np.mean([f["y"] for f in members])),
+                        "size": len(members),
+                        "members": [f["id"] for f in members],
+                    }
+                )
         (mp / "map.json").write_text(json.dumps({"features": feats, "levels": [level0, level1]}))
     return art
 
@@ -292,8 +427,15 @@ def fake_label(i: int, layer_index: int = 0) -> str:
 
 def render(art: dict[str, Path], out: Path, **overrides) -> SiteSummary:
     out.mkdir(parents=True, exist_ok=True)
-    kwargs = dict(artifacts=art, layers=list(LAYERS), model_name=MODEL, title="Demo Atlas", date="2026-11-21",
-                  base_url="https://example.github.io/atlas/", out_dir=out)
+    kwargs = dict(
+        artifacts=art,
+        layers=list(LAYERS),
+        model_name=MODEL,
+        title="Demo Atlas",
+        date="2026-11-21",
+        base_url="https://example.github.io/atlas/",
+        out_dir=out,
+    )
     kwargs.update(overrides)
     return render_site(**kwargs)
 
@@ -329,8 +471,11 @@ def contract_urls(art, n_features=20, n_neurons=8) -> list[str]:
     slugs = class_slugs([c["name"] for c in ds["classes"]])
     out = ["index.html", "manifest.json", "search_index.js", f"{MODEL}/index.html"]
     for layer in LAYERS:
-        out += [f"{MODEL}/{layer}/index.html", f"{MODEL}/{layer}/map/index.html",
-                f"data/{MODEL}/{layer}/features.json"]
+        out += [
+            f"{MODEL}/{layer}/index.html",
+            f"{MODEL}/{layer}/map/index.html",
+            f"data/{MODEL}/{layer}/features.json",
+        ]
         out += [f"{MODEL}/{layer}/f/{i}/index.html" for i in range(n_features)]
         out += [f"{MODEL}/{layer}/n/{i}/index.html" for i in range(n_neurons)]
     out += [f"{MODEL}/classes/{s}/index.html" for s in slugs]
@@ -428,8 +573,12 @@ def test_renderer_never_imports_torch(fake_art, tmp_path):
         "            base_url='', out_dir=Path(sys.argv[2]))\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, json.dumps({k: str(v) for k, v in fake_art.items()}), str(out)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps({k: str(v) for k, v in fake_art.items()}), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "NO-TORCH"
     assert (out / "index.html").is_file()
@@ -479,7 +628,10 @@ def test_manifest(site, fake_art):
     assert sorted(manifest["layers"]) == LAYERS
     for layer in LAYERS:
         entry = manifest["layers"][layer]
-        assert entry["sae_sha256"] == hashlib.sha256((fake_art["sae"] / layer / "sae.npz").read_bytes()).hexdigest()
+        assert (
+            entry["sae_sha256"]
+            == hashlib.sha256((fake_art["sae"] / layer / "sae.npz").read_bytes()).hexdigest()
+        )
         assert entry["n_features"] == 20 and entry["n_neurons"] == 8
     text = (site / "manifest.json").read_text()
     assert text == json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
@@ -489,7 +641,7 @@ def _search_index(site: Path) -> dict:
     text = (site / "search_index.js").read_text()
     prefix = "window.ATLAS_SEARCH = "
     assert text.startswith(prefix) and text.endswith(";\n")
-    return json.loads(text[len(prefix):-2])
+    return json.loads(text[len(prefix) : -2])
 
 
 def test_search_index_contains_every_feature(site, fake_art):
@@ -533,7 +685,10 @@ def test_feature_page_content(site, fake_art):
     assert prev and nxt
     assert f'rel="prev" href="{prev[0]}"' in page and f'rel="next" href="{nxt[0]}"' in page
     maps = [l for l in links["a"] if l.endswith("#f=3")]
-    assert maps and resolved(maps[0].split("#")[0]) == (site / MODEL / LAYERS[1] / "map" / "index.html").resolve()
+    assert (
+        maps
+        and resolved(maps[0].split("#")[0]) == (site / MODEL / LAYERS[1] / "map" / "index.html").resolve()
+    )
     assert "<svg" in page and "@misc{" in page
     assert f"https://example.github.io/atlas/{MODEL}/{LAYERS[1]}/f/3/index.html" in page
     assert page.count('class="heat"') >= 3 and 'class="examples heat-on' in page
@@ -544,7 +699,9 @@ def test_feature_page_content(site, fake_art):
     assert ds["classes"][best]["name"] in page
     # The neuron page lists the features that load on it.
     neuron = (site / MODEL / LAYERS[1] / "n" / "0" / "index.html").read_text()
-    assert "SAE features loading on this neuron" in neuron and re.search(r'href="\.\./\.\./f/\d+/index\.html"', neuron)
+    assert "SAE features loading on this neuron" in neuron and re.search(
+        r'href="\.\./\.\./f/\d+/index\.html"', neuron
+    )
 
 
 def test_flags_on_unit_pages_and_cards_and_not_in_citations(site, fake_art):
@@ -560,12 +717,13 @@ def test_flags_on_unit_pages_and_cards_and_not_in_citations(site, fake_art):
         flags = fake_flags(i, float(density[i]))
         seen.update(flags)
         page = (site / MODEL / layer / "f" / str(i) / "index.html").read_text()
-        head = page[page.index('<div class="unit-head">'):page.index('<dl class="stats">')]
+        head = page[page.index('<div class="unit-head">') : page.index('<dl class="stats">')]
         for name in ("dead", "dense", "low_confidence", "polysemantic"):
             badge = f'<span class="badge flag-{name}">{FLAG_NAMES[name]}</span>'
             assert (badge in head) == (name in flags), (i, name)
-        definitions = flag_definitions(type("Ex", (), {"dense_threshold": 0.1, "label_min_images": 20,
-                                                       "label_max_entropy": 0.6})())
+        definitions = flag_definitions(
+            type("Ex", (), {"dense_threshold": 0.1, "label_min_images": 20, "label_max_entropy": 0.6})()
+        )
         for name in flags:
             assert definitions[name] in head
         assert ("(low-confidence label)" in head) == ("low_confidence" in flags and bool(fake_label(i, 0)))
@@ -574,7 +732,7 @@ def test_flags_on_unit_pages_and_cards_and_not_in_citations(site, fake_art):
         assert (f'data-flags="{" ".join(shown)}"' in card) == bool(flags)
         visible = [f for f in shown if f != "dead"]
         assert (f'<span class="card-flags">{", ".join(visible)}</span>' in card) == bool(visible)
-        cite = page[page.index('<section class="cite"'):]
+        cite = page[page.index('<section class="cite"') :]
         label = fake_label(i, 0)
         assert not label or label not in cite
     assert seen == {"dead", "dense", "low_confidence", "polysemantic"}  # the fake layer has every flag
@@ -591,7 +749,9 @@ def test_render_rejects_bad_names(fake_art, tmp_path):
 
 # ----------------------------------------------------------------------------- browser tests
 
-needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Chromium not installed at {CHROMIUM}")
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"Chromium not installed at {CHROMIUM}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -624,12 +784,21 @@ class _Page:
         self.context = browser.new_context(**context_args)
         self.page = self.context.new_page()
         self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on(
+            "console",
+            lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+        )
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
         # A load the page's own navigation cancels (thumbnails still loading when an arrow key
         # opens the next page) is not a failure of the site.
-        self.page.on("requestfailed", lambda r: None if "ERR_ABORTED" in (r.failure or "")
-                     else self.errors.append(f"requestfailed: {r.url} ({r.failure})"))
+        self.page.on(
+            "requestfailed",
+            lambda r: (
+                None
+                if "ERR_ABORTED" in (r.failure or "")
+                else self.errors.append(f"requestfailed: {r.url} ({r.failure})")
+            ),
+        )
 
     def close(self):
         self.context.close()
@@ -655,11 +824,15 @@ def test_feature_page_in_browser(tab, base):
     assert page.evaluate("() => document.getElementById('vis').naturalWidth") > 0
     n_examples = page.locator(".examples .ex-img img").count()
     assert n_examples >= 3
-    assert page.evaluate("() => Array.from(document.querySelectorAll('.ex-img img')).every(i => i.naturalWidth > 0)")
+    assert page.evaluate(
+        "() => Array.from(document.querySelectorAll('.ex-img img')).every(i => i.naturalWidth > 0)"
+    )
     # Each example has its arg-max crop (drawn by atlas.js from the image) and its heat-map tile.
     assert page.locator(".examples .ex-crop").count() == n_examples
-    assert page.evaluate("() => getComputedStyle(document.querySelector('.examples .heat'))"
-                         ".backgroundImage.startsWith('url(\"data:image/png')")
+    assert page.evaluate(
+        "() => getComputedStyle(document.querySelector('.examples .heat'))"
+        ".backgroundImage.startsWith('url(\"data:image/png')"
+    )
     assert _all_images_loaded(page)
 
     # Heat-maps are visible by default and the toggle hides / shows them.
@@ -694,7 +867,9 @@ def test_home_search_finds_feature_by_label(tab, base):
     assert result.get_attribute("href") == f"{MODEL}/{LAYERS[1]}/f/7/index.html"
     # By id: "mixed5b/f/7" finds exactly that feature first.
     page.fill("#search-input", f"{LAYERS[1]}/f/7")
-    assert page.locator("#search-results a").first.get_attribute("href") == f"{MODEL}/{LAYERS[1]}/f/7/index.html"
+    assert (
+        page.locator("#search-results a").first.get_attribute("href") == f"{MODEL}/{LAYERS[1]}/f/7/index.html"
+    )
     page.fill("#search-input", label)
     page.locator("#search-results a").first.click()
     page.wait_for_url(re.compile(rf".*/{LAYERS[1]}/f/7/index\.html$"))
@@ -705,9 +880,14 @@ def test_home_search_finds_feature_by_label(tab, base):
 def test_every_page_kind_loads_cleanly(tab, base):
     page = tab.page
     layer = LAYERS[1]
-    for path in ["index.html", f"{MODEL}/index.html", f"{MODEL}/{layer}/index.html",
-                 f"{MODEL}/{layer}/n/2/index.html", f"{MODEL}/classes/blue-square-large/index.html",
-                 f"{MODEL}/{layer}/map/index.html"]:
+    for path in [
+        "index.html",
+        f"{MODEL}/index.html",
+        f"{MODEL}/{layer}/index.html",
+        f"{MODEL}/{layer}/n/2/index.html",
+        f"{MODEL}/classes/blue-square-large/index.html",
+        f"{MODEL}/{layer}/map/index.html",
+    ]:
         page.goto(base + path)
         page.wait_for_load_state("load")
         page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")  # lazy images

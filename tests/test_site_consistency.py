@@ -33,8 +33,13 @@ def test_a_page_that_disagrees_is_caught(tiny_copy):
     page.write_text(changed)
     layer = site / model / "mixed5b" / "index.html"
     text = layer.read_text()
-    changed = re.sub(r'(<tr data-key="dead"[^>]*>.*?<td>)([\d,]+)(</td>)', lambda m: m[1] + str(int(m[2]) + 1) + m[3],
-                     text, count=1, flags=re.S)
+    changed = re.sub(
+        r'(<tr data-key="dead"[^>]*>.*?<td>)([\d,]+)(</td>)',
+        lambda m: m[1] + str(int(m[2]) + 1) + m[3],
+        text,
+        count=1,
+        flags=re.S,
+    )
     assert changed != text
     layer.write_text(changed)
     found = "\n".join(disagreements(site))
@@ -42,6 +47,8 @@ def test_a_page_that_disagrees_is_caught(tiny_copy):
     assert "mixed5b: dead features disagree" in found
 
 
-@pytest.mark.skipif(not os.environ.get("ATLASGEN_CONSISTENCY_SITE"), reason="ATLASGEN_CONSISTENCY_SITE not set")
+@pytest.mark.skipif(
+    not os.environ.get("ATLASGEN_CONSISTENCY_SITE"), reason="ATLASGEN_CONSISTENCY_SITE not set"
+)
 def test_a_given_site_agrees_on_every_number():
     assert disagreements(Path(os.environ["ATLASGEN_CONSISTENCY_SITE"])) == []

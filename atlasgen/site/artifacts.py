@@ -81,11 +81,11 @@ class Dataset:
         if self.paths is not None:
             paths = [str(p).replace(os.sep, "/") for p in self.paths]
             base = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0]) if paths else ""
-            rel = [p[len(base):].lstrip("/") if base else p for p in paths]
+            rel = [p[len(base) :].lstrip("/") if base else p for p in paths]
             h.update(json.dumps(rel, ensure_ascii=False).encode("utf-8"))
         elif self.images is not None:
             for start in range(0, len(self.images), 1024):
-                h.update(np.ascontiguousarray(self.images[start:start + 1024]).tobytes())
+                h.update(np.ascontiguousarray(self.images[start : start + 1024]).tobytes())
         return h.hexdigest()
 
     def image(self, index: int) -> np.ndarray:
@@ -210,11 +210,17 @@ class Featurevis:
 def load_featurevis(folder: Path) -> Featurevis:
     folder = Path(folder)
     available = {}
-    subs = [f"{fam}{suffix}" for fam in ("features", "neurons") for suffix in ("", "_thumb", "_neuron", "_negative")]
+    subs = [
+        f"{fam}{suffix}"
+        for fam in ("features", "neurons")
+        for suffix in ("", "_thumb", "_neuron", "_negative")
+    ]
     for fam in ("features", "neurons"):  # diverse sets: <family>_diverse/<k>/<id>.webp
         if (folder / f"{fam}_diverse").is_dir():
-            subs += sorted((f"{fam}_diverse/{k}" for k in os.listdir(folder / f"{fam}_diverse") if k.isdigit()),
-                           key=lambda s: int(s.rsplit("/", 1)[1]))
+            subs += sorted(
+                (f"{fam}_diverse/{k}" for k in os.listdir(folder / f"{fam}_diverse") if k.isdigit()),
+                key=lambda s: int(s.rsplit("/", 1)[1]),
+            )
     for sub in subs:
         ids = set()
         if (folder / sub).is_dir():
@@ -251,7 +257,9 @@ class Layer:
     upstream: dict | None = None  # circuits/L/upstream.npz arrays + "info" (upstream.json, names the layer)
     downstream: dict | None = None  # circuits/L/downstream.npz arrays + "info"
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
-    atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas (issue 7); {} when not built
+    atlas: dict = field(
+        default_factory=dict
+    )  # atlas.json of the activation atlas (issue 7); {} when not built
     atlas_dir: Path | None = None
 
     @property
@@ -312,7 +320,9 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         circuits_info=_read_json(circuits_json) if circuits_json.exists() else {},
         map=_read_json(Path(artifacts["map"]) / name / "map.json"),
         featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),
-        importance=_optional_npz(Path(artifacts["importance"]) / name / "importance") if "importance" in artifacts else None,
+        importance=_optional_npz(Path(artifacts["importance"]) / name / "importance")
+        if "importance" in artifacts
+        else None,
         upstream=_optional_npz(Path(artifacts["circuits"]) / name / "upstream"),
         downstream=_optional_npz(Path(artifacts["circuits"]) / name / "downstream"),
         cooccurrence=_load_npz(Path(artifacts["examples"]) / name / "cooccurrence.npz"),

@@ -19,7 +19,18 @@ import jinja2
 
 import atlasgen
 from atlasgen.cache import hash_file, tree_size
-from atlasgen.site import cards, export, featurevis_section, mapview, numbers, pages, publish, ratings_pages, resources, urls
+from atlasgen.site import (
+    cards,
+    export,
+    featurevis_section,
+    mapview,
+    numbers,
+    pages,
+    publish,
+    ratings_pages,
+    resources,
+    urls,
+)
 from atlasgen.site.artifacts import check_segment, load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages
@@ -70,8 +81,9 @@ def make_environment() -> jinja2.Environment:
 class _Writer:
     """Renders contexts to files under ``out_dir`` and counts pages."""
 
-    def __init__(self, out_dir: Path, env: jinja2.Environment, total: int,
-                 progress: Callable[[int, int], None] | None):
+    def __init__(
+        self, out_dir: Path, env: jinja2.Environment, total: int, progress: Callable[[int, int], None] | None
+    ):
         self.out_dir = out_dir
         self.env = env
         self.templates: dict[str, jinja2.Template] = {}
@@ -105,11 +117,25 @@ class _Writer:
         shutil.copyfile(source, target)
 
 
-def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: str, title: str, date: str,
-                base_url: str, out_dir: Path, progress=None, workers: int | None = None, authors: tuple[str, ...] = (), version: str = "1.0",
-                doi: str | None = None, ratings_records: list | None = None,
-                ratings_cfg: dict | None = None, game_cfg: dict | None = None,
-                dense_threshold: float = numbers.DEFAULT_DENSE_THRESHOLD) -> SiteSummary:
+def render_site(
+    *,
+    artifacts: dict[str, Path],
+    layers: list[str],
+    model_name: str,
+    title: str,
+    date: str,
+    base_url: str,
+    out_dir: Path,
+    progress=None,
+    workers: int | None = None,
+    authors: tuple[str, ...] = (),
+    version: str = "1.0",
+    doi: str | None = None,
+    ratings_records: list | None = None,
+    ratings_cfg: dict | None = None,
+    game_cfg: dict | None = None,
+    dense_threshold: float = numbers.DEFAULT_DENSE_THRESHOLD,
+) -> SiteSummary:
     """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
 
     ``artifacts`` maps stage name -> artifact folder: 'dataset', 'model', 'sae',
@@ -127,26 +153,49 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
     check_segment("model", model_name)
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
     weights = Path(artifacts["model"]) / "model.pt"
-    site = pages.Site(title=title, date=date, base_url=base_url, model=model_name, version=atlasgen.__version__,
-                      authors=tuple(authors), doi=doi or "", dense_threshold=float(dense_threshold),
-                      model_sha256=hash_file(weights) if weights.is_file() else "",
-                      dataset_identity=str(arts.dataset.identity or ""), dataset_images=len(arts.dataset.labels),
-                      dataset_sha256=arts.dataset.image_list_sha256())
+    site = pages.Site(
+        title=title,
+        date=date,
+        base_url=base_url,
+        model=model_name,
+        version=atlasgen.__version__,
+        authors=tuple(authors),
+        doi=doi or "",
+        dense_threshold=float(dense_threshold),
+        model_sha256=hash_file(weights) if weights.is_file() else "",
+        dataset_identity=str(arts.dataset.identity or ""),
+        dataset_images=len(arts.dataset.labels),
+        dataset_sha256=arts.dataset.image_list_sha256(),
+    )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
     if ratings_cfg is not None:  # issue 11: survey, game and imported ratings
         for L in arts.layers:
             game_dir = Path(artifacts["game"]) / L.name if "game" in artifacts else None
-            indexes[L.name].ratings = ratings_pages.LayerRatings(indexes[L.name], ratings_records or [], ratings_cfg,
-                                                                 game_cfg or {}, game_dir)
+            indexes[L.name].ratings = ratings_pages.LayerRatings(
+                indexes[L.name], ratings_records or [], ratings_cfg, game_cfg or {}, game_dir
+            )
     images = DatasetImages(arts.dataset, out_dir)
     images.prepare(
-        [idx for L in arts.layers for ex in (L.features, L.neurons)
-         for shown in (ex.top_idx, ex.band_idx) if shown is not None for idx in shown.ravel().tolist()]
-        + [idx for ix in indexes.values() if getattr(ix, "ratings", None) for idx in ratings_pages.image_indices(ix.ratings)]
+        [
+            idx
+            for L in arts.layers
+            for ex in (L.features, L.neurons)
+            for shown in (ex.top_idx, ex.band_idx)
+            if shown is not None
+            for idx in shown.ravel().tolist()
+        ]
+        + [
+            idx
+            for ix in indexes.values()
+            if getattr(ix, "ratings", None)
+            for idx in ratings_pages.image_indices(ix.ratings)
+        ]
     )
 
     total = 4 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
-    total += sum((1 + (ix.ratings.game is not None)) for ix in indexes.values() if getattr(ix, "ratings", None))
+    total += sum(
+        (1 + (ix.ratings.game is not None)) for ix in indexes.values() if getattr(ix, "ratings", None)
+    )
     w = _Writer(out_dir, make_environment(), total, progress)
 
     w.page(*pages.home_page(site, arts, indexes))
@@ -157,26 +206,48 @@ def render_site(*, artifacts: dict[str, Path], layers: list[str], model_name: st
         copy_unit_images(w, ix)
         w.page(*pages.layer_page(site, ix))
         w.page(*pages.map_page(site, ix))
-        w.text(f"{model_name}/{L.name}/map/data.js",
-               js_global("ATLAS_MAP", mapview.render_layer_map(out_dir, site, ix, arts.dataset)))
+        w.text(
+            f"{model_name}/{L.name}/map/data.js",
+            js_global("ATLAS_MAP", mapview.render_layer_map(out_dir, site, ix, arts.dataset)),
+        )
         render_units(w, site, ix, "f", images, indexes, workers)
         render_units(w, site, ix, "n", images, indexes, workers)
-        w.text(urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n")
-        export.write_layer_export(w, site, ix, Path(artifacts["sae"]) / L.name, images)  # issue 8: bulk export
+        w.text(
+            urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n"
+        )
+        export.write_layer_export(
+            w, site, ix, Path(artifacts["sae"]) / L.name, images
+        )  # issue 8: bulk export
         if getattr(ix, "ratings", None) is not None:  # issue 11
             w.page(*ratings_pages.rate_page(site, ix, images))
-            w.text(ratings_pages.rate_data_url(model_name, L.name), js_global("ATLAS_SURVEY", ratings_pages.survey_data(site, ix, images)))
+            w.text(
+                ratings_pages.rate_data_url(model_name, L.name),
+                js_global("ATLAS_SURVEY", ratings_pages.survey_data(site, ix, images)),
+            )
             if ix.ratings.game is not None:
                 w.page(*ratings_pages.game_page(site, ix))
-                w.text(ratings_pages.game_data_url(model_name, L.name), js_global("ATLAS_GAME", ratings_pages.game_data(site, ix, images)))
+                w.text(
+                    ratings_pages.game_data_url(model_name, L.name),
+                    js_global("ATLAS_GAME", ratings_pages.game_data(site, ix, images)),
+                )
     for c in range(arts.dataset.n_classes):
         w.page(*pages.class_page(site, arts, indexes, c, images))
 
     w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
     w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
     if authors:  # CITATION.cff needs its authors (site.authors); `atlasgen check` warns when it is missing
-        w.text("CITATION.cff", publish.citation_cff(title=title, authors=list(authors), version=version, date=date,
-                                                    url=base_url, doi=doi, identifiers=pages.citation_identifiers(site, arts)))
+        w.text(
+            "CITATION.cff",
+            publish.citation_cff(
+                title=title,
+                authors=list(authors),
+                version=version,
+                date=date,
+                url=base_url,
+                doi=doi,
+                identifiers=pages.citation_identifiers(site, arts),
+            ),
+        )
     w.page("404.html", "404.html", {"title": title, "base_url": base_url})
     if base_url:
         written = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("index.html"))
@@ -199,9 +270,16 @@ def default_workers() -> int:
     return max(1, min(n, MAX_WORKERS))
 
 
-def render_units(w: _Writer, site: pages.Site, ix: pages.LayerIndex, kind: str, images: DatasetImages,
-                 indexes: dict[str, pages.LayerIndex], workers: int | None = None,
-                 min_units: int | None = None) -> None:
+def render_units(
+    w: _Writer,
+    site: pages.Site,
+    ix: pages.LayerIndex,
+    kind: str,
+    images: DatasetImages,
+    indexes: dict[str, pages.LayerIndex],
+    workers: int | None = None,
+    min_units: int | None = None,
+) -> None:
     """Every feature (``kind`` "f") or neuron ("n") page of a layer, in ``workers`` forked processes.
 
     Each page is a pure function of the artifacts, so the files are the same
@@ -273,5 +351,3 @@ def copy_static(out_dir: Path) -> None:
             shutil.copyfile(src, out_dir / "static" / name)
         elif src.is_dir():  # vendored libraries (static/vendor/<lib>/), issue 7
             shutil.copytree(src, out_dir / "static" / name, ignore=shutil.ignore_patterns(".*"))
-
-

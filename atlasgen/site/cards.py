@@ -24,25 +24,49 @@ def _e(value) -> str:
 
 
 def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str, str]:
-    key = (root, card["href"], card["code"], card["thumb"], card["label"], card["top_class"], card["density"],
-           card["sort_density"], card["sort_max"], card["sort_importance"], card["dead"], card["kind_name"],
-           card["id"], card.get("flags", ()), bool(card.get("vis_failed")), bool(pixelated), bool(sortable))
+    key = (
+        root,
+        card["href"],
+        card["code"],
+        card["thumb"],
+        card["label"],
+        card["top_class"],
+        card["density"],
+        card["sort_density"],
+        card["sort_max"],
+        card["sort_importance"],
+        card["dead"],
+        card["kind_name"],
+        card["id"],
+        card.get("flags", ()),
+        bool(card.get("vis_failed")),
+        bool(pixelated),
+        bool(sortable),
+    )
     hit = _cache.get(key)
     if hit is not None:
         return hit
     head = f'<li class="card{" dead" if card["dead"] else ""}"'
     if sortable:
         imp = card["sort_importance"]
-        head += (f' data-id="{_e(card["id"])}" data-density="{_e(card["sort_density"])}" data-max="{_e(card["sort_max"])}"'
-                 + (f' data-importance="{_e(imp)}"' if imp else "")
-                 + (f' data-flags="{_e(" ".join(f.replace("_", "-") for f in card["flags"]))}"' if card.get("flags") else ""))
+        head += (
+            f' data-id="{_e(card["id"])}" data-density="{_e(card["sort_density"])}" data-max="{_e(card["sort_max"])}"'
+            + (f' data-importance="{_e(imp)}"' if imp else "")
+            + (
+                f' data-flags="{_e(" ".join(f.replace("_", "-") for f in card["flags"]))}"'
+                if card.get("flags")
+                else ""
+            )
+        )
     head += f'><a href="{_e(root)}{_e(card["href"])}">'
     if card["thumb"]:
-        alt = f'{card["kind_name"]} {card["id"]} visualisation'
+        alt = f"{card['kind_name']} {card['id']} visualisation"
         if card.get("vis_failed"):  # greyed (atlas.css); the unit page says why it failed
             alt += " (failed)"
-        head += (f'<img class="thumb{" px" if pixelated else ""}{" vis-failed" if card.get("vis_failed") else ""}" '
-                 f'src="{_e(root)}{_e(card["thumb"])}" alt="{_e(alt)}" loading="lazy" width="120" height="120">')
+        head += (
+            f'<img class="thumb{" px" if pixelated else ""}{" vis-failed" if card.get("vis_failed") else ""}" '
+            f'src="{_e(root)}{_e(card["thumb"])}" alt="{_e(alt)}" loading="lazy" width="120" height="120">'
+        )
     else:
         head += '<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>'
     head += f'<span class="card-text"><span class="card-id">{_e(card["code"])}'
@@ -56,7 +80,7 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
     shown = [FLAG_SHORT[f] for f in card.get("flags", ()) if f in FLAG_SHORT]  # "never fires" says dead
     if shown:
         tail += f'<span class="card-flags">{_e(", ".join(shown))}</span>'
-    tail += '</span></a></li>'
+    tail += "</span></a></li>"
     if len(_cache) >= _CACHE_MAX:
         _cache.clear()
     _cache[key] = (head, tail)
@@ -85,9 +109,10 @@ def example_item(root, e: dict) -> Markup:
     ``data-crop`` and the image. tests/test_render_fast.py pins these bytes
     to a reference template. Crisp upscaling of small images (``px``) is set on the list.
     """
-    alt = f'dataset image {e["index"]}, class {e["class_name"]}' + (f' ({e["facet"]})' if e["facet"] else "")
+    alt = f"dataset image {e['index']}, class {e['class_name']}" + (f" ({e['facet']})" if e["facet"] else "")
     return Markup(
         f'<li><figure><div class="ex-img" data-crop="{_e(e["crop"])}">'
         f'<img src="{_e(root)}{_e(e["src"])}" alt="{_e(alt)}"><i class="heat" style="--y:{_e(e["heat"])}"></i></div>'
         f'<figcaption><span class="act" title="{_e(e["rel"])} of max">{_e(e["act"])}</span> '
-        f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></figcaption></figure></li>')
+        f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></figcaption></figure></li>'
+    )

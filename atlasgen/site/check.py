@@ -106,7 +106,7 @@ def check_site(site: Path, budget_mb: float = 900.0) -> list[str]:
         rel = path.relative_to(site).as_posix()
         is_404 = rel == "404.html"  # served at any depth by GitHub Pages: may link to base_url
         for line in page.module_scripts:
-            problems.append(f"{rel}:{line}: <script type=\"module\"> does not load from file://")
+            problems.append(f'{rel}:{line}: <script type="module"> does not load from file://')
         for text, line in page.scripts:
             for pattern, why in FILE_URL_HAZARDS:
                 if pattern.search(text):
@@ -132,13 +132,19 @@ def check_site(site: Path, budget_mb: float = 900.0) -> list[str]:
     return problems
 
 
-def _check_ref(site: Path, page: Path, parsed: dict[Path, _Page], attr: str, url: str, allow_external: bool) -> str | None:
+def _check_ref(
+    site: Path, page: Path, parsed: dict[Path, _Page], attr: str, url: str, allow_external: bool
+) -> str | None:
     url = url.strip()
     if not url or url.startswith(("data:", "blob:", "javascript:", "mailto:")):
         return None
     parts = urlsplit(url)
     if parts.scheme or url.startswith("//"):
-        return None if allow_external else f"{attr}={url!r}: external URL (the site must request and link only to itself)"
+        return (
+            None
+            if allow_external
+            else f"{attr}={url!r}: external URL (the site must request and link only to itself)"
+        )
     if url.startswith("/"):
         return f"{attr}={url!r}: root-relative URL (breaks under a sub-path and on file://)"
     if url.startswith("#"):
@@ -151,7 +157,9 @@ def _check_ref(site: Path, page: Path, parsed: dict[Path, _Page], attr: str, url
         except ValueError:
             return f"{attr}={url!r}: points outside the site"
         if target.is_dir():
-            return f"{attr}={url!r}: a folder link (must end in index.html or a file name to work from file://)"
+            return (
+                f"{attr}={url!r}: a folder link (must end in index.html or a file name to work from file://)"
+            )
         if not target.is_file():
             return f"{attr}={url!r}: no such file"
     if fragment and target.suffix == ".html":
@@ -186,17 +194,23 @@ def _check_manifest(site: Path) -> list[str]:
         for kind, key in (("f", "n_features"), ("n", "n_neurons")):
             count = entry.get(key) if isinstance(entry, dict) else None
             folder = site / model / layer / kind
-            found = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+            found = (
+                sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+            )
             if not isinstance(count, int):
                 problems.append(f"manifest.json: layer {layer!r} has no {key}")
                 continue
             if found != list(range(count)):
                 missing = sorted(set(range(count)) - set(found))
                 extra = sorted(set(found) - set(range(count)))
-                problems.append(f"{model}/{layer}/{kind}/: manifest announces {count} ids; "
-                                f"{len(missing)} missing (first {missing[:3]}), {len(extra)} unannounced (first {extra[:3]})")
+                problems.append(
+                    f"{model}/{layer}/{kind}/: manifest announces {count} ids; "
+                    f"{len(missing)} missing (first {missing[:3]}), {len(extra)} unannounced (first {extra[:3]})"
+                )
             else:
                 absent = [i for i in range(count) if not (folder / str(i) / "index.html").is_file()]
                 if absent:
-                    problems.append(f"{model}/{layer}/{kind}/: {len(absent)} ids without index.html (first {absent[:3]})")
+                    problems.append(
+                        f"{model}/{layer}/{kind}/: {len(absent)} ids without index.html (first {absent[:3]})"
+                    )
     return problems

@@ -37,9 +37,12 @@ def importance_stats(L, kind: str, i: int) -> list[dict]:
     live = (L.features if kind == "f" else L.neurons).density > 0
     rank, ties = numbers.competition_ranks(topk, live)
     return [
-        numbers.stat("importance", numbers.rank_text(int(topk[i]), int(rank[i]), int(ties[i]), int(live.sum())),
-                     help=f"mean ablation (Terekhov): of {n} held-out images, how many lose the true class from "
-                          f"the top {k} when this unit is replaced by its dataset mean; {info.get('method', '')}"),
+        numbers.stat(
+            "importance",
+            numbers.rank_text(int(topk[i]), int(rank[i]), int(ties[i]), int(live.sum())),
+            help=f"mean ablation (Terekhov): of {n} held-out images, how many lose the true class from "
+            f"the top {k} when this unit is replaced by its dataset mean; {info.get('method', '')}",
+        ),
         numbers.stat("importance-top-1", str(int(imp[f"{key}_top1"][i]))),
     ]
 
@@ -68,17 +71,23 @@ def kernel_svg(kernel: np.ndarray, scale: float, title: str) -> Markup:
     """A kernel (kh, kw) as a grid of coloured cells, like the Circuits weight explorer."""
     kh, kw = kernel.shape
     cell = 10
-    parts = [f'<svg class="kernel" viewBox="0 0 {kw * cell} {kh * cell}" width="{kw * cell}" height="{kh * cell}" '
-             f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>']
+    parts = [
+        f'<svg class="kernel" viewBox="0 0 {kw * cell} {kh * cell}" width="{kw * cell}" height="{kh * cell}" '
+        f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+    ]
     for y in range(kh):
         for x in range(kw):
-            parts.append(f'<rect x="{x * cell}" y="{y * cell}" width="{cell}" height="{cell}" '
-                         f'fill="{_colour(float(kernel[y, x]), scale)}"/>')
+            parts.append(
+                f'<rect x="{x * cell}" y="{y * cell}" width="{cell}" height="{cell}" '
+                f'fill="{_colour(float(kernel[y, x]), scale)}"/>'
+            )
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
-def _partners(other_ix, kind: str, idx: np.ndarray, w: np.ndarray, kernels: np.ndarray, sign: int) -> list[dict]:
+def _partners(
+    other_ix, kind: str, idx: np.ndarray, w: np.ndarray, kernels: np.ndarray, sign: int
+) -> list[dict]:
     """Cards of the partner units with one sign, strongest first, each with its kernel."""
     k = len(idx) // 2
     cols = range(k) if sign > 0 else range(k, 2 * k)
@@ -88,8 +97,13 @@ def _partners(other_ix, kind: str, idx: np.ndarray, w: np.ndarray, kernels: np.n
     out = []
     for c in chosen:
         card = cards[int(idx[c])]
-        out.append({**card, "value": fmt_signed(float(w[c])),
-                    "kernel": kernel_svg(kernels[c], scale, f"weights of {card['code']} per spatial offset")})
+        out.append(
+            {
+                **card,
+                "value": fmt_signed(float(w[c])),
+                "kernel": kernel_svg(kernels[c], scale, f"weights of {card['code']} per spatial offset"),
+            }
+        )
     return out
 
 
@@ -103,15 +117,17 @@ def unit_weights(L, indexes: dict, kind: str, i: int) -> list[dict]:
         other = indexes[data["info"]["layer"]]
         idx, w, kern = data[f"{key}_idx"][i], data[f"{key}_w"][i], data[f"{key}_kernel"][i]
         what = "features" if kind == "f" else "neurons"
-        groups.append({
-            "id": f"weights-{side}",
-            "title": f"Weights {verb} {other.layer.name} {what}",
-            "excite": _partners(other, kind, idx, w, kern, +1),
-            "inhibit": _partners(other, kind, idx, w, kern, -1),
-            "layer": other.layer.name,
-            "upstream": side == "up",
-            "kernel": "\u00d7".join(str(v) for v in data["info"].get("kernel", [])),
-        })
+        groups.append(
+            {
+                "id": f"weights-{side}",
+                "title": f"Weights {verb} {other.layer.name} {what}",
+                "excite": _partners(other, kind, idx, w, kern, +1),
+                "inhibit": _partners(other, kind, idx, w, kern, -1),
+                "layer": other.layer.name,
+                "upstream": side == "up",
+                "kernel": "\u00d7".join(str(v) for v in data["info"].get("kernel", [])),
+            }
+        )
     return groups
 
 
@@ -120,15 +136,27 @@ def unit_weights(L, indexes: dict, kind: str, i: int) -> list[dict]:
 
 def _node_parts(root: str, card: dict, x: float, y: float, size: int, caption: str) -> list[str]:
     code = escape(card["code"])
-    parts = [f'<a href="{escape(root + card["href"])}"><title>{code}{(" " + escape(card["label"])) if card["label"] else ""}: {escape(caption)}</title>']
+    parts = [
+        f'<a href="{escape(root + card["href"])}"><title>{code}{(" " + escape(card["label"])) if card["label"] else ""}: {escape(caption)}</title>'
+    ]
     if card.get("thumb"):
-        parts.append(f'<image href="{escape(root + card["thumb"])}" x="{x - size / 2:.1f}" y="{y:.1f}" width="{size}" '
-                     f'height="{size}" preserveAspectRatio="xMidYMid slice"/>')
+        parts.append(
+            f'<image href="{escape(root + card["thumb"])}" x="{x - size / 2:.1f}" y="{y:.1f}" width="{size}" '
+            f'height="{size}" preserveAspectRatio="xMidYMid slice"/>'
+        )
     else:
-        parts.append(f'<rect class="node-empty" x="{x - size / 2:.1f}" y="{y:.1f}" width="{size}" height="{size}"/>')
-    parts.append(f'<rect class="node-frame" x="{x - size / 2:.1f}" y="{y:.1f}" width="{size}" height="{size}"/>')
-    parts.append(f'<text class="node-code" x="{x:.1f}" y="{y + size + 13:.1f}" text-anchor="middle">{code}</text>')
-    parts.append(f'<text class="node-weight" x="{x:.1f}" y="{y + size + 25:.1f}" text-anchor="middle">{escape(caption)}</text>')
+        parts.append(
+            f'<rect class="node-empty" x="{x - size / 2:.1f}" y="{y:.1f}" width="{size}" height="{size}"/>'
+        )
+    parts.append(
+        f'<rect class="node-frame" x="{x - size / 2:.1f}" y="{y:.1f}" width="{size}" height="{size}"/>'
+    )
+    parts.append(
+        f'<text class="node-code" x="{x:.1f}" y="{y + size + 13:.1f}" text-anchor="middle">{code}</text>'
+    )
+    parts.append(
+        f'<text class="node-weight" x="{x:.1f}" y="{y + size + 25:.1f}" text-anchor="middle">{escape(caption)}</text>'
+    )
     parts.append("</a>")
     return parts
 
@@ -136,8 +164,10 @@ def _node_parts(root: str, card: dict, x: float, y: float, size: int, caption: s
 def _edge(x1, y1, x2, y2, w: float, scale: float) -> str:
     width = 0.8 + 4.2 * (abs(w) / scale if scale > 0 else 0)
     cls = "edge pos" if w > 0 else "edge neg"
-    return (f'<path class="{cls}" d="M{x1:.1f},{y1:.1f} C{x1:.1f},{(y1 + y2) / 2:.1f} {x2:.1f},{(y1 + y2) / 2:.1f} '
-            f'{x2:.1f},{y2:.1f}" stroke-width="{width:.2f}"><title>weight {fmt_signed(w)}</title></path>')
+    return (
+        f'<path class="{cls}" d="M{x1:.1f},{y1:.1f} C{x1:.1f},{(y1 + y2) / 2:.1f} {x2:.1f},{(y1 + y2) / 2:.1f} '
+        f'{x2:.1f},{y2:.1f}" stroke-width="{width:.2f}"><title>weight {fmt_signed(w)}</title></path>'
+    )
 
 
 def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dict) -> dict | None:
@@ -147,18 +177,31 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
     """
     if not layers:
         return None
-    top = next((L for L in reversed(layers) if L.upstream is not None and L.upstream["info"].get("layer") in indexes),
-               None)
+    top = next(
+        (
+            L
+            for L in reversed(layers)
+            if L.upstream is not None and L.upstream["info"].get("layer") in indexes
+        ),
+        None,
+    )
     if top is None:
-        return {"svg": None, "layer": layers[-1].name,
-                "note": "The circuit's second step needs a second studied layer below this one "
-                        "(add it to `layers` in the config): its SAE features are then linked to these by expanded weights."}
+        return {
+            "svg": None,
+            "layer": layers[-1].name,
+            "note": "The circuit's second step needs a second studied layer below this one "
+            "(add it to `layers` in the config): its SAE features are then linked to these by expanded weights.",
+        }
     below = indexes[top.upstream["info"]["layer"]]
     ix = indexes[top.name]
     wc = top.class_weights_features[:, c]
     upper = [int(f) for f in np.argsort(-wc, kind="stable")[:N_CIRCUIT_TOP] if wc[f] > 0]
     if not upper:
-        return {"svg": None, "layer": top.name, "note": f"No {top.name} feature has a positive weight on this class."}
+        return {
+            "svg": None,
+            "layer": top.name,
+            "note": f"No {top.name} feature has a positive weight on this class.",
+        }
     lower: list[int] = []
     links = []  # (upper feature, lower feature, weight)
     k = top.upstream["features_idx"].shape[1] // 2
@@ -181,24 +224,37 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
     height = y_low + size + 32  # room for the bottom row's two caption lines
     class_scale = float(max(wc[f] for f in upper))
     link_scale = max((abs(w) for _, _, w in links), default=0.0)
-    parts = [f'<svg class="circuit" viewBox="0 0 {width:.0f} {height}" role="img" '
-             f'aria-label="Circuit of class {escape(class_name)}: {top.name} features and the {below.layer.name} features that drive them">']
+    parts = [
+        f'<svg class="circuit" viewBox="0 0 {width:.0f} {height}" role="img" '
+        f'aria-label="Circuit of class {escape(class_name)}: {top.name} features and the {below.layer.name} features that drive them">'
+    ]
     for f in upper:
         parts.append(_edge(width / 2, y_class + 34, xs_up[f], y_up, float(wc[f]), class_scale))
     for f, g, w in links:
         parts.append(_edge(xs_up[f], y_up + size + 28, xs_low[g], y_low, w, link_scale))
     label = escape(class_name)
     box_w = max(120, 9 * len(class_name) + 24)
-    parts.append(f'<rect class="class-node" x="{width / 2 - box_w / 2:.1f}" y="{y_class}" width="{box_w}" height="34" rx="6"/>')
-    parts.append(f'<text class="class-label" x="{width / 2:.1f}" y="{y_class + 22}" text-anchor="middle">{label}</text>')
+    parts.append(
+        f'<rect class="class-node" x="{width / 2 - box_w / 2:.1f}" y="{y_class}" width="{box_w}" height="34" rx="6"/>'
+    )
+    parts.append(
+        f'<text class="class-label" x="{width / 2:.1f}" y="{y_class + 22}" text-anchor="middle">{label}</text>'
+    )
     for f in upper:
-        parts += _node_parts(root, ix.feature_cards[f], xs_up[f], y_up, size, f"{fmt_signed(float(wc[f]))} to class")
+        parts += _node_parts(
+            root, ix.feature_cards[f], xs_up[f], y_up, size, f"{fmt_signed(float(wc[f]))} to class"
+        )
     for g in lower:
         total = sum(w for _, gg, w in links if gg == g)
         parts += _node_parts(root, below.feature_cards[g], xs_low[g], y_low, size, f"{fmt_signed(total)} up")
     parts.append(f'<text class="tier" x="4" y="{y_up - 8}">{escape(top.name)}</text>')
     parts.append(f'<text class="tier" x="4" y="{y_low - 8}">{escape(below.layer.name)}</text>')
     parts.append("</svg>")
-    return {"svg": Markup("".join(parts)), "layer": top.name, "below": below.layer.name,
-            "method": top.circuits_info.get("method", ""), "exact": bool(top.circuits_info.get("exact")),
-            "note": ""}
+    return {
+        "svg": Markup("".join(parts)),
+        "layer": top.name,
+        "below": below.layer.name,
+        "method": top.circuits_info.get("method", ""),
+        "exact": bool(top.circuits_info.get("exact")),
+        "note": "",
+    }

@@ -77,26 +77,43 @@ def feature_records(site, ix, images=None):
             "label_entropy": json_num(ex.label_entropy[i]),
             "dead": bool(float(ex.density[i]) <= 0),
             "flags": [f.replace("_", "-") for f in ix.flags["f"][i]],
-            "top_classes": [{"class": names[int(c)], "class_id": int(c), "share": json_num(s, 4)}
-                            for c, s in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0],
+            "top_classes": [
+                {"class": names[int(c)], "class_id": int(c), "share": json_num(s, 4)}
+                for c, s in zip(ex.top_classes[i], ex.top_class_weights[i])
+                if int(c) >= 0
+            ],
             "examples": examples,
-            "neighbours": [{"id": int(j), "cosine": json_num(c, 4)}
-                           for j, c in zip(ix.similar[i], ix.similar_cos[i])],
-            "decoder_neurons": [{"neuron": int(n), "weight": json_num(L.W_dec[i, int(n)])}
-                                for n in ix.decoder_neurons[i][:N_EXPORT_NEURONS]],
+            "neighbours": [
+                {"id": int(j), "cosine": json_num(c, 4)} for j, c in zip(ix.similar[i], ix.similar_cos[i])
+            ],
+            "decoder_neurons": [
+                {"neuron": int(n), "weight": json_num(L.W_dec[i, int(n)])}
+                for n in ix.decoder_neurons[i][:N_EXPORT_NEURONS]
+            ],
             "class_weights": {
-                "drives": [{"class": names[c], "class_id": c, "weight": json_num(w[c])}
-                           for c in _signed_top(w, N_EXPORT_CLASSES, +1)],
-                "suppresses": [{"class": names[c], "class_id": c, "weight": json_num(w[c])}
-                               for c in _signed_top(w, N_EXPORT_CLASSES, -1)],
+                "drives": [
+                    {"class": names[c], "class_id": c, "weight": json_num(w[c])}
+                    for c in _signed_top(w, N_EXPORT_CLASSES, +1)
+                ],
+                "suppresses": [
+                    {"class": names[c], "class_id": c, "weight": json_num(w[c])}
+                    for c in _signed_top(w, N_EXPORT_CLASSES, -1)
+                ],
             },
         }
         if ex.topk_classes is not None:
-            rec["top_examples_classes"] = [{"class": names[int(c)], "class_id": int(c), "share": json_num(s, 4)}
-                                           for c, s in zip(ex.topk_classes[i], ex.topk_class_weights[i]) if int(c) >= 0]
+            rec["top_examples_classes"] = [
+                {"class": names[int(c)], "class_id": int(c), "share": json_num(s, 4)}
+                for c, s in zip(ex.topk_classes[i], ex.topk_class_weights[i])
+                if int(c) >= 0
+            ]
         if imp is not None:
-            rec["importance"] = {"top_k": int(imp["features_topk"][i]), "top1": int(imp["features_top1"][i]),
-                                 "rank": int(rank[i]) or None, "tied_with": int(ties[i])}
+            rec["importance"] = {
+                "top_k": int(imp["features_topk"][i]),
+                "top1": int(imp["features_top1"][i]),
+                "rank": int(rank[i]) or None,
+                "tied_with": int(ties[i]),
+            }
         for key, data in (("upstream", L.upstream), ("downstream", L.downstream)):
             got = _weights(data, i)
             if got is not None:

@@ -22,7 +22,12 @@ from atlasgen.site.fmt import fmt_num
 FAMILY = {"f": "features", "n": "neurons"}
 VARIANTS = (  # (subfolder suffix, file name in the unit folder, title, what it shows)
     ("_neuron", "vis-neuron.webp", "neuron-centred", "maximises the objective at the centre position only"),
-    ("_negative", "vis-negative.webp", "negative", "minimises the objective: what this unit responds to least"),
+    (
+        "_negative",
+        "vis-negative.webp",
+        "negative",
+        "minimises the objective: what this unit responds to least",
+    ),
 )
 
 
@@ -101,15 +106,28 @@ def section(ix, kind: str, i: int) -> dict:
         v = q[key] if idx is None else q[key][idx]
         return None if not np.isfinite(v) else fmt_num(float(v))
 
-    variants = [{"title": title, "note": note, "src": files[family + suffix], "objective": num("objective" + suffix),
-                 "failed": _reason(q, "failure" + suffix)}
-                for suffix, _, title, note in VARIANTS if family + suffix in files]
+    variants = [
+        {
+            "title": title,
+            "note": note,
+            "src": files[family + suffix],
+            "objective": num("objective" + suffix),
+            "failed": _reason(q, "failure" + suffix),
+        }
+        for suffix, _, title, note in VARIANTS
+        if family + suffix in files
+    ]
     diverse = []
     for sub in _diverse_subs(fv, family):
         if sub in files:
             j = int(sub.rsplit("/", 1)[1])
-            diverse.append({"src": files[sub], "objective": num("objective_diverse", j),
-                            "failed": _reason(q, "failure_diverse", j)})
+            diverse.append(
+                {
+                    "src": files[sub],
+                    "objective": num("objective_diverse", j),
+                    "failed": _reason(q, "failure_diverse", j),
+                }
+            )
     check = None
     if q is not None:
         own, top = float(q["own_act"]), float(ex.max_act[i])
@@ -131,5 +149,10 @@ def section(ix, kind: str, i: int) -> dict:
             "selective": int(q["rank"]) == 1,
             "median": num("median_act") if "median_act" in q else None,
         }
-    return {"variants": variants, "diverse": diverse, "check": check, "failed": _reason(q, "failure"),
-            "unit_noun": "feature" if kind == "f" else "neuron"}
+    return {
+        "variants": variants,
+        "diverse": diverse,
+        "check": check,
+        "failed": _reason(q, "failure"),
+        "unit_noun": "feature" if kind == "f" else "neuron",
+    }

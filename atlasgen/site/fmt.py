@@ -52,8 +52,9 @@ def json_num(x: float, digits: int = 6) -> float | None:
 def dumps(obj, *, indent: int | None = None) -> str:
     """Deterministic JSON: sorted keys, no NaN, compact unless ``indent``."""
     separators = (",", ":") if indent is None else (",", ": ")
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, allow_nan=False,
-                      separators=separators, indent=indent)
+    return json.dumps(
+        obj, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=separators, indent=indent
+    )
 
 
 def js_global(name: str, obj) -> str:

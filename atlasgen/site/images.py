@@ -85,8 +85,17 @@ def encode_thumbnail(rgb: np.ndarray) -> bytes:
 # luminance rises monotonically, drawn at one constant opacity. Over any image pixel the composited
 # brightness then rises with the activation: silent regions get a dark veil, the maximum the brightest
 # tint, which reads on dark images too. The page shows the scale as a legend (heat_gradient_css).
-_INFERNO = ((0, 0, 4), (27, 12, 65), (74, 12, 107), (120, 28, 109), (165, 44, 96), (207, 68, 70),
-            (237, 105, 37), (251, 155, 6), (252, 255, 164))
+_INFERNO = (
+    (0, 0, 4),
+    (27, 12, 65),
+    (74, 12, 107),
+    (120, 28, 109),
+    (165, 44, 96),
+    (207, 68, 70),
+    (237, 105, 37),
+    (251, 155, 6),
+    (252, 255, 164),
+)
 HEAT_ALPHA = 0.55  # opacity of the overlay at every level
 
 
@@ -119,7 +128,9 @@ def heat_palette() -> np.ndarray:
 
 def heat_gradient_css() -> str:
     """CSS linear-gradient of the heat-map scale from 0 (left) to the maximum (right), for the legend."""
-    stops = ", ".join(f"rgb({r},{g},{b}) {100 * n / (len(_INFERNO) - 1):.1f}%" for n, (r, g, b) in enumerate(_INFERNO))
+    stops = ", ".join(
+        f"rgb({r},{g},{b}) {100 * n / (len(_INFERNO) - 1):.1f}%" for n, (r, g, b) in enumerate(_INFERNO)
+    )
     return f"linear-gradient(to right, {stops})"
 
 
@@ -151,7 +162,9 @@ class HeatSprite:
         """Add maps (k, H, W) relative to ``scale``; return their tile numbers."""
         q = heat_levels(act_maps, scale)
         if self._tiles and q.shape[1:3] != self._tiles[0].shape[1:3]:
-            raise ValueError(f"heat-maps of one page must share a grid: {q.shape[1:3]} != {self._tiles[0].shape[1:3]}")
+            raise ValueError(
+                f"heat-maps of one page must share a grid: {q.shape[1:3]} != {self._tiles[0].shape[1:3]}"
+            )
         start = len(self)
         self._tiles.append(q)
         return list(range(start, start + len(q)))
@@ -164,7 +177,9 @@ class HeatSprite:
         tiles = np.concatenate(self._tiles)
         padded = np.pad(tiles, ((0, 0), (1, 1), (1, 1)), mode="edge")
         n, h, w = padded.shape
-        used = np.flatnonzero(np.bincount(padded.ravel(), minlength=HEAT_LEVELS))  # sorted: same bytes every run
+        used = np.flatnonzero(
+            np.bincount(padded.ravel(), minlength=HEAT_LEVELS)
+        )  # sorted: same bytes every run
         lut = np.zeros(HEAT_LEVELS, dtype=np.uint8)
         lut[used] = np.arange(len(used), dtype=np.uint8)
         return png_palette(lut[padded].reshape(n * h, w), heat_palette()[used])
@@ -192,7 +207,9 @@ class HeatSprite:
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def png_palette(index: np.ndarray, palette: np.ndarray) -> bytes:
@@ -201,12 +218,14 @@ def png_palette(index: np.ndarray, palette: np.ndarray) -> bytes:
     raw = np.zeros((h, 1 + w), dtype=np.uint8)  # filter type 0 at the start of each row
     raw[:, 1:] = index
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
-    return (b"\x89PNG\r\n\x1a\n"
-            + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + _chunk(b"PLTE", palette[:, :3].tobytes())
-            + _chunk(b"tRNS", palette[:, 3].tobytes())
-            + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 9))
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+        + _chunk(b"PLTE", palette[:, :3].tobytes())
+        + _chunk(b"tRNS", palette[:, 3].tobytes())
+        + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 9))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def png_rgba(rgba: np.ndarray) -> bytes:
@@ -215,7 +234,9 @@ def png_rgba(rgba: np.ndarray) -> bytes:
     raw = np.zeros((h, 1 + 4 * w), dtype=np.uint8)  # filter type 0 at the start of each row
     raw[:, 1:] = np.ascontiguousarray(rgba, dtype=np.uint8).reshape(h, 4 * w)
     raw = raw.tobytes()
-    return (b"\x89PNG\r\n\x1a\n"
-            + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
-            + _chunk(b"IDAT", zlib.compress(raw, 9))
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+        + _chunk(b"IDAT", zlib.compress(raw, 9))
+        + _chunk(b"IEND", b"")
+    )

@@ -45,8 +45,11 @@ def files_under(folder: Path) -> list[str]:
 
 
 def marker_text(key: str, written: list[str]) -> str:
-    lines = ["This folder is an atlasgen site; `atlasgen clean` deletes the files listed below and keeps the rest.",
-             f"key: {key}", "files:"]
+    lines = [
+        "This folder is an atlasgen site; `atlasgen clean` deletes the files listed below and keeps the rest.",
+        f"key: {key}",
+        "files:",
+    ]
     return "\n".join(lines + [f"  {p}" for p in written]) + "\n"
 
 
@@ -58,7 +61,7 @@ def recorded_files(site: Path) -> set[str] | None:
     lines = marker.read_text(encoding="utf-8").splitlines()
     if "files:" not in lines:
         return None
-    return {line[2:] for line in lines[lines.index("files:") + 1:] if line.startswith("  ")}
+    return {line[2:] for line in lines[lines.index("files:") + 1 :] if line.startswith("  ")}
 
 
 def user_files(site: Path, patterns: tuple[str, ...]) -> list[str]:

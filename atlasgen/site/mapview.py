@@ -54,8 +54,14 @@ def write_sprite_sheets(images: dict[int, Path], n: int, px: int, folder: Path) 
     return names
 
 
-def map_data(ix, sheets: list[str], sprite_px: int, class_names: list[str], class_hrefs: list[str],
-             atlas_sheets: list[str]) -> dict:
+def map_data(
+    ix,
+    sheets: list[str],
+    sprite_px: int,
+    class_names: list[str],
+    class_hrefs: list[str],
+    atlas_sheets: list[str],
+) -> dict:
     """Everything map.js draws: features (columns), cluster levels, sprites, the activation atlas."""
     L = ix.layer
     ex = L.features
@@ -63,8 +69,17 @@ def map_data(ix, sheets: list[str], sprite_px: int, class_names: list[str], clas
     levels = L.map.get("levels") or []
     # Cluster ids -> position in each level's list, per feature.
     pos = [{cl["id"]: n for n, cl in enumerate(lvl)} for lvl in levels]
-    cols = {"id": [], "x": [], "y": [], "label": [], "density": [], "max": [], "top": [], "thumb": [],
-            "cluster": [[] for _ in levels]}
+    cols = {
+        "id": [],
+        "x": [],
+        "y": [],
+        "label": [],
+        "density": [],
+        "max": [],
+        "top": [],
+        "thumb": [],
+        "cluster": [[] for _ in levels],
+    }
     for f in feats:
         i = int(f["id"])
         cols["id"].append(i)
@@ -80,21 +95,45 @@ def map_data(ix, sheets: list[str], sprite_px: int, class_names: list[str], clas
             cols["cluster"][lvl].append(pos[lvl].get(cl[lvl], -1) if lvl < len(cl) else -1)
     out_levels = []
     for lvl in levels:
-        out_levels.append([{"name": cl.get("name") or f"cluster {cl['id']}", "x": json_num(cl["x"], 5),
-                            "y": json_num(cl["y"], 5), "size": int(cl.get("size", len(cl.get("members", [])))),
-                            "rep": int(cl.get("representative", (cl.get("members") or [-1])[0]))} for cl in lvl])
+        out_levels.append(
+            [
+                {
+                    "name": cl.get("name") or f"cluster {cl['id']}",
+                    "x": json_num(cl["x"], 5),
+                    "y": json_num(cl["y"], 5),
+                    "size": int(cl.get("size", len(cl.get("members", [])))),
+                    "rep": int(cl.get("representative", (cl.get("members") or [-1])[0])),
+                }
+                for cl in lvl
+            ]
+        )
     atlas = None
     if L.atlas.get("grids"):
-        atlas = {"objective": L.atlas.get("objective", ""), "n_points": L.atlas.get("n_points", 0),
-                 "grids": [{"size": g["size"], "icon": g["icon_size"], "columns": g["columns"], "sheet": sheet,
-                            "cells": g["cells"]} for g, sheet in zip(L.atlas["grids"], atlas_sheets)]}
+        atlas = {
+            "objective": L.atlas.get("objective", ""),
+            "n_points": L.atlas.get("n_points", 0),
+            "grids": [
+                {
+                    "size": g["size"],
+                    "icon": g["icon_size"],
+                    "columns": g["columns"],
+                    "sheet": sheet,
+                    "cells": g["cells"],
+                }
+                for g, sheet in zip(L.atlas["grids"], atlas_sheets)
+            ],
+        }
     return {
         "layer": L.name,
         "n": len(feats),
         "features": cols,
         "levels": out_levels,
-        "sprites": {"px": sprite_px, "columns": SHEET_COLUMNS, "per_sheet": SHEET_COLUMNS * SHEET_COLUMNS,
-                    "sheets": sheets},
+        "sprites": {
+            "px": sprite_px,
+            "columns": SHEET_COLUMNS,
+            "per_sheet": SHEET_COLUMNS * SHEET_COLUMNS,
+            "sheets": sheets,
+        },
         "feature_href": "../f/{id}/index.html",
         "classes": class_names,
         "class_hrefs": class_hrefs,
@@ -107,9 +146,11 @@ def evaluation_rows(L) -> list[dict]:
     ev = L.map.get("evaluation") or {}
     if "purity" not in ev:
         return []
-    return [{"name": "purity", "value": f"{ev['purity']:.3f}"},
-            {"name": "adjusted Rand index", "value": f"{ev['adjusted_rand_index']:.3f}"},
-            {"name": "superclasses / clusters", "value": f"{ev['n_reference_groups']} / {ev['n_clusters']}"}]
+    return [
+        {"name": "purity", "value": f"{ev['purity']:.3f}"},
+        {"name": "adjusted Rand index", "value": f"{ev['adjusted_rand_index']:.3f}"},
+        {"name": "superclasses / clusters", "value": f"{ev['n_reference_groups']} / {ev['n_clusters']}"},
+    ]
 
 
 def render_layer_map(out_dir: Path, site, ix, dataset) -> dict:

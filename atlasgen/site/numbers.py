@@ -16,7 +16,9 @@ import numpy as np
 from atlasgen.site import urls
 from atlasgen.site.fmt import fmt_count, fmt_pct
 
-DEFAULT_DENSE_THRESHOLD = 0.10  # examples.dense_threshold: a unit firing on more images than this share is dense
+DEFAULT_DENSE_THRESHOLD = (
+    0.10  # examples.dense_threshold: a unit firing on more images than this share is dense
+)
 
 
 @dataclass(frozen=True)
@@ -27,57 +29,111 @@ class Term:
 
 
 GLOSSARY: tuple[Term, ...] = (
-    Term("images-scanned", "images scanned",
-         "the dataset's training images: every density, histogram, example and band is counted over them"),
-    Term("dataset-images", "dataset images",
-         "every image of the dataset: the training images (scanned) plus the held-out images"),
-    Term("held-out-images", "held-out images",
-         "images kept out of training: model accuracy, the SAE's training metrics and importance use them"),
-    Term("density", "density",
-         "share of the images scanned on which the unit fires (its maximum over positions is above 0)"),
-    Term("dead", "dead",
-         "fires on none of the images scanned (density 0); a dead unit has no rank"),
-    Term("dense", "dense",
-         "fires on more than the dense threshold (examples.dense_threshold) of the images scanned"),
-    Term("density-per-position", "density per position",
-         "share of all positions (images scanned x grid positions) where the unit fires"),
-    Term("max-activation", "max activation",
-         "the unit's largest activation over every position of every image scanned"),
-    Term("mean-activation", "mean activation",
-         "mean of the per-image maximum over the images scanned where the unit fires"),
-    Term("mean-per-position", "mean per position",
-         "mean activation over the positions where the unit fires"),
-    Term("label-entropy", "label entropy",
-         "entropy (nats) of the classes of every image scanned where the unit fires, each image weighted by "
-         "its activation; the label is the class with the largest share"),
-    Term("low-confidence", "low-confidence label",
-         "the label rests on few firing images or a spread of classes (examples.label_min_images, "
-         "examples.label_max_entropy)"),
-    Term("polysemantic", "polysemantic",
-         "the top class of its top images differs from its top class over every firing image, which holds "
-         "under half of the activation-weighted total"),
-    Term("importance", "importance",
-         "held-out images that lose the true class from the model's top k when the unit is mean-ablated"),
-    Term("importance-top-1", "importance (top-1)",
-         "the same count for the top-1 prediction"),
-    Term("rank", "rank",
-         "1 + the number of live units of the layer with a larger importance; equal values are tied, dead "
-         "units have none"),
-    Term("look-first", "look first",
-         "live, not dense units ranked by importance (then lower label entropy, then lower id)"),
-    Term("class-weight", "class weight",
-         "how much one unit of activation adds to a class logit (the formula is named on each page)"),
-    Term("selectivity", "visualisation selectivity",
-         "whether any other unit fires more strongly than this one on its own visualisation"),
-    Term("co-occurrence", "fires with it",
-         "partners ranked by normalised PMI on a uniform sample of images: 0 = independent, 1 = fire only "
-         "together, so dense features do not top every list"),
-    Term("vis-failed", "visualisation failed",
-         "the optimised image is flat, its final objective is not positive, or it activates its unit below "
-         "the unit's median firing activation on the images scanned"),
-    Term("dead-fraction-training", "dead fraction (SAE training)",
-         "SAE training metric: share of latents that never fire on the held-out activation vectors; "
-         "not the dataset figure"),
+    Term(
+        "images-scanned",
+        "images scanned",
+        "the dataset's training images: every density, histogram, example and band is counted over them",
+    ),
+    Term(
+        "dataset-images",
+        "dataset images",
+        "every image of the dataset: the training images (scanned) plus the held-out images",
+    ),
+    Term(
+        "held-out-images",
+        "held-out images",
+        "images kept out of training: model accuracy, the SAE's training metrics and importance use them",
+    ),
+    Term(
+        "density",
+        "density",
+        "share of the images scanned on which the unit fires (its maximum over positions is above 0)",
+    ),
+    Term("dead", "dead", "fires on none of the images scanned (density 0); a dead unit has no rank"),
+    Term(
+        "dense",
+        "dense",
+        "fires on more than the dense threshold (examples.dense_threshold) of the images scanned",
+    ),
+    Term(
+        "density-per-position",
+        "density per position",
+        "share of all positions (images scanned x grid positions) where the unit fires",
+    ),
+    Term(
+        "max-activation",
+        "max activation",
+        "the unit's largest activation over every position of every image scanned",
+    ),
+    Term(
+        "mean-activation",
+        "mean activation",
+        "mean of the per-image maximum over the images scanned where the unit fires",
+    ),
+    Term("mean-per-position", "mean per position", "mean activation over the positions where the unit fires"),
+    Term(
+        "label-entropy",
+        "label entropy",
+        "entropy (nats) of the classes of every image scanned where the unit fires, each image weighted by "
+        "its activation; the label is the class with the largest share",
+    ),
+    Term(
+        "low-confidence",
+        "low-confidence label",
+        "the label rests on few firing images or a spread of classes (examples.label_min_images, "
+        "examples.label_max_entropy)",
+    ),
+    Term(
+        "polysemantic",
+        "polysemantic",
+        "the top class of its top images differs from its top class over every firing image, which holds "
+        "under half of the activation-weighted total",
+    ),
+    Term(
+        "importance",
+        "importance",
+        "held-out images that lose the true class from the model's top k when the unit is mean-ablated",
+    ),
+    Term("importance-top-1", "importance (top-1)", "the same count for the top-1 prediction"),
+    Term(
+        "rank",
+        "rank",
+        "1 + the number of live units of the layer with a larger importance; equal values are tied, dead "
+        "units have none",
+    ),
+    Term(
+        "look-first",
+        "look first",
+        "live, not dense units ranked by importance (then lower label entropy, then lower id)",
+    ),
+    Term(
+        "class-weight",
+        "class weight",
+        "how much one unit of activation adds to a class logit (the formula is named on each page)",
+    ),
+    Term(
+        "selectivity",
+        "visualisation selectivity",
+        "whether any other unit fires more strongly than this one on its own visualisation",
+    ),
+    Term(
+        "co-occurrence",
+        "fires with it",
+        "partners ranked by normalised PMI on a uniform sample of images: 0 = independent, 1 = fire only "
+        "together, so dense features do not top every list",
+    ),
+    Term(
+        "vis-failed",
+        "visualisation failed",
+        "the optimised image is flat, its final objective is not positive, or it activates its unit below "
+        "the unit's median firing activation on the images scanned",
+    ),
+    Term(
+        "dead-fraction-training",
+        "dead fraction (SAE training)",
+        "SAE training metric: share of latents that never fire on the held-out activation vectors; "
+        "not the dataset figure",
+    ),
 )
 
 TERMS = {t.anchor: t for t in GLOSSARY}
@@ -93,8 +149,13 @@ def glossary_href(anchor: str) -> str:
 def stat(anchor: str, value: str, name: str | None = None, help: str | None = None) -> dict:
     """A stat card: value, the term's name and tooltip, and its glossary link."""
     term = TERMS[anchor]
-    return {"key": anchor, "name": name or term.name, "value": value, "help": help or term.short,
-            "href": glossary_href(anchor)}
+    return {
+        "key": anchor,
+        "name": name or term.name,
+        "value": value,
+        "help": help or term.short,
+        "href": glossary_href(anchor),
+    }
 
 
 def density_text(density: float) -> str:
@@ -119,8 +180,9 @@ def images_heldout(dataset) -> int:
 # ---------------------------------------------------------------- ranking and ties
 
 
-def look_first(density, importance=None, label_entropy=None,
-               dense_threshold: float = DEFAULT_DENSE_THRESHOLD) -> np.ndarray:
+def look_first(
+    density, importance=None, label_entropy=None, dense_threshold: float = DEFAULT_DENSE_THRESHOLD
+) -> np.ndarray:
     """Ids of the live, not dense units, the ones to look at first first.
 
     Order: larger importance (when known), then lower label entropy (more class-specific; when known),

@@ -23,7 +23,9 @@ from atlasgen.site.images import DatasetImages, HeatSprite, heat_gradient_css
 N_SIMILAR = 6  # most similar features (decoder cosine) on a feature page
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
 N_LOADING_FEATURES = 6  # features with the largest |W_dec[:, n]| on a neuron page
-N_RELATED_SHOWN = 5  # cards per related list on a feature page (the export keeps N_SIMILAR; issue 8, size budget)
+N_RELATED_SHOWN = (
+    5  # cards per related list on a feature page (the export keeps N_SIMILAR; issue 8, size budget)
+)
 N_DRIVES = 5  # classes a unit drives most (and suppresses most: N_SUPPRESSES)
 N_SUPPRESSES = 3
 N_CLASS_FEATURES = 12  # facets shown per layer on a class page
@@ -78,12 +80,19 @@ class LayerIndex:
         F, C = layer.n_features, layer.n_neurons
         self.labels = [layer.feature_label(i) for i in range(F)]
         # Flags per unit (atlasgen.unitlabels) and their one-line definitions, per kind.
-        self.flags = {kind: [tuple(unitlabels.unit_flags(ex, i)) for i in range(ex.n_units)]
-                      for kind, ex in (("f", layer.features), ("n", layer.neurons))}
-        self.flag_help = {kind: unitlabels.flag_definitions(ex) for kind, ex in (("f", layer.features), ("n", layer.neurons))}
+        self.flags = {
+            kind: [tuple(unitlabels.unit_flags(ex, i)) for i in range(ex.n_units)]
+            for kind, ex in (("f", layer.features), ("n", layer.neurons))
+        }
+        self.flag_help = {
+            kind: unitlabels.flag_definitions(ex)
+            for kind, ex in (("f", layer.features), ("n", layer.neurons))
+        }
 
         fv = layer.featurevis
-        self.vis_size = {kind: _first_image_size(fv, sub) for kind, sub in (("f", "features"), ("n", "neurons"))}
+        self.vis_size = {
+            kind: _first_image_size(fv, sub) for kind, sub in (("f", "features"), ("n", "neurons"))
+        }
         # Root-relative paths of the visualisation files this site copies (see build.copy_unit_images).
         self.vis = {"f": {}, "n": {}}
         self.thumb = {"f": {}, "n": {}}
@@ -101,8 +110,9 @@ class LayerIndex:
                     self.thumb[kind][i] = self.vis[kind][i]
 
         # Main visualisations that failed (atlasgen.featurevis_check): their cards grey the thumbnail.
-        self.vis_failed = {kind: featurevis_section.failure_codes(fv, kind, count)
-                           for kind, count in (("f", F), ("n", C))}
+        self.vis_failed = {
+            kind: featurevis_section.failure_codes(fv, kind, count) for kind, count in (("f", F), ("n", C))
+        }
         self.feature_cards = [self._card("f", i) for i in range(F)]
         self.neuron_cards = [self._card("n", i) for i in range(C)]
 
@@ -115,8 +125,9 @@ class LayerIndex:
 
         # The features to look at first (live, not dense, by importance): home and layer pages.
         imp = layer.importance["features_topk"] if layer.importance is not None else None
-        self.look_first = numbers.look_first(layer.features.density, imp, layer.features.label_entropy,
-                                             site.dense_threshold)
+        self.look_first = numbers.look_first(
+            layer.features.density, imp, layer.features.label_entropy, site.dense_threshold
+        )
         self.look_first_method = numbers.look_first_method(imp is not None, site.dense_threshold)
         self.n_scanned = numbers.images_scanned(dataset)
 
@@ -190,14 +201,14 @@ def _similar_features(W: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndar
     if k == 0:
         return ids, cos
     for start in range(0, F, chunk):
-        S = Wn[start:start + chunk] @ Wn.T
+        S = Wn[start : start + chunk] @ Wn.T
         rows = np.arange(S.shape[0])
         S[rows, start + rows] = -np.inf  # not similar to itself
         part = np.argpartition(-S, k - 1, axis=1)[:, :k]
         vals = np.take_along_axis(S, part, axis=1)
         order = np.lexsort((part, -vals), axis=1)  # by similarity, then lower id
-        ids[start:start + chunk] = np.take_along_axis(part, order, axis=1)
-        cos[start:start + chunk] = np.take_along_axis(vals, order, axis=1)
+        ids[start : start + chunk] = np.take_along_axis(part, order, axis=1)
+        cos[start : start + chunk] = np.take_along_axis(vals, order, axis=1)
     return ids, cos
 
 
@@ -240,7 +251,13 @@ def class_link(site: Site, dataset: Dataset, c: int) -> dict:
 
 
 def bibtex_escape(text: str) -> str:
-    return re.sub(r"([\\{}&%$#_^~])", lambda mt: {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}.get(mt.group(1), "\\" + mt.group(1)), text)
+    return re.sub(
+        r"([\\{}&%$#_^~])",
+        lambda mt: {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}.get(
+            mt.group(1), "\\" + mt.group(1)
+        ),
+        text,
+    )
 
 
 def citation_identifiers(site: Site, arts: Artifacts | None = None) -> list[tuple[str, str]]:
@@ -251,8 +268,12 @@ def citation_identifiers(site: Site, arts: Artifacts | None = None) -> list[tupl
     if site.model_sha256:
         out.append((f"model {site.model} weights, sha256", site.model_sha256))
     if site.dataset_identity or site.dataset_sha256:
-        out.append((f"dataset {site.dataset_identity} ({fmt_count(site.dataset_images)} images), image list sha256",
-                    site.dataset_sha256))
+        out.append(
+            (
+                f"dataset {site.dataset_identity} ({fmt_count(site.dataset_images)} images), image list sha256",
+                site.dataset_sha256,
+            )
+        )
     return out
 
 
@@ -269,33 +290,51 @@ def citation(site: Site, layer: Layer, kind: str, unit: int) -> dict:
     name = f"{site.model} {code}"
     sae = f"sha256:{layer.sae_sha256}"
     year = site.date[:4] if site.date[:4].isdigit() else site.date
-    key = re.sub(r"[^A-Za-z0-9]+", "-", f"{site.title}-{site.model}-{layer.name}-{kind}{unit}").strip("-").lower()
+    key = (
+        re.sub(r"[^A-Za-z0-9]+", "-", f"{site.title}-{site.model}-{layer.name}-{kind}{unit}")
+        .strip("-")
+        .lower()
+    )
     what = "SAE feature" if kind == "f" else "neuron"
     pins = [f"SAE {sae}"]
     if site.model_sha256:
         pins.append(f"model weights sha256:{site.model_sha256}")
     if site.dataset_identity or site.dataset_sha256:
-        pins.append(f"dataset {site.dataset_identity}, {site.dataset_images} images, "
-                    f"image list sha256:{site.dataset_sha256}")
-    bibtex = "\n".join([
-        f"@misc{{{key},",
-        *([f"  author       = {{{bibtex_escape(' and '.join(site.authors))}}},"] if site.authors else []),
-        f"  title        = {{{{{bibtex_escape(name)}}}}},",
-        f"  howpublished = {{{bibtex_escape(site.title)}, \\url{{{permalink}}}}},",
-        *([f"  url          = {{{permalink}}},"] if site.base_url else []),
-        f"  year         = {{{bibtex_escape(year)}}},",
-        *([f"  doi          = {{{bibtex_escape(site.doi)}}},"] if site.doi else []),
-        f"  note         = {{{what} {unit} of layer {bibtex_escape(layer.name)}; "
-        f"{bibtex_escape('; '.join(pins))}; version of {bibtex_escape(site.date)}}}",
-        "}",
-    ])
+        pins.append(
+            f"dataset {site.dataset_identity}, {site.dataset_images} images, "
+            f"image list sha256:{site.dataset_sha256}"
+        )
+    bibtex = "\n".join(
+        [
+            f"@misc{{{key},",
+            *([f"  author       = {{{bibtex_escape(' and '.join(site.authors))}}},"] if site.authors else []),
+            f"  title        = {{{{{bibtex_escape(name)}}}}},",
+            f"  howpublished = {{{bibtex_escape(site.title)}, \\url{{{permalink}}}}},",
+            *([f"  url          = {{{permalink}}},"] if site.base_url else []),
+            f"  year         = {{{bibtex_escape(year)}}},",
+            *([f"  doi          = {{{bibtex_escape(site.doi)}}},"] if site.doi else []),
+            f"  note         = {{{what} {unit} of layer {bibtex_escape(layer.name)}; "
+            f"{bibtex_escape('; '.join(pins))}; version of {bibtex_escape(site.date)}}}",
+            "}",
+        ]
+    )
     by = f"{', '.join(site.authors)}. " if site.authors else ""
     doi = f" doi:{site.doi}." if site.doi else ""
     plain = f"{by}{site.title}. \u201c{name}.\u201d {site.date}. {permalink} ({'; '.join(pins)}).{doi}"
-    return {"permalink": permalink, "bibtex": bibtex, "plain": plain, "absolute": bool(site.base_url),
-            "sae_sha256": layer.sae_sha256, "model_sha256": site.model_sha256,
-            "dataset": (f"{site.dataset_identity}, {fmt_count(site.dataset_images)} images"
-                        if site.dataset_identity else ""), "dataset_sha256": site.dataset_sha256}
+    return {
+        "permalink": permalink,
+        "bibtex": bibtex,
+        "plain": plain,
+        "absolute": bool(site.base_url),
+        "sae_sha256": layer.sae_sha256,
+        "model_sha256": site.model_sha256,
+        "dataset": (
+            f"{site.dataset_identity}, {fmt_count(site.dataset_images)} images"
+            if site.dataset_identity
+            else ""
+        ),
+        "dataset_sha256": site.dataset_sha256,
+    }
 
 
 def class_weight_rows(site: Site, dataset: Dataset, weights: np.ndarray) -> dict:
@@ -304,8 +343,12 @@ def class_weight_rows(site: Site, dataset: Dataset, weights: np.ndarray) -> dict
 
     def row(c: int) -> dict:
         w = float(weights[c])
-        return {**class_link(site, dataset, c), "weight": fmt_signed(w),
-                "bar": f"{100 * abs(w) / scale:.1f}" if scale > 0 else "0", "negative": w < 0}
+        return {
+            **class_link(site, dataset, c),
+            "weight": fmt_signed(w),
+            "bar": f"{100 * abs(w) / scale:.1f}" if scale > 0 else "0",
+            "negative": w < 0,
+        }
 
     drives = [row(int(c)) for c in top_k(weights, N_DRIVES) if weights[c] > 0]
     suppresses = [row(int(c)) for c in top_k(-weights, N_SUPPRESSES) if weights[c] < 0]
@@ -318,8 +361,13 @@ def class_weight_rows(site: Site, dataset: Dataset, weights: np.ndarray) -> dict
 def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tuple[str, str, dict]:
     path = urls.home()
     layers = [
-        {"name": L.name, "href": urls.layer(site.model, L.name), "map": urls.layer_map(site.model, L.name),
-         "n_features": fmt_count(L.n_features), "n_neurons": fmt_count(L.n_neurons)}
+        {
+            "name": L.name,
+            "href": urls.layer(site.model, L.name),
+            "map": urls.layer_map(site.model, L.name),
+            "n_features": fmt_count(L.n_features),
+            "n_neurons": fmt_count(L.n_neurons),
+        }
         for L in arts.layers
     ]
     example, highlights = None, []
@@ -329,13 +377,24 @@ def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tu
         first = ix.look_first[:N_HOME_FEATURES]
         best = int(first[0]) if len(first) else 0
         example = {"code": f"{L.name}/f/{best}", "id": best, "href": urls.unit(site.model, L.name, "f", best)}
-        highlights = {"layer": L.name, "href": urls.layer(site.model, L.name), "method": ix.look_first_method,
-                      "cards": [ix.feature_cards[int(i)] for i in first], "glossary": numbers.glossary_href("look-first")}
+        highlights = {
+            "layer": L.name,
+            "href": urls.layer(site.model, L.name),
+            "method": ix.look_first_method,
+            "cards": [ix.feature_cards[int(i)] for i in first],
+            "glossary": numbers.glossary_href("look-first"),
+        }
     ctx = base_context(
-        site, path, site.title, [],
-        model={"name": site.model, "href": urls.model(site.model),
-               "n_classes": fmt_count(arts.dataset.n_classes),
-               "accuracy": _accuracy_text(arts.model_info)},
+        site,
+        path,
+        site.title,
+        [],
+        model={
+            "name": site.model,
+            "href": urls.model(site.model),
+            "n_classes": fmt_count(arts.dataset.n_classes),
+            "accuracy": _accuracy_text(arts.model_info),
+        },
         layers=layers,
         dataset_identity=arts.dataset.identity,
         example=example,
@@ -349,9 +408,15 @@ def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tu
 def glossary_page(site: Site) -> tuple[str, str, dict]:
     """glossary.html: every term of ``numbers.GLOSSARY`` with its definition and anchor."""
     path = urls.glossary()
-    ctx = base_context(site, path, "glossary", crumbs(site, ("glossary", None)),
-                       terms=[{"anchor": t.anchor, "name": t.name, "short": t.short} for t in numbers.GLOSSARY],
-                       dense_threshold=fmt_pct(site.dense_threshold), body_class="glossary")
+    ctx = base_context(
+        site,
+        path,
+        "glossary",
+        crumbs(site, ("glossary", None)),
+        terms=[{"anchor": t.anchor, "name": t.name, "short": t.short} for t in numbers.GLOSSARY],
+        dense_threshold=fmt_pct(site.dense_threshold),
+        body_class="glossary",
+    )
     return path, "glossary.html", ctx
 
 
@@ -387,18 +452,23 @@ def _metric_rows(metrics: dict) -> list[dict]:
             continue
         rows.append({"name": _METRIC_NAMES.get(key, key.replace("_", " ")), "value": fmt_num(value, 4)})
         if key == "dead_fraction":  # a training metric: never read as the dataset's dead count
-            rows[-1].update(help=numbers.TERMS["dead-fraction-training"].short, key="dead-fraction-training",
-                            href=numbers.glossary_href("dead-fraction-training"))
+            rows[-1].update(
+                help=numbers.TERMS["dead-fraction-training"].short,
+                key="dead-fraction-training",
+                href=numbers.glossary_href("dead-fraction-training"),
+            )
     return rows
 
 
 def _layer_summary(site: Site, L: Layer) -> dict:
     metrics = L.sae_metrics
+
     def metric(key, pct=False):
         v = metrics.get(key)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return "n/a"
         return fmt_pct(v) if pct else fmt_num(v, 3)
+
     return {
         "name": L.name,
         "href": urls.layer(site.model, L.name),
@@ -423,15 +493,21 @@ def model_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
     order = [s for s in ds.info.get("superclasses") or [] if s in groups]
     order += sorted(s for s in groups if s not in order)
     ctx = base_context(
-        site, path, site.model, crumbs(site, (site.model, None)),
+        site,
+        path,
+        site.model,
+        crumbs(site, (site.model, None)),
         model_name=site.model,
         accuracy=_accuracy_text(arts.model_info),
         source=arts.model_info.get("source"),
-        dataset={"identity": ds.identity, "source": ds.info.get("source"),
-                 "n_images": fmt_count(len(ds.labels)),
-                 "n_scanned": fmt_count(numbers.images_scanned(ds)),
-                 "n_heldout": fmt_count(numbers.images_heldout(ds)),
-                 "n_classes": fmt_count(ds.n_classes)},
+        dataset={
+            "identity": ds.identity,
+            "source": ds.info.get("source"),
+            "n_images": fmt_count(len(ds.labels)),
+            "n_scanned": fmt_count(numbers.images_scanned(ds)),
+            "n_heldout": fmt_count(numbers.images_heldout(ds)),
+            "n_classes": fmt_count(ds.n_classes),
+        },
         glossary={t.anchor: numbers.glossary_href(t.anchor) for t in numbers.GLOSSARY},
         model_sha256=site.model_sha256,
         dead_help=numbers.TERMS["dead"].short,
@@ -452,19 +528,32 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         {"name": "SAE features", "value": fmt_count(L.n_features)},
         {"name": "neurons (channels)", "value": fmt_count(L.n_neurons)},
         numbers.stat("images-scanned", f"{fmt_count(ix.n_scanned)} training images"),
-        numbers.stat("density", f"{fmt_count(alive)} of {fmt_count(L.n_features)} ({fmt_pct(alive / max(L.n_features, 1))})",
-                     name="features that fire on the images scanned"),
+        numbers.stat(
+            "density",
+            f"{fmt_count(alive)} of {fmt_count(L.n_features)} ({fmt_pct(alive / max(L.n_features, 1))})",
+            name="features that fire on the images scanned",
+        ),
         numbers.stat("dead", fmt_count(L.n_features - alive), name="dead features (never fire on them)"),
-        numbers.stat("dense", fmt_count(n_dense), name=f"dense features (fire on more than {fmt_pct(site.dense_threshold)})"),
-        numbers.stat("density", fmt_pct(float(np.median(density))) if density.size else "n/a",
-                     name="median feature density"),
+        numbers.stat(
+            "dense",
+            fmt_count(n_dense),
+            name=f"dense features (fire on more than {fmt_pct(site.dense_threshold)})",
+        ),
+        numbers.stat(
+            "density",
+            fmt_pct(float(np.median(density))) if density.size else "n/a",
+            name="median feature density",
+        ),
     ]
     for key in ("architecture", "d_in", "d_sae", "k"):
         if key in L.sae_cfg:
             facts.append({"name": f"SAE {key.replace('_', ' ')}", "value": str(L.sae_cfg[key])})
     facts.append({"name": "SAE sha256", "value": L.sae_sha256})
     ctx = base_context(
-        site, path, f"{L.name}", crumbs(site, (site.model, urls.model(site.model)), (L.name, None)),
+        site,
+        path,
+        f"{L.name}",
+        crumbs(site, (site.model, urls.model(site.model)), (L.name, None)),
         layer=_layer_summary(site, L),
         facts=facts,
         metrics=_metric_rows(L.sae_metrics),
@@ -483,8 +572,10 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         data_href=urls.features_data(site.model, L.name),
         ratings_layer=ratings_pages.layer_context(site, ix),
         has_importance=L.importance is not None,
-        importance_help=("images that lose the true class from the top "
-                         f"{(L.importance or {}).get('info', {}).get('top_k', 10)} when the unit is mean-ablated"),
+        importance_help=(
+            "images that lose the true class from the top "
+            f"{(L.importance or {}).get('info', {}).get('top_k', 10)} when the unit is mean-ablated"
+        ),
         body_class="layer",
     )
     return path, "layer.html", ctx
@@ -495,9 +586,17 @@ def _pixelated(size: tuple[int, int] | None, display: int) -> bool:
 
 
 def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages, sprite) -> list[dict]:
-    return spectrum.example_items(ix.dataset, lambda c: class_link(site, ix.dataset, c), ex.top_idx[i], ex.top_val[i],
-                                  ex.top_maps[i], ex.top_pos[i] if ex.top_pos is not None else None,
-                                  float(ex.max_act[i]), images, sprite)
+    return spectrum.example_items(
+        ix.dataset,
+        lambda c: class_link(site, ix.dataset, c),
+        ex.top_idx[i],
+        ex.top_val[i],
+        ex.top_maps[i],
+        ex.top_pos[i] if ex.top_pos is not None else None,
+        float(ex.max_act[i]),
+        images,
+        sprite,
+    )
 
 
 def _class_weight_method(L: Layer, kind: str) -> str:
@@ -513,15 +612,27 @@ def _entropy_stat(ex, i: int, n_classes: int) -> dict:
     """The label entropy stat: over every firing image when the artifact has it, else over the top images."""
     value = f"{fmt_num(ex.label_entropy[i])} nats"
     if ex.label_entropy_normalised is None:
-        return numbers.stat("label-entropy", value,
-                            help="activation-weighted entropy of the classes of its top images")
-    return numbers.stat("label-entropy", f"{value} ({fmt_num(ex.label_entropy_normalised[i], 2)} of max)",
-                        help=("activation-weighted entropy of the classes of every image where it fires; "
-                              f"max ln {n_classes} (classes equally likely)"))
+        return numbers.stat(
+            "label-entropy", value, help="activation-weighted entropy of the classes of its top images"
+        )
+    return numbers.stat(
+        "label-entropy",
+        f"{value} ({fmt_num(ex.label_entropy_normalised[i], 2)} of max)",
+        help=(
+            "activation-weighted entropy of the classes of every image where it fires; "
+            f"max ln {n_classes} (classes equally likely)"
+        ),
+    )
 
 
-def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImages,
-              indexes: dict[str, LayerIndex] | None = None) -> tuple[str, str, dict]:
+def unit_page(
+    site: Site,
+    ix: LayerIndex,
+    kind: str,
+    i: int,
+    images: DatasetImages,
+    indexes: dict[str, LayerIndex] | None = None,
+) -> tuple[str, str, dict]:
     """A feature (kind "f") or neuron (kind "n") page; ``indexes`` (every layer) enable the layer-to-layer weights."""
     L, ds = ix.layer, ix.dataset
     m = site.model
@@ -532,15 +643,24 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
     code = f"{L.name}/{kind}/{i}"
 
     # Images it fires on: the band counts sum to them exactly; density x images scanned otherwise.
-    fires = (int(ex.band_count[i].sum()) if ex.band_count is not None
-             else int(round(float(ex.density[i]) * ix.n_scanned)))
-    stats = [
-        numbers.stat("density", numbers.density_text(ex.density[i])
-                     + f" ({fmt_count(fires)} of {fmt_count(ix.n_scanned)})"),
-        numbers.stat("max-activation", fmt_num(ex.max_act[i])),
-        numbers.stat("mean-activation", fmt_num(ex.mean_act[i])),
-        _entropy_stat(ex, i, ds.n_classes),
-    ] + circuits.importance_stats(L, kind, i) + ratings_pages.unit_stats(ix, kind, i)
+    fires = (
+        int(ex.band_count[i].sum())
+        if ex.band_count is not None
+        else int(round(float(ex.density[i]) * ix.n_scanned))
+    )
+    stats = (
+        [
+            numbers.stat(
+                "density",
+                numbers.density_text(ex.density[i]) + f" ({fmt_count(fires)} of {fmt_count(ix.n_scanned)})",
+            ),
+            numbers.stat("max-activation", fmt_num(ex.max_act[i])),
+            numbers.stat("mean-activation", fmt_num(ex.mean_act[i])),
+            _entropy_stat(ex, i, ds.n_classes),
+        ]
+        + circuits.importance_stats(L, kind, i)
+        + ratings_pages.unit_stats(ix, kind, i)
+    )
     if ex.density_position is not None:
         stats[1:1] = [numbers.stat("density-per-position", fmt_pct(ex.density_position[i]))]
         stats.insert(4, numbers.stat("mean-per-position", fmt_num(ex.mean_act_position[i])))
@@ -549,36 +669,70 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         st.setdefault("key", "")
     top_classes = [
         {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
-        for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0
+        for c, w in zip(ex.top_classes[i], ex.top_class_weights[i])
+        if int(c) >= 0
     ]
-    topk_classes = [
-        {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
-        for c, w in zip(ex.topk_classes[i], ex.topk_class_weights[i]) if int(c) >= 0
-    ] if ex.topk_classes is not None else []
-    flags = [{"key": f, "name": unitlabels.FLAG_NAMES[f], "help": ix.flag_help[kind][f]} for f in ix.flags[kind][i]]
+    topk_classes = (
+        [
+            {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
+            for c, w in zip(ex.topk_classes[i], ex.topk_class_weights[i])
+            if int(c) >= 0
+        ]
+        if ex.topk_classes is not None
+        else []
+    )
+    flags = [
+        {"key": f, "name": unitlabels.FLAG_NAMES[f], "help": ix.flag_help[kind][f]} for f in ix.flags[kind][i]
+    ]
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[i]
     if kind == "f":
-        related = [{"title": "Similar features", "note": "cosine similarity of decoder directions",
-                    "cards": [{**ix.feature_cards[int(j)], "value": fmt_num(c)}
-                              for j, c in zip(ix.similar[i][:N_RELATED_SHOWN], ix.similar_cos[i])]},
-                   {"title": "Neurons it writes to", "note": "largest |W_dec| entries of this feature",
-                    "cards": [{**ix.neuron_cards[int(n)], "value": fmt_signed(L.W_dec[i, int(n)])}
-                              for n in ix.decoder_neurons[i][:N_RELATED_SHOWN]]}]
+        related = [
+            {
+                "title": "Similar features",
+                "note": "cosine similarity of decoder directions",
+                "cards": [
+                    {**ix.feature_cards[int(j)], "value": fmt_num(c)}
+                    for j, c in zip(ix.similar[i][:N_RELATED_SHOWN], ix.similar_cos[i])
+                ],
+            },
+            {
+                "title": "Neurons it writes to",
+                "note": "largest |W_dec| entries of this feature",
+                "cards": [
+                    {**ix.neuron_cards[int(n)], "value": fmt_signed(L.W_dec[i, int(n)])}
+                    for n in ix.decoder_neurons[i][:N_RELATED_SHOWN]
+                ],
+            },
+        ]
         together = spectrum.cooccurring(L.cooccurrence, i)
         if together:
-            related.append({"title": "Features that fire with it", "note": spectrum.cooccurring_note(L.cooccurrence),
-                            "cards": [{**ix.feature_cards[j], "value": value} for j, value in together]})
+            related.append(
+                {
+                    "title": "Features that fire with it",
+                    "note": spectrum.cooccurring_note(L.cooccurrence),
+                    "cards": [{**ix.feature_cards[j], "value": value} for j, value in together],
+                }
+            )
     else:
-        related = [{"title": "SAE features loading on this neuron", "note": "largest |W_dec[:, n]|",
-                    "cards": [{**ix.feature_cards[int(f)], "value": fmt_signed(L.W_dec[int(f), i])}
-                              for f in ix.loading_features[i]]}]
+        related = [
+            {
+                "title": "SAE features loading on this neuron",
+                "note": "largest |W_dec[:, n]|",
+                "cards": [
+                    {**ix.feature_cards[int(f)], "value": fmt_signed(L.W_dec[int(f), i])}
+                    for f in ix.loading_features[i]
+                ],
+            }
+        ]
     vis_size = ix.vis_size.get(kind)
     sprite = HeatSprite()  # every heat-map of the page in one strip (issue 8, size budget)
     examples = _examples(site, ix, ex, i, images, sprite)
     bands = spectrum.bands(ds, lambda c: class_link(site, ds, c), ex, i, images, sprite)
     heat_css = spectrum.finish_heat(sprite, examples, *(b["examples"] for b in bands))
     ctx = base_context(
-        site, path, f"{code}" + (f" \u00b7 {label}" if label else ""),
+        site,
+        path,
+        f"{code}" + (f" \u00b7 {label}" if label else ""),
         crumbs(site, (m, urls.model(m)), (L.name, urls.layer(m, L.name)), (f"{kind}/{i}", None)),
         kind=kind,
         kind_name=KIND_NAMES[kind],
@@ -605,7 +759,9 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
         heat_css=Markup(heat_css),
         heat_legend={"gradient": heat_gradient_css(), "max": fmt_num(ex.max_act[i])},
         images_pixelated=images.pixelated,
-        hist_svg=svg.activation_histogram(ex.hist[i], ex.hist_edges, float(ex.max_act[i]), fires, ix.n_scanned),
+        hist_svg=svg.activation_histogram(
+            ex.hist[i], ex.hist_edges, float(ex.max_act[i]), fires, ix.n_scanned
+        ),
         top_classes=top_classes,
         topk_classes=topk_classes,
         whole_range=ex.topk_classes is not None,
@@ -625,8 +781,9 @@ def unit_page(site: Site, ix: LayerIndex, kind: str, i: int, images: DatasetImag
     return path, "unit.html", ctx
 
 
-def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: int,
-               images: DatasetImages) -> tuple[str, str, dict]:
+def class_page(
+    site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: int, images: DatasetImages
+) -> tuple[str, str, dict]:
     ds = arts.dataset
     m = site.model
     name = ds.class_names[c]
@@ -636,17 +793,25 @@ def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: i
         ix = indexes[L.name]
         wf = L.class_weights_features[:, c]
         wn = L.class_weights_neurons[:, c]
-        layers.append({
-            "name": L.name,
-            "href": urls.layer(m, L.name),
-            "features": [{**ix.feature_cards[int(f)], "value": fmt_signed(wf[f])}
-                         for f in top_k(wf, N_CLASS_FEATURES) if wf[f] > 0],
-            "neurons": [{**ix.neuron_cards[int(n)], "value": fmt_signed(wn[n])}
-                        for n in top_k(wn, N_CLASS_NEURONS) if wn[n] > 0],
-            "method": str(L.circuits_info.get("method", "")),
-            "exact": bool(L.circuits_info.get("exact")),
-            "method_note": str(L.circuits_info.get("note", "")),
-        })
+        layers.append(
+            {
+                "name": L.name,
+                "href": urls.layer(m, L.name),
+                "features": [
+                    {**ix.feature_cards[int(f)], "value": fmt_signed(wf[f])}
+                    for f in top_k(wf, N_CLASS_FEATURES)
+                    if wf[f] > 0
+                ],
+                "neurons": [
+                    {**ix.neuron_cards[int(n)], "value": fmt_signed(wn[n])}
+                    for n in top_k(wn, N_CLASS_NEURONS)
+                    if wn[n] > 0
+                ],
+                "method": str(L.circuits_info.get("method", "")),
+                "exact": bool(L.circuits_info.get("exact")),
+                "method_note": str(L.circuits_info.get("note", "")),
+            }
+        )
     # Dataset images of this class: training images in index order, grouped by facet when known.
     members = np.flatnonzero(ds.labels == c)
     if ds.split is not None:
@@ -659,11 +824,13 @@ def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: i
             if chosen.size:
                 groups.append({"name": facet, "images": [images.url(int(k)) for k in chosen]})
     else:
-        chosen = members[:2 * N_CLASS_IMAGES]
+        chosen = members[: 2 * N_CLASS_IMAGES]
         if chosen.size:
             groups.append({"name": "", "images": [images.url(int(k)) for k in chosen]})
     ctx = base_context(
-        site, path, f"class {name}",
+        site,
+        path,
+        f"class {name}",
         crumbs(site, (m, urls.model(m)), ("classes", urls.model(m) + "#classes"), (name, None)),
         class_name=name,
         class_id=c,
@@ -674,8 +841,11 @@ def class_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], c: i
         image_groups=groups,
         images_pixelated=images.pixelated,
         n_images=fmt_count(int((ds.labels == c).sum())),
-        n_images_train=fmt_count(int(((ds.labels == c) & (ds.split == 0)).sum()) if ds.split is not None
-                                 else int((ds.labels == c).sum())),
+        n_images_train=fmt_count(
+            int(((ds.labels == c) & (ds.split == 0)).sum())
+            if ds.split is not None
+            else int((ds.labels == c).sum())
+        ),
         images_href=numbers.glossary_href("dataset-images"),
         body_class="class",
     )
@@ -699,20 +869,30 @@ def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         n = cluster_index.get(clusters[0]) if clusters else None
         card = ix.feature_cards[int(f["id"])]
         (by_cluster[n] if n is not None else unclustered).append(card)
-    clusters = [{"name": cl.get("name") or f"cluster {cl['id']}", "features": by_cluster[n],
-                 "swatch": n % N_MAP_COLOURS} for n, cl in enumerate(top)]
+    clusters = [
+        {
+            "name": cl.get("name") or f"cluster {cl['id']}",
+            "features": by_cluster[n],
+            "swatch": n % N_MAP_COLOURS,
+        }
+        for n, cl in enumerate(top)
+    ]
     if unclustered:
         clusters.append({"name": "unclustered", "features": unclustered, "swatch": None})
     ctx = base_context(
-        site, path, f"{L.name} map",
+        site,
+        path,
+        f"{L.name} map",
         crumbs(site, (m, urls.model(m)), (L.name, urls.layer(m, L.name)), ("map", None)),
         layer_name=L.name,
         layer_href=urls.layer(m, L.name),
         clusters=clusters,
         n_levels=len(levels),
-        map_source={"class_weights": "class-weight profiles",
-                    "coactivation": "activations on a sample of images",
-                    "predictions": "model predictions on the images they fire on"}.get(L.map.get("source"), "decoder directions"),
+        map_source={
+            "class_weights": "class-weight profiles",
+            "coactivation": "activations on a sample of images",
+            "predictions": "model predictions on the images they fire on",
+        }.get(L.map.get("source"), "decoder directions"),
         level_sizes=[len(lvl) for lvl in levels],
         has_atlas=bool(L.atlas.get("grids")),
         atlas_points=fmt_count(int(L.atlas.get("n_points", 0))),
@@ -733,20 +913,28 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
     if L.importance is not None:  # the pages' rank: among live features, ties shared, none for a dead feature
         rank, ties = numbers.competition_ranks(L.importance["features_topk"], ex.density > 0)
     for i in range(L.n_features):
-        rows.append({
-            "id": i,
-            "label": ix.labels[i],
-            "density": json_num(ex.density[i]),
-            "max_act": json_num(ex.max_act[i]),
-            "mean_act": json_num(ex.mean_act[i]),
-            "top_classes": [{"class": ds.class_names[int(c)], "share": json_num(w, 4)}
-                            for c, w in zip(ex.top_classes[i], ex.top_class_weights[i]) if int(c) >= 0],
-            "flags": [f.replace("_", "-") for f in ix.flags["f"][i]],
-        })
+        rows.append(
+            {
+                "id": i,
+                "label": ix.labels[i],
+                "density": json_num(ex.density[i]),
+                "max_act": json_num(ex.max_act[i]),
+                "mean_act": json_num(ex.mean_act[i]),
+                "top_classes": [
+                    {"class": ds.class_names[int(c)], "share": json_num(w, 4)}
+                    for c, w in zip(ex.top_classes[i], ex.top_class_weights[i])
+                    if int(c) >= 0
+                ],
+                "flags": [f.replace("_", "-") for f in ix.flags["f"][i]],
+            }
+        )
         if L.importance is not None:
-            rows[-1].update(importance=int(L.importance["features_topk"][i]),
-                            importance_top1=int(L.importance["features_top1"][i]),
-                            importance_rank=int(rank[i]) or None, importance_tied_with=int(ties[i]))
+            rows[-1].update(
+                importance=int(L.importance["features_topk"][i]),
+                importance_top1=int(L.importance["features_top1"][i]),
+                importance_rank=int(rank[i]) or None,
+                importance_tied_with=int(ties[i]),
+            )
     return {"model": site.model, "layer": L.name, "sae_sha256": L.sae_sha256, "features": rows}
 
 
@@ -759,11 +947,25 @@ def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) ->
         ex = L.features
         for i in range(L.n_features):
             classes = ", ".join(arts.dataset.class_names[int(c)] for c in ex.top_classes[i] if int(c) >= 0)
-            features.append([urls.unit(site.model, L.name, "f", i), L.name, i, ix.labels[i], classes,
-                             ", ".join(ix.flag_names("f", i)),
-                             fmt_pct(ex.density[i])])
-    classes = [[urls.class_page(site.model, arts.dataset.class_slugs[c]), arts.dataset.class_names[c],
-                arts.dataset.superclass_of[c] or ""] for c in range(arts.dataset.n_classes)]
+            features.append(
+                [
+                    urls.unit(site.model, L.name, "f", i),
+                    L.name,
+                    i,
+                    ix.labels[i],
+                    classes,
+                    ", ".join(ix.flag_names("f", i)),
+                    fmt_pct(ex.density[i]),
+                ]
+            )
+    classes = [
+        [
+            urls.class_page(site.model, arts.dataset.class_slugs[c]),
+            arts.dataset.class_names[c],
+            arts.dataset.superclass_of[c] or "",
+        ]
+        for c in range(arts.dataset.n_classes)
+    ]
     return {"model": site.model, "features": features, "classes": classes}
 
 
@@ -776,9 +978,12 @@ def manifest(site: Site, arts: Artifacts) -> dict:
         "model": site.model,
         "dataset_identity": arts.dataset.identity,
         "model_sha256": site.model_sha256,
-        "dataset": {"identity": site.dataset_identity, "n_images": site.dataset_images,
-                    "n_images_scanned": numbers.images_scanned(arts.dataset),
-                    "image_list_sha256": site.dataset_sha256},
+        "dataset": {
+            "identity": site.dataset_identity,
+            "n_images": site.dataset_images,
+            "n_images_scanned": numbers.images_scanned(arts.dataset),
+            "image_list_sha256": site.dataset_sha256,
+        },
         "dense_threshold": site.dense_threshold,
         "layers": {
             L.name: {"sae_sha256": L.sae_sha256, "n_features": L.n_features, "n_neurons": L.n_neurons}

@@ -46,20 +46,29 @@ def check_feature_ids(out_dir: Path, model: str, new_hashes: dict[str, str]) -> 
     try:
         old = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:
-        raise ChangedFeaturesError([f"{manifest_path}: unreadable manifest ({exc}). Fix: move the old site away, or pass {ACCEPT_FLAG} to overwrite it."]) from None
+        raise ChangedFeaturesError(
+            [
+                f"{manifest_path}: unreadable manifest ({exc}). Fix: move the old site away, or pass {ACCEPT_FLAG} to overwrite it."
+            ]
+        ) from None
     if old.get("model") != model:
         return  # a different model: its URLs live under another prefix
     changed = []
     for layer, new in sorted(new_hashes.items()):
         before = (old.get("layers") or {}).get(layer, {}).get("sae_sha256")
         if before and before != new:
-            changed.append(f"{model}/{layer}: the published site's SAE is {before[:12]}…, this build's is {new[:12]}…")
+            changed.append(
+                f"{model}/{layer}: the published site's SAE is {before[:12]}…, this build's is {new[:12]}…"
+            )
     if changed:
-        raise ChangedFeaturesError(changed + [
-            f"The site in {out_dir} was built from other SAEs, so its feature URLs ({model}/<layer>/f/<id>) would point at different features. Choices:",
-            "  publish under a new prefix: set `model.name` to a new value (e.g. add a version suffix) or build into a new folder with -o;",
-            f"  or accept the change: run again with {ACCEPT_FLAG} (links that others cite will show other features).",
-        ])
+        raise ChangedFeaturesError(
+            changed
+            + [
+                f"The site in {out_dir} was built from other SAEs, so its feature URLs ({model}/<layer>/f/<id>) would point at different features. Choices:",
+                "  publish under a new prefix: set `model.name` to a new value (e.g. add a version suffix) or build into a new folder with -o;",
+                f"  or accept the change: run again with {ACCEPT_FLAG} (links that others cite will show other features).",
+            ]
+        )
 
 
 # -----------------------------------------------------------------------------
@@ -97,11 +106,15 @@ def check_size_budget(site: Path, budget_mb: float) -> int:
     parts = size_breakdown(site)
     total = sum(parts.values())
     if budget_mb > 0 and total > budget_mb * 1e6:
-        lines = [f"{site}: {format_bytes(total)} is over the budget of {budget_mb:g} MB (site.size_budget_mb). By part:"]
+        lines = [
+            f"{site}: {format_bytes(total)} is over the budget of {budget_mb:g} MB (site.size_budget_mb). By part:"
+        ]
         for name, size in sorted(parts.items(), key=lambda kv: -kv[1]):
             lines.append(f"  {format_bytes(size):>10}  {name}")
-        lines.append("Fix: lower featurevis.image_size, examples.top_k or examples.band_samples, study fewer layers, or raise site.size_budget_mb "
-                     "(GitHub Pages publishes at most 1 GB).")
+        lines.append(
+            "Fix: lower featurevis.image_size, examples.top_k or examples.band_samples, study fewer layers, or raise site.size_budget_mb "
+            "(GitHub Pages publishes at most 1 GB)."
+        )
         raise SizeBudgetError(lines)
     return total
 
@@ -114,8 +127,16 @@ def _yaml_str(text: str) -> str:
     return json.dumps(str(text), ensure_ascii=False)  # a JSON string is a valid YAML scalar
 
 
-def citation_cff(*, title: str, authors: list[str], version: str, date: str, url: str, doi: str | None,
-                 identifiers: list[tuple[str, str]] = ()) -> str:
+def citation_cff(
+    *,
+    title: str,
+    authors: list[str],
+    version: str,
+    date: str,
+    url: str,
+    doi: str | None,
+    identifiers: list[tuple[str, str]] = (),
+) -> str:
     """CITATION.cff (Citation File Format 1.2.0) for the atlas.
 
     ``authors`` (``site.authors``) must not be empty: CFF requires authors, and the site writes no
@@ -146,7 +167,11 @@ def citation_cff(*, title: str, authors: list[str], version: str, date: str, url
     if identifiers:
         lines.append("identifiers:")
         for what, value in identifiers:
-            lines += ["  - type: other", f"    value: {_yaml_str(value)}", f"    description: {_yaml_str(what)}"]
+            lines += [
+                "  - type: other",
+                f"    value: {_yaml_str(value)}",
+                f"    description: {_yaml_str(what)}",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -160,12 +185,16 @@ def citation_warnings(site: Path) -> list[str]:
     except (OSError, ValueError):
         return warnings  # check_site reports the manifest itself
     if not manifest.get("base_url"):
-        warnings.append("site.base_url is empty: every citation and BibTeX entry gives a relative permalink. "
-                        "Fix: set site.base_url to the URL the site is published at (e.g. https://user.github.io/atlas/) "
-                        "and build again.")
+        warnings.append(
+            "site.base_url is empty: every citation and BibTeX entry gives a relative permalink. "
+            "Fix: set site.base_url to the URL the site is published at (e.g. https://user.github.io/atlas/) "
+            "and build again."
+        )
     if not (site / "CITATION.cff").is_file():
-        warnings.append("site.authors is empty: no CITATION.cff was written and the BibTeX entries have no author. "
-                        "Fix: set site.authors to a list of names (\"Given Family\") and build again.")
+        warnings.append(
+            "site.authors is empty: no CITATION.cff was written and the BibTeX entries have no author. "
+            'Fix: set site.authors to a list of names ("Given Family") and build again.'
+        )
     return warnings
 
 
@@ -175,8 +204,10 @@ def sitemap_xml(base_url: str, pages: list[str]) -> str:
 
     base = base_url if base_url.endswith("/") else base_url + "/"
     body = "".join(f"  <url><loc>{escape(base + p)}</loc></url>\n" for p in sorted(pages))
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n' + body + "</urlset>\n")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n' + body + "</urlset>\n"
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -227,7 +258,9 @@ def write_pages_workflow(repo: Path, site_dir: str, branch: str = "main", overwr
     if not repo.is_dir():
         raise AtlasgenError([f"{repo}: not a folder. Fix: give the root of your git repository."])
     if Path(site_dir).is_absolute() or ".." in Path(site_dir).parts:
-        raise AtlasgenError([f"--site-dir {site_dir!r}: give the site folder relative to the repository root (e.g. _site)."])
+        raise AtlasgenError(
+            [f"--site-dir {site_dir!r}: give the site folder relative to the repository root (e.g. _site)."]
+        )
     target = repo / ".github" / "workflows" / "atlas-pages.yml"
     if target.exists() and not overwrite:
         raise AtlasgenError([f"{target} exists. Fix: pass --force to replace it, or delete it first."])

@@ -32,8 +32,9 @@ def crop_position(pos, grid: tuple[int, int], zoom: float = CROP_ZOOM) -> str:
     return f"{px * 100:.0f}% {py * 100:.0f}%"  # 1 % of the 1.5-box overhang: under 2 px at 120 px
 
 
-def example_items(dataset, class_link, idx, val, maps, pos, scale: float, images: DatasetImages,
-                  sprite: HeatSprite) -> list[dict]:
+def example_items(
+    dataset, class_link, idx, val, maps, pos, scale: float, images: DatasetImages, sprite: HeatSprite
+) -> list[dict]:
     """One dict per shown example (index >= 0): image, heat-map tile, crop, value, class and facet.
 
     The heat-maps go into ``sprite`` (one per page); ``finish_heat`` sets each item's tile position once
@@ -54,17 +55,19 @@ def example_items(dataset, class_link, idx, val, maps, pos, scale: float, images
             if 0 <= fi < len(dataset.facet_names[c]):
                 facet = dataset.facet_names[c][fi]
         p = pos[j] if pos is not None else np.unravel_index(int(np.argmax(maps[j])), grid)
-        out.append({
-            "src": images.url(i),
-            "tile": tile,
-            "heat": "",
-            "crop": crop_position(p, grid),
-            "act": fmt_num(val[j]),
-            "rel": fmt_pct(float(val[j]) / scale) if scale > 0 else "",
-            "index": i,
-            "facet": facet,
-            **{"class_" + k: v for k, v in class_link(c).items()},
-        })
+        out.append(
+            {
+                "src": images.url(i),
+                "tile": tile,
+                "heat": "",
+                "crop": crop_position(p, grid),
+                "act": fmt_num(val[j]),
+                "rel": fmt_pct(float(val[j]) / scale) if scale > 0 else "",
+                "index": i,
+                "facet": facet,
+                **{"class_" + k: v for k, v in class_link(c).items()},
+            }
+        )
     return out
 
 
@@ -94,17 +97,28 @@ def bands(dataset, class_link, ex, i: int, images: DatasetImages, sprite: HeatSp
         idx = np.where(repeated, -1, band_idx[b])
         hi, lo = float(ex.band_edges[b]), float(ex.band_edges[b + 1])
         rel_hi, rel_lo = float(ex.band_edges_rel[i, b]), float(ex.band_edges_rel[i, b + 1])
-        out.append({
-            "id": b,
-            "name": f"{lo * 100:.0f}\u2013{hi * 100:.0f} % of max",
-            "range": f"{fmt_num(rel_lo * scale)} \u2013 {fmt_num(rel_hi * scale)}",
-            "edges_note": f"edges used: {rel_lo:.3f}\u2013{rel_hi:.3f} of max (snapped to a log grid)",
-            "count": fmt_count(int(ex.band_count[i, b])),
-            "n": int(ex.band_count[i, b]),
-            "in_top": int(repeated.sum()),
-            "examples": example_items(dataset, class_link, idx, ex.band_val[i, b],
-                                      ex.band_maps[i, b], ex.band_pos[i, b], scale, images, sprite),
-        })
+        out.append(
+            {
+                "id": b,
+                "name": f"{lo * 100:.0f}\u2013{hi * 100:.0f} % of max",
+                "range": f"{fmt_num(rel_lo * scale)} \u2013 {fmt_num(rel_hi * scale)}",
+                "edges_note": f"edges used: {rel_lo:.3f}\u2013{rel_hi:.3f} of max (snapped to a log grid)",
+                "count": fmt_count(int(ex.band_count[i, b])),
+                "n": int(ex.band_count[i, b]),
+                "in_top": int(repeated.sum()),
+                "examples": example_items(
+                    dataset,
+                    class_link,
+                    idx,
+                    ex.band_val[i, b],
+                    ex.band_maps[i, b],
+                    ex.band_pos[i, b],
+                    scale,
+                    images,
+                    sprite,
+                ),
+            }
+        )
     return out
 
 
@@ -122,8 +136,11 @@ def cooccurring(cooc: dict | None, i: int) -> list[tuple[int, str]]:
         return []
     rows = zip(cooc["partners"][i][:N_COOCCURRING], cooc["partner_count"][i][:N_COOCCURRING])
     if _ranked_by_npmi(cooc):
-        return [(int(j), f"NPMI {fmt_num(float(v), 2)}")
-                for (j, c), v in zip(rows, cooc["partner_npmi"][i]) if int(j) >= 0 and c > 0]
+        return [
+            (int(j), f"NPMI {fmt_num(float(v), 2)}")
+            for (j, c), v in zip(rows, cooc["partner_npmi"][i])
+            if int(j) >= 0 and c > 0
+        ]
     return [(int(j), fmt_pct(int(c) / n_i)) for j, c in rows if c > 0]
 
 
@@ -131,9 +148,11 @@ def cooccurring_note(cooc: dict) -> str:
     """The one-line definition of the partners' ranking, for the unit page."""
     if not _ranked_by_npmi(cooc):
         return "share of the sampled images where this feature fires on which the other fires too"
-    return (f"ranked by normalised PMI over a uniform sample of {fmt_count(int(cooc['n_images']))} images: "
-            "0 = independent, 1 = fire only together (corrects for density); pairs seen together on fewer than "
-            f"{int(cooc['min_count'])} sampled images are left out")
+    return (
+        f"ranked by normalised PMI over a uniform sample of {fmt_count(int(cooc['n_images']))} images: "
+        "0 = independent, 1 = fire only together (corrects for density); pairs seen together on fewer than "
+        f"{int(cooc['min_count'])} sampled images are left out"
+    )
 
 
 def layer_pairs(cooc: dict | None, cards: list[dict]) -> dict | None:
@@ -142,8 +161,22 @@ def layer_pairs(cooc: dict | None, cards: list[dict]) -> dict | None:
         return None
     n = int(cooc["n_images"])
     npmi = cooc["pair_npmi"] if "pair_npmi" in cooc else [None] * len(cooc["pairs"])
-    rows = [{"a": cards[int(a)], "b": cards[int(b)], "count": fmt_count(int(c)), "share": fmt_pct(int(c) / max(n, 1)),
-             "jaccard": fmt_num(float(jac), 2), "npmi": "" if v is None else fmt_num(float(v), 2)}
-            for (a, b), c, jac, v in zip(cooc["pairs"][:N_LAYER_PAIRS], cooc["pair_count"], cooc["pair_jaccard"], npmi)]
-    return {"rows": rows, "n_images": fmt_count(n), "npmi": "pair_npmi" in cooc,
-            "min_count": int(cooc["min_count"]) if "min_count" in cooc else None}
+    rows = [
+        {
+            "a": cards[int(a)],
+            "b": cards[int(b)],
+            "count": fmt_count(int(c)),
+            "share": fmt_pct(int(c) / max(n, 1)),
+            "jaccard": fmt_num(float(jac), 2),
+            "npmi": "" if v is None else fmt_num(float(v), 2),
+        }
+        for (a, b), c, jac, v in zip(
+            cooc["pairs"][:N_LAYER_PAIRS], cooc["pair_count"], cooc["pair_jaccard"], npmi
+        )
+    ]
+    return {
+        "rows": rows,
+        "n_images": fmt_count(n),
+        "npmi": "pair_npmi" in cooc,
+        "min_count": int(cooc["min_count"]) if "min_count" in cooc else None,
+    }

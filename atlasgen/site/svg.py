@@ -67,14 +67,20 @@ def bar_histogram(
         while p <= top:
             y = _PAD_T + ph - _log_y(p, top) * ph
             parts.append(f'<line class="grid" x1="{_PAD_L}" y1="{y:.1f}" x2="{_PAD_L + pw}" y2="{y:.1f}"/>')
-            parts.append(f'<text class="tick" x="{_PAD_L - 5}" y="{y + 3.5:.1f}" text-anchor="end">{fmt_count(p)}</text>')
+            parts.append(
+                f'<text class="tick" x="{_PAD_L - 5}" y="{y + 3.5:.1f}" text-anchor="end">{fmt_count(p)}</text>'
+            )
             p *= 10
     for v, label in x_ticks:
         x = x_of(v)
         # Ticks at the ends of the axis are anchored inwards so their labels are never clipped.
         anchor = "start" if x <= _PAD_L + 1 else "end" if x >= _PAD_L + pw - 1 else "middle"
-        parts.append(f'<line class="axis" x1="{x:.1f}" y1="{_PAD_T + ph}" x2="{x:.1f}" y2="{_PAD_T + ph + 4}"/>')
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{_PAD_T + ph + 16}" text-anchor="{anchor}">{escape(label)}</text>')
+        parts.append(
+            f'<line class="axis" x1="{x:.1f}" y1="{_PAD_T + ph}" x2="{x:.1f}" y2="{_PAD_T + ph + 4}"/>'
+        )
+        parts.append(
+            f'<text class="tick" x="{x:.1f}" y="{_PAD_T + ph + 16}" text-anchor="{anchor}">{escape(label)}</text>'
+        )
     parts.append(
         f'<text class="label" x="{_PAD_L + pw / 2:.1f}" y="{_H - 3}" text-anchor="middle">{escape(x_label)}</text>'
     )
@@ -86,8 +92,9 @@ def bar_histogram(
     return Markup("".join(parts))
 
 
-def activation_histogram(hist: np.ndarray, edges: np.ndarray, max_act: float, fires: int | None = None,
-                         n_images: int | None = None) -> Markup:
+def activation_histogram(
+    hist: np.ndarray, edges: np.ndarray, max_act: float, fires: int | None = None, n_images: int | None = None
+) -> Markup:
     """Histogram of a unit's per-image max activation on a log activation axis, with the non-firing share.
 
     ``hist`` counts images in bins ``edges`` relative to ``max_act``; the examples stage makes them
@@ -99,8 +106,14 @@ def activation_histogram(hist: np.ndarray, edges: np.ndarray, max_act: float, fi
     log-spaced (artifacts of another layout) are refused rather than drawn on the wrong axis.
     """
     rel = np.asarray(edges, dtype=np.float64)
-    if rel.size < 2 or rel[0] <= 0 or not np.allclose(np.diff(np.log10(rel)), np.log10(rel[1] / rel[0]), rtol=1e-3):
-        raise ValueError("activation histogram edges must be log-spaced fractions of the max (examples stage)")
+    if (
+        rel.size < 2
+        or rel[0] <= 0
+        or not np.allclose(np.diff(np.log10(rel)), np.log10(rel[1] / rel[0]), rtol=1e-3)
+    ):
+        raise ValueError(
+            "activation histogram edges must be log-spaced fractions of the max (examples stage)"
+        )
     counts = [int(c) for c in hist]
     in_range = sum(counts)
     fires = in_range if fires is None else int(fires)
@@ -114,11 +127,17 @@ def activation_histogram(hist: np.ndarray, edges: np.ndarray, max_act: float, fi
     all_edges = extra + logs
     share = (lambda n: f" ({fmt_pct(n / n_images)})") if n_images > 0 else (lambda n: "")
     lo_value = fmt_num(rel[0] * max_act)
-    titles = [f"does not fire: {fmt_count(silent)} images{share(silent)}", None,
-              f"fires below {lo_value}: {fmt_count(below)} images{share(below)}" if below else None, None]
+    titles = [
+        f"does not fire: {fmt_count(silent)} images{share(silent)}",
+        None,
+        f"fires below {lo_value}: {fmt_count(below)} images{share(below)}" if below else None,
+        None,
+    ]
     values = (rel * max_act).tolist()
     titles += [
-        f"{fmt_num(values[i])} to {fmt_num(values[i + 1])}: {fmt_count(c)} images{share(c)}" if c > 0 else None
+        f"{fmt_num(values[i])} to {fmt_num(values[i + 1])}: {fmt_count(c)} images{share(c)}"
+        if c > 0
+        else None
         for i, c in enumerate(counts)
     ]
     ticks = [(lo - 4.5 * width, "none")] + ([(lo - 2.5 * width, "<")] if below else [])
@@ -126,7 +145,7 @@ def activation_histogram(hist: np.ndarray, edges: np.ndarray, max_act: float, fi
         low_decade = math.ceil(math.log10(values[0]) - 1e-9)
         high_decade = math.floor(math.log10(values[-1]) + 1e-9)
         for e in range(low_decade, high_decade + 1):
-            ticks.append((e - math.log10(max_act), fmt_num(10.0 ** e)))
+            ticks.append((e - math.log10(max_act), fmt_num(10.0**e)))
         if not any(abs(t - logs[-1]) < width for t, _ in ticks):
             ticks.append((logs[-1], f"{fmt_num(max_act)} max"))
     return bar_histogram(
@@ -135,8 +154,10 @@ def activation_histogram(hist: np.ndarray, edges: np.ndarray, max_act: float, fi
         x_label="maximum activation per image (log scale)",
         x_ticks=ticks,
         bar_titles=titles,
-        aria=(f"Histogram of this unit's maximum activation per image on a log scale; it does not fire on "
-              f"{fmt_count(silent)} of {fmt_count(n_images)} images"),
+        aria=(
+            f"Histogram of this unit's maximum activation per image on a log scale; it does not fire on "
+            f"{fmt_count(silent)} of {fmt_count(n_images)} images"
+        ),
         highlight_first=3,
     )
 
@@ -151,7 +172,9 @@ def density_histogram(density: np.ndarray, bins: int = 24) -> Markup:
     width = (hi - lo) / bins
     # First bin: dead features, then empty spacer bins so its label has room.
     spacers = 3
-    edges = [lo - (spacers + 1 - j) * width for j in range(spacers + 1)] + [lo + i * width for i in range(bins + 1)]
+    edges = [lo - (spacers + 1 - j) * width for j in range(spacers + 1)] + [
+        lo + i * width for i in range(bins + 1)
+    ]
     counts = [int((d <= 0).sum())] + [0] * spacers
     if alive.size:
         logs = np.log10(alive)
@@ -159,14 +182,18 @@ def density_histogram(density: np.ndarray, bins: int = 24) -> Markup:
         counts += np.bincount(idx, minlength=bins).tolist()
     else:
         counts += [0] * bins
-    titles = [f"dead (never fires): {fmt_count(counts[0])} features"] + [None] * spacers + [
-        f"density {fmt_pct(10.0 ** edges[i + spacers + 1])} to {fmt_pct(10.0 ** edges[i + spacers + 2])}: "
-        f"{fmt_count(counts[i + spacers + 1])} features"
-        for i in range(bins)
-    ]
+    titles = (
+        [f"dead (never fires): {fmt_count(counts[0])} features"]
+        + [None] * spacers
+        + [
+            f"density {fmt_pct(10.0 ** edges[i + spacers + 1])} to {fmt_pct(10.0 ** edges[i + spacers + 2])}: "
+            f"{fmt_count(counts[i + spacers + 1])} features"
+            for i in range(bins)
+        ]
+    )
     step = 1 if -lo <= 5 else 2  # keep decade labels apart on very wide ranges
     ticks = [(lo - (spacers + 0.5) * width, "dead")] + [
-        (float(e), f"{100 * 10.0 ** e:.{max(0, -e - 2)}f}%") for e in range(0, int(lo) - 1, -step)[::-1]
+        (float(e), f"{100 * 10.0**e:.{max(0, -e - 2)}f}%") for e in range(0, int(lo) - 1, -step)[::-1]
     ]
     return bar_histogram(
         counts,
@@ -187,8 +214,9 @@ _VIRIDIS = ("#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#
 SCATTER_LINK_LIMIT = 4096  # layers up to this many live features get one link per point
 
 
-def density_scatter(density, mean_act, label_entropy, *, href: str = "f/{id}/index.html",
-                    link_limit: int = SCATTER_LINK_LIMIT) -> Markup:
+def density_scatter(
+    density, mean_act, label_entropy, *, href: str = "f/{id}/index.html", link_limit: int = SCATTER_LINK_LIMIT
+) -> Markup:
     """Scatter of log10 density against mean activation, coloured by label entropy (as SAE Explorer plots it).
 
     Dead features (density 0) have no log density and are left out. Up to
@@ -232,8 +260,10 @@ def density_scatter(density, mean_act, label_entropy, *, href: str = "f/{id}/ind
         x = x_of(e)
         anchor = "start" if e == lo else "end" if e == 0 else "middle"
         parts.append(f'<line class="grid" x1="{x:.1f}" y1="{pt}" x2="{x:.1f}" y2="{pt + ph}"/>')
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{pt + ph + 16}" text-anchor="{anchor}">'
-                     f'{100 * 10.0 ** e:.{max(0, -e - 2)}f}%</text>')
+        parts.append(
+            f'<text class="tick" x="{x:.1f}" y="{pt + ph + 16}" text-anchor="{anchor}">'
+            f"{100 * 10.0**e:.{max(0, -e - 2)}f}%</text>"
+        )
     raw = y_hi / 4  # a round tick step (1, 2 or 5 times a power of ten), about four ticks
     mag = 10.0 ** math.floor(math.log10(raw))
     y_step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
@@ -241,31 +271,49 @@ def density_scatter(density, mean_act, label_entropy, *, href: str = "f/{id}/ind
         v = q * y_step
         y = y_of(v)
         parts.append(f'<line class="grid" x1="{pl}" y1="{y:.1f}" x2="{pl + pw}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="tick" x="{pl - 5}" y="{y + 3.5:.1f}" text-anchor="end">{fmt_num(v, 2)}</text>')
-    bins = np.clip((ent[alive] / e_hi * len(_VIRIDIS)).astype(np.int64), 0, len(_VIRIDIS) - 1) if alive.size else []
+        parts.append(
+            f'<text class="tick" x="{pl - 5}" y="{y + 3.5:.1f}" text-anchor="end">{fmt_num(v, 2)}</text>'
+        )
+    bins = (
+        np.clip((ent[alive] / e_hi * len(_VIRIDIS)).astype(np.int64), 0, len(_VIRIDIS) - 1)
+        if alive.size
+        else []
+    )
     xs = [x_of(v) for v in logs]
     ys = [y_of(v) for v in mean[alive]]
     if alive.size <= link_limit:
         for n, i in enumerate(alive.tolist()):
-            parts.append(f'<a href="{escape(href.format(id=i))}"><circle cx="{xs[n]:.1f}" cy="{ys[n]:.1f}" r="2.4" '
-                         f'fill="{_VIRIDIS[bins[n]]}"><title>f/{i}</title></circle></a>')
+            parts.append(
+                f'<a href="{escape(href.format(id=i))}"><circle cx="{xs[n]:.1f}" cy="{ys[n]:.1f}" r="2.4" '
+                f'fill="{_VIRIDIS[bins[n]]}"><title>f/{i}</title></circle></a>'
+            )
     else:
         for b, colour in enumerate(_VIRIDIS):
             pts = "".join(f"M{xs[n]:.1f} {ys[n]:.1f}h0" for n in np.flatnonzero(bins == b).tolist())
             if pts:
-                parts.append(f'<path class="dots" stroke="{colour}" stroke-width="3" stroke-linecap="round" d="{pts}"/>')
+                parts.append(
+                    f'<path class="dots" stroke="{colour}" stroke-width="3" stroke-linecap="round" d="{pts}"/>'
+                )
     # Colour legend: label entropy from 0 (one class) to the layer's maximum.
     lx, ly, lh = pl + pw + 24, pt, ph
     seg = lh / len(_VIRIDIS)
     for b, colour in enumerate(_VIRIDIS):
-        parts.append(f'<rect x="{lx}" y="{ly + lh - (b + 1) * seg:.1f}" width="10" height="{seg + 0.2:.1f}" fill="{colour}"/>')
+        parts.append(
+            f'<rect x="{lx}" y="{ly + lh - (b + 1) * seg:.1f}" width="10" height="{seg + 0.2:.1f}" fill="{colour}"/>'
+        )
     parts.append(f'<text class="tick" x="{lx + 13}" y="{ly + 8}">{fmt_num(e_hi, 2)}</text>')
     parts.append(f'<text class="tick" x="{lx + 13}" y="{ly + lh}">0</text>')
-    parts.append(f'<text class="label" x="{lx - 6}" y="{ly + lh / 2:.1f}" text-anchor="middle" '
-                 f'transform="rotate(-90 {lx - 6} {ly + lh / 2:.1f})">label entropy (nats)</text>')
-    parts.append(f'<text class="label" x="{pl + pw / 2:.1f}" y="{H - 3}" text-anchor="middle">'
-                 f'density (log scale)</text>')
-    parts.append(f'<text class="label" x="11" y="{pt + ph / 2:.1f}" text-anchor="middle" '
-                 f'transform="rotate(-90 11 {pt + ph / 2:.1f})">mean activation</text>')
+    parts.append(
+        f'<text class="label" x="{lx - 6}" y="{ly + lh / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 {lx - 6} {ly + lh / 2:.1f})">label entropy (nats)</text>'
+    )
+    parts.append(
+        f'<text class="label" x="{pl + pw / 2:.1f}" y="{H - 3}" text-anchor="middle">'
+        f"density (log scale)</text>"
+    )
+    parts.append(
+        f'<text class="label" x="11" y="{pt + ph / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 11 {pt + ph / 2:.1f})">mean activation</text>'
+    )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -27,7 +27,10 @@ from atlasgen.pipeline import StageContext
 # the held-out vectors; the shuffle's output shards are split the same way; rank 0 writes meta.json.
 DISTRIBUTED = True
 
-def sample_positions(acts: torch.Tensor, mode: str, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+
+def sample_positions(
+    acts: torch.Tensor, mode: str, n: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Vectors (B*n, C) and their sampling probabilities from activations (B, C, H, W)."""
     b, c, h, w = acts.shape
     flat = acts.flatten(2).transpose(1, 2)  # (B, HW, C)
@@ -74,9 +77,13 @@ def check_finite(acts: torch.Tensor, image_idx: np.ndarray, data, layer: str) ->
     bad = ~torch.isfinite(acts.flatten(1)).all(dim=1)
     if bad.any():
         first = int(image_idx[int(torch.nonzero(bad)[0])])
-        raise AtlasgenError([f"activations: layer {layer!r} has NaN or inf values on {data.describe(first)} "
-                             f"({int(bad.sum())} of {len(image_idx)} images in its batch). Fix: check that image file, "
-                             "and the model weights (a diverged or corrupt checkpoint gives NaN)."])
+        raise AtlasgenError(
+            [
+                f"activations: layer {layer!r} has NaN or inf values on {data.describe(first)} "
+                f"({int(bad.sum())} of {len(image_idx)} images in its batch). Fix: check that image file, "
+                "and the model weights (a diverged or corrupt checkpoint gives NaN)."
+            ]
+        )
 
 
 def _collect(model, data, layer, indices, cfg, device, seed, bar=None):
@@ -84,7 +91,7 @@ def _collect(model, data, layer, indices, cfg, device, seed, bar=None):
     gen = torch.Generator().manual_seed(seed)
     vecs, probs = [], []
     for start in range(0, len(indices), cfg.batch_size):
-        idx = indices[start:start + cfg.batch_size]
+        idx = indices[start : start + cfg.batch_size]
         with torch.no_grad():
             acts = layer_activations(model, data.batch(idx).to(device), [layer])[layer].float()
         check_finite(acts, idx, data, layer)
@@ -114,7 +121,7 @@ def run(ctx: StageContext) -> None:
         shape = layer_shapes(model, [layer], data.image_size, ctx.device)[layer]
         per_image = shape[1] * shape[2] if cfg.sampling == "all" else cfg.positions_per_image
         images_per_shard = max(1, cfg.shard_size // per_image)
-        chunks = [train_idx[i:i + images_per_shard] for i in range(0, len(train_idx), images_per_shard)]
+        chunks = [train_idx[i : i + images_per_shard] for i in range(0, len(train_idx), images_per_shard)]
         raw_names = [f"raw_{i:05d}.npy" for i in range(len(chunks))]
         mine = [i for i in range(len(chunks)) if d is None or d.mine(i)]
         total = sum(len(chunks[i]) for i in mine) + (len(heldout_idx) if main else 0)
@@ -124,12 +131,18 @@ def run(ctx: StageContext) -> None:
                 if (folder / raw_names[i]).exists() and (folder / f"rawprob_{i:05d}.npy").exists():
                     bar.update(len(chunk))
                     continue
-                vecs, probs = _collect(model, data, layer, chunk, cfg, ctx.device, seed=cfg.seed * 100003 + i, bar=bar)
+                vecs, probs = _collect(
+                    model, data, layer, chunk, cfg, ctx.device, seed=cfg.seed * 100003 + i, bar=bar
+                )
                 atomic_save_npy(folder / f"rawprob_{i:05d}.npy", probs)
-                atomic_save_npy(folder / raw_names[i], vecs.astype(dtype))  # written last: marks the chunk done
+                atomic_save_npy(
+                    folder / raw_names[i], vecs.astype(dtype)
+                )  # written last: marks the chunk done
             # Held-out vectors, sampled the same way, for honest SAE metrics.
             if main and not (folder / "heldout_prob.npy").exists():
-                vecs, probs = _collect(model, data, layer, heldout_idx, cfg, ctx.device, seed=cfg.seed * 100003 - 1, bar=bar)
+                vecs, probs = _collect(
+                    model, data, layer, heldout_idx, cfg, ctx.device, seed=cfg.seed * 100003 - 1, bar=bar
+                )
                 atomic_save_npy(folder / "heldout.npy", vecs.astype(dtype))
                 atomic_save_npy(folder / "heldout_prob.npy", probs)  # written last
         if d is not None:
@@ -137,17 +150,27 @@ def run(ctx: StageContext) -> None:
         _shuffle_shards(folder, raw_names, cfg, dtype, d)
         if not main:
             continue
-        atomic_write_json(folder / "meta.json", {
-            "n_vectors": int(sum(len(np.load(folder / f"shard_{i:05d}.npy", mmap_mode="r")) for i in range(len(raw_names)))),
-            "d_in": int(shape[0]),
-            "shards": [f"shard_{i:05d}.npy" for i in range(len(raw_names))],
-            "prob_shards": [f"prob_{i:05d}.npy" for i in range(len(raw_names))],
-            "sampling": cfg.sampling,
-            "positions_per_image": per_image,
-            "dtype": cfg.dtype,
-            "grid": shape[1:],
-        })
-        ctx.console.detail(f"{layer}: {len(train_idx)} images -> {len(train_idx) * per_image} vectors of {shape[0]} channels")
+        atomic_write_json(
+            folder / "meta.json",
+            {
+                "n_vectors": int(
+                    sum(
+                        len(np.load(folder / f"shard_{i:05d}.npy", mmap_mode="r"))
+                        for i in range(len(raw_names))
+                    )
+                ),
+                "d_in": int(shape[0]),
+                "shards": [f"shard_{i:05d}.npy" for i in range(len(raw_names))],
+                "prob_shards": [f"prob_{i:05d}.npy" for i in range(len(raw_names))],
+                "sampling": cfg.sampling,
+                "positions_per_image": per_image,
+                "dtype": cfg.dtype,
+                "grid": shape[1:],
+            },
+        )
+        ctx.console.detail(
+            f"{layer}: {len(train_idx)} images -> {len(train_idx) * per_image} vectors of {shape[0]} channels"
+        )
 
 
 def _shuffle_shards(folder, raw_names, cfg, dtype, d=None) -> None:
@@ -176,7 +199,7 @@ def _write_shuffled(folder, raw_names, cfg, dtype, d) -> None:
     for j, size in enumerate(sizes):
         if d is not None and (not d.mine(j) or (folder / f"shard_{j:05d}.npy").exists()):
             continue
-        take = perm[offsets[j]:offsets[j] + size]
+        take = perm[offsets[j] : offsets[j] + size]
         src = np.searchsorted(offsets, take, side="right") - 1
         vecs = np.empty((size, raw[0].shape[1]), dtype=dtype)
         probs = np.empty(size, dtype=np.float32)

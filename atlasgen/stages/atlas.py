@@ -22,11 +22,13 @@ from atlasgen.models import layer_activations, load_model
 from atlasgen.pipeline import StageContext
 
 
-def collect(model, data, layer: str, indices: np.ndarray, batch_size: int, seed: int, device: str) -> np.ndarray:
+def collect(
+    model, data, layer: str, indices: np.ndarray, batch_size: int, seed: int, device: str
+) -> np.ndarray:
     out = []
     with torch.no_grad():
         for start in range(0, len(indices), batch_size):
-            idx = indices[start:start + batch_size]
+            idx = indices[start : start + batch_size]
             acts = layer_activations(model, data.batch(idx).to(device), [layer])[layer].float()
             if acts.ndim == 2:
                 acts = acts[:, :, None, None]
@@ -67,19 +69,49 @@ def run(ctx: StageContext) -> None:
                 icons = np.full((m, cfg.icon_size, cfg.icon_size, 3), 128, dtype=np.uint8)
                 if len(live):
                     icons[live] = render_directions(
-                        model, layer, b["mean"][live], ids=ids[live], mode="neuron", cossim_pow=cfg.cossim_pow,
-                        image_size=cfg.icon_size, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
-                        seed=cfg.seed, device=ctx.device, transforms=transforms,
-                        progress=lambda n, o=offset: bar.set(o + n))
+                        model,
+                        layer,
+                        b["mean"][live],
+                        ids=ids[live],
+                        mode="neuron",
+                        cossim_pow=cfg.cossim_pow,
+                        image_size=cfg.icon_size,
+                        steps=cfg.steps,
+                        lr=cfg.lr,
+                        batch_size=cfg.batch_size,
+                        seed=cfg.seed,
+                        device=ctx.device,
+                        transforms=transforms,
+                        progress=lambda n, o=offset: bar.set(o + n),
+                    )
                 offset += m
                 sheet, cols = sprite_sheet(icons)
-                Image.fromarray(sheet).save(ctx.out / layer / f"icons_{g}.webp", format="WEBP", quality=85, method=6)
-                grids.append({"size": int(g), "icon_size": cfg.icon_size, "columns": cols, "sheet": f"icons_{g}.webp",
-                              # [gx, gy, count, top class, share of the top class]
-                              "cells": [[int(c[0]), int(c[1]), int(n), int(k), round(float(s), 4)]
-                                        for c, n, k, s in zip(b["cells"], b["count"], b["top_class"], b["top_share"])]})
-        atomic_write_json(ctx.out / layer / "atlas.json", {
-            "enabled": True, "n_points": int(len(indices)), "objective": f"(h.v) * max(0.1, cos(h, v))^{cfg.cossim_pow:g}",
-            "umap": {"n_neighbors": cfg.n_neighbors, "min_dist": cfg.min_dist, "metric": "cosine"},
-            "min_count": cfg.min_count, "steps": cfg.steps, "grids": grids})
+                Image.fromarray(sheet).save(
+                    ctx.out / layer / f"icons_{g}.webp", format="WEBP", quality=85, method=6
+                )
+                grids.append(
+                    {
+                        "size": int(g),
+                        "icon_size": cfg.icon_size,
+                        "columns": cols,
+                        "sheet": f"icons_{g}.webp",
+                        # [gx, gy, count, top class, share of the top class]
+                        "cells": [
+                            [int(c[0]), int(c[1]), int(n), int(k), round(float(s), 4)]
+                            for c, n, k, s in zip(b["cells"], b["count"], b["top_class"], b["top_share"])
+                        ],
+                    }
+                )
+        atomic_write_json(
+            ctx.out / layer / "atlas.json",
+            {
+                "enabled": True,
+                "n_points": int(len(indices)),
+                "objective": f"(h.v) * max(0.1, cos(h, v))^{cfg.cossim_pow:g}",
+                "umap": {"n_neighbors": cfg.n_neighbors, "min_dist": cfg.min_dist, "metric": "cosine"},
+                "min_count": cfg.min_count,
+                "steps": cfg.steps,
+                "grids": grids,
+            },
+        )
         ctx.console.detail(f"{layer}: activation atlas of {len(indices)} images, {total} icons")

@@ -23,20 +23,35 @@ import numpy as np
 import torch
 
 from atlasgen.cache import atomic_save_npz, atomic_write_json
-from atlasgen.circuits import CircuitsError, expanded_weights, forward_order, layer_pair_weights, reaches_classifier_linearly
+from atlasgen.circuits import (
+    CircuitsError,
+    expanded_weights,
+    forward_order,
+    layer_pair_weights,
+    reaches_classifier_linearly,
+)
 from atlasgen.data import open_dataset
-from atlasgen.models import class_outputs, classifier_head, get_module, layer_activations, layer_view, load_model
+from atlasgen.models import (
+    class_outputs,
+    classifier_head,
+    get_module,
+    layer_activations,
+    layer_view,
+    load_model,
+)
 from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
 
 
-def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device: str, n_classes: int) -> np.ndarray:
+def gradient_class_weights(
+    model, layer: str, data, indices: np.ndarray, device: str, n_classes: int
+) -> np.ndarray:
     """(K, C): mean over images of d logit_k / d (spatial mean of the layer's channel c),
     for the model output of each of the K dataset classes."""
     outputs = class_outputs(model, n_classes)
     total = None
     for start in range(0, len(indices), 64):
-        images = data.batch(indices[start:start + 64]).to(device)
+        images = data.batch(indices[start : start + 64]).to(device)
         acts = layer_activations(model, images, [layer])[layer].detach().requires_grad_(True)
         logits = _forward_from(model, layer, acts, images)
         rows = []
@@ -52,7 +67,9 @@ def gradient_class_weights(model, layer: str, data, indices: np.ndarray, device:
 def _forward_from(model, layer: str, replacement: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """Run the model with the layer's output replaced by ``replacement`` (keeps the graph)."""
     view = layer_view(model, layer)
-    handle = get_module(model, view.module).register_forward_hook(lambda _m, _i, o: view.splice(o, replacement))
+    handle = get_module(model, view.module).register_forward_hook(
+        lambda _m, _i, o: view.splice(o, replacement)
+    )
     try:
         with torch.enable_grad():
             return model(images)
@@ -71,15 +88,26 @@ def run(ctx: StageContext) -> None:
         if reaches_classifier_linearly(model, layer, data.batch(probe).to(ctx.device)):
             W_class = classifier_head(model).weight.detach().cpu().numpy().astype(np.float64)  # (outputs, C)
             W_class = W_class[class_outputs(model, data.n_classes)]  # (K, C): each dataset class's output
-            info = {"exact": True, "method": "W_fc . W_dec^T",
-                    "note": "exact: the layer reaches the logits through average pooling and one linear layer"}
+            info = {
+                "exact": True,
+                "method": "W_fc . W_dec^T",
+                "note": "exact: the layer reaches the logits through average pooling and one linear layer",
+            }
         else:
             sample = data.indices("train")[:256]
-            W_class = gradient_class_weights(model, layer, data, sample, ctx.device, data.n_classes).astype(np.float64)
-            info = {"exact": False, "method": "mean gradient of the logits w.r.t. the pooled layer . W_dec^T",
-                    "note": f"linear attribution (not exact): gradients averaged over {len(sample)} training images"}
-        atomic_save_npz(ctx.out / layer / "class_weights.npz",
-                        features=(W_dec @ W_class.T).astype(np.float32), neurons=W_class.T.astype(np.float32))
+            W_class = gradient_class_weights(model, layer, data, sample, ctx.device, data.n_classes).astype(
+                np.float64
+            )
+            info = {
+                "exact": False,
+                "method": "mean gradient of the logits w.r.t. the pooled layer . W_dec^T",
+                "note": f"linear attribution (not exact): gradients averaged over {len(sample)} training images",
+            }
+        atomic_save_npz(
+            ctx.out / layer / "class_weights.npz",
+            features=(W_dec @ W_class.T).astype(np.float32),
+            neurons=W_class.T.astype(np.float32),
+        )
         atomic_write_json(ctx.out / layer / "circuits.json", dict(info, top_k=ctx.cfg.circuits.top_k))
         ctx.console.detail(f"{layer}: class weights {'exact' if info['exact'] else 'by attribution'}")
     # Layer-to-layer weights between consecutive studied layers that are whole module outputs (a
@@ -93,7 +121,9 @@ def run(ctx: StageContext) -> None:
             write_layer_weights(ctx, model, src, dst, data.image_size)
         except CircuitsError as exc:
             ctx.console.info(f"  {src} -> {dst}: no layer-to-layer weights: {exc.errors[0]}")
-            atomic_write_json(ctx.out / dst / "upstream_skipped.json", {"layer": src, "reason": exc.errors[0]})
+            atomic_write_json(
+                ctx.out / dst / "upstream_skipped.json", {"layer": src, "reason": exc.errors[0]}
+            )
 
 
 def write_layer_weights(ctx: StageContext, model, src: str, dst: str, image_size: int) -> None:
@@ -111,8 +141,13 @@ def write_layer_weights(ctx: StageContext, model, src: str, dst: str, image_size
             store[f"{kind}_w"] = pairs[f"{side}_w"].astype(np.float32)
             store[f"{kind}_kernel"] = pairs[f"{side}_kernel"].astype(np.float32)
     kh, kw = J.shape[2:]
-    info = {"method": "expanded weights (ReLU and max-pool as identity), autograd", "kernel": [int(kh), int(kw)],
-            "features_read": "W_enc (downstream encoder)", "features_write": "W_dec (upstream decoder)", "top_k": k}
+    info = {
+        "method": "expanded weights (ReLU and max-pool as identity), autograd",
+        "kernel": [int(kh), int(kw)],
+        "features_read": "W_enc (downstream encoder)",
+        "features_write": "W_dec (upstream decoder)",
+        "top_k": k,
+    }
     atomic_save_npz(ctx.out / dst / "upstream.npz", **up)
     atomic_write_json(ctx.out / dst / "upstream.json", dict(info, layer=src))
     atomic_save_npz(ctx.out / src / "downstream.npz", **down)

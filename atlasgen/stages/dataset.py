@@ -32,7 +32,9 @@ def _report_bad_files(ctx: StageContext, root, skipped: list, converted: dict) -
         modes = ", ".join(f"{n} {mode}" for mode, n in converted.items())
         notes.append(f"dataset: converted to 8-bit RGB: {modes}")
     if skipped:
-        notes.append(f"dataset: skipped {len(skipped)} file(s) of {str(root.resolve())!r} (all in skipped.json of the dataset artifact):")
+        notes.append(
+            f"dataset: skipped {len(skipped)} file(s) of {str(root.resolve())!r} (all in skipped.json of the dataset artifact):"
+        )
         for path, reason in skipped[:N_LISTED]:
             notes.append(f"  {os.path.abspath(path)}: {reason}")
         if len(skipped) > N_LISTED:
@@ -49,8 +51,13 @@ def run(ctx: StageContext) -> None:
 
         total = cfg.images_per_class * len(CLASSES)
         with ctx.progress(total, "generating") as bar:
-            data = generate(seed=cfg.seed, images_per_class=cfg.images_per_class, size=cfg.image_size, progress=bar.set)
-        classes = [{"id": c.id, "name": c.name, "superclass": c.superclass, "facets": list(c.facets)} for c in data.classes]
+            data = generate(
+                seed=cfg.seed, images_per_class=cfg.images_per_class, size=cfg.image_size, progress=bar.set
+            )
+        classes = [
+            {"id": c.id, "name": c.name, "superclass": c.superclass, "facets": list(c.facets)}
+            for c in data.classes
+        ]
         atomic_save_npy(ctx.out / "images.npy", data.images)
         labels, facets = data.labels.astype(np.int64), data.facets.astype(np.int64)
         superclasses = list(SUPERCLASSES)
@@ -67,36 +74,51 @@ def run(ctx: StageContext) -> None:
         keep = subsample(label_list, cfg.images_per_class, cfg.limit, cfg.seed)
         paths, label_list = [paths[i] for i in keep], [label_list[i] for i in keep]
         if not paths:
-            raise ConfigError([f"dataset.path: no images found in class sub-folders of {str(root)!r}. Fix: use one sub-folder per class holding .jpg/.png/.webp files."]
-                              if cfg.source == "folder" else [f"dataset.path: {str(root)!r} lists no images. Fix: add path,label rows."])
-        readable, warning = match_class_names(names, read_class_names(ctx.cfg.resolve(cfg.class_names))
-                                              if cfg.class_names else {})
+            raise ConfigError(
+                [
+                    f"dataset.path: no images found in class sub-folders of {str(root)!r}. Fix: use one sub-folder per class holding .jpg/.png/.webp files."
+                ]
+                if cfg.source == "folder"
+                else [f"dataset.path: {str(root)!r} lists no images. Fix: add path,label rows."]
+            )
+        readable, warning = match_class_names(
+            names, read_class_names(ctx.cfg.resolve(cfg.class_names)) if cfg.class_names else {}
+        )
         if warning:
             notes = json.loads((ctx.out / "build_notes.json").read_text(encoding="utf-8"))
             atomic_write_json(ctx.out / "build_notes.json", notes + [warning])
-        classes = [{"id": i, "name": readable.get(n, n), "key": n, "superclass": "", "facets": []} for i, n in enumerate(names)]
+        classes = [
+            {"id": i, "name": readable.get(n, n), "key": n, "superclass": "", "facets": []}
+            for i, n in enumerate(names)
+        ]
         atomic_write_json(ctx.out / "paths.json", paths)
         labels = np.asarray(label_list, dtype=np.int64)
         facets = np.full(len(labels), -1, dtype=np.int64)
         superclasses = []
         base = str(root.resolve().parent if cfg.source == "csv" else root.resolve())
-        identity = f"{cfg.source} " + hash_data([names, [p.removeprefix(base) for p in paths], cfg.crop_fraction])[:16]
+        identity = (
+            f"{cfg.source} "
+            + hash_data([names, [p.removeprefix(base) for p in paths], cfg.crop_fraction])[:16]
+        )
     if len(labels) < 2:
         raise ConfigError(["dataset: fewer than 2 images. Fix: give the dataset more images."])
     split = _split(len(labels), cfg.holdout_fraction, cfg.seed)
     atomic_save_npy(ctx.out / "labels.npy", labels)
     atomic_save_npy(ctx.out / "facets.npy", facets)
     atomic_save_npy(ctx.out / "split.npy", split)
-    atomic_write_json(ctx.out / "dataset.json", {
-        "source": cfg.source,
-        "identity": identity,
-        "image_size": cfg.image_size,
-        "crop_fraction": cfg.crop_fraction,
-        "classes": classes,
-        "superclasses": superclasses,
-        "n_images": int(len(labels)),
-        "n_train": int((split == 0).sum()),
-        "n_heldout": int((split == 1).sum()),
-        **({"n_skipped": len(skipped), "converted": converted} if cfg.source == "folder" else {}),
-    })
+    atomic_write_json(
+        ctx.out / "dataset.json",
+        {
+            "source": cfg.source,
+            "identity": identity,
+            "image_size": cfg.image_size,
+            "crop_fraction": cfg.crop_fraction,
+            "classes": classes,
+            "superclasses": superclasses,
+            "n_images": int(len(labels)),
+            "n_train": int((split == 0).sum()),
+            "n_heldout": int((split == 1).sum()),
+            **({"n_skipped": len(skipped), "converted": converted} if cfg.source == "folder" else {}),
+        },
+    )
     ctx.console.detail(f"{len(labels)} images, {len(classes)} class{'es' if len(classes) != 1 else ''}")

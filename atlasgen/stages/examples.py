@@ -130,8 +130,13 @@ def _histogram_pairs(units, g, v, edges, fires, hist):
 def _pass_outputs(n_images: int, U: int):
     """Outputs of :func:`_position_pass` for ``n_images`` images of U units: per-image maxima and
     their positions, per-unit firing counts and sums (float64, zeroed), and the float32 scratch."""
-    return (torch.empty((n_images, U), dtype=torch.float32), torch.empty((n_images, U), dtype=torch.long),
-            torch.zeros(U, dtype=torch.float64), torch.zeros(U, dtype=torch.float64), np.empty((2, U), np.float32))
+    return (
+        torch.empty((n_images, U), dtype=torch.float32),
+        torch.empty((n_images, U), dtype=torch.long),
+        torch.zeros(U, dtype=torch.float64),
+        torch.zeros(U, dtype=torch.float64),
+        np.empty((2, U), np.float32),
+    )
 
 
 def _compiled(t: torch.Tensor) -> bool:
@@ -194,21 +199,43 @@ class TopK:
     def add(self, peak: torch.Tensor, image_idx: torch.Tensor, at: torch.Tensor) -> None:
         """peak: (batch, units) per-image maxima; at: (batch, units) their positions; image_idx: (batch,).
         Images where a unit does not fire (value <= 0) never enter: they are never shown."""
-        _topk_add(self.val.numpy(), self.idx.numpy(), self.pos.numpy(), _np(peak, torch.float32),
-                  _np(image_idx, torch.long), _np(at, torch.long))
+        _topk_add(
+            self.val.numpy(),
+            self.idx.numpy(),
+            self.pos.numpy(),
+            _np(peak, torch.float32),
+            _np(image_idx, torch.long),
+            _np(at, torch.long),
+        )
 
     def absorb(self, val: torch.Tensor, idx: torch.Tensor, pos: torch.Tensor) -> None:
         """Keep the k best of these lists and another top-k's (``val``, ``idx``, ``pos``: (units, k), as
         :attr:`val` etc.; e.g. another rank's)."""
-        _topk_absorb(self.val.numpy(), self.idx.numpy(), self.pos.numpy(), _np(val, torch.float32),
-                     _np(idx, torch.long), _np(pos, torch.long))
+        _topk_absorb(
+            self.val.numpy(),
+            self.idx.numpy(),
+            self.pos.numpy(),
+            _np(val, torch.float32),
+            _np(idx, torch.long),
+            _np(pos, torch.long),
+        )
 
 
 class UnitStats:
     """Streaming statistics of one family of units (features or neurons)."""
 
-    def __init__(self, n_units: int, k: int, device: str, edges, band_samples: int, seed: int,
-                 nonnegative: bool = False, labels: np.ndarray | None = None, n_classes: int = 0):
+    def __init__(
+        self,
+        n_units: int,
+        k: int,
+        device: str,
+        edges,
+        band_samples: int,
+        seed: int,
+        nonnegative: bool = False,
+        labels: np.ndarray | None = None,
+        n_classes: int = 0,
+    ):
         self.nonnegative = nonnegative  # activations are never negative (SAE codes)
         # The dataset's labels (when scanning) and the whole-range class histogram (atlasgen.unitlabels).
         self.labels = None if labels is None else unitlabels.check_labels(labels, n_classes)
@@ -234,8 +261,18 @@ class UnitStats:
         b, P, U = vectors.shape
         if _compiled(vectors):
             peak, at, fires_pos, sum_pos, acc = _pass_outputs(b, U)
-            _position_pass(vectors.contiguous().view(b * P, U).numpy(), np.zeros(U, np.float32), np.float32(-np.inf), P,
-                           peak.numpy(), at.numpy(), fires_pos.numpy(), sum_pos.numpy(), acc[0], acc[1])
+            _position_pass(
+                vectors.contiguous().view(b * P, U).numpy(),
+                np.zeros(U, np.float32),
+                np.float32(-np.inf),
+                P,
+                peak.numpy(),
+                at.numpy(),
+                fires_pos.numpy(),
+                sum_pos.numpy(),
+                acc[0],
+                acc[1],
+            )
         else:
             peak, at = vectors.amax(dim=1), vectors.argmax(dim=1)  # argmax: the first maximum
             flat = vectors.reshape(-1, U)
@@ -249,8 +286,15 @@ class UnitStats:
         self.add(peak, at, fires_pos, sum_pos, image_idx, b * P)
         return peak
 
-    def add(self, peak: torch.Tensor, at: torch.Tensor, fires_pos: torch.Tensor, sum_pos: torch.Tensor,
-            image_idx: torch.Tensor, n_positions: int) -> None:
+    def add(
+        self,
+        peak: torch.Tensor,
+        at: torch.Tensor,
+        fires_pos: torch.Tensor,
+        sum_pos: torch.Tensor,
+        image_idx: torch.Tensor,
+        n_positions: int,
+    ) -> None:
         """One batch's reductions: per-image maxima (batch, units) and their positions; per unit the
         count and sum (float64) of firing positions over its ``n_positions`` positions. The band and
         histogram merges run every few batches (:meth:`merge`; :meth:`finish` merges what is left)."""
@@ -281,10 +325,18 @@ class UnitStats:
         self.bands.update_firing(units, cols, v, image_idx, g)
         if self.labels is not None:
             unitlabels.add_class_weight(self.class_weight, self.labels, units, cols, v, image_idx)
-        _histogram_pairs(units.numpy(), g.numpy(), v.numpy(), FINE_EDGES, self.fires.numpy(), self.fine_hist.numpy())
+        _histogram_pairs(
+            units.numpy(), g.numpy(), v.numpy(), FINE_EDGES, self.fires.numpy(), self.fine_hist.numpy()
+        )
 
-    def finish(self, labels: np.ndarray, n_classes: int, n_bins: int, grid: tuple[int, int],
-               rules: unitlabels.FlagRules = unitlabels.FlagRules()) -> dict[str, np.ndarray]:
+    def finish(
+        self,
+        labels: np.ndarray,
+        n_classes: int,
+        n_bins: int,
+        grid: tuple[int, int],
+        rules: unitlabels.FlagRules = unitlabels.FlagRules(),
+    ) -> dict[str, np.ndarray]:
         self.merge()
         top_val = self.top.val.cpu().numpy().astype(np.float32)
         top_idx = self.top.idx.cpu().numpy()
@@ -300,9 +352,13 @@ class UnitStats:
         hist = _rebin(self.fine_hist.cpu().numpy(), max_act, hist_edges)
         top_classes, top_weights, entropy = _class_stats(top_idx, top_val, labels, n_classes)
         if self.class_weight.shape[1] != n_classes:
-            raise ValueError(f"the scan's class histogram has {self.class_weight.shape[1]} classes, the dataset "
-                             f"{n_classes}: scan with the dataset's labels (scan(..., labels=, n_classes=))")
-        whole = unitlabels.summarise(self.class_weight.numpy(), fires, self.n_images, top_classes[:, 0], rules)
+            raise ValueError(
+                f"the scan's class histogram has {self.class_weight.shape[1]} classes, the dataset "
+                f"{n_classes}: scan with the dataset's labels (scan(..., labels=, n_classes=))"
+            )
+        whole = unitlabels.summarise(
+            self.class_weight.numpy(), fires, self.n_images, top_classes[:, 0], rules
+        )
         return {
             "top_idx": top_idx.astype(np.int64),
             "top_val": top_val,
@@ -451,9 +507,13 @@ class _FusedEncoder:
         """For a plain BatchTopK SAE on CPU with a small encoder: the matmul per chunk repacks the
         encoder weights, which is cheap for a few MiB and not for InceptionV1's 64 MiB (there the
         matmul dominates and the passes after it weigh little)."""
-        return (type(sae) is SparseAutoencoder and sae.architecture == "batchtopk" and torch.device(device).type == "cpu"
-                and sae.W_enc.dtype == torch.float32
-                and sae.W_enc.numel() * sae.W_enc.element_size() <= _FusedEncoder.MAX_WEIGHT_BYTES)
+        return (
+            type(sae) is SparseAutoencoder
+            and sae.architecture == "batchtopk"
+            and torch.device(device).type == "cpu"
+            and sae.W_enc.dtype == torch.float32
+            and sae.W_enc.numel() * sae.W_enc.element_size() <= _FusedEncoder.MAX_WEIGHT_BYTES
+        )
 
     def __call__(self, x: torch.Tensor, b: int):
         """x: (b * P, C) neuron vectors; returns the codes' maxima (b, F) and their positions, and
@@ -467,12 +527,28 @@ class _FusedEncoder:
         if self.buffer.numel() < per * P * F:
             self.buffer = torch.empty(per * P * F, dtype=torch.float32)
         peak, at, counts, sums, acc = _pass_outputs(b, F)
-        b_enc, peak_np, at_np, counts_np, sums_np = self.b_enc.numpy(), peak.numpy(), at.numpy(), counts.numpy(), sums.numpy()
+        b_enc, peak_np, at_np, counts_np, sums_np = (
+            self.b_enc.numpy(),
+            peak.numpy(),
+            at.numpy(),
+            counts.numpy(),
+            sums.numpy(),
+        )
         for i in range(0, b, per):
             m = min(per, b - i)
-            chunk = torch.mm(xc[i * P:(i + m) * P], sae.W_enc, out=self.buffer[: m * P * F].view(m * P, F))
-            _position_pass(chunk.numpy(), b_enc, self.t, P, peak_np[i:i + m], at_np[i:i + m], counts_np, sums_np,
-                           acc[0], acc[1])
+            chunk = torch.mm(xc[i * P : (i + m) * P], sae.W_enc, out=self.buffer[: m * P * F].view(m * P, F))
+            _position_pass(
+                chunk.numpy(),
+                b_enc,
+                self.t,
+                P,
+                peak_np[i : i + m],
+                at_np[i : i + m],
+                counts_np,
+                sums_np,
+                acc[0],
+                acc[1],
+            )
         return peak, at, counts, sums
 
 
@@ -492,9 +568,20 @@ def scan(model, sae, layer: str, batches, cfg, device, progress=None, labels=Non
             acts = positions_as_vectors(a).view(a.shape[0], grid[0] * grid[1], a.shape[1])
         if stats is None:
             n_feats = feats.shape[2] if fused is None else sae.W_enc.shape[1]
-            stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg,
-                                     labels, n_classes)
-                     for name, n, nonneg in (("features", n_feats, True), ("neurons", acts.shape[2], False))}
+            stats = {
+                name: UnitStats(
+                    n,
+                    cfg.top_k,
+                    device,
+                    cfg.band_edges,
+                    cfg.band_samples,
+                    cfg.seed,
+                    nonneg,
+                    labels,
+                    n_classes,
+                )
+                for name, n, nonneg in (("features", n_feats, True), ("neurons", acts.shape[2], False))
+            }
             cooc = CooccurrenceSample(n_feats, cfg.cooccurrence_images, cfg.seed, device)
         if fused is None:
             peak = stats["features"].update(feats, image_idx, consume=True)  # both are this batch's own
@@ -523,21 +610,31 @@ def run(ctx: StageContext) -> None:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
         if d is None:
-            batches = ((idx, data.batch(idx)) for idx in
-                       (train_idx[s:s + cfg.batch_size] for s in range(0, len(train_idx), cfg.batch_size)))
+            batches = (
+                (idx, data.batch(idx))
+                for idx in (
+                    train_idx[s : s + cfg.batch_size] for s in range(0, len(train_idx), cfg.batch_size)
+                )
+            )
             with ctx.progress(len(train_idx), f"examples {layer}") as bar:
-                stats, cooc, grid = scan(model, sae, layer, batches, cfg, ctx.device, bar, data.labels, data.n_classes)
+                stats, cooc, grid = scan(
+                    model, sae, layer, batches, cfg, ctx.device, bar, data.labels, data.n_classes
+                )
         else:
             stats, cooc, grid = _scan_distributed(ctx, model, sae, layer, data, train_idx)
             if not d.main:
                 continue
         rules = unitlabels.FlagRules.from_config(cfg)
-        results = {name: s.finish(data.labels, data.n_classes, cfg.histogram_bins, grid, rules)
-                   for name, s in stats.items()}
+        results = {
+            name: s.finish(data.labels, data.n_classes, cfg.histogram_bins, grid, rules)
+            for name, s in stats.items()
+        }
         add_maps(results, model, sae, layer, data, ctx.device, grid, cfg.batch_size)
         for name, arrays in results.items():
             atomic_save_npz(ctx.out / layer / f"{name}.npz", **arrays)
-        atomic_save_npz(ctx.out / layer / "cooccurrence.npz", **cooc.finish(min_count=cfg.cooccurrence_min_count))
+        atomic_save_npz(
+            ctx.out / layer / "cooccurrence.npz", **cooc.finish(min_count=cfg.cooccurrence_min_count)
+        )
     if (d is None or d.main) and (ctx.out / "_ranks").exists():
         shutil.rmtree(ctx.out / "_ranks")  # the per-rank scan states are not part of the artifact
 
@@ -549,17 +646,28 @@ def _scan_distributed(ctx, model, sae, layer, data, train_idx):
     """This rank's scan of its batches (or its saved state), merged on rank 0; (None, None, None) elsewhere."""
     cfg, d = ctx.cfg.examples, ctx.dist
     starts = range(0, len(train_idx), cfg.batch_size)
-    mine = [train_idx[s:s + cfg.batch_size] for b, s in enumerate(starts) if d.mine(b)]
+    mine = [train_idx[s : s + cfg.batch_size] for b, s in enumerate(starts) if d.mine(b)]
     path = ctx.out / "_ranks" / layer / f"rank{d.rank:05d}-of-{d.world:05d}.pt"
     if path.is_file():  # scanned before an interruption: kept, not redone
         state = torch.load(path, map_location="cpu", weights_only=True)
         ctx.console.detail(f"{layer}: rank {d.rank} reuses its scan ({path.name})")
     else:
         with ctx.progress(sum(len(i) for i in mine), f"examples {layer}") as bar:
-            stats, cooc, grid = scan(model, sae, layer, ((idx, data.batch(idx)) for idx in mine), cfg, ctx.device, bar,
-                                     data.labels, data.n_classes)
+            stats, cooc, grid = scan(
+                model,
+                sae,
+                layer,
+                ((idx, data.batch(idx)) for idx in mine),
+                cfg,
+                ctx.device,
+                bar,
+                data.labels,
+                data.n_classes,
+            )
         if stats is None:  # more ranks than batches: an empty scan of the right shape
-            stats, cooc, grid = empty_scan(model, sae, layer, data.batch(train_idx[:1]), cfg, ctx.device, data.n_classes)
+            stats, cooc, grid = empty_scan(
+                model, sae, layer, data.batch(train_idx[:1]), cfg, ctx.device, data.n_classes
+            )
         state = scan_state(stats, cooc, grid)
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -574,9 +682,12 @@ def _scan_distributed(ctx, model, sae, layer, data, train_idx):
 def empty_scan(model, sae, layer, probe, cfg, device, n_classes: int = 0):
     """Statistics of no images, shaped for ``layer`` (from one probe image that is not counted)."""
     feats, acts, grid = _unit_vectors(model, sae, layer, probe, device)
-    stats = {name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg,
-                             n_classes=n_classes)
-             for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))}
+    stats = {
+        name: UnitStats(
+            n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg, n_classes=n_classes
+        )
+        for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))
+    }
     return stats, CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device), grid
 
 
@@ -588,13 +699,18 @@ def scan_state(stats: dict, cooc: CooccurrenceSample, grid) -> dict:
     for s in stats.values():
         s.merge()
     cooc.flush()
-    state = {"grid": tuple(int(g) for g in grid), "cooc_keys": cooc.keys.cpu(), "cooc_peaks": cooc.peaks.cpu()}
+    state = {
+        "grid": tuple(int(g) for g in grid),
+        "cooc_keys": cooc.keys.cpu(),
+        "cooc_peaks": cooc.peaks.cpu(),
+    }
     for name, s in stats.items():
         state[name] = {
             "top": (s.top.val.cpu(), s.top.idx.cpu(), s.top.pos.cpu()),
             "bands": (s.bands.keys.cpu(), s.bands.val.cpu(), s.bands.count.cpu(), s.bands.gmax.cpu()),
             **{k: getattr(s, k).cpu() for k in _SUMS},
-            "n_images": int(s.n_images), "n_positions": int(s.n_positions),
+            "n_images": int(s.n_images),
+            "n_positions": int(s.n_positions),
         }
     return state
 
@@ -617,8 +733,16 @@ def merge_states(states: list[dict], cfg, device):
     for name in ("features", "neurons"):
         parts = [s[name] for s in states]
         n_units = parts[0]["fires"].shape[0]
-        u = UnitStats(n_units, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, name == "features",
-                      n_classes=parts[0]["class_weight"].shape[1])
+        u = UnitStats(
+            n_units,
+            cfg.top_k,
+            device,
+            cfg.band_edges,
+            cfg.band_samples,
+            cfg.seed,
+            name == "features",
+            n_classes=parts[0]["class_weight"].shape[1],
+        )
         for val, idx, pos in (p["top"] for p in parts):
             u.top.absorb(val, idx, pos)  # the k best of the ranks' lists, in the single-process order
         _merge_bands(u.bands, [p["bands"] for p in parts])
@@ -632,7 +756,10 @@ def merge_states(states: list[dict], cfg, device):
         stats[name] = u
     n_feats = stats["features"].fires.shape[0]
     cooc = CooccurrenceSample(n_feats, cfg.cooccurrence_images, cfg.seed, device)
-    cooc.keep(torch.cat([s["cooc_keys"] for s in states]).to(device), torch.cat([s["cooc_peaks"] for s in states]).to(device))
+    cooc.keep(
+        torch.cat([s["cooc_keys"] for s in states]).to(device),
+        torch.cat([s["cooc_peaks"] for s in states]).to(device),
+    )
     return stats, cooc, grid
 
 
@@ -663,10 +790,12 @@ def add_maps(results, model, sae, layer, data, device, grid, batch_size) -> None
     ``band_pos`` (the arg-max position of each band example)."""
     slots = {name: {"top": r["top_idx"], "band": r["band_idx"]} for name, r in results.items()}
     wanted = np.unique(np.concatenate([a[a >= 0] for s in slots.values() for a in s.values()]))
-    maps = {name: {key: np.zeros(a.shape + tuple(grid), dtype=np.float16) for key, a in s.items()}
-            for name, s in slots.items()}
+    maps = {
+        name: {key: np.zeros(a.shape + tuple(grid), dtype=np.float16) for key, a in s.items()}
+        for name, s in slots.items()
+    }
     for start in range(0, len(wanted), batch_size):
-        batch = wanted[start:start + batch_size]
+        batch = wanted[start : start + batch_size]
         feats, acts, _ = _unit_vectors(model, sae, layer, data.batch(batch), device)
         per_family = {"features": feats.cpu().numpy(), "neurons": acts.cpu().numpy()}  # (B, P, U)
         row_of = np.full(int(batch.max()) + 1, -1, dtype=np.int64)

@@ -45,30 +45,62 @@ from atlasgen.sae_formats import load_sae_any
 # the same bytes whichever rank renders them. Rank 0 merges the quality shards and writes meta.json.
 DISTRIBUTED = True
 
-QUALITY_KEYS = ("unit", "objective", "own_act", "other_unit", "other_act", "rank",
-                "objective_neuron", "objective_negative", "objective_diverse",
-                "flat", "flat_neuron", "flat_negative", "flat_diverse")
+QUALITY_KEYS = (
+    "unit",
+    "objective",
+    "own_act",
+    "other_unit",
+    "other_act",
+    "rank",
+    "objective_neuron",
+    "objective_negative",
+    "objective_diverse",
+    "flat",
+    "flat_neuron",
+    "flat_negative",
+    "flat_diverse",
+)
 
 
 def _render_chunk(model, layer, units, directions, encode, cfg, device, folder, clock):
     """Render every image of one chunk of units, write them, return the chunk's quality arrays."""
     family = folder.name
-    common = dict(sae=directions, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, device=device,
-                  precision=cfg.precision, return_objective=True)
+    common = dict(
+        sae=directions,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        device=device,
+        precision=cfg.precision,
+        return_objective=True,
+    )
     main_t = STANDARD_TRANSFORMS.for_size(cfg.image_size)
-    var = dict(image_size=cfg.variant_image_size, steps=cfg.variant_steps,
-               transforms=STANDARD_TRANSFORMS.for_size(cfg.variant_image_size), **common)
+    var = dict(
+        image_size=cfg.variant_image_size,
+        steps=cfg.variant_steps,
+        transforms=STANDARD_TRANSFORMS.for_size(cfg.variant_image_size),
+        **common,
+    )
     nan = np.full(len(units), np.nan, np.float32)
     no = np.zeros(len(units), bool)
     k = max(cfg.diverse, 1)
-    q = {"unit": np.asarray(units, np.int64), "objective_neuron": nan, "objective_negative": nan,
-         "objective_diverse": np.full((len(units), k), np.nan, np.float32),
-         "flat_neuron": no, "flat_negative": no, "flat_diverse": np.zeros((len(units), k), bool)}
+    q = {
+        "unit": np.asarray(units, np.int64),
+        "objective_neuron": nan,
+        "objective_negative": nan,
+        "objective_diverse": np.full((len(units), k), np.nan, np.float32),
+        "flat_neuron": no,
+        "flat_negative": no,
+        "flat_diverse": np.zeros((len(units), k), bool),
+    }
 
-    images, q["objective"] = render_units(model, layer, units, image_size=cfg.image_size, steps=cfg.steps,
-                                          transforms=main_t, **common)
+    images, q["objective"] = render_units(
+        model, layer, units, image_size=cfg.image_size, steps=cfg.steps, transforms=main_t, **common
+    )
     q["flat"] = check.flat_images(images)
-    save_webp(images, folder, units, thumb_folder=folder.with_name(f"{family}_thumb"), thumb_size=cfg.thumb_size)
+    save_webp(
+        images, folder, units, thumb_folder=folder.with_name(f"{family}_thumb"), thumb_size=cfg.thumb_size
+    )
     if cfg.neuron:
         img, q["objective_neuron"] = render_units(model, layer, units, mode="neuron", **var)
         q["flat_neuron"] = check.flat_images(img)
@@ -78,8 +110,9 @@ def _render_chunk(model, layer, units, directions, encode, cfg, device, folder, 
         q["flat_negative"] = check.flat_images(img)
         save_webp(img, folder.with_name(f"{family}_negative"), units)
     if cfg.diverse:
-        img, q["objective_diverse"] = render_units(model, layer, units, copies=cfg.diverse,
-                                                   diversity_weight=cfg.diversity_weight, **var)
+        img, q["objective_diverse"] = render_units(
+            model, layer, units, copies=cfg.diverse, diversity_weight=cfg.diversity_weight, **var
+        )
         q["flat_diverse"] = check.flat_images(img)
         for j in range(cfg.diverse):
             save_webp(np.ascontiguousarray(img[:, j]), folder.with_name(f"{family}_diverse") / str(j), units)
@@ -107,11 +140,14 @@ def _mark(q: dict, ex_path, n_images: int) -> tuple[dict, dict]:
     units = q["unit"]
     fires = np.rint(ex["density"][units].astype(np.float64) * n_images).astype(np.int64)
     median = check.median_firing_activation(ex["hist"][units], ex["hist_edges"], ex["max_act"][units], fires)
-    marks = {"fires": fires, "median_act": median,
-             "failure": check.mark_main(q["objective"], q["own_act"], median, q["flat"]),
-             "failure_neuron": check.mark_maximised(q["objective_neuron"], q["flat_neuron"]),
-             "failure_diverse": check.mark_maximised(q["objective_diverse"], q["flat_diverse"]),
-             "failure_negative": np.where(q["flat_negative"], check.FLAT, check.OK).astype(np.int8)}
+    marks = {
+        "fires": fires,
+        "median_act": median,
+        "failure": check.mark_main(q["objective"], q["own_act"], median, q["flat"]),
+        "failure_neuron": check.mark_maximised(q["objective_neuron"], q["flat_neuron"]),
+        "failure_diverse": check.mark_maximised(q["objective_diverse"], q["flat_diverse"]),
+        "failure_negative": np.where(q["flat_negative"], check.FLAT, check.OK).astype(np.int8),
+    }
     flat_any = q["flat"] | q["flat_neuron"] | q["flat_negative"] | q["flat_diverse"].any(axis=1)
     return marks, check.success_figures(marks["failure"], q["own_act"], median, fires, flat_any)
 
@@ -133,9 +169,15 @@ def run(ctx: StageContext) -> None:
         sae = SAEDirections.from_sae(full_sae)
         families = {"features": (sae.n_features, sae, full_sae.encode), "neurons": (sae.d_in, None, None)}
         d = ctx.dist
-        chunks = {family: [list(range(start, min(n, start + cfg.batch_size))) for start in range(0, n, cfg.batch_size)]
-                  for family, (n, _, _) in families.items()}
-        mine = {family: [c for i, c in enumerate(cs) if d is None or d.mine(i)] for family, cs in chunks.items()}
+        chunks = {
+            family: [
+                list(range(start, min(n, start + cfg.batch_size))) for start in range(0, n, cfg.batch_size)
+            ]
+            for family, (n, _, _) in families.items()
+        }
+        mine = {
+            family: [c for i, c in enumerate(cs) if d is None or d.mine(i)] for family, cs in chunks.items()
+        }
         total = sum(len(c) for cs in mine.values() for c in cs)
         with ctx.progress(total, f"vis {layer}") as bar:
             done = 0
@@ -144,7 +186,9 @@ def run(ctx: StageContext) -> None:
                 for units in mine[family]:
                     shard = shards / f"{units[0]:08d}.npz"
                     if not shard.exists():  # written last: its presence means the chunk is complete
-                        q = _render_chunk(model, layer, units, directions, encode, cfg, ctx.device, folder, clock)
+                        q = _render_chunk(
+                            model, layer, units, directions, encode, cfg, ctx.device, folder, clock
+                        )
                         shards.mkdir(parents=True, exist_ok=True)
                         atomic_save_npz(shard, **q)
                     done += len(units)
@@ -163,14 +207,26 @@ def run(ctx: StageContext) -> None:
             marks, figures = _mark(q, ctx.inputs["examples"] / layer / f"{family}.npz", n_images)
             atomic_save_npz(ctx.out / layer / f"{family}_quality.npz", **q, **marks)
             notes.append(check.note_line(layer, family, figures))
-        atomic_write_json(ctx.out / layer / "meta.json", {
-            "mode": "channel", "image_size": cfg.image_size, "thumb_size": cfg.thumb_size, "steps": cfg.steps,
-            "variant_image_size": cfg.variant_image_size, "variant_steps": cfg.variant_steps,
-            "neuron": cfg.neuron, "negative": cfg.negative, "diverse": cfg.diverse,
-            "eval_size": cfg.image_size, "precision": cfg.precision,
-        })
+        atomic_write_json(
+            ctx.out / layer / "meta.json",
+            {
+                "mode": "channel",
+                "image_size": cfg.image_size,
+                "thumb_size": cfg.thumb_size,
+                "steps": cfg.steps,
+                "variant_image_size": cfg.variant_image_size,
+                "variant_steps": cfg.variant_steps,
+                "neuron": cfg.neuron,
+                "negative": cfg.negative,
+                "diverse": cfg.diverse,
+                "eval_size": cfg.image_size,
+                "precision": cfg.precision,
+            },
+        )
     if ctx.dist is None or ctx.dist.main:
         atomic_write_json(ctx.out / "build_notes.json", notes)
     elapsed = time.perf_counter() - started
     if elapsed > 0:
-        ctx.console.detail(f"quality check: {clock['quality']:.1f}s of {elapsed:.1f}s ({100 * clock['quality'] / elapsed:.1f} %)")
+        ctx.console.detail(
+            f"quality check: {clock['quality']:.1f}s of {elapsed:.1f}s ({100 * clock['quality'] / elapsed:.1f} %)"
+        )

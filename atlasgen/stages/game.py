@@ -26,8 +26,9 @@ from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
 
 
-def choose_rounds(heldout: np.ndarray, labels: np.ndarray, rounds: int, choices: int,
-                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def choose_rounds(
+    heldout: np.ndarray, labels: np.ndarray, rounds: int, choices: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images (R,), candidates (R, choices), answer (R,)) from held-out indices, deterministic in ``seed``.
 
     Distractors come from classes other than the answer's (and, while there
@@ -72,18 +73,27 @@ def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.game
     data = open_dataset(ctx.inputs["dataset"])
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
-    images, candidates, answer = choose_rounds(data.indices("heldout"), data.labels, cfg.rounds, cfg.choices, cfg.seed)
+    images, candidates, answer = choose_rounds(
+        data.indices("heldout"), data.labels, cfg.rounds, cfg.choices, cfg.seed
+    )
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
         rows = []
         for start in range(0, len(images), 64):
-            idx = images[start:start + 64]
+            idx = images[start : start + 64]
             acts = layer_activations(model, data.batch(idx).to(ctx.device), [layer])[layer].float()
             b = acts.shape[0]
             codes = sae.encode(positions_as_vectors(acts))  # (b * positions, F)
             rows.append(codes.reshape(b, -1, codes.shape[1]).amax(dim=1).cpu().numpy().astype(np.float32))
-        atomic_save_npz(ctx.out / layer / "game.npz", images=images, acts=np.concatenate(rows),
-                        candidates=candidates, answer=answer)
-        atomic_write_json(ctx.out / layer / "game.json", {"rounds": int(len(images)), "choices": cfg.choices,
-                                                          "features": cfg.features, "seed": cfg.seed})
+        atomic_save_npz(
+            ctx.out / layer / "game.npz",
+            images=images,
+            acts=np.concatenate(rows),
+            candidates=candidates,
+            answer=answer,
+        )
+        atomic_write_json(
+            ctx.out / layer / "game.json",
+            {"rounds": int(len(images)), "choices": cfg.choices, "features": cfg.features, "seed": cfg.seed},
+        )

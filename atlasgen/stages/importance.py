@@ -30,7 +30,15 @@ import torch
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes, atomic_write_json
 from atlasgen.circuits import reaches_classifier_linearly
 from atlasgen.data import open_dataset
-from atlasgen.importance import batched_ablation, closed_form, fold_means, ranks, resolve_top_k, unit_means, unit_sums
+from atlasgen.importance import (
+    batched_ablation,
+    closed_form,
+    fold_means,
+    ranks,
+    resolve_top_k,
+    unit_means,
+    unit_sums,
+)
 from atlasgen.models import class_outputs, load_model
 from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
@@ -43,9 +51,13 @@ def run(ctx: StageContext) -> None:
     data = open_dataset(ctx.inputs["dataset"])
     n_outputs = int(json.loads((ctx.inputs["model"] / "model.json").read_text())["n_outputs"])
     top_k = resolve_top_k(cfg.top_k, n_outputs)
-    if top_k >= n_outputs:  # the preflight check refuses a set top_k this large; auto reaches here with 1 output
-        reason = (f"importance needs a model with at least 2 outputs to rank (this one has {n_outputs}): "
-                  "every image keeps its class in the top 1, so no ablation can change it")
+    if (
+        top_k >= n_outputs
+    ):  # the preflight check refuses a set top_k this large; auto reaches here with 1 output
+        reason = (
+            f"importance needs a model with at least 2 outputs to rank (this one has {n_outputs}): "
+            "every image keeps its class in the top 1, so no ablation can change it"
+        )
         atomic_write_json(ctx.out / "skipped.json", {"reason": reason})
         atomic_write_json(ctx.out / "build_notes.json", [f"importance: skipped: {reason}"])
         ctx.console.info(f"  skipped: {reason}")
@@ -55,16 +67,18 @@ def run(ctx: StageContext) -> None:
     if len(indices) == 0:
         indices = data.indices("train")
     if cfg.images:
-        indices = indices[:cfg.images]
+        indices = indices[: cfg.images]
 
-    outputs = np.asarray(class_outputs(model, data.n_classes))  # each dataset class's logit (e.g. InceptionV1's 1008)
+    outputs = np.asarray(
+        class_outputs(model, data.n_classes)
+    )  # each dataset class's logit (e.g. InceptionV1's 1008)
 
     d = ctx.dist
     starts = list(range(0, len(indices), cfg.batch_size))
     mine = [b for b in range(len(starts)) if d is None or d.mine(b)]
 
     def batch(b):
-        idx = indices[starts[b]:starts[b] + cfg.batch_size]
+        idx = indices[starts[b] : starts[b] + cfg.batch_size]
         return data.batch(idx).to(ctx.device), torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
 
     def batches():
@@ -87,8 +101,9 @@ def run(ctx: StageContext) -> None:
         else:
             n_mine = sum(min(cfg.batch_size, len(indices) - starts[b]) for b in mine)
             with ctx.progress(n_mine, f"ablations {layer}") as bar:
-                totals = batched_ablation(model, layer, sae, batches, mu_a, mu_f, top_k, cfg.units_per_pass,
-                                          progress=bar.update)
+                totals = batched_ablation(
+                    model, layer, sae, batches, mu_a, mu_f, top_k, cfg.units_per_pass, progress=bar.update
+                )
         if d is not None:
             if not state.is_file():
                 atomic_write_bytes(state, pickle.dumps(totals))
@@ -102,17 +117,22 @@ def run(ctx: StageContext) -> None:
             arrays[f"{kind}_top1"] = totals[f"{kind}_top1"].astype(np.int64)
             arrays[f"{kind}_rank"] = ranks(arrays[f"{kind}_topk"], arrays[f"{kind}_top1"])
         atomic_save_npz(ctx.out / layer / "importance.npz", **arrays)
-        atomic_write_json(ctx.out / layer / "importance.json", {
-            "method": "closed form (pool + linear head)" if exact else "batched mean ablations",
-            "top_k": top_k,
-            "images": int(totals["images"]),
-            "clean_topk_correct": int(totals["clean_topk"]),
-            "clean_top1_correct": int(totals["clean_top1"]),
-        })
+        atomic_write_json(
+            ctx.out / layer / "importance.json",
+            {
+                "method": "closed form (pool + linear head)" if exact else "batched mean ablations",
+                "top_k": top_k,
+                "images": int(totals["images"]),
+                "clean_topk_correct": int(totals["clean_topk"]),
+                "clean_top1_correct": int(totals["clean_top1"]),
+            },
+        )
         best = int(np.flatnonzero(arrays["features_rank"] == 1)[0])
-        ctx.console.detail(f"{layer}: importance by {'closed form' if exact else 'batched ablation'} on "
-                           f"{totals['images']} images; rank 1: f/{best} ({arrays['features_topk'][best]} images lose "
-                           f"the true class from the top {top_k}, {arrays['features_top1'][best]} from the top 1)")
+        ctx.console.detail(
+            f"{layer}: importance by {'closed form' if exact else 'batched ablation'} on "
+            f"{totals['images']} images; rank 1: f/{best} ({arrays['features_topk'][best]} images lose "
+            f"the true class from the top {top_k}, {arrays['features_top1'][best]} from the top 1)"
+        )
     if (d is None or d.main) and (ctx.out / "_ranks").exists():
         shutil.rmtree(ctx.out / "_ranks")  # the per-rank states are not part of the artifact
 

@@ -46,17 +46,27 @@ def layout(W_dec: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> n
     rank[np.argsort(first)] = np.arange(len(first))
     unique, inverse = X[keep], rank[inverse.reshape(-1)]
     if len(unique) < 3:  # nothing to lay out: one or two distinct vectors
-        xy_unique = np.column_stack([np.arange(len(unique), dtype=np.float32), np.zeros(len(unique), np.float32)])
+        xy_unique = np.column_stack(
+            [np.arange(len(unique), dtype=np.float32), np.zeros(len(unique), np.float32)]
+        )
     else:
         threads = numba.get_num_threads()
-        numba.set_num_threads(1)  # single-threaded UMAP is deterministic for a seed, whoever started numba first
+        numba.set_num_threads(
+            1
+        )  # single-threaded UMAP is deterministic for a seed, whoever started numba first
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 import umap
 
-                reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(unique) - 1), min_dist=min_dist, metric="cosine",
-                                    random_state=seed, n_jobs=1, init="spectral" if len(unique) > 16 else "random")
+                reducer = umap.UMAP(
+                    n_neighbors=min(n_neighbors, len(unique) - 1),
+                    min_dist=min_dist,
+                    metric="cosine",
+                    random_state=seed,
+                    n_jobs=1,
+                    init="spectral" if len(unique) > 16 else "random",
+                )
                 xy_unique = reducer.fit_transform(unique)
         finally:
             numba.set_num_threads(threads)
@@ -68,7 +78,9 @@ def layout(W_dec: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> n
 DENSE_LINKAGE_MAX = 4096  # above this, Ward runs on a k-nearest-neighbour graph (memory O(n k), not O(n^2))
 
 
-def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15, cosine: bool = False) -> np.ndarray:
+def nested_clusters(
+    xy: np.ndarray, levels: list[int], n_neighbors: int = 15, cosine: bool = False
+) -> np.ndarray:
     """(F, n_levels) cluster ids, from one Ward merge tree (scikit-learn) cut at each size.
 
     Replaying the first F - k merges of the tree gives k clusters, so the levels
@@ -89,13 +101,24 @@ def nested_clusters(xy: np.ndarray, levels: list[int], n_neighbors: int = 15, co
     if n > DENSE_LINKAGE_MAX:
         from sklearn.neighbors import kneighbors_graph
 
-        connectivity = kneighbors_graph(xy, n_neighbors=min(n_neighbors, n - 1), include_self=False,
-                                        metric="cosine" if cosine else "minkowski")
+        connectivity = kneighbors_graph(
+            xy,
+            n_neighbors=min(n_neighbors, n - 1),
+            include_self=False,
+            metric="cosine" if cosine else "minkowski",
+        )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "the number of connected components ... is > 1": completed by sklearn
+        warnings.simplefilter(
+            "ignore"
+        )  # "the number of connected components ... is > 1": completed by sklearn
         linkage = {"linkage": "average", "metric": "cosine"} if cosine else {"linkage": "ward"}
-        tree = AgglomerativeClustering(n_clusters=1, connectivity=connectivity, compute_full_tree=True,
-                                       **linkage).fit(xy).children_
+        tree = (
+            AgglomerativeClustering(
+                n_clusters=1, connectivity=connectivity, compute_full_tree=True, **linkage
+            )
+            .fit(xy)
+            .children_
+        )
     return _cut_levels(n, _member_pairs(tree, np.arange(n)), levels)
 
 
@@ -154,9 +177,12 @@ def nested_within(xy: np.ndarray, top: np.ndarray, levels: list[int]) -> np.ndar
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tree = AgglomerativeClustering(n_clusters=1, linkage="ward", compute_full_tree=True,
-                                           compute_distances=True).fit(xy[members])
-        events += [(float(h), a, b) for h, (a, b) in zip(tree.distances_, _member_pairs(tree.children_, members))]
+            tree = AgglomerativeClustering(
+                n_clusters=1, linkage="ward", compute_full_tree=True, compute_distances=True
+            ).fit(xy[members])
+        events += [
+            (float(h), a, b) for h, (a, b) in zip(tree.distances_, _member_pairs(tree.children_, members))
+        ]
     events.sort()
     return _cut_levels(n, [(a, b) for _, a, b in events], levels, fewest=len(np.unique(top)))
 
@@ -190,7 +216,9 @@ def prediction_profiles(cooc, probs: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def sample_predictions(model_dir, model_cfg, data, images: np.ndarray, device: str, batch_size: int = 128) -> np.ndarray:
+def sample_predictions(
+    model_dir, model_cfg, data, images: np.ndarray, device: str, batch_size: int = 128
+) -> np.ndarray:
     """(n, K) softmax over the dataset's classes of the model on dataset images ``images``."""
     from atlasgen.models import class_outputs, load_model
 
@@ -198,7 +226,7 @@ def sample_predictions(model_dir, model_cfg, data, images: np.ndarray, device: s
     outputs = class_outputs(model, data.n_classes)
     out = []
     for start in range(0, len(images), batch_size):
-        logits = model(data.batch(images[start:start + batch_size]).to(device))[:, outputs]
+        logits = model(data.batch(images[start : start + batch_size]).to(device))[:, outputs]
         out.append(torch.softmax(logits.float(), 1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, data.n_classes), np.float32)
 
@@ -232,10 +260,17 @@ def evaluate(clusters: np.ndarray, class_w: np.ndarray, alive: np.ndarray, hiera
         return {}
     truth = np.array([hierarchy.top(int(c)) for c in class_w[ok].argmax(1)])
     pred = clusters[ok, 0]
-    purity = sum(np.unique(truth[pred == k], return_counts=True)[1].max() for k in np.unique(pred)) / len(pred)
-    return {"features": int(ok.sum()), "reference": "top ancestor of each feature's dominant class",
-            "n_reference_groups": int(len(np.unique(truth))), "n_clusters": int(len(np.unique(pred))),
-            "purity": round(float(purity), 4), "adjusted_rand_index": round(float(adjusted_rand_score(truth, pred)), 4)}
+    purity = sum(np.unique(truth[pred == k], return_counts=True)[1].max() for k in np.unique(pred)) / len(
+        pred
+    )
+    return {
+        "features": int(ok.sum()),
+        "reference": "top ancestor of each feature's dominant class",
+        "n_reference_groups": int(len(np.unique(truth))),
+        "n_clusters": int(len(np.unique(pred))),
+        "purity": round(float(purity), 4),
+        "adjusted_rand_index": round(float(adjusted_rand_score(truth, pred)), 4),
+    }
 
 
 def run(ctx: StageContext) -> None:
@@ -260,14 +295,22 @@ def run(ctx: StageContext) -> None:
         elif cfg.source == "predictions":
             cooc = np.load(ctx.inputs["examples"] / layer / "cooccurrence.npz")
             if probs is None:  # one forward pass over the sample serves every layer (same images)
-                probs = sample_predictions(ctx.inputs["model"], ctx.cfg.model, open_dataset(ctx.inputs["dataset"]),
-                                           cooc["sample_images"], ctx.device, ctx.cfg.examples.batch_size)
+                probs = sample_predictions(
+                    ctx.inputs["model"],
+                    ctx.cfg.model,
+                    open_dataset(ctx.inputs["dataset"]),
+                    cooc["sample_images"],
+                    ctx.device,
+                    ctx.cfg.examples.batch_size,
+                )
             vectors = prediction_profiles(cooc, probs)
         else:
             vectors = W_dec
         xy = layout(vectors, cfg.n_neighbors, cfg.min_dist, cfg.seed)
         if cfg.cluster == "vectors":  # top groups from the vectors, finer clusters compact on the layout
-            top = nested_clusters(cosine_ready(vectors), [min(cfg.levels)], cfg.n_neighbors, cosine=True)[:, 0]
+            top = nested_clusters(cosine_ready(vectors), [min(cfg.levels)], cfg.n_neighbors, cosine=True)[
+                :, 0
+            ]
             clusters = nested_within(xy, top, cfg.levels)
         else:
             clusters = nested_clusters(xy, cfg.levels)
@@ -277,17 +320,36 @@ def run(ctx: StageContext) -> None:
             for cid in np.unique(clusters[:, lvl]):
                 members = np.flatnonzero(clusters[:, lvl] == cid)
                 parent = int(clusters[members[0], lvl - 1]) if lvl > 0 else None
-                entries.append({"id": int(cid), "name": name_group(class_w[members].sum(0), hierarchy),
-                                "x": round(float(xy[members, 0].mean()), 5), "y": round(float(xy[members, 1].mean()), 5),
-                                "size": int(len(members)), "parent": parent,
-                                "representative": representative(members, xy, alive), "members": members.tolist()})
+                entries.append(
+                    {
+                        "id": int(cid),
+                        "name": name_group(class_w[members].sum(0), hierarchy),
+                        "x": round(float(xy[members, 0].mean()), 5),
+                        "y": round(float(xy[members, 1].mean()), 5),
+                        "size": int(len(members)),
+                        "parent": parent,
+                        "representative": representative(members, xy, alive),
+                        "members": members.tolist(),
+                    }
+                )
             levels.append(entries)
-        features = [{"id": i, "x": round(float(xy[i, 0]), 5), "y": round(float(xy[i, 1]), 5),
-                     "label": name_group(class_w[i], hierarchy) if alive[i] else "dead",
-                     "clusters": clusters[i].tolist()} for i in range(len(W_dec))]
+        features = [
+            {
+                "id": i,
+                "x": round(float(xy[i, 0]), 5),
+                "y": round(float(xy[i, 1]), 5),
+                "label": name_group(class_w[i], hierarchy) if alive[i] else "dead",
+                "clusters": clusters[i].tolist(),
+            }
+            for i in range(len(W_dec))
+        ]
         evaluation = evaluate(clusters, class_w, alive, hierarchy)
         if evaluation:
-            ctx.console.detail(f"{layer}: top clusters vs superclasses: purity {evaluation['purity']:.3f}, "
-                               f"ARI {evaluation['adjusted_rand_index']:.3f}")
-        atomic_write_json(ctx.out / layer / "map.json", {"source": cfg.source, "features": features, "levels": levels,
-                                                        "evaluation": evaluation})
+            ctx.console.detail(
+                f"{layer}: top clusters vs superclasses: purity {evaluation['purity']:.3f}, "
+                f"ARI {evaluation['adjusted_rand_index']:.3f}"
+            )
+        atomic_write_json(
+            ctx.out / layer / "map.json",
+            {"source": cfg.source, "features": features, "levels": levels, "evaluation": evaluation},
+        )

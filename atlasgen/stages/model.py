@@ -43,7 +43,7 @@ def accuracy(model: nn.Module, data, indices: np.ndarray, device: str, batch_siz
     model.eval()
     correct = 0
     for start in range(0, len(indices), batch_size):
-        idx = indices[start:start + batch_size]
+        idx = indices[start : start + batch_size]
         logits = model(data.batch(idx).to(device))[:, class_outputs(model, data.n_classes)]
         correct += int((logits.argmax(1).cpu().numpy() == data.labels[idx]).sum())
     return correct / max(1, len(indices))
@@ -83,7 +83,9 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
     train_idx = data.indices("train")
     steps_per_epoch = (len(train_idx) + tc.batch_size - 1) // tc.batch_size
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=tc.epochs * steps_per_epoch, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=tc.lr, total_steps=tc.epochs * steps_per_epoch, pct_start=0.15
+    )
     start_epoch = 0
     ckpt = ctx.out / "checkpoint.pt"
     if ckpt.exists():
@@ -94,7 +96,11 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
         start_epoch = state["epoch"]
         ctx.console.detail(f"resuming demo model training at epoch {start_epoch + 1}")
     model.to(device)
-    loss_fn = sibling_smoothed_loss(data.classes, tc.sibling_smoothing) if tc.sibling_smoothing > 0 else nn.CrossEntropyLoss()
+    loss_fn = (
+        sibling_smoothed_loss(data.classes, tc.sibling_smoothing)
+        if tc.sibling_smoothing > 0
+        else nn.CrossEntropyLoss()
+    )
     begin = time.perf_counter()
     with ctx.progress((tc.epochs - start_epoch) * steps_per_epoch, "training") as bar:
         for epoch in range(start_epoch, tc.epochs):
@@ -104,7 +110,7 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
             order = train_idx[rng.permutation(len(train_idx))]
             model.train()
             for step in range(steps_per_epoch):
-                idx = order[step * tc.batch_size:(step + 1) * tc.batch_size]
+                idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
                 x = _augment(data.batch(idx), rng).to(device)
                 y = torch.from_numpy(data.labels[idx]).to(device)
                 loss = loss_fn(model(x), y)
@@ -113,7 +119,15 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
                 opt.step()
                 sched.step()
                 bar.update()
-            _save(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch + 1})
+            _save(
+                ckpt,
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "epoch": epoch + 1,
+                },
+            )
             ctx.console.detail(f"epoch {epoch + 1}/{tc.epochs}: loss {loss.item():.3f}")
     return time.perf_counter() - begin
 
@@ -126,7 +140,11 @@ def match_outputs(classes: list[dict], labels_file, n_outputs: int) -> list[int]
         return list(range(len(classes))) if n_outputs == len(classes) else None
     lines = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines()]
     if len(lines) != n_outputs:
-        raise ConfigError([f"model.labels: {labels_file.name} has {len(lines)} lines but the model has {n_outputs} outputs. Fix: one label per output, in output order."])
+        raise ConfigError(
+            [
+                f"model.labels: {labels_file.name} has {len(lines)} lines but the model has {n_outputs} outputs. Fix: one label per output, in output order."
+            ]
+        )
     index = {}
     for i, line in enumerate(lines):
         for key in {line, line.lower()}:
@@ -134,12 +152,21 @@ def match_outputs(classes: list[dict], labels_file, n_outputs: int) -> list[int]
     out, missing = [], []
     for c in classes:
         name = str(c["name"])
-        keys = (str(c.get("key", "")), name, name.lower(), name.split(",")[0].strip().lower())  # "tench, Tinca tinca" -> "tench"
+        keys = (
+            str(c.get("key", "")),
+            name,
+            name.lower(),
+            name.split(",")[0].strip().lower(),
+        )  # "tench, Tinca tinca" -> "tench"
         hit = next((index[k] for k in keys if k in index), None)
         (missing if hit is None else out).append(c["name"] if hit is None else hit)
     if missing:
-        raise ConfigError([f"model.labels: no output of the model is labelled {', '.join(repr(m) for m in missing[:5])}"
-                           f"{' and others' if len(missing) > 5 else ''}. Fix: name the classes (folder names, CSV labels or dataset.class_names) as in {labels_file.name}."])
+        raise ConfigError(
+            [
+                f"model.labels: no output of the model is labelled {', '.join(repr(m) for m in missing[:5])}"
+                f"{' and others' if len(missing) > 5 else ''}. Fix: name the classes (folder names, CSV labels or dataset.class_names) as in {labels_file.name}."
+            ]
+        )
     return out
 
 
@@ -156,7 +183,11 @@ def run(ctx: StageContext) -> None:
             model.load_state_dict(state)
         except Exception as exc:  # a wrong file must end in a message, not a traceback
             where = repr(str(path)) if path else "the downloaded weights"
-            raise ConfigError([f"model.weights: cannot load {where} into model {cfg.model.source!r}: {str(exc).splitlines()[0]}. Fix: give a state dict saved from this architecture."]) from None
+            raise ConfigError(
+                [
+                    f"model.weights: cannot load {where} into model {cfg.model.source!r}: {str(exc).splitlines()[0]}. Fix: give a state dict saved from this architecture."
+                ]
+            ) from None
         model.to(ctx.device)
     elif cfg.model.source == "demo":
         train_seconds = train(model, data, ctx)
@@ -164,10 +195,16 @@ def run(ctx: StageContext) -> None:
     with torch.no_grad():
         size = data.image_size
         n_outputs = int(model(torch.zeros(1, 3, size, size, device=ctx.device)).shape[-1])
-    outputs = match_outputs(data.classes, cfg.resolve(cfg.model.labels) if cfg.model.labels else None, n_outputs)
+    outputs = match_outputs(
+        data.classes, cfg.resolve(cfg.model.labels) if cfg.model.labels else None, n_outputs
+    )
     if outputs is None:
-        raise ConfigError([f"model: it has {n_outputs} outputs but the dataset has {data.n_classes} classes. "
-                           "Fix: set model.labels to a file naming each output (one per line), so the classes can be matched to outputs."])
+        raise ConfigError(
+            [
+                f"model: it has {n_outputs} outputs but the dataset has {data.n_classes} classes. "
+                "Fix: set model.labels to a file naming each output (one per line), so the classes can be matched to outputs."
+            ]
+        )
     model.atlas_class_outputs = outputs
     acc = accuracy(model, data, data.indices("heldout"), ctx.device)
     model.cpu()
@@ -176,17 +213,22 @@ def run(ctx: StageContext) -> None:
     # Shapes of the configured layers (and of every DemoNet layer); the activations stage measures its own.
     attach_views(model, cfg.layers)
     names = list(DEMO_LAYERS) if cfg.model.source == "demo" else []
-    shapes = layer_shapes(model, names + [l.name for l in cfg.layers if l.name not in names], cfg.dataset.image_size)
-    atomic_write_json(ctx.out / "model.json", {
-        "name": cfg.model.name,
-        "source": cfg.model.source,
-        "arch": cfg.model.arch,
-        "layers": shapes,
-        "n_classes": data.n_classes,
-        "n_outputs": n_outputs,
-        "class_outputs": outputs,
-        "heldout_accuracy": round(acc, 4),
-        "chance_accuracy": round(1.0 / data.n_classes, 4),
-    })
+    shapes = layer_shapes(
+        model, names + [l.name for l in cfg.layers if l.name not in names], cfg.dataset.image_size
+    )
+    atomic_write_json(
+        ctx.out / "model.json",
+        {
+            "name": cfg.model.name,
+            "source": cfg.model.source,
+            "arch": cfg.model.arch,
+            "layers": shapes,
+            "n_classes": data.n_classes,
+            "n_outputs": n_outputs,
+            "class_outputs": outputs,
+            "heldout_accuracy": round(acc, 4),
+            "chance_accuracy": round(1.0 / data.n_classes, 4),
+        },
+    )
     trained = f" after {train_seconds:.0f}s of training" if train_seconds else ""
     ctx.console.info(f"  held-out accuracy {acc:.1%} (chance {1 / data.n_classes:.1%}){trained}")

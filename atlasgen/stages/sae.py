@@ -47,7 +47,9 @@ def _reconstruct(sae, acts: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def downstream_metrics(model, layer: str, sae, data, indices: np.ndarray, device: str, batch_size: int = 128) -> tuple[dict, np.ndarray]:
+def downstream_metrics(
+    model, layer: str, sae, data, indices: np.ndarray, device: str, batch_size: int = 128
+) -> tuple[dict, np.ndarray]:
     """Fidelity of the spliced model on images, and every position's vector (the uniform sample)."""
     replace = {"with": None}
     clean_acts = {}
@@ -65,11 +67,19 @@ def downstream_metrics(model, layer: str, sae, data, indices: np.ndarray, device
         return None
 
     handle = get_module(model, view.module).register_forward_hook(hook)
-    sums = {"agree": 0.0, "kl": 0.0, "ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "acc_clean": 0.0, "acc_sae": 0.0}
+    sums = {
+        "agree": 0.0,
+        "kl": 0.0,
+        "ce_clean": 0.0,
+        "ce_sae": 0.0,
+        "ce_zero": 0.0,
+        "acc_clean": 0.0,
+        "acc_sae": 0.0,
+    }
     vectors = []
     try:
         for start in range(0, len(indices), batch_size):
-            idx = indices[start:start + batch_size]
+            idx = indices[start : start + batch_size]
             x = data.batch(idx).to(device)
             y = torch.from_numpy(data.labels[idx]).to(device)
             replace["with"] = None
@@ -110,7 +120,9 @@ def _load_external(ctx: StageContext, layer_cfg, d_in: int):
     s = layer_cfg.sae
     path = ctx.cfg.resolve(s.weights)
     try:
-        sae = load_external_sae(path, d_in=d_in, keys=dataclasses.asdict(s.keys), architecture=s.architecture, k=s.k)
+        sae = load_external_sae(
+            path, d_in=d_in, keys=dataclasses.asdict(s.keys), architecture=s.architecture, k=s.k
+        )
     except SAEFormatError as exc:
         raise ConfigError([f"layers.{layer_cfg.name}.sae.weights: {exc}"]) from None
     info = getattr(sae, "external_info", {})
@@ -139,19 +151,36 @@ def run(ctx: StageContext) -> None:
         else:
             d_sae = s.expansion * d_in
             if s.architecture != "relu" and s.k >= d_sae:
-                raise ConfigError([f"layers.{layer_cfg.name}.sae.k: {s.k} is not below the number of features ({d_sae} = {s.expansion} x {d_in} channels). Fix: lower k or raise expansion."])
+                raise ConfigError(
+                    [
+                        f"layers.{layer_cfg.name}.sae.k: {s.k} is not below the number of features ({d_sae} = {s.expansion} x {d_in} channels). Fix: lower k or raise expansion."
+                    ]
+                )
             with ctx.progress(s.steps, f"sae {layer_cfg.name}") as bar:
-                sae, stats = train_sae(store, d_sae=d_sae, architecture=s.architecture, k=s.k, l1_coefficient=s.l1_coefficient,
-                                       steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=s.seed, device=ctx.device,
-                                       progress=lambda step: bar.set(step + 1), checkpoint=folder / "checkpoint.pt",
-                                       **({"dist": ctx.dist} if ctx.dist is not None else {}))
+                sae, stats = train_sae(
+                    store,
+                    d_sae=d_sae,
+                    architecture=s.architecture,
+                    k=s.k,
+                    l1_coefficient=s.l1_coefficient,
+                    steps=s.steps,
+                    batch_size=s.batch_size,
+                    lr=s.lr,
+                    seed=s.seed,
+                    device=ctx.device,
+                    progress=lambda step: bar.set(step + 1),
+                    checkpoint=folder / "checkpoint.pt",
+                    **({"dist": ctx.dist} if ctx.dist is not None else {}),
+                )
             if not main:
                 continue
         sae = sae.to(ctx.device).eval()
         heldout = np.load(ctx.inputs["activations"] / layer_cfg.name / "heldout.npy", mmap_mode="r")
         metrics = evaluate_sae(sae, heldout)
         if len(heldout_images):
-            downstream, all_positions = downstream_metrics(model, layer_cfg.name, sae, data, heldout_images, ctx.device)
+            downstream, all_positions = downstream_metrics(
+                model, layer_cfg.name, sae, data, heldout_images, ctx.device
+            )
             metrics.update({f"uniform_{k}": v for k, v in evaluate_sae(sae, all_positions).items()})
             metrics.update(downstream)
         save_sae(sae.cpu(), folder, metrics=metrics)
@@ -160,9 +189,11 @@ def run(ctx: StageContext) -> None:
         (folder / "checkpoint.pt").unlink(missing_ok=True)
         # Written last: marks the layer as done for a resumed run.
         atomic_write_json(folder / "training.json", {k: v for k, v in stats.items() if "second" not in k})
-        ctx.console.info(f"  {layer_cfg.name}: {sae.d_sae} features, explained variance {metrics['explained_variance']:.3f} "
-                         f"(all positions {metrics.get('uniform_explained_variance', float('nan')):.3f}), "
-                         f"L0 {metrics['l0']:.1f}, dead {metrics['dead_fraction']:.1%}, "
-                         f"top-1 agreement {metrics.get('downstream_top1_agreement', float('nan')):.1%}, "
-                         f"CE recovered {metrics.get('downstream_ce_recovered', float('nan')):.3f} "
-                         f"({stats.get('samples_per_second', 0):.0f} vectors/s)")
+        ctx.console.info(
+            f"  {layer_cfg.name}: {sae.d_sae} features, explained variance {metrics['explained_variance']:.3f} "
+            f"(all positions {metrics.get('uniform_explained_variance', float('nan')):.3f}), "
+            f"L0 {metrics['l0']:.1f}, dead {metrics['dead_fraction']:.1%}, "
+            f"top-1 agreement {metrics.get('downstream_top1_agreement', float('nan')):.1%}, "
+            f"CE recovered {metrics.get('downstream_ce_recovered', float('nan')):.3f} "
+            f"({stats.get('samples_per_second', 0):.0f} vectors/s)"
+        )

@@ -17,11 +17,22 @@ def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console:
 
     records = load_merged(merged_path(cfg))  # issue 11: imported ratings (validated again here)
     bar = console.progress(1, "pages")
-    summary = render_site(ratings_records=records, ratings_cfg=to_dict(cfg.ratings), game_cfg=to_dict(cfg.game),
-                          artifacts=artifacts, layers=[l.name for l in cfg.layers], model_name=cfg.model.name,
-                          title=cfg.site.title, date=cfg.site.date, base_url=cfg.site.base_url, out_dir=out_dir,
-                          authors=tuple(cfg.site.authors), version=cfg.site.version, doi=cfg.site.doi,
-                          dense_threshold=cfg.examples.dense_threshold,
-                          progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)))
+    summary = render_site(
+        ratings_records=records,
+        ratings_cfg=to_dict(cfg.ratings),
+        game_cfg=to_dict(cfg.game),
+        artifacts=artifacts,
+        layers=[l.name for l in cfg.layers],
+        model_name=cfg.model.name,
+        title=cfg.site.title,
+        date=cfg.site.date,
+        base_url=cfg.site.base_url,
+        out_dir=out_dir,
+        authors=tuple(cfg.site.authors),
+        version=cfg.site.version,
+        doi=cfg.site.doi,
+        dense_threshold=cfg.examples.dense_threshold,
+        progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)),
+    )
     bar.close()
     return summary
