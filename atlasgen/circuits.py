@@ -30,9 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.models import _StopForward, capture, classifier_head, get_module, layer_activations
+from atlasgen.models import StopForward, capture, classifier_head, get_module, layer_activations
 
 
 class CircuitsError(AtlasgenError):
@@ -86,11 +87,116 @@ def _is_call_max_pool(module: nn.Module) -> bool:
     return type(module).__name__ == "MaxPool2dLayer"  # lucent.modelzoo's functional-style pool module
 
 
+def _pool_args(args, kwargs):
+    """(input, kernel, stride, padding, dilation, ceil_mode) of a functional max-pool call."""
+    names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
+    given = dict(zip(names, args)) | {k: v for k, v in kwargs.items() if k in names}
+    kernel = given["kernel_size"]
+    stride = given.get("stride") or kernel  # None or () means the kernel size, as in F.max_pool2d
+    return (
+        given["input"],
+        kernel,
+        stride,
+        given.get("padding", 0),
+        given.get("dilation", 1),
+        bool(given.get("ceil_mode", False)),
+    )
+
+
+def _linear_max_pool(args, kwargs):
+    """A functional 2-d max-pool linearized like nn.MaxPool2d: the identity when it keeps the grid,
+    else the average of the same window (non-finite padding read as 0). None when it cannot be
+    (dilation, or the indices asked for)."""
+    x, kernel, stride, padding, dilation, ceil_mode = _pool_args(args, kwargs)
+    if kwargs.get("return_indices") or (len(args) > 6 and args[6]) or dilation not in (1, (1, 1), [1, 1]):
+        return None
+    x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+    out = F.avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad=False)
+    return x if out.shape == x.shape else out
+
+
+_RELUS = frozenset({torch.relu, torch.relu_, F.relu, F.relu_, torch.Tensor.relu, torch.Tensor.relu_})
+_MAX_POOLS = frozenset({F.max_pool2d, torch.max_pool2d})
+# Functions the linearization cannot treat: reported by name when the path is found not to be linear.
+_NONLINEAR = {
+    f: name
+    for f, name in (
+        (torch.sigmoid, "sigmoid"),
+        (F.sigmoid, "sigmoid"),
+        (torch.Tensor.sigmoid, "sigmoid"),
+        (torch.tanh, "tanh"),
+        (F.tanh, "tanh"),
+        (torch.Tensor.tanh, "tanh"),
+        (F.gelu, "gelu"),
+        (F.silu, "silu"),
+        (F.softplus, "softplus"),
+        (F.elu, "elu"),
+        (F.selu, "selu"),
+        (F.leaky_relu, "leaky_relu"),
+        (F.relu6, "relu6"),
+        (F.hardtanh, "hardtanh"),
+        (F.hardswish, "hardswish"),
+        (F.mish, "mish"),
+        (F.softmax, "softmax"),
+        (torch.softmax, "softmax"),
+        (F.layer_norm, "layer_norm"),
+        (F.group_norm, "group_norm"),
+        (F.local_response_norm, "local_response_norm"),
+        (torch.clamp, "clamp"),
+        (torch.Tensor.clamp, "clamp"),
+        (torch.clamp_min, "clamp_min"),
+        (torch.Tensor.clamp_min, "clamp_min"),
+        (F.max_pool2d_with_indices, "max_pool2d with indices"),
+        (F.adaptive_max_pool2d, "adaptive_max_pool2d"),
+        (torch.abs, "abs"),
+        (torch.exp, "exp"),
+    )
+}
+
+
+class _FunctionalLinearizer(TorchFunctionMode):
+    """Functional ReLUs (``torch.relu``, ``F.relu``, ``x.relu()``, in place or not) act as the
+    identity and functional 2-d max-pools as in :func:`_linear_max_pool`, like their module forms.
+    Calls to other nonlinear functions on tensors that depend on the source layer's output are
+    recorded (with the innermost module running) so a path found not to be linear can be named."""
+
+    def __init__(self, module_names: dict[int, str]):
+        super().__init__()
+        self.module_names, self.stack, self.seen = module_names, [], []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _RELUS:
+            return args[0]
+        if func in _MAX_POOLS:
+            out = _linear_max_pool(args, kwargs)
+            if out is not None:
+                return out
+            self._note("max_pool2d (dilated or with indices)", args)
+        elif func in _NONLINEAR:
+            self._note(_NONLINEAR[func], args)
+        return func(*args, **kwargs)
+
+    def _note(self, name: str, args) -> None:
+        if any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            where = next(
+                (self.module_names[id(m)] for m in reversed(self.stack) if id(m) in self.module_names), ""
+            )
+            self.seen.append((name, where))
+
+
+def _pop(stack: list) -> None:
+    if stack:
+        stack.pop()  # returns nothing: a global forward hook's return value would replace the output
+
+
 @contextmanager
 def linearized(model: nn.Module):
-    """Within the block, every nn.ReLU acts as the identity and every nn.MaxPool2d (and lucent's
-    MaxPool2dLayer) as the identity (strided ones as the average pool of the same window). Hooks
-    are removed on exit."""
+    """Within the block, every ReLU acts as the identity and every 2-d max-pool as the identity
+    (strided ones as the average pool of the same window): nn.ReLU and nn.MaxPool2d modules,
+    lucent's MaxPool2dLayer, and the functional forms (``torch.relu``, ``F.relu``, ``x.relu()``,
+    ``F.max_pool2d``). Yields the list of other nonlinear calls seen on tensors that require
+    grad, as (function, module name). Hooks and the function mode are removed on exit."""
     handles, inplace = [], []
     for module in model.modules():
         if isinstance(module, nn.ReLU):
@@ -102,8 +208,12 @@ def linearized(model: nn.Module):
             handles.append(module.register_forward_hook(_linear_pool_hook))
         elif _is_call_max_pool(module):
             handles.append(module.register_forward_hook(_linear_call_pool_hook, with_kwargs=True))
+    mode = _FunctionalLinearizer({id(m): name for name, m in model.named_modules() if name})
+    handles.append(nn.modules.module.register_module_forward_pre_hook(lambda m, _i: mode.stack.append(m)))
+    handles.append(nn.modules.module.register_module_forward_hook(lambda m, _i, _o: _pop(mode.stack)))
     try:
-        yield model
+        with mode:
+            yield mode.seen
     finally:
         for h in handles:
             h.remove()
@@ -125,20 +235,25 @@ def forward_order(model: nn.Module, layers: list[str], image_size: int, device: 
         for h in handles:
             h.remove()
     order = list(dict.fromkeys(seen))
-    return order + [l for l in layers if l not in order]
+    return order + [name for name in layers if name not in order]
 
 
-def _map_from(model: nn.Module, src: str, dst: str, x: torch.Tensor, image_size: int) -> torch.Tensor:
-    """The linearized model's ``dst`` output when ``src`` outputs ``x`` (any batch size)."""
+def _map_from(
+    model: nn.Module, src: str, dst: str, x: torch.Tensor, image_size: int, nonlinear: list | None = None
+) -> torch.Tensor:
+    """The linearized model's ``dst`` output when ``src`` outputs ``x`` (any batch size); the
+    nonlinear calls met on the way are appended to ``nonlinear`` when given."""
     device = x.device
     handle = get_module(model, src).register_forward_hook(lambda _m, _i, _o: x)
     try:
-        with linearized(model), capture(model, [dst]) as acts:
+        with linearized(model) as seen, capture(model, [dst]) as acts:
             try:
                 # The image only fixes the grid; everything upstream of src is replaced by x.
                 model(torch.zeros(1, 3, image_size, image_size, device=device, dtype=x.dtype))
-            except _StopForward:  # the capture hook stops the pass once dst is reached
+            except StopForward:  # the capture hook stops the pass once dst is reached
                 pass
+            if nonlinear is not None:
+                nonlinear += seen
     finally:
         handle.remove()
     if dst not in acts:
@@ -208,7 +323,7 @@ def expanded_weights(
 
 def _check_linear(model, src, dst, J, origin, centre, shape, size, device) -> None:
     """The kernel must reproduce the linearized model at the centre on a random input; a nonlinearity
-    that is not an nn.ReLU or nn.MaxPool2d module (a functional relu, LRN) would break this."""
+    other than a ReLU or a max-pool (a sigmoid gate, LRN, layer norm) would break this."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, *shape, generator=gen, dtype=torch.float64).to(device)
     with torch.no_grad():
@@ -222,11 +337,30 @@ def _check_linear(model, src, dst, J, origin, centre, shape, size, device) -> No
     if np.abs(got - want).max() > 1e-9 * scale:
         raise CircuitsError(
             [
-                f"circuits: the path from {src!r} to {dst!r} is not linear once nn.ReLU and "
-                "nn.MaxPool2d modules are linearized (a functional nonlinearity?); expanded "
-                "weights would be wrong. Fix: study layers joined by module ReLUs and pools."
+                f"circuits: {nonlinear_reason(model, src, dst, x, size)} Fix: study two layers "
+                "joined only by convolutions, linear layers, ReLUs, pools and concatenations "
+                "(docs/analyses.md, expanded weights)."
             ]
         )
+
+
+def nonlinear_reason(model, src: str, dst: str, x: torch.Tensor, size: int) -> str:
+    """One sentence: why the path from ``src`` to ``dst`` is not linear once ReLUs and max-pools are,
+    naming the first other nonlinear call on it and the module that makes it when one is seen."""
+    seen: list = []
+    with torch.enable_grad():
+        _map_from(model, src, dst, x.detach().clone().requires_grad_(True), size, seen)
+    if seen:
+        name, where = seen[0]
+        inside = f" in module {where!r}" if where else ""
+        return (
+            f"the path from {src!r} to {dst!r} goes through {name}{inside}, which expanded weights do "
+            "not linearize (only ReLUs and max-pools are), so the layer-to-layer weights are not computed."
+        )
+    return (
+        f"the path from {src!r} to {dst!r} is not linear once ReLUs and max-pools are linearized (a "
+        "nonlinear operation between them), so the layer-to-layer weights are not computed."
+    )
 
 
 def unit_weights(J: np.ndarray, read: np.ndarray | None, write: np.ndarray | None) -> np.ndarray:

@@ -259,10 +259,9 @@ def layers(config: str) -> None:
     """List the layers of the configured model that can be studied, with their output shapes."""
     import torch
 
+    from atlasgen.demo.dataset import CLASSES
     from atlasgen.models import all_layer_shapes, build_model
     from atlasgen.zoo import layer_names
-
-    from atlasgen.demo.dataset import CLASSES
 
     cfg = _load(config)
     try:

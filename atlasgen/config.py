@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -63,7 +63,7 @@ class SiteConfig:
         "1.0",
         "Version of the published atlas (CITATION.cff). Publish a changed SAE under a new model name or version prefix.",
     )
-    doi: Optional[str] = _f(None, "DOI of the atlas, if it has one (CITATION.cff, citations).")
+    doi: str | None = _f(None, "DOI of the atlas, if it has one (CITATION.cff, citations).")
     size_budget_mb: float = _f(
         900.0,
         "Largest site the build accepts, in MB (GitHub Pages publishes at most 1 GB). 0: no limit.",
@@ -81,11 +81,11 @@ class DatasetConfig:
         "demo",
         "demo: the embedded procedural dataset; folder: an ImageNet-style folder of class sub-folders; csv: a CSV list of images (columns path,label).",
     )
-    path: Optional[str] = _f(
+    path: str | None = _f(
         None,
         "Folder of images (source: folder) or CSV file (source: csv; image paths relative to the CSV's folder), relative to the config file.",
     )
-    class_names: Optional[str] = _f(
+    class_names: str | None = _f(
         None,
         "File mapping class ids (folder names or CSV labels, e.g. ImageNet wnids) to readable names: one 'id name' or 'id,name' or 'id<TAB>name' per line. Classes it does not list keep their id.",
     )
@@ -143,11 +143,11 @@ class ModelConfig:
         "demo: the small Inception-style classifier atlasgen trains on the demo dataset; inceptionv1: lucid's InceptionV1 from lucent's model zoo (1008 outputs, 224 px); torchvision: a torchvision classification model named by `arch`; factory: `arch` = 'package.module:function' returning an nn.Module.",
     )
     name: str = _f("demonet", "URL name of the model (first path segment of every page).")
-    arch: Optional[str] = _f(
+    arch: str | None = _f(
         None,
         "torchvision: the model name (e.g. resnet18, vit_b_16); factory: 'package.module:function', called with the number of dataset classes by the first of its parameters named num_classes, n_classes, classes, num_outputs, n_outputs, out_features or num_labels.",
     )
-    weights: Optional[str] = _f(
+    weights: str | None = _f(
         None,
         "Local weights file (state dict). Demo: when empty, the model is trained on the first build and cached. inceptionv1/torchvision: when empty, the torch hub cache (or a download when online) is used.",
     )
@@ -155,7 +155,7 @@ class ModelConfig:
         True,
         "inceptionv1/torchvision without `weights`: false gives random weights (seeded by model.train.seed; for tests), with one output per dataset class for torchvision.",
     )
-    labels: Optional[str] = _f(
+    labels: str | None = _f(
         None,
         "File naming the model's outputs, one per line (e.g. InceptionV1's 1008 labels); dataset classes are matched to outputs by id or readable name. Needed when the model's outputs are not the dataset's classes in order.",
     )
@@ -175,6 +175,8 @@ class ModelConfig:
     train: TrainConfig = _f(TrainConfig(), "Training settings for the demo model.")
     # The layer views, copied from Config.layers by parse_config so load_model can attach them. Not a key.
     views: tuple = field(default=(), metadata={"internal": True})
+    # The config file's folder, where a factory module next to the config is found. Not a key.
+    root: Path = field(default=Path("."), metadata={"internal": True})
 
 
 @dataclass
@@ -192,7 +194,7 @@ class SAEKeysConfig:
 
 @dataclass
 class SAEConfig:
-    weights: Optional[str] = _f(
+    weights: str | None = _f(
         None,
         "Use an SAE trained elsewhere instead of training one: a SAELens folder (cfg.json + sae_weights.safetensors), a .safetensors file or a torch state dict (.pt).",
     )
@@ -216,11 +218,11 @@ class LayerConfig:
         "mixed5b",
         "Name of the layer in the atlas (URL segment); also its module path unless `module` is given.",
     )
-    module: Optional[str] = _f(
+    module: str | None = _f(
         None,
         "Module path of the model whose output is studied (`atlasgen layers` lists them); empty: `name`.",
     )
-    channels: Optional[list[int]] = _f(
+    channels: list[int] | None = _f(
         None,
         "[start, stop): study only these channels of the module's output, e.g. [64, 192] for InceptionV1 mixed3a's 3x3 branch.",
         min=0,
@@ -343,7 +345,7 @@ class CircuitsConfig:
 
 @dataclass
 class ImportanceConfig:
-    top_k: Union[int, Literal["auto"]] = _f(
+    top_k: int | Literal["auto"] = _f(
         "auto",
         "An image counts as correct while its true class is among the top k logits (Terekhov: 10 of 1,000 classes); top-1 is reported too. auto: a fifth of the model's outputs, rounded down, at least 1 and at most 10 (3 for 16 classes). Must be below the number of outputs.",
         min=1,
@@ -375,7 +377,7 @@ class MapConfig:
         "layout",
         "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage), or the laid-out vectors themselves for the top level (average linkage on cosine distance, which keeps structure that the 2-D projection tears apart) with finer levels cut by Ward on the layout inside each top cluster, so they stay compact on the map.",
     )
-    hierarchy: Optional[str] = _f(
+    hierarchy: str | None = _f(
         None,
         "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.",
     )
@@ -403,7 +405,7 @@ RATING_GROUPS = ("top", "middle", "bottom", "random")
 
 
 @dataclass
-class RatingsConfig:  # issue 11: blind interpretability survey (Terekhov)
+class RatingsConfig:  # blind interpretability survey (Terekhov)
     groups: list[str] = _f(
         ["top", "middle"],
         "Groups of the survey sample, by importance rank: top, middle, bottom, random. Shuffled together so the rater cannot tell them apart.",
@@ -420,7 +422,7 @@ class RatingsConfig:  # issue 11: blind interpretability survey (Terekhov)
 
 
 @dataclass
-class GameConfig:  # issue 11: "guess the image" (SAE Explorer)
+class GameConfig:  # "guess the image" (SAE Explorer)
     rounds: int = _f(20, "Held-out images to guess, per layer.", min=1)
     features: int = _f(6, "Most active features shown per image.", min=1)
     choices: int = _f(4, "Candidate images per round (one is right).", min=2)
@@ -606,6 +608,7 @@ def parse_config(data: Any, root: Path = Path(".")) -> Config:
         raise ConfigError(errors)
     cfg.root = root
     cfg.model.views = tuple(cfg.layers)
+    cfg.model.root = cfg.root
     _check_semantics(cfg, errors)
     if errors:
         raise ConfigError(errors)

@@ -76,19 +76,35 @@ def resize_center_crop(img: Image.Image, size: int, crop_fraction: float = 1.0) 
 
 
 class Dataset:
-    """Read-only view of a dataset artifact."""
+    """Read-only view of a dataset artifact (docs/artifacts.md), for the stages and the renderer.
+
+    Imports no torch until :meth:`batch` is called (the renderer never calls it).
+    """
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self.info = json.loads((self.folder / "dataset.json").read_text())
+        self.info = json.loads((self.folder / "dataset.json").read_text(encoding="utf-8"))
+        self.info["classes"] = sorted(self.info["classes"], key=lambda c: c["id"])
+        if [c["id"] for c in self.info["classes"]] != list(range(len(self.info["classes"]))):
+            raise ValueError(
+                f"{self.folder / 'dataset.json'}: class ids must be 0..K-1. Fix: rebuild the dataset stage."
+            )
         self.labels = np.load(self.folder / "labels.npy")
         self.split = np.load(self.folder / "split.npy")
+        facets = self.folder / "facets.npy"
+        self.facets = np.load(facets) if facets.exists() else None  # facet index within the class (demo)
         self.image_size = int(self.info["image_size"])
         images = self.folder / "images.npy"
         self._pixels = np.load(images, mmap_mode="r") if images.exists() else None
-        self._paths = (
-            None if self._pixels is not None else json.loads((self.folder / "paths.json").read_text())
-        )
+        self._paths = None
+        if self._pixels is None:
+            if not (self.folder / "paths.json").exists():
+                raise FileNotFoundError(
+                    f"{self.folder} has neither images.npy nor paths.json. Fix: rebuild the dataset stage."
+                )
+            paths = json.loads((self.folder / "paths.json").read_text(encoding="utf-8"))
+            paths = paths["paths"] if isinstance(paths, dict) else paths  # {"paths": [...]} written by hand
+            self._paths = [p if os.path.isabs(p) else str(self.folder / p) for p in paths]
 
     @property
     def classes(self) -> list[dict]:
@@ -97,6 +113,22 @@ class Dataset:
     @property
     def n_classes(self) -> int:
         return len(self.info["classes"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c["name"]) for c in self.classes]
+
+    @property
+    def superclass_of(self) -> list[str | None]:
+        return [c.get("superclass") for c in self.classes]
+
+    @property
+    def facet_names(self) -> list[list[str]]:
+        return [list(c.get("facets") or []) for c in self.classes]
+
+    @property
+    def identity(self) -> str | None:
+        return self.info.get("identity")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -110,8 +142,14 @@ class Dataset:
         """Image indices of the 'train' (SAE, examples) or 'heldout' split."""
         return np.flatnonzero(self.split == (0 if split == "train" else 1))
 
+    def image(self, i: int) -> np.ndarray:
+        """RGB uint8 array of image ``i`` as stored: generated pixels, or the whole file (uncropped)."""
+        if self._pixels is not None:
+            return np.asarray(self._pixels[i])
+        return np.asarray(load_rgb(self._paths[i]))
+
     def pixels(self, indices) -> np.ndarray:
-        """uint8 (n, S, S, 3) for the given image indices."""
+        """uint8 (n, S, S, 3) for the given image indices, as the model sees them."""
         indices = np.asarray(indices)
         if self._pixels is not None:
             return np.asarray(self._pixels[indices])
@@ -179,7 +217,7 @@ def _checked_mode(path: Path, min_side: int) -> str:
     return mode
 
 
-# ---------------------------------------------------------------- issue 9: CSV lists, class names, subsampling
+# ---------------------------------------------------------------- CSV lists, class names, subsampling
 
 
 def read_image_csv(csv_path: Path) -> tuple[list[str], list[str], list[int]]:

@@ -1,4 +1,4 @@
-"""Distributed builds: ranks, the process group and the collectives the stages use (issue 10).
+"""Distributed builds: ranks, the process group and the collectives the stages use.
 
 ``torchrun --nproc-per-node N -m atlasgen build -c CONFIG`` starts N copies of
 the build; torchrun sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` (and the

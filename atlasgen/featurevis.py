@@ -4,8 +4,7 @@ The recipe is Lucid's (Olah et al., "Feature Visualization", Distill 2017): an
 FFT-parameterised image with decorrelated colours, Lucid's standard random
 transforms, Adam with lr 0.05. The loop, though, is our own, because lucent's
 ``render_vis`` leaks forward hooks, computes gradients for the model weights
-and builds one objective per batch index (see
-``/work/shared/research/vis_atlas_map.md`` §1.3).
+and builds one objective per batch index.
 
 We also do not call lucent's ``param.image`` or ``transform`` at run time,
 although ``param.image`` imports cleanly: both pin tensors to a module-global
@@ -40,13 +39,13 @@ units share its batch (up to floating-point differences of batched kernels).
 from __future__ import annotations
 
 import contextlib
-import io
 import dataclasses
+import io
 import os
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -55,7 +54,7 @@ from PIL import Image
 from torch.overrides import TorchFunctionMode
 
 from atlasgen.cache import atomic_write_bytes
-from atlasgen.models import channels_last
+from atlasgen.models import LayerCapture, channels_last
 from atlasgen.sae import adam_options
 
 __all__ = [
@@ -124,7 +123,7 @@ class SAEDirections:
         return int(self.W_enc.shape[1])
 
     @classmethod
-    def from_npz(cls, path: str | os.PathLike) -> "SAEDirections":
+    def from_npz(cls, path: str | os.PathLike) -> SAEDirections:
         """Read ``W_enc``, ``b_enc``, ``b_dec`` (and ``threshold`` when present) from an ``sae.npz``
         artifact; a ``cfg.json`` beside it that says ``"architecture": "topk"`` gives ``k``."""
         path = Path(path)
@@ -141,7 +140,7 @@ class SAEDirections:
         return cls(**arrays, threshold=0.0 if k is not None else threshold, k=k)
 
     @classmethod
-    def from_sae(cls, sae: torch.nn.Module) -> "SAEDirections":
+    def from_sae(cls, sae: torch.nn.Module) -> SAEDirections:
         """From an :class:`atlasgen.sae.SparseAutoencoder` (or a JumpReLU one): its encoder and gate."""
         topk = getattr(sae, "architecture", None) == "topk"
         threshold = sae.threshold.detach().cpu().float() if hasattr(sae, "threshold") and not topk else 0.0
@@ -229,7 +228,7 @@ class FFTImage:
         *,
         sd: float = 0.01,
         device: torch.device | str = "cpu",
-    ) -> "FFTImage":
+    ) -> FFTImage:
         """One image per generator, spectrum ~ N(0, sd^2) as in Lucid.
 
         Drawn on the CPU from each unit's generator and then moved, so the
@@ -278,7 +277,7 @@ class TransformSpec:
     angles: tuple[float, ...] = tuple(float(a) for a in range(-10, 11)) + (0.0,) * 5
     jitter2: int = 4
 
-    def for_size(self, image_size: int, reference: int = 128) -> "TransformSpec":
+    def for_size(self, image_size: int, reference: int = 128) -> TransformSpec:
         """The same transforms with pixel distances scaled from Lucid's 128 px default
         to ``image_size``: a 12 px pad is 9 % of a 128 px image but 19 % of a 64 px one."""
         f = image_size / reference
@@ -523,10 +522,6 @@ def gram_diversity(acts: torch.Tensor, group_size: int) -> torch.Tensor:
 # ------------------------------------------------------------------------ loop
 
 
-class _StopForward(Exception):
-    """Raised by the capture hook to end the forward pass at the target layer."""
-
-
 class _RedirectedReLU(torch.autograd.Function):
     """ReLU whose gradient is redirected when it would be zero (lucid's ``redirected_relu_grad``).
 
@@ -688,47 +683,6 @@ class _Nonlinearities(TorchFunctionMode):
         return out
 
 
-class _LayerCapture:
-    """One forward hook that records a layer's output and aborts the forward.
-
-    Stopping at the target layer saves the rest of the network's forward and
-    backward; it is safe because nothing after that layer affects the objective.
-    """
-
-    def __init__(self, module: torch.nn.Module, view: Callable | None = None):
-        self.module = module
-        self.view = view  # module output -> the studied (B, C, H, W) part (atlasgen.models.LayerView.view)
-        self.handle: torch.utils.hooks.RemovableHandle | None = None
-        self.output: torch.Tensor | None = None
-
-    def _hook(self, module, inputs, output):
-        if isinstance(output, (tuple, list)):  # e.g. attention blocks
-            output = output[0]
-        self.output = output if self.view is None else self.view(output)
-        raise _StopForward
-
-    def __enter__(self) -> "_LayerCapture":
-        self.handle = self.module.register_forward_hook(self._hook)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.handle is not None:
-            self.handle.remove()
-            self.handle = None
-        self.output = None  # do not keep the last graph alive
-
-    def __call__(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        self.output = None
-        try:
-            model(x)
-        except _StopForward:
-            pass
-        if self.output is None:
-            raise RuntimeError("the target layer was not called by the model's forward")
-        out, self.output = self.output, None
-        return out
-
-
 @contextlib.contextmanager
 def _frozen_eval(model: torch.nn.Module) -> Iterator[None]:
     """Eval mode and no parameter gradients for the duration; restore after.
@@ -826,7 +780,7 @@ class _Job:
         return self.objective(acts)
 
 
-def _forward(model, capture: _LayerCapture, nl: _Nonlinearities, x: torch.Tensor):
+def _forward(model, capture: LayerCapture, nl: _Nonlinearities, x: torch.Tensor):
     """The layer's activations on ``x`` and their pre-activation (None where it is their own)."""
     nl.clear()
     with nl:
@@ -838,7 +792,7 @@ def _forward(model, capture: _LayerCapture, nl: _Nonlinearities, x: torch.Tensor
 
 def _render_batch(
     model: torch.nn.Module,
-    capture: _LayerCapture,
+    capture: LayerCapture,
     job: _Job,
     *,
     image_size: int,
@@ -958,15 +912,11 @@ def _run_jobs(
     from atlasgen.models import layer_view
 
     view = layer_view(model, layer)  # a configured view (channel range, ViT tokens) or the whole module
-    target = _resolve_layer(model, view.module)
+    _resolve_layer(model, view.module)  # a missing module fails here, naming the model's modules
     images = np.empty((n_items * per_item, image_size, image_size, 3), dtype=np.uint8)
     final = np.empty(n_items * per_item, dtype=np.float32)
     items_per_batch = max(1, batch_size // per_item)
-    with (
-        _frozen_eval(model),
-        channels_last(model, device) as layout,
-        _LayerCapture(target, view.view) as capture,
-    ):
+    with _frozen_eval(model), channels_last(model, device) as layout, LayerCapture(model, layer) as capture:
         plain_preprocess = preprocess
         preprocess = lambda x: layout(plain_preprocess(x))  # noqa: E731
         if n_items:
@@ -1234,9 +1184,9 @@ def unit_maxima(
     from atlasgen.models import layer_view
 
     view = layer_view(model, layer)  # a configured view (channel range, ViT tokens) or the whole module
-    target = _resolve_layer(model, view.module)
+    _resolve_layer(model, view.module)  # a missing module fails here, naming the model's modules
     out = []
-    with _frozen_eval(model), _LayerCapture(target, view.view) as capture:
+    with _frozen_eval(model), LayerCapture(model, layer) as capture:
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
             x = x.permute(0, 3, 1, 2).float() / 255.0

@@ -1,4 +1,4 @@
-"""Class hierarchies and names for groups of classes (issue 7).
+"""Class hierarchies and names for groups of classes.
 
 A hierarchy is a child -> parent map over names: every class of the dataset is
 a leaf, parents are concepts ("dog" -> "mammal" -> "animal"), and names with
@@ -22,7 +22,6 @@ when it is not the root; otherwise the two leading classes ("cat / dog").
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +57,14 @@ class Hierarchy:
             self.paths.append(path)  # leaf first, top concept last
 
     @classmethod
-    def from_dataset(cls, classes: list[dict]) -> "Hierarchy":
+    def from_dataset(cls, classes: list[dict]) -> Hierarchy:
         """Class -> superclass, from dataset.json (empty superclasses: a flat hierarchy)."""
         return cls(
             {c["name"]: c["superclass"] for c in classes if c.get("superclass")}, [c["name"] for c in classes]
         )
 
     @classmethod
-    def from_file(cls, path: Path, class_names: list[str]) -> "Hierarchy":
+    def from_file(cls, path: Path, class_names: list[str]) -> Hierarchy:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
@@ -170,13 +169,3 @@ def load(hierarchy_path: str | None, classes: list[dict], resolve) -> Hierarchy:
     if hierarchy_path:
         return Hierarchy.from_file(resolve(hierarchy_path), names)
     return Hierarchy.from_dataset(classes)
-
-
-def dump_dataset_hierarchy(classes: list[dict]) -> str:
-    """The dataset's class -> superclass structure as a hierarchy file (JSON)."""
-    return (
-        json.dumps(
-            {c["name"]: c["superclass"] for c in classes if c.get("superclass")}, indent=1, sort_keys=True
-        )
-        + "\n"
-    )

@@ -25,13 +25,13 @@ Two ways to compute it, with the same answer where both apply:
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
 from atlasgen.models import (
-    _StopForward,
+    StopForward,
     capture,
     classifier_head,
     get_module,
@@ -79,7 +79,7 @@ def unit_sums(model, layer: str, sae, x: torch.Tensor) -> tuple[torch.Tensor, to
     with capture(model, [layer]) as acts:
         try:
             model(x)
-        except _StopForward:
+        except StopForward:
             pass
     a = acts[layer].double()
     sum_f = _codes(sae, acts[layer]).double().sum((0, 2, 3)) if sae is not None else None
@@ -173,7 +173,7 @@ def batched_ablation(
             with capture(model, [layer]):  # stops the pass at the layer
                 try:
                     model(x[:1])
-                except _StopForward:
+                except StopForward:
                     pass
             break
     finally:

@@ -21,10 +21,11 @@ import importlib
 import inspect
 import json
 import math
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -84,8 +85,8 @@ def _inceptionv1(pretrained_head: bool = True) -> nn.Module:
     """lucent's InceptionV1 with plain nn.ReLU modules (atlasgen's feature vis redirects their
     gradient itself; lucent's RedirectedReluLayer would bend every gradient, also for circuits)
     and without the final softmax, so it returns the 1008 logits of softmax2's pre-activation."""
-    from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1
     from lucent.modelzoo.inceptionv1.helper_layers import ReluLayer
+    from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1
 
     model = InceptionV1(pretrained=False, redirected_ReLU=False)
     for name, module in list(model.named_children()):
@@ -95,7 +96,9 @@ def _inceptionv1(pretrained_head: bool = True) -> nn.Module:
     return model
 
 
-def _import_factory(spec: str):
+def _import_factory(spec: str, root: Path | None = None):
+    """The factory named 'package.module:function', imported from the path or, failing that, from
+    the config file's folder ``root``."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ConfigError(
@@ -104,11 +107,28 @@ def _import_factory(spec: str):
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(
-            [
-                f"model.arch: cannot import {module_name!r} ({exc}). Fix: install the package or put it on PYTHONPATH."
-            ]
-        ) from None
+        top = module_name.split(".")[0]
+        if (
+            root is None
+            or not ((root / f"{top}.py").is_file() or (root / top).is_dir())
+            or getattr(exc, "name", None) != top
+        ):
+            raise ConfigError(
+                [
+                    f"model.arch: cannot import {module_name!r} ({exc}). Fix: put it next to the config file, "
+                    "install the package or put it on PYTHONPATH."
+                ]
+            ) from None
+        sys.path.insert(0, str(Path(root).resolve()))  # as `python` does for a script's own folder
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc2:
+            raise ConfigError(
+                [
+                    f"model.arch: cannot import {module_name!r} from {str(root)!r} ({exc2}). "
+                    "Fix: install what it imports, or correct the module name."
+                ]
+            ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ConfigError(
@@ -175,7 +195,7 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
         size = getattr(model, "image_size", None)  # VisionTransformer has a fixed input size
         pre = Preprocess(IMAGENET_MEAN, IMAGENET_STD, size)
     elif source == "factory":
-        factory = _import_factory(model_cfg.arch)
+        factory = _import_factory(model_cfg.arch, model_cfg.root)
         param = class_count_parameter(factory)
         try:
             model = factory(**{param: n_classes}) if param else factory()
@@ -440,65 +460,79 @@ def layer_view(model: nn.Module, name: str) -> LayerView:
     return getattr(model, "atlas_views", {}).get(name) or LayerView(name, name)
 
 
-class _StopForward(Exception):
-    pass
+class StopForward(Exception):
+    """Raised by a capture hook to end the forward pass once every captured layer has run."""
+
+
+class LayerCapture:
+    """The forward hooks that record the (B, C, H, W) views of ``layers`` during a forward pass;
+    with ``stop``, the pass ends (:class:`StopForward`) after the last of them, so nothing
+    downstream is computed. Use it as a context manager (the hooks are removed on exit, also after
+    an error); :attr:`acts` holds the views by layer name. Calling it runs one forward pass and
+    returns the views, or the one view when ``layers`` is a single name.
+    """
+
+    def __init__(self, model: nn.Module, layers: str | list[str], stop: bool = True):
+        self.single = isinstance(layers, str)
+        self.model = model
+        self.views = [layer_view(model, name) for name in ([layers] if self.single else layers)]
+        self.stop = stop
+        self.acts: dict[str, torch.Tensor] = {}
+        self._remaining = {v.name for v in self.views}
+        self._handles: list = []
+
+    def _hook_for(self, module_views: list[LayerView]):
+        def hook(_module, _inputs, output):
+            for v in module_views:
+                self.acts[v.name] = v.view(output)
+                self._remaining.discard(v.name)
+            if self.stop and not self._remaining:
+                raise StopForward
+
+        return hook
+
+    def __enter__(self) -> LayerCapture:
+        by_module: dict[str, list[LayerView]] = {}
+        for v in self.views:
+            by_module.setdefault(v.module, []).append(v)
+        self._handles = [
+            get_module(self.model, path).register_forward_hook(self._hook_for(vs))
+            for path, vs in by_module.items()
+        ]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __call__(self, model: nn.Module, x: torch.Tensor):
+        self.acts.clear()  # nothing of the last pass (or its graph) is kept
+        self._remaining = {v.name for v in self.views}
+        try:
+            model(x)
+        except StopForward:
+            pass
+        missing = [v.name for v in self.views if v.name not in self.acts]
+        if missing:
+            raise RuntimeError(f"the layer {missing[0]!r} was not called by the model's forward")
+        out = self.acts[self.views[0].name] if self.single else dict(self.acts)
+        self.acts.clear()
+        return out
 
 
 @contextmanager
 def capture(model: nn.Module, layers: list[str], stop: bool = True):
-    """Record the (B, C, H, W) views of ``layers`` during a forward pass; with ``stop``,
-    the pass ends after the last of them (nothing downstream is computed). The hooks
-    are removed on exit, also after an error."""
-    acts: dict[str, torch.Tensor] = {}
-    views = [layer_view(model, name) for name in layers]
-    remaining = set(layers)
-    by_module: dict[str, list[LayerView]] = {}
-    for v in views:
-        by_module.setdefault(v.module, []).append(v)
-
-    def hook_for(module_views):
-        def hook(_module, _inputs, output):
-            for v in module_views:
-                acts[v.name] = v.view(output)
-                remaining.discard(v.name)
-            if stop and not remaining:
-                raise _StopForward
-
-        return hook
-
-    handles = [get_module(model, path).register_forward_hook(hook_for(vs)) for path, vs in by_module.items()]
-    try:
-        yield acts
-    finally:
-        for h in handles:
-            h.remove()
+    """Record the (B, C, H, W) views of ``layers`` during forward passes (see :class:`LayerCapture`);
+    yields the dict of views by layer name."""
+    with LayerCapture(model, layers, stop) as hooks:
+        yield hooks.acts
 
 
 def layer_activations(model: nn.Module, images: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
     """Activations (N, C, H, W) of ``layers`` for a batch, without running the rest of the model."""
-    with capture(model, layers) as acts:
-        try:
-            model(images)
-        except _StopForward:
-            pass
-    return dict(acts)
-
-
-@contextmanager
-def splice_layer(model: nn.Module, name: str, replace):
-    """While active, the view ``name`` of every forward is replaced by ``replace(view)``
-    ((B, C, H, W) -> (B, C, H, W), or None to keep the output as it is)."""
-    view = layer_view(model, name)
-
-    def hook(_module, _inputs, output):
-        new = replace(view.view(output))
-        return None if new is None else view.splice(output, new)
-
-    handle = get_module(model, view.module).register_forward_hook(hook)
-    try:
-        yield view
-    finally:
-        handle.remove()
+    with LayerCapture(model, layers) as hooks:
+        return hooks(model, images)
 
 
 @contextmanager

@@ -1,8 +1,10 @@
-"""The staged build: which stages exist, what each depends on, and the runner.
+"""The runner of the staged build.
 
-Each stage declares its inputs: its slice of the config, the content hashes of
-the upstream artifacts it reads, and the hash of its own source code. Their
-hash is the stage's key; a complete artifact under that key means the stage
+Each module of ``atlasgen.stages`` declares its stage (``STAGE = Stage(...)``, see
+``atlasgen.stage``); the runner reads those declarations without importing the modules. A
+stage's inputs are its slice of the config, the content hashes of the upstream artifacts it
+reads, and its code identity (the source of every atlasgen module it may import, see
+``atlasgen.codeid``). Their hash is the stage's key; a complete artifact under that key means the stage
 has nothing to do. The site stage renders into the output folder instead of
 the cache and keeps its key in the output's marker file.
 """
@@ -11,218 +13,84 @@ from __future__ import annotations
 
 import importlib
 import json
-import importlib.util
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from atlasgen import __version__
-from atlasgen.cache import SITE_MARKER, ArtifactStore, hash_data, hash_file, hash_tree, tree_size
-from atlasgen.config import Config, to_dict
+from atlasgen.cache import SITE_MARKER, ArtifactStore, hash_data, hash_tree, tree_size
+from atlasgen.codeid import code_identity, package_root
+from atlasgen.config import Config
 from atlasgen.progress import Console, format_bytes, format_seconds
-from atlasgen.ratings import ratings_identity
+from atlasgen.slices import config_slice
+from atlasgen.stage import DeclarationError, Stage, StageContext, read_declaration
+
+SITE_STAGE = "site"  # renders last, into the output folder instead of the cache
 
 
-@dataclass
-class StageContext:
-    """What a stage's ``run`` gets: the config, its output folder and its inputs' folders."""
-
-    cfg: Config
-    out: Path
-    inputs: dict[str, Path]
-    console: Console
-    device: str
-    dist: Any = None  # atlasgen.dist.Dist in a distributed build (issue 10); None in a plain one
-
-    def progress(self, total: int, desc: str):
-        return self.console.progress(total, desc)
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    deps: tuple[str, ...]
-    module: str  # its run(ctx) computes the artifact
-    config_slice: Callable[[Config], Any]
-    code: tuple[str, ...] = ()  # library modules whose source is part of the stage's code version
-    resumable: bool = False  # keeps its .partial folder across a killed run (shards written atomically)
-    what: str = ""
-
-
-def _content_sha256(path: Path) -> str:
-    """Content hash of a weights file, or of every file in a weights folder."""
-    return hash_tree(path, exclude=()) if path.is_dir() else hash_file(path)
-
-
-def _weights_identity(cfg: Config) -> Any:
-    if not cfg.model.weights:
-        return None
-    path = cfg.resolve(cfg.model.weights)
-    return {"file": path.name, "sha256": _content_sha256(path)}
-
-
-def _hierarchy_identity(cfg: Config) -> Any:
-    """Content hash of the class hierarchy file (map.hierarchy), if one is given."""
-    return hash_file(cfg.resolve(cfg.map.hierarchy)) if cfg.map.hierarchy else None
-
-
-def _layers(cfg: Config, with_sae: bool = False) -> list:
-    """The layers' config slice; with the SAE settings, plus the content hash of any SAE weights loaded."""
-    out = []
-    for l in cfg.layers:
-        entry = {"name": l.name}
-        if (
-            l.module or l.channels or l.tokens != "patches" or l.prefix_tokens != -1
-        ):  # a view of a module (issue 9)
-            entry["view"] = {
-                "module": l.module,
-                "channels": l.channels,
-                "tokens": l.tokens,
-                "prefix_tokens": l.prefix_tokens,
-            }
-        if with_sae:
-            entry["sae"] = to_dict(l.sae)
-            if l.sae.weights:
-                entry["sae_weights_sha256"] = _content_sha256(cfg.resolve(l.sae.weights))
-        out.append(entry)
-    return out
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage(
-        "dataset",
-        (),
-        "atlasgen.stages.dataset",
-        lambda c: to_dict(c.dataset),
-        code=("atlasgen.data", "atlasgen.demo.dataset"),
-        what="images and labels",
-    ),
-    Stage(
-        "model",
-        ("dataset",),
-        "atlasgen.stages.model",
-        lambda c: {"model": to_dict(c.model), "weights": _weights_identity(c)},
-        code=("atlasgen.models", "atlasgen.demo.model", "atlasgen.data"),
-        resumable=True,
-        what="the classifier",
-    ),
-    Stage(
-        "activations",
-        ("dataset", "model"),
-        "atlasgen.stages.activations",
-        lambda c: {"layers": _layers(c), "activations": to_dict(c.activations)},
-        code=("atlasgen.models", "atlasgen.data"),
-        resumable=True,
-        what="sampled activation store",
-    ),
-    Stage(
-        "sae",
-        ("dataset", "model", "activations"),
-        "atlasgen.stages.sae",
-        lambda c: {"layers": _layers(c, with_sae=True)},
-        code=("atlasgen.sae", "atlasgen.sae_formats", "atlasgen.models", "atlasgen.data"),
-        resumable=True,
-        what="sparse autoencoders",
-    ),
-    Stage(
-        "examples",
-        ("dataset", "model", "sae"),
-        "atlasgen.stages.examples",
-        lambda c: {"layers": _layers(c), "examples": to_dict(c.examples)},
-        code=(
-            "atlasgen.models",
-            "atlasgen.data",
-            "atlasgen.sae",
-            "atlasgen.bands",
-            "atlasgen.unitlabels",
-            "atlasgen.cofiring",
-        ),
-        resumable=True,
-        what="dataset examples",
-    ),  # resumable: a distributed build keeps each rank's scan (issue 10)
-    # After the examples: a visualisation is judged against its unit's firing distribution on the data.
-    Stage(
-        "featurevis",
-        ("dataset", "model", "sae", "examples"),
-        "atlasgen.stages.featurevis",
-        lambda c: {"layers": _layers(c), "featurevis": to_dict(c.featurevis)},
-        code=(
-            "atlasgen.featurevis",
-            "atlasgen.featurevis_check",
-            "atlasgen.models",
-            "atlasgen.sae",
-            "atlasgen.sae_formats",
-            "atlasgen.data",
-        ),
-        resumable=True,
-        what="feature visualisations",
-    ),
-    Stage(
-        "circuits",
-        ("dataset", "model", "sae"),
-        "atlasgen.stages.circuits",
-        lambda c: {"layers": _layers(c), "circuits": to_dict(c.circuits)},
-        code=("atlasgen.models", "atlasgen.circuits"),
-        what="class and layer-to-layer weights",
-    ),
-    Stage(
-        "importance",
-        ("dataset", "model", "sae"),
-        "atlasgen.stages.importance",
-        lambda c: {"layers": _layers(c), "importance": to_dict(c.importance)},
-        code=("atlasgen.models", "atlasgen.importance", "atlasgen.circuits", "atlasgen.data"),
-        resumable=True,
-        what="mean-ablation importance",
-    ),
-    Stage(
-        "map",
-        ("dataset", "model", "sae", "examples", "circuits"),
-        "atlasgen.stages.map",
-        lambda c: {"layers": _layers(c), "map": to_dict(c.map), "hierarchy": _hierarchy_identity(c)},
-        code=("atlasgen.hierarchy", "atlasgen.models", "atlasgen.data"),
-        what="feature map",
-    ),
-    Stage(
-        "atlas",
-        ("dataset", "model"),
-        "atlasgen.stages.atlas",
-        lambda c: {"layers": _layers(c), "atlas": to_dict(c.atlas), "batch_size": c.examples.batch_size},
-        code=("atlasgen.atlas", "atlasgen.featurevis", "atlasgen.sae", "atlasgen.models", "atlasgen.data"),
-        what="activation atlas",
-    ),
-    Stage(
-        "game",
-        ("dataset", "model", "sae"),
-        "atlasgen.stages.game",  # issue 11
-        lambda c: {"layers": _layers(c), "game": to_dict(c.game)},
-        code=("atlasgen.models", "atlasgen.data"),
-        what="guess-the-image rounds",
-    ),
-)
-SITE_STAGE = "site"
-STAGE_NAMES = tuple(s.name for s in STAGES) + (SITE_STAGE,)
-
-
-def _module_source_hash(names: tuple[str, ...]) -> str:
-    """Hash of modules' source files, found without importing them (status must stay light)."""
-    parts = []
-    for name in names:
-        spec = importlib.util.find_spec(name)
-        parts.append([name, hash_file(Path(spec.origin))])
-    return hash_data(parts)
-
-
-# Every module of the renderer package: a change to any of them re-renders the site.
-_SITE_MODULES = ("atlasgen.site",) + tuple(
-    sorted(
-        f"atlasgen.site.{p.stem}"
-        for p in (Path(__file__).parent / "site").glob("*.py")
+def discover(root: Path | None = None) -> tuple[Stage, ...]:
+    """Every stage's declaration, read from the modules of atlasgen.stages (nothing is imported),
+    in the order they run: depth first from the site stage, each stage after the stages it reads,
+    siblings in the order their reader lists them."""
+    folder = (package_root() if root is None else Path(root)) / "atlasgen" / "stages"
+    declared = {
+        p.stem: read_declaration(p, f"atlasgen.stages.{p.stem}")
+        for p in sorted(folder.glob("*.py"))
         if p.stem != "__init__"
-    )
-)
+    }
+    for name, stage in declared.items():
+        if stage.name != name:
+            raise DeclarationError(
+                f"atlasgen/stages/{name}.py declares the stage {stage.name!r}. "
+                "Fix: name the stage after its module."
+            )
+        for dep in stage.deps:
+            if dep not in declared or dep == SITE_STAGE:
+                raise DeclarationError(
+                    f"stage {name!r} reads {dep!r}, which is no stage. "
+                    "Fix: name a module of atlasgen/stages in its deps."
+                )
+    if SITE_STAGE not in declared:
+        raise DeclarationError(f"no atlasgen/stages/{SITE_STAGE}.py. Fix: restore the site stage.")
+    order: list[str] = []
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            cycle = " -> ".join(visiting[visiting.index(name) :] + [name])
+            raise DeclarationError(
+                f"stages read each other in a cycle: {cycle}. Fix: remove one of the deps."
+            )
+        visiting.append(name)
+        for dep in declared[name].deps:
+            visit(dep)
+        visiting.pop()
+        order.append(name)
+
+    visit(SITE_STAGE)
+    unread = sorted(set(declared) - set(order))
+    if unread:
+        raise DeclarationError(
+            f"no stage reads the artifact of stage {unread[0]!r}. Fix: add it to the deps "
+            f"of the stages that read it (at least atlasgen/stages/{SITE_STAGE}.py)."
+        )
+    return tuple(declared[name] for name in order)
+
+
+_ALL = discover()
+STAGES: tuple[Stage, ...] = _ALL[:-1]  # the cached stages, in the order they run
+SITE: Stage = _ALL[-1]
+STAGE_NAMES = tuple(s.name for s in _ALL)
+
+
+def stage_code(stage: Stage, root: Path | None = None) -> str:
+    """A stage's code identity: the source of every atlasgen module its module may import."""
+    return code_identity(stage.module, package_root() if root is None else Path(root))
 
 
 def _site_resources_hash() -> str:
@@ -272,7 +140,7 @@ class Pipeline:
         dist: Any = None,
     ):
         self.cfg = cfg
-        self.dist = dist  # issue 10: every rank runs build(); see atlasgen.dist
+        self.dist = dist  # every rank runs build() in a distributed build; see atlasgen.dist
         self.accept_changed_features = accept_changed_features
         self.store = ArtifactStore(cfg.resolve(cfg.cache_dir))
         self.out_dir = Path(out_dir) if out_dir is not None else cfg.resolve(cfg.output)
@@ -283,25 +151,19 @@ class Pipeline:
     def _inputs(self, stage: Stage, upstream: dict[str, str]) -> dict:
         return {
             "stage": stage.name,
-            "config": stage.config_slice(self.cfg),
-            "code": _module_source_hash((stage.module,) + stage.code),
+            "config": config_slice(stage, self.cfg),
+            "code": stage_code(stage),
             "upstream": {d: upstream[d] for d in stage.deps},
         }
 
     def _site_inputs(self, upstream: dict[str, str]) -> dict:
         return {
             "stage": SITE_STAGE,
-            "config": {
-                "site": to_dict(self.cfg.site),
-                "model": self.cfg.model.name,
-                "layers": [l.name for l in self.cfg.layers],
-            },
-            "code": _module_source_hash(("atlasgen.stages.site",) + _SITE_MODULES),
+            "config": config_slice(SITE, self.cfg),
+            "code": stage_code(SITE),
             "resources": _site_resources_hash(),
             "atlasgen": __version__,
-            "upstream": dict(sorted(upstream.items())),
-            # issue 11: the survey's settings and the imported ratings (their content hash) re-render the site.
-            "ratings": {"config": to_dict(self.cfg.ratings), "merged": ratings_identity(self.cfg)},
+            "upstream": {d: upstream[d] for d in SITE.deps},
         }
 
     def _site_key_on_disk(self) -> str | None:
@@ -356,8 +218,6 @@ class Pipeline:
             reasons.append("code changed")
         if old.get("resources") != inputs.get("resources"):
             reasons.append("templates or static files changed")
-        if old.get("ratings") != inputs.get("ratings"):
-            reasons.append("ratings changed")
         for dep, h in inputs.get("upstream", {}).items():
             if old.get("upstream", {}).get(dep) != h:
                 reasons.append(f"upstream {dep} changed")
@@ -426,7 +286,7 @@ class Pipeline:
                 shutil.rmtree(partial)
             partial.mkdir(parents=True, exist_ok=True)
         module = importlib.import_module(stage.module)
-        spread = d is not None and getattr(module, "DISTRIBUTED", False)
+        spread = d is not None and stage.distributed
         how = f" (on {d.world} ranks)" if spread else (" (on rank 0)" if d is not None else "")
         self.console.info(f"{stage.name}: {stage.what}" + (" (resuming)" if resumed else "") + how)
         if d is not None:
@@ -460,8 +320,7 @@ class Pipeline:
             self.console.detail(f"site: up to date in {self.out_dir}")
             summary.site_files, summary.site_bytes = tree_size(self.out_dir)
             return
-        from atlasgen.stages.site import render_into
-
+        render_into = importlib.import_module(SITE.module).render_into
         self.console.info(f"site: rendering into {self.out_dir}")
         start = time.perf_counter()
         out = self.out_dir
@@ -486,7 +345,7 @@ class Pipeline:
             publish.check_feature_ids(
                 out,
                 self.cfg.model.name,
-                publish.sae_hashes(folders["sae"], [l.name for l in self.cfg.layers]),
+                publish.sae_hashes(folders["sae"], [layer.name for layer in self.cfg.layers]),
             )
         staging = out.with_name(out.name + ".partial")
         if staging.exists():

@@ -155,7 +155,7 @@ def _check_outputs(cfg: Config, ids: list[str], names: list[str], n_outputs: int
     if cfg.model.source == "factory":
         from atlasgen.models import CLASS_COUNT_PARAMETERS, _import_factory, class_count_parameter
 
-        param = class_count_parameter(_import_factory(cfg.model.arch))
+        param = class_count_parameter(_import_factory(cfg.model.arch, cfg.model.root))
         if param is None:
             fix = (
                 f"give {cfg.model.arch.partition(':')[2]}() a parameter num_classes (atlasgen passes the "

@@ -40,7 +40,7 @@ class Console:
         if self.verbosity >= 2:
             print("  " + message, file=self.stream, flush=True)
 
-    def progress(self, total: int, desc: str) -> "Progress":
+    def progress(self, total: int, desc: str) -> Progress:
         return Progress(total, desc, self if self.verbosity >= 1 else None)
 
 
@@ -112,7 +112,7 @@ class Progress:
             print(self._line(), file=self.console.stream)
         self.console.stream.flush()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -356,7 +356,7 @@ def import_files(cfg, files: list[Path]) -> dict:
     errors: list[str] = []
     parsed: list[tuple[Path, list[dict]]] = []
     model = cfg.model.name
-    layers = [l.name for l in cfg.layers]
+    layers = [layer.name for layer in cfg.layers]
     for f in files:
         try:
             records = read_ratings_file(Path(f))
@@ -403,7 +403,7 @@ def import_files(cfg, files: list[Path]) -> dict:
 def feature_importance(layer) -> dict:
     """Importance of every feature of a site ``Layer``: {"values", "rank", "source", "exact"}.
 
-    Reads mean-ablation importance where the importance stage (issue 6) left it
+    Reads mean-ablation importance where the importance stage left it
     on the layer (``layer.importance["features_topk"]`` and
     ``["features_rank"]``, rank 1 = most important). Without it, a proxy: the
     feature's linear effect on the logits, ||class weights of f|| x its mean

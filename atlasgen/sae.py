@@ -1,6 +1,6 @@
 """Sparse autoencoders (SAEs) on cached activation vectors: model, trainer, evaluator, save/load.
 
-The recipe is shared/research/sae.md (Gao et al. 2024; Bussmann et al. 2024; Conerly et al. 2024):
+The recipe (Gao et al. 2024; Bussmann et al. 2024; Conerly et al. 2024; docs/analyses.md):
 
     model      x_hat = f @ W_dec + b_dec,   f = codes(pre),   pre = (x - b_dec) @ W_enc + b_enc
     batchtopk  training: keep the k * batch largest relu(pre) over the whole batch;
@@ -60,7 +60,7 @@ CHECKPOINT_FORMAT = "atlasgen.sae.checkpoint/2"
 
 
 class SparseAutoencoder(torch.nn.Module):
-    """A plain SAE. Parameters start at zero: train_sae() or load_sae() fills them."""
+    """A plain SAE. Parameters start at zero: train_sae() or atlasgen.sae_formats.load_sae_any() fills them."""
 
     def __init__(self, d_in: int, d_sae: int, architecture: str = "batchtopk", k: int = 32):
         super().__init__()
@@ -150,7 +150,7 @@ def train_sae(
     uninterrupted run (the batches of the skipped steps are regenerated from the seed, not re-read).
     stats: loss / mse / auxk (or l1) / train_fvu / train_l0 averaged over the last 5% of steps, in
     the scaled training units; samples_per_second counts the whole loop, data reads included.
-    dist: an atlasgen.dist.Dist to train data-parallel under torchrun (issue 10): every rank draws
+    dist: an atlasgen.dist.Dist to train data-parallel under torchrun: every rank draws
     the same global batches of `batch_size` rows from the same generator and trains on its slice of
     each; the model is wrapped in DistributedDataParallel, whose gradient all-reduce makes the step
     the gradient of the global batch's loss. BatchTopK selects the k x batch_size largest codes of the
@@ -998,19 +998,6 @@ def save_sae(sae: SparseAutoencoder, folder, metrics: dict | None = None) -> Non
     _write_json(folder / "cfg.json", cfg)
     if metrics is not None:
         _write_json(folder / "metrics.json", metrics)
-
-
-def load_sae(folder) -> SparseAutoencoder:
-    folder = Path(folder)
-    cfg = json.loads((folder / "cfg.json").read_text())
-    version = cfg.get("format_version", FORMAT_VERSION)  # files written by hand may omit it
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{folder}: SAE format version {version}, expected {FORMAT_VERSION}")
-    sae = SparseAutoencoder(cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg["k"])
-    with np.load(folder / "sae.npz") as arrays:
-        state = {name: torch.from_numpy(np.array(arrays[name], dtype=np.float32)) for name in arrays.files}
-    sae.load_state_dict(state)
-    return sae
 
 
 def _write_json(path: Path, obj) -> None:

@@ -304,11 +304,10 @@ def load_external_sae(
 
 
 def load_sae_any(folder) -> SparseAutoencoder:
-    """atlasgen.sae.load_sae that also accepts a per-latent threshold (a JumpReLUSAE written by save_sae).
+    """The SAE of an atlasgen SAE folder (sae.npz + cfg.json, written by atlasgen.sae.save_sae).
 
-    save_sae() writes a JumpReLUSAE's (d_sae,) threshold into sae.npz, which load_sae() cannot read
-    back into a SparseAutoencoder's scalar threshold; this returns a JumpReLUSAE then, and otherwise
-    the same model as load_sae().
+    The one loader of the sae stage's artifact: a SparseAutoencoder, or a JumpReLUSAE when the
+    threshold saved differs between latents.
     """
     folder = Path(folder)
     try:

@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 
 # torch is imported inside the scan's functions only: the site renderer reads the flags from here and
 # never imports torch (tests/test_site.py).
+if TYPE_CHECKING:
+    import torch
 
 N_LABEL_CLASSES = 5  # classes kept per unit, by share of the whole-range weight
 MAJORITY = 0.5  # polysemantic: the whole-range top class holds less than this share

@@ -24,26 +24,6 @@ def _inceptionv1_layers() -> tuple[str, ...]:
 
 INCEPTIONV1_LAYERS = _inceptionv1_layers()
 
-# Channel ranges of InceptionV1's mixed-block branches inside the block's output (lucent's concat order).
-INCEPTIONV1_BRANCH_WIDTHS = {
-    "3a": (64, 128, 32, 32),
-    "3b": (128, 192, 96, 64),
-    "4a": (192, 204, 48, 64),
-    "4b": (160, 224, 64, 64),
-    "4c": (128, 256, 64, 64),
-    "4d": (112, 288, 64, 64),
-    "4e": (256, 320, 128, 128),
-    "5a": (256, 320, 128, 128),
-    "5b": (384, 384, 128, 128),
-}
-
-
-def branch_channels(block: str, branch: str) -> tuple[int, int]:
-    """[start, stop) of a branch (1x1, 3x3, 5x5, pool_reduce) in InceptionV1's mixed<block> output."""
-    widths = INCEPTIONV1_BRANCH_WIDTHS[block]
-    i = ("1x1", "3x3", "5x5", "pool_reduce").index(branch)
-    return sum(widths[:i]), sum(widths[: i + 1])
-
 
 def layer_names(source: str) -> list[str] | None:
     """Module paths that a config may name as layers of a model source; None when only

@@ -66,7 +66,7 @@ def main() -> None:
         f"{args.layer}: {units} units x {len(idx)} held-out images, k {args.k}; identical counts: {same}; "
         f"units with a non-zero count: {moved}"
     )
-    print(f"| method | seconds | ratio |\n|---|---:|---:|")
+    print("| method | seconds | ratio |\n|---|---:|---:|")
     print(f"| closed form | {t1 - t0:.2f} | 1 |")
     print(f"| batched ablations | {t2 - t1:.2f} | {(t2 - t1) / max(t1 - t0, 1e-9):.0f}x |")
     if not same:

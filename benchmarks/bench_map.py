@@ -1,4 +1,4 @@
-"""Benchmark of the map page (issue 7) on a synthetic layer, in headless Chromium over file://.
+"""Benchmark of the map page on a synthetic layer, in headless Chromium over file://.
 
 Writes a map page with N synthetic features (planted 3-level hierarchy:
 8 top clusters x 4 x 4, Gaussian blobs), their thumbnails packed into sprite
@@ -12,7 +12,7 @@ measures in Debian's Chromium driven by Playwright:
   requestAnimationFrame callback for a fixed number of frames; fps = frames /
   elapsed), at the top-cluster level and at the single-feature level.
 
-Targets (issue 7): first full paint <= 2 s, >= 30 fps, at N = 16,384.
+Targets: first full paint <= 2 s, >= 30 fps, at N = 16,384.
 
     python benchmarks/bench_map.py                 # 1,024 and 16,384 features side by side
     python benchmarks/bench_map.py --sizes 1024    # quick check

@@ -1,9 +1,9 @@
-"""Site rendering from cached artifacts (issue 8): feature pages per second, no-change rebuild, site size.
+"""Site rendering from cached artifacts: feature pages per second, no-change rebuild, site size.
 
 1. Writes synthetic artifacts for one layer of ``--features`` SAE features over
    ``--neurons`` channels (tests/test_site.py's ``make_fake_artifacts``, scaled
    up: real npz/json/WebP files, with ``--band-samples`` examples per activation band as the
-   default settings give; before issue 8's size work the synthetic pages had no bands), then renders
+   default settings give), then renders
    the whole site with
    ``render_site`` and times the feature pages alone (from the progress
    callback: they are rendered one after another) and the whole render.

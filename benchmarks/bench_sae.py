@@ -23,7 +23,7 @@ Trainers (all on the same in-memory float32 rows, one batch gathered per step):
                       AuxK over dead latents, atlasgen.sae.auxk_loss) and atlasgen's initialisation
                       (encoder = dictionary transpose, via overcomplete's own `untied(bias=True)`).
 
-Differences neutralised (shared/research/sae.md section 6): overcomplete has no decoder bias, so it
+Differences neutralised: overcomplete has no decoder bias, so it
 is fed (x - mean) * scale with atlasgen's mean and scale (E||x - mean|| = sqrt(d)) and the mean is
 added back by the evaluation adapter; top_k counts actives per batch (k * batch); the learning
 rate follows atlasgen's schedule exactly (Adam 0.9/0.999, linear warm-up over the first 5% of

@@ -1,4 +1,4 @@
-"""Per-stage throughput of one device for the scale-out projection (issue 10, docs/scaling.md).
+"""Per-stage throughput of one device for the scale-out projection (docs/scaling.md).
 
 Measures, on this machine's CPU (or --device cuda), with lucent's InceptionV1 at random weights
 (speed does not depend on the weights):
@@ -125,7 +125,6 @@ def main() -> None:
 
     d, batch, steps = 528, 1024, 6
     data = np.random.default_rng(0).standard_normal((batch * steps, d)).astype(np.float32)
-    t = time.perf_counter()
     _, stats = train_sae(data, d_sae=16 * d, k=32, steps=steps, batch_size=batch, device=dev)
     rows[f"sae train {d}->{16 * d} k32"] = {
         "per_s": stats["samples_per_second"],

@@ -1,4 +1,4 @@
-"""Client-side search latency in headless Chromium (issue 8: results in < 100 ms for 16,384 features).
+"""Client-side search latency in headless Chromium (results in < 100 ms for 16,384 features).
 
 Renders a small synthetic site (tests/test_site.py's fake artifacts), then
 replaces its ``search_index.js`` with one of ``--features`` features in the
@@ -18,7 +18,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -30,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_site import MODEL, make_fake_artifacts, fake_label  # noqa: E402
+from test_site import MODEL, fake_label, make_fake_artifacts  # noqa: E402
 
 from atlasgen.site.build import render_site  # noqa: E402
 from atlasgen.site.fmt import js_global  # noqa: E402

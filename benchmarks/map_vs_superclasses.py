@@ -1,4 +1,4 @@
-"""Top-level map clusters vs the demo's planted superclasses (issue 7).
+"""Top-level map clusters vs the demo's planted superclasses.
 
 Runs the map stage (atlasgen.stages.map) on existing artifacts of a build (its
 dataset, model, sae, examples and circuits folders, found via <cache>/<stage>/latest.json)
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from atlasgen.config import load_config
-from atlasgen.pipeline import StageContext
 from atlasgen.progress import Console
+from atlasgen.stage import StageContext
 from atlasgen.stages import map as map_stage
 
 

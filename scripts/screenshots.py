@@ -1,4 +1,4 @@
-"""Screenshots of each page kind of a built atlas, in headless Chromium (issue 8; docs/screenshots/).
+"""Screenshots of each page kind of a built atlas, in headless Chromium (docs/screenshots/).
 
     python scripts/screenshots.py SITE [--out docs/screenshots] [--review /tmp/shots]
 

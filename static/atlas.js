@@ -165,7 +165,7 @@
     if (dt) dt.appendChild(button);
   });
 
-  /* ---- the feature map lives in static/map.js (issue 7) */
+  /* ---- the feature map lives in static/map.js */
 
   /* ---- each example's arg-max crop, a small zoom on where the unit fires most, drawn beside the image
    * (never over it) from the example's own image and the position in data-crop (the size, 250 %, is in

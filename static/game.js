@@ -1,4 +1,4 @@
-/* issue 11: "guess the image" (after SAE Explorer). Data: window.ATLAS_GAME (game/rounds.js).
+/* "Guess the image" (after SAE Explorer). Data: window.ATLAS_GAME (game/rounds.js).
    One guess per round counts; the score is kept in localStorage. */
 (function () {
   "use strict";

@@ -1,4 +1,4 @@
-/* atlasgen zoomable map (issue 7): the feature map and the activation atlas of one layer.
+/* atlasgen zoomable map: the feature map and the activation atlas of one layer.
  *
  * Leaflet (static/vendor/leaflet, BSD-2) handles pan and zoom (wheel, drag,
  * pinch, keyboard) in a simple CRS; one canvas layer draws what is in view from

@@ -1,4 +1,4 @@
-/* issue 11: the blind rating survey (Terekhov). Data: window.ATLAS_SURVEY (rate/survey.js).
+/* The blind rating survey (Terekhov). Data: window.ATLAS_SURVEY (rate/survey.js).
    Answers live in localStorage under the survey's key, so the page works from file:// and resumes.
    Export builds a Blob and downloads it; nothing leaves the browser otherwise. */
 (function () {

@@ -53,11 +53,11 @@ def write_tiny_config(folder: Path, **overrides) -> Path:
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory):
     """One complete tiny build, shared read-only by tests: (folder, config path, site folder)."""
+    import torch
+
     from atlasgen.config import load_config
     from atlasgen.pipeline import Pipeline
     from atlasgen.progress import Console
-
-    import torch
 
     folder = tmp_path_factory.mktemp("tiny")
     config = write_tiny_config(folder)

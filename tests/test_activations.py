@@ -11,8 +11,8 @@ from scipy.stats import chisquare
 from atlasgen.config import parse_config
 from atlasgen.data import open_dataset
 from atlasgen.errors import AtlasgenError
-from atlasgen.pipeline import StageContext
 from atlasgen.progress import Console
+from atlasgen.stage import StageContext
 from atlasgen.stages import dataset as dataset_stage
 from atlasgen.stages.activations import check_finite, sample_positions
 

@@ -36,7 +36,7 @@ def _write_zoo(root):
     alpha[:, 20:] = 255  # left half transparent: must become white, not black
     rgba.putalpha(Image.fromarray(alpha))
     rgba.save(a / "rgba.png")
-    Image.fromarray((_gradient()[..., 0].astype(np.uint16) * 257)).save(b / "sixteen.png")  # I;16
+    Image.fromarray(_gradient()[..., 0].astype(np.uint16) * 257).save(b / "sixteen.png")  # I;16
     Image.fromarray(_gradient(6)).save(b / "tiny.png")
     (b / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 3)
     buf = io.BytesIO()

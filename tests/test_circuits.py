@@ -119,14 +119,82 @@ def test_expanded_weights_through_branches_sum_each_branch():
     np.testing.assert_allclose(J[2:], three, rtol=1e-6, atol=1e-9)
 
 
-class FunctionalRelu(Chain):
+class FunctionalChain(nn.Module):
+    """Chain's convolutions in the functional style: F.relu, torch.relu, x.relu_() and F.max_pool2d
+    (stride 1 and strided) instead of modules; ``strided`` pools 2x2 after b."""
+
+    def __init__(self, strided: bool = False):
+        super().__init__()
+        self.a, self.b, self.c = (
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.Conv2d(4, 5, 3, padding=1),
+            nn.Conv2d(5, 6, 3, padding=1),
+        )
+        self.strided = strided
+        self.fc = nn.Linear(6, 5)
+
     def forward(self, x):
-        return self.fc(self.avgpool(self.c(torch.relu(self.b(self.a(x))) * 2 - 1)).flatten(1))
+        import torch.nn.functional as F
+
+        x = F.max_pool2d(F.relu(self.b(torch.relu(self.a(x)))), 3, 1, 1)
+        if self.strided:
+            x = F.max_pool2d(x, 2)
+        return self.fc(self.c(x).relu_().mean((2, 3)))
 
 
-def test_a_functional_nonlinearity_is_refused():
-    model = _seeded(FunctionalRelu(), seed=3)
-    with pytest.raises(CircuitsError, match="not linear"):
+class ModuleChain(FunctionalChain):
+    """The same network with nn.ReLU and nn.MaxPool2d modules."""
+
+    def __init__(self, strided: bool = False):
+        super().__init__(strided)
+        self.relu, self.pool, self.pool2 = nn.ReLU(inplace=True), nn.MaxPool2d(3, 1, 1), nn.MaxPool2d(2)
+
+    def forward(self, x):
+        x = self.pool(self.relu(self.b(self.relu(self.a(x)))))
+        if self.strided:
+            x = self.pool2(x)
+        return self.fc(self.relu(self.c(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("strided", [False, True])
+def test_functional_relus_and_max_pools_are_linearized_like_their_modules(strided):
+    functional = _seeded(FunctionalChain(strided), seed=3)
+    modules = _seeded(ModuleChain(strided), seed=3)  # same parameters: the modules added have none
+    J = expanded_weights(functional, "a", "c", image_size=8)
+    np.testing.assert_allclose(J, expanded_weights(modules, "a", "c", image_size=8), rtol=1e-9, atol=1e-12)
+    if not strided:  # ReLU and a stride-1 max-pool as the identity: the composed kernel
+        want = _compose(functional.c.weight.double().numpy(), functional.b.weight.double().numpy())
+        np.testing.assert_allclose(J, want, rtol=1e-6, atol=1e-9)
+
+
+def test_a_residual_cnn_in_the_functional_style_gets_expanded_weights():
+    """FunctionalResNet's stage2 is relu(x + conv_b(relu(conv_a(x)))): linearized, the identity at
+    the centre plus conv_b composed with conv_a."""
+    from tests.tiny_models import FunctionalResNet
+
+    model = _seeded(FunctionalResNet(4, width=3), seed=4)
+    J = expanded_weights(model, "stage1", "stage2", image_size=16)
+    want = _compose(model.stage2.conv_b.weight.double().numpy(), model.stage2.conv_a.weight.double().numpy())
+    want[:, :, 2, 2] += np.eye(3)
+    np.testing.assert_allclose(J, want, rtol=1e-6, atol=1e-9)
+
+
+class Gated(Chain):
+    """Chain with a sigmoid gate inside b: not linear however ReLUs and pools are treated."""
+
+    def __init__(self):
+        super().__init__()
+        self.b.append(Gate())
+
+
+class Gate(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+def test_another_nonlinearity_is_refused_naming_it_and_its_module():
+    model = _seeded(Gated(), seed=3)
+    with pytest.raises(CircuitsError, match=r"goes through sigmoid in module 'b\.3'"):
         expanded_weights(model, "a", "c", image_size=8)
 
 

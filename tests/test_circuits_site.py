@@ -7,9 +7,8 @@ import re
 
 import numpy as np
 import pytest
-import torch
-
 from conftest import TINY, write_tiny_config
+
 from atlasgen.importance import resolve_top_k
 
 

@@ -7,9 +7,9 @@ import json
 import torch
 
 from atlasgen.config import parse_config
-from atlasgen.models import build_model, layer_activations, load_model
-from atlasgen.pipeline import StageContext
+from atlasgen.models import build_model, layer_activations
 from atlasgen.progress import Console
+from atlasgen.stage import StageContext
 from atlasgen.stages import dataset as dataset_stage
 from atlasgen.stages import model as model_stage
 

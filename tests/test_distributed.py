@@ -1,4 +1,4 @@
-"""Distributed builds under torchrun (issue 10): 2 ranks, gloo, on 127.0.0.1.
+"""Distributed builds under torchrun: 2 ranks, gloo, on 127.0.0.1.
 
 * A distributed build that recomputes the activation store and every stage after the SAE gives
   the same bytes as the single-process build (the shared ``tiny_build``): activations, feature
@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DEFAULT_TORCH_THREADS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +175,8 @@ shutdown(d)
 def test_ddp_sae_matches_single_process(tiny_build, tmp_path, architecture):
     import torch
 
-    from atlasgen.sae import evaluate_sae, load_sae, train_sae
+    from atlasgen.sae import evaluate_sae, train_sae
+    from atlasgen.sae_formats import load_sae_any
     from atlasgen.stages.activations import VectorStore
 
     src, _, _ = tiny_build
@@ -194,7 +194,7 @@ def test_ddp_sae_matches_single_process(tiny_build, tmp_path, architecture):
         single, single_stats = train_sae(VectorStore(acts), **kw)
     finally:
         torch.set_num_threads(before)
-    ddp = load_sae(tmp_path / "ddp")
+    ddp = load_sae_any(tmp_path / "ddp")
     ddp_stats = json.loads((tmp_path / "ddp" / "stats.json").read_text())
     assert ddp_stats["ranks"] == 2 and ddp_stats["batch_size"] == 128
     heldout = np.load(acts / "heldout.npy")

@@ -1,4 +1,4 @@
-"""Issue 8: the bulk export (features.jsonl.gz, SAE weights) and the layer page's plots."""
+"""The bulk export (features.jsonl.gz, SAE weights) and the layer page's plots."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_site import LAYERS, MODEL, fake_flags, make_fake_artifacts
 
 from atlasgen.site import svg
 from atlasgen.site.build import render_site
-from test_site import LAYERS, MODEL, fake_flags, make_fake_artifacts
 
 RECORD_KEYS = {
     "id",

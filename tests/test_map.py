@@ -1,4 +1,4 @@
-"""Issue 7: class hierarchy naming, the activation atlas, and the zoomable map page in a real browser."""
+"""Class hierarchy naming, the activation atlas, and the zoomable map page in a real browser."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 import pytest
 import torch
+from sklearn.metrics import adjusted_rand_score
 
 from atlasgen.atlas import grid_cells, normalize_layout, sprite_sheet
 from atlasgen.config import ConfigError, parse_config
@@ -339,8 +339,8 @@ def test_coactivation_layout_groups_features_that_fire_on_the_same_images(tmp_pa
     """map.source: coactivation lays features out by their maxima on the examples stage's image
     sample: three planted groups of features, each firing on its own third of the images (with
     random decoder directions that carry no grouping), come out as the three top clusters."""
-    from atlasgen.pipeline import StageContext
     from atlasgen.progress import Console
+    from atlasgen.stage import StageContext
     from atlasgen.stages import map as map_stage
 
     rng = np.random.default_rng(0)
@@ -381,7 +381,7 @@ def test_coactivation_layout_groups_features_that_fire_on_the_same_images(tmp_pa
     assert m["evaluation"]["purity"] == 1.0
 
 
-# ------------------------------------------------------------------ issue 7 item 5: prediction profiles
+# ------------------------------------------------------------------ prediction profiles
 
 
 def _planted_hierarchy(rng, n_sup=4, per_sup=4, feats_per_class=6, n_img=320):
@@ -471,7 +471,7 @@ def test_map_stage_predictions_source_on_a_real_build(tiny_build, tmp_path):
 import json, sys
 from pathlib import Path
 from atlasgen.config import load_config
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import StageContext
 from atlasgen.progress import Console
 from atlasgen.stages import map as map_stage
 cfg = load_config(Path({str(config)!r}))

@@ -1,9 +1,10 @@
-"""Issue 9: real model sources (lucent's InceptionV1, torchvision, factories), layer views
+"""Real model sources (lucent's InceptionV1, torchvision, factories), layer views
 (channel ranges, ViT tokens) and real dataset layouts, through the real pipeline."""
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -14,17 +15,53 @@ from PIL import Image
 from atlasgen.config import ConfigError, load_config, parse_config
 from atlasgen.models import (
     LayerView,
-    all_layer_shapes,
     attach_views,
     build_model,
-    class_outputs,
     classifier_head,
+    get_module,
     layer_activations,
-    splice_layer,
+    layer_view,
 )
 from atlasgen.pipeline import Pipeline
 from atlasgen.progress import Console
-from atlasgen.zoo import INCEPTIONV1_LAYERS, branch_channels
+from atlasgen.zoo import INCEPTIONV1_LAYERS
+
+# Channel ranges of InceptionV1's mixed-block branches inside the block's output (lucent's concat order).
+INCEPTIONV1_BRANCH_WIDTHS = {
+    "3a": (64, 128, 32, 32),
+    "3b": (128, 192, 96, 64),
+    "4a": (192, 204, 48, 64),
+    "4b": (160, 224, 64, 64),
+    "4c": (128, 256, 64, 64),
+    "4d": (112, 288, 64, 64),
+    "4e": (256, 320, 128, 128),
+    "5a": (256, 320, 128, 128),
+    "5b": (384, 384, 128, 128),
+}
+
+
+def branch_channels(block: str, branch: str) -> tuple[int, int]:
+    """[start, stop) of a branch (1x1, 3x3, 5x5, pool_reduce) in InceptionV1's mixed<block> output."""
+    widths = INCEPTIONV1_BRANCH_WIDTHS[block]
+    i = ("1x1", "3x3", "5x5", "pool_reduce").index(branch)
+    return sum(widths[:i]), sum(widths[: i + 1])
+
+
+@contextmanager
+def splice_layer(model: torch.nn.Module, name: str, replace):
+    """While active, the view ``name`` of every forward is replaced by ``replace(view)``
+    ((B, C, H, W) -> (B, C, H, W), or None to keep the output as it is)."""
+    view = layer_view(model, name)
+
+    def hook(_module, _inputs, output):
+        new = replace(view.view(output))
+        return None if new is None else view.splice(output, new)
+
+    handle = get_module(model, view.module).register_forward_hook(hook)
+    try:
+        yield view
+    finally:
+        handle.remove()
 
 
 def _image_folder(
@@ -144,7 +181,8 @@ def _run_stages(cfg, names, root):
     the rest of the pipeline); returns the folders by stage."""
     import importlib
 
-    from atlasgen.pipeline import STAGES, StageContext
+    from atlasgen.pipeline import STAGES
+    from atlasgen.stage import StageContext
 
     folders = {}
     for stage in STAGES:
@@ -460,7 +498,7 @@ def test_csv_dataset_stage(tmp_path):
         },
     )
     cfg = load_config(config)
-    from atlasgen.pipeline import STAGES, StageContext
+    from atlasgen.stage import StageContext
     from atlasgen.stages import dataset as stage
 
     out = tmp_path / "ds"

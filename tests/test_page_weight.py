@@ -1,4 +1,4 @@
-"""Unit pages stay small (issue 8, the size budget): shortest relative links, one heat-map strip per page."""
+"""Unit pages stay small (the size budget): shortest relative links, one heat-map strip per page."""
 
 from __future__ import annotations
 

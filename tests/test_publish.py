@@ -4,11 +4,9 @@ sitemap, 404 page and the GitHub Pages workflow -- on a real tiny build."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import yaml
 

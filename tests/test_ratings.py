@@ -1,4 +1,4 @@
-"""Issue 11: the blind rating survey, import-ratings, rated I on the pages, and "guess the image".
+"""The blind rating survey, import-ratings, rated I on the pages, and "guess the image".
 
 Real files, a real tiny build, real Chromium (file:// URLs, as a reader who downloaded the atlas).
 """

@@ -1,4 +1,4 @@
-"""The fast render path (issue 8): Python unit cards and forked page workers give the same bytes."""
+"""The fast render path: Python unit cards and forked page workers give the same bytes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from test_site import MODEL, make_fake_artifacts, render, tree_bytes  # noqa: E4
 from atlasgen.site import build, cards  # noqa: E402
 from atlasgen.site.build import make_environment  # noqa: E402
 
-# The reference macro the Python card must agree with byte for byte: the card of templates/macros.html before
-# issue 8's render work, less its indentation and with the sort keys only where the grid sorts (size budget).
+# The reference macro the Python card must agree with byte for byte: the card of templates/macros.html as a
+# Jinja macro, less its indentation and with the sort keys only where the grid sorts (size budget).
 CARD_MACRO = (
     "{% macro unit_card(root, card, value=none, pixelated=false, sortable=false) -%}\n"
     '<li class="card{% if card.dead %} dead{% endif %}"{% if sortable %} '
@@ -125,7 +125,7 @@ def test_a_worker_error_reaches_the_parent(tmp_path, monkeypatch):
         render(art, tmp_path / "site", workers=2)
 
 
-# The reference template cards.example_item must agree with byte for byte: the lean example markup of issue 8's
+# The reference template cards.example_item must agree with byte for byte: the lean example markup of the
 # size budget (no indentation; heat-map tile position in --y; crop position in data-crop, drawn by atlas.js).
 EXAMPLE_TEMPLATE = (
     '<li><figure><div class="ex-img" data-crop="{{ e.crop }}">'

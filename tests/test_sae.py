@@ -13,10 +13,10 @@ from atlasgen.sae import (
     SparseAutoencoder,
     evaluate_sae,
     fold_scale,
-    load_sae,
     save_sae,
     train_sae,
 )
+from atlasgen.sae_formats import load_sae_any
 
 D_IN, N_TRUE, N_ACTIVE, D_SAE = 32, 64, 3, 128
 
@@ -113,7 +113,7 @@ def test_save_load_round_trip(data, tmp_path):
     metrics = evaluate_sae(sae, heldout)
     save_sae(sae, tmp_path / "a", metrics)
 
-    loaded = load_sae(tmp_path / "a")
+    loaded = load_sae_any(tmp_path / "a")
     x = torch.from_numpy(heldout[:500])
     with torch.no_grad():
         assert torch.equal(loaded.encode(x), sae.encode(x))

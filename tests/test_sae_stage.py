@@ -11,8 +11,7 @@ import numpy as np
 import torch
 import yaml
 
-from atlasgen.sae import load_sae
-from atlasgen.sae_formats import load_external_sae
+from atlasgen.sae_formats import load_external_sae, load_sae_any
 
 
 def _sae_dir(folder):
@@ -43,7 +42,7 @@ def test_batchtopk_threshold_reproduces_the_training_l0(tiny_build):
 
 def test_saelens_export_loads_back_identically(tiny_build):
     folder, _, _ = tiny_build
-    ours = load_sae(_sae_dir(folder))
+    ours = load_sae_any(_sae_dir(folder))
     exported = load_external_sae(_sae_dir(folder) / "saelens", d_in=ours.d_in)
     x = torch.rand(64, ours.d_in)
     with torch.no_grad():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,12 +18,13 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
+from conftest import serve_folder
 from PIL import Image, ImageDraw
 
+from atlasgen.geometry import similar_features
 from atlasgen.site.build import SiteSummary, render_site
-from atlasgen.unitlabels import FLAG_NAMES
 from atlasgen.site.resources import resource_dir
-from conftest import serve_folder
+from atlasgen.unitlabels import FLAG_NAMES
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
 ]
 MODEL = "demonet"
 LAYERS = ["mixed4a", "mixed5b"]
-STAGES = ("dataset", "model", "sae", "featurevis", "examples", "circuits", "map")
+STAGES = ("dataset", "model", "sae", "featurevis", "examples", "circuits", "map", "similar")
 
 COLOURS = {
     "red": (214, 54, 44),
@@ -102,7 +102,7 @@ def _write_webp(im: Image.Image, path: Path) -> None:
 
 
 def _band_examples(rng, max_act, n_images, grid, r):
-    """Band arrays (issue 5) for units with ``max_act``: 6 bands down from the max, up to ``r`` images each."""
+    """Band arrays for units with ``max_act``: 6 bands down from the max, up to ``r`` images each."""
     U, nb = len(max_act), 6
     edges = np.array([1.0, 0.9, 0.7, 0.5, 0.3, 0.1, 0.0], dtype=np.float32)
     count = rng.integers(0, 4 * r, size=(U, nb))
@@ -324,6 +324,9 @@ def make_fake_artifacts(
         sae = art["sae"] / name
         sae.mkdir()
         W_dec = rng.normal(size=(F, C)).astype(np.float32)
+        (art["similar"] / name).mkdir()
+        ids, cos = similar_features(W_dec)
+        np.savez(art["similar"] / name / "similar.npz", ids=ids, cos=cos)
         np.savez(
             sae / "sae.npz",
             W_enc=W_dec.T.copy(),
@@ -680,11 +683,11 @@ def test_feature_page_content(site, fake_art):
     for tag, link in html_links(path):
         links.setdefault(tag, []).append(link)
     resolved = lambda link: (path.parent / link).resolve()
-    prev = [l for l in links["a"] if resolved(l) == (path.parent.parent / "2" / "index.html").resolve()]
-    nxt = [l for l in links["a"] if resolved(l) == (path.parent.parent / "4" / "index.html").resolve()]
+    prev = [a for a in links["a"] if resolved(a) == (path.parent.parent / "2" / "index.html").resolve()]
+    nxt = [a for a in links["a"] if resolved(a) == (path.parent.parent / "4" / "index.html").resolve()]
     assert prev and nxt
     assert f'rel="prev" href="{prev[0]}"' in page and f'rel="next" href="{nxt[0]}"' in page
-    maps = [l for l in links["a"] if l.endswith("#f=3")]
+    maps = [a for a in links["a"] if a.endswith("#f=3")]
     assert (
         maps
         and resolved(maps[0].split("#")[0]) == (site / MODEL / LAYERS[1] / "map" / "index.html").resolve()

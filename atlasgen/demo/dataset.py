@@ -25,9 +25,9 @@ from __future__ import annotations
 import functools
 import math
 import random
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw

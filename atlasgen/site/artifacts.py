@@ -6,6 +6,7 @@ only index into these objects. Nothing here imports torch.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atlasgen import data
 from atlasgen.cache import hash_file
 
 # Names that become URL path segments must stay plain so links never need escaping.
@@ -46,27 +48,9 @@ def _read_json(path: Path) -> dict:
         return json.load(f)
 
 
-@dataclass
-class Dataset:
-    folder: Path
-    info: dict
-    class_names: list[str]
-    class_slugs: list[str]
-    superclass_of: list[str | None]
-    facet_names: list[list[str]]
-    labels: np.ndarray  # (N,) int64
-    split: np.ndarray | None  # (N,) uint8, 0 train, 1 held out
-    facets: np.ndarray | None  # (N,) int64 facet index within the class (demo only)
-    images: np.ndarray | None  # (N, S, S, 3) uint8, memory-mapped
-    paths: list[str] | None  # folder sources: one path per image
-
-    @property
-    def identity(self):
-        return self.info.get("identity")
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names)
+class Dataset(data.Dataset):
+    """The dataset artifact as the renderer reads it (``atlasgen.data.Dataset``), with each class's
+    URL slug and the identity of its image list."""
 
     def image_list_sha256(self) -> str:
         """sha256 of the image list, in index order: the labels, the split and, per image, its path
@@ -76,63 +60,24 @@ class Dataset:
 
         h = hashlib.sha256()
         h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
-        if self.split is not None:
-            h.update(np.ascontiguousarray(self.split, dtype=np.uint8).tobytes())
-        if self.paths is not None:
-            paths = [str(p).replace(os.sep, "/") for p in self.paths]
+        h.update(np.ascontiguousarray(self.split, dtype=np.uint8).tobytes())
+        if self._paths is not None:
+            paths = [str(p).replace(os.sep, "/") for p in self._paths]
             base = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0]) if paths else ""
             rel = [p[len(base) :].lstrip("/") if base else p for p in paths]
             h.update(json.dumps(rel, ensure_ascii=False).encode("utf-8"))
-        elif self.images is not None:
-            for start in range(0, len(self.images), 1024):
-                h.update(np.ascontiguousarray(self.images[start : start + 1024]).tobytes())
+        else:
+            for start in range(0, len(self._pixels), 1024):
+                h.update(np.ascontiguousarray(self._pixels[start : start + 1024]).tobytes())
         return h.hexdigest()
 
-    def image(self, index: int) -> np.ndarray:
-        """RGB uint8 array of dataset image ``index``."""
-        if self.images is not None:
-            return np.asarray(self.images[index])
-        from atlasgen.data import load_rgb
-
-        path = Path(self.paths[index])
-        if not path.is_absolute():
-            path = self.folder / path
-        return np.asarray(load_rgb(path))
+    @functools.cached_property
+    def class_slugs(self) -> list[str]:
+        return class_slugs(self.class_names)
 
 
 def load_dataset(folder: Path) -> Dataset:
-    folder = Path(folder)
-    info = _read_json(folder / "dataset.json")
-    classes = sorted(info["classes"], key=lambda c: c["id"])
-    names = [str(c["name"]) for c in classes]
-    if [c["id"] for c in classes] != list(range(len(classes))):
-        raise ValueError("dataset.json classes must have ids 0..K-1")
-    images = paths = None
-    if (folder / "images.npy").exists():
-        images = np.load(folder / "images.npy", mmap_mode="r")
-    elif (folder / "paths.json").exists():
-        paths = _read_json(folder / "paths.json")
-        if isinstance(paths, dict):  # tolerate {"paths": [...]}
-            paths = paths["paths"]
-    else:
-        raise FileNotFoundError(f"{folder} has neither images.npy nor paths.json")
-    optional = {
-        name: np.load(folder / f"{name}.npy") if (folder / f"{name}.npy").exists() else None
-        for name in ("split", "facets")
-    }
-    return Dataset(
-        folder=folder,
-        info=info,
-        class_names=names,
-        class_slugs=class_slugs(names),
-        superclass_of=[c.get("superclass") for c in classes],
-        facet_names=[list(c.get("facets") or []) for c in classes],
-        labels=np.load(folder / "labels.npy"),
-        split=optional["split"],
-        facets=optional["facets"],
-        images=images,
-        paths=paths,
-    )
+    return Dataset(folder)
 
 
 @dataclass
@@ -150,7 +95,7 @@ class UnitExamples:
     top_classes: np.ndarray  # (U, 3) int64, -1 padding
     top_class_weights: np.ndarray  # (U, 3)
     label_entropy: np.ndarray  # (U,)
-    # Added by the spectrum scan (issue 5); None in artifacts written before it.
+    # Added by the spectrum scan; None in artifacts written before it.
     top_pos: np.ndarray | None = None  # (U, k, 2) int16 arg-max (row, col) on the layer grid
     density_position: np.ndarray | None = None  # (U,) fraction of positions where it fires
     mean_act_position: np.ndarray | None = None  # (U,) mean activation over firing positions
@@ -252,14 +197,18 @@ class Layer:
     circuits_info: dict
     map: dict  # map.json
     featurevis: Featurevis
-    # Optional (issue 6): mean-ablation importance and weights to the neighbouring studied layers.
+    similar: np.ndarray  # (F, k) int64: the most similar features by decoder cosine, most similar first
+    similar_cos: np.ndarray  # (F, k) float32: their cosines
+    # Optional: mean-ablation importance and weights to the neighbouring studied layers.
     importance: dict | None = None  # importance.npz arrays + "info" (importance.json)
     upstream: dict | None = None  # circuits/L/upstream.npz arrays + "info" (upstream.json, names the layer)
     downstream: dict | None = None  # circuits/L/downstream.npz arrays + "info"
+    # Why the weights to the layer below / above could not be computed: {"layer", "reason"} or None.
+    upstream_skipped: dict | None = None  # circuits/L/upstream_skipped.json
+    downstream_skipped: dict | None = None  # the upstream_skipped of the layer above, naming that layer
+    importance_skipped: str = ""  # why importance was not computed (importance/skipped.json), "" when it was
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
-    atlas: dict = field(
-        default_factory=dict
-    )  # atlas.json of the activation atlas (issue 7); {} when not built
+    atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas; {} when not built
     atlas_dir: Path | None = None
 
     @property
@@ -296,10 +245,16 @@ def _load_npz(path: Path) -> dict | None:
         return {name: z[name] for name in z.files}
 
 
+def _optional_json(path: Path) -> dict | None:
+    return _read_json(path) if path.is_file() else None
+
+
 def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer:
     sae_dir = Path(artifacts["sae"]) / name
     with np.load(sae_dir / "sae.npz") as z:
         W_dec = np.asarray(z["W_dec"], dtype=np.float32)
+    with np.load(Path(artifacts["similar"]) / name / "similar.npz") as z:
+        similar, similar_cos = np.asarray(z["ids"]), np.asarray(z["cos"])
     features = load_examples(Path(artifacts["examples"]) / name / "features.npz")
     neurons = load_examples(Path(artifacts["examples"]) / name / "neurons.npz")
     with np.load(Path(artifacts["circuits"]) / name / "class_weights.npz") as z:
@@ -320,11 +275,19 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         circuits_info=_read_json(circuits_json) if circuits_json.exists() else {},
         map=_read_json(Path(artifacts["map"]) / name / "map.json"),
         featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),
+        similar=similar,
+        similar_cos=similar_cos,
         importance=_optional_npz(Path(artifacts["importance"]) / name / "importance")
         if "importance" in artifacts
         else None,
         upstream=_optional_npz(Path(artifacts["circuits"]) / name / "upstream"),
         downstream=_optional_npz(Path(artifacts["circuits"]) / name / "downstream"),
+        upstream_skipped=_optional_json(Path(artifacts["circuits"]) / name / "upstream_skipped.json"),
+        importance_skipped=(
+            (_optional_json(Path(artifacts["importance"]) / "skipped.json") or {}).get("reason", "")
+            if "importance" in artifacts
+            else ""
+        ),
         cooccurrence=_load_npz(Path(artifacts["examples"]) / name / "cooccurrence.npz"),
     )
     if "atlas" in artifacts and (Path(artifacts["atlas"]) / name / "atlas.json").exists():
@@ -364,6 +327,14 @@ def load_artifacts(artifacts: dict[str, Path], layers: list[str]) -> Artifacts:
     if len(set(layers)) != len(layers):
         raise ValueError(f"duplicate layer names: {layers}")
     loaded = [load_layer(artifacts, name, model_info) for name in layers]
+    by_name = {layer.name: layer for layer in loaded}
+    for layer in loaded:
+        skipped = layer.upstream_skipped
+        if skipped and skipped.get("layer") in by_name:
+            by_name[skipped["layer"]].downstream_skipped = {
+                "layer": layer.name,
+                "reason": skipped.get("reason", ""),
+            }
     for layer in loaded:
         if layer.class_weights_features.shape[1] != dataset.n_classes:
             raise ValueError(

@@ -11,9 +11,9 @@ import multiprocessing
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import jinja2
 
@@ -48,7 +48,7 @@ class _Environment(jinja2.Environment):
 
     Jinja's default tries the Python attribute first, which raises and catches an
     AttributeError for every dict key a template prints: a tenth of the render
-    time of a feature page (issue 8, benchmarks/bench_render.py --profile).
+    time of a feature page (benchmarks/bench_render.py --profile).
     Templates call no dict methods, so the result is the same.
     """
 
@@ -72,7 +72,7 @@ def make_environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         auto_reload=False,
     )
-    # Python functions for the most rendered pieces (issue 8): same bytes as the templates they replaced.
+    # Python functions for the most rendered pieces: same bytes as the templates they replaced.
     env.globals["unit_card"] = cards.unit_card
     env.globals["example_item"] = cards.example_item
     return env
@@ -168,7 +168,7 @@ def render_site(
         dataset_sha256=arts.dataset.image_list_sha256(),
     )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
-    if ratings_cfg is not None:  # issue 11: survey, game and imported ratings
+    if ratings_cfg is not None:  # survey, game and imported ratings
         for L in arts.layers:
             game_dir = Path(artifacts["game"]) / L.name if "game" in artifacts else None
             indexes[L.name].ratings = ratings_pages.LayerRatings(
@@ -215,10 +215,8 @@ def render_site(
         w.text(
             urls.features_data(model_name, L.name), dumps(pages.features_export(site, ix), indent=1) + "\n"
         )
-        export.write_layer_export(
-            w, site, ix, Path(artifacts["sae"]) / L.name, images
-        )  # issue 8: bulk export
-        if getattr(ix, "ratings", None) is not None:  # issue 11
+        export.write_layer_export(w, site, ix, Path(artifacts["sae"]) / L.name, images)  # bulk export
+        if getattr(ix, "ratings", None) is not None:
             w.page(*ratings_pages.rate_page(site, ix, images))
             w.text(
                 ratings_pages.rate_data_url(model_name, L.name),
@@ -349,5 +347,5 @@ def copy_static(out_dir: Path) -> None:
         if src.is_file():
             (out_dir / "static").mkdir(exist_ok=True)
             shutil.copyfile(src, out_dir / "static" / name)
-        elif src.is_dir():  # vendored libraries (static/vendor/<lib>/), issue 7
+        elif src.is_dir():  # vendored libraries (static/vendor/<lib>/)
             shutil.copytree(src, out_dir / "static" / name, ignore=shutil.ignore_patterns(".*"))

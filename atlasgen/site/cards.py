@@ -2,10 +2,10 @@
 
 A layer page shows one card per feature and each unit page a dozen, so the
 card is the most rendered piece of the site. As a Jinja macro it cost a sixth
-of a feature page's render time (issue 8, benchmarks/bench_render.py
+of a feature page's render time (benchmarks/bench_render.py
 --profile); this function writes the same bytes as a reference macro
 (tests/test_render_fast.py compares them) with plain string formatting,
-without indentation (issue 8, the size budget). The part of a card that does
+without indentation (the size budget). The part of a card that does
 not depend on the shown value is cached per (root, card, pixelated, sortable).
 """
 
@@ -91,7 +91,7 @@ def unit_card(root, card: dict, value=None, pixelated=False, sortable=False) -> 
     """One ``<li class="card">`` linking to a unit, with its thumbnail, id, optional value, label and density.
 
     ``sortable`` adds the sort keys the layer page's grid sorts by (``data-id``, ``data-density``, ...);
-    other pages' cards do not carry them (issue 8, the size budget), nor any indentation.
+    other pages' cards do not carry them (the size budget), nor any indentation.
     """
     head, tail = _parts(root, card, pixelated, sortable)
     if value:
@@ -102,7 +102,7 @@ def unit_card(root, card: dict, value=None, pixelated=False, sortable=False) -> 
 def example_item(root, e: dict) -> Markup:
     """One dataset example (``spectrum.example_items``): image, heat-map, crop position, activation and class.
 
-    Rendered three dozen times per unit page, so it is lean (issue 8, the size
+    Rendered three dozen times per unit page, so it is lean (the size
     budget): no indentation; the heat-map is an empty ``<i>`` showing its tile
     of the page's heat-map strip (``--y``, the strip and its size are in the
     page's ``<style>``); the decorative crop is drawn by atlas.js from

@@ -12,8 +12,8 @@ from html import escape
 import numpy as np
 from markupsafe import Markup
 
-from atlasgen.site import numbers, urls
-from atlasgen.site.fmt import fmt_count, fmt_signed
+from atlasgen.site import numbers
+from atlasgen.site.fmt import fmt_signed
 
 N_WEIGHTS = 6  # partners shown per direction and sign on a unit page
 N_CIRCUIT_TOP = 4  # layer-L features in the class circuit
@@ -29,6 +29,8 @@ def importance_stats(L, kind: str, i: int) -> list[dict]:
     as ties; a dead unit has no rank) and from the top 1."""
     imp = L.importance
     if imp is None:
+        if L.importance_skipped:
+            return [{"name": "importance", "value": "not computed", "help": L.importance_skipped}]
         return []
     key = KIND_KEYS[kind]
     info = imp["info"]
@@ -107,11 +109,26 @@ def _partners(
     return out
 
 
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return (text[0].upper() + text[1:]) if text else "the weights could not be computed."
+
+
 def unit_weights(L, indexes: dict, kind: str, i: int) -> list[dict]:
     """Upstream and downstream weight groups for a unit page (empty without a neighbouring layer)."""
     key = KIND_KEYS[kind]
     groups = []
     for side, data, verb in (("up", L.upstream, "from"), ("down", L.downstream, "into")):
+        skipped = L.upstream_skipped if side == "up" else L.downstream_skipped
+        if data is None and skipped and skipped.get("layer") in indexes:
+            groups.append(
+                {
+                    "id": f"weights-{side}",
+                    "title": f"Weights {verb} {skipped['layer']}",
+                    "skipped": _sentence(skipped.get("reason", "")),
+                }
+            )
+            continue
         if data is None or data["info"].get("layer") not in indexes:
             continue
         other = indexes[data["info"]["layer"]]
@@ -125,6 +142,7 @@ def unit_weights(L, indexes: dict, kind: str, i: int) -> list[dict]:
                 "inhibit": _partners(other, kind, idx, w, kern, -1),
                 "layer": other.layer.name,
                 "upstream": side == "up",
+                "skipped": None,
                 "kernel": "\u00d7".join(str(v) for v in data["info"].get("kernel", [])),
             }
         )
@@ -186,14 +204,35 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
         None,
     )
     if top is None:
-        return {
-            "svg": None,
-            "layer": layers[-1].name,
-            "note": "The circuit's second step needs a second studied layer below this one "
-            "(add it to `layers` in the config): its SAE features are then linked to these by expanded weights.",
-        }
+        skipped = next((L for L in reversed(layers) if L.upstream_skipped), None)
+        if skipped is not None:
+            note = (
+                f"No circuit from {skipped.upstream_skipped.get('layer')} to {skipped.name}: "
+                f"{_sentence(skipped.upstream_skipped.get('reason', ''))}"
+            )
+        elif len(layers) > 1:
+            note = (
+                "No circuit: layer-to-layer weights link consecutive studied layers that are whole module "
+                "outputs, and no pair of the studied layers is (a channel range or a token view has no kernel)."
+            )
+        else:
+            note = (
+                "The circuit's second step needs a second studied layer below this one "
+                "(add it to `layers` in the config): its SAE features are then linked to these by expanded weights."
+            )
+        return {"svg": None, "layer": layers[-1].name, "note": note, "stops": None}
     below = indexes[top.upstream["info"]["layer"]]
     ix = indexes[top.name]
+    later = layers[layers.index(top) + 1 :]
+    cut = next((L for L in later if L.upstream_skipped), None)
+    stops = (
+        (
+            f"The circuit stops at {top.name}: no weights from {cut.upstream_skipped.get('layer')} to {cut.name}. "
+            f"{_sentence(cut.upstream_skipped.get('reason', ''))}"
+        )
+        if cut is not None
+        else None
+    )
     wc = top.class_weights_features[:, c]
     upper = [int(f) for f in np.argsort(-wc, kind="stable")[:N_CIRCUIT_TOP] if wc[f] > 0]
     if not upper:
@@ -201,6 +240,7 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
             "svg": None,
             "layer": top.name,
             "note": f"No {top.name} feature has a positive weight on this class.",
+            "stops": stops,
         }
     lower: list[int] = []
     links = []  # (upper feature, lower feature, weight)
@@ -254,6 +294,7 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
         "svg": Markup("".join(parts)),
         "layer": top.name,
         "below": below.layer.name,
+        "stops": stops,
         "method": top.circuits_info.get("method", ""),
         "exact": bool(top.circuits_info.get("exact")),
         "note": "",

@@ -1,4 +1,4 @@
-"""Bulk export of a layer (issue 8): ``data/<model>/<layer>/features.jsonl.gz`` and the SAE weights.
+"""Bulk export of a layer: ``data/<model>/<layer>/features.jsonl.gz`` and the SAE weights.
 
 One JSON object per line, one line per feature, in id order; the schema is in
 docs/export.md. The gzip stream has no file name and mtime 0, and every number

@@ -140,7 +140,7 @@ def heatmap_rgba(act_maps: np.ndarray, scale: float) -> np.ndarray:
 
 
 class HeatSprite:
-    """Every heat-map of one page in one PNG strip, shown by CSS (issue 8, the size budget).
+    """Every heat-map of one page in one PNG strip, shown by CSS (the size budget).
 
     Tiles are stacked top to bottom in the order they are added, each with a
     one-pixel border that repeats its edge pixels: the box shows only the

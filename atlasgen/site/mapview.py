@@ -1,4 +1,4 @@
-"""Data and sprite sheets of the zoomable map page (issue 7).
+"""Data and sprite sheets of the zoomable map page.
 
 ``map_data`` is written as ``<model>/<layer>/map/data.js`` (a classic script
 that sets ``window.ATLAS_MAP``, so the page works from file://). Features are
@@ -19,11 +19,6 @@ from atlasgen.site.fmt import json_num
 
 SHEET_COLUMNS = 64  # thumbnails per sheet row; a sheet holds up to 64 x 64 = 4,096 thumbnails
 SPRITE_PX_MAX = 64  # thumbnails larger than this are downsized in the sheets
-
-
-def sprite_size(thumb_sizes) -> int:
-    sizes = [s for s in thumb_sizes if s]
-    return min(SPRITE_PX_MAX, max(sizes)) if sizes else 0
 
 
 def write_sprite_sheets(images: dict[int, Path], n: int, px: int, folder: Path) -> list[str]:

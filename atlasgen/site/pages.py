@@ -17,15 +17,13 @@ from PIL import Image
 from atlasgen import unitlabels
 from atlasgen.site import circuits, export, featurevis_section, numbers, ratings_pages, spectrum, svg, urls
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
+from atlasgen.site.context import base_context, crumbs
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
 from atlasgen.site.images import DatasetImages, HeatSprite, heat_gradient_css
 
-N_SIMILAR = 6  # most similar features (decoder cosine) on a feature page
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
 N_LOADING_FEATURES = 6  # features with the largest |W_dec[:, n]| on a neuron page
-N_RELATED_SHOWN = (
-    5  # cards per related list on a feature page (the export keeps N_SIMILAR; issue 8, size budget)
-)
+N_RELATED_SHOWN = 5  # cards per related list on a feature page (the export keeps all; the size budget)
 N_DRIVES = 5  # classes a unit drives most (and suppresses most: N_SUPPRESSES)
 N_SUPPRESSES = 3
 N_CLASS_FEATURES = 12  # facets shown per layer on a class page
@@ -98,7 +96,7 @@ class LayerIndex:
         self.thumb = {"f": {}, "n": {}}
         for kind, sub, count in (("f", "features", F), ("n", "neurons", C)):
             # Thumbnails only pay off when they are much smaller than the visualisation: otherwise cards
-            # show vis.webp itself (sharper, and one file less per unit; issue 8, the size budget).
+            # show vis.webp itself (sharper, and one file less per unit; the size budget).
             thumbs = _thumbs_worthwhile(self.vis_size.get(kind), _first_image_size(fv, sub + "_thumb"))
             for i in range(count):
                 folder = urls.unit_dir(m, name, kind, i)
@@ -121,7 +119,7 @@ class LayerIndex:
         absW = np.abs(W)
         self.decoder_neurons = _top_k_rows(absW, N_DECODER_NEURONS)
         self.loading_features = _top_k_rows(absW.T, N_LOADING_FEATURES)
-        self.similar, self.similar_cos = _similar_features(W, N_SIMILAR)
+        self.similar, self.similar_cos = layer.similar, layer.similar_cos  # the similar stage's artifact
 
         # The features to look at first (live, not dense, by importance): home and layer pages.
         imp = layer.importance["features_topk"] if layer.importance is not None else None
@@ -190,28 +188,6 @@ def _first_image_size(fv, sub: str) -> tuple[int, int] | None:
         return im.size
 
 
-def _similar_features(W: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` other features by cosine similarity of decoder rows, in chunks (F x F never held)."""
-    F = W.shape[0]
-    k = min(k, max(F - 1, 0))
-    norms = np.linalg.norm(W, axis=1, keepdims=True)
-    Wn = W / np.where(norms > 0, norms, 1.0)
-    ids = np.zeros((F, k), dtype=np.int64)
-    cos = np.zeros((F, k), dtype=np.float32)
-    if k == 0:
-        return ids, cos
-    for start in range(0, F, chunk):
-        S = Wn[start : start + chunk] @ Wn.T
-        rows = np.arange(S.shape[0])
-        S[rows, start + rows] = -np.inf  # not similar to itself
-        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(S, part, axis=1)
-        order = np.lexsort((part, -vals), axis=1)  # by similarity, then lower id
-        ids[start : start + chunk] = np.take_along_axis(part, order, axis=1)
-        cos[start : start + chunk] = np.take_along_axis(vals, order, axis=1)
-    return ids, cos
-
-
 def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
     """Row-wise ``top_k`` for a 2-D array."""
     k = min(k, values.shape[1])
@@ -219,31 +195,6 @@ def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- shared pieces
-
-
-def crumbs(site: Site, *items: tuple[str, str | None]) -> list[dict]:
-    """Breadcrumb: atlas > model > ...; the last item (href None) is the current page."""
-    out = [{"label": "atlas", "href": urls.home()}]
-    out += [{"label": label, "href": href} for label, href in items]
-    return out
-
-
-def base_context(site: Site, path: str, page_title: str, crumb_list: list[dict], **extra) -> dict:
-    ctx = {
-        "root": urls.root_prefix(path),
-        "title": site.title,
-        "page_title": page_title,
-        "date": site.date,
-        "version": site.version,
-        "crumbs": crumb_list,
-        "scripts": [],
-        "body_class": "",
-        "description": "",
-        "og_url": site.permalink(path) if site.base_url else "",
-        "og_image": "",
-    }
-    ctx.update(extra)
-    return ctx
 
 
 def class_link(site: Site, dataset: Dataset, c: int) -> dict:
@@ -431,6 +382,24 @@ def _accuracy_text(model_info: dict) -> str | None:
     return text
 
 
+def below_chance(model_info: dict) -> bool:
+    """Held-out accuracy at or below chance (a model that does not separate the classes)."""
+    acc, chance = model_info.get("heldout_accuracy"), model_info.get("chance_accuracy")
+    return acc is not None and chance is not None and chance < 1 and acc <= chance
+
+
+def _provenance_text(model_info: dict) -> str | None:
+    """ "Trained by atlasgen on N training images" or "Used as given: ...", from model.json."""
+    weights = model_info.get("weights")
+    if not weights:
+        return None
+    text = weights[0].upper() + weights[1:]
+    held = model_info.get("n_heldout_images")
+    if held:
+        text += f"; accuracy measured on {fmt_count(held)} held-out images"
+    return text + "."
+
+
 _METRIC_NAMES = {
     "fvu": "FVU (fraction of variance unexplained)",
     "explained_variance": "explained variance",
@@ -499,6 +468,8 @@ def model_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
         crumbs(site, (site.model, None)),
         model_name=site.model,
         accuracy=_accuracy_text(arts.model_info),
+        below_chance=below_chance(arts.model_info),
+        provenance=_provenance_text(arts.model_info),
         source=arts.model_info.get("source"),
         dataset={
             "identity": ds.identity,
@@ -549,6 +520,8 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         if key in L.sae_cfg:
             facts.append({"name": f"SAE {key.replace('_', ' ')}", "value": str(L.sae_cfg[key])})
     facts.append({"name": "SAE sha256", "value": L.sae_sha256})
+    if L.importance is None and L.importance_skipped:
+        facts.append({"name": "importance", "value": f"not computed: {L.importance_skipped}"})
     ctx = base_context(
         site,
         path,
@@ -559,7 +532,7 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         metrics=_metric_rows(L.sae_metrics),
         density_svg=svg.density_histogram(density),
         cooccurrence=spectrum.layer_pairs(L.cooccurrence, ix.feature_cards),
-        scatter_svg=svg.density_scatter(density, L.features.mean_act, L.features.label_entropy),  # issue 8
+        scatter_svg=svg.density_scatter(density, L.features.mean_act, L.features.label_entropy),
         n_dead=fmt_count(L.n_features - alive),
         look_first=[ix.feature_cards[int(f)] for f in ix.look_first[:N_LAYER_FIRST]],
         look_first_method=ix.look_first_method,
@@ -725,7 +698,7 @@ def unit_page(
             }
         ]
     vis_size = ix.vis_size.get(kind)
-    sprite = HeatSprite()  # every heat-map of the page in one strip (issue 8, size budget)
+    sprite = HeatSprite()  # every heat-map of the page in one strip (size budget)
     examples = _examples(site, ix, ex, i, images, sprite)
     bands = spectrum.bands(ds, lambda c: class_link(site, ds, c), ex, i, images, sprite)
     heat_css = spectrum.finish_heat(sprite, examples, *(b["examples"] for b in bands))

@@ -1,4 +1,4 @@
-"""Page pieces for issue 11: the blind rating survey, "guess the image", and imported ratings.
+"""Page pieces for the blind rating survey, "guess the image", and imported ratings.
 
 ``LayerRatings`` is computed once per layer (the survey sample, the imported
 ratings of this layer's SAE, the game rounds); page builders read it. Every
@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from atlasgen import ratings as R
 from atlasgen.site import urls
+from atlasgen.site.context import base_context, crumbs
 from atlasgen.site.fmt import fmt_num, json_num
 from atlasgen.site.urls import game_data_url, game_url, rate_data_url, rate_url
 
@@ -70,8 +71,6 @@ def image_indices(lr: LayerRatings) -> list[int]:
 
 
 def rate_page(site, ix, images) -> tuple[str, str, dict]:
-    from atlasgen.site.pages import base_context, crumbs
-
     lr: LayerRatings = ix.ratings
     L, m = ix.layer, site.model
     path = rate_url(m, L.name)
@@ -85,7 +84,7 @@ def rate_page(site, ix, images) -> tuple[str, str, dict]:
         n_items=len(lr.sample),
         n_examples=int(lr.cfg["examples"]),
         groups=[GROUP_NAMES[g] for g in lr.cfg["groups"]],
-        # The first item's visualisation in the HTML (an <img> needs a src; rate.js swaps it per item). Issue 8.
+        # The first item's visualisation in the HTML (an <img> needs a src; rate.js swaps it per item).
         first_vis=ix.vis["f"].get(lr.sample[0][0]) if lr.sample else None,
         scripts=[rate_data_url(m, L.name), "static/rate.js"],
         body_class="rate",
@@ -120,8 +119,6 @@ def survey_data(site, ix, images) -> dict:
 
 
 def game_page(site, ix) -> tuple[str, str, dict]:
-    from atlasgen.site.pages import base_context, crumbs
-
     lr: LayerRatings = ix.ratings
     L, m = ix.layer, site.model
     path = game_url(m, L.name)

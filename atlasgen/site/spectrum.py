@@ -86,7 +86,7 @@ def bands(dataset, class_link, ex, i: int, images: DatasetImages, sprite: HeatSp
     if ex.band_idx is None or float(ex.max_act[i]) <= 0:
         return []
     scale = float(ex.max_act[i])
-    # A band image already among the top examples is not shown again (issue 8): the top band of a sparse
+    # A band image already among the top examples is not shown again: the top band of a sparse
     # unit is often exactly its top examples. The rest stay a uniform sample of the band's other images.
     top = ex.top_idx[i][ex.top_idx[i] >= 0]
     band_idx = ex.band_idx[i]

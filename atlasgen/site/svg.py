@@ -207,7 +207,7 @@ def density_histogram(density: np.ndarray, bins: int = 24) -> Markup:
     )
 
 
-# ---------------------------------------------------------------- issue 8: layer scatter
+# ---------------------------------------------------------------- layer scatter
 
 # Eight stops of viridis (perceptually uniform, readable on light and dark backgrounds).
 _VIRIDIS = ("#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725")

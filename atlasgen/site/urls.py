@@ -1,4 +1,4 @@
-"""The site's URL contract (docs: /work/shared/design/SITE.md), in one place.
+"""The site's URL contract (docs/urls.md), in one place.
 
 Every function returns a path relative to the site root, without a leading
 slash, ending in ``index.html`` or a file name. A page prefixes it with
@@ -72,7 +72,7 @@ def shorten_links(html: str, page_path: str) -> str:
 
     Templates write ``root + path`` (``../../../../demonet/mixed5b/f/5/index.html`` on a feature page);
     this makes it ``../5/index.html``: the same target, still relative (file://, any sub-path), and a
-    feature page ~1.5 KB smaller (issue 8, the size budget). For each folder the page sits in, deepest
+    feature page ~1.5 KB smaller (the size budget). For each folder the page sits in, deepest
     first, the URLs that go up to the root and back down into that folder are cut to the way up to it
     (a plain ``str.replace`` per folder: fast on every page). A shortened URL starts with fewer ``../``
     than the root prefix and a name, so no later, shallower rule can match it again.

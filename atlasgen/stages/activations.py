@@ -20,12 +20,20 @@ from atlasgen.cache import atomic_save_npy, atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.errors import AtlasgenError
 from atlasgen.models import layer_activations, layer_shapes, load_model
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
 
-# Issue 10: under torchrun every rank runs this stage. Rank r samples the raw chunks i with
+STAGE = Stage(
+    "activations",
+    deps=("dataset", "model"),
+    config=("layers", "activations"),
+    what="sampled activation store",
+    resumable=True,
+    distributed=True,
+)
+
+# Under torchrun every rank runs this stage. Rank r samples the raw chunks i with
 # i % world == r (each chunk has its own seed, so the bytes do not depend on who samples it), rank 0
 # the held-out vectors; the shuffle's output shards are split the same way; rank 0 writes meta.json.
-DISTRIBUTED = True
 
 
 def sample_positions(

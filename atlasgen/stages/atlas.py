@@ -9,7 +9,6 @@ sprite sheet per grid (icons_<grid>.webp, row-major in the cells' order).
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from PIL import Image
@@ -19,7 +18,14 @@ from atlasgen.cache import atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.featurevis import STANDARD_TRANSFORMS, render_directions
 from atlasgen.models import layer_activations, load_model
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
+
+STAGE = Stage(
+    "atlas",
+    deps=("dataset", "model"),
+    config=("layers", "atlas", "examples.batch_size"),
+    what="activation atlas",
+)
 
 
 def collect(

@@ -39,8 +39,15 @@ from atlasgen.models import (
     layer_view,
     load_model,
 )
-from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
+from atlasgen.stage import Stage, StageContext
+
+STAGE = Stage(
+    "circuits",
+    deps=("dataset", "model", "sae"),
+    config=("layers", "circuits"),
+    what="class and layer-to-layer weights",
+)
 
 
 def gradient_class_weights(
@@ -114,16 +121,19 @@ def run(ctx: StageContext) -> None:
     # channel range or a ViT token view has no kernel of its own). A path the expanded-weights
     # method cannot linearize (a functional max-pool or ReLU) is reported and skipped: class
     # weights and every other page section stay.
-    whole = [l.name for l in ctx.cfg.layers if not l.channels and (l.module or l.name) == l.name]
+    whole = [
+        layer.name
+        for layer in ctx.cfg.layers
+        if not layer.channels and (layer.module or layer.name) == layer.name
+    ]
     order = forward_order(model, whole, data.image_size, ctx.device)
     for src, dst in zip(order, order[1:]):
         try:
             write_layer_weights(ctx, model, src, dst, data.image_size)
         except CircuitsError as exc:
             ctx.console.info(f"  {src} -> {dst}: no layer-to-layer weights: {exc.errors[0]}")
-            atomic_write_json(
-                ctx.out / dst / "upstream_skipped.json", {"layer": src, "reason": exc.errors[0]}
-            )
+            reason = exc.errors[0].removeprefix("circuits: ").split(" Fix: ")[0]
+            atomic_write_json(ctx.out / dst / "upstream_skipped.json", {"layer": src, "reason": reason})
 
 
 def write_layer_weights(ctx: StageContext, model, src: str, dst: str, image_size: int) -> None:
@@ -142,7 +152,7 @@ def write_layer_weights(ctx: StageContext, model, src: str, dst: str, image_size
             store[f"{kind}_kernel"] = pairs[f"{side}_kernel"].astype(np.float32)
     kh, kw = J.shape[2:]
     info = {
-        "method": "expanded weights (ReLU and max-pool as identity), autograd",
+        "method": "expanded weights (ReLUs and max-pools linearized), autograd",
         "kernel": [int(kh), int(kw)],
         "features_read": "W_enc (downstream encoder)",
         "features_write": "W_dec (upstream decoder)",

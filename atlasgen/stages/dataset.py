@@ -10,7 +10,9 @@ import numpy as np
 from atlasgen.cache import atomic_save_npy, atomic_write_json, hash_data
 from atlasgen.config import ConfigError
 from atlasgen.data import match_class_names, read_class_names, read_image_csv, scan_image_folder, subsample
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
+
+STAGE = Stage("dataset", config=("dataset",), what="images and labels")
 
 
 def _split(n: int, holdout_fraction: float, seed: int) -> np.ndarray:

@@ -23,7 +23,7 @@ Memory is bounded by units x (k + grid bins + band slots x samples), whatever
 the dataset's size. A second, small pass recomputes the activation maps of
 the images shown (top and band examples) only, for heat-maps and crops.
 
-Distributed (issue 10, docs/scaling.md): rank r scans the batches b with
+Distributed (docs/scaling.md): rank r scans the batches b with
 b % world == r (the same batches as a single process, so every per-image value
 is the same float) and saves its scan state under ``_ranks/``; rank 0 merges
 the states exactly (:func:`merge_states`) and runs the second pass. A rank
@@ -44,16 +44,24 @@ from atlasgen.bands import _EMPTY, BandReservoir, _np, grid_index, sample_keys
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model, positions_as_vectors
-from atlasgen.pipeline import StageContext
 from atlasgen.sae import SparseAutoencoder
 from atlasgen.sae_formats import load_sae_any
+from atlasgen.stage import Stage, StageContext
+
+STAGE = Stage(
+    "examples",
+    deps=("dataset", "model", "sae"),
+    config=("layers", "examples"),
+    what="dataset examples",
+    resumable=True,
+    distributed=True,
+)
 
 # Fine log grid for the streaming histogram: 1e-6 .. 1e6, 30 bins per decade.
 FINE_EDGES = np.logspace(-6, 6, 12 * 30 + 1)
 HIST_RANGE_DECADES = 3  # the page histogram spans max * 1e-3 .. max
 N_PARTNERS = 6  # co-occurring features kept per feature
 N_PAIRS = 50  # most frequent feature pairs kept per layer
-DISTRIBUTED = True  # issue 10: every rank scans its share of the batches (see run)
 
 
 # Per-image maxima held back before they are merged into the band and histogram state
@@ -335,8 +343,9 @@ class UnitStats:
         n_classes: int,
         n_bins: int,
         grid: tuple[int, int],
-        rules: unitlabels.FlagRules = unitlabels.FlagRules(),
+        rules: unitlabels.FlagRules | None = None,
     ) -> dict[str, np.ndarray]:
+        rules = unitlabels.FlagRules() if rules is None else rules
         self.merge()
         top_val = self.top.val.cpu().numpy().astype(np.float32)
         top_idx = self.top.idx.cpu().numpy()
@@ -639,7 +648,7 @@ def run(ctx: StageContext) -> None:
         shutil.rmtree(ctx.out / "_ranks")  # the per-rank scan states are not part of the artifact
 
 
-# ---------------------------------------------------------------- distributed scans (issue 10)
+# ---------------------------------------------------------------- distributed scans
 
 
 def _scan_distributed(ctx, model, sae, layer, data, train_idx):

@@ -37,13 +37,22 @@ from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.featurevis import STANDARD_TRANSFORMS, SAEDirections, render_units, save_webp, unit_maxima
 from atlasgen.models import load_model
-from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
+from atlasgen.stage import Stage, StageContext
 
-# Issue 10: under torchrun every rank runs this stage and renders the chunks c (of each family, in
+STAGE = Stage(
+    "featurevis",
+    # After the examples: a visualisation is judged against its unit's firing distribution on the data.
+    deps=("dataset", "model", "sae", "examples"),
+    config=("layers", "featurevis"),
+    what="feature visualisations",
+    resumable=True,
+    distributed=True,
+)
+
+# Under torchrun every rank runs this stage and renders the chunks c (of each family, in
 # unit order) with c % world == rank; the images depend only on (seed, unit, variant), so they are
 # the same bytes whichever rank renders them. Rank 0 merges the quality shards and writes meta.json.
-DISTRIBUTED = True
 
 QUALITY_KEYS = (
     "unit",
@@ -181,7 +190,7 @@ def run(ctx: StageContext) -> None:
         total = sum(len(c) for cs in mine.values() for c in cs)
         with ctx.progress(total, f"vis {layer}") as bar:
             done = 0
-            for family, (n_units, directions, encode) in families.items():
+            for family, (_n_units, directions, encode) in families.items():
                 folder, shards = ctx.out / layer / family, ctx.out / layer / f"{family}_quality"
                 for units in mine[family]:
                     shard = shards / f"{units[0]:08d}.npz"

@@ -11,7 +11,7 @@ top k / top 1; int64, may be negative) and ``<kind>_rank`` (1 = most
 important); importance.json with the method, k, the image count and the clean
 model's correct counts.
 
-Distributed (issue 10): rank r takes the batches b with b % world == r. The
+Distributed: rank r takes the batches b with b % world == r. The
 unit means are folded from every batch's float64 sums in batch order (the same
 additions as one process), and the importance counts are integers, summed.
 Each rank keeps its per-batch sums and its counts under ``_ranks/`` so a
@@ -40,10 +40,17 @@ from atlasgen.importance import (
     unit_sums,
 )
 from atlasgen.models import class_outputs, load_model
-from atlasgen.pipeline import StageContext
 from atlasgen.sae_formats import load_sae_any
+from atlasgen.stage import Stage, StageContext
 
-DISTRIBUTED = True
+STAGE = Stage(
+    "importance",
+    deps=("dataset", "model", "sae"),
+    config=("layers", "importance"),
+    what="mean-ablation importance",
+    resumable=True,
+    distributed=True,
+)
 
 
 def run(ctx: StageContext) -> None:
@@ -58,9 +65,7 @@ def run(ctx: StageContext) -> None:
             f"importance needs a model with at least 2 outputs to rank (this one has {n_outputs}): "
             "every image keeps its class in the top 1, so no ablation can change it"
         )
-        atomic_write_json(ctx.out / "skipped.json", {"reason": reason})
-        atomic_write_json(ctx.out / "build_notes.json", [f"importance: skipped: {reason}"])
-        ctx.console.info(f"  skipped: {reason}")
+        ctx.skip("importance", reason)
         return
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     indices = data.indices("heldout")

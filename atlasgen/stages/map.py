@@ -28,7 +28,14 @@ from atlasgen import hierarchy as hierarchy_mod
 from atlasgen.cache import atomic_write_json
 from atlasgen.data import open_dataset
 from atlasgen.hierarchy import Hierarchy, name_group
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
+
+STAGE = Stage(
+    "map",
+    deps=("dataset", "model", "sae", "examples", "circuits"),
+    config=("layers", "map", "map_hierarchy"),
+    what="feature map",
+)
 
 
 def layout(W_dec: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:

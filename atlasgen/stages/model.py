@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,8 +20,12 @@ from atlasgen.cache import atomic_write_bytes, atomic_write_json
 from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
 from atlasgen.models import attach_views, build_model, class_outputs, layer_shapes, pretrained_state
-from atlasgen.pipeline import StageContext
+from atlasgen.stage import Stage, StageContext
 from atlasgen.zoo import DEMO_LAYERS
+
+STAGE = Stage(
+    "model", deps=("dataset",), config=("model", "model_weights"), what="the classifier", resumable=True
+)
 
 
 def _save(path, obj) -> None:
@@ -170,6 +175,29 @@ def match_outputs(classes: list[dict], labels_file, n_outputs: int) -> list[int]
     return out
 
 
+def provenance(model_cfg, weights_path, trained: bool, n_train: int) -> dict:
+    """Where the model's weights came from, for the model page: trained here by atlasgen, or used as given."""
+    if trained:
+        return {
+            "trained_by_atlasgen": True,
+            "n_train_images": n_train,
+            "weights": f"trained by atlasgen on {n_train} training images",
+        }
+    if weights_path is not None:
+        how = f"loaded from {Path(weights_path).name} (model.weights)"
+    elif model_cfg.source == "factory":
+        how = f"as built by {model_cfg.arch} (its own initialisation)"
+    elif model_cfg.pretrained:
+        how = (
+            "pretrained weights (InceptionV1 from lucent's zoo)"
+            if model_cfg.source == "inceptionv1"
+            else f"torchvision's pretrained {model_cfg.arch} weights"
+        )
+    else:
+        how = f"random initialisation (model.pretrained: false, seed {model_cfg.train.seed})"
+    return {"trained_by_atlasgen": False, "n_train_images": 0, "weights": f"used as given: {how}"}
+
+
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg
     data = open_dataset(ctx.inputs["dataset"])
@@ -206,7 +234,11 @@ def run(ctx: StageContext) -> None:
             ]
         )
     model.atlas_class_outputs = outputs
-    acc = accuracy(model, data, data.indices("heldout"), ctx.device)
+    heldout = data.indices("heldout")
+    acc = accuracy(model, data, heldout, ctx.device) if len(heldout) else None
+    chance = 1.0 / data.n_classes
+    trained = state is None and cfg.model.source == "demo"
+    origin = provenance(cfg.model, path, trained, len(data.indices("train")))
     model.cpu()
     _save(ctx.out / "model.pt", model.state_dict())
     (ctx.out / "checkpoint.pt").unlink(missing_ok=True)
@@ -214,7 +246,7 @@ def run(ctx: StageContext) -> None:
     attach_views(model, cfg.layers)
     names = list(DEMO_LAYERS) if cfg.model.source == "demo" else []
     shapes = layer_shapes(
-        model, names + [l.name for l in cfg.layers if l.name not in names], cfg.dataset.image_size
+        model, names + [layer.name for layer in cfg.layers if layer.name not in names], cfg.dataset.image_size
     )
     atomic_write_json(
         ctx.out / "model.json",
@@ -226,9 +258,21 @@ def run(ctx: StageContext) -> None:
             "n_classes": data.n_classes,
             "n_outputs": n_outputs,
             "class_outputs": outputs,
-            "heldout_accuracy": round(acc, 4),
-            "chance_accuracy": round(1.0 / data.n_classes, 4),
+            "heldout_accuracy": None if acc is None else round(acc, 4),
+            "n_heldout_images": len(heldout),
+            "chance_accuracy": round(chance, 4),
+            **origin,
         },
     )
-    trained = f" after {train_seconds:.0f}s of training" if train_seconds else ""
-    ctx.console.info(f"  held-out accuracy {acc:.1%} (chance {1 / data.n_classes:.1%}){trained}")
+    notes = []
+    if acc is None:
+        notes.append("model: no held-out images, so no held-out accuracy (dataset.heldout_fraction is 0)")
+    elif data.n_classes > 1 and acc <= chance:
+        notes.append(
+            f"model: held-out accuracy {acc:.1%} is at or below chance ({chance:.1%}) on {len(heldout)} images: "
+            f"the model ({origin['weights']}) does not separate these classes, so its units say little about them"
+        )
+    atomic_write_json(ctx.out / "build_notes.json", notes)
+    if acc is not None:
+        spent = f" after {train_seconds:.0f}s of training" if train_seconds else ""
+        ctx.console.info(f"  held-out accuracy {acc:.1%} (chance {chance:.1%}){spent}")

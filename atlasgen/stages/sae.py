@@ -28,14 +28,22 @@ from atlasgen.cache import atomic_write_json
 from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
 from atlasgen.models import get_module, layer_view, load_model, positions_as_vectors, vectors_as_map
-from atlasgen.pipeline import StageContext
 from atlasgen.sae import evaluate_sae, save_sae, train_sae
 from atlasgen.sae_formats import SAEFormatError, load_external_sae, save_saelens
+from atlasgen.stage import Stage, StageContext
 from atlasgen.stages.activations import VectorStore
 
-# Issue 10: under torchrun every rank trains each SAE data-parallel (atlasgen.sae.train_sae with
+STAGE = Stage(
+    "sae",
+    deps=("dataset", "model", "activations"),
+    config=("layers_with_sae",),
+    what="sparse autoencoders",
+    resumable=True,
+    distributed=True,
+)
+
+# Under torchrun every rank trains each SAE data-parallel (atlasgen.sae.train_sae with
 # dist: DistributedDataParallel, global BatchTopK); rank 0 alone measures, saves and loads external SAEs.
-DISTRIBUTED = True
 
 MAX_EVAL_IMAGES = 1024  # held-out images used for the uniform and downstream metrics
 

@@ -6,23 +6,43 @@ from pathlib import Path
 
 from atlasgen.config import Config
 from atlasgen.progress import Console
+from atlasgen.stage import Stage
+
+STAGE = Stage(
+    "site",
+    deps=(
+        "dataset",
+        "model",
+        "activations",
+        "sae",
+        "featurevis",
+        "examples",
+        "circuits",
+        "importance",
+        "map",
+        "atlas",
+        "game",
+        "similar",
+    ),
+    config=("site", "model.name", "layer_names", "ratings", "ratings_merged"),
+    what="the static site",
+)
 
 
 def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console):
     """Render every page into ``out_dir``; returns the renderer's SiteSummary (pages, files, bytes)."""
-    from atlasgen.site.build import render_site
-
     from atlasgen.config import to_dict
     from atlasgen.ratings import load_merged, merged_path
+    from atlasgen.site.build import render_site
 
-    records = load_merged(merged_path(cfg))  # issue 11: imported ratings (validated again here)
+    records = load_merged(merged_path(cfg))  # imported ratings (validated again here)
     bar = console.progress(1, "pages")
     summary = render_site(
         ratings_records=records,
         ratings_cfg=to_dict(cfg.ratings),
         game_cfg=to_dict(cfg.game),
         artifacts=artifacts,
-        layers=[l.name for l in cfg.layers],
+        layers=[layer.name for layer in cfg.layers],
         model_name=cfg.model.name,
         title=cfg.site.title,
         date=cfg.site.date,
