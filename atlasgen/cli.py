@@ -309,6 +309,7 @@ def check(outdir: str | None, config: str | None, budget_mb: float | None, quiet
     site = Path(outdir) if outdir else (cfg.resolve(cfg.output) if cfg else Path("_site"))
     budget = budget_mb if budget_mb is not None else (cfg.site.size_budget_mb if cfg else 900.0)
     problems = check_site(site, budget)
+    _citation_warnings(site)
     if problems:
         click.echo(
             f"atlasgen check: {len(problems)} problem{'s' if len(problems) > 1 else ''} in {site}:", err=True
@@ -318,6 +319,14 @@ def check(outdir: str | None, config: str | None, budget_mb: float | None, quiet
         sys.exit(1)
     if not quiet:
         click.echo(f"atlasgen check: {site} passed (links, anchors, URLs, file:// scripts, size, manifest).")
+
+
+def _citation_warnings(site: Path) -> None:
+    """Print (to stderr) what keeps the site in ``site`` from being cited as it is; never fails."""
+    from atlasgen.site.publish import citation_warnings
+
+    for line in citation_warnings(site):
+        click.echo(f"warning: {line}", err=True)
 
 
 @main.command()
@@ -344,6 +353,15 @@ def publish(repo: str, site_dir: str, branch: str, force: bool) -> None:
         target = write_pages_workflow(Path(repo), site_dir, branch, overwrite=force)
     except AtlasgenError as exc:
         _fail(exc.errors, exc.headline)
+    built = Path(repo) / site_dir
+    if (built / "manifest.json").is_file():
+        _citation_warnings(built)
+    else:
+        click.echo(
+            f"warning: {built} holds no built site yet: build it (atlasgen build -o {site_dir}) with site.base_url "
+            "and site.authors set, and run `atlasgen check` on it before you push.",
+            err=True,
+        )
     click.echo(
         f"wrote {target}; commit it with the {site_dir}/ folder and set Pages' source to GitHub Actions (docs/publishing.md)."
     )

@@ -53,10 +53,11 @@ class SiteConfig:
     )
     base_url: str = _f(
         "",
-        "Public URL the site is published at (for permalinks in citations), e.g. https://user.github.io/atlas/. Empty: relative permalinks.",
+        "Public URL the site is published at (for permalinks in citations), e.g. https://user.github.io/atlas/. Empty: relative permalinks, and `atlasgen check` / `atlasgen publish` warn.",
     )
     authors: list[str] = _f(
-        [], 'Authors of the atlas, "Given Family" each: for CITATION.cff and the BibTeX of every page.'
+        [],
+        'Authors of the atlas, "Given Family" each: for CITATION.cff and the BibTeX of every page. Empty: no CITATION.cff is written, and `atlasgen check` / `atlasgen publish` warn.',
     )
     version: str = _f(
         "1.0",
@@ -320,6 +321,26 @@ class ExamplesConfig:
     )
     cooccurrence_images: int = _f(
         1024, "Images sampled uniformly for SAE feature co-occurrence counts.", min=2
+    )
+    cooccurrence_min_count: int = _f(
+        5,
+        "Feature pairs that fire together on fewer of the sampled images are not ranked as partners (NPMI rewards one-off coincidences of rare features; docs/analyses.md).",
+        min=1,
+    )
+    dense_threshold: float = _f(
+        0.1,
+        'A unit is flagged dense when it fires on more than this share of the scanned images; the home and layer pages\' "features to look at first" leave dense (and dead) features out.',
+        min=0.0,
+        max=1.0,
+    )
+    label_min_images: int = _f(
+        20, "A unit's label is flagged low-confidence when it fires on fewer images than this.", min=1
+    )
+    label_max_entropy: float = _f(
+        0.6,
+        "A unit's label is also flagged low-confidence when its label entropy over every firing image, divided by ln(number of classes), is above this.",
+        min=0.0,
+        max=1.0,
     )
     seed: int = _f(0, "Seed of the band and co-occurrence samples.")
 

@@ -18,8 +18,9 @@ Pieces, each usable on its own:
 * :class:`FFTImage`: the image parameterisation (spectrum -> RGB in [0, 1]);
 * :class:`TransformSpec` and :func:`random_affine`: the random transforms, one
   ``affine_grid``/``grid_sample`` for the whole batch per step;
-* :func:`make_objective`: the vectorised objective (raw channel or SAE feature,
-  all positions or the centre one);
+* :func:`make_objective`: the vectorised objective (raw channel or SAE feature
+  pre-activation, all positions or the centre one), and :func:`code_objective`,
+  an SAE feature's code (its pre-activation where it is on);
 * :func:`direction_objective`: Activation Atlas's ``dot * cossim^p`` for
   arbitrary directions, and :func:`render_directions` to render them;
 * :func:`gram_diversity`: lucid's Gram-matrix diversity term, one batched
@@ -39,9 +40,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import io
 import os
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.overrides import TorchFunctionMode
 
 from atlasgen.cache import atomic_write_bytes
 from atlasgen.models import LayerCapture, channels_last
@@ -63,6 +65,7 @@ __all__ = [
     "NO_TRANSFORMS",
     "random_affine",
     "make_objective",
+    "code_objective",
     "direction_objective",
     "gram_diversity",
     "render_units",
@@ -84,12 +87,18 @@ class SAEDirections:
 
     ``W_enc`` is (C, F), ``b_enc`` (F,), ``b_dec`` (C,); numpy arrays or torch
     tensors. Feature ``i``'s pre-activation at an activation vector ``a`` is
-    ``(a - b_dec) . W_enc[:, i] + b_enc[i]``.
+    ``(a - b_dec) . W_enc[:, i] + b_enc[i]``. Its code (what the SAE outputs)
+    is the pre-activation where the feature is on and 0 elsewhere: on where
+    the pre-activation exceeds ``threshold`` (a scalar or one per feature; 0:
+    a ReLU SAE, also the default), and with ``k`` (a TopK SAE) where it is
+    also among the ``k`` largest of its position.
     """
 
     W_enc: np.ndarray | torch.Tensor
     b_enc: np.ndarray | torch.Tensor
     b_dec: np.ndarray | torch.Tensor
+    threshold: np.ndarray | torch.Tensor | float = 0.0
+    k: int | None = None
 
     def __post_init__(self) -> None:
         c, f = tuple(self.W_enc.shape)
@@ -98,6 +107,12 @@ class SAEDirections:
                 f"SAE shapes disagree: W_enc {tuple(self.W_enc.shape)}, "
                 f"b_enc {tuple(self.b_enc.shape)}, b_dec {tuple(self.b_dec.shape)}"
             )
+        if tuple(np.shape(self.threshold)) not in ((), (f,)):
+            raise ValueError(
+                f"SAE threshold of shape {tuple(np.shape(self.threshold))}, expected () or ({f},)"
+            )
+        if self.k is not None and not 1 <= int(self.k) <= f:
+            raise ValueError(f"SAE k={self.k} outside 1..{f}")
 
     @property
     def d_in(self) -> int:
@@ -109,18 +124,47 @@ class SAEDirections:
 
     @classmethod
     def from_npz(cls, path: str | os.PathLike) -> SAEDirections:
-        """Read ``W_enc``, ``b_enc``, ``b_dec`` from an ``sae.npz`` artifact."""
+        """Read ``W_enc``, ``b_enc``, ``b_dec`` (and ``threshold`` when present) from an ``sae.npz``
+        artifact; a ``cfg.json`` beside it that says ``"architecture": "topk"`` gives ``k``."""
+        path = Path(path)
         with np.load(path) as z:
-            return cls(W_enc=z["W_enc"], b_enc=z["b_enc"], b_dec=z["b_dec"])
+            threshold = z["threshold"] if "threshold" in z.files else 0.0
+            arrays = dict(W_enc=z["W_enc"], b_enc=z["b_enc"], b_dec=z["b_dec"])
+        k = None
+        cfg = path.with_name("cfg.json")
+        if cfg.is_file():
+            import json
+
+            meta = json.loads(cfg.read_text())
+            k = int(meta["k"]) if meta.get("architecture") == "topk" else None
+        return cls(**arrays, threshold=0.0 if k is not None else threshold, k=k)
+
+    @classmethod
+    def from_sae(cls, sae: torch.nn.Module) -> SAEDirections:
+        """From an :class:`atlasgen.sae.SparseAutoencoder` (or a JumpReLU one): its encoder and gate."""
+        topk = getattr(sae, "architecture", None) == "topk"
+        threshold = sae.threshold.detach().cpu().float() if hasattr(sae, "threshold") and not topk else 0.0
+        return cls(
+            W_enc=sae.W_enc.detach().cpu().float(),
+            b_enc=sae.b_enc.detach().cpu().float(),
+            b_dec=sae.b_dec.detach().cpu().float(),
+            threshold=threshold,
+            k=int(sae.k) if topk else None,
+        )
 
     def tensors(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(W_enc, b_enc, b_dec) as fp32 tensors on ``device``, detached."""
-        return tuple(
-            torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a.detach()).to(
-                device=device, dtype=torch.float32
-            )
-            for a in (self.W_enc, self.b_enc, self.b_dec)
-        )  # type: ignore[return-value]
+        return tuple(_tensor(a, device) for a in (self.W_enc, self.b_enc, self.b_dec))  # type: ignore[return-value]
+
+    def thresholds(self, device: torch.device | str) -> torch.Tensor:
+        """Every feature's threshold, (F,), at least 0 (a code is positive where it is on)."""
+        t = _tensor(self.threshold, device)
+        return t.expand(self.n_features).clamp_min(0.0) if t.ndim == 0 else t.clamp_min(0.0)
+
+
+def _tensor(a, device) -> torch.Tensor:
+    a = a.detach() if torch.is_tensor(a) else torch.as_tensor(np.asarray(a))
+    return a.to(device=device, dtype=torch.float32)
 
 
 # ----------------------------------------------------------- parameterisation
@@ -343,6 +387,59 @@ def make_objective(
     return objective
 
 
+def code_objective(
+    units: Sequence[int] | torch.Tensor,
+    *,
+    sae: SAEDirections,
+    mode: str = "channel",
+    device: torch.device | str = "cpu",
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The SAE feature's own code, not its pre-activation: acts (B, C, H, W) -> (B,).
+
+    At each position the code of sample ``i``'s feature ``units[i]`` is its pre-activation where
+    the feature is on (above its threshold; with a TopK SAE, also among the ``k`` largest codes of
+    the position) and 0 elsewhere, as :meth:`SparseAutoencoder.encode` gives it; averaged over
+    positions ("channel") or taken at the centre ("neuron"). It is 0 while the feature is off
+    everywhere, and then has no gradient: :func:`render_units` optimises the pre-activation
+    (:func:`make_objective`) until the feature turns on.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    idx = torch.as_tensor(units, dtype=torch.long, device=device)
+    W_enc, b_enc, b_dec = sae.tensors(device)
+    w = W_enc[:, idx].T.contiguous()  # (B, C)
+    b = b_enc[idx] - w @ b_dec  # (B,): the bias of each sample's pre-activation, b_dec folded in
+    thr = sae.thresholds(device)[idx]
+
+    def objective(acts: torch.Tensor) -> torch.Tensor:
+        if acts.ndim == 2:
+            acts = acts[:, :, None, None]
+        n, _, h, w_ = acts.shape
+        if n != len(idx):
+            raise ValueError(f"batch of {n} activations for {len(idx)} units")
+        if mode == "neuron":
+            acts = acts[:, :, h // 2 : h // 2 + 1, w_ // 2 : w_ // 2 + 1]
+        pre = torch.einsum("bchw,bc->bhw", acts, w) + b[:, None, None]
+        on = pre > thr[:, None, None]
+        if sae.k is not None:  # TopK: also among the k largest codes of its position
+            every = F.relu(torch.einsum("bchw,cf->bhwf", acts, W_enc) + (b_enc - b_dec @ W_enc))
+            kth = every.topk(sae.k, dim=-1).values[..., -1]
+            on = on & (pre >= kth)
+        return (pre * on).mean(dim=(1, 2))
+
+    return objective
+
+
+def _unit_objectives(units: list[int], sae: SAEDirections | None, mode: str, device):
+    """(real, surrogate) objectives of units, each -> (B,): ``real(acts)`` is the unit's activation
+    (a channel's output, an SAE feature's code), ``surrogate(acts, pre)`` its pre-activation (the
+    channel before its nonlinearity, when ``pre`` is known; the feature's encoder pre-activation)."""
+    plain = make_objective(units, sae=sae, mode=mode, device=device)
+    if sae is None:
+        return plain, lambda acts, pre: plain(acts if pre is None else pre)
+    return code_objective(units, sae=sae, mode=mode, device=device), lambda acts, pre: plain(acts)
+
+
 def direction_objective(
     directions: np.ndarray | torch.Tensor,
     *,
@@ -463,40 +560,127 @@ class _RedirectedReLU(torch.autograd.Function):
 #: steps, whichever comes first; after that its extra passes over every ReLU would be wasted work.
 REDIRECT_SHARE = 0.25
 
+# The ReLU family as the model's forward may call it: nn.ReLU modules call F.relu, and a forward may
+# call F.relu, torch.relu, Tensor.relu or their in-place forms itself.
+_RELU_FUNCS = frozenset({F.relu, torch.relu, torch.Tensor.relu, torch.relu_, torch.Tensor.relu_})
+_INPLACE_RELU_FUNCS = frozenset({torch.relu_, torch.Tensor.relu_})
+# Other pointwise nonlinearities whose input is a unit's pre-activation (their gradient never vanishes
+# exactly, so they need no redirect).
+_SMOOTH_FUNCS = frozenset(
+    {
+        F.gelu,
+        F.silu,
+        F.elu,
+        F.softplus,
+        F.leaky_relu,
+        F.relu6,
+        F.hardtanh,
+        F.hardswish,
+        torch.sigmoid,
+        torch.tanh,
+        torch.Tensor.sigmoid,
+        torch.Tensor.tanh,
+    }
+)
+# Ops that carry a pre-activation along with their output: the same op is applied to it.
+_CARRY_FUNCS = frozenset(
+    {
+        torch.Tensor.narrow,
+        torch.narrow,
+        torch.Tensor.__getitem__,
+        torch.Tensor.reshape,
+        torch.Tensor.view,
+        torch.Tensor.permute,
+        torch.Tensor.contiguous,
+        torch.Tensor.flatten,
+        torch.flatten,
+        torch.reshape,
+        torch.permute,
+    }
+)
+_CAT_FUNCS = frozenset({torch.cat, torch.concat, torch.concatenate})
+#: Pre-activations remembered per forward (the most recent ones): enough for the branches of an
+#: Inception block, bounded so a deep network does not keep every layer's pre-activation alive.
+_PRE_MEMORY = 64
 
-class _RedirectedReLUs:
-    """Route every nn.ReLU module of the model through _RedirectedReLU (the module's forward
-    replaced, not hooked, so the ReLU runs once) until :meth:`release` or the end of the block.
-    ``redirected`` counts the backward passes that had to redirect (reset it per step)."""
 
-    def __init__(self, model: torch.nn.Module, enabled: bool):
-        self.patched: list[torch.nn.Module] = []
+class _Nonlinearities(TorchFunctionMode):
+    """Sees every nonlinearity the model's forward calls, modules and functions alike.
+
+    Two jobs, both needed because a unit behind a ReLU that is off on an image gives that image
+    no gradient:
+
+    * **pre-activations.** Every ReLU-family or smooth pointwise nonlinearity remembers its input
+      as the pre-activation of its output; concatenation and reshaping/slicing carry it along.
+      :meth:`pre_of` then gives the studied layer's pre-activation (e.g. the channels of an
+      Inception block before their ReLUs, concatenated), or None when its output is not such a
+      nonlinearity's (a linear layer: the output is its own pre-activation). In-place calls
+      remember a copy of their input.
+    * **redirected gradients.** While :attr:`redirect` is set, every non-in-place ReLU-family call
+      runs as :class:`_RedirectedReLU` (lucid's ``redirected_relu_grad``), whether it is an
+      ``nn.ReLU`` module or ``torch.relu``/``F.relu``/``Tensor.relu`` called inside a forward;
+      ``redirected`` counts the backward passes that had to redirect (reset it per step).
+
+    The forward values are the model's own: nothing here changes what the layer outputs.
+    """
+
+    def __init__(self, redirect: bool):
+        super().__init__()
+        self.redirect = redirect
         self.redirected = 0
-        if enabled:
-            for module in model.modules():
-                # An in-place ReLU has lost its input; a module whose forward is already replaced is left alone.
-                if (
-                    isinstance(module, torch.nn.ReLU)
-                    and not module.inplace
-                    and "forward" not in module.__dict__
-                ):
-                    module.forward = functools.partial(_RedirectedReLU.apply, state=self)
-                    self.patched.append(module)
-
-    @property
-    def active(self) -> bool:
-        return bool(self.patched)
+        self._pre: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
 
     def release(self) -> None:
-        for module in self.patched:
-            del module.forward
-        self.patched = []
+        self.redirect = False
 
-    def __enter__(self) -> _RedirectedReLUs:
-        return self
+    def clear(self) -> None:
+        self._pre.clear()
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+    def pre_of(self, t: torch.Tensor) -> torch.Tensor | None:
+        hit = self._pre.get(id(t))
+        return hit[1] if hit is not None and hit[0]() is t else None
+
+    def _remember(self, out, pre) -> None:
+        if not (torch.is_tensor(out) and torch.is_tensor(pre)) or out.shape != pre.shape:
+            return
+        if len(self._pre) >= _PRE_MEMORY:
+            self._pre.pop(next(iter(self._pre)))  # the oldest
+        self._pre[id(out)] = (weakref.ref(out), pre)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _RELU_FUNCS and args and torch.is_tensor(args[0]):
+            x = args[0]
+            inplace = func in _INPLACE_RELU_FUNCS or bool(
+                kwargs.get("inplace", len(args) > 1 and args[1] is True)
+            )
+            if inplace:
+                pre = x.clone()
+                out = func(*args, **kwargs)
+            else:
+                pre = x
+                out = (
+                    _RedirectedReLU.apply(x, self)
+                    if self.redirect and x.requires_grad
+                    else func(*args, **kwargs)
+                )
+            self._remember(out, pre)
+            return out
+        out = func(*args, **kwargs)
+        if func in _SMOOTH_FUNCS and args and torch.is_tensor(args[0]):
+            self._remember(out, args[0])
+        elif func in _CAT_FUNCS:
+            tensors = args[0] if args else kwargs.get("tensors")
+            pres = [self.pre_of(t) if torch.is_tensor(t) else None for t in tensors]
+            if pres and any(p is not None for p in pres):
+                # A part with no nonlinearity is its own pre-activation.
+                parts = [p if p is not None else t for p, t in zip(pres, tensors)]
+                self._remember(out, func(parts, *args[1:], **kwargs))
+        elif func in _CARRY_FUNCS and args and torch.is_tensor(args[0]):
+            pre = self.pre_of(args[0])
+            if pre is not None:
+                self._remember(out, func(pre, *args[1:], **kwargs))
+        return out
 
 
 @contextlib.contextmanager
@@ -562,13 +746,48 @@ def _autocast(device: torch.device, precision: str):
 
 @dataclass
 class _Job:
-    """What one optimisation needs besides the model: the images' RNG keys and their objective."""
+    """What one optimisation needs besides the model: the images' RNG keys and their objective.
+
+    ``objective(acts)`` is the real objective; with a ``surrogate(acts, pre)`` (the unit's
+    pre-activation), a maximised image climbs the surrogate while its unit is off (the real
+    objective is 0 there, with no gradient) and the surrogate plus the real objective once it is on
+    (the real objective alone, once on, gave lower activations on a test net: its gradient comes only
+    from the positions already on); a minimised one follows the surrogate throughout (a unit that is
+    off is at the real objective's floor, which says nothing about what it responds to least).
+    """
 
     generators: list[torch.Generator]
     objective: Callable[[torch.Tensor], torch.Tensor]
     sign: float = 1.0  # +1 maximise, -1 minimise
     group_size: int = 1  # consecutive images forming one diverse set
     diversity_weight: float = 0.0
+    surrogate: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+
+    def optimised(self, acts: torch.Tensor, pre: torch.Tensor | None) -> torch.Tensor:
+        """The quantity each image climbs (or descends) at this step, (B,)."""
+        if self.surrogate is None:
+            return self.objective(acts)
+        surrogate = self.surrogate(acts, pre)
+        if self.sign < 0:
+            return surrogate
+        return surrogate + self.objective(acts)  # the real objective is 0, without gradient, while off
+
+    def reported(self, acts: torch.Tensor, pre: torch.Tensor | None) -> torch.Tensor:
+        """The final objective recorded for each image: the real one, or for a minimised image with
+        a surrogate the surrogate (the pre-activation it pushed down)."""
+        if self.surrogate is not None and self.sign < 0:
+            return self.surrogate(acts, pre)
+        return self.objective(acts)
+
+
+def _forward(model, capture: LayerCapture, nl: _Nonlinearities, x: torch.Tensor):
+    """The layer's activations on ``x`` and their pre-activation (None where it is their own)."""
+    nl.clear()
+    with nl:
+        acts = capture(model, x)
+    pre = nl.pre_of(acts)
+    nl.clear()  # keep no graph alive beyond this step
+    return acts, pre
 
 
 def _render_batch(
@@ -592,37 +811,41 @@ def _render_batch(
     optimizer = torch.optim.Adam(image.parameters(), lr=lr, **adam_options(device))
     diverse = job.group_size > 1 and job.diversity_weight > 0
     redirect_steps = max(1, round(steps * REDIRECT_SHARE))
-    with _RedirectedReLUs(model, relu_gradient_override) as redirect:
-        for step in range(steps):
-            if redirect.active and (step == redirect_steps or (step > 0 and redirect.redirected == 0)):
-                redirect.release()
-            redirect.redirected = 0
-            _step(
-                model,
-                capture,
-                job,
-                image,
-                optimizer,
-                tparams[step],
-                device=device,
-                preprocess=preprocess,
-                transforms=transforms,
-                precision=precision,
-                diverse=diverse,
-            )
+    nl = _Nonlinearities(redirect=relu_gradient_override)
+    for step in range(steps):
+        if nl.redirect and (step == redirect_steps or (step > 0 and nl.redirected == 0)):
+            nl.release()
+        nl.redirected = 0
+        _step(
+            model,
+            capture,
+            nl,
+            job,
+            image,
+            optimizer,
+            tparams[step],
+            device=device,
+            preprocess=preprocess,
+            transforms=transforms,
+            precision=precision,
+            diverse=diverse,
+        )
+    nl.release()
     with torch.no_grad():
         images = _to_uint8(image())
         # The final objective, measured as the page shows it: on the saved
         # (8-bit) image, untransformed on its grey padded canvas, in fp32.
         x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 255.0
         x = F.pad(x, [transforms.pad] * 4, value=0.5)
-        final = job.objective(capture(model, preprocess(x)).float())
+        acts, pre = _forward(model, capture, nl, preprocess(x))
+        final = job.reported(acts.float(), None if pre is None else pre.float())
     return images, final.cpu().numpy().astype(np.float32)
 
 
 def _step(
     model,
     capture,
+    nl: _Nonlinearities,
     job: _Job,
     image: FFTImage,
     optimizer,
@@ -638,12 +861,12 @@ def _step(
     optimizer.zero_grad(set_to_none=True)
     x = random_affine(image(), tparams, transforms.pad)
     with _autocast(device, precision):
-        acts = capture(model, preprocess(x))
+        acts, pre = _forward(model, capture, nl, preprocess(x))
     acts = acts.float()
     # Sum over the batch: each image's gradient depends on its own unit only
     # (eval mode, so no batch statistics couple the samples); the diversity
     # term couples the images of one set, and only those.
-    objective = job.objective(acts)
+    objective = job.optimised(acts, None if pre is None else pre.float())
     loss = -job.sign * objective.sum()
     if diverse:
         # The weight is relative to the set's current mean |objective| (held constant for the
@@ -748,12 +971,20 @@ def render_units(
     """Render feature visualisations of units; uint8 (len(units), S, S, 3).
 
     With ``sae=None`` unit ``u`` is raw channel ``u`` of ``layer``'s output;
-    with an SAE it is feature ``u``'s encoder pre-activation
-    ``(a - b_dec) . W_enc[:, u] + b_enc[u]`` at every position. ``mode``
+    with an SAE it is feature ``u``'s code (:func:`code_objective`). ``mode``
     "channel" averages the objective over positions, "neuron" takes the
     centre position of the (transformed, padded) canvas's activation map.
-    ``negative=True`` minimises the objective instead (what the unit responds
-    to least). ``copies > 1`` renders a diverse set of that many images per
+    A unit that is off gives no gradient, so each image climbs the unit's
+    pre-activation while the unit is off and the pre-activation plus its
+    real objective once it is on: for a channel, the channel before its nonlinearity (found by
+    following the forward's ReLU-family and smooth nonlinearities, modules or
+    functions such as ``torch.relu`` and ``F.gelu``, through concatenation and
+    slicing; a layer whose output is no nonlinearity's is its own
+    pre-activation); for an SAE feature, its encoder pre-activation
+    ``(a - b_dec) . W_enc[:, u] + b_enc[u]`` before the threshold/TopK.
+    ``negative=True`` minimises the pre-activation instead (what the unit
+    responds to least; the real objective of a unit that is off is already
+    at its floor). ``copies > 1`` renders a diverse set of that many images per
     unit, (len(units), copies, S, S, 3), with lucid's Gram-matrix diversity
     term (:func:`gram_diversity`) subtracted from each set's summed
     objective, weighted by ``diversity_weight`` times the set's current mean
@@ -778,14 +1009,17 @@ def render_units(
     parameters, transforms and objective stay fp32, and on a CPU everything
     is fp32.
 
-    ``relu_gradient_override`` (lucid's default) redirects the gradient of the
-    model's non-in-place ``nn.ReLU`` modules where it would be zero, so units
-    that are off on the grey starting image still get a signal.
+    ``relu_gradient_override`` (lucid's default) redirects the gradient of
+    every non-in-place ReLU the forward calls (``nn.ReLU`` modules and
+    ``torch.relu``/``F.relu``/``Tensor.relu`` alike) where it would be zero,
+    so upstream units that are off on the grey starting image still pass a
+    signal.
 
     With ``return_objective`` the result is ``(images, objective)``, the
-    objective of each image measured after the run on the saved 8-bit image
-    on its padded canvas without random transforms (shape (len(units),) or
-    (len(units), copies)).
+    real objective of each image (for ``negative``, the pre-activation it
+    minimised) measured after the run on the saved 8-bit image on its padded
+    canvas without random transforms (shape (len(units),) or (len(units),
+    copies)).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -811,12 +1045,14 @@ def render_units(
             for u in chunk
             for c in range(copies)
         ]
+        real, surrogate = _unit_objectives(repeated, sae, mode, device)
         return _Job(
             generators,
-            make_objective(repeated, sae=sae, mode=mode, device=device),
+            real,
             sign=-1.0 if negative else 1.0,
             group_size=copies,
             diversity_weight=diversity_weight,
+            surrogate=surrogate,
         )
 
     def check(width: int) -> None:

@@ -125,10 +125,12 @@ def floor(model, sae, layer, batches) -> _Clock:
 
 @torch.no_grad()
 def timed_scan(model, sae, layer, batches, cfg) -> tuple[_Clock, _Clock, tuple]:
+    labels = np.zeros(
+        max(int(b[0].max()) for b in batches) + 1, dtype=np.int64
+    )  # one class: the histogram's cost
     with _Clock() as t_scan:
-        stats, cooc, grid = scan(model, sae, layer, batches, cfg, "cpu")
+        stats, cooc, grid = scan(model, sae, layer, batches, cfg, "cpu", labels=labels, n_classes=1)
     with _Clock() as t_finish:
-        labels = np.zeros(max(int(b[0].max()) for b in batches) + 1, dtype=np.int64)
         results = {name: s.finish(labels, 1, cfg.histogram_bins, grid) for name, s in stats.items()}
         cooc.finish()
     return t_scan, t_finish, (results, grid)
@@ -155,9 +157,10 @@ def interleaved(model, sae, layer, batches, cfg, repeats) -> dict:
             yield idx, x
             wall[1, r, i], cpu[1, r, i] = time.perf_counter() - w2, time.process_time() - c2
 
+    labels = np.zeros(max(int(b[0].max()) for b in batches) + 1, dtype=np.int64)
     for r in range(repeats):
         w, c = time.perf_counter(), time.process_time()
-        scan(model, sae, layer, feed(r), cfg, "cpu")
+        scan(model, sae, layer, feed(r), cfg, "cpu", labels=labels, n_classes=1)
         w, c = time.perf_counter() - w, time.process_time() - c
         wall[1, r, -1] += w - wall[:, r].sum()  # the scan's final merges
         cpu[1, r, -1] += c - cpu[:, r].sum()
@@ -283,14 +286,24 @@ def memory_child(cache: Path, reps: int, batch_size: int) -> None:
     model, sae, layer, _, data = demo_workload(cache, batch_size, load=False)
     idx, n = data.indices("train"), len(data)
     cfg = ExamplesConfig(batch_size=batch_size)
-    scan(model, sae, layer, iter([(idx[:batch_size], data.batch(idx[:batch_size]))]), cfg, "cpu")  # warm-up
+    labels = np.tile(data.labels, reps)  # image i + r * n has image i's class
+    scan(
+        model,
+        sae,
+        layer,
+        iter([(idx[:batch_size], data.batch(idx[:batch_size]))]),
+        cfg,
+        "cpu",
+        labels=labels,
+        n_classes=data.n_classes,
+    )  # warm-up
     stream = (
         (idx[s : s + batch_size] + r * n, data.batch(idx[s : s + batch_size]))
         for r in range(reps)
         for s in range(0, len(idx), batch_size)
     )
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    stats, cooc, _ = scan(model, sae, layer, stream, cfg, "cpu")
+    stats, cooc, _ = scan(model, sae, layer, stream, cfg, "cpu", labels=labels, n_classes=data.n_classes)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     state = sum(
         t.numel() * t.element_size()

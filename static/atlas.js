@@ -66,11 +66,11 @@
     var BUFFER_ROWS = 4;
 
     function card(i) {
-      var flags = "", badges = "", k;
+      var flags = "", badges = [], k;
       for (k = 0; k < data.flags.length; k++) {
         if (flagCols[k][i]) {
           flags += " flag-" + data.flags[k].key;
-          if (data.flags[k].badge) badges += '<span class="card-flag">' + esc(data.flags[k].title) + "</span>";
+          if (data.flags[k].badge) badges.push(esc(data.flags[k].title));
         }
       }
       var dead = cols.dead && cols.dead[i];
@@ -78,7 +78,8 @@
         esc(data.href.replace("{id}", i)) + '">';
       if (cols.thumb[i]) {
         html += '<img class="thumb' + (pixelated ? " px" : "") + '" src="' + esc(data.thumb.replace("{id}", i).replace("{file}", data.thumbs[cols.thumb[i] - 1])) +
-          '" alt="' + data.kind_name + " " + i + ' visualisation" width="120" height="120">';
+          '" alt="' + data.kind_name + " " + i + " visualisation" + (flags.indexOf(" flag-vis_failed") >= 0 ? " (failed)" : "") +
+          '" width="120" height="120">';
       } else {
         html += '<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>';
       }
@@ -91,7 +92,9 @@
         var v = cols[data.shown[k].key][i];
         if (v !== null && v !== undefined && v !== "") meta += " · " + esc(data.shown[k].title) + " " + esc(v);
       }
-      return html + '<span class="card-meta">' + badges + meta + "</span></span></a></li>";
+      html += '<span class="card-meta">' + meta + "</span>";
+      if (badges.length) html += '<span class="card-flags">' + badges.join(", ") + "</span>";  // as cards.py writes them
+      return html + "</span></a></li>";
     }
 
     function order(key) {
@@ -216,9 +219,9 @@
     var status = document.getElementById("search-status");
     var MAX_RESULTS = 50;
     var features = index.features.map(function (f) {
-      // [href, layer, id, label, classes]
-      return { href: f[0], code: f[1] + "/f/" + f[2], id: String(f[2]), label: f[3], classes: f[4],
-               hay: (f[3] + " " + f[4]).toLowerCase() };
+      // [href, layer, id, label, classes, flags, density (as the pages print it)]
+      return { href: f[0], code: f[1] + "/f/" + f[2], id: String(f[2]), label: f[3], classes: f[4], flags: f[5] || "",
+               density: f[6], hay: (f[3] + " " + f[4]).toLowerCase() };
     });
     var classes = index.classes.map(function (c) {
       return { href: c[0], name: c[1], superclass: c[2], hay: (c[1] + " " + c[2]).toLowerCase() };
@@ -255,6 +258,9 @@
           a.appendChild(el("span", "r-code", r.item.code));
           a.appendChild(el("span", "r-label", r.item.label || "(no label)"));
           if (r.item.classes) a.appendChild(el("span", "r-extra", r.item.classes));
+          if (r.item.density) a.appendChild(el("span", "r-extra r-density",
+            r.item.density === "0%" ? "never fires" : "fires on " + r.item.density + " of images"));
+          if (r.item.flags) a.appendChild(el("span", "r-flags", r.item.flags));
         } else {
           a.appendChild(el("span", "r-code", "class"));
           a.appendChild(el("span", "r-label", r.item.name));
@@ -298,15 +304,19 @@
 
   /* ---- the feature map lives in static/map.js */
 
-  /* ---- size budget: each example's arg-max crop, a small zoom on where the unit fires most,
-   * drawn from the example's own image and the position in data-crop (the size, 250 %, is in atlas.css).
-   * Decorative: without JavaScript the example, its heat-map and its numbers are all still there. */
+  /* ---- each example's arg-max crop, a small zoom on where the unit fires most, drawn beside the image
+   * (never over it) from the example's own image and the position in data-crop (the size, 250 %, is in
+   * atlas.css). Decorative: without JavaScript the example, its heat-map and its numbers are all still there. */
   Array.prototype.forEach.call(document.querySelectorAll(".ex-img[data-crop]"), function (box) {
     var img = box.querySelector("img");
-    if (!img) return;
+    var figure = box.parentNode;
+    if (!img || !figure) return;
     var crop = el("i", "ex-crop");
     crop.style.backgroundImage = "url(" + JSON.stringify(img.src) + ")";
     crop.style.backgroundPosition = box.getAttribute("data-crop");
-    box.appendChild(crop);
+    figure.insertBefore(crop, box.nextSibling);
+    figure.classList.add("has-crop");
+    var list = figure.closest(".examples");
+    if (list) list.classList.add("crops");
   });
 })();

@@ -43,12 +43,12 @@ def test_scan_matches_brute_force(nonnegative, consume, merge_images, monkeypatc
     acts[:, :, 4] = 0
     acts = acts.astype(np.float32)
     image_idx = np.arange(N) * 2 + 1  # dataset indices are not positions in the stream
-    stats = UnitStats(U, k, "cpu", EDGES, 4, seed=9, nonnegative=nonnegative)
+    labels = (np.arange(2 * N + 2) * 7 // 5) % 4
+    stats = UnitStats(U, k, "cpu", EDGES, 4, seed=9, nonnegative=nonnegative, labels=labels, n_classes=4)
     for s in range(0, N, batch):
         vectors = torch.from_numpy(acts[s : s + batch].copy() if consume else acts[s : s + batch])
         stats.update(vectors, torch.from_numpy(image_idx[s : s + batch]), consume=consume)
-    labels = np.arange(2 * N + 2) % 3
-    out = stats.finish(labels, 3, 12, (3, 3))
+    out = stats.finish(labels, 4, 12, (3, 3))
 
     peaks, argmax = acts.max(1), acts.argmax(1)  # (N, U)
     ref = brute_force_bands(peaks.T, image_idx, EDGES, 4, seed=9)
@@ -74,6 +74,17 @@ def test_scan_matches_brute_force(nonnegative, consume, merge_images, monkeypatc
             )
         else:
             assert out["hist"][u].sum() == 0
+        # The label over the whole range: activation-weighted class shares of every firing image.
+        w = np.bincount(labels[image_idx[firing]], weights=peaks[firing, u].astype(np.float64), minlength=4)
+        share = w / w.sum() if firing.size else w
+        ranked = sorted(range(4), key=lambda c: (-share[c], c))
+        kept = [c for c in ranked if share[c] > 0]
+        np.testing.assert_array_equal(out["top_classes"][u][: len(kept)], kept)
+        assert (out["top_classes"][u][len(kept) :] == -1).all()
+        np.testing.assert_allclose(out["top_class_weights"][u][: len(kept)], share[kept], rtol=1e-6)
+        p = share[share > 0]
+        np.testing.assert_allclose(out["label_entropy"][u], -(p * np.log(p)).sum(), rtol=1e-6, atol=1e-7)
+        assert out["flag_dead"][u] == (firing.size == 0)
     np.testing.assert_array_equal(out["band_idx"], ref["band_idx"])
     np.testing.assert_array_equal(out["band_count"], ref["band_count"])
     assert out["band_count"][4].sum() == 0 and (out["band_idx"][4] == -1).all()
@@ -165,34 +176,67 @@ def test_cooccurrence_sample_is_the_bottom_n_keys_in_any_image_order():
     np.testing.assert_array_equal(outs[0]["fires"], (peaks[chosen] > 0).sum(0))
 
 
+@pytest.mark.parametrize("min_count", [1, 3])
 @pytest.mark.parametrize("n_units", [3, 40, 90])
-def test_cooccurrence_partners_and_pairs_match_brute_force(n_units):
-    """Partners (count, then lower id) and the layer's top pairs (count, then lower ids) equal a
-    computation over the full co-occurrence matrix; small counts make ties common."""
+def test_cooccurrence_partners_and_pairs_match_brute_force(n_units, min_count):
+    """Partners (NPMI, then lower id, among pairs seen together on at least min_count images) and the
+    layer's top pairs (NPMI, then lower ids) equal a computation over the full co-occurrence matrix;
+    small counts make ties common, and a dense feature is not everyone's first partner."""
+    from atlasgen.cofiring import npmi
     from atlasgen.stages.examples import N_PAIRS, N_PARTNERS, CooccurrenceSample
 
     rng = np.random.default_rng(n_units)
-    n = 12
+    n = 16
     peaks = (rng.random((n, n_units)) < 0.35).astype(np.float32) * rng.random((n, n_units)).astype(np.float32)
+    peaks[:, 0] = 1.0  # feature 0 fires on every image: independent of everything, NPMI 0
     sample = CooccurrenceSample(n_units, 64, seed=0, device="cpu")
     sample.update(torch.from_numpy(peaks), torch.arange(n))
-    out = sample.finish(chunk=7)
+    out = sample.finish(chunk=7, min_count=min_count)
     A = (peaks > 0).astype(np.int64)
     C = A.T @ A
+    alone = A.sum(0)
     m = min(N_PARTNERS, n_units - 1)
+    score = {
+        (i, j): float(npmi(C[i, j], alone[i], alone[j], n)) for i in range(n_units) for j in range(n_units)
+    }
     for i in range(n_units):
-        others = [j for j in range(n_units) if j != i]
-        ranked = sorted(others, key=lambda j: (-C[i, j], j))[:m]
-        np.testing.assert_array_equal(out["partners"][i], ranked)
-        np.testing.assert_array_equal(out["partner_count"][i], C[i, ranked])
-    pairs = sorted((-C[i, j], i, j) for i in range(n_units) for j in range(i + 1, n_units) if C[i, j] > 0)[
-        :N_PAIRS
-    ]
+        others = [j for j in range(n_units) if j != i and C[i, j] >= min_count]
+        ranked = sorted(others, key=lambda j: (-score[i, j], j))[:m]
+        got = out["partners"][i]
+        np.testing.assert_array_equal(got[got >= 0], ranked)
+        assert (got[len(ranked) :] == -1).all()
+        np.testing.assert_array_equal(out["partner_count"][i][: len(ranked)], C[i, ranked])
+        np.testing.assert_allclose(
+            out["partner_npmi"][i][: len(ranked)], [score[i, j] for j in ranked], rtol=1e-6
+        )
+    if n_units > 3:  # feature 0 has the highest counts with everyone, and NPMI 0: never a first partner
+        assert (C[1:, 0] >= C[1:, 1:].max(1)).all() and 0 not in out["partners"][1:, 0]
+    pairs = sorted(
+        (-score[i, j], i, j) for i in range(n_units) for j in range(i + 1, n_units) if C[i, j] >= min_count
+    )[:N_PAIRS]
     np.testing.assert_array_equal(out["pairs"], np.array([[i, j] for _, i, j in pairs]).reshape(-1, 2))
-    np.testing.assert_array_equal(out["pair_count"], [-c for c, _, _ in pairs])
-    union = A.sum(0)[out["pairs"][:, 0]] + A.sum(0)[out["pairs"][:, 1]] - out["pair_count"]
+    np.testing.assert_array_equal(out["pair_count"], [C[i, j] for _, i, j in pairs])
+    np.testing.assert_allclose(out["pair_npmi"], [-s for s, _, _ in pairs], rtol=1e-6)
+    union = alone[out["pairs"][:, 0]] + alone[out["pairs"][:, 1]] - out["pair_count"]
     np.testing.assert_allclose(out["pair_jaccard"], out["pair_count"] / union, rtol=1e-6)
-    np.testing.assert_array_equal(out["fires"], A.sum(0))
+    np.testing.assert_array_equal(out["fires"], alone)
+    assert out["min_count"] == min_count
+
+
+def test_npmi_corrects_for_density():
+    """NPMI: 0 for independent features whatever their density, 1 for features that fire together
+    only, -1 for features that never do; a dense feature's raw count is highest, its NPMI is not."""
+    from atlasgen.cofiring import npmi
+
+    n = 1000
+    assert npmi(250, 500, 500, n) == pytest.approx(0.0, abs=1e-12)  # independent, both dense
+    assert npmi(1, 10, 100, n) == pytest.approx(0.0, abs=1e-12)  # independent, both sparse
+    assert npmi(40, 40, 40, n) == pytest.approx(1.0)
+    assert npmi(0, 40, 40, n) == -1.0
+    assert npmi(n, n, n, n) == 1.0
+    # Partner of a sparse feature (40 images): a dense one (900 images, 36 together, independent) or
+    # a sparse one (30 images, 20 together): raw counts rank the dense first, NPMI the sparse.
+    assert npmi(20, 40, 30, n) > 0.5 > npmi(36, 40, 900, n)
 
 
 def test_fine_histogram_equals_bucketize_at_and_around_every_edge():
@@ -277,7 +321,16 @@ def test_compiled_passes_equal_the_tensor_operations(monkeypatch):
             ex, "_compiled", lambda t: compiled and t.device.type == "cpu" and t.dtype == torch.float32
         )
         monkeypatch.setattr(ex, "MERGE_IMAGES", 16)
-        stats = ex.UnitStats(11, cfg.top_k, "cpu", cfg.band_edges, cfg.band_samples, seed=5)
+        stats = ex.UnitStats(
+            11,
+            cfg.top_k,
+            "cpu",
+            cfg.band_edges,
+            cfg.band_samples,
+            seed=5,
+            labels=np.arange(60) % 3,
+            n_classes=3,
+        )
         for s in range(0, 60, 8):
             stats.update(vec[s : s + 8].clone(), torch.arange(s, min(s + 8, 60)), consume=True)
         return stats.finish(np.arange(60) % 3, 3, cfg.histogram_bins, (1, 5))
@@ -285,7 +338,7 @@ def test_compiled_passes_equal_the_tensor_operations(monkeypatch):
     a, b = run(True), run(False)
     assert a.keys() == b.keys()
     for k in a:
-        if k in ("mean_act_position",):
+        if k in ("mean_act_position", "top_class_weights", "label_entropy", "label_entropy_normalised"):
             np.testing.assert_allclose(a[k], b[k], rtol=1e-6)
         else:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -348,3 +401,49 @@ def test_sample_keys_equal_a_plain_python_lowbias32():
         assert got.tolist() == want
         im = torch.from_numpy(images)
         assert pair_keys(torch.from_numpy(units), image_hash(im, seed), im).tolist() == want
+
+
+def test_unit_flags_on_constructed_cases():
+    """Each flag on a unit built to have it (and not the others), at and around its thresholds."""
+    from atlasgen.unitlabels import FlagRules, summarise
+
+    K, n_images = 8, 1000
+    rules = FlagRules(dense_threshold=0.1, label_min_images=20, label_max_entropy=0.6)
+    weight = np.zeros((7, K))
+    fires = np.array([50, 0, 101, 100, 19, 60, 60])
+    topk_top = np.array([0, -1, 1, 1, 2, 3, 4])
+    weight[0, 0] = 10.0  # 0: sparse, one class: no flag
+    # 1: never fires: dead only
+    weight[2, 1] = 5.0  # 2: fires on 10.1 % of images: dense
+    weight[3, 1] = 5.0  # 3: exactly 10 %: not dense ("more than")
+    weight[4, 2] = 3.0  # 4: 19 firing images: low-confidence, one class notwithstanding
+    weight[5] = 1.0  # 5: every class alike (normalised entropy 1): low-confidence, and its top class
+    #                   (the lowest id, 0, by the tie rule) differs from its top examples' (3): polysemantic
+    weight[6, 4], weight[6, 5] = (
+        0.45,
+        0.55,
+    )  # 6: top examples say 4, the whole range 5 with 55 %: not polysemantic
+    out = summarise(weight, fires, n_images, topk_top, rules)
+    flags = {
+        name: out[f"flag_{name}"].tolist() for name in ("dead", "dense", "low_confidence", "polysemantic")
+    }
+    assert flags == {
+        "dead": [False, True, False, False, False, False, False],
+        "dense": [False, False, True, False, False, False, False],
+        "low_confidence": [False, False, False, False, True, True, False],
+        "polysemantic": [False, False, False, False, False, True, False],
+    }
+    np.testing.assert_allclose(out["label_entropy_normalised"][5], 1.0, rtol=1e-6)
+    assert out["top_classes"][6].tolist()[:2] == [5, 4] and out["top_classes"][1].tolist() == [-1] * 5
+    # Entropy just above and below the threshold: two classes' shares p, 1 - p out of K = 8.
+    for p, low in ((0.5, True), (0.95, False)):
+        w = np.zeros((1, K))
+        w[0, :2] = p, 1 - p
+        got = summarise(w, np.array([500]), n_images, np.array([0]), FlagRules(label_max_entropy=0.3))
+        h = -(p * np.log(p) + (1 - p) * np.log(1 - p)) / np.log(K)
+        assert bool(got["flag_low_confidence"][0]) == low == (h > 0.3)
+    # Polysemantic needs the two top classes to disagree and the whole-range one to hold under half.
+    w = np.zeros((2, K))
+    w[:, 0], w[:, 1], w[:, 2] = 0.4, 0.35, 0.25
+    got = summarise(w, np.array([500, 500]), n_images, np.array([1, 0]), rules)
+    assert got["flag_polysemantic"].tolist() == [True, False]

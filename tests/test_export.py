@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file as load_safetensors
-from test_site import LAYERS, MODEL, make_fake_artifacts
+from test_site import LAYERS, MODEL, fake_flags, make_fake_artifacts
 
 from atlasgen.site import svg
 from atlasgen.site.build import render_site
@@ -26,7 +26,9 @@ RECORD_KEYS = {
     "mean_act",
     "label_entropy",
     "dead",
+    "flags",
     "top_classes",
+    "top_examples_classes",
     "examples",
     "neighbours",
     "decoder_neurons",
@@ -82,6 +84,7 @@ def test_jsonl_records_match_the_artifacts(two_sites, art):
         i = r["id"]
         assert r["density"] == pytest.approx(float(density[i]), abs=1e-6)
         assert r["dead"] == (float(density[i]) <= 0)
+        assert r["flags"] == [f.replace("_", "-") for f in fake_flags(i, float(density[i]))]
         shown = [j for j in range(top_idx.shape[1]) if top_idx[i, j] >= 0]
         assert [e["index"] for e in r["examples"]] == [int(top_idx[i, j]) for j in shown]
         for e, j in zip(r["examples"], shown):

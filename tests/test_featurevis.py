@@ -111,10 +111,10 @@ def objective_matrix(net, images, *, mode="channel", sae=None, pad=12) -> np.nda
     x = F.pad(x, [pad] * 4, value=0.5)
     with torch.no_grad():
         a = net.features[:3](x)
-    a = a.mean((2, 3)) if mode == "channel" else a[:, :, a.shape[2] // 2, a.shape[3] // 2]
-    if sae is not None:
+    if sae is not None:  # the feature's code (a ReLU SAE: relu of the pre-activation) at every position
         W_enc, b_enc, b_dec = (torch.as_tensor(t) for t in (sae.W_enc, sae.b_enc, sae.b_dec))
-        a = (a - b_dec) @ W_enc + b_enc
+        a = torch.relu(torch.einsum("nchw,cf->nfhw", a - b_dec[:, None, None], W_enc) + b_enc[:, None, None])
+    a = a.mean((2, 3)) if mode == "channel" else a[:, :, a.shape[2] // 2, a.shape[3] // 2]
     return a.numpy()
 
 
@@ -395,33 +395,45 @@ def test_save_webp_rejects_bad_input(tmp_path):
         save_webp(img, tmp_path, ["../x"])
 
 
-def test_relu_gradient_override_wakes_a_unit_that_is_off_at_the_start():
-    """A channel that is negative before its ReLU on every image passes no gradient through a
-    plain ReLU; with lucid's redirected gradient its visualisation still climbs."""
+class _FunctionalBlock(torch.nn.Module):
+    """A conv whose ReLU is a function call inside forward (no nn.ReLU module to patch)."""
+
+    def __init__(self, c_in, c_out, relu):
+        super().__init__()
+        self.conv, self.relu = torch.nn.Conv2d(c_in, c_out, 3, padding=1), relu
+
+    def forward(self, x):
+        return self.relu(self.conv(x))
+
+
+@pytest.mark.parametrize("relu", [torch.relu, F.relu, torch.Tensor.relu, torch.nn.ReLU()])
+def test_unit_that_is_off_at_the_start_climbs_its_pre_activation(relu):
+    """A channel that is negative before its ReLU on the grey start passes no gradient through the
+    ReLU; the renderer climbs its pre-activation instead, whether the ReLU is a module or a function
+    called in forward, and the image is not left a flat grey square."""
+    from atlasgen.featurevis_check import flat_images
+
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(4, 2, 3, padding=1),
-        torch.nn.ReLU(),
-    )
+    net = torch.nn.Sequential(_FunctionalBlock(3, 4, relu), _FunctionalBlock(4, 2, relu))
     with torch.no_grad():
-        net[2].bias[:] = torch.tensor([-3.0, 0.0])  # channel 0 of the last layer is off everywhere
-        net[2].weight[0] = net[2].weight[0].abs()  # ... but grows with the previous layer's activity
+        net[1].conv.bias[:] = torch.tensor([-3.0, 0.0])  # channel 0 of the last layer is off everywhere
+        net[1].conv.weight[0] = (
+            net[1].conv.weight[0].abs()
+        )  # ... but grows with the previous layer's activity
     kwargs = dict(image_size=24, steps=40, lr=0.2, batch_size=1, seed=0)
-    plain = render_units(net, "3", [0], relu_gradient_override=False, **kwargs)
-    redirected = render_units(net, "3", [0], **kwargs)
-    x_plain = torch.from_numpy(plain).permute(0, 3, 1, 2).float() / 255
-    x_redirected = torch.from_numpy(redirected).permute(0, 3, 1, 2).float() / 255
-    with torch.no_grad():
-        pre_plain = net[:3](x_plain)[0, 0].mean()
-        pre_redirected = net[:3](x_redirected)[0, 0].mean()
-        start = net[:3](torch.full((1, 3, 24, 24), 0.5))[0, 0].mean()  # the grey starting point
-    gain_plain, gain_redirected = float(pre_plain - start), float(pre_redirected - start)
-    assert pre_plain < 0  # still off: the plain ReLU never let a gradient through
-    assert gain_redirected > 0.1 and gain_redirected > 5 * max(gain_plain, 0.0), (gain_plain, gain_redirected)
+    for override in (False, True):
+        images, final = render_units(
+            net, "1", [0], relu_gradient_override=override, return_objective=True, **kwargs
+        )
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            pre = net[1].conv(net[0](x))[0, 0].mean()
+            start = net[1].conv(net[0](torch.full((1, 3, 24, 24), 0.5)))[0, 0].mean()  # the grey start
+        assert float(pre - start) > 0.1, (override, float(pre), float(start))
+        assert not flat_images(images).any()
+        negative, low = render_units(net, "1", [1], negative=True, return_objective=True, **kwargs)
+        assert not flat_images(negative).any() and low[0] < 0  # the pre-activation was pushed below 0
     assert not any(m._forward_hooks for m in net.modules())
-    assert not any("forward" in m.__dict__ for m in net.modules())  # the ReLUs have their own forward back
 
 
 # ------------------------------------------- negative, diverse, atlas, maxima

@@ -86,3 +86,51 @@ def test_featurevis_config_keys():
         parse_config({"featurevis": {"diverse": 1}})
     with pytest.raises(ConfigError, match="featurevis.precision"):
         parse_config({"featurevis": {"precision": "fp16"}})
+
+
+def test_failure_marks_match_a_recomputation_and_failed_pages_lead_with_examples(tiny_build):
+    from atlasgen import featurevis_check as check
+
+    folder, _, site = tiny_build
+    fv_dir = _artifact(folder, "featurevis")
+    n_scanned = json.loads((site / "manifest.json").read_text())["dataset"]["n_images_scanned"]
+    lines = json.loads((fv_dir / "build_notes.json").read_text())
+    for family, kind in (("features", "f"), ("neurons", "n")):
+        q = np.load(fv_dir / "mixed5b" / f"{family}_quality.npz")
+        ex = np.load(_artifact(folder, "examples") / "mixed5b" / f"{family}.npz")
+        fires = np.rint(ex["density"].astype(np.float64) * n_scanned).astype(np.int64)
+        assert np.array_equal(q["fires"], fires)
+        median = check.median_firing_activation(ex["hist"], ex["hist_edges"], ex["max_act"], fires)
+        assert np.array_equal(np.isnan(q["median_act"]), fires == 0)
+        assert np.allclose(q["median_act"][fires > 0], median[fires > 0])
+        for i in range(len(q["unit"])):  # the first reason that applies, unit by unit
+            reasons = [
+                bool(q["flat"][i]),
+                not q["objective"][i] > 0,
+                not q["own_act"][i] > 0,
+                bool(fires[i] > 0 and not q["own_act"][i] >= q["median_act"][i]),
+            ]
+            assert q["failure"][i] == (reasons.index(True) + 1 if any(reasons) else check.OK), (family, i)
+        live = fires > 0
+        reach = int((live & (q["own_act"] >= q["median_act"])).sum())
+        assert any(
+            f"featurevis mixed5b {family}: {reach} of {int(live.sum())} live" in line for line in lines
+        )
+        # The pages: a failed main image is greyed, says why, and the examples come before it.
+        failed = np.flatnonzero(q["failure"] != check.OK)
+        ok = np.flatnonzero(q["failure"] == check.OK)
+        for i, is_failed in [(int(i), True) for i in failed[:3]] + [(int(i), False) for i in ok[:3]]:
+            html = (site / "demonet" / "mixed5b" / kind / str(i) / "index.html").read_text()
+            assert ('class="unit-top vis-failed"' in html) == is_failed
+            assert ("vis-failed-badge" in html) == is_failed
+            if is_failed:
+                assert f"failed: {check.REASONS[int(q['failure'][i])]}" in html
+            assert (html.index('id="examples-title"') < html.index('class="unit-top')) == is_failed
+        layer = (site / "demonet" / "mixed5b" / "index.html").read_text()
+        if kind == "f" and failed.size:
+            card = re.search(
+                rf'<li class="card[^"]*"[^>]*><a href="[^"]*f/{int(failed[0])}/index.html">(.*?)</a>',
+                layer,
+                re.S,
+            ).group(1)
+            assert "thumb vis-failed" in card or "thumb px vis-failed" in card

@@ -62,8 +62,8 @@ def test_sae_change_reruns_sae_and_downstream_only(tiny_copy):
     summary = build(config, accept_changed_features=True)  # a new SAE: the site's feature URLs change meaning
     assert summary.ran == [
         "sae",
-        "featurevis",
         "examples",
+        "featurevis",
         "circuits",
         "importance",
         "map",

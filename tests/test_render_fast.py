@@ -18,18 +18,23 @@ from atlasgen.site.build import make_environment  # noqa: E402
 # The reference macro the Python card must agree with byte for byte: the card of templates/macros.html as a
 # Jinja macro, less its indentation and with the sort keys only where the grid sorts (size budget).
 CARD_MACRO = (
-    '{% from "macros.html" import thumb %}'
     "{% macro unit_card(root, card, value=none, pixelated=false, sortable=false) -%}\n"
     '<li class="card{% if card.dead %} dead{% endif %}"{% if sortable %} '
     'data-id="{{ card.id }}" data-density="{{ card.sort_density }}" data-max="{{ card.sort_max }}"'
-    '{% if card.sort_importance %} data-importance="{{ card.sort_importance }}"{% endif %}{% endif %}>'
+    '{% if card.sort_importance %} data-importance="{{ card.sort_importance }}"{% endif %}'
+    '{% if card.flags %} data-flags="{{ card.flags | map("replace", "_", "-") | join(" ") }}"{% endif %}{% endif %}>'
     '<a href="{{ root }}{{ card.href }}">'
-    '{{ thumb(root, card.thumb, card.kind_name ~ " " ~ card.id ~ " visualisation", pixelated) }}'
+    '{% if card.thumb %}<img class="thumb{% if pixelated %} px{% endif %}{% if card.vis_failed %} vis-failed{% endif %}" '
+    'src="{{ root }}{{ card.thumb }}" alt="{{ card.kind_name }} {{ card.id }} visualisation'
+    '{% if card.vis_failed %} (failed){% endif %}" loading="lazy" width="120" height="120">'
+    '{% else %}<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>{% endif %}'
     '<span class="card-text">'
     '<span class="card-id">{{ card.code }}{% if value %} <span class="card-value">{{ value }}</span>{% endif %}</span>'
     '{% if card.label %}<span class="card-label">{{ card.label }}</span>{% elif card.top_class %}'
     '<span class="card-label muted">{{ card.top_class }}</span>{% endif %}'
     '<span class="card-meta">{% if card.dead %}never fires{% else %}{{ card.density }}{% endif %}</span>'
+    '{% set shown = card.flags | reject("equalto", "dead") | map("replace", "_", "-") | list %}'
+    '{% if shown %}<span class="card-flags">{{ shown | join(", ") }}</span>{% endif %}'
     "</span></a></li>\n{%- endmacro %}"
     "[{{ unit_card(root, card, value=value, pixelated=pixelated, sortable=sortable) }}]"
 )
@@ -50,7 +55,7 @@ def test_python_card_matches_the_reference_macro():
         "sort_max": "2.1",
     }
     n = 0
-    for thumb, label, top, imp, dead, value, pix, root, sortable in itertools.product(
+    for thumb, label, top, imp, dead, value, pix, root, sortable, failed in itertools.product(
         ("m/l/f/7/thumb.webp", None),
         ("stripes <b>&\"'", ""),
         ("cat 50%", ""),
@@ -60,7 +65,9 @@ def test_python_card_matches_the_reference_macro():
         (False, True),
         ("../../../../", ""),
         (False, True),
+        (False, True),
     ):
+        flags = ("dead",) if dead else (("dense", "low_confidence", "polysemantic") if imp else ())
         card = {
             **base,
             "thumb": thumb,
@@ -68,11 +75,13 @@ def test_python_card_matches_the_reference_macro():
             "top_class": top,
             "sort_importance": imp,
             "dead": dead,
+            "flags": flags,
+            "vis_failed": failed,
         }
         want = macro.render(root=root, card=card, value=value, pixelated=pix, sortable=sortable)
         assert "[" + cards.unit_card(root, card, value=value, pixelated=pix, sortable=sortable) + "]" == want
         n += 1
-    assert n == 2**8 * 4
+    assert n == 2**9 * 4
     assert 'data-id="7"' in cards.unit_card(
         "",
         {**base, "thumb": None, "label": "", "top_class": "", "sort_importance": "", "dead": False},
@@ -160,8 +169,11 @@ def _hot(m, quantize=True):
     if quantize:
         m = np.round(m * 63) / 63  # 64 levels
     rgba = np.empty(m.shape + (4,), dtype=np.uint8)
-    rgba[..., :3] = (m[..., None] * images._HOT).round().astype(np.uint8)
-    rgba[..., 3] = np.round(np.where(m < 0.5, 0.6 * (1 - 2 * m), 0.45 * (2 * m - 1)) * 255).astype(np.uint8)
+    stops = np.asarray(images._INFERNO, dtype=np.float64)  # inferno, linear between its stops
+    x = np.linspace(0, 1, len(stops))
+    for c in range(3):
+        rgba[..., c] = np.round(np.interp(m, x, stops[:, c])).astype(np.uint8)
+    rgba[..., 3] = round(0.55 * 255)
     return rgba
 
 
@@ -191,8 +203,12 @@ def test_heat_sprite_holds_every_map_with_a_repeated_border():
     for t, m in enumerate(maps):
         tile = strip[t * 9 : (t + 1) * 9]
         assert (tile == np.pad(_hot(m), ((1, 1), (1, 1), (0, 0)), mode="edge")).all()
-        # 64 levels stay within a level of the exact colour (at most 255 * 1.2 / 63 / 2 + 1 alpha steps)
-        assert np.abs(tile[1:-1, 1:-1].astype(int) - _hot(m, quantize=False).astype(int)).max() <= 4
+        # 64 levels stay within half a level of the exact colour: the scale's steepest slope (colour steps per
+        # unit of activation) times 1/126, plus one step of rounding.
+        stops = np.asarray(images._INFERNO, dtype=np.float64)
+        slope = np.abs(np.diff(stops, axis=0)).max() * (len(stops) - 1)
+        bound = slope / (2 * 63) + 1
+        assert np.abs(tile[1:-1, 1:-1].astype(int) - _hot(m, quantize=False).astype(int)).max() <= bound
     # Geometry: with the strip at the CSS size over a box of side B, tile t's inner 7 x 6 pixels cover the box.
     size_w, size_h = (float(v.rstrip("%")) / 100 for v in sprite.css().split(":", 1)[1].split())
     assert size_w == pytest.approx(8 / 6, rel=1e-4) and size_h == pytest.approx(8 * 9 / 7, rel=1e-5)

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from atlasgen.geometry import similar_features
 from atlasgen.site.build import SiteSummary, render_site
 from atlasgen.site.resources import resource_dir
+from atlasgen.unitlabels import FLAG_NAMES
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -180,12 +181,47 @@ def _unit_examples(rng, n_units, n_images, labels, k, grid, dead=(), band_sample
         density=density,
         mean_act=mean_act,
         hist=hist,
-        hist_edges=np.linspace(0, 1, B + 1).astype(np.float32),
+        hist_edges=np.logspace(-3, 0, B + 1).astype(np.float32),
         top_classes=top_classes,
         top_class_weights=top_class_weights,
         label_entropy=label_entropy,
         **bands,
+        **_fake_flags(density, top_classes, top_class_weights, label_entropy),
     )
+
+
+def fake_flags(u: int, density: float) -> list[str]:
+    """The flags the fake artifacts give unit ``u`` (docs/artifacts.md, flag_*)."""
+    if density <= 0:
+        return ["dead"]
+    return [
+        name
+        for name, on in (
+            ("dense", density > 0.1),
+            ("low_confidence", u % 3 == 0),
+            ("polysemantic", u % 4 == 1),
+        )
+        if on
+    ]
+
+
+def _fake_flags(density, top_classes, top_class_weights, label_entropy) -> dict:
+    """Whole-range label fields and flags (atlasgen.unitlabels): the top examples' classes stand in for both."""
+    U = len(density)
+    flags = [fake_flags(u, float(density[u])) for u in range(U)]
+    return {
+        **{
+            f"flag_{name}": np.array([name in f for f in flags])
+            for name in ("dead", "dense", "low_confidence", "polysemantic")
+        },
+        "topk_classes": top_classes,
+        "topk_class_weights": top_class_weights,
+        "topk_label_entropy": label_entropy,
+        "label_entropy_normalised": (label_entropy / np.log(6)).astype(np.float32),
+        "dense_threshold": np.float32(0.1),
+        "label_min_images": np.int64(20),
+        "label_max_entropy": np.float32(0.6),
+    }
 
 
 def make_fake_artifacts(
@@ -505,8 +541,8 @@ def test_internal_links_resolve_and_are_relative(site):
             target = (page.parent / path).resolve()
             assert target.is_file(), f"{page}: broken link {link}"
             assert site.resolve() in target.parents, f"{page}: link leaves the site {link}"
-            if tag == "a" and target.suffix == ".html":
-                assert path.endswith("index.html"), link
+            if tag == "a" and target.suffix == ".html" and target != site.resolve() / "glossary.html":
+                assert path.endswith("index.html"), link  # the glossary is a root file: no model shadows it
             checked += 1
     assert checked > 1000
 
@@ -611,13 +647,16 @@ def _search_index(site: Path) -> dict:
     return json.loads(text[len(prefix) : -2])
 
 
-def test_search_index_contains_every_feature(site):
+def test_search_index_contains_every_feature(site, fake_art):
     index = _search_index(site)
+    density = {layer: np.load(fake_art["examples"] / layer / "features.npz")["density"] for layer in LAYERS}
     found = {(f[1], f[2]): f for f in index["features"]}
     for li, layer in enumerate(LAYERS):
         for i in range(20):
-            href, _, _, label, classes = found[(layer, i)]
+            href, _, _, label, classes, flags, shown_density = found[(layer, i)]
             assert href == f"{MODEL}/{layer}/f/{i}/index.html" and (site / href).is_file()
+            assert shown_density == __import__("atlasgen.site.fmt").site.fmt.fmt_pct(density[layer][i])
+            assert flags == ", ".join(FLAG_NAMES[f] for f in fake_flags(i, float(density[layer][i])))
             assert label == fake_label(i, li)
     assert len(index["classes"]) == 6
     assert all((site / c[0]).is_file() for c in index["classes"])
@@ -627,7 +666,10 @@ def test_features_json_export(site):
     data = json.loads((site / f"data/{MODEL}/{LAYERS[0]}/features.json").read_text())
     rows = data["features"]
     assert [r["id"] for r in rows] == list(range(20))
-    assert set(rows[0]) == {"id", "label", "density", "max_act", "mean_act", "top_classes"}
+    assert set(rows[0]) == {"id", "label", "density", "max_act", "mean_act", "top_classes", "flags"}
+    assert rows[1]["flags"] == ["dead"]
+    for r in rows:
+        assert r["flags"] == [f.replace("_", "-") for f in fake_flags(r["id"], r["density"])]
     assert rows[1]["density"] == 0 and rows[1]["top_classes"] == []  # the dead feature
     assert rows[0]["label"] == fake_label(0, 0)
 
@@ -663,6 +705,40 @@ def test_feature_page_content(site, fake_art):
     assert "SAE features loading on this neuron" in neuron and re.search(
         r'href="\.\./\.\./f/\d+/index\.html"', neuron
     )
+
+
+def test_flags_on_unit_pages_and_cards_and_not_in_citations(site, fake_art):
+    """Every flag a unit has shows in its page's title area with its definition, on its layer-grid card
+    (text and data-flags), and a low-confidence label says so; the citation never quotes the label."""
+    from atlasgen.unitlabels import flag_definitions
+
+    layer = LAYERS[0]
+    density = np.load(fake_art["examples"] / layer / "features.npz")["density"]
+    grid = (site / MODEL / layer / "index.html").read_text()
+    seen = set()
+    for i in range(20):
+        flags = fake_flags(i, float(density[i]))
+        seen.update(flags)
+        page = (site / MODEL / layer / "f" / str(i) / "index.html").read_text()
+        head = page[page.index('<div class="unit-head">') : page.index('<dl class="stats">')]
+        for name in ("dead", "dense", "low_confidence", "polysemantic"):
+            badge = f'<span class="badge flag-{name}">{FLAG_NAMES[name]}</span>'
+            assert (badge in head) == (name in flags), (i, name)
+        definitions = flag_definitions(
+            type("Ex", (), {"dense_threshold": 0.1, "label_min_images": 20, "label_max_entropy": 0.6})()
+        )
+        for name in flags:
+            assert definitions[name] in head
+        assert ("(low-confidence label)" in head) == ("low_confidence" in flags and bool(fake_label(i, 0)))
+        card = re.search(rf'<li class="card[^"]*" data-id="{i}"[^>]*>.*?</li>', grid).group(0)
+        shown = [f.replace("_", "-") for f in flags]
+        assert (f'data-flags="{" ".join(shown)}"' in card) == bool(flags)
+        visible = [f for f in shown if f != "dead"]
+        assert (f'<span class="card-flags">{", ".join(visible)}</span>' in card) == bool(visible)
+        cite = page[page.index('<section class="cite"') :]
+        label = fake_label(i, 0)
+        assert not label or label not in cite
+    assert seen == {"dead", "dense", "low_confidence", "polysemantic"}  # the fake layer has every flag
 
 
 def test_render_rejects_bad_names(fake_art, tmp_path):

@@ -50,7 +50,26 @@ def _read_json(path: Path) -> dict:
 
 class Dataset(data.Dataset):
     """The dataset artifact as the renderer reads it (``atlasgen.data.Dataset``), with each class's
-    URL slug."""
+    URL slug and the identity of its image list."""
+
+    def image_list_sha256(self) -> str:
+        """sha256 of the image list, in index order: the labels, the split and, per image, its path
+        relative to the images' common folder (folder and CSV sources) or its pixels (the embedded demo).
+        Two builds over the same images in the same order share it, wherever the images are stored."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.split, dtype=np.uint8).tobytes())
+        if self._paths is not None:
+            paths = [str(p).replace(os.sep, "/") for p in self._paths]
+            base = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0]) if paths else ""
+            rel = [p[len(base) :].lstrip("/") if base else p for p in paths]
+            h.update(json.dumps(rel, ensure_ascii=False).encode("utf-8"))
+        else:
+            for start in range(0, len(self._pixels), 1024):
+                h.update(np.ascontiguousarray(self._pixels[start : start + 1024]).tobytes())
+        return h.hexdigest()
 
     @functools.cached_property
     def class_slugs(self) -> list[str]:
@@ -87,17 +106,35 @@ class UnitExamples:
     band_count: np.ndarray | None = None  # (U, bands) images in each band
     band_edges: np.ndarray | None = None  # (bands + 1,) nominal edges relative to the max, descending
     band_edges_rel: np.ndarray | None = None  # (U, bands + 1) edges actually used (snapped to the grid)
+    # Labels over the whole range and flags (atlasgen.unitlabels); None in artifacts written before them,
+    # where top_classes etc. are the top examples' (topk_* then stays None).
+    topk_classes: np.ndarray | None = None  # (U, 3) int64: classes of the top examples alone
+    topk_class_weights: np.ndarray | None = None  # (U, 3)
+    topk_label_entropy: np.ndarray | None = None  # (U,)
+    label_entropy_normalised: np.ndarray | None = None  # (U,) label_entropy / ln K
+    flag_dead: np.ndarray | None = None  # (U,) bool
+    flag_dense: np.ndarray | None = None
+    flag_low_confidence: np.ndarray | None = None
+    flag_polysemantic: np.ndarray | None = None
+    dense_threshold: float | None = None  # the thresholds the flags were computed with
+    label_min_images: int | None = None
+    label_max_entropy: float | None = None
 
     @property
     def n_units(self) -> int:
         return int(self.max_act.shape[0])
 
 
+_SCALARS = {"dense_threshold": float, "label_min_images": int, "label_max_entropy": float}
+
+
 def load_examples(path: Path) -> UnitExamples:
     with np.load(path) as z:
-        return UnitExamples(
-            **{name: z[name] for name in UnitExamples.__dataclass_fields__ if name in z.files}
-        )
+        fields = {name: z[name] for name in UnitExamples.__dataclass_fields__ if name in z.files}
+    for name, cast in _SCALARS.items():
+        if name in fields:
+            fields[name] = cast(fields[name])
+    return UnitExamples(**fields)
 
 
 @dataclass

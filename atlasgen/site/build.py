@@ -18,13 +18,14 @@ from pathlib import Path
 import jinja2
 
 import atlasgen
-from atlasgen.cache import tree_size
+from atlasgen.cache import hash_file, tree_size
 from atlasgen.site import (
     cards,
     export,
     featurevis_section,
     grid,
     mapview,
+    numbers,
     pages,
     publish,
     ratings_pages,
@@ -141,6 +142,7 @@ def render_site(
     ratings_records: list | None = None,
     ratings_cfg: dict | None = None,
     game_cfg: dict | None = None,
+    dense_threshold: float = numbers.DEFAULT_DENSE_THRESHOLD,
 ) -> SiteSummary:
     """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
 
@@ -158,6 +160,7 @@ def render_site(
         raise FileExistsError(f"output folder {out_dir} is not empty")
     check_segment("model", model_name)
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
+    weights = Path(artifacts["model"]) / "model.pt"
     site = pages.Site(
         title=title,
         date=date,
@@ -167,6 +170,11 @@ def render_site(
         authors=tuple(authors),
         doi=doi or "",
         sae_dtype=sae_dtype,
+        dense_threshold=float(dense_threshold),
+        model_sha256=hash_file(weights) if weights.is_file() else "",
+        dataset_identity=str(arts.dataset.identity or ""),
+        dataset_images=len(arts.dataset.labels),
+        dataset_sha256=arts.dataset.image_list_sha256(),
     )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
     if ratings_cfg is not None:  # survey, game and imported ratings
@@ -193,7 +201,7 @@ def render_site(
         ]
     )
 
-    total = 3 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
+    total = 4 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
     total += sum(
         (1 + (ix.ratings.game is not None)) for ix in indexes.values() if getattr(ix, "ratings", None)
     )
@@ -201,6 +209,7 @@ def render_site(
 
     w.page(*pages.home_page(site, arts, indexes))
     w.page(*pages.model_page(site, arts))
+    w.page(*pages.glossary_page(site))
     for L in arts.layers:
         ix = indexes[L.name]
         copy_unit_images(w, ix)
@@ -234,12 +243,19 @@ def render_site(
 
     w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
     w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
-    w.text(
-        "CITATION.cff",
-        publish.citation_cff(
-            title=title, authors=list(authors), version=version, date=date, url=base_url, doi=doi
-        ),
-    )
+    if authors:  # CITATION.cff needs its authors (site.authors); `atlasgen check` warns when it is missing
+        w.text(
+            "CITATION.cff",
+            publish.citation_cff(
+                title=title,
+                authors=list(authors),
+                version=version,
+                date=date,
+                url=base_url,
+                doi=doi,
+                identifiers=pages.citation_identifiers(site, arts),
+            ),
+        )
     w.page("404.html", "404.html", {"title": title, "base_url": base_url})
     if base_url:
         written = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("index.html"))

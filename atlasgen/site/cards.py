@@ -14,6 +14,8 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 _cache: dict[tuple, tuple[str, str]] = {}
+# Flags (atlasgen.unitlabels.FLAGS) as a card names them.
+FLAG_SHORT = {"dense": "dense", "low_confidence": "low-confidence", "polysemantic": "polysemantic"}
 _CACHE_MAX = 200_000
 
 
@@ -36,6 +38,8 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
         card["dead"],
         card["kind_name"],
         card["id"],
+        card.get("flags", ()),
+        bool(card.get("vis_failed")),
         bool(pixelated),
         bool(sortable),
     )
@@ -48,13 +52,20 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
         head += (
             f' data-id="{_e(card["id"])}" data-density="{_e(card["sort_density"])}" data-max="{_e(card["sort_max"])}"'
             + (f' data-importance="{_e(imp)}"' if imp else "")
+            + (
+                f' data-flags="{_e(" ".join(f.replace("_", "-") for f in card["flags"]))}"'
+                if card.get("flags")
+                else ""
+            )
         )
     head += f'><a href="{_e(root)}{_e(card["href"])}">'
     if card["thumb"]:
         alt = f"{card['kind_name']} {card['id']} visualisation"
+        if card.get("vis_failed"):  # greyed (atlas.css); the unit page says why it failed
+            alt += " (failed)"
         head += (
-            f'<img class="thumb{" px" if pixelated else ""}" src="{_e(root)}{_e(card["thumb"])}" '
-            f'alt="{_e(alt)}" loading="lazy" width="120" height="120">'
+            f'<img class="thumb{" px" if pixelated else ""}{" vis-failed" if card.get("vis_failed") else ""}" '
+            f'src="{_e(root)}{_e(card["thumb"])}" alt="{_e(alt)}" loading="lazy" width="120" height="120">'
         )
     else:
         head += '<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>'
@@ -65,7 +76,11 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
     elif card["top_class"]:
         tail += f'<span class="card-label muted">{_e(card["top_class"])}</span>'
     meta = "never fires" if card["dead"] else _e(card["density"])
-    tail += f'<span class="card-meta">{meta}</span></span></a></li>'
+    tail += f'<span class="card-meta">{meta}</span>'
+    shown = [FLAG_SHORT[f] for f in card.get("flags", ()) if f in FLAG_SHORT]  # "never fires" says dead
+    if shown:
+        tail += f'<span class="card-flags">{_e(", ".join(shown))}</span>'
+    tail += "</span></a></li>"
     if len(_cache) >= _CACHE_MAX:
         _cache.clear()
     _cache[key] = (head, tail)

@@ -12,7 +12,8 @@ from html import escape
 import numpy as np
 from markupsafe import Markup
 
-from atlasgen.site.fmt import fmt_count, fmt_signed
+from atlasgen.site import numbers
+from atlasgen.site.fmt import fmt_signed
 
 N_WEIGHTS = 6  # partners shown per direction and sign on a unit page
 N_CIRCUIT_TOP = 4  # layer-L features in the class circuit
@@ -24,7 +25,8 @@ KIND_KEYS = {"f": "features", "n": "neurons"}
 
 
 def importance_stats(L, kind: str, i: int) -> list[dict]:
-    """Stats entries for a unit page: images lost from the top k and the top 1, and the rank."""
+    """Stats entries for a unit page: images lost from the top k (with its rank among live units, ties shown
+    as ties; a dead unit has no rank) and from the top 1."""
     imp = L.importance
     if imp is None:
         if L.importance_skipped:
@@ -33,19 +35,17 @@ def importance_stats(L, kind: str, i: int) -> list[dict]:
     key = KIND_KEYS[kind]
     info = imp["info"]
     k, n = info.get("top_k", 10), info.get("images", 0)
-    units = len(imp[f"{key}_rank"])
+    topk = imp[f"{key}_topk"]
+    live = (L.features if kind == "f" else L.neurons).density > 0
+    rank, ties = numbers.competition_ranks(topk, live)
     return [
-        {
-            "name": "importance",
-            "value": f"{int(imp[f'{key}_topk'][i])} (rank {int(imp[f'{key}_rank'][i])} of {fmt_count(units)})",
-            "help": f"mean ablation (Terekhov): of {n} held-out images, how many lose the true class from the top {k} "
-            f"when this unit is replaced by its dataset mean; {info.get('method', '')}",
-        },
-        {
-            "name": "importance (top-1)",
-            "value": str(int(imp[f"{key}_top1"][i])),
-            "help": "the same count for the top-1 prediction",
-        },
+        numbers.stat(
+            "importance",
+            numbers.rank_text(int(topk[i]), int(rank[i]), int(ties[i]), int(live.sum())),
+            help=f"mean ablation (Terekhov): of {n} held-out images, how many lose the true class from "
+            f"the top {k} when this unit is replaced by its dataset mean; {info.get('method', '')}",
+        ),
+        numbers.stat("importance-top-1", str(int(imp[f"{key}_top1"][i]))),
     ]
 
 

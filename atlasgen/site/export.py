@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atlasgen.site import urls, weights
+from atlasgen.site import numbers, urls, weights
 from atlasgen.site.fmt import dumps, json_num
 
 N_EXPORT_NEIGHBOURS = 6  # nearest features by decoder cosine (the LayerIndex keeps this many)
@@ -67,6 +67,8 @@ def feature_records(site, ix, images=None, ids=None):
     imp = L.importance
     cw = L.class_weights_features
     names = ds.class_names
+    if imp is not None:  # the pages' rank: among live features, ties shared, none for a dead feature
+        rank, ties = numbers.competition_ranks(imp["features_topk"], ex.density > 0)
     for i in range(L.n_features) if ids is None else ids:
         examples = []
         for j in range(ex.top_idx.shape[1]):
@@ -88,6 +90,7 @@ def feature_records(site, ix, images=None, ids=None):
             "mean_act": json_num(ex.mean_act[i]),
             "label_entropy": json_num(ex.label_entropy[i]),
             "dead": bool(float(ex.density[i]) <= 0),
+            "flags": [f.replace("_", "-") for f in ix.flags["f"][i]],
             "top_classes": [
                 {"class": names[int(c)], "class_id": int(c), "share": json_num(s, 4)}
                 for c, s in zip(ex.top_classes[i], ex.top_class_weights[i])
@@ -112,11 +115,18 @@ def feature_records(site, ix, images=None, ids=None):
                 ],
             },
         }
+        if ex.topk_classes is not None:
+            rec["top_examples_classes"] = [
+                {"class": names[int(c)], "class_id": int(c), "share": json_num(s, 4)}
+                for c, s in zip(ex.topk_classes[i], ex.topk_class_weights[i])
+                if int(c) >= 0
+            ]
         if imp is not None:
             rec["importance"] = {
                 "top_k": int(imp["features_topk"][i]),
                 "top1": int(imp["features_top1"][i]),
-                "rank": int(imp["features_rank"][i]),
+                "rank": int(rank[i]) or None,
+                "tied_with": int(ties[i]),
             }
         for key, data in (("upstream", L.upstream), ("downstream", L.downstream)):
             got = _weights(data, i)

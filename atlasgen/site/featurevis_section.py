@@ -1,15 +1,21 @@
 """The feature-visualisation section of a unit page: main image, variants and the quality check.
 
 Reads the featurevis artifact (images and ``<family>_quality.npz``) and the
-examples artifact's per-unit dataset maximum; the comparison between the two
-is made here, at render time, so the featurevis stage need not wait for the
-examples stage. Template: ``templates/sections/featurevis.html``.
+examples artifact's per-unit dataset maximum. The quality arrays carry the
+failure marks (``failure``, ``failure_neuron``, ``failure_negative``,
+``failure_diverse``: codes of :data:`atlasgen.featurevis_check.REASONS`, 0 for
+success) and each unit's median firing activation: a failed main
+visualisation is marked on the page, drawn smaller and greyed, and the
+dataset examples lead the page instead (``templates/unit.html``); a failed
+variant is greyed with its reason as its tooltip; cards grey a failed
+thumbnail. Template: ``templates/sections/featurevis.html``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from atlasgen.featurevis_check import REASONS
 from atlasgen.site import urls
 from atlasgen.site.fmt import fmt_num
 
@@ -42,6 +48,25 @@ def _quality_row(fv, family: str, i: int) -> dict | None:
             return None
         row = int(hit[0])
     return {k: v[row] for k, v in q.items()}
+
+
+def failure_codes(fv, kind: str, n_units: int) -> np.ndarray:
+    """The main visualisation's failure code of every unit of a family (0: succeeded or not judged)."""
+    q = fv.quality.get(FAMILY[kind])
+    out = np.zeros(n_units, dtype=np.int8)
+    if q is not None and "failure" in q:
+        units = np.asarray(q["unit"], dtype=np.int64)
+        keep = (units >= 0) & (units < n_units)
+        out[units[keep]] = q["failure"][keep]
+    return out
+
+
+def _reason(q: dict | None, key: str, idx: int | None = None) -> str:
+    """The failure reason of one image ('' when it succeeded or the artifact has no marks)."""
+    if q is None or key not in q:
+        return ""
+    code = int(q[key] if idx is None else q[key][idx])
+    return REASONS[code] if 0 < code < len(REASONS) else ""
 
 
 def unit_files(fv, kind: str, i: int, folder: str) -> list[tuple[str, str]]:
@@ -82,15 +107,27 @@ def section(ix, kind: str, i: int) -> dict:
         return None if not np.isfinite(v) else fmt_num(float(v))
 
     variants = [
-        {"title": title, "note": note, "src": files[family + suffix], "objective": num("objective" + suffix)}
+        {
+            "title": title,
+            "note": note,
+            "src": files[family + suffix],
+            "objective": num("objective" + suffix),
+            "failed": _reason(q, "failure" + suffix),
+        }
         for suffix, _, title, note in VARIANTS
         if family + suffix in files
     ]
-    diverse = [
-        {"src": files[sub], "objective": num("objective_diverse", int(sub.rsplit("/", 1)[1]))}
-        for sub in _diverse_subs(fv, family)
-        if sub in files
-    ]
+    diverse = []
+    for sub in _diverse_subs(fv, family):
+        if sub in files:
+            j = int(sub.rsplit("/", 1)[1])
+            diverse.append(
+                {
+                    "src": files[sub],
+                    "objective": num("objective_diverse", j),
+                    "failed": _reason(q, "failure_diverse", j),
+                }
+            )
     check = None
     if q is not None:
         own, top = float(q["own_act"]), float(ex.max_act[i])
@@ -110,10 +147,12 @@ def section(ix, kind: str, i: int) -> dict:
             "rank": int(q["rank"]),
             "n_units": ex.n_units,
             "selective": int(q["rank"]) == 1,
+            "median": num("median_act") if "median_act" in q else None,
         }
     return {
         "variants": variants,
         "diverse": diverse,
         "check": check,
+        "failed": _reason(q, "failure"),
         "unit_noun": "feature" if kind == "f" else "neuron",
     }

@@ -41,14 +41,33 @@ def _num(text: str) -> float | None:
     return float(text) if text not in ("", None) else None
 
 
+# The unit flags a card can carry (atlasgen.unitlabels.FLAGS, as cards.py shows them), "dead" shown as
+# "never fires" on the card itself.
+_FLAG_SPECS = (
+    ("dead", "dead", "never fires on the scanned images", False),
+    ("dense", "dense", "fires on more than the dense threshold of images (glossary: dense)", True),
+    ("low_confidence", "low-confidence", "its label rests on few firing images or a spread of classes", True),
+    ("polysemantic", "polysemantic", "its activation bands show other classes than its top images", True),
+)
+
+
 def _flags(ix, kind: str, cards: list[dict]) -> list[tuple[dict, list[int]]]:
-    """(spec, 0/1 column) of every per-unit flag the layer has."""
-    return [
-        (
-            {"key": "dead", "title": "dead", "help": "never fires on the dataset", "badge": False},
-            [1 if c["dead"] else 0 for c in cards],
-        )
-    ]
+    """(spec, 0/1 column) of every per-unit flag the layer has, and failed visualisations (greyed)."""
+    out = []
+    for key, title, help_text, badge in _FLAG_SPECS:
+        column = [1 if (c["dead"] if key == "dead" else key in c.get("flags", ())) else 0 for c in cards]
+        if key == "dead" or any(column):
+            out.append(({"key": key, "title": title, "help": help_text, "badge": badge}, column))
+    failed = [1 if c.get("vis_failed") else 0 for c in cards]
+    if any(failed):
+        spec = {
+            "key": "vis_failed",
+            "title": "failed visualisation",
+            "help": "its visualisation does not activate it",
+            "badge": False,
+        }
+        out.append((spec, failed))
+    return out
 
 
 def _sorts(ix, kind: str, cards: list[dict]) -> list[tuple[dict, list]]:

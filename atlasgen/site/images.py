@@ -81,9 +81,22 @@ def encode_thumbnail(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-# Heat-map colour: a warm highlight where the unit fires, a dark veil where it
-# does not, so the firing region reads at a glance on any image.
-_HOT = np.array([255, 176, 0], dtype=np.float32)
+# Heat-map colour scale: matplotlib's "inferno" (black through purple and orange to pale yellow), whose
+# luminance rises monotonically, drawn at one constant opacity. Over any image pixel the composited
+# brightness then rises with the activation: silent regions get a dark veil, the maximum the brightest
+# tint, which reads on dark images too. The page shows the scale as a legend (heat_gradient_css).
+_INFERNO = (
+    (0, 0, 4),
+    (27, 12, 65),
+    (74, 12, 107),
+    (120, 28, 109),
+    (165, 44, 96),
+    (207, 68, 70),
+    (237, 105, 37),
+    (251, 155, 6),
+    (252, 255, 164),
+)
+HEAT_ALPHA = 0.55  # opacity of the overlay at every level
 
 
 HEAT_LEVELS = 64  # heat-map values are drawn in this many steps (a palette PNG; steps of 1/63 do not show)
@@ -96,15 +109,29 @@ def heat_levels(act_maps: np.ndarray, scale: float) -> np.ndarray:
     return np.round(v * (HEAT_LEVELS - 1)).astype(np.uint8)
 
 
+def _inferno(v: np.ndarray) -> np.ndarray:
+    """RGB (n, 3) float of the inferno scale at ``v`` in [0, 1] (linear between its stops)."""
+    stops = np.asarray(_INFERNO, dtype=np.float64)
+    x = np.linspace(0.0, 1.0, len(stops))
+    return np.stack([np.interp(v, x, stops[:, c]) for c in range(3)], axis=-1)
+
+
 def heat_palette() -> np.ndarray:
-    """RGBA colour (HEAT_LEVELS, 4) of each level: low values a black veil (alpha up to 0.6), high values a
-    warm tint (alpha up to 0.45)."""
-    v = np.arange(HEAT_LEVELS, dtype=np.float32) / (HEAT_LEVELS - 1)
+    """RGBA colour (HEAT_LEVELS, 4) of each level: the inferno scale at opacity HEAT_ALPHA (monotone in
+    brightness over any background; tests/test_site_numbers.py checks it)."""
+    v = np.arange(HEAT_LEVELS, dtype=np.float64) / (HEAT_LEVELS - 1)
     rgba = np.empty((HEAT_LEVELS, 4), dtype=np.uint8)
-    rgba[:, :3] = (v[:, None] * _HOT).round().astype(np.uint8)
-    alpha = np.where(v < 0.5, 0.6 * (1.0 - 2.0 * v), 0.45 * (2.0 * v - 1.0))
-    rgba[:, 3] = np.round(alpha * 255).astype(np.uint8)
+    rgba[:, :3] = np.round(_inferno(v)).astype(np.uint8)
+    rgba[:, 3] = round(HEAT_ALPHA * 255)
     return rgba
+
+
+def heat_gradient_css() -> str:
+    """CSS linear-gradient of the heat-map scale from 0 (left) to the maximum (right), for the legend."""
+    stops = ", ".join(
+        f"rgb({r},{g},{b}) {100 * n / (len(_INFERNO) - 1):.1f}%" for n, (r, g, b) in enumerate(_INFERNO)
+    )
+    return f"linear-gradient(to right, {stops})"
 
 
 def heatmap_rgba(act_maps: np.ndarray, scale: float) -> np.ndarray:

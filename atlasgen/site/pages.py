@@ -14,11 +14,22 @@ import numpy as np
 from markupsafe import Markup
 from PIL import Image
 
-from atlasgen.site import circuits, export, featurevis_section, grid, ratings_pages, spectrum, svg, urls
+from atlasgen import unitlabels
+from atlasgen.site import (
+    circuits,
+    export,
+    featurevis_section,
+    grid,
+    numbers,
+    ratings_pages,
+    spectrum,
+    svg,
+    urls,
+)
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.context import base_context, crumbs
 from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
-from atlasgen.site.images import DatasetImages, HeatSprite
+from atlasgen.site.images import DatasetImages, HeatSprite, heat_gradient_css
 
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
 N_LOADING_FEATURES = 6  # features with the largest |W_dec[:, n]| on a neuron page
@@ -28,7 +39,8 @@ N_SUPPRESSES = 3
 N_CLASS_FEATURES = 12  # facets shown per layer on a class page
 N_CLASS_NEURONS = 8
 N_CLASS_IMAGES = 8  # dataset images per facet (or per class) on a class page
-N_HOME_FEATURES = 12  # strongest features of the first layer shown on the home page
+N_HOME_FEATURES = 12  # features to look at first (numbers.look_first) of the first layer, on the home page
+N_LAYER_FIRST = 12  # the same list on the layer page, above the grid
 
 N_MAP_COLOURS = 12  # length of the palette in atlas.js (map) and atlas.css (.sw-*)
 
@@ -47,6 +59,11 @@ class Site:
     authors: tuple[str, ...] = ()
     doi: str = ""
     sae_dtype: str = "float16"  # site.sae_dtype: the published SAE weights' dtype
+    dense_threshold: float = numbers.DEFAULT_DENSE_THRESHOLD  # site.dense_threshold
+    model_sha256: str = ""  # the model weights' content hash (model/model.pt), "" when not saved
+    dataset_identity: str = ""  # dataset.json's identity (the dataset's name)
+    dataset_images: int = 0  # images in the dataset (training and held out)
+    dataset_sha256: str = ""  # Dataset.image_list_sha256: the image list, labels and split
 
     def permalink(self, path: str) -> str:
         if not self.base_url:
@@ -71,6 +88,15 @@ class LayerIndex:
         m, name = site.model, layer.name
         F, C = layer.n_features, layer.n_neurons
         self.labels = [layer.feature_label(i) for i in range(F)]
+        # Flags per unit (atlasgen.unitlabels) and their one-line definitions, per kind.
+        self.flags = {
+            kind: [tuple(unitlabels.unit_flags(ex, i)) for i in range(ex.n_units)]
+            for kind, ex in (("f", layer.features), ("n", layer.neurons))
+        }
+        self.flag_help = {
+            kind: unitlabels.flag_definitions(ex)
+            for kind, ex in (("f", layer.features), ("n", layer.neurons))
+        }
 
         fv = layer.featurevis
         self.vis_size = {
@@ -92,6 +118,10 @@ class LayerIndex:
                 elif i in self.vis[kind]:
                     self.thumb[kind][i] = self.vis[kind][i]
 
+        # Main visualisations that failed (atlasgen.featurevis_check): their cards grey the thumbnail.
+        self.vis_failed = {
+            kind: featurevis_section.failure_codes(fv, kind, count) for kind, count in (("f", F), ("n", C))
+        }
         self.feature_cards = [self._card("f", i) for i in range(F)]
         self.neuron_cards = [self._card("n", i) for i in range(C)]
 
@@ -101,6 +131,14 @@ class LayerIndex:
         self.decoder_neurons = _top_k_rows(absW, N_DECODER_NEURONS)
         self.loading_features = _top_k_rows(absW.T, N_LOADING_FEATURES)
         self.similar, self.similar_cos = layer.similar, layer.similar_cos  # the similar stage's artifact
+
+        # The features to look at first (live, not dense, by importance): home and layer pages.
+        imp = layer.importance["features_topk"] if layer.importance is not None else None
+        self.look_first = numbers.look_first(
+            layer.features.density, imp, layer.features.label_entropy, site.dense_threshold
+        )
+        self.look_first_method = numbers.look_first_method(imp is not None, site.dense_threshold)
+        self.n_scanned = numbers.images_scanned(dataset)
 
     def _card(self, kind: str, i: int) -> dict:
         L, m = self.layer, self.site.model
@@ -114,14 +152,20 @@ class LayerIndex:
             "thumb": self.thumb[kind].get(i),
             "label": label,
             "top_class": self.top_class_text(ex, i),
-            "density": fmt_pct(ex.density[i]),
+            "density": numbers.density_text(ex.density[i]),
             "max_act": fmt_num(ex.max_act[i]),
             # Sort keys for the layer grid (fixed precision, stable bytes).
             "sort_density": f"{float(ex.density[i]):.6g}",
             "sort_max": f"{float(ex.max_act[i]):.6g}",
             "sort_importance": circuits.importance_sort_key(L, kind, i),
             "dead": float(ex.density[i]) <= 0,
+            "flags": self.flags[kind][i],
+            "vis_failed": bool(self.vis_failed[kind][i]),
         }
+
+    def flag_names(self, kind: str, i: int) -> list[str]:
+        """The unit's flags as pages name them ("dense", "low-confidence label", ...)."""
+        return [unitlabels.FLAG_NAMES[f] for f in self.flags[kind][i]]
 
     def top_class_text(self, ex, i: int) -> str:
         c = int(ex.top_classes[i, 0])
@@ -178,13 +222,35 @@ def bibtex_escape(text: str) -> str:
     )
 
 
-def citation(site: Site, layer: Layer, kind: str, unit: int, label: str) -> dict:
-    """Permalink, BibTeX and plain text for one unit page."""
+def citation_identifiers(site: Site, arts: Artifacts | None = None) -> list[tuple[str, str]]:
+    """(what, value) of everything a citation pins down besides the URL: SAE hashes, weights, dataset."""
+    out = []
+    if arts is not None:
+        out += [(f"SAE of layer {L.name}, sha256", L.sae_sha256) for L in arts.layers]
+    if site.model_sha256:
+        out.append((f"model {site.model} weights, sha256", site.model_sha256))
+    if site.dataset_identity or site.dataset_sha256:
+        out.append(
+            (
+                f"dataset {site.dataset_identity} ({fmt_count(site.dataset_images)} images), image list sha256",
+                site.dataset_sha256,
+            )
+        )
+    return out
+
+
+def citation(site: Site, layer: Layer, kind: str, unit: int) -> dict:
+    """Permalink, BibTeX and plain text for one unit page.
+
+    A citation names the unit by its permanent id only (``mixed5b/f/32``), never by its label: relabelling
+    a feature does not change how it is cited. It carries the full SAE hash, the model weights' hash and the
+    dataset's identity (name, image count, image-list hash), and the absolute URL once ``site.base_url`` is set.
+    """
     path = urls.unit(site.model, layer.name, kind, unit)
     permalink = site.permalink(path)
     code = f"{layer.name}/{kind}/{unit}"
-    name = f"{site.model} {code}" + (f": {label}" if label else "")
-    sae = f"sha256:{layer.sae_sha256[:16]}"
+    name = f"{site.model} {code}"
+    sae = f"sha256:{layer.sae_sha256}"
     year = site.date[:4] if site.date[:4].isdigit() else site.date
     key = (
         re.sub(r"[^A-Za-z0-9]+", "-", f"{site.title}-{site.model}-{layer.name}-{kind}{unit}")
@@ -192,22 +258,45 @@ def citation(site: Site, layer: Layer, kind: str, unit: int, label: str) -> dict
         .lower()
     )
     what = "SAE feature" if kind == "f" else "neuron"
+    pins = [f"SAE {sae}"]
+    if site.model_sha256:
+        pins.append(f"model weights sha256:{site.model_sha256}")
+    if site.dataset_identity or site.dataset_sha256:
+        pins.append(
+            f"dataset {site.dataset_identity}, {site.dataset_images} images, "
+            f"image list sha256:{site.dataset_sha256}"
+        )
     bibtex = "\n".join(
         [
             f"@misc{{{key},",
             *([f"  author       = {{{bibtex_escape(' and '.join(site.authors))}}},"] if site.authors else []),
             f"  title        = {{{{{bibtex_escape(name)}}}}},",
             f"  howpublished = {{{bibtex_escape(site.title)}, \\url{{{permalink}}}}},",
+            *([f"  url          = {{{permalink}}},"] if site.base_url else []),
             f"  year         = {{{bibtex_escape(year)}}},",
             *([f"  doi          = {{{bibtex_escape(site.doi)}}},"] if site.doi else []),
-            f"  note         = {{{what} {unit} of layer {bibtex_escape(layer.name)}, SAE {sae}, version of {bibtex_escape(site.date)}}}",
+            f"  note         = {{{what} {unit} of layer {bibtex_escape(layer.name)}; "
+            f"{bibtex_escape('; '.join(pins))}; version of {bibtex_escape(site.date)}}}",
             "}",
         ]
     )
     by = f"{', '.join(site.authors)}. " if site.authors else ""
     doi = f" doi:{site.doi}." if site.doi else ""
-    plain = f"{by}{site.title}. \u201c{name}.\u201d {site.date}. {permalink} (SAE {sae}).{doi}"
-    return {"permalink": permalink, "bibtex": bibtex, "plain": plain, "absolute": bool(site.base_url)}
+    plain = f"{by}{site.title}. \u201c{name}.\u201d {site.date}. {permalink} ({'; '.join(pins)}).{doi}"
+    return {
+        "permalink": permalink,
+        "bibtex": bibtex,
+        "plain": plain,
+        "absolute": bool(site.base_url),
+        "sae_sha256": layer.sae_sha256,
+        "model_sha256": site.model_sha256,
+        "dataset": (
+            f"{site.dataset_identity}, {fmt_count(site.dataset_images)} images"
+            if site.dataset_identity
+            else ""
+        ),
+        "dataset_sha256": site.dataset_sha256,
+    }
 
 
 def class_weight_rows(site: Site, dataset: Dataset, weights: np.ndarray) -> dict:
@@ -246,11 +335,17 @@ def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tu
     example, highlights = None, []
     if arts.layers and arts.layers[0].n_features:
         L = arts.layers[0]
-        strongest = top_k(L.features.max_act, N_HOME_FEATURES)
-        best = int(strongest[0])
+        ix = indexes[L.name]
+        first = ix.look_first[:N_HOME_FEATURES]
+        best = int(first[0]) if len(first) else 0
         example = {"code": f"{L.name}/f/{best}", "id": best, "href": urls.unit(site.model, L.name, "f", best)}
-        highlights = [indexes[L.name].feature_cards[int(i)] for i in strongest]
-        highlights = {"layer": L.name, "href": urls.layer(site.model, L.name), "cards": highlights}
+        highlights = {
+            "layer": L.name,
+            "href": urls.layer(site.model, L.name),
+            "method": ix.look_first_method,
+            "cards": [ix.feature_cards[int(i)] for i in first],
+            "glossary": numbers.glossary_href("look-first"),
+        }
     ctx = base_context(
         site,
         path,
@@ -270,6 +365,21 @@ def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tu
         body_class="home",
     )
     return path, "home.html", ctx
+
+
+def glossary_page(site: Site) -> tuple[str, str, dict]:
+    """glossary.html: every term of ``numbers.GLOSSARY`` with its definition and anchor."""
+    path = urls.glossary()
+    ctx = base_context(
+        site,
+        path,
+        "glossary",
+        crumbs(site, ("glossary", None)),
+        terms=[{"anchor": t.anchor, "name": t.name, "short": t.short} for t in numbers.GLOSSARY],
+        dense_threshold=fmt_pct(site.dense_threshold),
+        body_class="glossary",
+    )
+    return path, "glossary.html", ctx
 
 
 def _accuracy_text(model_info: dict) -> str | None:
@@ -305,7 +415,7 @@ _METRIC_NAMES = {
     "fvu": "FVU (fraction of variance unexplained)",
     "explained_variance": "explained variance",
     "l0": "L0 (active features per position)",
-    "dead_fraction": "dead fraction (held-out vectors)",
+    "dead_fraction": "dead fraction, SAE training (held-out vectors, not the dataset scan)",
     "downstream_top1_agreement": "top-1 agreement, reconstruction spliced in",
     "downstream_ce_recovered": "cross-entropy recovered (vs zero ablation)",
     "downstream_kl": "KL(clean || spliced), nats",
@@ -321,6 +431,12 @@ def _metric_rows(metrics: dict) -> list[dict]:
                 rows.append({"name": _METRIC_NAMES.get(key, key.replace("_", " ")), "value": value})
             continue
         rows.append({"name": _METRIC_NAMES.get(key, key.replace("_", " ")), "value": fmt_num(value, 4)})
+        if key == "dead_fraction":  # a training metric: never read as the dataset's dead count
+            rows[-1].update(
+                help=numbers.TERMS["dead-fraction-training"].short,
+                key="dead-fraction-training",
+                href=numbers.glossary_href("dead-fraction-training"),
+            )
     return rows
 
 
@@ -344,6 +460,7 @@ def _layer_summary(site: Site, L: Layer) -> dict:
         "fvu": metric("fvu"),
         "l0": metric("l0"),
         "dead": metric("dead_fraction", pct=True),
+        "n_dead": fmt_count(int((L.features.density <= 0).sum())),
     }
 
 
@@ -368,9 +485,15 @@ def model_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
         dataset={
             "identity": ds.identity,
             "source": ds.info.get("source"),
-            "n_images": fmt_count(ds.info.get("n_images", len(ds.labels))),
+            "n_images": fmt_count(len(ds.labels)),
+            "n_scanned": fmt_count(numbers.images_scanned(ds)),
+            "n_heldout": fmt_count(numbers.images_heldout(ds)),
             "n_classes": fmt_count(ds.n_classes),
         },
+        glossary={t.anchor: numbers.glossary_href(t.anchor) for t in numbers.GLOSSARY},
+        model_sha256=site.model_sha256,
+        dead_help=numbers.TERMS["dead"].short,
+        dead_training_help=numbers.TERMS["dead-fraction-training"].short,
         layers=[_layer_summary(site, L) for L in arts.layers],
         class_groups=[{"name": s, "classes": groups[s]} for s in order],
     )
@@ -382,22 +505,32 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
     path = urls.layer(site.model, L.name)
     density = L.features.density
     alive = int((density > 0).sum())
+    n_dense = int((density > site.dense_threshold).sum())
     facts = [
         {"name": "SAE features", "value": fmt_count(L.n_features)},
         {"name": "neurons (channels)", "value": fmt_count(L.n_neurons)},
-        {
-            "name": "features firing on the dataset",
-            "value": f"{fmt_count(alive)} ({fmt_pct(alive / max(L.n_features, 1))})",
-        },
-        {
-            "name": "median feature density",
-            "value": fmt_pct(float(np.median(density))) if density.size else "n/a",
-        },
+        numbers.stat("images-scanned", f"{fmt_count(ix.n_scanned)} training images"),
+        numbers.stat(
+            "density",
+            f"{fmt_count(alive)} of {fmt_count(L.n_features)} ({fmt_pct(alive / max(L.n_features, 1))})",
+            name="features that fire on the images scanned",
+        ),
+        numbers.stat("dead", fmt_count(L.n_features - alive), name="dead features (never fire on them)"),
+        numbers.stat(
+            "dense",
+            fmt_count(n_dense),
+            name=f"dense features (fire on more than {fmt_pct(site.dense_threshold)})",
+        ),
+        numbers.stat(
+            "density",
+            fmt_pct(float(np.median(density))) if density.size else "n/a",
+            name="median feature density",
+        ),
     ]
     for key in ("architecture", "d_in", "d_sae", "k"):
         if key in L.sae_cfg:
             facts.append({"name": f"SAE {key.replace('_', ' ')}", "value": str(L.sae_cfg[key])})
-    facts.append({"name": "SAE sha256", "value": L.sae_sha256[:16]})
+    facts.append({"name": "SAE sha256", "value": L.sae_sha256})
     if L.importance is None and L.importance_skipped:
         facts.append({"name": "importance", "value": f"not computed: {L.importance_skipped}"})
     ctx = base_context(
@@ -412,6 +545,9 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         cooccurrence=spectrum.layer_pairs(L.cooccurrence, ix.feature_cards),
         scatter_svg=svg.density_scatter(density, L.features.mean_act, L.features.label_entropy),
         n_dead=fmt_count(L.n_features - alive),
+        look_first=[ix.feature_cards[int(f)] for f in ix.look_first[:N_LAYER_FIRST]],
+        look_first_method=ix.look_first_method,
+        look_first_href=numbers.glossary_href("look-first"),
         export_href=export.features_jsonl_path(site.model, L.name),
         sae_href=f"{export.sae_dir_path(site.model, L.name)}/{export.sae_weights_name(L)}",
         grids=[
@@ -449,6 +585,32 @@ def _examples(site: Site, ix: LayerIndex, ex, i: int, images: DatasetImages, spr
     )
 
 
+def _class_weight_method(L: Layer, kind: str) -> str:
+    """The formula of a unit's class weights: the circuits stage names the features' one (``... . W_dec^T``);
+    a neuron's weight is the same product without the decoder (its channel's row of ``W_fc``)."""
+    method = str(L.circuits_info.get("method", ""))
+    if kind == "n" and method.endswith(" . W_dec^T"):
+        return method[: -len(" . W_dec^T")]
+    return method
+
+
+def _entropy_stat(ex, i: int, n_classes: int) -> dict:
+    """The label entropy stat: over every firing image when the artifact has it, else over the top images."""
+    value = f"{fmt_num(ex.label_entropy[i])} nats"
+    if ex.label_entropy_normalised is None:
+        return numbers.stat(
+            "label-entropy", value, help="activation-weighted entropy of the classes of its top images"
+        )
+    return numbers.stat(
+        "label-entropy",
+        f"{value} ({fmt_num(ex.label_entropy_normalised[i], 2)} of max)",
+        help=(
+            "activation-weighted entropy of the classes of every image where it fires; "
+            f"max ln {n_classes} (classes equally likely)"
+        ),
+    )
+
+
 def unit_page(
     site: Site,
     ix: LayerIndex,
@@ -466,48 +628,47 @@ def unit_page(
     label = ix.labels[i] if kind == "f" else ""
     code = f"{L.name}/{kind}/{i}"
 
+    # Images it fires on: the band counts sum to them exactly; density x images scanned otherwise.
+    fires = (
+        int(ex.band_count[i].sum())
+        if ex.band_count is not None
+        else int(round(float(ex.density[i]) * ix.n_scanned))
+    )
     stats = (
         [
-            {
-                "name": "density",
-                "value": fmt_pct(ex.density[i]),
-                "help": "fraction of images where it fires anywhere",
-            },
-            {"name": "max activation", "value": fmt_num(ex.max_act[i]), "help": "maximum over the dataset"},
-            {
-                "name": "mean activation",
-                "value": fmt_num(ex.mean_act[i]),
-                "help": "mean per-image maximum where it fires",
-            },
-            {
-                "name": "label entropy",
-                "value": f"{fmt_num(ex.label_entropy[i])} nats",
-                "help": "activation-weighted entropy of the classes of its top images",
-            },
+            numbers.stat(
+                "density",
+                numbers.density_text(ex.density[i]) + f" ({fmt_count(fires)} of {fmt_count(ix.n_scanned)})",
+            ),
+            numbers.stat("max-activation", fmt_num(ex.max_act[i])),
+            numbers.stat("mean-activation", fmt_num(ex.mean_act[i])),
+            _entropy_stat(ex, i, ds.n_classes),
         ]
         + circuits.importance_stats(L, kind, i)
         + ratings_pages.unit_stats(ix, kind, i)
     )
     if ex.density_position is not None:
-        stats[1:1] = [
-            {
-                "name": "density per position",
-                "value": fmt_pct(ex.density_position[i]),
-                "help": "fraction of all image positions where it fires",
-            }
-        ]
-        stats.insert(
-            4,
-            {
-                "name": "mean per position",
-                "value": fmt_num(ex.mean_act_position[i]),
-                "help": "mean activation over the positions where it fires",
-            },
-        )
+        stats[1:1] = [numbers.stat("density-per-position", fmt_pct(ex.density_position[i]))]
+        stats.insert(4, numbers.stat("mean-per-position", fmt_num(ex.mean_act_position[i])))
+    for st in stats:
+        st.setdefault("href", "")
+        st.setdefault("key", "")
     top_classes = [
         {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
         for c, w in zip(ex.top_classes[i], ex.top_class_weights[i])
         if int(c) >= 0
+    ]
+    topk_classes = (
+        [
+            {**class_link(site, ds, int(c)), "share": fmt_pct(w)}
+            for c, w in zip(ex.topk_classes[i], ex.topk_class_weights[i])
+            if int(c) >= 0
+        ]
+        if ex.topk_classes is not None
+        else []
+    )
+    flags = [
+        {"key": f, "name": unitlabels.FLAG_NAMES[f], "help": ix.flag_help[kind][f]} for f in ix.flags[kind][i]
     ]
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[i]
     if kind == "f":
@@ -534,8 +695,8 @@ def unit_page(
             related.append(
                 {
                     "title": "Features that fire with it",
-                    "note": "share of the sampled images where this feature fires on which the other fires too",
-                    "cards": [{**ix.feature_cards[j], "value": share} for j, share in together],
+                    "note": spectrum.cooccurring_note(L.cooccurrence),
+                    "cards": [{**ix.feature_cards[j], "value": value} for j, value in together],
                 }
             )
     else:
@@ -566,6 +727,8 @@ def unit_page(
         layer_name=L.name,
         label=label,
         dead=float(ex.density[i]) <= 0,
+        flags=flags,
+        low_confidence="low_confidence" in ix.flags[kind][i],
         prev_href=urls.unit(m, L.name, kind, (i - 1) % count),
         next_href=urls.unit(m, L.name, kind, (i + 1) % count),
         prev_code=f"{kind}/{(i - 1) % count}",
@@ -580,18 +743,23 @@ def unit_page(
         examples=examples,
         bands=bands,
         heat_css=Markup(heat_css),
+        heat_legend={"gradient": heat_gradient_css(), "max": fmt_num(ex.max_act[i])},
         images_pixelated=images.pixelated,
-        hist_svg=svg.activation_histogram(ex.hist[i], ex.hist_edges, float(ex.max_act[i])),
+        hist_svg=svg.activation_histogram(
+            ex.hist[i], ex.hist_edges, float(ex.max_act[i]), fires, ix.n_scanned
+        ),
         top_classes=top_classes,
+        topk_classes=topk_classes,
+        whole_range=ex.topk_classes is not None,
         circuits=class_weight_rows(site, ds, weights),
-        circuits_method=str(L.circuits_info.get("method", "")),
+        circuits_method=_class_weight_method(L, kind),
         circuits_exact=L.circuits_info.get("exact"),
         related=related,
         weights=circuits.unit_weights(L, indexes or {ix.layer.name: ix}, kind, i),
         map_href=f"{urls.layer_map(m, L.name)}#f={i}" if kind == "f" else None,
         links_title="Where it sits" if kind == "f" else "See also",
         layer_href=urls.layer(m, L.name),
-        cite=citation(site, L, kind, i, label),
+        cite=citation(site, L, kind, i),
         data_href=urls.features_data(m, L.name) if kind == "f" else None,
         ratings=ratings_pages.unit_context(ix, kind, i),
         body_class="unit",
@@ -659,6 +827,12 @@ def class_page(
         image_groups=groups,
         images_pixelated=images.pixelated,
         n_images=fmt_count(int((ds.labels == c).sum())),
+        n_images_train=fmt_count(
+            int(((ds.labels == c) & (ds.split == 0)).sum())
+            if ds.split is not None
+            else int((ds.labels == c).sum())
+        ),
+        images_href=numbers.glossary_href("dataset-images"),
         body_class="class",
     )
     return path, "class.html", ctx
@@ -732,6 +906,8 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
     L, ds = ix.layer, ix.dataset
     ex = L.features
     rows = []
+    if L.importance is not None:  # the pages' rank: among live features, ties shared, none for a dead feature
+        rank, ties = numbers.competition_ranks(L.importance["features_topk"], ex.density > 0)
     for i in range(L.n_features):
         rows.append(
             {
@@ -745,26 +921,39 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
                     for c, w in zip(ex.top_classes[i], ex.top_class_weights[i])
                     if int(c) >= 0
                 ],
+                "flags": [f.replace("_", "-") for f in ix.flags["f"][i]],
             }
         )
         if L.importance is not None:
             rows[-1].update(
                 importance=int(L.importance["features_topk"][i]),
                 importance_top1=int(L.importance["features_top1"][i]),
-                importance_rank=int(L.importance["features_rank"][i]),
+                importance_rank=int(rank[i]) or None,
+                importance_tied_with=int(ties[i]),
             )
     return {"model": site.model, "layer": L.name, "sae_sha256": L.sae_sha256, "features": rows}
 
 
 def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> dict:
-    """search_index.js: every feature (id, label, top classes) and every class; hrefs root-relative."""
+    """search_index.js: every feature (href, layer, id, label, top classes, flags, density as the pages print it)
+    and every class; hrefs root-relative."""
     features = []
     for L in arts.layers:
         ix = indexes[L.name]
         ex = L.features
         for i in range(L.n_features):
             classes = ", ".join(arts.dataset.class_names[int(c)] for c in ex.top_classes[i] if int(c) >= 0)
-            features.append([urls.unit(site.model, L.name, "f", i), L.name, i, ix.labels[i], classes])
+            features.append(
+                [
+                    urls.unit(site.model, L.name, "f", i),
+                    L.name,
+                    i,
+                    ix.labels[i],
+                    classes,
+                    ", ".join(ix.flag_names("f", i)),
+                    fmt_pct(ex.density[i]),
+                ]
+            )
     classes = [
         [
             urls.class_page(site.model, arts.dataset.class_slugs[c]),
@@ -784,6 +973,14 @@ def manifest(site: Site, arts: Artifacts) -> dict:
         "base_url": site.base_url,
         "model": site.model,
         "dataset_identity": arts.dataset.identity,
+        "model_sha256": site.model_sha256,
+        "dataset": {
+            "identity": site.dataset_identity,
+            "n_images": site.dataset_images,
+            "n_images_scanned": numbers.images_scanned(arts.dataset),
+            "image_list_sha256": site.dataset_sha256,
+        },
+        "dense_threshold": site.dense_threshold,
         "layers": {
             L.name: {
                 "sae_sha256": L.sae_sha256,

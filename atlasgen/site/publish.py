@@ -119,9 +119,23 @@ def _yaml_str(text: str) -> str:
 
 
 def citation_cff(
-    *, title: str, authors: list[str], version: str, date: str, url: str, doi: str | None
+    *,
+    title: str,
+    authors: list[str],
+    version: str,
+    date: str,
+    url: str,
+    doi: str | None,
+    identifiers: list[tuple[str, str]] = (),
 ) -> str:
-    """CITATION.cff (Citation File Format 1.2.0) for the atlas."""
+    """CITATION.cff (Citation File Format 1.2.0) for the atlas.
+
+    ``authors`` (``site.authors``) must not be empty: CFF requires authors, and the site writes no
+    CITATION.cff rather than a placeholder (``atlasgen check`` warns). ``identifiers`` (what, value): the
+    SAE, model-weights and image-list hashes, written as CFF identifiers of type ``other``.
+    """
+    if not authors:
+        raise ValueError("CITATION.cff needs at least one author (site.authors)")
     lines = [
         "cff-version: 1.2.0",
         'message: "If you use this atlas, please cite it as below."',
@@ -131,7 +145,7 @@ def citation_cff(
         f"date-released: {_yaml_str(date)}",
         "authors:",
     ]
-    for author in authors or ["atlasgen user"]:
+    for author in authors:
         given, _, family = author.strip().rpartition(" ")
         if given:
             lines += [f"  - given-names: {_yaml_str(given)}", f"    family-names: {_yaml_str(family)}"]
@@ -141,7 +155,38 @@ def citation_cff(
         lines.append(f"url: {_yaml_str(url)}")
     if doi:
         lines.append(f"doi: {_yaml_str(doi)}")
+    if identifiers:
+        lines.append("identifiers:")
+        for what, value in identifiers:
+            lines += [
+                "  - type: other",
+                f"    value: {_yaml_str(value)}",
+                f"    description: {_yaml_str(what)}",
+            ]
     return "\n".join(lines) + "\n"
+
+
+def citation_warnings(site: Path) -> list[str]:
+    """What keeps a built site from being cited as it is: no ``site.base_url`` (relative permalinks) or no
+    ``site.authors`` (no CITATION.cff). Read from the site's manifest.json and files."""
+    site = Path(site)
+    warnings = []
+    try:
+        manifest = json.loads((site / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return warnings  # check_site reports the manifest itself
+    if not manifest.get("base_url"):
+        warnings.append(
+            "site.base_url is empty: every citation and BibTeX entry gives a relative permalink. "
+            "Fix: set site.base_url to the URL the site is published at (e.g. https://user.github.io/atlas/) "
+            "and build again."
+        )
+    if not (site / "CITATION.cff").is_file():
+        warnings.append(
+            "site.authors is empty: no CITATION.cff was written and the BibTeX entries have no author. "
+            'Fix: set site.authors to a list of names ("Given Family") and build again.'
+        )
+    return warnings
 
 
 def sitemap_xml(base_url: str, pages: list[str]) -> str:

@@ -122,25 +122,45 @@ def bands(dataset, class_link, ex, i: int, images: DatasetImages, sprite: HeatSp
     return out
 
 
+def _ranked_by_npmi(cooc: dict) -> bool:
+    return "partner_npmi" in cooc
+
+
 def cooccurring(cooc: dict | None, i: int) -> list[tuple[int, str]]:
-    """(feature id, "P(fires | this fires)") of the features firing most often with feature ``i``."""
+    """(feature id, shown value) of the features that fire with feature ``i``: by NPMI ("NPMI 0.42")
+    in artifacts that rank by it (atlasgen.cofiring), else by count ("P(fires | this fires)")."""
     if not cooc or cooc["partners"].shape[1] == 0:
         return []
     n_i = int(cooc["fires"][i])
     if n_i == 0:
         return []
-    return [
-        (int(j), fmt_pct(int(c) / n_i))
-        for j, c in zip(cooc["partners"][i][:N_COOCCURRING], cooc["partner_count"][i][:N_COOCCURRING])
-        if c > 0
-    ]
+    rows = zip(cooc["partners"][i][:N_COOCCURRING], cooc["partner_count"][i][:N_COOCCURRING])
+    if _ranked_by_npmi(cooc):
+        return [
+            (int(j), f"NPMI {fmt_num(float(v), 2)}")
+            for (j, c), v in zip(rows, cooc["partner_npmi"][i])
+            if int(j) >= 0 and c > 0
+        ]
+    return [(int(j), fmt_pct(int(c) / n_i)) for j, c in rows if c > 0]
+
+
+def cooccurring_note(cooc: dict) -> str:
+    """The one-line definition of the partners' ranking, for the unit page."""
+    if not _ranked_by_npmi(cooc):
+        return "share of the sampled images where this feature fires on which the other fires too"
+    return (
+        f"ranked by normalised PMI over a uniform sample of {fmt_count(int(cooc['n_images']))} images: "
+        "0 = independent, 1 = fire only together (corrects for density); pairs seen together on fewer than "
+        f"{int(cooc['min_count'])} sampled images are left out"
+    )
 
 
 def layer_pairs(cooc: dict | None, cards: list[dict]) -> dict | None:
-    """The most frequent co-firing feature pairs of a layer, for its page."""
+    """The feature pairs of a layer that fire together most (by NPMI where the artifact has it), for its page."""
     if not cooc or len(cooc["pairs"]) == 0:
         return None
     n = int(cooc["n_images"])
+    npmi = cooc["pair_npmi"] if "pair_npmi" in cooc else [None] * len(cooc["pairs"])
     rows = [
         {
             "a": cards[int(a)],
@@ -148,7 +168,15 @@ def layer_pairs(cooc: dict | None, cards: list[dict]) -> dict | None:
             "count": fmt_count(int(c)),
             "share": fmt_pct(int(c) / max(n, 1)),
             "jaccard": fmt_num(float(jac), 2),
+            "npmi": "" if v is None else fmt_num(float(v), 2),
         }
-        for (a, b), c, jac in zip(cooc["pairs"][:N_LAYER_PAIRS], cooc["pair_count"], cooc["pair_jaccard"])
+        for (a, b), c, jac, v in zip(
+            cooc["pairs"][:N_LAYER_PAIRS], cooc["pair_count"], cooc["pair_jaccard"], npmi
+        )
     ]
-    return {"rows": rows, "n_images": fmt_count(n)}
+    return {
+        "rows": rows,
+        "n_images": fmt_count(n),
+        "npmi": "pair_npmi" in cooc,
+        "min_count": int(cooc["min_count"]) if "min_count" in cooc else None,
+    }

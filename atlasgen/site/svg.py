@@ -28,12 +28,13 @@ def bar_histogram(
     bar_titles: list[str | None],
     aria: str,
     y_label: str = "images (log)",
-    highlight_first: bool = False,
+    highlight_first: bool | int = False,
 ) -> Markup:
     """Bar chart of ``counts`` over bin ``edges`` with a log count axis.
 
     ``x_ticks`` are (position in edge units, label); ``bar_titles`` give each
     bar a native tooltip (``<title>``); a None title leaves that bin empty (a spacer).
+    ``highlight_first``: the first (True) or the first n bars are drawn as apart from the others.
     """
     counts = [int(c) for c in counts]
     edges = [float(e) for e in edges]
@@ -54,7 +55,7 @@ def bar_histogram(
             continue
         x0, x1 = x_of(edges[i]), x_of(edges[i + 1])
         h = _log_y(c, top) * ph
-        cls = "bar first" if (highlight_first and i == 0) else "bar"
+        cls = "bar first" if i < int(highlight_first) else "bar"
         parts.append(
             f'<rect class="{cls}" x="{x0 + 0.5:.1f}" y="{_PAD_T + ph - h:.1f}" '
             f'width="{max(x1 - x0 - 1.0, 0.5):.1f}" height="{h:.1f}">'
@@ -91,29 +92,73 @@ def bar_histogram(
     return Markup("".join(parts))
 
 
-def activation_histogram(hist: np.ndarray, edges: np.ndarray, max_act: float) -> Markup:
-    """Histogram of a unit's per-image max activation (bins relative to its max).
+def activation_histogram(
+    hist: np.ndarray, edges: np.ndarray, max_act: float, fires: int | None = None, n_images: int | None = None
+) -> Markup:
+    """Histogram of a unit's per-image max activation on a log activation axis, with the non-firing share.
 
+    ``hist`` counts images in bins ``edges`` relative to ``max_act``; the examples stage makes them
+    log-spaced (``np.logspace``), so each bin has the same width on the log axis drawn here. Left of the
+    axis, set apart, two bars: the images where the unit does not fire (``n_images - fires``) and those
+    where it fires below the axis's range (``fires - hist.sum()``), so every image scanned is counted once.
     Empty bins draw nothing (a zero-height bar shows nothing and has no tooltip to hover), so they are left
-    out of the SVG (the size budget: most of a sparse feature's bins are empty).
+    out of the SVG (the size budget: most of a sparse feature's bins are empty). Edges that are not
+    log-spaced (artifacts of another layout) are refused rather than drawn on the wrong axis.
     """
-    values = [float(e) * max_act for e in edges]
+    rel = np.asarray(edges, dtype=np.float64)
+    if (
+        rel.size < 2
+        or rel[0] <= 0
+        or not np.allclose(np.diff(np.log10(rel)), np.log10(rel[1] / rel[0]), rtol=1e-3)
+    ):
+        raise ValueError(
+            "activation histogram edges must be log-spaced fractions of the max (examples stage)"
+        )
+    counts = [int(c) for c in hist]
+    in_range = sum(counts)
+    fires = in_range if fires is None else int(fires)
+    n_images = fires if n_images is None else int(n_images)
+    silent, below = max(n_images - fires, 0), max(fires - in_range, 0)
+    logs = np.log10(rel).tolist()
+    width = (logs[-1] - logs[0]) / len(counts)
+    lo = logs[0]
+    # Left of the axis: [does not fire], spacer, [below the range], spacer, then the log bins.
+    extra = [lo - (5 - j) * width for j in range(5)]
+    all_edges = extra + logs
+    share = (lambda n: f" ({fmt_pct(n / n_images)})") if n_images > 0 else (lambda n: "")
+    lo_value = fmt_num(rel[0] * max_act)
     titles = [
-        f"{fmt_num(values[i])} to {fmt_num(values[i + 1])}: {fmt_count(int(c))} images"
-        if int(c) > 0
-        else None
-        for i, c in enumerate(hist)
+        f"does not fire: {fmt_count(silent)} images{share(silent)}",
+        None,
+        f"fires below {lo_value}: {fmt_count(below)} images{share(below)}" if below else None,
+        None,
     ]
-    ticks = [(float(edges[0]), fmt_num(values[0])), (float(edges[-1]), fmt_num(values[-1]))]
-    mid = (float(edges[0]) + float(edges[-1])) / 2
-    ticks.insert(1, (mid, fmt_num(mid * max_act)))
+    values = (rel * max_act).tolist()
+    titles += [
+        f"{fmt_num(values[i])} to {fmt_num(values[i + 1])}: {fmt_count(c)} images{share(c)}"
+        if c > 0
+        else None
+        for i, c in enumerate(counts)
+    ]
+    ticks = [(lo - 4.5 * width, "none")] + ([(lo - 2.5 * width, "<")] if below else [])
+    if max_act > 0:
+        low_decade = math.ceil(math.log10(values[0]) - 1e-9)
+        high_decade = math.floor(math.log10(values[-1]) + 1e-9)
+        for e in range(low_decade, high_decade + 1):
+            ticks.append((e - math.log10(max_act), fmt_num(10.0**e)))
+        if not any(abs(t - logs[-1]) < width for t, _ in ticks):
+            ticks.append((logs[-1], f"{fmt_num(max_act)} max"))
     return bar_histogram(
-        hist,
-        edges,
-        x_label="max activation per image",
+        [silent, 0, below, 0] + counts,
+        all_edges,
+        x_label="maximum activation per image (log scale)",
         x_ticks=ticks,
         bar_titles=titles,
-        aria="Histogram of this unit's maximum activation per image",
+        aria=(
+            f"Histogram of this unit's maximum activation per image on a log scale; it does not fire on "
+            f"{fmt_count(silent)} of {fmt_count(n_images)} images"
+        ),
+        highlight_first=3,
     )
 
 

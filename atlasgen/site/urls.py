@@ -12,6 +12,11 @@ def home() -> str:
     return "index.html"
 
 
+def glossary() -> str:
+    """Every number the pages show, defined once (a file at the root: no model folder can shadow it)."""
+    return "glossary.html"
+
+
 def model(m: str) -> str:
     return f"{m}/index.html"
 

@@ -12,9 +12,12 @@ of the layer):
   union of fine bins, edges within half a fine bin of nominal);
 * firing density per image and per position, mean activation when firing
   (per image maximum and per position);
-* class statistics of the top examples (top classes, activation-weighted
-  label entropy, as in SAE Explorer);
-* for SAE features, co-occurrence counts over a uniform sample of images.
+* the activation-weighted class histogram over every firing image, from which
+  the label classes, label entropy and the unit flags (dense, dead,
+  low-confidence label, polysemantic) come (:mod:`atlasgen.unitlabels`); the
+  class statistics of the top examples alone are kept beside them (``topk_*``);
+* for SAE features, co-occurrence over a uniform sample of images, partners
+  ranked by NPMI (:mod:`atlasgen.cofiring`).
 
 Memory is bounded by units x (k + grid bins + band slots x samples), whatever
 the dataset's size. A second, small pass recomputes the activation maps of
@@ -36,6 +39,7 @@ import numba
 import numpy as np
 import torch
 
+from atlasgen import cofiring, unitlabels
 from atlasgen.bands import _EMPTY, BandReservoir, _np, grid_index, sample_keys
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes
 from atlasgen.data import open_dataset
@@ -237,8 +241,13 @@ class UnitStats:
         band_samples: int,
         seed: int,
         nonnegative: bool = False,
+        labels: np.ndarray | None = None,
+        n_classes: int = 0,
     ):
         self.nonnegative = nonnegative  # activations are never negative (SAE codes)
+        # The dataset's labels (when scanning) and the whole-range class histogram (atlasgen.unitlabels).
+        self.labels = None if labels is None else unitlabels.check_labels(labels, n_classes)
+        self.class_weight = unitlabels.new_class_weight(n_units, n_classes)
         self.top = TopK(n_units, k)
         self.bands = BandReservoir(n_units, tuple(edges), band_samples, seed)
         self.fires = torch.zeros(n_units, dtype=torch.long)  # fires and fine_hist: on the CPU, as the bands
@@ -322,13 +331,21 @@ class UnitStats:
         units, cols = units.cpu(), cols.cpu()
         g = grid_index(v)  # 60 per decade
         self.bands.update_firing(units, cols, v, image_idx, g)
+        if self.labels is not None:
+            unitlabels.add_class_weight(self.class_weight, self.labels, units, cols, v, image_idx)
         _histogram_pairs(
             units.numpy(), g.numpy(), v.numpy(), FINE_EDGES, self.fires.numpy(), self.fine_hist.numpy()
         )
 
     def finish(
-        self, labels: np.ndarray, n_classes: int, n_bins: int, grid: tuple[int, int]
+        self,
+        labels: np.ndarray,
+        n_classes: int,
+        n_bins: int,
+        grid: tuple[int, int],
+        rules: unitlabels.FlagRules | None = None,
     ) -> dict[str, np.ndarray]:
+        rules = unitlabels.FlagRules() if rules is None else rules
         self.merge()
         top_val = self.top.val.cpu().numpy().astype(np.float32)
         top_idx = self.top.idx.cpu().numpy()
@@ -343,6 +360,14 @@ class UnitStats:
         hist_edges = np.logspace(-HIST_RANGE_DECADES, 0, n_bins + 1).astype(np.float32)
         hist = _rebin(self.fine_hist.cpu().numpy(), max_act, hist_edges)
         top_classes, top_weights, entropy = _class_stats(top_idx, top_val, labels, n_classes)
+        if self.class_weight.shape[1] != n_classes:
+            raise ValueError(
+                f"the scan's class histogram has {self.class_weight.shape[1]} classes, the dataset "
+                f"{n_classes}: scan with the dataset's labels (scan(..., labels=, n_classes=))"
+            )
+        whole = unitlabels.summarise(
+            self.class_weight.numpy(), fires, self.n_images, top_classes[:, 0], rules
+        )
         return {
             "top_idx": top_idx.astype(np.int64),
             "top_val": top_val,
@@ -354,9 +379,10 @@ class UnitStats:
             "mean_act_position": (self.sum_pos.cpu().numpy() / np.maximum(fires_pos, 1)).astype(np.float32),
             "hist": hist,
             "hist_edges": hist_edges,
-            "top_classes": top_classes,
-            "top_class_weights": top_weights,
-            "label_entropy": entropy,
+            "topk_classes": top_classes,
+            "topk_class_weights": top_weights,
+            "topk_label_entropy": entropy,
+            **whole,
             **self.bands.finish(max_act),
         }
 
@@ -395,63 +421,21 @@ class CooccurrenceSample:
             keys, peaks = keys[keep], peaks[keep]
         self.keys, self.peaks = keys, peaks
 
-    def finish(self, chunk: int = 512) -> dict[str, np.ndarray]:
-        """Per feature: the features it fires with most often; per layer: the most frequent pairs;
-        the sample itself (image indices and per-image maxima, in key order)."""
+    def finish(self, chunk: int = 512, min_count: int = 5) -> dict[str, np.ndarray]:
+        """Per feature: the features that fire with it, by NPMI, and per layer the pairs that do most
+        (pairs on fewer than ``min_count`` sampled images left out; :mod:`atlasgen.cofiring`); the sample
+        itself (image indices and per-image maxima, in key order)."""
         self.flush()
         order = torch.argsort(self.keys)  # canonical order, whatever order the images came in
         keys, peaks = self.keys[order], self.peaks[order]
         A = (peaks > 0).float()
-        n_units = A.shape[1]
-        m = min(N_PARTNERS, max(n_units - 1, 0))
-        # A pair in the layer's top N_PAIRS (by count, then lower ids) is within the top N_PAIRS of
-        # its first feature's row (every entry above it in that row is a pair above it overall), so
-        # one row-wise top-k serves both the partners and the pair candidates.
-        m_row = min(max(m, N_PAIRS), max(n_units - 1, 0))
-        alone = A.sum(0)  # images of the sample where each feature fires
-        partners = torch.zeros((n_units, m), dtype=torch.long)
-        partner_count = torch.zeros((n_units, m), dtype=torch.long)
-        # Integer keys, count first and then the lower feature id: exact, unique, so top-k is deterministic.
-        # Counts are at most the sample size, so int32 holds the keys of any layer up to ~2e6 features.
-        itype = torch.int32 if (len(keys) + 1) * n_units < 2**31 else torch.int64
-        rev = (n_units - 1 - torch.arange(n_units, device=A.device)).to(itype)
-        cand_cnt, cand_i, cand_j = [], [], []
-        for start in range(0, n_units, chunk):
-            C = (A[:, start : start + chunk].T @ A).to(itype)  # (chunk, units) co-occurrence counts, exact
-            rows = torch.arange(C.shape[0], device=C.device)
-            C[rows, start + rows] = -1  # not with itself
-            key = C.mul_(n_units).add_(rev)
-            top = torch.topk(key, m_row, dim=1)
-            cnt = torch.div(top.values, n_units, rounding_mode="floor").long()
-            partners[start : start + chunk] = top.indices[:, :m].cpu()
-            partner_count[start : start + chunk] = cnt[:, :m].clamp_min(0).cpu()
-            first = (start + rows)[:, None].expand_as(top.indices)
-            ok = (top.indices > first) & (cnt > 0)
-            cand_cnt.append(cnt[ok].cpu())
-            cand_i.append(first[ok].cpu())
-            cand_j.append(top.indices[ok].cpu())
-        best_pairs = (
-            sorted(
-                zip((-torch.cat(cand_cnt)).tolist(), torch.cat(cand_i).tolist(), torch.cat(cand_j).tolist())
-            )[:N_PAIRS]
-            if cand_cnt
-            else []
-        )
-        alone_np = alone.cpu().numpy().astype(np.int64)
-        pairs = np.array([[i, j] for _, i, j in best_pairs], dtype=np.int64).reshape(-1, 2)
-        pair_count = np.array([-c for c, _, _ in best_pairs], dtype=np.int64)
-        union = alone_np[pairs[:, 0]] + alone_np[pairs[:, 1]] - pair_count if len(pairs) else np.zeros(0)
         f16 = torch.finfo(torch.float16).max
         return {
             "n_images": np.int64(len(self.keys)),
             "sample_images": (keys & ((1 << 31) - 1)).cpu().numpy().astype(np.int64),  # see bands.sample_keys
             "sample_peaks": peaks.clamp(max=f16).half().cpu().numpy(),
-            "fires": alone_np,
-            "partners": partners.numpy(),
-            "partner_count": partner_count.numpy(),
-            "pairs": pairs,
-            "pair_count": pair_count,
-            "pair_jaccard": (pair_count / np.maximum(union, 1)).astype(np.float32),
+            "fires": A.sum(0).cpu().numpy().astype(np.int64),
+            **cofiring.rank(A, N_PARTNERS, N_PAIRS, min_count, chunk),
         }
 
 
@@ -578,8 +562,9 @@ class _FusedEncoder:
 
 
 @torch.no_grad()
-def scan(model, sae, layer: str, batches, cfg, device, progress=None):
-    """The one pass: feed ``(image indices, images)`` batches, return (stats per family, co-occurrence, grid)."""
+def scan(model, sae, layer: str, batches, cfg, device, progress=None, labels=None, n_classes: int = 0):
+    """The one pass: feed ``(image indices, images)`` batches, return (stats per family, co-occurrence, grid).
+    ``labels`` (the dataset's, indexed by image) and ``n_classes``: for the whole-range class histogram."""
     stats, cooc, grid = None, None, None
     fused = _FusedEncoder(sae) if _FusedEncoder.applies(sae, device) else None
     for idx, images in batches:
@@ -593,7 +578,17 @@ def scan(model, sae, layer: str, batches, cfg, device, progress=None):
         if stats is None:
             n_feats = feats.shape[2] if fused is None else sae.W_enc.shape[1]
             stats = {
-                name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg)
+                name: UnitStats(
+                    n,
+                    cfg.top_k,
+                    device,
+                    cfg.band_edges,
+                    cfg.band_samples,
+                    cfg.seed,
+                    nonneg,
+                    labels,
+                    n_classes,
+                )
                 for name, n, nonneg in (("features", n_feats, True), ("neurons", acts.shape[2], False))
             }
             cooc = CooccurrenceSample(n_feats, cfg.cooccurrence_images, cfg.seed, device)
@@ -626,7 +621,9 @@ def run(ctx: StageContext) -> None:
         if d is None:
             batches = data.batches(train_idx, cfg.batch_size, ctx.device)
             with ctx.progress(len(train_idx), f"examples {layer}") as bar:
-                stats, cooc, grid = scan(model, sae, layer, batches, cfg, ctx.device, bar)
+                stats, cooc, grid = scan(
+                    model, sae, layer, batches, cfg, ctx.device, bar, data.labels, data.n_classes
+                )
         else:
             stats, cooc, grid = _scan_distributed(ctx, model, sae, layer, data, train_idx)
             if not d.main:
@@ -634,13 +631,17 @@ def run(ctx: StageContext) -> None:
                     None, model, sae, layer, data, ctx.device, None, cfg.batch_size, d
                 )  # this rank's share
                 continue
+        rules = unitlabels.FlagRules.from_config(cfg)
         results = {
-            name: s.finish(data.labels, data.n_classes, cfg.histogram_bins, grid) for name, s in stats.items()
+            name: s.finish(data.labels, data.n_classes, cfg.histogram_bins, grid, rules)
+            for name, s in stats.items()
         }
         add_maps(results, model, sae, layer, data, ctx.device, grid, cfg.batch_size, d)
         for name, arrays in results.items():
             atomic_save_npz(ctx.out / layer / f"{name}.npz", **arrays)
-        atomic_save_npz(ctx.out / layer / "cooccurrence.npz", **cooc.finish())
+        atomic_save_npz(
+            ctx.out / layer / "cooccurrence.npz", **cooc.finish(min_count=cfg.cooccurrence_min_count)
+        )
     if (d is None or d.main) and (ctx.out / "_ranks").exists():
         shutil.rmtree(ctx.out / "_ranks")  # the per-rank scan states are not part of the artifact
 
@@ -667,9 +668,13 @@ def _scan_distributed(ctx, model, sae, layer, data, train_idx):
                 cfg,
                 ctx.device,
                 bar,
+                data.labels,
+                data.n_classes,
             )
         if stats is None:  # more ranks than batches: an empty scan of the right shape
-            stats, cooc, grid = empty_scan(model, sae, layer, data.batch(train_idx[:1]), cfg, ctx.device)
+            stats, cooc, grid = empty_scan(
+                model, sae, layer, data.batch(train_idx[:1]), cfg, ctx.device, data.n_classes
+            )
         state = scan_state(stats, cooc, grid)
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -681,17 +686,19 @@ def _scan_distributed(ctx, model, sae, layer, data, train_idx):
 
 
 @torch.no_grad()
-def empty_scan(model, sae, layer, probe, cfg, device):
+def empty_scan(model, sae, layer, probe, cfg, device, n_classes: int = 0):
     """Statistics of no images, shaped for ``layer`` (from one probe image that is not counted)."""
     feats, acts, grid = _unit_vectors(model, sae, layer, probe, device)
     stats = {
-        name: UnitStats(n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg)
+        name: UnitStats(
+            n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg, n_classes=n_classes
+        )
         for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))
     }
     return stats, CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device), grid
 
 
-_SUMS = ("fires", "sum_max", "fires_pos", "sum_pos", "fine_hist")
+_SUMS = ("fires", "sum_max", "fires_pos", "sum_pos", "fine_hist", "class_weight")
 
 
 def scan_state(stats: dict, cooc: CooccurrenceSample, grid) -> dict:
@@ -724,7 +731,7 @@ def merge_states(states: list[dict], cfg, device):
       below merge into the low slot) and every slot keeps the r smallest keys of the ranks' slots,
       with counts summed -- a slot is the bottom-r of its items whatever their order, and keys are a
       function of (seed, image, unit), so this is what one process keeps;
-    * histograms, firing counts and sums: summed (counts exactly; float64 sums of float32 batch sums
+    * histograms (the class histogram too), firing counts and sums: summed (counts exactly; float64 sums of float32 batch sums
       in rank order, equal to the sequential sum unless they need more than 53 bits);
     * co-occurrence sample: the n smallest keys of the union.
     """
@@ -734,7 +741,14 @@ def merge_states(states: list[dict], cfg, device):
         parts = [s[name] for s in states]
         n_units = parts[0]["fires"].shape[0]
         u = UnitStats(
-            n_units, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, name == "features"
+            n_units,
+            cfg.top_k,
+            device,
+            cfg.band_edges,
+            cfg.band_samples,
+            cfg.seed,
+            name == "features",
+            n_classes=parts[0]["class_weight"].shape[1],
         )
         for val, idx, pos in (p["top"] for p in parts):
             u.top.absorb(val, idx, pos)  # the k best of the ranks' lists, in the single-process order

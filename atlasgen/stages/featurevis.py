@@ -6,27 +6,35 @@ Per unit (atlasgen.featurevis's batched renderer, docs/analyses.md):
 * optionally the neuron-centred view (objective at the centre position), the
   negative image (objective minimised) and a diverse set (lucid's Gram-matrix
   diversity term), smaller and with fewer steps (`featurevis.variant_*`);
-* the quality check: the final objective of each image, and, on the main
-  image fed at the dataset's image size, the maximum activation of every unit
-  of the family: the unit's own (comparable with its top dataset activation,
-  which the site reads from the examples artifact) and the strongest other
-  unit's (selectivity).
+* the quality check: the final objective of each image, whether it is flat,
+  and, on the main image at its own size (one batched no-grad forward per
+  chunk, stopped at the studied layer), the maximum activation of every unit
+  of the family: the unit's own and the strongest other unit's (selectivity);
+* failure marks (atlasgen.featurevis_check): at the end, each unit's main
+  image is judged against the unit's median firing activation on the dataset
+  (read from the examples artifact), and the build summary gets each
+  family's success figures (``build_notes.json``).
 
 Units go in chunks of `featurevis.batch_size`. A chunk writes its WebP files
 atomically, then its quality shard `<family>_quality/<start>.npz`; a chunk
 whose shard exists is skipped, so a killed build resumes at the first
 unfinished chunk. Each image depends only on (seed, unit, variant), not on
-the chunking. The shards are merged into `<family>_quality.npz` at the end.
+the chunking. The shards are merged into `<family>_quality.npz` at the end,
+with the failure marks (``median_act``, ``fires``, ``failure`` and the
+variants' ``failure_*``: codes of ``featurevis_check.REASONS``, 0 for success).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import torch
 
+from atlasgen import featurevis_check as check
 from atlasgen.cache import atomic_save_npz, atomic_write_json
+from atlasgen.data import open_dataset
 from atlasgen.featurevis import STANDARD_TRANSFORMS, SAEDirections, render_units, save_webp, unit_maxima
 from atlasgen.models import load_model
 from atlasgen.sae_formats import load_sae_any
@@ -34,8 +42,9 @@ from atlasgen.stage import Stage, StageContext
 
 STAGE = Stage(
     "featurevis",
-    deps=("model", "sae"),
-    config=("layers", "featurevis", "dataset.image_size"),
+    # After the examples: a visualisation is judged against its unit's firing distribution on the data.
+    deps=("dataset", "model", "sae", "examples"),
+    config=("layers", "featurevis"),
     what="feature visualisations",
     resumable=True,
     distributed=True,
@@ -55,10 +64,14 @@ QUALITY_KEYS = (
     "objective_neuron",
     "objective_negative",
     "objective_diverse",
+    "flat",
+    "flat_neuron",
+    "flat_negative",
+    "flat_diverse",
 )
 
 
-def _render_chunk(model, layer, units, directions, encode, cfg, eval_size, device, folder):
+def _render_chunk(model, layer, units, directions, encode, cfg, device, folder, clock):
     """Render every image of one chunk of units, write them, return the chunk's quality arrays."""
     family = folder.name
     common = dict(
@@ -78,36 +91,46 @@ def _render_chunk(model, layer, units, directions, encode, cfg, eval_size, devic
         **common,
     )
     nan = np.full(len(units), np.nan, np.float32)
+    no = np.zeros(len(units), bool)
+    k = max(cfg.diverse, 1)
     q = {
         "unit": np.asarray(units, np.int64),
         "objective_neuron": nan,
         "objective_negative": nan,
-        "objective_diverse": np.full((len(units), max(cfg.diverse, 1)), np.nan, np.float32),
+        "objective_diverse": np.full((len(units), k), np.nan, np.float32),
+        "flat_neuron": no,
+        "flat_negative": no,
+        "flat_diverse": np.zeros((len(units), k), bool),
     }
 
     images, q["objective"] = render_units(
         model, layer, units, image_size=cfg.image_size, steps=cfg.steps, transforms=main_t, **common
     )
+    q["flat"] = check.flat_images(images)
     save_webp(
         images, folder, units, thumb_folder=folder.with_name(f"{family}_thumb"), thumb_size=cfg.thumb_size
     )
     if cfg.neuron:
         img, q["objective_neuron"] = render_units(model, layer, units, mode="neuron", **var)
+        q["flat_neuron"] = check.flat_images(img)
         save_webp(img, folder.with_name(f"{family}_neuron"), units)
     if cfg.negative:
         img, q["objective_negative"] = render_units(model, layer, units, negative=True, **var)
+        q["flat_negative"] = check.flat_images(img)
         save_webp(img, folder.with_name(f"{family}_negative"), units)
     if cfg.diverse:
         img, q["objective_diverse"] = render_units(
             model, layer, units, copies=cfg.diverse, diversity_weight=cfg.diversity_weight, **var
         )
-        for k in range(cfg.diverse):
-            save_webp(np.ascontiguousarray(img[:, k]), folder.with_name(f"{family}_diverse") / str(k), units)
+        q["flat_diverse"] = check.flat_images(img)
+        for j in range(cfg.diverse):
+            save_webp(np.ascontiguousarray(img[:, j]), folder.with_name(f"{family}_diverse") / str(j), units)
 
-    # Quality: every unit's maximum on each main image, at the size dataset images have.
-    maxima = unit_maxima(
-        model, layer, images, encode=encode, size=eval_size, batch_size=cfg.batch_size, device=device
-    )
+    # Quality: every unit's maximum on each main image, at the image's own size, in one batched
+    # no-grad pass that stops at the layer.
+    start = time.perf_counter()
+    maxima = unit_maxima(model, layer, images, encode=encode, batch_size=len(units), device=device)
+    clock["quality"] += time.perf_counter() - start
     rows = np.arange(len(units))
     own = maxima[rows, units]
     others = maxima.copy()
@@ -119,18 +142,40 @@ def _render_chunk(model, layer, units, directions, encode, cfg, eval_size, devic
     return q
 
 
+def _mark(q: dict, ex_path, n_images: int) -> tuple[dict, dict]:
+    """The failure marks of one family's merged quality arrays, and its success figures."""
+    with np.load(ex_path) as z:
+        ex = {k: z[k] for k in ("hist", "hist_edges", "max_act", "density")}
+    units = q["unit"]
+    fires = np.rint(ex["density"][units].astype(np.float64) * n_images).astype(np.int64)
+    median = check.median_firing_activation(ex["hist"][units], ex["hist_edges"], ex["max_act"][units], fires)
+    marks = {
+        "fires": fires,
+        "median_act": median,
+        "failure": check.mark_main(q["objective"], q["own_act"], median, q["flat"]),
+        "failure_neuron": check.mark_maximised(q["objective_neuron"], q["flat_neuron"]),
+        "failure_diverse": check.mark_maximised(q["objective_diverse"], q["flat_diverse"]),
+        "failure_negative": np.where(q["flat_negative"], check.FLAT, check.OK).astype(np.int8),
+    }
+    flat_any = q["flat"] | q["flat_neuron"] | q["flat_negative"] | q["flat_diverse"].any(axis=1)
+    return marks, check.success_figures(marks["failure"], q["own_act"], median, fires, flat_any)
+
+
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.featurevis
     n_classes = json.loads((ctx.inputs["model"] / "model.json").read_text())["n_classes"]
     model = load_model(ctx.inputs["model"], ctx.cfg.model, n_classes, ctx.device)
     # Channels-last convolutions run about a third faster on CPU for small conv nets (measured on DemoNet).
     model = model.to(memory_format=torch.channels_last)
-    eval_size = ctx.cfg.dataset.image_size
+    n_images = len(open_dataset(ctx.inputs["dataset"]).indices("train"))  # the images the examples scanned
+    notes = []
+    clock = {"quality": 0.0}
+    started = time.perf_counter()
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae_dir = ctx.inputs["sae"] / layer
-        sae = SAEDirections.from_npz(sae_dir / "sae.npz")
         full_sae = load_sae_any(sae_dir).to(ctx.device).eval()
+        sae = SAEDirections.from_sae(full_sae)
         families = {"features": (sae.n_features, sae, full_sae.encode), "neurons": (sae.d_in, None, None)}
         d = ctx.dist
         chunks = {
@@ -151,7 +196,7 @@ def run(ctx: StageContext) -> None:
                     shard = shards / f"{units[0]:08d}.npz"
                     if not shard.exists():  # written last: its presence means the chunk is complete
                         q = _render_chunk(
-                            model, layer, units, directions, encode, cfg, eval_size, ctx.device, folder
+                            model, layer, units, directions, encode, cfg, ctx.device, folder, clock
                         )
                         shards.mkdir(parents=True, exist_ok=True)
                         atomic_save_npz(shard, **q)
@@ -167,10 +212,10 @@ def run(ctx: StageContext) -> None:
             for p in sorted(shards.glob("*.npz")):
                 with np.load(p) as z:
                     parts.append({k: z[k] for k in QUALITY_KEYS})
-            atomic_save_npz(
-                ctx.out / layer / f"{family}_quality.npz",
-                **{k: np.concatenate([p[k] for p in parts]) for k in QUALITY_KEYS},
-            )
+            q = {k: np.concatenate([p[k] for p in parts]) for k in QUALITY_KEYS}
+            marks, figures = _mark(q, ctx.inputs["examples"] / layer / f"{family}.npz", n_images)
+            atomic_save_npz(ctx.out / layer / f"{family}_quality.npz", **q, **marks)
+            notes.append(check.note_line(layer, family, figures))
         atomic_write_json(
             ctx.out / layer / "meta.json",
             {
@@ -183,7 +228,14 @@ def run(ctx: StageContext) -> None:
                 "neuron": cfg.neuron,
                 "negative": cfg.negative,
                 "diverse": cfg.diverse,
-                "eval_size": eval_size,
+                "eval_size": cfg.image_size,
                 "precision": cfg.precision,
             },
+        )
+    if ctx.dist is None or ctx.dist.main:
+        atomic_write_json(ctx.out / "build_notes.json", notes)
+    elapsed = time.perf_counter() - started
+    if elapsed > 0:
+        ctx.console.detail(
+            f"quality check: {clock['quality']:.1f}s of {elapsed:.1f}s ({100 * clock['quality'] / elapsed:.1f} %)"
         )

@@ -52,6 +52,7 @@ def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console:
         version=cfg.site.version,
         doi=cfg.site.doi,
         sae_dtype=cfg.site.sae_dtype,
+        dense_threshold=cfg.examples.dense_threshold,
         progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)),
     )
     bar.close()
