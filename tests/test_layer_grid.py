@@ -22,6 +22,7 @@ from test_site import (  # noqa: F401
 )
 
 from atlasgen.site import grid
+from atlasgen.site.pages import N_LAYER_FIRST
 
 N_FEATURES, N_NEURONS = 400, 72
 LAYER = LAYERS[0]
@@ -63,7 +64,11 @@ def _features(site: Path) -> list[dict]:
 
 def test_layer_page_carries_first_cards_and_links_every_unit(wide_site):
     html = _layer(wide_site).read_text()
-    assert html.count('<li class="card') == 2 * grid.N_SERVER_CARDS  # the first cards of both grids, not all
+    first = html.split('id="first-title"')[1].split("</section>")[0].count('<li class="card')
+    assert 0 < first <= N_LAYER_FIRST  # the features to look at first, then the grids
+    assert (
+        html.count('<li class="card') == first + 2 * grid.N_SERVER_CARDS
+    )  # the first cards of both grids, not all
     linked = {h for _, h in html_links(_layer(wide_site))}
     for kind, n in (("f", N_FEATURES), ("n", N_NEURONS)):
         missing = [i for i in range(n) if f"{kind}/{i}/index.html" not in linked]

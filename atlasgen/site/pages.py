@@ -548,6 +548,7 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         look_first=[ix.feature_cards[int(f)] for f in ix.look_first[:N_LAYER_FIRST]],
         look_first_method=ix.look_first_method,
         look_first_href=numbers.glossary_href("look-first"),
+        vis_pixelated=_pixelated(ix.vis_size.get("f"), 120),
         export_href=export.features_jsonl_path(site.model, L.name),
         sae_href=f"{export.sae_dir_path(site.model, L.name)}/{export.sae_weights_name(L)}",
         grids=[
