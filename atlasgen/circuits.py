@@ -33,7 +33,15 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from atlasgen.errors import AtlasgenError
-from atlasgen.models import StopForward, capture, classifier_head, get_module, layer_activations
+from atlasgen.models import (
+    StopForward,
+    capture,
+    classifier_head,
+    get_module,
+    layer_activations,
+    layer_view,
+    positions_as_vectors,
+)
 
 
 class CircuitsError(AtlasgenError):
@@ -432,3 +440,154 @@ def layer_pair_weights(
         "down_w": down_w,
         "down_kernel": down_kernel,
     }
+
+
+# ---------------------------------------------------------------- contributions to the class logits
+
+
+def forward_from(model, layer: str, replacement: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """The model's logits with the layer's output replaced by ``replacement`` (keeps the graph)."""
+    view = layer_view(model, layer)
+    handle = get_module(model, view.module).register_forward_hook(
+        lambda _m, _i, o: view.splice(o, replacement)
+    )
+    try:
+        with torch.enable_grad():
+            return model(images)
+    finally:
+        handle.remove()
+
+
+def class_image_indices(
+    labels: np.ndarray, candidates: np.ndarray, n_classes: int, per_class: int
+) -> np.ndarray:
+    """The first ``per_class`` of ``candidates`` (in index order) of every class, all when 0; sorted."""
+    candidates = np.sort(np.asarray(candidates, dtype=np.int64))
+    keep = [candidates[labels[candidates] == c][: per_class or None] for c in range(n_classes)]
+    return np.sort(np.concatenate(keep)) if keep else candidates[:0]
+
+
+def facet_groups(labels: np.ndarray, facets: np.ndarray | None, facet_names: list[list[str]]):
+    """(group of every image or -1, [(class, facet index)] of every group): one group per facet of a
+    class that records facets; None for the first when the dataset records none."""
+    if facets is None or not (np.asarray(facets) >= 0).any():
+        return None, []
+    groups: list[tuple[int, int]] = []
+    group_of = np.full(len(labels), -1, dtype=np.int64)
+    for c, names in enumerate(facet_names):
+        for fi in range(len(names)):
+            group_of[(labels == c) & (facets == fi)] = len(groups)
+            groups.append((c, fi))
+    return group_of, groups
+
+
+class _GroupSums:
+    """Float64 sums of per-image rows by group (a class, or a (class, facet) group), and counts."""
+
+    def __init__(self, n_groups: int):
+        self.n_groups = n_groups
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = torch.zeros(n_groups, dtype=torch.float64)
+
+    def add(self, rows: dict[str, torch.Tensor], groups: torch.Tensor) -> None:
+        keep = groups >= 0
+        if not bool(keep.any()):
+            return
+        g = groups[keep]
+        for name, r in rows.items():
+            total = self.sums.setdefault(name, torch.zeros(self.n_groups, r.shape[1], dtype=torch.float64))
+            total.index_add_(0, g, r.detach().cpu().double()[keep])
+        self.count.index_add_(0, g, torch.ones(len(g), dtype=torch.float64))
+
+    def means(self, name: str, width: int) -> np.ndarray:
+        """(units, groups): each group's mean row (0 for a group without images)."""
+        if name not in self.sums:
+            return np.zeros((width, self.n_groups))
+        return (self.sums[name] / self.count.clamp_min(1)[:, None]).T.numpy()
+
+
+def class_contributions(
+    model,
+    saes: dict,
+    heads: dict,
+    data,
+    indices: np.ndarray,
+    outputs: np.ndarray,
+    batch_size: int,
+    device: str,
+    group_of: np.ndarray | None = None,
+    group_class: np.ndarray | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each unit's contribution to every class's logit on that class's own images.
+
+    ``saes``: layer -> SAE; ``heads``: layer -> (K, C) weights of the layer's spatially averaged
+    channels on the K class logits where the layer reaches them through global average pooling and
+    one linear layer, else None. ``indices``: the images (atlasgen.data.Dataset indices, loaded with
+    ``data.batches``); ``outputs`` (K,): the logit of each dataset class; ``group_of`` (N,): each
+    image's (class, facet) group or -1, ``group_class`` (G,): each group's class.
+
+    On an image x of class c with layer activations a(x, p) at positions p, SAE feature i (decoder
+    row d_i, code f_i) contributes gradient x activation ``sum_p f_i(x, p) <d_i, g_c(x, p)>`` and
+    neuron n ``sum_p a_n(x, p) g_c(x, p)_n``, with g_c = d logit_c / d a. Through pooling and a
+    linear head g_c = W_fc[c] / P exactly, so the contribution is ``(W_fc W_dec^T)[c, i] * mean_p
+    f_i(x, p)``: weight x activation, exactly the part of the logit the unit's reconstruction term
+    adds (computed in that closed form, without gradients). Any other layer gets the gradient, a
+    first-order attribution. Both are averaged over the class's images (a group's: over its
+    images, to its class's logit).
+
+    Returns per layer ``features``/``neurons`` (U, K), their class means of the spatially averaged
+    code/activation ``features_mean``/``neurons_mean`` (U, K), ``images`` (K,), and with groups
+    ``features_group``/``neurons_group`` (U, G) and ``group_images`` (G,).
+    """
+    layers = list(saes)
+    n_classes = len(outputs)
+    n_groups = 0 if group_class is None else len(group_class)
+    per_class = {name: _GroupSums(n_classes) for name in layers}
+    per_group = {name: _GroupSums(n_groups) for name in layers} if n_groups else {}
+    labels = np.asarray(data.labels)
+    outputs_t = torch.as_tensor(np.asarray(outputs, dtype=np.int64))
+    dtype = next(model.parameters()).dtype
+    for idx, images in data.batches(indices, batch_size, device):
+        images = images.to(dtype)
+        classes = torch.from_numpy(labels[idx].astype(np.int64))
+        groups = torch.from_numpy(group_of[idx]) if n_groups else None
+        acts = layer_activations(model, images, layers)
+        for name in layers:
+            sae, a = saes[name], acts[name]
+            b, _, h, w = a.shape
+            with torch.no_grad():
+                codes = sae.encode(positions_as_vectors(a)).view(b, h * w, -1)  # (B, P, F)
+            rows = {"features_mean": codes.mean(1), "neurons_mean": a.mean((2, 3))}
+            if heads[name] is None:
+                leaf = a.detach().requires_grad_(True)
+                logits = forward_from(model, name, leaf, images)
+                chosen = logits.gather(1, outputs_t[classes].to(logits.device)[:, None])
+                (g,) = torch.autograd.grad(chosen.sum(), leaf)  # images are independent: per-image grads
+                with torch.no_grad():
+                    reads = (positions_as_vectors(g) @ sae.W_dec.detach().to(g.dtype).T).view(b, h * w, -1)
+                    rows["features"] = (codes * reads).sum(1)  # sum_p f_i <d_i, g>
+                    rows["neurons"] = (a * g).sum((2, 3))
+            per_class[name].add(rows, classes)
+            if n_groups:
+                per_group[name].add(rows, groups)
+    out = {}
+    for name in layers:
+        n_feat = int(saes[name].W_dec.shape[0])
+        n_chan = int(saes[name].W_dec.shape[1])
+        Wf = Wn = None
+        if heads[name] is not None:
+            Wn = np.asarray(heads[name], dtype=np.float64).T  # (C, K)
+            Wf = saes[name].W_dec.detach().double().cpu().numpy() @ Wn  # (F, K): W_fc . W_dec^T
+        res: dict[str, np.ndarray] = {}
+        blocks = [(per_class[name], "", np.arange(n_classes))]
+        if n_groups:
+            blocks.append((per_group[name], "_group", np.asarray(group_class)))
+        for sums, suffix, cls in blocks:
+            res["images" if not suffix else "group_images"] = sums.count.numpy().astype(np.int64)
+            for kind, W, width in (("features", Wf, n_feat), ("neurons", Wn, n_chan)):
+                mean = sums.means(f"{kind}_mean", width)
+                if not suffix:
+                    res[f"{kind}_mean"] = mean
+                res[f"{kind}{suffix}"] = W[:, cls] * mean if W is not None else sums.means(kind, width)
+        out[name] = res
+    return out

@@ -354,8 +354,13 @@ class CircuitsConfig:
     )
     batch_size: int = _f(
         64,
-        "Images per forward and backward pass of the gradient class weights (layers that do not reach the head linearly).",
+        "Images per forward and backward pass of the gradient class weights (layers that do not reach the head linearly) and of the class contributions.",
         min=1,
+    )
+    images_per_class: int = _f(
+        100,
+        "Training images per class (the first ones) over which each unit's contribution to the class logit is averaged (class pages rank features by it); 0: all.",
+        min=0,
     )
 
 

@@ -113,3 +113,229 @@ def test_class_page_in_a_browser(two_layers, tmp_path):
         assert all(loaded), loaded
         page.screenshot(path=str(tmp_path / "class.png"), full_page=True)
         browser.close()
+
+
+# ---------------------------------------------------------------- class contributions
+
+
+def _class_images(cfg, folders, c):
+    from atlasgen.circuits import class_image_indices
+    from atlasgen.data import open_dataset
+
+    data = open_dataset(folders["dataset"])
+    idx = class_image_indices(
+        data.labels, data.indices("train"), data.n_classes, cfg.circuits.images_per_class
+    )
+    return data, idx[data.labels[idx] == c]
+
+
+def _edited_logits(model, layer, images, edit):
+    """The model's logits with the layer's output a replaced by edit(a)."""
+    import torch
+
+    from atlasgen.models import get_module, layer_view
+
+    view = layer_view(model, layer)
+    handle = get_module(model, view.module).register_forward_hook(
+        lambda _m, _i, o: view.splice(o, edit(view.view(o)))
+    )
+    try:
+        with torch.no_grad():
+            return model(images)
+    finally:
+        handle.remove()
+
+
+def _feature_term(sae, a, i):
+    """Feature i's reconstruction term code_i(x, p) * W_dec[i] at every position, as a (B, C, H, W) map."""
+    from atlasgen.models import positions_as_vectors, vectors_as_map
+
+    b, _, h, w = a.shape
+    code = sae.encode(positions_as_vectors(a))[:, i : i + 1]
+    return vectors_as_map(code * sae.W_dec[i], b, h, w)
+
+
+def test_contributions_match_removing_each_units_term(two_layers):
+    """mixed5b reaches the logits through pooling and a linear head: a unit's stored contribution to a
+    class is the drop of that class's logit, averaged over the class's own images, when the unit's term
+    is removed from the layer (a feature: its code times its decoder row at every position; a neuron:
+    its value), and it equals the closed form (W_fc . W_dec^T)[c, i] x the class mean code."""
+    import torch
+
+    from atlasgen.models import load_model, positions_as_vectors
+    from atlasgen.sae_formats import load_sae_any
+
+    cfg, folders, _ = two_layers
+    z = np.load(folders["circuits"] / "mixed5b" / "class_contributions.npz")
+    info = json.loads((folders["circuits"] / "mixed5b" / "class_contributions.json").read_text())
+    assert info["exact"] and "weight x activation" in info["method"]
+    weights = np.load(folders["circuits"] / "mixed5b" / "class_weights.npz")["features"]
+    model = load_model(folders["model"], cfg.model, 16).double().eval()
+    sae = load_sae_any(folders["sae"] / "mixed5b").double().eval()
+    checked = 0
+    for c in (0, 5):
+        data, idx = _class_images(cfg, folders, c)
+        assert z["images"][c] == len(idx) > 0
+        x = data.batch(idx).double()
+        with torch.no_grad():
+            clean = model(x)[:, c]
+            acts = {}
+            _edited_logits(model, "mixed5b", x, lambda a: acts.setdefault("a", a))
+            a = acts["a"]
+            b, _, h, w = a.shape
+            mean_code = sae.encode(positions_as_vectors(a)).view(b, h * w, -1).mean(1).mean(0).numpy()
+        scale = float(np.abs(z["features"][:, c]).max())
+        assert scale > 0
+        top = np.argsort(-z["features"][:, c], kind="stable")
+        for i in [*top[:3].tolist(), int(top[-1])]:
+            with torch.no_grad():
+                removed = _edited_logits(model, "mixed5b", x, lambda a, i=i: a - _feature_term(sae, a, i))[
+                    :, c
+                ]
+            want = float((clean - removed).mean())
+            assert z["features"][i, c] == pytest.approx(want, rel=1e-3, abs=1e-4 * scale)
+            closed = weights[i, c] * mean_code[i]
+            assert z["features"][i, c] == pytest.approx(closed, rel=1e-3, abs=1e-4 * scale)
+            checked += want != 0
+        for n in (int(np.argmax(z["neurons"][:, c])), 3):
+
+            def drop(a, n=n):
+                a = a.clone()
+                a[:, n] = 0
+                return a
+
+            removed = _edited_logits(model, "mixed5b", x, drop)[:, c]
+            nscale = float(np.abs(z["neurons"][:, c]).max())
+            assert z["neurons"][n, c] == pytest.approx(
+                float((clean - removed).mean()), rel=1e-3, abs=1e-4 * nscale
+            )
+    assert checked >= 4  # the checks compared non-zero contributions
+
+
+def test_attributed_contributions_are_gradient_times_activation(two_layers):
+    """mixed5a does not reach the head linearly: its contributions are gradient x activation, the
+    gradient of the class logit (autograd, one image at a time, on a float64 model) dotted with the
+    unit's own term in the layer, averaged over the class's images. (Central differences are no check
+    here: the pool branch of mixed5b max-pools ReLU outputs, whose ties at 0 make the logit
+    non-differentiable along such terms.)"""
+    import torch
+
+    from atlasgen.models import get_module, layer_view, load_model
+    from atlasgen.sae_formats import load_sae_any
+
+    cfg, folders, _ = two_layers
+    z = np.load(folders["circuits"] / "mixed5a" / "class_contributions.npz")
+    info = json.loads((folders["circuits"] / "mixed5a" / "class_contributions.json").read_text())
+    assert not info["exact"] and "gradient x activation" in info["method"]
+    model = load_model(folders["model"], cfg.model, 16).double().eval()
+    sae = load_sae_any(folders["sae"] / "mixed5a").double().eval()
+    view = layer_view(model, "mixed5a")
+    for c in (2, 7):
+        data, idx = _class_images(cfg, folders, c)
+        assert z["images"][c] == len(idx) > 0
+        x = data.batch(idx).double()
+        feats = np.argsort(-np.abs(z["features"][:, c]), kind="stable")[:4]
+        per_feature, per_neuron = [], []
+        for k in range(len(idx)):
+            seen = {}
+
+            def keep(a):
+                seen["a"] = a.detach().requires_grad_(True)
+                return seen["a"]
+
+            handle = get_module(model, view.module).register_forward_hook(
+                lambda _m, _i, o: view.splice(o, keep(view.view(o)))
+            )
+            try:
+                with torch.enable_grad():
+                    logit = model(x[k : k + 1])[0, c]
+            finally:
+                handle.remove()
+            (g,) = torch.autograd.grad(logit, seen["a"])
+            a = seen["a"].detach()
+            with torch.no_grad():
+                per_feature.append([float((g * _feature_term(sae, a, int(i))).sum()) for i in feats])
+                per_neuron.append((g * a).sum((2, 3))[0].numpy())
+        want_f, want_n = np.mean(per_feature, axis=0), np.mean(per_neuron, axis=0)
+        assert np.abs(want_f).max() > 0
+        np.testing.assert_allclose(
+            z["features"][feats, c], want_f, rtol=1e-3, atol=1e-4 * np.abs(want_f).max()
+        )
+        np.testing.assert_allclose(z["neurons"][:, c], want_n, rtol=1e-3, atol=1e-4 * np.abs(want_n).max())
+
+
+def test_class_page_ranks_by_contribution_with_the_weight_beside_it_grouped_by_facet(two_layers):
+    from atlasgen.site.artifacts import class_slugs
+    from atlasgen.site.circuits import FACET_SHARE
+
+    cfg, folders, site = two_layers
+    ds = json.loads((folders["dataset"] / "dataset.json").read_text())
+    z = np.load(folders["circuits"] / "mixed5b" / "class_contributions.npz")
+    w = np.load(folders["circuits"] / "mixed5b" / "class_weights.npz")["features"]
+    groups = json.loads((folders["circuits"] / "mixed5b" / "class_contributions.json").read_text())["groups"]
+    slugs = class_slugs([k["name"] for k in ds["classes"]])
+    c = 1
+    assert ds["classes"][c]["facets"]  # the demo records facets
+    html = (site / "demonet" / "classes" / slugs[c] / "index.html").read_text()
+    section = html.split('id="facets-mixed5b"')[1].split('class="neurons-head"')[0]
+    assert "contribution</a> to the" in section and "weight x activation" in section
+    # the cards, wherever their facet group puts them, carry ranks 1..n in order of contribution
+    cards = re.findall(
+        r'mixed5b/f/(\d+)/index\.html".*?#(\d+) ([+\-]?[^ <]*) · w ([+\-]?[^ <]*)', section, re.S
+    )
+    assert cards, section[:800]
+    ranked = sorted((int(rk), int(f)) for f, rk, _, _ in cards)
+    want = np.lexsort((np.arange(z["features"].shape[0]), -z["features"][:, c]))[: len(ranked)]
+    assert [f for _, f in ranked] == want.tolist()
+    assert [rk for rk, _ in ranked] == list(range(1, len(ranked) + 1))
+    for f, _, contrib, weight in cards:
+        f = int(f)
+        assert float(contrib.replace("\u2212", "-")) == pytest.approx(z["features"][f, c], rel=0.05, abs=1e-3)
+        assert float(weight.replace("\u2212", "-")) == pytest.approx(w[f, c], rel=0.05, abs=1e-3)
+    # ranking by contribution is not ranking by weight on this build (else the test could not tell them apart)
+    by_weight = np.lexsort((np.arange(w.shape[0]), -w[:, c]))[: len(ranked)]
+    assert by_weight.tolist() != want.tolist()
+    # each card sits under the facet whose images give at least half its positive contribution
+    cols = [g for g, (gc, _) in enumerate(groups) if gc == c]
+    block = np.maximum(z["features_group"][:, cols], 0)
+    heads = re.split(r'<h3 class="facet-head">', section)[1:]
+    names = [part.split("</h3>")[0] for part in heads]
+    assert [n.removeprefix("facet: ") for n in names if n != "across facets"] == ds["classes"][c]["facets"]
+    placed = 0
+    for name, part in zip(names, heads):
+        for f in map(int, re.findall(r"mixed5b/f/(\d+)/index\.html", part)):
+            share = block[f] / block[f].sum()
+            placed += 1
+            if name == "across facets":
+                assert share.max() < FACET_SHARE
+            else:
+                fi = ds["classes"][c]["facets"].index(name.removeprefix("facet: "))
+                assert share[fi] >= FACET_SHARE and share.argmax() == fi
+    assert placed == len(ranked)
+
+
+def test_class_facets_without_facets_or_contributions(two_layers):
+    """Without facet names the top units are one ranked list; without contributions they rank by weight."""
+    import dataclasses
+
+    from atlasgen.site.artifacts import load_artifacts
+    from atlasgen.site.circuits import class_facets
+
+    cfg, folders, _ = two_layers
+    arts = load_artifacts(folders, [layer.name for layer in cfg.layers])
+    L = next(L for L in arts.layers if L.name == "mixed5b")
+    cards = [{"code": f"f/{i}", "href": f"f/{i}"} for i in range(L.n_features)]
+    names = arts.dataset.facet_names[1]
+    grouped = class_facets(L, cards, "f", 1, names, 6)
+    assert grouped["ranked_by"] == "contribution" and grouped["groups"]
+    flat = class_facets(L, cards, "f", 1, [], 6)
+    assert flat["groups"] == [] and [u["code"] for u in flat["units"]] == [
+        u["code"] for u in grouped["units"]
+    ]
+    old = class_facets(dataclasses.replace(L, contributions=None), cards, "f", 1, names, 6)
+    wc = L.class_weights_features[:, 1]
+    assert old["ranked_by"] == "weight" and old["groups"] == []
+    assert [u["code"] for u in old["units"]] == [
+        f"f/{i}" for i in np.argsort(-wc, kind="stable")[:6] if wc[i] > 0
+    ]
+    assert all(" · w " not in u["value"] and u["value"].startswith(f"#{u['rank']} w ") for u in old["units"])

@@ -208,6 +208,9 @@ class Layer:
     downstream_skipped: dict | None = None  # the upstream_skipped of the layer above, naming that layer
     importance_skipped: str = ""  # why importance was not computed (importance/skipped.json), "" when it was
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
+    # circuits/L/class_contributions.npz arrays + "info": each unit's contribution to every class logit on
+    # the class's images; None in artifacts written without it (class pages then rank by weight).
+    contributions: dict | None = None
     atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas; {} when not built
     atlas_dir: Path | None = None
     sae_dir: Path | None = None  # the sae artifact's layer folder (sae.npz, saelens/)
@@ -284,6 +287,7 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         else None,
         upstream=_optional_npz(Path(artifacts["circuits"]) / name / "upstream"),
         downstream=_optional_npz(Path(artifacts["circuits"]) / name / "downstream"),
+        contributions=_optional_npz(Path(artifacts["circuits"]) / name / "class_contributions"),
         upstream_skipped=_optional_json(Path(artifacts["circuits"]) / name / "upstream_skipped.json"),
         importance_skipped=(
             (_optional_json(Path(artifacts["importance"]) / "skipped.json") or {}).get("reason", "")

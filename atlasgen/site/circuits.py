@@ -56,6 +56,74 @@ def importance_sort_key(L, kind: str, i: int) -> str:
     return str(int(L.importance[f"{KIND_KEYS[kind]}_topk"][i]))
 
 
+# ---------------------------------------------------------------- class facets
+
+FACET_SHARE = (
+    0.5  # a unit detects a facet when that facet's images give at least this share of its contribution
+)
+
+
+def facet_assignment(group_contrib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which facet of a class each unit's contribution to the class comes from.
+
+    ``group_contrib`` (U, n_facets): each unit's contribution to the class logit on the images of each
+    of the class's facets. A unit's share of facet f is its positive contribution on f over the sum of
+    its positive contributions on all the class's facets; the unit is assigned the facet of the largest
+    share when that share is at least FACET_SHARE (it adds at least as much on that facet's images as
+    on all the others' together), else -1 (it contributes across facets). Returns (facet or -1, share)."""
+    pos = np.maximum(np.asarray(group_contrib, dtype=np.float64), 0.0)
+    total = pos.sum(1)
+    share = np.divide(pos, total[:, None], out=np.zeros_like(pos), where=total[:, None] > 0)
+    if not share.shape[1]:
+        return np.full(len(share), -1, dtype=np.int64), np.zeros(len(share))
+    best = share.argmax(1)
+    top = share[np.arange(len(share)), best]
+    return np.where(top >= FACET_SHARE, best, -1), top
+
+
+def class_ranking(L, kind: str, c: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Units of one kind ('f' or 'n') ranked for class c: (order, the ranking values, what they are).
+
+    By contribution to the class logit on the class's images where the circuits stage computed it, else
+    by weight; ties go to the lower index."""
+    weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[:, c]
+    if L.contributions is not None:
+        values = L.contributions[KIND_KEYS[kind]][:, c]
+        return np.lexsort((np.arange(len(values)), -values)), values, "contribution"
+    return np.lexsort((np.arange(len(weights)), -weights)), weights, "weight"
+
+
+def class_facets(L, cards: list[dict], kind: str, c: int, facet_names: list[str], n: int) -> dict:
+    """The top ``n`` units of a class with a positive ranking value, as cards carrying their rank,
+    contribution and raw weight, grouped by the facet they detect (:func:`facet_assignment`) when the
+    dataset records the class's facets. Returns {"units", "groups" ([] without facets), "ranked_by"}."""
+    order, values, ranked_by = class_ranking(L, kind, c)
+    weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[:, c]
+    top = [int(u) for u in order[:n] if values[u] > 0]
+    units = []
+    for rank, u in enumerate(top, 1):
+        if ranked_by == "contribution":
+            value = f"#{rank} {fmt_signed(float(values[u]))} · w {fmt_signed(float(weights[u]))}"
+        else:
+            value = f"#{rank} w {fmt_signed(float(weights[u]))}"
+        units.append({**cards[u], "value": value, "rank": rank})
+    groups = []
+    info = L.contributions["info"] if L.contributions is not None else {}
+    cols = [g for g, (gc, _) in enumerate(info.get("groups", [])) if gc == c]
+    key = f"{KIND_KEYS[kind]}_group"
+    if facet_names and cols and top and key in L.contributions:
+        facet_col = {int(info["groups"][g][1]): j for j, g in enumerate(cols)}
+        assigned, _ = facet_assignment(L.contributions[key][:, cols][top])
+        for fi, name in enumerate(facet_names):
+            if fi in facet_col:
+                members = [units[r] for r in range(len(top)) if assigned[r] == facet_col[fi]]
+                groups.append({"name": name, "units": members})
+        rest = [units[r] for r in range(len(top)) if assigned[r] < 0]
+        if rest:
+            groups.append({"name": "", "units": rest})
+    return {"units": units, "groups": groups, "ranked_by": ranked_by}
+
+
 # ---------------------------------------------------------------- weight kernels
 
 

@@ -112,6 +112,12 @@ GLOSSARY: tuple[Term, ...] = (
         "how much one unit of activation adds to a class logit (the formula is named on each page)",
     ),
     Term(
+        "class-contribution",
+        "class contribution",
+        "what a unit adds to a class logit on that class's own images: weight x activation, averaged over "
+        "the class's images (gradient x activation where the layer does not reach the logits linearly)",
+    ),
+    Term(
         "selectivity",
         "visualisation selectivity",
         "whether any other unit fires more strongly than this one on its own visualisation",

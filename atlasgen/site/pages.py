@@ -778,25 +778,26 @@ def class_page(
     layers = []
     for L in arts.layers:
         ix = indexes[L.name]
-        wf = L.class_weights_features[:, c]
-        wn = L.class_weights_neurons[:, c]
+        info = (L.contributions or {}).get("info", {})
         layers.append(
             {
                 "name": L.name,
                 "href": urls.layer(m, L.name),
-                "features": [
-                    {**ix.feature_cards[int(f)], "value": fmt_signed(wf[f])}
-                    for f in top_k(wf, N_CLASS_FEATURES)
-                    if wf[f] > 0
-                ],
-                "neurons": [
-                    {**ix.neuron_cards[int(n)], "value": fmt_signed(wn[n])}
-                    for n in top_k(wn, N_CLASS_NEURONS)
-                    if wn[n] > 0
-                ],
+                "features": circuits.class_facets(
+                    L, ix.feature_cards, "f", c, ds.facet_names[c], N_CLASS_FEATURES
+                ),
+                "neurons": circuits.class_facets(
+                    L, ix.neuron_cards, "n", c, ds.facet_names[c], N_CLASS_NEURONS
+                ),
                 "method": str(L.circuits_info.get("method", "")),
                 "exact": bool(L.circuits_info.get("exact")),
                 "method_note": str(L.circuits_info.get("note", "")),
+                "contribution_method": str(info.get("method", "")),
+                "contribution_exact": bool(info.get("exact")),
+                "contribution_images": int(L.contributions["images"][c])
+                if L.contributions is not None
+                else 0,
+                "contributions_href": numbers.glossary_href("class-contribution"),
             }
         )
     # Dataset images of this class: training images in index order, grouped by facet when known.

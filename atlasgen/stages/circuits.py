@@ -11,6 +11,12 @@ layers get a gradient-based linear attribution: the expected gradient of each
 logit with respect to the spatially pooled layer output, used in place of W_fc,
 and the page says so.
 
+One pass over the first ``circuits.images_per_class`` training images of every
+class gives each unit's contribution to the class logit on the class's own
+images (atlasgen.circuits.class_contributions: weight x activation through a
+pooled linear head, gradient x activation otherwise), per class and, where the
+dataset records facets, per (class, facet): L/class_contributions.npz.
+
 Between consecutive studied layers (in forward order), it computes expanded
 weights (atlasgen.circuits): per spatial offset, from every upstream unit to
 every downstream unit, for SAE features and for neurons, and keeps each unit's
@@ -25,20 +31,17 @@ import torch
 from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.circuits import (
     CircuitsError,
+    class_contributions,
+    class_image_indices,
     expanded_weights,
+    facet_groups,
+    forward_from,
     forward_order,
     layer_pair_weights,
     reaches_classifier_linearly,
 )
 from atlasgen.data import open_dataset
-from atlasgen.models import (
-    class_outputs,
-    classifier_head,
-    get_module,
-    layer_activations,
-    layer_view,
-    load_model,
-)
+from atlasgen.models import class_outputs, classifier_head, layer_activations, load_model
 from atlasgen.sae_formats import load_sae_any
 from atlasgen.stage import Stage, StageContext
 
@@ -59,7 +62,7 @@ def gradient_class_weights(
     total = None
     for _idx, images in data.batches(indices, batch_size, device):
         acts = layer_activations(model, images, [layer])[layer].detach().requires_grad_(True)
-        logits = _forward_from(model, layer, acts, images)
+        logits = forward_from(model, layer, acts, images)
         rows = []
         for k in range(n_classes):
             (g,) = torch.autograd.grad(logits[:, outputs[k]].sum(), acts, retain_graph=k < n_classes - 1)
@@ -70,23 +73,11 @@ def gradient_class_weights(
     return (total / len(indices)).cpu().numpy()
 
 
-def _forward_from(model, layer: str, replacement: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Run the model with the layer's output replaced by ``replacement`` (keeps the graph)."""
-    view = layer_view(model, layer)
-    handle = get_module(model, view.module).register_forward_hook(
-        lambda _m, _i, o: view.splice(o, replacement)
-    )
-    try:
-        with torch.enable_grad():
-            return model(images)
-    finally:
-        handle.remove()
-
-
 def run(ctx: StageContext) -> None:
     data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     probe = data.indices("heldout")[:64]
+    heads = {}  # layer -> the (K, C) linear head on its pooled channels; None where it has none
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer)
@@ -116,6 +107,8 @@ def run(ctx: StageContext) -> None:
         )
         atomic_write_json(ctx.out / layer / "circuits.json", dict(info, top_k=ctx.cfg.circuits.top_k))
         ctx.console.detail(f"{layer}: class weights {'exact' if info['exact'] else 'by attribution'}")
+        heads[layer] = W_class if info["exact"] else None
+    write_contributions(ctx, model, data, heads)
     # Layer-to-layer weights between consecutive studied layers that are whole module outputs (a
     # channel range or a ViT token view has no kernel of its own). A path the expanded-weights
     # method cannot linearize (a functional max-pool or ReLU) is reported and skipped: class
@@ -133,6 +126,40 @@ def run(ctx: StageContext) -> None:
             ctx.console.info(f"  {src} -> {dst}: no layer-to-layer weights: {exc.errors[0]}")
             reason = exc.errors[0].removeprefix("circuits: ").split(" Fix: ")[0]
             atomic_write_json(ctx.out / dst / "upstream_skipped.json", {"layer": src, "reason": reason})
+
+
+def write_contributions(ctx: StageContext, model, data, heads: dict) -> None:
+    """Every unit's contribution to each class logit on the class's own training images, per class
+    and per (class, facet) group where the dataset records facets: L/class_contributions.npz."""
+    cfg = ctx.cfg.circuits
+    saes = {name: load_sae_any(ctx.inputs["sae"] / name).to(ctx.device).eval() for name in heads}
+    indices = class_image_indices(data.labels, data.indices("train"), data.n_classes, cfg.images_per_class)
+    group_of, groups = facet_groups(data.labels, data.facets, data.facet_names)
+    outputs = np.asarray(class_outputs(model, data.n_classes), dtype=np.int64)
+    group_class = np.array([c for c, _ in groups], dtype=np.int64) if groups else None
+    results = class_contributions(
+        model, saes, heads, data, indices, outputs, cfg.batch_size, ctx.device, group_of, group_class
+    )
+    for layer, res in results.items():
+        exact = heads[layer] is not None
+        atomic_save_npz(
+            ctx.out / layer / "class_contributions.npz",
+            **{k: v if v.dtype == np.int64 else v.astype(np.float32) for k, v in res.items()},
+        )
+        atomic_write_json(
+            ctx.out / layer / "class_contributions.json",
+            {
+                "method": "weight x activation: (W_fc . W_dec^T)[class, feature] x mean code"
+                if exact
+                else "gradient x activation: sum over positions of code x (decoder row . d logit / d layer)",
+                "exact": exact,
+                "images": int(len(indices)),
+                "images_per_class": int(cfg.images_per_class),
+                "split": "train",
+                "groups": [[int(c), int(f)] for c, f in groups],
+            },
+        )
+    ctx.console.detail(f"class contributions on {len(indices)} training images")
 
 
 def write_layer_weights(ctx: StageContext, model, src: str, dst: str, image_size: int) -> None:
