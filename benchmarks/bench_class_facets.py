@@ -7,15 +7,17 @@ feature's per-image maximum; a feature's *preferred facet* is the (class, facet)
 group with the highest mean of that maximum, and it is that facet's *detector*
 when that mean is at least twice its mean over the images of other classes
 (dead and unselective features detect nothing). For a class with m planted
-facets, its facets by weight are the top m features by the circuits stage's
-class weights (W_fc . W_dec^T for mixed5b):
+facets, its top m features are ranked two ways: by the circuits stage's class
+weights (W_fc . W_dec^T for mixed5b) and by their contribution to the class
+logit on the class's own images (circuits/L/class_contributions.npz, the
+ranking the class pages use):
 
 - precision@m: the fraction of the top m that detect one of the class's facets;
 - coverage@m: the fraction of the class's facets detected by one of the top m;
 - chance: the precision of m features drawn at random (detectors of the class's
   facets / all features).
 
-The same is reported for neurons (top m by W_fc) as a comparison.
+The same is reported for neurons (top m by W_fc, and by contribution) as a comparison.
 
     python benchmarks/bench_class_facets.py [-c site_config.yaml] [--layer mixed5b]
 """
@@ -111,6 +113,12 @@ def main() -> None:
     sae = load_sae_any(folders["sae"] / layer).eval()
     with np.load(folders["circuits"] / layer / "class_weights.npz") as z:
         w_feat, w_neur = z["features"], z["neurons"]
+    contributions = folders["circuits"] / layer / "class_contributions.npz"
+    if contributions.is_file():
+        with np.load(contributions) as z:
+            c_feat, c_neur = z["features"], z["neurons"]
+    else:
+        c_feat = c_neur = None
     method = json.loads((folders["circuits"] / layer / "circuits.json").read_text())["method"]
 
     idx = data.indices("train")
@@ -127,12 +135,17 @@ def main() -> None:
 
     fmax, nmax = per_image_max(model, sae, data, layer, idx)
     results = {}
-    for kind, maxes, weights in (("features", fmax, w_feat), ("neurons", nmax, w_neur)):
+    rankings = [("features", "weight", fmax, w_feat), ("neurons", "weight", nmax, w_neur)]
+    if c_feat is not None:
+        rankings += [("features", "contribution", fmax, c_feat), ("neurons", "contribution", nmax, c_neur)]
+    for kind, by, maxes, weights in rankings:
         det = detectors(maxes, groups, classes_of_group, labels)
         rows = score(weights, det, facets_of_class)
-        results[kind] = rows
+        results[kind, by] = rows
+        what = method if by == "weight" else "contribution on the class's images"
         print(
-            f"\n{kind} of {layer} ({maxes.shape[1]} units, {int((det >= 0).sum())} detect a facet); class weights: {method}"
+            f"\n{kind} of {layer} ({maxes.shape[1]} units, {int((det >= 0).sum())} detect a facet), "
+            f"ranked by {by} ({what})"
         )
         print("| class | facets | precision@m | coverage@m | chance |")
         print("|---|---:|---:|---:|---:|")
@@ -144,9 +157,14 @@ def main() -> None:
         print(
             f"| **mean** | | **{mean['precision']:.2f}** | **{mean['coverage']:.2f}** | {mean['chance']:.3f} |"
         )
-    fp = np.mean([r["precision"] for r in results["features"]])
-    npr = np.mean([r["precision"] for r in results["neurons"]])
-    print(f"\nmean precision@m: features {fp:.2f}, neurons {npr:.2f} (ratio {fp / max(npr, 1e-9):.2f}x)")
+    print(
+        "\n| ranking | features precision@m | neurons precision@m | ratio | features coverage@m | neurons coverage@m |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for by in dict.fromkeys(by for _, by in results):
+        fp, npr = (np.mean([r["precision"] for r in results[k, by]]) for k in ("features", "neurons"))
+        fc, nc = (np.mean([r["coverage"] for r in results[k, by]]) for k in ("features", "neurons"))
+        print(f"| {by} | {fp:.2f} | {npr:.2f} | {fp / max(npr, 1e-9):.2f}x | {fc:.2f} | {nc:.2f} |")
 
 
 if __name__ == "__main__":
