@@ -7,6 +7,7 @@ import html
 import json
 import re
 
+import numpy as np
 import pytest
 
 from atlasgen.config import load_config
@@ -67,6 +68,26 @@ def test_functional_relus_give_weights_and_a_gate_gives_a_reason(gated_build):
     ).read_text(encoding="utf-8")
     assert f"The circuit stops at stage2: no weights from stage2 to stage3. {because}" in class_page
     assert "needs a second studied layer" not in class_page
+
+
+def test_class_pages_without_facets_rank_by_contribution_in_one_list(gated_build):
+    """A folder dataset records no facets: the class page ranks each layer's units by contribution, the
+    weight beside each, in one list with no facet headings."""
+    folder, site, _ = gated_build
+    circuits = _art(folder / ".atlasgen", "circuits")
+    info = json.loads((circuits / "stage3" / "class_contributions.json").read_text())
+    assert info["groups"] == []
+    with np.load(circuits / "stage3" / "class_contributions.npz") as z:
+        assert "features_group" not in z.files
+        contrib = z["features"][:, 0]
+    page = (site / "gres" / "classes" / "a" / "index.html").read_text(encoding="utf-8")
+    assert 'class="facet-head"' not in page and "Known facets" not in page
+    section = page.split('id="facets-stage3"')[1].split('class="neurons-head"')[0]
+    assert "contribution</a> to the a logit" in section
+    ranked = [int(f) for f in re.findall(r"stage3/f/(\d+)/index\.html", section)]
+    want = [int(f) for f in np.lexsort((np.arange(len(contrib)), -contrib)) if contrib[f] > 0][: len(ranked)]
+    assert ranked and ranked == want
+    assert re.findall(r"#1 [+]?[^ <]+ · w [+\-]?[^ <]+", section)
 
 
 def test_model_page_says_the_model_was_used_as_given(gated_build):
