@@ -312,6 +312,11 @@ def test_class_page_ranks_by_contribution_with_the_weight_beside_it_grouped_by_f
                 fi = ds["classes"][c]["facets"].index(name.removeprefix("facet: "))
                 assert share[fi] >= FACET_SHARE and share.argmax() == fi
     assert placed == len(ranked)
+    # the circuit diagram starts from the same ranking: its mixed5b nodes are the top contributors
+    svg = html.split('<svg class="circuit"')[1].split("</svg>")[0]
+    nodes = list(dict.fromkeys(int(f) for f in re.findall(r"mixed5b/f/(\d+)/index\.html", svg)))
+    assert nodes and nodes == [int(f) for f in want[: len(nodes)]]
+    assert "contribute most to it on its own images" in html
 
 
 def test_class_facets_without_facets_or_contributions(two_layers):

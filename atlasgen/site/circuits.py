@@ -301,13 +301,15 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
         if cut is not None
         else None
     )
-    wc = top.class_weights_features[:, c]
-    upper = [int(f) for f in np.argsort(-wc, kind="stable")[:N_CIRCUIT_TOP] if wc[f] > 0]
+    # The same ranking as the class page's lists: contribution on the class's images, else weight.
+    order, wc, ranked_by = class_ranking(top, "f", c)
+    upper = [int(f) for f in order[:N_CIRCUIT_TOP] if wc[f] > 0]
     if not upper:
+        what = "contributes positively to" if ranked_by == "contribution" else "has a positive weight on"
         return {
             "svg": None,
             "layer": top.name,
-            "note": f"No {top.name} feature has a positive weight on this class.",
+            "note": f"No {top.name} feature {what} this class.",
             "stops": stops,
         }
     lower: list[int] = []
@@ -365,5 +367,7 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
         "stops": stops,
         "method": top.circuits_info.get("method", ""),
         "exact": bool(top.circuits_info.get("exact")),
+        "ranked_by": ranked_by,
+        "contribution": str((top.contributions or {}).get("info", {}).get("method", "")),
         "note": "",
     }
