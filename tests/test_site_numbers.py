@@ -31,6 +31,9 @@ def test_look_first_leaves_out_dead_and_dense_and_orders_by_importance_then_entr
     assert numbers.look_first(density, None, entropy, 0.10).tolist() == [3, 6, 4, 1, 7]
     assert numbers.look_first(density, None, None, 0.10).tolist() == [1, 3, 4, 6, 7]
     assert numbers.look_first(np.zeros(3), np.ones(3), np.ones(3)).tolist() == []
+    # A low-confidence label goes after every confident one, whatever its importance.
+    doubtful = np.array([False, False, False, False, False, False, False, True])
+    assert numbers.look_first(density, importance, entropy, 0.10, doubtful).tolist() == [3, 6, 1, 4, 7]
     method = numbers.look_first_method(True, 0.10)
     assert "importance" in method and "10%" in method
 

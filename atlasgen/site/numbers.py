@@ -104,7 +104,8 @@ GLOSSARY: tuple[Term, ...] = (
     Term(
         "look-first",
         "look first",
-        "live, not dense units ranked by importance (then lower label entropy, then lower id)",
+        "live, not dense units, confident labels before low-confidence ones, ranked by importance (then lower "
+        "label entropy, then lower id)",
     ),
     Term(
         "class-weight",
@@ -187,12 +188,18 @@ def images_heldout(dataset) -> int:
 
 
 def look_first(
-    density, importance=None, label_entropy=None, dense_threshold: float = DEFAULT_DENSE_THRESHOLD
+    density,
+    importance=None,
+    label_entropy=None,
+    dense_threshold: float = DEFAULT_DENSE_THRESHOLD,
+    low_confidence=None,
 ) -> np.ndarray:
     """Ids of the live, not dense units, the ones to look at first first.
 
-    Order: larger importance (when known), then lower label entropy (more class-specific; when known),
-    then lower id. Dead units (density 0) and dense units (density > ``dense_threshold``) are left out.
+    Order: units whose label is confident before those flagged low-confidence (``low_confidence``, when
+    known: a label from one or two images says little, however class-specific it looks), then larger
+    importance (when known), then lower label entropy (more class-specific; when known), then lower id.
+    Dead units (density 0) and dense units (density > ``dense_threshold``) are left out.
     """
     d = np.asarray(density, dtype=np.float64)
     ids = np.flatnonzero((d > 0) & (d <= dense_threshold))
@@ -201,13 +208,18 @@ def look_first(
         keys.append(np.asarray(label_entropy, dtype=np.float64)[ids])
     if importance is not None:
         keys.append(-np.asarray(importance, dtype=np.float64)[ids])
+    if low_confidence is not None:
+        keys.append(np.asarray(low_confidence, dtype=bool)[ids].astype(np.int8))
     return ids[np.lexsort(keys)] if ids.size else ids
 
 
 def look_first_method(has_importance: bool, dense_threshold: float) -> str:
     """The name of the ranking, as the page states it."""
     by = "importance, then lower label entropy" if has_importance else "lower label entropy"
-    return f"live features firing on at most {fmt_pct(dense_threshold)} of images, ranked by {by}, then id"
+    return (
+        f"live features firing on at most {fmt_pct(dense_threshold)} of images, confident labels before "
+        f"low-confidence ones, then ranked by {by}, then id"
+    )
 
 
 def competition_ranks(values, live) -> tuple[np.ndarray, np.ndarray]:

@@ -135,7 +135,11 @@ class LayerIndex:
         # The features to look at first (live, not dense, by importance): home and layer pages.
         imp = layer.importance["features_topk"] if layer.importance is not None else None
         self.look_first = numbers.look_first(
-            layer.features.density, imp, layer.features.label_entropy, site.dense_threshold
+            layer.features.density,
+            imp,
+            layer.features.label_entropy,
+            site.dense_threshold,
+            getattr(layer.features, "flag_low_confidence", None),
         )
         self.look_first_method = numbers.look_first_method(imp is not None, site.dense_threshold)
         self.n_scanned = numbers.images_scanned(dataset)
