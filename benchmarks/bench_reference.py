@@ -144,15 +144,7 @@ def child(config: Path) -> None:
 
     def keep(cfg_, folders, console):  # the site stage's projection, kept for the report (no budget here)
         start = time.perf_counter()
-        p = project(
-            artifacts=folders,
-            layers=[layer.name for layer in cfg_.layers],
-            model_name=cfg_.model.name,
-            title=cfg_.site.title,
-            date=cfg_.site.date,
-            base_url=cfg_.site.base_url,
-            sae_dtype=cfg_.site.sae_dtype,
-        )
+        p = project(artifacts=folders, **site_stage.site_fields(cfg_))
         projected.update(parts=p.parts, seconds=time.perf_counter() - start)
 
     site_stage.check_projection = keep

@@ -11,6 +11,7 @@ from atlasgen.pipeline import Pipeline
 from atlasgen.progress import Console, format_bytes
 from atlasgen.site import plan, sizes
 from atlasgen.site.publish import SizeBudgetError, size_breakdown
+from atlasgen.stages import site as site_stage
 
 
 def _folders(folder, cfg):
@@ -27,15 +28,7 @@ def _folders(folder, cfg):
 def test_projection_matches_the_rendered_site(tiny_build):
     folder, config, site = tiny_build
     cfg = load_config(config)
-    p = plan.project(
-        artifacts=_folders(folder, cfg),
-        layers=[layer.name for layer in cfg.layers],
-        model_name=cfg.model.name,
-        title=cfg.site.title,
-        date=cfg.site.date,
-        base_url=cfg.site.base_url,
-        sae_dtype=cfg.site.sae_dtype,
-    )
+    p = plan.project(artifacts=_folders(folder, cfg), **site_stage.site_fields(cfg))
     actual = size_breakdown(site)
     assert set(p.parts) <= set(actual) | {sizes.OTHER}
     total = sum(actual.values())

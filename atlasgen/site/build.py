@@ -124,6 +124,17 @@ class _Writer:
         shutil.copyfile(source, target)
 
 
+def provenance_fields(arts, artifacts: dict) -> dict:
+    """The Site fields that name the model weights and the dataset (citations, manifest)."""
+    weights = Path(artifacts["model"]) / "model.pt"
+    return dict(
+        model_sha256=hash_file(weights) if weights.is_file() else "",
+        dataset_identity=str(arts.dataset.identity or ""),
+        dataset_images=len(arts.dataset.labels),
+        dataset_sha256=arts.dataset.image_list_sha256(),
+    )
+
+
 def render_site(
     *,
     artifacts: dict[str, Path],
@@ -160,7 +171,6 @@ def render_site(
         raise FileExistsError(f"output folder {out_dir} is not empty")
     check_segment("model", model_name)
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
-    weights = Path(artifacts["model"]) / "model.pt"
     site = pages.Site(
         title=title,
         date=date,
@@ -171,10 +181,7 @@ def render_site(
         doi=doi or "",
         sae_dtype=sae_dtype,
         dense_threshold=float(dense_threshold),
-        model_sha256=hash_file(weights) if weights.is_file() else "",
-        dataset_identity=str(arts.dataset.identity or ""),
-        dataset_images=len(arts.dataset.labels),
-        dataset_sha256=arts.dataset.image_list_sha256(),
+        **provenance_fields(arts, artifacts),
     )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
     if ratings_cfg is not None:  # survey, game and imported ratings

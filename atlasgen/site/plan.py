@@ -107,10 +107,11 @@ def project(
     sae_dtype: str = "float16",
     authors: tuple[str, ...] = (),
     doi: str | None = None,
+    dense_threshold: float | None = None,
 ) -> Projection:
     """The projected size of the site :func:`atlasgen.site.build.render_site` would write, by part."""
     import atlasgen
-    from atlasgen.site.build import make_environment
+    from atlasgen.site.build import make_environment, provenance_fields
 
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
     site = pages.Site(
@@ -122,6 +123,8 @@ def project(
         authors=tuple(authors),
         doi=doi or "",
         sae_dtype=sae_dtype,
+        **({} if dense_threshold is None else {"dense_threshold": float(dense_threshold)}),
+        **provenance_fields(arts, artifacts),
     )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
     env = make_environment()

@@ -29,6 +29,21 @@ STAGE = Stage(
 )
 
 
+def site_fields(cfg: Config) -> dict:
+    """The config's site settings as the renderer and the size projection take them."""
+    return dict(
+        layers=[layer.name for layer in cfg.layers],
+        model_name=cfg.model.name,
+        title=cfg.site.title,
+        date=cfg.site.date,
+        base_url=cfg.site.base_url,
+        authors=tuple(cfg.site.authors),
+        doi=cfg.site.doi,
+        sae_dtype=cfg.site.sae_dtype,
+        dense_threshold=cfg.examples.dense_threshold,
+    )
+
+
 def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console):
     """Render every page into ``out_dir``; returns the renderer's SiteSummary (pages, files, bytes)."""
     from atlasgen.config import to_dict
@@ -42,17 +57,9 @@ def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console:
         ratings_cfg=to_dict(cfg.ratings),
         game_cfg=to_dict(cfg.game),
         artifacts=artifacts,
-        layers=[layer.name for layer in cfg.layers],
-        model_name=cfg.model.name,
-        title=cfg.site.title,
-        date=cfg.site.date,
-        base_url=cfg.site.base_url,
         out_dir=out_dir,
-        authors=tuple(cfg.site.authors),
         version=cfg.site.version,
-        doi=cfg.site.doi,
-        sae_dtype=cfg.site.sae_dtype,
-        dense_threshold=cfg.examples.dense_threshold,
+        **site_fields(cfg),
         progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)),
     )
     bar.close()
@@ -65,17 +72,7 @@ def check_projection(cfg: Config, artifacts: dict[str, Path], console: Console) 
     from atlasgen.site import publish
     from atlasgen.site.plan import mb, project
 
-    projection = project(
-        artifacts=artifacts,
-        layers=[layer.name for layer in cfg.layers],
-        model_name=cfg.model.name,
-        title=cfg.site.title,
-        date=cfg.site.date,
-        base_url=cfg.site.base_url,
-        sae_dtype=cfg.site.sae_dtype,
-        authors=tuple(cfg.site.authors),
-        doi=cfg.site.doi,
-    )
+    projection = project(artifacts=artifacts, **site_fields(cfg))
     budget = f"budget {cfg.site.size_budget_mb:g} MB" if cfg.site.size_budget_mb > 0 else "no budget"
     console.detail(f"site: projected {mb(projection.total)} ({budget}; 1 MB = 10^6 bytes)")
     publish.check_projected_size(projection, cfg.site.size_budget_mb)
