@@ -124,10 +124,22 @@ class _Writer:
         shutil.copyfile(source, target)
 
 
-def provenance_fields(arts, artifacts: dict) -> dict:
-    """The Site fields that name the model weights and the dataset (citations, manifest)."""
+def make_site(
+    arts, artifacts: dict, *, title, date, base_url, model_name, authors, doi, sae_dtype, dense_threshold
+) -> pages.Site:
+    """The site-wide settings every page reads, with the hashes that name the model weights and the
+    dataset (citations, manifest): one definition for the renderer and the size projection."""
     weights = Path(artifacts["model"]) / "model.pt"
-    return dict(
+    return pages.Site(
+        title=title,
+        date=date,
+        base_url=base_url,
+        model=model_name,
+        version=atlasgen.__version__,
+        authors=tuple(authors),
+        doi=doi or "",
+        sae_dtype=sae_dtype,
+        dense_threshold=float(dense_threshold),
         model_sha256=hash_file(weights) if weights.is_file() else "",
         dataset_identity=str(arts.dataset.identity or ""),
         dataset_images=len(arts.dataset.labels),
@@ -171,17 +183,17 @@ def render_site(
         raise FileExistsError(f"output folder {out_dir} is not empty")
     check_segment("model", model_name)
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
-    site = pages.Site(
+    site = make_site(
+        arts,
+        artifacts,
         title=title,
         date=date,
         base_url=base_url,
-        model=model_name,
-        version=atlasgen.__version__,
-        authors=tuple(authors),
-        doi=doi or "",
+        model_name=model_name,
+        authors=authors,
+        doi=doi,
         sae_dtype=sae_dtype,
-        dense_threshold=float(dense_threshold),
-        **provenance_fields(arts, artifacts),
+        dense_threshold=dense_threshold,
     )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
     if ratings_cfg is not None:  # survey, game and imported ratings

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from atlasgen.cache import tree_size
-from atlasgen.site import export, grid, mapview, pages, resources, urls, weights
+from atlasgen.site import export, grid, mapview, numbers, pages, resources, urls, weights
 from atlasgen.site.artifacts import load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages, encode_thumbnail
@@ -110,21 +110,20 @@ def project(
     dense_threshold: float | None = None,
 ) -> Projection:
     """The projected size of the site :func:`atlasgen.site.build.render_site` would write, by part."""
-    import atlasgen
-    from atlasgen.site.build import make_environment, provenance_fields
+    from atlasgen.site.build import make_environment, make_site
 
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
-    site = pages.Site(
+    site = make_site(
+        arts,
+        artifacts,
         title=title,
         date=date,
         base_url=base_url,
-        model=model_name,
-        version=atlasgen.__version__,
-        authors=tuple(authors),
-        doi=doi or "",
+        model_name=model_name,
+        authors=authors,
+        doi=doi,
         sae_dtype=sae_dtype,
-        **({} if dense_threshold is None else {"dense_threshold": float(dense_threshold)}),
-        **provenance_fields(arts, artifacts),
+        dense_threshold=numbers.DEFAULT_DENSE_THRESHOLD if dense_threshold is None else dense_threshold,
     )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
     env = make_environment()
