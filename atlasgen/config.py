@@ -470,6 +470,15 @@ class DecodeConfig:
 
 
 @dataclass
+class ParallelConfig:
+    featurevis: int = _f(
+        -1,
+        "On the CPU, processes rendering feature-visualisation chunks side by side, one torch thread each (a chunk's small batch keeps a second thread of one process busy only part of the time); -1: the machine's cores (os.sched_getaffinity) divided by the ranks on this node; 0 or 1: render in the build's own process. The images do not depend on it. On CUDA the build's process renders.",
+        min=-1,
+    )
+
+
+@dataclass
 class Config:
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "Where torch runs: auto picks cuda when available.")
     output: str = _f("_site", "Folder the site is written to (relative to the config file; -o overrides).")
@@ -492,6 +501,10 @@ class Config:
     decode: DecodeConfig = _f(
         DecodeConfig(),
         "Image decoding for every pass over the images (no effect on results on the CPU; not part of any cache key).",
+    )
+    parallel: ParallelConfig = _f(
+        ParallelConfig(),
+        "Processes that share CPU work within one build (no effect on results; not part of any cache key).",
     )
     # Where the config file lives; relative paths are resolved against it. Not a key.
     root: Path = field(default=Path("."), metadata={"internal": True})

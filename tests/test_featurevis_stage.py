@@ -134,3 +134,42 @@ def test_failure_marks_match_a_recomputation_and_failed_pages_lead_with_examples
                 re.S,
             ).group(1)
             assert "thumb vis-failed" in card or "thumb px vis-failed" in card
+
+
+def test_rendering_processes_do_not_change_the_images(tiny_copy):
+    """The tiny build rendered its chunks in ``parallel.featurevis`` processes (by default the
+    machine's cores); rebuilt in another number of processes, the featurevis artifact holds the same
+    bytes and has the same content hash, so no later stage re-runs."""
+    import shutil
+
+    import yaml
+
+    from atlasgen.config import load_config
+    from atlasgen.data import decode_workers
+    from atlasgen.pipeline import Pipeline
+    from atlasgen.progress import Console
+
+    folder, config, _ = tiny_copy
+    before = _artifact(folder, "featurevis")
+
+    def outputs(artifact):  # every file the stage wrote (meta.json is the store's record of the run)
+        return {
+            p.relative_to(artifact): p.read_bytes()
+            for p in artifact.rglob("*")
+            if p.is_file() and p != artifact / "meta.json"
+        }
+
+    files = outputs(before)
+    content_hash = json.loads((before / "meta.json").read_text())["content_hash"]
+    shutil.rmtree(before)
+    data = yaml.safe_load(config.read_text())
+    data["parallel"] = {"featurevis": 1 if decode_workers(-1) > 1 else 2}
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    summary = Pipeline(load_config(config), console=Console(0)).build()
+    assert summary.ran == ["featurevis"]  # not part of any key, and the same content downstream
+    after = _artifact(folder, "featurevis")
+    assert after.name == before.name
+    again = outputs(after)
+    assert sorted(again) == sorted(files) and len(files) > 50
+    assert [str(k) for k in files if files[k] != again[k]] == []
+    assert json.loads((after / "meta.json").read_text())["content_hash"] == content_hash

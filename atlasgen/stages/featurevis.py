@@ -26,6 +26,7 @@ variants' ``failure_*``: codes of ``featurevis_check.REASONS``, 0 for success).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -34,7 +35,7 @@ import torch
 
 from atlasgen import featurevis_check as check
 from atlasgen.cache import atomic_save_npz, atomic_write_json
-from atlasgen.data import open_dataset
+from atlasgen.data import decode_workers, open_dataset
 from atlasgen.featurevis import STANDARD_TRANSFORMS, SAEDirections, render_units, save_webp, unit_maxima
 from atlasgen.models import load_model
 from atlasgen.sae_formats import load_sae_any
@@ -161,77 +162,81 @@ def _mark(q: dict, ex_path, n_images: int) -> tuple[dict, dict]:
     return marks, check.success_figures(marks["failure"], q["own_act"], median, fires, flat_any)
 
 
-def run(ctx: StageContext) -> None:
-    cfg = ctx.cfg.featurevis
-    n_classes = json.loads((ctx.inputs["model"] / "model.json").read_text())["n_classes"]
-    model = load_model(ctx.inputs["model"], ctx.cfg.model, n_classes, ctx.device)
+def _load_model(model_dir, model_cfg, device):
+    n_classes = json.loads((model_dir / "model.json").read_text())["n_classes"]
+    model = load_model(model_dir, model_cfg, n_classes, device)
     # Channels-last convolutions run about a third faster on CPU for small conv nets (measured on DemoNet).
-    model = model.to(memory_format=torch.channels_last)
+    return model.to(memory_format=torch.channels_last)
+
+
+def _families(sae_dir, device):
+    full_sae = load_sae_any(sae_dir).to(device).eval()
+    sae = SAEDirections.from_sae(full_sae)
+    return {"features": (sae.n_features, sae, full_sae.encode), "neurons": (sae.d_in, None, None)}
+
+
+@contextlib.contextmanager
+def _one_thread_on_cpu(device):
+    """On the CPU every chunk renders with one torch thread, in a rendering process or in the
+    build's own: float sums, and so the images, then do not depend on how many processes or ranks
+    share the work."""
+    if str(device) != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# A rendering process (``parallel.featurevis`` > 1 on the CPU) keeps the model, and the SAE of the
+# layer it last rendered, between chunks.
+_WORKER: dict = {}
+
+
+def _worker_init(model_dir, model_cfg, cfg) -> None:
+    torch.set_num_threads(1)
+    _WORKER.update(model=_load_model(model_dir, model_cfg, "cpu"), cfg=cfg, sae_dir=None)
+
+
+def _worker_chunk(job) -> float:
+    """Render one chunk in a rendering process and write its shard; returns its quality-check seconds."""
+    layer, sae_dir, family, units, folder, shard = job
+    if _WORKER["sae_dir"] != sae_dir:
+        _WORKER.update(families=_families(sae_dir, "cpu"), sae_dir=sae_dir)
+    _n, directions, encode = _WORKER["families"][family]
+    clock = {"quality": 0.0}
+    q = _render_chunk(
+        _WORKER["model"], layer, units, directions, encode, _WORKER["cfg"], "cpu", folder, clock
+    )
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save_npz(shard, **q)
+    return clock["quality"]
+
+
+def _processes(ctx: StageContext, pending: int) -> int:
+    """Rendering processes for this build: 1 (the build's own) on CUDA or with one chunk to do."""
+    if str(ctx.device) != "cpu" or pending < 2:
+        return 1
+    return max(1, min(pending, decode_workers(ctx.cfg.parallel.featurevis)))
+
+
+def run(ctx: StageContext) -> None:
+    model = _load_model(ctx.inputs["model"], ctx.cfg.model, ctx.device)
     n_images = len(open_dataset(ctx.inputs["dataset"]).indices("train"))  # the images the examples scanned
     notes = []
     clock = {"quality": 0.0}
     started = time.perf_counter()
-    for layer_cfg in ctx.cfg.layers:
-        layer = layer_cfg.name
-        sae_dir = ctx.inputs["sae"] / layer
-        full_sae = load_sae_any(sae_dir).to(ctx.device).eval()
-        sae = SAEDirections.from_sae(full_sae)
-        families = {"features": (sae.n_features, sae, full_sae.encode), "neurons": (sae.d_in, None, None)}
-        d = ctx.dist
-        chunks = {
-            family: [
-                list(range(start, min(n, start + cfg.batch_size))) for start in range(0, n, cfg.batch_size)
-            ]
-            for family, (n, _, _) in families.items()
-        }
-        mine = {
-            family: [c for i, c in enumerate(cs) if d is None or d.mine(i)] for family, cs in chunks.items()
-        }
-        total = sum(len(c) for cs in mine.values() for c in cs)
-        with ctx.progress(total, f"vis {layer}") as bar:
-            done = 0
-            for family, (_n_units, directions, encode) in families.items():
-                folder, shards = ctx.out / layer / family, ctx.out / layer / f"{family}_quality"
-                for units in mine[family]:
-                    shard = shards / f"{units[0]:08d}.npz"
-                    if not shard.exists():  # written last: its presence means the chunk is complete
-                        q = _render_chunk(
-                            model, layer, units, directions, encode, cfg, ctx.device, folder, clock
-                        )
-                        shards.mkdir(parents=True, exist_ok=True)
-                        atomic_save_npz(shard, **q)
-                    done += len(units)
-                    bar.set(done)
-        if d is not None:
-            d.barrier()  # every rank's chunks are rendered
-            if not d.main:
-                continue
-        for family in families:
-            shards = ctx.out / layer / f"{family}_quality"
-            parts = []
-            for p in sorted(shards.glob("*.npz")):
-                with np.load(p) as z:
-                    parts.append({k: z[k] for k in QUALITY_KEYS})
-            q = {k: np.concatenate([p[k] for p in parts]) for k in QUALITY_KEYS}
-            marks, figures = _mark(q, ctx.inputs["examples"] / layer / f"{family}.npz", n_images)
-            atomic_save_npz(ctx.out / layer / f"{family}_quality.npz", **q, **marks)
-            notes.append(check.note_line(layer, family, figures))
-        atomic_write_json(
-            ctx.out / layer / "meta.json",
-            {
-                "mode": "channel",
-                "image_size": cfg.image_size,
-                "thumb_size": cfg.thumb_size,
-                "steps": cfg.steps,
-                "variant_image_size": cfg.variant_image_size,
-                "variant_steps": cfg.variant_steps,
-                "neuron": cfg.neuron,
-                "negative": cfg.negative,
-                "diverse": cfg.diverse,
-                "eval_size": cfg.image_size,
-                "precision": cfg.precision,
-            },
-        )
+    pool = None
+    try:
+        for layer_cfg in ctx.cfg.layers:
+            pool = _render_layer(ctx, model, layer_cfg.name, clock, notes, n_images, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     if ctx.dist is None or ctx.dist.main:
         atomic_write_json(ctx.out / "build_notes.json", notes)
     elapsed = time.perf_counter() - started
@@ -239,3 +244,79 @@ def run(ctx: StageContext) -> None:
         ctx.console.detail(
             f"quality check: {clock['quality']:.1f}s of {elapsed:.1f}s ({100 * clock['quality'] / elapsed:.1f} %)"
         )
+
+
+def _render_layer(ctx, model, layer, clock, notes, n_images, pool):
+    """Render this rank's chunks of one layer, then (rank 0) merge its quality shards and mark the
+    failures. Returns the pool of rendering processes, started at the first layer that needs one."""
+    cfg = ctx.cfg.featurevis
+    sae_dir = ctx.inputs["sae"] / layer
+    families = _families(sae_dir, ctx.device)
+    d = ctx.dist
+    jobs = []  # (layer, sae folder, family, units, image folder, shard): the chunks still to render
+    done = 0
+    for family, (n, _, _) in families.items():
+        folder, shards = ctx.out / layer / family, ctx.out / layer / f"{family}_quality"
+        starts = range(0, n, cfg.batch_size)
+        for i, start in enumerate(starts):
+            units = list(range(start, min(n, start + cfg.batch_size)))
+            if d is not None and not d.mine(i):
+                continue
+            shard = shards / f"{start:08d}.npz"
+            if shard.exists():  # written last: its presence means the chunk is complete
+                done += len(units)
+            else:
+                jobs.append((layer, sae_dir, family, units, folder, shard))
+    with ctx.progress(done + sum(len(j[3]) for j in jobs), f"vis {layer}") as bar:
+        bar.set(done)
+        if pool is None and _processes(ctx, len(jobs)) > 1:
+            import multiprocessing
+
+            pool = multiprocessing.get_context("spawn").Pool(
+                _processes(ctx, len(jobs)), _worker_init, (ctx.inputs["model"], ctx.cfg.model, cfg)
+            )
+        if pool is not None:
+            for job, seconds in zip(jobs, pool.imap(_worker_chunk, jobs), strict=True):
+                clock["quality"] += seconds
+                done += len(job[3])
+                bar.set(done)
+        else:
+            for _layer, _sae_dir, family, units, folder, shard in jobs:
+                _n, directions, encode = families[family]
+                with _one_thread_on_cpu(ctx.device):
+                    q = _render_chunk(model, layer, units, directions, encode, cfg, ctx.device, folder, clock)
+                shard.parent.mkdir(parents=True, exist_ok=True)
+                atomic_save_npz(shard, **q)
+                done += len(units)
+                bar.set(done)
+    if d is not None:
+        d.barrier()  # every rank's chunks are rendered
+        if not d.main:
+            return pool
+    for family in families:
+        shards = ctx.out / layer / f"{family}_quality"
+        parts = []
+        for p in sorted(shards.glob("*.npz")):
+            with np.load(p) as z:
+                parts.append({k: z[k] for k in QUALITY_KEYS})
+        q = {k: np.concatenate([p[k] for p in parts]) for k in QUALITY_KEYS}
+        marks, figures = _mark(q, ctx.inputs["examples"] / layer / f"{family}.npz", n_images)
+        atomic_save_npz(ctx.out / layer / f"{family}_quality.npz", **q, **marks)
+        notes.append(check.note_line(layer, family, figures))
+    atomic_write_json(
+        ctx.out / layer / "meta.json",
+        {
+            "mode": "channel",
+            "image_size": cfg.image_size,
+            "thumb_size": cfg.thumb_size,
+            "steps": cfg.steps,
+            "variant_image_size": cfg.variant_image_size,
+            "variant_steps": cfg.variant_steps,
+            "neuron": cfg.neuron,
+            "negative": cfg.negative,
+            "diverse": cfg.diverse,
+            "eval_size": cfg.image_size,
+            "precision": cfg.precision,
+        },
+    )
+    return pool
