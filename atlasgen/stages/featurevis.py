@@ -34,6 +34,7 @@ import torch
 
 from atlasgen import featurevis_check as check
 from atlasgen.cache import atomic_save_npz, atomic_write_json
+from atlasgen.config import layer_featurevis
 from atlasgen.data import open_dataset
 from atlasgen.featurevis import STANDARD_TRANSFORMS, SAEDirections, render_units, save_webp, unit_maxima
 from atlasgen.models import load_model
@@ -44,7 +45,7 @@ STAGE = Stage(
     "featurevis",
     # After the examples: a visualisation is judged against its unit's firing distribution on the data.
     deps=("dataset", "model", "sae", "examples"),
-    config=("layers", "featurevis"),
+    config=("layers", "featurevis", "layer_featurevis"),
     what="feature visualisations",
     resumable=True,
     distributed=True,
@@ -162,7 +163,6 @@ def _mark(q: dict, ex_path, n_images: int) -> tuple[dict, dict]:
 
 
 def run(ctx: StageContext) -> None:
-    cfg = ctx.cfg.featurevis
     n_classes = json.loads((ctx.inputs["model"] / "model.json").read_text())["n_classes"]
     model = load_model(ctx.inputs["model"], ctx.cfg.model, n_classes, ctx.device)
     # Channels-last convolutions run about a third faster on CPU for small conv nets (measured on DemoNet).
@@ -173,6 +173,7 @@ def run(ctx: StageContext) -> None:
     started = time.perf_counter()
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
+        cfg = layer_featurevis(ctx.cfg, layer_cfg)  # the top-level settings with the layer's own variants
         sae_dir = ctx.inputs["sae"] / layer
         full_sae = load_sae_any(sae_dir).to(ctx.device).eval()
         sae = SAEDirections.from_sae(full_sae)
