@@ -76,7 +76,10 @@ SLICES: dict[str, tuple[str, Callable[[Config], Any]]] = {
     "layers_with_sae": ("layers", lambda c: _layers(c, with_sae=True)),  # + SAE settings, weights' hash
     "layer_names": ("layers", lambda c: [layer.name for layer in c.layers]),
     "layer_featurevis": ("layer_featurevis", _layer_featurevis),  # layers[].featurevis overrides
-    "layers_without_atlas": ("without_atlas", lambda c: [layer.name for layer in c.layers if not layer.atlas]),
+    "layers_without_atlas": (
+        "without_atlas",
+        lambda c: [layer.name for layer in c.layers if not layer.atlas],
+    ),
     "model_weights": ("weights", _weights_identity),  # content hash of model.weights
     "map_hierarchy": ("hierarchy", _hierarchy_identity),  # content hash of map.hierarchy
     "ratings_merged": ("ratings_merged", _ratings_identity),  # content hash of the imported ratings
