@@ -233,6 +233,15 @@ class LayerFeatureVisConfig:
 
 
 @dataclass
+class LayerImportanceConfig:
+    images: int | None = _f(
+        None,
+        "Held-out images of this layer's importance (0: all); empty: `importance.images`. A layer that does not feed the head costs one partial forward pass per unit and image, so fewer images keep a second layer cheap.",
+        min=0,
+    )
+
+
+@dataclass
 class LayerConfig:
     name: str = _f(
         "mixed5b",
@@ -260,6 +269,9 @@ class LayerConfig:
     featurevis: LayerFeatureVisConfig = _f(
         LayerFeatureVisConfig(),
         "This layer's own choice of feature-visualisation variants; a key left out (or empty) takes the top-level `featurevis` value.",
+    )
+    importance: LayerImportanceConfig = _f(
+        LayerImportanceConfig(), "This layer's own importance settings; a key left out takes `importance.*`."
     )
     atlas: bool = _f(
         True,

@@ -63,6 +63,13 @@ def _layer_featurevis(cfg: Config) -> dict:
     return out
 
 
+def _layer_importance(cfg: Config) -> dict:
+    """Each layer's own image count for importance (layers[].importance.images), for the layers that set it."""
+    return {
+        layer.name: layer.importance.images for layer in cfg.layers if layer.importance.images is not None
+    }
+
+
 def _ratings_identity(cfg: Config) -> Any:
     from atlasgen.ratings import ratings_identity
 
@@ -76,6 +83,7 @@ SLICES: dict[str, tuple[str, Callable[[Config], Any]]] = {
     "layers_with_sae": ("layers", lambda c: _layers(c, with_sae=True)),  # + SAE settings, weights' hash
     "layer_names": ("layers", lambda c: [layer.name for layer in c.layers]),
     "layer_featurevis": ("layer_featurevis", _layer_featurevis),  # layers[].featurevis overrides
+    "layer_importance": ("layer_importance", _layer_importance),  # layers[].importance overrides
     "layers_without_atlas": (
         "without_atlas",
         lambda c: [layer.name for layer in c.layers if not layer.atlas],

@@ -152,7 +152,12 @@ def test_layer_featurevis_and_atlas_keys():
         {
             "featurevis": {"diverse": 3},
             "layers": [
-                {"name": "mixed5a", "featurevis": {"negative": False}, "atlas": False},
+                {
+                    "name": "mixed5a",
+                    "featurevis": {"negative": False},
+                    "atlas": False,
+                    "importance": {"images": 64},
+                },
                 {"name": "mixed5b"},
             ],
         }
@@ -161,11 +166,15 @@ def test_layer_featurevis_and_atlas_keys():
     assert (a.neuron, a.negative, a.diverse) == (True, False, 3)  # only the key it sets differs
     assert b == cfg.featurevis
     assert [layer.atlas for layer in cfg.layers] == [False, True]
+    assert [layer.importance.images for layer in cfg.layers] == [64, None]  # None: importance.images
     for bad, fragment in (
         ({"diverse": -1}, "layers[0].featurevis.diverse: must be at least 0"),
         ({"neuron": "no"}, "layers[0].featurevis.neuron: expected true or false"),
         ({"stepz": 3}, "layers[0].featurevis.stepz: unknown key"),
+        ({"importance": {"images": -2}}, "layers[0].importance.images: must be at least 0"),
+        ({"atlas": "no"}, "layers[0].atlas: expected true or false"),
     ):
+        layer = bad if set(bad) & {"importance", "atlas"} else {"featurevis": bad}
         with pytest.raises(ConfigError) as info:
-            parse_config({"layers": [{"name": "mixed5b", "featurevis": bad}]})
+            parse_config({"layers": [{"name": "mixed5b", **layer}]})
         assert any(fragment in e for e in info.value.errors), info.value.errors
