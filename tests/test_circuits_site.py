@@ -133,10 +133,6 @@ def _circuit_groups(html: str) -> list[dict]:
     return groups
 
 
-def _num(text: str) -> float:
-    return float(text.replace("\u2212", "-").replace("+", ""))
-
-
 def test_class_circuit_draws_the_top_contributors_and_their_signed_weights(two_layers):
     """Every class page's circuit: the top mixed5b contributors, each heading the mixed5a features with the
     strongest expanded weights into it (either sign, live ones only, brute force over the full weight
@@ -145,6 +141,7 @@ def test_class_circuit_draws_the_top_contributors_and_their_signed_weights(two_l
     from atlasgen.circuits import expanded_weights
     from atlasgen.models import load_model
     from atlasgen.sae_formats import load_sae_any
+    from atlasgen.site.artifacts import class_slugs
     from atlasgen.site.circuits import N_CIRCUIT_BELOW, N_CIRCUIT_TOP
     from atlasgen.site.fmt import fmt_signed
 
@@ -157,9 +154,11 @@ def test_class_circuit_draws_the_top_contributors_and_their_signed_weights(two_l
     dec = load_sae_any(folders["sae"] / "mixed5a").W_dec.detach().double().numpy()
     full = enc.T @ J @ dec.T  # (mixed5b features, mixed5a features)
     live = np.load(folders["examples"] / "mixed5a" / "features.npz")["density"] > 0
-    classes = sorted((site / "demonet" / "classes").iterdir())
+    ds = json.loads((folders["dataset"] / "dataset.json").read_text())
+    slugs = class_slugs([k["name"] for k in ds["classes"]])
     signs = set()
-    for c, folder in enumerate(classes):
+    for c, slug in enumerate(slugs):
+        folder = site / "demonet" / "classes" / slug
         html = (folder / "index.html").read_text()
         groups = _circuit_groups(html)
         order = np.lexsort((np.arange(contrib.shape[0]), -contrib[:, c]))

@@ -221,7 +221,7 @@ def unit_weights(L, indexes: dict, kind: str, i: int) -> list[dict]:
 
 # Geometry of the class circuit (SVG user units; the figure scrolls sideways where it does not fit).
 _C_PAD, _C_TIER = 10, 22  # outer margin; left column of the rotated layer names
-_C_UP, _C_LOW, _C_PITCH, _C_GROUP_GAP = 72, 56, 74, 26  # node sides, child pitch, gap between groups
+_C_UP, _C_LOW, _C_PITCH, _C_GROUP_GAP = 72, 56, 84, 26  # node sides, child pitch, gap between groups
 _C_CHAR = 5.6  # mean width of a 10 px caption character, for truncating labels to their column
 
 
@@ -269,10 +269,13 @@ def _edge(x1, y1, x2, y2, w: float, scale: float, tip: str) -> str:
     )
 
 
-def _edge_label(x: float, y: float, w: float) -> str:
-    """The value of the edge that enters a node, on the edge just above the node (haloed)."""
+def _edge_label(x: float, y: float, w: float, came_from: float) -> str:
+    """The value of the edge that enters a node at x, just above the node (haloed), on the side of the
+    edge away from the one it comes from (``came_from``: the x it starts at)."""
     cls = "edge-value pos" if w > 0 else "edge-value neg"
-    return f'<text class="{cls}" x="{x:.1f}" y="{y:.1f}" text-anchor="middle">{fmt_signed(w)}</text>'
+    if came_from > x + 1:  # from the right: the label on the left
+        return f'<text class="{cls}" x="{x - 6:.1f}" y="{y:.1f}" text-anchor="end">{fmt_signed(w)}</text>'
+    return f'<text class="{cls}" x="{x + 6:.1f}" y="{y:.1f}">{fmt_signed(w)}</text>'
 
 
 def circuit_links(upstream: dict, f: int, n: int, live: np.ndarray) -> list[tuple[int, float]]:
@@ -296,7 +299,7 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
     below with the strongest expanded weights into it (either sign), as SVG.
 
     Each top feature heads a group of its own lower features (a lower feature that drives two of them
-    appears in both groups), so no edges cross and every edge carries its value just above the node it
+    appears in both groups), so no edges cross and every edge carries its value beside it, just above the node it
     enters. Returns None without layers; with one studied layer, ``svg`` is None and ``note`` explains.
     """
     if not layers:
@@ -378,7 +381,7 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
         v = float(wc[f])
         tip = f"{what} to {class_name}: {fmt_signed(v)}"
         parts.append(_edge(cx, y_class + class_h, xu, y_up, v, class_scale, f"{card['code']} {tip}"))
-        g_parts = ['<g class="circuit-group">', _edge_label(xu, y_up - 6, v)]
+        g_parts = ['<g class="circuit-group">', _edge_label(xu, y_up - 8, v, cx)]
         g_parts += _node_parts(root, card, xu, y_up, _C_UP, gw, tip)
         x0 = xu - (len(kids) - 1) * _C_PITCH / 2
         nodes = []
@@ -387,7 +390,7 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
             low = below.feature_cards[g]
             edge_tip = f"weight {low['code']} \u2192 {card['code']}: {fmt_signed(w)}"
             g_parts.append(_edge(xu, y_up + _C_UP + 30, xl, y_low, w, link_scale, edge_tip))
-            nodes += [_edge_label(xl, y_low - 6, w)]
+            nodes += [_edge_label(xl, y_low - 8, w, xu)]
             nodes += _node_parts(root, low, xl, y_low, _C_LOW, _C_PITCH - 4, edge_tip)
         groups_svg += g_parts + nodes + ["</g>"]
         x += gw + _C_GROUP_GAP
