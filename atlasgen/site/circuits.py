@@ -221,7 +221,7 @@ def unit_weights(L, indexes: dict, kind: str, i: int) -> list[dict]:
 
 # Geometry of the class circuit (SVG user units; the figure scrolls sideways where it does not fit).
 _C_PAD, _C_TIER = 10, 22  # outer margin; left column of the rotated layer names
-_C_UP, _C_LOW, _C_PITCH, _C_GROUP_GAP = 72, 56, 84, 26  # node sides, child pitch, gap between groups
+_C_UP, _C_LOW, _C_PITCH, _C_GROUP_GAP = 72, 56, 84, 26  # node sides (top, bottom row), pitch, group gap
 _C_CHAR = 5.6  # mean width of a 10 px caption character, for truncating labels to their column
 
 
