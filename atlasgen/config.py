@@ -224,6 +224,24 @@ class SAEConfig:
 
 
 @dataclass
+class LayerFeatureVisConfig:
+    neuron: bool | None = _f(None, "Render this layer's neuron-centred views; empty: `featurevis.neuron`.")
+    negative: bool | None = _f(None, "Render this layer's negative images; empty: `featurevis.negative`.")
+    diverse: int | None = _f(
+        None, "Images in this layer's diverse sets (0: none); empty: `featurevis.diverse`.", min=0
+    )
+
+
+@dataclass
+class LayerImportanceConfig:
+    images: int | None = _f(
+        None,
+        "Held-out images of this layer's importance (0: all); empty: `importance.images`. A layer that does not feed the head costs one partial forward pass per unit and image, so fewer images keep a second layer cheap.",
+        min=0,
+    )
+
+
+@dataclass
 class LayerConfig:
     name: str = _f(
         "mixed5b",
@@ -248,6 +266,17 @@ class LayerConfig:
         min=-1,
     )
     sae: SAEConfig = _f(SAEConfig(), "The sparse autoencoder trained on this layer.")
+    featurevis: LayerFeatureVisConfig = _f(
+        LayerFeatureVisConfig(),
+        "This layer's own choice of feature-visualisation variants; a key left out (or empty) takes the top-level `featurevis` value.",
+    )
+    importance: LayerImportanceConfig = _f(
+        LayerImportanceConfig(), "This layer's own importance settings; a key left out takes `importance.*`."
+    )
+    atlas: bool = _f(
+        True,
+        "Build this layer's activation atlas (when `atlas.enabled`); false leaves it out, e.g. to keep a second layer cheap.",
+    )
 
 
 @dataclass
@@ -515,6 +544,12 @@ class Config:
         return p if p.is_absolute() else (self.root / p)
 
 
+def layer_featurevis(cfg: Config, layer: LayerConfig) -> FeatureVisConfig:
+    """The feature-visualisation settings of one layer: `featurevis` with the layer's own variant keys."""
+    own = {k: v for k, v in dataclasses.asdict(layer.featurevis).items() if v is not None}
+    return dataclasses.replace(cfg.featurevis, **own)
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -772,6 +807,10 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
         if layer.name in seen:
             errors.append(f"layers[{i}].name: {layer.name!r} is listed twice. Fix: list each layer once.")
         seen.add(layer.name)
+        if layer.featurevis.diverse == 1:
+            errors.append(
+                f"layers[{i}].featurevis.diverse: a diverse set of 1 image is just another main image. Fix: set it to 0 (no set) or at least 2, or remove it to use featurevis.diverse."
+            )
         if not layer.name or not all(c.isalnum() or c in "-_." for c in layer.name):
             errors.append(
                 f"layers[{i}].name: {layer.name!r} is not a valid URL segment. Fix: use letters, digits, '-', '_' or '.', and give the module path as layers[{i}].module."

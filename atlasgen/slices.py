@@ -53,6 +53,23 @@ def _layers(cfg: Config, with_sae: bool = False) -> list:
     return out
 
 
+def _layer_featurevis(cfg: Config) -> dict:
+    """Each layer's own feature-visualisation keys (layers[].featurevis), for the layers that set any."""
+    out = {}
+    for layer in cfg.layers:
+        own = {k: v for k, v in to_dict(layer.featurevis).items() if v is not None}
+        if own:
+            out[layer.name] = own
+    return out
+
+
+def _layer_importance(cfg: Config) -> dict:
+    """Each layer's own image count for importance (layers[].importance.images), for the layers that set it."""
+    return {
+        layer.name: layer.importance.images for layer in cfg.layers if layer.importance.images is not None
+    }
+
+
 def _ratings_identity(cfg: Config) -> Any:
     from atlasgen.ratings import ratings_identity
 
@@ -65,6 +82,12 @@ SLICES: dict[str, tuple[str, Callable[[Config], Any]]] = {
     "layers": ("layers", _layers),  # each layer's name and view
     "layers_with_sae": ("layers", lambda c: _layers(c, with_sae=True)),  # + SAE settings, weights' hash
     "layer_names": ("layers", lambda c: [layer.name for layer in c.layers]),
+    "layer_featurevis": ("layer_featurevis", _layer_featurevis),  # layers[].featurevis overrides
+    "layer_importance": ("layer_importance", _layer_importance),  # layers[].importance overrides
+    "layers_without_atlas": (
+        "without_atlas",
+        lambda c: [layer.name for layer in c.layers if not layer.atlas],
+    ),
     "model_weights": ("weights", _weights_identity),  # content hash of model.weights
     "map_hierarchy": ("hierarchy", _hierarchy_identity),  # content hash of map.hierarchy
     "ratings_merged": ("ratings_merged", _ratings_identity),  # content hash of the imported ratings

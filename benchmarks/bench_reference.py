@@ -79,7 +79,7 @@ def write_config(folder: Path, args) -> Path:
         "model": {
             "source": "inceptionv1",
             "name": "inceptionv1",
-            "pretrained": args.weights is None,
+            "pretrained": args.weights is not None,
             **({"weights": str(Path(args.weights).resolve())} if args.weights else {}),
             "labels": "labels.txt",
             "batch_size": 32,
@@ -116,7 +116,7 @@ def write_config(folder: Path, args) -> Path:
         "circuits": {"batch_size": 16},
         "importance": {"images": 32 if tiny else 512, "batch_size": 16},
         "map": {"levels": [8, 32, 128]},
-        "atlas": ({"grids": [8, 16], "icon_size": 16, "steps": 4, "batch_size": 64} if tiny else {}),
+        "atlas": ({"grids": [8, 16], "icon_size": 32, "steps": 4, "batch_size": 64} if tiny else {}),
         "game": {"batch_size": 32},
         "decode": {"workers": args.workers},
         "site": {"size_budget_mb": 0},

@@ -5,7 +5,8 @@
 Writes ``<kind>.png`` (light, 1280x900 viewport, the top of the page) for the
 home, model, layer, feature, neuron, class, map and rating pages into
 ``--out``, plus ``feature-dark.png`` and ``feature-phone.png`` (390 px wide,
-dark). ``--review`` also writes every kind at phone width and in dark mode
+dark), and ``class_circuit.png``: the class page's circuit figure alone (when it has one).
+``--review`` also writes every kind at phone width and in dark mode
 (full page) into another folder, for checking layouts by eye.
 """
 
@@ -60,7 +61,7 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
 
-        def snap(rel: str, path: Path, *, scheme="light", width=1280, height=900, full=False):
+        def snap(rel: str, path: Path, *, scheme="light", width=1280, height=900, full=False, element=None):
             ctx = browser.new_context(
                 color_scheme=scheme, viewport={"width": width, "height": height}, device_scale_factor=1
             )
@@ -69,7 +70,13 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
             page.wait_for_load_state("load")
             page.evaluate("document.fonts.ready")
             page.wait_for_timeout(300)  # the map draws on a canvas after load
-            page.screenshot(path=str(path), full_page=full)
+            if element is not None:
+                if not page.locator(element).count():
+                    ctx.close()
+                    return
+                page.locator(element).screenshot(path=str(path))
+            else:
+                page.screenshot(path=str(path), full_page=full)
             ctx.close()
             if not full:  # docs copies: a 256-colour palette keeps each PNG around 100 KB
                 from PIL import Image
@@ -85,6 +92,8 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
             snap(rel, out / f"{kind}.png")
         snap(kinds["feature"], out / "feature-dark.png", scheme="dark")
         snap(kinds["feature"], out / "feature-phone.png", scheme="dark", width=390, height=844)
+        if kinds["class"]:
+            snap(kinds["class"], out / "class_circuit.png", element=".circuit-fig")
         if review:
             review.mkdir(parents=True, exist_ok=True)
             for kind, rel in kinds.items():

@@ -20,9 +20,15 @@ def two_layers(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("two")
     sae = {"expansion": 2, "k": 4, "steps": 40, "batch_size": 128}
+    # mixed5a as the shipped demo studies it: main visualisations only, importance on fewer images, no atlas
+    small = {
+        "featurevis": {"neuron": False, "negative": False, "diverse": 0},
+        "importance": {"images": 16},
+        "atlas": False,
+    }
     config = write_tiny_config(
         folder,
-        layers=[{"name": "mixed5a", "sae": sae}, {"name": "mixed5b", "sae": sae}],
+        layers=[{"name": "mixed5a", "sae": sae, **small}, {"name": "mixed5b", "sae": sae}],
         featurevis={**TINY["featurevis"], "steps": 4},
         importance={"images": 24, "batch_size": 12, "units_per_pass": 64},
     )
@@ -64,9 +70,9 @@ def test_layer_weights_match_the_models_expanded_weights(two_layers):
 
 def test_importance_is_stored_for_both_layers(two_layers):
     _, folders, _ = two_layers
-    for layer, method in (("mixed5a", "batched"), ("mixed5b", "closed form")):
+    for layer, method, images in (("mixed5a", "batched", 16), ("mixed5b", "closed form", 24)):
         info = json.loads((folders["importance"] / layer / "importance.json").read_text())
-        assert method in info["method"] and info["images"] == 24
+        assert method in info["method"] and info["images"] == images  # mixed5a: layers[].importance.images
         assert info["top_k"] == resolve_top_k("auto", 16)  # importance.top_k auto over the demo's 16 classes
         z = np.load(folders["importance"] / layer / "importance.npz")
         for kind in ("features", "neurons"):
@@ -90,6 +96,106 @@ def test_pages_show_weights_importance_and_the_circuit(two_layers):
     classes = sorted((site / "demonet" / "classes").iterdir())
     page = (classes[0] / "index.html").read_text()
     assert '<svg class="circuit"' in page and "mixed5a/f/" in page and "W_fc . W_dec^T" in page
+
+
+def test_layer_overrides_of_variants_and_atlas(two_layers):
+    """layers[].featurevis and layers[].atlas: mixed5a renders main images only and has no atlas, mixed5b
+    keeps the top-level variants and its atlas."""
+    _, folders, _ = two_layers
+    fv = folders["featurevis"]
+    assert json.loads((fv / "mixed5a" / "meta.json").read_text())["diverse"] == 0
+    assert any((fv / "mixed5a" / "features").glob("*.webp"))
+    for variant in ("features_neuron", "features_negative", "features_diverse", "neurons_negative"):
+        assert not (fv / "mixed5a" / variant).exists(), variant
+        assert any((fv / "mixed5b" / variant).rglob("*.webp")), variant
+    atlas = {
+        name: json.loads((folders["atlas"] / name / "atlas.json").read_text())
+        for name in ("mixed5a", "mixed5b")
+    }
+    assert atlas["mixed5a"] == {"enabled": False, "grids": []} and atlas["mixed5b"]["grids"]
+
+
+def _circuit_groups(html: str) -> list[dict]:
+    """The class page's circuit as drawn: per mixed5b feature, its contribution label, and its mixed5a
+    children in order, each with (feature, edge class, edge width, edge title value, edge label)."""
+    svg = html.split('<svg class="circuit"')[1].split("</svg>")[0]
+    groups = []
+    for part in svg.split('<g class="circuit-group">')[1:]:
+        part = part.split("</g>")[0]
+        upper = re.findall(r'href="[^"]*mixed5b/f/(\d+)/index\.html"', part)
+        lower = [int(g) for g in re.findall(r'href="[^"]*mixed5a/f/(\d+)/index\.html"', part)]
+        values = re.findall(r'<text class="edge-value (pos|neg)"[^>]*>([^<]+)</text>', part)
+        edges = re.findall(
+            r'<path class="edge (pos|neg)" [^>]*stroke-width="([\d.]+)"><title>weight f/(\d+) \u2192 f/(\d+): ([^<]+)</title>',
+            part,
+        )
+        groups.append({"upper": [int(f) for f in upper], "lower": lower, "values": values, "edges": edges})
+    return groups
+
+
+def test_class_circuit_draws_the_top_contributors_and_their_signed_weights(two_layers):
+    """Every class page's circuit: the top mixed5b contributors, each heading the mixed5a features with the
+    strongest expanded weights into it (either sign, live ones only, brute force over the full weight
+    matrix), every unit a link to its page with its thumbnail, every edge signed and labelled as in
+    upstream.npz."""
+    from atlasgen.circuits import expanded_weights
+    from atlasgen.models import load_model
+    from atlasgen.sae_formats import load_sae_any
+    from atlasgen.site.artifacts import class_slugs
+    from atlasgen.site.circuits import N_CIRCUIT_BELOW, N_CIRCUIT_TOP
+    from atlasgen.site.fmt import fmt_signed
+
+    cfg, folders, site = two_layers
+    contrib = np.load(folders["circuits"] / "mixed5b" / "class_contributions.npz")["features"]
+    up = np.load(folders["circuits"] / "mixed5b" / "upstream.npz")
+    model = load_model(folders["model"], cfg.model, 16)
+    J = expanded_weights(model, "mixed5a", "mixed5b", 32).sum(axis=(2, 3))
+    enc = load_sae_any(folders["sae"] / "mixed5b").W_enc.detach().double().numpy()
+    dec = load_sae_any(folders["sae"] / "mixed5a").W_dec.detach().double().numpy()
+    full = enc.T @ J @ dec.T  # (mixed5b features, mixed5a features)
+    live = np.load(folders["examples"] / "mixed5a" / "features.npz")["density"] > 0
+    ds = json.loads((folders["dataset"] / "dataset.json").read_text())
+    slugs = class_slugs([k["name"] for k in ds["classes"]])
+    signs = set()
+    for c, slug in enumerate(slugs):
+        folder = site / "demonet" / "classes" / slug
+        html = (folder / "index.html").read_text()
+        groups = _circuit_groups(html)
+        order = np.lexsort((np.arange(contrib.shape[0]), -contrib[:, c]))
+        want_upper = [int(f) for f in order[:N_CIRCUIT_TOP] if contrib[f, c] > 0]
+        assert [g["upper"] for g in groups] == [[f] for f in want_upper], folder.name
+        widths = []
+        for g, f in zip(groups, want_upper):
+            # the class edge's label: the contribution
+            assert g["values"][0] == ("pos", fmt_signed(float(contrib[f, c])))
+            strongest = [int(j) for j in np.argsort(-np.abs(full[f]), kind="stable") if live[j]][
+                :N_CIRCUIT_BELOW
+            ]
+            assert g["lower"] == strongest, (folder.name, f)
+            stored = dict(zip(up["features_idx"][f].tolist(), up["features_w"][f].tolist()))
+            assert len(g["edges"]) == len(g["lower"]) == len(g["values"]) - 1
+            for j, (cls, width, src, dst, title), (vcls, label) in zip(
+                g["lower"], g["edges"], g["values"][1:]
+            ):
+                w = stored[j]  # the drawn weight is upstream.npz's, and it is the full matrix's entry
+                assert w == pytest.approx(full[f, j], rel=1e-4, abs=1e-6)
+                assert (int(src), int(dst)) == (j, f)
+                assert cls == vcls == ("pos" if w > 0 else "neg")
+                assert title == label == fmt_signed(w)
+                widths.append((abs(w), float(width)))
+                signs.add(cls)
+        # edge width grows with |weight| over the whole diagram
+        widths.sort()
+        assert [wd for _, wd in widths] == sorted(wd for _, wd in widths)
+        # every unit links to an existing page and shows its thumbnail
+        for href in re.findall(
+            r'<a href="([^"]+)">', html.split('<svg class="circuit"')[1].split("</svg>")[0]
+        ):
+            assert (folder / href).resolve().is_file(), href
+        for src in re.findall(r'<image[^>]* href="([^"]+)"', html):
+            assert (folder / src).resolve().is_file(), src
+        assert "inhibits" in html and "excites" in html  # the legend of the two signs
+    assert signs == {"pos", "neg"}  # the tiny build draws both signs somewhere
 
 
 def test_class_page_in_a_browser(two_layers, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from atlasgen.config import Config, ConfigError, describe_schema, load_config, parse_config
+from atlasgen.config import Config, ConfigError, describe_schema, layer_featurevis, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,6 +69,10 @@ CASES = [
         ["featurevis.thumb_size: 128 is larger than featurevis.image_size"],
     ),
     ("featurevis: [unclosed", ["not valid YAML", "line 1"]),
+    (
+        {"layers": [{"name": "mixed5b", "featurevis": {"diverse": 1}}]},
+        ["layers[0].featurevis.diverse: a diverse set of 1 image", "Fix:"],
+    ),
 ]
 
 
@@ -109,7 +113,7 @@ def test_all_errors_reported_together():
 
 def test_shipped_config_is_valid_and_matches_defaults():
     cfg = load_config(ROOT / "site_config.yaml")
-    assert cfg.layers[0].name == "mixed5b"
+    assert cfg.layers[-1].name == "mixed5b"
     assert cfg.root == ROOT
     # The demo keys spelled out in the shipped file equal the schema defaults (one source of truth).
     assert parse_config({}).featurevis == cfg.featurevis
@@ -121,3 +125,56 @@ def test_docs_list_every_key_with_its_default():
         assert f"`{path}`" in text, path
         if default:
             assert f"`{default}`" in text, (path, default)
+
+
+def test_shipped_demo_studies_two_consecutive_layers_for_its_circuit():
+    """The demo's class pages draw the two-layer circuit: mixed5a listed before (below) mixed5b, both
+    whole block outputs of DemoNet (layer-to-layer weights need that), mixed5b's SAE the larger one."""
+    from atlasgen.demo.model import DemoNet
+
+    cfg = load_config(ROOT / "site_config.yaml")
+    assert [layer.name for layer in cfg.layers] == ["mixed5a", "mixed5b"]
+    blocks = [name for name, _ in DemoNet(16).named_children()]
+    assert blocks.index("mixed5a") + 1 == blocks.index("mixed5b")  # consecutive, lower first
+    lower, upper = cfg.layers
+    for layer in cfg.layers:
+        assert layer.module is None and layer.channels is None
+    assert lower.sae.expansion < upper.sae.expansion
+    # mixed5a renders its main images only; mixed5b keeps every variant of the top-level settings
+    assert layer_featurevis(cfg, upper) == cfg.featurevis
+    small = layer_featurevis(cfg, lower)
+    assert (small.neuron, small.negative, small.diverse) == (False, False, 0)
+    assert small.steps == cfg.featurevis.steps and small.image_size == cfg.featurevis.image_size
+
+
+def test_layer_featurevis_and_atlas_keys():
+    cfg = parse_config(
+        {
+            "featurevis": {"diverse": 3},
+            "layers": [
+                {
+                    "name": "mixed5a",
+                    "featurevis": {"negative": False},
+                    "atlas": False,
+                    "importance": {"images": 64},
+                },
+                {"name": "mixed5b"},
+            ],
+        }
+    )
+    a, b = (layer_featurevis(cfg, layer) for layer in cfg.layers)
+    assert (a.neuron, a.negative, a.diverse) == (True, False, 3)  # only the key it sets differs
+    assert b == cfg.featurevis
+    assert [layer.atlas for layer in cfg.layers] == [False, True]
+    assert [layer.importance.images for layer in cfg.layers] == [64, None]  # None: importance.images
+    for bad, fragment in (
+        ({"diverse": -1}, "layers[0].featurevis.diverse: must be at least 0"),
+        ({"neuron": "no"}, "layers[0].featurevis.neuron: expected true or false"),
+        ({"stepz": 3}, "layers[0].featurevis.stepz: unknown key"),
+        ({"importance": {"images": -2}}, "layers[0].importance.images: must be at least 0"),
+        ({"atlas": "no"}, "layers[0].atlas: expected true or false"),
+    ):
+        layer = bad if set(bad) & {"importance", "atlas"} else {"featurevis": bad}
+        with pytest.raises(ConfigError) as info:
+            parse_config({"layers": [{"name": "mixed5b", **layer}]})
+        assert any(fragment in e for e in info.value.errors), info.value.errors

@@ -219,47 +219,88 @@ def unit_weights(L, indexes: dict, kind: str, i: int) -> list[dict]:
 
 # ---------------------------------------------------------------- class circuit
 
+# Geometry of the class circuit (SVG user units; the figure scrolls sideways where it does not fit).
+_C_PAD, _C_TIER = 10, 22  # outer margin; left column of the rotated layer names
+_C_UP, _C_LOW, _C_PITCH, _C_GROUP_GAP = 72, 56, 84, 26  # node sides (top, bottom row), pitch, group gap
+_C_CHAR = 5.6  # mean width of a 10 px caption character, for truncating labels to their column
 
-def _node_parts(root: str, card: dict, x: float, y: float, size: int, caption: str) -> list[str]:
-    code = escape(card["code"])
-    parts = [
-        f'<a href="{escape(root + card["href"])}"><title>{code}{(" " + escape(card["label"])) if card["label"] else ""}: {escape(caption)}</title>'
-    ]
+
+def _fit(text: str, width: float) -> str:
+    """``text`` cut with an ellipsis to about ``width`` units of 10 px caption."""
+    n = max(3, int(width / _C_CHAR))
+    return text if len(text) <= n else text[: n - 1].rstrip() + "\u2026"
+
+
+def _node_parts(root: str, card: dict, x: float, y: float, size: int, width: float, tip: str) -> list[str]:
+    """A linked unit: thumbnail (greyed when its visualisation failed), its code and its label below."""
+    code, label = card["code"], card.get("label") or ""
+    title = f"{code}{(' ' + label) if label else ''}: {tip}"
+    parts = [f'<a href="{escape(root + card["href"])}"><title>{escape(title)}</title>']
+    left = f"{x - size / 2:.1f}"
     if card.get("thumb"):
+        failed = ' class="vis-failed"' if card.get("vis_failed") else ""
         parts.append(
-            f'<image href="{escape(root + card["thumb"])}" x="{x - size / 2:.1f}" y="{y:.1f}" width="{size}" '
+            f'<image{failed} href="{escape(root + card["thumb"])}" x="{left}" y="{y:.1f}" width="{size}" '
             f'height="{size}" preserveAspectRatio="xMidYMid slice"/>'
         )
     else:
+        parts.append(f'<rect class="node-empty" x="{left}" y="{y:.1f}" width="{size}" height="{size}"/>')
+    parts.append(f'<rect class="node-frame" x="{left}" y="{y:.1f}" width="{size}" height="{size}"/>')
+    parts.append(
+        f'<text class="node-code" x="{x:.1f}" y="{y + size + 13:.1f}" text-anchor="middle">{escape(code)}</text>'
+    )
+    if label:
         parts.append(
-            f'<rect class="node-empty" x="{x - size / 2:.1f}" y="{y:.1f}" width="{size}" height="{size}"/>'
+            f'<text class="node-label" x="{x:.1f}" y="{y + size + 26:.1f}" text-anchor="middle">'
+            f"{escape(_fit(label, width))}</text>"
         )
-    parts.append(
-        f'<rect class="node-frame" x="{x - size / 2:.1f}" y="{y:.1f}" width="{size}" height="{size}"/>'
-    )
-    parts.append(
-        f'<text class="node-code" x="{x:.1f}" y="{y + size + 13:.1f}" text-anchor="middle">{code}</text>'
-    )
-    parts.append(
-        f'<text class="node-weight" x="{x:.1f}" y="{y + size + 25:.1f}" text-anchor="middle">{escape(caption)}</text>'
-    )
     parts.append("</a>")
     return parts
 
 
-def _edge(x1, y1, x2, y2, w: float, scale: float) -> str:
-    width = 0.8 + 4.2 * (abs(w) / scale if scale > 0 else 0)
+def _edge(x1, y1, x2, y2, w: float, scale: float, tip: str) -> str:
+    """A signed edge: solid warm for a positive value, dashed blue for a negative one, width by |value|."""
+    width = 1.0 + 5.0 * (abs(w) / scale if scale > 0 else 0)
     cls = "edge pos" if w > 0 else "edge neg"
+    ym = (y1 + y2) / 2
     return (
-        f'<path class="{cls}" d="M{x1:.1f},{y1:.1f} C{x1:.1f},{(y1 + y2) / 2:.1f} {x2:.1f},{(y1 + y2) / 2:.1f} '
-        f'{x2:.1f},{y2:.1f}" stroke-width="{width:.2f}"><title>weight {fmt_signed(w)}</title></path>'
+        f'<path class="{cls}" d="M{x1:.1f},{y1:.1f} C{x1:.1f},{ym:.1f} {x2:.1f},{ym:.1f} {x2:.1f},{y2:.1f}" '
+        f'stroke-width="{width:.2f}"><title>{escape(tip)}</title></path>'
     )
 
 
-def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dict) -> dict | None:
-    """Class -> top features of the last layer -> their top features one studied layer below, as SVG.
+def _edge_label(x: float, y: float, w: float, came_from: float) -> str:
+    """The value of the edge that enters a node at x, just above the node (haloed), on the side of the
+    edge away from the one it comes from (``came_from``: the x it starts at)."""
+    cls = "edge-value pos" if w > 0 else "edge-value neg"
+    if came_from > x + 1:  # from the right: the label on the left
+        return f'<text class="{cls}" x="{x - 6:.1f}" y="{y:.1f}" text-anchor="end">{fmt_signed(w)}</text>'
+    return f'<text class="{cls}" x="{x + 6:.1f}" y="{y:.1f}">{fmt_signed(w)}</text>'
 
-    Returns None without layers; with one studied layer, ``svg`` is None and ``note`` explains.
+
+def circuit_links(upstream: dict, f: int, n: int, live: np.ndarray) -> list[tuple[int, float]]:
+    """The ``n`` lower-layer features with the strongest expanded weights into feature ``f``, either sign:
+    (feature, weight), largest |weight| first (ties: the stored order, positives first). Features that
+    never fire on the scanned images and zero weights are left out."""
+    idx, w = upstream["features_idx"][f], upstream["features_w"][f]
+    cols = [c for c in np.argsort(-np.abs(w), kind="stable") if w[c] != 0 and live[int(idx[c])]]
+    out: list[tuple[int, float]] = []
+    for c in cols:
+        g = int(idx[c])
+        if g not in (x for x, _ in out):
+            out.append((g, float(w[c])))
+        if len(out) == n:
+            break
+    return out
+
+
+def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dict) -> dict | None:
+    """Class -> its top contributing features of the last layer -> for each, the features one studied layer
+    below with the strongest expanded weights into it (either sign), as SVG.
+
+    Each top feature heads a group of its own lower features (a lower feature that drives two of them
+    appears in both groups), so no edges cross and every edge carries its value beside it, just above the node it
+    enters. Returns None without layers; with one studied layer, ``svg`` is None and ``note`` explains.
     """
     if not layers:
         return None
@@ -312,53 +353,61 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
             "note": f"No {top.name} feature {what} this class.",
             "stops": stops,
         }
-    lower: list[int] = []
-    links = []  # (upper feature, lower feature, weight)
-    k = top.upstream["features_idx"].shape[1] // 2
-    for f in upper:
-        idx, w = top.upstream["features_idx"][f], top.upstream["features_w"][f]
-        for col in range(min(k, N_CIRCUIT_BELOW)):
-            if w[col] <= 0:
-                break
-            g = int(idx[col])
-            if g not in lower:
-                lower.append(g)
-            links.append((f, g, float(w[col])))
-    size, gap = 64, 34
-    n = max(len(upper), len(lower), 1)
-    width = n * (size + gap) + gap
-    xs_up = {f: width / 2 + (j - (len(upper) - 1) / 2) * (size + gap) for j, f in enumerate(upper)}
-    xs_low = {g: width / 2 + (j - (len(lower) - 1) / 2) * (size + gap) for j, g in enumerate(lower)}
-    y_class, y_up = 12, 110
-    y_low = y_up + size + 40 + 50
-    height = y_low + size + 32  # room for the bottom row's two caption lines
+    live = below.layer.features.density > 0
+    groups = [(f, circuit_links(top.upstream, f, N_CIRCUIT_BELOW, live)) for f in upper]
+    # Columns: each group is as wide as its children (at least the upper node and its caption).
+    widths = [max(_C_UP + 24, len(kids) * _C_PITCH) for _, kids in groups]
+    width = 2 * _C_PAD + _C_TIER + sum(widths) + _C_GROUP_GAP * (len(groups) - 1)
+    y_class, class_h = _C_PAD, 34
+    y_up = y_class + class_h + 64
+    y_low = y_up + _C_UP + 30 + 70  # below the upper captions, room for the edges and their values
+    height = y_low + _C_LOW + 32  # the bottom row's two caption lines
+    cx = _C_PAD + _C_TIER + (width - 2 * _C_PAD - _C_TIER) / 2
     class_scale = float(max(wc[f] for f in upper))
-    link_scale = max((abs(w) for _, _, w in links), default=0.0)
+    link_scale = max((abs(w) for _, kids in groups for _, w in kids), default=0.0)
+    what = "contribution" if ranked_by == "contribution" else "weight"
     parts = [
-        f'<svg class="circuit" viewBox="0 0 {width:.0f} {height}" role="img" '
-        f'aria-label="Circuit of class {escape(class_name)}: {top.name} features and the {below.layer.name} features that drive them">'
+        f'<svg class="circuit" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}" '
+        f'role="img" aria-label="Circuit of class {escape(class_name)}: its top {top.name} features and the '
+        f'{below.layer.name} features with the strongest weights into each">'
     ]
-    for f in upper:
-        parts.append(_edge(width / 2, y_class + 34, xs_up[f], y_up, float(wc[f]), class_scale))
-    for f, g, w in links:
-        parts.append(_edge(xs_up[f], y_up + size + 28, xs_low[g], y_low, w, link_scale))
-    label = escape(class_name)
+    # Class edges first (under everything), then one <g> per top feature: its node, the edges into it from
+    # below, and their values.
+    x, xs, groups_svg = _C_PAD + _C_TIER, [], []
+    for (f, kids), gw in zip(groups, widths):
+        xu = x + gw / 2
+        xs.append(xu)
+        card = ix.feature_cards[f]
+        v = float(wc[f])
+        tip = f"{what} to {class_name}: {fmt_signed(v)}"
+        parts.append(_edge(cx, y_class + class_h, xu, y_up, v, class_scale, f"{card['code']} {tip}"))
+        g_parts = ['<g class="circuit-group">', _edge_label(xu, y_up - 8, v, cx)]
+        g_parts += _node_parts(root, card, xu, y_up, _C_UP, gw, tip)
+        x0 = xu - (len(kids) - 1) * _C_PITCH / 2
+        nodes = []
+        for j, (g, w) in enumerate(kids):
+            xl = x0 + j * _C_PITCH
+            low = below.feature_cards[g]
+            edge_tip = f"weight {low['code']} \u2192 {card['code']}: {fmt_signed(w)}"
+            g_parts.append(_edge(xu, y_up + _C_UP + 30, xl, y_low, w, link_scale, edge_tip))
+            nodes += [_edge_label(xl, y_low - 8, w, xu)]
+            nodes += _node_parts(root, low, xl, y_low, _C_LOW, _C_PITCH - 4, edge_tip)
+        groups_svg += g_parts + nodes + ["</g>"]
+        x += gw + _C_GROUP_GAP
     box_w = max(120, 9 * len(class_name) + 24)
     parts.append(
-        f'<rect class="class-node" x="{width / 2 - box_w / 2:.1f}" y="{y_class}" width="{box_w}" height="34" rx="6"/>'
+        f'<rect class="class-node" x="{cx - box_w / 2:.1f}" y="{y_class}" width="{box_w}" height="{class_h}" rx="6"/>'
     )
     parts.append(
-        f'<text class="class-label" x="{width / 2:.1f}" y="{y_class + 22}" text-anchor="middle">{label}</text>'
+        f'<text class="class-label" x="{cx:.1f}" y="{y_class + 22}" text-anchor="middle">{escape(class_name)}</text>'
     )
-    for f in upper:
-        parts += _node_parts(
-            root, ix.feature_cards[f], xs_up[f], y_up, size, f"{fmt_signed(float(wc[f]))} to class"
+    parts += groups_svg
+    for name, y_mid in ((top.name, y_up + _C_UP / 2), (below.layer.name, y_low + _C_LOW / 2)):
+        tx = _C_PAD + 12
+        parts.append(
+            f'<text class="tier" x="{tx}" y="{y_mid:.1f}" text-anchor="middle" '
+            f'transform="rotate(-90 {tx} {y_mid:.1f})">{escape(name)}</text>'
         )
-    for g in lower:
-        total = sum(w for _, gg, w in links if gg == g)
-        parts += _node_parts(root, below.feature_cards[g], xs_low[g], y_low, size, f"{fmt_signed(total)} up")
-    parts.append(f'<text class="tier" x="4" y="{y_up - 8}">{escape(top.name)}</text>')
-    parts.append(f'<text class="tier" x="4" y="{y_low - 8}">{escape(below.layer.name)}</text>')
     parts.append("</svg>")
     return {
         "svg": Markup("".join(parts)),

@@ -39,7 +39,7 @@ N_SUPPRESSES = 3
 N_CLASS_FEATURES = 12  # facets shown per layer on a class page
 N_CLASS_NEURONS = 8
 N_CLASS_IMAGES = 8  # dataset images per facet (or per class) on a class page
-N_HOME_FEATURES = 12  # features to look at first (numbers.look_first) of the first layer, on the home page
+N_HOME_FEATURES = 12  # features to look at first (numbers.look_first) of the last layer, on the home page
 N_LAYER_FIRST = 12  # the same list on the layer page, above the grid
 
 N_MAP_COLOURS = 12  # length of the palette in atlas.js (map) and atlas.css (.sw-*)
@@ -337,8 +337,9 @@ def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tu
         for L in arts.layers
     ]
     example, highlights = None, []
-    if arts.layers and arts.layers[0].n_features:
-        L = arts.layers[0]
+    # The last studied layer: the one nearest the classes, where the class circuits start.
+    if arts.layers and arts.layers[-1].n_features:
+        L = arts.layers[-1]
         ix = indexes[L.name]
         first = ix.look_first[:N_HOME_FEATURES]
         best = int(first[0]) if len(first) else 0

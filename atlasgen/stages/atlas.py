@@ -3,6 +3,7 @@
 One activation vector per training image (at most `atlas.max_images`), laid
 out by UMAP, binned at each grid size of `atlas.grids`; cells with at least
 `atlas.min_count` points get an icon rendered with the atlas objective.
+A layer with `layers[].atlas: false` gets only atlas.json {"enabled": false}.
 Per layer it writes atlas.json (grids, cells, counts, top classes) and one
 sprite sheet per grid (icons_<grid>.webp, row-major in the cells' order).
 """
@@ -23,7 +24,7 @@ from atlasgen.stage import Stage, StageContext
 STAGE = Stage(
     "atlas",
     deps=("dataset", "model"),
-    config=("layers", "atlas", "examples.batch_size"),
+    config=("layers", "atlas", "examples.batch_size", "layers_without_atlas"),
     what="activation atlas",
 )
 
@@ -46,9 +47,11 @@ def run(ctx: StageContext) -> None:
     data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     for layer_cfg in ctx.cfg.layers:
         (ctx.out / layer_cfg.name).mkdir(parents=True, exist_ok=True)
-    if not cfg.enabled:
-        for layer_cfg in ctx.cfg.layers:
+    for layer_cfg in ctx.cfg.layers:
+        if not (cfg.enabled and layer_cfg.atlas):
             atomic_write_json(ctx.out / layer_cfg.name / "atlas.json", {"enabled": False, "grids": []})
+    built = [layer_cfg for layer_cfg in ctx.cfg.layers if cfg.enabled and layer_cfg.atlas]
+    if not built:
         return
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     model = model.to(memory_format=torch.channels_last)
@@ -58,7 +61,7 @@ def run(ctx: StageContext) -> None:
         indices = np.sort(rng.choice(indices, cfg.max_images, replace=False))
     labels = data.labels[indices].astype(np.int64)
     transforms = STANDARD_TRANSFORMS.for_size(cfg.icon_size)
-    for layer_cfg in ctx.cfg.layers:
+    for layer_cfg in built:
         layer = layer_cfg.name
         vectors = collect(model, data, layer, indices, ctx.cfg.examples.batch_size, cfg.seed, ctx.device)
         xy = normalize_layout(umap_layout(vectors, cfg.n_neighbors, cfg.min_dist, cfg.seed))

@@ -35,6 +35,7 @@ import torch
 
 from atlasgen import featurevis_check as check
 from atlasgen.cache import atomic_save_npz, atomic_write_json
+from atlasgen.config import layer_featurevis
 from atlasgen.data import decode_workers, open_dataset
 from atlasgen.featurevis import STANDARD_TRANSFORMS, SAEDirections, render_units, save_webp, unit_maxima
 from atlasgen.models import load_model
@@ -45,7 +46,7 @@ STAGE = Stage(
     "featurevis",
     # After the examples: a visualisation is judged against its unit's firing distribution on the data.
     deps=("dataset", "model", "sae", "examples"),
-    config=("layers", "featurevis"),
+    config=("layers", "featurevis", "layer_featurevis"),
     what="feature visualisations",
     resumable=True,
     distributed=True,
@@ -196,21 +197,19 @@ def _one_thread_on_cpu(device):
 _WORKER: dict = {}
 
 
-def _worker_init(model_dir, model_cfg, cfg) -> None:
+def _worker_init(model_dir, model_cfg) -> None:
     torch.set_num_threads(1)
-    _WORKER.update(model=_load_model(model_dir, model_cfg, "cpu"), cfg=cfg, sae_dir=None)
+    _WORKER.update(model=_load_model(model_dir, model_cfg, "cpu"), sae_dir=None)
 
 
 def _worker_chunk(job) -> float:
     """Render one chunk in a rendering process and write its shard; returns its quality-check seconds."""
-    layer, sae_dir, family, units, folder, shard = job
+    layer, cfg, sae_dir, family, units, folder, shard = job
     if _WORKER["sae_dir"] != sae_dir:
         _WORKER.update(families=_families(sae_dir, "cpu"), sae_dir=sae_dir)
     _n, directions, encode = _WORKER["families"][family]
     clock = {"quality": 0.0}
-    q = _render_chunk(
-        _WORKER["model"], layer, units, directions, encode, _WORKER["cfg"], "cpu", folder, clock
-    )
+    q = _render_chunk(_WORKER["model"], layer, units, directions, encode, cfg, "cpu", folder, clock)
     shard.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_npz(shard, **q)
     return clock["quality"]
@@ -232,7 +231,7 @@ def run(ctx: StageContext) -> None:
     pool = None
     try:
         for layer_cfg in ctx.cfg.layers:
-            pool = _render_layer(ctx, model, layer_cfg.name, clock, notes, n_images, pool)
+            pool = _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool)
     finally:
         if pool is not None:
             pool.close()
@@ -246,14 +245,15 @@ def run(ctx: StageContext) -> None:
         )
 
 
-def _render_layer(ctx, model, layer, clock, notes, n_images, pool):
+def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool):
     """Render this rank's chunks of one layer, then (rank 0) merge its quality shards and mark the
     failures. Returns the pool of rendering processes, started at the first layer that needs one."""
-    cfg = ctx.cfg.featurevis
+    layer = layer_cfg.name
+    cfg = layer_featurevis(ctx.cfg, layer_cfg)  # the top-level settings with the layer's own variants
     sae_dir = ctx.inputs["sae"] / layer
     families = _families(sae_dir, ctx.device)
     d = ctx.dist
-    jobs = []  # (layer, sae folder, family, units, image folder, shard): the chunks still to render
+    jobs = []  # (layer, settings, sae folder, family, units, image folder, shard): chunks still to render
     done = 0
     for family, (n, _, _) in families.items():
         folder, shards = ctx.out / layer / family, ctx.out / layer / f"{family}_quality"
@@ -266,22 +266,22 @@ def _render_layer(ctx, model, layer, clock, notes, n_images, pool):
             if shard.exists():  # written last: its presence means the chunk is complete
                 done += len(units)
             else:
-                jobs.append((layer, sae_dir, family, units, folder, shard))
-    with ctx.progress(done + sum(len(j[3]) for j in jobs), f"vis {layer}") as bar:
+                jobs.append((layer, cfg, sae_dir, family, units, folder, shard))
+    with ctx.progress(done + sum(len(j[4]) for j in jobs), f"vis {layer}") as bar:
         bar.set(done)
         if pool is None and _processes(ctx, len(jobs)) > 1:
             import multiprocessing
 
             pool = multiprocessing.get_context("spawn").Pool(
-                _processes(ctx, len(jobs)), _worker_init, (ctx.inputs["model"], ctx.cfg.model, cfg)
+                _processes(ctx, len(jobs)), _worker_init, (ctx.inputs["model"], ctx.cfg.model)
             )
         if pool is not None:
             for job, seconds in zip(jobs, pool.imap(_worker_chunk, jobs), strict=True):
                 clock["quality"] += seconds
-                done += len(job[3])
+                done += len(job[4])
                 bar.set(done)
         else:
-            for _layer, _sae_dir, family, units, folder, shard in jobs:
+            for _layer, _cfg, _sae_dir, family, units, folder, shard in jobs:
                 _n, directions, encode = families[family]
                 with _one_thread_on_cpu(ctx.device):
                     q = _render_chunk(model, layer, units, directions, encode, cfg, ctx.device, folder, clock)

@@ -1,7 +1,7 @@
 """Stage `importance`: mean-ablation importance of every SAE feature and neuron (atlasgen.importance).
 
-Held-out images (the first ``importance.images``) are used, as Terekhov used
-validation images. A layer that reaches the logits through average pooling and
+Held-out images (the first ``importance.images``, or the layer's own
+``layers[].importance.images``) are used, as Terekhov used validation images. A layer that reaches the logits through average pooling and
 one linear layer (checked on images, as for the class weights) gets the closed
 form; any other layer gets batched ablations.
 
@@ -46,7 +46,7 @@ from atlasgen.stage import Stage, StageContext
 STAGE = Stage(
     "importance",
     deps=("dataset", "model", "sae"),
-    config=("layers", "importance"),
+    config=("layers", "importance", "layer_importance"),
     what="mean-ablation importance",
     resumable=True,
     distributed=True,
@@ -68,32 +68,32 @@ def run(ctx: StageContext) -> None:
         ctx.skip("importance", reason)
         return
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
-    indices = data.indices("heldout")
-    if len(indices) == 0:
-        indices = data.indices("train")
-    if cfg.images:
-        indices = indices[: cfg.images]
+    heldout = data.indices("heldout")
+    if len(heldout) == 0:
+        heldout = data.indices("train")
 
     outputs = np.asarray(
         class_outputs(model, data.n_classes)
     )  # each dataset class's logit (e.g. InceptionV1's 1008)
 
     d = ctx.dist
-    starts = list(range(0, len(indices), cfg.batch_size))
-    mine = [b for b in range(len(starts)) if d is None or d.mine(b)]
-
-    def batch(b):
-        idx = indices[starts[b] : starts[b] + cfg.batch_size]
-        return data.batch(idx).to(ctx.device), torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
-
-    def batches():
-        for idx, images in data.batches(
-            indices, cfg.batch_size, ctx.device, select=None if d is None else d.mine
-        ):
-            yield images, torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
-
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
+        n_images = cfg.images if layer_cfg.importance.images is None else layer_cfg.importance.images
+        indices = heldout[:n_images] if n_images else heldout
+        starts = list(range(0, len(indices), cfg.batch_size))
+        mine = [b for b in range(len(starts)) if d is None or d.mine(b)]
+
+        def batch(b, indices=indices, starts=starts):
+            idx = indices[starts[b] : starts[b] + cfg.batch_size]
+            return data.batch(idx).to(ctx.device), torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
+
+        def batches(indices=indices):
+            for idx, images in data.batches(
+                indices, cfg.batch_size, ctx.device, select=None if d is None else d.mine
+            ):
+                yield images, torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
+
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
         exact = reaches_classifier_linearly(model, layer, data.batch(indices[:64]).to(ctx.device))
         if d is None:
