@@ -63,7 +63,7 @@ def test_functional_relus_give_weights_and_a_gate_gives_a_reason(gated_build):
     assert f"Weights from stage2 {because}" in stage3_page
     class_page = _text(site / "gres" / "classes" / "a" / "index.html")
     # The circuit is drawn where the weights exist, and says where it stops and why.
-    assert 'aria-label="Circuit of class a: stage2 features and the stage1 features' in (
+    assert 'aria-label="Circuit of class a: its top stage2 features and the stage1 features' in (
         site / "gres" / "classes" / "a" / "index.html"
     ).read_text(encoding="utf-8")
     assert f"The circuit stops at stage2: no weights from stage2 to stage3. {because}" in class_page

@@ -198,6 +198,11 @@ _WORKER: dict = {}
 
 
 def _worker_init(model_dir, model_cfg) -> None:
+    import signal
+
+    # Ctrl-C reaches the whole process group: the build's process handles it (and stops the pool),
+    # a rendering process just ends when it is terminated.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     _WORKER.update(model=_load_model(model_dir, model_cfg, "cpu"), sae_dir=None)
 
@@ -232,10 +237,14 @@ def run(ctx: StageContext) -> None:
     try:
         for layer_cfg in ctx.cfg.layers:
             pool = _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool)
-    finally:
-        if pool is not None:
-            pool.close()
+    except BaseException:
+        if pool is not None:  # an error or Ctrl-C: the finished chunks' shards stay for the resume
+            pool.terminate()
             pool.join()
+        raise
+    if pool is not None:
+        pool.close()
+        pool.join()
     if ctx.dist is None or ctx.dist.main:
         atomic_write_json(ctx.out / "build_notes.json", notes)
     elapsed = time.perf_counter() - started
