@@ -7,6 +7,7 @@ folder source stores the image paths and decodes them on demand.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -119,15 +120,15 @@ class Dataset:
     def n_classes(self) -> int:
         return len(self.info["classes"])
 
-    @property
+    @functools.cached_property
     def class_names(self) -> list[str]:
         return [str(c["name"]) for c in self.classes]
 
-    @property
+    @functools.cached_property
     def superclass_of(self) -> list[str | None]:
         return [c.get("superclass") for c in self.classes]
 
-    @property
+    @functools.cached_property
     def facet_names(self) -> list[list[str]]:
         return [list(c.get("facets") or []) for c in self.classes]
 
@@ -206,9 +207,10 @@ def open_dataset(folder: Path, cfg=None) -> Dataset:
     return Dataset(folder, None if cfg is None else cfg.decode)
 
 
-def decode_workers(requested: int = -1) -> int:
-    """Worker processes for decoding: ``requested`` when >= 0, else the cores this process may run
-    on (os.sched_getaffinity) divided by the ranks torchrun starts on this node."""
+def local_workers(requested: int = -1) -> int:
+    """Worker processes for one rank's parallel work (decoding, CPU rendering): ``requested`` when
+    >= 0, else the cores this process may run on (os.sched_getaffinity) divided by the ranks
+    torchrun starts on this node."""
     import os
 
     if requested >= 0:
@@ -310,7 +312,7 @@ class ImageLoader:
 
         decode = decode or DecodeConfig()
         self.data = data
-        self.workers = decode_workers(decode.workers)
+        self.workers = local_workers(decode.workers)
         self.prefetch = decode.prefetch_batches
         self.gpu_jpeg = decode.gpu_jpeg
 

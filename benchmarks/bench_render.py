@@ -88,7 +88,9 @@ def profile_pages(art, out: Path, n: int) -> None:
     ix = pages.LayerIndex(site, arts.layers[0], arts.dataset)
     out.mkdir(parents=True)
     images = DatasetImages(arts.dataset, out)
-    images.prepare(arts.layers[0].features.top_idx[:n].ravel().tolist())
+    feats = arts.layers[0].features
+    shown = [feats.top_idx[:n]] + ([] if feats.band_idx is None else [feats.band_idx[:n]])
+    images.prepare([i for a in shown for i in a.ravel().tolist()])  # as render_site does, before the pages
     w = _Writer(out, make_environment(), n, None)
     prof = cProfile.Profile()
     prof.enable()
@@ -96,6 +98,7 @@ def profile_pages(art, out: Path, n: int) -> None:
         w.page(*pages.unit_page(site, ix, "f", i, images, {LAYER: ix}))
     prof.disable()
     pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(15)
 
 
 def tree_digest(root: Path) -> str:

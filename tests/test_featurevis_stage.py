@@ -145,7 +145,7 @@ def test_rendering_processes_do_not_change_the_images(tiny_copy):
     import yaml
 
     from atlasgen.config import load_config
-    from atlasgen.data import decode_workers
+    from atlasgen.data import local_workers
     from atlasgen.pipeline import Pipeline
     from atlasgen.progress import Console
 
@@ -163,7 +163,7 @@ def test_rendering_processes_do_not_change_the_images(tiny_copy):
     content_hash = json.loads((before / "meta.json").read_text())["content_hash"]
     shutil.rmtree(before)
     data = yaml.safe_load(config.read_text())
-    data["parallel"] = {"featurevis": 1 if decode_workers(-1) > 1 else 2}
+    data["parallel"] = {"featurevis": 1 if local_workers(-1) > 1 else 2}
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     summary = Pipeline(load_config(config), console=Console(0)).build()
     assert summary.ran == ["featurevis"]  # not part of any key, and the same content downstream

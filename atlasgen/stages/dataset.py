@@ -10,9 +10,9 @@ import numpy as np
 from atlasgen.cache import atomic_save_npy, atomic_write_json, hash_data
 from atlasgen.config import ConfigError
 from atlasgen.data import (
-    decode_workers,
     in_listing_order,
     list_image_folder,
+    local_workers,
     match_class_names,
     read_class_names,
     read_image_csv,
@@ -89,7 +89,7 @@ def run(ctx: StageContext) -> None:
                 cfg.limit,
                 cfg.seed,
                 cfg.min_image_side,
-                decode_workers(ctx.cfg.decode.workers),
+                local_workers(ctx.cfg.decode.workers),
             )
             skipped = in_listing_order(skipped + bad, root)
         _report_bad_files(ctx, root, skipped, converted)

@@ -36,7 +36,7 @@ import torch
 from atlasgen import featurevis_check as check
 from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.config import layer_featurevis
-from atlasgen.data import decode_workers, open_dataset
+from atlasgen.data import local_workers, open_dataset
 from atlasgen.featurevis import STANDARD_TRANSFORMS, SAEDirections, render_units, save_webp, unit_maxima
 from atlasgen.models import load_model
 from atlasgen.sae_formats import load_sae_any
@@ -212,19 +212,26 @@ def _worker_chunk(job) -> float:
     layer, cfg, sae_dir, family, units, folder, shard = job
     if _WORKER["sae_dir"] != sae_dir:
         _WORKER.update(families=_families(sae_dir, "cpu"), sae_dir=sae_dir)
-    _n, directions, encode = _WORKER["families"][family]
     clock = {"quality": 0.0}
-    q = _render_chunk(_WORKER["model"], layer, units, directions, encode, cfg, "cpu", folder, clock)
+    _render_and_save(_WORKER["model"], _WORKER["families"], job, "cpu", clock)
+    return clock["quality"]
+
+
+def _render_and_save(model, families, job, device, clock) -> None:
+    """Render one chunk (a job of ``_render_layer``) and write its quality shard, last: the shard's
+    presence means the chunk is complete."""
+    layer, cfg, _sae_dir, family, units, folder, shard = job
+    _n, directions, encode = families[family]
+    q = _render_chunk(model, layer, units, directions, encode, cfg, device, folder, clock)
     shard.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_npz(shard, **q)
-    return clock["quality"]
 
 
 def _processes(ctx: StageContext, pending: int) -> int:
     """Rendering processes for this build: 1 (the build's own) on CUDA or with one chunk to do."""
     if str(ctx.device) != "cpu" or pending < 2:
         return 1
-    return max(1, min(pending, decode_workers(ctx.cfg.parallel.featurevis)))
+    return max(1, min(pending, local_workers(ctx.cfg.parallel.featurevis)))
 
 
 def run(ctx: StageContext) -> None:
@@ -278,11 +285,12 @@ def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool):
                 jobs.append((layer, cfg, sae_dir, family, units, folder, shard))
     with ctx.progress(done + sum(len(j[4]) for j in jobs), f"vis {layer}") as bar:
         bar.set(done)
-        if pool is None and _processes(ctx, len(jobs)) > 1:
+        processes = _processes(ctx, len(jobs))
+        if pool is None and processes > 1:
             import multiprocessing
 
             pool = multiprocessing.get_context("spawn").Pool(
-                _processes(ctx, len(jobs)), _worker_init, (ctx.inputs["model"], ctx.cfg.model)
+                processes, _worker_init, (ctx.inputs["model"], ctx.cfg.model)
             )
         if pool is not None:
             for job, seconds in zip(jobs, pool.imap(_worker_chunk, jobs), strict=True):
@@ -290,13 +298,10 @@ def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool):
                 done += len(job[4])
                 bar.set(done)
         else:
-            for _layer, _cfg, _sae_dir, family, units, folder, shard in jobs:
-                _n, directions, encode = families[family]
+            for job in jobs:
                 with _one_thread_on_cpu(ctx.device):
-                    q = _render_chunk(model, layer, units, directions, encode, cfg, ctx.device, folder, clock)
-                shard.parent.mkdir(parents=True, exist_ok=True)
-                atomic_save_npz(shard, **q)
-                done += len(units)
+                    _render_and_save(model, families, job, ctx.device, clock)
+                done += len(job[4])
                 bar.set(done)
     if d is not None:
         d.barrier()  # every rank's chunks are rendered
