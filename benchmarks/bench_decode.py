@@ -4,10 +4,15 @@ pass's peak memory with the traced (truncated) forward against the whole model's
 The pass is what the activations, examples, importance and atlas stages run: ``Dataset.batches``
 (decode, resize and centre-crop to 224 px, prefetched by ``decode.workers`` processes) feeding
 InceptionV1 (lucent's, random weights) up to mixed5b. Image decoding is inside the timed region.
-Each configuration runs in a fresh process (so peak RSS is its own); the rounds alternate.
+Beside the pass, the same loader alone (decoding only, no model) at each worker count, and the model
+alone on batches already in memory: the pass cannot beat the slower of the two, so the model-alone
+rate bounds what decode workers can give when the model, not decoding, is the bottleneck (a CPU
+running InceptionV1 at 224 px), and the decoding-alone rows show the workers' own scaling (what
+a GPU run, where the model is fast, gets from them). Each configuration runs in a fresh process
+(so peak RSS is its own); the rounds alternate.
 
     python benchmarks/bench_decode.py                      # 256 images, batch 32, workers 0 1 2
-    python benchmarks/bench_decode.py --images 512 --memory-batch 256
+    python benchmarks/bench_decode.py --images 512 --memory-batch 256 --side 500
 """
 
 from __future__ import annotations
@@ -47,8 +52,12 @@ def write_artifact(images: Path, art: Path, size: int = 224) -> None:
     np.save(art / "split.npy", np.zeros(len(labels), np.uint8))
 
 
-def child(art: str, workers: int, batch: int, truncated: bool) -> None:
-    """One pass in this process; prints a JSON line (seconds, images/s, peak RSS)."""
+def child(art: str, workers: int, batch: int, mode: str) -> None:
+    """One pass in this process; prints a JSON line (seconds, images/s, peak RSS).
+
+    ``mode``: "pass" (loader and model, traced forward), "whole" (loader and the whole model's
+    forward, every intermediate kept), "decode" (the loader alone), "model" (the model alone on
+    batches decoded before the timing)."""
     import resource
 
     import torch
@@ -61,23 +70,25 @@ def child(art: str, workers: int, batch: int, truncated: bool) -> None:
     model = models._inceptionv1().eval()
     data = Dataset(Path(art), DecodeConfig(workers=workers, prefetch_batches=2))
     idx = np.arange(len(data))
-    if not truncated:
+    if mode == "whole":
         models.truncated_forward = lambda m, layers: m  # the whole forward, every intermediate kept
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     models.layer_activations(model, data.batch(idx[:2]), ["mixed5b"])  # warm-up, outside the timing
+    batches = list(data.batches(idx, batch)) if mode == "model" else None
     start = time.perf_counter()
     n = 0
-    for _, x in data.batches(idx, batch):
-        acts = models.layer_activations(model, x, ["mixed5b"])["mixed5b"]
-        n += acts.shape[0]
+    for _, x in batches if batches is not None else data.batches(idx, batch):
+        if mode != "decode":
+            x = models.layer_activations(model, x, ["mixed5b"])["mixed5b"]
+        n += x.shape[0]
     seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB on Linux
     print(json.dumps({"seconds": seconds, "images_per_s": n / seconds, "peak_rss_mib": rss}))
 
 
-def run_child(art: Path, workers: int, batch: int, truncated: bool) -> dict:
+def run_child(art: Path, workers: int, batch: int, mode: str) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(art), str(workers), str(batch), str(int(truncated))],
+        [sys.executable, __file__, "--child", str(art), str(workers), str(batch), mode],
         capture_output=True,
         text=True,
         check=True,
@@ -92,32 +103,47 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--memory-batch", type=int, default=64, help="batch of the memory comparison")
+    ap.add_argument("--side", type=int, default=256, help="side of the generated JPEGs (ImageNet's: ~500)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        art, workers, batch, truncated = args.child
-        return child(art, int(workers), int(batch), bool(int(truncated)))
+        art, workers, batch, mode = args.child
+        return child(art, int(workers), int(batch), mode)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_images(tmp / "images", args.images, classes=8)
+        write_images(tmp / "images", args.images, classes=8, side=args.side)
         write_artifact(tmp / "images", tmp / "art")
-        print(f"{args.images} JPEGs (256 px) -> 224 px, InceptionV1 to mixed5b, batch {args.batch}")
+        print(f"{args.images} JPEGs ({args.side} px) -> 224 px, InceptionV1 to mixed5b, batch {args.batch}")
         print(f"load average {os.getloadavg()[0]:.2f} on {len(os.sched_getaffinity(0))} CPUs")
-        rates: dict[int, list[float]] = {w: [] for w in args.workers}
+        rates: dict[tuple[str, int], list[float]] = {}
         for _ in range(args.rounds):
+            for mode in ("pass", "decode"):
+                for w in args.workers:
+                    rate = run_child(tmp / "art", w, args.batch, mode)["images_per_s"]
+                    rates.setdefault((mode, w), []).append(rate)
+            rate = run_child(tmp / "art", 0, args.batch, "model")["images_per_s"]
+            rates.setdefault(("model", 0), []).append(rate)
+        best = {key: max(v) for key, v in rates.items()}
+        w0 = args.workers[0]
+        for mode, what in (("pass", "pass (decode + model)"), ("decode", "decoding alone")):
             for w in args.workers:
-                rates[w].append(run_child(tmp / "art", w, args.batch, True)["images_per_s"])
-        base = max(rates[args.workers[0]])
-        for w in args.workers:
-            best = max(rates[w])
-            print(f"decode.workers={w}: {best:6.1f} images/s (best of {args.rounds}), {best / base:.2f}x")
+                r = best[(mode, w)]
+                print(
+                    f"{what:<22} decode.workers={w}: {r:7.1f} images/s (best of {args.rounds}), "
+                    f"{r / best[(mode, w0)]:.2f}x workers={w0}"
+                )
+        model = best[("model", 0)]
+        print(
+            f"{'model alone':<22} (decoded beforehand): {model:7.1f} images/s; the pass's bound with "
+            f"decoding hidden: {model / best[('pass', w0)]:.2f}x workers={w0}"
+        )
         mem = {
-            name: run_child(tmp / "art", 0, args.memory_batch, truncated)["peak_rss_mib"]
-            for name, truncated in (("whole forward", False), ("traced forward", True))
+            name: run_child(tmp / "art", 0, args.memory_batch, mode)["peak_rss_mib"]
+            for name, mode in (("whole forward", "whole"), ("traced forward", "pass"))
         }
         for name, rss in mem.items():
-            print(f"peak RSS, batch {args.memory_batch}, {name}: {rss:,.0f} MiB")
+            print(f"peak RSS, batch {args.memory_batch}, {name}: {rss:,.0f} MiB ({rss * 2**20 / 1e9:.2f} GB)")
         print(f"traced / whole: {mem['traced forward'] / mem['whole forward']:.2f}")
 
 
