@@ -7,10 +7,20 @@ Measures, on this machine's CPU (or --device cuda), with lucent's InceptionV1 at
   examples and importance passes cost per image and layer), and its FLOPs;
 * encode: SAE codes of every position of a layer (examples' pass), vectors/s and FLOPs;
 * featurevis: unit-steps/s of the batched renderer at 128 px (forward + backward to the pixels);
-* sae: training vectors/s of BatchTopK at 16x width, k 32.
+* sae: training vectors/s of BatchTopK at 16x width, k 32;
+* decode: images/s of atlasgen's loader alone (``Dataset.batches``, no worker processes: one core)
+  on generated 500 px JPEGs resized and cropped to 224 px.
 
 FLOPs come from torch.utils.flop_counter (multiply-adds counted as 2). Prints a table and a JSON
-line; docs/scaling.md turns the FLOPs into GPU estimates. Small sizes by default (--quick).
+line; docs/scaling.md turns the FLOPs into GPU estimates. Small sizes by default.
+
+``--reference`` adds the reference workload's own rows (feature visualisation at mixed5b, SAE
+training 1024 -> 16,384) and prints docs/inceptionv1.md's cost table: each stage of the reference
+atlas (InceptionV1 mixed5b, 16,384 features + 1,024 neurons, the guide's settings) at 100,000 and
+1.28 M images, as (items) / (measured rate) on this device, and, when this device is a CPU, a GPU
+column projected from the FLOPs at the assumed rates of docs/scaling.md with decoding on
+``--gpu-cores`` CPU cores. Stages that do not scale with these rates (map, site) are taken from
+bench_reference.py's measured figures, passed with ``--fixed map=82,site=71`` (seconds).
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from atlasgen.config import ModelConfig
 from atlasgen.models import build_model, layer_activations
+
+GPU_TFLOPS = {"conv": 30.0, "sae": 40.0, "featurevis": 20.0}  # assumed effective rates (docs/scaling.md)
 
 MIXED = ["mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e", "mixed5a", "mixed5b"]
 
@@ -51,6 +63,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--layers", default="mixed3b,mixed4d,mixed5b")
+    ap.add_argument("--reference", action="store_true", help="reference-workload rows and the cost table")
+    ap.add_argument("--fixed", default="", help="measured seconds of other stages, e.g. map=82,site=71")
+    ap.add_argument("--gpu-cores", type=int, default=16, help="CPU cores beside the GPU (decoding)")
     args = ap.parse_args()
     dev = torch.device(args.device)
     torch.manual_seed(0)
@@ -131,12 +146,162 @@ def main() -> None:
         "unit": "vectors",
         "flops": 6 * d * 16 * d,
     }  # dense encoder (2dF) + sparse steps; ~3x fwd
+    if args.reference:
+        rows.update(reference_rows(model, dev))
     print(f"{'case':<36} {'throughput':>16} {'GFLOP/item':>11} {'GFLOP/s':>9}")
     for name, r in rows.items():
         print(
             f"{name:<36} {r['per_s']:>10.1f} {r['unit']:<5} {r['flops'] / 1e9:>11.3f} {r['per_s'] * r['flops'] / 1e9:>9.1f}"
         )
     print(json.dumps({"device": str(dev), "threads": torch.get_num_threads(), "rows": rows}))
+    if args.reference:
+        fixed = dict((k, float(v)) for k, v in (kv.split("=") for kv in args.fixed.split(",") if kv))
+        for n in (100_000, 1_281_167):
+            cost_table(rows, n, fixed, dev.type == "cpu", args.gpu_cores)
+
+
+def _featurevis_row(model, layer: str, dev, n_units: int = 4, steps: int = 4) -> dict:
+    """unit-steps/s of the batched renderer at 128 px and the FLOPs of one unit-step."""
+    from atlasgen.featurevis import STANDARD_TRANSFORMS, render_units
+    from atlasgen.models import capture
+
+    t = STANDARD_TRANSFORMS.for_size(128)
+    s = _timed(
+        lambda: render_units(
+            model,
+            layer,
+            list(range(n_units)),
+            image_size=128,
+            steps=steps,
+            batch_size=n_units,
+            device=dev,
+            transforms=t,
+        ),
+        1,
+    )
+    img = torch.rand(1, 3, 128 + 2 * t.pad, 128 + 2 * t.pad, device=dev, requires_grad=True)
+
+    def fwd_bwd():
+        with capture(model, [layer]) as acts:
+            try:
+                model(img)
+            except Exception:
+                pass
+        acts[layer].mean().backward()
+
+    return {"per_s": n_units * steps / s, "unit": "unit-steps", "flops": _flops(fwd_bwd)}
+
+
+def reference_rows(model, dev) -> dict:
+    """The rows only the reference workload needs: mixed5b's visualisation step, its SAE's training,
+    and JPEG decoding in atlasgen's loader."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from atlasgen.config import DecodeConfig
+    from atlasgen.data import Dataset
+    from atlasgen.sae import train_sae
+
+    rows = {"featurevis mixed5b 128px": _featurevis_row(model, "mixed5b", dev)}
+    d, batch, steps = 1024, 1024, 6
+    data = np.random.default_rng(0).standard_normal((batch * steps, d)).astype(np.float32)
+    train_sae(data[:batch], d_sae=16 * d, k=32, steps=1, batch_size=batch, device=dev)  # warm-up
+    _, stats = train_sae(data, d_sae=16 * d, k=32, steps=steps, batch_size=batch, device=dev)
+    rows[f"sae train {d}->{16 * d} k32"] = {
+        "per_s": stats["samples_per_second"],
+        "unit": "vectors",
+        "flops": 6 * d * 16 * d,
+    }
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_decode import write_artifact
+    from bench_reference import write_images
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_images(tmp / "images", 128, classes=4, side=500)
+        write_artifact(tmp / "images", tmp / "art")
+        ds = Dataset(tmp / "art", DecodeConfig(workers=0))
+        idx = np.arange(len(ds))
+        s = _timed(lambda: [None for _ in ds.batches(idx, 32)], 1)
+    rows["decode 500px JPEG -> 224, one core"] = {"per_s": len(idx) / s, "unit": "images", "flops": 0}
+    return rows
+
+
+def cost_table(rows: dict, n: int, fixed: dict, on_cpu: bool, gpu_cores: int) -> None:
+    """The reference atlas's stages at ``n`` images: seconds at the rates measured here (decoding on
+    this machine's cores, overlapped with the model) and, from a CPU, projected on one GPU (FLOPs /
+    GPU_TFLOPS; decoding on ``gpu_cores`` cores, overlapped with the model)."""
+    from atlasgen.data import local_workers
+
+    held = 5_000 if n <= 100_000 else 50_000
+    train = n - held
+    units, features = 17_408, 16_384
+    scan = rows["scan to mixed5b 224px"]
+    enc = rows["encode mixed5b 16x (1024->16384)"]
+    fv = rows["featurevis mixed5b 128px"]
+    sae = rows["sae train 1024->16384 k32"]
+    dec = rows["decode 500px JPEG -> 224, one core"]
+    # Guide settings (docs/inceptionv1.md): main image 128 px x 256 steps; six variants (neuron,
+    # negative, 4 diverse) at 32 px x 32 steps, about 10 % of the main image by canvas area x steps.
+    unit_steps = units * 256 * 1.10
+    sae_vectors = 20_000 * 4_096
+    atlas = min(50_000, train)  # atlas.max_images default
+    cores = local_workers(-1)
+    # (stage, items, rate, FLOP per item, GPU rate key, images decoded)
+    work = [
+        ("model (held-out accuracy)", held, rows["forward 224px (full)"], "conv", held),
+        ("activations", train, scan, "conv", train),
+        ("sae", sae_vectors, sae, "sae", 0),
+        ("featurevis", unit_steps, fv, "featurevis", 0),
+        # scan + SAE codes of its 49 positions, then the heat-map pass over the shown images
+        # (at most every training image again)
+        (
+            "examples",
+            train,
+            {
+                "per_s": 1 / (2 / scan["per_s"] + 49 / enc["per_s"]),
+                "flops": 2 * scan["flops"] + 49 * enc["flops"],
+            },
+            "conv",
+            2 * train,
+        ),
+        ("atlas (sampled images)", atlas, scan, "conv", atlas),
+    ]
+    print(f"\nreference atlas at {n:,} images ({train:,} train, {held:,} held out), guide settings")
+    head = f"{'stage':<28}{'items':>14}{'here':>12}"
+    print(head + (f"{'one GPU, projected':>22}" if on_cpu else ""))
+    total_here = total_gpu = 0.0
+    for name, items, rate, kind, decoded in work:
+        here = max(items / rate["per_s"], decoded / (dec["per_s"] * cores))  # decode workers overlap
+        gpu = max(items * rate["flops"] / (GPU_TFLOPS[kind] * 1e12), decoded / (dec["per_s"] * gpu_cores))
+        total_here += here
+        total_gpu += gpu
+        print(f"{name:<28}{items:>14,.0f}{_hm(here):>12}" + (f"{_hm(gpu):>22}" if on_cpu else ""))
+    for name, seconds in fixed.items():  # measured by bench_reference.py; CPU-bound, not projected
+        total_here += seconds
+        total_gpu += seconds
+        print(
+            f"{name + ' (measured, CPU)':<28}{'':>14}{_hm(seconds):>12}"
+            + (f"{_hm(seconds):>22}" if on_cpu else "")
+        )
+    print(f"{'total':<28}{'':>14}{_hm(total_here):>12}" + (f"{_hm(total_gpu):>22}" if on_cpu else ""))
+    if on_cpu:
+        print(
+            f"GPU column: FLOPs / assumed {GPU_TFLOPS} TFLOP/s, or decoding on {gpu_cores} cores at the "
+            f"measured {dec['per_s']:.0f} images/s per core, whichever is longer (decode overlaps the model)."
+        )
+    print(
+        f"{features:,} features and {units - features:,} neurons; decoding {dec['per_s']:.0f} images/s per core"
+    )
+
+
+def _hm(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 if __name__ == "__main__":
