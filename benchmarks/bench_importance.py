@@ -2,7 +2,14 @@
 
 On the layer that feeds the head (the demo's mixed5b), both methods must give
 the same counts; the closed form needs one clean pass, the batched ablations
-one pass of the rest of the model per unit. Reads a built demo cache.
+one pass of the rest of the model per unit. Reads a built demo cache (or the
+cache of any config given with -c). Both methods read the held-out images as
+the importance stage does, through ``Dataset.batches`` with the config's
+``decode`` settings and ``importance.batch_size``, inside their timed regions:
+the demo's generated images come from the dataset stage's memory-mapped
+``images.npy``, a folder dataset's files are decoded by ``decode.workers``
+processes. The unit means both methods need are computed once, before either
+clock starts.
 
     python benchmarks/bench_importance.py [-c site_config.yaml] [--images 128]
 """
@@ -38,14 +45,14 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.config)
     folders = cached_folders(Path(args.config))
-    data = open_dataset(folders["dataset"])
+    data = open_dataset(folders["dataset"], cfg)
     model = load_model(folders["model"], cfg.model, data.n_classes, "cpu")
     sae = load_sae_any(folders["sae"] / args.layer).eval()
     idx = data.indices("heldout")[: args.images]
 
-    def batches():
-        for s in range(0, len(idx), 32):
-            yield data.batch(idx[s : s + 32]), torch.from_numpy(data.labels[idx[s : s + 32]])
+    def batches():  # the importance stage's pass over the held-out images
+        for i, x in data.batches(idx, cfg.importance.batch_size):
+            yield x, torch.from_numpy(data.labels[i])
 
     mu_a, mu_f = unit_means(model, args.layer, sae, batches)
     t0 = time.perf_counter()

@@ -3,19 +3,27 @@
 Measures, on this machine's CPU (or --device cuda), with lucent's InceptionV1 at random weights
 (speed does not depend on the weights):
 
-* scan: images/s of a forward pass up to each mixed layer at 224 px (what the activations,
-  examples and importance passes cost per image and layer), and its FLOPs;
+* decode: images/s of the loader alone (``Dataset.batches`` over a folder of 256 px JPEGs,
+  bench_reference.py's ``write_images``, decoded, resized and centre-cropped to 224 px by
+  ``--workers`` decode processes, ``decode.workers``; -1, the default, gives the machine's cores
+  as the config's default does);
+* scan: images/s of a pass over those JPEGs up to each mixed layer at 224 px, decoding included
+  (what the activations, examples and importance passes cost per image and layer: the loader
+  decodes the next batches while the model runs, as in a build), and its FLOPs; the full forward
+  (the model stage's evaluation pass) likewise. Each pass is ``--repeats`` + 1 batches of
+  ``--batch``; the first (the decode workers starting) is the warm-up and the fastest of the
+  others, from asking the loader for the batch to the end of its forward, is kept. The model's
+  forward alone on the same batches is printed beside it as "compute only" (not the headline:
+  a build always reads its images);
 * encode: SAE codes of every position of a layer (examples' pass), vectors/s and FLOPs;
 * featurevis: unit-steps/s of the batched renderer at 128 px (forward + backward to the pixels);
-* sae: training vectors/s of BatchTopK at 16x width, k 32;
-* decode: images/s of atlasgen's loader alone (``Dataset.batches``, no worker processes: one core)
-  on generated 500 px JPEGs resized and cropped to 224 px.
+* sae: training vectors/s of BatchTopK at 16x width, k 32.
 
 FLOPs come from torch.utils.flop_counter (multiply-adds counted as 2). Prints a table and a JSON
 line; docs/scaling.md turns the FLOPs into GPU estimates. Small sizes by default.
 
 ``--reference`` adds the reference workload's own rows (feature visualisation at mixed5b, SAE
-training 1024 -> 16,384) and prints docs/inceptionv1.md's cost table: each stage of the reference
+training 1024 -> 16,384, JPEG decoding on one core: 500 px JPEGs, ImageNet's size) and prints docs/inceptionv1.md's cost table: each stage of the reference
 atlas (InceptionV1 mixed5b, 16,384 features + 1,024 neurons, the guide's settings) at 100,000 and
 1.28 M images, as (items) / (measured rate) on this device, and, when this device is a CPU, a GPU
 column projected from the FLOPs at the assumed rates of docs/scaling.md with decoding on
@@ -27,14 +35,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from atlasgen.config import ModelConfig
-from atlasgen.models import build_model, layer_activations
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+
+from bench_decode import write_artifact  # noqa: E402
+from bench_reference import write_images  # noqa: E402
+
+from atlasgen.config import DecodeConfig, ModelConfig  # noqa: E402
+from atlasgen.data import Dataset  # noqa: E402
+from atlasgen.models import build_model, layer_activations  # noqa: E402
 
 GPU_TFLOPS = {"conv": 30.0, "sae": 40.0, "featurevis": 20.0}  # assumed effective rates (docs/scaling.md)
 
@@ -49,6 +68,24 @@ def _timed(fn, repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t)
     return best
+
+
+def _pass(data: Dataset, batch: int, repeats: int, fn, device) -> tuple[float, float]:
+    """One pass of ``Dataset.batches`` over ``repeats`` + 1 batches, ``fn(x)`` on each: the fastest
+    batch after the first (the warm-up) from asking the loader for it to the end of ``fn`` (decoding
+    included), and ``fn`` alone on the batches (compute only), in seconds."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    total = compute = float("inf")
+    t = time.perf_counter()
+    for b, (_, x) in enumerate(data.batches(np.arange((repeats + 1) * batch), batch, device)):
+        t1 = time.perf_counter()
+        fn(x)
+        sync()
+        t2 = time.perf_counter()
+        if b:
+            total, compute = min(total, t2 - t), min(compute, t2 - t1)
+        t = time.perf_counter()
+    return total, compute
 
 
 def _flops(fn) -> int:
@@ -66,24 +103,39 @@ def main() -> None:
     ap.add_argument("--reference", action="store_true", help="reference-workload rows and the cost table")
     ap.add_argument("--fixed", default="", help="measured seconds of other stages, e.g. map=82,site=71")
     ap.add_argument("--gpu-cores", type=int, default=16, help="CPU cores beside the GPU (decoding)")
+    ap.add_argument("--workers", type=int, default=-1, help="decode.workers (-1: the machine's cores)")
     args = ap.parse_args()
     dev = torch.device(args.device)
     torch.manual_seed(0)
     model = build_model(ModelConfig(source="inceptionv1", pretrained=False), n_classes=1008).eval().to(dev)
     model.requires_grad_(False)
-    x = torch.rand(args.batch, 3, 224, 224, device=dev)
+    tmp = tempfile.TemporaryDirectory(prefix="bench-scaling-")
+    write_images(Path(tmp.name) / "images", (args.repeats + 1) * args.batch, classes=4)
+    write_artifact(Path(tmp.name) / "images", Path(tmp.name) / "dataset", size=224)
+    data = Dataset(Path(tmp.name) / "dataset", DecodeConfig(workers=args.workers))
+    x = data.batch(np.arange(1)).to(dev)
     rows = {}
+    s, _ = _pass(data, args.batch, args.repeats, lambda x: None, dev)
+    rows["decode 256->224px JPEG"] = {"per_s": args.batch / s, "unit": "images", "flops": 0}
     with torch.no_grad():
-        full_flops = _flops(lambda: model(x[:1]))
-        full_s = _timed(lambda: model(x), args.repeats)
-    rows["forward 224px (full)"] = {"per_s": args.batch / full_s, "unit": "images", "flops": full_flops}
+        full_flops = _flops(lambda: model(x))
+        s, compute = _pass(data, args.batch, args.repeats, model, dev)
+    rows["forward 224px (full)"] = {"per_s": args.batch / s, "unit": "images", "flops": full_flops}
+    rows["  full forward compute only"] = {
+        "per_s": args.batch / compute,
+        "unit": "images",
+        "flops": full_flops,
+    }
     for layer in args.layers.split(","):
         with torch.no_grad():
-            acts = layer_activations(model, x[:1], [layer])[layer]
-            f = _flops(lambda: layer_activations(model, x[:1], [layer]))
-            s = _timed(lambda: layer_activations(model, x, [layer]), args.repeats)
+            acts = layer_activations(model, x, [layer])[layer]
+            f = _flops(lambda: layer_activations(model, x, [layer]))
+            s, compute = _pass(
+                data, args.batch, args.repeats, lambda x: layer_activations(model, x, [layer]), dev
+            )
         c, h, w = acts.shape[1:]
         rows[f"scan to {layer} 224px"] = {"per_s": args.batch / s, "unit": "images", "flops": f}
+        rows[f"  {layer} compute only"] = {"per_s": args.batch / compute, "unit": "images", "flops": f}
         # SAE encode of every position (examples pass): (P, C) @ (C, 16C)
         W = torch.randn(c, 16 * c, device=dev)
         v = torch.randn(h * w * args.batch, c, device=dev)
@@ -148,6 +200,7 @@ def main() -> None:
     }  # dense encoder (2dF) + sparse steps; ~3x fwd
     if args.reference:
         rows.update(reference_rows(model, dev))
+    tmp.cleanup()
     print(f"{'case':<36} {'throughput':>16} {'GFLOP/item':>11} {'GFLOP/s':>9}")
     for name, r in rows.items():
         print(
@@ -195,12 +248,6 @@ def _featurevis_row(model, layer: str, dev, n_units: int = 4, steps: int = 4) ->
 def reference_rows(model, dev) -> dict:
     """The rows only the reference workload needs: mixed5b's visualisation step, its SAE's training,
     and JPEG decoding in atlasgen's loader."""
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    from atlasgen.config import DecodeConfig
-    from atlasgen.data import Dataset
     from atlasgen.sae import train_sae
 
     rows = {"featurevis mixed5b 128px": _featurevis_row(model, "mixed5b", dev)}
@@ -213,10 +260,6 @@ def reference_rows(model, dev) -> dict:
         "unit": "vectors",
         "flops": 6 * d * 16 * d,
     }
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_decode import write_artifact
-    from bench_reference import write_images
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_images(tmp / "images", 128, classes=4, side=500)
