@@ -34,22 +34,41 @@ forward; atlasgen projects the gradient and renormalises after the step), the in
 rule (overcomplete: EMA 0.9 of the k*batch-th value; atlasgen: running mean of the smallest selected
 activation from mid-run), sorted vs unsorted top-k, overcomplete's per-step dead-code tracker.
 
-Timing: the machine may be shared, so samples/s comes from alternating short bursts of every
-trainer (and the floor), repeated --speed-reps times, median per trainer; the full runs' own
-samples/s is printed too. Use --threads to pin torch's thread count (under CPU contention two
-OpenMP threads can be far slower than one, and not by the same factor for every trainer).
+Speed is measured on FULL training runs, the same runs that give the FVU, so every trainer pays
+its auxiliary loss for as long as a real run of that length has dead latents (atlasgen skips
+AuxK while no latent is dead; overcomplete's own loss always runs its auxiliary term):
 
-Also reported: the floor, i.e. samples/s of the same encoder/decoder matmuls (x @ W_enc,
-f @ W_dec with dense f, and their three backward matmuls) timed alone; and FVU under exact
-batch top-k at evaluation (L0 = k for every model), so FVU can be compared at equal L0 even when
-the learned inference thresholds give different L0s.
+* warm-up: before any timing, every trainer runs one identical untimed warm-up (--warmup-steps
+  steps on the same rows and shapes, latents counted dead after a quarter of them, so the AuxK
+  path runs too);
+* alternation: the full runs are repeated --speed-reps times in alternating order (A B C, then
+  C B A, then A B C, ...), each repetition starting with the floor; samples/s is the median per
+  trainer (the training loop's samples/s, batch reads included). On the CPU every run of a
+  trainer gives the same weights (checked), so FVU is taken from the first;
+* threads: every figure is measured at each of --threads (default 1 and 2) torch threads, each
+  thread count in its own child process (this script re-invoked with a hidden --child option)
+  that sets torch's thread count before any other work; one table per data set puts them side
+  by side, with atlasgen / peer ratios at each thread count.
+
+The floor is the samples/s of the same encoder/decoder matmuls (x @ W_enc, f @ W_dec with dense
+f, and their three backward matmuls) timed alone. FVU is also given under exact batch top-k at
+evaluation (L0 = k for every model), so FVU can be compared at equal L0 even when the learned
+inference thresholds give different L0s.
 
 Usage:
     python benchmarks/bench_sae.py [--steps N] [--batch-size B] [--k K] [--expansion E] [--quick]
-           [--datasets demo,synthetic] [--threads T] [--speed-only] [--json results.json]
+           [--datasets demo,synthetic] [--threads 1 2] [--speed-reps R] [--warmup-steps W]
+           [--json results.json]
 --steps/--batch-size/--k/--expansion override both data sets' defaults (demo: the shipped
-site_config.yaml's sae settings, 3000 steps x 512, k 8, 4x; synthetic: 600 steps x 512, k 16, 4x;
+site_config.yaml's sae settings, 3000 steps x 512, k 8, 4x; synthetic: 100 steps x 512, k 16, 4x;
 50k training vectors from 2048 true atoms, 16 per vector).
+
+Expected time on an idle 2-core machine with the defaults (2 alternating rounds, 1 and 2 threads):
+about 14 minutes (from the full runs' measured samples/s at 2 threads, assuming 1.5x that time at
+1 thread): per round, the demo about 100 s at 2 threads and 145 s at 1, the synthetic set (0.54 s
+and 0.95 s per step over the three trainers) about 55 s and 95 s; each further --speed-reps round
+adds about 6.5 minutes. --quick (300 demo steps, 30 synthetic steps on 8k vectors) is a smoke run
+of a few minutes. Run it alone: other jobs on the machine skew the 2-thread figures most.
 """
 
 from __future__ import annotations
@@ -59,7 +78,9 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -159,10 +180,14 @@ class Batches:
         return self.steps
 
 
-def gao_criterion(d_in: int, d_sae: int, batch_size: int, steps: int):
+def dead_after_samples(steps: int, batch_size: int) -> int:
+    """atlasgen's default dead-latent horizon for a run of `steps` x `batch_size` (train_sae)."""
+    return min(asae.DEAD_AFTER_SAMPLES_MAX, max(batch_size, steps * batch_size // 20))
+
+
+def gao_criterion(d_in: int, d_sae: int, dead_after: int):
     """atlasgen's loss for overcomplete's train_sae: summed MSE + 1/32 AuxK on dead latents."""
     k_aux = max(1, min(d_in // 2, d_sae // 2))
-    dead_after = min(asae.DEAD_AFTER_SAMPLES_MAX, max(batch_size, steps * batch_size // 20))
     state = {"since": torch.zeros(d_sae, dtype=torch.long)}
 
     def criterion(x, x_hat, pre_codes, codes, dictionary):
@@ -179,7 +204,7 @@ def gao_criterion(d_in: int, d_sae: int, batch_size: int, steps: int):
     return criterion
 
 
-def train_overcomplete(train, *, d_sae, k, steps, batch_size, lr, seed, loss, dead_steps=None):
+def train_overcomplete(train, *, d_sae, k, steps, batch_size, lr, seed, loss, dead_after=None):
     from overcomplete.sae import BatchTopKSAE
     from overcomplete.sae import train_sae as oc_train_sae
     from overcomplete.sae.losses import top_k_auxiliary_loss
@@ -193,7 +218,7 @@ def train_overcomplete(train, *, d_sae, k, steps, batch_size, lr, seed, loss, de
         criterion = top_k_auxiliary_loss
     else:  # matched: atlasgen's init (encoder = dictionary^T, zero bias) and atlasgen's loss
         model.untied(bias=True, copy_from_dictionary=True)  # a new encoder: before the optimizer
-        criterion = gao_criterion(d, d_sae, batch_size, dead_steps or steps)
+        criterion = gao_criterion(d, d_sae, dead_after or dead_after_samples(steps, batch_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(steps))
     batches = Batches(prepared, batch_size, steps, seed)
@@ -278,7 +303,7 @@ class ExactBatchTopK:
 # floor
 
 
-def matmul_floor(batch_size: int, d: int, d_sae: int, seconds: float = 3.0) -> float:
+def matmul_floor(batch_size: int, d: int, d_sae: int, seconds: float = 1.0) -> float:
     """Samples/s of the bare encoder/decoder matmuls of one training step, forward + backward:
     pre = x @ W_enc, x_hat = f @ W_dec (f dense), dW_dec = f^T @ g, df = g @ W_dec^T, dW_enc = x^T @ dpre."""
     gen = torch.Generator().manual_seed(0)
@@ -304,7 +329,7 @@ def matmul_floor(batch_size: int, d: int, d_sae: int, seconds: float = 3.0) -> f
 
 
 # -----------------------------------------------------------------------------
-# main
+# one thread count (the child process)
 
 
 def loadavg() -> str:
@@ -315,6 +340,7 @@ def loadavg() -> str:
 
 
 PEER_LABEL = {"own": "overcomplete", "matched": "overcomplete-matched"}
+LOSS_OF = {label: loss for loss, label in PEER_LABEL.items()}
 ATLASGEN_INPUT = {"kind": "numpy"}
 
 
@@ -324,86 +350,91 @@ def ours_input(train: torch.Tensor):
     return train if ATLASGEN_INPUT["kind"] == "tensor" else train.numpy()
 
 
-def speed_bursts(train, *, d_sae, k, batch_size, seed, peers, burst_steps, reps, full_steps):
-    """Median samples/s of each trainer (and the floor) over `reps` alternating bursts.
-
-    A burst treats latents as dead after as many samples as the full run would (not 5% of the
-    burst), so AuxK does in a burst what it does in the middle of a real run."""
-    dead_after = min(asae.DEAD_AFTER_SAMPLES_MAX, max(batch_size, full_steps * batch_size // 20))
-    runs = {"floor": [], "atlasgen": [], **{PEER_LABEL[p]: [] for p in peers}}
-    for _ in range(reps):
-        runs["floor"].append(matmul_floor(batch_size, train.shape[1], d_sae, seconds=1.0))
-        _, stats = asae.train_sae(
+def train_one(label, train, *, d_sae, k, steps, batch_size, seed, dead_after=None):
+    """One full training run of one trainer: (model behind atlasgen's SAE interface, loop samples/s).
+    dead_after: the dead-latent horizon in samples (default: atlasgen's for a run of this length)."""
+    if label == "atlasgen":
+        sae, stats = asae.train_sae(
             ours_input(train),
             d_sae=d_sae,
             architecture="batchtopk",
             k=k,
-            steps=burst_steps,
+            steps=steps,
             batch_size=batch_size,
             lr=LR,
             seed=seed,
             dead_after_samples=dead_after,
         )
-        runs["atlasgen"].append(stats["samples_per_second"])
-        for loss in peers:
-            _, speed = train_overcomplete(
-                train,
-                d_sae=d_sae,
-                k=k,
-                steps=burst_steps,
-                batch_size=batch_size,
-                lr=LR,
-                seed=seed,
-                loss=loss,
-                dead_steps=full_steps,
-            )
-            runs[PEER_LABEL[loss]].append(speed["samples_per_second"])
-    return {label: float(np.median(v)) for label, v in runs.items()}, runs
-
-
-def run_dataset(
-    name,
-    train,
-    heldout,
-    *,
-    d_sae,
-    k,
-    steps,
-    batch_size,
-    seed,
-    atoms=None,
-    peers=("own", "matched"),
-    burst_steps=20,
-    speed_reps=3,
-    speed_only=False,
-):
-    d = train.shape[1]
-    print(
-        f"\n== {name}: {len(train)} training x {d} dims, {len(heldout)} held-out; d_sae {d_sae}, k {k}, "
-        f"{steps} steps x {batch_size} (lr {LR}, atlasgen schedule) -- load {loadavg()}",
-        flush=True,
-    )
-    rows = {}
-    speed, bursts = speed_bursts(
+        return OursAdapter(sae.eval()), stats["samples_per_second"]
+    model, speed = train_overcomplete(
         train,
         d_sae=d_sae,
         k=k,
+        steps=steps,
         batch_size=batch_size,
+        lr=LR,
         seed=seed,
-        peers=peers,
-        burst_steps=burst_steps,
-        reps=speed_reps,
-        full_steps=steps,
+        loss=LOSS_OF[label],
+        dead_after=dead_after,
     )
-    floor = speed["floor"]
+    return model, speed["samples_per_second"]
+
+
+def score(adapter, heldout, k, atoms=None) -> dict:
+    ev = asae.evaluate_sae(adapter, heldout)
+    exact = asae.evaluate_sae(ExactBatchTopK(adapter, k), heldout)
+    row = {
+        "fvu": ev["fvu"],
+        "l0": ev["l0"],
+        "dead_fraction": ev["dead_fraction"],
+        "dense_fraction": ev["dense_fraction"],
+        "fvu_at_l0_k": exact["fvu"],
+        "dead_at_l0_k": exact["dead_fraction"],
+    }
+    if atoms is not None:
+        row.update(recovery(atoms, adapter.W_dec))
+    return row
+
+
+def run_dataset(name, train, heldout, *, d_sae, k, steps, batch_size, seed, labels, reps, warmup, atoms=None):
+    """Warm-up, then `reps` alternating rounds of full runs (each led by the floor), then FVU."""
+    d = train.shape[1]
+    threads = torch.get_num_threads()
     print(
-        f"  speed, median of {speed_reps} alternating bursts of {burst_steps} steps (samples/s): "
-        + ", ".join(f"{label} {v:,.0f}" for label, v in speed.items())
-        + f" -- load {loadavg()}",
+        f"\n== {name} ({threads} thread{'s' if threads > 1 else ''}): {len(train)} training x {d} dims, "
+        f"{len(heldout)} held-out; d_sae {d_sae}, k {k}, {steps} steps x {batch_size} (lr {LR}, atlasgen "
+        f"schedule) -- load {loadavg()}",
         flush=True,
     )
-    result = {
-        "floor_samples_per_second": floor,
+    fit = dict(d_sae=d_sae, k=k, batch_size=batch_size, seed=seed)
+    start = time.perf_counter()
+    for label in labels:  # the same untimed warm-up for every trainer; AuxK after a quarter of it
+        train_one(label, train, steps=warmup, dead_after=max(1, warmup // 4) * batch_size, **fit)
+    print(f"  warm-up: {warmup} steps per trainer, {time.perf_counter() - start:.1f} s", flush=True)
+
+    runs = {label: [] for label in labels}
+    fingerprints = {label: [] for label in labels}
+    floors, orders, first = [], [], {}
+    for rep in range(reps):
+        order = labels if rep % 2 == 0 else labels[::-1]
+        orders.append(list(order))
+        floors.append(matmul_floor(batch_size, d, d_sae))
+        for label in order:
+            t0 = time.perf_counter()
+            model, samples_per_second = train_one(label, train, steps=steps, **fit)
+            runs[label].append(samples_per_second)
+            fingerprints[label].append(float(model.W_dec.double().sum()))
+            if rep == 0:
+                first[label] = model
+            print(
+                f"  round {rep + 1}/{reps}  {label:<20} {samples_per_second:9,.0f} samples/s "
+                f"({time.perf_counter() - t0:5.1f} s)  load {loadavg()}",
+                flush=True,
+            )
+        print(f"  round {rep + 1}/{reps}  {'floor':<20} {floors[-1]:9,.0f} samples/s", flush=True)
+
+    quality = {label: score(first[label], heldout, k, atoms) for label in labels}
+    return {
         "d_in": d,
         "d_sae": d_sae,
         "k": k,
@@ -411,160 +442,31 @@ def run_dataset(
         "batch_size": batch_size,
         "n_train": len(train),
         "n_heldout": len(heldout),
-        "rows": rows,
-        "burst_steps": burst_steps,
-        "speed_reps": speed_reps,
-        "bursts": bursts,
-        "speed_only": speed_only,
+        "warmup_steps": warmup,
+        "speed_reps": reps,
+        "orders": orders,
+        "floor_runs": floors,
+        "floor": float(np.median(floors)),
+        "runs": runs,
+        "speed": {label: float(np.median(v)) for label, v in runs.items()},
+        "same_weights_every_run": {label: len(set(v)) == 1 for label, v in fingerprints.items()},
+        "quality": quality,
+        "threads": threads,
     }
-    if speed_only:
-        for label in speed:
-            if label != "floor":
-                rows[label] = {"samples_per_second": speed[label], "floor_fraction": speed[label] / floor}
-        return result
-
-    def score(label, adapter, run_speed):
-        ev = asae.evaluate_sae(adapter, heldout)
-        exact = asae.evaluate_sae(ExactBatchTopK(adapter, k), heldout)
-        row = {
-            "samples_per_second": speed[label],
-            "full_run_samples_per_second": run_speed["samples_per_second"],
-            "full_run_seconds": run_speed["loop_seconds"],
-            "fvu": ev["fvu"],
-            "l0": ev["l0"],
-            "dead_fraction": ev["dead_fraction"],
-            "dense_fraction": ev["dense_fraction"],
-            "fvu_at_l0_k": exact["fvu"],
-            "dead_at_l0_k": exact["dead_fraction"],
-            "load_after": loadavg(),
-        }
-        if atoms is not None:
-            row.update(recovery(atoms, adapter.W_dec))
-        row["floor_fraction"] = row["samples_per_second"] / floor
-        rows[label] = row
-        print(
-            f"  {label:<20} full run {row['full_run_samples_per_second']:9,.0f} samples/s  fvu {row['fvu']:.4f}  l0 {row['l0']:.2f}  "
-            f"dead {row['dead_fraction']:.3f}  fvu@L0=k {row['fvu_at_l0_k']:.4f}"
-            + (f"  recovery {row['recovery']:.3f}" if atoms is not None else "")
-            + f"  (load {row['load_after']})",
-            flush=True,
-        )
-
-    sae, stats = asae.train_sae(
-        ours_input(train),
-        d_sae=d_sae,
-        architecture="batchtopk",
-        k=k,
-        steps=steps,
-        batch_size=batch_size,
-        lr=LR,
-        seed=seed,
-    )
-    score("atlasgen", OursAdapter(sae.eval()), stats)
-    for loss in peers:
-        model, run_speed = train_overcomplete(
-            train, d_sae=d_sae, k=k, steps=steps, batch_size=batch_size, lr=LR, seed=seed, loss=loss
-        )
-        score(PEER_LABEL[loss], model, run_speed)
-    return result
 
 
-def print_table(name, res):
-    rows = res["rows"]
-    labels = list(rows)
-    metrics = [
-        ("samples/s (bursts, median)", "samples_per_second", "{:,.0f}"),
-        ("x floor", "floor_fraction", "{:.3f}"),
-    ]
-    if not res["speed_only"]:
-        metrics += [
-            ("samples/s (full run)", "full_run_samples_per_second", "{:,.0f}"),
-            ("FVU (inference)", "fvu", "{:.4f}"),
-            ("L0 (inference)", "l0", "{:.2f}"),
-            ("dead fraction", "dead_fraction", "{:.3f}"),
-            ("FVU at L0 = k", "fvu_at_l0_k", "{:.4f}"),
-            ("dead at L0 = k", "dead_at_l0_k", "{:.3f}"),
-        ]
-        if "recovery" in rows[labels[0]]:
-            metrics += [
-                ("recovery (mean best cos)", "recovery", "{:.3f}"),
-                ("atoms with cos > 0.9", "recovered_0.9", "{:.3f}"),
-            ]
-    print(
-        f"\n{name}: d {res['d_in']} -> {res['d_sae']}, k {res['k']}, {res['steps']} steps x {res['batch_size']}; "
-        f"floor {res['floor_samples_per_second']:,.0f} samples/s; speed = median of {res['speed_reps']} "
-        f"alternating bursts of {res['burst_steps']} steps"
-    )
-    print(f"| {'measure':<26} | " + " | ".join(f"{lab:>20}" for lab in labels) + " |")
-    print(f"|{'-' * 28}|" + "|".join("-" * 21 + ":" for _ in labels) + "|")
-    for title, key, fmt in metrics:
-        print(f"| {title:<26} | " + " | ".join(f"{fmt.format(rows[lab][key]):>20}" for lab in labels) + " |")
-    ours = rows["atlasgen"]
-    for lab in labels[1:]:
-        peer = rows[lab]
-        line = f"  atlasgen vs {lab}: speed {ours['samples_per_second'] / peer['samples_per_second']:.2f}x (target >= 1.5)"
-        if not res["speed_only"]:
-            line += (
-                f", full runs {ours['full_run_samples_per_second'] / peer['full_run_samples_per_second']:.2f}x; "
-                f"FVU {ours['fvu']:.4f} vs {peer['fvu']:.4f} at L0 {ours['l0']:.1f} vs {peer['l0']:.1f}; "
-                f"at L0 = k {ours['fvu_at_l0_k']:.4f} vs {peer['fvu_at_l0_k']:.4f} (target <=); "
-                f"dead {ours['dead_fraction']:.3f} vs {peer['dead_fraction']:.3f} (target <=)"
-            )
-        print(line)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, help="training steps (default: demo 3000, synthetic 600)")
-    parser.add_argument("--batch-size", type=int, help="vectors per step (default: demo 512, synthetic 512)")
-    parser.add_argument("--k", type=int, help="average actives per vector (default: demo 8, synthetic 16)")
-    parser.add_argument("--expansion", type=int, default=4, help="d_sae / d_in (default 4)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: few steps, small synthetic set")
-    parser.add_argument("--datasets", default="demo,synthetic", help="comma-separated: demo, synthetic")
-    parser.add_argument("--peers", default="own,matched", help="overcomplete variants: own, matched")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
-    parser.add_argument(
-        "--atlasgen-tensor",
-        action="store_true",
-        help="give atlasgen's trainer the torch tensor instead of a numpy array (see the docs)",
-    )
-    parser.add_argument(
-        "--speed-only", action="store_true", help="only the alternating speed bursts, no full runs"
-    )
-    parser.add_argument(
-        "--speed-reps", type=int, default=3, help="alternating speed bursts per trainer (default 3)"
-    )
-    parser.add_argument("--synthetic-n", type=int, default=50_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="also write the results here")
-    args = parser.parse_args()
-
-    try:  # fail early when the bench extra is missing
-        import overcomplete  # noqa: F401
-    except ImportError as exc:
-        sys.exit(
-            f"bench_sae needs the bench extra (overcomplete 0.3.0, Python < 3.13): "
-            f"pip install -e '.[bench]' -c constraints.txt ({exc})"
-        )
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def child(args, threads: int, out: Path) -> None:
+    torch.set_num_threads(threads)  # before any other torch work
     ATLASGEN_INPUT["kind"] = "tensor" if args.atlasgen_tensor else "numpy"
+    labels = ["atlasgen"] + [PEER_LABEL[p] for p in args.peers]
+    result = {"threads": torch.get_num_threads(), "load_before": loadavg(), "datasets": {}}
     print(
-        f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"overcomplete {_version('overcomplete')}; {platform.machine()}, {os.cpu_count()} CPUs; load {loadavg()}"
+        f"\n-- child process: torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"load {loadavg()}",
+        flush=True,
     )
-    results = {
-        "load_before": loadavg(),
-        "threads": torch.get_num_threads(),
-        "argv": sys.argv[1:],
-        "atlasgen_input": ATLASGEN_INPUT["kind"],
-    }
-    peers = tuple(p for p in args.peers.split(",") if p)
-    if any(p not in PEER_LABEL for p in peers):
-        parser.error(f"--peers: choose from {sorted(PEER_LABEL)}")
-    common = dict(seed=args.seed, peers=peers, speed_reps=args.speed_reps, speed_only=args.speed_only)
-    for name in [n for n in args.datasets.split(",") if n]:
+    common = dict(seed=args.seed, labels=labels, reps=args.speed_reps)
+    for name in args.datasets:
         if name == "demo":
             demo = load_demo(ROOT)
             if demo is None:
@@ -573,7 +475,6 @@ def main() -> None:
                 )
                 continue
             train, heldout, where = demo
-            print(f"\n(demo activations: {where})")
             steps = args.steps or (300 if args.quick else 3000)
             res = run_dataset(
                 "demo mixed5b",
@@ -583,11 +484,11 @@ def main() -> None:
                 k=args.k or 8,
                 steps=steps,
                 batch_size=args.batch_size or 512,
-                burst_steps=min(steps, 100),
+                warmup=min(steps, args.warmup_steps),
                 **common,
             )
             res["source"] = where
-        elif name == "synthetic":
+        else:  # synthetic
             n = 8_192 if args.quick else args.synthetic_n
             d, k_true = 1024, 16
             d_sae = args.expansion * d
@@ -596,7 +497,7 @@ def main() -> None:
             train, heldout, atoms = make_synthetic(
                 n, 2_048 if args.quick else 8_192, d, d_sae // 2, k_true, seed=1_000_003 + args.seed
             )
-            steps = args.steps or (30 if args.quick else 600)
+            steps = args.steps or (30 if args.quick else SYNTHETIC_STEPS)
             res = run_dataset(
                 "synthetic",
                 train,
@@ -605,24 +506,191 @@ def main() -> None:
                 k=args.k or k_true,
                 steps=steps,
                 batch_size=args.batch_size or 512,
+                warmup=min(steps, args.warmup_steps),
                 atoms=atoms,
-                burst_steps=min(steps, 30),
                 **common,
             )
             res.update({"n_atoms": d_sae // 2, "k_true": k_true})
-        else:
-            parser.error(f"unknown data set {name!r}")
-        results[name] = res
+        result["datasets"][name] = res
+    result["load_after"] = loadavg()
+    out.write_text(json.dumps(result, indent=1))
+
+
+# -----------------------------------------------------------------------------
+# the parent: one child per thread count, then the side-by-side tables
+
+
+def _threads_label(t: int) -> str:
+    return f"{t} thread" + ("s" if t > 1 else "")
+
+
+def print_table(name: str, by_threads: dict[int, dict]) -> None:
+    threads = sorted(by_threads)
+    res = by_threads[threads[0]]
+    labels = list(res["speed"])
+    width = max(20, *(len(lab) for lab in labels))
+
+    def line(title, cells):
+        print(f"| {title:<34} | " + " | ".join(f"{c:>{width}}" for c in cells) + " |")
+
+    floors = ", ".join(f"{_threads_label(t)} {by_threads[t]['floor']:,.0f}" for t in threads)
+    print(
+        f"\n{name}: d {res['d_in']} -> {res['d_sae']}, k {res['k']}, {res['steps']} steps x {res['batch_size']}; "
+        f"speed = median of {res['speed_reps']} full runs per trainer, alternated, after a "
+        f"{res['warmup_steps']}-step warm-up each; floor (samples/s): {floors}"
+    )
+    line("measure", labels)
+    print(f"|{'-' * 36}|" + "|".join("-" * (width + 1) + ":" for _ in labels) + "|")
+    for t in threads:
+        r = by_threads[t]
+        line(f"samples/s, {_threads_label(t)}", [f"{r['speed'][lab]:,.0f}" for lab in labels])
+        line(
+            f"  range of the {len(r['runs'][labels[0]])} runs",
+            [f"{min(r['runs'][lab]):,.0f}-{max(r['runs'][lab]):,.0f}" for lab in labels],
+        )
+        line(f"  x floor, {_threads_label(t)}", [f"{r['speed'][lab] / r['floor']:.3f}" for lab in labels])
+    for t in threads:
+        r = by_threads[t]
+        ours = r["speed"]["atlasgen"]
+        line(
+            f"atlasgen / this, {_threads_label(t)}",
+            ["-"] + [f"{ours / r['speed'][lab]:.2f}x" for lab in labels[1:]],
+        )
+    metrics = [
+        ("FVU (inference)", "fvu", "{:.4f}"),
+        ("L0 (inference)", "l0", "{:.2f}"),
+        ("dead fraction", "dead_fraction", "{:.3f}"),
+        ("FVU at L0 = k", "fvu_at_l0_k", "{:.4f}"),
+        ("dead at L0 = k", "dead_at_l0_k", "{:.3f}"),
+    ]
+    if "recovery" in res["quality"][labels[0]]:
+        metrics += [
+            ("recovery (mean best cos)", "recovery", "{:.3f}"),
+            ("atoms with cos > 0.9", "recovered_0.9", "{:.3f}"),
+        ]
+    for title, key, fmt in metrics:
+        cells = []
+        for lab in labels:  # one value when every thread count gives the same, else one per count
+            values = list(dict.fromkeys(fmt.format(by_threads[t]["quality"][lab][key]) for t in threads))
+            cells.append(" / ".join(values))
+        line(title, cells)
+    for lab in labels[1:]:
+        q, p = res["quality"]["atlasgen"], res["quality"][lab]
+        ratios = ", ".join(
+            f"{by_threads[t]['speed']['atlasgen'] / by_threads[t]['speed'][lab]:.2f}x at {_threads_label(t)}"
+            for t in threads
+        )
+        print(
+            f"  atlasgen vs {lab}: speed {ratios} (target >= 1.5); FVU {q['fvu']:.4f} vs {p['fvu']:.4f} "
+            f"at L0 {q['l0']:.1f} vs {p['l0']:.1f}; at L0 = k {q['fvu_at_l0_k']:.4f} vs {p['fvu_at_l0_k']:.4f} "
+            f"(target <=); dead {q['dead_fraction']:.3f} vs {p['dead_fraction']:.3f} (target <=)"
+        )
+    varied = [
+        f"{lab} ({_threads_label(t)})"
+        for t in threads
+        for lab, same in by_threads[t]["same_weights_every_run"].items()
+        if not same
+    ]
+    if varied:
+        print(f"  note: the runs of {', '.join(varied)} did not all end with the same weights")
+
+
+def parent(args) -> None:
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, overcomplete {_version('overcomplete')}; "
+        f"{platform.machine()}, {os.cpu_count()} CPUs; threads {args.threads}; load {loadavg()}",
+        flush=True,
+    )
+    results = {"argv": sys.argv[1:], "load_before": loadavg(), "threads": args.threads, "children": {}}
+    results["atlasgen_input"] = "tensor" if args.atlasgen_tensor else "numpy"
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_sae_") as tmp:
+        for t in args.threads:
+            out = Path(tmp) / f"threads_{t}.json"
+            env = dict(os.environ, OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+            cmd = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--child", str(t), str(out)]
+            done = subprocess.run(cmd, env=env, check=False)
+            if done.returncode != 0:
+                sys.exit(f"bench_sae: the {_threads_label(t)} child process failed (exit {done.returncode})")
+            results["children"][str(t)] = json.loads(out.read_text())
     results["load_after"] = loadavg()
-    for name in ("demo", "synthetic"):
-        if name in results:
-            print_table(name, results[name])
+    results["seconds"] = time.perf_counter() - start
+    for name in args.datasets:
+        by_threads = {
+            t: results["children"][str(t)]["datasets"][name]
+            for t in args.threads
+            if name in results["children"][str(t)]["datasets"]
+        }
+        if by_threads:
+            print_table(name, by_threads)
     print(
         f"\nload average before {results['load_before']}, after {results['load_after']}; "
-        f"{results['threads']} torch threads"
+        f"whole run {results['seconds'] / 60:.1f} min"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+SYNTHETIC_STEPS = 100
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--steps", type=int, help=f"training steps (default: demo 3000, synthetic {SYNTHETIC_STEPS})"
+    )
+    parser.add_argument("--batch-size", type=int, help="vectors per step (default: demo 512, synthetic 512)")
+    parser.add_argument("--k", type=int, help="average actives per vector (default: demo 8, synthetic 16)")
+    parser.add_argument("--expansion", type=int, default=4, help="d_sae / d_in (default 4)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few steps, small synthetic set")
+    parser.add_argument("--datasets", default="demo,synthetic", help="comma-separated: demo, synthetic")
+    parser.add_argument("--peers", default="own,matched", help="overcomplete variants: own, matched")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="torch thread counts, each measured in its own process (default: 1 2)",
+    )
+    parser.add_argument(
+        "--atlasgen-tensor",
+        action="store_true",
+        help="give atlasgen's trainer the torch tensor instead of a numpy array (see the docs)",
+    )
+    parser.add_argument(
+        "--speed-reps", type=int, default=2, help="alternating full runs per trainer (default 2; median)"
+    )
+    parser.add_argument(
+        "--warmup-steps", type=int, default=20, help="untimed warm-up steps per trainer (default 20)"
+    )
+    parser.add_argument("--synthetic-n", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--child", nargs=2, metavar=("THREADS", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    args.datasets = [n for n in args.datasets.split(",") if n]
+    if any(n not in ("demo", "synthetic") for n in args.datasets):
+        parser.error(f"--datasets: choose from demo, synthetic (got {','.join(args.datasets)})")
+    args.peers = [p for p in args.peers.split(",") if p]
+    if any(p not in PEER_LABEL for p in args.peers):
+        parser.error(f"--peers: choose from {sorted(PEER_LABEL)}")
+    if any(t < 1 for t in args.threads):
+        parser.error("--threads: thread counts must be >= 1")
+    if args.speed_reps < 1 or args.warmup_steps < 1:
+        parser.error("--speed-reps and --warmup-steps must be >= 1")
+
+    try:  # fail early when the bench extra is missing
+        import overcomplete  # noqa: F401
+    except ImportError as exc:
+        sys.exit(
+            f"bench_sae needs the bench extra (overcomplete 0.3.0, Python < 3.13): "
+            f"pip install -e '.[bench]' -c constraints.txt ({exc})"
+        )
+    if args.child:
+        child(args, int(args.child[0]), Path(args.child[1]))
+    else:
+        parent(args)
 
 
 def _version(dist: str) -> str:
