@@ -69,6 +69,12 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
             page.goto((site / rel).resolve().as_uri())
             page.wait_for_load_state("load")
             page.evaluate("document.fonts.ready")
+            if full:  # lazy images load once scrolled into view: scroll through, then back to the top
+                page.evaluate(
+                    "async () => { for (let y = 0; y < document.body.scrollHeight; y += innerHeight)"
+                    " { scrollTo(0, y); await new Promise(r => setTimeout(r, 50)); } scrollTo(0, 0); }"
+                )
+                page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
             page.wait_for_timeout(300)  # the map draws on a canvas after load
             if element is not None:
                 if not page.locator(element).count():

@@ -899,6 +899,43 @@ def test_every_page_kind_loads_cleanly(tab, base):
     assert not tab.errors, tab.errors
 
 
+PHONE = {"width": 390, "height": 844}
+
+
+@needs_chromium
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_kind_fits_a_phone(browser, site, scheme):
+    # At a phone's width no page scrolls sideways: long hashes, URLs, BibTeX and wide tables wrap or
+    # scroll inside their own box.
+    t = _Page(browser, viewport=PHONE, color_scheme=scheme)
+    try:
+        page = t.page
+        base = site.resolve().as_uri() + "/"
+        layer = LAYERS[1]
+        wide = {}
+        for path in [
+            "index.html",
+            "glossary.html",
+            f"{MODEL}/index.html",
+            f"{MODEL}/{layer}/index.html",
+            f"{MODEL}/{layer}/f/3/index.html",
+            f"{MODEL}/{layer}/n/2/index.html",
+            f"{MODEL}/classes/blue-square-large/index.html",
+            f"{MODEL}/{layer}/map/index.html",
+        ]:
+            page.goto(base + path)
+            page.wait_for_load_state("load")
+            width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            if width[0] > width[1]:
+                wide[path] = width
+        assert not wide, (
+            f"pages wider than the {PHONE['width']} px viewport (scrollWidth, innerWidth): {wide}"
+        )
+        assert not t.errors, t.errors
+    finally:
+        t.close()
+
+
 @needs_chromium
 def test_layer_grid_sorts(tab, base, site):
     page = tab.page
