@@ -92,9 +92,14 @@ GLOSSARY: tuple[Term, ...] = (
     Term(
         "importance",
         "importance",
-        "held-out images that lose the true class from the model's top k when the unit is mean-ablated",
+        "held-out images that lose the true class from the model's top k when the unit is mean-ablated, "
+        "minus those that gain it (negative: the model does better without the unit)",
     ),
-    Term("importance-top-1", "importance (top-1)", "the same count for the top-1 prediction"),
+    Term(
+        "importance-top-1",
+        "importance (top-1)",
+        "the same net count for the top-1 prediction (negative: more images become right than wrong)",
+    ),
     Term(
         "rank",
         "rank",
