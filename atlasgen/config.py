@@ -329,6 +329,11 @@ class FeatureVisConfig:
     variant_steps: int = _f(
         32, "Optimisation steps of the neuron-centred, negative and diverse images.", min=1
     )
+    retry_steps: int = _f(
+        128,
+        "Optimisation steps of the second attempt at a main image that failed its check on a unit that fires on the data (another start, no grey pad around the image); the better of the two images is kept. 0: no second attempt.",
+        min=0,
+    )
 
 
 @dataclass

@@ -967,6 +967,7 @@ def render_units(
     transforms: TransformSpec = STANDARD_TRANSFORMS,
     relu_gradient_override: bool = True,
     return_objective: bool = False,
+    attempt: int = 0,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render feature visualisations of units; uint8 (len(units), S, S, 3).
 
@@ -1004,7 +1005,8 @@ def render_units(
     may be smaller); ``progress(n_units_done)`` is called after each batch.
     The result is a pure function of (arguments, device): each image's start
     and transform draws come from a generator seeded by ``(seed, unit)`` (plus
-    the variant), and the global RNGs are not touched. ``precision`` "bf16"
+    the variant, and ``attempt``: 1, 2, ... draw other starts and transforms than the default 0,
+    for a second attempt at an image), and the global RNGs are not touched. ``precision`` "bf16"
     runs the model's forward under bf16 autocast on a GPU; the image
     parameters, transforms and objective stay fp32, and on a CPU everything
     is fp32.
@@ -1036,6 +1038,8 @@ def render_units(
     variant = (1,) if negative else ()
     if copies > 1:
         variant = (2 + int(negative),)
+    if attempt:
+        variant = (*variant, 5, int(attempt))  # 5: never a variant code above (4: atlas directions)
 
     def make_job(start: int, end: int) -> _Job:
         chunk = units[start:end]

@@ -127,4 +127,9 @@ def note_line(layer: str, family: str, fig: dict) -> str:
         f"({100 * fig['reach_median_share']:.1f} %) reach their median firing activation on their main "
         f"visualisation; live units with a flat image: {fig['flat_main_live']} main, {fig['flat_any_live']} "
         f"any variant; {fig['failed']} of {fig['units']} main visualisations marked failed"
+        + (
+            f"; second attempts: {fig['retried']}, {fig['retry_kept']} kept"
+            if fig.get("retried") is not None
+            else ""
+        )
     )

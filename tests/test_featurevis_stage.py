@@ -173,3 +173,92 @@ def test_rendering_processes_do_not_change_the_images(tiny_copy):
     assert sorted(again) == sorted(files) and len(files) > 50
     assert [str(k) for k in files if files[k] != again[k]] == []
     assert json.loads((after / "meta.json").read_text())["content_hash"] == content_hash
+
+
+def test_failed_main_images_get_a_second_attempt_and_the_record_says_so(tiny_build):
+    """A main image that fails its check on a unit that fires is rendered again (another start, more
+    steps, no pad); the better image is kept, the same bytes every time; units that never fire on
+    the data, and units that passed, are left alone; the quality record and the build summary count
+    the attempts."""
+    import dataclasses
+
+    import torch
+
+    from atlasgen import featurevis_check as check
+    from atlasgen.config import layer_featurevis, load_config
+    from atlasgen.featurevis import STANDARD_TRANSFORMS, render_units, unit_maxima
+    from atlasgen.stages.featurevis import _families, _load_model, _retry_failed
+
+    folder, config, _ = tiny_build
+    fv_dir = _artifact(folder, "featurevis")
+    lines = json.loads((fv_dir / "build_notes.json").read_text())
+    q = np.load(fv_dir / "mixed5b" / "features_quality.npz")
+    assert not (q["retried"] & (q["fires"] == 0)).any() and not (q["retry_kept"] & ~q["retried"]).any()
+    n_retried, n_kept = int(q["retried"].sum()), int(q["retry_kept"].sum())
+    assert any(
+        line.startswith("featurevis mixed5b features:")
+        and f"second attempts: {n_retried}, {n_kept} kept" in line
+        for line in lines
+    )
+
+    cfg = load_config(config)
+    fv = dataclasses.replace(layer_featurevis(cfg, cfg.layers[-1]), retry_steps=8)
+    model = _load_model(_artifact(folder, "model"), cfg.model, "cpu")
+    _n, sae, encode = _families(_artifact(folder, "sae") / "mixed5b", "cpu")["features"]
+    units = [0, 1, 2, 3]
+    common = dict(
+        sae=sae, lr=fv.lr, batch_size=8, seed=fv.seed, device="cpu", precision="fp32", return_objective=True
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        first, objective = render_units(
+            model,
+            "mixed5b",
+            units,
+            image_size=fv.image_size,
+            steps=4,
+            transforms=STANDARD_TRANSFORMS.for_size(fv.image_size),
+            **common,
+        )
+        maxima = unit_maxima(model, "mixed5b", first, encode=encode, batch_size=4)
+        own = maxima[np.arange(4), units]
+        # Units 0 and 1 fire with a median no image reaches; unit 2 passes; unit 3 never fires.
+        median = np.asarray([own[0] + 1e6, own[1] + 1e6, min(own[2], 0.0) - 1.0, np.nan], np.float32)
+        results = []
+        for _ in range(2):
+            images, obj, mx = first.copy(), objective.copy(), maxima.copy()
+            clock = {"quality": 0.0}
+            retried, kept = _retry_failed(
+                model, "mixed5b", units, images, obj, mx, median, encode, fv, "cpu", common, clock
+            )
+            results.append((images, obj, mx, retried, kept))
+        off = _retry_failed(
+            model,
+            "mixed5b",
+            units,
+            first.copy(),
+            objective.copy(),
+            maxima.copy(),
+            median,
+            encode,
+            dataclasses.replace(fv, retry_steps=0),
+            "cpu",
+            common,
+            {"quality": 0.0},
+        )
+    finally:
+        torch.set_num_threads(before)
+    images, obj, mx, retried, kept = results[0]
+    failed = check.mark_main(objective, own, median, check.flat_images(first)) != check.OK
+    assert retried.tolist() == [True, True, bool(failed[2]), False]
+    assert not kept[~retried].any()
+    for i in range(4):
+        changed = not np.array_equal(images[i], first[i])
+        assert changed == bool(kept[i]), i
+        if kept[i]:  # kept only when it activates its unit more
+            assert mx[i, units[i]] > maxima[i, units[i]]
+        else:
+            assert obj[i] == objective[i] and np.array_equal(mx[i], maxima[i])
+    assert all(np.array_equal(a, b) for a, b in zip(results[0], results[1]))  # deterministic
+    assert not off[0].any() and not off[1].any()

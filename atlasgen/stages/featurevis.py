@@ -27,6 +27,7 @@ variants' ``failure_*``: codes of ``featurevis_check.REASONS``, 0 for success).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 
@@ -70,11 +71,16 @@ QUALITY_KEYS = (
     "flat_neuron",
     "flat_negative",
     "flat_diverse",
+    "retried",
+    "retry_kept",
 )
 
 
-def _render_chunk(model, layer, units, directions, encode, cfg, device, folder, clock):
-    """Render every image of one chunk of units, write them, return the chunk's quality arrays."""
+def _render_chunk(model, layer, units, directions, encode, cfg, device, folder, clock, median):
+    """Render every image of one chunk of units, write them, return the chunk's quality arrays.
+
+    ``median`` is each unit's median firing activation (NaN where it never fires): a main image
+    that fails its check on a unit that fires gets a second attempt (:func:`_retry_failed`)."""
     family = folder.name
     common = dict(
         sae=directions,
@@ -108,6 +114,14 @@ def _render_chunk(model, layer, units, directions, encode, cfg, device, folder, 
     images, q["objective"] = render_units(
         model, layer, units, image_size=cfg.image_size, steps=cfg.steps, transforms=main_t, **common
     )
+    # Quality: every unit's maximum on each main image, at the image's own size, in one batched
+    # no-grad pass that stops at the layer.
+    start = time.perf_counter()
+    maxima = unit_maxima(model, layer, images, encode=encode, batch_size=len(units), device=device)
+    clock["quality"] += time.perf_counter() - start
+    q["retried"], q["retry_kept"] = _retry_failed(
+        model, layer, units, images, q["objective"], maxima, median, encode, cfg, device, common, clock
+    )
     q["flat"] = check.flat_images(images)
     save_webp(
         images, folder, units, thumb_folder=folder.with_name(f"{family}_thumb"), thumb_size=cfg.thumb_size
@@ -128,11 +142,6 @@ def _render_chunk(model, layer, units, directions, encode, cfg, device, folder, 
         for j in range(cfg.diverse):
             save_webp(np.ascontiguousarray(img[:, j]), folder.with_name(f"{family}_diverse") / str(j), units)
 
-    # Quality: every unit's maximum on each main image, at the image's own size, in one batched
-    # no-grad pass that stops at the layer.
-    start = time.perf_counter()
-    maxima = unit_maxima(model, layer, images, encode=encode, batch_size=len(units), device=device)
-    clock["quality"] += time.perf_counter() - start
     rows = np.arange(len(units))
     own = maxima[rows, units]
     others = maxima.copy()
@@ -144,13 +153,63 @@ def _render_chunk(model, layer, units, directions, encode, cfg, device, folder, 
     return q
 
 
-def _mark(q: dict, ex_path, n_images: int) -> tuple[dict, dict]:
-    """The failure marks of one family's merged quality arrays, and its success figures."""
+def _retry_failed(model, layer, units, images, objective, maxima, median, encode, cfg, device, common, clock):
+    """A second attempt at each main image that failed its check on a unit that fires on the data.
+
+    The attempt has another start and other transforms (``attempt=1``), ``featurevis.retry_steps``
+    steps, and no grey pad around the image: the check feeds the image alone, at its own size,
+    and an image optimised on a padded canvas can lean on the pad (docs/analyses.md). Its
+    objective is measured on its own, unpadded canvas. The attempt replaces the first image (in
+    ``images``, ``objective`` and ``maxima``, in place) where it activates its unit more. Returns
+    (retried, kept) boolean arrays. Every input is the chunk's own, so the result does not depend
+    on how chunks are shared between processes.
+    """
+    units = np.asarray(units)
+    rows = np.arange(len(units))
+    flat = check.flat_images(images)
+    failed = check.mark_main(objective, maxima[rows, units], median, flat) != check.OK
+    retried = failed & np.isfinite(median)  # units that fire on the data
+    kept = np.zeros(len(units), bool)
+    todo = np.flatnonzero(retried)
+    if cfg.retry_steps == 0 or todo.size == 0:
+        return np.zeros(len(units), bool), kept
+    t = dataclasses.replace(STANDARD_TRANSFORMS.for_size(cfg.image_size), pad=0)
+    img, obj = render_units(
+        model,
+        layer,
+        units[todo].tolist(),
+        image_size=cfg.image_size,
+        steps=cfg.retry_steps,
+        transforms=t,
+        attempt=1,
+        **common,
+    )
+    start = time.perf_counter()
+    mx = unit_maxima(model, layer, img, encode=encode, batch_size=len(units), device=device)
+    clock["quality"] += time.perf_counter() - start
+    better = mx[np.arange(todo.size), units[todo]] > maxima[todo, units[todo]]
+    take = todo[better]
+    images[take], objective[take], maxima[take] = img[better], obj[better], mx[better]
+    kept[take] = True
+    return retried, kept
+
+
+def _firing(ex_path, n_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every unit's count of firing images and median firing activation, from the examples artifact."""
     with np.load(ex_path) as z:
         ex = {k: z[k] for k in ("hist", "hist_edges", "max_act", "density")}
+    fires = np.rint(ex["density"].astype(np.float64) * n_images).astype(np.int64)
+    return fires, check.median_firing_activation(ex["hist"], ex["hist_edges"], ex["max_act"], fires)
+
+
+def _medians(ex_path, n_images: int) -> np.ndarray:
+    return _firing(ex_path, n_images)[1]
+
+
+def _mark(q: dict, ex_path, n_images: int) -> tuple[dict, dict]:
+    """The failure marks of one family's merged quality arrays, and its success figures."""
     units = q["unit"]
-    fires = np.rint(ex["density"][units].astype(np.float64) * n_images).astype(np.int64)
-    median = check.median_firing_activation(ex["hist"][units], ex["hist_edges"], ex["max_act"][units], fires)
+    fires, median = (a[units] for a in _firing(ex_path, n_images))
     marks = {
         "fires": fires,
         "median_act": median,
@@ -160,7 +219,9 @@ def _mark(q: dict, ex_path, n_images: int) -> tuple[dict, dict]:
         "failure_negative": np.where(q["flat_negative"], check.FLAT, check.OK).astype(np.int8),
     }
     flat_any = q["flat"] | q["flat_neuron"] | q["flat_negative"] | q["flat_diverse"].any(axis=1)
-    return marks, check.success_figures(marks["failure"], q["own_act"], median, fires, flat_any)
+    figures = check.success_figures(marks["failure"], q["own_act"], median, fires, flat_any)
+    figures.update(retried=int(q["retried"].sum()), retry_kept=int(q["retry_kept"].sum()))
+    return marks, figures
 
 
 def _load_model(model_dir, model_cfg, device):
@@ -209,7 +270,7 @@ def _worker_init(model_dir, model_cfg) -> None:
 
 def _worker_chunk(job) -> float:
     """Render one chunk in a rendering process and write its shard; returns its quality-check seconds."""
-    layer, cfg, sae_dir, family, units, folder, shard = job
+    layer, cfg, sae_dir, family, units, folder, shard, _median = job
     if _WORKER["sae_dir"] != sae_dir:
         _WORKER.update(families=_families(sae_dir, "cpu"), sae_dir=sae_dir)
     clock = {"quality": 0.0}
@@ -220,9 +281,9 @@ def _worker_chunk(job) -> float:
 def _render_and_save(model, families, job, device, clock) -> None:
     """Render one chunk (a job of ``_render_layer``) and write its quality shard, last: the shard's
     presence means the chunk is complete."""
-    layer, cfg, _sae_dir, family, units, folder, shard = job
+    layer, cfg, _sae_dir, family, units, folder, shard, median = job
     _n, directions, encode = families[family]
-    q = _render_chunk(model, layer, units, directions, encode, cfg, device, folder, clock)
+    q = _render_chunk(model, layer, units, directions, encode, cfg, device, folder, clock, median)
     shard.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_npz(shard, **q)
 
@@ -269,10 +330,13 @@ def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool):
     sae_dir = ctx.inputs["sae"] / layer
     families = _families(sae_dir, ctx.device)
     d = ctx.dist
-    jobs = []  # (layer, settings, sae folder, family, units, image folder, shard): chunks still to render
+    # (layer, settings, sae folder, family, units, image folder, shard, the units' median firing
+    # activations): chunks still to render
+    jobs = []
     done = 0
     for family, (n, _, _) in families.items():
         folder, shards = ctx.out / layer / family, ctx.out / layer / f"{family}_quality"
+        median = _medians(ctx.inputs["examples"] / layer / f"{family}.npz", n_images)
         starts = range(0, n, cfg.batch_size)
         for i, start in enumerate(starts):
             units = list(range(start, min(n, start + cfg.batch_size)))
@@ -282,7 +346,9 @@ def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool):
             if shard.exists():  # written last: its presence means the chunk is complete
                 done += len(units)
             else:
-                jobs.append((layer, cfg, sae_dir, family, units, folder, shard))
+                jobs.append(
+                    (layer, cfg, sae_dir, family, units, folder, shard, median[start : start + len(units)])
+                )
     with ctx.progress(done + sum(len(j[4]) for j in jobs), f"vis {layer}") as bar:
         bar.set(done)
         processes = _processes(ctx, len(jobs))
