@@ -64,10 +64,9 @@ site_config.yaml's sae settings, 3000 steps x 512, k 8, 4x; synthetic: 100 steps
 50k training vectors from 2048 true atoms, 16 per vector).
 
 Expected time on an idle 2-core machine with the defaults (2 alternating rounds, 1 and 2 threads):
-about 14 minutes (from the full runs' measured samples/s at 2 threads, assuming 1.5x that time at
-1 thread): per round, the demo about 100 s at 2 threads and 145 s at 1, the synthetic set (0.54 s
-and 0.95 s per step over the three trainers) about 55 s and 95 s; each further --speed-reps round
-adds about 6.5 minutes. --quick (300 demo steps, 30 synthetic steps on 8k vectors) is a smoke run
+26.5 minutes measured (2026-12-02): per round, the demo about 185 s at 2 threads and 235 s at 1
+(three trainers), the synthetic set about 105 s and 195 s, plus warm-ups; each further
+--speed-reps round adds about 12 minutes. --quick (300 demo steps, 30 synthetic steps on 8k vectors) is a smoke run
 of a few minutes. Run it alone: other jobs on the machine skew the 2-thread figures most.
 """
 
