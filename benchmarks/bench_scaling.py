@@ -146,58 +146,9 @@ def main() -> None:
             "flops": 2 * c * 16 * c,
         }
     # Feature visualisation: one step = forward to the layer and backward to the pixels, 128 px.
-    from atlasgen.featurevis import STANDARD_TRANSFORMS, render_units
-
-    layer = "mixed4a"
-    n_units, steps = 4, 4
-    s = _timed(
-        lambda: render_units(
-            model,
-            layer,
-            list(range(n_units)),
-            image_size=128,
-            steps=steps,
-            batch_size=n_units,
-            device=dev,
-            transforms=STANDARD_TRANSFORMS.for_size(128),
-        ),
-        1,
-    )
-    img = torch.rand(
-        1,
-        3,
-        128 + 2 * STANDARD_TRANSFORMS.for_size(128).pad,
-        128 + 2 * STANDARD_TRANSFORMS.for_size(128).pad,
-        device=dev,
-        requires_grad=True,
-    )
-
-    def fwd_bwd():
-        from atlasgen.models import capture
-
-        with capture(model, [layer]) as acts:
-            try:
-                model(img)
-            except Exception:
-                pass
-        acts[layer].mean().backward()
-
-    rows[f"featurevis {layer} 128px"] = {
-        "per_s": n_units * steps / s,
-        "unit": "unit-steps",
-        "flops": _flops(fwd_bwd),
-    }
+    rows["featurevis mixed4a 128px"] = _featurevis_row(model, "mixed4a", dev)
     # SAE training, BatchTopK, 16x of mixed4d's 528 channels, k 32.
-    from atlasgen.sae import train_sae
-
-    d, batch, steps = 528, 1024, 6
-    data = np.random.default_rng(0).standard_normal((batch * steps, d)).astype(np.float32)
-    _, stats = train_sae(data, d_sae=16 * d, k=32, steps=steps, batch_size=batch, device=dev)
-    rows[f"sae train {d}->{16 * d} k32"] = {
-        "per_s": stats["samples_per_second"],
-        "unit": "vectors",
-        "flops": 6 * d * 16 * d,
-    }  # dense encoder (2dF) + sparse steps; ~3x fwd
+    rows["sae train 528->8448 k32"] = _sae_row(528, dev)
     if args.reference:
         rows.update(reference_rows(model, dev))
     tmp.cleanup()
@@ -245,21 +196,26 @@ def _featurevis_row(model, layer: str, dev, n_units: int = 4, steps: int = 4) ->
     return {"per_s": n_units * steps / s, "unit": "unit-steps", "flops": _flops(fwd_bwd)}
 
 
+def _sae_row(d: int, dev, warm_up: bool = False) -> dict:
+    """Training vectors/s of a 16x BatchTopK SAE on ``d`` channels (k 32, 6 steps of 1,024 random
+    vectors; ``warm_up``: one untimed step first) and its FLOPs per vector."""
+    from atlasgen.sae import train_sae
+
+    batch, steps = 1024, 6
+    data = np.random.default_rng(0).standard_normal((batch * steps, d)).astype(np.float32)
+    if warm_up:
+        train_sae(data[:batch], d_sae=16 * d, k=32, steps=1, batch_size=batch, device=dev)
+    _, stats = train_sae(data, d_sae=16 * d, k=32, steps=steps, batch_size=batch, device=dev)
+    # dense encoder (2dF) + sparse steps; ~3x fwd
+    return {"per_s": stats["samples_per_second"], "unit": "vectors", "flops": 6 * d * 16 * d}
+
+
 def reference_rows(model, dev) -> dict:
     """The rows only the reference workload needs: mixed5b's visualisation step, its SAE's training,
     and JPEG decoding in atlasgen's loader."""
-    from atlasgen.sae import train_sae
 
     rows = {"featurevis mixed5b 128px": _featurevis_row(model, "mixed5b", dev)}
-    d, batch, steps = 1024, 1024, 6
-    data = np.random.default_rng(0).standard_normal((batch * steps, d)).astype(np.float32)
-    train_sae(data[:batch], d_sae=16 * d, k=32, steps=1, batch_size=batch, device=dev)  # warm-up
-    _, stats = train_sae(data, d_sae=16 * d, k=32, steps=steps, batch_size=batch, device=dev)
-    rows[f"sae train {d}->{16 * d} k32"] = {
-        "per_s": stats["samples_per_second"],
-        "unit": "vectors",
-        "flops": 6 * d * 16 * d,
-    }
+    rows["sae train 1024->16384 k32"] = _sae_row(1024, dev, warm_up=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_images(tmp / "images", 128, classes=4, side=500)

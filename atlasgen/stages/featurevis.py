@@ -202,10 +202,6 @@ def _firing(ex_path, n_images: int) -> tuple[np.ndarray, np.ndarray]:
     return fires, check.median_firing_activation(ex["hist"], ex["hist_edges"], ex["max_act"], fires)
 
 
-def _medians(ex_path, n_images: int) -> np.ndarray:
-    return _firing(ex_path, n_images)[1]
-
-
 def _mark(q: dict, ex_path, n_images: int) -> tuple[dict, dict]:
     """The failure marks of one family's merged quality arrays, and its success figures."""
     units = q["unit"]
@@ -336,7 +332,7 @@ def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool):
     done = 0
     for family, (n, _, _) in families.items():
         folder, shards = ctx.out / layer / family, ctx.out / layer / f"{family}_quality"
-        median = _medians(ctx.inputs["examples"] / layer / f"{family}.npz", n_images)
+        median = _firing(ctx.inputs["examples"] / layer / f"{family}.npz", n_images)[1]
         starts = range(0, n, cfg.batch_size)
         for i, start in enumerate(starts):
             units = list(range(start, min(n, start + cfg.batch_size)))
