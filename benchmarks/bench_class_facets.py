@@ -9,8 +9,9 @@ when that mean is at least twice its mean over the images of other classes
 (dead and unselective features detect nothing). For a class with m planted
 facets, its top m features are ranked two ways: by the circuits stage's class
 weights (W_fc . W_dec^T for mixed5b) and by their contribution to the class
-logit on the class's own images (circuits/L/class_contributions.npz, the
-ranking the class pages use):
+logit on the class's own images (circuits/L/class_contributions.npz), and by
+contribution with the units flagged dense (examples/L/features.npz) after all
+the others, the ranking the class pages use:
 
 - precision@m: the fraction of the top m that detect one of the class's facets;
 - coverage@m: the fraction of the class's facets detected by one of the top m;
@@ -19,7 +20,10 @@ ranking the class pages use):
 
 The same is reported for neurons (top m by W_fc, and by contribution) as a comparison.
 
-    python benchmarks/bench_class_facets.py [-c site_config.yaml] [--layer mixed5b]
+Repeat ``-c`` for builds of the same config at other seeds: the table gives the
+mean and each build's figure.
+
+    python benchmarks/bench_class_facets.py [-c site_config.yaml ...] [--layer mixed5b] [--per-class]
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ from atlasgen.progress import Console  # noqa: E402
 from atlasgen.sae_formats import load_sae_any  # noqa: E402
 
 
-def cached_folders(config: Path, needed=("dataset", "model", "sae", "circuits")) -> dict[str, Path]:
+def cached_folders(
+    config: Path, needed=("dataset", "model", "sae", "circuits", "examples")
+) -> dict[str, Path]:
     """Artifact folders of the stages read here, at the config's current keys."""
     pipe = Pipeline(load_config(config), console=Console(0))
     out = {}
@@ -84,11 +90,19 @@ def detectors(
     return out
 
 
-def score(weights: np.ndarray, detected: np.ndarray, facets_of_class: list[list[int]]) -> list[dict]:
+def score(
+    weights: np.ndarray,
+    detected: np.ndarray,
+    facets_of_class: list[list[int]],
+    last: np.ndarray | None = None,
+) -> list[dict]:
+    """Per class: precision, coverage and chance of its top m units by ``weights`` (ties to the lower
+    index; units where ``last`` is True after all the others, as the class pages put dense units)."""
+    last = np.zeros(len(weights), dtype=bool) if last is None else np.asarray(last, dtype=bool)
     rows = []
     for c, groups in enumerate(facets_of_class):
         m = len(groups)
-        top = np.argsort(-weights[:, c], kind="stable")[:m]
+        top = np.lexsort((np.arange(len(weights)), -weights[:, c], last))[:m]
         hit = [int(detected[u]) in groups for u in top]
         covered = {int(detected[u]) for u in top} & set(groups)
         chance = np.isin(detected, groups).sum() / len(detected)
@@ -98,14 +112,11 @@ def score(weights: np.ndarray, detected: np.ndarray, facets_of_class: list[list[
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-c", "--config", default="site_config.yaml")
-    ap.add_argument("--layer", default=None, help="layer (default: the last configured)")
-    args = ap.parse_args()
-    cfg = load_config(args.config)
-    layer = args.layer or cfg.layers[-1].name
-    folders = cached_folders(Path(args.config))
+def measure(config: str, layer_name: str | None, verbose: bool) -> dict[tuple[str, str], tuple[float, float]]:
+    """(kind, ranking) -> (mean precision@m, mean coverage@m) over the classes of one built config."""
+    cfg = load_config(config)
+    layer = layer_name or cfg.layers[-1].name
+    folders = cached_folders(Path(config))
     data = open_dataset(folders["dataset"])
     info = json.loads((folders["dataset"] / "dataset.json").read_text())
     facets = np.load(folders["dataset"] / "facets.npy")
@@ -113,12 +124,11 @@ def main() -> None:
     sae = load_sae_any(folders["sae"] / layer).eval()
     with np.load(folders["circuits"] / layer / "class_weights.npz") as z:
         w_feat, w_neur = z["features"], z["neurons"]
-    contributions = folders["circuits"] / layer / "class_contributions.npz"
-    if contributions.is_file():
-        with np.load(contributions) as z:
-            c_feat, c_neur = z["features"], z["neurons"]
-    else:
-        c_feat = c_neur = None
+    with np.load(folders["circuits"] / layer / "class_contributions.npz") as z:
+        c_feat, c_neur = z["features"], z["neurons"]
+    dense = {
+        k: np.load(folders["examples"] / layer / f"{k}.npz")["flag_dense"] for k in ("features", "neurons")
+    }
     method = json.loads((folders["circuits"] / layer / "circuits.json").read_text())["method"]
 
     idx = data.indices("train")
@@ -134,37 +144,71 @@ def main() -> None:
     facets_of_class = [[group_of[(c, fi)] for fi in range(len(fs))] for c, fs in enumerate(facet_names)]
 
     fmax, nmax = per_image_max(model, sae, data, layer, idx)
+    maxes = {"features": fmax, "neurons": nmax}
+    det = {k: detectors(maxes[k], groups, classes_of_group, labels) for k in maxes}
     results = {}
-    rankings = [("features", "weight", fmax, w_feat), ("neurons", "weight", nmax, w_neur)]
-    if c_feat is not None:
-        rankings += [("features", "contribution", fmax, c_feat), ("neurons", "contribution", nmax, c_neur)]
-    for kind, by, maxes, weights in rankings:
-        det = detectors(maxes, groups, classes_of_group, labels)
-        rows = score(weights, det, facets_of_class)
-        results[kind, by] = rows
-        what = method if by == "weight" else "contribution on the class's images"
-        print(
-            f"\n{kind} of {layer} ({maxes.shape[1]} units, {int((det >= 0).sum())} detect a facet), "
-            f"ranked by {by} ({what})"
-        )
-        print("| class | facets | precision@m | coverage@m | chance |")
-        print("|---|---:|---:|---:|---:|")
-        for r in rows:
+    rankings = [
+        ("weight", {"features": w_feat, "neurons": w_neur}, False),
+        ("contribution", {"features": c_feat, "neurons": c_neur}, False),
+        (PAGES, {"features": c_feat, "neurons": c_neur}, True),
+    ]
+    for by, weights, dense_last in rankings:
+        for kind in ("features", "neurons"):
+            rows = score(weights[kind], det[kind], facets_of_class, dense[kind] if dense_last else None)
+            results[kind, by] = tuple(float(np.mean([r[k] for r in rows])) for k in ("precision", "coverage"))
+            if not verbose:
+                continue
+            what = {"weight": method, "contribution": "on the class's images"}.get(by, "dense units last")
             print(
-                f"| {names[r['class']]} | {r['m']} | {r['precision']:.2f} | {r['coverage']:.2f} | {r['chance']:.3f} |"
+                f"\n{config}: {kind} of {layer} ({maxes[kind].shape[1]} units, {int((det[kind] >= 0).sum())} "
+                f"detect a facet, {int(dense[kind].sum())} dense), ranked by {by} ({what})"
             )
-        mean = {k: float(np.mean([r[k] for r in rows])) for k in ("precision", "coverage", "chance")}
-        print(
-            f"| **mean** | | **{mean['precision']:.2f}** | **{mean['coverage']:.2f}** | {mean['chance']:.3f} |"
-        )
+            print("| class | facets | precision@m | coverage@m | chance |")
+            print("|---|---:|---:|---:|---:|")
+            for r in rows:
+                print(
+                    f"| {names[r['class']]} | {r['m']} | {r['precision']:.2f} | {r['coverage']:.2f} | {r['chance']:.3f} |"
+                )
+            chance = float(np.mean([r["chance"] for r in rows]))
+            p, c = results[kind, by]
+            print(f"| **mean** | | **{p:.2f}** | **{c:.2f}** | {chance:.3f} |")
+    return results
+
+
+PAGES = "contribution, dense last (class pages)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        help="built config (repeat for several seeds; default site_config.yaml)",
+    )
+    ap.add_argument("--layer", default=None, help="layer (default: the last configured)")
+    ap.add_argument("--per-class", action="store_true", help="print every class's row")
+    args = ap.parse_args()
+    configs = args.config or ["site_config.yaml"]
+    runs = [measure(c, args.layer, args.per_class) for c in configs]
+    print(f"\nmean over {len(runs)} build(s) ({', '.join(configs)}); per build in brackets")
     print(
-        "\n| ranking | features precision@m | neurons precision@m | ratio | features coverage@m | neurons coverage@m |"
+        "| ranking | features precision@m | neurons precision@m | ratio | features coverage@m | neurons coverage@m |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for by in dict.fromkeys(by for _, by in results):
-        fp, npr = (np.mean([r["precision"] for r in results[k, by]]) for k in ("features", "neurons"))
-        fc, nc = (np.mean([r["coverage"] for r in results[k, by]]) for k in ("features", "neurons"))
-        print(f"| {by} | {fp:.2f} | {npr:.2f} | {fp / max(npr, 1e-9):.2f}x | {fc:.2f} | {nc:.2f} |")
+    for by in dict.fromkeys(by for _, by in runs[0]):
+
+        def cell(kind: str, i: int) -> str:
+            vals = [r[kind, by][i] for r in runs]
+            per = f" ({', '.join(f'{v:.2f}' for v in vals)})" if len(vals) > 1 else ""
+            return f"{np.mean(vals):.2f}{per}"
+
+        fp = np.mean([r["features", by][0] for r in runs])
+        npr = np.mean([r["neurons", by][0] for r in runs])
+        print(
+            f"| {by} | {cell('features', 0)} | {cell('neurons', 0)} | {fp / max(npr, 1e-9):.2f}x "
+            f"| {cell('features', 1)} | {cell('neurons', 1)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -154,6 +154,7 @@ def test_class_circuit_draws_the_top_contributors_and_their_signed_weights(two_l
     dec = load_sae_any(folders["sae"] / "mixed5a").W_dec.detach().double().numpy()
     full = enc.T @ J @ dec.T  # (mixed5b features, mixed5a features)
     live = np.load(folders["examples"] / "mixed5a" / "features.npz")["density"] > 0
+    dense = np.load(folders["examples"] / "mixed5b" / "features.npz")["flag_dense"]
     ds = json.loads((folders["dataset"] / "dataset.json").read_text())
     slugs = class_slugs([k["name"] for k in ds["classes"]])
     signs = set()
@@ -161,8 +162,9 @@ def test_class_circuit_draws_the_top_contributors_and_their_signed_weights(two_l
         folder = site / "demonet" / "classes" / slug
         html = (folder / "index.html").read_text()
         groups = _circuit_groups(html)
-        order = np.lexsort((np.arange(contrib.shape[0]), -contrib[:, c]))
-        want_upper = [int(f) for f in order[:N_CIRCUIT_TOP] if contrib[f, c] > 0]
+        # by contribution, the features flagged dense after all the others
+        order = np.lexsort((np.arange(contrib.shape[0]), -contrib[:, c], dense))
+        want_upper = [int(f) for f in order if contrib[f, c] > 0][:N_CIRCUIT_TOP]
         assert [g["upper"] for g in groups] == [[f] for f in want_upper], folder.name
         widths = []
         for g, f in zip(groups, want_upper):
@@ -372,7 +374,8 @@ def test_attributed_contributions_are_gradient_times_activation(two_layers):
 
 def test_class_page_ranks_by_contribution_with_the_weight_beside_it_grouped_by_facet(two_layers):
     from atlasgen.site.artifacts import class_slugs
-    from atlasgen.site.circuits import FACET_SHARE
+    from atlasgen.site.circuits import FACET_SHARE, N_CLASS_DENSE
+    from atlasgen.site.pages import N_CLASS_FEATURES
 
     cfg, folders, site = two_layers
     ds = json.loads((folders["dataset"] / "dataset.json").read_text())
@@ -391,8 +394,14 @@ def test_class_page_ranks_by_contribution_with_the_weight_beside_it_grouped_by_f
     )
     assert cards, section[:800]
     ranked = sorted((int(rk), int(f)) for f, rk, _, _ in cards)
-    want = np.lexsort((np.arange(z["features"].shape[0]), -z["features"][:, c]))[: len(ranked)]
+    # by contribution, brute force, the features flagged dense after all the others
+    dense = np.load(folders["examples"] / "mixed5b" / "features.npz")["flag_dense"]
+    order = np.lexsort((np.arange(z["features"].shape[0]), -z["features"][:, c], dense))
+    positive = [f for f in order if z["features"][f, c] > 0]
+    sparse, crowd = [f for f in positive if not dense[f]], [f for f in positive if dense[f]]
+    want = np.array(sparse[:N_CLASS_FEATURES] + crowd[:N_CLASS_DENSE])
     assert [f for _, f in ranked] == want.tolist()
+    assert sparse and crowd, "this build cannot tell dense-last apart"
     assert [rk for rk, _ in ranked] == list(range(1, len(ranked) + 1))
     for f, _, contrib, weight in cards:
         f = int(f)
@@ -406,12 +415,19 @@ def test_class_page_ranks_by_contribution_with_the_weight_beside_it_grouped_by_f
     block = np.maximum(z["features_group"][:, cols], 0)
     heads = re.split(r'<h3 class="facet-head">', section)[1:]
     names = [part.split("</h3>")[0] for part in heads]
-    assert [n.removeprefix("facet: ") for n in names if n != "across facets"] == ds["classes"][c]["facets"]
+    facet_heads = [n.removeprefix("facet: ") for n in names if n.startswith("facet: ")]
+    assert facet_heads == ds["classes"][c]["facets"]
     placed = 0
     for name, part in zip(names, heads):
         for f in map(int, re.findall(r"mixed5b/f/(\d+)/index\.html", part)):
             share = block[f] / block[f].sum()
             placed += 1
+            assert bool(dense[f]) == name.startswith('<a href="../../../glossary.html#dense">dense</a>'), (
+                f,
+                name,
+            )
+            if dense[f]:
+                continue
             if name == "across facets":
                 assert share.max() < FACET_SHARE
             else:
@@ -430,7 +446,7 @@ def test_class_facets_without_facets_or_contributions(two_layers):
     import dataclasses
 
     from atlasgen.site.artifacts import load_artifacts
-    from atlasgen.site.circuits import class_facets
+    from atlasgen.site.circuits import N_CLASS_DENSE, class_facets
 
     cfg, folders, _ = two_layers
     arts = load_artifacts(folders, [layer.name for layer in cfg.layers])
@@ -446,7 +462,8 @@ def test_class_facets_without_facets_or_contributions(two_layers):
     old = class_facets(dataclasses.replace(L, contributions=None), cards, "f", 1, names, 6)
     wc = L.class_weights_features[:, 1]
     assert old["ranked_by"] == "weight" and old["groups"] == []
-    assert [u["code"] for u in old["units"]] == [
-        f"f/{i}" for i in np.argsort(-wc, kind="stable")[:6] if wc[i] > 0
-    ]
+    dense = L.features.flag_dense
+    order = [i for i in np.lexsort((np.arange(len(wc)), -wc, dense)) if wc[i] > 0]  # dense features last
+    want = [i for i in order if not dense[i]][:6] + [i for i in order if dense[i]][:N_CLASS_DENSE]
+    assert [u["code"] for u in old["units"]] == [f"f/{i}" for i in want]
     assert all(" · w " not in u["value"] and u["value"].startswith(f"#{u['rank']} w ") for u in old["units"])

@@ -13,7 +13,8 @@ import pytest
 from atlasgen.config import load_config
 from atlasgen.pipeline import Pipeline
 from atlasgen.progress import Console
-from atlasgen.site.pages import _provenance_text, below_chance
+from atlasgen.site.circuits import N_CLASS_DENSE
+from atlasgen.site.pages import N_CLASS_FEATURES, _provenance_text, below_chance
 from tests.test_models_real import TINY_STAGES, _art, _image_folder, _sae, _write
 
 # Smaller still: one-step variants, no diverse set, a small atlas (a build in about a minute on 2 cores).
@@ -85,7 +86,12 @@ def test_class_pages_without_facets_rank_by_contribution_in_one_list(gated_build
     section = page.split('id="facets-stage3"')[1].split('class="neurons-head"')[0]
     assert "contribution</a> to the a logit" in section
     ranked = [int(f) for f in re.findall(r"stage3/f/(\d+)/index\.html", section)]
-    want = [int(f) for f in np.lexsort((np.arange(len(contrib)), -contrib)) if contrib[f] > 0][: len(ranked)]
+    dense = np.load(_art(folder / ".atlasgen", "examples") / "stage3" / "features.npz")["flag_dense"]
+    order = [int(f) for f in np.lexsort((np.arange(len(contrib)), -contrib, dense)) if contrib[f] > 0]
+    # the top others, then the top dense features
+    want = [f for f in order if not dense[f]][:N_CLASS_FEATURES] + [f for f in order if dense[f]][
+        :N_CLASS_DENSE
+    ]
     assert ranked and ranked == want
     assert re.findall(r"#1 [+]?[^ <]+ · w [+\-]?[^ <]+", section)
 

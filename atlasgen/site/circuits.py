@@ -81,25 +81,44 @@ def facet_assignment(group_contrib: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.where(top >= FACET_SHARE, best, -1), top
 
 
+def dense_units(L, kind: str) -> np.ndarray:
+    """(U,) bool: the units of one kind ('f' or 'n') flagged dense (atlasgen.unitlabels; all False in
+    artifacts written before the flags)."""
+    ex = L.features if kind == "f" else L.neurons
+    if ex.flag_dense is None:
+        return np.zeros(ex.n_units, dtype=bool)
+    return np.asarray(ex.flag_dense, dtype=bool)
+
+
 def class_ranking(L, kind: str, c: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Units of one kind ('f' or 'n') ranked for class c: (order, the ranking values, what they are).
 
     By contribution to the class logit on the class's images where the circuits stage computed it, else
-    by weight; ties go to the lower index."""
+    by weight. Units flagged dense come after all the others: a unit that fires on a large share of
+    all images adds to many classes' logits and is no facet of this one (it stays in the list, ranked
+    among the dense units). Ties go to the lower index."""
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[:, c]
+    dense = dense_units(L, kind)
     if L.contributions is not None:
         values = L.contributions[KIND_KEYS[kind]][:, c]
-        return np.lexsort((np.arange(len(values)), -values)), values, "contribution"
-    return np.lexsort((np.arange(len(weights)), -weights)), weights, "weight"
+        return np.lexsort((np.arange(len(values)), -values, dense)), values, "contribution"
+    return np.lexsort((np.arange(len(weights)), -weights, dense)), weights, "weight"
+
+
+N_CLASS_DENSE = 4  # dense units shown on a class page after the others, per layer and kind
 
 
 def class_facets(L, cards: list[dict], kind: str, c: int, facet_names: list[str], n: int) -> dict:
-    """The top ``n`` units of a class with a positive ranking value, as cards carrying their rank,
-    contribution and raw weight, grouped by the facet they detect (:func:`facet_assignment`) when the
-    dataset records the class's facets. Returns {"units", "groups" ([] without facets), "ranked_by"}."""
+    """The top ``n`` units of a class with a positive ranking value that are not dense
+    (:func:`class_ranking`), then the top N_CLASS_DENSE dense ones, as cards carrying their rank, contribution and raw weight, grouped by the facet they detect
+    (:func:`facet_assignment`) when the dataset records the class's facets, the dense units in a group
+    of their own. Returns {"units", "groups" ([] without facets), "ranked_by", "n_dense"}."""
     order, values, ranked_by = class_ranking(L, kind, c)
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[:, c]
-    top = [int(u) for u in order[:n] if values[u] > 0]
+    dense = dense_units(L, kind)
+    positive = [int(u) for u in order if values[u] > 0]
+    # the top n others, then the strongest dense units: they often add the most, and the page says so
+    top = [u for u in positive if not dense[u]][:n] + [u for u in positive if dense[u]][:N_CLASS_DENSE]
     units = []
     for rank, u in enumerate(top, 1):
         if ranked_by == "contribution":
@@ -114,14 +133,23 @@ def class_facets(L, cards: list[dict], kind: str, c: int, facet_names: list[str]
     if facet_names and cols and top and key in L.contributions:
         facet_col = {int(info["groups"][g][1]): j for j, g in enumerate(cols)}
         assigned, _ = facet_assignment(L.contributions[key][:, cols][top])
+        sparse = [r for r in range(len(top)) if not dense[top[r]]]
         for fi, name in enumerate(facet_names):
             if fi in facet_col:
-                members = [units[r] for r in range(len(top)) if assigned[r] == facet_col[fi]]
-                groups.append({"name": name, "units": members})
-        rest = [units[r] for r in range(len(top)) if assigned[r] < 0]
+                members = [units[r] for r in sparse if assigned[r] == facet_col[fi]]
+                groups.append({"name": name, "units": members, "dense": False})
+        rest = [units[r] for r in sparse if assigned[r] < 0]
         if rest:
-            groups.append({"name": "", "units": rest})
-    return {"units": units, "groups": groups, "ranked_by": ranked_by}
+            groups.append({"name": "", "units": rest, "dense": False})
+        crowd = [units[r] for r in range(len(top)) if dense[top[r]]]
+        if crowd:
+            groups.append({"name": "", "units": crowd, "dense": True})
+    return {
+        "units": units,
+        "groups": groups,
+        "ranked_by": ranked_by,
+        "n_dense": sum(bool(dense[u]) for u in top),
+    }
 
 
 # ---------------------------------------------------------------- weight kernels
@@ -342,9 +370,10 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
         if cut is not None
         else None
     )
-    # The same ranking as the class page's lists: contribution on the class's images, else weight.
+    # The same ranking as the class page's lists: contribution on the class's images, else weight,
+    # dense features last.
     order, wc, ranked_by = class_ranking(top, "f", c)
-    upper = [int(f) for f in order[:N_CIRCUIT_TOP] if wc[f] > 0]
+    upper = [int(f) for f in order if wc[f] > 0][:N_CIRCUIT_TOP]
     if not upper:
         what = "contributes positively to" if ranked_by == "contribution" else "has a positive weight on"
         return {

@@ -840,6 +840,8 @@ def class_page(
             else int((ds.labels == c).sum())
         ),
         images_href=numbers.glossary_href("dataset-images"),
+        dense_threshold=fmt_pct(site.dense_threshold),
+        dense_href=numbers.glossary_href("dense"),
         body_class="class",
     )
     return path, "class.html", ctx
