@@ -95,7 +95,7 @@ def class_ranking(L, kind: str, c: int) -> tuple[np.ndarray, np.ndarray, str]:
 
     By contribution to the class logit on the class's images where the circuits stage computed it, else
     by weight. Units flagged dense come after all the others: a unit that fires on a large share of
-    all images adds to many classes' logits and is no facet of this one (it stays in the list, ranked
+    the images scanned adds to many classes' logits and is no facet of this one (it stays in the list, ranked
     among the dense units). Ties go to the lower index."""
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[:, c]
     dense = dense_units(L, kind)
@@ -110,9 +110,10 @@ N_CLASS_DENSE = 4  # dense units shown on a class page after the others, per lay
 
 def class_facets(L, cards: list[dict], kind: str, c: int, facet_names: list[str], n: int) -> dict:
     """The top ``n`` units of a class with a positive ranking value that are not dense
-    (:func:`class_ranking`), then the top N_CLASS_DENSE dense ones, as cards carrying their rank, contribution and raw weight, grouped by the facet they detect
-    (:func:`facet_assignment`) when the dataset records the class's facets, the dense units in a group
-    of their own. Returns {"units", "groups" ([] without facets), "ranked_by", "n_dense"}."""
+    (:func:`class_ranking`), then the top N_CLASS_DENSE dense ones, as cards carrying their rank,
+    contribution and raw weight. When the dataset records the class's facets they are grouped by the
+    facet they detect (:func:`facet_assignment`), the dense units in a group of their own. Returns
+    {"units", "groups" ([] without facets), "ranked_by", "n_dense" (dense units among "units")}."""
     order, values, ranked_by = class_ranking(L, kind, c)
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[:, c]
     dense = dense_units(L, kind)
