@@ -297,16 +297,16 @@ def run(ctx: StageContext) -> None:
     notes = []
     clock = {"quality": 0.0}
     started = time.perf_counter()
-    pool = None
+    pools: list = []  # the pool of rendering processes, once a layer has started it
     try:
         for layer_cfg in ctx.cfg.layers:
-            pool = _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool)
+            _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pools)
     except BaseException:
-        if pool is not None:  # an error or Ctrl-C: the finished chunks' shards stay for the resume
+        for pool in pools:  # an error or Ctrl-C: the finished chunks' shards stay for the resume
             pool.terminate()
             pool.join()
         raise
-    if pool is not None:
+    for pool in pools:
         pool.close()
         pool.join()
     if ctx.dist is None or ctx.dist.main:
@@ -318,9 +318,11 @@ def run(ctx: StageContext) -> None:
         )
 
 
-def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool):
+def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pools: list) -> None:
     """Render this rank's chunks of one layer, then (rank 0) merge its quality shards and mark the
-    failures. Returns the pool of rendering processes, started at the first layer that needs one."""
+    failures. ``pools``: the pool of rendering processes, appended by the first layer that needs one
+    (the caller stops it)."""
+    pool = pools[0] if pools else None
     layer = layer_cfg.name
     cfg = layer_featurevis(ctx.cfg, layer_cfg)  # the top-level settings with the layer's own variants
     sae_dir = ctx.inputs["sae"] / layer
@@ -354,6 +356,7 @@ def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool):
             pool = multiprocessing.get_context("spawn").Pool(
                 processes, _worker_init, (ctx.inputs["model"], ctx.cfg.model)
             )
+            pools.append(pool)  # before any chunk: an interrupted layer still gets its pool stopped
         if pool is not None:
             for job, seconds in zip(jobs, pool.imap(_worker_chunk, jobs), strict=True):
                 clock["quality"] += seconds
@@ -368,7 +371,7 @@ def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool):
     if d is not None:
         d.barrier()  # every rank's chunks are rendered
         if not d.main:
-            return pool
+            return
     for family in families:
         shards = ctx.out / layer / f"{family}_quality"
         parts = []
@@ -395,4 +398,3 @@ def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pool):
             "precision": cfg.precision,
         },
     )
-    return pool
