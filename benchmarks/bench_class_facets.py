@@ -112,6 +112,9 @@ def score(
     return rows
 
 
+PAGES = "contribution, dense last (class pages)"  # the ranking class pages use
+
+
 def measure(config: str, layer_name: str | None, verbose: bool) -> dict[tuple[str, str], tuple[float, float]]:
     """(kind, ranking) -> (mean precision@m, mean coverage@m) over the classes of one built config."""
     cfg = load_config(config)
@@ -173,9 +176,6 @@ def measure(config: str, layer_name: str | None, verbose: bool) -> dict[tuple[st
             p, c = results[kind, by]
             print(f"| **mean** | | **{p:.2f}** | **{c:.2f}** | {chance:.3f} |")
     return results
-
-
-PAGES = "contribution, dense last (class pages)"
 
 
 def main() -> None:

@@ -95,8 +95,8 @@ def class_ranking(L, kind: str, c: int) -> tuple[np.ndarray, np.ndarray, str]:
 
     By contribution to the class logit on the class's images where the circuits stage computed it, else
     by weight. Units flagged dense come after all the others: a unit that fires on a large share of
-    the images scanned adds to many classes' logits and is no facet of this one (it stays in the list, ranked
-    among the dense units). Ties go to the lower index."""
+    the images scanned adds to many classes' logits and is no facet of this one (it stays in the list,
+    ranked among the dense units). Ties go to the lower index."""
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[:, c]
     dense = dense_units(L, kind)
     if L.contributions is not None:
