@@ -506,6 +506,18 @@ class _GroupSums:
         return (self.sums[name] / self.count.clamp_min(1)[:, None]).T.numpy()
 
 
+IMAGE_TOP_UNITS = 64  # per image, the units of its largest contributions kept (class pages' duplicates)
+
+
+def _top_units(own: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(B, U) contributions of each image -> the E = min(IMAGE_TOP_UNITS, U) largest per image: units
+    (int64, largest first, ties to the lower index) and values (float64)."""
+    e = min(IMAGE_TOP_UNITS, own.shape[1])
+    v = own.numpy()
+    order = np.argsort(-v, axis=1, kind="stable")[:, :e]
+    return order.astype(np.int64), np.take_along_axis(v, order, 1)
+
+
 def class_contributions(
     model,
     saes: dict,
@@ -536,14 +548,24 @@ def class_contributions(
     images, to its class's logit).
 
     Returns per layer ``features``/``neurons`` (U, K), their class means of the spatially averaged
-    code/activation ``features_mean``/``neurons_mean`` (U, K), ``images`` (K,), and with groups
-    ``features_group``/``neurons_group`` (U, G) and ``group_images`` (G,).
+    code/activation ``features_mean``/``neurons_mean`` (U, K), ``images`` (K,), with groups
+    ``features_group``/``neurons_group`` (U, G) and ``group_images`` (G,), and each image's own
+    contributions: ``image_class`` (N,), the class of each image in ``indices`` order, and
+    ``image_features_units``/``image_features_values`` (N, E) (``image_neurons_*`` alike), the E =
+    min(IMAGE_TOP_UNITS, U) units with the largest contributions to the image's own class logit on it,
+    largest first (ties to the lower index), and those contributions.
     """
     layers = list(saes)
     n_classes = len(outputs)
     n_groups = 0 if group_class is None else len(group_class)
     per_class = {name: _GroupSums(n_classes) for name in layers}
     per_group = {name: _GroupSums(n_groups) for name in layers} if n_groups else {}
+    per_image = {name: {"features": [], "neurons": []} for name in layers}
+    linear = {}  # layer -> (features (F, K), neurons (C, K)) class weights where the head is linear
+    for name in layers:
+        if heads[name] is not None:
+            Wn = torch.as_tensor(np.asarray(heads[name], dtype=np.float64).T)  # (C, K)
+            linear[name] = (saes[name].W_dec.detach().double().cpu() @ Wn, Wn)
     labels = np.asarray(data.labels)
     outputs_t = torch.as_tensor(np.asarray(outputs, dtype=np.int64))
     dtype = next(model.parameters()).dtype
@@ -558,6 +580,11 @@ def class_contributions(
             with torch.no_grad():
                 codes = sae.encode(positions_as_vectors(a)).view(b, h * w, -1)  # (B, P, F)
             rows = {"features_mean": codes.mean(1), "neurons_mean": a.mean((2, 3))}
+            if name in linear:  # each image's own contributions, in the closed form
+                Wf, Wn = linear[name]
+                for kind, W in (("features", Wf), ("neurons", Wn)):
+                    own = rows[f"{kind}_mean"].detach().cpu().double() * W[:, classes].T
+                    per_image[name][kind].append(_top_units(own))
             if heads[name] is None:
                 leaf = a.detach().requires_grad_(True)
                 logits = forward_from(model, name, leaf, images)
@@ -567,6 +594,8 @@ def class_contributions(
                     reads = (positions_as_vectors(g) @ sae.W_dec.detach().to(g.dtype).T).view(b, h * w, -1)
                     rows["features"] = (codes * reads).sum(1)  # sum_p f_i <d_i, g>
                     rows["neurons"] = (a * g).sum((2, 3))
+                for kind in ("features", "neurons"):
+                    per_image[name][kind].append(_top_units(rows[kind].detach().cpu().double()))
             per_class[name].add(rows, classes)
             if n_groups:
                 per_group[name].add(rows, groups)
@@ -578,7 +607,16 @@ def class_contributions(
         if heads[name] is not None:
             Wn = np.asarray(heads[name], dtype=np.float64).T  # (C, K)
             Wf = saes[name].W_dec.detach().double().cpu().numpy() @ Wn  # (F, K): W_fc . W_dec^T
-        res: dict[str, np.ndarray] = {}
+        res: dict[str, np.ndarray] = {"image_class": labels[np.asarray(indices)].astype(np.int64)}
+        for kind, width in (("features", n_feat), ("neurons", n_chan)):
+            parts = per_image[name][kind]
+            e = min(IMAGE_TOP_UNITS, width)
+            res[f"image_{kind}_units"] = (
+                np.concatenate([u for u, _ in parts]) if parts else np.zeros((0, e), dtype=np.int64)
+            )
+            res[f"image_{kind}_values"] = (
+                np.concatenate([v for _, v in parts]) if parts else np.zeros((0, e), dtype=np.float64)
+            )
         blocks = [(per_class[name], "", np.arange(n_classes))]
         if n_groups:
             blocks.append((per_group[name], "_group", np.asarray(group_class)))

@@ -7,11 +7,16 @@ feature's per-image maximum; a feature's *preferred facet* is the (class, facet)
 group with the highest mean of that maximum, and it is that facet's *detector*
 when that mean is at least twice its mean over the images of other classes
 (dead and unselective features detect nothing). For a class with m planted
-facets, its top m features are ranked two ways: by the circuits stage's class
-weights (W_fc . W_dec^T for mixed5b) and by their contribution to the class
-logit on the class's own images (circuits/L/class_contributions.npz), and by
-contribution with the units flagged dense (examples/L/features.npz) after all
-the others, the ranking the class pages use:
+facets, its top m features are ranked five ways: by the circuits stage's class
+weights (W_fc . W_dec^T for mixed5b); by their contribution to the class logit
+on the class's own images (circuits/L/class_contributions.npz); by contribution
+with the units flagged dense (examples/L/features.npz) after all the others;
+by contribution with the units selective for the class (lift,
+atlasgen.site.circuits.class_lift) first and the dense units that are not
+selective last; and by the class pages' own ranking
+(atlasgen.site.circuits.class_ranking: the same, with near-duplicates, units
+whose contributions come from the same images of the class as a unit above
+them, moved after the others):
 
 - precision@m: the fraction of the top m that detect one of the class's facets;
 - coverage@m: the fraction of the class's facets detected by one of the top m;
@@ -44,16 +49,19 @@ from atlasgen.models import layer_activations, load_model, positions_as_vectors 
 from atlasgen.pipeline import Pipeline  # noqa: E402
 from atlasgen.progress import Console  # noqa: E402
 from atlasgen.sae_formats import load_sae_any  # noqa: E402
+from atlasgen.site.artifacts import load_artifacts  # noqa: E402
+from atlasgen.site.circuits import class_ranking, selectivity_threshold  # noqa: E402
 
 
 def cached_folders(
     config: Path, needed=("dataset", "model", "sae", "circuits", "examples")
 ) -> dict[str, Path]:
-    """Artifact folders of the stages read here, at the config's current keys."""
+    """Artifact folders of the stages read here (None: every stage the site reads), at the config's current
+    keys."""
     pipe = Pipeline(load_config(config), console=Console(0))
     out = {}
     for s in pipe.states():
-        if s.name in needed:
+        if (s.name != "site") if needed is None else (s.name in needed):
             if not s.cached:
                 raise SystemExit(
                     f"stage {s.name} is not built for {config}: run `atlasgen build -c {config}` first"
@@ -90,19 +98,19 @@ def detectors(
     return out
 
 
-def score(
-    weights: np.ndarray,
-    detected: np.ndarray,
-    facets_of_class: list[list[int]],
-    last: np.ndarray | None = None,
-) -> list[dict]:
-    """Per class: precision, coverage and chance of its top m units by ``weights`` (ties to the lower
-    index; units where ``last`` is True after all the others, as the class pages put dense units)."""
-    last = np.zeros(len(weights), dtype=bool) if last is None else np.asarray(last, dtype=bool)
+def ranked(values: np.ndarray, tier: np.ndarray | None = None) -> list[np.ndarray]:
+    """Per class: the units by ``values`` (U, K), larger first, ties to the lower index, a lower
+    ``tier`` (U, K) before a higher one."""
+    tier = np.zeros(values.shape, dtype=np.int64) if tier is None else np.asarray(tier)
+    return [np.lexsort((np.arange(len(values)), -values[:, c], tier[:, c])) for c in range(values.shape[1])]
+
+
+def score(orders: list[np.ndarray], detected: np.ndarray, facets_of_class: list[list[int]]) -> list[dict]:
+    """Per class: precision, coverage and chance of the top m units of its ranking ``orders[c]``."""
     rows = []
     for c, groups in enumerate(facets_of_class):
         m = len(groups)
-        top = np.lexsort((np.arange(len(weights)), -weights[:, c], last))[:m]
+        top = orders[c][:m]
         hit = [int(detected[u]) in groups for u in top]
         covered = {int(detected[u]) for u in top} & set(groups)
         chance = np.isin(detected, groups).sum() / len(detected)
@@ -112,7 +120,20 @@ def score(
     return rows
 
 
-PAGES = "contribution, dense last (class pages)"  # the ranking class pages use
+DENSE_LAST = "contribution, dense last"
+SELECTIVE_FIRST = "contribution, selective first, dense last"
+PAGES = "contribution, selective first, dense last, near-duplicates apart (class pages)"
+
+
+def page_tiers(means: np.ndarray, images: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """(U, K) the tiers of atlasgen.site.circuits.class_ranking: 0 for the units selective for a class
+    (lift at least selectivity_threshold), 2 for dense units that are not, 1 otherwise. ``means``
+    (U, K): class means of the spatially averaged code; ``images`` (K,): their image counts."""
+    mc, n = means.astype(np.float64), images.astype(np.float64)
+    overall = (mc * n[None]).sum(1) / n.sum()
+    lift = np.divide(mc, overall[:, None], out=np.zeros_like(mc), where=(overall[:, None] > 0) & (mc > 0))
+    selective = lift >= selectivity_threshold(mc.shape[1])
+    return np.where(selective, 0, np.where(dense[:, None], 2, 1))
 
 
 def measure(config: str, layer_name: str | None, verbose: bool) -> dict[tuple[str, str], tuple[float, float]]:
@@ -129,6 +150,8 @@ def measure(config: str, layer_name: str | None, verbose: bool) -> dict[tuple[st
         w_feat, w_neur = z["features"], z["neurons"]
     with np.load(folders["circuits"] / layer / "class_contributions.npz") as z:
         c_feat, c_neur = z["features"], z["neurons"]
+        means = {"features": z["features_mean"], "neurons": z["neurons_mean"]}
+        class_images = z["images"]
     dense = {
         k: np.load(folders["examples"] / layer / f"{k}.npz")["flag_dense"] for k in ("features", "neurons")
     }
@@ -150,18 +173,36 @@ def measure(config: str, layer_name: str | None, verbose: bool) -> dict[tuple[st
     maxes = {"features": fmax, "neurons": nmax}
     det = {k: detectors(maxes[k], groups, classes_of_group, labels) for k in maxes}
     results = {}
+    contributions = {"features": c_feat, "neurons": c_neur}
+    arts = load_artifacts(cached_folders(Path(config), needed=None), [x.name for x in cfg.layers])
+    L = next(x for x in arts.layers if x.name == layer)
     rankings = [
-        ("weight", {"features": w_feat, "neurons": w_neur}, False),
-        ("contribution", {"features": c_feat, "neurons": c_neur}, False),
-        (PAGES, {"features": c_feat, "neurons": c_neur}, True),
+        ("weight", {k: ranked(v) for k, v in (("features", w_feat), ("neurons", w_neur))}),
+        ("contribution", {k: ranked(v) for k, v in contributions.items()}),
+        (
+            DENSE_LAST,
+            {k: ranked(v, np.repeat(dense[k][:, None], v.shape[1], 1)) for k, v in contributions.items()},
+        ),
+        (
+            SELECTIVE_FIRST,
+            {k: ranked(v, page_tiers(means[k], class_images, dense[k])) for k, v in contributions.items()},
+        ),
+        (
+            PAGES,  # the pages' own function
+            {k: [class_ranking(L, k[0], c)[0] for c in range(len(names))] for k in ("features", "neurons")},
+        ),
     ]
-    for by, weights, dense_last in rankings:
+    for by, orders in rankings:
         for kind in ("features", "neurons"):
-            rows = score(weights[kind], det[kind], facets_of_class, dense[kind] if dense_last else None)
+            rows = score(orders[kind], det[kind], facets_of_class)
             results[kind, by] = tuple(float(np.mean([r[k] for r in rows])) for k in ("precision", "coverage"))
             if not verbose:
                 continue
-            what = {"weight": method, "contribution": "on the class's images"}.get(by, "dense units last")
+            what = {
+                "weight": method,
+                "contribution": "on the class's images",
+                DENSE_LAST: "dense units last",
+            }.get(by, "units selective for the class first, dense units that are not last")
             print(
                 f"\n{config}: {kind} of {layer} ({maxes[kind].shape[1]} units, {int((det[kind] >= 0).sum())} "
                 f"detect a facet, {int(dense[kind].sum())} dense), ranked by {by} ({what})"

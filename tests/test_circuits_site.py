@@ -146,7 +146,8 @@ def test_class_circuit_draws_the_top_contributors_and_their_signed_weights(two_l
     from atlasgen.site.fmt import fmt_signed
 
     cfg, folders, site = two_layers
-    contrib = np.load(folders["circuits"] / "mixed5b" / "class_contributions.npz")["features"]
+    zc = np.load(folders["circuits"] / "mixed5b" / "class_contributions.npz")
+    contrib = zc["features"]
     up = np.load(folders["circuits"] / "mixed5b" / "upstream.npz")
     model = load_model(folders["model"], cfg.model, 16)
     J = expanded_weights(model, "mixed5a", "mixed5b", 32).sum(axis=(2, 3))
@@ -158,13 +159,20 @@ def test_class_circuit_draws_the_top_contributors_and_their_signed_weights(two_l
     ds = json.loads((folders["dataset"] / "dataset.json").read_text())
     slugs = class_slugs([k["name"] for k in ds["classes"]])
     signs = set()
+    moved = lifted = 0
     for c, slug in enumerate(slugs):
         folder = site / "demonet" / "classes" / slug
         html = (folder / "index.html").read_text()
         groups = _circuit_groups(html)
-        # by contribution, the features flagged dense after all the others
-        order = np.lexsort((np.arange(contrib.shape[0]), -contrib[:, c], dense))
+        # the class pages' ranking: contribution, selective first, dense others last, duplicates apart
+        order = _page_order(zc, dense, c)
         want_upper = [int(f) for f in order if contrib[f, c] > 0][:N_CIRCUIT_TOP]
+        plain = [int(f) for f in _page_order(zc, dense, c, apart=False) if contrib[f, c] > 0]
+        moved += want_upper != plain[:N_CIRCUIT_TOP]
+        by_contribution = np.lexsort((np.arange(contrib.shape[0]), -contrib[:, c], dense))
+        lifted += (
+            plain[:N_CIRCUIT_TOP] != [int(f) for f in by_contribution if contrib[f, c] > 0][:N_CIRCUIT_TOP]
+        )
         assert [g["upper"] for g in groups] == [[f] for f in want_upper], folder.name
         widths = []
         for g, f in zip(groups, want_upper):
@@ -198,6 +206,8 @@ def test_class_circuit_draws_the_top_contributors_and_their_signed_weights(two_l
             assert (folder / src).resolve().is_file(), src
         assert "inhibits" in html and "excites" in html  # the legend of the two signs
     assert signs == {"pos", "neg"}  # the tiny build draws both signs somewhere
+    assert moved, "no class's circuit shows a near-duplicate moved down: the test cannot tell"
+    assert lifted, "no class's circuit shows a selective feature moved up: the test cannot tell"
 
 
 def test_class_page_in_a_browser(two_layers, tmp_path):
@@ -291,9 +301,21 @@ def test_contributions_match_removing_each_units_term(two_layers):
             _edited_logits(model, "mixed5b", x, lambda a: acts.setdefault("a", a))
             a = acts["a"]
             b, _, h, w = a.shape
-            mean_code = sae.encode(positions_as_vectors(a)).view(b, h * w, -1).mean(1).mean(0).numpy()
+            image_code = sae.encode(positions_as_vectors(a)).view(b, h * w, -1).mean(1).numpy()
+            mean_code = image_code.mean(0)
         scale = float(np.abs(z["features"][:, c]).max())
         assert scale > 0
+        # each image's largest contributions to its own class, largest first: weight x its mean code
+        rows = np.flatnonzero(z["image_class"] == c)
+        assert len(rows) == len(idx)
+        own = weights[:, c][None] * image_code
+        kept = z["image_features_units"].shape[1]
+        assert kept == min(64, own.shape[1])
+        for r, k in zip(rows, range(len(idx))):
+            units, values = z["image_features_units"][r], z["image_features_values"][r]
+            assert np.all(np.diff(values) <= 0)
+            np.testing.assert_allclose(values, np.sort(own[k])[::-1][:kept], rtol=1e-3, atol=1e-5 * scale)
+            np.testing.assert_allclose(own[k][units], values, rtol=1e-3, atol=1e-5 * scale)
         top = np.argsort(-z["features"][:, c], kind="stable")
         for i in [*top[:3].tolist(), int(top[-1])]:
             with torch.no_grad():
@@ -394,19 +416,25 @@ def test_class_page_ranks_by_contribution_with_the_weight_beside_it_grouped_by_f
     )
     assert cards, section[:800]
     ranked = sorted((int(rk), int(f)) for f, rk, _, _ in cards)
-    # by contribution, brute force, the features flagged dense after all the others
+    # by contribution, brute force: the features selective for the class first (lift), the dense
+    # features that are not selective after all the others
     dense = np.load(folders["examples"] / "mixed5b" / "features.npz")["flag_dense"]
-    order = np.lexsort((np.arange(z["features"].shape[0]), -z["features"][:, c], dense))
+    sel, lift = _selective(z, c), _lift(z)[:, c]
+    crowd_of = dense & ~sel
+    order = _page_order(z, dense, c)
     positive = [f for f in order if z["features"][f, c] > 0]
-    sparse, crowd = [f for f in positive if not dense[f]], [f for f in positive if dense[f]]
-    want = np.array(sparse[:N_CLASS_FEATURES] + crowd[:N_CLASS_DENSE])
+    others, crowd = [f for f in positive if not crowd_of[f]], [f for f in positive if crowd_of[f]]
+    want = np.array(others[:N_CLASS_FEATURES] + crowd[:N_CLASS_DENSE])
     assert [f for _, f in ranked] == want.tolist()
-    assert sparse and crowd, "this build cannot tell dense-last apart"
+    assert others and crowd, "this build cannot tell dense-last apart"
     assert [rk for rk, _ in ranked] == list(range(1, len(ranked) + 1))
+    lifts = dict(re.findall(r'mixed5b/f/(\d+)/index\.html".*?· lift ([^ <]*)', section, re.S))
     for f, _, contrib, weight in cards:
-        f = int(f)
-        assert float(contrib.replace("\u2212", "-")) == pytest.approx(z["features"][f, c], rel=0.05, abs=1e-3)
-        assert float(weight.replace("\u2212", "-")) == pytest.approx(w[f, c], rel=0.05, abs=1e-3)
+        assert float(contrib.replace("\u2212", "-")) == pytest.approx(
+            z["features"][int(f), c], rel=0.05, abs=1e-3
+        )
+        assert float(weight.replace("\u2212", "-")) == pytest.approx(w[int(f), c], rel=0.05, abs=1e-3)
+        assert float(lifts[f]) == pytest.approx(lift[int(f)], rel=0.05, abs=1e-3)
     # ranking by contribution is not ranking by weight on this build (else the test could not tell them apart)
     by_weight = np.lexsort((np.arange(w.shape[0]), -w[:, c]))[: len(ranked)]
     assert by_weight.tolist() != want.tolist()
@@ -422,11 +450,8 @@ def test_class_page_ranks_by_contribution_with_the_weight_beside_it_grouped_by_f
         for f in map(int, re.findall(r"mixed5b/f/(\d+)/index\.html", part)):
             share = block[f] / block[f].sum()
             placed += 1
-            assert bool(dense[f]) == name.startswith("dense ("), (
-                f,
-                name,
-            )
-            if dense[f]:
+            assert bool(crowd_of[f]) == name.startswith("dense, not selective ("), (f, name)
+            if crowd_of[f]:
                 continue
             if name == "across facets":
                 assert share.max() < FACET_SHARE
@@ -467,3 +492,54 @@ def test_class_facets_without_facets_or_contributions(two_layers):
     want = [i for i in order if not dense[i]][:6] + [i for i in order if dense[i]][:N_CLASS_DENSE]
     assert [u["code"] for u in old["units"]] == [f"f/{i}" for i in want]
     assert all(" · w " not in u["value"] and u["value"].startswith(f"#{u['rank']} w ") for u in old["units"])
+
+
+def _lift(z, kind: str = "features") -> np.ndarray:
+    """Brute force of the class pages' lift: each unit's class mean of the spatially averaged code over
+    its mean on all the images read (the class means weighted by their image counts)."""
+    mc, n = z[f"{kind}_mean"].astype(np.float64), z["images"].astype(np.float64)
+    overall = (mc * n).sum(1) / n.sum()
+    return np.divide(mc, overall[:, None], out=np.zeros_like(mc), where=(overall[:, None] > 0) & (mc > 0))
+
+
+def _selective(z, c: int, kind: str = "features") -> np.ndarray:
+    lift = _lift(z, kind)
+    return lift[:, c] >= min(8.0, lift.shape[1] / 2)
+
+
+def _page_order(z, dense: np.ndarray, c: int, apart: bool = True) -> np.ndarray:
+    """Brute force of the class pages' ranking of features: by contribution, the selective ones first,
+    the dense ones that are not selective last; among the positive ones (separately for those dense
+    ones and the rest), each of the first 64 whose per-image contributions on the class's images have
+    cosine >= 0.5 with one kept above it moves after the kept ones."""
+    contrib = z["features"][:, c]
+    sel = _selective(z, c)
+    crowd = dense & ~sel
+    order = np.lexsort((np.arange(len(contrib)), -contrib, ~sel, crowd))
+    if not apart:
+        return order
+    rows = np.flatnonzero(z["image_class"] == c)
+
+    def spread(units):
+        head = [int(u) for u in units[:64]]
+        vec = {u: np.zeros(len(rows)) for u in head}
+        for j, r in enumerate(rows):
+            for u, v in zip(z["image_features_units"][r], z["image_features_values"][r]):
+                if int(u) in vec:
+                    vec[int(u)][j] = max(float(v), 0.0)
+
+        def cos(a, b):
+            na, nb = np.linalg.norm(vec[a]), np.linalg.norm(vec[b])
+            return 0.0 if na == 0 or nb == 0 else float(vec[a] @ vec[b]) / (na * nb)
+
+        kept, later = [], []
+        for u in head:
+            (later if any(cos(u, k) >= 0.5 for k in kept) else kept).append(u)
+        return kept + later + [int(u) for u in units[64:]]
+
+    positive = contrib[order] > 0
+    return np.array(
+        spread(order[positive & ~crowd[order]])
+        + spread(order[positive & crowd[order]])
+        + list(order[~positive])
+    )

@@ -15,6 +15,7 @@ from atlasgen.pipeline import Pipeline
 from atlasgen.progress import Console
 from atlasgen.site.circuits import N_CLASS_DENSE
 from atlasgen.site.pages import N_CLASS_FEATURES, _provenance_text, below_chance
+from tests.test_circuits_site import _page_order, _selective
 from tests.test_models_real import TINY_STAGES, _art, _image_folder, _sae, _write
 
 # Smaller still: one-step variants, no diverse set, a small atlas (a build in about a minute on 2 cores).
@@ -81,15 +82,18 @@ def test_class_pages_without_facets_rank_by_contribution_in_one_list(gated_build
     with np.load(circuits / "stage3" / "class_contributions.npz") as z:
         assert "features_group" not in z.files
         contrib = z["features"][:, 0]
+        z = dict(z)
     page = (site / "gres" / "classes" / "a" / "index.html").read_text(encoding="utf-8")
     assert 'class="facet-head"' not in page and "Known facets" not in page
     section = page.split('id="facets-stage3"')[1].split('class="neurons-head"')[0]
     assert "contribution</a> to the a logit" in section
     ranked = [int(f) for f in re.findall(r"stage3/f/(\d+)/index\.html", section)]
     dense = np.load(_art(folder / ".atlasgen", "examples") / "stage3" / "features.npz")["flag_dense"]
-    order = [int(f) for f in np.lexsort((np.arange(len(contrib)), -contrib, dense)) if contrib[f] > 0]
-    # the top others, then the top dense features
-    want = [f for f in order if not dense[f]][:N_CLASS_FEATURES] + [f for f in order if dense[f]][
+    # the class pages' ranking, brute force: selective first, the dense features that are not last,
+    # near-duplicates apart
+    crowd_of = dense & ~_selective(z, 0)
+    order = [int(f) for f in _page_order(z, dense, 0) if contrib[f] > 0]
+    want = [f for f in order if not crowd_of[f]][:N_CLASS_FEATURES] + [f for f in order if crowd_of[f]][
         :N_CLASS_DENSE
     ]
     assert ranked and ranked == want

@@ -13,7 +13,7 @@ import numpy as np
 from markupsafe import Markup
 
 from atlasgen.site import numbers
-from atlasgen.site.fmt import fmt_signed
+from atlasgen.site.fmt import fmt_num, fmt_signed
 
 N_WEIGHTS = 6  # partners shown per direction and sign on a unit page
 N_CIRCUIT_TOP = 4  # layer-L features in the class circuit
@@ -90,43 +90,137 @@ def dense_units(L, kind: str) -> np.ndarray:
     return np.asarray(ex.flag_dense, dtype=bool)
 
 
-def class_ranking(L, kind: str, c: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """Units of one kind ('f' or 'n') ranked for class c: (order, the ranking values, what they are).
+SELECTIVE_LIFT = 8.0  # a unit is selective for a class at this lift (at most half the class count)
+
+
+def class_lift(L, kind: str) -> np.ndarray | None:
+    """(U, K) each unit's lift on each class: its mean spatially averaged activation on the class's
+    images over its mean on all the images the class contributions were computed on (the classes'
+    means weighted by their image counts); 0 where that mean is not positive. None without class
+    contributions. A unit that fires only on one class of K balanced classes has lift K."""
+    C = L.contributions
+    key = f"{KIND_KEYS[kind]}_mean"
+    if C is None or key not in C:
+        return None
+    mc = np.asarray(C[key], dtype=np.float64)
+    n = np.asarray(C["images"], dtype=np.float64)
+    m = (mc * n[None]).sum(1) / max(float(n.sum()), 1.0)
+    return np.divide(mc, m[:, None], out=np.zeros_like(mc), where=(m[:, None] > 0) & (mc > 0))
+
+
+def selectivity_threshold(n_classes: int) -> float:
+    """The lift at which a unit counts as selective for a class: SELECTIVE_LIFT, or half the class
+    count when there are fewer than 2 x SELECTIVE_LIFT classes (half its activation mass on the class)."""
+    return min(SELECTIVE_LIFT, n_classes / 2)
+
+
+DUPLICATE_COSINE = 0.5  # per-image contributions this similar to a unit ranked above: a near-duplicate
+N_DUPLICATE_CANDIDATES = 64  # the leading units of a ranking compared for near-duplicates
+
+
+def _image_contributions(L, kind: str, c: int, units: np.ndarray) -> np.ndarray | None:
+    """(images of class c, len(units)): the positive contribution of each of ``units`` to class c on
+    each of the class's images, from the largest contributions kept per image (0 where a unit is not
+    among an image's kept units); None in artifacts without them."""
+    C = L.contributions
+    key = f"image_{KIND_KEYS[kind]}_units"
+    if C is None or key not in C:
+        return None
+    rows = np.flatnonzero(C["image_class"] == c)
+    kept = C[key][rows]
+    vals = np.maximum(C[f"image_{KIND_KEYS[kind]}_values"][rows], 0.0)
+    col = np.full(C[KIND_KEYS[kind]].shape[0], -1, dtype=np.int64)
+    col[units] = np.arange(len(units))
+    cols = col[kept]
+    hit = cols >= 0
+    out = np.zeros((len(rows), len(units)))
+    out[np.nonzero(hit)[0], cols[hit]] = vals[hit]
+    return out
+
+
+def _set_apart_duplicates(L, kind: str, c: int, units: np.ndarray) -> np.ndarray:
+    """``units`` (ranked) with each near-duplicate moved after the units that are not: walking the
+    first N_DUPLICATE_CANDIDATES in order, a unit whose per-image contributions on the class's images
+    have cosine at least DUPLICATE_COSINE with a unit kept above it is set apart; the set-apart units
+    follow the kept ones in their own order, then the rest."""
+    head = units[:N_DUPLICATE_CANDIDATES]
+    V = _image_contributions(L, kind, c, head)
+    if V is None or len(head) < 2:
+        return units
+    norm = np.linalg.norm(V, axis=0)
+    unit_vectors = np.divide(V, norm[None], out=np.zeros_like(V), where=norm[None] > 0)
+    cosine = unit_vectors.T @ unit_vectors
+    kept: list[int] = []
+    apart: list[int] = []
+    for j in range(len(head)):
+        (apart if kept and cosine[j, kept].max() >= DUPLICATE_COSINE else kept).append(j)
+    return np.concatenate([head[kept], head[apart], units[N_DUPLICATE_CANDIDATES:]])
+
+
+def class_ranking(L, kind: str, c: int) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+    """Units of one kind ('f' or 'n') ranked for class c: (order, the ranking values, what they are,
+    which units are selective for c).
 
     By contribution to the class logit on the class's images where the circuits stage computed it, else
-    by weight. Units flagged dense come after all the others: a unit that fires on a large share of
-    the images scanned adds to many classes' logits and is no facet of this one (it stays in the list,
-    ranked among the dense units). Ties go to the lower index."""
+    by weight. With contributions, the units selective for the class (lift at least
+    :func:`selectivity_threshold`, :func:`class_lift`) come first: a unit that adds to the logit but
+    fires as much on every class is no facet of this one. Units flagged dense and not selective come
+    after all the others (a unit that fires on a large share of the images scanned adds to many
+    classes' logits; it stays in the list, ranked among those units). Ties go to the lower index.
+    Among the units with a positive contribution, near-duplicates (their contributions come from the
+    same images of the class as a unit above them, :func:`_set_apart_duplicates`) move after the
+    others, separately for the dense unselective units and the rest."""
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[:, c]
     dense = dense_units(L, kind)
-    if L.contributions is not None:
-        values = L.contributions[KIND_KEYS[kind]][:, c]
-        return np.lexsort((np.arange(len(values)), -values, dense)), values, "contribution"
-    return np.lexsort((np.arange(len(weights)), -weights, dense)), weights, "weight"
+    lift = class_lift(L, kind)
+    if L.contributions is None or lift is None:
+        selective = np.zeros(len(weights), dtype=bool)
+        values, by = weights, "weight"
+        if L.contributions is not None:
+            values, by = L.contributions[KIND_KEYS[kind]][:, c], "contribution"
+    else:
+        selective = lift[:, c] >= selectivity_threshold(lift.shape[1])
+        values, by = L.contributions[KIND_KEYS[kind]][:, c], "contribution"
+    crowd = dense & ~selective
+    order = np.lexsort((np.arange(len(values)), -values, ~selective, crowd))
+    if by == "contribution":
+        positive = values[order] > 0
+        order = np.concatenate(
+            [
+                _set_apart_duplicates(L, kind, c, order[positive & ~crowd[order]]),
+                _set_apart_duplicates(L, kind, c, order[positive & crowd[order]]),
+                order[~positive],
+            ]
+        )
+    return order, values, by, selective
 
 
 N_CLASS_DENSE = 4  # dense units shown on a class page after the others, per layer and kind
 
 
 def class_facets(L, cards: list[dict], kind: str, c: int, facet_names: list[str], n: int) -> dict:
-    """The top ``n`` units of a class with a positive ranking value that are not dense
-    (:func:`class_ranking`), then the top N_CLASS_DENSE dense ones, as cards carrying their rank,
-    contribution and raw weight. When the dataset records the class's facets they are grouped by the
-    facet they detect (:func:`facet_assignment`), the dense units in a group of their own. Returns
-    {"units", "groups" ([] without facets), "ranked_by", "n_dense" (dense units among "units")}."""
-    order, values, ranked_by = class_ranking(L, kind, c)
+    """The top ``n`` units of a class with a positive ranking value that are not dense-and-unselective
+    (:func:`class_ranking`: the selective ones first), then the top N_CLASS_DENSE dense units that are
+    not selective, as cards carrying their rank, contribution, raw weight and lift. When the dataset
+    records the class's facets they are grouped by the facet they detect (:func:`facet_assignment`),
+    the dense units in a group of their own. Returns {"units", "groups" ([] without facets),
+    "ranked_by", "n_selective" and "n_dense" (selective and dense units among "units")}."""
+    order, values, ranked_by, selective = class_ranking(L, kind, c)
     weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[:, c]
-    dense = dense_units(L, kind)
+    crowd_of = dense_units(L, kind) & ~selective
+    lift = class_lift(L, kind)
     positive = [int(u) for u in order if values[u] > 0]
     # the top n others, then the strongest dense units: they often add the most, and the page says so
-    top = [u for u in positive if not dense[u]][:n] + [u for u in positive if dense[u]][:N_CLASS_DENSE]
+    top = [u for u in positive if not crowd_of[u]][:n] + [u for u in positive if crowd_of[u]][:N_CLASS_DENSE]
     units = []
     for rank, u in enumerate(top, 1):
         if ranked_by == "contribution":
             value = f"#{rank} {fmt_signed(float(values[u]))} · w {fmt_signed(float(weights[u]))}"
+            if lift is not None:
+                value += f" · lift {fmt_num(float(lift[u, c]), 2)}"
         else:
             value = f"#{rank} w {fmt_signed(float(weights[u]))}"
-        units.append({**cards[u], "value": value, "rank": rank})
+        units.append({**cards[u], "value": value, "rank": rank, "selective": bool(selective[u])})
     groups = []
     info = L.contributions["info"] if L.contributions is not None else {}
     cols = [g for g, (gc, _) in enumerate(info.get("groups", [])) if gc == c]
@@ -134,22 +228,23 @@ def class_facets(L, cards: list[dict], kind: str, c: int, facet_names: list[str]
     if facet_names and cols and top and key in L.contributions:
         facet_col = {int(info["groups"][g][1]): j for j, g in enumerate(cols)}
         assigned, _ = facet_assignment(L.contributions[key][:, cols][top])
-        sparse = [r for r in range(len(top)) if not dense[top[r]]]
+        others = [r for r in range(len(top)) if not crowd_of[top[r]]]
         for fi, name in enumerate(facet_names):
             if fi in facet_col:
-                members = [units[r] for r in sparse if assigned[r] == facet_col[fi]]
+                members = [units[r] for r in others if assigned[r] == facet_col[fi]]
                 groups.append({"name": name, "units": members, "dense": False})
-        rest = [units[r] for r in sparse if assigned[r] < 0]
+        rest = [units[r] for r in others if assigned[r] < 0]
         if rest:
             groups.append({"name": "", "units": rest, "dense": False})
-        crowd = [units[r] for r in range(len(top)) if dense[top[r]]]
+        crowd = [units[r] for r in range(len(top)) if crowd_of[top[r]]]
         if crowd:
             groups.append({"name": "", "units": crowd, "dense": True})
     return {
         "units": units,
         "groups": groups,
         "ranked_by": ranked_by,
-        "n_dense": sum(bool(dense[u]) for u in top),
+        "n_selective": sum(bool(selective[u]) for u in top),
+        "n_dense": sum(bool(crowd_of[u]) for u in top),
     }
 
 
@@ -372,8 +467,8 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
         else None
     )
     # The same ranking as the class page's lists: contribution on the class's images, else weight,
-    # dense features last.
-    order, wc, ranked_by = class_ranking(top, "f", c)
+    # selective features first, dense features that are not selective last.
+    order, wc, ranked_by, _ = class_ranking(top, "f", c)
     upper = [int(f) for f in order if wc[f] > 0][:N_CIRCUIT_TOP]
     if not upper:
         what = "contributes positively to" if ranked_by == "contribution" else "has a positive weight on"

@@ -124,6 +124,13 @@ GLOSSARY: tuple[Term, ...] = (
         "the class's images (gradient x activation where the layer does not reach the logits linearly)",
     ),
     Term(
+        "class-lift",
+        "lift",
+        "a unit's mean activation on a class's images over its mean on all the images the class "
+        "contributions read; selective for the class from 8 (with fewer than 16 classes, from half the "
+        "class count)",
+    ),
+    Term(
         "selectivity",
         "visualisation selectivity",
         "whether any other unit fires more strongly than this one on its own visualisation",

@@ -15,7 +15,9 @@ One pass over the first ``circuits.images_per_class`` training images of every
 class gives each unit's contribution to the class logit on the class's own
 images (atlasgen.circuits.class_contributions: weight x activation through a
 pooled linear head, gradient x activation otherwise), per class and, where the
-dataset records facets, per (class, facet): L/class_contributions.npz.
+dataset records facets, per (class, facet), and each image's largest
+contributions to its own class (the class pages tell near-duplicate units by
+them): L/class_contributions.npz.
 
 Between consecutive studied layers (in forward order), it computes expanded
 weights (atlasgen.circuits): per spatial offset, from every upstream unit to
@@ -144,7 +146,7 @@ def write_contributions(ctx: StageContext, model, data, heads: dict) -> None:
         exact = heads[layer] is not None
         atomic_save_npz(
             ctx.out / layer / "class_contributions.npz",
-            **{k: v if v.dtype == np.int64 else v.astype(np.float32) for k, v in res.items()},
+            **{k: v if np.issubdtype(v.dtype, np.integer) else v.astype(np.float32) for k, v in res.items()},
         )
         atomic_write_json(
             ctx.out / layer / "class_contributions.json",
