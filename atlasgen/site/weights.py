@@ -1,13 +1,13 @@
 """The SAE weights a site publishes: a SAELens folder in the dtype of ``site.sae_dtype``.
 
 ``data/<model>/<layer>/sae/`` holds ``cfg.json`` + ``sae_weights.safetensors`` (the SAELens 6.x layout,
-which ``sae_lens.SAE.load_from_disk`` and atlasgen's ``layers[].sae.weights`` both load) and
-``metrics.json``. The weights are those of the SAE stage's SAELens copy (``saelens/`` in the sae
-artifact, float32), rounded to float16 or bfloat16 (round to nearest, ties to even) unless the dtype
-is float32: 2 bytes a weight instead of 4, which halves the largest file of a reference-width site
-(16,384 x 1,024 features: 134 MB in float32, 67 MB in float16). cfg.json records the dtype
-(``"dtype"``, read by SAELens) and, in its ``atlasgen`` block, the SHA-256 of the float32 ``sae.npz`` that
-``manifest.json`` and the citations name (``sae_sha256``).
+which ``sae_lens.SAE.load_from_disk`` and atlasgen's ``layers[].sae.weights`` both load, see
+atlasgen.saelens) and ``metrics.json``. The folder is made from the sae artifact's float32 ``sae.npz``
+and ``cfg.json`` (every artifact has them), rounded to float16 or bfloat16 (round to nearest, ties to
+even) unless the dtype is float32: 2 bytes a weight instead of 4, which halves the largest file of a
+reference-width site (16,384 x 1,024 features: 134 MB in float32, 67 MB in float16). cfg.json records
+the dtype (``"dtype"``, read by SAELens) and, in its ``atlasgen`` block, the SAE's description and the
+SHA-256 of the float32 ``sae.npz`` that ``manifest.json`` and the citations name (``sae_sha256``).
 
 numpy only (no torch): the site stage does not import torch. Same weights, same bytes.
 """
@@ -17,30 +17,48 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from atlasgen.tensorfile import read_safetensors, safetensors_bytes
+import numpy as np
 
-SAELENS_CFG = "cfg.json"
-SAELENS_WEIGHTS = "sae_weights.safetensors"
+from atlasgen.saelens import SAELENS_CFG, SAELENS_WEIGHTS, description_of, saelens_files
+
 SAE_DTYPES = ("float16", "bfloat16", "float32")
 BYTES_PER_WEIGHT = {"float16": 2, "bfloat16": 2, "float32": 4}
+SAE_NAMES = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
+
+__all__ = ["SAELENS_CFG", "SAELENS_WEIGHTS", "published_sae", "sae_description", "projected_weight_bytes"]
 
 
-def published_sae(sae_folder: Path, dtype: str, sae_sha256: str) -> dict[str, bytes] | None:
-    """The files of ``data/<model>/<layer>/sae/`` (name -> bytes) for the sae artifact's layer folder, or
-    None when the artifact has no SAELens copy (then the site ships its ``sae.npz`` as it is)."""
-    src = Path(sae_folder) / "saelens"
-    if not (src / SAELENS_WEIGHTS).is_file() or not (src / SAELENS_CFG).is_file():
-        return None
-    tensors, metadata = read_safetensors(src / SAELENS_WEIGHTS)
-    cfg = json.loads((src / SAELENS_CFG).read_text(encoding="utf-8"))
-    cfg["dtype"] = dtype
-    block = dict(cfg.get("atlasgen") or {})
-    block.update(published_dtype=dtype, float32_sae_npz_sha256=sae_sha256)
-    cfg["atlasgen"] = block
-    files = {
-        SAELENS_CFG: (json.dumps(cfg, sort_keys=True, indent=1, allow_nan=False) + "\n").encode("utf-8"),
-        SAELENS_WEIGHTS: safetensors_bytes(tensors, metadata, dtype),
+def _artifact(sae_folder: Path) -> tuple[dict[str, np.ndarray], dict]:
+    with np.load(Path(sae_folder) / "sae.npz", allow_pickle=False) as z:
+        arrays = {name: np.asarray(z[name], dtype=np.float32) for name in SAE_NAMES}
+    cfg = json.loads((Path(sae_folder) / "cfg.json").read_text(encoding="utf-8"))
+    return arrays, cfg
+
+
+def sae_description(sae_folder: Path) -> dict:
+    """The description (atlasgen.saelens.describe) of the SAE in a sae artifact's layer folder."""
+    arrays, cfg = _artifact(sae_folder)
+    return description_of(cfg, arrays)
+
+
+def published_sae(sae_folder: Path, dtype: str, sae_sha256: str, hook_name: str) -> dict[str, bytes]:
+    """The files of ``data/<model>/<layer>/sae/`` (name -> bytes) for a sae artifact's layer folder
+    (sae.npz, cfg.json, metrics.json); ``hook_name``: the layer's name."""
+    arrays, cfg = _artifact(sae_folder)
+    atlasgen_cfg = {
+        "format": cfg.get("format", "atlasgen.sae"),
+        "format_version": cfg.get("format_version", 1),
+        "d_in": int(arrays["W_enc"].shape[0]),
+        "d_sae": int(arrays["W_enc"].shape[1]),
+        **description_of(cfg, arrays),
     }
+    files = saelens_files(
+        arrays,
+        atlasgen_cfg,
+        dtype=dtype,
+        hook_name=hook_name,
+        extra={"published_dtype": dtype, "float32_sae_npz_sha256": sae_sha256},
+    )
     metrics = Path(sae_folder) / "metrics.json"
     if metrics.is_file():
         files["metrics.json"] = metrics.read_bytes()
