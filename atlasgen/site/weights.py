@@ -19,13 +19,23 @@ from pathlib import Path
 
 import numpy as np
 
+from atlasgen.cache import CACHE_MARKER, atomic_write_bytes, hash_file
+from atlasgen.errors import AtlasgenError
 from atlasgen.saelens import SAELENS_CFG, SAELENS_WEIGHTS, description_of, saelens_files
 
 SAE_DTYPES = ("float16", "bfloat16", "float32")
 BYTES_PER_WEIGHT = {"float16": 2, "bfloat16": 2, "float32": 4}
 SAE_NAMES = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 
-__all__ = ["SAELENS_CFG", "SAELENS_WEIGHTS", "published_sae", "sae_description", "projected_weight_bytes"]
+__all__ = [
+    "SAELENS_CFG",
+    "SAELENS_WEIGHTS",
+    "ExportError",
+    "export_sae",
+    "published_sae",
+    "sae_description",
+    "projected_weight_bytes",
+]
 
 
 def _artifact(sae_folder: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -69,3 +79,75 @@ def projected_weight_bytes(d_in: int, d_sae: int, dtype: str) -> int:
     """Bytes of the published weights of a (d_in, d_sae) SAE: W_enc, W_dec, b_enc, b_dec and a
     per-latent threshold, plus a header of about a kilobyte."""
     return BYTES_PER_WEIGHT[dtype] * (2 * d_in * d_sae + 2 * d_sae + d_in) + 1024
+
+
+class ExportError(AtlasgenError):
+    """A path or layer that ``atlasgen export-sae`` cannot export from."""
+
+    headline = "export-sae"
+
+
+def export_sae(source: Path, layer: str, out: Path, dtype: str | None = None) -> list[str]:
+    """Write the SAELens folder of ``layer`` into ``out``: the one a site published, from a built site
+    folder (byte for byte), or the one a site would publish, from a build cache (``.atlasgen/``, in
+    ``dtype``, default float16 as ``site.sae_dtype``). Returns the names of the files written.
+
+    Raises ExportError (one line naming the fix) for a path that is neither, an unknown layer (the
+    message lists the layers there), or a dtype a site's published weights cannot give.
+    """
+    source, out = Path(source), Path(out)
+    if dtype is not None and dtype not in SAE_DTYPES:
+        raise ExportError(f"--dtype must be one of {', '.join(SAE_DTYPES)}, got {dtype!r}.")
+    if (source / "manifest.json").is_file():
+        files = _from_site(source, layer, dtype)
+    elif (source / CACHE_MARKER).is_file():
+        files = _from_cache(source, layer, dtype or "float16")
+    else:
+        raise ExportError(
+            f"{source}: neither a built site (no manifest.json) nor a build cache (no {CACHE_MARKER}). "
+            "Fix: pass the site folder (e.g. _site) or the cache folder (e.g. .atlasgen)."
+        )
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: is a file, not a folder. Fix: choose another output folder.")
+    for name, data in sorted(files.items()):
+        atomic_write_bytes(out / name, data)
+    return sorted(files)
+
+
+def _unknown_layer(source: Path, layer: str, layers: list[str]) -> ExportError:
+    listed = ", ".join(layers) if layers else "none"
+    return ExportError(
+        f"{source}: no layer {layer!r}; the layers there are: {listed}. Fix: name one of them."
+    )
+
+
+def _from_site(site: Path, layer: str, dtype: str | None) -> dict[str, bytes]:
+    manifest = json.loads((site / "manifest.json").read_text(encoding="utf-8"))
+    layers = manifest.get("layers") or {}
+    if layer not in layers:
+        raise _unknown_layer(site, layer, sorted(layers))
+    folder = (site / layers[layer]["sae_weights"]).parent
+    if not (folder / SAELENS_CFG).is_file() or not (folder / SAELENS_WEIGHTS).is_file():
+        raise ExportError(
+            f"{folder}: the site's SAE folder is missing or incomplete. Fix: rebuild the site, or export from the build cache."
+        )
+    published = layers[layer].get("sae_weights_dtype")
+    if dtype is not None and dtype != published:
+        raise ExportError(
+            f"{site}: the site publishes layer {layer!r} in {published}, not {dtype}. "
+            f"Fix: export from the build cache (e.g. .atlasgen) to get {dtype}, or drop --dtype."
+        )
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _from_cache(cache: Path, layer: str, dtype: str) -> dict[str, bytes]:
+    latest = cache / "sae" / "latest.json"
+    key = json.loads(latest.read_text(encoding="utf-8")).get("key") if latest.is_file() else None
+    artifact = cache / "sae" / str(key)
+    if key is None or not (artifact / "meta.json").is_file():
+        raise ExportError(f"{cache}: the cache holds no finished sae stage. Fix: run `atlasgen build` first.")
+    layers = sorted(p.name for p in artifact.iterdir() if (p / "sae.npz").is_file())
+    if layer not in layers:
+        raise _unknown_layer(cache, layer, layers)
+    folder = artifact / layer
+    return published_sae(folder, dtype, hash_file(folder / "sae.npz"), layer)
