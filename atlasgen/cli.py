@@ -1,4 +1,4 @@
-"""The command line: build, status, serve, clean, layers."""
+"""The command line: build, status, serve, clean, layers, check, publish, export-sae."""
 
 from __future__ import annotations
 
@@ -281,6 +281,31 @@ def layers(config: str) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("export-sae")
+@click.argument("source", metavar="SITE_OR_CACHE", type=click.Path(path_type=Path))
+@click.argument("layer")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--dtype",
+    type=click.Choice(["float16", "bfloat16", "float32"]),
+    default=None,
+    help="Dtype of the weights (from a cache; default float16, as site.sae_dtype). A site gives its own.",
+)
+@quiet_opt
+def export_sae(source: Path, layer: str, out: Path, dtype: str | None, quiet: bool) -> None:
+    """Write LAYER's SAE as a SAELens folder (cfg.json + sae_weights.safetensors + metrics.json) into OUT,
+    from a built site folder (the files it published) or a build cache (.atlasgen/). The folder loads
+    with sae_lens.SAE.load_from_disk(OUT) and as an atlasgen layer's sae.weights."""
+    from atlasgen.site.weights import export_sae as write
+
+    try:
+        names = write(source, layer, out, dtype)
+    except AtlasgenError as exc:
+        _fail(exc.errors, exc.headline)
+    if not quiet:
+        click.echo(f"wrote {', '.join(names)} to {out}")
 
 
 @main.command()

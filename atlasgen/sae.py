@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 
 from atlasgen.cache import atomic_save_npz, atomic_write_bytes, atomic_write_text
+from atlasgen.saelens import FORMAT_VERSION, describe
 
 ARCHITECTURES = ("batchtopk", "topk", "relu")
-FORMAT_VERSION = 1
 
 # training recipe constants (sae.md section 1)
 WARMUP_FRACTION = 0.05  # linear lr (and relu l1) warm-up over the first 5% of steps
@@ -980,22 +980,39 @@ def _as_tensor(rows) -> torch.Tensor:
 # save / load (byte-deterministic: same weights and metrics -> same files)
 
 
-def save_sae(sae: SparseAutoencoder, folder, metrics: dict | None = None) -> None:
+def sae_cfg(sae: SparseAutoencoder, description: dict | None = None) -> dict:
+    """atlasgen's cfg.json of an SAE: format, d_in, d_sae and its description
+    (:func:`atlasgen.saelens.describe`; default: the one a loader attached as ``sae.description``, else
+    trained by atlasgen, measured from the weights)."""
+    if description is None:
+        description = getattr(sae, "description", None)
+    if description is None:
+        description = describe(
+            sae.W_dec.detach().cpu().numpy(),
+            sae.threshold.detach().cpu().numpy(),
+            architecture=sae.architecture,
+            k=sae.k,
+            origin="trained",
+        )
+    return {
+        "format": "atlasgen.sae",
+        "format_version": FORMAT_VERSION,
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        **description,
+    }
+
+
+def save_sae(
+    sae: SparseAutoencoder, folder, metrics: dict | None = None, description: dict | None = None
+) -> None:
+    """Write folder/sae.npz (float32 weights), folder/cfg.json (:func:`sae_cfg`) and metrics.json."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     names = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
     arrays = {name: getattr(sae, name).detach().cpu().float().numpy() for name in names}
     atomic_save_npz(folder / "sae.npz", **arrays)
-    cfg = {
-        "format": "atlasgen.sae",
-        "format_version": FORMAT_VERSION,
-        "architecture": sae.architecture,
-        "d_in": sae.d_in,
-        "d_sae": sae.d_sae,
-        "k": sae.k,
-        "codes": "activation units; unit-norm W_dec rows; batchtopk keeps relu(pre) > threshold",
-    }
-    _write_json(folder / "cfg.json", cfg)
+    _write_json(folder / "cfg.json", sae_cfg(sae, description))
     if metrics is not None:
         _write_json(folder / "metrics.json", metrics)
 

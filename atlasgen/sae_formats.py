@@ -43,14 +43,20 @@ import torch
 import torch.nn.functional as F
 
 from atlasgen import tensorfile
-from atlasgen.cache import atomic_write_bytes, atomic_write_text
-from atlasgen.sae import ARCHITECTURES, FORMAT_VERSION, SparseAutoencoder
+from atlasgen.cache import atomic_write_bytes
+from atlasgen.sae import ARCHITECTURES, SparseAutoencoder, sae_cfg
+from atlasgen.saelens import (
+    DESCRIPTION_KEYS,
+    SAELENS_CFG,
+    SAELENS_WEIGHTS,
+    UNIT_NORM_TOLERANCE,
+    describe,
+    encode_rule,
+    saelens_files,
+)
 
-SAELENS_CFG = "cfg.json"
-SAELENS_WEIGHTS = "sae_weights.safetensors"
 NAMES = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-UNIT_NORM_TOLERANCE = 1e-3  # decoder rows within this of norm 1 count as unit norm
 KEYS_FIX = "name the file's tensors in the layer's `sae: keys:` config (atlasgen name: file name)"
 
 # common names in other libraries, for the suggestion in a missing-tensor message
@@ -113,7 +119,9 @@ def load_external_sae(
       pre = x @ W_enc + b_enc (no b_dec subtracted from the input), as most nn.Linear-style SAEs.
 
     Returns a SparseAutoencoder, or a JumpReLUSAE when the threshold differs between latents. Its
-    attribute `external_info` (a JSON-ready dict) records: source, format, architecture,
+    attribute `description` is :func:`atlasgen.saelens.describe`'s account of it (architecture, where
+    it came from, k where it means something, thresholds, decoder norms), which the sae stage saves
+    in cfg.json; `external_info` (a JSON-ready dict) records: source, format, architecture,
     threshold ("none" / "global" / "per-latent"), decoder_norm_min / decoder_norm_max,
     codes_in_activation_units (False when the decoder rows are not unit norm) and notes (a list of
     one-line remarks on conversions made).
@@ -286,6 +294,16 @@ def load_external_sae(
             f"decoder rows are not unit norm (min {norms.min().item():.4g}, max {norms.max().item():.4g}): "
             f"codes match the original library but are not in activation units (latent i adds f_i * ||W_dec_i|| to x_hat)"
         )
+    # an atlasgen SAE folder keeps the description it has (where the SAE first came from)
+    sae.description = spec.get("description") or describe(
+        sae.W_dec.detach().numpy(),
+        sae.threshold.detach().numpy(),
+        architecture=sae.architecture,
+        k=sae.k,
+        origin=fmt,
+        source_architecture=spec["source_architecture"],
+        source_file=path.name,
+    )
     sae.external_info = {
         "source": str(path),
         "format": fmt,
@@ -480,7 +498,7 @@ def _saelens_spec(cfg_path: Path, d_in: int, default_k: int) -> dict:
         "apply_b_dec_to_input": bool(cfg.get("apply_b_dec_to_input", True)),
         "rescale": bool(cfg.get("rescale_acts_by_decoder_norm", False)),
         "d_sae": int(cfg["d_sae"]) if cfg.get("d_sae") is not None else None,
-        "source_architecture": ours.get("architecture", arch),
+        "source_architecture": ours.get("source_architecture", ours.get("architecture", arch)),
         "requires_threshold": arch == "jumprelu",
         "from_cfg": True,
         "notes": notes,
@@ -490,7 +508,7 @@ def _saelens_spec(cfg_path: Path, d_in: int, default_k: int) -> dict:
 def _atlasgen_spec(cfg_path: Path) -> dict:
     try:
         cfg = json.loads(cfg_path.read_text())
-        arch, k = cfg["architecture"], int(cfg.get("k", 32))
+        arch, k = encode_rule(cfg), int(cfg.get("k", 32))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SAEFormatError(
             f"cannot read {cfg_path}: not an atlasgen SAE cfg.json ({_first_line(exc)}). "
@@ -504,8 +522,9 @@ def _atlasgen_spec(cfg_path: Path) -> dict:
         "apply_b_dec_to_input": True,
         "rescale": False,
         "d_sae": cfg.get("d_sae"),
-        "source_architecture": arch,
+        "source_architecture": cfg.get("source_architecture", cfg["architecture"]),
         "from_cfg": True,
+        "description": {key: cfg[key] for key in DESCRIPTION_KEYS if key in cfg} if "origin" in cfg else None,
     }
 
 
@@ -623,65 +642,25 @@ def _label(name: str, key: str) -> str:
 # saving
 
 
-def save_saelens(sae: SparseAutoencoder, folder, *, hook_name: str | None = None) -> None:
-    """Write folder/cfg.json + folder/sae_weights.safetensors in the SAELens (6.x) layout.
+def save_saelens(
+    sae: SparseAutoencoder, folder, *, hook_name: str | None = None, description: dict | None = None
+) -> None:
+    """Write folder/cfg.json + folder/sae_weights.safetensors in the SAELens (6.x) layout, float32.
 
-    batchtopk -> SAELens "jumprelu" with the threshold broadcast to (d_sae,) (a JumpReLUSAE keeps its
-    per-latent thresholds); topk -> "topk" with k; relu -> "standard". apply_b_dec_to_input is true,
-    normalize_activations "none", float32. cfg.json also carries an "atlasgen" block (architecture,
-    k, conventions) that load_external_sae uses to restore the architecture and k exactly; SAELens
-    ignores it. Same weights -> same bytes (fixed tensor order, sorted metadata, fixed JSON format).
+    The architecture map and cfg.json fields are :func:`atlasgen.saelens.saelens_files`'s: batchtopk ->
+    SAELens "jumprelu" with the threshold on every latent (a JumpReLUSAE keeps its per-latent
+    thresholds); topk -> "topk" with k; relu -> "standard". cfg.json's "atlasgen" block is
+    :func:`atlasgen.sae.sae_cfg` (description: default trained by atlasgen), which load_external_sae
+    uses to restore the architecture and k exactly; SAELens ignores it. Same weights, same bytes.
     """
     folder = Path(folder)
     if sae.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {sae.architecture!r}")
-    tensors = {
-        name: getattr(sae, name).detach().cpu().float().numpy()
-        for name in ("W_enc", "W_dec", "b_enc", "b_dec")
-    }
-    cfg: dict = {
-        "d_in": sae.d_in,
-        "d_sae": sae.d_sae,
-        "dtype": "float32",
-        "device": "cpu",
-        "apply_b_dec_to_input": True,
-        "normalize_activations": "none",
-        "reshape_activations": "none",
-        "metadata": {"hook_name": hook_name, "sae_lens_version": "6.0.0", "sae_lens_training_version": None},
-    }
-    per_latent = sae.threshold.ndim == 1
-    norms = np.linalg.norm(tensors["W_dec"].astype(np.float64), axis=1)
-    unit = bool((np.abs(norms - 1) <= UNIT_NORM_TOLERANCE).all())
-    if sae.architecture == "batchtopk":
-        cfg["architecture"] = "jumprelu"
-        tensors["threshold"] = np.broadcast_to(
-            sae.threshold.detach().cpu().float().numpy(), (sae.d_sae,)
-        ).copy()
-    elif sae.architecture == "topk":
-        cfg.update(architecture="topk", k=sae.k, rescale_acts_by_decoder_norm=False)
-    else:
-        cfg["architecture"] = "standard"
-    cfg["atlasgen"] = {
-        "format": "atlasgen.sae",
-        "format_version": FORMAT_VERSION,
-        "architecture": sae.architecture,
-        "k": sae.k,
-        "threshold": ("per-latent" if per_latent else "global")
-        if sae.architecture == "batchtopk"
-        else "none",
-        "hook_name": hook_name,
-        "codes": (
-            "activation units (unit-norm W_dec rows)"
-            if unit
-            else "not activation units: W_dec rows are not unit norm (latent i adds f_i * ||W_dec_i|| to x_hat)"
-        ),
-    }
-    for name, array in tensors.items():
-        if not np.isfinite(array).all():
-            raise ValueError(f"cannot save an SAE with non-finite {name}")
-    metadata = {"format": "pt", "producer": "atlasgen", "architecture": cfg["architecture"]}
-    atomic_write_bytes(folder / SAELENS_WEIGHTS, safetensors_bytes(tensors, metadata))
-    atomic_write_text(folder / SAELENS_CFG, json.dumps(cfg, sort_keys=True, indent=1, allow_nan=False) + "\n")
+    names = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
+    arrays = {name: getattr(sae, name).detach().cpu().float().numpy() for name in names}
+    files = saelens_files(arrays, sae_cfg(sae, description), hook_name=hook_name)
+    for name, data in sorted(files.items()):
+        atomic_write_bytes(folder / name, data)
 
 
 def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:

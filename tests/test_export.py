@@ -111,20 +111,32 @@ def test_export_is_byte_identical_and_gzip_header_has_no_name_or_time(two_sites)
 
 
 def test_sae_weights_are_shipped_with_the_manifest_hash(two_sites, art):
+    """Artifacts whose cfg.json predates descriptions (no saelens/ copy either) publish a SAELens folder too."""
+    from sae_lens import SAE
+
     site, _ = two_sites
     manifest = json.loads((site / "manifest.json").read_text())
     for layer in LAYERS:
         folder = site / f"data/{MODEL}/{layer}/sae"
-        assert (folder / "sae.npz").read_bytes() == (art["sae"] / layer / "sae.npz").read_bytes()
-        assert (folder / "cfg.json").is_file()
-        assert (
-            hashlib.sha256((folder / "sae.npz").read_bytes()).hexdigest()
-            == manifest["layers"][layer]["sae_sha256"]
-        )
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "cfg.json",
+            "metrics.json",
+            "sae_weights.safetensors",
+        ]
+        sha = hashlib.sha256((art["sae"] / layer / "sae.npz").read_bytes()).hexdigest()
+        cfg = json.loads((folder / "cfg.json").read_text())
+        assert cfg["atlasgen"]["float32_sae_npz_sha256"] == sha == manifest["layers"][layer]["sae_sha256"]
+        assert cfg["atlasgen"]["origin"] == manifest["layers"][layer]["sae"]["origin"] == "unknown"
+        assert "k" in cfg["atlasgen"] and cfg["atlasgen"]["threshold"] == "global"
+        sae = SAE.load_from_disk(folder, dtype="float32")  # loads in SAELens as it is
+        with np.load(art["sae"] / layer / "sae.npz") as z:
+            want = z["W_dec"].astype(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(sae.W_dec.detach().numpy(), want)
     assert manifest["urls"]["features_export"] == "data/<model>/<layer>/features.jsonl.gz"
     page = (site / MODEL / LAYERS[0] / "index.html").read_text()
     assert 'href="../../data/demonet/mixed4a/features.jsonl.gz"' in page
-    assert 'href="../../data/demonet/mixed4a/sae/sae.npz"' in page
+    assert 'href="../../data/demonet/mixed4a/sae/sae_weights.safetensors"' in page
+    assert "SAE from</th><td>not recorded" in page
 
 
 def test_layer_page_plots_have_one_mark_per_feature_and_bin(two_sites, art):

@@ -130,7 +130,8 @@ def test_save_load_round_trip(data, tmp_path):
         "threshold": ((), np.float32),
     }
     cfg = json.loads((tmp_path / "a" / "cfg.json").read_text())
-    assert cfg["architecture"] == "batchtopk" and cfg["d_sae"] == D_SAE and cfg["format_version"] == 1
+    assert cfg["architecture"] == "batchtopk" and cfg["d_sae"] == D_SAE and cfg["format_version"] == 2
+    assert cfg["origin"] == "trained" and cfg["k"] == loaded.k and cfg["decoder_unit_norm"] is True
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["n_vectors"] == len(heldout)
 
     time.sleep(1.1)  # a zip timestamp would now differ

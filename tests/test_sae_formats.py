@@ -140,9 +140,9 @@ def test_saelens_jumprelu_per_latent_threshold(tmp_path, rng):
     np.testing.assert_array_equal(sae.W_dec.detach().numpy(), w["W_dec"])
     # and written back as they are: the re-exported folder is the same model
     save_saelens(sae, tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "cfg.json").read_text())["atlasgen"]["codes"].startswith(
-        "not activation units"
-    )
+    block = json.loads((tmp_path / "again" / "cfg.json").read_text())["atlasgen"]
+    assert block["codes_in_activation_units"] is False and block["decoder_unit_norm"] is False
+    assert block["architecture"] == "jumprelu" and block["origin"] == "saelens" and "k" not in block
     again = load_external_sae(tmp_path / "again", d_in=D_IN)
     with torch.no_grad():
         assert torch.equal(again(torch.from_numpy(x)), sae(torch.from_numpy(x)))
@@ -279,7 +279,11 @@ def test_save_saelens_round_trip(tmp_path, rng, architecture, per_latent):
     assert cfg["architecture"] == expected and cfg["d_in"] == D_IN and cfg["d_sae"] == D_SAE
     assert cfg["apply_b_dec_to_input"] is True and cfg["normalize_activations"] == "none"
     assert cfg["dtype"] == "float32" and cfg["device"] == "cpu"
-    assert cfg["metadata"]["hook_name"] == "mixed5b" and cfg["atlasgen"]["architecture"] == architecture
+    described = "jumprelu" if per_latent else architecture
+    assert cfg["metadata"]["hook_name"] == "mixed5b" and cfg["atlasgen"]["architecture"] == described
+    assert cfg["atlasgen"]["origin"] == "trained" and ("k" in cfg["atlasgen"]) is (
+        described != "relu" and described != "jumprelu"
+    )
     if architecture == "topk":
         assert cfg["k"] == K
     tensors = load_safetensors(
@@ -293,7 +297,10 @@ def test_save_saelens_round_trip(tmp_path, rng, architecture, per_latent):
         assert "threshold" not in tensors
 
     loaded = load_external_sae(tmp_path / "a", d_in=D_IN)
-    assert type(loaded) is type(sae) and loaded.architecture == architecture and loaded.k == sae.k
+    assert type(loaded) is type(sae) and loaded.architecture == architecture
+    assert loaded.description["architecture"] == described
+    if described in ("topk", "batchtopk"):  # k means something only there
+        assert loaded.k == sae.k
     x = torch.from_numpy(inputs(rng, n=256))
     with torch.no_grad():
         f, f2 = sae.encode(x), loaded.encode(x)
@@ -312,9 +319,14 @@ def test_save_saelens_round_trip(tmp_path, rng, architecture, per_latent):
     save_saelens(sae, tmp_path / "b", hook_name="mixed5b")
     save_saelens(loaded, tmp_path / "c", hook_name="mixed5b")
     for name in ("cfg.json", "sae_weights.safetensors"):
-        first = (tmp_path / "a" / name).read_bytes()
-        assert (tmp_path / "b" / name).read_bytes() == first
-        assert (tmp_path / "c" / name).read_bytes() == first
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+    weights = "sae_weights.safetensors"
+    assert (tmp_path / "c" / weights).read_bytes() == (tmp_path / "a" / weights).read_bytes()
+    # the loaded model says where it came from; all else in cfg.json is the same
+    first, again = (json.loads((tmp_path / d / "cfg.json").read_text()) for d in "ac")
+    assert again["atlasgen"].pop("origin") == "saelens" and again["atlasgen"].pop("source_file") == "a"
+    assert first["atlasgen"].pop("origin") == "trained"
+    assert again == first
 
 
 def test_per_latent_threshold_survives_save_sae(tmp_path, rng):
@@ -535,8 +547,8 @@ def test_published_weights_load_in_their_dtype(tmp_path, rng, dtype):
     art = tmp_path / "art"
     save_sae(sae, art, metrics={"l0": 5.0})
     save_saelens(sae, art / "saelens", hook_name="mixed5b")
-    files = published_sae(art, dtype, "ab" * 32)
-    assert files == published_sae(art, dtype, "ab" * 32)  # same weights, same bytes
+    files = published_sae(art, dtype, "ab" * 32, "mixed5b")
+    assert files == published_sae(art, dtype, "ab" * 32, "mixed5b")  # same weights, same bytes
     out = tmp_path / "site"
     out.mkdir()
     for name, data in files.items():
@@ -561,7 +573,7 @@ def test_published_weights_load_in_their_dtype(tmp_path, rng, dtype):
     assert abs(size - projected_weight_bytes(D_IN, D_SAE, dtype)) <= 1024
     # atlasgen loads the published folder as an external SAE: codes of the rounded weights
     loaded = load_external_sae(out, d_in=D_IN)
-    assert loaded.architecture == "batchtopk" and loaded.k == sae.k
+    assert loaded.architecture == "batchtopk" and loaded.threshold.shape == (D_SAE,)
     x = torch.from_numpy(inputs(rng, n=128))
     with torch.no_grad():
         f, f2 = sae.encode(x), loaded.encode(x)

@@ -17,6 +17,7 @@ import numpy as np
 
 from atlasgen import data
 from atlasgen.cache import hash_file
+from atlasgen.saelens import description_of
 
 # Names that become URL path segments must stay plain so links never need escaping.
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -214,6 +215,8 @@ class Layer:
     atlas: dict = field(default_factory=dict)  # atlas.json of the activation atlas; {} when not built
     atlas_dir: Path | None = None
     sae_dir: Path | None = None  # the sae artifact's layer folder (sae.npz, saelens/)
+    # what the SAE is and where it came from (atlasgen.saelens.describe)
+    sae_description: dict = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:
@@ -257,6 +260,8 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
     sae_dir = Path(artifacts["sae"]) / name
     with np.load(sae_dir / "sae.npz") as z:
         W_dec = np.asarray(z["W_dec"], dtype=np.float32)
+        threshold = np.asarray(z["threshold"], dtype=np.float32)
+    sae_cfg = _read_json(sae_dir / "cfg.json") if (sae_dir / "cfg.json").exists() else {}
     with np.load(Path(artifacts["similar"]) / name / "similar.npz") as z:
         similar, similar_cos = np.asarray(z["ids"]), np.asarray(z["cos"])
     features = load_examples(Path(artifacts["examples"]) / name / "features.npz")
@@ -271,7 +276,8 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         sae_sha256=hash_file(sae_dir / "sae.npz"),
         sae_dir=sae_dir,
         W_dec=W_dec,
-        sae_cfg=_read_json(sae_dir / "cfg.json") if (sae_dir / "cfg.json").exists() else {},
+        sae_cfg=sae_cfg,
+        sae_description=description_of(sae_cfg, {"W_dec": W_dec, "threshold": threshold}) if sae_cfg else {},
         sae_metrics=_read_json(sae_dir / "metrics.json") if (sae_dir / "metrics.json").exists() else {},
         features=features,
         neurons=neurons,

@@ -19,8 +19,6 @@ from atlasgen.site.fmt import dumps, json_num
 N_EXPORT_NEIGHBOURS = 6  # nearest features by decoder cosine (the LayerIndex keeps this many)
 N_EXPORT_CLASSES = 10  # classes a feature drives most, and suppresses most
 N_EXPORT_NEURONS = 6  # neurons with the largest |W_dec[i, :]|
-# copied into data/<model>/<layer>/sae/ when the sae artifact has no SAELens copy
-SAE_FILES = ("sae.npz", "cfg.json", "metrics.json")
 
 
 def features_jsonl_path(m: str, layer_name: str) -> str:
@@ -29,19 +27,6 @@ def features_jsonl_path(m: str, layer_name: str) -> str:
 
 def sae_dir_path(m: str, layer_name: str) -> str:
     return f"data/{m}/{layer_name}/sae"
-
-
-def _has_saelens(L) -> bool:
-    return L.sae_dir is not None and (Path(L.sae_dir) / "saelens" / weights.SAELENS_WEIGHTS).is_file()
-
-
-def sae_weights_name(L) -> str:
-    """The published weights file of a layer: the SAELens safetensors (site.sae_dtype), else sae.npz."""
-    return weights.SAELENS_WEIGHTS if _has_saelens(L) else "sae.npz"
-
-
-def sae_weights_dtype(site, L) -> str:
-    return site.sae_dtype if _has_saelens(L) else "float32"
 
 
 def _signed_top(values: np.ndarray, k: int, sign: int) -> list[int]:
@@ -148,20 +133,13 @@ def features_jsonl_gz(site, ix, images=None, ids=None) -> bytes:
 
 
 def write_layer_export(w, site, ix, sae_folder: Path, images=None) -> None:
-    """Write features.jsonl.gz and the SAE weights for one layer: a SAELens folder (cfg.json,
-    sae_weights.safetensors in ``site.sae_dtype``, metrics.json), or the artifact's sae.npz, cfg.json and
-    metrics.json when the sae artifact has no SAELens copy."""
+    """Write features.jsonl.gz and the SAE of one layer: a SAELens folder (cfg.json,
+    sae_weights.safetensors in ``site.sae_dtype``, metrics.json; atlasgen.site.weights)."""
     path = features_jsonl_path(site.model, ix.layer.name)
     target = w.out_dir / path
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(features_jsonl_gz(site, ix, images))
     dest = sae_dir_path(site.model, ix.layer.name)
-    published = weights.published_sae(Path(sae_folder), site.sae_dtype, ix.layer.sae_sha256)
-    if published is not None:  # a SAELens folder in site.sae_dtype (atlasgen.site.weights)
-        for name, data in sorted(published.items()):
-            w.text_bytes(f"{dest}/{name}", data)
-        return
-    for name in SAE_FILES:
-        src = Path(sae_folder) / name
-        if src.is_file():
-            w.copy(src, f"{dest}/{name}")
+    published = weights.published_sae(Path(sae_folder), site.sae_dtype, ix.layer.sae_sha256, ix.layer.name)
+    for name, data in sorted(published.items()):
+        w.text_bytes(f"{dest}/{name}", data)

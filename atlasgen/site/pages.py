@@ -15,6 +15,7 @@ from markupsafe import Markup
 from PIL import Image
 
 from atlasgen import unitlabels
+from atlasgen.saelens import ORIGINS, SAELENS_WEIGHTS
 from atlasgen.site import (
     circuits,
     export,
@@ -445,6 +446,47 @@ def _metric_rows(metrics: dict) -> list[dict]:
     return rows
 
 
+def sae_facts(L: Layer) -> list[dict]:
+    """The layer page's lines on what the SAE is: architecture, where it came from, its sizes, k where
+    it means something (topk, batchtopk), thresholds and decoder norms (from its description)."""
+    d = L.sae_description
+    if not d:
+        return []
+    arch = d["architecture"]
+    if d.get("source_architecture") and d["source_architecture"] != arch:
+        arch += f" (called {d['source_architecture']} in its source)"
+    origin = ORIGINS.get(d.get("origin", "unknown"), d.get("origin", ""))
+    if d.get("source_file"):
+        origin += f": {d['source_file']}"
+    facts = [{"name": "SAE architecture", "value": arch}, {"name": "SAE from", "value": origin}]
+    for key in ("d_in", "d_sae"):
+        if key in L.sae_cfg:
+            facts.append({"name": f"SAE {key.replace('_', ' ')}", "value": str(L.sae_cfg[key])})
+    if "k" in d:
+        what = (
+            "active latents per vector"
+            if d["architecture"] == "topk"
+            else "mean active latents per vector in training"
+        )
+        facts.append({"name": "SAE k", "value": f"{d['k']} ({what})"})
+    if d.get("threshold", "none") != "none":
+        facts.append(
+            {
+                "name": "SAE threshold",
+                "value": "one per latent" if d["threshold"] == "per-latent" else "one for all latents",
+            }
+        )
+    if d.get("decoder_unit_norm"):
+        rows = "unit norm: codes are in activation units"
+    else:
+        rows = (
+            f"norms {fmt_num(d.get('decoder_norm_min', 0), 3)} to {fmt_num(d.get('decoder_norm_max', 0), 3)}, "
+            "not unit: codes are not in activation units (latent i adds f_i x ||W_dec_i|| to x_hat)"
+        )
+    facts.append({"name": "SAE decoder rows", "value": rows})
+    return facts
+
+
 def _layer_summary(site: Site, L: Layer) -> dict:
     metrics = L.sae_metrics
 
@@ -461,7 +503,7 @@ def _layer_summary(site: Site, L: Layer) -> dict:
         "shape": "\u00d7".join(str(s) for s in L.shape) if L.shape else "",
         "n_features": fmt_count(L.n_features),
         "n_neurons": fmt_count(L.n_neurons),
-        "architecture": str(L.sae_cfg.get("architecture", "")),
+        "architecture": str(L.sae_description.get("architecture", "")),
         "fvu": metric("fvu"),
         "l0": metric("l0"),
         "dead": metric("dead_fraction", pct=True),
@@ -532,9 +574,7 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
             name="median feature density",
         ),
     ]
-    for key in ("architecture", "d_in", "d_sae", "k"):
-        if key in L.sae_cfg:
-            facts.append({"name": f"SAE {key.replace('_', ' ')}", "value": str(L.sae_cfg[key])})
+    facts += sae_facts(L)
     facts.append({"name": "SAE sha256", "value": L.sae_sha256})
     if L.importance is None and L.importance_skipped:
         facts.append({"name": "importance", "value": f"not computed: {L.importance_skipped}"})
@@ -555,7 +595,7 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         look_first_href=numbers.glossary_href("look-first"),
         vis_pixelated=_pixelated(ix.vis_size.get("f"), 120),
         export_href=export.features_jsonl_path(site.model, L.name),
-        sae_href=f"{export.sae_dir_path(site.model, L.name)}/{export.sae_weights_name(L)}",
+        sae_href=f"{export.sae_dir_path(site.model, L.name)}/{SAELENS_WEIGHTS}",
         grids=[
             grid.grid_context(urls.root_prefix(path), ix, kind, _pixelated(ix.vis_size.get("f"), 120))
             for kind in ("f", "n")
@@ -997,8 +1037,9 @@ def manifest(site: Site, arts: Artifacts) -> dict:
                 "sae_sha256": L.sae_sha256,
                 "n_features": L.n_features,
                 "n_neurons": L.n_neurons,
-                "sae_weights": f"{export.sae_dir_path(site.model, L.name)}/{export.sae_weights_name(L)}",
-                "sae_weights_dtype": export.sae_weights_dtype(site, L),
+                "sae_weights": f"{export.sae_dir_path(site.model, L.name)}/{SAELENS_WEIGHTS}",
+                "sae_weights_dtype": site.sae_dtype,
+                "sae": L.sae_description,
             }
             for L in arts.layers
         },

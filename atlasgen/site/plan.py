@@ -179,17 +179,7 @@ def project(
                     EXPORT,
                     round(len(export.features_jsonl_gz(site, ix, images, ids)) * L.n_features / len(ids)),
                 )
-            if export.sae_weights_name(L) == weights.SAELENS_WEIGHTS:
-                p.add(EXPORT, weights.projected_weight_bytes(L.n_neurons, L.n_features, sae_dtype) + 4096)
-            else:
-                p.add(
-                    EXPORT,
-                    sum(
-                        (Path(artifacts["sae"]) / L.name / f).stat().st_size
-                        for f in export.SAE_FILES
-                        if (Path(artifacts["sae"]) / L.name / f).is_file()
-                    ),
-                )
+            p.add(EXPORT, weights.projected_weight_bytes(L.n_neurons, L.n_features, sae_dtype) + 4096)
         n_classes = arts.dataset.n_classes
         ids = _spread(n_classes, SAMPLE_PAGES)
         if ids:

@@ -194,9 +194,11 @@ def run(ctx: StageContext) -> None:
                 }
             )
             metrics.update(downstream)
-        save_sae(sae.cpu(), folder, metrics=metrics)
+        # What the SAE is and where it came from (trained here, or the loader's account of the file).
+        description = getattr(sae, "description", None)
+        save_sae(sae.cpu(), folder, metrics=metrics, description=description)
         # The same weights in the SAELens layout, so other tools can load atlasgen's SAEs.
-        save_saelens(sae, folder / "saelens", hook_name=layer_cfg.name)
+        save_saelens(sae, folder / "saelens", hook_name=layer_cfg.name, description=description)
         (folder / "checkpoint.pt").unlink(missing_ok=True)
         # Written last: marks the layer as done for a resumed run.
         atomic_write_json(folder / "training.json", {k: v for k, v in stats.items() if "second" not in k})
