@@ -858,9 +858,13 @@ def layer_shapes(
 
 
 @torch.no_grad()
-def all_layer_shapes(model: nn.Module, image_size: int) -> list[tuple[str, list[int]]]:
+def all_layer_shapes(model: nn.Module, image_size: int) -> list[tuple[str, list[int], str]]:
     """Every named module whose output is one tensor, with its output shape (without the
-    batch dimension), in the order the forward calls them: what `atlasgen layers` lists."""
+    batch dimension) and kind, in the order the forward calls them: what `atlasgen layers` lists.
+
+    Kinds: ``image map`` (C, H, W) before any token sequence, ``tokens`` (tokens, D), ``vector``
+    (D,), and ``other``: a 4-D output once the forward works on tokens (a transformer's per-head
+    queries, keys or attention weights), which is no map of the image."""
     seen: list[tuple[str, list[int]]] = []
     names = {m: n for n, m in model.named_modules() if n}
     handles = []
@@ -876,9 +880,11 @@ def all_layer_shapes(model: nn.Module, image_size: int) -> list[tuple[str, list[
     finally:
         for h in handles:
             h.remove()
-    out, done = [], set()
+    out, done, tokens_seen = [], set(), False
     for name, shape in seen:
+        tokens_seen = tokens_seen or len(shape) == 2
         if name not in done:
             done.add(name)
-            out.append((name, shape))
+            kind = {1: "vector", 2: "tokens"}.get(len(shape), "other" if tokens_seen else "image map")
+            out.append((name, shape, kind))
     return out
