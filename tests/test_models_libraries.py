@@ -178,3 +178,19 @@ def test_factory_of_unknown_normalisation_is_warned_about(tmp_path):
         _folder_config(tmp_path / "b", {**model, "mean": [0.5] * 3, "std": [0.2] * 3}), tmp_path / "_s"
     )
     assert not [w for w in given.warnings if "model.mean" in w]
+
+
+def test_models_doc_examples_are_valid_and_the_readme_links_them():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "models.md").read_text(encoding="utf-8")
+    blocks = [yaml.safe_load(b.split("```")[0]) for b in text.split("```yaml\n")[1:]]
+    sources = []
+    for block in blocks:
+        model = {k: v for k, v in block["model"].items() if k not in ("weights", "labels")}  # files
+        dataset = {"image_size": block.get("dataset", {}).get("image_size", 64)}
+        sources.append(parse_config({"model": model, "dataset": dataset}).model.source)
+    assert sources == ["torchvision", "timm", "open_clip", "inceptionv1", "factory"]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "docs/models.md" in readme.split("## Your own model and images", 1)[1].split("\n## ", 1)[0]
