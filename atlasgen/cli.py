@@ -256,27 +256,34 @@ def import_ratings(config: str, files: tuple[Path, ...], quiet: bool) -> None:
 @main.command()
 @common_config
 def layers(config: str) -> None:
-    """List the layers of the configured model that can be studied, with their output shapes."""
+    """List the layers of the configured model that can be studied, with their output shapes
+    and kinds (image map, tokens, vector, other), and the model's output."""
     import torch
 
     from atlasgen.demo.dataset import CLASSES
     from atlasgen.models import all_layer_shapes, build_model
+    from atlasgen.preflight import dataset_classes
     from atlasgen.zoo import layer_names
 
     cfg = _load(config)
+    # The dataset's classes when they can be counted (a random-init head gets one output each).
+    n_classes = len(dataset_classes(cfg, [], [])[0]) or len(CLASSES)
     try:
         # Shapes do not depend on the weights: a random initialisation needs no download.
-        model = build_model(cfg.model, n_classes=len(CLASSES))
+        model = build_model(cfg.model, n_classes=n_classes)
     except AtlasgenError as exc:
         _fail(exc.errors, exc.headline)
     known = layer_names(cfg.model.source)
     with torch.no_grad():
         shapes = all_layer_shapes(model.eval(), cfg.dataset.image_size)
+        output = model(torch.zeros(1, 3, cfg.dataset.image_size, cfg.dataset.image_size))
     if known is not None:  # the sources atlasgen knows list their studiable layers only
-        shapes = [(n, s) for n, s in shapes if n in set(known)]
-    for name, shape in shapes:
-        kind = "  (tokens x dim: pick tokens: patches, class or mean)" if len(shape) == 2 else ""
-        click.echo(f"{name:<24} {' x '.join(map(str, shape))}{kind}")
+        shapes = [(n, s, k) for n, s, k in shapes if n in set(known)]
+    hints = {"tokens": "  (pick tokens: patches, class or mean)", "other": "  (not a map of the image)"}
+    for name, shape, kind in shapes:
+        click.echo(f"{name:<24} {' x '.join(map(str, shape)):<16} {kind}{hints.get(kind, '')}")
+    if isinstance(output, torch.Tensor):
+        click.echo(f"{'(output)':<24} {' x '.join(map(str, output.shape[1:])):<16} the model's output")
 
 
 if __name__ == "__main__":

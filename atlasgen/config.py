@@ -142,22 +142,25 @@ class TrainConfig:
 
 @dataclass
 class ModelConfig:
-    source: Literal["demo", "inceptionv1", "torchvision", "factory"] = _f(
+    source: Literal["demo", "inceptionv1", "torchvision", "timm", "open_clip", "factory"] = _f(
         "demo",
-        "demo: the small Inception-style classifier atlasgen trains on the demo dataset; inceptionv1: lucid's InceptionV1 from lucent's model zoo (1008 outputs, 224 px); torchvision: a torchvision classification model named by `arch`; factory: `arch` = 'package.module:function' returning an nn.Module.",
+        "demo: the small Inception-style classifier atlasgen trains on the demo dataset; inceptionv1: lucid's InceptionV1 from lucent's model zoo (1008 outputs, 224 px); torchvision: a torchvision classification model named by `arch`; timm: a timm model named by `arch` (or `name`); open_clip: the visual tower of an open_clip model named by `arch` (or `name`); factory: `arch` = 'package.module:function' returning an nn.Module (docs/models.md).",
     )
-    name: str = _f("demonet", "URL name of the model (first path segment of every page).")
+    name: str = _f(
+        "demonet",
+        "URL name of the model (first path segment of every page). timm and open_clip: also the library's model name when `arch` is empty (e.g. vit_base_patch16_224, ViT-B-32).",
+    )
     arch: str | None = _f(
         None,
-        "torchvision: the model name (e.g. resnet18, vit_b_16); factory: 'package.module:function', called with the number of dataset classes by the first of its parameters named num_classes, n_classes, classes, num_outputs, n_outputs, out_features or num_labels.",
+        "torchvision: the model name (e.g. resnet18, vit_b_16); timm: the timm model name (e.g. vit_base_patch16_224, resnet18.a1_in1k), open_clip: the open_clip model name (e.g. ViT-B-32); empty: `name`. factory: 'package.module:function', called with the number of dataset classes by the first of its parameters named num_classes, n_classes, classes, num_outputs, n_outputs, out_features or num_labels.",
     )
     weights: str | None = _f(
         None,
-        "Local weights file (state dict). Demo: when empty, the model is trained on the first build and cached. inceptionv1/torchvision: when empty, the torch hub cache (or a download when online) is used.",
+        "Local weights file (state dict; .safetensors too for timm). Demo: when empty, the model is trained on the first build and cached. inceptionv1/torchvision/timm: when empty, the torch hub (or Hugging Face) cache, or a download when online, is used. open_clip: a state dict of the visual tower (or of the whole model: its visual.* entries are used).",
     )
-    pretrained: bool = _f(
-        True,
-        "inceptionv1/torchvision without `weights`: false gives random weights (seeded by model.train.seed; for tests), with one output per dataset class for torchvision.",
+    pretrained: bool | str | None = _f(
+        None,
+        "inceptionv1/torchvision/timm without `weights`: false gives random weights (seeded by model.train.seed; for tests), with one output per dataset class for torchvision and timm; empty: true. open_clip: the pretrained tag (e.g. laion2b_s34b_b79k) or a local checkpoint file, as open_clip.create_model takes it; empty or false: random weights.",
     )
     labels: str | None = _f(
         None,
@@ -165,16 +168,16 @@ class ModelConfig:
     )
     input_size: int = _f(
         0,
-        "Side in pixels the model is fed (inputs of another size are resized inside the model); 0: the model's own (fixed for torchvision ViTs; none otherwise: InceptionV1 then needs dataset.image_size 224).",
+        "Side in pixels the model is fed (inputs of another size are resized inside the model); 0: the model's own: fixed for ViTs (torchvision, timm's strict patch_embed.img_size, open_clip's visual.image_size), where another value is an error; none otherwise (InceptionV1 then needs dataset.image_size 224).",
         min=0,
     )
     mean: list[float] = _f(
         [],
-        "Per-channel mean subtracted from [0, 1] RGB inside the model; empty: the source's own (ImageNet's for torchvision, 117/255 for inceptionv1, 0 for factory).",
+        "Per-channel mean subtracted from [0, 1] RGB inside the model; empty: the source's own (ImageNet's for torchvision, timm's pretrained_cfg, open_clip's preprocess_cfg, 117/255 for inceptionv1; for factory the model's own pretrained_cfg or preprocess_cfg, else 0 with a warning).",
     )
     std: list[float] = _f(
         [],
-        "Per-channel divisor after the mean; empty: the source's own (ImageNet's for torchvision, 1/255 for inceptionv1, 1 for factory).",
+        "Per-channel divisor after the mean; empty: the source's own (as for `mean`; 1/255 for inceptionv1, 1 for an unknown factory model).",
     )
     train: TrainConfig = _f(TrainConfig(), "Training settings for the demo model.")
     batch_size: int = _f(256, "Images per forward pass of the held-out accuracy.", min=1)
@@ -774,6 +777,7 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
             "featurevis.diverse: a diverse set of 1 image is just another main image. Fix: set it to 0 (no set) or at least 2."
         )
     valid = layer_names(cfg.model.source)
+    _check_pretrained(cfg.model, errors)
     if cfg.model.source in ("torchvision", "factory") and not cfg.model.arch:
         errors.append(
             f"model.arch: required when model.source is {cfg.model.source!r}. Fix: "
@@ -838,6 +842,38 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
             errors.append(
                 f"layers[{i}].{key}: {module!r} is not a layer of model {cfg.model.name!r}.{hint} Fix: run `atlasgen layers` to list them."
             )
+
+
+def _check_pretrained(model: ModelConfig, errors: list[str]) -> None:
+    """Settle ``pretrained`` (empty: true, but no weights for open_clip) and, for timm and
+    open_clip, the library's model name (``arch``, else ``name``)."""
+    if model.pretrained is None:
+        model.pretrained = model.source != "open_clip"
+    if isinstance(model.pretrained, str) and model.source != "open_clip":
+        errors.append(
+            f"model.pretrained: {model.pretrained!r} is a tag or file, which only open_clip takes; "
+            f"{model.source} takes true or false. Fix: "
+            + (
+                "put timm's tag in the model name (e.g. arch: resnet18.a1_in1k), or a local file in model.weights."
+                if model.source == "timm"
+                else "set model.weights to a local file, or pretrained: true / false."
+            )
+        )
+    if model.pretrained is True and model.source == "open_clip":
+        errors.append(
+            "model.pretrained: open_clip has no default weights. Fix: give a tag "
+            "(open_clip.list_pretrained_tags_by_model, e.g. pretrained: laion2b_s34b_b79k for ViT-B-32) "
+            "or a local checkpoint file, or pretrained: false for random weights."
+        )
+    if model.source in ("timm", "open_clip") and not model.arch:
+        if model.name == ModelConfig.name:
+            example = "vit_base_patch16_224" if model.source == "timm" else "ViT-B-32"
+            errors.append(
+                f"model.name: required when model.source is {model.source!r}: the {model.source} model name. "
+                f"Fix: e.g. name: {example} (or arch: {example} to keep another URL name)."
+            )
+        else:
+            model.arch = model.name
 
 
 def load_config(path: str | Path) -> Config:

@@ -16,6 +16,7 @@ puts a replacement for the view back into the module's output.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import inspect
@@ -54,11 +55,18 @@ class ModelLoadError(AtlasgenError):
 @dataclass(frozen=True)
 class Preprocess:
     """What a model expects of its input: (x - mean) / std per channel, at ``input_size``
-    pixels (inputs of another size are resized bilinearly; None: any size)."""
+    pixels (inputs of another size are resized bilinearly; None: any size).
+
+    ``fixed``: the model takes no other size (a ViT's position embeddings), so ``input_size``
+    cannot be configured away; ``native``: the size it was trained at, when its library records
+    one; ``origin``: where mean, std and size come from, for the build log and model.json."""
 
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     input_size: int | None = None
+    fixed: bool = False
+    native: int | None = None
+    origin: str = ""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_size and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
@@ -70,6 +78,66 @@ class Preprocess:
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         return (x - mean) / std
+
+    def describe(self) -> str:
+        """One line for the build log: size, mean, std and where they come from."""
+        if self.input_size:
+            size = f"{self.input_size} px" + (" (fixed)" if self.fixed else "")
+        else:
+            size = "any size" + (f" (trained at {self.native} px)" if self.native else "")
+        mean = ", ".join(f"{v:.4g}" for v in self.mean)
+        std = ", ".join(f"{v:.4g}" for v in self.std)
+        origin = f" ({self.origin})" if self.origin else ""
+        return f"input {size}, mean ({mean}), std ({std}){origin}"
+
+
+def _side(size, what: str) -> int:
+    """The one side of a square size given as an int, (h, w) or timm's (c, h, w)."""
+    if isinstance(size, int):
+        return size
+    h, w = tuple(size)[-2:]
+    if h != w:
+        raise ModelLoadError(
+            [
+                f"model: {what} is {h}x{w} px; atlasgen feeds square images only. Fix: pick a model with a square input."
+            ]
+        )
+    return int(h)
+
+
+def library_preprocess(model: nn.Module) -> Preprocess | None:
+    """Mean, std and input size as the model's own library records them: timm's
+    ``pretrained_cfg`` (through ``timm.data.resolve_data_config``) with a strict
+    ``patch_embed.img_size`` as a fixed size, or an open_clip tower's ``preprocess_cfg`` and
+    ``image_size`` (fixed: its position embeddings or attention pool have one grid). None when the
+    model carries neither."""
+    if getattr(model, "pretrained_cfg", None):
+        from timm.data import resolve_data_config
+
+        data = resolve_data_config({}, model=model)
+        patch_embed = getattr(model, "patch_embed", None)
+        strict = (
+            getattr(patch_embed, "strict_img_size", False)
+            and not getattr(model, "dynamic_img_size", False)
+            and getattr(patch_embed, "img_size", None) is not None
+        )
+        if strict:
+            side = _side(patch_embed.img_size, "its patch_embed.img_size")
+        elif model.pretrained_cfg.get("fixed_input_size"):
+            side = _side(data["input_size"], "its pretrained_cfg input_size")
+        else:
+            side = None
+        native = _side(data["input_size"], "its pretrained_cfg input_size")
+        origin = "timm's pretrained_cfg" + (", strict patch_embed.img_size" if strict else "")
+        return Preprocess(tuple(data["mean"]), tuple(data["std"]), side, side is not None, native, origin)
+    cfg = getattr(model, "preprocess_cfg", None)
+    if cfg and "mean" in cfg and "std" in cfg:
+        size = getattr(model, "image_size", None) or cfg.get("size")
+        side = _side(size, "its image_size") if size else None
+        return Preprocess(
+            tuple(cfg["mean"]), tuple(cfg["std"]), side, side is not None, side, "open_clip's preprocess_cfg"
+        )
+    return None
 
 
 def attach_preprocess(model: nn.Module, pre: Preprocess) -> nn.Module:
@@ -95,6 +163,77 @@ def _inceptionv1(pretrained_head: bool = True) -> nn.Module:
             setattr(model, name, nn.ReLU())
     model.softmax2 = nn.Identity()
     return model
+
+
+def _timm(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
+    """timm's model named by ``arch``, randomly initialised (the model stage loads the weights):
+    one output per dataset class unless pretrained weights keep the model's own head."""
+    import timm
+
+    kwargs = {} if model_cfg.pretrained or model_cfg.weights else {"num_classes": n_classes}
+    try:
+        return timm.create_model(model_cfg.arch, pretrained=False, **kwargs)
+    except RuntimeError as exc:
+        if "Unknown model" not in str(exc):
+            raise
+        base = model_cfg.arch.partition(".")[0]
+        near = difflib.get_close_matches(base, timm.list_models(), n=3)
+        hint = f" Did you mean {', '.join(near)}?" if near else ""
+        raise ConfigError(
+            [
+                f"model.arch: {model_cfg.arch!r} is not a timm model.{hint} Fix: a name from timm.list_models()."
+            ]
+        ) from None
+
+
+def _open_clip_pretrained(model_cfg: ModelConfig) -> str | None:
+    """model.pretrained as open_clip takes it: a tag of the model, a checkpoint file resolved
+    against the config's folder, or None for random weights."""
+    import open_clip
+
+    tag = model_cfg.pretrained
+    if not isinstance(tag, str):
+        return None
+    if open_clip.get_pretrained_cfg(model_cfg.arch, tag):
+        return tag
+    path = Path(model_cfg.root) / tag
+    if path.is_file():
+        return str(path)
+    tags = open_clip.list_pretrained_tags_by_model(model_cfg.arch)
+    raise ConfigError(
+        [
+            f"model.pretrained: {tag!r} is neither a pretrained tag of open_clip's {model_cfg.arch!r} nor a file. "
+            f"Fix: one of {', '.join(tags[:6]) or '(none known)'}{', ...' if len(tags) > 6 else ''}, "
+            "or the path of a local checkpoint."
+        ]
+    )
+
+
+def _open_clip(model_cfg: ModelConfig, load: bool = False) -> nn.Module:
+    """open_clip's model named by ``arch``: random weights (``load``: those of model.pretrained),
+    with the preprocessing and QuickGELU setting of the pretrained tag either way, so that the
+    model the stages build matches the one the weights came from."""
+    import open_clip
+
+    if model_cfg.arch not in open_clip.list_models():
+        near = difflib.get_close_matches(model_cfg.arch, open_clip.list_models(), n=3)
+        hint = f" Did you mean {', '.join(near)}?" if near else ""
+        raise ConfigError(
+            [
+                f"model.arch: {model_cfg.arch!r} is not an open_clip model.{hint} Fix: a name from open_clip.list_models()."
+            ]
+        )
+    pretrained = _open_clip_pretrained(model_cfg)
+    tag_cfg = open_clip.get_pretrained_cfg(model_cfg.arch, pretrained) if pretrained else {}
+    preprocess = {k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg}
+    return open_clip.create_model(
+        model_cfg.arch,
+        pretrained=pretrained if load else None,
+        pretrained_text=False,
+        force_quick_gelu=bool(tag_cfg.get("quick_gelu")),
+        force_preprocess_cfg=preprocess or None,
+        device=torch.empty(()).device,  # the meta device of a cheap build, else the CPU
+    )
 
 
 def _import_factory(spec: str, root: Path | None = None):
@@ -194,7 +333,15 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
                 ]
             ) from None
         size = getattr(model, "image_size", None)  # VisionTransformer has a fixed input size
-        pre = Preprocess(IMAGENET_MEAN, IMAGENET_STD, size)
+        pre = Preprocess(
+            IMAGENET_MEAN, IMAGENET_STD, size, size is not None, size, "torchvision's ImageNet weights"
+        )
+    elif source == "timm":
+        model = _timm(model_cfg, n_classes)
+        pre = library_preprocess(model)
+    elif source == "open_clip":
+        model = _open_clip(model_cfg).visual
+        pre = library_preprocess(model)
     elif source == "factory":
         factory = _import_factory(model_cfg.arch, model_cfg.root)
         param = class_count_parameter(factory)
@@ -214,17 +361,48 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
                     f"model.arch: {model_cfg.arch!r} returned {type(model).__name__}, not a torch nn.Module. Fix: return the model."
                 ]
             )
-        size = getattr(model, "image_size", None)  # e.g. a torchvision VisionTransformer: a fixed input size
-        pre = Preprocess((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), size if isinstance(size, int) else None)
+        pre = library_preprocess(model)  # a timm model or an open_clip tower made by the factory
+        if pre is None:
+            size = getattr(model, "image_size", None)  # e.g. a torchvision VisionTransformer: fixed
+            size = size if isinstance(size, int) else None
+            pre = Preprocess(input_size=size, fixed=size is not None, native=size)
     else:
         raise ValueError(f"unknown model source {source!r}")
-    if model_cfg.mean:
-        pre = Preprocess(tuple(model_cfg.mean), pre.std, pre.input_size)
-    if model_cfg.std:
-        pre = Preprocess(pre.mean, tuple(model_cfg.std), pre.input_size)
-    if model_cfg.input_size:
-        pre = Preprocess(pre.mean, pre.std, model_cfg.input_size)
-    return attach_preprocess(model, pre)
+    return attach_preprocess(model, configured_preprocess(model_cfg, pre))
+
+
+def configured_preprocess(model_cfg: ModelConfig, pre: Preprocess) -> Preprocess:
+    """``pre`` with model.mean, model.std and model.input_size put over it; a size that a
+    fixed-size model cannot take is a config error."""
+    size = model_cfg.input_size
+    if size and pre.fixed and size != pre.input_size:
+        raise ConfigError(
+            [
+                f"model.input_size: {size}, but {model_cfg.arch or model_cfg.source} takes only "
+                f"{pre.input_size} px inputs ({pre.origin or 'its image_size'}). Fix: set model.input_size: "
+                f"{pre.input_size}, or remove it: images of any size are resized to {pre.input_size} px inside the model."
+            ]
+        )
+    changed = [key for key in ("mean", "std", "input_size") if getattr(model_cfg, key)]
+    if not changed:
+        return pre
+    origin = ", ".join(f"model.{key}" for key in changed) + (
+        f"; otherwise {pre.origin}" if pre.origin else ""
+    )
+    return dataclasses.replace(
+        pre,
+        mean=tuple(model_cfg.mean) if model_cfg.mean else pre.mean,
+        std=tuple(model_cfg.std) if model_cfg.std else pre.std,
+        input_size=size or pre.input_size,
+        origin=origin,
+    )
+
+
+def normalisation_unknown(model_cfg: ModelConfig, model: nn.Module) -> bool:
+    """A factory model whose normalisation neither the config nor its library gives."""
+    if model_cfg.source != "factory" or (model_cfg.mean and model_cfg.std):
+        return False
+    return library_preprocess(model) is None
 
 
 def pretrained_state(model_cfg: ModelConfig, weights_path: Path | None) -> dict | None:
@@ -232,16 +410,26 @@ def pretrained_state(model_cfg: ModelConfig, weights_path: Path | None) -> dict 
     download; None for a random initialisation or the demo model (trained by the model stage)."""
     if weights_path is not None:
         try:
-            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            if model_cfg.source == "timm":  # timm's loader: .safetensors, EMA and wrapped checkpoints
+                from timm.models import load_state_dict
+
+                state = load_state_dict(str(weights_path))
+            else:
+                state = torch.load(weights_path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise ConfigError(
                 [
                     f"model.weights: cannot read {str(weights_path)!r}: {str(exc).splitlines()[0]}. Fix: give a torch state dict (.pt/.pth)."
                 ]
             ) from None
-        return state.get("state_dict", state) if isinstance(state, dict) else state
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if model_cfg.source == "open_clip" and any(k.startswith("visual.") for k in state):
+            state = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
+        return state
     if model_cfg.source in ("demo", "factory") or not model_cfg.pretrained:
         return None
+    if model_cfg.source in ("timm", "open_clip"):
+        return _library_pretrained_state(model_cfg)
     if model_cfg.source == "inceptionv1":
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(INCEPTIONV1_URL).name
         how = (
@@ -278,6 +466,29 @@ def pretrained_state(model_cfg: ModelConfig, weights_path: Path | None) -> dict 
                 f"Fix: download {weights.url} to {cached} or set model.weights to it, or set model.pretrained: false."
             ]
         ) from None
+
+
+def _library_pretrained_state(model_cfg: ModelConfig) -> dict:
+    """The pretrained weights as timm or open_clip loads them (their caches, else a download)."""
+    try:
+        if model_cfg.source == "timm":
+            import timm
+
+            return timm.create_model(model_cfg.arch, pretrained=True).state_dict()
+        return _open_clip(model_cfg, load=True).visual.state_dict()
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        fix = (
+            "set model.weights to a local weights file, or model.pretrained: false for random weights"
+            if model_cfg.source == "timm"
+            else "set model.pretrained to a local checkpoint file, or false for random weights"
+        )
+        raise ModelLoadError(
+            [
+                f"model: no pretrained weights for {model_cfg.source}'s {model_cfg.arch!r}: not in the cache and "
+                f"the download failed ({type(exc).__name__}: {first[:160]}). Fix: {fix}."
+            ]
+        ) from exc
 
 
 def load_model(model_dir: Path, model_cfg: ModelConfig, n_classes: int, device: str = "cpu") -> nn.Module:
@@ -647,9 +858,13 @@ def layer_shapes(
 
 
 @torch.no_grad()
-def all_layer_shapes(model: nn.Module, image_size: int) -> list[tuple[str, list[int]]]:
+def all_layer_shapes(model: nn.Module, image_size: int) -> list[tuple[str, list[int], str]]:
     """Every named module whose output is one tensor, with its output shape (without the
-    batch dimension), in the order the forward calls them: what `atlasgen layers` lists."""
+    batch dimension) and kind, in the order the forward calls them: what `atlasgen layers` lists.
+
+    Kinds: ``image map`` (C, H, W) before any token sequence, ``tokens`` (tokens, D), ``vector``
+    (D,), and ``other``: a 4-D output once the forward works on tokens (a transformer's per-head
+    queries, keys or attention weights), which is no map of the image."""
     seen: list[tuple[str, list[int]]] = []
     names = {m: n for n, m in model.named_modules() if n}
     handles = []
@@ -665,9 +880,11 @@ def all_layer_shapes(model: nn.Module, image_size: int) -> list[tuple[str, list[
     finally:
         for h in handles:
             h.remove()
-    out, done = [], set()
+    out, done, tokens_seen = [], set(), False
     for name, shape in seen:
+        tokens_seen = tokens_seen or len(shape) == 2
         if name not in done:
             done.add(name)
-            out.append((name, shape))
+            kind = {1: "vector", 2: "tokens"}.get(len(shape), "other" if tokens_seen else "image map")
+            out.append((name, shape, kind))
     return out

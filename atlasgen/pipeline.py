@@ -126,6 +126,7 @@ class BuildSummary:
     site_files: int = 0
     site_bytes: int = 0
     notes: list[str] = field(default_factory=list)  # from the stages' build_notes.json (e.g. skipped files)
+    model_input: str = ""  # what the model is fed: size, mean, std and where they come from
 
 
 class Pipeline:
@@ -228,9 +229,10 @@ class Pipeline:
     def build(self) -> BuildSummary:
         from atlasgen.preflight import preflight
 
-        for warning in preflight(self.cfg, self.out_dir).warnings:  # raises before the cache is touched
+        found = preflight(self.cfg, self.out_dir)  # raises before the cache is touched
+        for warning in found.warnings:
             self.console.info(f"warning: {warning}")
-        summary = BuildSummary()
+        summary = BuildSummary(model_input=found.model_input)
         d = self.dist
         if d is None or d.main:
             self.store.ensure()
@@ -408,5 +410,7 @@ def format_summary(summary: BuildSummary, out_dir: Path, total_seconds: float) -
     lines.append(
         f"  {pages}; site {summary.site_files} files, {format_bytes(summary.site_bytes)} in {out_dir}"
     )
+    if summary.model_input:
+        lines.append(f"  model {summary.model_input}")
     lines += [f"  {line}" for line in summary.notes]
     return "\n".join(lines)

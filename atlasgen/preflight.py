@@ -30,6 +30,7 @@ class Preflight:
     n_outputs: int | None = None
     module_names: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    model_input: str = ""  # Preprocess.describe() of the model: size, mean, std, origin
 
 
 def _near(value: str, valid: list[str], n: int = 3) -> str:
@@ -171,6 +172,33 @@ def _check_outputs(cfg: Config, ids: list[str], names: list[str], n_outputs: int
     )
 
 
+def _check_preprocess(cfg: Config, model, found: Preflight) -> None:
+    """Record what the model is fed, and warn when a factory model's normalisation is a guess."""
+    from atlasgen.models import normalisation_unknown
+
+    pre = getattr(model, "atlas_preprocess", None)
+    found.model_input = pre.describe() if pre is not None else ""
+    if normalisation_unknown(cfg.model, model):
+        found.warnings.append(
+            f"model.mean / model.std: the normalisation of {cfg.model.arch} is unknown (it carries no timm "
+            "pretrained_cfg or open_clip preprocess_cfg), so it is fed [0, 1] RGB with mean 0 and std 1. "
+            "Fix: set model.mean and model.std to those it was trained with "
+            "(ImageNet's: mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225])."
+        )
+
+
+def _no_head(cfg: Config, n_outputs: int | None) -> str:
+    """open_clip's visual tower returns image embeddings; atlasgen's analyses need class logits."""
+    dims = f"{n_outputs}-d " if n_outputs else ""
+    return (
+        f"model: open_clip's {cfg.model.arch} visual tower returns {dims}image embeddings, not class logits, "
+        "and the class weights, class pages and importance need one output per class. atlasgen does not "
+        "study headless models yet (model.head), nor a zero-shot head from class names (model.zero_shot). "
+        "Fix: study a classifier for now (model.source: timm or torchvision); `atlasgen layers` lists "
+        "this tower's modules already."
+    )
+
+
 def _check_top_k(cfg: Config, n_outputs: int, errors: list[str]) -> None:
     k = cfg.importance.top_k
     if k != "auto" and k >= n_outputs:
@@ -221,7 +249,10 @@ def preflight(cfg: Config, out: Path) -> Preflight:
         found.module_names = [n for n, _ in model.named_modules() if n]
         _check_layers(cfg, found.module_names, errors)
         found.n_outputs = _output_count(model, cfg.dataset.image_size)
-    if found.n_outputs is not None and found.class_ids:
+        _check_preprocess(cfg, model, found)
+    if cfg.model.source == "open_clip":
+        errors.append(_no_head(cfg, found.n_outputs))
+    elif found.n_outputs is not None and found.class_ids:
         _check_outputs(cfg, found.class_ids, found.class_names, found.n_outputs, errors)
         _check_top_k(cfg, found.n_outputs, errors)
     _check_output(cfg, out, errors)

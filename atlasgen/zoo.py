@@ -27,11 +27,11 @@ INCEPTIONV1_LAYERS = _inceptionv1_layers()
 
 def layer_names(source: str) -> list[str] | None:
     """Module paths that a config may name as layers of a model source; None when only
-    the built model knows them (torchvision and factory models: checked when loaded)."""
+    the built model knows them (torchvision, timm, open_clip and factory models: checked when loaded)."""
     if source == "demo":
         return list(DEMO_LAYERS)
     if source == "inceptionv1":
         return list(INCEPTIONV1_LAYERS)
-    if source in ("torchvision", "factory"):
+    if source in ("torchvision", "timm", "open_clip", "factory"):
         return None
     raise ValueError(f"unknown model source {source!r}")

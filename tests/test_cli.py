@@ -28,8 +28,9 @@ def test_layers_lists_shapes(tmp_path):
     out = atlasgen("layers", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     lines = dict(line.split(None, 1) for line in out.stdout.splitlines())
-    assert lines["mixed5b"].strip() == "128 x 8 x 8"
+    assert lines["mixed5b"].split() == ["128", "x", "8", "x", "8", "image", "map"]
     assert "mixed5a" in lines and "conv2d0" in lines
+    assert lines["(output)"].split()[0] == "16"  # the demo's 16 classes
 
 
 def test_serve_over_http(tiny_build):

@@ -8,6 +8,7 @@ Either way the held-out accuracy is measured and recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from pathlib import Path
@@ -187,11 +188,12 @@ def provenance(model_cfg, weights_path, trained: bool, n_train: int) -> dict:
     elif model_cfg.source == "factory":
         how = f"as built by {model_cfg.arch} (its own initialisation)"
     elif model_cfg.pretrained:
-        how = (
-            "pretrained weights (InceptionV1 from lucent's zoo)"
-            if model_cfg.source == "inceptionv1"
-            else f"torchvision's pretrained {model_cfg.arch} weights"
-        )
+        how = {
+            "inceptionv1": "pretrained weights (InceptionV1 from lucent's zoo)",
+            "torchvision": f"torchvision's pretrained {model_cfg.arch} weights",
+            "timm": f"timm's pretrained {model_cfg.arch} weights",
+            "open_clip": f"open_clip's {model_cfg.arch} weights ({model_cfg.pretrained}), visual tower",
+        }[model_cfg.source]
     else:
         how = f"random initialisation (model.pretrained: false, seed {model_cfg.train.seed})"
     return {"trained_by_atlasgen": False, "n_train_images": 0, "weights": f"used as given: {how}"}
@@ -218,6 +220,9 @@ def run(ctx: StageContext) -> None:
         model.to(ctx.device)
     elif cfg.model.source == "demo":
         train_seconds = train(model, data, ctx)
+    pre = getattr(model, "atlas_preprocess", None)  # none on the demo model: it normalises itself
+    if pre is not None:
+        ctx.console.info(f"  {pre.describe()}")
     model.to(ctx.device).eval()
     with torch.no_grad():
         size = data.image_size
@@ -257,6 +262,7 @@ def run(ctx: StageContext) -> None:
             "n_classes": data.n_classes,
             "n_outputs": n_outputs,
             "class_outputs": outputs,
+            "preprocess": dataclasses.asdict(pre) if pre is not None else None,
             "heldout_accuracy": None if acc is None else round(acc, 4),
             "n_heldout_images": len(heldout),
             "chance_accuracy": round(chance, 4),
