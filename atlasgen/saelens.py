@@ -15,11 +15,10 @@ Every map keeps the codes: SAELens and atlasgen both compute pre = (x - b_dec) @
 description (:func:`describe`), which atlasgen's loader reads back to restore the architecture and k;
 SAELens ignores it.
 
-``metadata.sae_lens_version`` is the sae-lens version installed where the folder is written (read from
-the package metadata, without importing it), else :data:`SAELENS_FORMAT_VERSION`, the first release of
-the 6.x cfg.json layout written here. SAELens reads the field only to decide whether a cfg.json needs
-its pre-6.0 conversion, so any 6.x value loads the same way; the bytes are the same in the same
-environment.
+``metadata.sae_lens_version`` is :data:`SAELENS_FORMAT_VERSION`, the sae-lens release whose loader this
+layout is tested against (tests/test_saelens_both_ways.py loads it with the installed 6.x release),
+whatever is installed where the folder is written: the same SAE gives the same bytes everywhere.
+SAELens reads the field only to decide whether a cfg.json needs its pre-6.0 conversion.
 
 This module is imported by the site stage, so it stays free of torch.
 """
@@ -27,7 +26,6 @@ This module is imported by the site stage, so it stays free of torch.
 from __future__ import annotations
 
 import json
-from importlib import metadata as _metadata
 
 import numpy as np
 
@@ -36,7 +34,7 @@ from atlasgen import tensorfile
 SAELENS_CFG = "cfg.json"
 SAELENS_WEIGHTS = "sae_weights.safetensors"
 FORMAT_VERSION = 2  # of atlasgen's SAE cfg.json: 2 adds the description (describe())
-SAELENS_FORMAT_VERSION = "6.0.0"  # the cfg.json layout targeted, written when sae-lens is not installed
+SAELENS_FORMAT_VERSION = "6.54.12"  # metadata.sae_lens_version of every folder written (module docstring)
 UNIT_NORM_TOLERANCE = 1e-3  # decoder rows within this of norm 1 count as unit norm
 
 # atlasgen architecture -> SAELens architecture (the SAE class load_from_disk builds)
@@ -64,14 +62,6 @@ DESCRIPTION_KEYS = (
     "decoder_norm_max",
     "codes_in_activation_units",
 )
-
-
-def sae_lens_version() -> str:
-    """The installed sae-lens version, else :data:`SAELENS_FORMAT_VERSION` (see the module docstring)."""
-    try:
-        return _metadata.version("sae-lens")
-    except _metadata.PackageNotFoundError:
-        return SAELENS_FORMAT_VERSION
 
 
 def decoder_norms(W_dec: np.ndarray) -> np.ndarray:
@@ -197,7 +187,7 @@ def saelens_files(
         "reshape_activations": "none",
         "metadata": {
             "hook_name": hook_name,
-            "sae_lens_version": sae_lens_version(),
+            "sae_lens_version": SAELENS_FORMAT_VERSION,
             "sae_lens_training_version": None,
         },
     }
