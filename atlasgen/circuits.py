@@ -511,11 +511,11 @@ IMAGE_TOP_UNITS = 64  # per image, the units of its largest contributions kept (
 
 def _top_units(own: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(B, U) contributions of each image -> the E = min(IMAGE_TOP_UNITS, U) largest per image: units
-    (int64, largest first, ties to the lower index) and values (float64)."""
+    (int32, largest first, ties to the lower index) and values (float64)."""
     e = min(IMAGE_TOP_UNITS, own.shape[1])
     v = own.numpy()
     order = np.argsort(-v, axis=1, kind="stable")[:, :e]
-    return order.astype(np.int64), np.take_along_axis(v, order, 1)
+    return order.astype(np.int32), np.take_along_axis(v, order, 1)
 
 
 def class_contributions(
@@ -612,7 +612,7 @@ def class_contributions(
             parts = per_image[name][kind]
             e = min(IMAGE_TOP_UNITS, width)
             res[f"image_{kind}_units"] = (
-                np.concatenate([u for u, _ in parts]) if parts else np.zeros((0, e), dtype=np.int64)
+                np.concatenate([u for u, _ in parts]) if parts else np.zeros((0, e), dtype=np.int32)
             )
             res[f"image_{kind}_values"] = (
                 np.concatenate([v for _, v in parts]) if parts else np.zeros((0, e), dtype=np.float64)

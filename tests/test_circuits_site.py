@@ -412,7 +412,7 @@ def test_class_page_ranks_by_contribution_with_the_weight_beside_it_grouped_by_f
     assert "contribution</a> to the" in section and "weight x activation" in section
     # the cards, wherever their facet group puts them, carry ranks 1..n in order of contribution
     cards = re.findall(
-        r'mixed5b/f/(\d+)/index\.html".*?#(\d+) ([+\-]?[^ <]*) · w ([+\-]?[^ <]*)', section, re.S
+        r'mixed5b/f/(\d+)/index\.html".*?#(\d+)\xa0([+\-]?[^ <]*) · w\xa0([+\-]?[^ <]*)', section, re.S
     )
     assert cards, section[:800]
     ranked = sorted((int(rk), int(f)) for f, rk, _, _ in cards)
@@ -428,7 +428,7 @@ def test_class_page_ranks_by_contribution_with_the_weight_beside_it_grouped_by_f
     assert [f for _, f in ranked] == want.tolist()
     assert others and crowd, "this build cannot tell dense-last apart"
     assert [rk for rk, _ in ranked] == list(range(1, len(ranked) + 1))
-    lifts = dict(re.findall(r'mixed5b/f/(\d+)/index\.html".*?· lift ([^ <]*)', section, re.S))
+    lifts = dict(re.findall(r'mixed5b/f/(\d+)/index\.html".*?· lift\xa0([^ <]*)', section, re.S))
     for f, _, contrib, weight in cards:
         assert float(contrib.replace("\u2212", "-")) == pytest.approx(
             z["features"][int(f), c], rel=0.05, abs=1e-3
@@ -459,6 +459,9 @@ def test_class_page_ranks_by_contribution_with_the_weight_beside_it_grouped_by_f
                 fi = ds["classes"][c]["facets"].index(name.removeprefix("facet: "))
                 assert share[fi] >= FACET_SHARE and share.argmax() == fi
     assert placed == len(ranked)
+    # an empty facet group counts the cards outside the dense group only
+    for n in re.findall(r"None of the top (\d+) features", section):
+        assert int(n) == len(others[:N_CLASS_FEATURES])
     # the circuit diagram starts from the same ranking: its mixed5b nodes are the top contributors
     svg = html.split('<svg class="circuit"')[1].split("</svg>")[0]
     nodes = list(dict.fromkeys(int(f) for f in re.findall(r"mixed5b/f/(\d+)/index\.html", svg)))
@@ -491,7 +494,9 @@ def test_class_facets_without_facets_or_contributions(two_layers):
     order = [i for i in np.lexsort((np.arange(len(wc)), -wc, dense)) if wc[i] > 0]  # dense features last
     want = [i for i in order if not dense[i]][:6] + [i for i in order if dense[i]][:N_CLASS_DENSE]
     assert [u["code"] for u in old["units"]] == [f"f/{i}" for i in want]
-    assert all(" · w " not in u["value"] and u["value"].startswith(f"#{u['rank']} w ") for u in old["units"])
+    assert all(
+        " · w\xa0" not in u["value"] and u["value"].startswith(f"#{u['rank']} w\xa0") for u in old["units"]
+    )
 
 
 def _lift(z, kind: str = "features") -> np.ndarray:

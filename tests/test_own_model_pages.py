@@ -97,7 +97,7 @@ def test_class_pages_without_facets_rank_by_contribution_in_one_list(gated_build
         :N_CLASS_DENSE
     ]
     assert ranked and ranked == want
-    assert re.findall(r"#1 [+]?[^ <]+ · w [+\-]?[^ <]+", section)
+    assert re.findall(r"#1\xa0[+]?[^ <]+ · w\xa0[+\-]?[^ <]+", section)
 
 
 def test_model_page_says_the_model_was_used_as_given(gated_build):

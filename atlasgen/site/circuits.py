@@ -214,12 +214,13 @@ def class_facets(L, cards: list[dict], kind: str, c: int, facet_names: list[str]
     top = [u for u in positive if not crowd_of[u]][:n] + [u for u in positive if crowd_of[u]][:N_CLASS_DENSE]
     units = []
     for rank, u in enumerate(top, 1):
+        # no-break spaces inside each pair: a narrow card wraps between pairs, never inside one
         if ranked_by == "contribution":
-            value = f"#{rank} {fmt_signed(float(values[u]))} · w {fmt_signed(float(weights[u]))}"
+            value = f"#{rank}\u00a0{fmt_signed(float(values[u]))} · w\u00a0{fmt_signed(float(weights[u]))}"
             if lift is not None:
-                value += f" · lift {fmt_num(float(lift[u, c]), 2)}"
+                value += f" · lift\u00a0{fmt_num(float(lift[u, c]), 2)}"
         else:
-            value = f"#{rank} w {fmt_signed(float(weights[u]))}"
+            value = f"#{rank} w\u00a0{fmt_signed(float(weights[u]))}"
         units.append({**cards[u], "value": value, "rank": rank, "selective": bool(selective[u])})
     groups = []
     info = L.contributions["info"] if L.contributions is not None else {}

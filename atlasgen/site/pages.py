@@ -843,7 +843,6 @@ def class_page(
                 if L.contributions is not None
                 else 0,
                 "contributions_href": numbers.glossary_href("class-contribution"),
-                "lift_threshold": fmt_num(circuits.selectivity_threshold(len(ds.class_names)), 2),
             }
         )
     # Dataset images of this class: training images in index order, grouped by facet when known.
@@ -884,6 +883,7 @@ def class_page(
         dense_threshold=fmt_pct(site.dense_threshold),
         dense_href=numbers.glossary_href("dense"),
         lift_href=numbers.glossary_href("class-lift"),
+        lift_threshold=fmt_num(circuits.selectivity_threshold(len(ds.class_names)), 2),
         body_class="class",
     )
     return path, "class.html", ctx
