@@ -539,6 +539,10 @@ def classifier_head(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
+# Why the analyses of classes are skipped for a headless model: one line for the log and the pages.
+NO_HEAD_REASON = "the model has no classifier head (model.head: none), so there are no class logits"
+
+
 def class_outputs(model: nn.Module, n_classes: int) -> list[int]:
     """The model output (logit index) of each dataset class."""
     return list(getattr(model, "atlas_class_outputs", None) or range(n_classes))
