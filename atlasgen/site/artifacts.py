@@ -211,6 +211,8 @@ class Layer:
     # why no class weights or class contributions were computed (circuits/classes_skipped.json, a
     # model without class logits), "" when they were
     classes_skipped: str = ""
+    # what a layer of token sequences studies, in words (model.json "tokens"), "" for an image map
+    tokens: str = ""
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
     # circuits/L/class_contributions.npz arrays + "info": each unit's contribution to every class logit on
     # the class's images; None in artifacts written without it (class pages then rank by weight).
@@ -292,6 +294,7 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         class_weights_features=cw_features,
         class_weights_neurons=cw_neurons,
         classes_skipped=classes_skipped,
+        tokens=str((model_info.get("tokens") or {}).get(name, "")),
         circuits_info=_read_json(circuits_json) if circuits_json.exists() else {},
         map=_read_json(Path(artifacts["map"]) / name / "map.json"),
         featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),

@@ -575,6 +575,8 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
             name="median feature density",
         ),
     ]
+    if L.tokens:
+        facts.append({"name": "token studied", "value": L.tokens})
     facts += sae_facts(L)
     facts.append({"name": "SAE sha256", "value": L.sae_sha256})
     if L.importance is None and L.importance_skipped:
@@ -793,6 +795,7 @@ def unit_page(
         examples=examples,
         bands=bands,
         heat_css=Markup(heat_css),
+        token_mode=L.tokens,
         heat_legend={"gradient": heat_gradient_css(), "max": fmt_num(ex.max_act[i])},
         images_pixelated=images.pixelated,
         hist_svg=svg.activation_histogram(

@@ -27,6 +27,7 @@ from atlasgen.models import (
     class_outputs,
     layer_shapes,
     pretrained_state,
+    token_modes,
 )
 from atlasgen.stage import Stage, StageContext
 from atlasgen.zoo import DEMO_LAYERS
@@ -263,6 +264,7 @@ def run(ctx: StageContext) -> None:
     shapes = layer_shapes(
         model, names + [layer.name for layer in cfg.layers if layer.name not in names], cfg.dataset.image_size
     )
+    tokens = token_modes(model, [layer.name for layer in cfg.layers], cfg.dataset.image_size)
     atomic_write_json(
         ctx.out / "model.json",
         {
@@ -270,6 +272,7 @@ def run(ctx: StageContext) -> None:
             "source": cfg.model.source,
             "arch": cfg.model.arch,
             "layers": shapes,
+            "tokens": tokens,  # what each token-sequence layer studies, in words; image maps absent
             "n_classes": data.n_classes,
             "head": cfg.model.head,
             "n_outputs": n_outputs,
