@@ -165,7 +165,14 @@ def test_preflight_stops_wrong_size_and_headless_tower_before_any_stage(tmp_path
     )
     with pytest.raises(ConfigError) as err:
         preflight(cfg, tmp_path / "_site")
-    assert "512-d image embeddings, not class logits" in str(err.value) and "model.head" in str(err.value)
+    assert "512-d image embeddings, not class logits" in str(err.value)
+    assert "set model.head: none" in str(err.value)
+    headless = {"source": "open_clip", "name": "ViT-B-32", "head": "none"}
+    found = preflight(
+        _folder_config(tmp_path / "clip_headless", headless, layers=[{"name": "ln_post", "tokens": "class"}]),
+        tmp_path / "_site",
+    )
+    assert found.n_outputs is None and "ln_post" in found.module_names
 
 
 def test_factory_of_unknown_normalisation_is_warned_about(tmp_path):
