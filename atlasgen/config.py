@@ -179,6 +179,10 @@ class ModelConfig:
         [],
         "Per-channel divisor after the mean; empty: the source's own (as for `mean`; 1/255 for inceptionv1, 1 for an unknown factory model).",
     )
+    head: Literal["logits", "none"] = _f(
+        "logits",
+        "logits: the model returns one class logit per output, (batch, outputs). none: a headless encoder (open_clip's visual tower, DINO, a model returning embeddings, a tuple or a dict); its layers are studied without classes, and the class weights, class contributions, importance and class pages are skipped with a note (docs/models.md, Headless models).",
+    )
     train: TrainConfig = _f(TrainConfig(), "Training settings for the demo model.")
     batch_size: int = _f(256, "Images per forward pass of the held-out accuracy.", min=1)
     # The layer views, copied from Config.layers by parse_config so load_model can attach them. Not a key.
@@ -775,6 +779,16 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
     if cfg.featurevis.diverse == 1:
         errors.append(
             "featurevis.diverse: a diverse set of 1 image is just another main image. Fix: set it to 0 (no set) or at least 2."
+        )
+    if cfg.model.head == "none" and cfg.map.source in ("class_weights", "predictions"):
+        errors.append(
+            f"map.source: {cfg.map.source!r} needs the model's class logits, and model.head is 'none'. "
+            "Fix: set map.source to decoder or coactivation."
+        )
+    if cfg.model.head == "none" and cfg.model.source == "demo":
+        errors.append(
+            "model.head: the demo model is a classifier trained on the demo classes. "
+            "Fix: remove model.head, or study another model (model.source)."
         )
     valid = layer_names(cfg.model.source)
     _check_pretrained(cfg.model, errors)

@@ -539,6 +539,10 @@ def classifier_head(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
+# Why the analyses of classes are skipped for a headless model: one line for the log and the pages.
+NO_HEAD_REASON = "the model has no classifier head (model.head: none), so there are no class logits"
+
+
 def class_outputs(model: nn.Module, n_classes: int) -> list[int]:
     """The model output (logit index) of each dataset class."""
     return list(getattr(model, "atlas_class_outputs", None) or range(n_classes))
@@ -855,6 +859,43 @@ def layer_shapes(
     """(C, H, W) of each layer for one input of the given size."""
     acts = layer_activations(model, torch.zeros(1, 3, image_size, image_size, device=device), layers)
     return {name: list(a.shape[1:]) for name, a in acts.items()}
+
+
+@torch.no_grad()
+def token_modes(model: nn.Module, layers: list[str], image_size: int) -> dict[str, str]:
+    """What each layer whose module outputs a token sequence (B, tokens, D) studies, in words for
+    the pages: the class token, the mean patch token, or the patch tokens on their grid. Layers of
+    image maps are left out."""
+    dims: dict[str, int] = {}
+    views = [layer_view(model, name) for name in layers]
+    handles = []
+    for v in views:
+
+        def hook(_m, _i, out, v=v):
+            x = out[0] if isinstance(out, (tuple, list)) else out
+            dims[v.name] = x.dim()
+            if len(dims) == len(views):
+                raise StopForward
+
+        handles.append(get_module(model, v.module).register_forward_hook(hook))
+    try:
+        model.eval()(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
+    except StopForward:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    shapes = layer_shapes(model, layers, image_size, next(model.parameters()).device)
+    words = {
+        "class": "the class token (one vector per image: no spatial map)",
+        "mean": "the mean patch token (one vector per image: no spatial map)",
+    }
+    out = {}
+    for v in views:
+        if dims.get(v.name) == 3:
+            _, h, w = shapes[v.name]
+            out[v.name] = words.get(v.tokens, f"the patch tokens, on their {h}x{w} grid")
+    return out
 
 
 @torch.no_grad()

@@ -111,17 +111,21 @@ def _cheap_model(cfg: Config, n_classes: int):
         return build_model(cfg.model, n_classes)
 
 
-def _output_count(model, image_size: int) -> int | None:
-    """Outputs of one forward on the meta device; None when an operation cannot run there."""
+def _output_shape(model, image_size: int):
+    """What one forward on the meta device returns: a tensor's shape without the batch dimension,
+    ``"tuple"`` / ``"dict"`` for other outputs, or None when an operation cannot run there."""
     import torch
 
     try:
         with torch.no_grad():
             out = model.eval()(torch.zeros(1, 3, image_size, image_size, device="meta"))
-        out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "logits", out)
-        return int(out.shape[-1])
     except Exception:
         return None
+    if isinstance(out, torch.Tensor):
+        return tuple(out.shape[1:])
+    return (
+        "dict" if isinstance(out, dict) else "tuple" if isinstance(out, (tuple, list)) else type(out).__name__
+    )
 
 
 def _check_layers(cfg: Config, modules: list[str], errors: list[str]) -> None:
@@ -168,7 +172,8 @@ def _check_outputs(cfg: Config, ids: list[str], names: list[str], n_outputs: int
                 f"{n_outputs} outputs: make it use {param} for its last layer, or {fix}"
             )
     errors.append(
-        f"model: it has {n_outputs} outputs but the dataset has {n} class{'es' if n != 1 else ''}. Fix: {fix}."
+        f"model: it has {n_outputs} outputs but the dataset has {n} class{'es' if n != 1 else ''}. Fix: {fix}; "
+        "or, when its outputs are no class logits (an encoder's embeddings), set model.head: none."
     )
 
 
@@ -187,16 +192,28 @@ def _check_preprocess(cfg: Config, model, found: Preflight) -> None:
         )
 
 
-def _no_head(cfg: Config, n_outputs: int | None) -> str:
-    """open_clip's visual tower returns image embeddings; atlasgen's analyses need class logits."""
-    dims = f"{n_outputs}-d " if n_outputs else ""
-    return (
-        f"model: open_clip's {cfg.model.arch} visual tower returns {dims}image embeddings, not class logits, "
-        "and the class weights, class pages and importance need one output per class. atlasgen does not "
-        "study headless models yet (model.head), nor a zero-shot head from class names (model.zero_shot). "
-        "Fix: study a classifier for now (model.source: timm or torchvision); `atlasgen layers` lists "
-        "this tower's modules already."
+def _not_logits(cfg: Config, shape) -> str | None:
+    """Why the model's output is no (batch, outputs) tensor of class logits, or None when it is.
+    A tuple or dict is never guessed at: which of its entries holds logits differs by library."""
+    what = cfg.model.arch or cfg.model.source
+    fix = (
+        "Fix: set model.head: none to study its layers without classes (class weights, importance and "
+        "class pages are then skipped), or make the model return (batch, classes) logits."
     )
+    if cfg.model.source == "open_clip":
+        dims = f"{shape[0]}-d " if isinstance(shape, tuple) and len(shape) == 1 else ""
+        return (
+            f"model: open_clip's {what} visual tower returns {dims}image embeddings, not class logits, "
+            f"and the class weights, class pages and importance need one output per class. {fix}"
+        )
+    if isinstance(shape, str):
+        return f"model: {what} returns a {shape}, not a (batch, classes) tensor of class logits. {fix}"
+    if isinstance(shape, tuple) and len(shape) != 1:
+        return (
+            f"model: {what} returns outputs of shape (batch, {', '.join(map(str, shape))}), not "
+            f"(batch, classes) class logits. {fix}"
+        )
+    return None
 
 
 def _check_top_k(cfg: Config, n_outputs: int, errors: list[str]) -> None:
@@ -248,11 +265,15 @@ def preflight(cfg: Config, out: Path) -> Preflight:
     if model is not None:
         found.module_names = [n for n, _ in model.named_modules() if n]
         _check_layers(cfg, found.module_names, errors)
-        found.n_outputs = _output_count(model, cfg.dataset.image_size)
+        shape = _output_shape(model, cfg.dataset.image_size)
         _check_preprocess(cfg, model, found)
-    if cfg.model.source == "open_clip":
-        errors.append(_no_head(cfg, found.n_outputs))
-    elif found.n_outputs is not None and found.class_ids:
+        if cfg.model.head == "logits":
+            problem = _not_logits(cfg, shape)
+            if problem:
+                errors.append(problem)
+            elif shape is not None:
+                found.n_outputs = int(shape[0])
+    if found.n_outputs is not None and found.class_ids:
         _check_outputs(cfg, found.class_ids, found.class_names, found.n_outputs, errors)
         _check_top_k(cfg, found.n_outputs, errors)
     _check_output(cfg, out, errors)

@@ -418,8 +418,12 @@ def feature_importance(layer) -> dict:
             "exact": True,
         }
     ex = layer.features
+    cw = layer.class_weights_features
+    source = "proxy: |class weights| x mean activation x density (mean-ablation importance not built)"
+    if cw is None:  # a model without class logits: the activation mass alone
+        source = "proxy: mean activation x density (no class weights: the model has no classifier head)"
     values = (
-        np.linalg.norm(layer.class_weights_features.astype(np.float64), axis=1)
+        (np.linalg.norm(cw.astype(np.float64), axis=1) if cw is not None else 1.0)
         * ex.mean_act.astype(np.float64)
         * ex.density.astype(np.float64)
     )
@@ -429,7 +433,7 @@ def feature_importance(layer) -> dict:
     return {
         "values": values,
         "rank": rank,
-        "source": "proxy: |class weights| x mean activation x density (mean-ablation importance not built)",
+        "source": source,
         "exact": False,
     }
 

@@ -310,7 +310,7 @@
   Array.prototype.forEach.call(document.querySelectorAll(".ex-img[data-crop]"), function (box) {
     var img = box.querySelector("img");
     var figure = box.parentNode;
-    if (!img || !figure) return;
+    if (!img || !figure || !box.getAttribute("data-crop")) return;  // no spatial map: no crop
     var crop = el("i", "ex-crop");
     crop.style.backgroundImage = "url(" + JSON.stringify(img.src) + ")";
     crop.style.backgroundPosition = box.getAttribute("data-crop");

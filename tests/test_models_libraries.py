@@ -165,7 +165,14 @@ def test_preflight_stops_wrong_size_and_headless_tower_before_any_stage(tmp_path
     )
     with pytest.raises(ConfigError) as err:
         preflight(cfg, tmp_path / "_site")
-    assert "512-d image embeddings, not class logits" in str(err.value) and "model.head" in str(err.value)
+    assert "512-d image embeddings, not class logits" in str(err.value)
+    assert "set model.head: none" in str(err.value)
+    headless = {"source": "open_clip", "name": "ViT-B-32", "head": "none"}
+    found = preflight(
+        _folder_config(tmp_path / "clip_headless", headless, layers=[{"name": "ln_post", "tokens": "class"}]),
+        tmp_path / "_site",
+    )
+    assert found.n_outputs is None and "ln_post" in found.module_names
 
 
 def test_factory_of_unknown_normalisation_is_warned_about(tmp_path):
@@ -191,6 +198,6 @@ def test_models_doc_examples_are_valid_and_the_readme_links_them():
         model = {k: v for k, v in block["model"].items() if k not in ("weights", "labels")}  # files
         dataset = {"image_size": block.get("dataset", {}).get("image_size", 64)}
         sources.append(parse_config({"model": model, "dataset": dataset}).model.source)
-    assert sources == ["torchvision", "timm", "open_clip", "inceptionv1", "factory"]
+    assert sources == ["torchvision", "timm", "open_clip", "inceptionv1", "factory", "factory"]
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert "docs/models.md" in readme.split("## Your own model and images", 1)[1].split("\n## ", 1)[0]

@@ -360,7 +360,26 @@ def test_vit_pipeline_class_and_patch_tokens(tmp_path):
     acts = _art(cache, "activations")
     assert json.loads((acts / "block1_patches" / "meta.json").read_text())["grid"] == [4, 4]
     assert json.loads((acts / "block1_cls" / "meta.json").read_text())["grid"] == [1, 1]
-    assert (tmp_path / "_site" / "vit" / "block1_cls").is_dir()
+    info = json.loads((_art(cache, "model") / "model.json").read_text())
+    assert info["tokens"] == {
+        "block1_patches": "the patch tokens, on their 4x4 grid",
+        "block1_cls": "the class token (one vector per image: no spatial map)",
+    }
+    # The pages name the token studied; the class token (a 1x1 map) gets no heat-map and no crop.
+    site = tmp_path / "_site" / "vit"
+
+    def page_with_examples(layer):
+        pages = [p.read_text(encoding="utf-8") for p in sorted((site / layer).glob("[fn]/*/index.html"))]
+        return next(text for text in pages if 'class="ex-img"' in text)
+
+    cls_page = page_with_examples("block1_cls")
+    assert "Studied: the class token (one vector per image: no spatial map), so no heat-map." in cls_page
+    assert "<style>.heat" not in cls_page and "heat-legend" not in cls_page
+    assert 'data-crop=""' in cls_page and "heat-toggle" not in cls_page
+    patch_page = page_with_examples("block1_patches")
+    assert "Studied: the patch tokens, on their 4x4 grid." in patch_page
+    assert "<style>.heat" in patch_page and 'data-crop=""' not in patch_page
+    assert "the class token" in (site / "block1_cls" / "index.html").read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- factory and torchvision

@@ -112,3 +112,24 @@ class GatedResNet(FunctionalResNet):
 
 def gated_resnet(n_classes: int = 4) -> nn.Module:
     return GatedResNet(n_classes)
+
+
+class TinyEncoder(nn.Module):
+    """A headless encoder: FunctionalResNet's body, returning a dict of a 12-d embedding and the
+    pooled features, as self-supervised encoders do (no class logits)."""
+
+    def __init__(self, width: int = 8, dim: int = 12):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.stage1 = _Stage(width)
+        self.stage2 = _Stage(width)
+        self.proj = nn.Linear(width, dim)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.stem(x)), 2)
+        pooled = self.stage2(self.stage1(x)).mean(dim=(2, 3))
+        return {"embedding": self.proj(pooled), "pooled": pooled}
+
+
+def tiny_encoder() -> nn.Module:
+    return TinyEncoder()

@@ -193,8 +193,8 @@ class Layer:
     sae_metrics: dict
     features: UnitExamples
     neurons: UnitExamples
-    class_weights_features: np.ndarray  # (F, K)
-    class_weights_neurons: np.ndarray  # (C, K)
+    class_weights_features: np.ndarray | None  # (F, K); None when classes_skipped
+    class_weights_neurons: np.ndarray | None  # (C, K); None when classes_skipped
     circuits_info: dict
     map: dict  # map.json
     featurevis: Featurevis
@@ -208,6 +208,11 @@ class Layer:
     upstream_skipped: dict | None = None  # circuits/L/upstream_skipped.json
     downstream_skipped: dict | None = None  # the upstream_skipped of the layer above, naming that layer
     importance_skipped: str = ""  # why importance was not computed (importance/skipped.json), "" when it was
+    # why no class weights or class contributions were computed (circuits/classes_skipped.json, a
+    # model without class logits), "" when they were
+    classes_skipped: str = ""
+    # what a layer of token sequences studies, in words (model.json "tokens"), "" for an image map
+    tokens: str = ""
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
     # circuits/L/class_contributions.npz arrays + "info": each unit's contribution to every class logit on
     # the class's images; None in artifacts written without it (class pages then rank by weight).
@@ -266,9 +271,14 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         similar, similar_cos = np.asarray(z["ids"]), np.asarray(z["cos"])
     features = load_examples(Path(artifacts["examples"]) / name / "features.npz")
     neurons = load_examples(Path(artifacts["examples"]) / name / "neurons.npz")
-    with np.load(Path(artifacts["circuits"]) / name / "class_weights.npz") as z:
-        cw_features = np.asarray(z["features"], dtype=np.float32)
-        cw_neurons = np.asarray(z["neurons"], dtype=np.float32)
+    classes_skipped = (_optional_json(Path(artifacts["circuits"]) / "classes_skipped.json") or {}).get(
+        "reason", ""
+    )
+    cw_features = cw_neurons = None
+    if not classes_skipped:
+        with np.load(Path(artifacts["circuits"]) / name / "class_weights.npz") as z:
+            cw_features = np.asarray(z["features"], dtype=np.float32)
+            cw_neurons = np.asarray(z["neurons"], dtype=np.float32)
     circuits_json = Path(artifacts["circuits"]) / name / "circuits.json"
     layer = Layer(
         name=name,
@@ -283,6 +293,8 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
         neurons=neurons,
         class_weights_features=cw_features,
         class_weights_neurons=cw_neurons,
+        classes_skipped=classes_skipped,
+        tokens=str((model_info.get("tokens") or {}).get(name, "")),
         circuits_info=_read_json(circuits_json) if circuits_json.exists() else {},
         map=_read_json(Path(artifacts["map"]) / name / "map.json"),
         featurevis=load_featurevis(Path(artifacts["featurevis"]) / name),
@@ -309,9 +321,10 @@ def load_layer(artifacts: dict[str, Path], name: str, model_info: dict) -> Layer
     checks = {
         "examples features rows": (features.n_units, F),
         "examples neurons rows": (neurons.n_units, C),
-        "class_weights features rows": (cw_features.shape[0], F),
-        "class_weights neurons rows": (cw_neurons.shape[0], C),
     }
+    if cw_features is not None:
+        checks["class_weights features rows"] = (cw_features.shape[0], F)
+        checks["class_weights neurons rows"] = (cw_neurons.shape[0], C)
     for what, (got, want) in checks.items():
         if got != want:
             raise ValueError(f"layer {name}: {what} = {got}, expected {want} (sae.npz W_dec is {F}x{C})")
@@ -323,6 +336,11 @@ class Artifacts:
     dataset: Dataset
     model_info: dict
     layers: list[Layer]
+
+    @property
+    def classes_skipped(self) -> str:
+        """Why the class analyses were not computed ("" when they were): the same for every layer."""
+        return next((L.classes_skipped for L in self.layers if L.classes_skipped), "")
 
 
 def load_artifacts(artifacts: dict[str, Path], layers: list[str]) -> Artifacts:
@@ -348,7 +366,10 @@ def load_artifacts(artifacts: dict[str, Path], layers: list[str]) -> Artifacts:
                 "reason": skipped.get("reason", ""),
             }
     for layer in loaded:
-        if layer.class_weights_features.shape[1] != dataset.n_classes:
+        if (
+            layer.class_weights_features is not None
+            and layer.class_weights_features.shape[1] != dataset.n_classes
+        ):
             raise ValueError(
                 f"layer {layer.name}: class_weights has {layer.class_weights_features.shape[1]} classes, "
                 f"dataset.json has {dataset.n_classes}"

@@ -65,7 +65,7 @@ def feature_records(site, ix, images=None, ids=None):
             if images is not None:
                 row["image"] = images.url(idx)
             examples.append(row)
-        w = cw[i]
+        w = cw[i] if cw is not None else None
         rec = {
             "id": i,
             "label": ix.labels[i],
@@ -89,7 +89,9 @@ def feature_records(site, ix, images=None, ids=None):
                 {"neuron": int(n), "weight": json_num(L.W_dec[i, int(n)])}
                 for n in ix.decoder_neurons[i][:N_EXPORT_NEURONS]
             ],
-            "class_weights": {
+            "class_weights": None
+            if w is None
+            else {
                 "drives": [
                     {"class": names[c], "class_id": c, "weight": json_num(w[c])}
                     for c in _signed_top(w, N_EXPORT_CLASSES, +1)

@@ -526,6 +526,7 @@ def model_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
         crumbs(site, (site.model, None)),
         model_name=site.model,
         accuracy=_accuracy_text(arts.model_info),
+        classes_skipped=arts.classes_skipped,
         below_chance=below_chance(arts.model_info),
         provenance=_provenance_text(arts.model_info),
         source=arts.model_info.get("source"),
@@ -574,10 +575,14 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
             name="median feature density",
         ),
     ]
+    if L.tokens:
+        facts.append({"name": "token studied", "value": L.tokens})
     facts += sae_facts(L)
     facts.append({"name": "SAE sha256", "value": L.sae_sha256})
     if L.importance is None and L.importance_skipped:
         facts.append({"name": "importance", "value": f"not computed: {L.importance_skipped}"})
+    if L.classes_skipped:
+        facts.append({"name": "class weights", "value": f"not computed: {L.classes_skipped}"})
     ctx = base_context(
         site,
         path,
@@ -716,7 +721,8 @@ def unit_page(
     flags = [
         {"key": f, "name": unitlabels.FLAG_NAMES[f], "help": ix.flag_help[kind][f]} for f in ix.flags[kind][i]
     ]
-    weights = (L.class_weights_features if kind == "f" else L.class_weights_neurons)[i]
+    weights = L.class_weights_features if kind == "f" else L.class_weights_neurons
+    weights = weights[i] if weights is not None else None
     if kind == "f":
         related = [
             {
@@ -789,6 +795,7 @@ def unit_page(
         examples=examples,
         bands=bands,
         heat_css=Markup(heat_css),
+        token_mode=L.tokens,
         heat_legend={"gradient": heat_gradient_css(), "max": fmt_num(ex.max_act[i])},
         images_pixelated=images.pixelated,
         hist_svg=svg.activation_histogram(
@@ -797,7 +804,10 @@ def unit_page(
         top_classes=top_classes,
         topk_classes=topk_classes,
         whole_range=ex.topk_classes is not None,
-        circuits=class_weight_rows(site, ds, weights),
+        circuits=class_weight_rows(site, ds, weights)
+        if weights is not None
+        else {"drives": [], "suppresses": []},
+        classes_skipped=L.classes_skipped,
         circuits_method=_class_weight_method(L, kind),
         circuits_exact=L.circuits_info.get("exact"),
         related=related,
@@ -821,7 +831,7 @@ def class_page(
     name = ds.class_names[c]
     path = urls.class_page(m, ds.class_slugs[c])
     layers = []
-    for L in arts.layers:
+    for L in [] if arts.classes_skipped else arts.layers:
         ix = indexes[L.name]
         info = (L.contributions or {}).get("info", {})
         layers.append(
@@ -870,7 +880,10 @@ def class_page(
         superclass=ds.superclass_of[c],
         facet_names=ds.facet_names[c],
         layers=layers,
-        circuit=circuits.class_circuit(urls.root_prefix(path), name, c, arts.layers, indexes),
+        circuit=None
+        if arts.classes_skipped
+        else circuits.class_circuit(urls.root_prefix(path), name, c, arts.layers, indexes),
+        classes_skipped=arts.classes_skipped,
         image_groups=groups,
         images_pixelated=images.pixelated,
         n_images=fmt_count(int((ds.labels == c).sum())),

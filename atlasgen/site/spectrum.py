@@ -43,8 +43,9 @@ def example_items(
     shown = [j for j in range(len(idx)) if idx[j] >= 0]
     if not shown:
         return []
-    tiles = sprite.add(maps[shown], scale)
     grid = maps.shape[-2:]
+    spatial = grid[0] * grid[1] > 1  # a class token (1x1) has no place on the image: no heat-map, no crop
+    tiles = sprite.add(maps[shown], scale) if spatial else [None] * len(shown)
     out = []
     for j, tile in zip(shown, tiles):
         i = int(idx[j])
@@ -60,7 +61,7 @@ def example_items(
                 "src": images.url(i),
                 "tile": tile,
                 "heat": "",
-                "crop": crop_position(p, grid),
+                "crop": crop_position(p, grid) if spatial else "",
                 "act": fmt_num(val[j]),
                 "rel": fmt_pct(float(val[j]) / scale) if scale > 0 else "",
                 "index": i,
@@ -77,7 +78,8 @@ def finish_heat(sprite: HeatSprite, *groups: list[dict]) -> str:
         return ""
     for items in groups:
         for e in items:
-            e["heat"] = sprite.position(e["tile"])
+            if e["tile"] is not None:
+                e["heat"] = sprite.position(e["tile"])
     return f".heat{{background-image:url({sprite.data_uri()});{sprite.css()}}}"
 
 

@@ -43,7 +43,7 @@ from atlasgen.circuits import (
     reaches_classifier_linearly,
 )
 from atlasgen.data import open_dataset
-from atlasgen.models import class_outputs, classifier_head, layer_activations, load_model
+from atlasgen.models import NO_HEAD_REASON, class_outputs, classifier_head, layer_activations, load_model
 from atlasgen.sae_formats import load_sae_any
 from atlasgen.stage import Stage, StageContext
 
@@ -80,6 +80,43 @@ def run(ctx: StageContext) -> None:
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     probe = data.indices("heldout")[:64]
     heads = {}  # layer -> the (K, C) linear head on its pooled channels; None where it has none
+    if ctx.cfg.model.head == "none":
+        write_classes_skipped(ctx, NO_HEAD_REASON)
+    else:
+        class_weights(ctx, model, data, probe, heads)
+        write_contributions(ctx, model, data, heads)
+    # Layer-to-layer weights between consecutive studied layers that are whole module outputs (a
+    # channel range or a ViT token view has no kernel of its own). A path the expanded-weights
+    # method cannot linearize (a functional max-pool or ReLU) is reported and skipped: class
+    # weights and every other page section stay.
+    whole = [
+        layer.name
+        for layer in ctx.cfg.layers
+        if not layer.channels and (layer.module or layer.name) == layer.name
+    ]
+    order = forward_order(model, whole, data.image_size, ctx.device)
+    for src, dst in zip(order, order[1:]):
+        try:
+            write_layer_weights(ctx, model, src, dst, data.image_size)
+        except CircuitsError as exc:
+            ctx.console.info(f"  {src} -> {dst}: no layer-to-layer weights: {exc.errors[0]}")
+            reason = exc.errors[0].removeprefix("circuits: ").split(" Fix: ")[0]
+            atomic_write_json(ctx.out / dst / "upstream_skipped.json", {"layer": src, "reason": reason})
+
+
+def write_classes_skipped(ctx: StageContext, reason: str) -> None:
+    """No class weights and no class contributions: classes_skipped.json with the reason (read by
+    the site) and a line in the build summary; the layer-to-layer weights are still written."""
+    atomic_write_json(ctx.out / "classes_skipped.json", {"reason": reason})
+    atomic_write_json(
+        ctx.out / "build_notes.json", [f"circuits: class weights and class contributions skipped: {reason}"]
+    )
+    ctx.console.info(f"  class weights skipped: {reason}")
+
+
+def class_weights(ctx: StageContext, model, data, probe: np.ndarray, heads: dict) -> None:
+    """Every layer's (features, classes) and (neurons, classes) weights: L/class_weights.npz;
+    ``heads`` gets each layer's linear head on its pooled channels (None where it has none)."""
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer)
@@ -110,24 +147,6 @@ def run(ctx: StageContext) -> None:
         atomic_write_json(ctx.out / layer / "circuits.json", dict(info, top_k=ctx.cfg.circuits.top_k))
         ctx.console.detail(f"{layer}: class weights {'exact' if info['exact'] else 'by attribution'}")
         heads[layer] = W_class if info["exact"] else None
-    write_contributions(ctx, model, data, heads)
-    # Layer-to-layer weights between consecutive studied layers that are whole module outputs (a
-    # channel range or a ViT token view has no kernel of its own). A path the expanded-weights
-    # method cannot linearize (a functional max-pool or ReLU) is reported and skipped: class
-    # weights and every other page section stay.
-    whole = [
-        layer.name
-        for layer in ctx.cfg.layers
-        if not layer.channels and (layer.module or layer.name) == layer.name
-    ]
-    order = forward_order(model, whole, data.image_size, ctx.device)
-    for src, dst in zip(order, order[1:]):
-        try:
-            write_layer_weights(ctx, model, src, dst, data.image_size)
-        except CircuitsError as exc:
-            ctx.console.info(f"  {src} -> {dst}: no layer-to-layer weights: {exc.errors[0]}")
-            reason = exc.errors[0].removeprefix("circuits: ").split(" Fix: ")[0]
-            atomic_write_json(ctx.out / dst / "upstream_skipped.json", {"layer": src, "reason": reason})
 
 
 def write_contributions(ctx: StageContext, model, data, heads: dict) -> None:

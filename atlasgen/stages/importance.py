@@ -39,7 +39,7 @@ from atlasgen.importance import (
     unit_means,
     unit_sums,
 )
-from atlasgen.models import class_outputs, load_model
+from atlasgen.models import NO_HEAD_REASON, class_outputs, load_model
 from atlasgen.sae_formats import load_sae_any
 from atlasgen.stage import Stage, StageContext
 
@@ -56,6 +56,9 @@ STAGE = Stage(
 def run(ctx: StageContext) -> None:
     cfg = ctx.cfg.importance
     data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
+    if ctx.cfg.model.head == "none":  # importance is the loss of top-k accuracy: it needs class logits
+        ctx.skip("importance", NO_HEAD_REASON)
+        return
     n_outputs = int(json.loads((ctx.inputs["model"] / "model.json").read_text())["n_outputs"])
     top_k = resolve_top_k(cfg.top_k, n_outputs)
     if (

@@ -20,7 +20,15 @@ from torch import nn
 from atlasgen.cache import atomic_write_bytes, atomic_write_json
 from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
-from atlasgen.models import attach_views, build_model, class_outputs, layer_shapes, pretrained_state
+from atlasgen.models import (
+    NO_HEAD_REASON,
+    attach_views,
+    build_model,
+    class_outputs,
+    layer_shapes,
+    pretrained_state,
+    token_modes,
+)
 from atlasgen.stage import Stage, StageContext
 from atlasgen.zoo import DEMO_LAYERS
 
@@ -224,22 +232,26 @@ def run(ctx: StageContext) -> None:
     if pre is not None:
         ctx.console.info(f"  {pre.describe()}")
     model.to(ctx.device).eval()
-    with torch.no_grad():
-        size = data.image_size
-        n_outputs = int(model(torch.zeros(1, 3, size, size, device=ctx.device)).shape[-1])
-    outputs = match_outputs(
-        data.classes, cfg.resolve(cfg.model.labels) if cfg.model.labels else None, n_outputs
-    )
-    if outputs is None:
-        raise ConfigError(
-            [
-                f"model: it has {n_outputs} outputs but the dataset has {data.n_classes} classes. "
-                "Fix: set model.labels to a file naming each output (one per line), so the classes can be matched to outputs."
-            ]
-        )
-    model.atlas_class_outputs = outputs
     heldout = data.indices("heldout")
-    acc = accuracy(model, data, heldout, ctx.device, cfg.model.batch_size) if len(heldout) else None
+    headless = cfg.model.head == "none"
+    if headless:  # an encoder: no outputs to match to classes, no accuracy
+        n_outputs, outputs, acc = None, None, None
+    else:
+        with torch.no_grad():
+            size = data.image_size
+            n_outputs = int(model(torch.zeros(1, 3, size, size, device=ctx.device)).shape[-1])
+        outputs = match_outputs(
+            data.classes, cfg.resolve(cfg.model.labels) if cfg.model.labels else None, n_outputs
+        )
+        if outputs is None:
+            raise ConfigError(
+                [
+                    f"model: it has {n_outputs} outputs but the dataset has {data.n_classes} classes. "
+                    "Fix: set model.labels to a file naming each output (one per line), so the classes can be matched to outputs."
+                ]
+            )
+        model.atlas_class_outputs = outputs
+        acc = accuracy(model, data, heldout, ctx.device, cfg.model.batch_size) if len(heldout) else None
     chance = 1.0 / data.n_classes
     trained = state is None and cfg.model.source == "demo"
     origin = provenance(cfg.model, path, trained, len(data.indices("train")))
@@ -252,6 +264,7 @@ def run(ctx: StageContext) -> None:
     shapes = layer_shapes(
         model, names + [layer.name for layer in cfg.layers if layer.name not in names], cfg.dataset.image_size
     )
+    tokens = token_modes(model, [layer.name for layer in cfg.layers], cfg.dataset.image_size)
     atomic_write_json(
         ctx.out / "model.json",
         {
@@ -259,7 +272,9 @@ def run(ctx: StageContext) -> None:
             "source": cfg.model.source,
             "arch": cfg.model.arch,
             "layers": shapes,
+            "tokens": tokens,  # what each token-sequence layer studies, in words; image maps absent
             "n_classes": data.n_classes,
+            "head": cfg.model.head,
             "n_outputs": n_outputs,
             "class_outputs": outputs,
             "preprocess": dataclasses.asdict(pre) if pre is not None else None,
@@ -270,7 +285,9 @@ def run(ctx: StageContext) -> None:
         },
     )
     notes = []
-    if acc is None:
+    if headless:
+        notes.append(f"model: no held-out accuracy: {NO_HEAD_REASON}")
+    elif acc is None:
         notes.append("model: no held-out images, so no held-out accuracy (dataset.heldout_fraction is 0)")
     elif data.n_classes > 1 and acc <= chance:
         notes.append(

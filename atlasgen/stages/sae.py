@@ -14,6 +14,7 @@ Metrics, all on held-out data, are stored in `metrics.json`:
   model, `downstream_kl` (clean || spliced, nats), and
   `downstream_ce_recovered` = (CE_zero - CE_sae) / (CE_zero - CE_clean), where
   CE_zero replaces the layer by zeros (Gao et al. 2024's zero-ablation baseline).
+  A headless model (`model.head: none`) has no logits, so it gets no downstream keys.
 """
 
 from __future__ import annotations
@@ -56,9 +57,17 @@ def _reconstruct(sae, acts: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def downstream_metrics(
-    model, layer: str, sae, data, indices: np.ndarray, device: str, batch_size: int = 128
+    model,
+    layer: str,
+    sae,
+    data,
+    indices: np.ndarray,
+    device: str,
+    batch_size: int = 128,
+    logits: bool = True,
 ) -> tuple[dict, np.ndarray]:
-    """Fidelity of the spliced model on images, and every position's vector (the uniform sample)."""
+    """Fidelity of the spliced model on images, and every position's vector (the uniform sample).
+    Without ``logits`` (a headless model) only the vectors are collected, and the dict is empty."""
     replace = {"with": None}
     clean_acts = {}
 
@@ -91,6 +100,8 @@ def downstream_metrics(
             replace["with"] = None
             clean = model(x)
             vectors.append(positions_as_vectors(clean_acts["layer"]).cpu().numpy())
+            if not logits:
+                continue
             replace["with"] = "sae"
             spliced = model(x)
             replace["with"] = "zero"
@@ -105,6 +116,8 @@ def downstream_metrics(
             sums["acc_sae"] += (spliced.argmax(1) == y).sum().item()
     finally:
         handle.remove()
+    if not logits:
+        return {}, np.concatenate(vectors)
     n = len(indices)
     m = {k: v / n for k, v in sums.items()}
     gap = m["ce_zero"] - m["ce_clean"]
@@ -185,7 +198,14 @@ def run(ctx: StageContext) -> None:
         metrics = evaluate_sae(sae, heldout, layer_cfg.sae.eval_vector_batch_size)
         if len(heldout_images):
             downstream, all_positions = downstream_metrics(
-                model, layer_cfg.name, sae, data, heldout_images, ctx.device, layer_cfg.sae.eval_batch_size
+                model,
+                layer_cfg.name,
+                sae,
+                data,
+                heldout_images,
+                ctx.device,
+                layer_cfg.sae.eval_batch_size,
+                logits=ctx.cfg.model.head == "logits",
             )
             metrics.update(
                 {
