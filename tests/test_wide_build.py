@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from conftest import TINY, write_tiny_config
 
 WIDE = {
@@ -55,3 +56,9 @@ def test_a_4096_feature_build_runs_every_stage_in_one_process(tmp_path):
     pages = {p.parent.relative_to(layer).as_posix() for p in layer.rglob("index.html")}
     assert "." in pages and sum(1 for p in pages if p.split("/")[-1] == "4095") >= 1
     assert any((tmp_path / ".atlasgen").glob("atlas/*/mixed5b/atlas.json"))
+    # class pages rank the 4,096 features from each image's 64 largest contributions
+    with np.load(next((tmp_path / ".atlasgen").glob("circuits/*/mixed5b/class_contributions.npz"))) as z:
+        assert z["image_features_units"].shape[1] == 64 and z["image_features_units"].dtype == np.int32
+        assert int(z["image_features_units"].max()) < 4096
+    classes = list((site / "demonet" / "classes").glob("*/index.html"))
+    assert classes and all('id="facets-mixed5b"' in p.read_text() for p in classes)
