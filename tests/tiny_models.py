@@ -50,21 +50,31 @@ class _Stage(nn.Module):
         return torch.relu(x + self.conv_b(F.relu(self.conv_a(x))))
 
 
-class FunctionalResNet(nn.Module):
-    """A small residual CNN in the functional style: ``torch.relu``/``F.relu`` between convolutions,
-    ``F.max_pool2d`` after the stem; module paths like ``stage2.conv_b``."""
+class _FunctionalBody(nn.Module):
+    """A stem and two residual stages in the functional style: ``torch.relu``/``F.relu`` between
+    convolutions, ``F.max_pool2d`` after the stem; module paths like ``stage2.conv_b``."""
 
-    def __init__(self, n_classes: int = 4, width: int = 8):
+    def __init__(self, width: int):
         super().__init__()
         self.stem = nn.Conv2d(3, width, 3, padding=1)
         self.stage1 = _Stage(width)
         self.stage2 = _Stage(width)
+
+    def pooled(self, x):
+        """The last stage's output, averaged over positions."""
+        x = F.max_pool2d(F.relu(self.stem(x)), 2)
+        return self.stage2(self.stage1(x)).mean(dim=(2, 3))
+
+
+class FunctionalResNet(_FunctionalBody):
+    """A small residual CNN in the functional style (:class:`_FunctionalBody`) with a linear head."""
+
+    def __init__(self, n_classes: int = 4, width: int = 8):
+        super().__init__(width)
         self.fc = nn.Linear(width, n_classes)
 
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.stem(x)), 2)
-        x = self.stage2(self.stage1(x))
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.fc(self.pooled(x))
 
 
 def functional_resnet(n_classes: int = 4) -> nn.Module:
@@ -114,20 +124,16 @@ def gated_resnet(n_classes: int = 4) -> nn.Module:
     return GatedResNet(n_classes)
 
 
-class TinyEncoder(nn.Module):
+class TinyEncoder(_FunctionalBody):
     """A headless encoder: FunctionalResNet's body, returning a dict of a 12-d embedding and the
     pooled features, as self-supervised encoders do (no class logits)."""
 
     def __init__(self, width: int = 8, dim: int = 12):
-        super().__init__()
-        self.stem = nn.Conv2d(3, width, 3, padding=1)
-        self.stage1 = _Stage(width)
-        self.stage2 = _Stage(width)
+        super().__init__(width)
         self.proj = nn.Linear(width, dim)
 
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.stem(x)), 2)
-        pooled = self.stage2(self.stage1(x)).mean(dim=(2, 3))
+        pooled = self.pooled(x)
         return {"embedding": self.proj(pooled), "pooled": pooled}
 
 

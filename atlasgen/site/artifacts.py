@@ -213,6 +213,26 @@ class Layer:
     classes_skipped: str = ""
     # what a layer of token sequences studies, in words (model.json "tokens"), "" for an image map
     tokens: str = ""
+
+    @functools.cached_property
+    def class_lift(self) -> dict[str, np.ndarray | None]:
+        """ "features"/"neurons" -> (U, K) each unit's lift on each class: its mean spatially averaged
+        activation on the class's images over its mean on all the images the class contributions were
+        computed on (the classes' means weighted by their image counts); 0 where that mean is not
+        positive. None without class contributions. A unit that fires only on one class of K balanced
+        classes has lift K. Computed once per layer: every class page reads it."""
+        out: dict[str, np.ndarray | None] = {}
+        for kind in ("features", "neurons"):
+            C = self.contributions
+            if C is None or f"{kind}_mean" not in C:
+                out[kind] = None
+                continue
+            mc = np.asarray(C[f"{kind}_mean"], dtype=np.float64)
+            n = np.asarray(C["images"], dtype=np.float64)
+            m = (mc * n[None]).sum(1) / max(float(n.sum()), 1.0)
+            out[kind] = np.divide(mc, m[:, None], out=np.zeros_like(mc), where=(m[:, None] > 0) & (mc > 0))
+        return out
+
     cooccurrence: dict | None = None  # examples/L/cooccurrence.npz arrays, if present
     # circuits/L/class_contributions.npz arrays + "info": each unit's contribution to every class logit on
     # the class's images; None in artifacts written without it (class pages then rank by weight).

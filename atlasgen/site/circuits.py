@@ -94,18 +94,8 @@ SELECTIVE_LIFT = 8.0  # a unit is selective for a class at this lift (at most ha
 
 
 def class_lift(L, kind: str) -> np.ndarray | None:
-    """(U, K) each unit's lift on each class: its mean spatially averaged activation on the class's
-    images over its mean on all the images the class contributions were computed on (the classes'
-    means weighted by their image counts); 0 where that mean is not positive. None without class
-    contributions. A unit that fires only on one class of K balanced classes has lift K."""
-    C = L.contributions
-    key = f"{KIND_KEYS[kind]}_mean"
-    if C is None or key not in C:
-        return None
-    mc = np.asarray(C[key], dtype=np.float64)
-    n = np.asarray(C["images"], dtype=np.float64)
-    m = (mc * n[None]).sum(1) / max(float(n.sum()), 1.0)
-    return np.divide(mc, m[:, None], out=np.zeros_like(mc), where=(m[:, None] > 0) & (mc > 0))
+    """(U, K) the lift of each unit of one kind ('f' or 'n') on each class (``L.class_lift``)."""
+    return L.class_lift[KIND_KEYS[kind]]
 
 
 def selectivity_threshold(n_classes: int) -> float:
