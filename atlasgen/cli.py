@@ -253,6 +253,30 @@ def import_ratings(config: str, files: tuple[Path, ...], quiet: bool) -> None:
         )
 
 
+def output_kind(cfg, model, output, n_classes: int) -> str:
+    """What the model returns, as `atlasgen layers` reports it: an embedding, or class logits with the
+    head they come from and where its size came from."""
+    from atlasgen.models import ZERO_SHOT_HEAD, classifier_head
+
+    if cfg.model.head == "none":
+        return "an embedding (model.head: none: no classes)"
+    if output.dim() != 2:
+        return "not (batch, classes) logits: set model.head: none"
+    if getattr(model, "atlas_head", None) == ZERO_SHOT_HEAD:
+        return f"class logits of the zero-shot head: one per dataset class ({n_classes})"
+    try:
+        head = classifier_head(model)
+    except AtlasgenError:
+        return "class logits (no nn.Linear head found)"
+    name = next(n for n, m in model.named_modules() if m is head)
+    sized = (
+        f"sized to the dataset's {n_classes} classes"
+        if getattr(model, "atlas_sized_head", False)
+        else "the model's own"
+    )
+    return f"class logits from {name!r} ({head.in_features} -> {head.out_features}, {sized})"
+
+
 @main.command()
 @common_config
 def layers(config: str) -> None:
@@ -283,7 +307,9 @@ def layers(config: str) -> None:
     for name, shape, kind in shapes:
         click.echo(f"{name:<24} {' x '.join(map(str, shape)):<16} {kind}{hints.get(kind, '')}")
     if isinstance(output, torch.Tensor):
-        click.echo(f"{'(output)':<24} {' x '.join(map(str, output.shape[1:])):<16} the model's output")
+        click.echo(
+            f"{'(output)':<24} {' x '.join(map(str, output.shape[1:])):<16} {output_kind(cfg, model, output, n_classes)}"
+        )
 
 
 if __name__ == "__main__":

@@ -141,6 +141,14 @@ class TrainConfig:
 
 
 @dataclass
+class ZeroShotConfig:
+    template: str | None = _f(
+        None,
+        "open_clip: prompt with one '{}' for the class name (e.g. 'a photo of a {}.'). The text tower embeds one prompt per dataset class and the visual tower gets a linear head of those embeddings, so the model returns CLIP's class logits (logit scale x cosine) and the class weights, class pages and importance become meaningful. Empty: no zero-shot head (docs/models.md, Zero-shot head).",
+    )
+
+
+@dataclass
 class ModelConfig:
     source: Literal["demo", "inceptionv1", "torchvision", "timm", "open_clip", "factory"] = _f(
         "demo",
@@ -182,6 +190,9 @@ class ModelConfig:
     head: Literal["logits", "none"] = _f(
         "logits",
         "logits: the model returns one class logit per output, (batch, outputs). none: a headless encoder (open_clip's visual tower, DINO, a model returning embeddings, a tuple or a dict); its layers are studied without classes, and the class weights, class contributions, importance and class pages are skipped with a note (docs/models.md, Headless models).",
+    )
+    zero_shot: ZeroShotConfig = _f(
+        ZeroShotConfig(), "open_clip: class logits from the text tower's embeddings of class-name prompts."
     )
     train: TrainConfig = _f(TrainConfig(), "Training settings for the demo model.")
     batch_size: int = _f(256, "Images per forward pass of the held-out accuracy.", min=1)
@@ -704,6 +715,33 @@ def _build(cls: type, data: Any, path: str, errors: list[str]) -> Any:
     return cls(**kwargs)
 
 
+def _check_zero_shot(model: ModelConfig, errors: list[str]) -> None:
+    """model.zero_shot: an open_clip model with a head of its own, one '{}' in the template."""
+    template = model.zero_shot.template
+    if template is None:
+        return
+    if model.source != "open_clip":
+        errors.append(
+            f"model.zero_shot: a zero-shot head needs open_clip's text tower, and model.source is {model.source!r}. "
+            "Fix: remove model.zero_shot, or set model.source: open_clip."
+        )
+    if template.count("{}") != 1:
+        errors.append(
+            f"model.zero_shot.template: {template!r} must hold the class name's place as exactly one '{{}}'. "
+            "Fix: e.g. 'a photo of a {}.'"
+        )
+    if model.head == "none":
+        errors.append(
+            "model.zero_shot: a zero-shot head gives the model class logits, and model.head is 'none'. "
+            "Fix: remove model.head (the head is then the zero-shot head), or remove model.zero_shot."
+        )
+    if model.labels:
+        errors.append(
+            "model.labels: the zero-shot head has one output per dataset class, in order, so there are no outputs to "
+            "name. Fix: remove model.labels."
+        )
+
+
 def parse_config(data: Any, root: Path = Path(".")) -> Config:
     """Build a :class:`Config` from parsed YAML, checking types and bounds. Raises ConfigError."""
     errors: list[str] = []
@@ -785,6 +823,7 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
             f"map.source: {cfg.map.source!r} needs the model's class logits, and model.head is 'none'. "
             "Fix: set map.source to decoder or coactivation."
         )
+    _check_zero_shot(cfg.model, errors)
     if cfg.model.head == "none" and cfg.model.source == "demo":
         errors.append(
             "model.head: the demo model is a classifier trained on the demo classes. "

@@ -22,6 +22,7 @@ import importlib
 import inspect
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -236,6 +237,94 @@ def _open_clip(model_cfg: ModelConfig, load: bool = False) -> nn.Module:
     )
 
 
+# ---------------------------------------------------------------- open_clip's zero-shot head
+
+ZERO_SHOT_HEAD = "zero_shot_head"
+_WNID = re.compile(r"^n\d{8}$")  # an ImageNet folder id, not a name to prompt with
+
+
+def _open_clip_embed_dim(model_cfg: ModelConfig) -> int:
+    import open_clip
+
+    return int(open_clip.get_model_config(model_cfg.arch)["embed_dim"])
+
+
+def _zero_shot_logits(module: nn.Module, _inputs, output: torch.Tensor) -> torch.Tensor:
+    # CLIP's logits: the logit scale (folded into the head's rows) times the cosine of the image
+    # embedding with each prompt's text embedding.
+    return module.zero_shot_head(F.normalize(output, dim=-1))
+
+
+def attach_zero_shot_head(visual: nn.Module, embed_dim: int, n_classes: int) -> nn.Module:
+    """Give an open_clip visual tower a linear head, ``zero_shot_head`` (n_classes, embed_dim):
+    the tower's forward then returns class logits. The rows are set by the model stage
+    (:func:`zero_shot_weights`) and saved with the tower's weights; module paths are unchanged."""
+    visual.zero_shot_head = nn.Linear(embed_dim, n_classes, bias=False)
+    visual.atlas_head = ZERO_SHOT_HEAD
+    visual.register_forward_hook(_zero_shot_logits)
+    return visual
+
+
+def zero_shot_prompts(template: str, class_names: list[str]) -> list[str]:
+    """One prompt per class: the template with the class's readable name ("tench, Tinca tinca"
+    gives "tench")."""
+    return [template.format(str(name).split(",")[0].strip()) for name in class_names]
+
+
+@torch.no_grad()
+def zero_shot_weights(
+    model_cfg: ModelConfig, class_names: list[str], weights_path: Path | None
+) -> torch.Tensor:
+    """(n_classes, embed_dim) rows of the zero-shot head: logit_scale.exp() times the normalised
+    text embedding of each class's prompt, from the text tower of the same weights as the visual
+    tower (model.weights holding the whole model, model.pretrained, else the seeded random
+    initialisation) and open_clip's tokenizer of the model."""
+    import open_clip
+
+    wnids = [n for n in class_names if _WNID.match(str(n))]
+    if wnids:
+        raise ConfigError(
+            [
+                f"model.zero_shot: the prompts are built from the class names, and classes are named by folder "
+                f"ids such as {wnids[0]!r}. Fix: set dataset.class_names to a file of readable names."
+            ]
+        )
+    full = _open_clip(model_cfg, load=weights_path is None and _open_clip_pretrained(model_cfg) is not None)
+    if weights_path is not None:
+        state = _read_state(model_cfg, weights_path)
+        # CLIP's text tower: token_embedding (text.* in CustomTextCLIP); a tower alone has neither.
+        if not any(k.startswith(("token_embedding.", "text.")) for k in state):
+            raise ConfigError(
+                [
+                    f"model.zero_shot: {Path(weights_path).name} (model.weights) holds no text tower, which the "
+                    "zero-shot head needs. Fix: give the whole model's state dict, or remove model.zero_shot."
+                ]
+            )
+        try:
+            full.load_state_dict(state)
+        except Exception as exc:
+            raise ConfigError(
+                [
+                    f"model.weights: cannot load {Path(weights_path).name} into open_clip's {model_cfg.arch!r}: "
+                    f"{' '.join(str(exc).split())[:240]}. Fix: give a state dict saved from this model."
+                ]
+            ) from None
+    try:
+        tokenizer = open_clip.get_tokenizer(model_cfg.arch)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise ModelLoadError(
+            [
+                f"model.zero_shot: open_clip's tokenizer of {model_cfg.arch!r} could not be loaded "
+                f"({type(exc).__name__}: {first[:160]}). Fix: put it in the Hugging Face cache, or remove model.zero_shot."
+            ]
+        ) from exc
+    prompts = zero_shot_prompts(model_cfg.zero_shot.template, class_names)
+    full.eval()
+    text = full.encode_text(tokenizer(prompts), normalize=True)
+    return (full.logit_scale.exp() * text).float()
+
+
 def _import_factory(spec: str, root: Path | None = None):
     """The factory named 'package.module:function', imported from the path or, failing that, from
     the config file's folder ``root``."""
@@ -307,6 +396,7 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
     """The configured architecture with its preprocessing attached; weights are random
     (seeded by the caller) until the model stage or :func:`load_model` loads them."""
     source = model_cfg.source
+    param = None  # a factory's class-count parameter
     if source == "demo":
         return DemoNet(n_classes)
     if source == "inceptionv1":
@@ -342,6 +432,8 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
     elif source == "open_clip":
         model = _open_clip(model_cfg).visual
         pre = library_preprocess(model)
+        if model_cfg.zero_shot.template is not None:
+            attach_zero_shot_head(model, _open_clip_embed_dim(model_cfg), n_classes)
     elif source == "factory":
         factory = _import_factory(model_cfg.arch, model_cfg.root)
         param = class_count_parameter(factory)
@@ -368,6 +460,10 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
             pre = Preprocess(input_size=size, fixed=size is not None, native=size)
     else:
         raise ValueError(f"unknown model source {source!r}")
+    # Whether the head's outputs were made one per dataset class here (reported by `atlasgen layers`).
+    model.atlas_sized_head = (
+        source in ("torchvision", "timm") and not (model_cfg.pretrained or model_cfg.weights)
+    ) or (source == "factory" and param is not None)
     return attach_preprocess(model, configured_preprocess(model_cfg, pre))
 
 
@@ -405,24 +501,29 @@ def normalisation_unknown(model_cfg: ModelConfig, model: nn.Module) -> bool:
     return library_preprocess(model) is None
 
 
+def _read_state(model_cfg: ModelConfig, weights_path: Path) -> dict:
+    """The state dict in model.weights, unwrapped from a {"state_dict": ...} checkpoint."""
+    try:
+        if model_cfg.source == "timm":  # timm's loader: .safetensors, EMA and wrapped checkpoints
+            from timm.models import load_state_dict
+
+            state = load_state_dict(str(weights_path))
+        else:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(
+            [
+                f"model.weights: cannot read {str(weights_path)!r}: {str(exc).splitlines()[0]}. Fix: give a torch state dict (.pt/.pth)."
+            ]
+        ) from None
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
 def pretrained_state(model_cfg: ModelConfig, weights_path: Path | None) -> dict | None:
     """The state dict to load: a local file, else (pretrained) the torch hub cache or a
     download; None for a random initialisation or the demo model (trained by the model stage)."""
     if weights_path is not None:
-        try:
-            if model_cfg.source == "timm":  # timm's loader: .safetensors, EMA and wrapped checkpoints
-                from timm.models import load_state_dict
-
-                state = load_state_dict(str(weights_path))
-            else:
-                state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ConfigError(
-                [
-                    f"model.weights: cannot read {str(weights_path)!r}: {str(exc).splitlines()[0]}. Fix: give a torch state dict (.pt/.pth)."
-                ]
-            ) from None
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        state = _read_state(model_cfg, weights_path)
         if model_cfg.source == "open_clip" and any(k.startswith("visual.") for k in state):
             state = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
         return state

@@ -200,7 +200,10 @@ def _not_logits(cfg: Config, shape) -> str | None:
         "Fix: set model.head: none to study its layers without classes (class weights, importance and "
         "class pages are then skipped), or make the model return (batch, classes) logits."
     )
-    if cfg.model.source == "open_clip":
+    if cfg.model.source == "open_clip" and cfg.model.zero_shot.template is None:
+        fix = fix.replace(
+            "or make the model", "or give it a zero-shot head (model.zero_shot), or make the model"
+        )
         dims = f"{shape[0]}-d " if isinstance(shape, tuple) and len(shape) == 1 else ""
         return (
             f"model: open_clip's {what} visual tower returns {dims}image embeddings, not class logits, "

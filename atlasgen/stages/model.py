@@ -22,12 +22,15 @@ from atlasgen.config import ConfigError
 from atlasgen.data import open_dataset
 from atlasgen.models import (
     NO_HEAD_REASON,
+    ZERO_SHOT_HEAD,
     attach_views,
     build_model,
     class_outputs,
     layer_shapes,
     pretrained_state,
     token_modes,
+    zero_shot_prompts,
+    zero_shot_weights,
 )
 from atlasgen.stage import Stage, StageContext
 from atlasgen.zoo import DEMO_LAYERS
@@ -215,6 +218,12 @@ def run(ctx: StageContext) -> None:
     train_seconds = 0.0
     path = cfg.resolve(cfg.model.weights) if cfg.model.weights else None
     state = pretrained_state(cfg.model, path)
+    if cfg.model.zero_shot.template is not None:
+        # The text tower of the same weights; with random weights, the same seeded initialisation
+        # as the visual tower's, so both towers come from one model.
+        torch.manual_seed(cfg.model.train.seed)
+        head = zero_shot_weights(cfg.model, [c["name"] for c in data.classes], path)
+        state = {**(state if state is not None else model.state_dict()), f"{ZERO_SHOT_HEAD}.weight": head}
     if state is not None:
         try:
             model.load_state_dict(state)
@@ -255,6 +264,15 @@ def run(ctx: StageContext) -> None:
     chance = 1.0 / data.n_classes
     trained = state is None and cfg.model.source == "demo"
     origin = provenance(cfg.model, path, trained, len(data.indices("train")))
+    if cfg.model.zero_shot.template is not None:
+        origin["zero_shot"] = {
+            "template": cfg.model.zero_shot.template,
+            "prompts": zero_shot_prompts(cfg.model.zero_shot.template, [c["name"] for c in data.classes]),
+        }
+        origin["weights"] += (
+            f"; zero-shot head: the text tower's embeddings of {cfg.model.zero_shot.template!r} "
+            f"for the {data.n_classes} class names"
+        )
     model.cpu()
     _save(ctx.out / "model.pt", model.state_dict())
     (ctx.out / "checkpoint.pt").unlink(missing_ok=True)
