@@ -312,10 +312,6 @@ def layers(config: str) -> None:
         )
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command("export-sae")
 @click.argument("source", metavar="SITE_OR_CACHE", type=click.Path(path_type=Path))
 @click.argument("layer")
@@ -423,3 +419,7 @@ def publish(repo: str, site_dir: str, branch: str, force: bool) -> None:
     click.echo(
         f"wrote {target}; commit it with the {site_dir}/ folder and set Pages' source to GitHub Actions (docs/publishing.md)."
     )
+
+
+if __name__ == "__main__":
+    main()
