@@ -60,8 +60,10 @@ def _config(folder, model=None, **over):
     return _write(folder, data)
 
 
-def test_logits_equal_open_clips_own_and_the_prompts_are_the_class_names(tmp_path):
-    cfg = load_config(_config(tmp_path)).model
+@pytest.mark.parametrize("arch", [ARCH, "ViT-B-32"])
+def test_logits_equal_open_clips_own_and_the_prompts_are_the_class_names(tmp_path, arch):
+    cfg = load_config(_config(tmp_path, _model(name=arch))).model
+    side = open_clip.get_model_config(arch)["vision_cfg"]["image_size"]
     torch.manual_seed(0)
     model = build_model(cfg, len(CLASSES)).eval()
     assert classifier_head(model) is getattr(model, ZERO_SHOT_HEAD)
@@ -69,12 +71,12 @@ def test_logits_equal_open_clips_own_and_the_prompts_are_the_class_names(tmp_pat
     model.zero_shot_head.weight.data.copy_(zero_shot_weights(cfg, ["cat", "dog, domestic dog", "car"], None))
 
     torch.manual_seed(0)
-    clip = open_clip.create_model(ARCH).eval()
+    clip = open_clip.create_model(arch).eval()
     same_tower = zip(model.state_dict().items(), clip.visual.state_dict().items())
     assert all(ka == kb and torch.equal(a, b) for (ka, a), (kb, b) in same_tower)
-    images = torch.rand(4, 3, 32, 32)
+    images = torch.rand(4, 3, side, side)
     normalise = Normalize(clip.visual.preprocess_cfg["mean"], clip.visual.preprocess_cfg["std"])
-    prompts = open_clip.get_tokenizer(ARCH)([TEMPLATE.format(n) for n in ("cat", "dog", "car")])
+    prompts = open_clip.get_tokenizer(arch)([TEMPLATE.format(n) for n in ("cat", "dog", "car")])
     with torch.no_grad():
         image_features, text_features, scale = clip(normalise(images), prompts)
         expected = scale * image_features @ text_features.T
