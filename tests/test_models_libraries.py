@@ -198,6 +198,6 @@ def test_models_doc_examples_are_valid_and_the_readme_links_them():
         model = {k: v for k, v in block["model"].items() if k not in ("weights", "labels")}  # files
         dataset = {"image_size": block.get("dataset", {}).get("image_size", 64)}
         sources.append(parse_config({"model": model, "dataset": dataset}).model.source)
-    assert sources == ["torchvision", "timm", "open_clip", "inceptionv1", "factory", "factory"]
+    assert sources == ["torchvision", "timm", "open_clip", "open_clip", "inceptionv1", "factory", "factory"]
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert "docs/models.md" in readme.split("## Your own model and images", 1)[1].split("\n## ", 1)[0]
