@@ -17,6 +17,7 @@ from atlasgen.cli import main
 from atlasgen.config import ConfigError, load_config, parse_config
 from atlasgen.models import ZERO_SHOT_HEAD, build_model, classifier_head, zero_shot_weights
 from atlasgen.pipeline import Pipeline
+from atlasgen.preflight import preflight
 from atlasgen.progress import Console
 from tests.test_models_real import _art, _image_folder, _sae, _write
 from tests.test_own_model_pages import STAGES, _text
@@ -187,3 +188,19 @@ def test_layers_reports_the_head_from_the_model(tmp_path):
     )
     assert out.exit_code == 0, out.output
     assert "class logits from 'fc' (512 -> 3, sized to the dataset's 3 classes)" in out.output
+
+
+def test_the_whole_clip_model_is_never_guessed_at(tmp_path):
+    """A factory returning the whole CLIP model (a tuple out of forward): the checks before the build
+    name model.head: none; with it, the visual tower's modules are studied inside the whole model."""
+    whole = {"source": "factory", "name": "clip", "arch": "tests.tiny_models:whole_clip"}
+    whole |= {"mean": [0.5] * 3, "std": [0.25] * 3}
+    layers = [{"name": "visual.transformer.resblocks.0"}]
+    with pytest.raises(ConfigError) as err:
+        preflight(load_config(_config(tmp_path, whole, layers=layers)), tmp_path / "_site")
+    assert "returns a tuple, not a (batch, classes) tensor" in str(err.value)
+    assert "set model.head: none" in str(err.value)
+    found = preflight(
+        load_config(_config(tmp_path, {**whole, "head": "none"}, layers=layers)), tmp_path / "_s"
+    )
+    assert "visual.transformer.resblocks.0" in found.module_names

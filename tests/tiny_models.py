@@ -139,3 +139,14 @@ class TinyEncoder(_FunctionalBody):
 
 def tiny_encoder() -> nn.Module:
     return TinyEncoder()
+
+
+def whole_clip() -> nn.Module:
+    """A whole open_clip CLIP model (both towers, small): its forward returns a tuple."""
+    import open_clip
+
+    return open_clip.CLIP(
+        embed_dim=32,
+        vision_cfg={"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
+        text_cfg={"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+    )
