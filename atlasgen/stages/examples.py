@@ -23,25 +23,24 @@ Memory is bounded by units x (k + grid bins + band slots x samples), whatever
 the dataset's size. A second, small pass recomputes the activation maps of
 the images shown (top and band examples) only, for heat-maps and crops.
 
-Distributed (docs/scaling.md): rank r scans the batches b with
-b % world == r (the same batches as a single process, so every per-image value
-is the same float) and saves its scan state under ``_ranks/``; rank 0 merges
-the states exactly (:func:`merge_states`) and runs the second pass. A rank
-whose state file exists does not scan again on a restart.
+Distributed (docs/scaling.md): the batches are split over the ranks (the same
+batches as a single process, so every per-image value is the same float); each
+rank keeps its scan state (``ranks.keep``: a rank whose state is kept does not
+scan again on a restart), rank 0 merges the states exactly (:func:`merge_states`),
+and the second pass is split over the ranks again.
 """
 
 from __future__ import annotations
 
-import io
-import shutil
+import functools
 
 import numba
 import numpy as np
 import torch
 
 from atlasgen import cofiring, unitlabels
-from atlasgen.bands import _EMPTY, BandReservoir, _np, grid_index, sample_keys
-from atlasgen.cache import atomic_save_npz, atomic_write_bytes
+from atlasgen.bands import BandReservoir, _np, grid_index, sample_keys
+from atlasgen.cache import atomic_save_npz
 from atlasgen.data import open_dataset
 from atlasgen.models import layer_activations, load_model, positions_as_vectors
 from atlasgen.sae import SparseAutoencoder
@@ -561,10 +560,77 @@ class _FusedEncoder:
         return peak, at, counts, sums
 
 
+class Scan:
+    """What a pass over images accumulated for one layer: the statistics of each family of units
+    (``features``, ``neurons``: :class:`UnitStats`), the co-occurrence sample and the layer's grid."""
+
+    FAMILIES = ("features", "neurons")
+    _SUMS = ("fires", "sum_max", "fires_pos", "sum_pos", "fine_hist", "class_weight")
+
+    def __init__(self, stats: dict[str, UnitStats], cooc: CooccurrenceSample, grid: tuple[int, int]):
+        self.stats, self.cooc, self.grid = stats, cooc, tuple(int(g) for g in grid)
+
+    def state(self) -> dict:
+        """Everything the scan accumulated, as CPU tensors: what :func:`merge_states` merges and
+        :meth:`from_state` reads back."""
+        for s in self.stats.values():
+            s.merge()
+        self.cooc.flush()
+        state = {"grid": self.grid, "cooc_keys": self.cooc.keys.cpu(), "cooc_peaks": self.cooc.peaks.cpu()}
+        for name, s in self.stats.items():
+            state[name] = {
+                "top": (s.top.val.cpu(), s.top.idx.cpu(), s.top.pos.cpu()),
+                "bands": tuple(t.cpu() for t in s.bands.state()),
+                **{k: getattr(s, k).cpu() for k in self._SUMS},
+                "n_images": int(s.n_images),
+                "n_positions": int(s.n_positions),
+            }
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict, cfg, device) -> Scan:
+        """The scan whose :meth:`state` this is (``cfg``: the examples settings it ran with)."""
+        stats = {}
+        for name in cls.FAMILIES:
+            part = state[name]
+            u = _new_stats(name, part["fires"].shape[0], cfg, device, n_classes=part["class_weight"].shape[1])
+            u.top.val, u.top.idx, u.top.pos = part["top"]
+            u.bands.load(*part["bands"])
+            for k in cls._SUMS:
+                setattr(u, k, part[k].to(getattr(u, k).device))
+            u.n_images, u.n_positions = part["n_images"], part["n_positions"]
+            stats[name] = u
+        cooc = CooccurrenceSample(stats["features"].fires.shape[0], cfg.cooccurrence_images, cfg.seed, device)
+        cooc.keys, cooc.peaks = state["cooc_keys"].to(device), state["cooc_peaks"].to(device)
+        return cls(stats, cooc, state["grid"])
+
+    def finish(self, labels, n_classes: int, n_bins: int, rules=None) -> dict[str, dict[str, np.ndarray]]:
+        """Each family's arrays (:meth:`UnitStats.finish`)."""
+        return {name: s.finish(labels, n_classes, n_bins, self.grid, rules) for name, s in self.stats.items()}
+
+
+def _new_stats(name: str, n_units: int, cfg, device, labels=None, n_classes: int = 0) -> UnitStats:
+    return UnitStats(
+        n_units,
+        cfg.top_k,
+        device,
+        cfg.band_edges,
+        cfg.band_samples,
+        cfg.seed,
+        name == "features",  # SAE codes are never negative
+        labels,
+        n_classes,
+    )
+
+
 @torch.no_grad()
-def scan(model, sae, layer: str, batches, cfg, device, progress=None, labels=None, n_classes: int = 0):
-    """The one pass: feed ``(image indices, images)`` batches, return (stats per family, co-occurrence, grid).
-    ``labels`` (the dataset's, indexed by image) and ``n_classes``: for the whole-range class histogram."""
+def scan(
+    model, sae, layer: str, batches, cfg, device, progress=None, labels=None, n_classes: int = 0, probe=None
+) -> Scan:
+    """The one pass: feed ``(image indices, images)`` batches, return the :class:`Scan`.
+    ``labels`` (the dataset's, indexed by image) and ``n_classes``: for the whole-range class histogram.
+    ``probe()``: one image (not counted) that shapes the scan of no batches (e.g. a rank's share of
+    fewer batches than ranks); without it no batches is an error."""
     stats, cooc, grid = None, None, None
     fused = _FusedEncoder(sae) if _FusedEncoder.applies(sae, device) else None
     for idx, images in batches:
@@ -577,19 +643,9 @@ def scan(model, sae, layer: str, batches, cfg, device, progress=None, labels=Non
             acts = positions_as_vectors(a).view(a.shape[0], grid[0] * grid[1], a.shape[1])
         if stats is None:
             n_feats = feats.shape[2] if fused is None else sae.W_enc.shape[1]
+            n = {"features": n_feats, "neurons": acts.shape[2]}
             stats = {
-                name: UnitStats(
-                    n,
-                    cfg.top_k,
-                    device,
-                    cfg.band_edges,
-                    cfg.band_samples,
-                    cfg.seed,
-                    nonneg,
-                    labels,
-                    n_classes,
-                )
-                for name, n, nonneg in (("features", n_feats, True), ("neurons", acts.shape[2], False))
+                name: _new_stats(name, n[name], cfg, device, labels, n_classes) for name in Scan.FAMILIES
             }
             cooc = CooccurrenceSample(n_feats, cfg.cooccurrence_images, cfg.seed, device)
         if fused is None:
@@ -601,11 +657,117 @@ def scan(model, sae, layer: str, batches, cfg, device, progress=None, labels=Non
         cooc.update(peak, image_idx)
         if progress is not None:
             progress.update(len(idx))
-    if stats is not None:
-        for s in stats.values():
-            s.merge()
-        cooc.flush()
-    return stats, cooc, grid
+    if stats is None:
+        if probe is None:
+            raise ValueError("scan: no batches to scan (pass probe= to shape an empty scan)")
+        feats, acts, grid = _unit_vectors(model, sae, layer, probe(), device)
+        n = {"features": feats.shape[2], "neurons": acts.shape[2]}
+        stats = {name: _new_stats(name, n[name], cfg, device, n_classes=n_classes) for name in Scan.FAMILIES}
+        cooc = CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device)
+    for s in stats.values():
+        s.merge()
+    cooc.flush()
+    return Scan(stats, cooc, grid)
+
+
+def merge_states(states: list[dict], cfg) -> dict:
+    """The :meth:`Scan.state` of the union of the images of several scans (e.g. the ranks'),
+    exactly as one scan of them all would have it:
+
+    * top-k: the k best of the scans' top-k lists, ordered as :class:`TopK` orders
+      (value descending, ties to the lower image index);
+    * band reservoirs: :meth:`atlasgen.bands.BandReservoir.merge` (the bottom-r of every slot of a
+      common window; keys are a function of (seed, image, unit), so this is what one scan keeps);
+    * histograms (the class histogram too), firing counts and sums: summed (counts exactly; float64
+      sums of float32 batch sums in the states' order, equal to the sequential sum unless they
+      need more than 53 bits);
+    * co-occurrence sample: the n smallest keys of the union.
+    """
+    merged = {"grid": states[0]["grid"]}
+    for name in Scan.FAMILIES:
+        parts = [s[name] for s in states]
+        n_units = parts[0]["fires"].shape[0]
+        top = TopK(n_units, cfg.top_k)
+        for val, idx, pos in (p["top"] for p in parts):
+            top.absorb(val, idx, pos)  # the k best of the lists, in the single-scan order
+        bands = BandReservoir(n_units, tuple(cfg.band_edges), cfg.band_samples, cfg.seed)
+        bands.merge([p["bands"] for p in parts])
+        sums = {}
+        for k in Scan._SUMS:
+            total = parts[0][k].clone()
+            for p in parts[1:]:
+                total += p[k]
+            sums[k] = total
+        merged[name] = {
+            "top": (top.val, top.idx, top.pos),
+            "bands": bands.state(),
+            **sums,
+            "n_images": sum(p["n_images"] for p in parts),
+            "n_positions": sum(p["n_positions"] for p in parts),
+        }
+    cooc = CooccurrenceSample(merged["features"]["fires"].shape[0], cfg.cooccurrence_images, cfg.seed, "cpu")
+    cooc.keep(torch.cat([s["cooc_keys"] for s in states]), torch.cat([s["cooc_peaks"] for s in states]))
+    merged["cooc_keys"], merged["cooc_peaks"] = cooc.keys, cooc.peaks
+    return merged
+
+
+# ---------------------------------------------------------------- the second pass: activation maps
+
+
+def shown_images(results: dict) -> dict[str, dict[str, np.ndarray]]:
+    """The images each unit shows, per family: ``top`` (U, k) and ``band`` (U, bands, r) image
+    indices (-1: none), from the arrays of :meth:`Scan.finish`."""
+    return {name: {"top": r["top_idx"], "band": r["band_idx"]} for name, r in results.items()}
+
+
+def shown_union(shown: dict) -> np.ndarray:
+    """Every image shown by any unit, ascending: the images the second pass reads."""
+    return np.unique(np.concatenate([a[a >= 0] for s in shown.values() for a in s.values()]))
+
+
+@torch.no_grad()
+def unit_maps(shown: dict, model, sae, layer: str, batches, device) -> list:
+    """The activation maps of every unit on the images it shows (:func:`shown_images`) that are in
+    ``batches`` (``(image indices, images)``, e.g. a rank's share of :func:`shown_union`): a list
+    of (family, ``top`` or ``band``, slots, float16 maps (n, H, W)), for :func:`add_maps`. Each
+    image is in one batch, so each map is computed once, whoever computes it."""
+    found = []
+    for batch, images in batches:
+        feats, acts, grid = _unit_vectors(model, sae, layer, images, device)
+        per_family = {"features": feats.cpu().numpy(), "neurons": acts.cpu().numpy()}  # (B, P, U)
+        row_of = np.full(int(batch.max()) + 1, -1, dtype=np.int64)
+        row_of[batch] = np.arange(len(batch))
+        for name, s in shown.items():
+            for key, a in s.items():
+                hit = np.nonzero(np.isin(a, batch))
+                units = hit[0]
+                rows = row_of[a[hit]]
+                maps = per_family[name][rows, :, units].reshape((len(units),) + tuple(grid))
+                found.append((name, key, hit, maps.astype(np.float16)))
+    return found
+
+
+def join_maps(parts: list[list]) -> list:
+    """The maps of several :func:`unit_maps` calls together (each on other images)."""
+    return [m for part in parts for m in part]
+
+
+def add_maps(results: dict, maps: list, grid: tuple[int, int]) -> None:
+    """Add to each family's arrays the activation maps (heat-maps) of every unit on the images it
+    shows, from :func:`unit_maps`: ``top_maps`` (U, k, H, W) and ``band_maps`` (U, bands, r, H, W)
+    (float16, zero where no image is shown) and ``band_pos`` (the arg-max position of each band
+    example)."""
+    full = {
+        name: {key: np.zeros(a.shape + tuple(grid), dtype=np.float16) for key, a in s.items()}
+        for name, s in shown_images(results).items()
+    }
+    for name, key, hit, values in maps:
+        full[name][key][hit] = values
+    for name, r in results.items():
+        r["top_maps"] = full[name]["top"]
+        r["band_maps"] = full[name]["band"]
+        flat = full[name]["band"].reshape(r["band_idx"].shape + (-1,)).astype(np.float32).argmax(-1)
+        r["band_pos"] = np.stack([flat // grid[1], flat % grid[1]], axis=-1).astype(np.int16)
 
 
 @torch.no_grad()
@@ -614,236 +776,44 @@ def run(ctx: StageContext) -> None:
     data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     train_idx = data.indices("train")
-    d = ctx.dist
+    ranks = ctx.ranks
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
-        if d is None:
-            batches = data.batches(train_idx, cfg.batch_size, ctx.device)
-            with ctx.progress(len(train_idx), f"examples {layer}") as bar:
-                stats, cooc, grid = scan(
-                    model, sae, layer, batches, cfg, ctx.device, bar, data.labels, data.n_classes
-                )
-        else:
-            stats, cooc, grid = _scan_distributed(ctx, model, sae, layer, data, train_idx)
-            if not d.main:
-                add_maps(
-                    None, model, sae, layer, data, ctx.device, None, cfg.batch_size, d
-                )  # this rank's share
-                continue
-        rules = unitlabels.FlagRules.from_config(cfg)
-        results = {
-            name: s.finish(data.labels, data.n_classes, cfg.histogram_bins, grid, rules)
-            for name, s in stats.items()
-        }
-        add_maps(results, model, sae, layer, data, ctx.device, grid, cfg.batch_size, d)
+
+        def scan_share(sae=sae, layer=layer) -> dict:  # this rank's batches of the training images
+            batches = data.batches(train_idx, cfg.batch_size, ctx.device, select=ranks.mine)
+            starts = ranks.share(range(0, len(train_idx), cfg.batch_size))
+            n_images = sum(min(cfg.batch_size, len(train_idx) - s) for s in starts)
+            with ctx.progress(n_images, f"examples {layer}") as bar:
+                return scan(
+                    model,
+                    sae,
+                    layer,
+                    batches,
+                    cfg,
+                    ctx.device,
+                    bar,
+                    data.labels,
+                    data.n_classes,
+                    probe=lambda: data.batch(train_idx[:1]),
+                ).state()
+
+        mine = ranks.keep(f"{layer}/scan", scan_share)
+        merged = ranks.merge(mine, functools.partial(merge_states, cfg=cfg))
+        results = None
+        if ranks.main:
+            rules = unitlabels.FlagRules.from_config(cfg)
+            scanned = Scan.from_state(merged, cfg, ctx.device)
+            results = scanned.finish(data.labels, data.n_classes, cfg.histogram_bins, rules)
+        shown = ranks.from_main(None if results is None else shown_images(results))
+        batches = data.batches(shown_union(shown), cfg.batch_size, ctx.device, select=ranks.mine)
+        maps = ranks.merge(unit_maps(shown, model, sae, layer, batches, ctx.device), join_maps)
+        if not ranks.main:
+            continue
+        add_maps(results, maps, mine["grid"])
         for name, arrays in results.items():
             atomic_save_npz(ctx.out / layer / f"{name}.npz", **arrays)
         atomic_save_npz(
-            ctx.out / layer / "cooccurrence.npz", **cooc.finish(min_count=cfg.cooccurrence_min_count)
+            ctx.out / layer / "cooccurrence.npz", **scanned.cooc.finish(min_count=cfg.cooccurrence_min_count)
         )
-    if (d is None or d.main) and (ctx.out / "_ranks").exists():
-        shutil.rmtree(ctx.out / "_ranks")  # the per-rank scan states are not part of the artifact
-
-
-# ---------------------------------------------------------------- distributed scans
-
-
-def _scan_distributed(ctx, model, sae, layer, data, train_idx):
-    """This rank's scan of its batches (or its saved state), merged on rank 0; (None, None, None) elsewhere."""
-    cfg, d = ctx.cfg.examples, ctx.dist
-    starts = range(0, len(train_idx), cfg.batch_size)
-    mine = [train_idx[s : s + cfg.batch_size] for b, s in enumerate(starts) if d.mine(b)]
-    path = ctx.out / "_ranks" / layer / f"rank{d.rank:05d}-of-{d.world:05d}.pt"
-    if path.is_file():  # scanned before an interruption: kept, not redone
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        ctx.console.detail(f"{layer}: rank {d.rank} reuses its scan ({path.name})")
-    else:
-        with ctx.progress(sum(len(i) for i in mine), f"examples {layer}") as bar:
-            stats, cooc, grid = scan(
-                model,
-                sae,
-                layer,
-                data.batches(train_idx, cfg.batch_size, ctx.device, select=d.mine),
-                cfg,
-                ctx.device,
-                bar,
-                data.labels,
-                data.n_classes,
-            )
-        if stats is None:  # more ranks than batches: an empty scan of the right shape
-            stats, cooc, grid = empty_scan(
-                model, sae, layer, data.batch(train_idx[:1]), cfg, ctx.device, data.n_classes
-            )
-        state = scan_state(stats, cooc, grid)
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
-    states = d.gather_object(state)
-    if not d.main:
-        return None, None, None
-    return merge_states(states, cfg, ctx.device)
-
-
-@torch.no_grad()
-def empty_scan(model, sae, layer, probe, cfg, device, n_classes: int = 0):
-    """Statistics of no images, shaped for ``layer`` (from one probe image that is not counted)."""
-    feats, acts, grid = _unit_vectors(model, sae, layer, probe, device)
-    stats = {
-        name: UnitStats(
-            n, cfg.top_k, device, cfg.band_edges, cfg.band_samples, cfg.seed, nonneg, n_classes=n_classes
-        )
-        for name, n, nonneg in (("features", feats.shape[2], True), ("neurons", acts.shape[2], False))
-    }
-    return stats, CooccurrenceSample(feats.shape[2], cfg.cooccurrence_images, cfg.seed, device), grid
-
-
-_SUMS = ("fires", "sum_max", "fires_pos", "sum_pos", "fine_hist", "class_weight")
-
-
-def scan_state(stats: dict, cooc: CooccurrenceSample, grid) -> dict:
-    """Everything a scan accumulated, as CPU tensors (what :func:`merge_states` merges)."""
-    for s in stats.values():
-        s.merge()
-    cooc.flush()
-    state = {
-        "grid": tuple(int(g) for g in grid),
-        "cooc_keys": cooc.keys.cpu(),
-        "cooc_peaks": cooc.peaks.cpu(),
-    }
-    for name, s in stats.items():
-        state[name] = {
-            "top": (s.top.val.cpu(), s.top.idx.cpu(), s.top.pos.cpu()),
-            "bands": (s.bands.keys.cpu(), s.bands.val.cpu(), s.bands.count.cpu(), s.bands.gmax.cpu()),
-            **{k: getattr(s, k).cpu() for k in _SUMS},
-            "n_images": int(s.n_images),
-            "n_positions": int(s.n_positions),
-        }
-    return state
-
-
-def merge_states(states: list[dict], cfg, device):
-    """The scan of the union of the ranks' images, exactly as one process would have it:
-
-    * top-k: the k best of the ranks' top-k lists, ordered as :class:`TopK` orders
-      (value descending, ties to the lower image index);
-    * band reservoirs: each rank's window is moved up to the global running maximum (slots falling
-      below merge into the low slot) and every slot keeps the r smallest keys of the ranks' slots,
-      with counts summed -- a slot is the bottom-r of its items whatever their order, and keys are a
-      function of (seed, image, unit), so this is what one process keeps;
-    * histograms (the class histogram too), firing counts and sums: summed (counts exactly; float64 sums of float32 batch sums
-      in rank order, equal to the sequential sum unless they need more than 53 bits);
-    * co-occurrence sample: the n smallest keys of the union.
-    """
-    grid = states[0]["grid"]
-    stats = {}
-    for name in ("features", "neurons"):
-        parts = [s[name] for s in states]
-        n_units = parts[0]["fires"].shape[0]
-        u = UnitStats(
-            n_units,
-            cfg.top_k,
-            device,
-            cfg.band_edges,
-            cfg.band_samples,
-            cfg.seed,
-            name == "features",
-            n_classes=parts[0]["class_weight"].shape[1],
-        )
-        for val, idx, pos in (p["top"] for p in parts):
-            u.top.absorb(val, idx, pos)  # the k best of the ranks' lists, in the single-process order
-        _merge_bands(u.bands, [p["bands"] for p in parts])
-        for k in _SUMS:
-            total = parts[0][k].clone()
-            for p in parts[1:]:
-                total += p[k]
-            setattr(u, k, total.to(getattr(u, k).device))
-        u.n_images = sum(p["n_images"] for p in parts)
-        u.n_positions = sum(p["n_positions"] for p in parts)
-        stats[name] = u
-    n_feats = stats["features"].fires.shape[0]
-    cooc = CooccurrenceSample(n_feats, cfg.cooccurrence_images, cfg.seed, device)
-    cooc.keep(
-        torch.cat([s["cooc_keys"] for s in states]).to(device),
-        torch.cat([s["cooc_peaks"] for s in states]).to(device),
-    )
-    return stats, cooc, grid
-
-
-def _merge_bands(bands: BandReservoir, parts) -> None:
-    gmax = torch.stack([p[3] for p in parts]).amax(0)
-    keys, vals, counts = [], [], []
-    for k, v, c, g in parts:
-        part = BandReservoir(bands.n_units, bands.edges, bands.r, bands.seed)
-        part.keys, part.val, part.count, part.gmax = k.clone(), v.clone(), c.clone(), g.clone()
-        part._shift(gmax)  # the same window as every other rank's
-        keys.append(part.keys)
-        vals.append(part.val)
-        counts.append(part.count)
-    all_keys, all_vals = torch.cat(keys, 2), torch.cat(vals, 2)
-    best, pick = torch.topk(all_keys, bands.r, dim=2, largest=False, sorted=True)
-    dev = bands.keys.device
-    bands.keys = best.to(dev)
-    bands.val = torch.where(best != _EMPTY, all_vals.gather(2, pick), 0.0).to(dev)
-    bands.count = torch.stack(counts).sum(0).to(dev)
-    bands.gmax = gmax.to(dev)
-
-
-@torch.no_grad()
-def add_maps(results, model, sae, layer, data, device, grid, batch_size, dist=None) -> None:
-    """Activation maps (heat-maps) of every unit on the images it shows: top and band examples.
-
-    Adds ``top_maps`` (U, k, H, W) and ``band_maps`` (U, bands, r, H, W) (float16) and
-    ``band_pos`` (the arg-max position of each band example).
-
-    The images shown go in batches of ``batch_size`` (ascending image index). Under ``dist`` every
-    rank computes the maps of its batches (``b % N == rank``; ``results`` and ``grid`` are rank
-    0's, None elsewhere) and rank 0 puts the ranks' maps together: each map comes from one batch,
-    the same batch as in one process, so the arrays are those of one process byte for byte."""
-    slots = (
-        None
-        if results is None
-        else {name: {"top": r["top_idx"], "band": r["band_idx"]} for name, r in results.items()}
-    )
-    if dist is not None:
-        slots, grid = dist.all_gather_object((slots, grid))[0]
-    wanted = np.unique(np.concatenate([a[a >= 0] for s in slots.values() for a in s.values()]))
-    owner = np.full(int(wanted.max(initial=-1)) + 1, -1, dtype=np.int64)  # the rank of each image's batch
-    for b, start in enumerate(range(0, len(wanted), batch_size)):
-        owner[wanted[start : start + batch_size]] = b % (1 if dist is None else dist.world)
-
-    def owned(a, rank):
-        return (a >= 0) & (owner[np.maximum(a, 0)] == rank)
-
-    maps = {
-        name: {key: np.zeros(a.shape + tuple(grid), dtype=np.float16) for key, a in s.items()}
-        for name, s in slots.items()
-    }
-    for batch, images in data.batches(wanted, batch_size, device, select=None if dist is None else dist.mine):
-        feats, acts, _ = _unit_vectors(model, sae, layer, images, device)
-        per_family = {"features": feats.cpu().numpy(), "neurons": acts.cpu().numpy()}  # (B, P, U)
-        row_of = np.full(int(batch.max()) + 1, -1, dtype=np.int64)
-        row_of[batch] = np.arange(len(batch))
-        for name, s in slots.items():
-            for key, a in s.items():
-                hit = np.nonzero(np.isin(a, batch))
-                units = hit[0]
-                rows = row_of[a[hit]]
-                maps[name][key][hit] = per_family[name][rows, :, units].reshape((len(units),) + tuple(grid))
-    if dist is not None:
-        mine = {
-            name: {key: maps[name][key][owned(a, dist.rank)] for key, a in s.items()}
-            for name, s in slots.items()
-        }
-        parts = dist.gather_object(mine)
-        if not dist.main:
-            return
-        for rank, part in enumerate(parts):
-            for name, s in slots.items():
-                for key, a in s.items():
-                    maps[name][key][owned(a, rank)] = part[name][key]
-    for name, r in results.items():
-        r["top_maps"] = maps[name]["top"]
-        r["band_maps"] = maps[name]["band"]
-        flat = maps[name]["band"].reshape(r["band_idx"].shape + (-1,)).astype(np.float32).argmax(-1)
-        r["band_pos"] = np.stack([flat // grid[1], flat % grid[1]], axis=-1).astype(np.int16)
