@@ -142,7 +142,7 @@ def _insert_pairs(units, cols, g, v, images, img_hash, gmax, window, keys, vals,
         _insert_sorted(keys, vals, slot * r, r, np.int64(h << np.uint64(31)) | images[c], v[i])
 
 
-def _np(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+def as_numpy(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     """A contiguous CPU numpy view (or copy) of ``t`` with the given dtype, for the compiled loops."""
     return t.detach().to(device="cpu", dtype=dtype).contiguous().numpy()
 
@@ -237,12 +237,12 @@ class BandReservoir:
         self._shift(torch.maximum(self.gmax, batch_max))
         image_idx = image_idx.to("cpu", torch.long)
         _insert_pairs(
-            _np(units, torch.long),
-            _np(cols, torch.long),
-            _np(g, torch.long),
-            _np(v, torch.float32),
-            _np(image_idx, torch.long),
-            _np(image_hash(image_idx, self.seed), torch.long),
+            as_numpy(units, torch.long),
+            as_numpy(cols, torch.long),
+            as_numpy(g, torch.long),
+            as_numpy(v, torch.float32),
+            as_numpy(image_idx, torch.long),
+            as_numpy(image_hash(image_idx, self.seed), torch.long),
             self.gmax.numpy(),
             self.W,
             self.keys.view(-1).numpy(),
