@@ -142,7 +142,7 @@ def _insert_pairs(units, cols, g, v, images, img_hash, gmax, window, keys, vals,
         _insert_sorted(keys, vals, slot * r, r, np.int64(h << np.uint64(31)) | images[c], v[i])
 
 
-def _np(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+def as_numpy(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     """A contiguous CPU numpy view (or copy) of ``t`` with the given dtype, for the compiled loops."""
     return t.detach().to(device="cpu", dtype=dtype).contiguous().numpy()
 
@@ -184,6 +184,36 @@ class BandReservoir:
     def n_slots(self) -> int:
         return self.W + 1
 
+    def state(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the reservoir holds: (keys, val, count, gmax), for :meth:`load` and :meth:`merge`."""
+        return self.keys, self.val, self.count, self.gmax
+
+    def load(self, keys, val, count, gmax) -> None:
+        """Hold a :meth:`state` (of a reservoir with the same units, edges, r and seed)."""
+        self.keys, self.val, self.count, self.gmax = keys, val, count, gmax
+
+    def merge(self, states) -> None:
+        """Hold the union of the reservoirs whose :meth:`state` these are (e.g. the ranks' scans of
+        their images), exactly as one reservoir fed all their items: each one's window moves up to
+        the common running maximum (its slots falling below merge into the low slot, as one
+        reservoir would shift), every slot keeps the r smallest keys of their slots, counts are summed."""
+        gmax = torch.stack([s[3] for s in states]).amax(0)
+        keys, vals, counts = [], [], []
+        for k, v, c, g in states:
+            part = BandReservoir(self.n_units, self.edges, self.r, self.seed)
+            part.load(k.clone(), v.clone(), c.clone(), g.clone())
+            part._shift(gmax)  # the same window as every other one's
+            keys.append(part.keys)
+            vals.append(part.val)
+            counts.append(part.count)
+        all_keys, all_vals = torch.cat(keys, 2), torch.cat(vals, 2)
+        best, pick = torch.topk(all_keys, self.r, dim=2, largest=False, sorted=True)
+        dev = self.keys.device
+        self.keys = best.to(dev)
+        self.val = torch.where(best != _EMPTY, all_vals.gather(2, pick), 0.0).to(dev)
+        self.count = torch.stack(counts).sum(0).to(dev)
+        self.gmax = gmax.to(dev)
+
     def update(self, values: torch.Tensor, image_idx: torch.Tensor) -> None:
         """values: (U, B) per-image maxima of each unit; image_idx: (B,) dataset indices."""
         units, cols = torch.nonzero(values > 0, as_tuple=True)
@@ -207,12 +237,12 @@ class BandReservoir:
         self._shift(torch.maximum(self.gmax, batch_max))
         image_idx = image_idx.to("cpu", torch.long)
         _insert_pairs(
-            _np(units, torch.long),
-            _np(cols, torch.long),
-            _np(g, torch.long),
-            _np(v, torch.float32),
-            _np(image_idx, torch.long),
-            _np(image_hash(image_idx, self.seed), torch.long),
+            as_numpy(units, torch.long),
+            as_numpy(cols, torch.long),
+            as_numpy(g, torch.long),
+            as_numpy(v, torch.float32),
+            as_numpy(image_idx, torch.long),
+            as_numpy(image_hash(image_idx, self.seed), torch.long),
             self.gmax.numpy(),
             self.W,
             self.keys.view(-1).numpy(),

@@ -24,6 +24,7 @@ from atlasgen import __version__
 from atlasgen.cache import SITE_MARKER, ArtifactStore, hash_data, hash_tree, tree_size
 from atlasgen.codeid import code_identity, package_root
 from atlasgen.config import Config
+from atlasgen.dist import RANK_STATES, Ranks, rank_device
 from atlasgen.progress import Console, format_bytes, format_seconds
 from atlasgen.slices import config_slice
 from atlasgen.stage import DeclarationError, Stage, StageContext, read_declaration
@@ -250,10 +251,7 @@ class Pipeline:
             else:
                 if device is None:
                     device = resolve_device(self.cfg)
-                    if d is not None:
-                        from atlasgen.dist import rank_device
-
-                        device = rank_device(device, d)
+                    device = rank_device(device, d)
                 meta = self._run_stage(stage, key, inputs, device, summary, folders)
             hashes[stage.name] = meta["content_hash"]
             folders[stage.name] = self.store.final(stage.name, key)
@@ -299,7 +297,7 @@ class Pipeline:
             {dep: folders[dep] for dep in stage.deps},
             self.console,
             device,
-            dist=d if spread else None,
+            ranks=Ranks(d if spread else None, partial / RANK_STATES),
         )
         start = time.perf_counter()
         if main or spread:
@@ -307,6 +305,8 @@ class Pipeline:
         if d is not None:
             d.barrier()  # every rank's shards are written
         if main:
+            if (partial / RANK_STATES).exists():  # the ranks' resumable states are no part of the artifact
+                shutil.rmtree(partial / RANK_STATES)
             meta = self.store.commit(stage.name, key, {"inputs": inputs, "atlasgen": __version__})
         if d is not None:
             d.barrier()

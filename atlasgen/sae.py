@@ -156,7 +156,7 @@ def train_sae(
     the gradient of the global batch's loss. BatchTopK selects the k x batch_size largest codes of the
     GLOBAL batch (a threshold found from every rank's candidates), the dead-latent counts and AuxK's
     residual variance are global too, so the training is the single-process one up to the order of
-    float sums (docs/scaling.md). Only rank 0 writes the checkpoint.
+    float sums (docs/scaling.md); it is the same loop either way. Only rank 0 writes the checkpoint.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
@@ -248,43 +248,17 @@ def train_sae(
     # a GPU's data: on CPU, gathering rows of an in-memory tensor in a second thread competes with the
     # step for the same cores and slows both, so that gather runs in line.
     inline = isinstance(vectors, torch.Tensor) and vectors.device.type == "cpu"
-    if dist is not None:
-        return _train_distributed(
-            dist,
-            vectors,
-            sae,
-            enc_t,
-            params,
-            optimizer,
-            scheduler,
-            batches,
-            first_step,
-            steps,
-            batch_size,
-            scale,
-            architecture,
-            k,
-            selector,
-            samples_since_fired,
-            dead_after_samples,
-            k_aux,
-            threshold,
-            threshold_start,
-            threshold_beta,
-            history,
-            l1_coefficient,
-            warmup,
-            checkpoint,
-            checkpoint_every,
-            progress,
-            device,
-            t_start,
-            dict(d_in=d_in, d_sae=d_sae, n=n, lr=lr, seed=seed, centred_sq_norm=centred_sq_norm),
-        )
+    # The step's reductions over the global batch: one process holds all of it, or each rank a slice.
+    whole = (
+        _WholeBatch(batch_size, selector)
+        if dist is None
+        else _DataParallel(dist, batch_size, selector, sae, enc_t if topk_family else None, device)
+    )
     t_loop = time.perf_counter()
     with ThreadPoolExecutor(1) as pool:
 
         def fetch(idx):
+            idx = whole.rows(idx)
             if inline:
                 done = Future()
                 done.set_result(_gather(vectors, idx))
@@ -297,41 +271,40 @@ def train_sae(
             if step + 1 < steps:
                 pending = fetch(next(batches))
 
-            if topk_family:
-                x_hat, vals, cols, min_selected, samples_since_fired, aux = _topk_family_step(
-                    x,
-                    sae,
-                    enc_t,
-                    architecture,
-                    k,
-                    selector,
-                    samples_since_fired,
-                    dead_after_samples,
-                    k_aux,
-                    autocast,
-                )
-                mse = (x - x_hat).pow(2).sum(-1).mean()
-                loss = mse + AUXK_ALPHA * aux
-                l0 = (vals > 0).sum().float() / x.shape[0]
-            else:
+            def forward(x=x, step=step, since=samples_since_fired):
+                """The step's loss, its mse, auxk (or l1) and L0 parts, the smallest selected code
+                (batchtopk) and the latents' samples since they fired."""
+                if topk_family:
+                    x_hat, vals, _, min_selected, since, aux = _topk_family_step(
+                        x, sae, enc_t, architecture, k, whole, since, dead_after_samples, k_aux, autocast
+                    )
+                    mse = whole.mean((x - x_hat).pow(2).sum(-1))
+                    l0 = (vals > 0).sum().float() / whole.size
+                    return mse + AUXK_ALPHA * aux, mse, aux, l0, min_selected, since
                 with autocast:
                     pre = sae.encode_pre(x)
                 f = F.relu(pre.float())
                 with autocast:
                     x_hat = sae.decode(f)
                 residual = x - x_hat.float()
-                mse = residual.pow(2).sum(-1).mean()
+                mse = whole.mean(residual.pow(2).sum(-1))
                 l1_scale = min(1.0, (step + 1) / warmup)  # warm the l1 coefficient up with the lr
-                aux = (f * sae.W_dec.norm(dim=1)).sum(-1).mean()
-                loss = mse + l1_coefficient * l1_scale * aux
-                l0 = (f > 0).sum(-1).float().mean()
+                aux = whole.mean((f * sae.W_dec.norm(dim=1)).sum(-1))
+                l0 = whole.mean((f > 0).sum(-1).float())
+                return mse + l1_coefficient * l1_scale * aux, mse, aux, l0, None, since
 
-            _update(sae, loss, optimizer, scheduler, params, topk_family)
+            loss, mse, aux, l0, min_selected, samples_since_fired = whole.forward(forward)
+            _update(sae, whole.loss(loss), optimizer, scheduler, params, topk_family)
             if architecture == "batchtopk" and step >= threshold_start:
                 threshold = _blend_threshold(threshold, min_selected, threshold_beta)
 
-            history[step] = torch.stack([loss.detach(), mse.detach(), aux.detach(), l0])
-            if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            history[step] = whole.total(torch.stack([loss.detach(), mse.detach(), aux.detach(), l0]))
+            if (
+                checkpoint is not None
+                and whole.main
+                and (step + 1) % checkpoint_every == 0
+                and step + 1 < steps
+            ):
                 _save_checkpoint(
                     checkpoint,
                     sae,
@@ -346,6 +319,7 @@ def train_sae(
                 )
             if progress is not None:
                 progress(step)
+    whole.close()
 
     if topk_family:
         with torch.no_grad():
@@ -386,72 +360,62 @@ def train_sae(
         "samples_per_second": (steps - first_step) * batch_size / max(loop_seconds, 1e-9),
         "device": str(device),
         "autocast_bf16": autocast_bf16,
+        **whole.stats(),
     }
     return sae, stats
 
 
-def _finish_stats(
-    sae,
-    enc_t,
-    threshold,
-    scale,
-    history,
-    samples_since_fired,
-    dead_after_samples,
-    *,
-    architecture,
-    k,
-    steps,
-    batch_size,
-    l1_coefficient,
-    d_in,
-    d_sae,
-    n,
-    lr,
-    seed,
-    centred_sq_norm,
-    t_start,
-    loop_seconds,
-    first_step,
-    device,
-) -> dict:
-    """The end of training shared by the distributed loop: fold the scale, average the tail."""
-    topk_family = architecture != "relu"
-    if topk_family:
-        with torch.no_grad():
-            sae.W_enc.copy_(enc_t.T)
-    with torch.no_grad():
-        sae.threshold.copy_(threshold.clamp_min(0.0))
-    fold_scale(sae, scale)
-    tail = history[-max(1, steps // 20) :].mean(0).tolist()
-    return {
-        "architecture": architecture,
-        "d_in": d_in,
-        "d_sae": d_sae,
-        "k": k,
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "n_train_vectors": n,
-        "loss": tail[0],
-        "mse": tail[1],
-        "train_fvu": tail[1] / max(centred_sq_norm, 1e-30),
-        ("auxk" if topk_family else "l1"): tail[2],
-        "train_l0": tail[3],
-        "train_dead_fraction": (
-            float((samples_since_fired >= dead_after_samples).float().mean()) if topk_family else None
-        ),
-        "dead_after_samples": dead_after_samples if topk_family else None,
-        "l1_coefficient": None if topk_family else l1_coefficient,
-        "scale": scale,
-        "threshold": float(sae.threshold),
-        "seconds": time.perf_counter() - t_start,
-        "loop_seconds": loop_seconds,
-        "samples_per_second": (steps - first_step) * batch_size / max(loop_seconds, 1e-9),
-        "device": str(device),
-        "autocast_bf16": False,
-    }
+class _WholeBatch:
+    """A training step's reductions over its batch when this process holds all of it (``size`` rows):
+    the means, the BatchTopK selection and the latents that fired are this batch's own."""
+
+    main = True
+
+    def __init__(self, size: int, selector: _BatchTopKSelector):
+        self.size, self.selector = size, selector
+
+    def rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """The rows of a batch's indices that this process trains on: all."""
+        return idx
+
+    def forward(self, step):
+        return step()
+
+    def loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """What the backward pass starts from."""
+        return loss
+
+    def mean(self, per_row: torch.Tensor) -> torch.Tensor:
+        """The batch mean of a per-row quantity."""
+        return per_row.mean()
+
+    def variance(self, rows: torch.Tensor) -> torch.Tensor:
+        """The batch's E||row - mean row||^2."""
+        return (rows - rows.mean(0)).pow(2).sum(-1).mean()
+
+    def select(self, acts: torch.Tensor, k: int):
+        """BatchTopK: the k x rows largest entries of relu(pre) (``acts``), grouped by row: their rows,
+        latents and values, and the smallest positive one (+inf if none; the threshold rule)."""
+        d_sae = acts.shape[1]
+        flat_idx, values = self.selector.select(acts.view(-1), k * acts.shape[0])
+        order = flat_idx.argsort()
+        flat_idx, values = flat_idx[order], values[order]
+        min_selected = torch.where(values > 0, values, torch.full_like(values, math.inf)).min()
+        return flat_idx // d_sae, flat_idx % d_sae, values, min_selected
+
+    def fired(self, fired: torch.Tensor) -> torch.Tensor:
+        """Which latents fired anywhere in the batch, from those that fired in these rows."""
+        return fired
+
+    def total(self, row: torch.Tensor) -> torch.Tensor:
+        """The batch's loss, mse, aux and L0 from these rows' (:meth:`mean`) parts."""
+        return row
+
+    def close(self) -> None:
+        pass
+
+    def stats(self) -> dict:
+        return {}
 
 
 class _DDPStep(torch.nn.Module):
@@ -467,203 +431,88 @@ class _DDPStep(torch.nn.Module):
         return step()
 
 
-def _train_distributed(
-    d,
-    vectors,
-    sae,
-    enc_t,
-    params,
-    optimizer,
-    scheduler,
-    batches,
-    first_step,
-    steps,
-    batch_size,
-    scale,
-    architecture,
-    k,
-    selector,
-    samples_since_fired,
-    dead_after_samples,
-    k_aux,
-    threshold,
-    threshold_start,
-    threshold_beta,
-    history,
-    l1_coefficient,
-    warmup,
-    checkpoint,
-    checkpoint_every,
-    progress,
-    device,
-    t_start,
-    info,
-):
-    """The training loop of :func:`train_sae` on every rank of a distributed build (see its docstring)."""
-    import torch.distributed as td
-    from torch.nn.parallel import DistributedDataParallel
+class _DataParallel(_WholeBatch):
+    """The same reductions when each rank of a distributed build holds a slice of every global
+    batch of ``size`` rows (train_sae's ``dist``): a rank's :meth:`mean` is its share of the global
+    mean (sum over its rows / size), DistributedDataParallel all-reduces the gradients, BatchTopK
+    keeps the k x size largest codes of the whole global batch, and the fired latents, AuxK's
+    residual variance and the reported losses are global."""
 
-    topk_family = architecture != "relu"
-    B, world, rank = batch_size, d.world, d.rank
-    lo, hi = rank * B // world, (rank + 1) * B // world  # this rank's rows of each (sorted) global batch
-    if topk_family:
-        sae.W_enc.requires_grad_(False)  # trained as enc_t; DDP reduces only what gets gradients
-    wrapper = _DDPStep(sae, enc_t if topk_family else None)
-    ddp = DistributedDataParallel(
-        wrapper, broadcast_buffers=False, device_ids=[device.index] if device.type == "cuda" else None
-    )
-    t_loop = time.perf_counter()
-    for step in range(first_step, steps):
-        idx = next(batches).sort().values[lo:hi]
-        x = _gather(vectors, idx).to(device) * scale
+    def __init__(self, dist, size: int, selector, sae, enc_t, device: torch.device):
+        from torch.nn.parallel import DistributedDataParallel
 
-        def run_step():
-            if topk_family:
-                return _topk_family_step_global(
-                    x,
-                    sae,
-                    enc_t,
-                    architecture,
-                    k,
-                    B,
-                    selector,
-                    samples_since_fired,
-                    dead_after_samples,
-                    k_aux,
-                )
-            pre = sae.encode_pre(x)
-            f = F.relu(pre)
-            residual = x - sae.decode(f)
-            mse_sum = residual.pow(2).sum()
-            l1_scale = min(1.0, (step + 1) / warmup)
-            aux_sum = (f * sae.W_dec.norm(dim=1)).sum()
-            loss = (mse_sum + l1_coefficient * l1_scale * aux_sum) / B
-            return (
-                loss,
-                mse_sum.detach() / B,
-                aux_sum.detach() / B,
-                (f > 0).sum().float() / B,
-                None,
-                samples_since_fired,
-            )
+        super().__init__(size, selector)
+        self.world, self.main, self.sae = dist.world, dist.main, sae
+        # This rank's rows of each (sorted) global batch.
+        self.lo, self.hi = dist.rank * size // dist.world, (dist.rank + 1) * size // dist.world
+        if enc_t is not None:
+            sae.W_enc.requires_grad_(False)  # trained as enc_t; DDP reduces only what gets gradients
+        self.ddp = DistributedDataParallel(
+            _DDPStep(sae, enc_t),
+            broadcast_buffers=False,
+            device_ids=[device.index] if device.type == "cuda" else None,
+        )
 
-        loss, mse, aux, l0, min_selected, samples_since_fired = ddp(run_step)
-        _update(
-            sae, loss * world, optimizer, scheduler, params, topk_family
-        )  # DDP averages: world x (sum / B) / world
-        if architecture == "batchtopk" and step >= threshold_start:
-            # min_selected is already global: the same on every rank
-            threshold = _blend_threshold(threshold, min_selected, threshold_beta)
-        row = torch.stack([loss.detach(), mse, aux, l0]).float()
-        td.all_reduce(row)  # the global batch's loss, mse, aux and L0 (each rank's share summed)
-        history[step] = row.to(history.device)
-        if checkpoint is not None and d.main and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            _save_checkpoint(
-                checkpoint,
-                sae,
-                enc_t,
-                optimizer,
-                scheduler,
-                threshold,
-                samples_since_fired,
-                history,
-                selector,
-                step + 1,
-            )
-        if progress is not None:
-            progress(step)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    loop_seconds = time.perf_counter() - t_loop
-    sae.W_enc.requires_grad_(True)
-    stats = _finish_stats(
-        sae,
-        enc_t,
-        threshold,
-        scale,
-        history,
-        samples_since_fired,
-        dead_after_samples,
-        architecture=architecture,
-        k=k,
-        steps=steps,
-        batch_size=B,
-        l1_coefficient=l1_coefficient,
-        t_start=t_start,
-        loop_seconds=loop_seconds,
-        first_step=first_step,
-        device=device,
-        d_in=info["d_in"],
-        d_sae=info["d_sae"],
-        n=info["n"],
-        lr=info["lr"],
-        seed=info["seed"],
-        centred_sq_norm=info["centred_sq_norm"],
-    )
-    stats["ranks"] = world
-    return sae, stats
+    def rows(self, idx):
+        return idx.sort().values[self.lo : self.hi]
 
+    def forward(self, step):
+        return self.ddp(step)
 
-def _topk_family_step_global(
-    x, sae, enc_t, architecture, k, B, selector, samples_since_fired, dead_after_samples, k_aux
-):
-    """:func:`_topk_family_step` on this rank's rows of a global batch of B rows (distributed training).
+    def loss(self, loss):
+        return loss * self.world  # DDP averages the ranks' gradients: world x (share of the mean) / world
 
-    Returns the loss share of these rows (sum over them / B), the mse and aux shares, the L0 share,
-    the global smallest selected value and the global samples_since_fired. BatchTopK keeps the
-    k x B largest codes of the whole global batch: each rank sends its local top k x B candidates,
-    every rank finds the same global cut-off t and keeps its own codes >= t."""
-    import torch.distributed as td
+    def mean(self, per_row):
+        return per_row.sum() / self.size
 
-    b, d_sae = x.shape[0], sae.d_sae
-    xc = x - sae.b_dec
-    with torch.no_grad():
-        pre = torch.addmm(sae.b_enc, xc, enc_t.T)
-    acts = F.relu(pre.float())
-    arange = torch.arange(b, device=x.device)
-    min_selected = None
-    if architecture == "batchtopk":
-        world = td.get_world_size()
-        count = k * B
-        width = min(count, -(-B // world) * d_sae)  # the most candidates any rank can send
-        _, local_vals = selector.select(acts.view(-1), min(count, acts.numel()))
-        cand = torch.full((width,), -1.0, device=x.device)
+    def variance(self, rows):
+        import torch.distributed as td
+
+        moments = torch.cat([rows.sum(0), rows.pow(2).sum().view(1)]).double()
+        td.all_reduce(moments)  # the global batch's sums
+        mean = moments[:-1] / self.size
+        return (moments[-1] / self.size - mean.pow(2).sum()).float()
+
+    def select(self, acts, k):
+        """Each rank sends its local top k x size candidates; every rank finds the same global
+        cut-off t and keeps its own codes >= t."""
+        import torch.distributed as td
+
+        d_sae = acts.shape[1]
+        count = k * self.size
+        width = min(count, -(-self.size // self.world) * d_sae)  # the most candidates any rank can send
+        _, local_vals = self.selector.select(acts.view(-1), min(count, acts.numel()))
+        cand = torch.full((width,), -1.0, device=acts.device)
         cand[: len(local_vals)] = local_vals
-        gathered = [torch.empty_like(cand) for _ in range(world)]
+        gathered = [torch.empty_like(cand) for _ in range(self.world)]
         td.all_gather(gathered, cand)
         every = torch.cat(gathered)
         t = every.topk(min(count, every.numel()), sorted=False).values.min()
         chosen = every[(every >= t) & (every > 0)]
-        min_selected = chosen.min() if chosen.numel() else torch.tensor(math.inf, device=x.device)
+        min_selected = chosen.min() if chosen.numel() else torch.tensor(math.inf, device=acts.device)
         flat = acts.view(-1)
         flat_idx = torch.nonzero((flat >= t) & (flat > 0)).squeeze(1)  # ascending: grouped by row
-        values = flat[flat_idx]
-        rows, cols = flat_idx // d_sae, flat_idx % d_sae
-    else:
-        top = acts.topk(k, dim=1, sorted=False)
-        rows, cols, values = arange.repeat_interleave(k), top.indices.reshape(-1), top.values.reshape(-1)
-    vals = F.relu(_SelectedPre.apply(xc, enc_t, sae.b_enc, values, rows, cols))
-    by_row = torch.searchsorted(rows, arange)
-    x_hat = F.embedding_bag(cols, sae.W_dec, by_row, mode="sum", per_sample_weights=vals) + sae.b_dec
-    fired = torch.zeros(d_sae, dtype=torch.int32, device=x.device)
-    fired[cols[vals > 0]] = 1
-    td.all_reduce(fired)  # fired anywhere in the global batch
-    samples_since_fired = torch.where(fired > 0, 0, samples_since_fired + B)
-    dead = samples_since_fired >= dead_after_samples
-    mse_sum = (x - x_hat).pow(2).sum()
-    aux_sum = torch.zeros((), device=x.device)
-    if bool(dead.any()):  # the same answer on every rank
-        aux_recon = _auxk_reconstruction(xc, enc_t, sae, acts, dead, k_aux, arange)
-        residual = (x - x_hat).detach()
-        moments = torch.cat([residual.sum(0), residual.pow(2).sum().view(1)]).double()
-        td.all_reduce(moments)  # the global batch's residual mean and variance
-        mean = moments[:-1] / B
-        residual_var = (moments[-1] / B - mean.pow(2).sum()).float()
-        aux_sq_sum = (residual - aux_recon).pow(2).sum()
-        aux_sum = torch.nan_to_num(aux_sq_sum / (residual_var * B), nan=0.0, posinf=0.0) * B
-    loss = (mse_sum + AUXK_ALPHA * aux_sum) / B
-    l0 = (vals > 0).sum().float() / B
-    return loss, mse_sum.detach() / B, aux_sum.detach() / B, l0, min_selected, samples_since_fired
+        return flat_idx // d_sae, flat_idx % d_sae, flat[flat_idx], min_selected
+
+    def fired(self, fired):
+        import torch.distributed as td
+
+        anywhere = fired.int()
+        td.all_reduce(anywhere)
+        return anywhere > 0
+
+    def total(self, row):
+        import torch.distributed as td
+
+        row = row.float()
+        td.all_reduce(row)  # each rank's share summed
+        return row
+
+    def close(self):
+        self.sae.W_enc.requires_grad_(True)
+
+    def stats(self):
+        return {"ranks": self.world}
 
 
 def _auxk_reconstruction(xc, enc_t, sae, acts, dead, k_aux: int, arange) -> torch.Tensor:
@@ -797,7 +646,7 @@ class _SelectedPre(torch.autograd.Function):
 
 
 def _topk_family_step(
-    x, sae, enc_t, architecture, k, selector, samples_since_fired, dead_after_samples, k_aux, autocast
+    x, sae, enc_t, architecture, k, whole, samples_since_fired, dead_after_samples, k_aux, autocast
 ):
     """The forward pass of one TopK / BatchTopK training step, sparse after the encoder.
 
@@ -807,9 +656,11 @@ def _topk_family_step(
     backward -- four of the five matmuls of a dense step -- are never made. The result equals the
     dense formulation (codes = top-k of relu(pre), x_hat = codes @ W_dec + b_dec) up to float
     summation order. AuxK is computed over the dead latents' columns only, and only when some are dead.
+    ``whole`` (:class:`_WholeBatch`, or :class:`_DataParallel` on a rank's rows of a global batch)
+    makes the BatchTopK selection, the fired latents and AuxK's means over the whole batch.
 
     Returns x_hat, the chosen codes and their latents, the smallest selected value (batchtopk; the
-    threshold rule), the updated samples_since_fired, and the AuxK loss.
+    threshold rule), the updated samples_since_fired, and the AuxK loss (this process's share).
     """
     b, d_sae = x.shape[0], sae.d_sae
     xc = x - sae.b_dec
@@ -818,11 +669,7 @@ def _topk_family_step(
     acts = F.relu(pre.float())
     arange = torch.arange(b, device=x.device)
     if architecture == "batchtopk":
-        flat_idx, values = selector.select(acts.view(-1), k * b)
-        order = flat_idx.argsort()
-        flat_idx, values = flat_idx[order], values[order]
-        rows, cols = flat_idx // d_sae, flat_idx % d_sae
-        min_selected = torch.where(values > 0, values, torch.full_like(values, math.inf)).min()
+        rows, cols, values, min_selected = whole.select(acts, k)
     else:
         top = acts.topk(k, dim=1, sorted=False)
         rows, cols, values = arange.repeat_interleave(k), top.indices.reshape(-1), top.values.reshape(-1)
@@ -833,15 +680,14 @@ def _topk_family_step(
 
     fired = torch.zeros(d_sae, dtype=torch.bool, device=x.device)
     fired[cols[vals > 0]] = True
-    samples_since_fired = torch.where(fired, 0, samples_since_fired + b)
+    samples_since_fired = torch.where(whole.fired(fired), 0, samples_since_fired + whole.size)
     dead = samples_since_fired >= dead_after_samples
     aux = torch.zeros((), device=x.device)
-    if bool(dead.any()):
+    if bool(dead.any()):  # the same answer on every rank
         aux_recon = _auxk_reconstruction(xc, enc_t, sae, acts, dead, k_aux, arange)
         residual = (x - x_hat).detach()
-        aux_sq = (residual - aux_recon).pow(2).sum(-1).mean()
-        residual_var = (residual - residual.mean(0)).pow(2).sum(-1).mean()
-        aux = torch.nan_to_num(aux_sq / residual_var, nan=0.0, posinf=0.0)
+        aux_sq = whole.mean((residual - aux_recon).pow(2).sum(-1))
+        aux = torch.nan_to_num(aux_sq / whole.variance(residual), nan=0.0, posinf=0.0)
     return x_hat, vals, cols, min_selected, samples_since_fired, aux
 
 

@@ -15,9 +15,11 @@ the config (``"examples"``, ``"dataset.image_size"``) or one of the derived slic
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from atlasgen.dist import Ranks
 
 if TYPE_CHECKING:  # annotations only: never imported, so no part of the stages' code identity
     from atlasgen.config import Config
@@ -33,20 +35,22 @@ class Stage:
     config: tuple[str, ...] = ()  # config paths or SLICES names; their values are part of the key
     what: str = ""  # one line for the build log
     resumable: bool = False  # keeps its .partial folder across a killed run (shards written atomically)
-    distributed: bool = False  # every rank runs it in a distributed build (else rank 0 alone)
+    distributed: bool = False  # every rank runs it in a distributed build (else rank 0 alone; see ctx.ranks)
     module: str = ""  # filled in by the runner: the module whose run(ctx) computes the artifact
 
 
 @dataclass
 class StageContext:
-    """What a stage's ``run`` gets: the config, its output folder and its inputs' folders."""
+    """What a stage's ``run`` gets: the config, its output folder, its inputs' folders and the ranks
+    that run it (``ranks``: this rank's share of the work and the merges, :class:`atlasgen.dist.Ranks`;
+    one rank unless the stage is distributed and the build runs under torchrun)."""
 
     cfg: Config
     out: Path
     inputs: dict[str, Path]
     console: Console
     device: str
-    dist: Any = None  # atlasgen.dist.Dist in a distributed build of a distributed stage, else None
+    ranks: Ranks = field(default_factory=Ranks)
 
     def progress(self, total: int, desc: str):
         return self.console.progress(total, desc)

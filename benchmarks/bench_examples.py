@@ -2,12 +2,12 @@
 
 The floor is the work no scan can avoid: reading the images as the build does, a bare forward
 pass to the layer and the bare SAE encoder matmul ``(x - b_dec) @ W_enc`` over every position.
-The scan is ``atlasgen.stages.examples.scan`` (top-k, bands, histogram, densities,
+The scan is ``atlasgen.scan.scan`` (top-k, bands, histogram, densities,
 co-occurrence), then ``finish`` (bands merged, histogram re-binned, co-occurrence counted). Both
 read their batches the way the examples stage does, through ``Dataset.batches`` inside the timed
 region, so image decoding is in both. Floor and scan alternate, ``--repeats`` times each, and
 the fastest of each is kept (the machine is shared). The second pass that recomputes maps for
-the shown images (``add_maps``, which reads the shown images through ``Dataset.batches`` too) is
+the shown images (``unit_maps``, which reads the shown images through ``Dataset.batches`` too) is
 timed separately. Two more rows, labelled, explain the floor: the images read alone, and the
 floor's compute alone on batches decoded before the clock starts.
 
@@ -64,7 +64,7 @@ from bench_reference import write_images  # noqa: E402
 from atlasgen.config import DecodeConfig, ExamplesConfig  # noqa: E402
 from atlasgen.data import Dataset, local_workers, open_dataset  # noqa: E402
 from atlasgen.models import layer_activations, positions_as_vectors  # noqa: E402
-from atlasgen.stages.examples import add_maps, scan  # noqa: E402
+from atlasgen.scan import add_maps, scan, shown_images, shown_union, unit_maps  # noqa: E402
 
 
 def latest(cache: Path, stage: str) -> Path:
@@ -163,11 +163,11 @@ def read_only(batches) -> _Clock:
 def timed_scan(w: Workload, batches, cfg) -> tuple[_Clock, _Clock, tuple]:
     labels = np.zeros(len(w.data), dtype=np.int64)  # one class: the histogram's cost
     with _Clock() as t_scan:
-        stats, cooc, grid = scan(w.model, w.sae, w.layer, batches, cfg, "cpu", labels=labels, n_classes=1)
+        scanned = scan(w.model, w.sae, w.layer, batches, cfg, "cpu", labels=labels, n_classes=1)
     with _Clock() as t_finish:
-        results = {name: s.finish(labels, 1, cfg.histogram_bins, grid) for name, s in stats.items()}
-        cooc.finish()
-    return t_scan, t_finish, (results, grid)
+        results = scanned.finish(labels, 1, cfg.histogram_bins)
+        scanned.cooccurrence()
+    return t_scan, t_finish, (results, scanned.grid)
 
 
 @torch.no_grad()
@@ -275,7 +275,9 @@ def compare(name: str, w: Workload, cfg, repeats: int, interleaved_only: bool = 
         )
     del decoded
     start = time.perf_counter()
-    add_maps(results, w.model, w.sae, w.layer, w.data, "cpu", grid, cfg.batch_size)
+    slots = shown_images(results)
+    batches = w.data.batches(shown_union(slots), cfg.batch_size, "cpu")
+    add_maps(results, unit_maps(slots, w.model, w.sae, w.layer, batches, "cpu"), grid)
     t_maps = time.perf_counter() - start
     shown = len(
         np.unique(

@@ -8,7 +8,7 @@ import torch
 from scipy.stats import chisquare
 
 from atlasgen.bands import BandReservoir, brute_force_bands
-from atlasgen.stages.examples import FINE_EDGES, UnitStats
+from atlasgen.scan import FINE_EDGES, UnitStats
 
 EDGES = (0.9, 0.7, 0.5, 0.3, 0.1)
 
@@ -31,7 +31,7 @@ def test_scan_matches_brute_force(nonnegative, consume, merge_images, monkeypatc
     """Top-k (sets, values, arg-max), histogram, density and band samples equal a computation over all images,
     whether the merges run once at the end or every few batches (with the top-k bar from earlier merges)."""
     if merge_images is not None:
-        import atlasgen.stages.examples as examples
+        import atlasgen.scan as examples
 
         monkeypatch.setattr(examples, "MERGE_IMAGES", merge_images)
     rng = np.random.default_rng(5)
@@ -135,7 +135,7 @@ def test_band_samples_are_uniform_within_a_band():
 
 def test_fused_encode_equals_the_sae():
     from atlasgen.sae import SparseAutoencoder
-    from atlasgen.stages.examples import encode
+    from atlasgen.scan import encode
 
     torch.manual_seed(0)
     for threshold in (0.3, -0.2):
@@ -154,7 +154,7 @@ def test_cooccurrence_sample_is_the_bottom_n_keys_in_any_image_order():
     """The co-occurrence sample keeps the n images with the smallest keys, with their per-image maxima
     in key order, whatever order the batches come in (as when ranks' scans are merged)."""
     from atlasgen.bands import sample_keys
-    from atlasgen.stages.examples import CooccurrenceSample
+    from atlasgen.scan import CooccurrenceSample
 
     rng = np.random.default_rng(3)
     N, U, n = 200, 12, 50
@@ -183,7 +183,7 @@ def test_cooccurrence_partners_and_pairs_match_brute_force(n_units, min_count):
     layer's top pairs (NPMI, then lower ids) equal a computation over the full co-occurrence matrix;
     small counts make ties common, and a dense feature is not everyone's first partner."""
     from atlasgen.cofiring import npmi
-    from atlasgen.stages.examples import N_PAIRS, N_PARTNERS, CooccurrenceSample
+    from atlasgen.scan import N_PAIRS, N_PARTNERS, CooccurrenceSample
 
     rng = np.random.default_rng(n_units)
     n = 16
@@ -243,7 +243,7 @@ def test_fine_histogram_equals_bucketize_at_and_around_every_edge():
     """The fine histogram bin taken from the band grid index is ``bucketize(v, FINE_EDGES) - 1`` exactly,
     on values at the edges (as float32), one ulp either side, and outside the grid (not counted)."""
     from atlasgen.bands import grid_index
-    from atlasgen.stages.examples import _histogram_pairs
+    from atlasgen.scan import _histogram_pairs
 
     edges = torch.tensor(FINE_EDGES)
     e32 = torch.from_numpy(FINE_EDGES.astype(np.float32))
@@ -273,7 +273,7 @@ def test_fused_encoder_equals_encode_and_the_dense_statistics(chunk_bytes, monke
     rounding, their positions, the per-unit counts of firing positions and their sums, with chunks
     that do and do not divide the batch."""
     from atlasgen.sae import SparseAutoencoder
-    from atlasgen.stages.examples import _FusedEncoder, encode
+    from atlasgen.scan import _FusedEncoder, encode
 
     monkeypatch.setattr(_FusedEncoder, "CHUNK_BYTES", chunk_bytes)
     torch.manual_seed(1)
@@ -307,8 +307,8 @@ def test_compiled_passes_equal_the_tensor_operations(monkeypatch):
     """On the CPU, the scan's statistics come from compiled passes (maxima, counts, sums, arg-max
     positions, band inserts); they give the tensor path's results: the same top-k (values, images,
     positions, with ties), bands, histograms and counts, and the same sums up to float rounding."""
+    from atlasgen import scan as ex
     from atlasgen.config import ExamplesConfig
-    from atlasgen.stages import examples as ex
 
     g = torch.Generator().manual_seed(3)
     # Neuron-like values (negative too) with ties: rounded to a coarse grid so that arg-max ties occur.
@@ -350,7 +350,7 @@ def test_compiled_passes_equal_the_tensor_operations(monkeypatch):
 def test_position_pass_takes_the_first_maximum():
     """Maxima and their positions as ``amax`` and ``argmax`` give them, ties to the first position;
     counts and sums of the positive values only."""
-    from atlasgen.stages.examples import _position_pass
+    from atlasgen.scan import _position_pass
 
     x = torch.tensor(
         [[[1.0, 0.0, -1.0], [3.0, 0.5, -1.0], [3.0, 5.0, -2.0], [2.0, 5.0, -1.0]]]

@@ -298,7 +298,7 @@ def test_sparse_training_step_equals_the_dense_formulation(architecture):
     dense formulation: codes = top-k of relu(pre), x_hat = codes @ W_dec + b_dec, Gao's AuxK."""
     from contextlib import nullcontext
 
-    from atlasgen.sae import AUXK_ALPHA, _BatchTopKSelector, _topk_family_step, auxk_loss
+    from atlasgen.sae import AUXK_ALPHA, _BatchTopKSelector, _topk_family_step, _WholeBatch, auxk_loss
 
     torch.manual_seed(0)
     b, d, s, k, k_aux = 24, 16, 64, 3, 8
@@ -313,7 +313,7 @@ def test_sparse_training_step_equals_the_dense_formulation(architecture):
     selector = _BatchTopKSelector()
     selector.guess = 0.05  # exercise the cut-off path (still exact)
     x_hat, vals, cols, _, since_after, aux = _topk_family_step(
-        x, sae, enc_t, architecture, k, selector, since.clone(), 1000, k_aux, nullcontext()
+        x, sae, enc_t, architecture, k, _WholeBatch(b, selector), since.clone(), 1000, k_aux, nullcontext()
     )
     loss = (x - x_hat).pow(2).sum(-1).mean() + AUXK_ALPHA * aux
     loss.backward()

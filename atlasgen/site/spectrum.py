@@ -4,7 +4,7 @@ Each example shown (top or band) carries its image, a heat-map overlay the
 page can toggle (a tile of the page's heat-map strip, ``images.HeatSprite``),
 and the position of a crop around its arg-max, which atlas.js draws from the
 same stored image (no extra file, no extra bytes per example in the page). Bands and co-occurrence come from the
-examples stage (atlasgen/stages/examples.py, atlasgen/bands.py).
+examples stage (atlasgen/scan.py, atlasgen/bands.py).
 """
 
 from __future__ import annotations

@@ -31,9 +31,9 @@ STAGE = Stage(
     distributed=True,
 )
 
-# Under torchrun every rank runs this stage. Rank r samples the raw chunks i with
-# i % world == r (each chunk has its own seed, so the bytes do not depend on who samples it), rank 0
-# the held-out vectors; the shuffle's output shards are split the same way; rank 0 writes meta.json.
+# Under torchrun every rank runs this stage: the raw chunks (each with its own seed, so the bytes do
+# not depend on who samples it) and the held-out vectors are split over the ranks, then the
+# shuffle's output shards; rank 0 writes meta.json.
 
 
 def sample_positions(
@@ -117,8 +117,7 @@ def run(ctx: StageContext) -> None:
     dtype = np.dtype(cfg.dtype)
     train_idx = data.indices("train")
     heldout_idx = data.indices("heldout")
-    d = ctx.dist
-    main = d is None or d.main
+    ranks = ctx.ranks
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         folder = ctx.out / layer
@@ -130,33 +129,38 @@ def run(ctx: StageContext) -> None:
         images_per_shard = max(1, cfg.shard_size // per_image)
         chunks = [train_idx[i : i + images_per_shard] for i in range(0, len(train_idx), images_per_shard)]
         raw_names = [f"raw_{i:05d}.npy" for i in range(len(chunks))]
-        mine = [i for i in range(len(chunks)) if d is None or d.mine(i)]
-        total = sum(len(chunks[i]) for i in mine) + (len(heldout_idx) if main else 0)
-        with ctx.progress(total, f"acts {layer}") as bar:
-            for i in mine:
-                chunk = chunks[i]
-                if (folder / raw_names[i]).exists() and (folder / f"rawprob_{i:05d}.npy").exists():
-                    bar.update(len(chunk))
-                    continue
-                vecs, probs = _collect(
-                    model, data, layer, chunk, cfg, ctx.device, seed=cfg.seed * 100003 + i, bar=bar
-                )
-                atomic_save_npy(folder / f"rawprob_{i:05d}.npy", probs)
-                atomic_save_npy(
-                    folder / raw_names[i], vecs.astype(dtype)
-                )  # written last: marks the chunk done
-            # Held-out vectors, sampled the same way, for honest SAE metrics.
-            if main and not (folder / "heldout_prob.npy").exists():
-                vecs, probs = _collect(
-                    model, data, layer, heldout_idx, cfg, ctx.device, seed=cfg.seed * 100003 - 1, bar=bar
-                )
-                atomic_save_npy(folder / "heldout.npy", vecs.astype(dtype))
-                atomic_save_npy(folder / "heldout_prob.npy", probs)  # written last
-        if d is not None:
-            d.barrier()  # every raw chunk is on disk
-        _shuffle_shards(folder, raw_names, cfg, dtype, d)
-        if not main:
+
+        def sample(items, layer=layer, folder=folder, chunks=chunks, raw_names=raw_names):
+            """The raw chunks ``i`` and (item ``HELDOUT``) the held-out vectors, each written last."""
+            total = sum(len(heldout_idx) if i == HELDOUT else len(chunks[i]) for i in items)
+            with ctx.progress(total, f"acts {layer}") as bar:
+                for i in items:
+                    if i == HELDOUT:  # sampled the same way, for honest SAE metrics
+                        if not (folder / "heldout_prob.npy").exists():
+                            seed = cfg.seed * 100003 - 1
+                            vecs, probs = _collect(
+                                model, data, layer, heldout_idx, cfg, ctx.device, seed, bar
+                            )
+                            atomic_save_npy(folder / "heldout.npy", vecs.astype(dtype))
+                            atomic_save_npy(folder / "heldout_prob.npy", probs)  # written last
+                        continue
+                    if (folder / raw_names[i]).exists() and (folder / f"rawprob_{i:05d}.npy").exists():
+                        bar.update(len(chunks[i]))
+                        continue
+                    seed = cfg.seed * 100003 + i
+                    vecs, probs = _collect(model, data, layer, chunks[i], cfg, ctx.device, seed, bar)
+                    atomic_save_npy(folder / f"rawprob_{i:05d}.npy", probs)
+                    atomic_save_npy(
+                        folder / raw_names[i], vecs.astype(dtype)
+                    )  # written last: the chunk is done
+
+        ranks.split([*range(len(chunks)), HELDOUT], sample)
+        ranks.split(range(len(raw_names)), _Shuffle(folder, raw_names, cfg, dtype).write)
+        if not ranks.main:
             continue
+        for i, name in enumerate(raw_names):  # only the shuffled shards are left
+            (folder / name).unlink(missing_ok=True)
+            (folder / f"rawprob_{i:05d}.npy").unlink(missing_ok=True)
         atomic_write_json(
             folder / "meta.json",
             {
@@ -180,42 +184,39 @@ def run(ctx: StageContext) -> None:
         )
 
 
-def _shuffle_shards(folder, raw_names, cfg, dtype, d=None) -> None:
-    """Shuffle all vectors across shards: output shard j takes a slice of one global
-    permutation, gathered from the memory-mapped raw shards (never all in RAM).
-
-    Distributed (``d``): rank r writes the output shards j with j % world == r; rank 0 deletes the
-    raw shards once every rank has written its own."""
-    if not all((folder / f"shard_{j:05d}.npy").exists() for j in range(len(raw_names))):
-        _write_shuffled(folder, raw_names, cfg, dtype, d)
-    if d is not None:
-        d.barrier()
-        if not d.main:
-            return
-    for i, name in enumerate(raw_names):  # only the shuffled shards are left
-        (folder / name).unlink(missing_ok=True)
-        (folder / f"rawprob_{i:05d}.npy").unlink(missing_ok=True)
+HELDOUT = "heldout"  # the work item of the held-out vectors, beside the raw chunks
 
 
-def _write_shuffled(folder, raw_names, cfg, dtype, d) -> None:
-    raw = [np.load(folder / n, mmap_mode="r") for n in raw_names]
-    raw_p = [np.load(folder / f"rawprob_{i:05d}.npy") for i in range(len(raw_names))]
-    sizes = [len(r) for r in raw]
-    offsets = np.cumsum([0] + sizes)
-    perm = np.random.default_rng([cfg.seed, 7]).permutation(int(offsets[-1]))
-    for j, size in enumerate(sizes):
-        if d is not None and (not d.mine(j) or (folder / f"shard_{j:05d}.npy").exists()):
-            continue
-        take = perm[offsets[j] : offsets[j] + size]
-        src = np.searchsorted(offsets, take, side="right") - 1
-        vecs = np.empty((size, raw[0].shape[1]), dtype=dtype)
-        probs = np.empty(size, dtype=np.float32)
-        for s in np.unique(src):
-            sel = src == s
-            local = take[sel] - offsets[s]
-            order = np.argsort(local)  # sequential reads within a raw shard
-            rows = np.asarray(raw[s][local[order]])
-            vecs[np.flatnonzero(sel)[order]] = rows
-            probs[np.flatnonzero(sel)[order]] = raw_p[s][local[order]]
-        atomic_save_npy(folder / f"prob_{j:05d}.npy", probs)
-        atomic_save_npy(folder / f"shard_{j:05d}.npy", vecs)
+class _Shuffle:
+    """All vectors shuffled across shards: output shard j takes a slice of one global permutation,
+    gathered from the memory-mapped raw shards (never all in RAM)."""
+
+    def __init__(self, folder, raw_names, cfg, dtype):
+        self.folder, self.raw_names, self.seed, self.dtype = folder, raw_names, cfg.seed, dtype
+
+    def write(self, shards) -> None:
+        """Write the output shards ``shards`` that are not there yet (each written last: it is done)."""
+        folder = self.folder
+        todo = [j for j in shards if not (folder / f"shard_{j:05d}.npy").exists()]
+        if not todo:
+            return  # the raw shards may be gone already
+        raw = [np.load(folder / n, mmap_mode="r") for n in self.raw_names]
+        raw_p = [np.load(folder / f"rawprob_{i:05d}.npy") for i in range(len(self.raw_names))]
+        sizes = [len(r) for r in raw]
+        offsets = np.cumsum([0] + sizes)
+        perm = np.random.default_rng([self.seed, 7]).permutation(int(offsets[-1]))
+        for j in todo:
+            size = sizes[j]
+            take = perm[offsets[j] : offsets[j] + size]
+            src = np.searchsorted(offsets, take, side="right") - 1
+            vecs = np.empty((size, raw[0].shape[1]), dtype=self.dtype)
+            probs = np.empty(size, dtype=np.float32)
+            for s in np.unique(src):
+                sel = src == s
+                local = take[sel] - offsets[s]
+                order = np.argsort(local)  # sequential reads within a raw shard
+                rows = np.asarray(raw[s][local[order]])
+                vecs[np.flatnonzero(sel)[order]] = rows
+                probs[np.flatnonzero(sel)[order]] = raw_p[s][local[order]]
+            atomic_save_npy(folder / f"prob_{j:05d}.npy", probs)
+            atomic_save_npy(folder / f"shard_{j:05d}.npy", vecs)

@@ -53,9 +53,9 @@ STAGE = Stage(
     distributed=True,
 )
 
-# Under torchrun every rank runs this stage and renders the chunks c (of each family, in
-# unit order) with c % world == rank; the images depend only on (seed, unit, variant), so they are
-# the same bytes whichever rank renders them. Rank 0 merges the quality shards and writes meta.json.
+# Under torchrun every rank runs this stage and renders its share of each layer's chunks; the images
+# depend only on (seed, unit, variant), so they are the same bytes whichever rank renders them.
+# Rank 0 merges the quality shards and writes meta.json.
 
 QUALITY_KEYS = (
     "unit",
@@ -309,7 +309,7 @@ def run(ctx: StageContext) -> None:
     for pool in pools:
         pool.close()
         pool.join()
-    if ctx.dist is None or ctx.dist.main:
+    if ctx.ranks.main:
         atomic_write_json(ctx.out / "build_notes.json", notes)
     elapsed = time.perf_counter() - started
     if elapsed > 0:
@@ -318,35 +318,12 @@ def run(ctx: StageContext) -> None:
         )
 
 
-def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pools: list) -> None:
-    """Render this rank's chunks of one layer, then (rank 0) merge its quality shards and mark the
-    failures. ``pools``: the pool of rendering processes, appended by the first layer that needs one
-    (the caller stops it)."""
+def _render_chunks(ctx, model, families, chunks, clock, pools: list, layer: str) -> None:
+    """Render the chunks whose quality shard is not there yet (a shard is written last: its presence
+    means the chunk is complete), in a pool of rendering processes where there is more than one."""
     pool = pools[0] if pools else None
-    layer = layer_cfg.name
-    cfg = layer_featurevis(ctx.cfg, layer_cfg)  # the top-level settings with the layer's own variants
-    sae_dir = ctx.inputs["sae"] / layer
-    families = _families(sae_dir, ctx.device)
-    d = ctx.dist
-    # (layer, settings, sae folder, family, units, image folder, shard, the units' median firing
-    # activations): chunks still to render
-    jobs = []
-    done = 0
-    for family, (n, _, _) in families.items():
-        folder, shards = ctx.out / layer / family, ctx.out / layer / f"{family}_quality"
-        median = _firing(ctx.inputs["examples"] / layer / f"{family}.npz", n_images)[1]
-        starts = range(0, n, cfg.batch_size)
-        for i, start in enumerate(starts):
-            units = list(range(start, min(n, start + cfg.batch_size)))
-            if d is not None and not d.mine(i):
-                continue
-            shard = shards / f"{start:08d}.npz"
-            if shard.exists():  # written last: its presence means the chunk is complete
-                done += len(units)
-            else:
-                jobs.append(
-                    (layer, cfg, sae_dir, family, units, folder, shard, median[start : start + len(units)])
-                )
+    done = sum(len(c[4]) for c in chunks if c[6].exists())
+    jobs = [c for c in chunks if not c[6].exists()]
     with ctx.progress(done + sum(len(j[4]) for j in jobs), f"vis {layer}") as bar:
         bar.set(done)
         processes = _processes(ctx, len(jobs))
@@ -368,10 +345,31 @@ def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pools: list) ->
                     _render_and_save(model, families, job, ctx.device, clock)
                 done += len(job[4])
                 bar.set(done)
-    if d is not None:
-        d.barrier()  # every rank's chunks are rendered
-        if not d.main:
-            return
+
+
+def _render_layer(ctx, model, layer_cfg, clock, notes, n_images, pools: list) -> None:
+    """Render this rank's share of the chunks of one layer, then (rank 0) merge its quality shards
+    and mark the failures. ``pools``: the pool of rendering processes, appended by the first layer
+    that needs one (the caller stops it)."""
+    layer = layer_cfg.name
+    cfg = layer_featurevis(ctx.cfg, layer_cfg)  # the top-level settings with the layer's own variants
+    sae_dir = ctx.inputs["sae"] / layer
+    families = _families(sae_dir, ctx.device)
+    # Every chunk of the layer, in unit order: (layer, settings, sae folder, family, units, image
+    # folder, shard, the units' median firing activations).
+    chunks = []
+    for family, (n, _, _) in families.items():
+        folder, shards = ctx.out / layer / family, ctx.out / layer / f"{family}_quality"
+        median = _firing(ctx.inputs["examples"] / layer / f"{family}.npz", n_images)[1]
+        for start in range(0, n, cfg.batch_size):
+            units = list(range(start, min(n, start + cfg.batch_size)))
+            shard = shards / f"{start:08d}.npz"
+            chunks.append(
+                (layer, cfg, sae_dir, family, units, folder, shard, median[start : start + len(units)])
+            )
+    ctx.ranks.split(chunks, lambda mine: _render_chunks(ctx, model, families, mine, clock, pools, layer))
+    if not ctx.ranks.main:
+        return
     for family in families:
         shards = ctx.out / layer / f"{family}_quality"
         parts = []

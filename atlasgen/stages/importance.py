@@ -11,23 +11,21 @@ top k / top 1; int64, may be negative) and ``<kind>_rank`` (1 = most
 important); importance.json with the method, k, the image count and the clean
 model's correct counts.
 
-Distributed: rank r takes the batches b with b % world == r. The
-unit means are folded from every batch's float64 sums in batch order (the same
+Distributed: the batches are split over the ranks (``ctx.ranks``). The unit
+means are folded from every batch's float64 sums in batch order (the same
 additions as one process), and the importance counts are integers, summed.
-Each rank keeps its per-batch sums and its counts under ``_ranks/`` so a
+Each rank keeps its per-batch sums and its counts (``ranks.keep``) so a
 restarted rank redoes only what it had not finished.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
-import shutil
 
 import numpy as np
 import torch
 
-from atlasgen.cache import atomic_save_npz, atomic_write_bytes, atomic_write_json
+from atlasgen.cache import atomic_save_npz, atomic_write_json
 from atlasgen.circuits import reaches_classifier_linearly
 from atlasgen.data import open_dataset
 from atlasgen.importance import (
@@ -36,7 +34,6 @@ from atlasgen.importance import (
     fold_means,
     ranks,
     resolve_top_k,
-    unit_means,
     unit_sums,
 )
 from atlasgen.models import NO_HEAD_REASON, class_outputs, load_model
@@ -79,48 +76,44 @@ def run(ctx: StageContext) -> None:
         class_outputs(model, data.n_classes)
     )  # each dataset class's logit (e.g. InceptionV1's 1008)
 
-    d = ctx.dist
     for layer_cfg in ctx.cfg.layers:
         layer = layer_cfg.name
         n_images = cfg.images if layer_cfg.importance.images is None else layer_cfg.importance.images
         indices = heldout[:n_images] if n_images else heldout
-        starts = list(range(0, len(indices), cfg.batch_size))
-        mine = [b for b in range(len(starts)) if d is None or d.mine(b)]
+        n_batches = len(range(0, len(indices), cfg.batch_size))
 
-        def batch(b, indices=indices, starts=starts):
-            idx = indices[starts[b] : starts[b] + cfg.batch_size]
-            return data.batch(idx).to(ctx.device), torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
-
-        def batches(indices=indices):
-            for idx, images in data.batches(
-                indices, cfg.batch_size, ctx.device, select=None if d is None else d.mine
-            ):
+        def batches(indices=indices):  # this rank's share of the batches
+            for idx, images in data.batches(indices, cfg.batch_size, ctx.device, select=ctx.ranks.mine):
                 yield images, torch.from_numpy(outputs[data.labels[idx]]).to(ctx.device)
 
         sae = load_sae_any(ctx.inputs["sae"] / layer).to(ctx.device).eval()
         exact = reaches_classifier_linearly(model, layer, data.batch(indices[:64]).to(ctx.device))
-        if d is None:
-            mu_a, mu_f = unit_means(model, layer, sae, batches)
-        else:
-            mu_a, mu_f = _distributed_means(ctx, model, layer, sae, mine, batch)
-        state = ctx.out / "_ranks" / layer / f"totals-rank{d.rank:05d}-of-{d.world:05d}.pkl" if d else None
-        if state is not None and state.is_file():
-            totals = pickle.loads(state.read_bytes())
-        elif exact:
-            totals = closed_form(model, layer, sae, batches, mu_a, mu_f, top_k)
-        else:
-            n_mine = sum(min(cfg.batch_size, len(indices) - starts[b]) for b in mine)
+
+        def batch_sums(
+            batches=batches, sae=sae, layer=layer, n_batches=n_batches
+        ):  # per batch number: the float64 sums of unit_sums, on the CPU
+            return {
+                b: _on_cpu(unit_sums(model, layer, sae, x))
+                for b, (x, _) in zip(ctx.ranks.share(range(n_batches)), batches(), strict=True)
+            }
+
+        every = ctx.ranks.merge(ctx.ranks.keep(f"{layer}/sums", batch_sums), _union, everywhere=True)
+        mu_a, mu_f = fold_means(every[b] for b in sorted(every))  # in batch order, as one process
+        mu_a, mu_f = mu_a.to(ctx.device), (None if mu_f is None else mu_f.to(ctx.device))
+
+        def counts(batches=batches, indices=indices, sae=sae, layer=layer, exact=exact, mu_a=mu_a, mu_f=mu_f):
+            if exact:
+                return closed_form(model, layer, sae, batches, mu_a, mu_f, top_k)
+            mine = ctx.ranks.share(range(0, len(indices), cfg.batch_size))
+            n_mine = sum(min(cfg.batch_size, len(indices) - start) for start in mine)
             with ctx.progress(n_mine, f"ablations {layer}") as bar:
-                totals = batched_ablation(
+                return batched_ablation(
                     model, layer, sae, batches, mu_a, mu_f, top_k, cfg.units_per_pass, progress=bar.update
                 )
-        if d is not None:
-            if not state.is_file():
-                atomic_write_bytes(state, pickle.dumps(totals))
-            parts = d.gather_object(totals)
-            if not d.main:
-                continue
-            totals = {key: sum(p.get(key, 0) for p in parts) for key in set().union(*parts)}  # integer counts
+
+        totals = ctx.ranks.merge(ctx.ranks.keep(f"{layer}/totals", counts), _add_counts)
+        if not ctx.ranks.main:
+            continue
         arrays = {}
         for kind in ("features", "neurons"):
             arrays[f"{kind}_topk"] = totals[f"{kind}_topk"].astype(np.int64)
@@ -143,24 +136,21 @@ def run(ctx: StageContext) -> None:
             f"{totals['images']} images; rank 1: f/{best} ({arrays['features_topk'][best]} images lose "
             f"the true class from the top {top_k}, {arrays['features_top1'][best]} from the top 1)"
         )
-    if (d is None or d.main) and (ctx.out / "_ranks").exists():
-        shutil.rmtree(ctx.out / "_ranks")  # the per-rank states are not part of the artifact
 
 
-def _distributed_means(ctx, model, layer, sae, mine, batch):
-    """Unit means over every rank's batches, folded in batch order on every rank (bitwise as one process)."""
-    d = ctx.dist
-    path = ctx.out / "_ranks" / layer / f"sums-rank{d.rank:05d}-of-{d.world:05d}.pkl"
-    if path.is_file():
-        sums = pickle.loads(path.read_bytes())
-    else:
-        sums = {}
-        for b in mine:
-            a, f, c = unit_sums(model, layer, sae, batch(b)[0])
-            sums[b] = (a.cpu(), None if f is None else f.cpu(), c)
-        atomic_write_bytes(path, pickle.dumps(sums))
+def _on_cpu(sums):
+    a, f, count = sums
+    return a.cpu(), (None if f is None else f.cpu()), count
+
+
+def _union(parts: list[dict]) -> dict:
+    """The ranks' per-batch sums together (each batch is one rank's)."""
     every = {}
-    for part in d.all_gather_object(sums):
+    for part in parts:
         every.update(part)
-    mu_a, mu_f = fold_means(every[b] for b in sorted(every))
-    return mu_a.to(ctx.device), (None if mu_f is None else mu_f.to(ctx.device))
+    return every
+
+
+def _add_counts(parts: list[dict]) -> dict:
+    """The ranks' importance counts summed (integers: exact)."""
+    return {key: sum(p.get(key, 0) for p in parts) for key in set().union(*parts)}

@@ -155,7 +155,7 @@ def run(ctx: StageContext) -> None:
     data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, ctx.device)
     heldout_images = data.indices("heldout")[:MAX_EVAL_IMAGES]
-    main = ctx.dist is None or ctx.dist.main
+    main = ctx.ranks.main
     for layer_cfg in ctx.cfg.layers:
         s = layer_cfg.sae
         folder = ctx.out / layer_cfg.name
@@ -189,7 +189,7 @@ def run(ctx: StageContext) -> None:
                     device=ctx.device,
                     progress=lambda step: bar.set(step + 1),
                     checkpoint=folder / "checkpoint.pt",
-                    **({"dist": ctx.dist} if ctx.dist is not None else {}),
+                    dist=ctx.ranks.dist,
                 )
             if not main:
                 continue
