@@ -217,7 +217,7 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], top: int) ->
         feature, same = max(feature, e), same and s
         e, _ = _top_error(ref["neuron_max"][i], got["neuron_max"][i], top)
         neuron = max(neuron, e)
-        if "logits" in ref:
+        if "logits" in ref and "logits" in got:
             r, g = ref["logits"][i], got["logits"][i]
             e = float(np.abs(r - g).max()) / max(float(np.abs(r).max()), 1e-12)
             logit = max(logit or 0.0, e)

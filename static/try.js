@@ -209,6 +209,7 @@
     return a >= 100 ? v.toFixed(0) : a >= 1 ? v.toPrecision(3) : v.toPrecision(2);
   }
   function bandName(rel, edges) {
+    if (!(rel > 0)) return "does not fire";
     if (!edges.length) return "";
     if (rel > edges[0]) return "above the dataset's maximum";
     for (var b = 0; b + 1 < edges.length; b++) {

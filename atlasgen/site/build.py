@@ -197,6 +197,8 @@ def render_site(
         dense_threshold=dense_threshold,
     )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
+    try_art = trypage.load_try(artifacts.get("tryimage"))
+    trypage.mark_layers(indexes, try_art)
     if ratings_cfg is not None:  # survey, game and imported ratings
         for L in arts.layers:
             game_dir = Path(artifacts["game"]) / L.name if "game" in artifacts else None
@@ -260,7 +262,6 @@ def render_site(
                 )
     for c in range(arts.dataset.n_classes):
         w.page(*pages.class_page(site, arts, indexes, c, images))
-    try_art = trypage.load_try(artifacts.get("tryimage"))
     if try_art is not None:  # the reader's own image, in the page
         trypage.write_try(w, site, arts, indexes, try_art)
         w.page(*trypage.try_page(site, arts, try_art))

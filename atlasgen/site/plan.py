@@ -126,6 +126,8 @@ def project(
         dense_threshold=numbers.DEFAULT_DENSE_THRESHOLD if dense_threshold is None else dense_threshold,
     )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
+    try_art = trypage.load_try(artifacts.get("tryimage"))
+    trypage.mark_layers(indexes, try_art)
     env = make_environment()
     p = Projection()
     tmp = Path(tempfile.mkdtemp(prefix="atlasgen-plan-"))
@@ -193,7 +195,6 @@ def project(
         p.notes[PAGES] = f"{n_pages:,} pages, {p.parts[PAGES] / max(1, n_pages) / 1e3:.1f} KB each"
         w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
         w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
-        try_art = trypage.load_try(artifacts.get("tryimage"))
         if try_art is not None:
             trypage.write_try(w, site, arts, indexes, try_art)
             p.add(TRY, _render(env, *trypage.try_page(site, arts, try_art)))

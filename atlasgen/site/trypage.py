@@ -63,6 +63,12 @@ def load_try(folder: Path | None) -> TryArtifact | None:
     return TryArtifact(folder, info, checks)
 
 
+def mark_layers(indexes: dict, art: TryArtifact | None) -> None:
+    """Tell each layer's index whether the try page runs it (its unit pages then link there)."""
+    for name, ix in indexes.items():
+        ix.has_try = art is not None and name in art.checks
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -170,6 +176,7 @@ def try_page(site, arts, art: TryArtifact) -> tuple[str, str, dict]:
         layer=config["layer"],
         image_size=config["image_size"],
         crop_fraction=config["crop_fraction"],
+        short_side=f"{config['image_size'] / config['crop_fraction']:.4g}",
         logits=config["logits"],
         graph_mb={layer: f"{f['bytes'] / 1e6:.1f}" for layer, f in config["files"].items()},
         scripts=["static/try.js"],
