@@ -57,6 +57,17 @@ def run(ctx: StageContext) -> None:
     if not cfg.enabled:
         ctx.skip("tryimage", "try_image.enabled is false")
         return
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise AtlasgenError(
+            [
+                f"tryimage: the try page needs the packages onnx and onnxruntime ({exc}). "
+                "Fix: pip install onnx onnxruntime (constraints.txt pins the tested versions), "
+                "or set try_image.enabled: false."
+            ]
+        ) from None
     data = open_dataset(ctx.inputs["dataset"], ctx.cfg)
     model = load_model(ctx.inputs["model"], ctx.cfg.model, data.n_classes, "cpu")
     outputs = None if ctx.cfg.model.head == "none" else class_outputs(model, data.n_classes)
