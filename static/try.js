@@ -29,6 +29,7 @@
   }
 
   function base64Bytes(text) {
+    if (Uint8Array.fromBase64) return Uint8Array.fromBase64(text); // native (Chromium 140+, Firefox 133+)
     var bin = atob(text), n = bin.length, out = new Uint8Array(n);
     for (var i = 0; i < n; i++) out[i] = bin.charCodeAt(i);
     return out;
