@@ -9,6 +9,9 @@ creating the session from the layer's graph, decoding, resizing and one run. Rep
 the page's own timings (runtime ready, session ready, first result) and a second run on the warm
 session. Bytes: every file the page requested, by size on disk.
 
+``--demo``: the same harness with DemoNet at the demo's sizes (random weights: the timing does
+not depend on them).
+
 ``--inceptionv1``: lucent's InceptionV1 with random weights (no download), truncated at mixed5b
 (with its head, as the try page exports a model that has one), and a random BatchTopK SAE of
 ``--features`` features, exported as the tryimage stage does (float16 weights) and run in a minimal
@@ -143,26 +146,53 @@ class _Writer:
 
 def bench_inceptionv1(features: int, repeat: int) -> None:
     import torch
-    from playwright.sync_api import sync_playwright
 
     from atlasgen.config import ModelConfig
     from atlasgen.models import build_model
-    from atlasgen.onnx_graphs import ImageGraph, export_graph, weights_to_float16
-    from atlasgen.sae import SparseAutoencoder
-    from atlasgen.site import trypage
 
     torch.manual_seed(0)
     model = (
         build_model(ModelConfig(source="inceptionv1", pretrained=False), 1008).eval().requires_grad_(False)
     )
-    sae = SparseAutoencoder(1024, features, "batchtopk", 32)
+    title = f"InceptionV1 to mixed5b + head, random weights, BatchTopK SAE of {features:,} features, 224 px"
+    bench_graph(title, model, 1024, features, 224, 1008, repeat)
+
+
+def bench_demo(repeat: int) -> None:
+    """DemoNet at the demo's sizes (64 px, mixed5b: 128 channels, SAE expansion 4), random weights."""
+    import torch
+
+    from atlasgen.demo.model import DemoNet
+
+    torch.manual_seed(0)
+    model = DemoNet(16).eval().requires_grad_(False)
+    bench_graph(
+        "DemoNet to mixed5b + head, random weights, BatchTopK SAE of 512 features, 64 px",
+        model,
+        128,
+        512,
+        64,
+        16,
+        repeat,
+    )
+
+
+def bench_graph(title: str, model, d_in: int, features: int, size: int, n_out: int, repeat: int) -> None:
+    import torch
+    from playwright.sync_api import sync_playwright
+
+    from atlasgen.onnx_graphs import ImageGraph, export_graph, weights_to_float16
+    from atlasgen.sae import SparseAutoencoder
+    from atlasgen.site import trypage
+
+    sae = SparseAutoencoder(d_in, features, "batchtopk", 8)
     with torch.no_grad():
         sae.W_enc.normal_(0, 0.03)
-        sae.W_dec.copy_(torch.nn.functional.normalize(torch.randn(features, 1024), dim=1))
+        sae.W_dec.copy_(torch.nn.functional.normalize(torch.randn(features, d_in), dim=1))
         sae.threshold.fill_(0.1)
     t = time.perf_counter()
-    graph = ImageGraph(model, "mixed5b", sae.eval(), list(range(1008)))
-    data = weights_to_float16(export_graph(graph, 224))
+    graph = ImageGraph(model, "mixed5b", sae.eval(), list(range(n_out)))
+    data = weights_to_float16(export_graph(graph, size))
     export_s = time.perf_counter() - t
     root = Path(tempfile.mkdtemp(prefix="bench-try-"))
     w = _Writer(root)
@@ -170,7 +200,7 @@ def bench_inceptionv1(features: int, repeat: int) -> None:
     (root / "graph.js").write_text(
         f'window.ATLAS_TRY_GRAPHS = {{"g": "{trypage._b64(data)}"}};\n', encoding="utf-8"
     )
-    (root / "index.html").write_text(HARNESS.replace("SIZE", "224"), encoding="utf-8")
+    (root / "index.html").write_text(HARNESS.replace("SIZE", str(size)), encoding="utf-8")
     runtime_bytes = sum(f.stat().st_size for f in (root / "static").rglob("*.js"))
     results = []
     with sync_playwright() as p:
@@ -189,9 +219,7 @@ def bench_inceptionv1(features: int, repeat: int) -> None:
             context.close()
         browser.close()
     med = statistics.median
-    print(
-        f"InceptionV1 to mixed5b + head, random weights, BatchTopK SAE of {features:,} features, 224 px, {repeat} fresh pages, medians:"
-    )
+    print(f"{title}, {repeat} fresh pages, medians:")
     print(
         f"  export + float16: {export_s:.1f} s; graph {len(data) / 1e6:.1f} MB (graph.js {(root / 'graph.js').stat().st_size / 1e6:.1f} MB)"
     )
@@ -210,6 +238,7 @@ def main() -> None:
     ap.add_argument("--site", type=Path)
     ap.add_argument("--image", type=Path)
     ap.add_argument("--inceptionv1", action="store_true")
+    ap.add_argument("--demo", action="store_true", help="DemoNet's graph at the demo's sizes, in the harness")
     ap.add_argument("--features", type=int, default=16384)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
@@ -217,8 +246,10 @@ def main() -> None:
         bench_site(args.site, args.image, args.repeat)
     if args.inceptionv1:
         bench_inceptionv1(args.features, args.repeat)
-    if not args.site and not args.inceptionv1:
-        ap.error("give --site DIR and/or --inceptionv1")
+    if args.demo:
+        bench_demo(args.repeat)
+    if not (args.site or args.inceptionv1 or args.demo):
+        ap.error("give --site DIR, --demo and/or --inceptionv1")
 
 
 if __name__ == "__main__":

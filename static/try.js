@@ -21,6 +21,7 @@
   function loadScript(url) {
     return new Promise(function (resolve, reject) {
       var s = document.createElement("script");
+      s.async = false; // injected scripts download side by side and run in the order injected
       s.src = url;
       s.onload = function () { resolve(); };
       s.onerror = function () { reject(new Error("could not load " + url)); };
@@ -38,9 +39,7 @@
   var runtimeReady = null;
   function runtime() {
     if (runtimeReady) return runtimeReady;
-    runtimeReady = C.runtime.reduce(function (p, f) {
-      return p.then(function () { return loadScript(root + f); });
-    }, Promise.resolve()).then(function () {
+    runtimeReady = Promise.all(C.runtime.map(function (f) { return loadScript(root + f); })).then(function () {
       var ort = window.ort;
       ort.env.wasm.numThreads = 1; // threads need cross-origin isolation, which file:// and most hosts lack
       ort.env.wasm.proxy = false; // a proxy worker would be started from a file URL
