@@ -11,7 +11,7 @@
   var status = $("try-status");
   var t0 = performance.now();
   var timing = { start: 0 };
-  var session = null, sessionLayer = null, current = null, pixels = null, lastResult = null, busy = null;
+  var pixels = null;
 
   function say(text, isError) {
     status.textContent = text;
@@ -321,7 +321,7 @@
     var layer = $("try-layer").value;
     say("Running " + layer + "\u2026");
     var started = performance.now();
-    busy = loadLayer(layer).then(function (L) {
+    return loadLayer(layer).then(function (L) {
       var tensor = new window.ort.Tensor("float32", toTensor(pixels, C.image_size), [1, 3, C.image_size, C.image_size]);
       return L.session.run({ image: tensor }).then(function (res) {
         var out = {};
@@ -339,7 +339,6 @@
       say("Could not run the model: " + (e && e.message ? e.message : e), true);
       window.ATLAS_TRY_ERROR = String(e && e.message ? e.message : e);
     });
-    return busy;
   }
 
   function useSource(source, name) {
@@ -374,7 +373,7 @@
     if (f) useSource(f, f.name);
   });
   $("try-layer").addEventListener("change", function () { run(); });
-  window.addEventListener("hashchange", function () { if (lastResult !== null || pixels) run(); });
+  window.addEventListener("hashchange", function () { if (pixels) run(); });
 
   // A dataset image handed over by a unit page (#img=<site-relative path>): readable over HTTP;
   // from file:// the browser refuses (the page says so).

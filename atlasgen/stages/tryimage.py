@@ -82,7 +82,17 @@ def run(ctx: StageContext) -> None:
             sae = load_sae_any(ctx.inputs["sae"] / layer).eval()
             graph = ImageGraph(model, layer, sae, outputs)
             ref = pipeline_outputs(model, layer, sae, images, outputs)
-            full = export_graph(graph, data.image_size)
+            try:
+                full = export_graph(graph, data.image_size)
+            except Exception as exc:  # an operation the TorchScript exporter cannot write, and the like
+                first = (str(exc).splitlines() or [""])[0][:200]
+                raise AtlasgenError(
+                    [
+                        f"tryimage: torch.onnx.export cannot export layer {layer!r} of this model "
+                        f"({type(exc).__name__}: {first}). Fix: set try_image.enabled: false (the rest of "
+                        "the atlas does not need the try page)."
+                    ]
+                ) from exc
             checks = {"float32": compare(ref, onnx_outputs(full, images.numpy(), graph.head), cfg.top)}
             kept, data_bytes = "float32", full
             if cfg.float16:
