@@ -102,9 +102,9 @@ def bench_site(site: Path, image: Path | None, repeat: int) -> None:
 
 
 HARNESS = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>bench</title></head><body>
-<script src="static/onnxruntime-web/ort.wasm.min.js"></script>
-<script src="static/onnxruntime-web/ort-glue.js"></script>
-<script src="static/onnxruntime-web/ort-wasm.js"></script>
+<script src="static/vendor/onnxruntime-web/ort.wasm.min.js"></script>
+<script src="static/vendor/onnxruntime-web/ort-glue.js"></script>
+<script src="static/vendor/onnxruntime-web/ort-wasm.js"></script>
 <script src="graph.js"></script>
 <script>
 (async function () {

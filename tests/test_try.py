@@ -103,8 +103,11 @@ def test_the_stage_keeps_a_checked_graph_and_the_site_counts_it(tiny_build):
     assert check["checks"]["float32"]["feature_error"] <= 1e-4
     graph_js = (site / "demonet" / "try" / LAYER / "graph.js").read_text()
     assert len(graph_js) > check["bytes"] * 4 / 3
-    assert not (site / "static" / "vendor" / "onnxruntime-web").exists()  # only the classic-script form ships
-    assert (site / "static" / "onnxruntime-web" / "LICENSE").is_file()
+    runtime = site / "static" / "vendor" / "onnxruntime-web"
+    assert sorted(p.name for p in runtime.iterdir()) == sorted(["LICENSE", *trypage.RUNTIME_FILES])
+    assert (
+        "Microsoft" in (runtime / "LICENSE").read_text()
+    )  # only the classic-script form ships, with its licence
     unit = (site / "demonet" / LAYER / "f" / "3" / "index.html").read_text()
     assert "../../../try/index.html#layer=mixed5b&amp;f=3" in unit
     cfg = load_config(config)

@@ -385,4 +385,4 @@ def copy_static(out_dir: Path) -> None:
         elif src.is_dir():  # vendored libraries (static/vendor/<lib>/)
             # onnxruntime-web goes out as classic scripts, with the try page only (atlasgen.site.trypage)
             ignore = shutil.ignore_patterns(".*", Path(trypage.VENDOR).name)
-            shutil.copytree(src, out_dir / "static" / name, ignore=ignore)
+            shutil.copytree(src, out_dir / "static" / name, ignore=ignore, dirs_exist_ok=True)

@@ -12,7 +12,7 @@ VIS = "unit visualisations (<layer>/f|n/<id>/)"
 EXPORT = "bulk export (data/)"
 MAPS = "maps (<layer>/map/)"
 STATIC = "scripts and styles (static/)"
-TRY = "try page (<model>/try/, static/onnxruntime-web/)"
+TRY = "try page (<model>/try/, static/vendor/onnxruntime-web/)"
 OTHER = "other"
 
 # What to change when a part is too large (the error lists them beside the part).
@@ -50,7 +50,7 @@ def part_of(rel: str) -> str:
         return IMAGES
     if rel.startswith("data/"):
         return EXPORT
-    if rel.startswith("static/onnxruntime-web/") or (len(segments) >= 3 and segments[1] == "try"):
+    if rel.startswith("static/vendor/onnxruntime-web/") or (len(segments) >= 3 and segments[1] == "try"):
         return TRY
     if rel.startswith("static/"):
         return STATIC

@@ -5,7 +5,7 @@ The tryimage stage exported each layer's graph (``atlasgen.onnx_graphs``); this 
 what the page needs, every file a classic script (a page opened from ``file://`` may not fetch
 files, import modules by URL or start workers from files):
 
-- ``static/onnxruntime-web/``: the vendored runtime's classic bundle ``ort.wasm.min.js`` and its
+- ``static/vendor/onnxruntime-web/``: the vendored runtime's classic bundle ``ort.wasm.min.js`` and its
   licence, its Emscripten loader as a string (``ort-glue.js``, ``window.ATLAS_ORT_GLUE``) and its
   ``.wasm`` in base64 (``ort-wasm.js``, ``window.ATLAS_ORT_WASM``);
 - ``<model>/try/<layer>/graph.js``: the layer's ONNX graph in base64
@@ -33,7 +33,7 @@ from atlasgen.site.images import heat_palette
 from atlasgen.site.resources import resource_dir
 
 VENDOR = "vendor/onnxruntime-web"  # under static/ of the sources; never copied as it is
-RUNTIME = "static/onnxruntime-web"  # in the site
+RUNTIME = "static/vendor/onnxruntime-web"  # in the site
 RUNTIME_FILES = ("ort.wasm.min.js", "ort-glue.js", "ort-wasm.js")  # loaded in this order
 N_PREDICTIONS = 5
 
