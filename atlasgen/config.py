@@ -508,6 +508,28 @@ class GameConfig:  # "guess the image" (SAE Explorer)
 
 
 @dataclass
+class TryImageConfig:  # the reader's own image through the model and SAE, in the page
+    enabled: bool = _f(
+        True,
+        "Export the model and each layer's SAE encoder to ONNX and write the try page (<model>/try/), where a reader's image runs through them in the browser (onnxruntime-web, offline).",
+    )
+    float16: bool = _f(
+        True,
+        "Store the exported weights in float16 (half the download; computed in float32) when the check still passes at try_image.tolerance; else float32.",
+    )
+    tolerance: float = _f(
+        1e-3,
+        "Largest difference allowed between the exported graph and the PyTorch pipeline at each checked image's top features, neurons and logits, relative to that image's largest value.",
+        min=0.0,
+        exclusive_min=True,
+    )
+    check_images: int = _f(8, "Held-out images the exported graph is checked on against PyTorch.", min=1)
+    top: int = _f(
+        10, "Top features (and neurons) per image compared by the check, and shown on the page.", min=1
+    )
+
+
+@dataclass
 class DecodeConfig:
     workers: int = _f(
         -1,
@@ -550,6 +572,7 @@ class Config:
     ratings: RatingsConfig = _f(RatingsConfig(), "Blind interpretability survey pages and imported ratings.")
     game: GameConfig = _f(GameConfig(), 'The "guess the image" game.')
     atlas: AtlasConfig = _f(AtlasConfig(), "The activation atlas.")
+    try_image: TryImageConfig = _f(TryImageConfig(), "The try page: a reader's own image, in the browser.")
     decode: DecodeConfig = _f(
         DecodeConfig(),
         "Image decoding for every pass over the images (no effect on results on the CPU; not part of any cache key).",

@@ -69,6 +69,7 @@ def test_sae_change_reruns_sae_and_downstream_only(tiny_copy):
         "map",
         "game",
         "similar",
+        "tryimage",
         "site",
     ]
 

@@ -30,6 +30,7 @@ from atlasgen.site import (
     publish,
     ratings_pages,
     resources,
+    trypage,
     urls,
 )
 from atlasgen.site.artifacts import check_segment, load_artifacts
@@ -196,6 +197,8 @@ def render_site(
         dense_threshold=dense_threshold,
     )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
+    try_art = trypage.load_try(artifacts.get("tryimage"))
+    trypage.mark_layers(indexes, try_art)
     if ratings_cfg is not None:  # survey, game and imported ratings
         for L in arts.layers:
             game_dir = Path(artifacts["game"]) / L.name if "game" in artifacts else None
@@ -259,6 +262,9 @@ def render_site(
                 )
     for c in range(arts.dataset.n_classes):
         w.page(*pages.class_page(site, arts, indexes, c, images))
+    if try_art is not None:  # the reader's own image, in the page
+        trypage.write_try(w, site, arts, indexes, try_art)
+        w.page(*trypage.try_page(site, arts, try_art))
 
     w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
     w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
@@ -377,4 +383,6 @@ def copy_static(out_dir: Path) -> None:
             (out_dir / "static").mkdir(exist_ok=True)
             shutil.copyfile(src, out_dir / "static" / name)
         elif src.is_dir():  # vendored libraries (static/vendor/<lib>/)
-            shutil.copytree(src, out_dir / "static" / name, ignore=shutil.ignore_patterns(".*"))
+            # onnxruntime-web goes out as classic scripts, with the try page only (atlasgen.site.trypage)
+            ignore = shutil.ignore_patterns(".*", Path(trypage.VENDOR).name)
+            shutil.copytree(src, out_dir / "static" / name, ignore=ignore, dirs_exist_ok=True)

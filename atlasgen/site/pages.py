@@ -813,6 +813,8 @@ def unit_page(
         related=related,
         weights=circuits.unit_weights(L, indexes or {ix.layer.name: ix}, kind, i),
         map_href=f"{urls.layer_map(m, L.name)}#f={i}" if kind == "f" else None,
+        # the try page with this unit pinned (set on the index when the site has the page)
+        try_href=f"{urls.try_page(m)}#layer={L.name}&{kind}={i}" if getattr(ix, "has_try", False) else None,
         links_title="Where it sits" if kind == "f" else "See also",
         layer_href=urls.layer(m, L.name),
         cite=citation(site, L, kind, i),

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from atlasgen.cache import tree_size
-from atlasgen.site import export, grid, mapview, numbers, pages, resources, urls, weights
+from atlasgen.site import export, grid, mapview, numbers, pages, resources, trypage, urls, weights
 from atlasgen.site.artifacts import load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages, encode_thumbnail
-from atlasgen.site.sizes import EXPORT, IMAGES, KEYS, MAPS, PAGES, STATIC, mb, part_of
+from atlasgen.site.sizes import EXPORT, IMAGES, KEYS, MAPS, PAGES, STATIC, TRY, mb, part_of
 
 SAMPLE_PAGES = 24  # unit pages rendered per kind and layer for the projection
 SAMPLE_IMAGES = 48  # dataset images encoded for the projection
@@ -126,6 +126,8 @@ def project(
         dense_threshold=numbers.DEFAULT_DENSE_THRESHOLD if dense_threshold is None else dense_threshold,
     )
     indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
+    try_art = trypage.load_try(artifacts.get("tryimage"))
+    trypage.mark_layers(indexes, try_art)
     env = make_environment()
     p = Projection()
     tmp = Path(tempfile.mkdtemp(prefix="atlasgen-plan-"))
@@ -193,6 +195,9 @@ def project(
         p.notes[PAGES] = f"{n_pages:,} pages, {p.parts[PAGES] / max(1, n_pages) / 1e3:.1f} KB each"
         w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
         w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
+        if try_art is not None:
+            trypage.write_try(w, site, arts, indexes, try_art)
+            p.add(TRY, _render(env, *trypage.try_page(site, arts, try_art)))
         p.add(MAPS, tree_size(tmp)[1])  # the sprite sheets render_layer_map wrote
         static = resources.resource_dir("static")
         p.add(
@@ -200,7 +205,9 @@ def project(
             sum(
                 f.stat().st_size
                 for f in static.rglob("*")
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(static).parts)
+                if f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(static).parts)
+                and Path(trypage.VENDOR) not in f.relative_to(static).parents  # counted by write_try
             ),
         )
     finally:

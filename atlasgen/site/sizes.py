@@ -12,6 +12,7 @@ VIS = "unit visualisations (<layer>/f|n/<id>/)"
 EXPORT = "bulk export (data/)"
 MAPS = "maps (<layer>/map/)"
 STATIC = "scripts and styles (static/)"
+TRY = "try page (<model>/try/, static/vendor/onnxruntime-web/)"
 OTHER = "other"
 
 # What to change when a part is too large (the error lists them beside the part).
@@ -23,6 +24,7 @@ KEYS = {
     EXPORT: "site.sae_dtype (float16 halves the weights), layers[].sae.expansion",
     MAPS: "atlas.grids, atlas.icon_size",
     STATIC: "",
+    TRY: "try_image.enabled, try_image.float16",
     OTHER: "",
 }
 
@@ -48,6 +50,8 @@ def part_of(rel: str) -> str:
         return IMAGES
     if rel.startswith("data/"):
         return EXPORT
+    if rel.startswith("static/vendor/onnxruntime-web/") or (len(segments) >= 3 and segments[1] == "try"):
+        return TRY
     if rel.startswith("static/"):
         return STATIC
     if rel.endswith(".html"):

@@ -88,3 +88,13 @@ def shorten_links(html: str, page_path: str) -> str:
         for attr in ('href="', 'src="'):
             html = html.replace(attr + folder, attr + up)
     return html
+
+
+def try_page(m: str) -> str:
+    """The reader's own image through the model and an SAE, in the page (``#layer=L&f=ID`` pins a unit)."""
+    return f"{m}/try/index.html"
+
+
+def try_layer_file(m: str, layer_name: str, name: str) -> str:
+    """A file of the try page for one layer: ``graph.js`` (the ONNX graph) or ``units.js``."""
+    return f"{m}/try/{layer_name}/{name}"

@@ -1,0 +1,216 @@
+"""The try page: the ONNX export checked against PyTorch, and the page in headless Chromium (file://
+and HTTP) giving the same top features as atlasgen's Python pipeline on the same image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import serve_folder
+from PIL import Image
+
+from atlasgen.config import load_config
+from atlasgen.data import as_model_input, load_rgb, open_dataset, resize_center_crop
+from atlasgen.demo.model import DemoNet
+from atlasgen.models import class_outputs, load_model
+from atlasgen.onnx_graphs import (
+    ImageGraph,
+    compare,
+    export_graph,
+    onnx_outputs,
+    pipeline_outputs,
+    weights_to_float16,
+)
+from atlasgen.sae import SparseAutoencoder
+from atlasgen.sae_formats import load_sae_any
+from atlasgen.site import plan, sizes, trypage
+from atlasgen.site.publish import size_breakdown
+from atlasgen.stages import site as site_stage
+
+LAYER = "mixed5b"
+
+
+def _folders(folder: Path) -> dict[str, Path]:
+    out = {}
+    for latest in (folder / ".atlasgen").glob("*/latest.json"):
+        key = json.loads(latest.read_text())["key"]
+        if (latest.parent / key).is_dir():
+            out[latest.parent.name] = latest.parent / key
+    return out
+
+
+def _random_sae(d_in: int, d_sae: int, architecture: str, seed: int) -> SparseAutoencoder:
+    g = torch.Generator().manual_seed(seed)
+    sae = SparseAutoencoder(d_in, d_sae, architecture, k=4)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(d_in, d_sae, generator=g) * 0.3)
+        sae.b_enc.copy_(torch.randn(d_sae, generator=g) * 0.1)
+        sae.W_dec.copy_(torch.nn.functional.normalize(torch.randn(d_sae, d_in, generator=g), dim=1))
+        sae.b_dec.copy_(torch.randn(d_in, generator=g) * 0.1)
+        if architecture == "batchtopk":
+            sae.threshold.fill_(0.2)
+    return sae.eval()
+
+
+@pytest.mark.parametrize("architecture", ["batchtopk", "topk", "relu"])
+def test_the_exported_graph_computes_what_the_pipeline_computes(architecture):
+    """Every SAE architecture's codes, their maxima over positions, the neurons and the logits of a
+    float32 export agree with PyTorch to 1e-4 of each image's largest value; float16 weights stay
+    within 1e-2 and halve the file."""
+    torch.manual_seed(0)
+    model = DemoNet(5).eval().requires_grad_(False)
+    sae = _random_sae(128, 256, architecture, seed=1)
+    images = torch.rand(3, 3, 32, 32)
+    outputs = [4, 0, 2, 1, 3]
+    ref = pipeline_outputs(model, LAYER, sae, images, outputs)
+    for head in (outputs, None):
+        graph = ImageGraph(model, LAYER, sae, head)
+        data = export_graph(graph, 32)
+        assert data == export_graph(ImageGraph(model, LAYER, sae, head), 32)  # same inputs, same bytes
+        got = onnx_outputs(data, images.numpy(), graph.head)
+        assert sorted(got) == sorted(k for k in ref if head is not None or k != "logits")
+        check = compare(ref, got, 10)
+        assert check.same_top and check.passes(1e-4), check
+        np.testing.assert_allclose(
+            got["feature_map"], ref["feature_map"], atol=1e-4 * ref["feature_max"].max()
+        )
+        half = weights_to_float16(data)
+        assert len(half) < 0.6 * len(data)
+        assert compare(ref, onnx_outputs(half, images.numpy(), graph.head), 10).passes(1e-2)
+
+
+def test_a_wrong_graph_fails_the_check():
+    """The check sees a difference: another SAE's graph against this pipeline's numbers."""
+    model = DemoNet(3).eval().requires_grad_(False)
+    sae, other = _random_sae(128, 64, "relu", 1), _random_sae(128, 64, "relu", 2)
+    images = torch.rand(2, 3, 32, 32)
+    ref = pipeline_outputs(model, LAYER, sae, images, None)
+    got = onnx_outputs(export_graph(ImageGraph(model, LAYER, other, None), 32), images.numpy(), False)
+    assert not compare(ref, got, 10).passes(1e-3)
+
+
+def test_the_stage_keeps_a_checked_graph_and_the_site_counts_it(tiny_build):
+    folder, config, site = tiny_build
+    arts = _folders(folder)
+    info = json.loads((arts["tryimage"] / "try.json").read_text())
+    assert info["layers"] == [LAYER] and info["logits"] is True
+    check = json.loads((arts["tryimage"] / LAYER / "check.json").read_text())
+    kept = check["checks"][check["dtype"]]
+    assert kept["same_top"] and max(kept["feature_error"], kept["neuron_error"], kept["logit_error"]) <= 1e-3
+    assert check["checks"]["float32"]["feature_error"] <= 1e-4
+    graph_js = (site / "demonet" / "try" / LAYER / "graph.js").read_text()
+    assert len(graph_js) > check["bytes"] * 4 / 3
+    runtime = site / "static" / "vendor" / "onnxruntime-web"
+    assert sorted(p.name for p in runtime.iterdir()) == sorted(["LICENSE", *trypage.RUNTIME_FILES])
+    assert (
+        "Microsoft" in (runtime / "LICENSE").read_text()
+    )  # only the classic-script form ships, with its licence
+    unit = (site / "demonet" / LAYER / "f" / "3" / "index.html").read_text()
+    assert "../../../try/index.html#layer=mixed5b&amp;f=3" in unit
+    cfg = load_config(config)
+    projected = plan.project(artifacts=arts, **site_stage.site_fields(cfg)).parts[sizes.TRY]
+    actual = size_breakdown(site)[sizes.TRY]
+    assert abs(projected - actual) <= 0.01 * actual, (projected, actual)
+
+
+def test_without_the_artifact_there_is_no_try_page(tmp_path):
+    (tmp_path / "skipped.json").write_text('{"reason": "try_image.enabled is false"}')
+    assert trypage.load_try(tmp_path) is None and trypage.load_try(None) is None
+    indexes = {LAYER: type("Index", (), {})()}
+    trypage.mark_layers(indexes, None)
+    assert indexes[LAYER].has_try is False
+
+
+# ---------------------------------------------------------------- in the browser
+
+
+def _python_top(folder: Path, config: Path, path: Path, top: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """atlasgen's Python pipeline on an image file: load_rgb, the dataset's resize and crop, the model,
+    the SAE; (the top feature ids, all feature maxima, the dataset-class logits)."""
+    cfg = load_config(config)
+    arts = _folders(folder)
+    data = open_dataset(arts["dataset"])
+    model = load_model(arts["model"], cfg.model, data.n_classes)
+    sae = load_sae_any(arts["sae"] / LAYER).eval()
+    pixels = np.asarray(resize_center_crop(load_rgb(path), data.image_size, 1.0))[None]
+    out = pipeline_outputs(
+        model, LAYER, sae, as_model_input(pixels.copy()), class_outputs(model, data.n_classes)
+    )
+    fm = out["feature_max"][0]
+    ids = [int(i) for i in np.argsort(-fm, kind="stable")[:top] if fm[i] > 0]
+    return ids, fm, out["logits"][0]
+
+
+@pytest.fixture(scope="module")
+def reader_images(tiny_build, tmp_path_factory):
+    """Two reader images: a dataset image at the model's size, and a larger non-square one (resized)."""
+    folder, _, _ = tiny_build
+    data = open_dataset(_folders(folder)["dataset"])
+    out = tmp_path_factory.mktemp("reader")
+    exact, resized = out / "exact.png", out / "resized.png"
+    Image.fromarray(data.image(int(data.indices("heldout")[0]))).save(exact)
+    big = np.asarray(
+        Image.fromarray(data.image(int(data.indices("heldout")[1]))).resize((77, 53), Image.BILINEAR)
+    )
+    Image.fromarray(big).save(resized)
+    return [exact, resized]
+
+
+def _run_page(url: str, images: list[Path], allowed: tuple[str, ...]) -> tuple[list[dict], list[str]]:
+    from playwright.sync_api import sync_playwright
+
+    results, outside = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("request", lambda r: None if r.url.startswith(allowed) else outside.append(r.url))
+        page.goto(url)
+        for image in images:
+            page.evaluate("window.ATLAS_TRY_RESULT = null")
+            page.set_input_files("#try-file", str(image))
+            page.wait_for_function("window.ATLAS_TRY_RESULT || window.ATLAS_TRY_ERROR", timeout=120_000)
+            assert page.evaluate("window.ATLAS_TRY_ERROR || null") is None
+            shown = page.eval_on_selector_all(
+                "#try-features li[data-unit]", "els => els.map(e => [e.dataset.unit, +e.dataset.value])"
+            )
+            result = page.evaluate("window.ATLAS_TRY_RESULT")
+            result["shown"] = shown
+            results.append(result)
+        browser.close()
+    return results, outside
+
+
+@pytest.mark.parametrize("over", ["file", "http"])
+def test_the_page_finds_the_pipelines_top_features(tiny_build, reader_images, over):
+    """Through the file input, from file:// and over HTTP: the page's top-10 features are the Python
+    pipeline's, their activations within the tolerance the build checked (relative to the image's
+    largest), the predictions the same; nothing is requested from outside the site."""
+    folder, config, site = tiny_build
+    check = json.loads((_folders(folder)["tryimage"] / LAYER / "check.json").read_text())
+    tolerance = check["tolerance"]
+    if over == "file":
+        results, outside = _run_page(
+            (site / "demonet" / "try" / "index.html").as_uri(),
+            reader_images,
+            (site.as_uri() + "/", "blob:null/"),
+        )
+    else:
+        with serve_folder(site) as port:
+            base = f"http://127.0.0.1:{port}"
+            results, outside = _run_page(
+                f"{base}/demonet/try/index.html", reader_images, (base + "/", f"blob:{base}/")
+            )
+    assert outside == []
+    for image, result in zip(reader_images, results):
+        ids, fm, logits = _python_top(folder, config, image, 10)
+        assert [f["id"] for f in result["features"]] == ids
+        assert [u for u, _ in result["shown"]] == [f"f/{i}" for i in ids]
+        scale = float(fm.max())
+        for _, value in result["shown"]:
+            assert value >= 0
+        for f in result["features"]:
+            assert abs(f["value"] - float(fm[f["id"]])) <= tolerance * scale, (f, fm[f["id"]])
+        assert result["predictions"][0]["class"] == int(np.argmax(logits))
