@@ -65,6 +65,7 @@ def test_a_comment_in_each_module_restales_exactly_its_importers(tmp_path):
         "circuits",
         "importance",
         "game",
+        "tryimage",
     }
     assert {s for s, c in closures.items() if "atlasgen.site.pages" in c} == {"site"}
     assert {s for s, c in closures.items() if "atlasgen.stages.examples" in c} == {"examples"}
