@@ -17,6 +17,7 @@ from PIL import Image
 from atlasgen import unitlabels
 from atlasgen.saelens import ORIGINS, SAELENS_WEIGHTS
 from atlasgen.site import (
+    annotated,
     circuits,
     export,
     featurevis_section,
@@ -82,13 +83,18 @@ def top_k(values: np.ndarray, k: int) -> np.ndarray:
 class LayerIndex:
     """Per-layer lookups shared by many pages, computed once."""
 
-    def __init__(self, site: Site, layer: Layer, dataset: Dataset):
+    def __init__(self, site: Site, layer: Layer, dataset: Dataset, annotations=()):
         self.site = site
         self.layer = layer
         self.dataset = dataset
         m, name = site.model, layer.name
         F, C = layer.n_features, layer.n_neurons
-        self.labels = [layer.feature_label(i) for i in range(F)]
+        # The researcher's annotations (atlasgen.annotations) by (kind, id); a human label takes precedence
+        # over the automatic one on every page, card, the map, the search and the exports.
+        self.annotations = {(a.kind, a.unit): a for a in annotations if a.layer == name}
+        self.auto_labels = [layer.feature_label(i) for i in range(F)]
+        self.labels = [self._human(("f", i)) or self.auto_labels[i] for i in range(F)]
+        self.neuron_labels = [self._human(("n", i)) for i in range(C)]
         # Flags per unit (atlasgen.unitlabels) and their one-line definitions, per kind.
         self.flags = {
             kind: [tuple(unitlabels.unit_flags(ex, i)) for i in range(ex.n_units)]
@@ -145,10 +151,18 @@ class LayerIndex:
         self.look_first_method = numbers.look_first_method(imp is not None, site.dense_threshold)
         self.n_scanned = numbers.images_scanned(dataset)
 
+    def _human(self, key: tuple[str, int]) -> str:
+        a = self.annotations.get(key)
+        return a.label if a is not None else ""
+
+    def unit_label(self, kind: str, i: int) -> str:
+        """The label pages show: the human label when annotated, else the automatic one (features only)."""
+        return self.labels[i] if kind == "f" else self.neuron_labels[i]
+
     def _card(self, kind: str, i: int) -> dict:
         L, m = self.layer, self.site.model
         ex = L.features if kind == "f" else L.neurons
-        label = self.labels[i] if kind == "f" else ""
+        label = self.unit_label(kind, i)
         return {
             "id": i,
             "code": f"{kind}/{i}",
@@ -676,7 +690,7 @@ def unit_page(
     ex = L.features if kind == "f" else L.neurons
     count = ex.n_units
     path = urls.unit(m, L.name, kind, i)
-    label = ix.labels[i] if kind == "f" else ""
+    label = ix.unit_label(kind, i)
     code = f"{L.name}/{kind}/{i}"
 
     # Images it fires on: the band counts sum to them exactly; density x images scanned otherwise.
@@ -778,6 +792,9 @@ def unit_page(
         code=code,
         layer_name=L.name,
         label=label,
+        annotation=annotated.annotation_context(
+            site, ix, kind, i, urls.root_prefix(path), list(indexes or {L.name: ix})
+        ),
         dead=float(ex.density[i]) <= 0,
         flags=flags,
         low_confidence="low_confidence" in ix.flags[kind][i],
@@ -977,6 +994,7 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
             {
                 "id": i,
                 "label": ix.labels[i],
+                **annotated.annotation_fields(ix, "f", i),
                 "density": json_num(ex.density[i]),
                 "max_act": json_num(ex.max_act[i]),
                 "mean_act": json_num(ex.mean_act[i]),
@@ -1029,7 +1047,7 @@ def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) ->
     return {"model": site.model, "features": features, "classes": classes}
 
 
-def manifest(site: Site, arts: Artifacts) -> dict:
+def manifest(site: Site, arts: Artifacts, annotations=()) -> dict:
     return {
         "atlasgen_version": site.version,
         "date": site.date,
@@ -1056,6 +1074,8 @@ def manifest(site: Site, arts: Artifacts) -> dict:
             }
             for L in arts.layers
         },
+        # The researcher's annotation files (site.annotations) by path, with their content hash.
+        "annotations": {a.path: {"unit": a.code, "sha256": a.sha256} for a in annotations},
         "urls": {
             "feature": "<model>/<layer>/f/<id>/index.html",
             "neuron": "<model>/<layer>/n/<id>/index.html",

@@ -108,9 +108,10 @@ def project(
     authors: tuple[str, ...] = (),
     doi: str | None = None,
     dense_threshold: float | None = None,
+    annotations: tuple = (),
 ) -> Projection:
     """The projected size of the site :func:`atlasgen.site.build.render_site` would write, by part."""
-    from atlasgen.site.build import make_environment, make_site
+    from atlasgen.site.build import layer_indexes, make_environment, make_site
 
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
     site = make_site(
@@ -125,7 +126,7 @@ def project(
         sae_dtype=sae_dtype,
         dense_threshold=numbers.DEFAULT_DENSE_THRESHOLD if dense_threshold is None else dense_threshold,
     )
-    indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
+    indexes = layer_indexes(site, arts, annotations)
     env = make_environment()
     p = Projection()
     tmp = Path(tempfile.mkdtemp(prefix="atlasgen-plan-"))
@@ -192,7 +193,7 @@ def project(
         p.add(PAGES, _render(env, "404.html", "404.html", {"title": title, "base_url": base_url}))
         p.notes[PAGES] = f"{n_pages:,} pages, {p.parts[PAGES] / max(1, n_pages) / 1e3:.1f} KB each"
         w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
-        w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
+        w.text("manifest.json", dumps(pages.manifest(site, arts, annotations), indent=2) + "\n")
         p.add(MAPS, tree_size(tmp)[1])  # the sprite sheets render_layer_map wrote
         static = resources.resource_dir("static")
         p.add(
