@@ -9,11 +9,12 @@ from atlasgen.site import urls
 
 
 def annotation_fields(ix, kind: str, i: int) -> dict:
-    """The exports' annotation fields of a unit: the automatic label, and the annotation when there is one
-    (``label`` itself is the label the pages show)."""
-    out: dict = {"auto_label": ix.auto_labels[i] if kind == "f" else ""}
+    """The exports' fields of an annotated unit (none for the others): the automatic label (``label`` itself
+    is the label the pages show, the human one when given) and the annotation."""
+    out: dict = {}
     a = ix.annotations.get((kind, i))
     if a is not None:
+        out["auto_label"] = ix.auto_labels[i] if kind == "f" else ""
         out["annotation"] = {
             "label": a.label,
             "tags": list(a.tags),

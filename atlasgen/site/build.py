@@ -235,7 +235,7 @@ def render_site(
         ]
     )
 
-    total = 4 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
+    total = 5 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
     total += sum(
         (1 + (ix.ratings.game is not None)) for ix in indexes.values() if getattr(ix, "ratings", None)
     )
@@ -290,7 +290,8 @@ def render_site(
                 identifiers=pages.citation_identifiers(site, arts),
             ),
         )
-    w.page("404.html", "404.html", {"title": title, "base_url": base_url})
+    w.page(*pages.not_found_page(site))
+    w.page(*pages.search_page(site, arts))
     if base_url:
         written = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("index.html"))
         w.text("sitemap.xml", publish.sitemap_xml(base_url, written))

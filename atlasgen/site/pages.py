@@ -381,10 +381,36 @@ def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tu
         dataset_identity=arts.dataset.identity,
         example=example,
         highlights=highlights,
-        scripts=["search_index.js"],
+        scripts=SEARCH_SCRIPTS,
         body_class="home",
     )
     return path, "home.html", ctx
+
+
+SEARCH_SCRIPTS = ["search_index.js", "static/vendor/minisearch/minisearch.js"]  # before static/atlas.js
+
+
+def search_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
+    """search.html: the search with every result (up to 500), its query from ``?q=`` (works from file://)."""
+    path = "search.html"
+    last = arts.layers[-1].name if arts.layers else "mixed5b"
+    ctx = base_context(
+        site,
+        path,
+        "search",
+        crumbs(site, ("search", None)),
+        example=f"{last}/f/12",
+        scripts=SEARCH_SCRIPTS,
+        body_class="search",
+    )
+    return path, "search.html", ctx
+
+
+def not_found_page(site: Site) -> tuple[str, str, dict]:
+    """404.html: GitHub Pages serves it at any missing path, so its links and scripts are absolute under
+    ``site.base_url``; without one it has no search and says where the home page is."""
+    base = site.base_url.rstrip("/") + "/" if site.base_url else ""
+    return "404.html", "404.html", {"title": site.title, "base_url": base}
 
 
 def glossary_page(site: Site) -> tuple[str, str, dict]:
@@ -1017,25 +1043,37 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
 
 
 def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> dict:
-    """search_index.js: every feature (href, layer, id, label, top classes, flags, density as the pages print it)
-    and every class; hrefs root-relative."""
-    features = []
+    """search_index.js (static/atlas.js builds a MiniSearch index from it in the browser): per layer and kind
+    columns with one entry per unit (automatic label, top classes, flags, density as the pages print it, and
+    which thumbnail file it has: 0 none, 1 thumb.webp, 2 vis.webp); the annotations (human label, tags, notes
+    as plain text); every class. Unit and thumbnail URLs follow from the layer, kind and id (docs/urls.md);
+    hrefs are root-relative."""
+    from atlasgen.annotations import notes_text
+
+    layers, notes = [], []
     for L in arts.layers:
         ix = indexes[L.name]
-        ex = L.features
-        for i in range(L.n_features):
-            classes = ", ".join(arts.dataset.class_names[int(c)] for c in ex.top_classes[i] if int(c) >= 0)
-            features.append(
-                [
-                    urls.unit(site.model, L.name, "f", i),
-                    L.name,
-                    i,
-                    ix.labels[i],
-                    classes,
-                    ", ".join(ix.flag_names("f", i)),
-                    fmt_pct(ex.density[i]),
-                ]
-            )
+        entry: dict = {"name": L.name}
+        for kind, ex in (("f", L.features), ("n", L.neurons)):
+            n = ex.n_units
+            thumbs = []
+            for i in range(n):
+                t = ix.thumb[kind].get(i)
+                thumbs.append(0 if not t else 1 if t.endswith("/thumb.webp") else 2)
+            entry[kind] = {
+                "n": n,
+                "label": ix.auto_labels if kind == "f" else [""] * n,
+                "classes": [
+                    ", ".join(arts.dataset.class_names[int(c)] for c in ex.top_classes[i] if int(c) >= 0)
+                    for i in range(n)
+                ],
+                "flags": [", ".join(ix.flag_names(kind, i)) for i in range(n)],
+                "density": [fmt_pct(ex.density[i]) for i in range(n)],
+                "thumb": thumbs,
+            }
+        layers.append(entry)
+        for (kind, i), a in sorted(ix.annotations.items()):
+            notes.append([L.name, kind, i, a.label, " ".join(a.tags), notes_text(a.notes)])
     classes = [
         [
             urls.class_page(site.model, arts.dataset.class_slugs[c]),
@@ -1044,7 +1082,7 @@ def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) ->
         ]
         for c in range(arts.dataset.n_classes)
     ]
-    return {"model": site.model, "features": features, "classes": classes}
+    return {"model": site.model, "layers": layers, "annotations": notes, "classes": classes}
 
 
 def manifest(site: Site, arts: Artifacts, annotations=()) -> dict:

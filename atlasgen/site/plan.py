@@ -189,8 +189,8 @@ def project(
             n_pages += n_classes
         for page in fixed:
             p.add(PAGES, _render(env, *page))
-        n_pages += len(fixed) + 1
-        p.add(PAGES, _render(env, "404.html", "404.html", {"title": title, "base_url": base_url}))
+        n_pages += len(fixed) + 2
+        p.add(PAGES, _render(env, *pages.not_found_page(site)) + _render(env, *pages.search_page(site, arts)))
         p.notes[PAGES] = f"{n_pages:,} pages, {p.parts[PAGES] / max(1, n_pages) / 1e3:.1f} KB each"
         w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
         w.text("manifest.json", dumps(pages.manifest(site, arts, annotations), indent=2) + "\n")
