@@ -60,7 +60,8 @@
     var n = data.n, cols = data.columns, self = this;
     var pixelated = grid.getAttribute("data-px") === "1";
     var flagCols = data.flags.map(function (f) { return cols[f.key]; });
-    var hay = null, sorted = null, shown = null, sortKey = "id", query = "", flag = "";
+    var hay = null, sorted = null, shown = null, sortKey = "id", query = "", flag = "", cls = "", tag = "";
+    var tagIndex = (data.choices && data.choices.tags || []).indexOf.bind(data.choices ? data.choices.tags : []);
     var metrics = null, drawn = [-1, -1], pending = false;
     var status = tools ? tools.querySelector(".grid-status") : null;
     var BUFFER_ROWS = 4;
@@ -111,15 +112,19 @@
       });
       return ids;
     }
-    function matches(i, words, flagCol, want) {
+    function matches(i, words, flagCol, want, c, t) {
       if (flagCol && !flagCol[i] !== !want) return false;
+      if (c >= 0 && cols.cls[i] !== c) return false;
+      if (t >= 0 && !(cols.tags && cols.tags[i].indexOf(t) >= 0)) return false;
       for (var w = 0; w < words.length; w++) if (hay[i].indexOf(words[w]) < 0) return false;
       return true;
     }
     function select() {
       var words = query.toLowerCase().split(/\s+/).filter(Boolean);
       var flagCol = flag ? cols[flag.slice(1)] : null, want = flag.charAt(0) === "+";
-      if (!words.length && !flagCol) { shown = sorted; return; }
+      var c = cls === "" ? -1 : +cls, t = tag === "" ? -1 : tagIndex(tag);
+      if (tag !== "" && t < 0) t = -2;  // a tag this grid does not have: nothing matches
+      if (!words.length && !flagCol && c < 0 && t === -1) { shown = sorted; return; }
       if (words.length && !hay) {
         hay = new Array(n);
         for (var i = 0; i < n; i++) {
@@ -128,7 +133,7 @@
           hay[i] = h.toLowerCase();
         }
       }
-      shown = sorted.filter(function (i) { return matches(i, words, flagCol, want); });
+      shown = sorted.filter(function (i) { return matches(i, words, flagCol, want, c, t); });
     }
     function measure() {
       var style = window.getComputedStyle(grid);
@@ -174,9 +179,11 @@
         shown.length.toLocaleString("en") + " of " + total + " " + data.kind_name + "s";
     }
     this.sort = function (key) { sortKey = key; sorted = order(key); select(); report(); draw(true); };
-    this.filter = function (text, flagValue) {
-      query = text || ""; flag = flagValue || ""; select(); report(); draw(true);
+    this.filter = function (text, flagValue, classValue, tagValue) {
+      query = text || ""; flag = flagValue || ""; cls = classValue || ""; tag = tagValue || "";
+      select(); report(); draw(true);
     };
+    this.state = function () { return { sort: sortKey, q: query, flag: flag, "class": cls, tag: tag }; };
     this.ids = function () { return shown.slice(); };
     sorted = order(sortKey);
     shown = sorted;
@@ -186,20 +193,77 @@
     window.addEventListener("resize", function () { metrics = null; draw(true); });
     grid.setAttribute("data-virtual", "1");
     if (tools) {
+      var name = tools.getAttribute("data-grid-tools");
       var buttons = tools.querySelectorAll("button[data-sort]");
+      var input = tools.querySelector("[data-grid-filter]"), menu = tools.querySelector("[data-grid-flag]");
+      var classMenu = tools.querySelector("[data-grid-class]"), tagMenu = tools.querySelector("[data-grid-tag]");
+      var link = tools.querySelector("[data-grid-link]");
+      var pressSort = function (key) {
+        Array.prototype.forEach.call(buttons, function (o) {
+          o.setAttribute("aria-pressed", o.getAttribute("data-sort") === key ? "true" : "false");
+        });
+      };
+      var remember = function () { gridState(name, self.state(), link); };
+      var refilter = function () {
+        self.filter(input ? input.value.trim() : "", menu ? menu.value : "", classMenu ? classMenu.value : "",
+                    tagMenu ? tagMenu.value : "");
+        remember();
+      };
       Array.prototype.forEach.call(buttons, function (b) {
         b.addEventListener("click", function () {
           self.sort(b.getAttribute("data-sort"));
-          Array.prototype.forEach.call(buttons, function (o) { o.setAttribute("aria-pressed", o === b ? "true" : "false"); });
+          pressSort(b.getAttribute("data-sort"));
+          remember();
         });
       });
-      var input = tools.querySelector("[data-grid-filter]"), menu = tools.querySelector("[data-grid-flag]");
-      var refilter = function () { self.filter(input ? input.value.trim() : "", menu ? menu.value : ""); };
       if (input) input.addEventListener("input", refilter);
-      if (menu) menu.addEventListener("change", refilter);
-      if ((input && input.value) || (menu && menu.value)) refilter();
+      [menu, classMenu, tagMenu].forEach(function (m) { if (m) m.addEventListener("change", refilter); });
+      // The view in the URL fragment (a shared link), then what the browser restored into the controls.
+      var saved = gridStateFromHash(name), setMenu = function (m, v) {
+        if (m && v !== undefined && Array.prototype.some.call(m.options, function (o) { return o.value === v; })) m.value = v;
+      };
+      if (input && saved.q !== undefined) input.value = saved.q;
+      setMenu(menu, saved.flag); setMenu(classMenu, saved["class"]); setMenu(tagMenu, saved.tag);
+      if (saved.sort && Array.prototype.some.call(buttons, function (b) { return b.getAttribute("data-sort") === saved.sort; })) {
+        self.sort(saved.sort); pressSort(saved.sort);
+      }
+      if ((input && input.value) || (menu && menu.value) || (classMenu && classMenu.value) || (tagMenu && tagMenu.value)) refilter();
+      else if (saved.sort) remember();
       tools.hidden = false;
+      if (link) link.hidden = false;
     }
+  }
+  /* The grids' views in the URL fragment: "#features.sort=density&features.flag=%2Bdense&neurons.q=red".
+   * Keys of other grids and other fragments are kept; defaults (sort by id, no filter) are left out. */
+  function parseHash() {
+    var out = [];
+    window.location.hash.replace(/^#/, "").split("&").forEach(function (part) {
+      if (!part) return;
+      var eq = part.indexOf("=");
+      try {
+        out.push([decodeURIComponent(eq < 0 ? part : part.slice(0, eq)), eq < 0 ? "" : decodeURIComponent(part.slice(eq + 1))]);
+      } catch (e) { /* a malformed fragment: ignored */ }
+    });
+    return out;
+  }
+  function gridStateFromHash(name) {
+    var state = {};
+    parseHash().forEach(function (kv) { if (kv[0].indexOf(name + ".") === 0) state[kv[0].slice(name.length + 1)] = kv[1]; });
+    return state;
+  }
+  function gridState(name, state, link) {
+    var parts = parseHash().filter(function (kv) { return kv[0].indexOf(name + ".") !== 0; }).map(function (kv) {
+      return encodeURIComponent(kv[0]) + (kv[1] !== "" ? "=" + encodeURIComponent(kv[1]) : "");
+    });
+    ["sort", "flag", "class", "tag", "q"].forEach(function (key) {
+      var v = state[key];
+      if (v === undefined || v === "" || (key === "sort" && v === "id")) return;
+      parts.push(encodeURIComponent(name + "." + key) + "=" + encodeURIComponent(v));
+    });
+    var hash = parts.length ? "#" + parts.join("&") : "";
+    var url = window.location.href.replace(/#.*$/, "") + hash;
+    try { window.history.replaceState(null, "", url); } catch (e) { if (hash) window.location.hash = hash; }
+    if (link) link.href = url;
   }
   window.atlasGrids = {};
   if (window.ATLAS_CARDS) {

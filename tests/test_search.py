@@ -214,3 +214,61 @@ def test_404_page_has_search_and_a_link_home(tab, search_site):
     expected = {f"{search_site.name}/{MODEL}/{L1}/f/999/index.html", "favicon.ico"}
     assert {u.split("/", 3)[3] for u in missing} <= expected, missing
     assert [e for e in tab.errors if "status of 404" not in e] == []
+
+
+# ----------------------------------------------------------------------------- the layer grid's filters
+
+
+def _grid_ids(page, grid="feature") -> list[int]:
+    return page.eval_on_selector_all(f"#{grid}-grid > li", "els => els.map(e => +e.dataset.id)")
+
+
+@needs_chromium
+def test_layer_grid_filters_combine_and_live_in_the_fragment(tab, base, search_site):
+    page = tab.page
+    cards = json.loads((search_site / MODEL / L1 / "cards.js").read_text()[len("window.ATLAS_CARDS = ") : -2])
+    cols = cards["grids"]["features"]["columns"]
+    page.goto(f"{base}{MODEL}/{L1}/index.html")
+    page.wait_for_function("() => window.atlasGrids && window.atlasGrids.features")
+    tools = page.locator('[data-grid-tools="features"]')
+    # Annotated or not, by tag.
+    tools.locator("[data-grid-flag]").select_option("+annotated")
+    assert _grid_ids(page) == [5]
+    tools.locator("[data-grid-flag]").select_option("")
+    tools.locator("[data-grid-tag]").select_option("desert")
+    assert _grid_ids(page) == [5]
+    assert "features.tag=desert" in page.url
+    tools.locator("[data-grid-tag]").select_option("")
+    # Live features of one top class, sorted by density: the ids, in the sort's order.
+    c = cols["cls"][0]
+    tools.locator("[data-grid-class]").select_option(str(c))
+    tools.locator("[data-grid-flag]").select_option("-dead")
+    tools.locator('button[data-sort="density"]').click()
+    want = sorted(
+        (i for i in range(len(cols["cls"])) if cols["cls"][i] == c and not cols["dead"][i]),
+        key=lambda i: (-cols["density"][i], i),
+    )
+    assert _grid_ids(page) == want and want
+    assert tools.locator(".grid-status").inner_text() == f"{len(want)} of 20 features"
+    # The view is in the fragment: opening the URL elsewhere shows the same cards and controls.
+    url = page.url
+    assert re.search(r"#.*features\.sort=density", url) and f"features.class={c}" in url
+    assert "features.flag=-dead" in url
+    assert tools.locator("[data-grid-link]").get_attribute("href") == url
+    other = _Page(tab.context.browser, viewport={"width": 1100, "height": 900})
+    try:
+        other.page.goto(url)
+        other.page.wait_for_function("() => window.atlasGrids && window.atlasGrids.features")
+        assert _grid_ids(other.page) == want
+        t = other.page.locator('[data-grid-tools="features"]')
+        assert t.locator("[data-grid-class]").input_value() == str(c)
+        assert t.locator('button[data-sort="density"]').get_attribute("aria-pressed") == "true"
+        # Text filter on labels, human labels included (a fresh load: a fragment change alone is not one).
+        other.page.goto("about:blank")
+        other.page.goto(f"{base}{MODEL}/{L1}/index.html#features.q=cactus")
+        other.page.wait_for_function("() => window.atlasGrids && window.atlasGrids.features")
+        assert _grid_ids(other.page) == [5]
+        assert not other.errors, other.errors
+    finally:
+        other.close()
+    assert not tab.errors, tab.errors
