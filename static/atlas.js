@@ -364,9 +364,7 @@
     function item(k, n) {
       var u = units[k], li = el("li"), a = el("a");
       li.id = "search-hit-" + n;
-      li.setAttribute("role", "option");
       a.href = root + u.href;
-      a.tabIndex = -1;
       if (u.kind === "c") {
         a.appendChild(el("span", "thumb none r-thumb", "class"));
       } else if (u.thumb) {
@@ -397,20 +395,20 @@
       return li;
     }
     function select(n) {
+      // The input keeps the focus (typing goes on); the chosen result is marked and read out by the status.
       var items = results.children;
-      if (active >= 0 && items[active]) items[active].removeAttribute("aria-selected");
+      if (active >= 0 && items[active]) items[active].removeAttribute("data-active");
       active = n;
       if (n >= 0 && items[n]) {
-        items[n].setAttribute("aria-selected", "true");
-        input.setAttribute("aria-activedescendant", items[n].id);
+        items[n].setAttribute("data-active", "true");
         if (items[n].scrollIntoView) items[n].scrollIntoView({ block: "nearest" });
-      } else input.removeAttribute("aria-activedescendant");
+        status.textContent = (n + 1) + " of " + items.length + ": " + items[n].textContent + " (Enter opens it)";
+      }
     }
     function run() {
       var q = input.value.trim();
       results.textContent = "";
       active = -1; shownHits = [];
-      input.removeAttribute("aria-activedescendant");
       if (more) more.hidden = true;
       if (!q) { status.textContent = ""; return; }
       if (!ms) load();
@@ -419,7 +417,6 @@
       var frag = document.createDocumentFragment();
       shownHits.forEach(function (k, n) { frag.appendChild(item(k, n)); });
       results.appendChild(frag);
-      input.setAttribute("aria-expanded", shownHits.length ? "true" : "false");
       status.textContent = hits.length === 0 ? "No match." :
         hits.length > shownHits.length ? "Showing " + shownHits.length + " of " + hits.length + " matches." :
         hits.length + (hits.length === 1 ? " match." : " matches.");
