@@ -241,6 +241,8 @@ def test_human_label_on_cards_search_and_exports(annotated_site):
     manifest = json.loads((site / "manifest.json").read_text())
     assert manifest["annotations"] == {a.path: {"unit": a.code, "sha256": a.sha256} for a in annotations}
     assert "bird heads, side view" in (site / "search_index.js").read_text()
+    map_data = (site / MODEL / L1 / "map" / "data.js").read_text()
+    assert '"bird heads, side view"' in map_data and f'"{fake_label(5, 1)}"' not in map_data
 
 
 def test_annotation_of_a_missing_unit_stops_the_render(tmp_path):
