@@ -6,8 +6,8 @@ Writes ``<kind>.png`` (light, 1280x900 viewport, the top of the page) for the
 home, model, layer, feature, neuron, class, map and rating pages into
 ``--out``, plus ``feature-dark.png`` and ``feature-phone.png`` (390 px wide,
 dark), ``class_circuit.png``: the class page's circuit figure alone (when it has one),
-``search.png`` / ``search-dark.png`` (the search page's results for a word of the first human label)
-and ``layer-filtered.png`` / ``layer-filtered-dark.png`` (the feature grid, live features by density,
+``search.png`` / ``search-dark.png`` (the search page's results for the first annotation tag)
+and ``layer-filtered.png`` / ``layer-filtered-dark.png`` (the feature grid, features that are not dense, by density,
 from the URL fragment).
 ``--review`` also writes every kind at phone width and in dark mode
 (full page) into another folder, for checking layouts by eye.
@@ -56,12 +56,12 @@ def _busy_feature(site: Path, model: str, layer: str) -> int:
 
 
 def _search_word(site: Path) -> str:
-    """A word to search for: the first word of the first human label, else of the first class name."""
+    """A word to search for: the first tag of the annotations, else the first word of a class name."""
     import json
 
     text = (site / "search_index.js").read_text(encoding="utf-8")
     index = json.loads(text[text.index("=") + 1 :].strip().rstrip(";"))
-    names = [a[3] for a in index["annotations"] if a[3]] + [c[1] for c in index["classes"]]
+    names = [a[4] for a in index["annotations"] if a[4]] + [c[1] for c in index["classes"]]
     return names[0].split()[0] if names else "a"
 
 
@@ -84,6 +84,7 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
             full=False,
             element=None,
             suffix="",
+            top=None,
         ):
             ctx = browser.new_context(
                 color_scheme=scheme, viewport={"width": width, "height": height}, device_scale_factor=1
@@ -98,6 +99,8 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
                     " { scrollTo(0, y); await new Promise(r => setTimeout(r, 50)); } scrollTo(0, 0); }"
                 )
                 page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
+            if top is not None:  # the viewport from this element down
+                page.evaluate("(sel) => document.querySelector(sel).scrollIntoView()", top)
             page.wait_for_timeout(300)  # the map draws on a canvas after load
             if element is not None:
                 if not page.locator(element).count():
@@ -131,9 +134,8 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
                 kinds["layer"],
                 out / f"layer-filtered{name}.png",
                 scheme=scheme,
-                element="section:has(#features-title)",
-                suffix="#features.flag=-dead&features.sort=density",
-                height=1400,
+                top="#features-title",
+                suffix="#features.flag=-dense&features.sort=density",
             )
         if review:
             review.mkdir(parents=True, exist_ok=True)
