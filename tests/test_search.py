@@ -183,7 +183,7 @@ def test_404_page_has_search_and_a_link_home(tab, search_site):
     # GitHub Pages serves 404.html at any missing path; the page's URLs are absolute under site.base_url,
     # here the test server's own address.
     html = (search_site / "404.html").read_text()
-    assert 'href="https://example.github.io/atlas/index.html"' in html
+    assert 'href="https://example.github.io/atlas/"' in html
     assert '<script src="https://example.github.io/atlas/search_index.js"></script>' in html
 
     class NotFound(__import__("conftest").QuietHandler):
@@ -210,7 +210,8 @@ def test_404_page_has_search_and_a_link_home(tab, search_site):
         page.wait_for_url(re.compile(rf".*/{L1}/f/5/index\.html$"))
         page.go_back()
         page.locator("a", has_text="Go to the atlas home page").click()
-        page.wait_for_url(re.compile(rf".*/{search_site.name}/index\.html$"))
+        page.wait_for_url(re.compile(rf".*/{search_site.name}/$"))
+        assert page.locator("#search-input").count() == 1  # the home page
     # The only failed loads: the missing page itself (opened, then back) and the browser's favicon probe.
     expected = {f"{search_site.name}/{MODEL}/{L1}/f/999/index.html", "favicon.ico"}
     assert {u.split("/", 3)[3] for u in missing} <= expected, missing
