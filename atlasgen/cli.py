@@ -1,4 +1,4 @@
-"""The command line: build, status, serve, clean, layers, check, publish, export-sae."""
+"""The command line: build, status, serve, clean, layers, check, publish, export-sae, annotate."""
 
 from __future__ import annotations
 
@@ -310,6 +310,85 @@ def layers(config: str) -> None:
         click.echo(
             f"{'(output)':<24} {' x '.join(map(str, output.shape[1:])):<16} {output_kind(cfg, model, output, n_classes)}"
         )
+
+
+@main.command()
+@common_config
+@click.argument("unit")
+@click.option("--edit", is_flag=True, help="Open the file in $VISUAL or $EDITOR afterwards.")
+def annotate(config: str, unit: str, edit: bool) -> None:
+    """Create the annotation file of UNIT (e.g. mixed5b/f/32) with the unit's current facts as comments,
+    or name it when it exists. Needs a built atlas: the facts come from the cached artifacts."""
+    import os
+    import subprocess
+
+    from atlasgen.annotations import annotations_dir, new_file_text, parse_unit
+
+    cfg = _load(config)
+    names = [layer.name for layer in cfg.layers]
+    try:
+        layer, kind, i = parse_unit(unit, cfg.model.name, names)
+    except ValueError as exc:
+        _fail([f"UNIT: {exc}"], "usage error")
+    folder = annotations_dir(cfg) or cfg.resolve("annotations")
+    path = folder / layer / kind / f"{i}.md"
+    code = f"{layer}/{kind}/{i}"
+    if path.is_file():
+        click.echo(f"{path} exists (the annotation of {code})")
+    else:
+        try:
+            facts = _unit_facts(cfg, layer, kind, i)
+        except AtlasgenError as exc:
+            _fail(exc.errors, exc.headline)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_file_text(code, facts), encoding="utf-8")
+        click.echo(f"wrote {path} (the annotation of {code}); `atlasgen build` puts it on the site")
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if edit and editor:
+        subprocess.call([*editor.split(), str(path)])
+
+
+def _unit_facts(cfg, layer: str, kind: str, i: int) -> list[str]:
+    """Lines of facts of one unit, from the cached artifacts of the last build."""
+    from atlasgen import unitlabels
+    from atlasgen.pipeline import Pipeline
+    from atlasgen.site.artifacts import load_artifacts
+    from atlasgen.site.fmt import fmt_num, fmt_pct
+
+    pipeline = Pipeline(cfg)
+    states = [s for s in pipeline.states() if s.name != "site"]
+    stale = [s.name for s in states if not s.cached]
+    if stale:
+        raise AtlasgenError(
+            [f"the stages {', '.join(stale)} are not built for this config. Fix: run `atlasgen build` first."]
+        )
+    folders = {s.name: pipeline.store.final(s.name, s.key) for s in states}
+    arts = load_artifacts(folders, [layer.name for layer in cfg.layers])
+    L = next(x for x in arts.layers if x.name == layer)
+    ex = L.features if kind == "f" else L.neurons
+    if i >= ex.n_units:
+        what = "features" if kind == "f" else "neurons"
+        raise AtlasgenError(
+            [
+                f"UNIT: {layer}/{kind}/{i} is not a unit: {layer} has {ex.n_units} {what} (ids 0 to {ex.n_units - 1})."
+            ]
+        )
+    auto = L.feature_label(i) if kind == "f" else ""
+    names = arts.dataset.class_names
+    top = ", ".join(
+        f"{names[int(c)]} {fmt_pct(w)}"
+        for c, w in zip(ex.top_classes[i], ex.top_class_weights[i])
+        if int(c) >= 0
+    )
+    facts = [
+        f"automatic label: {auto or '(none)'}",
+        f"density: fires on {fmt_pct(ex.density[i])} of images",
+        f"max activation: {fmt_num(ex.max_act[i])}; mean activation: {fmt_num(ex.mean_act[i])}",
+        f"top classes of its top images: {top or '(none)'}",
+        f"flags: {', '.join(unitlabels.FLAG_NAMES[f] for f in unitlabels.unit_flags(ex, i)) or '(none)'}",
+        f"page: {cfg.model.name}/{layer}/{kind}/{i}/index.html",
+    ]
+    return facts
 
 
 @main.command("export-sae")

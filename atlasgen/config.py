@@ -77,6 +77,10 @@ class SiteConfig:
         [],
         "Files and folders of the site folder, relative to it, that a rebuild keeps and `atlasgen clean` leaves (glob patterns allowed, e.g. notes/*). CNAME, .nojekyll and .git are always kept.",
     )
+    annotations: str | None = _f(
+        None,
+        "Folder of annotation files, one Markdown file with front matter per unit at <layer>/<f|n>/<id>.md (label, tags, confidence, author, date; docs/annotations.md), relative to the config file. Empty: annotations/ beside the config when it exists. Changing one re-renders the site only.",
+    )
 
 
 @dataclass

@@ -250,6 +250,64 @@ def _check_output(cfg: Config, out: Path, errors: list[str]) -> None:
         )
 
 
+# ---------------------------------------------------------------- annotations
+
+
+def _layer_widths(cfg: Config, model, image_size: int) -> dict[str, int]:
+    """Channels of each studied layer's output, from one forward on the meta device ({} when it cannot run)."""
+    import torch
+
+    modules = dict(model.named_modules())
+    widths: dict[str, int] = {}
+    hooks = []
+    for layer in cfg.layers:
+        module = modules.get(layer.module or layer.name)
+        if module is None:
+            continue
+
+        def hook(_m, _i, out, layer=layer):
+            out = out[0] if isinstance(out, (tuple, list)) and out else out
+            if isinstance(out, torch.Tensor) and out.dim() in (2, 3, 4):
+                width = int(out.shape[1] if out.dim() == 4 else out.shape[-1])
+                if layer.channels:
+                    width = min(width, layer.channels[1]) - layer.channels[0]
+                widths[layer.name] = width
+
+        hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, image_size, image_size, device="meta"))
+    except Exception:
+        return {}
+    finally:
+        for h in hooks:
+            h.remove()
+    return widths
+
+
+def _check_annotations(cfg: Config, model, errors: list[str]) -> None:
+    """The annotation files' keys, paths and, where the layer's width is known from the model, unit ids."""
+    from atlasgen.annotations import AnnotationError, annotations_dir, check_units, load_annotations
+
+    try:
+        found = load_annotations(annotations_dir(cfg), [layer.name for layer in cfg.layers])
+    except AnnotationError as exc:
+        errors += exc.errors
+        return
+    if not found or model is None:
+        return
+    widths = _layer_widths(cfg, model, cfg.dataset.image_size)
+    counts: dict[tuple[str, str], int] = {}
+    for layer in cfg.layers:
+        width = widths.get(layer.name)
+        if width is None:
+            continue
+        counts[(layer.name, "n")] = width
+        if not layer.sae.weights:  # an SAE loaded from a file: its width is checked when the site renders
+            counts[(layer.name, "f")] = width * layer.sae.expansion
+    errors += check_units(found, counts)
+
+
 # ---------------------------------------------------------------- all together
 
 
@@ -279,6 +337,7 @@ def preflight(cfg: Config, out: Path) -> Preflight:
     if found.n_outputs is not None and found.class_ids:
         _check_outputs(cfg, found.class_ids, found.class_names, found.n_outputs, errors)
         _check_top_k(cfg, found.n_outputs, errors)
+    _check_annotations(cfg, model, errors)
     _check_output(cfg, out, errors)
     if errors:
         raise ConfigError(errors) from cause

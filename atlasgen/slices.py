@@ -70,6 +70,12 @@ def _layer_importance(cfg: Config) -> dict:
     }
 
 
+def _annotations_identity(cfg: Config) -> Any:
+    from atlasgen.annotations import annotations_dir, identity
+
+    return identity(annotations_dir(cfg))
+
+
 def _ratings_identity(cfg: Config) -> Any:
     from atlasgen.ratings import ratings_identity
 
@@ -91,6 +97,7 @@ SLICES: dict[str, tuple[str, Callable[[Config], Any]]] = {
     "model_weights": ("weights", _weights_identity),  # content hash of model.weights
     "map_hierarchy": ("hierarchy", _hierarchy_identity),  # content hash of map.hierarchy
     "ratings_merged": ("ratings_merged", _ratings_identity),  # content hash of the imported ratings
+    "annotations": ("annotations", _annotations_identity),  # content hash of each annotation file
 }
 
 

@@ -5,7 +5,10 @@
 Writes ``<kind>.png`` (light, 1280x900 viewport, the top of the page) for the
 home, model, layer, feature, neuron, class, map and rating pages into
 ``--out``, plus ``feature-dark.png`` and ``feature-phone.png`` (390 px wide,
-dark), and ``class_circuit.png``: the class page's circuit figure alone (when it has one).
+dark), ``class_circuit.png``: the class page's circuit figure alone (when it has one),
+``search.png`` / ``search-dark.png`` (the search page's results for the first annotation tag)
+and ``layer-filtered.png`` / ``layer-filtered-dark.png`` (the feature grid, features that are not dense, by density,
+from the URL fragment).
 ``--review`` also writes every kind at phone width and in dark mode
 (full page) into another folder, for checking layouts by eye.
 """
@@ -52,6 +55,16 @@ def _busy_feature(site: Path, model: str, layer: str) -> int:
     return int(digits or 0)
 
 
+def _search_word(site: Path) -> str:
+    """A word to search for: the first tag of the annotations, else the first word of a class name."""
+    import json
+
+    text = (site / "search_index.js").read_text(encoding="utf-8")
+    index = json.loads(text[text.index("=") + 1 :].strip().rstrip(";"))
+    names = [a[4] for a in index["annotations"] if a[4]] + [c[1] for c in index["classes"]]
+    return names[0].split()[0] if names else "a"
+
+
 def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
@@ -61,12 +74,23 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
 
-        def snap(rel: str, path: Path, *, scheme="light", width=1280, height=900, full=False, element=None):
+        def snap(
+            rel: str,
+            path: Path,
+            *,
+            scheme="light",
+            width=1280,
+            height=900,
+            full=False,
+            element=None,
+            suffix="",
+            top=None,
+        ):
             ctx = browser.new_context(
                 color_scheme=scheme, viewport={"width": width, "height": height}, device_scale_factor=1
             )
             page = ctx.new_page()
-            page.goto((site / rel).resolve().as_uri())
+            page.goto((site / rel).resolve().as_uri() + suffix)
             page.wait_for_load_state("load")
             page.evaluate("document.fonts.ready")
             if full:  # lazy images load once scrolled into view: scroll through, then back to the top
@@ -75,6 +99,8 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
                     " { scrollTo(0, y); await new Promise(r => setTimeout(r, 50)); } scrollTo(0, 0); }"
                 )
                 page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
+            if top is not None:  # the viewport from this element down
+                page.evaluate("(sel) => document.querySelector(sel).scrollIntoView()", top)
             page.wait_for_timeout(300)  # the map draws on a canvas after load
             if element is not None:
                 if not page.locator(element).count():
@@ -100,6 +126,17 @@ def shoot(site: Path, out: Path, review: Path | None) -> list[Path]:
         snap(kinds["feature"], out / "feature-phone.png", scheme="dark", width=390, height=844)
         if kinds["class"]:
             snap(kinds["class"], out / "class_circuit.png", element=".circuit-fig")
+        # The search's page of results (its query in the URL) and the layer grid filtered by its fragment.
+        query = _search_word(site)
+        for scheme, name in (("light", ""), ("dark", "-dark")):
+            snap("search.html", out / f"search{name}.png", scheme=scheme, suffix=f"?q={query}")
+            snap(
+                kinds["layer"],
+                out / f"layer-filtered{name}.png",
+                scheme=scheme,
+                top="#features-title",
+                suffix="#features.flag=-dense&features.sort=density",
+            )
         if review:
             review.mkdir(parents=True, exist_ok=True)
             for kind, rel in kinds.items():

@@ -60,7 +60,8 @@
     var n = data.n, cols = data.columns, self = this;
     var pixelated = grid.getAttribute("data-px") === "1";
     var flagCols = data.flags.map(function (f) { return cols[f.key]; });
-    var hay = null, sorted = null, shown = null, sortKey = "id", query = "", flag = "";
+    var hay = null, sorted = null, shown = null, sortKey = "id", query = "", flag = "", cls = "", tag = "";
+    var tagIndex = (data.choices && data.choices.tags || []).indexOf.bind(data.choices ? data.choices.tags : []);
     var metrics = null, drawn = [-1, -1], pending = false;
     var status = tools ? tools.querySelector(".grid-status") : null;
     var BUFFER_ROWS = 4;
@@ -111,15 +112,19 @@
       });
       return ids;
     }
-    function matches(i, words, flagCol, want) {
+    function matches(i, words, flagCol, want, c, t) {
       if (flagCol && !flagCol[i] !== !want) return false;
+      if (c >= 0 && cols.cls[i] !== c) return false;
+      if (t >= 0 && !(cols.tags && cols.tags[i].indexOf(t) >= 0)) return false;
       for (var w = 0; w < words.length; w++) if (hay[i].indexOf(words[w]) < 0) return false;
       return true;
     }
     function select() {
       var words = query.toLowerCase().split(/\s+/).filter(Boolean);
       var flagCol = flag ? cols[flag.slice(1)] : null, want = flag.charAt(0) === "+";
-      if (!words.length && !flagCol) { shown = sorted; return; }
+      var c = cls === "" ? -1 : +cls, t = tag === "" ? -1 : tagIndex(tag);
+      if (tag !== "" && t < 0) t = -2;  // a tag this grid does not have: nothing matches
+      if (!words.length && !flagCol && c < 0 && t === -1) { shown = sorted; return; }
       if (words.length && !hay) {
         hay = new Array(n);
         for (var i = 0; i < n; i++) {
@@ -128,7 +133,7 @@
           hay[i] = h.toLowerCase();
         }
       }
-      shown = sorted.filter(function (i) { return matches(i, words, flagCol, want); });
+      shown = sorted.filter(function (i) { return matches(i, words, flagCol, want, c, t); });
     }
     function measure() {
       var style = window.getComputedStyle(grid);
@@ -174,9 +179,11 @@
         shown.length.toLocaleString("en") + " of " + total + " " + data.kind_name + "s";
     }
     this.sort = function (key) { sortKey = key; sorted = order(key); select(); report(); draw(true); };
-    this.filter = function (text, flagValue) {
-      query = text || ""; flag = flagValue || ""; select(); report(); draw(true);
+    this.filter = function (text, flagValue, classValue, tagValue) {
+      query = text || ""; flag = flagValue || ""; cls = classValue || ""; tag = tagValue || "";
+      select(); report(); draw(true);
     };
+    this.state = function () { return { sort: sortKey, q: query, flag: flag, "class": cls, tag: tag }; };
     this.ids = function () { return shown.slice(); };
     sorted = order(sortKey);
     shown = sorted;
@@ -186,20 +193,77 @@
     window.addEventListener("resize", function () { metrics = null; draw(true); });
     grid.setAttribute("data-virtual", "1");
     if (tools) {
+      var name = tools.getAttribute("data-grid-tools");
       var buttons = tools.querySelectorAll("button[data-sort]");
+      var input = tools.querySelector("[data-grid-filter]"), menu = tools.querySelector("[data-grid-flag]");
+      var classMenu = tools.querySelector("[data-grid-class]"), tagMenu = tools.querySelector("[data-grid-tag]");
+      var link = tools.querySelector("[data-grid-link]");
+      var pressSort = function (key) {
+        Array.prototype.forEach.call(buttons, function (o) {
+          o.setAttribute("aria-pressed", o.getAttribute("data-sort") === key ? "true" : "false");
+        });
+      };
+      var remember = function () { gridState(name, self.state(), link); };
+      var refilter = function () {
+        self.filter(input ? input.value.trim() : "", menu ? menu.value : "", classMenu ? classMenu.value : "",
+                    tagMenu ? tagMenu.value : "");
+        remember();
+      };
       Array.prototype.forEach.call(buttons, function (b) {
         b.addEventListener("click", function () {
           self.sort(b.getAttribute("data-sort"));
-          Array.prototype.forEach.call(buttons, function (o) { o.setAttribute("aria-pressed", o === b ? "true" : "false"); });
+          pressSort(b.getAttribute("data-sort"));
+          remember();
         });
       });
-      var input = tools.querySelector("[data-grid-filter]"), menu = tools.querySelector("[data-grid-flag]");
-      var refilter = function () { self.filter(input ? input.value.trim() : "", menu ? menu.value : ""); };
       if (input) input.addEventListener("input", refilter);
-      if (menu) menu.addEventListener("change", refilter);
-      if ((input && input.value) || (menu && menu.value)) refilter();
+      [menu, classMenu, tagMenu].forEach(function (m) { if (m) m.addEventListener("change", refilter); });
+      // The view in the URL fragment (a shared link), then what the browser restored into the controls.
+      var saved = gridStateFromHash(name), setMenu = function (m, v) {
+        if (m && v !== undefined && Array.prototype.some.call(m.options, function (o) { return o.value === v; })) m.value = v;
+      };
+      if (input && saved.q !== undefined) input.value = saved.q;
+      setMenu(menu, saved.flag); setMenu(classMenu, saved["class"]); setMenu(tagMenu, saved.tag);
+      if (saved.sort && Array.prototype.some.call(buttons, function (b) { return b.getAttribute("data-sort") === saved.sort; })) {
+        self.sort(saved.sort); pressSort(saved.sort);
+      }
+      if ((input && input.value) || (menu && menu.value) || (classMenu && classMenu.value) || (tagMenu && tagMenu.value)) refilter();
+      else if (saved.sort) remember();
       tools.hidden = false;
+      if (link) link.hidden = false;
     }
+  }
+  /* The grids' views in the URL fragment: "#features.sort=density&features.flag=%2Bdense&neurons.q=red".
+   * Keys of other grids and other fragments are kept; defaults (sort by id, no filter) are left out. */
+  function parseHash() {
+    var out = [];
+    window.location.hash.replace(/^#/, "").split("&").forEach(function (part) {
+      if (!part) return;
+      var eq = part.indexOf("=");
+      try {
+        out.push([decodeURIComponent(eq < 0 ? part : part.slice(0, eq)), eq < 0 ? "" : decodeURIComponent(part.slice(eq + 1))]);
+      } catch (e) { /* a malformed fragment: ignored */ }
+    });
+    return out;
+  }
+  function gridStateFromHash(name) {
+    var state = {};
+    parseHash().forEach(function (kv) { if (kv[0].indexOf(name + ".") === 0) state[kv[0].slice(name.length + 1)] = kv[1]; });
+    return state;
+  }
+  function gridState(name, state, link) {
+    var parts = parseHash().filter(function (kv) { return kv[0].indexOf(name + ".") !== 0; }).map(function (kv) {
+      return encodeURIComponent(kv[0]) + (kv[1] !== "" ? "=" + encodeURIComponent(kv[1]) : "");
+    });
+    ["sort", "flag", "class", "tag", "q"].forEach(function (key) {
+      var v = state[key];
+      if (v === undefined || v === "" || (key === "sort" && v === "id")) return;
+      parts.push(encodeURIComponent(name + "." + key) + "=" + encodeURIComponent(v));
+    });
+    var hash = parts.length ? "#" + parts.join("&") : "";
+    var url = window.location.href.replace(/#.*$/, "") + hash;
+    try { window.history.replaceState(null, "", url); } catch (e) { if (hash) window.location.hash = hash; }
+    if (link) link.href = url;
   }
   window.atlasGrids = {};
   if (window.ATLAS_CARDS) {
@@ -211,71 +275,182 @@
     });
   }
 
-  /* ---- search over the prebuilt index (search_index.js -> window.ATLAS_SEARCH) */
-  var searchInput = document.querySelector("[data-search]");
-  if (searchInput && window.ATLAS_SEARCH) {
+  /* ---- search (search_index.js -> window.ATLAS_SEARCH; vendor/minisearch -> window.MiniSearch).
+   * One MiniSearch index over every feature, neuron and class, built on the first keystroke: human labels,
+   * automatic labels, tags, top classes and notes, prefix and typo-tolerant. Results rank by tier: an exact
+   * unit id, then a match in a human label or a class name, then in an automatic label or tags, then in the
+   * top classes, then in notes; typo-only matches come after exact ones of the same field, MiniSearch's
+   * score orders within a tier. Arrow keys move through the results, Enter opens one. The index is built
+   * once, when the box gets focus or on the first search (benchmarks/bench_search.py measures both). */
+  function AtlasSearch(input) {
     var index = window.ATLAS_SEARCH;
-    var results = document.getElementById("search-results");
+    var root = input.getAttribute("data-root") || "";
+    var limit = parseInt(input.getAttribute("data-limit") || "20", 10);
+    var results = document.getElementById(input.getAttribute("aria-controls") || "search-results");
     var status = document.getElementById("search-status");
-    var MAX_RESULTS = 50;
-    var features = index.features.map(function (f) {
-      // [href, layer, id, label, classes, flags, density (as the pages print it)]
-      return { href: f[0], code: f[1] + "/f/" + f[2], id: String(f[2]), label: f[3], classes: f[4], flags: f[5] || "",
-               density: f[6], hay: (f[3] + " " + f[4]).toLowerCase() };
-    });
-    var classes = index.classes.map(function (c) {
-      return { href: c[0], name: c[1], superclass: c[2], hay: (c[1] + " " + c[2]).toLowerCase() };
-    });
-    var run = function () {
-      var q = searchInput.value.trim().toLowerCase();
+    var more = document.getElementById("search-more");
+    var units = null, byCode = null, ms = null, active = -1, shownHits = [];
+    var KIND = { f: "feature", n: "neuron", c: "class" };
+    var TIER = { human: 1, name: 1, label: 2, tags: 2, classes: 3, notes: 4 };
+
+    function load() {
+      units = []; byCode = {};
+      index.layers.forEach(function (L) {
+        ["f", "n"].forEach(function (kind) {
+          var g = L[kind];
+          if (!g) return;
+          for (var i = 0; i < g.n; i++) {
+            var u = { kind: kind, layer: L.name, id: i, code: L.name + "/" + kind + "/" + i, label: g.label[i] || "",
+                      classes: g.classes[i] || "", flags: g.flags[i] || "", density: g.density[i], thumb: g.thumb[i],
+                      human: "", tags: "", notes: "" };
+            u.href = index.model + "/" + u.code + "/index.html";
+            byCode[u.code] = units.length;
+            units.push(u);
+          }
+        });
+      });
+      index.annotations.forEach(function (a) {
+        var k = byCode[a[0] + "/" + a[1] + "/" + a[2]];
+        if (k === undefined) return;
+        units[k].human = a[3]; units[k].tags = a[4]; units[k].notes = a[5];
+      });
+      index.classes.forEach(function (c) {
+        units.push({ kind: "c", href: c[0], code: "class", name: c[1], human: "", label: "", tags: "",
+                     classes: c[2], notes: "", density: "", flags: "" });
+      });
+      ms = new window.MiniSearch({
+        fields: ["name", "human", "label", "tags", "classes", "notes"],
+        storeFields: [],
+        extractField: function (doc, field) { return field === "id" ? doc.id : units[doc.id][field]; }
+      });
+      var docs = new Array(units.length);
+      for (var k = 0; k < units.length; k++) docs[k] = { id: k };
+      ms.addAll(docs);
+    }
+    function exact(q) {
+      // "mixed5b/f/32", "f/32", "n/106", "32", "#32": the units with that id (features before neurons)
+      var m = /^(?:([^\s\/]+)\/(?=[fn]\/))?(?:([fn])\/)?#?(\d+)$/.exec(q), out = [];
+      if (!m) return out;
+      index.layers.slice().reverse().forEach(function (L) {
+        if (m[1] && m[1].toLowerCase() !== L.name.toLowerCase()) return;
+        (m[2] ? [m[2]] : ["f", "n"]).forEach(function (kind) {
+          var k = byCode[L.name + "/" + kind + "/" + (+m[3])];
+          if (k !== undefined) out.push(k);
+        });
+      });
+      return out;
+    }
+    function fuzzy(term) { return term.length < 4 ? 0 : term.length < 6 ? 1 : 2; }
+    function search(q) {
+      var hits = exact(q), seen = {}, k;
+      for (k = 0; k < hits.length; k++) seen[hits[k]] = 1;
+      var terms = q.toLowerCase().split(/[\s,;:.!?()"]+/).filter(Boolean);
+      var opts = { prefix: function (t) { return t.length > 1; }, fuzzy: fuzzy, combineWith: "AND",
+                   boost: { name: 6, human: 6, label: 3, tags: 3, classes: 1.5, notes: 1 } };
+      var found = ms.search(q, opts);
+      if (!found.length && terms.length > 1) found = ms.search(q, Object.assign({}, opts, { combineWith: "OR" }));
+      var ranked = found.map(function (r, order) {
+        var tier = 9;
+        Object.keys(r.match).forEach(function (term) {
+          var typo = !terms.some(function (t) { return term.indexOf(t) === 0; });
+          r.match[term].forEach(function (field) { tier = Math.min(tier, TIER[field] + (typo ? 4 : 0)); });
+        });
+        return { k: r.id, tier: tier, score: r.score, order: order };
+      });
+      ranked.sort(function (a, b) { return (a.tier - b.tier) || (b.score - a.score) || (a.order - b.order); });
+      for (k = 0; k < ranked.length; k++) if (!seen[ranked[k].k]) { seen[ranked[k].k] = 1; hits.push(ranked[k].k); }
+      return hits;
+    }
+    function item(k, n) {
+      var u = units[k], li = el("li"), a = el("a");
+      li.id = "search-hit-" + n;
+      a.href = root + u.href;
+      if (u.kind === "c") {
+        a.appendChild(el("span", "thumb none r-thumb", "class"));
+      } else if (u.thumb) {
+        var img = el("img", "thumb r-thumb");
+        img.src = root + index.model + "/" + u.code + "/" + (u.thumb === 1 ? "thumb.webp" : "vis.webp");
+        img.alt = ""; img.width = 48; img.height = 48; img.loading = "lazy";
+        a.appendChild(img);
+      } else {
+        a.appendChild(el("span", "thumb none r-thumb", "no vis"));
+      }
+      var text = el("span", "r-text"), head = el("span", "r-head");
+      head.appendChild(el("span", "r-code", u.kind === "c" ? u.name : u.code));
+      head.appendChild(el("span", "r-kind", KIND[u.kind]));
+      text.appendChild(head);
+      var label = u.human || u.label;
+      if (u.kind === "c") text.appendChild(el("span", "r-extra", u.classes ? "superclass " + u.classes : "class page"));
+      else {
+        text.appendChild(el("span", "r-label" + (u.human ? " human" : "") + (label ? "" : " muted"), label || u.classes || "(no label)"));
+        if (u.human && u.label && u.label !== u.human) text.appendChild(el("span", "r-extra r-auto", "automatic: " + u.label));
+        var meta = u.density === "0%" ? "never fires" : "fires on " + u.density + " of images";
+        if (label && u.classes) meta += " · " + u.classes;
+        text.appendChild(el("span", "r-extra r-density", meta));
+        if (u.tags) text.appendChild(el("span", "r-extra r-tags", "tags: " + u.tags));
+        if (u.flags) text.appendChild(el("span", "r-flags", u.flags));
+      }
+      a.appendChild(text);
+      li.appendChild(a);
+      return li;
+    }
+    function select(n) {
+      // The input keeps the focus (typing goes on); the chosen result is marked and read out by the status.
+      var items = results.children;
+      if (active >= 0 && items[active]) items[active].removeAttribute("data-active");
+      active = n;
+      if (n >= 0 && items[n]) {
+        items[n].setAttribute("data-active", "true");
+        if (items[n].scrollIntoView) items[n].scrollIntoView({ block: "nearest" });
+        status.textContent = (n + 1) + " of " + items.length + ": " + items[n].textContent + " (Enter opens it)";
+      }
+    }
+    function run() {
+      var q = input.value.trim();
       results.textContent = "";
+      active = -1; shownHits = [];
+      if (more) more.hidden = true;
       if (!q) { status.textContent = ""; return; }
-      var idQuery = q.replace(/^.*\bf\//, "").replace(/^#/, "");
-      var words = q.split(/\s+/);
-      var allIn = function (text) { return words.every(function (w) { return text.indexOf(w) >= 0; }); };
-      var scored = [];
-      features.forEach(function (f) {
-        var label = f.label.toLowerCase(), score = -1;
-        if (/^\d+$/.test(idQuery) && f.id === idQuery && (q.indexOf("/") < 0 || f.code.toLowerCase().slice(-q.length) === q)) score = 0;
-        else if (f.code.toLowerCase() === q) score = 0;
-        else if (label.indexOf(q) === 0) score = 1;
-        else if (label.indexOf(q) >= 0) score = 2;
-        else if (allIn(label)) score = 3;
-        else if (allIn(f.hay)) score = 4; // words found in the label or its top classes
-        if (score >= 0) scored.push({ score: score, item: f, kind: "f" });
-      });
-      classes.forEach(function (c) {
-        var i = c.hay.indexOf(q);
-        if (i >= 0) scored.push({ score: i === 0 ? 1 : 2, item: c, kind: "c" });
-        else if (allIn(c.hay)) scored.push({ score: 3, item: c, kind: "c" });
-      });
-      scored.sort(function (a, b) { return a.score - b.score; }); // stable: index order within a score
-      var shown = scored.slice(0, MAX_RESULTS);
-      shown.forEach(function (r) {
-        var li = el("li"), a = el("a");
-        a.href = r.item.href;
-        if (r.kind === "f") {
-          a.appendChild(el("span", "r-code", r.item.code));
-          a.appendChild(el("span", "r-label", r.item.label || "(no label)"));
-          if (r.item.classes) a.appendChild(el("span", "r-extra", r.item.classes));
-          if (r.item.density) a.appendChild(el("span", "r-extra r-density",
-            r.item.density === "0%" ? "never fires" : "fires on " + r.item.density + " of images"));
-          if (r.item.flags) a.appendChild(el("span", "r-flags", r.item.flags));
-        } else {
-          a.appendChild(el("span", "r-code", "class"));
-          a.appendChild(el("span", "r-label", r.item.name));
-          if (r.item.superclass) a.appendChild(el("span", "r-extra", r.item.superclass));
-        }
-        li.appendChild(a);
-        results.appendChild(li);
-      });
-      status.textContent = scored.length === 0 ? "No match." :
-        scored.length > shown.length ? "Showing " + shown.length + " of " + scored.length + " matches." :
-        scored.length + (scored.length === 1 ? " match." : " matches.");
-    };
-    searchInput.addEventListener("input", run);
-    if (searchInput.value) run();
+      if (!ms) load();
+      var hits = search(q);
+      shownHits = hits.slice(0, limit);
+      var frag = document.createDocumentFragment();
+      shownHits.forEach(function (k, n) { frag.appendChild(item(k, n)); });
+      results.appendChild(frag);
+      status.textContent = hits.length === 0 ? "No match." :
+        hits.length > shownHits.length ? "Showing " + shownHits.length + " of " + hits.length + " matches." :
+        hits.length + (hits.length === 1 ? " match." : " matches.");
+      if (more && hits.length > shownHits.length) {
+        more.hidden = false;
+        more.querySelector("a").href = root + "search.html?q=" + encodeURIComponent(q);
+      }
+    }
+    input.addEventListener("input", run);
+    // The index is built when the box gets focus (before the first keystroke), or by the first search.
+    input.addEventListener("focus", function () { if (!ms) window.setTimeout(function () { if (!ms) load(); }, 0); });
+    input.addEventListener("keydown", function (event) {
+      var n = results.children.length;
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        if (!n) return;
+        event.preventDefault();
+        select(event.key === "ArrowDown" ? Math.min(n - 1, active + 1) : Math.max(-1, active - 1));
+      } else if (event.key === "Enter") {
+        var target = results.children[active >= 0 ? active : 0];
+        if (!target) return;
+        event.preventDefault();
+        window.location.href = target.querySelector("a").href;
+      } else if (event.key === "Escape") {
+        input.value = ""; run();
+      }
+    });
+    var params = /[?&]q=([^&#]*)/.exec(window.location.search);
+    if (params && !input.value) input.value = decodeURIComponent(params[1].replace(/\+/g, " "));
+    if (input.value) run();
+    this.run = run;
+    this.load = function () { if (!ms) load(); };
   }
+  var searchInput = document.querySelector("[data-search]");
+  if (searchInput && window.ATLAS_SEARCH && window.MiniSearch) window.atlasSearch = new AtlasSearch(searchInput);
 
   /* ---- copy buttons in the citation box */
   Array.prototype.forEach.call(document.querySelectorAll(".cite .permalink, .cite .cite-text, .cite .bibtex"), function (node) {

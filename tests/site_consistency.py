@@ -66,7 +66,7 @@ def disagreements(site: Path) -> list[str]:
     search = (site / "search_index.js").read_text()
     search = json.loads(search[search.index("=") + 1 :].strip().rstrip(";"))
     # [href, layer, id, label, classes, flags, density as the pages print it]
-    search_density = {(f[1], int(f[2])): f[6] for f in search["features"]}
+    search_density = {(L["name"], i): d for L in search["layers"] for i, d in enumerate(L["f"]["density"])}
 
     for name, entry in sorted(manifest["layers"].items()):
         F = entry["n_features"]

@@ -148,6 +148,18 @@ def make_site(
     )
 
 
+def layer_indexes(site: pages.Site, arts, annotations=()) -> dict[str, pages.LayerIndex]:
+    """Every layer's LayerIndex, with its annotations; annotations naming a unit a layer does not have
+    raise AnnotationError (the build's preflight checks them earlier where the model tells the widths)."""
+    from atlasgen.annotations import AnnotationError, check_units
+
+    counts = {(L.name, k): n for L in arts.layers for k, n in (("f", L.n_features), ("n", L.n_neurons))}
+    errors = check_units(list(annotations), counts)
+    if errors:
+        raise AnnotationError(errors)
+    return {L.name: pages.LayerIndex(site, L, arts.dataset, annotations) for L in arts.layers}
+
+
 def render_site(
     *,
     artifacts: dict[str, Path],
@@ -167,12 +179,15 @@ def render_site(
     ratings_cfg: dict | None = None,
     game_cfg: dict | None = None,
     dense_threshold: float = numbers.DEFAULT_DENSE_THRESHOLD,
+    annotations: tuple = (),
 ) -> SiteSummary:
     """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
 
     ``artifacts`` maps stage name -> artifact folder: 'dataset', 'model', 'sae',
     'featurevis', 'examples', 'circuits', 'map' (layout in docs/artifacts.md;
-    per-layer subfolders named after the layer). ``progress(n_pages_done,
+    per-layer subfolders named after the layer). ``annotations``: the researcher's
+    ``atlasgen.annotations.Annotation`` records (checked against the layers' unit counts here,
+    AnnotationError). ``progress(n_pages_done,
     n_pages_total)`` is called after each page when given. ``workers``: processes
     that render feature and neuron pages (default: the usable CPUs, at most
     ``MAX_WORKERS``); the bytes written do not depend on it.
@@ -196,7 +211,7 @@ def render_site(
         sae_dtype=sae_dtype,
         dense_threshold=dense_threshold,
     )
-    indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
+    indexes = layer_indexes(site, arts, annotations)
     try_art = trypage.load_try(artifacts.get("tryimage"))
     trypage.mark_layers(indexes, try_art)
     if ratings_cfg is not None:  # survey, game and imported ratings
@@ -223,7 +238,7 @@ def render_site(
         ]
     )
 
-    total = 4 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
+    total = 5 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
     total += sum(
         (1 + (ix.ratings.game is not None)) for ix in indexes.values() if getattr(ix, "ratings", None)
     )
@@ -267,7 +282,7 @@ def render_site(
         w.page(*trypage.try_page(site, arts, try_art))
 
     w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
-    w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
+    w.text("manifest.json", dumps(pages.manifest(site, arts, annotations), indent=2) + "\n")
     if authors:  # CITATION.cff needs its authors (site.authors); `atlasgen check` warns when it is missing
         w.text(
             "CITATION.cff",
@@ -281,7 +296,8 @@ def render_site(
                 identifiers=pages.citation_identifiers(site, arts),
             ),
         )
-    w.page("404.html", "404.html", {"title": title, "base_url": base_url})
+    w.page(*pages.not_found_page(site))
+    w.page(*pages.search_page(site, arts))
     if base_url:
         written = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("index.html"))
         w.text("sitemap.xml", publish.sitemap_xml(base_url, written))

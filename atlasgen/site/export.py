@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atlasgen.site import numbers, urls, weights
+from atlasgen.site import annotated, numbers, urls, weights
 from atlasgen.site.fmt import dumps, json_num
 
 N_EXPORT_NEIGHBOURS = 6  # nearest features by decoder cosine (the LayerIndex keeps this many)
@@ -69,6 +69,7 @@ def feature_records(site, ix, images=None, ids=None):
         rec = {
             "id": i,
             "label": ix.labels[i],
+            **annotated.annotation_fields(ix, "f", i),
             "url": urls.unit(site.model, L.name, "f", i),
             "density": json_num(ex.density[i]),
             "max_act": json_num(ex.max_act[i]),

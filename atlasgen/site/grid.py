@@ -21,6 +21,11 @@ columns, so a new per-unit field is one entry here:
 * ``shown``: ``{"key", "title"}``: further values printed on the card's
   meta line as "title value" (numbers or preformatted text; null: omitted).
 * ``search``: columns the text filter matches (with the card's code).
+* ``cls`` (top class index, -1 none) and ``tags`` (indices into ``choices.tags``, annotated units only):
+  the class and tag filters; ``choices.classes`` names the classes.
+
+The filter and sort state is kept in the page's URL fragment (``#features.sort=density&features.flag=+dense
+&features.class=3&features.tag=birds&features.q=red``), so a filtered view can be shared.
 """
 
 from __future__ import annotations
@@ -58,6 +63,16 @@ def _flags(ix, kind: str, cards: list[dict]) -> list[tuple[dict, list[int]]]:
         column = [1 if (c["dead"] if key == "dead" else key in c.get("flags", ())) else 0 for c in cards]
         if key == "dead" or any(column):
             out.append(({"key": key, "title": title, "help": help_text, "badge": badge}, column))
+    notes = ix.annotations if hasattr(ix, "annotations") else {}
+    annotated = [1 if (kind, c["id"]) in notes else 0 for c in cards]
+    if any(annotated):
+        spec = {
+            "key": "annotated",
+            "title": "annotated",
+            "help": "has the researcher's annotation",
+            "badge": False,
+        }
+        out.append((spec, annotated))
     failed = [1 if c.get("vis_failed") else 0 for c in cards]
     if any(failed):
         spec = {
@@ -108,6 +123,24 @@ def _shown(ix, kind: str, cards: list[dict]) -> list[tuple[dict, list]]:
     return []
 
 
+def _choices(ix, kind: str, cards: list[dict]) -> tuple[dict, dict]:
+    """Filter columns by value, with their choices: the top class of each unit ("cls": a class index, -1
+    none) and the annotation tags ("tags": indices into the layer's tag names)."""
+    ex = ix.layer.features if kind == "f" else ix.layer.neurons
+    top = [int(ex.top_classes[c["id"], 0]) if ex.top_classes.shape[1] else -1 for c in cards]
+    notes = ix.annotations if hasattr(ix, "annotations") else {}
+    tag_names = sorted({t for (k, _), a in notes.items() if k == kind for t in a.tags})
+    number = {t: j for j, t in enumerate(tag_names)}
+    tags = [
+        [number[t] for t in notes[(kind, c["id"])].tags] if (kind, c["id"]) in notes else [] for c in cards
+    ]
+    columns = {"cls": top}
+    choices: dict = {"classes": ix.dataset.class_names, "tags": tag_names}
+    if tag_names:
+        columns["tags"] = tags
+    return columns, choices
+
+
 def grid_data(ix, kind: str) -> dict:
     """Card data of one grid (``kind`` "f" or "n"); paths are relative to the layer page."""
     cards = ix.feature_cards if kind == "f" else ix.neuron_cards
@@ -137,8 +170,11 @@ def grid_data(ix, kind: str) -> dict:
                 raise ValueError(f"card column {spec['key']!r} has {len(values)} values for {n} units")
             specs[group].append(spec)
             columns[spec["key"]] = values
+    more, choices = _choices(ix, kind, cards)
+    columns.update(more)
     return {
         "kind": kind,
+        "choices": choices,
         "kind_name": dict((k, name) for k, _, name in KIND_GRIDS)[kind],
         "n": n,
         "href": kind + "/{id}/index.html",
@@ -169,6 +205,12 @@ def grid_context(root: str, ix, kind: str, pixelated: bool) -> dict:
         "rest": rest,
         "sorts": data["sorts"],
         "flags": data["flags"],
+        # Classes some unit has as its top class, and the tags of the annotations: the filter menus.
+        "classes": [
+            {"index": c, "name": data["choices"]["classes"][c]}
+            for c in sorted({c for c in data["columns"]["cls"] if c >= 0})
+        ],
+        "tags": data["choices"]["tags"],
         "pixelated": bool(pixelated),
     }
 

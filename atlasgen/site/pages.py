@@ -17,6 +17,7 @@ from PIL import Image
 from atlasgen import unitlabels
 from atlasgen.saelens import ORIGINS, SAELENS_WEIGHTS
 from atlasgen.site import (
+    annotated,
     circuits,
     export,
     featurevis_section,
@@ -82,13 +83,18 @@ def top_k(values: np.ndarray, k: int) -> np.ndarray:
 class LayerIndex:
     """Per-layer lookups shared by many pages, computed once."""
 
-    def __init__(self, site: Site, layer: Layer, dataset: Dataset):
+    def __init__(self, site: Site, layer: Layer, dataset: Dataset, annotations=()):
         self.site = site
         self.layer = layer
         self.dataset = dataset
         m, name = site.model, layer.name
         F, C = layer.n_features, layer.n_neurons
-        self.labels = [layer.feature_label(i) for i in range(F)]
+        # The researcher's annotations (atlasgen.annotations) by (kind, id); a human label takes precedence
+        # over the automatic one on every page, card, the map, the search and the exports.
+        self.annotations = {(a.kind, a.unit): a for a in annotations if a.layer == name}
+        self.auto_labels = [layer.feature_label(i) for i in range(F)]
+        self.labels = [self._human(("f", i)) or self.auto_labels[i] for i in range(F)]
+        self.neuron_labels = [self._human(("n", i)) for i in range(C)]
         # Flags per unit (atlasgen.unitlabels) and their one-line definitions, per kind.
         self.flags = {
             kind: [tuple(unitlabels.unit_flags(ex, i)) for i in range(ex.n_units)]
@@ -145,10 +151,18 @@ class LayerIndex:
         self.look_first_method = numbers.look_first_method(imp is not None, site.dense_threshold)
         self.n_scanned = numbers.images_scanned(dataset)
 
+    def _human(self, key: tuple[str, int]) -> str:
+        a = self.annotations.get(key)
+        return a.label if a is not None else ""
+
+    def unit_label(self, kind: str, i: int) -> str:
+        """The label pages show: the human label when annotated, else the automatic one (features only)."""
+        return self.labels[i] if kind == "f" else self.neuron_labels[i]
+
     def _card(self, kind: str, i: int) -> dict:
         L, m = self.layer, self.site.model
         ex = L.features if kind == "f" else L.neurons
-        label = self.labels[i] if kind == "f" else ""
+        label = self.unit_label(kind, i)
         return {
             "id": i,
             "code": f"{kind}/{i}",
@@ -367,10 +381,36 @@ def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tu
         dataset_identity=arts.dataset.identity,
         example=example,
         highlights=highlights,
-        scripts=["search_index.js"],
+        scripts=SEARCH_SCRIPTS,
         body_class="home",
     )
     return path, "home.html", ctx
+
+
+SEARCH_SCRIPTS = ["search_index.js", "static/vendor/minisearch/minisearch.js"]  # before static/atlas.js
+
+
+def search_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
+    """search.html: the search with every result (up to 500), its query from ``?q=`` (works from file://)."""
+    path = "search.html"
+    last = arts.layers[-1].name if arts.layers else "mixed5b"
+    ctx = base_context(
+        site,
+        path,
+        "search",
+        crumbs(site, ("search", None)),
+        example=f"{last}/f/12",
+        scripts=SEARCH_SCRIPTS,
+        body_class="search",
+    )
+    return path, "search.html", ctx
+
+
+def not_found_page(site: Site) -> tuple[str, str, dict]:
+    """404.html: GitHub Pages serves it at any missing path, so its links and scripts are absolute under
+    ``site.base_url``; without one it has no search and says where the home page is."""
+    base = site.base_url.rstrip("/") + "/" if site.base_url else ""
+    return "404.html", "404.html", {"title": site.title, "base_url": base}
 
 
 def glossary_page(site: Site) -> tuple[str, str, dict]:
@@ -676,7 +716,7 @@ def unit_page(
     ex = L.features if kind == "f" else L.neurons
     count = ex.n_units
     path = urls.unit(m, L.name, kind, i)
-    label = ix.labels[i] if kind == "f" else ""
+    label = ix.unit_label(kind, i)
     code = f"{L.name}/{kind}/{i}"
 
     # Images it fires on: the band counts sum to them exactly; density x images scanned otherwise.
@@ -778,6 +818,9 @@ def unit_page(
         code=code,
         layer_name=L.name,
         label=label,
+        annotation=annotated.annotation_context(
+            site, ix, kind, i, urls.root_prefix(path), list(indexes or {L.name: ix})
+        ),
         dead=float(ex.density[i]) <= 0,
         flags=flags,
         low_confidence="low_confidence" in ix.flags[kind][i],
@@ -979,6 +1022,7 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
             {
                 "id": i,
                 "label": ix.labels[i],
+                **annotated.annotation_fields(ix, "f", i),
                 "density": json_num(ex.density[i]),
                 "max_act": json_num(ex.max_act[i]),
                 "mean_act": json_num(ex.mean_act[i]),
@@ -1001,25 +1045,37 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
 
 
 def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> dict:
-    """search_index.js: every feature (href, layer, id, label, top classes, flags, density as the pages print it)
-    and every class; hrefs root-relative."""
-    features = []
+    """search_index.js (static/atlas.js builds a MiniSearch index from it in the browser): per layer and kind
+    columns with one entry per unit (automatic label, top classes, flags, density as the pages print it, and
+    which thumbnail file it has: 0 none, 1 thumb.webp, 2 vis.webp); the annotations (human label, tags, notes
+    as plain text); every class. Unit and thumbnail URLs follow from the layer, kind and id (docs/urls.md);
+    hrefs are root-relative."""
+    from atlasgen.annotations import notes_text
+
+    layers, notes = [], []
     for L in arts.layers:
         ix = indexes[L.name]
-        ex = L.features
-        for i in range(L.n_features):
-            classes = ", ".join(arts.dataset.class_names[int(c)] for c in ex.top_classes[i] if int(c) >= 0)
-            features.append(
-                [
-                    urls.unit(site.model, L.name, "f", i),
-                    L.name,
-                    i,
-                    ix.labels[i],
-                    classes,
-                    ", ".join(ix.flag_names("f", i)),
-                    fmt_pct(ex.density[i]),
-                ]
-            )
+        entry: dict = {"name": L.name}
+        for kind, ex in (("f", L.features), ("n", L.neurons)):
+            n = ex.n_units
+            thumbs = []
+            for i in range(n):
+                t = ix.thumb[kind].get(i)
+                thumbs.append(0 if not t else 1 if t.endswith("/thumb.webp") else 2)
+            entry[kind] = {
+                "n": n,
+                "label": ix.auto_labels if kind == "f" else [""] * n,
+                "classes": [
+                    ", ".join(arts.dataset.class_names[int(c)] for c in ex.top_classes[i] if int(c) >= 0)
+                    for i in range(n)
+                ],
+                "flags": [", ".join(ix.flag_names(kind, i)) for i in range(n)],
+                "density": [fmt_pct(ex.density[i]) for i in range(n)],
+                "thumb": thumbs,
+            }
+        layers.append(entry)
+        for (kind, i), a in sorted(ix.annotations.items()):
+            notes.append([L.name, kind, i, a.label, " ".join(a.tags), notes_text(a.notes)])
     classes = [
         [
             urls.class_page(site.model, arts.dataset.class_slugs[c]),
@@ -1028,10 +1084,10 @@ def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) ->
         ]
         for c in range(arts.dataset.n_classes)
     ]
-    return {"model": site.model, "features": features, "classes": classes}
+    return {"model": site.model, "layers": layers, "annotations": notes, "classes": classes}
 
 
-def manifest(site: Site, arts: Artifacts) -> dict:
+def manifest(site: Site, arts: Artifacts, annotations=()) -> dict:
     return {
         "atlasgen_version": site.version,
         "date": site.date,
@@ -1058,6 +1114,8 @@ def manifest(site: Site, arts: Artifacts) -> dict:
             }
             for L in arts.layers
         },
+        # The researcher's annotation files (site.annotations) by path, with their content hash.
+        "annotations": {a.path: {"unit": a.code, "sha256": a.sha256} for a in annotations},
         "urls": {
             "feature": "<model>/<layer>/f/<id>/index.html",
             "neuron": "<model>/<layer>/n/<id>/index.html",

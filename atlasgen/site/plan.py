@@ -108,9 +108,10 @@ def project(
     authors: tuple[str, ...] = (),
     doi: str | None = None,
     dense_threshold: float | None = None,
+    annotations: tuple = (),
 ) -> Projection:
     """The projected size of the site :func:`atlasgen.site.build.render_site` would write, by part."""
-    from atlasgen.site.build import make_environment, make_site
+    from atlasgen.site.build import layer_indexes, make_environment, make_site
 
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
     site = make_site(
@@ -125,7 +126,7 @@ def project(
         sae_dtype=sae_dtype,
         dense_threshold=numbers.DEFAULT_DENSE_THRESHOLD if dense_threshold is None else dense_threshold,
     )
-    indexes = {L.name: pages.LayerIndex(site, L, arts.dataset) for L in arts.layers}
+    indexes = layer_indexes(site, arts, annotations)
     try_art = trypage.load_try(artifacts.get("tryimage"))
     trypage.mark_layers(indexes, try_art)
     env = make_environment()
@@ -190,11 +191,11 @@ def project(
             n_pages += n_classes
         for page in fixed:
             p.add(PAGES, _render(env, *page))
-        n_pages += len(fixed) + 1
-        p.add(PAGES, _render(env, "404.html", "404.html", {"title": title, "base_url": base_url}))
+        n_pages += len(fixed) + 2
+        p.add(PAGES, _render(env, *pages.not_found_page(site)) + _render(env, *pages.search_page(site, arts)))
         p.notes[PAGES] = f"{n_pages:,} pages, {p.parts[PAGES] / max(1, n_pages) / 1e3:.1f} KB each"
         w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
-        w.text("manifest.json", dumps(pages.manifest(site, arts), indent=2) + "\n")
+        w.text("manifest.json", dumps(pages.manifest(site, arts, annotations), indent=2) + "\n")
         if try_art is not None:
             trypage.write_try(w, site, arts, indexes, try_art)
             p.add(TRY, _render(env, *trypage.try_page(site, arts, try_art)))

@@ -25,13 +25,16 @@ STAGE = Stage(
         "similar",
         "tryimage",
     ),
-    config=("site", "model.name", "layer_names", "ratings", "ratings_merged"),
+    config=("site", "model.name", "layer_names", "ratings", "ratings_merged", "annotations"),
     what="the static site",
 )
 
 
 def site_fields(cfg: Config) -> dict:
-    """The config's site settings as the renderer and the size projection take them."""
+    """The config's site settings as the renderer and the size projection take them, with the annotations
+    read from their files (atlasgen.annotations; checked again, AnnotationError)."""
+    from atlasgen.annotations import annotations_dir, load_annotations
+
     return dict(
         layers=[layer.name for layer in cfg.layers],
         model_name=cfg.model.name,
@@ -42,6 +45,7 @@ def site_fields(cfg: Config) -> dict:
         doi=cfg.site.doi,
         sae_dtype=cfg.site.sae_dtype,
         dense_threshold=cfg.examples.dense_threshold,
+        annotations=tuple(load_annotations(annotations_dir(cfg), [layer.name for layer in cfg.layers])),
     )
 
 
