@@ -1030,8 +1030,11 @@ def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) ->
 
 
 def manifest(site: Site, arts: Artifacts) -> dict:
+    from atlasgen.versions import numeric_stack
+
     return {
         "atlasgen_version": site.version,
+        "versions": numeric_stack(),
         "date": site.date,
         "title": site.title,
         "base_url": site.base_url,
