@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument(
         "--seeds", type=int, default=0, help="build this many seeds (0, 1, ...) in their own caches"
     )
+    ap.add_argument("--only", default="", help="comma-separated seeds to run of the --seeds (e.g. 1,2)")
     ap.add_argument(
         "--cache-root", default="/tmp/atlasgen-map-seeds", help="one cache folder per seed under it"
     )
@@ -128,7 +129,8 @@ def main() -> None:
     results = []  # (seed, layer, source, cluster, figures, top names)
     runs = []
     if args.seeds:
-        for seed in range(args.seeds):
+        only = {int(v) for v in args.only.split(",")} if args.only else set(range(args.seeds))
+        for seed in [s for s in range(args.seeds) if s in only]:
             cfg = seeded(base, seed, args.sae_steps)
             cfg = dataclasses.replace(cfg, cache_dir=str(Path(args.cache_root) / f"seed{seed}"))
             print(f"seed {seed}: {cfg.cache_dir}", flush=True)

@@ -125,6 +125,7 @@ def test_grid_cells_means_counts_and_threshold():
     assert out["count"].tolist() == [3, 2]
     np.testing.assert_allclose(out["mean"][0], vec[:3].mean(0))
     assert out["top_class"].tolist() == [0, 1] and out["top_share"][0] == pytest.approx(2 / 3)
+    np.testing.assert_allclose(out["classes"][0], [[0, 2 / 3], [1, 1 / 3], [-1, 0]])  # leading classes
 
 
 def test_normalize_layout_clips_outliers_into_unit_square():
@@ -268,7 +269,7 @@ def test_zooming_changes_level_and_names(tab, base):
     tab.page.wait_for_function("() => document.getElementById('map-view').dataset.level === '1'")
     one = tab.state()
     assert "4 clusters" in one["status"] and one["names"] != start["names"]
-    assert re.search(r"#m=features&z=1\.00", one["hash"])
+    assert re.search(r"#m=features&l=1&z=1\.00", one["hash"])
     box = tab.page.locator("#map-view").bounding_box()
     tab.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     for _ in range(12):  # the wheel all the way in: single features
@@ -333,6 +334,134 @@ def test_activation_atlas_mode(tab, base):
     assert "8 × 8 grid" in tab.state()["status"]
     assert not tab.errors, tab.errors
     assert not tab.outside, tab.outside
+
+
+def _in_frame(tab):
+    """The features' container positions and the map's size."""
+    return tab.page.evaluate("""() => { const m = atlasMap.map, s = m.getSize(), F = ATLAS_MAP.features;
+        const pts = F.x.map((x, i) => { const p = m.latLngToContainerPoint(L.latLng(-F.y[i] * atlasMap.S, x * atlasMap.S));
+            return [p.x, p.y]; });
+        return {w: s.x, h: s.y, pts: pts}; }""")
+
+
+@needs_chromium
+def test_map_opens_fitted_to_the_data(tab, base):
+    """Every feature is inside the frame at the opening view, and the data fill most of it along
+    their longer side (not a third of it)."""
+    tab.open_map(base)
+    got = _in_frame(tab)
+    xs, ys = [p[0] for p in got["pts"]], [p[1] for p in got["pts"]]
+    assert min(xs) >= 0 and min(ys) >= 0 and max(xs) <= got["w"] and max(ys) <= got["h"]
+    fill = max((max(xs) - min(xs)) / got["w"], (max(ys) - min(ys)) / got["h"])
+    assert fill > 0.6, fill
+    assert not tab.errors, tab.errors
+
+
+@needs_chromium
+def test_every_zoom_step_shows_a_feature(tab, base):
+    """From the opening view, every step of the + button, and every wheel step with the cursor in an
+    empty corner, leaves at least one feature in view, down to the deepest zoom."""
+    tab.open_map(base)
+    settle = "() => new Promise(r => setTimeout(r, 400))"
+    steps = 0
+    while True:
+        before = tab.page.evaluate("() => atlasMap.map.getZoom()")
+        tab.page.click("[data-map-zoom=in]")
+        tab.page.evaluate(settle)
+        after = tab.page.evaluate("() => atlasMap.map.getZoom()")
+        assert tab.page.evaluate("() => atlasMap.featuresInView()") >= 1, (steps, after)
+        steps += 1
+        if after <= before:
+            break
+    assert steps > 4 and tab.state()["level"] == "features"
+    tab.page.click("[data-map-zoom=reset]")
+    tab.page.evaluate(settle)
+    box = tab.page.locator("#map-view").bounding_box()
+    tab.page.mouse.move(box["x"] + 5, box["y"] + 5)  # a corner, outside the data
+    for _ in range(14):
+        tab.page.mouse.wheel(0, -240)
+        tab.page.evaluate(settle)
+        assert tab.page.evaluate("() => atlasMap.featuresInView()") >= 1
+    assert not tab.errors, tab.errors
+
+
+def _tip_on_top(tab, x, y):
+    """Whether the tooltip shown for the point (x, y) of the page is the topmost element where it is."""
+    return tab.page.evaluate(
+        """([x, y]) => { const t = document.getElementById('map-tip');
+        if (t.hidden) return 'hidden';
+        const r = t.getBoundingClientRect(); t.style.pointerEvents = 'auto';
+        const e = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        t.style.pointerEvents = ''; return e === t || t.contains(e); }""",
+        [x, y],
+    )
+
+
+@needs_chromium
+@pytest.mark.parametrize("where", ["clusters", "features", "atlas"])
+def test_tooltip_is_drawn_above_the_tiles(tab, base, where):
+    """Hovering every tile drawn at one level (top clusters, single features, the atlas's cells)
+    shows a tooltip that is the topmost element where it stands."""
+    tab.open_map(base, "#m=atlas" if where == "atlas" else "")
+    if where == "features":
+        tab.page.evaluate("() => atlasMap.map.setZoom(atlasMap.featureZoom(), {animate: false})")
+        tab.page.wait_for_function("() => document.getElementById('map-view').dataset.level === 'features'")
+    tab.page.evaluate("() => new Promise(r => setTimeout(r, 300))")
+    box = tab.page.locator("#map-view").bounding_box()
+    targets = tab.page.evaluate("() => atlasMap.drawn().map(d => [d.x, d.y])")
+    assert targets
+    inside = [(x, y) for x, y in targets if 2 < x < box["width"] - 2 and 2 < y < box["height"] - 2]
+    for x, y in inside[:60]:
+        tab.page.mouse.move(box["x"] + x, box["y"] + y)
+        assert _tip_on_top(tab, x, y) is True, (where, x, y)
+    assert not tab.errors, tab.errors
+
+
+@needs_chromium
+def test_dead_features_are_left_out_and_counted(tab, base, tiny_build):
+    folder, _, site = tiny_build
+    m = json.loads(next((folder / ".atlasgen" / "map").glob("*/mixed5b/map.json")).read_text())
+    dead = {f["id"] for f in m["features"] if f.get("dead")}
+    tab.open_map(base)
+    data = tab.page.evaluate("() => ({ids: ATLAS_MAP.features.id, n: ATLAS_MAP.n, dead: ATLAS_MAP.n_dead})")
+    assert not dead & set(data["ids"])
+    assert data["n"] + data["dead"] == len(m["features"]) and data["dead"] == len(dead)
+    lede = tab.page.locator("p.lede").inner_text()
+    assert f"{data['n']} live features" in lede
+    assert (f"{len(dead)} dead" in lede) == bool(dead)
+
+
+@needs_chromium
+def test_url_fragment_round_trip(tab, base, browser):
+    """Level, centre and the selected feature go into the fragment; a new tab opened on it shows
+    the same view with the same selection."""
+    tab.open_map(base)
+    tab.page.evaluate("() => atlasMap.map.setZoom(atlasMap.featureZoom() + 0.5, {animate: false})")
+    tab.page.evaluate("() => new Promise(r => setTimeout(r, 300))")
+    d = tab.page.evaluate("() => atlasMap.drawn().filter(d => d.kind === 'feature')[0]")
+    box = tab.page.locator("#map-view").bounding_box()
+    tab.page.mouse.click(box["x"] + d["x"], box["y"] + d["y"])
+    fid = tab.page.evaluate(f"() => ATLAS_MAP.features.id[{d['i']}]")
+    tab.page.wait_for_function(f"() => location.hash.indexOf('&f={fid}') > 0")
+    assert tab.page.locator("#map-selected").inner_text().startswith(f"Selected: f/{fid}")
+    view = tab.state()
+    assert "&l=features&" in view["hash"]
+    centre = tab.page.evaluate(
+        "() => [atlasMap.map.getCenter().lng, atlasMap.map.getCenter().lat, atlasMap.map.getZoom()]"
+    )
+    other = Tab(browser, base)
+    try:
+        other.open_map(base, view["hash"])
+        again = other.state()
+        assert again["hash"] == view["hash"] and again["level"] == "features"
+        assert other.page.evaluate(
+            "() => [atlasMap.map.getCenter().lng, atlasMap.map.getCenter().lat, atlasMap.map.getZoom()]"
+        ) == pytest.approx(centre, abs=0.05)
+        assert other.page.evaluate("() => atlasMap.state.highlight") == d["i"]
+        assert not other.errors, other.errors
+    finally:
+        other.context.close()
+    assert not tab.errors, tab.errors
 
 
 def test_coactivation_layout_groups_features_that_fire_on_the_same_images(tmp_path):
