@@ -162,8 +162,8 @@
   function draw() {
     var size = map.getSize();
     dpr = window.devicePixelRatio || 1;
-    if (W !== size.x || H !== size.y) {
-      W = size.x; H = size.y;
+    W = size.x; H = size.y;
+    if (canvas.width !== Math.round(W * dpr) || canvas.height !== Math.round(H * dpr)) {
       canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
       canvas.style.width = W + "px"; canvas.style.height = H + "px";
     }
