@@ -711,6 +711,9 @@ map_stage.run(StageContext(cfg, Path(sys.argv[1]), inputs, Console(0), "cpu"))
     assert [len(level) for level in m["levels"]] == cfg.map.levels
     parents = {(lvl, c["id"]): c["parent"] for lvl, level in enumerate(m["levels"]) for c in level}
     for f in m["features"]:
+        if f.get("dead"):  # no place, in no cluster
+            assert set(f["clusters"]) == {-1} and "x" not in f
+            continue
         for lvl in range(1, len(f["clusters"])):
             assert parents[(lvl, f["clusters"][lvl])] == f["clusters"][lvl - 1]
     assert 0 <= m["evaluation"]["purity"] <= 1
