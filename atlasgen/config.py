@@ -433,11 +433,11 @@ class MapConfig:
     seed: int = _f(0, "Seed of the layout.")
     source: Literal["decoder", "class_weights", "coactivation", "predictions"] = _f(
         "decoder",
-        "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: the model's mean predicted class probabilities on each feature's top dataset examples, weighted by its activation on them (docs/analyses.md, Feature map).",
+        "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: the model's mean predicted class probabilities on that sample, weighted by the feature's activation (docs/analyses.md, Feature map).",
     )
     cluster: Literal["layout", "vectors"] = _f(
         "layout",
-        "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage), or the laid-out vectors themselves for the top level (average linkage on cosine distance, which keeps structure that the 2-D projection tears apart) with finer levels cut by Ward on the layout inside each top cluster, so they stay compact on the map. Either way the top level gives no slot to a handful of outliers (each top cluster holds at least 2 % of the live features) and dead features are left out.",
+        "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage), or the laid-out vectors themselves for the top level (average linkage on cosine distance, which keeps structure that the 2-D projection tears apart) with finer levels cut by Ward on the layout inside each top cluster, so they stay compact on the map.",
     )
     hierarchy: str | None = _f(
         None,
