@@ -56,21 +56,25 @@ def umap_layout(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: in
     return umap_2d(vectors, n_neighbors, min_dist, seed).astype(np.float64)
 
 
+TOP_CLASSES = 3  # leading classes kept per cell (the map's hover)
+
+
 def grid_cells(
     xy: np.ndarray, vectors: np.ndarray, labels: np.ndarray, grid: int, min_count: int, n_classes: int
 ) -> dict:
     """Cells of a ``grid`` x ``grid`` binning with at least ``min_count`` points.
 
     Returns ``cells`` (M, 2) int (gx, gy; y grows downwards as in the layout),
-    ``count`` (M,), ``mean`` (M, C) mean activation, ``top_class`` (M,) and
-    ``top_share`` (M,). Cells are ordered by (gy, gx).
+    ``count`` (M,), ``mean`` (M, C) mean activation, ``top_class`` (M,),
+    ``top_share`` (M,) and ``classes`` (M, TOP_CLASSES, 2): the leading classes and their
+    shares (class -1, share 0 where fewer). Cells are ordered by (gy, gx).
     """
     g = np.clip((xy * grid).astype(np.int64), 0, grid - 1)
     key = g[:, 1] * grid + g[:, 0]
     order = np.argsort(key, kind="stable")
     uniq, start, counts = np.unique(key[order], return_index=True, return_counts=True)
     keep = counts >= min_count
-    cells, count, mean, top, share = [], [], [], [], []
+    cells, count, mean, top, share, leading = [], [], [], [], [], []
     for k, s, n in zip(uniq[keep], start[keep], counts[keep]):
         members = order[s : s + n]
         cells.append((int(k % grid), int(k // grid)))
@@ -79,6 +83,8 @@ def grid_cells(
         hist = np.bincount(labels[members], minlength=n_classes)
         top.append(int(hist.argmax()))
         share.append(float(hist.max() / n))
+        lead = np.argsort(-hist, kind="stable")[:TOP_CLASSES]
+        leading.append([[int(c), float(hist[c] / n)] if hist[c] else [-1, 0.0] for c in lead])
     C = vectors.shape[1]
     return {
         "cells": np.asarray(cells, dtype=np.int64).reshape(-1, 2),
@@ -86,6 +92,7 @@ def grid_cells(
         "mean": np.asarray(mean, dtype=np.float32).reshape(-1, C),
         "top_class": np.asarray(top, dtype=np.int64),
         "top_share": np.asarray(share, dtype=np.float64),
+        "classes": np.asarray(leading, dtype=np.float64).reshape(-1, TOP_CLASSES, 2),
     }
 
 

@@ -28,6 +28,7 @@ from atlasgen.dist import RANK_STATES, Ranks, rank_device
 from atlasgen.progress import Console, format_bytes, format_seconds
 from atlasgen.slices import config_slice
 from atlasgen.stage import DeclarationError, Stage, StageContext, read_declaration
+from atlasgen.versions import describe, numeric_stack
 
 SITE_STAGE = "site"  # renders last, into the output folder instead of the cache
 
@@ -165,6 +166,7 @@ class Pipeline:
             "code": stage_code(SITE),
             "resources": _site_resources_hash(),
             "atlasgen": __version__,
+            "versions": numeric_stack(),  # kept in manifest.json
             "upstream": {d: upstream[d] for d in SITE.deps},
         }
 
@@ -412,5 +414,6 @@ def format_summary(summary: BuildSummary, out_dir: Path, total_seconds: float) -
     )
     if summary.model_input:
         lines.append(f"  model {summary.model_input}")
+    lines.append(f"  versions {describe()}")
     lines += [f"  {line}" for line in summary.notes]
     return "\n".join(lines)

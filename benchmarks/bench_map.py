@@ -157,7 +157,7 @@ def measure(url: str, browser, frames: int) -> dict:
     out["paint_top_ms"] = page.evaluate("() => window.ATLAS_MAP_PAINTED")
     out["pan_top"] = page.evaluate(FPS_JS, ["pan", frames])
     out["zoom_top"] = page.evaluate(FPS_JS, ["zoom", frames])
-    rel = page.evaluate("() => atlasMap.featureZoom - atlasMap.zFit + 0.5")
+    rel = page.evaluate("() => atlasMap.featureZoom() - atlasMap.zFit() + 0.5")
     page.close()
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -15,9 +15,9 @@ from sklearn.metrics import adjusted_rand_score
 
 from atlasgen.atlas import grid_cells, normalize_layout, sprite_sheet
 from atlasgen.config import ConfigError, parse_config
+from atlasgen.featuremap import evaluate
 from atlasgen.featurevis import direction_objective
 from atlasgen.hierarchy import Hierarchy, HierarchyError, name_group
-from atlasgen.stages.map import evaluate
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu"]
@@ -96,7 +96,7 @@ def test_evaluate_purity_and_ari():
 
 @pytest.mark.parametrize("dense_max", [10_000, 100])  # exact Ward tree, and Ward on a k-NN graph
 def test_nested_clusters_are_nested_and_sized(monkeypatch, dense_max):
-    from atlasgen.stages import map as map_stage
+    from atlasgen import featuremap as map_stage
 
     monkeypatch.setattr(map_stage, "DENSE_LINKAGE_MAX", dense_max)
     rng = np.random.default_rng(1)
@@ -125,6 +125,7 @@ def test_grid_cells_means_counts_and_threshold():
     assert out["count"].tolist() == [3, 2]
     np.testing.assert_allclose(out["mean"][0], vec[:3].mean(0))
     assert out["top_class"].tolist() == [0, 1] and out["top_share"][0] == pytest.approx(2 / 3)
+    np.testing.assert_allclose(out["classes"][0], [[0, 2 / 3], [1, 1 / 3], [-1, 0]])  # leading classes
 
 
 def test_normalize_layout_clips_outliers_into_unit_square():
@@ -268,7 +269,7 @@ def test_zooming_changes_level_and_names(tab, base):
     tab.page.wait_for_function("() => document.getElementById('map-view').dataset.level === '1'")
     one = tab.state()
     assert "4 clusters" in one["status"] and one["names"] != start["names"]
-    assert re.search(r"#m=features&z=1\.00", one["hash"])
+    assert re.search(r"#m=features&l=1&z=1\.00", one["hash"])
     box = tab.page.locator("#map-view").bounding_box()
     tab.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     for _ in range(12):  # the wheel all the way in: single features
@@ -333,6 +334,137 @@ def test_activation_atlas_mode(tab, base):
     assert "8 × 8 grid" in tab.state()["status"]
     assert not tab.errors, tab.errors
     assert not tab.outside, tab.outside
+
+
+def _in_frame(tab):
+    """The features' container positions and the map's size."""
+    return tab.page.evaluate("""() => { const m = atlasMap.map, s = m.getSize(), F = ATLAS_MAP.features;
+        const pts = F.x.map((x, i) => { const p = m.latLngToContainerPoint(L.latLng(-F.y[i] * atlasMap.S, x * atlasMap.S));
+            return [p.x, p.y]; });
+        return {w: s.x, h: s.y, pts: pts}; }""")
+
+
+@needs_chromium
+def test_map_opens_fitted_to_the_data(tab, base):
+    """Every feature is inside the frame at the opening view, and the data fill most of it along
+    their longer side (not a third of it)."""
+    tab.open_map(base)
+    got = _in_frame(tab)
+    xs, ys = [p[0] for p in got["pts"]], [p[1] for p in got["pts"]]
+    assert min(xs) >= 0 and min(ys) >= 0 and max(xs) <= got["w"] and max(ys) <= got["h"]
+    fill = max((max(xs) - min(xs)) / got["w"], (max(ys) - min(ys)) / got["h"])
+    assert fill > 0.6, fill
+    assert not tab.errors, tab.errors
+
+
+@needs_chromium
+def test_every_zoom_step_shows_a_feature(tab, base):
+    """From the opening view, every step of the + button, and every wheel step with the cursor in an
+    empty corner, leaves at least one feature in view, down to the deepest zoom."""
+    tab.open_map(base)
+    settle = "() => new Promise(r => setTimeout(r, 400))"
+    steps = 0
+    while True:
+        before = tab.page.evaluate("() => atlasMap.map.getZoom()")
+        tab.page.click("[data-map-zoom=in]")
+        tab.page.evaluate(settle)
+        after = tab.page.evaluate("() => atlasMap.map.getZoom()")
+        assert tab.page.evaluate("() => atlasMap.featuresInView()") >= 1, (steps, after)
+        steps += 1
+        if after <= before:
+            break
+    assert steps > 4 and tab.state()["level"] == "features"
+    tab.page.click("[data-map-zoom=reset]")
+    tab.page.evaluate(settle)
+    box = tab.page.locator("#map-view").bounding_box()
+    tab.page.mouse.move(box["x"] + 5, box["y"] + 5)  # a corner, outside the data
+    for _ in range(14):
+        tab.page.mouse.wheel(0, -240)
+        tab.page.evaluate(settle)
+        assert tab.page.evaluate("() => atlasMap.featuresInView()") >= 1
+    assert not tab.errors, tab.errors
+
+
+def _tip_on_top(tab, x, y):
+    """Whether the tooltip shown for the point (x, y) of the page is the topmost element where it is."""
+    return tab.page.evaluate(
+        """([x, y]) => { const t = document.getElementById('map-tip');
+        if (t.hidden) return 'hidden';
+        const r = t.getBoundingClientRect(); t.style.pointerEvents = 'auto';
+        const e = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        t.style.pointerEvents = ''; return e === t || t.contains(e); }""",
+        [x, y],
+    )
+
+
+@needs_chromium
+@pytest.mark.parametrize("where", ["clusters", "features", "atlas"])
+def test_tooltip_is_drawn_above_the_tiles(tab, base, where):
+    """Hovering every tile drawn at one level (top clusters, single features, the atlas's cells)
+    shows a tooltip that is the topmost element where it stands."""
+    tab.open_map(base, "#m=atlas" if where == "atlas" else "")
+    if where == "features":
+        tab.page.evaluate("() => atlasMap.map.setZoom(atlasMap.featureZoom(), {animate: false})")
+        tab.page.wait_for_function("() => document.getElementById('map-view').dataset.level === 'features'")
+    tab.page.evaluate("() => document.getElementById('map-view').scrollIntoView({block: 'start'})")
+    tab.page.evaluate("() => new Promise(r => setTimeout(r, 300))")
+    box = tab.page.locator("#map-view").bounding_box()
+    targets = tab.page.evaluate("() => atlasMap.drawn().map(d => [d.x, d.y])")
+    assert targets
+    bottom = min(box["height"], 850 - box["y"]) - 2  # the part of the map inside the window
+    inside = [(x, y) for x, y in targets if 2 < x < box["width"] - 2 and 2 < y < bottom]
+    assert inside
+    for x, y in inside[:60]:
+        tab.page.mouse.move(box["x"] + x, box["y"] + y)
+        assert _tip_on_top(tab, x, y) is True, (where, x, y)
+    assert not tab.errors, tab.errors
+
+
+@needs_chromium
+def test_dead_features_are_left_out_and_counted(tab, base, tiny_build):
+    folder, _, site = tiny_build
+    m = json.loads(next((folder / ".atlasgen" / "map").glob("*/mixed5b/map.json")).read_text())
+    dead = {f["id"] for f in m["features"] if f.get("dead")}
+    tab.open_map(base)
+    data = tab.page.evaluate("() => ({ids: ATLAS_MAP.features.id, n: ATLAS_MAP.n, dead: ATLAS_MAP.n_dead})")
+    assert not dead & set(data["ids"])
+    assert data["n"] + data["dead"] == len(m["features"]) and data["dead"] == len(dead)
+    lede = tab.page.locator("p.lede").inner_text()
+    assert f"{data['n']} live features" in lede
+    assert (f"{len(dead)} dead" in lede) == bool(dead)
+
+
+@needs_chromium
+def test_url_fragment_round_trip(tab, base, browser):
+    """Level, centre and the selected feature go into the fragment; a new tab opened on it shows
+    the same view with the same selection."""
+    tab.open_map(base)
+    tab.page.evaluate("() => atlasMap.map.setZoom(atlasMap.featureZoom() + 0.5, {animate: false})")
+    tab.page.evaluate("() => new Promise(r => setTimeout(r, 300))")
+    d = tab.page.evaluate("() => atlasMap.drawn().filter(d => d.kind === 'feature')[0]")
+    box = tab.page.locator("#map-view").bounding_box()
+    tab.page.mouse.click(box["x"] + d["x"], box["y"] + d["y"])
+    fid = tab.page.evaluate(f"() => ATLAS_MAP.features.id[{d['i']}]")
+    tab.page.wait_for_function(f"() => location.hash.indexOf('&f={fid}') > 0")
+    assert tab.page.locator("#map-selected").inner_text().startswith(f"Selected: f/{fid}")
+    view = tab.state()
+    assert "&l=features&" in view["hash"]
+    centre = tab.page.evaluate(
+        "() => [atlasMap.map.getCenter().lng, atlasMap.map.getCenter().lat, atlasMap.map.getZoom()]"
+    )
+    other = Tab(browser, base)
+    try:
+        other.open_map(base, view["hash"])
+        again = other.state()
+        assert again["hash"] == view["hash"] and again["level"] == "features"
+        assert other.page.evaluate(
+            "() => [atlasMap.map.getCenter().lng, atlasMap.map.getCenter().lat, atlasMap.map.getZoom()]"
+        ) == pytest.approx(centre, abs=0.05)
+        assert other.page.evaluate("() => atlasMap.state.highlight") == d["i"]
+        assert not other.errors, other.errors
+    finally:
+        other.context.close()
+    assert not tab.errors, tab.errors
 
 
 def test_coactivation_layout_groups_features_that_fire_on_the_same_images(tmp_path):
@@ -403,38 +535,116 @@ def _planted_hierarchy(rng, n_sup=4, per_sup=4, feats_per_class=6, n_img=320):
     return K, sup, feat_class, probs, peaks
 
 
+def _top_examples(peaks, k=12):
+    """Each feature's k images of largest activation (an examples stage's top_idx / top_val)."""
+    order = np.argsort(-peaks, axis=0, kind="stable")[:k].T  # (F, k)
+    val = np.take_along_axis(peaks.T, order, 1)
+    return np.where(val > 0, order, -1), np.where(val > 0, val, 0)
+
+
 def test_prediction_profiles_recover_a_planted_superclass_hierarchy():
     """Features of sibling classes fire on disjoint images, so their co-activation vectors are
-    orthogonal and carry no superclass grouping; the model's mean prediction where each fires
-    does, and average-linkage clustering of those vectors (map.cluster: vectors) recovers the
-    superclasses exactly, nested over the finer levels (each class one cluster at level 16)."""
-    from sklearn.metrics import adjusted_rand_score
-
-    from atlasgen.stages.map import coactivation_vectors, cosine_ready, nested_clusters, prediction_profiles
+    orthogonal and carry no superclass grouping; the model's mean prediction on each feature's top
+    examples does, and average-linkage clustering of those vectors (map.cluster: vectors) recovers
+    the superclasses exactly, nested over the finer levels (each class one cluster at level 16)."""
+    from atlasgen.featuremap import (
+        coactivation_vectors,
+        nested_clusters,
+        prediction_profiles,
+        top_groups,
+    )
 
     rng = np.random.default_rng(1)
     K, sup, feat_class, probs, peaks = _planted_hierarchy(rng)
-    cooc = {"sample_peaks": peaks.astype(np.float16)}
-    V = prediction_profiles(cooc, probs)
+    top_idx, top_val = _top_examples(peaks)
+    images = np.arange(len(probs))
+    V = prediction_profiles(top_idx, top_val, images, probs)
     assert V.shape == (len(feat_class), K)
     np.testing.assert_allclose(V.sum(1), 1.0, rtol=1e-3)  # a weighted mean of distributions
-    clusters = nested_clusters(cosine_ready(V), [4, 16], cosine=True)
+    clusters = nested_clusters(V, [4, 16], cosine=True)
     assert adjusted_rand_score(sup[feat_class], clusters[:, 0]) == 1.0
     assert adjusted_rand_score(feat_class, clusters[:, 1]) == 1.0
     for k in np.unique(clusters[:, 1]):  # nested: a fine cluster lies in one coarse cluster
         assert len(np.unique(clusters[clusters[:, 1] == k, 0])) == 1
-    coact = nested_clusters(cosine_ready(coactivation_vectors(cooc)), [4], cosine=True)
-    assert adjusted_rand_score(sup[feat_class], coact[:, 0]) < 0.5  # the contrast the source exists for
+    assert adjusted_rand_score(sup[feat_class], top_groups(V, 4, cosine=True)) == 1.0
+    coact = coactivation_vectors({"sample_peaks": peaks.astype(np.float16)})
+    coact[~(np.abs(coact).sum(1) > 0)] = 1e-6
+    assert adjusted_rand_score(sup[feat_class], nested_clusters(coact, [4], cosine=True)[:, 0]) < 0.5
 
 
-def test_prediction_profiles_silent_feature_and_weighting():
-    from atlasgen.stages.map import prediction_profiles
+def test_prediction_profiles_weighting_and_feature_without_examples():
+    from atlasgen.featuremap import informative, prediction_profiles
 
+    images = np.array([3, 5, 9])  # sorted dataset indices of every top example
     probs = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
-    peaks = np.array([[3.0, 0.0], [1.0, 0.0], [0.0, 0.0]], np.float16)  # feature 1 never fires
-    V = prediction_profiles({"sample_peaks": peaks}, probs)
+    top_idx = np.array([[3, 5], [-1, -1], [9, -1]])  # feature 1 has no top example
+    top_val = np.array([[3.0, 1.0], [0.0, 0.0], [2.0, 0.0]])
+    V = prediction_profiles(top_idx, top_val, images, probs)
     np.testing.assert_allclose(V[0], [0.75, 0.25])
-    assert (V[1] > 0).all() and V[1, 0] == V[1, 1]  # a tiny constant vector, not zeros (cosine)
+    np.testing.assert_allclose(V[2], [0.5, 0.5])
+    assert (V[1] == 0).all() and informative(V).tolist() == [True, False, True]
+
+
+def test_top_groups_spend_no_slot_on_outliers():
+    """Four planted groups and three far outliers: average linkage on cosine distance, cut at four,
+    would give three of the slots to the outliers; top_groups keeps the four groups, each outlier
+    joining the group it is closest to, and numbers the clusters by lowest member."""
+    from atlasgen.featuremap import nested_clusters, top_groups
+
+    rng = np.random.default_rng(3)
+    centres = np.eye(6)[:4] + np.r_[0.3, 0.3, 0.3, 0.3, 0, 0]  # four groups that share a component
+    X = np.concatenate([np.abs(c + rng.normal(0, 0.03, (40, 6))) for c in centres])
+    outliers = np.array([[0, 0, 0, 0, 1, 0.0], [0, 0, 0, 0, 0, 1.0], [0, 0, 0, 0, 0.6, 0.4]])
+    X = np.concatenate([X, outliers])
+    truth = np.repeat(np.arange(4), 40)
+    plain = nested_clusters(X, [4], cosine=True)[:, 0]
+    assert min(np.bincount(plain)) < 3  # the plain cut spends slots on outliers
+    got = top_groups(X, 4, cosine=True)
+    assert len(np.unique(got)) == 4 and min(np.bincount(got)) >= 40
+    assert adjusted_rand_score(truth, got[:160]) == 1.0
+    assert got[0] == 0
+    np.testing.assert_array_equal(got, top_groups(X, 4, cosine=True))  # deterministic
+
+
+def test_sibling_names_never_repeat():
+    from atlasgen.featuremap import cluster_name, sibling_names
+
+    h = Hierarchy.from_dataset(CLASSES)
+    assert cluster_name(np.array([0.4, 0.3, 0.1, 0.1, 0.1]), h) == "animal"  # 0.7 of it animals
+    assert cluster_name(np.array([0.7, 0.1, 0.1, 0.1, 0]), h) == "dog"
+    names = sibling_names(
+        [np.array([5.0, 4, 0, 0, 0.5]), np.array([4.0, 5, 0, 0, 0]), np.array([0, 0, 4.0, 5, 0])], h
+    )
+    assert names[2] == "plant" and len(set(names)) == 3
+    assert names[:2] == ["animal: dog", "animal: cat"]
+    twins = sibling_names([np.array([1.0, 1, 0, 0, 0]), np.array([1.0, 1, 0, 0, 0])], h)
+    assert len(set(twins)) == 2
+
+
+def test_build_map_leaves_dead_features_out():
+    """Dead features get no place and no cluster, are not scored, and no cluster holds them; live
+    features without a vector to cluster by take their nearest clustered neighbour's clusters."""
+    from atlasgen.featuremap import build_map
+
+    rng = np.random.default_rng(4)
+    h = Hierarchy.from_dataset(CLASSES)
+    groups = np.repeat([0, 2, 4], 20)  # dog, rose and car features
+    V = np.eye(5)[groups] + rng.random((60, 5)) * 0.1
+    class_w = np.eye(5)[groups]
+    alive = np.ones(60, bool)
+    alive[[3, 25]] = False
+    V[[3, 25]] = 0
+    V[40] = 0  # live, but nothing to cluster by (and no top examples to score it by)
+    class_w[40] = 0
+    m = build_map(V, alive, class_w, h, levels=[3, 6], n_neighbors=8)
+    dead = [f for f in m["features"] if f.get("dead")]
+    assert [f["id"] for f in dead] == [3, 25] and m["n_dead"] == 2
+    assert all(f["clusters"] == [-1, -1] and "x" not in f for f in dead)
+    for level in m["levels"]:
+        assert {i for c in level for i in c["members"]} == set(range(60)) - {3, 25}
+    assert m["evaluation"]["features"] == 57 and m["evaluation"]["purity"] == 1.0
+    assert sorted(c["name"] for c in m["levels"][0]) == ["car", "dog", "rose"]  # one class each
+    assert min(m["features"][40]["clusters"]) >= 0 and "x" in m["features"][40]
 
 
 def test_sibling_targets_and_loss():
@@ -501,6 +711,9 @@ map_stage.run(StageContext(cfg, Path(sys.argv[1]), inputs, Console(0), "cpu"))
     assert [len(level) for level in m["levels"]] == cfg.map.levels
     parents = {(lvl, c["id"]): c["parent"] for lvl, level in enumerate(m["levels"]) for c in level}
     for f in m["features"]:
+        if f.get("dead"):  # no place, in no cluster
+            assert set(f["clusters"]) == {-1} and "x" not in f
+            continue
         for lvl in range(1, len(f["clusters"])):
             assert parents[(lvl, f["clusters"][lvl])] == f["clusters"][lvl - 1]
     assert 0 <= m["evaluation"]["purity"] <= 1
@@ -509,7 +722,7 @@ map_stage.run(StageContext(cfg, Path(sys.argv[1]), inputs, Console(0), "cpu"))
 def test_layout_places_identical_vectors_at_one_point():
     """Identical rows (silent features share one vector) are laid out once: they share a point, and
     the distinct rows keep their order (a layout without duplicates is unchanged)."""
-    from atlasgen.stages.map import layout
+    from atlasgen.featuremap import layout
 
     rng = np.random.default_rng(2)
     v = rng.random((60, 6)).astype(np.float32)
@@ -526,7 +739,7 @@ def test_nested_within_keeps_the_top_partition_and_cuts_compact_finer_clusters()
     """map.cluster: vectors: the top level is the given partition (from the vectors), and inside each
     top group the finer levels follow the layout: two top groups, each of two distant spatial blobs
     interleaved with the other group's, give the four blobs at the next level."""
-    from atlasgen.stages.map import nested_within
+    from atlasgen.featuremap import nested_within
 
     rng = np.random.default_rng(0)
     centres = np.array([[0.1, 0.1], [0.9, 0.9], [0.1, 0.9], [0.9, 0.1]])
@@ -546,3 +759,16 @@ def test_nested_within_keeps_the_top_partition_and_cuts_compact_finer_clusters()
 def test_map_cluster_option_is_validated(tmp_path):
     with pytest.raises(ConfigError, match="map.cluster"):
         parse_config({"map": {"cluster": "umap"}}, root=tmp_path)
+
+
+def test_numeric_stack_versions_in_summary_and_manifest(tiny_build):
+    """The build summary prints the versions of the numeric stack and manifest.json keeps them."""
+    from atlasgen.pipeline import BuildSummary, format_summary
+    from atlasgen.versions import NUMERIC_STACK, numeric_stack
+
+    _, _, site = tiny_build
+    versions = numeric_stack()
+    assert list(versions) == list(NUMERIC_STACK) and versions["numpy"] == np.__version__
+    assert json.loads((site / "manifest.json").read_text())["versions"] == versions
+    text = format_summary(BuildSummary(), site, 1.0)
+    assert f"versions torch {versions['torch']}, numpy {np.__version__}, scikit-learn" in text

@@ -49,6 +49,13 @@ def write_sprite_sheets(images: dict[int, Path], n: int, px: int, folder: Path) 
     return names
 
 
+def map_dead(f: dict, L) -> bool:
+    """A feature the map leaves out: marked dead by the map stage, or of density 0 (an older map.json
+    placed dead features too)."""
+    i = int(f["id"])
+    return bool(f.get("dead")) or "x" not in f or not float(L.features.density[i]) > 0
+
+
 def map_data(
     ix,
     sheets: list[str],
@@ -57,10 +64,11 @@ def map_data(
     class_hrefs: list[str],
     atlas_sheets: list[str],
 ) -> dict:
-    """Everything map.js draws: features (columns), cluster levels, sprites, the activation atlas."""
+    """Everything map.js draws: the live features (columns; dead ones are left out), cluster levels,
+    sprites, the activation atlas."""
     L = ix.layer
     ex = L.features
-    feats = sorted(L.map.get("features", []), key=lambda f: int(f["id"]))
+    feats = sorted((f for f in L.map.get("features", []) if not map_dead(f, L)), key=lambda f: int(f["id"]))
     levels = L.map.get("levels") or []
     # Cluster ids -> position in each level's list, per feature.
     pos = [{cl["id"]: n for n, cl in enumerate(lvl)} for lvl in levels]
@@ -121,6 +129,7 @@ def map_data(
     return {
         "layer": L.name,
         "n": len(feats),
+        "n_dead": len(L.map.get("features", [])) - len(feats),
         "features": cols,
         "levels": out_levels,
         "sprites": {

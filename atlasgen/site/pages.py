@@ -949,7 +949,7 @@ def class_page(
 
 def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
     """The zoomable map (static/map.js over Leaflet); the cluster lists below it work without JavaScript."""
-    from atlasgen.site.mapview import evaluation_rows
+    from atlasgen.site.mapview import evaluation_rows, map_dead
 
     L = ix.layer
     m = site.model
@@ -961,7 +961,8 @@ def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
     # cluster is opened (every feature is linked from the layer page), so the page does not carry every card.
     counts: dict[int, int] = {n: 0 for n in range(len(top))}
     unclustered = 0
-    for f in L.map.get("features", []):
+    live = [f for f in L.map.get("features", []) if not map_dead(f, L)]
+    for f in live:
         clusters = f.get("clusters") or []
         n = cluster_index.get(clusters[0]) if clusters else None
         if n is None:
@@ -1003,7 +1004,8 @@ def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         atlas_points=fmt_count(int(L.atlas.get("n_points", 0))),
         atlas_grids=[int(g["size"]) for g in L.atlas.get("grids") or []],
         evaluation=evaluation_rows(L),
-        n_points=fmt_count(len(L.map.get("features", []))),
+        n_points=fmt_count(len(live)),
+        n_dead=fmt_count(len(L.map.get("features", [])) - len(live)),
         scripts=["static/vendor/leaflet/leaflet.js", f"{m}/{L.name}/map/data.js", "static/map.js"],
         body_class="map",
     )
@@ -1088,8 +1090,11 @@ def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) ->
 
 
 def manifest(site: Site, arts: Artifacts, annotations=()) -> dict:
+    from atlasgen.versions import numeric_stack
+
     return {
         "atlasgen_version": site.version,
+        "versions": numeric_stack(),
         "date": site.date,
         "title": site.title,
         "base_url": site.base_url,

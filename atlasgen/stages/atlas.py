@@ -103,10 +103,19 @@ def run(ctx: StageContext) -> None:
                         "icon_size": cfg.icon_size,
                         "columns": cols,
                         "sheet": f"icons_{g}.webp",
-                        # [gx, gy, count, top class, share of the top class]
+                        # [gx, gy, count, top class, share of the top class, [[class, share], ...]]
                         "cells": [
-                            [int(c[0]), int(c[1]), int(n), int(k), round(float(s), 4)]
-                            for c, n, k, s in zip(b["cells"], b["count"], b["top_class"], b["top_share"])
+                            [
+                                int(c[0]),
+                                int(c[1]),
+                                int(n),
+                                int(k),
+                                round(float(s), 4),
+                                [[int(a), round(float(w), 4)] for a, w in lead if a >= 0],
+                            ]
+                            for c, n, k, s, lead in zip(
+                                b["cells"], b["count"], b["top_class"], b["top_share"], b["classes"]
+                            )
                         ],
                     }
                 )
