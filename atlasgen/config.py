@@ -448,7 +448,7 @@ class MapConfig:
     seed: int = _f(0, "Seed of the layout.")
     source: Literal["decoder", "class_weights", "coactivation", "predictions"] = _f(
         "decoder",
-        "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: the model's mean predicted class probabilities on that sample, weighted by the feature's activation (docs/analyses.md, Feature map).",
+        "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: the model's mean predicted class probabilities on each feature's top dataset examples, weighted by the feature's activation on each (docs/analyses.md, Feature map).",
     )
     cluster: Literal["layout", "vectors"] = _f(
         "layout",
