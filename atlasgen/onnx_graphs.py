@@ -95,20 +95,31 @@ def export_graph(graph: ImageGraph, image_size: int) -> bytes:
 
     buffer = io.BytesIO()
     example = torch.zeros(1, 3, image_size, image_size)
-    with torch.no_grad():
-        torch.onnx.export(
-            graph.eval(),
-            (example,),
-            buffer,
-            dynamo=False,
-            input_names=["image"],
-            output_names=output_names(graph.head),
-            opset_version=OPSET,
-            do_constant_folding=True,
-        )
+    # nn.MultiheadAttention's inference fast path is one fused operator (_native_multi_head_attention)
+    # that the exporter has no ONNX for; the ordinary path computes the same attention in exportable ops.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad():
+            _export(graph, example, buffer)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto)
     return proto.SerializeToString(deterministic=True)
+
+
+def _export(graph: ImageGraph, example: torch.Tensor, buffer: io.BytesIO) -> None:
+    torch.onnx.export(
+        graph.eval(),
+        (example,),
+        buffer,
+        dynamo=False,
+        input_names=["image"],
+        output_names=output_names(graph.head),
+        opset_version=OPSET,
+        do_constant_folding=True,
+    )
 
 
 def weights_to_float16(data: bytes) -> bytes:

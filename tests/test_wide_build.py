@@ -51,7 +51,10 @@ def test_a_4096_feature_build_runs_every_stage_in_one_process(tmp_path):
     layer = site / "demonet" / "mixed5b"
     mp = json.loads(next((tmp_path / ".atlasgen").glob("map/*/mixed5b/map.json")).read_text())
     assert len(mp["features"]) == 4096
-    xy = [(f["x"], f["y"]) for f in mp["features"]]
+    # dead features have no place on the map ({"dead": true}); every live one has
+    live = [f for f in mp["features"] if not f.get("dead")]
+    assert len(live) == 4096 - mp["n_dead"] and len(live) > 1
+    xy = [(f["x"], f["y"]) for f in live]
     assert len(set(xy)) > 1 and all(0 <= c <= 1 for p in xy for c in p)
     pages = {p.parent.relative_to(layer).as_posix() for p in layer.rglob("index.html")}
     assert "." in pages and sum(1 for p in pages if p.split("/")[-1] == "4095") >= 1
