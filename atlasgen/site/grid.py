@@ -63,25 +63,24 @@ def _flags(ix, kind: str, cards: list[dict]) -> list[tuple[dict, list[int]]]:
         column = [1 if (c["dead"] if key == "dead" else key in c.get("flags", ())) else 0 for c in cards]
         if key == "dead" or any(column):
             out.append(({"key": key, "title": title, "help": help_text, "badge": badge}, column))
-    notes = ix.annotations if hasattr(ix, "annotations") else {}
-    annotated = [1 if (kind, c["id"]) in notes else 0 for c in cards]
-    if any(annotated):
-        spec = {
-            "key": "annotated",
-            "title": "annotated",
-            "help": "has the researcher's annotation",
-            "badge": False,
-        }
-        out.append((spec, annotated))
-    failed = [1 if c.get("vis_failed") else 0 for c in cards]
-    if any(failed):
-        spec = {
-            "key": "vis_failed",
-            "title": "failed visualisation",
-            "help": "its visualisation does not activate it",
-            "badge": False,
-        }
-        out.append((spec, failed))
+    extra = (  # not flags of the scan: the researcher's annotations, visualisations that failed (greyed)
+        (
+            "annotated",
+            "annotated",
+            "has the researcher's annotation",
+            lambda c: (kind, c["id"]) in ix.annotations,
+        ),
+        (
+            "vis_failed",
+            "failed visualisation",
+            "its visualisation does not activate it",
+            lambda c: c.get("vis_failed"),
+        ),
+    )
+    for key, title, help_text, has in extra:
+        column = [1 if has(c) else 0 for c in cards]
+        if any(column):
+            out.append(({"key": key, "title": title, "help": help_text, "badge": False}, column))
     return out
 
 
