@@ -273,12 +273,13 @@ def zero_shot_prompts(template: str, class_names: list[str]) -> list[str]:
 
 @torch.no_grad()
 def zero_shot_weights(
-    model_cfg: ModelConfig, class_names: list[str], weights_path: Path | None
+    model_cfg: ModelConfig, class_names: list[str], weights_path: Path | None, read: dict | None = None
 ) -> torch.Tensor:
     """(n_classes, embed_dim) rows of the zero-shot head: logit_scale.exp() times the normalised
     text embedding of each class's prompt, from the text tower of the same weights as the visual
     tower (model.weights holding the whole model, model.pretrained, else the seeded random
-    initialisation) and open_clip's tokenizer of the model."""
+    initialisation) and open_clip's tokenizer of the model. ``read``: model.weights' contents when
+    the caller has read them already (:func:`read_state`)."""
     import open_clip
 
     wnids = [n for n in class_names if _WNID.match(str(n))]
@@ -291,7 +292,7 @@ def zero_shot_weights(
         )
     full = _open_clip(model_cfg, load=weights_path is None and _open_clip_pretrained(model_cfg) is not None)
     if weights_path is not None:
-        state = _read_state(model_cfg, weights_path)
+        state = read if read is not None else read_state(model_cfg, weights_path)
         # CLIP's text tower: token_embedding (text.* in CustomTextCLIP); a tower alone has neither.
         if not any(k.startswith(("token_embedding.", "text.")) for k in state):
             raise ConfigError(
@@ -501,7 +502,7 @@ def normalisation_unknown(model_cfg: ModelConfig, model: nn.Module) -> bool:
     return library_preprocess(model) is None
 
 
-def _read_state(model_cfg: ModelConfig, weights_path: Path) -> dict:
+def read_state(model_cfg: ModelConfig, weights_path: Path) -> dict:
     """The state dict in model.weights, unwrapped from a {"state_dict": ...} checkpoint."""
     try:
         if model_cfg.source == "timm":  # timm's loader: .safetensors, EMA and wrapped checkpoints
@@ -519,11 +520,14 @@ def _read_state(model_cfg: ModelConfig, weights_path: Path) -> dict:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
-def pretrained_state(model_cfg: ModelConfig, weights_path: Path | None) -> dict | None:
+def pretrained_state(
+    model_cfg: ModelConfig, weights_path: Path | None, read: dict | None = None
+) -> dict | None:
     """The state dict to load: a local file, else (pretrained) the torch hub cache or a
-    download; None for a random initialisation or the demo model (trained by the model stage)."""
+    download; None for a random initialisation or the demo model (trained by the model stage).
+    ``read``: the file's contents when the caller has read them already (:func:`read_state`)."""
     if weights_path is not None:
-        state = _read_state(model_cfg, weights_path)
+        state = read if read is not None else read_state(model_cfg, weights_path)
         if model_cfg.source == "open_clip" and any(k.startswith("visual.") for k in state):
             state = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
         return state

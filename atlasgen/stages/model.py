@@ -28,6 +28,7 @@ from atlasgen.models import (
     class_outputs,
     layer_shapes,
     pretrained_state,
+    read_state,
     token_modes,
     zero_shot_prompts,
     zero_shot_weights,
@@ -217,12 +218,13 @@ def run(ctx: StageContext) -> None:
     model = build_model(cfg.model, data.n_classes)
     train_seconds = 0.0
     path = cfg.resolve(cfg.model.weights) if cfg.model.weights else None
-    state = pretrained_state(cfg.model, path)
+    read = read_state(cfg.model, path) if path is not None else None  # read once, for both towers
+    state = pretrained_state(cfg.model, path, read)
     if cfg.model.zero_shot.template is not None:
         # The text tower of the same weights; with random weights, the same seeded initialisation
         # as the visual tower's, so both towers come from one model.
         torch.manual_seed(cfg.model.train.seed)
-        head = zero_shot_weights(cfg.model, [c["name"] for c in data.classes], path)
+        head = zero_shot_weights(cfg.model, [c["name"] for c in data.classes], path, read)
         state = {**(state if state is not None else model.state_dict()), f"{ZERO_SHOT_HEAD}.weight": head}
     if state is not None:
         try:
