@@ -400,32 +400,35 @@ def import_files(cfg, files: list[Path]) -> dict:
 # ---------------------------------------------------------------- the survey sample
 
 
-def feature_importance(layer) -> dict:
-    """Importance of every feature of a site ``Layer``: {"values", "rank", "source", "exact"}.
+def feature_importance(
+    density: np.ndarray,
+    mean_act: np.ndarray,
+    class_weights: np.ndarray | None,
+    importance: dict | None,
+) -> dict:
+    """Importance of every feature of a layer: {"values", "rank", "source", "exact"}.
 
     Reads mean-ablation importance where the importance stage left it
-    on the layer (``layer.importance["features_topk"]`` and
-    ``["features_rank"]``, rank 1 = most important). Without it, a proxy: the
-    feature's linear effect on the logits, ||class weights of f|| x its mean
-    activation when firing x its density, documented on the page as a proxy.
+    (``importance["features_topk"]`` and ``["features_rank"]``, rank 1 = most
+    important). Without it, a proxy: the feature's linear effect on the
+    logits, ||class weights of f|| x its mean activation when firing x its
+    density (``class_weights`` (F, K), None without a classifier head),
+    documented on the page as a proxy.
     """
-    imp = getattr(layer, "importance", None)
-    if imp is not None and "features_topk" in imp and "features_rank" in imp:
+    if importance is not None and "features_topk" in importance and "features_rank" in importance:
         return {
-            "values": np.asarray(imp["features_topk"], dtype=np.float64),
-            "rank": np.asarray(imp["features_rank"], dtype=np.int64),
+            "values": np.asarray(importance["features_topk"], dtype=np.float64),
+            "rank": np.asarray(importance["features_rank"], dtype=np.int64),
             "source": "mean-ablation importance (images that lose the true class from the top-k)",
             "exact": True,
         }
-    ex = layer.features
-    cw = layer.class_weights_features
     source = "proxy: |class weights| x mean activation x density (mean-ablation importance not built)"
-    if cw is None:  # a model without class logits: the activation mass alone
+    if class_weights is None:  # a model without class logits: the activation mass alone
         source = "proxy: mean activation x density (no class weights: the model has no classifier head)"
     values = (
-        (np.linalg.norm(cw.astype(np.float64), axis=1) if cw is not None else 1.0)
-        * ex.mean_act.astype(np.float64)
-        * ex.density.astype(np.float64)
+        (np.linalg.norm(class_weights.astype(np.float64), axis=1) if class_weights is not None else 1.0)
+        * np.asarray(mean_act, dtype=np.float64)
+        * np.asarray(density, dtype=np.float64)
     )
     order = np.lexsort((np.arange(len(values)), -values))
     rank = np.empty(len(values), dtype=np.int64)

@@ -69,6 +69,7 @@ def test_sae_change_reruns_sae_and_downstream_only(tiny_copy):
         "map",
         "game",
         "similar",
+        "survey",
         "tryimage",
         "site",
     ]
@@ -77,7 +78,7 @@ def test_sae_change_reruns_sae_and_downstream_only(tiny_copy):
 def test_featurevis_change_reruns_featurevis_and_site(tiny_copy):
     _, config, _ = tiny_copy
     edit(config, "featurevis", steps=5)
-    assert build(config).ran == ["featurevis", "site"]
+    assert build(config).ran == ["featurevis", "survey", "site"]  # the survey samples drawn features
 
 
 def test_site_title_change_rerenders_only_the_site(tiny_copy):

@@ -101,12 +101,17 @@ def test_survey_sample_groups_are_disjoint_equal_and_seeded():
             assert len({f for f, _ in got}) == len(got) > 0
 
 
-def test_feature_importance_reads_issue6_arrays_or_falls_back():
-    class L:
-        importance = {"features_topk": np.array([5, 9, 1]), "features_rank": np.array([2, 1, 3])}
-
-    got = R.feature_importance(L)
+def test_feature_importance_reads_the_importance_stage_or_falls_back_to_the_proxy():
+    imp = {"features_topk": np.array([5, 9, 1]), "features_rank": np.array([2, 1, 3])}
+    density, mean_act = np.array([0.5, 0.1, 0.0]), np.array([1.0, 4.0, 2.0])
+    got = R.feature_importance(density, mean_act, None, imp)
     assert got["exact"] and got["rank"].tolist() == [2, 1, 3]
+    weights = np.array([[3.0, 4.0], [1.0, 0.0], [9.0, 9.0]])  # norms 5, 1, 12.7
+    proxy = R.feature_importance(density, mean_act, weights, None)
+    assert not proxy["exact"] and "class weights" in proxy["source"]
+    assert np.allclose(proxy["values"], [2.5, 0.4, 0.0]) and proxy["rank"].tolist() == [1, 2, 3]
+    headless = R.feature_importance(density, mean_act, None, None)
+    assert np.allclose(headless["values"], [0.5, 0.4, 0.0]) and "no class weights" in headless["source"]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -271,7 +276,7 @@ def _answer(page, name: str, value: int):
 def test_survey_export_import_shows_ratings(tiny_copy, browser):
     folder, config, site = tiny_copy
     _set(config, "ratings", per_group=3)
-    assert _rebuild(config).ran == ["site"]  # survey settings re-render the site only
+    assert _rebuild(config).ran == ["survey", "site"]  # survey settings: a new sample, the site re-rendered
     rate = site / "demonet" / "mixed5b" / "rate" / "index.html"
     survey = json.loads(
         re.search(r"= (.*);\n$", (site / "demonet/mixed5b/rate/survey.js").read_text()).group(1)

@@ -17,6 +17,7 @@ import numpy as np
 
 from atlasgen import data
 from atlasgen.cache import hash_file
+from atlasgen.featurevis_files import drawn_units
 from atlasgen.saelens import description_of
 
 # Names that become URL path segments must stay plain so links never need escaping.
@@ -168,13 +169,7 @@ def load_featurevis(folder: Path) -> Featurevis:
                 key=lambda s: int(s.rsplit("/", 1)[1]),
             )
     for sub in subs:
-        ids = set()
-        if (folder / sub).is_dir():
-            for name in os.listdir(folder / sub):
-                stem, dot, ext = name.partition(".")
-                if ext == "webp" and stem.isdigit():
-                    ids.add(int(stem))
-        available[sub] = frozenset(ids)
+        available[sub] = drawn_units(folder / sub)
     quality = {}
     for fam in ("features", "neurons"):
         if (folder / f"{fam}_quality.npz").exists():

@@ -218,7 +218,12 @@ def render_site(
         for L in arts.layers:
             game_dir = Path(artifacts["game"]) / L.name if "game" in artifacts else None
             indexes[L.name].ratings = ratings_pages.LayerRatings(
-                indexes[L.name], ratings_records or [], ratings_cfg, game_cfg or {}, game_dir
+                indexes[L.name],
+                ratings_records or [],
+                ratings_cfg,
+                game_cfg or {},
+                Path(artifacts["survey"]) / L.name,
+                game_dir,
             )
     images = DatasetImages(arts.dataset, out_dir)
     images.prepare(

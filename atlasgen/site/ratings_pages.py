@@ -10,6 +10,7 @@ with ``</`` escaped (``fmt.js_global``).
 from __future__ import annotations
 
 import hashlib
+import json
 from html import escape
 from pathlib import Path
 
@@ -35,21 +36,28 @@ N_GAME_FEATURES_MAX = 12
 class LayerRatings:
     """Survey sample, imported ratings and game rounds of one layer."""
 
-    def __init__(self, ix, records: list[dict], ratings_cfg: dict, game_cfg: dict, game_dir: Path | None):
+    def __init__(
+        self,
+        ix,
+        records: list[dict],
+        ratings_cfg: dict,
+        game_cfg: dict,
+        survey_dir: Path,
+        game_dir: Path | None,
+    ):
         L = ix.layer
         self.cfg = ratings_cfg
         self.game_cfg = game_cfg
-        self.importance = R.feature_importance(L)
-        eligible = (L.features.density > 0) & np.array(
-            [i in ix.vis["f"] for i in range(L.n_features)], dtype=bool
-        )
-        self.sample = R.survey_sample(
-            self.importance["rank"],
-            eligible,
-            list(ratings_cfg["groups"]),
-            int(ratings_cfg["per_group"]),
-            int(ratings_cfg["seed"]),
-        )
+        # The sample and the importance it is cut from: the survey stage's artifact (stages/survey.py).
+        info = json.loads((survey_dir / "survey.json").read_text(encoding="utf-8"))
+        with np.load(survey_dir / "survey.npz") as z:
+            self.importance = {
+                "values": np.asarray(z["importance"]),
+                "rank": np.asarray(z["importance_rank"]),
+                "source": info["importance_source"],
+                "exact": bool(info["importance_exact"]),
+            }
+            self.sample = [(int(f), info["groups"][int(g)]) for f, g in zip(z["features"], z["groups"])]
         self.group_of = {f: g for f, g in self.sample}
         self.by_feature, self.other_sae = R.per_feature(records, ix.site.model, L.name, L.sae_sha256)
         ident = R.FORMAT + "|" + L.sae_sha256 + "|" + ",".join(str(f) for f, _ in self.sample)

@@ -23,6 +23,7 @@ STAGE = Stage(
         "atlas",
         "game",
         "similar",
+        "survey",
         "tryimage",
     ),
     config=("site", "model.name", "layer_names", "ratings", "ratings_merged", "annotations"),
