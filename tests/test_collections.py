@@ -393,3 +393,15 @@ def test_changing_a_collection_rerenders_only_the_site(tiny_copy):
         r"collections/far.md: units\[0\]: mixed5b/f/100000 is not a unit: mixed5b has \d+ features",
         exc.value.errors[0],
     )
+
+
+def test_the_demo_collection_is_valid_and_names_annotated_units():
+    from atlasgen.annotations import annotations_dir, load_annotations
+    from atlasgen.config import load_config
+    from atlasgen.unit_collections import collections_dir
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "site_config.yaml")
+    layers = [layer.name for layer in cfg.layers]
+    (c,) = load_collections(collections_dir(cfg), layers)
+    annotated = {a.code for a in load_annotations(annotations_dir(cfg), layers)}
+    assert c.slug == "cactus-and-train-facets" and {m.code for m in c.members} <= annotated
