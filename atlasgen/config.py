@@ -81,6 +81,10 @@ class SiteConfig:
         None,
         "Folder of annotation files, one Markdown file with front matter per unit at <layer>/<f|n>/<id>.md (label, tags, confidence, author, date; docs/annotations.md), relative to the config file. Empty: annotations/ beside the config when it exists. Changing one re-renders the site only.",
     )
+    collections: str | None = _f(
+        None,
+        "Folder of collections, one Markdown file per collection at <slug>.md (front matter: title, units with a note each, optional description, author, date, circuit; prose below; docs/annotations.md), relative to the config file; each becomes <model>/collections/<slug>/index.html. Empty: collections/ beside the config when it exists. Changing one re-renders the site only.",
+    )
 
 
 @dataclass

@@ -285,17 +285,9 @@ def _layer_widths(cfg: Config, model, image_size: int) -> dict[str, int]:
     return widths
 
 
-def _check_annotations(cfg: Config, model, errors: list[str]) -> None:
-    """The annotation files' keys, paths and, where the layer's width is known from the model, unit ids."""
-    from atlasgen.annotations import AnnotationError, annotations_dir, check_units, load_annotations
-
-    try:
-        found = load_annotations(annotations_dir(cfg), [layer.name for layer in cfg.layers])
-    except AnnotationError as exc:
-        errors += exc.errors
-        return
-    if not found or model is None:
-        return
+def _unit_counts(cfg: Config, model) -> dict[tuple[str, str], int]:
+    """(layer, kind) -> number of units, where the model tells the layer's width (an SAE loaded from a
+    file is left out: its width is checked when the site renders)."""
     widths = _layer_widths(cfg, model, cfg.dataset.image_size)
     counts: dict[tuple[str, str], int] = {}
     for layer in cfg.layers:
@@ -305,7 +297,29 @@ def _check_annotations(cfg: Config, model, errors: list[str]) -> None:
         counts[(layer.name, "n")] = width
         if not layer.sae.weights:  # an SAE loaded from a file: its width is checked when the site renders
             counts[(layer.name, "f")] = width * layer.sae.expansion
-    errors += check_units(found, counts)
+    return counts
+
+
+def _check_annotations(cfg: Config, model, errors: list[str]) -> None:
+    """The annotation and collection files' keys, paths and, where the layer's width is known from the
+    model, unit ids."""
+    from atlasgen import unit_collections
+    from atlasgen.annotations import AnnotationError, annotations_dir, check_units, load_annotations
+
+    layers = [layer.name for layer in cfg.layers]
+    found, curated = [], []
+    try:
+        found = load_annotations(annotations_dir(cfg), layers)
+    except AnnotationError as exc:
+        errors += exc.errors
+    try:
+        curated = unit_collections.load_collections(unit_collections.collections_dir(cfg), layers)
+    except unit_collections.CollectionError as exc:
+        errors += exc.errors
+    if not (found or curated) or model is None:
+        return
+    counts = _unit_counts(cfg, model)
+    errors += check_units(found, counts) + unit_collections.check_units(curated, counts)
 
 
 # ---------------------------------------------------------------- all together

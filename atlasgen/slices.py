@@ -76,6 +76,12 @@ def _annotations_identity(cfg: Config) -> Any:
     return identity(annotations_dir(cfg))
 
 
+def _collections_identity(cfg: Config) -> Any:
+    from atlasgen.unit_collections import collections_dir, identity
+
+    return identity(collections_dir(cfg))
+
+
 def _ratings_identity(cfg: Config) -> Any:
     from atlasgen.ratings import ratings_identity
 
@@ -98,6 +104,7 @@ SLICES: dict[str, tuple[str, Callable[[Config], Any]]] = {
     "map_hierarchy": ("hierarchy", _hierarchy_identity),  # content hash of map.hierarchy
     "ratings_merged": ("ratings_merged", _ratings_identity),  # content hash of the imported ratings
     "annotations": ("annotations", _annotations_identity),  # content hash of each annotation file
+    "collections": ("collections", _collections_identity),  # content hash of each collection file
 }
 
 

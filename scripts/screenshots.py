@@ -27,6 +27,7 @@ def page_of_each_kind(site: Path) -> dict[str, str]:
     m = manifest["model"]
     layer = next(iter(manifest["layers"]))
     classes = sorted((site / m / "classes").glob("*/index.html"))
+    collections = sorted((site / m / "collections").glob("*/index.html"))
     kinds = {
         "home": "index.html",
         "model": f"{m}/index.html",
@@ -34,6 +35,7 @@ def page_of_each_kind(site: Path) -> dict[str, str]:
         "feature": f"{m}/{layer}/f/{_busy_feature(site, m, layer)}/index.html",
         "neuron": f"{m}/{layer}/n/0/index.html",
         "class": classes[0].relative_to(site).as_posix() if classes else None,
+        "collection": collections[0].relative_to(site).as_posix() if collections else None,
         "map": f"{m}/{layer}/map/index.html",
         "rating": f"{m}/{layer}/rate/index.html",
     }

@@ -276,12 +276,16 @@
   }
 
   /* ---- search (search_index.js -> window.ATLAS_SEARCH; vendor/minisearch -> window.MiniSearch).
-   * One MiniSearch index over every feature, neuron and class, built on the first keystroke: human labels,
-   * automatic labels, tags, top classes and notes, prefix and typo-tolerant. Results rank by tier: an exact
-   * unit id, then a match in a human label or a class name, then in an automatic label or tags, then in the
-   * top classes, then in notes; typo-only matches come after exact ones of the same field, MiniSearch's
-   * score orders within a tier. Arrow keys move through the results, Enter opens one. The index is built
-   * once, when the box gets focus or on the first search (benchmarks/bench_search.py measures both). */
+   * One MiniSearch index over every feature, neuron, class and collection, built on the first keystroke:
+   * human labels, automatic labels, tags, top classes and notes, class names, collection titles and their
+   * prose, prefix and typo-tolerant. Results rank by tier: an exact unit id, then a match in a human label,
+   * a class name or a collection title, then in an automatic label or tags, then in the top classes, then
+   * in notes or a collection's prose; typo-only matches come after exact ones of the same field,
+   * MiniSearch's score orders within a tier. An id typed in part matches ids by prefix: digits ("5",
+   * "f/3", "mixed5b/f/3") list the ids that start with them right after the exact id and before any
+   * text match; a lone kind ("f", "n", "f/") lists that kind's units after the text matches (a one-letter
+   * query matches words by prefix too). Arrow keys move through the results, Enter opens one. The index
+   * is built once, when the box gets focus or on the first search (benchmarks/bench_search.py measures both). */
   function AtlasSearch(input) {
     var index = window.ATLAS_SEARCH;
     var root = input.getAttribute("data-root") || "";
@@ -290,8 +294,8 @@
     var status = document.getElementById("search-status");
     var more = document.getElementById("search-more");
     var units = null, byCode = null, ms = null, active = -1, shownHits = [];
-    var KIND = { f: "feature", n: "neuron", c: "class" };
-    var TIER = { human: 1, name: 1, label: 2, tags: 2, classes: 3, notes: 4 };
+    var KIND = { f: "feature", n: "neuron", c: "class", k: "collection" };
+    var TIER = { human: 1, name: 1, label: 2, tags: 2, classes: 3, notes: 4 };  // name: a class or collection
 
     function load() {
       units = []; byCode = {};
@@ -318,6 +322,10 @@
         units.push({ kind: "c", href: c[0], code: "class", name: c[1], human: "", label: "", tags: "",
                      classes: c[2], notes: "", density: "", flags: "" });
       });
+      (index.collections || []).forEach(function (c) {
+        units.push({ kind: "k", href: c[0], code: "collection", name: c[1], human: "", label: "", tags: "",
+                     classes: "", notes: c[2], density: "", flags: "" });
+      });
       ms = new window.MiniSearch({
         fields: ["name", "human", "label", "tags", "classes", "notes"],
         storeFields: [],
@@ -340,12 +348,35 @@
       });
       return out;
     }
+    function idPrefix(q) {
+      // "5", "f/3", "mixed5b/f/3": the units whose id starts with the digits (the exact id aside);
+      // "f", "n", "f/": every unit of that kind. Last layer first, features before neurons, ids ascending.
+      var m = /^(?:([^\s\/]+)\/(?=[fn]\/))?(?:([fn])(?:\/|$))?#?(\d*)$/i.exec(q), out = [];
+      if (!m || !(m[2] || m[3])) return { digits: false, hits: out };
+      var digits = m[3] || "", kinds = m[2] ? [m[2].toLowerCase()] : ["f", "n"];
+      index.layers.slice().reverse().forEach(function (L) {
+        if (m[1] && m[1].toLowerCase() !== L.name.toLowerCase()) return;
+        kinds.forEach(function (kind) {
+          var g = L[kind];
+          if (!g) return;
+          for (var i = 0; i < g.n; i++) {
+            var s = String(i);
+            if (digits && (s === String(+digits) || s.indexOf(digits) !== 0)) continue;
+            out.push(byCode[L.name + "/" + kind + "/" + i]);
+          }
+        });
+      });
+      return { digits: !!digits, hits: out };
+    }
     function fuzzy(term) { return term.length < 4 ? 0 : term.length < 6 ? 1 : 2; }
     function search(q) {
-      var hits = exact(q), seen = {}, k;
+      var hits = exact(q), seen = {}, k, ids = idPrefix(q);
       for (k = 0; k < hits.length; k++) seen[hits[k]] = 1;
+      function add(list) { for (var j = 0; j < list.length; j++) if (!seen[list[j]]) { seen[list[j]] = 1; hits.push(list[j]); } }
+      if (ids.digits) add(ids.hits);
       var terms = q.toLowerCase().split(/[\s,;:.!?()"]+/).filter(Boolean);
-      var opts = { prefix: function (t) { return t.length > 1; }, fuzzy: fuzzy, combineWith: "AND",
+      // One-letter terms match words by prefix only when the whole query is that letter.
+      var opts = { prefix: function (t) { return t.length > 1 || q.length === 1; }, fuzzy: fuzzy, combineWith: "AND",
                    boost: { name: 6, human: 6, label: 3, tags: 3, classes: 1.5, notes: 1 } };
       var found = ms.search(q, opts);
       if (!found.length && terms.length > 1) found = ms.search(q, Object.assign({}, opts, { combineWith: "OR" }));
@@ -358,15 +389,16 @@
         return { k: r.id, tier: tier, score: r.score, order: order };
       });
       ranked.sort(function (a, b) { return (a.tier - b.tier) || (b.score - a.score) || (a.order - b.order); });
-      for (k = 0; k < ranked.length; k++) if (!seen[ranked[k].k]) { seen[ranked[k].k] = 1; hits.push(ranked[k].k); }
+      add(ranked.map(function (r) { return r.k; }));
+      if (!ids.digits) add(ids.hits);
       return hits;
     }
     function item(k, n) {
       var u = units[k], li = el("li"), a = el("a");
       li.id = "search-hit-" + n;
       a.href = root + u.href;
-      if (u.kind === "c") {
-        a.appendChild(el("span", "thumb none r-thumb", "class"));
+      if (u.kind === "c" || u.kind === "k") {
+        a.appendChild(el("span", "thumb none r-thumb", KIND[u.kind]));
       } else if (u.thumb) {
         var img = el("img", "thumb r-thumb");
         img.src = root + index.model + "/" + u.code + "/" + (u.thumb === 1 ? "thumb.webp" : "vis.webp");
@@ -376,11 +408,12 @@
         a.appendChild(el("span", "thumb none r-thumb", "no vis"));
       }
       var text = el("span", "r-text"), head = el("span", "r-head");
-      head.appendChild(el("span", "r-code", u.kind === "c" ? u.name : u.code));
+      head.appendChild(el("span", "r-code", u.kind === "c" || u.kind === "k" ? u.name : u.code));
       head.appendChild(el("span", "r-kind", KIND[u.kind]));
       text.appendChild(head);
       var label = u.human || u.label;
       if (u.kind === "c") text.appendChild(el("span", "r-extra", u.classes ? "superclass " + u.classes : "class page"));
+      else if (u.kind === "k") text.appendChild(el("span", "r-extra", u.notes.length > 120 ? u.notes.slice(0, 119) + "\u2026" : u.notes || "collection page"));
       else {
         text.appendChild(el("span", "r-label" + (u.human ? " human" : "") + (label ? "" : " muted"), label || u.classes || "(no label)"));
         if (u.human && u.label && u.label !== u.human) text.appendChild(el("span", "r-extra r-auto", "automatic: " + u.label));

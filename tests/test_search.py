@@ -23,6 +23,7 @@ from test_site import (  # noqa: F401
 )
 
 from atlasgen.annotations import load_annotations
+from atlasgen.unit_collections import load_collections
 
 L0, L1 = LAYERS
 
@@ -37,8 +38,19 @@ def search_site(tmp_path_factory) -> Path:
     )
     write(folder, f"{L1}/n/3.md", "---\nlabel: lighthouse beams\n---\nThe notes mention a zeppelin.\n")
     write(folder, f"{L0}/f/2.md", "Notes only: the word cactus appears here, in the notes.\n")
+    write(
+        root / "collections",
+        "quokka-parade.md",
+        f"---\ntitle: Quokka parade\nunits:\n  - {{unit: {L1}/f/4, note: the first marsupial}}\n"
+        f"  - {{unit: {L0}/n/1}}\n---\nUnits that wander like wallabies.\n",
+    )
     out = root / "site"
-    render(art, out, annotations=tuple(load_annotations(folder, LAYERS)))
+    render(
+        art,
+        out,
+        annotations=tuple(load_annotations(folder, LAYERS)),
+        collections=tuple(load_collections(root / "collections", LAYERS)),
+    )
     return out
 
 
@@ -68,6 +80,13 @@ def test_index_covers_every_unit_class_and_annotation(search_site):
         [L1, "n", 3, "lighthouse beams", "", "The notes mention a zeppelin."],
     ]
     assert len(index["classes"]) == 6 and all((search_site / c[0]).is_file() for c in index["classes"])
+    assert index["collections"] == [
+        [
+            f"{MODEL}/collections/quokka-parade/index.html",
+            "Quokka parade",
+            "Units that wander like wallabies. the first marsupial",
+        ]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +156,40 @@ def test_search_ranks_ids_labels_and_notes_and_tolerates_typos(tab, base, search
     assert page.locator("#search-results li .r-kind").first.text_content() == "class"
     _type(page, "qqqzzz")
     assert page.inner_text("#search-status") == "No match."
+    assert not tab.errors, tab.errors
+
+
+@needs_chromium
+def test_search_finds_collections_and_short_queries(tab, base):
+    page = tab.page
+    page.goto(f"{base}index.html")
+    # A collection by its title (a typo too) and by the words of its prose and notes.
+    for q in ("quokka", "quokak", "wallabies", "marsupial"):
+        _type(page, q)
+        assert _hits(page) == [f"{MODEL}/collections/quokka-parade"], q
+    assert page.locator("#search-results li .r-kind").first.text_content() == "collection"
+    assert "wander like wallabies" in page.locator("#search-results li").first.inner_text()
+    # One or two characters: digits match ids by prefix after the exact ids (last layer first, features
+    # before neurons); "n/" lists the neurons; a lone "f" lists words starting with f, then the features.
+    _type(page, "1")
+    exact = [f"{MODEL}/{L1}/f/1", f"{MODEL}/{L1}/n/1", f"{MODEL}/{L0}/f/1", f"{MODEL}/{L0}/n/1"]
+    hits = page.eval_on_selector_all("#search-results a", "els => els.map(a => a.getAttribute('href'))")
+    hits = [h.removesuffix("/index.html") for h in hits]
+    assert hits[:4] == exact
+    assert hits[4:20] == [f"{MODEL}/{L1}/f/{i}" for i in range(10, 20)] + [
+        f"{MODEL}/{L0}/f/{i}" for i in range(10, 16)
+    ]
+    assert page.inner_text("#search-status").startswith("Showing 20 of ")
+    _type(page, "15")
+    assert _hits(page)[:2] == [f"{MODEL}/{L1}/f/15", f"{MODEL}/{L0}/f/15"]
+    _type(page, "n/")
+    hits = _hits(page)
+    assert hits[:8] == [f"{MODEL}/{L1}/n/{i}" for i in range(8)] and all("/n/" in h for h in hits)
+    _type(page, "f")
+    status = page.inner_text("#search-status")
+    assert status.startswith("Showing 20 of ") and int(status.split(" of ")[1].split()[0]) >= 40
+    _type(page, f"{L0}/f/1")
+    assert _hits(page)[:3] == [f"{MODEL}/{L0}/f/1", f"{MODEL}/{L0}/f/10", f"{MODEL}/{L0}/f/11"]
     assert not tab.errors, tab.errors
 
 

@@ -23,7 +23,7 @@ from atlasgen.saelens import description_of
 # Names that become URL path segments must stay plain so links never need escaping.
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Folders the site itself uses next to the layer folders inside <model>/.
-RESERVED_LAYER_NAMES = frozenset({"classes", "try", "index.html"})
+RESERVED_LAYER_NAMES = frozenset({"classes", "collections", "try", "index.html"})
 
 
 def check_segment(kind: str, name: str) -> str:

@@ -21,6 +21,7 @@ import atlasgen
 from atlasgen.cache import hash_file, tree_size
 from atlasgen.site import (
     cards,
+    collection_pages,
     export,
     featurevis_section,
     grid,
@@ -148,16 +149,26 @@ def make_site(
     )
 
 
-def layer_indexes(site: pages.Site, arts, annotations=()) -> dict[str, pages.LayerIndex]:
-    """Every layer's LayerIndex, with its annotations; annotations naming a unit a layer does not have
-    raise AnnotationError (the build's preflight checks them earlier where the model tells the widths)."""
+def layer_indexes(site: pages.Site, arts, annotations=(), collections=()) -> dict[str, pages.LayerIndex]:
+    """Every layer's LayerIndex, with its annotations and the collections holding its units. Annotations
+    naming a unit a layer does not have raise AnnotationError, collections CollectionError (the build's
+    preflight checks them earlier where the model tells the widths), as does a circuit collection the
+    circuits artifacts cannot draw."""
     from atlasgen.annotations import AnnotationError, check_units
+    from atlasgen.unit_collections import CollectionError
+    from atlasgen.unit_collections import check_units as check_members
 
     counts = {(L.name, k): n for L in arts.layers for k, n in (("f", L.n_features), ("n", L.n_neurons))}
     errors = check_units(list(annotations), counts)
     if errors:
         raise AnnotationError(errors)
-    return {L.name: pages.LayerIndex(site, L, arts.dataset, annotations) for L in arts.layers}
+    errors = check_members(list(collections), counts)
+    if errors:
+        raise CollectionError(errors)
+    indexes = {L.name: pages.LayerIndex(site, L, arts.dataset, annotations) for L in arts.layers}
+    collection_pages.attach(indexes, collections)
+    collection_pages.check(collections, arts.layers, indexes)
+    return indexes
 
 
 def render_site(
@@ -180,6 +191,7 @@ def render_site(
     game_cfg: dict | None = None,
     dense_threshold: float = numbers.DEFAULT_DENSE_THRESHOLD,
     annotations: tuple = (),
+    collections: tuple = (),
 ) -> SiteSummary:
     """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
 
@@ -187,7 +199,8 @@ def render_site(
     'featurevis', 'examples', 'circuits', 'map' (layout in docs/artifacts.md;
     per-layer subfolders named after the layer). ``annotations``: the researcher's
     ``atlasgen.annotations.Annotation`` records (checked against the layers' unit counts here,
-    AnnotationError). ``progress(n_pages_done,
+    AnnotationError); ``collections``: its ``atlasgen.unit_collections.Collection`` records, one page
+    each (checked the same way, CollectionError). ``progress(n_pages_done,
     n_pages_total)`` is called after each page when given. ``workers``: processes
     that render feature and neuron pages (default: the usable CPUs, at most
     ``MAX_WORKERS``); the bytes written do not depend on it.
@@ -211,7 +224,7 @@ def render_site(
         sae_dtype=sae_dtype,
         dense_threshold=dense_threshold,
     )
-    indexes = layer_indexes(site, arts, annotations)
+    indexes = layer_indexes(site, arts, annotations, collections)
     try_art = trypage.load_try(artifacts.get("tryimage"))
     trypage.mark_layers(indexes, try_art)
     if ratings_cfg is not None:  # survey, game and imported ratings
@@ -243,13 +256,18 @@ def render_site(
         ]
     )
 
-    total = 5 + arts.dataset.n_classes + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
+    total = (
+        5
+        + len(collections)
+        + arts.dataset.n_classes
+        + sum(2 + L.n_features + L.n_neurons for L in arts.layers)
+    )
     total += sum(
         (1 + (ix.ratings.game is not None)) for ix in indexes.values() if getattr(ix, "ratings", None)
     )
     w = _Writer(out_dir, make_environment(), total, progress)
 
-    w.page(*pages.home_page(site, arts, indexes))
+    w.page(*pages.home_page(site, arts, indexes, collections))
     w.page(*pages.model_page(site, arts))
     w.page(*pages.glossary_page(site))
     for L in arts.layers:
@@ -282,12 +300,19 @@ def render_site(
                 )
     for c in range(arts.dataset.n_classes):
         w.page(*pages.class_page(site, arts, indexes, c, images))
+    for c in collections:
+        w.page(*collection_pages.collection_page(site, arts, indexes, c))
+    if collections:
+        w.text(
+            urls.collections_data(model_name),
+            dumps(collection_pages.export(site, collections), indent=1) + "\n",
+        )
     if try_art is not None:  # the reader's own image, in the page
         trypage.write_try(w, site, arts, indexes, try_art)
         w.page(*trypage.try_page(site, arts, try_art))
 
-    w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
-    w.text("manifest.json", dumps(pages.manifest(site, arts, annotations), indent=2) + "\n")
+    w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes, collections)))
+    w.text("manifest.json", dumps(pages.manifest(site, arts, annotations, collections), indent=2) + "\n")
     if authors:  # CITATION.cff needs its authors (site.authors); `atlasgen check` warns when it is missing
         w.text(
             "CITATION.cff",

@@ -536,3 +536,92 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
         "contribution": str((top.contributions or {}).get("info", {}).get("method", "")),
         "note": "",
     }
+
+
+# ---------------------------------------------------------------- a collection's circuit
+
+
+def collection_edges(collection, lower, upper) -> list[tuple[int, int, float]]:
+    """The weights between a circuit collection's units of ``lower`` and of ``upper`` (the layer whose
+    ``upstream`` artifact reads from ``lower``): (lower id, upper id, weight summed over offsets), in the
+    collection's order of the upper then the lower units. A pair is known when one unit is among the
+    other's stored strongest partners (circuits.top_k of each sign, upstream.npz or downstream.npz);
+    both files hold the same expanded weight for it. Other pairs are not drawn."""
+    kind = collection.members[0].kind
+    key = KIND_KEYS[kind]
+    low = [m.unit for m in collection.members if m.layer == lower.name]
+    up = [m.unit for m in collection.members if m.layer == upper.name]
+    known: dict[tuple[int, int], float] = {}
+    for f in up:
+        for g, w in zip(upper.upstream[f"{key}_idx"][f], upper.upstream[f"{key}_w"][f]):
+            known.setdefault((int(g), f), float(w))
+    down = lower.downstream
+    if down is not None:
+        for g in low:
+            for f, w in zip(down[f"{key}_idx"][g], down[f"{key}_w"][g]):
+                known.setdefault((g, int(f)), float(w))
+    return [(g, f, known[(g, f)]) for f in up for g in low if known.get((g, f), 0.0) != 0.0]
+
+
+def collection_circuit(root: str, collection, lower, upper, indexes: dict) -> dict:
+    """A circuit collection as SVG: its ``upper`` units on top, its ``lower`` units below, in the
+    collection's order, each known weight between them an edge (signed colour, width by |weight|; the
+    value in its tooltip and in the table the page prints under the figure)."""
+    kind = collection.members[0].kind
+    edges = collection_edges(collection, lower, upper)
+    low_ix, up_ix = indexes[lower.name], indexes[upper.name]
+    cards = {"f": "feature_cards", "n": "neuron_cards"}[kind]
+    up = [m.unit for m in collection.members if m.layer == upper.name]
+    low = [m.unit for m in collection.members if m.layer == lower.name]
+    n = max(len(up), len(low))
+    width = 2 * _C_PAD + _C_TIER + n * _C_PITCH
+    y_up = _C_PAD + 16
+    y_low = y_up + _C_UP + 30 + 80
+    height = y_low + _C_LOW + 32
+    left = _C_PAD + _C_TIER
+
+    def xs(count: int) -> list[float]:
+        x0 = left + (n - count) * _C_PITCH / 2 + _C_PITCH / 2
+        return [x0 + j * _C_PITCH for j in range(count)]
+
+    x_up, x_low = dict(zip(up, xs(len(up)))), dict(zip(low, xs(len(low))))
+    scale = max((abs(w) for *_, w in edges), default=0.0)
+    what = "features" if kind == "f" else "neurons"
+    parts = [
+        f'<svg class="circuit" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}" '
+        f'role="img" aria-label="Weights from the collection\'s {lower.name} {what} into its {upper.name} {what}">'
+    ]
+    rows = []
+    for g, f, w in edges:
+        a = {**getattr(low_ix, cards)[g], "code": f"{lower.name}/{kind}/{g}"}
+        b = {**getattr(up_ix, cards)[f], "code": f"{upper.name}/{kind}/{f}"}
+        tip = f"weight {a['code']} \u2192 {b['code']}: {fmt_signed(w)}"
+        parts.append(_edge(x_low[g], y_low, x_up[f], y_up + _C_UP + 30, w, scale, tip))
+        rows.append({"lower": a, "upper": b, "weight": fmt_signed(w), "negative": w < 0})
+    for units, x_of, ix, layer, y, size in (
+        (up, x_up, up_ix, upper.name, y_up, _C_UP),
+        (low, x_low, low_ix, lower.name, y_low, _C_LOW),
+    ):
+        for u in units:
+            card = {**getattr(ix, cards)[u], "code": f"{layer}/{kind}/{u}"}
+            parts += _node_parts(
+                root, card, x_of[u], y, size, _C_PITCH - 4, f"{layer} {KIND_KEYS[kind][:-1]} {u}"
+            )
+        tx, y_mid = _C_PAD + 12, y + size / 2
+        parts.append(
+            f'<text class="tier" x="{tx}" y="{y_mid:.1f}" text-anchor="middle" '
+            f'transform="rotate(-90 {tx} {y_mid:.1f})">{escape(layer)}</text>'
+        )
+    parts.append("</svg>")
+    info = upper.upstream["info"]
+    return {
+        "svg": Markup("".join(parts)),
+        "upper": upper.name,
+        "lower": lower.name,
+        "what": what,
+        "edges": rows,
+        "n_pairs": len(up) * len(low),
+        "top_k": int(info.get("top_k") or upper.upstream[f"{KIND_KEYS[kind]}_idx"].shape[1] // 2),
+        "method": str(info.get("method", "")),
+        "kernel": "\u00d7".join(str(v) for v in info.get("kernel", [])),
+    }

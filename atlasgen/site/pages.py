@@ -19,6 +19,7 @@ from atlasgen.saelens import ORIGINS, SAELENS_WEIGHTS
 from atlasgen.site import (
     annotated,
     circuits,
+    collection_pages,
     export,
     featurevis_section,
     grid,
@@ -339,7 +340,9 @@ def class_weight_rows(site: Site, dataset: Dataset, weights: np.ndarray) -> dict
 # ---------------------------------------------------------------- pages
 
 
-def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tuple[str, str, dict]:
+def home_page(
+    site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], collections=()
+) -> tuple[str, str, dict]:
     path = urls.home()
     layers = [
         {
@@ -381,6 +384,7 @@ def home_page(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> tu
         dataset_identity=arts.dataset.identity,
         example=example,
         highlights=highlights,
+        collections=collection_pages.home_list(site, collections),
         scripts=SEARCH_SCRIPTS,
         body_class="home",
     )
@@ -821,6 +825,7 @@ def unit_page(
         annotation=annotated.annotation_context(
             site, ix, kind, i, urls.root_prefix(path), list(indexes or {L.name: ix})
         ),
+        in_collections=collection_pages.unit_links(site, ix, kind, i),
         dead=float(ex.density[i]) <= 0,
         flags=flags,
         low_confidence="low_confidence" in ix.flags[kind][i],
@@ -1046,11 +1051,12 @@ def features_export(site: Site, ix: LayerIndex) -> dict:
     return {"model": site.model, "layer": L.name, "sae_sha256": L.sae_sha256, "features": rows}
 
 
-def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) -> dict:
+def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex], collections=()) -> dict:
     """search_index.js (static/atlas.js builds a MiniSearch index from it in the browser): per layer and kind
     columns with one entry per unit (automatic label, top classes, flags, density as the pages print it, and
     which thumbnail file it has: 0 none, 1 thumb.webp, 2 vis.webp); the annotations (human label, tags, notes
-    as plain text); every class. Unit and thumbnail URLs follow from the layer, kind and id (docs/urls.md);
+    as plain text); every class; every collection (href, title, the words of its description, prose and
+    notes). Unit and thumbnail URLs follow from the layer, kind and id (docs/urls.md);
     hrefs are root-relative."""
     from atlasgen.annotations import notes_text
 
@@ -1086,10 +1092,16 @@ def search_index(site: Site, arts: Artifacts, indexes: dict[str, LayerIndex]) ->
         ]
         for c in range(arts.dataset.n_classes)
     ]
-    return {"model": site.model, "layers": layers, "annotations": notes, "classes": classes}
+    return {
+        "model": site.model,
+        "layers": layers,
+        "annotations": notes,
+        "classes": classes,
+        "collections": collection_pages.search_entries(site, collections),
+    }
 
 
-def manifest(site: Site, arts: Artifacts, annotations=()) -> dict:
+def manifest(site: Site, arts: Artifacts, annotations=(), collections=()) -> dict:
     from atlasgen.versions import numeric_stack
 
     return {
@@ -1121,10 +1133,22 @@ def manifest(site: Site, arts: Artifacts, annotations=()) -> dict:
         },
         # The researcher's annotation files (site.annotations) by path, with their content hash.
         "annotations": {a.path: {"unit": a.code, "sha256": a.sha256} for a in annotations},
+        # The collections (site.collections) by path: slug, page, members in order, content hash.
+        "collections": {
+            c.path: {
+                "slug": c.slug,
+                "url": urls.collection(site.model, c.slug),
+                "units": [m.code for m in c.members],
+                "sha256": c.sha256,
+            }
+            for c in collections
+        },
         "urls": {
             "feature": "<model>/<layer>/f/<id>/index.html",
             "neuron": "<model>/<layer>/n/<id>/index.html",
             "class": "<model>/classes/<class-slug>/index.html",
+            "collection": "<model>/collections/<slug>/index.html",
+            "collections_data": "data/<model>/collections.json",
             "map": "<model>/<layer>/map/index.html",
             "features_data": "data/<model>/<layer>/features.json",
             "features_export": "data/<model>/<layer>/features.jsonl.gz",

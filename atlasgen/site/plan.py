@@ -29,7 +29,18 @@ from pathlib import Path
 import numpy as np
 
 from atlasgen.cache import tree_size
-from atlasgen.site import export, grid, mapview, numbers, pages, resources, trypage, urls, weights
+from atlasgen.site import (
+    collection_pages,
+    export,
+    grid,
+    mapview,
+    numbers,
+    pages,
+    resources,
+    trypage,
+    urls,
+    weights,
+)
 from atlasgen.site.artifacts import load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages, encode_thumbnail
@@ -109,6 +120,7 @@ def project(
     doi: str | None = None,
     dense_threshold: float | None = None,
     annotations: tuple = (),
+    collections: tuple = (),
 ) -> Projection:
     """The projected size of the site :func:`atlasgen.site.build.render_site` would write, by part."""
     from atlasgen.site.build import layer_indexes, make_environment, make_site
@@ -126,7 +138,7 @@ def project(
         sae_dtype=sae_dtype,
         dense_threshold=numbers.DEFAULT_DENSE_THRESHOLD if dense_threshold is None else dense_threshold,
     )
-    indexes = layer_indexes(site, arts, annotations)
+    indexes = layer_indexes(site, arts, annotations, collections)
     try_art = trypage.load_try(artifacts.get("tryimage"))
     trypage.mark_layers(indexes, try_art)
     env = make_environment()
@@ -152,7 +164,13 @@ def project(
             p.add(IMAGES, round(mean * len(shown)))
             p.notes[IMAGES] = f"{len(shown):,} distinct images, {mean / 1e3:.1f} KB each"
         n_pages = 0
-        fixed = [pages.home_page(site, arts, indexes), pages.model_page(site, arts)]
+        fixed = [pages.home_page(site, arts, indexes, collections), pages.model_page(site, arts)]
+        fixed += [collection_pages.collection_page(site, arts, indexes, c) for c in collections]
+        if collections:
+            w.text(
+                urls.collections_data(model_name),
+                dumps(collection_pages.export(site, collections), indent=1) + "\n",
+            )
         for L in arts.layers:
             ix = indexes[L.name]
             from atlasgen.site.build import copy_unit_images
@@ -194,8 +212,10 @@ def project(
         n_pages += len(fixed) + 2
         p.add(PAGES, _render(env, *pages.not_found_page(site)) + _render(env, *pages.search_page(site, arts)))
         p.notes[PAGES] = f"{n_pages:,} pages, {p.parts[PAGES] / max(1, n_pages) / 1e3:.1f} KB each"
-        w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
-        w.text("manifest.json", dumps(pages.manifest(site, arts, annotations), indent=2) + "\n")
+        w.text(
+            "search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes, collections))
+        )
+        w.text("manifest.json", dumps(pages.manifest(site, arts, annotations, collections), indent=2) + "\n")
         if try_art is not None:
             trypage.write_try(w, site, arts, indexes, try_art)
             p.add(TRY, _render(env, *trypage.try_page(site, arts, try_art)))

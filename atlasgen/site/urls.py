@@ -42,6 +42,16 @@ def class_page(m: str, slug: str) -> str:
     return f"{m}/classes/{slug}/index.html"
 
 
+def collection(m: str, slug: str) -> str:
+    """A collection (``<slug>.md`` of the collections folder): curated units with commentary."""
+    return f"{m}/collections/{slug}/index.html"
+
+
+def collections_data(m: str) -> str:
+    """Every collection of the model with its members (the export)."""
+    return f"data/{m}/collections.json"
+
+
 def features_data(m: str, layer_name: str) -> str:
     return f"data/{m}/{layer_name}/features.json"
 

@@ -26,18 +26,22 @@ STAGE = Stage(
         "survey",
         "tryimage",
     ),
-    config=("site", "model.name", "layer_names", "ratings", "ratings_merged", "annotations"),
+    config=("site", "model.name", "layer_names", "ratings", "ratings_merged", "annotations", "collections"),
     what="the static site",
 )
 
 
 def site_fields(cfg: Config) -> dict:
     """The config's site settings as the renderer and the size projection take them, with the annotations
-    read from their files (atlasgen.annotations; checked again, AnnotationError)."""
+    and collections read from their files (atlasgen.annotations, atlasgen.unit_collections; checked again,
+    AnnotationError, CollectionError)."""
     from atlasgen.annotations import annotations_dir, load_annotations
+    from atlasgen.unit_collections import collections_dir, load_collections
+
+    layers = [layer.name for layer in cfg.layers]
 
     return dict(
-        layers=[layer.name for layer in cfg.layers],
+        layers=layers,
         model_name=cfg.model.name,
         title=cfg.site.title,
         date=cfg.site.date,
@@ -46,7 +50,8 @@ def site_fields(cfg: Config) -> dict:
         doi=cfg.site.doi,
         sae_dtype=cfg.site.sae_dtype,
         dense_threshold=cfg.examples.dense_threshold,
-        annotations=tuple(load_annotations(annotations_dir(cfg), [layer.name for layer in cfg.layers])),
+        annotations=tuple(load_annotations(annotations_dir(cfg), layers)),
+        collections=tuple(load_collections(collections_dir(cfg), layers)),
     )
 
 
