@@ -375,8 +375,33 @@
   $("try-layer").addEventListener("change", function () { run(); });
   window.addEventListener("hashchange", function () { if (pixels) run(); });
 
-  // A dataset image handed over by a unit page (#img=<site-relative path>): readable over HTTP;
-  // from file:// the browser refuses (the page says so).
+  /* A dataset image handed over by a unit page's "try this image" (#...&img=images/<name>.webp). Over
+     HTTP the page reads the site's file; from file:// a canvas that draws another file's image is
+     tainted, so the page reads the same bytes from <model>/try/images/<name>.js, a data: URL, whose
+     image is not. Read while the model loads: run() waits for both. */
+  function datasetImage(name) {
+    var local = location.protocol === "file:";
+    if (local && !C.dataset_images) {
+      return Promise.reject(new Error("This browser does not let a page opened from disk read " + name +
+        ", and this site has no copy it can read (site.try_dataset_images is off): choose the file with the button, or open the site over HTTP."));
+    }
+    var source = local
+      ? loadScript(root + C.dataset_images + name.replace(/\.[a-z]+$/, ".js")).then(function () {
+        var url = (window.ATLAS_TRY_IMAGES || {})[name];
+        if (!url) throw new Error("no copy of " + name);
+        return url;
+      })
+      : Promise.resolve(root + name);
+    return source.then(function (url) {
+      return new Promise(function (resolve, reject) {
+        var img = new Image();
+        img.onload = function () { resolve(img); };
+        img.onerror = function () { reject(new Error("could not load " + name)); };
+        img.src = url;
+      });
+    });
+  }
+
   var pin = pinned();
   if (pin.layer && C.files[pin.layer] && $("try-layer").tagName === "SELECT") $("try-layer").value = pin.layer;
   loadLayer($("try-layer").value).then(function (L) {
@@ -384,15 +409,21 @@
     $("try-about").textContent = "Model loaded in " + (timing.session / 1000).toFixed(1) + " s (" + mb + " MB graph, " +
       L.units.dtype + " weights, ONNX Runtime Web " + window.ort.env.versions.web + ", one thread).";
     if (!pixels) say("Ready: choose an image.");
-    if (pin.img && /^images\/[A-Za-z0-9._-]+$/.test(pin.img)) {
-      var img = new Image();
-      img.onload = function () { useSource(img, pin.img); };
-      img.onerror = function () { say("Could not load " + pin.img, true); };
-      img.src = root + pin.img;
-    }
   }, function (e) {
     say("Could not load the model: " + (e && e.message ? e.message : e), true);
     window.ATLAS_TRY_ERROR = String(e && e.message ? e.message : e);
   });
+  if (pin.img && /^images\/[A-Za-z0-9._-]+$/.test(pin.img)) {
+    datasetImage(pin.img).then(function (img) {
+      return useSource(img, "Dataset image " + pin.img).then(function () {
+        $("try-caption").textContent = "Dataset image " + pin.img + ": the site's stored copy (" + img.naturalWidth + "\u00d7" +
+          img.naturalHeight + " px WebP), as the model sees it. The atlas's scan read the original, so values may differ a little from the unit page's.";
+      });
+    }).catch(function (e) {
+      var msg = e && e.message ? e.message : String(e);
+      say(msg, true);
+      window.ATLAS_TRY_ERROR = msg;
+    });
+  }
   window.ATLAS_TRY_PIPELINE = { resizeCenterCrop: resizeCenterCrop, decode: decode };
 })();

@@ -180,12 +180,14 @@ def render_site(
     game_cfg: dict | None = None,
     dense_threshold: float = numbers.DEFAULT_DENSE_THRESHOLD,
     annotations: tuple = (),
+    try_dataset_images: bool = True,
 ) -> SiteSummary:
     """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
 
     ``artifacts`` maps stage name -> artifact folder: 'dataset', 'model', 'sae',
     'featurevis', 'examples', 'circuits', 'map' (layout in docs/artifacts.md;
-    per-layer subfolders named after the layer). ``annotations``: the researcher's
+    per-layer subfolders named after the layer). ``try_dataset_images``: write the copies of the
+    dataset images the try page reads from ``file://`` (``site.try_dataset_images``). ``annotations``: the researcher's
     ``atlasgen.annotations.Annotation`` records (checked against the layers' unit counts here,
     AnnotationError). ``progress(n_pages_done,
     n_pages_total)`` is called after each page when given. ``workers``: processes
@@ -245,7 +247,7 @@ def render_site(
     w = _Writer(out_dir, make_environment(), total, progress)
 
     w.page(*pages.home_page(site, arts, indexes))
-    w.page(*pages.model_page(site, arts))
+    w.page(*pages.model_page(site, arts, try_art is not None))
     w.page(*pages.glossary_page(site))
     for L in arts.layers:
         ix = indexes[L.name]
@@ -279,7 +281,9 @@ def render_site(
         w.page(*pages.class_page(site, arts, indexes, c, images))
     if try_art is not None:  # the reader's own image, in the page
         trypage.write_try(w, site, arts, indexes, try_art)
-        w.page(*trypage.try_page(site, arts, try_art))
+        w.page(*trypage.try_page(site, arts, try_art, try_dataset_images))
+        if try_dataset_images:
+            trypage.write_dataset_images(w, site, images, trypage.dataset_image_indices(arts, try_art))
 
     w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes)))
     w.text("manifest.json", dumps(pages.manifest(site, arts, annotations), indent=2) + "\n")

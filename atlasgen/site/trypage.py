@@ -11,7 +11,12 @@ files, import modules by URL or start workers from files):
 - ``<model>/try/<layer>/graph.js``: the layer's ONNX graph in base64
   (``window.ATLAS_TRY_GRAPHS[layer]``), loaded when the reader picks the layer;
 - ``<model>/try/<layer>/units.js``: per feature and neuron what a result row shows (label,
-  thumbnail, dataset maximum), the band edges, the check's figures (``window.ATLAS_TRY_UNITS[layer]``).
+  thumbnail, dataset maximum), the band edges, the check's figures (``window.ATLAS_TRY_UNITS[layer]``);
+- ``<model>/try/images/<name>.js`` (``site.try_dataset_images``): each dataset image a unit page
+  offers to try, the bytes of its ``images/<name>.webp`` as a ``data:`` URL
+  (``window.ATLAS_TRY_IMAGES["images/<name>.webp"]``). From ``file://`` a canvas that draws another
+  file's image is tainted and cannot be read, a ``data:`` URL's image can; over HTTP the page reads
+  ``images/<name>.webp`` itself and never loads these.
 
 ``static/try.js`` reads them, resizes and crops the reader's image as the dataset stage does
 (PIL's bicubic resampling, reimplemented exactly), runs the graph and draws the results.
@@ -67,6 +72,48 @@ def mark_layers(indexes: dict, art: TryArtifact | None) -> None:
     """Tell each layer's index whether the try page runs it (its unit pages then link there)."""
     for name, ix in indexes.items():
         ix.has_try = art is not None and name in art.checks
+
+
+def dataset_image_indices(arts, art: TryArtifact | None) -> list[int]:
+    """The dataset images the unit pages of the try page's layers show (top examples and bands), in
+    index order: those a reader can open in the try page."""
+    if art is None:
+        return []
+    return sorted(
+        {
+            int(i)
+            for L in arts.layers
+            if L.name in art.checks
+            for ex in (L.features, L.neurons)
+            for shown in (ex.top_idx, ex.band_idx)
+            if shown is not None
+            for i in shown.ravel().tolist()
+            if int(i) >= 0
+        }
+    )
+
+
+def image_script_path(m: str, image_url: str) -> str:
+    """``<model>/try/images/<name>.js`` for the site image ``images/<name>.webp``."""
+    return f"{m}/try/{image_url.rsplit('.', 1)[0]}.js"
+
+
+def image_script(image_url: str, data: bytes) -> str:
+    return (
+        "(window.ATLAS_TRY_IMAGES = window.ATLAS_TRY_IMAGES || {})"
+        f'[{dumps(image_url)}] = "data:image/webp;base64,{_b64(data)}";\n'
+    )
+
+
+def image_script_bytes(image_url: str, n_bytes: int) -> int:
+    """Size of :func:`image_script` for an image of ``n_bytes`` (the size projection)."""
+    return len(image_script(image_url, b"")) + 4 * ((n_bytes + 2) // 3)
+
+
+def write_dataset_images(w, site, images, indices: list[int]) -> None:
+    """Each dataset image of ``indices`` as ``<model>/try/images/<name>.js`` (read from the written site)."""
+    for url in sorted({images.url(i) for i in indices}):
+        w.text(image_script_path(site.model, url), image_script(url, (images.out_dir / url).read_bytes()))
 
 
 def _b64(data: bytes) -> str:
@@ -130,7 +177,7 @@ def write_try(w, site, arts, indexes, art: TryArtifact) -> None:
         )
 
 
-def page_config(site, arts, art: TryArtifact) -> dict:
+def page_config(site, arts, art: TryArtifact, dataset_images: bool = True) -> dict:
     """window.ATLAS_TRY: what static/try.js needs before any layer is loaded."""
     m = site.model
     layers = [L.name for L in arts.layers if L.name in art.checks]
@@ -159,13 +206,15 @@ def page_config(site, arts, art: TryArtifact) -> dict:
             for name, slug in zip(ds.class_names, ds.class_slugs)
         ],
         "palette": heat_palette().tolist(),
+        # from file://, dataset images are read from <model>/try/images/<name>.js (write_dataset_images)
+        "dataset_images": f"{m}/try/" if dataset_images else None,
     }
 
 
-def try_page(site, arts, art: TryArtifact) -> tuple[str, str, dict]:
+def try_page(site, arts, art: TryArtifact, dataset_images: bool = True) -> tuple[str, str, dict]:
     m = site.model
     path = urls.try_page(m)
-    config = page_config(site, arts, art)
+    config = page_config(site, arts, art, dataset_images)
     ctx = base_context(
         site,
         path,
