@@ -12,6 +12,7 @@
   var t0 = performance.now();
   var timing = { start: 0 };
   var pixels = null;
+  var last = null; // the latest result: { layer, units, out }
 
   function say(text, isError) {
     status.textContent = text;
@@ -332,6 +333,8 @@
         var out = {};
         Object.keys(res).forEach(function (k) { out[k] = res[k].data; });
         var r = show(layer, L.units, out);
+        last = { layer: layer, units: L.units, out: out };
+        gameOffer(layer);
         r.ms = performance.now() - started;
         if (timing.first === undefined) timing.first = performance.now() - t0;
         r.timing = timing;
@@ -352,6 +355,7 @@
       pixels = resizeCenterCrop(im.rgb, im.w, im.h, C.image_size, C.crop_fraction);
       drawInput(pixels, C.image_size);
       $("try-caption").textContent = name + " (" + im.w + "\u00d7" + im.h + " px), as the model sees it.";
+      $("try-caption").dataset.name = name;
       return run();
     }).catch(function (e) {
       var msg = e && e.name === "SecurityError"
@@ -406,6 +410,57 @@
       });
     });
   }
+
+  /* ---- the guess-the-image game with the reader's images: the image (as the model sees it) and its
+     most active features, ranked as the game's rounds are (activation relative to the feature's
+     dataset maximum, ties by id), kept in localStorage for the layer's game page (static/game.js). */
+  var GAME_KEY = "atlasgen-try-images:" + C.model, GAME_MAX = 8;
+  function gameImages() {
+    try { var v = JSON.parse(window.localStorage.getItem(GAME_KEY) || "[]"); return Array.isArray(v) ? v : []; } catch (e) { return []; }
+  }
+  function gameCount(layer) {
+    return gameImages().filter(function (e) { return e.layer === layer; }).length;
+  }
+  function gameOffer(layer) {
+    var g = C.game[layer], box = $("try-game");
+    if (!box) return;
+    box.hidden = !g;
+    if (!g) return;
+    $("try-game-link").href = root + g.href;
+    var n = gameCount(layer);
+    $("try-game-status").textContent = n ? n + " image" + (n === 1 ? "" : "s") + " of yours in the " + layer + " game." : "";
+    $("try-game-add").disabled = false;
+  }
+  function gameFeatures(units, out, n) {
+    var v = out.feature_max, max = units.features.max, rel = [];
+    for (var i = 0; i < v.length; i++) rel.push(max[i] > 0 ? v[i] / max[i] : 0);
+    var ids = [];
+    for (i = 0; i < rel.length; i++) if (rel[i] > 0) ids.push(i);
+    ids.sort(function (a, b) { return rel[b] - rel[a] || a - b; });
+    return ids.slice(0, n).map(function (id) {
+      return { id: id, rel: Math.round(rel[id] * 1000) / 1000, label: units.features.label[id] || "", thumb: units.features.thumb[id] || null };
+    });
+  }
+  if ($("try-game-add")) $("try-game-add").addEventListener("click", function () {
+    if (!last || !C.game[last.layer]) return;
+    var entry = {
+      layer: last.layer,
+      name: $("try-caption").dataset.name || "your image",
+      image: $("try-canvas").toDataURL("image/png"),
+      features: gameFeatures(last.units, last.out, C.game[last.layer].features),
+    };
+    var all = gameImages().filter(function (e) { return !(e.layer === entry.layer && e.image === entry.image); });
+    all.push(entry);
+    var mine = all.filter(function (e) { return e.layer === entry.layer; });
+    if (mine.length > GAME_MAX) all.splice(all.indexOf(mine[0]), 1); // the oldest goes
+    try {
+      window.localStorage.setItem(GAME_KEY, JSON.stringify(all));
+      gameOffer(entry.layer);
+      $("try-game-add").disabled = true;
+    } catch (e) {
+      $("try-game-status").textContent = "This browser would not store the image (" + (e && e.name) + ").";
+    }
+  });
 
   var pin = pinned();
   if (pin.layer && C.files[pin.layer] && $("try-layer").tagName === "SELECT") $("try-layer").value = pin.layer;

@@ -281,7 +281,7 @@ def render_site(
         w.page(*pages.class_page(site, arts, indexes, c, images))
     if try_art is not None:  # the reader's own image, in the page
         trypage.write_try(w, site, arts, indexes, try_art)
-        w.page(*trypage.try_page(site, arts, try_art, try_dataset_images))
+        w.page(*trypage.try_page(site, arts, try_art, try_dataset_images, trypage.game_links(site, indexes)))
         if try_dataset_images:
             trypage.write_dataset_images(w, site, images, trypage.dataset_image_indices(arts, try_art))
 

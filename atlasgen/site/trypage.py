@@ -180,7 +180,20 @@ def write_try(w, site, arts, indexes, art: TryArtifact) -> None:
         )
 
 
-def page_config(site, arts, art: TryArtifact, dataset_images: bool = True) -> dict:
+def game_links(site, indexes) -> dict[str, dict]:
+    """Per layer with a guess-the-image page: its URL and how many features a round shows (the try
+    page adds the reader's images to that game, ranked as ``ratings_pages.game_data`` ranks)."""
+    from atlasgen.site.ratings_pages import game_features
+
+    out = {}
+    for name, ix in indexes.items():
+        lr = getattr(ix, "ratings", None)
+        if lr is not None and lr.game is not None:
+            out[name] = {"href": urls.game_url(site.model, name), "features": game_features(lr)}
+    return out
+
+
+def page_config(site, arts, art: TryArtifact, dataset_images: bool = True, games: dict | None = None) -> dict:
     """window.ATLAS_TRY: what static/try.js needs before any layer is loaded."""
     m = site.model
     layers = [L.name for L in arts.layers if L.name in art.checks]
@@ -211,13 +224,16 @@ def page_config(site, arts, art: TryArtifact, dataset_images: bool = True) -> di
         "palette": heat_palette().tolist(),
         # from file://, dataset images are read from <model>/try/images/<name>.js (write_dataset_images)
         "dataset_images": f"{m}/try/" if dataset_images else None,
+        "game": games or {},
     }
 
 
-def try_page(site, arts, art: TryArtifact, dataset_images: bool = True) -> tuple[str, str, dict]:
+def try_page(
+    site, arts, art: TryArtifact, dataset_images: bool = True, games: dict | None = None
+) -> tuple[str, str, dict]:
     m = site.model
     path = urls.try_page(m)
-    config = page_config(site, arts, art, dataset_images)
+    config = page_config(site, arts, art, dataset_images, games)
     ctx = base_context(
         site,
         path,
