@@ -314,3 +314,61 @@ def test_model_and_layer_pages_link_to_the_try_page(tiny_build):
     layer = (site / "demonet" / LAYER / "index.html").read_text()
     assert f'href="../try/index.html#layer={LAYER}" data-key="try-layer"' in layer
     assert (site / "demonet" / "try" / "index.html").is_file()
+
+
+def test_the_game_plays_rounds_with_the_readers_images(tiny_build, reader_images):
+    """Two reader images added on the try page (from file://) become rounds on the layer's game page:
+    a round built from one of them shows its most active features by activation relative to the
+    feature's dataset maximum, as the Python pipeline computes them, among the candidates are the
+    reader's images and held-out images, and the right pick scores."""
+    from playwright.sync_api import sync_playwright
+
+    folder, config, site = tiny_build
+    arts = _folders(folder)
+    n_features = json.loads(
+        (site / "demonet" / "try" / "index.html")
+        .read_text()
+        .split("window.ATLAS_TRY = ")[1]
+        .split(";</script>")[0]
+    )["game"][LAYER]["features"]
+    from atlasgen.site.artifacts import load_artifacts
+
+    max_act = load_artifacts({k: Path(v) for k, v in arts.items()}, [LAYER]).layers[0].features.max_act
+    expected = {}
+    for image in reader_images:
+        _, fm, _ = _python_top(folder, config, image, 10)
+        rel = np.where(max_act > 0, fm / np.where(max_act > 0, max_act, 1), 0)
+        order = [int(i) for i in np.lexsort((np.arange(len(rel)), -rel)) if rel[i] > 0][:n_features]
+        expected[image.name] = order
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto((site / "demonet" / "try" / "index.html").as_uri())
+        for image in reader_images:
+            page.evaluate("window.ATLAS_TRY_RESULT = null")
+            page.set_input_files("#try-file", str(image))
+            page.wait_for_function("window.ATLAS_TRY_RESULT || window.ATLAS_TRY_ERROR", timeout=120_000)
+            page.click("#try-game-add")
+        assert "2 images of yours" in page.inner_text("#try-game-status")
+        page.goto((site / "demonet" / LAYER / "game" / "index.html").as_uri())
+        assert "2 images of yours" in page.inner_text("#g-reader-count")
+        seen = set()
+        for _ in range(40):
+            page.click("#g-reader-play")
+            r = page.evaluate("window.ATLAS_GAME_READER")
+            shown = page.eval_on_selector_all(
+                "#g-features .card-id", "els => els.map(e => +e.textContent.slice(2))"
+            )
+            assert shown == r["features"]
+            n_mine = page.eval_on_selector_all("#g-choices [data-reader]", "els => els.length")
+            n_all = page.eval_on_selector_all("#g-choices button", "els => els.length")
+            assert n_mine == 2 and n_all > n_mine
+            if r["mine"]:
+                assert shown == expected[r["name"]]
+                seen.add(r["name"])
+            page.click(f"#g-choices button >> nth={r['answer']}")
+            assert page.inner_text("#verdict") == "Right!"
+            if len(seen) == 2:
+                break
+        assert seen == {image.name for image in reader_images}
+        browser.close()
