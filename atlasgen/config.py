@@ -73,6 +73,10 @@ class SiteConfig:
         "float16",
         "Dtype of the SAE weights the site publishes (data/<model>/<layer>/sae/, a SAELens folder: cfg.json records the dtype): float16 and bfloat16 take half the bytes of float32.",
     )
+    try_dataset_images: bool = _f(
+        True,
+        'Write a base64 copy of each dataset image the unit pages show (<model>/try/images/, a third larger than images/), so that their "try this image" opens it in the try page from file:// too (browsers do not let a page opened from disk read another file\'s pixels). Over HTTP the try page reads images/ and needs no copy. false: from file:// the try page asks the reader to choose the file.',
+    )
     keep: list[str] = _f(
         [],
         "Files and folders of the site folder, relative to it, that a rebuild keeps and `atlasgen clean` leaves (glob patterns allowed, e.g. notes/*). CNAME, .nojekyll and .git are always kept.",

@@ -527,4 +527,22 @@
     var list = figure.closest(".examples");
     if (list) list.classList.add("crops");
   });
+
+  /* ---- "try this image": on a unit page whose layer the try page runs (data-try: the try page's URL
+   * with this unit pinned), each dataset example links to the try page with its image loaded
+   * (#...&img=images/<name>.webp). Added here: the try page needs JavaScript anyway, and the page's
+   * HTML stays the same size. */
+  Array.prototype.forEach.call(document.querySelectorAll("[data-try]"), function (section) {
+    var base = section.getAttribute("data-try");
+    Array.prototype.forEach.call(section.querySelectorAll(".examples figure"), function (figure) {
+      var img = figure.querySelector(".ex-img img");
+      var name = img && /(?:^|\/)(images\/[A-Za-z0-9._-]+)$/.exec(img.getAttribute("src"));
+      if (!name) return;
+      var a = el("a", "ex-try", "try");
+      a.href = base + "&img=" + name[1];
+      a.title = "Open this image in the try page: every feature and neuron that fires on it";
+      a.setAttribute("aria-label", "try this image (" + (img.alt || name[1]) + ")");
+      figure.appendChild(a);
+    });
+  });
 })();

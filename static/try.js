@@ -12,6 +12,7 @@
   var t0 = performance.now();
   var timing = { start: 0 };
   var pixels = null;
+  var last = null; // the latest result: { layer, units, out }
 
   function say(text, isError) {
     status.textContent = text;
@@ -40,11 +41,16 @@
   function runtime() {
     if (runtimeReady) return runtimeReady;
     runtimeReady = Promise.all(C.runtime.map(function (f) { return loadScript(root + f); })).then(function () {
+      timing.scripts = performance.now() - t0;
+      // the .wasm ships gzipped (a quarter of the script to parse); the browser inflates it natively
+      var gz = new Blob([base64Bytes(window.ATLAS_ORT_WASM_GZ)]);
+      window.ATLAS_ORT_WASM_GZ = null;
+      return new Response(gz.stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+    }).then(function (wasm) {
       var ort = window.ort;
       ort.env.wasm.numThreads = 1; // threads need cross-origin isolation, which file:// and most hosts lack
       ort.env.wasm.proxy = false; // a proxy worker would be started from a file URL
-      ort.env.wasm.wasmBinary = base64Bytes(window.ATLAS_ORT_WASM);
-      window.ATLAS_ORT_WASM = null;
+      ort.env.wasm.wasmBinary = new Uint8Array(wasm);
       var glue = new Blob([window.ATLAS_ORT_GLUE], { type: "text/javascript" });
       ort.env.wasm.wasmPaths = { mjs: URL.createObjectURL(glue) };
       timing.runtime = performance.now() - t0;
@@ -327,6 +333,8 @@
         var out = {};
         Object.keys(res).forEach(function (k) { out[k] = res[k].data; });
         var r = show(layer, L.units, out);
+        last = { layer: layer, units: L.units, out: out };
+        gameOffer(layer);
         r.ms = performance.now() - started;
         if (timing.first === undefined) timing.first = performance.now() - t0;
         r.timing = timing;
@@ -347,6 +355,7 @@
       pixels = resizeCenterCrop(im.rgb, im.w, im.h, C.image_size, C.crop_fraction);
       drawInput(pixels, C.image_size);
       $("try-caption").textContent = name + " (" + im.w + "\u00d7" + im.h + " px), as the model sees it.";
+      $("try-caption").dataset.name = name;
       return run();
     }).catch(function (e) {
       var msg = e && e.name === "SecurityError"
@@ -375,8 +384,84 @@
   $("try-layer").addEventListener("change", function () { run(); });
   window.addEventListener("hashchange", function () { if (pixels) run(); });
 
-  // A dataset image handed over by a unit page (#img=<site-relative path>): readable over HTTP;
-  // from file:// the browser refuses (the page says so).
+  /* A dataset image handed over by a unit page's "try this image" (#...&img=images/<name>.webp). Over
+     HTTP the page reads the site's file; from file:// a canvas that draws another file's image is
+     tainted, so the page reads the same bytes from <model>/try/images/<name>.js, a data: URL, whose
+     image is not. Read while the model loads: run() waits for both. */
+  function datasetImage(name) {
+    var local = location.protocol === "file:";
+    if (local && !C.dataset_images) {
+      return Promise.reject(new Error("This browser does not let a page opened from disk read " + name +
+        ", and this site has no copy it can read (site.try_dataset_images is off): choose the file with the button, or open the site over HTTP."));
+    }
+    var source = local
+      ? loadScript(root + C.dataset_images + name.replace(/\.[a-z]+$/, ".js")).then(function () {
+        var url = (window.ATLAS_TRY_IMAGES || {})[name];
+        if (!url) throw new Error("no copy of " + name);
+        return url;
+      })
+      : Promise.resolve(root + name);
+    return source.then(function (url) {
+      return new Promise(function (resolve, reject) {
+        var img = new Image();
+        img.onload = function () { resolve(img); };
+        img.onerror = function () { reject(new Error("could not load " + name)); };
+        img.src = url;
+      });
+    });
+  }
+
+  /* ---- the guess-the-image game with the reader's images: the image (as the model sees it) and its
+     most active features, ranked as the game's rounds are (activation relative to the feature's
+     dataset maximum, ties by id), kept in localStorage for the layer's game page (static/game.js). */
+  var GAME_KEY = "atlasgen-try-images:" + C.model, GAME_MAX = 8;
+  function gameImages() {
+    try { var v = JSON.parse(window.localStorage.getItem(GAME_KEY) || "[]"); return Array.isArray(v) ? v : []; } catch (e) { return []; }
+  }
+  function gameCount(layer) {
+    return gameImages().filter(function (e) { return e.layer === layer; }).length;
+  }
+  function gameOffer(layer) {
+    var g = C.game[layer], box = $("try-game");
+    if (!box) return;
+    box.hidden = !g;
+    if (!g) return;
+    $("try-game-link").href = root + g.href;
+    var n = gameCount(layer);
+    $("try-game-status").textContent = n ? n + " image" + (n === 1 ? "" : "s") + " of yours in the " + layer + " game." : "";
+    $("try-game-add").disabled = false;
+  }
+  function gameFeatures(units, out, n) {
+    var v = out.feature_max, max = units.features.max, rel = [];
+    for (var i = 0; i < v.length; i++) rel.push(max[i] > 0 ? v[i] / max[i] : 0);
+    var ids = [];
+    for (i = 0; i < rel.length; i++) if (rel[i] > 0) ids.push(i);
+    ids.sort(function (a, b) { return rel[b] - rel[a] || a - b; });
+    return ids.slice(0, n).map(function (id) {
+      return { id: id, rel: Math.round(rel[id] * 1000) / 1000, label: units.features.label[id] || "", thumb: units.features.thumb[id] || null };
+    });
+  }
+  if ($("try-game-add")) $("try-game-add").addEventListener("click", function () {
+    if (!last || !C.game[last.layer]) return;
+    var entry = {
+      layer: last.layer,
+      name: $("try-caption").dataset.name || "your image",
+      image: $("try-canvas").toDataURL("image/png"),
+      features: gameFeatures(last.units, last.out, C.game[last.layer].features),
+    };
+    var all = gameImages().filter(function (e) { return !(e.layer === entry.layer && e.image === entry.image); });
+    all.push(entry);
+    var mine = all.filter(function (e) { return e.layer === entry.layer; });
+    if (mine.length > GAME_MAX) all.splice(all.indexOf(mine[0]), 1); // the oldest goes
+    try {
+      window.localStorage.setItem(GAME_KEY, JSON.stringify(all));
+      gameOffer(entry.layer);
+      $("try-game-add").disabled = true;
+    } catch (e) {
+      $("try-game-status").textContent = "This browser would not store the image (" + (e && e.name) + ").";
+    }
+  });
+
   var pin = pinned();
   if (pin.layer && C.files[pin.layer] && $("try-layer").tagName === "SELECT") $("try-layer").value = pin.layer;
   loadLayer($("try-layer").value).then(function (L) {
@@ -384,15 +469,21 @@
     $("try-about").textContent = "Model loaded in " + (timing.session / 1000).toFixed(1) + " s (" + mb + " MB graph, " +
       L.units.dtype + " weights, ONNX Runtime Web " + window.ort.env.versions.web + ", one thread).";
     if (!pixels) say("Ready: choose an image.");
-    if (pin.img && /^images\/[A-Za-z0-9._-]+$/.test(pin.img)) {
-      var img = new Image();
-      img.onload = function () { useSource(img, pin.img); };
-      img.onerror = function () { say("Could not load " + pin.img, true); };
-      img.src = root + pin.img;
-    }
   }, function (e) {
     say("Could not load the model: " + (e && e.message ? e.message : e), true);
     window.ATLAS_TRY_ERROR = String(e && e.message ? e.message : e);
   });
+  if (pin.img && /^images\/[A-Za-z0-9._-]+$/.test(pin.img)) {
+    datasetImage(pin.img).then(function (img) {
+      return useSource(img, "Dataset image " + pin.img).then(function () {
+        $("try-caption").textContent = "Dataset image " + pin.img + ": the site's stored copy (" + img.naturalWidth + "\u00d7" +
+          img.naturalHeight + " px WebP), as the model sees it. The atlas's scan read the original, so values may differ a little from the unit page's.";
+      });
+    }).catch(function (e) {
+      var msg = e && e.message ? e.message : String(e);
+      say(msg, true);
+      window.ATLAS_TRY_ERROR = msg;
+    });
+  }
   window.ATLAS_TRY_PIPELINE = { resizeCenterCrop: resizeCenterCrop, decode: decode };
 })();

@@ -214,3 +214,161 @@ def test_the_page_finds_the_pipelines_top_features(tiny_build, reader_images, ov
         for f in result["features"]:
             assert abs(f["value"] - float(fm[f["id"]])) <= tolerance * scale, (f, fm[f["id"]])
         assert result["predictions"][0]["class"] == int(np.argmax(logits))
+
+
+def _unit_with_examples(site: Path, kind: str) -> int:
+    """The first unit of ``kind`` whose page shows dataset examples both at the top and in a band."""
+    for page in sorted(
+        (site / "demonet" / LAYER / kind).glob("*/index.html"), key=lambda p: int(p.parent.name)
+    ):
+        html = page.read_text()
+        top, _, bands = html.partition('id="bands-title"')
+        if "<li><figure>" in top and "<li><figure>" in bands:
+            return int(page.parent.name)
+    raise AssertionError(f"no {kind} page with top and band examples")
+
+
+def _try_from_unit_page(
+    url: str, allowed: tuple[str, ...], picks: list[int]
+) -> tuple[list[dict], list[str], list[str]]:
+    """Open a unit page, follow its ``picks``-th "try this image" links one after the other; per link
+    (the image's site path, the try page's result, the pinned row); the requests, and those outside."""
+    from playwright.sync_api import sync_playwright
+
+    results, requests, outside = [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("request", lambda r: None if r.url.startswith(allowed) else outside.append(r.url))
+        for k in picks:
+            page.goto(url)
+            links = page.eval_on_selector_all(
+                "a.ex-try",
+                "els => els.map(e => [e.getAttribute('href'), e.closest('figure').querySelector('img').getAttribute('src')])",
+            )
+            figures = page.eval_on_selector_all("[data-try] .examples figure", "els => els.length")
+            assert len(links) == figures > 0
+            href, src = links[k]
+            page.click(f"a.ex-try >> nth={k}")
+            page.wait_for_function("window.ATLAS_TRY_RESULT || window.ATLAS_TRY_ERROR", timeout=120_000)
+            assert page.evaluate("window.ATLAS_TRY_ERROR || null") is None
+            result = page.evaluate("window.ATLAS_TRY_RESULT")
+            result["image"] = href.split("&img=")[1]
+            assert src.endswith(result["image"])
+            result["pinned"] = page.eval_on_selector_all(
+                "#try-pinned-list li[data-unit]", "els => els.map(e => [e.dataset.unit, +e.dataset.value])"
+            )
+            result["caption"] = page.inner_text("#try-caption")
+            results.append(result)
+        browser.close()
+    return results, requests, outside
+
+
+@pytest.mark.parametrize("over", ["file", "http"])
+@pytest.mark.parametrize("kind", ["f", "n"])
+def test_try_this_image_from_a_unit_page(tiny_build, over, kind):
+    """A unit page's "try this image" (a top example and a band example) opens the try page with that
+    dataset image: its top features are those of the Python pipeline on the site's copy of the image,
+    the unit is pinned with its value; from file:// the page reads the image's data: URL copy, over HTTP
+    the image itself; nothing is requested from outside the site."""
+    folder, config, site = tiny_build
+    unit = _unit_with_examples(site, kind)
+    tolerance = json.loads((_folders(folder)["tryimage"] / LAYER / "check.json").read_text())["tolerance"]
+    path = f"demonet/{LAYER}/{kind}/{unit}/index.html"
+    if over == "file":
+        results, requests, outside = _try_from_unit_page(
+            (site / path).as_uri(), (site.as_uri() + "/", "blob:null/"), [0, -1]
+        )
+    else:
+        with serve_folder(site) as port:
+            base = f"http://127.0.0.1:{port}"
+            results, requests, outside = _try_from_unit_page(
+                f"{base}/{path}", (base + "/", f"blob:{base}/"), [0, -1]
+            )
+    assert outside == []
+    assert results[0]["image"] != results[1]["image"]  # a top example, then the last band's
+    for result in results:
+        copy = f"demonet/try/{result['image'][: -len('.webp')]}.js"
+        assert (site / copy).is_file()
+        assert any(u.endswith(copy) for u in requests) == (over == "file")
+        ids, fm, logits = _python_top(folder, config, site / result["image"], 10)
+        assert [f["id"] for f in result["features"]] == ids
+        scale = float(fm.max())
+        for f in result["features"]:
+            assert abs(f["value"] - float(fm[f["id"]])) <= tolerance * scale
+        assert result["predictions"][0]["class"] == int(np.argmax(logits))
+        assert [u for u, _ in result["pinned"]] == [f"{kind}/{unit}"]
+        assert result["image"] in result["caption"]
+    if kind == "f":
+        value = dict((f["id"], f["value"]) for f in results[0]["features"]).get(unit)
+        if value is not None:
+            assert results[0]["pinned"][0][1] == pytest.approx(value)
+
+
+def test_model_and_layer_pages_link_to_the_try_page(tiny_build):
+    """The model page links to the try page, the layer page to it with that layer chosen."""
+    _, _, site = tiny_build
+    model = (site / "demonet" / "index.html").read_text()
+    assert '<a href="try/index.html">Try your own image</a>' in model
+    layer = (site / "demonet" / LAYER / "index.html").read_text()
+    assert f'href="../try/index.html#layer={LAYER}" data-key="try-layer"' in layer
+    assert (site / "demonet" / "try" / "index.html").is_file()
+
+
+def test_the_game_plays_rounds_with_the_readers_images(tiny_build, reader_images):
+    """Two reader images added on the try page (from file://) become rounds on the layer's game page:
+    a round built from one of them shows its most active features by activation relative to the
+    feature's dataset maximum, as the Python pipeline computes them, among the candidates are the
+    reader's images and held-out images, and the right pick scores."""
+    from playwright.sync_api import sync_playwright
+
+    folder, config, site = tiny_build
+    arts = _folders(folder)
+    n_features = json.loads(
+        (site / "demonet" / "try" / "index.html")
+        .read_text()
+        .split("window.ATLAS_TRY = ")[1]
+        .split(";</script>")[0]
+    )["game"][LAYER]["features"]
+    from atlasgen.site.artifacts import load_artifacts
+
+    max_act = load_artifacts({k: Path(v) for k, v in arts.items()}, [LAYER]).layers[0].features.max_act
+    expected = {}
+    for image in reader_images:
+        _, fm, _ = _python_top(folder, config, image, 10)
+        rel = np.where(max_act > 0, fm / np.where(max_act > 0, max_act, 1), 0)
+        order = [int(i) for i in np.lexsort((np.arange(len(rel)), -rel)) if rel[i] > 0][:n_features]
+        expected[image.name] = order
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto((site / "demonet" / "try" / "index.html").as_uri())
+        for image in reader_images:
+            page.evaluate("window.ATLAS_TRY_RESULT = null")
+            page.set_input_files("#try-file", str(image))
+            page.wait_for_function("window.ATLAS_TRY_RESULT || window.ATLAS_TRY_ERROR", timeout=120_000)
+            page.click("#try-game-add")
+        assert "2 images of yours" in page.inner_text("#try-game-status")
+        page.goto((site / "demonet" / LAYER / "game" / "index.html").as_uri())
+        assert "2 images of yours" in page.inner_text("#g-reader-count")
+        seen = set()
+        for _ in range(40):
+            page.click("#g-reader-play")
+            r = page.evaluate("window.ATLAS_GAME_READER")
+            shown = page.eval_on_selector_all(
+                "#g-features .card-id", "els => els.map(e => +e.textContent.slice(2))"
+            )
+            assert shown == r["features"]
+            n_mine = page.eval_on_selector_all("#g-choices [data-reader]", "els => els.length")
+            n_all = page.eval_on_selector_all("#g-choices button", "els => els.length")
+            assert n_mine == 2 and n_all > n_mine
+            if r["mine"]:
+                assert shown == expected[r["name"]]
+                seen.add(r["name"])
+            page.click(f"#g-choices button >> nth={r['answer']}")
+            assert page.inner_text("#verdict") == "Right!"
+            if len(seen) == 2:
+                break
+        assert seen == {image.name for image in reader_images}
+        browser.close()

@@ -192,12 +192,14 @@ def render_site(
     dense_threshold: float = numbers.DEFAULT_DENSE_THRESHOLD,
     annotations: tuple = (),
     collections: tuple = (),
+    try_dataset_images: bool = True,
 ) -> SiteSummary:
     """Write the whole atlas for ``model_name`` into ``out_dir`` (which exists and is empty).
 
     ``artifacts`` maps stage name -> artifact folder: 'dataset', 'model', 'sae',
     'featurevis', 'examples', 'circuits', 'map' (layout in docs/artifacts.md;
-    per-layer subfolders named after the layer). ``annotations``: the researcher's
+    per-layer subfolders named after the layer). ``try_dataset_images``: write the copies of the
+    dataset images the try page reads from ``file://`` (``site.try_dataset_images``). ``annotations``: the researcher's
     ``atlasgen.annotations.Annotation`` records (checked against the layers' unit counts here,
     AnnotationError); ``collections``: its ``atlasgen.unit_collections.Collection`` records, one page
     each (checked the same way, CollectionError). ``progress(n_pages_done,
@@ -268,7 +270,7 @@ def render_site(
     w = _Writer(out_dir, make_environment(), total, progress)
 
     w.page(*pages.home_page(site, arts, indexes, collections))
-    w.page(*pages.model_page(site, arts))
+    w.page(*pages.model_page(site, arts, try_art is not None))
     w.page(*pages.glossary_page(site))
     for L in arts.layers:
         ix = indexes[L.name]
@@ -309,7 +311,9 @@ def render_site(
         )
     if try_art is not None:  # the reader's own image, in the page
         trypage.write_try(w, site, arts, indexes, try_art)
-        w.page(*trypage.try_page(site, arts, try_art))
+        w.page(*trypage.try_page(site, arts, try_art, try_dataset_images, trypage.game_links(site, indexes)))
+        if try_dataset_images:
+            trypage.write_dataset_images(w, site, images, trypage.dataset_image_indices(arts, try_art))
 
     w.text("search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes, collections)))
     w.text("manifest.json", dumps(pages.manifest(site, arts, annotations, collections), indent=2) + "\n")

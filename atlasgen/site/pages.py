@@ -555,7 +555,8 @@ def _layer_summary(site: Site, L: Layer) -> dict:
     }
 
 
-def model_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
+def model_page(site: Site, arts: Artifacts, has_try: bool = False) -> tuple[str, str, dict]:
+    """The model's page; ``has_try``: the site has the try page (the page links to it)."""
     path = urls.model(site.model)
     ds = arts.dataset
     groups: dict[str, list[dict]] = {}
@@ -588,6 +589,7 @@ def model_page(site: Site, arts: Artifacts) -> tuple[str, str, dict]:
         dead_training_help=numbers.TERMS["dead-fraction-training"].short,
         layers=[_layer_summary(site, L) for L in arts.layers],
         class_groups=[{"name": s, "classes": groups[s]} for s in order],
+        try_href=urls.try_page(site.model) if has_try else None,
     )
     return path, "model.html", ctx
 
@@ -650,6 +652,7 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
             for kind in ("f", "n")
         ],
         data_href=urls.features_data(site.model, L.name),
+        try_href=f"{urls.try_page(site.model)}#layer={L.name}" if getattr(ix, "has_try", False) else None,
         ratings_layer=ratings_pages.layer_context(site, ix),
         scripts=[grid.cards_url(site.model, L.name)],
         has_importance=L.importance is not None,

@@ -121,6 +121,7 @@ def project(
     dense_threshold: float | None = None,
     annotations: tuple = (),
     collections: tuple = (),
+    try_dataset_images: bool = True,
 ) -> Projection:
     """The projected size of the site :func:`atlasgen.site.build.render_site` would write, by part."""
     from atlasgen.site.build import layer_indexes, make_environment, make_site
@@ -163,8 +164,15 @@ def project(
             mean = np.mean([len(encode_thumbnail(arts.dataset.image(i))) for i in sample])
             p.add(IMAGES, round(mean * len(shown)))
             p.notes[IMAGES] = f"{len(shown):,} distinct images, {mean / 1e3:.1f} KB each"
+            if try_dataset_images and try_art is not None:  # their data: URL copies for file://
+                tried = trypage.dataset_image_indices(arts, try_art)
+                one = trypage.image_script_bytes(images.url(0), round(mean))
+                p.add(TRY, one * len(tried))
         n_pages = 0
-        fixed = [pages.home_page(site, arts, indexes, collections), pages.model_page(site, arts)]
+        fixed = [
+            pages.home_page(site, arts, indexes, collections),
+            pages.model_page(site, arts, try_art is not None),
+        ]
         fixed += [collection_pages.collection_page(site, arts, indexes, c) for c in collections]
         if collections:
             w.text(
@@ -218,7 +226,7 @@ def project(
         w.text("manifest.json", dumps(pages.manifest(site, arts, annotations, collections), indent=2) + "\n")
         if try_art is not None:
             trypage.write_try(w, site, arts, indexes, try_art)
-            p.add(TRY, _render(env, *trypage.try_page(site, arts, try_art)))
+            p.add(TRY, _render(env, *trypage.try_page(site, arts, try_art, try_dataset_images)))
         p.add(MAPS, tree_size(tmp)[1])  # the sprite sheets render_layer_map wrote
         static = resources.resource_dir("static")
         p.add(

@@ -138,10 +138,16 @@ def game_page(site, ix) -> tuple[str, str, dict]:
         layer_name=L.name,
         layer_href=urls.layer(m, L.name),
         n_rounds=0 if lr.game is None else int(len(lr.game["images"])),
+        try_href=f"{urls.try_page(m)}#layer={L.name}" if getattr(ix, "has_try", False) else None,
         scripts=[game_data_url(m, L.name), "static/game.js"],
         body_class="game",
     )
     return path, "game.html", ctx
+
+
+def game_features(lr: LayerRatings) -> int:
+    """How many features a round shows (game.features, at most N_GAME_FEATURES_MAX)."""
+    return min(int(lr.game_cfg["features"]), N_GAME_FEATURES_MAX)
 
 
 def game_data(site, ix, images) -> dict:
@@ -150,7 +156,7 @@ def game_data(site, ix, images) -> dict:
     L, m = ix.layer, site.model
     root = urls.root_prefix(game_url(m, L.name))
     g = lr.game
-    n_feat = min(int(lr.game_cfg["features"]), N_GAME_FEATURES_MAX)
+    n_feat = game_features(lr)
     max_act = L.features.max_act.astype(np.float64)
     rounds = []
     for r in range(len(g["images"])):
@@ -179,6 +185,12 @@ def game_data(site, ix, images) -> dict:
         "key": f"atlasgen-game:{m}/{L.name}:{L.sae_sha256[:12]}",
         "pixelated": bool(images.pixelated),
         "rounds": rounds,
+        # the reader's images, added on the try page (static/try.js keeps them in localStorage)
+        "model": m,
+        "layer": L.name,
+        "root": root,
+        "unit_url": root + urls.unit(m, L.name, "f", 0).replace("/0/", "/ID/"),
+        "try_href": root + urls.try_page(m) + f"#layer={L.name}" if getattr(ix, "has_try", False) else None,
     }
 
 

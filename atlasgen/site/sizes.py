@@ -24,7 +24,7 @@ KEYS = {
     EXPORT: "site.sae_dtype (float16 halves the weights), layers[].sae.expansion",
     MAPS: "atlas.grids, atlas.icon_size",
     STATIC: "",
-    TRY: "try_image.enabled, try_image.float16",
+    TRY: "try_image.enabled, try_image.float16, site.try_dataset_images",
     OTHER: "",
 }
 

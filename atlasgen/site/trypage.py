@@ -7,11 +7,18 @@ files, import modules by URL or start workers from files):
 
 - ``static/vendor/onnxruntime-web/``: the vendored runtime's classic bundle ``ort.wasm.min.js`` and its
   licence, its Emscripten loader as a string (``ort-glue.js``, ``window.ATLAS_ORT_GLUE``) and its
-  ``.wasm`` in base64 (``ort-wasm.js``, ``window.ATLAS_ORT_WASM``);
+  ``.wasm`` gzipped, in base64 (``ort-wasm.js``, ``window.ATLAS_ORT_WASM_GZ``: a quarter of the
+  plain base64, so the page parses 5 MB of script instead of 20; the page inflates it with the
+  browser's ``DecompressionStream``);
 - ``<model>/try/<layer>/graph.js``: the layer's ONNX graph in base64
   (``window.ATLAS_TRY_GRAPHS[layer]``), loaded when the reader picks the layer;
 - ``<model>/try/<layer>/units.js``: per feature and neuron what a result row shows (label,
-  thumbnail, dataset maximum), the band edges, the check's figures (``window.ATLAS_TRY_UNITS[layer]``).
+  thumbnail, dataset maximum), the band edges, the check's figures (``window.ATLAS_TRY_UNITS[layer]``);
+- ``<model>/try/images/<name>.js`` (``site.try_dataset_images``): each dataset image a unit page
+  offers to try, the bytes of its ``images/<name>.webp`` as a ``data:`` URL
+  (``window.ATLAS_TRY_IMAGES["images/<name>.webp"]``). From ``file://`` a canvas that draws another
+  file's image is tainted and cannot be read, a ``data:`` URL's image can; over HTTP the page reads
+  ``images/<name>.webp`` itself and never loads these.
 
 ``static/try.js`` reads them, resizes and crops the reader's image as the dataset stage does
 (PIL's bicubic resampling, reimplemented exactly), runs the graph and draws the results.
@@ -20,6 +27,7 @@ files, import modules by URL or start workers from files):
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +77,48 @@ def mark_layers(indexes: dict, art: TryArtifact | None) -> None:
         ix.has_try = art is not None and name in art.checks
 
 
+def dataset_image_indices(arts, art: TryArtifact | None) -> list[int]:
+    """The dataset images the unit pages of the try page's layers show (top examples and bands), in
+    index order: those a reader can open in the try page."""
+    if art is None:
+        return []
+    return sorted(
+        {
+            int(i)
+            for L in arts.layers
+            if L.name in art.checks
+            for ex in (L.features, L.neurons)
+            for shown in (ex.top_idx, ex.band_idx)
+            if shown is not None
+            for i in shown.ravel().tolist()
+            if int(i) >= 0
+        }
+    )
+
+
+def image_script_path(m: str, image_url: str) -> str:
+    """``<model>/try/images/<name>.js`` for the site image ``images/<name>.webp``."""
+    return f"{m}/try/{image_url.rsplit('.', 1)[0]}.js"
+
+
+def image_script(image_url: str, data: bytes) -> str:
+    return (
+        "(window.ATLAS_TRY_IMAGES = window.ATLAS_TRY_IMAGES || {})"
+        f'[{dumps(image_url)}] = "data:image/webp;base64,{_b64(data)}";\n'
+    )
+
+
+def image_script_bytes(image_url: str, n_bytes: int) -> int:
+    """Size of :func:`image_script` for an image of ``n_bytes`` (the size projection)."""
+    return len(image_script(image_url, b"")) + 4 * ((n_bytes + 2) // 3)
+
+
+def write_dataset_images(w, site, images, indices: list[int]) -> None:
+    """Each dataset image of ``indices`` as ``<model>/try/images/<name>.js`` (read from the written site)."""
+    for url in sorted({images.url(i) for i in indices}):
+        w.text(image_script_path(site.model, url), image_script(url, (images.out_dir / url).read_bytes()))
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -80,8 +130,8 @@ def write_runtime(w) -> None:
     w.copy(source / "LICENSE", f"{RUNTIME}/LICENSE")
     glue = (source / "ort-wasm-simd-threaded.mjs").read_text(encoding="utf-8")
     w.text(f"{RUNTIME}/ort-glue.js", js_global("ATLAS_ORT_GLUE", glue))
-    wasm = (source / "ort-wasm-simd-threaded.wasm").read_bytes()
-    w.text(f"{RUNTIME}/ort-wasm.js", f'window.ATLAS_ORT_WASM = "{_b64(wasm)}";\n')
+    wasm = gzip.compress((source / "ort-wasm-simd-threaded.wasm").read_bytes(), compresslevel=9, mtime=0)
+    w.text(f"{RUNTIME}/ort-wasm.js", f'window.ATLAS_ORT_WASM_GZ = "{_b64(wasm)}";\n')
 
 
 def _num(v: float) -> float:
@@ -130,7 +180,20 @@ def write_try(w, site, arts, indexes, art: TryArtifact) -> None:
         )
 
 
-def page_config(site, arts, art: TryArtifact) -> dict:
+def game_links(site, indexes) -> dict[str, dict]:
+    """Per layer with a guess-the-image page: its URL and how many features a round shows (the try
+    page adds the reader's images to that game, ranked as ``ratings_pages.game_data`` ranks)."""
+    from atlasgen.site.ratings_pages import game_features
+
+    out = {}
+    for name, ix in indexes.items():
+        lr = getattr(ix, "ratings", None)
+        if lr is not None and lr.game is not None:
+            out[name] = {"href": urls.game_url(site.model, name), "features": game_features(lr)}
+    return out
+
+
+def page_config(site, arts, art: TryArtifact, dataset_images: bool = True, games: dict | None = None) -> dict:
     """window.ATLAS_TRY: what static/try.js needs before any layer is loaded."""
     m = site.model
     layers = [L.name for L in arts.layers if L.name in art.checks]
@@ -159,13 +222,18 @@ def page_config(site, arts, art: TryArtifact) -> dict:
             for name, slug in zip(ds.class_names, ds.class_slugs)
         ],
         "palette": heat_palette().tolist(),
+        # from file://, dataset images are read from <model>/try/images/<name>.js (write_dataset_images)
+        "dataset_images": f"{m}/try/" if dataset_images else None,
+        "game": games or {},
     }
 
 
-def try_page(site, arts, art: TryArtifact) -> tuple[str, str, dict]:
+def try_page(
+    site, arts, art: TryArtifact, dataset_images: bool = True, games: dict | None = None
+) -> tuple[str, str, dict]:
     m = site.model
     path = urls.try_page(m)
-    config = page_config(site, arts, art)
+    config = page_config(site, arts, art, dataset_images, games)
     ctx = base_context(
         site,
         path,

@@ -50,6 +50,7 @@ def site_fields(cfg: Config) -> dict:
         doi=cfg.site.doi,
         sae_dtype=cfg.site.sae_dtype,
         dense_threshold=cfg.examples.dense_threshold,
+        try_dataset_images=cfg.site.try_dataset_images,
         annotations=tuple(load_annotations(annotations_dir(cfg), layers)),
         collections=tuple(load_collections(collections_dir(cfg), layers)),
     )
