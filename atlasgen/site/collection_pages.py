@@ -15,7 +15,7 @@ from markupsafe import Markup
 from atlasgen.annotations import notes_text, render_notes
 from atlasgen.site import circuits, numbers, urls
 from atlasgen.site.context import base_context, crumbs
-from atlasgen.site.fmt import fmt_count
+from atlasgen.site.fmt import bibtex_escape, fmt_count
 from atlasgen.unit_collections import Collection, CollectionError
 
 
@@ -109,7 +109,6 @@ def _inline(markdown: str, layers: list[str], site, root: str) -> str:
 def citation(site, arts, c: Collection) -> dict:
     """Permalink, BibTeX and plain text for a collection page: named by its slug and title, pinned by the
     file's content hash, the SAE hashes of its layers, the model weights and the dataset."""
-    from atlasgen.site.pages import bibtex_escape
 
     path = urls.collection(site.model, c.slug)
     permalink = site.permalink(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 
 def fmt_num(x: float, digits: int = 3) -> str:
@@ -62,3 +63,14 @@ def js_global(name: str, obj) -> str:
     # "</" is escaped so the payload can also be inlined in a <script> element.
     payload = dumps(obj).replace("</", "<\\/")
     return f"window.{name} = {payload};\n"
+
+
+def bibtex_escape(text: str) -> str:
+    """``text`` with BibTeX's special characters escaped."""
+    return re.sub(
+        r"([\\{}&%$#_^~])",
+        lambda mt: {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}.get(
+            mt.group(1), "\\" + mt.group(1)
+        ),
+        text,
+    )

@@ -31,7 +31,7 @@ from atlasgen.site import (
 )
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.context import base_context, crumbs
-from atlasgen.site.fmt import fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
+from atlasgen.site.fmt import bibtex_escape, fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
 from atlasgen.site.images import DatasetImages, HeatSprite, heat_gradient_css
 
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
@@ -230,16 +230,6 @@ def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
 
 def class_link(site: Site, dataset: Dataset, c: int) -> dict:
     return {"name": dataset.class_names[c], "href": urls.class_page(site.model, dataset.class_slugs[c])}
-
-
-def bibtex_escape(text: str) -> str:
-    return re.sub(
-        r"([\\{}&%$#_^~])",
-        lambda mt: {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}.get(
-            mt.group(1), "\\" + mt.group(1)
-        ),
-        text,
-    )
 
 
 def citation_identifiers(site: Site, arts: Artifacts | None = None) -> list[tuple[str, str]]:
