@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import subprocess
 import sys
@@ -388,7 +389,7 @@ def test_atlas_hover_shows_top_classes_and_example_images(tab, base, tiny_build)
         text = tip.inner_text()
         assert f"{cell[2]} images in this cell" in text
         for c, share in cell[5]:
-            assert f"{round(100 * share)}% {data['classes'][c]}" in text
+            assert f"{math.floor(100 * share + 0.5)}% {data['classes'][c]}" in text  # JS Math.round
         srcs = tab.page.evaluate(
             "() => Array.from(document.querySelectorAll('#map-tip .tip-images img')).map(i => i.src)"
         )
