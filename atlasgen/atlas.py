@@ -8,8 +8,8 @@ The recipe of lucid's ``recipes/activation_atlas`` scaled down:
    ``normalize_layout``: clipped to the 1st-99th percentile plus a 10% margin,
    rescaled to [0, 1];
 3. for each grid size, the points binned into cells; a cell with at least
-   ``min_count`` points keeps its mean activation vector, its count and its most
-   frequent class;
+   ``min_count`` points keeps its mean activation vector, its count, its leading
+   classes and a few typical images (the points most like the mean);
 4. one icon per cell: a feature visualisation of the cell's mean vector ``v``
    with the atlas objective ``(h . v) * max(0.1, cos(h, v)) ** p`` at the centre
    position ``h`` of the layer's map (lucid's ``direction_neuron_cossim``).
@@ -57,6 +57,7 @@ def umap_layout(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: in
 
 
 TOP_CLASSES = 3  # leading classes kept per cell (the map's hover)
+EXAMPLES = 3  # example images kept per cell (the map's hover)
 
 
 def grid_cells(
@@ -66,15 +67,17 @@ def grid_cells(
 
     Returns ``cells`` (M, 2) int (gx, gy; y grows downwards as in the layout),
     ``count`` (M,), ``mean`` (M, C) mean activation, ``top_class`` (M,),
-    ``top_share`` (M,) and ``classes`` (M, TOP_CLASSES, 2): the leading classes and their
-    shares (class -1, share 0 where fewer). Cells are ordered by (gy, gx).
+    ``top_share`` (M,), ``classes`` (M, TOP_CLASSES, 2): the leading classes and their
+    shares (class -1, share 0 where fewer), and ``examples`` (M, EXAMPLES): the rows of the cell's
+    points whose vectors are most like the cell's mean (cosine similarity, ties to the lower row;
+    -1 where fewer). Cells are ordered by (gy, gx).
     """
     g = np.clip((xy * grid).astype(np.int64), 0, grid - 1)
     key = g[:, 1] * grid + g[:, 0]
     order = np.argsort(key, kind="stable")
     uniq, start, counts = np.unique(key[order], return_index=True, return_counts=True)
     keep = counts >= min_count
-    cells, count, mean, top, share, leading = [], [], [], [], [], []
+    cells, count, mean, top, share, leading, examples = [], [], [], [], [], [], []
     for k, s, n in zip(uniq[keep], start[keep], counts[keep]):
         members = order[s : s + n]
         cells.append((int(k % grid), int(k // grid)))
@@ -84,7 +87,9 @@ def grid_cells(
         top.append(int(hist.argmax()))
         share.append(float(hist.max() / n))
         lead = np.argsort(-hist, kind="stable")[:TOP_CLASSES]
-        leading.append([[int(c), float(hist[c] / n)] if hist[c] else [-1, 0.0] for c in lead])
+        rows = [[int(c), float(hist[c] / n)] if hist[c] else [-1, 0.0] for c in lead]
+        leading.append(rows + [[-1, 0.0]] * (TOP_CLASSES - len(rows)))  # fewer classes than TOP_CLASSES
+        examples.append(typical(vectors[members], members, mean[-1]))
     C = vectors.shape[1]
     return {
         "cells": np.asarray(cells, dtype=np.int64).reshape(-1, 2),
@@ -93,7 +98,19 @@ def grid_cells(
         "top_class": np.asarray(top, dtype=np.int64),
         "top_share": np.asarray(share, dtype=np.float64),
         "classes": np.asarray(leading, dtype=np.float64).reshape(-1, TOP_CLASSES, 2),
+        "examples": np.asarray(examples, dtype=np.int64).reshape(-1, EXAMPLES),
     }
+
+
+def typical(vectors: np.ndarray, rows: np.ndarray, mean: np.ndarray, k: int = EXAMPLES) -> list[int]:
+    """The ``k`` of ``rows`` (sorted) whose ``vectors`` have the highest cosine similarity to
+    ``mean`` (ties to the lower row), padded with -1. Similarities are rounded to 6 decimals so
+    float noise does not reorder near-ties."""
+    v = np.asarray(vectors, dtype=np.float64)
+    m = np.asarray(mean, dtype=np.float64)
+    cos = v @ m / np.maximum(np.linalg.norm(v, axis=1) * np.linalg.norm(m), 1e-12)
+    order = np.lexsort((rows, -np.round(cos, 6)))[:k]
+    return [int(rows[j]) for j in order] + [-1] * (k - len(order))
 
 
 def sprite_sheet(icons: np.ndarray, columns: int | None = None) -> tuple[np.ndarray, int]:

@@ -106,6 +106,17 @@ def describe_top(m: dict) -> str:
     return ", ".join(f"{c['name']} ({c['size']})" for c in m["levels"][0])
 
 
+def versions() -> str:
+    """The versions the figures depend on (training, SAE, UMAP and clustering are all seeded, but
+    their numerics differ between releases)."""
+    import numpy
+    import sklearn
+    import torch
+    import umap
+
+    return f"torch {torch.__version__}, numpy {numpy.__version__}, scikit-learn {sklearn.__version__}, umap-learn {umap.__version__}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-c", "--config", default="site_config.yaml")
@@ -122,6 +133,7 @@ def main() -> None:
     ap.add_argument("--layers", default="", help="comma-separated layers to report (default: all)")
     ap.add_argument("--json", default="", help="write every figure to this file")
     args = ap.parse_args()
+    print(versions(), flush=True)
     base = load_config(args.config)
     sources = args.sources.split(",") if args.sources else list(SOURCES)
     modes = args.modes.split(",") if args.modes else list(MODES)

@@ -398,6 +398,18 @@
         ul.appendChild(li);
       });
       tip.appendChild(ul);
+      var shown = cell[6] || [];
+      if (shown.length && atlas.images) {
+        var row = document.createElement("div");
+        row.className = "tip-images";
+        shown.forEach(function (j) {
+          var im = document.createElement("img");
+          im.src = atlas.images[j]; im.alt = ""; im.width = 56; im.height = 56;
+          row.appendChild(im);
+        });
+        tip.appendChild(row);
+        line("tip-num", "typical images of the cell");
+      }
     }
     tip.hidden = false;
     host.style.cursor = "pointer";

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
 import subprocess
 import sys
@@ -18,6 +20,8 @@ from atlasgen.config import ConfigError, parse_config
 from atlasgen.featuremap import evaluate
 from atlasgen.featurevis import direction_objective
 from atlasgen.hierarchy import Hierarchy, HierarchyError, name_group
+from atlasgen.site.artifacts import load_dataset
+from atlasgen.site.images import encode_thumbnail
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu"]
@@ -126,6 +130,21 @@ def test_grid_cells_means_counts_and_threshold():
     np.testing.assert_allclose(out["mean"][0], vec[:3].mean(0))
     assert out["top_class"].tolist() == [0, 1] and out["top_share"][0] == pytest.approx(2 / 3)
     np.testing.assert_allclose(out["classes"][0], [[0, 2 / 3], [1, 1 / 3], [-1, 0]])  # leading classes
+
+
+def test_grid_cells_keep_the_points_most_like_the_mean_as_examples():
+    """Each cell's examples are its own points, by cosine similarity to the cell's mean (ties to the
+    lower row), padded with -1 where the cell has fewer points."""
+    xy = np.array([[0.1, 0.1], [0.2, 0.2], [0.3, 0.1], [0.1, 0.3], [0.2, 0.4], [0.8, 0.8], [0.9, 0.9]])
+    vec = np.array([[1, 0], [0, 1], [1, 1], [2, 2], [5, 1], [1, 0], [3, 0]], dtype=np.float32)
+    labels = np.zeros(7, dtype=np.int64)
+    out = grid_cells(xy, vec, labels, grid=2, min_count=2, n_classes=1)
+    assert out["cells"].tolist() == [[0, 0], [1, 1]]
+    # cell (0, 0): mean (1.8, 1), rows 2 and 3 point the same way (a tie, lower row first), then row 4
+    assert out["examples"].tolist() == [[2, 3, 4], [5, 6, -1]]
+    mean = vec[:5].mean(0)
+    cos = vec[:5] @ mean / (np.linalg.norm(vec[:5], axis=1) * np.linalg.norm(mean))
+    assert set(out["examples"][0]) == set(np.argsort(-cos, kind="stable")[:3].tolist())
 
 
 def test_normalize_layout_clips_outliers_into_unit_square():
@@ -336,6 +355,56 @@ def test_activation_atlas_mode(tab, base):
     assert not tab.outside, tab.outside
 
 
+@needs_chromium
+def test_atlas_hover_shows_top_classes_and_example_images(tab, base, tiny_build):
+    """Hovering an atlas cell shows its count, its leading classes with their shares and its typical
+    images (dataset images of the site, loaded from file:// as from a server), in a tooltip that is
+    the topmost element where it stands."""
+    folder, _, site = tiny_build
+    atlas = json.loads(next((folder / ".atlasgen" / "atlas").glob("*/mixed5b/atlas.json")).read_text())
+    tab.open_map(base, "#m=atlas")
+    tab.page.evaluate("() => document.getElementById('map-view').scrollIntoView({block: 'start'})")
+    tab.page.evaluate("() => new Promise(r => setTimeout(r, 300))")
+    data = tab.page.evaluate("() => ({images: ATLAS_MAP.atlas.images, classes: ATLAS_MAP.classes})")
+    assert data["images"] and len(set(data["images"])) == len(data["images"])
+    page_dir = site / "demonet" / "mixed5b" / "map"
+    assert all((page_dir / p).resolve().is_file() for p in data["images"])
+    # each dataset index's stored file (images/<sha256 of its encoding>.webp), as the site names it
+    dataset = load_dataset(next((folder / ".atlasgen" / "dataset").glob("*/dataset.json")).parent)
+    indices = sorted({i for g in atlas["grids"] for c in g["cells"] for i in c[6]})
+    stored = {
+        i: hashlib.sha256(encode_thumbnail(dataset.image(i))).hexdigest()[:16] + ".webp" for i in indices
+    }
+    assert [p.rsplit("/", 1)[-1] for p in data["images"]] == [stored[i] for i in indices]
+    box = tab.page.locator("#map-view").bounding_box()
+    cells = tab.page.evaluate("() => atlasMap.drawn().filter(d => d.kind === 'cell')")
+    bottom = min(box["height"], 850 - box["y"]) - 2
+    cells = [d for d in cells if 2 < d["x"] < box["width"] - 2 and 2 < d["y"] < bottom]
+    assert cells
+    grid = atlas["grids"][0]
+    for d in cells[:12]:
+        cell = grid["cells"][d["i"]]
+        tab.page.mouse.move(box["x"] + d["x"], box["y"] + d["y"])
+        tip = tab.page.locator("#map-tip")
+        text = tip.inner_text()
+        assert f"{cell[2]} images in this cell" in text
+        for c, share in cell[5]:
+            assert f"{math.floor(100 * share + 0.5)}% {data['classes'][c]}" in text  # JS Math.round
+        srcs = tab.page.evaluate(
+            "() => Array.from(document.querySelectorAll('#map-tip .tip-images img')).map(i => i.src)"
+        )
+        # the tooltip's images are the cell's typical images of atlas.json, in its order
+        assert len(srcs) == len(cell[6]) >= 1
+        assert [src.rsplit("/", 1)[-1] for src in srcs] == [stored[i] for i in cell[6]]
+        tab.page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('#map-tip .tip-images img'))"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert _tip_on_top(tab, d["x"], d["y"]) is True
+    assert not tab.errors, tab.errors
+    assert not tab.outside, tab.outside
+
+
 def _in_frame(tab):
     """The features' container positions and the map's size."""
     return tab.page.evaluate("""() => { const m = atlasMap.map, s = m.getSize(), F = ATLAS_MAP.features;
@@ -432,6 +501,62 @@ def test_dead_features_are_left_out_and_counted(tab, base, tiny_build):
     lede = tab.page.locator("p.lede").inner_text()
     assert f"{data['n']} live features" in lede
     assert (f"{len(dead)} dead" in lede) == bool(dead)
+
+
+def test_map_lede_names_dead_features_only_when_there_are_some(tiny_build):
+    """The map page's lede counts the dead features it leaves out, and says nothing of dead features
+    on a layer that has none."""
+    import dataclasses
+
+    from atlasgen.config import load_config
+    from atlasgen.pipeline import Pipeline
+    from atlasgen.progress import Console
+    from atlasgen.site import pages
+    from atlasgen.site.artifacts import load_artifacts
+    from atlasgen.site.build import layer_indexes, make_environment, make_site
+
+    _, config, _ = tiny_build
+    pipe = Pipeline(load_config(config), console=Console(0))
+    folders = {s.name: pipe.store.final(s.name, s.key) for s in pipe.states() if s.name != "site"}
+
+    def lede(arts):
+        site = make_site(
+            arts,
+            folders,
+            title="t",
+            date="2026-01-01",
+            base_url="",
+            model_name="demonet",
+            authors=(),
+            doi=None,
+            sae_dtype="float16",
+            dense_threshold=0.2,
+        )
+        ix = layer_indexes(site, arts)["mixed5b"]
+        path, template, ctx = pages.map_page(site, ix)
+        html = make_environment().get_template(template).render(ctx)
+        return re.sub(r"\s+", " ", re.search(r'<p class="lede">(.*?)</p>', html, re.S).group(1))
+
+    arts = load_artifacts(folders, ["mixed5b"])
+    L = arts.layers[0]
+    dead = [f for f in L.map["features"] if f.get("dead")]
+    text = lede(arts)
+    assert (f"({len(dead)} dead ones, which never fire, are left out)" in text) == bool(dead)
+    # The same layer with every feature live: no word of dead features.
+    density = np.where(L.features.density > 0, L.features.density, 1e-3)
+    live_map = {
+        **L.map,
+        "features": [
+            {**{k: v for k, v in f.items() if k != "dead"}, "x": 0.5, "y": 0.5} if f.get("dead") else f
+            for f in L.map["features"]
+        ],
+    }
+    arts.layers[0] = dataclasses.replace(
+        L, map=live_map, features=dataclasses.replace(L.features, density=density)
+    )
+    text = lede(arts)
+    assert f"{len(L.map['features'])} live features" in text
+    assert "dead" not in text
 
 
 @needs_chromium

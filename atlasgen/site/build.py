@@ -256,6 +256,7 @@ def render_site(
             if getattr(ix, "ratings", None)
             for idx in ratings_pages.image_indices(ix.ratings)
         ]
+        + [idx for L in arts.layers for idx in mapview.atlas_example_indices(L)]  # the atlas's hover
     )
 
     total = (
@@ -280,7 +281,7 @@ def render_site(
         w.page(*pages.map_page(site, ix))
         w.text(
             f"{model_name}/{L.name}/map/data.js",
-            js_global("ATLAS_MAP", mapview.render_layer_map(out_dir, site, ix, arts.dataset)),
+            js_global("ATLAS_MAP", mapview.render_layer_map(out_dir, site, ix, arts.dataset, images)),
         )
         render_units(w, site, ix, "f", images, indexes, workers)
         render_units(w, site, ix, "n", images, indexes, workers)

@@ -5,7 +5,8 @@ that sets ``window.ATLAS_MAP``, so the page works from file://). Features are
 stored as columns; thumbnails are packed into sprite sheets
 (``map/sprites-<k>.webp``, ``SHEET_COLUMNS`` x ``SHEET_COLUMNS`` thumbnails
 each, row-major by feature id) so the page loads a handful of images, not one
-per feature. The activation atlas's icon sheets are copied from its stage.
+per feature. The activation atlas's icon sheets are copied from its stage; its
+cells' typical images are the site's stored dataset images (``images/``).
 Paths inside the data are relative to the map page.
 """
 
@@ -56,6 +57,48 @@ def map_dead(f: dict, L) -> bool:
     return bool(f.get("dead")) or "x" not in f or not float(L.features.density[i]) > 0
 
 
+ATLAS_EXAMPLES = 6  # seventh field of an atlas cell: the dataset indices of its typical images
+
+
+def atlas_example_indices(L) -> list[int]:
+    """The dataset indices of every activation-atlas cell's typical images (atlas.json), sorted."""
+    return sorted(
+        {
+            int(i)
+            for g in L.atlas.get("grids") or []
+            for c in g["cells"]
+            if len(c) > ATLAS_EXAMPLES
+            for i in c[ATLAS_EXAMPLES]
+            if int(i) >= 0
+        }
+    )
+
+
+def atlas_grids(L, atlas_sheets: list[str], image_url=None) -> tuple[list[dict], list[str]]:
+    """The atlas's grids as map.js draws them, and the image paths their cells point to: each cell
+    [gx, gy, count, top class, share, [[class, share], ...], [image, ...]] with its typical images as
+    positions in that list (one entry per distinct image, in dataset order). ``image_url(index)`` gives
+    a dataset image's path relative to the map page; without it cells carry no images."""
+    images = atlas_example_indices(L) if image_url else []
+    slot = {i: n for n, i in enumerate(images)}
+    grids = []
+    for g, sheet in zip(L.atlas["grids"], atlas_sheets):
+        cells = []
+        for c in g["cells"]:
+            shown = c[ATLAS_EXAMPLES] if len(c) > ATLAS_EXAMPLES else []
+            cells.append(list(c[:ATLAS_EXAMPLES]) + [[slot[int(i)] for i in shown if int(i) in slot]])
+        grids.append(
+            {
+                "size": g["size"],
+                "icon": g["icon_size"],
+                "columns": g["columns"],
+                "sheet": sheet,
+                "cells": cells,
+            }
+        )
+    return grids, [image_url(i) for i in images]
+
+
 def map_data(
     ix,
     sheets: list[str],
@@ -63,9 +106,11 @@ def map_data(
     class_names: list[str],
     class_hrefs: list[str],
     atlas_sheets: list[str],
+    image_url=None,
 ) -> dict:
     """Everything map.js draws: the live features (columns; dead ones are left out), cluster levels,
-    sprites, the activation atlas."""
+    sprites, the activation atlas (its cells' typical images through ``image_url``, see
+    :func:`atlas_grids`)."""
     L = ix.layer
     ex = L.features
     feats = sorted((f for f in L.map.get("features", []) if not map_dead(f, L)), key=lambda f: int(f["id"]))
@@ -112,19 +157,12 @@ def map_data(
         )
     atlas = None
     if L.atlas.get("grids"):
+        grids, images = atlas_grids(L, atlas_sheets, image_url)
         atlas = {
             "objective": L.atlas.get("objective", ""),
             "n_points": L.atlas.get("n_points", 0),
-            "grids": [
-                {
-                    "size": g["size"],
-                    "icon": g["icon_size"],
-                    "columns": g["columns"],
-                    "sheet": sheet,
-                    "cells": g["cells"],
-                }
-                for g, sheet in zip(L.atlas["grids"], atlas_sheets)
-            ],
+            "grids": grids,
+            "images": images,
         }
     return {
         "layer": L.name,
@@ -157,8 +195,9 @@ def evaluation_rows(L) -> list[dict]:
     ]
 
 
-def render_layer_map(out_dir: Path, site, ix, dataset) -> dict:
-    """Write the layer's sprite sheets and atlas icon sheets under map/; return map_data for data.js."""
+def render_layer_map(out_dir: Path, site, ix, dataset, images=None) -> dict:
+    """Write the layer's sprite sheets and atlas icon sheets under map/; return map_data for data.js.
+    ``images`` (:class:`atlasgen.site.images.DatasetImages`) gives the atlas cells' typical images."""
     import shutil
 
     from atlasgen.site import urls
@@ -184,4 +223,5 @@ def render_layer_map(out_dir: Path, site, ix, dataset) -> dict:
         atlas_sheets.append(name)
     prefix = urls.root_prefix(urls.layer_map(site.model, L.name))
     class_hrefs = [prefix + urls.class_page(site.model, s) for s in dataset.class_slugs]
-    return map_data(ix, sheets, px, list(dataset.class_names), class_hrefs, atlas_sheets)
+    image_url = (lambda i: prefix + images.url(i)) if images is not None else None
+    return map_data(ix, sheets, px, list(dataset.class_names), class_hrefs, atlas_sheets, image_url)

@@ -630,7 +630,7 @@ def layer_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         density_svg=svg.density_histogram(density),
         cooccurrence=spectrum.layer_pairs(L.cooccurrence, ix.feature_cards),
         scatter_svg=svg.density_scatter(density, L.features.mean_act, L.features.label_entropy),
-        n_dead=fmt_count(L.n_features - alive),
+        n_dead=fmt_count(L.n_features - alive) if L.n_features > alive else None,
         look_first=[ix.feature_cards[int(f)] for f in ix.look_first[:N_LAYER_FIRST]],
         look_first_method=ix.look_first_method,
         look_first_href=numbers.glossary_href("look-first"),
@@ -979,6 +979,7 @@ def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
                 "swatch": n % N_MAP_COLOURS,
             }
         )
+    n_dead = len(L.map.get("features", [])) - len(live)
     if unclustered:
         clusters.append(
             {"name": "unclustered", "count": unclustered, "index": -1, "rep": None, "swatch": None}
@@ -1003,7 +1004,9 @@ def map_page(site: Site, ix: LayerIndex) -> tuple[str, str, dict]:
         atlas_grids=[int(g["size"]) for g in L.atlas.get("grids") or []],
         evaluation=evaluation_rows(L),
         n_points=fmt_count(len(live)),
-        n_dead=fmt_count(len(L.map.get("features", [])) - len(live)),
+        n_dead=fmt_count(n_dead)
+        if n_dead
+        else None,  # the lede names dead features only where there are some
         scripts=["static/vendor/leaflet/leaflet.js", f"{m}/{L.name}/map/data.js", "static/map.js"],
         body_class="map",
     )

@@ -158,6 +158,7 @@ def project(
                 for i in s.ravel().tolist()
                 if int(i) >= 0
             }
+            | {i for L in arts.layers for i in mapview.atlas_example_indices(L)}  # the atlas's hover
         )
         if shown:
             sample = [shown[j] for j in _spread(len(shown), SAMPLE_IMAGES)]
@@ -188,7 +189,7 @@ def project(
             w.text(grid.cards_url(model_name, L.name), js_global("ATLAS_CARDS", grid.cards_data(ix)))
             w.text(
                 f"{model_name}/{L.name}/map/data.js",
-                js_global("ATLAS_MAP", mapview.render_layer_map(tmp, site, ix, arts.dataset)),
+                js_global("ATLAS_MAP", mapview.render_layer_map(tmp, site, ix, arts.dataset, images)),
             )
             for kind, count in (("f", L.n_features), ("n", L.n_neurons)):
                 ids = _spread(count, SAMPLE_PAGES)

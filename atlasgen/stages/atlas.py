@@ -4,7 +4,8 @@ One activation vector per training image (at most `atlas.max_images`), laid
 out by UMAP, binned at each grid size of `atlas.grids`; cells with at least
 `atlas.min_count` points get an icon rendered with the atlas objective.
 A layer with `layers[].atlas: false` gets only atlas.json {"enabled": false}.
-Per layer it writes atlas.json (grids, cells, counts, top classes) and one
+Per layer it writes atlas.json (grids, cells, counts, top classes, the dataset
+indices of a few typical images per cell) and one
 sprite sheet per grid (icons_<grid>.webp, row-major in the cells' order).
 """
 
@@ -103,7 +104,8 @@ def run(ctx: StageContext) -> None:
                         "icon_size": cfg.icon_size,
                         "columns": cols,
                         "sheet": f"icons_{g}.webp",
-                        # [gx, gy, count, top class, share of the top class, [[class, share], ...]]
+                        # [gx, gy, count, top class, share of the top class, [[class, share], ...],
+                        #  [dataset index of a typical image, ...]]
                         "cells": [
                             [
                                 int(c[0]),
@@ -112,9 +114,15 @@ def run(ctx: StageContext) -> None:
                                 int(k),
                                 round(float(s), 4),
                                 [[int(a), round(float(w), 4)] for a, w in lead if a >= 0],
+                                [int(indices[r]) for r in rows if r >= 0],
                             ]
-                            for c, n, k, s, lead in zip(
-                                b["cells"], b["count"], b["top_class"], b["top_share"], b["classes"]
+                            for c, n, k, s, lead, rows in zip(
+                                b["cells"],
+                                b["count"],
+                                b["top_class"],
+                                b["top_share"],
+                                b["classes"],
+                                b["examples"],
                             )
                         ],
                     }
