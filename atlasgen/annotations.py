@@ -266,7 +266,8 @@ def check_units(annotations: list[Annotation], counts: dict[tuple[str, str], int
         what = "feature" if a.kind == "f" else "neuron"
         if n is not None and a.unit >= n:
             errors.append(
-                f"annotations/{a.path}: {a.code} is not a unit: {a.layer} has {n} {what}s (ids 0 to {n - 1}). "
+                f"annotations/{a.path}: {a.code} is not a unit: {a.layer} has {n} {what}s (ids 0 "
+                f"to {n - 1}). "
                 "Fix: rename the file to an existing id, or remove it."
             )
         for layer, kind, unit in a.links:

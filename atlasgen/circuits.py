@@ -267,7 +267,8 @@ def _map_from(
     if dst not in acts:
         raise CircuitsError(
             [
-                f"circuits: layer {dst!r} is not computed from {src!r}. Fix: list layers in the model's forward order."
+                f"circuits: layer {dst!r} is not computed from {src!r}. Fix: list layers in the "
+                "model's forward order."
             ]
         )
     return acts[dst]

@@ -46,7 +46,8 @@ def _output(cfg, output: str | None) -> Path:
     if out.exists() and not out.is_dir():
         _fail(
             [
-                f"-o: {str(out)!r} is a file, not a folder. Fix: choose another output folder or move the file away."
+                f"-o: {str(out)!r} is a file, not a folder. Fix: choose another output folder or "
+                "move the file away."
             ]
         )
     return out
@@ -203,7 +204,8 @@ def clean(config: str, output: str | None, with_cache: bool, quiet: bool) -> Non
             continue
         if not (folder / marker).is_file():
             click.echo(
-                f"atlasgen: refusing to delete {folder}: it has no {marker} marker, so atlasgen did not make it.",
+                f"atlasgen: refusing to delete {folder}: it has no {marker} marker, so atlasgen "
+                "did not make it.",
                 err=True,
             )
             refused = True
@@ -216,9 +218,8 @@ def clean(config: str, output: str | None, with_cache: bool, quiet: bool) -> Non
                 click.echo(
                     f"removed {folder}"
                     if not kept
-                    else f"removed atlasgen's files from {folder}; kept {len(kept)} file(s) it did not write: "
-                    + ", ".join(kept[:10])
-                    + (", ..." if len(kept) > 10 else "")
+                    else f"removed atlasgen's files from {folder}; kept {len(kept)} file(s) it did not "
+                    "write: " + ", ".join(kept[:10]) + (", ..." if len(kept) > 10 else "")
                 )
             continue
         shutil.rmtree(folder)
@@ -233,7 +234,8 @@ def clean(config: str, output: str | None, with_cache: bool, quiet: bool) -> Non
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @quiet_opt
 def import_ratings(config: str, files: tuple[Path, ...], quiet: bool) -> None:
-    """Merge rating files exported by the survey pages (JSON or CSV) into the ratings folder the next build reads.
+    """Merge rating files exported by the survey pages (JSON or CSV) into the ratings folder the next build
+    reads.
 
     Every file is checked first; if any is malformed nothing is written. A rater's later answer
     to the same feature replaces the earlier one; each imported file is also kept as it was.
@@ -308,7 +310,8 @@ def layers(config: str) -> None:
         click.echo(f"{name:<24} {' x '.join(map(str, shape)):<16} {kind}{hints.get(kind, '')}")
     if isinstance(output, torch.Tensor):
         click.echo(
-            f"{'(output)':<24} {' x '.join(map(str, output.shape[1:])):<16} {output_kind(cfg, model, output, n_classes)}"
+            f"{'(output)':<24} {' x '.join(map(str, output.shape[1:])):<16} "
+            f"{output_kind(cfg, model, output, n_classes)}"
         )
 
 
@@ -370,7 +373,8 @@ def _unit_facts(cfg, layer: str, kind: str, i: int) -> list[str]:
         what = "features" if kind == "f" else "neurons"
         raise AtlasgenError(
             [
-                f"UNIT: {layer}/{kind}/{i} is not a unit: {layer} has {ex.n_units} {what} (ids 0 to {ex.n_units - 1})."
+                f"UNIT: {layer}/{kind}/{i} is not a unit: {layer} has {ex.n_units} {what} (ids 0 "
+                f"to {ex.n_units - 1})."
             ]
         )
     auto = L.feature_label(i) if kind == "f" else ""
@@ -491,12 +495,14 @@ def publish(repo: str, site_dir: str, branch: str, force: bool) -> None:
         _citation_warnings(built)
     else:
         click.echo(
-            f"warning: {built} holds no built site yet: build it (atlasgen build -o {site_dir}) with site.base_url "
+            f"warning: {built} holds no built site yet: build it (atlasgen build -o {site_dir}) "
+            "with site.base_url "
             "and site.authors set, and run `atlasgen check` on it before you push.",
             err=True,
         )
     click.echo(
-        f"wrote {target}; commit it with the {site_dir}/ folder and set Pages' source to GitHub Actions (docs/publishing.md)."
+        f"wrote {target}; commit it with the {site_dir}/ folder and set Pages' source to GitHub "
+        "Actions (docs/publishing.md)."
     )
 
 

@@ -53,41 +53,61 @@ class SiteConfig:
     )
     base_url: str = _f(
         "",
-        "Public URL the site is published at (for permalinks in citations), e.g. https://user.github.io/atlas/. Empty: relative permalinks, and `atlasgen check` / `atlasgen publish` warn.",
+        "Public URL the site is published at (for permalinks in citations), e.g. "
+        "https://user.github.io/atlas/. Empty: relative permalinks, and `atlasgen check` / "
+        "`atlasgen publish` warn.",
     )
     authors: list[str] = _f(
         [],
-        'Authors of the atlas, "Given Family" each: for CITATION.cff and the BibTeX of every page. Empty: no CITATION.cff is written, and `atlasgen check` / `atlasgen publish` warn.',
+        'Authors of the atlas, "Given Family" each: for CITATION.cff and the BibTeX of every page. '
+        "Empty: no CITATION.cff is written, and `atlasgen check` / `atlasgen publish` warn.",
     )
     version: str = _f(
         "1.0",
-        "Version of the published atlas (CITATION.cff). Publish a changed SAE under a new model name or version prefix.",
+        "Version of the published atlas (CITATION.cff). Publish a changed SAE under a new model "
+        "name or version prefix.",
     )
     doi: str | None = _f(None, "DOI of the atlas, if it has one (CITATION.cff, citations).")
     size_budget_mb: float = _f(
         900.0,
-        "Largest site the build accepts, in MB (1 MB = 10^6 bytes; GitHub Pages publishes at most 1 GB). The site stage projects the size from counts before rendering and stops early when the projection is over; the rendered site is checked again. 0: no limit.",
+        "Largest site the build accepts, in MB (1 MB = 10^6 bytes; GitHub Pages publishes at most "
+        "1 GB). The site stage projects the size from counts before rendering and stops early when "
+        "the projection is over; the rendered site is checked again. 0: no limit.",
         min=0.0,
     )
     sae_dtype: Literal["float16", "bfloat16", "float32"] = _f(
         "float16",
-        "Dtype of the SAE weights the site publishes (data/<model>/<layer>/sae/, a SAELens folder: cfg.json records the dtype): float16 and bfloat16 take half the bytes of float32.",
+        "Dtype of the SAE weights the site publishes (data/<model>/<layer>/sae/, a SAELens folder: "
+        "cfg.json records the dtype): float16 and bfloat16 take half the bytes of float32.",
     )
     try_dataset_images: bool = _f(
         True,
-        'Write a base64 copy of each dataset image the unit pages show (<model>/try/images/, a third larger than images/), so that their "try this image" opens it in the try page from file:// too (browsers do not let a page opened from disk read another file\'s pixels). Over HTTP the try page reads images/ and needs no copy. false: from file:// the try page asks the reader to choose the file.',
+        "Write a base64 copy of each dataset image the unit pages show (<model>/try/images/, a "
+        'third larger than images/), so that their "try this image" opens it in the try page from '
+        "file:// too (browsers do not let a page opened from disk read another file's pixels). "
+        "Over HTTP the try page reads images/ and needs no copy. false: from file:// the try page "
+        "asks the reader to choose the file.",
     )
     keep: list[str] = _f(
         [],
-        "Files and folders of the site folder, relative to it, that a rebuild keeps and `atlasgen clean` leaves (glob patterns allowed, e.g. notes/*). CNAME, .nojekyll and .git are always kept.",
+        "Files and folders of the site folder, relative to it, that a rebuild keeps and `atlasgen "
+        "clean` leaves (glob patterns allowed, e.g. notes/*). CNAME, .nojekyll and .git are always "
+        "kept.",
     )
     annotations: str | None = _f(
         None,
-        "Folder of annotation files, one Markdown file with front matter per unit at <layer>/<f|n>/<id>.md (label, tags, confidence, author, date; docs/annotations.md), relative to the config file. Empty: annotations/ beside the config when it exists. Changing one re-renders the site only.",
+        "Folder of annotation files, one Markdown file with front matter per unit at "
+        "<layer>/<f|n>/<id>.md (label, tags, confidence, author, date; docs/annotations.md), "
+        "relative to the config file. Empty: annotations/ beside the config when it exists. "
+        "Changing one re-renders the site only.",
     )
     collections: str | None = _f(
         None,
-        "Folder of collections, one Markdown file per collection at <slug>.md (front matter: title, units with a note each, optional description, author, date, circuit; prose below; docs/annotations.md), relative to the config file; each becomes <model>/collections/<slug>/index.html. Empty: collections/ beside the config when it exists. Changing one re-renders the site only.",
+        "Folder of collections, one Markdown file per collection at <slug>.md (front matter: "
+        "title, units with a note each, optional description, author, date, circuit; prose below; "
+        "docs/annotations.md), relative to the config file; each becomes "
+        "<model>/collections/<slug>/index.html. Empty: collections/ beside the config when it "
+        "exists. Changing one re-renders the site only.",
     )
 
 
@@ -95,38 +115,46 @@ class SiteConfig:
 class DatasetConfig:
     source: Literal["demo", "folder", "csv"] = _f(
         "demo",
-        "demo: the embedded procedural dataset; folder: an ImageNet-style folder of class sub-folders; csv: a CSV list of images (columns path,label).",
+        "demo: the embedded procedural dataset; folder: an ImageNet-style folder of class "
+        "sub-folders; csv: a CSV list of images (columns path,label).",
     )
     path: str | None = _f(
         None,
-        "Folder of images (source: folder) or CSV file (source: csv; image paths relative to the CSV's folder), relative to the config file.",
+        "Folder of images (source: folder) or CSV file (source: csv; image paths relative to the "
+        "CSV's folder), relative to the config file.",
     )
     class_names: str | None = _f(
         None,
-        "File mapping class ids (folder names or CSV labels, e.g. ImageNet wnids) to readable names: one 'id name' or 'id,name' or 'id<TAB>name' per line. Classes it does not list keep their id.",
+        "File mapping class ids (folder names or CSV labels, e.g. ImageNet wnids) to readable "
+        "names: one 'id name' or 'id,name' or 'id<TAB>name' per line. Classes it does not list "
+        "keep their id.",
     )
     image_size: int = _f(
         64, "Side in pixels of the images fed to the model (resize shorter side, centre crop).", min=8
     )
     crop_fraction: float = _f(
         1.0,
-        "Centre crop as a fraction of the shorter side before resizing to image_size (0.875 is torchvision's 256 -> 224 eval crop; 1.0 keeps the whole shorter side).",
+        "Centre crop as a fraction of the shorter side before resizing to image_size (0.875 is "
+        "torchvision's 256 -> 224 eval crop; 1.0 keeps the whole shorter side).",
         min=0.1,
         max=1.0,
     )
     images_per_class: int = _f(
         300,
-        "Demo: images generated per class. Folder/csv: at most this many per class, drawn by a seeded sample (0: all).",
+        "Demo: images generated per class. Folder/csv: at most this many per class, drawn by a "
+        "seeded sample (0: all).",
         min=0,
     )
     limit: int = _f(
         0,
-        "Folder/csv: at most this many images in all, drawn by a seeded sample after the per-class cap (0: all).",
+        "Folder/csv: at most this many images in all, drawn by a seeded sample after the per-class "
+        "cap (0: all).",
         min=0,
     )
     min_image_side: int = _f(
         16,
-        "Folder: images with a shorter side below this many pixels are skipped (and listed in the build summary).",
+        "Folder: images with a shorter side below this many pixels are skipped (and listed in the "
+        "build summary).",
         min=1,
     )
     holdout_fraction: float = _f(
@@ -146,7 +174,9 @@ class TrainConfig:
     seed: int = _f(0, "Demo model: seed for initialisation and batch order.")
     sibling_smoothing: float = _f(
         0.0,
-        "Demo model: share of each training target spread evenly over the other classes of the same superclass (dataset.json), so the model learns the class hierarchy that 16 classes alone do not teach it (docs/analyses.md, Feature map). 0: plain cross-entropy.",
+        "Demo model: share of each training target spread evenly over the other classes of the "
+        "same superclass (dataset.json), so the model learns the class hierarchy that 16 classes "
+        "alone do not teach it (docs/analyses.md, Feature map). 0: plain cross-entropy.",
         min=0.0,
         max=0.9,
     )
@@ -156,7 +186,11 @@ class TrainConfig:
 class ZeroShotConfig:
     template: str | None = _f(
         None,
-        "open_clip: prompt with one '{}' for the class name (e.g. 'a photo of a {}.'). The text tower embeds one prompt per dataset class and the visual tower gets a linear head of those embeddings, so the model returns CLIP's class logits (logit scale x cosine) and the class weights, class pages and importance become meaningful. Empty: no zero-shot head (docs/models.md, Zero-shot head).",
+        "open_clip: prompt with one '{}' for the class name (e.g. 'a photo of a {}.'). The text "
+        "tower embeds one prompt per dataset class and the visual tower gets a linear head of "
+        "those embeddings, so the model returns CLIP's class logits (logit scale x cosine) and the "
+        "class weights, class pages and importance become meaningful. Empty: no zero-shot head "
+        "(docs/models.md, Zero-shot head).",
     )
 
 
@@ -164,44 +198,73 @@ class ZeroShotConfig:
 class ModelConfig:
     source: Literal["demo", "inceptionv1", "torchvision", "timm", "open_clip", "factory"] = _f(
         "demo",
-        "demo: the small Inception-style classifier atlasgen trains on the demo dataset; inceptionv1: lucid's InceptionV1 from lucent's model zoo (1008 outputs, 224 px); torchvision: a torchvision classification model named by `arch`; timm: a timm model named by `arch` (or `name`); open_clip: the visual tower of an open_clip model named by `arch` (or `name`); factory: `arch` = 'package.module:function' returning an nn.Module (docs/models.md).",
+        "demo: the small Inception-style classifier atlasgen trains on the demo dataset; "
+        "inceptionv1: lucid's InceptionV1 from lucent's model zoo (1008 outputs, 224 px); "
+        "torchvision: a torchvision classification model named by `arch`; timm: a timm model named "
+        "by `arch` (or `name`); open_clip: the visual tower of an open_clip model named by `arch` "
+        "(or `name`); factory: `arch` = 'package.module:function' returning an nn.Module "
+        "(docs/models.md).",
     )
     name: str = _f(
         "demonet",
-        "URL name of the model (first path segment of every page). timm and open_clip: also the library's model name when `arch` is empty (e.g. vit_base_patch16_224, ViT-B-32).",
+        "URL name of the model (first path segment of every page). timm and open_clip: also the "
+        "library's model name when `arch` is empty (e.g. vit_base_patch16_224, ViT-B-32).",
     )
     arch: str | None = _f(
         None,
-        "torchvision: the model name (e.g. resnet18, vit_b_16); timm: the timm model name (e.g. vit_base_patch16_224, resnet18.a1_in1k), open_clip: the open_clip model name (e.g. ViT-B-32); empty: `name`. factory: 'package.module:function', called with the number of dataset classes by the first of its parameters named num_classes, n_classes, classes, num_outputs, n_outputs, out_features or num_labels.",
+        "torchvision: the model name (e.g. resnet18, vit_b_16); timm: the timm model name (e.g. "
+        "vit_base_patch16_224, resnet18.a1_in1k), open_clip: the open_clip model name (e.g. "
+        "ViT-B-32); empty: `name`. factory: 'package.module:function', called with the number of "
+        "dataset classes by the first of its parameters named num_classes, n_classes, classes, "
+        "num_outputs, n_outputs, out_features or num_labels.",
     )
     weights: str | None = _f(
         None,
-        "Local weights file (state dict; .safetensors too for timm). Demo: when empty, the model is trained on the first build and cached. inceptionv1/torchvision/timm: when empty, the torch hub (or Hugging Face) cache, or a download when online, is used. open_clip: a state dict of the visual tower (or of the whole model: its visual.* entries are used).",
+        "Local weights file (state dict; .safetensors too for timm). Demo: when empty, the model "
+        "is trained on the first build and cached. inceptionv1/torchvision/timm: when empty, the "
+        "torch hub (or Hugging Face) cache, or a download when online, is used. open_clip: a state "
+        "dict of the visual tower (or of the whole model: its visual.* entries are used).",
     )
     pretrained: bool | str | None = _f(
         None,
-        "inceptionv1/torchvision/timm without `weights`: false gives random weights (seeded by model.train.seed; for tests), with one output per dataset class for torchvision and timm; empty: true. open_clip: the pretrained tag (e.g. laion2b_s34b_b79k) or a local checkpoint file, as open_clip.create_model takes it; empty or false: random weights.",
+        "inceptionv1/torchvision/timm without `weights`: false gives random weights (seeded by "
+        "model.train.seed; for tests), with one output per dataset class for torchvision and timm; "
+        "empty: true. open_clip: the pretrained tag (e.g. laion2b_s34b_b79k) or a local checkpoint "
+        "file, as open_clip.create_model takes it; empty or false: random weights.",
     )
     labels: str | None = _f(
         None,
-        "File naming the model's outputs, one per line (e.g. InceptionV1's 1008 labels); dataset classes are matched to outputs by id or readable name. Needed when the model's outputs are not the dataset's classes in order.",
+        "File naming the model's outputs, one per line (e.g. InceptionV1's 1008 labels); dataset "
+        "classes are matched to outputs by id or readable name. Needed when the model's outputs "
+        "are not the dataset's classes in order.",
     )
     input_size: int = _f(
         0,
-        "Side in pixels the model is fed (inputs of another size are resized inside the model); 0: the model's own: fixed for ViTs (torchvision, timm's strict patch_embed.img_size, open_clip's visual.image_size), where another value is an error; none otherwise (InceptionV1 then needs dataset.image_size 224).",
+        "Side in pixels the model is fed (inputs of another size are resized inside the model); 0: "
+        "the model's own: fixed for ViTs (torchvision, timm's strict patch_embed.img_size, "
+        "open_clip's visual.image_size), where another value is an error; none otherwise "
+        "(InceptionV1 then needs dataset.image_size 224).",
         min=0,
     )
     mean: list[float] = _f(
         [],
-        "Per-channel mean subtracted from [0, 1] RGB inside the model; empty: the source's own (ImageNet's for torchvision, timm's pretrained_cfg, open_clip's preprocess_cfg, 117/255 for inceptionv1; for factory the model's own pretrained_cfg or preprocess_cfg, else 0 with a warning).",
+        "Per-channel mean subtracted from [0, 1] RGB inside the model; empty: the source's own "
+        "(ImageNet's for torchvision, timm's pretrained_cfg, open_clip's preprocess_cfg, 117/255 "
+        "for inceptionv1; for factory the model's own pretrained_cfg or preprocess_cfg, else 0 "
+        "with a warning).",
     )
     std: list[float] = _f(
         [],
-        "Per-channel divisor after the mean; empty: the source's own (as for `mean`; 1/255 for inceptionv1, 1 for an unknown factory model).",
+        "Per-channel divisor after the mean; empty: the source's own (as for `mean`; 1/255 for "
+        "inceptionv1, 1 for an unknown factory model).",
     )
     head: Literal["logits", "none"] = _f(
         "logits",
-        "logits: the model returns one class logit per output, (batch, outputs). none: a headless encoder (open_clip's visual tower, DINO, a model returning embeddings, a tuple or a dict); its layers are studied without classes, and the class weights, class contributions, importance and class pages are skipped with a note (docs/models.md, Headless models).",
+        "logits: the model returns one class logit per output, (batch, outputs). none: a headless "
+        "encoder (open_clip's visual tower, DINO, a model returning embeddings, a tuple or a "
+        "dict); its layers are studied without classes, and the class weights, class "
+        "contributions, importance and class pages are skipped with a note (docs/models.md, "
+        "Headless models).",
     )
     zero_shot: ZeroShotConfig = _f(
         ZeroShotConfig(), "open_clip: class logits from the text tower's embeddings of class-name prompts."
@@ -231,7 +294,8 @@ class SAEKeysConfig:
 class SAEConfig:
     weights: str | None = _f(
         None,
-        "Use an SAE trained elsewhere instead of training one: a SAELens folder (cfg.json + sae_weights.safetensors), a .safetensors file or a torch state dict (.pt).",
+        "Use an SAE trained elsewhere instead of training one: a SAELens folder (cfg.json + "
+        "sae_weights.safetensors), a .safetensors file or a torch state dict (.pt).",
     )
     keys: SAEKeysConfig = _f(
         SAEKeysConfig(),
@@ -266,7 +330,9 @@ class LayerFeatureVisConfig:
 class LayerImportanceConfig:
     images: int | None = _f(
         None,
-        "Held-out images of this layer's importance (0: all); empty: `importance.images`. A layer that does not feed the head costs one partial forward pass per unit and image, so fewer images keep a second layer cheap.",
+        "Held-out images of this layer's importance (0: all); empty: `importance.images`. A layer "
+        "that does not feed the head costs one partial forward pass per unit and image, so fewer "
+        "images keep a second layer cheap.",
         min=0,
     )
 
@@ -283,29 +349,35 @@ class LayerConfig:
     )
     channels: list[int] | None = _f(
         None,
-        "[start, stop): study only these channels of the module's output, e.g. [64, 192] for InceptionV1 mixed3a's 3x3 branch.",
+        "[start, stop): study only these channels of the module's output, e.g. [64, 192] for "
+        "InceptionV1 mixed3a's 3x3 branch.",
         min=0,
     )
     tokens: Literal["patches", "class", "mean"] = _f(
         "patches",
-        "Vision-transformer outputs (batch, tokens, dim): patches = every patch token on the patch grid; class = the class token; mean = the mean patch token. Ignored for (batch, channels, h, w) outputs.",
+        "Vision-transformer outputs (batch, tokens, dim): patches = every patch token on the patch "
+        "grid; class = the class token; mean = the mean patch token. Ignored for (batch, channels, "
+        "h, w) outputs.",
     )
     prefix_tokens: int = _f(
         -1,
-        "Tokens before the patch tokens (class and register tokens); -1: 1 when tokens - 1 is a square number, else 0.",
+        "Tokens before the patch tokens (class and register tokens); -1: 1 when tokens - 1 is a "
+        "square number, else 0.",
         min=-1,
     )
     sae: SAEConfig = _f(SAEConfig(), "The sparse autoencoder trained on this layer.")
     featurevis: LayerFeatureVisConfig = _f(
         LayerFeatureVisConfig(),
-        "This layer's own choice of feature-visualisation variants; a key left out (or empty) takes the top-level `featurevis` value.",
+        "This layer's own choice of feature-visualisation variants; a key left out (or empty) "
+        "takes the top-level `featurevis` value.",
     )
     importance: LayerImportanceConfig = _f(
         LayerImportanceConfig(), "This layer's own importance settings; a key left out takes `importance.*`."
     )
     atlas: bool = _f(
         True,
-        "Build this layer's activation atlas (when `atlas.enabled`); false leaves it out, e.g. to keep a second layer cheap.",
+        "Build this layer's activation atlas (when `atlas.enabled`); false leaves it out, e.g. to "
+        "keep a second layer cheap.",
     )
 
 
@@ -313,7 +385,8 @@ class LayerConfig:
 class ActivationsConfig:
     sampling: Literal["magnitude", "uniform", "all"] = _f(
         "magnitude",
-        "How positions are sampled per image: proportional to the L2 norm (Gorton 2024), uniformly, or all positions.",
+        "How positions are sampled per image: proportional to the L2 norm (Gorton 2024), "
+        "uniformly, or all positions.",
     )
     positions_per_image: int = _f(8, "Positions sampled per image (magnitude, uniform).", min=1)
     dtype: Literal["float16", "float32"] = _f("float16", "Storage type of the activation store.")
@@ -329,7 +402,8 @@ class FeatureVisConfig:
     steps: int = _f(64, "Optimisation steps per image.", min=1)
     lr: float = _f(
         0.1,
-        "Adam learning rate of the image parameters (0.1 suits the default 64 steps; lucid uses 0.05 with 512).",
+        "Adam learning rate of the image parameters (0.1 suits the default 64 steps; lucid uses "
+        "0.05 with 512).",
         min=0.0,
         exclusive_min=True,
     )
@@ -337,7 +411,8 @@ class FeatureVisConfig:
     seed: int = _f(0, "Seed: same seed and device give the same images.")
     precision: Literal["fp32", "bf16"] = _f(
         "fp32",
-        "bf16: run the model's forward under bf16 autocast on a GPU (image parameters and objective stay fp32). A CPU always renders in fp32.",
+        "bf16: run the model's forward under bf16 autocast on a GPU (image parameters and "
+        "objective stay fp32). A CPU always renders in fp32.",
     )
     neuron: bool = _f(
         True, "Also render each unit's neuron-centred view (objective at the centre position only)."
@@ -348,12 +423,14 @@ class FeatureVisConfig:
     )
     diversity_weight: float = _f(
         10.0,
-        "Weight of the diversity term, relative to the set's current mean |objective| (10: about 15 % less objective for clearly less similar images on the demo model).",
+        "Weight of the diversity term, relative to the set's current mean |objective| (10: about "
+        "15 % less objective for clearly less similar images on the demo model).",
         min=0.0,
     )
     variant_image_size: int = _f(
         32,
-        "Side in pixels of the neuron-centred, negative and diverse images (smaller than the main image to keep their cost modest).",
+        "Side in pixels of the neuron-centred, negative and diverse images (smaller than the main "
+        "image to keep their cost modest).",
         min=8,
     )
     variant_steps: int = _f(
@@ -361,7 +438,9 @@ class FeatureVisConfig:
     )
     retry_steps: int = _f(
         128,
-        "Optimisation steps of the second attempt at a main image that failed its check on a unit that fires on the data (another start, no grey pad around the image); the better of the two images is kept. 0: no second attempt.",
+        "Optimisation steps of the second attempt at a main image that failed its check on a unit "
+        "that fires on the data (another start, no grey pad around the image); the better of the "
+        "two images is kept. 0: no second attempt.",
         min=0,
     )
 
@@ -373,14 +452,16 @@ class ExamplesConfig:
     histogram_bins: int = _f(20, "Bins of the activation histogram.", min=2)
     band_edges: list[float] = _f(
         [0.9, 0.7, 0.5, 0.3, 0.1],
-        "Lower edges of the activation bands, relative to each unit's max, descending: bands (0.9, 1], (0.7, 0.9], ..., (0, 0.1].",
+        "Lower edges of the activation bands, relative to each unit's max, descending: bands (0.9, "
+        "1], (0.7, 0.9], ..., (0, 0.1].",
         min=0.0,
         exclusive_min=True,
         max=1.0,
     )
     band_samples: int = _f(
         3,
-        "Images sampled uniformly at random per band (reservoir sampling); pages do not repeat those already among the top examples.",
+        "Images sampled uniformly at random per band (reservoir sampling); pages do not repeat "
+        "those already among the top examples.",
         min=1,
     )
     cooccurrence_images: int = _f(
@@ -388,12 +469,14 @@ class ExamplesConfig:
     )
     cooccurrence_min_count: int = _f(
         5,
-        "Feature pairs that fire together on fewer of the sampled images are not ranked as partners (NPMI rewards one-off coincidences of rare features; docs/analyses.md).",
+        "Feature pairs that fire together on fewer of the sampled images are not ranked as "
+        "partners (NPMI rewards one-off coincidences of rare features; docs/analyses.md).",
         min=1,
     )
     dense_threshold: float = _f(
         0.1,
-        'A unit is flagged dense when it fires on more than this share of the scanned images; the home and layer pages\' "features to look at first" leave dense (and dead) features out.',
+        "A unit is flagged dense when it fires on more than this share of the scanned images; the "
+        'home and layer pages\' "features to look at first" leave dense (and dead) features out.',
         min=0.0,
         max=1.0,
     )
@@ -402,7 +485,8 @@ class ExamplesConfig:
     )
     label_max_entropy: float = _f(
         0.6,
-        "A unit's label is also flagged low-confidence when its label entropy over every firing image, divided by ln(number of classes), is above this.",
+        "A unit's label is also flagged low-confidence when its label entropy over every firing "
+        "image, divided by ln(number of classes), is above this.",
         min=0.0,
         max=1.0,
     )
@@ -413,17 +497,20 @@ class ExamplesConfig:
 class CircuitsConfig:
     top_k: int = _f(
         10,
-        "Strongest weights kept per unit and per class (upstream/downstream: this many positive and this many negative).",
+        "Strongest weights kept per unit and per class (upstream/downstream: this many positive "
+        "and this many negative).",
         min=1,
     )
     batch_size: int = _f(
         64,
-        "Images per forward and backward pass of the gradient class weights (layers that do not reach the head linearly) and of the class contributions.",
+        "Images per forward and backward pass of the gradient class weights (layers that do not "
+        "reach the head linearly) and of the class contributions.",
         min=1,
     )
     images_per_class: int = _f(
         100,
-        "Training images per class (the first ones) over which each unit's contribution to the class logit is averaged (class pages rank features by it); 0: all.",
+        "Training images per class (the first ones) over which each unit's contribution to the "
+        "class logit is averaged (class pages rank features by it); 0: all.",
         min=0,
     )
 
@@ -432,12 +519,15 @@ class CircuitsConfig:
 class ImportanceConfig:
     top_k: int | Literal["auto"] = _f(
         "auto",
-        "An image counts as correct while its true class is among the top k logits (Terekhov: 10 of 1,000 classes); top-1 is reported too. auto: a fifth of the model's outputs, rounded down, at least 1 and at most 10 (3 for 16 classes). Must be below the number of outputs.",
+        "An image counts as correct while its true class is among the top k logits (Terekhov: 10 "
+        "of 1,000 classes); top-1 is reported too. auto: a fifth of the model's outputs, rounded "
+        "down, at least 1 and at most 10 (3 for 16 classes). Must be below the number of outputs.",
         min=1,
     )
     images: int = _f(
         512,
-        "Held-out images used (the first ones; 0: all). Earlier layers cost one partial forward pass per unit and image.",
+        "Held-out images used (the first ones; 0: all). Earlier layers cost one partial forward "
+        "pass per unit and image.",
         min=0,
     )
     batch_size: int = _f(32, "Images per batch; batched ablations run units_per_pass copies of each.", min=1)
@@ -456,15 +546,23 @@ class MapConfig:
     seed: int = _f(0, "Seed of the layout.")
     source: Literal["decoder", "class_weights", "coactivation", "predictions"] = _f(
         "decoder",
-        "What is laid out: the features' decoder directions, their class-weight profiles (circuits stage), their co-activation: each feature's maximum activation on a uniform sample of images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: the model's mean predicted class probabilities on each feature's top dataset examples, weighted by the feature's activation on each (docs/analyses.md, Feature map).",
+        "What is laid out: the features' decoder directions, their class-weight profiles (circuits "
+        "stage), their co-activation: each feature's maximum activation on a uniform sample of "
+        "images (examples stage, `examples.cooccurrence_images`), or their prediction profiles: "
+        "the model's mean predicted class probabilities on each feature's top dataset examples, "
+        "weighted by the feature's activation on each (docs/analyses.md, Feature map).",
     )
     cluster: Literal["layout", "vectors"] = _f(
         "layout",
-        "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage), or the laid-out vectors themselves for the top level (average linkage on cosine distance, which keeps structure that the 2-D projection tears apart) with finer levels cut by Ward on the layout inside each top cluster, so they stay compact on the map.",
+        "What the cluster hierarchy is cut from: the 2-D layout (Ward linkage), or the laid-out "
+        "vectors themselves for the top level (average linkage on cosine distance, which keeps "
+        "structure that the 2-D projection tears apart) with finer levels cut by Ward on the "
+        "layout inside each top cluster, so they stay compact on the map.",
     )
     hierarchy: str | None = _f(
         None,
-        "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.",
+        "Class hierarchy file for cluster names (lowest common ancestor): YAML/JSON mapping child: "
+        "parent, or child<TAB>parent lines (WordNet-style). Empty: the dataset's superclasses.",
     )
 
 
@@ -473,7 +571,9 @@ class AtlasConfig:
     enabled: bool = _f(True, "Build the activation atlas (Carter et al. 2019) shown beside the feature map.")
     max_images: int = _f(
         50000,
-        "Training images sampled, one activation each (a seeded sample; 0: every training image). 50,000 points keep the single-threaded UMAP layout to minutes; beyond that the layout, not the icons, dominates the stage.",
+        "Training images sampled, one activation each (a seeded sample; 0: every training image). "
+        "50,000 points keep the single-threaded UMAP layout to minutes; beyond that the layout, "
+        "not the icons, dominates the stage.",
         min=0,
     )
     grids: list[int] = _f(
@@ -497,7 +597,8 @@ RATING_GROUPS = ("top", "middle", "bottom", "random")
 class RatingsConfig:  # blind interpretability survey (Terekhov)
     groups: list[str] = _f(
         ["top", "middle"],
-        "Groups of the survey sample, by importance rank: top, middle, bottom, random. Shuffled together so the rater cannot tell them apart.",
+        "Groups of the survey sample, by importance rank: top, middle, bottom, random. Shuffled "
+        "together so the rater cannot tell them apart.",
     )
     per_group: int = _f(
         20, "Features per group (fewer when the layer has too few features with a visualisation).", min=1
@@ -506,7 +607,8 @@ class RatingsConfig:  # blind interpretability survey (Terekhov)
     seed: int = _f(0, "Seed of the shuffle (and of the random group).")
     path: str = _f(
         "ratings",
-        "Folder of imported ratings (relative to the config file); `atlasgen import-ratings` writes it, the site reads it.",
+        "Folder of imported ratings (relative to the config file); `atlasgen import-ratings` "
+        "writes it, the site reads it.",
     )
 
 
@@ -523,15 +625,19 @@ class GameConfig:  # "guess the image" (SAE Explorer)
 class TryImageConfig:  # the reader's own image through the model and SAE, in the page
     enabled: bool = _f(
         True,
-        "Export the model and each layer's SAE encoder to ONNX and write the try page (<model>/try/), where a reader's image runs through them in the browser (onnxruntime-web, offline).",
+        "Export the model and each layer's SAE encoder to ONNX and write the try page "
+        "(<model>/try/), where a reader's image runs through them in the browser (onnxruntime-web, "
+        "offline).",
     )
     float16: bool = _f(
         True,
-        "Store the exported weights in float16 (half the download; computed in float32) when the check still passes at try_image.tolerance; else float32.",
+        "Store the exported weights in float16 (half the download; computed in float32) when the "
+        "check still passes at try_image.tolerance; else float32.",
     )
     tolerance: float = _f(
         1e-3,
-        "Largest difference allowed between the exported graph and the PyTorch pipeline at each checked image's top features, neurons and logits, relative to that image's largest value.",
+        "Largest difference allowed between the exported graph and the PyTorch pipeline at each "
+        "checked image's top features, neurons and logits, relative to that image's largest value.",
         min=0.0,
         exclusive_min=True,
     )
@@ -545,13 +651,18 @@ class TryImageConfig:  # the reader's own image through the model and SAE, in th
 class DecodeConfig:
     workers: int = _f(
         -1,
-        "Worker processes decoding images ahead of the model in every pass over a folder or CSV dataset (torch DataLoader); -1: the machine's cores (os.sched_getaffinity) divided by the ranks on this node; 0: decode in the main process. The pixels and their order do not depend on it.",
+        "Worker processes decoding images ahead of the model in every pass over a folder or CSV "
+        "dataset (torch DataLoader); -1: the machine's cores (os.sched_getaffinity) divided by the "
+        "ranks on this node; 0: decode in the main process. The pixels and their order do not "
+        "depend on it.",
         min=-1,
     )
     prefetch_batches: int = _f(2, "Batches decoded ahead of the model.", min=1)
     gpu_jpeg: bool = _f(
         True,
-        "On CUDA, decode JPEG files on the GPU (torchvision.io.decode_jpeg) and resize them there; other files, and JPEGs the GPU decoder rejects, take the CPU path. GPU pixels differ from the CPU path's by rounding (another IDCT and resampler).",
+        "On CUDA, decode JPEG files on the GPU (torchvision.io.decode_jpeg) and resize them there; "
+        "other files, and JPEGs the GPU decoder rejects, take the CPU path. GPU pixels differ from "
+        "the CPU path's by rounding (another IDCT and resampler).",
     )
 
 
@@ -559,7 +670,11 @@ class DecodeConfig:
 class ParallelConfig:
     featurevis: int = _f(
         -1,
-        "On the CPU, processes rendering feature-visualisation chunks side by side, one torch thread each (a chunk's small batch keeps a second thread of one process busy only part of the time); -1: the machine's cores (os.sched_getaffinity) divided by the ranks on this node; 0 or 1: render in the build's own process. The images do not depend on it. On CUDA the build's process renders.",
+        "On the CPU, processes rendering feature-visualisation chunks side by side, one torch "
+        "thread each (a chunk's small batch keeps a second thread of one process busy only part of "
+        "the time); -1: the machine's cores (os.sched_getaffinity) divided by the ranks on this "
+        "node; 0 or 1: render in the build's own process. The images do not depend on it. On CUDA "
+        "the build's process renders.",
         min=-1,
     )
 
@@ -587,7 +702,8 @@ class Config:
     try_image: TryImageConfig = _f(TryImageConfig(), "The try page: a reader's own image, in the browser.")
     decode: DecodeConfig = _f(
         DecodeConfig(),
-        "Image decoding for every pass over the images (no effect on results on the CPU; not part of any cache key).",
+        "Image decoding for every pass over the images (no effect on results on the CPU; not part "
+        "of any cache key).",
     )
     parallel: ParallelConfig = _f(
         ParallelConfig(),
@@ -636,7 +752,8 @@ def _check_bounds(value: float, meta: dict, path: str, errors: list[str]) -> Non
         )
     if hi is not None and value > hi:
         errors.append(
-            f"{path}: must be at most {hi}, got {value!r}. Fix: {fix or f'set {path} to a value at most {hi}.'}"
+            f"{path}: must be at most {hi}, got {value!r}. Fix: "
+            f"{fix or f'set {path} to a value at most {hi}.'}"
         )
 
 
@@ -688,7 +805,8 @@ def _convert(tp: Any, value: Any, path: str, meta: dict, errors: list[str]) -> A
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             errors.append(
-                f"{path}: expected an integer, got {_describe(value)}. Fix: write a whole number, e.g. {path.split('.')[-1]}: {_example(meta)}."
+                f"{path}: expected an integer, got {_describe(value)}. Fix: write a whole number, "
+                f"e.g. {path.split('.')[-1]}: {_example(meta)}."
             )
             return None
         _check_bounds(value, meta, path, errors)
@@ -696,7 +814,8 @@ def _convert(tp: Any, value: Any, path: str, meta: dict, errors: list[str]) -> A
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append(
-                f"{path}: expected a number, got {_describe(value)}. Fix: write a number, e.g. {path.split('.')[-1]}: {_example(meta)}."
+                f"{path}: expected a number, got {_describe(value)}. Fix: write a number, e.g. "
+                f"{path.split('.')[-1]}: {_example(meta)}."
             )
             return None
         _check_bounds(float(value), meta, path, errors)
@@ -757,7 +876,8 @@ def _check_zero_shot(model: ModelConfig, errors: list[str]) -> None:
         return
     if model.source != "open_clip":
         errors.append(
-            f"model.zero_shot: a zero-shot head needs open_clip's text tower, and model.source is {model.source!r}. "
+            "model.zero_shot: a zero-shot head needs open_clip's text tower, and model.source is "
+            f"{model.source!r}. "
             "Fix: remove model.zero_shot, or set model.source: open_clip."
         )
     if template.count("{}") != 1:
@@ -772,7 +892,8 @@ def _check_zero_shot(model: ModelConfig, errors: list[str]) -> None:
         )
     if model.labels:
         errors.append(
-            "model.labels: the zero-shot head has one output per dataset class, in order, so there are no outputs to "
+            "model.labels: the zero-shot head has one output per dataset class, in order, so there "
+            "are no outputs to "
             "name. Fix: remove model.labels."
         )
 
@@ -796,20 +917,25 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
     """Checks that need more than one key, the file system or the model."""
     if cfg.dataset.source == "csv" and not cfg.dataset.path:
         errors.append(
-            "dataset.path: required when dataset.source is 'csv'. Fix: set dataset.path to a CSV file of path,label rows."
+            "dataset.path: required when dataset.source is 'csv'. Fix: set dataset.path to a CSV "
+            "file of path,label rows."
         )
     if cfg.dataset.source == "folder":
         if not cfg.dataset.path:
             errors.append(
-                "dataset.path: required when dataset.source is 'folder'. Fix: set dataset.path to a folder of class sub-folders."
+                "dataset.path: required when dataset.source is 'folder'. Fix: set dataset.path to "
+                "a folder of class sub-folders."
             )
         elif not cfg.resolve(cfg.dataset.path).is_dir():
             errors.append(
-                f"dataset.path: folder {str(cfg.resolve(cfg.dataset.path))!r} does not exist. Fix: point dataset.path at an existing image folder (relative paths start at the config file's folder)."
+                f"dataset.path: folder {str(cfg.resolve(cfg.dataset.path))!r} does not exist. Fix: "
+                "point dataset.path at an existing image folder (relative paths start at the "
+                "config file's folder)."
             )
     if cfg.model.weights and not cfg.resolve(cfg.model.weights).is_file():
         errors.append(
-            f"model.weights: file {str(cfg.resolve(cfg.model.weights))!r} does not exist. Fix: give the path of a weights file, or remove the key."
+            f"model.weights: file {str(cfg.resolve(cfg.model.weights))!r} does not exist. Fix: "
+            "give the path of a weights file, or remove the key."
         )
     for key in ("output", "cache_dir"):
         p = cfg.resolve(getattr(cfg, key))
@@ -823,24 +949,29 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
         )
     if not cfg.model.name or not all(c.isalnum() or c in "-_." for c in cfg.model.name):
         errors.append(
-            f"model.name: {cfg.model.name!r} is not a valid URL segment. Fix: use letters, digits, '-', '_' or '.'."
+            f"model.name: {cfg.model.name!r} is not a valid URL segment. Fix: use letters, digits, "
+            "'-', '_' or '.'."
         )
     if len(cfg.map.levels) < 1 or any(b < a for a, b in zip(cfg.map.levels, cfg.map.levels[1:])):
         errors.append(f"map.levels: {cfg.map.levels} must grow from coarse to fine. Fix: e.g. [4, 12, 36].")
     edges = cfg.examples.band_edges
     if any(b >= a for a, b in zip(edges, edges[1:])):
         errors.append(
-            f"examples.band_edges: {edges} must descend, e.g. [0.9, 0.7, 0.5, 0.3, 0.1]. Fix: list the edges from high to low, each once."
+            f"examples.band_edges: {edges} must descend, e.g. [0.9, 0.7, 0.5, 0.3, 0.1]. Fix: list "
+            "the edges from high to low, each once."
         )
     if any(b <= a for a, b in zip(cfg.atlas.grids, cfg.atlas.grids[1:])):
         errors.append(f"atlas.grids: {cfg.atlas.grids} must grow from coarse to fine. Fix: e.g. [8, 16, 32].")
     if cfg.map.hierarchy and not cfg.resolve(cfg.map.hierarchy).is_file():
         errors.append(
-            f"map.hierarchy: file {str(cfg.resolve(cfg.map.hierarchy))!r} does not exist. Fix: give a child: parent file, or remove the key to use the dataset's superclasses."
+            f"map.hierarchy: file {str(cfg.resolve(cfg.map.hierarchy))!r} does not exist. Fix: "
+            "give a child: parent file, or remove the key to use the dataset's superclasses."
         )
     if cfg.featurevis.thumb_size > cfg.featurevis.image_size:
         errors.append(
-            f"featurevis.thumb_size: {cfg.featurevis.thumb_size} is larger than featurevis.image_size ({cfg.featurevis.image_size}). Fix: make the thumbnail smaller than the image."
+            f"featurevis.thumb_size: {cfg.featurevis.thumb_size} is larger than "
+            f"featurevis.image_size ({cfg.featurevis.image_size}). Fix: make the thumbnail smaller "
+            "than the image."
         )
     for i, group in enumerate(cfg.ratings.groups):
         if group not in RATING_GROUPS:
@@ -851,7 +982,8 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
         errors.append(f"ratings.groups: {cfg.ratings.groups} lists a group twice. Fix: list each group once.")
     if cfg.featurevis.diverse == 1:
         errors.append(
-            "featurevis.diverse: a diverse set of 1 image is just another main image. Fix: set it to 0 (no set) or at least 2."
+            "featurevis.diverse: a diverse set of 1 image is just another main image. Fix: set it "
+            "to 0 (no set) or at least 2."
         )
     if cfg.model.head == "none" and cfg.map.source in ("class_weights", "predictions"):
         errors.append(
@@ -881,23 +1013,28 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
         and cfg.model.input_size in (0, 224)
     ):
         errors.append(
-            f"dataset.image_size: InceptionV1 takes 224 px images (its head average-pools a 7x7 grid), got {cfg.dataset.image_size}. Fix: set dataset.image_size: 224 (or model.input_size: 224 to resize inside the model)."
+            "dataset.image_size: InceptionV1 takes 224 px images (its head average-pools a 7x7 "
+            f"grid), got {cfg.dataset.image_size}. Fix: set dataset.image_size: 224 (or "
+            "model.input_size: 224 to resize inside the model)."
         )
     for key in ("mean", "std"):
         values = getattr(cfg.model, key)
         if values and (len(values) != 3 or (key == "std" and min(values) <= 0)):
             errors.append(
-                f"model.{key}: {values} must be three numbers (R, G, B){', each above 0' if key == 'std' else ''}. Fix: e.g. {key}: [0.5, 0.5, 0.5]."
+                f"model.{key}: {values} must be three numbers (R, G, "
+                f"B){', each above 0' if key == 'std' else ''}. Fix: e.g. {key}: [0.5, 0.5, 0.5]."
             )
     for key, what in (("labels", "model.labels"), ("class_names", "dataset.class_names")):
         value = getattr(cfg.model if key == "labels" else cfg.dataset, key)
         if value and not cfg.resolve(value).is_file():
             errors.append(
-                f"{what}: file {str(cfg.resolve(value))!r} does not exist. Fix: give the path of that file, or remove the key."
+                f"{what}: file {str(cfg.resolve(value))!r} does not exist. Fix: give the path of "
+                "that file, or remove the key."
             )
     if cfg.dataset.source == "csv" and cfg.dataset.path and not cfg.resolve(cfg.dataset.path).is_file():
         errors.append(
-            f"dataset.path: CSV file {str(cfg.resolve(cfg.dataset.path))!r} does not exist. Fix: point dataset.path at a CSV of path,label rows."
+            f"dataset.path: CSV file {str(cfg.resolve(cfg.dataset.path))!r} does not exist. Fix: "
+            "point dataset.path at a CSV of path,label rows."
         )
     seen = set()
     for i, layer in enumerate(cfg.layers):
@@ -906,21 +1043,27 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
         seen.add(layer.name)
         if layer.featurevis.diverse == 1:
             errors.append(
-                f"layers[{i}].featurevis.diverse: a diverse set of 1 image is just another main image. Fix: set it to 0 (no set) or at least 2, or remove it to use featurevis.diverse."
+                f"layers[{i}].featurevis.diverse: a diverse set of 1 image is just another main "
+                "image. Fix: set it to 0 (no set) or at least 2, or remove it to use "
+                "featurevis.diverse."
             )
         if not layer.name or not all(c.isalnum() or c in "-_." for c in layer.name):
             errors.append(
-                f"layers[{i}].name: {layer.name!r} is not a valid URL segment. Fix: use letters, digits, '-', '_' or '.', and give the module path as layers[{i}].module."
+                f"layers[{i}].name: {layer.name!r} is not a valid URL segment. Fix: use letters, "
+                f"digits, '-', '_' or '.', and give the module path as layers[{i}].module."
             )
         if layer.sae.weights and not cfg.resolve(layer.sae.weights).exists():
             errors.append(
-                f"layers[{i}].sae.weights: {str(cfg.resolve(layer.sae.weights))!r} does not exist. Fix: give a SAELens folder, a .safetensors file or a .pt state dict, or remove the key to train one."
+                f"layers[{i}].sae.weights: {str(cfg.resolve(layer.sae.weights))!r} does not exist. "
+                "Fix: give a SAELens folder, a .safetensors file or a .pt state dict, or remove "
+                "the key to train one."
             )
         if layer.channels is not None and (
             len(layer.channels) != 2 or layer.channels[0] >= layer.channels[1]
         ):
             errors.append(
-                f"layers[{i}].channels: {layer.channels} must be [start, stop] with start < stop. Fix: e.g. channels: [64, 192]."
+                f"layers[{i}].channels: {layer.channels} must be [start, stop] with start < stop. "
+                "Fix: e.g. channels: [64, 192]."
             )
         module = layer.module or layer.name
         if valid is not None and module not in valid:
@@ -928,7 +1071,8 @@ def _check_semantics(cfg: Config, errors: list[str]) -> None:
             near = difflib.get_close_matches(module, valid, n=3, cutoff=0.5)
             hint = f" Nearest valid names: {', '.join(near)}." if near else ""
             errors.append(
-                f"layers[{i}].{key}: {module!r} is not a layer of model {cfg.model.name!r}.{hint} Fix: run `atlasgen layers` to list them."
+                f"layers[{i}].{key}: {module!r} is not a layer of model {cfg.model.name!r}.{hint} "
+                "Fix: run `atlasgen layers` to list them."
             )
 
 
@@ -942,7 +1086,8 @@ def _check_pretrained(model: ModelConfig, errors: list[str]) -> None:
             f"model.pretrained: {model.pretrained!r} is a tag or file, which only open_clip takes; "
             f"{model.source} takes true or false. Fix: "
             + (
-                "put timm's tag in the model name (e.g. arch: resnet18.a1_in1k), or a local file in model.weights."
+                "put timm's tag in the model name (e.g. arch: resnet18.a1_in1k), or a local file "
+                "in model.weights."
                 if model.source == "timm"
                 else "set model.weights to a local file, or pretrained: true / false."
             )
@@ -970,7 +1115,8 @@ def load_config(path: str | Path) -> Config:
     if not path.exists():
         raise ConfigError(
             [
-                f"config file {str(path)!r} not found. Fix: pass -c PATH, or run from the folder that holds site_config.yaml."
+                f"config file {str(path)!r} not found. Fix: pass -c PATH, or run from the folder "
+                "that holds site_config.yaml."
             ]
         )
     if path.is_dir():

@@ -580,7 +580,8 @@ def read_image_csv(csv_path: Path) -> tuple[list[str], list[str], list[int]]:
             if len(row) < 2 or not row[0].strip() or not row[1].strip():
                 raise AtlasgenError(
                     [
-                        f"dataset.path: {csv_path.name} line {n}: expected 'path,label', got {','.join(row)!r}. Fix: two columns per row."
+                        f"dataset.path: {csv_path.name} line {n}: expected 'path,label', got "
+                        f"{','.join(row)!r}. Fix: two columns per row."
                     ]
                 )
             rows.append((row[0].strip(), row[1].strip()))
@@ -593,7 +594,8 @@ def read_image_csv(csv_path: Path) -> tuple[list[str], list[str], list[int]]:
         if not p.is_file():
             raise AtlasgenError(
                 [
-                    f"dataset.path: {csv_path.name} lists {path!r}, which is not a file ({str(p)!r}). Fix: correct or remove that row."
+                    f"dataset.path: {csv_path.name} lists {path!r}, which is not a file "
+                    f"({str(p)!r}). Fix: correct or remove that row."
                 ]
             )
         paths.append(str(p.resolve()))

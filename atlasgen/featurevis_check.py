@@ -51,7 +51,8 @@ def flat_images(images: np.ndarray) -> np.ndarray:
 def median_firing_activation(
     hist: np.ndarray, edges: np.ndarray, max_act: np.ndarray, fires: np.ndarray
 ) -> np.ndarray:
-    """Each unit's median per-image maximum over the images where it fires: float32 (U,), NaN if it never fires.
+    """Each unit's median per-image maximum over the images where it fires: float32 (U,), NaN if it never
+    fires.
 
     ``hist`` (U, B) counts firing images in bins ``edges`` (B + 1, ascending, relative to each unit's
     ``max_act``); ``fires`` (U,) is the number of images where it fires, counting those below

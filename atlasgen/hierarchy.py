@@ -50,7 +50,8 @@ class Hierarchy:
                 nxt = self.parent[path[-1]]
                 if nxt in seen:
                     raise HierarchyError(
-                        f"the class hierarchy has a cycle through {nxt!r}. Fix: give each name one parent above it."
+                        f"the class hierarchy has a cycle through {nxt!r}. Fix: give each name one "
+                        "parent above it."
                     )
                 path.append(nxt)
                 seen.add(nxt)
@@ -69,7 +70,8 @@ class Hierarchy:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise HierarchyError(
-                f"map.hierarchy: cannot read {str(path)!r} ({exc.strerror}). Fix: point it at a readable file."
+                f"map.hierarchy: cannot read {str(path)!r} ({exc.strerror}). Fix: point it at a "
+                "readable file."
             ) from None
         parent: dict[str, str] = {}
         if Path(path).suffix.lower() in (".yaml", ".yml", ".json"):
@@ -77,11 +79,13 @@ class Hierarchy:
                 data = yaml.safe_load(text)
             except yaml.YAMLError as exc:
                 raise HierarchyError(
-                    f"map.hierarchy: {str(path)!r} is not valid YAML/JSON ({getattr(exc, 'problem', exc)}). Fix: write a mapping child: parent."
+                    f"map.hierarchy: {str(path)!r} is not valid YAML/JSON "
+                    f"({getattr(exc, 'problem', exc)}). Fix: write a mapping child: parent."
                 ) from None
             if not isinstance(data, dict):
                 raise HierarchyError(
-                    f"map.hierarchy: {str(path)!r} must hold a mapping child: parent, got {type(data).__name__}."
+                    f"map.hierarchy: {str(path)!r} must hold a mapping child: parent, got "
+                    f"{type(data).__name__}."
                 )
             for k, v in data.items():
                 parent[str(k)] = ROOT if v is None else str(v)
@@ -98,13 +102,15 @@ class Hierarchy:
                 child, par = (p.strip() for p in parts)
                 if child in parent and parent[child] != par:
                     raise HierarchyError(
-                        f"map.hierarchy: {str(path)!r} line {n}: {child!r} already has parent {parent[child]!r}. Fix: one parent per name."
+                        f"map.hierarchy: {str(path)!r} line {n}: {child!r} already has parent "
+                        f"{parent[child]!r}. Fix: one parent per name."
                     )
                 parent[child] = par
         missing = [c for c in class_names if c not in parent]
         if len(missing) == len(class_names):
             raise HierarchyError(
-                f"map.hierarchy: none of the dataset's classes ({', '.join(class_names[:3])}, ...) appear in {str(path)!r}. Fix: use the class names of dataset.json."
+                f"map.hierarchy: none of the dataset's classes ({', '.join(class_names[:3])}, ...) "
+                f"appear in {str(path)!r}. Fix: use the class names of dataset.json."
             )
         return cls(parent, class_names)
 

@@ -100,7 +100,8 @@ def _side(size, what: str) -> int:
     if h != w:
         raise ModelLoadError(
             [
-                f"model: {what} is {h}x{w} px; atlasgen feeds square images only. Fix: pick a model with a square input."
+                f"model: {what} is {h}x{w} px; atlasgen feeds square images only. Fix: pick a "
+                "model with a square input."
             ]
         )
     return int(h)
@@ -182,7 +183,8 @@ def _timm(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
         hint = f" Did you mean {', '.join(near)}?" if near else ""
         raise ConfigError(
             [
-                f"model.arch: {model_cfg.arch!r} is not a timm model.{hint} Fix: a name from timm.list_models()."
+                f"model.arch: {model_cfg.arch!r} is not a timm model.{hint} Fix: a name from "
+                "timm.list_models()."
             ]
         ) from None
 
@@ -203,7 +205,8 @@ def _open_clip_pretrained(model_cfg: ModelConfig) -> str | None:
     tags = open_clip.list_pretrained_tags_by_model(model_cfg.arch)
     raise ConfigError(
         [
-            f"model.pretrained: {tag!r} is neither a pretrained tag of open_clip's {model_cfg.arch!r} nor a file. "
+            f"model.pretrained: {tag!r} is neither a pretrained tag of open_clip's "
+            f"{model_cfg.arch!r} nor a file. "
             f"Fix: one of {', '.join(tags[:6]) or '(none known)'}{', ...' if len(tags) > 6 else ''}, "
             "or the path of a local checkpoint."
         ]
@@ -221,7 +224,8 @@ def _open_clip(model_cfg: ModelConfig, load: bool = False) -> nn.Module:
         hint = f" Did you mean {', '.join(near)}?" if near else ""
         raise ConfigError(
             [
-                f"model.arch: {model_cfg.arch!r} is not an open_clip model.{hint} Fix: a name from open_clip.list_models()."
+                f"model.arch: {model_cfg.arch!r} is not an open_clip model.{hint} Fix: a name from "
+                "open_clip.list_models()."
             ]
         )
     pretrained = _open_clip_pretrained(model_cfg)
@@ -286,7 +290,8 @@ def zero_shot_weights(
     if wnids:
         raise ConfigError(
             [
-                f"model.zero_shot: the prompts are built from the class names, and classes are named by folder "
+                "model.zero_shot: the prompts are built from the class names, and classes are "
+                "named by folder "
                 f"ids such as {wnids[0]!r}. Fix: set dataset.class_names to a file of readable names."
             ]
         )
@@ -297,7 +302,8 @@ def zero_shot_weights(
         if not any(k.startswith(("token_embedding.", "text.")) for k in state):
             raise ConfigError(
                 [
-                    f"model.zero_shot: {Path(weights_path).name} (model.weights) holds no text tower, which the "
+                    f"model.zero_shot: {Path(weights_path).name} (model.weights) holds no text "
+                    "tower, which the "
                     "zero-shot head needs. Fix: give the whole model's state dict, or remove model.zero_shot."
                 ]
             )
@@ -306,7 +312,8 @@ def zero_shot_weights(
         except Exception as exc:
             raise ConfigError(
                 [
-                    f"model.weights: cannot load {Path(weights_path).name} into open_clip's {model_cfg.arch!r}: "
+                    f"model.weights: cannot load {Path(weights_path).name} into open_clip's "
+                    f"{model_cfg.arch!r}: "
                     f"{' '.join(str(exc).split())[:240]}. Fix: give a state dict saved from this model."
                 ]
             ) from None
@@ -317,7 +324,8 @@ def zero_shot_weights(
         raise ModelLoadError(
             [
                 f"model.zero_shot: open_clip's tokenizer of {model_cfg.arch!r} could not be loaded "
-                f"({type(exc).__name__}: {first[:160]}). Fix: put it in the Hugging Face cache, or remove model.zero_shot."
+                f"({type(exc).__name__}: {first[:160]}). Fix: put it in the Hugging Face cache, or "
+                "remove model.zero_shot."
             ]
         ) from exc
     prompts = zero_shot_prompts(model_cfg.zero_shot.template, class_names)
@@ -345,7 +353,8 @@ def _import_factory(spec: str, root: Path | None = None):
         ):
             raise ConfigError(
                 [
-                    f"model.arch: cannot import {module_name!r} ({exc}). Fix: put it next to the config file, "
+                    f"model.arch: cannot import {module_name!r} ({exc}). Fix: put it next to the "
+                    "config file, "
                     "install the package or put it on PYTHONPATH."
                 ]
             ) from None
@@ -363,7 +372,8 @@ def _import_factory(spec: str, root: Path | None = None):
     if not callable(factory):
         raise ConfigError(
             [
-                f"model.arch: {module_name!r} has no callable {attr!r}. Fix: name a function that returns an nn.Module."
+                f"model.arch: {module_name!r} has no callable {attr!r}. Fix: name a function that "
+                "returns an nn.Module."
             ]
         )
     return factory
@@ -420,7 +430,8 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
             hint = f" Did you mean {', '.join(near)}?" if near else ""
             raise ConfigError(
                 [
-                    f"model.arch: {model_cfg.arch!r} is not a torchvision classification model.{hint} Fix: a name from torchvision.models.list_models()."
+                    f"model.arch: {model_cfg.arch!r} is not a torchvision classification "
+                    f"model.{hint} Fix: a name from torchvision.models.list_models()."
                 ]
             ) from None
         size = getattr(model, "image_size", None)  # VisionTransformer has a fixed input size
@@ -451,7 +462,8 @@ def build_model(model_cfg: ModelConfig, n_classes: int) -> nn.Module:
         if not isinstance(model, nn.Module):
             raise ConfigError(
                 [
-                    f"model.arch: {model_cfg.arch!r} returned {type(model).__name__}, not a torch nn.Module. Fix: return the model."
+                    f"model.arch: {model_cfg.arch!r} returned {type(model).__name__}, not a torch "
+                    "nn.Module. Fix: return the model."
                 ]
             )
         pre = library_preprocess(model)  # a timm model or an open_clip tower made by the factory
@@ -477,7 +489,8 @@ def configured_preprocess(model_cfg: ModelConfig, pre: Preprocess) -> Preprocess
             [
                 f"model.input_size: {size}, but {model_cfg.arch or model_cfg.source} takes only "
                 f"{pre.input_size} px inputs ({pre.origin or 'its image_size'}). Fix: set model.input_size: "
-                f"{pre.input_size}, or remove it: images of any size are resized to {pre.input_size} px inside the model."
+                f"{pre.input_size}, or remove it: images of any size are resized to "
+                f"{pre.input_size} px inside the model."
             ]
         )
     changed = [key for key in ("mean", "std", "input_size") if getattr(model_cfg, key)]
@@ -514,7 +527,8 @@ def read_state(model_cfg: ModelConfig, weights_path: Path) -> dict:
     except Exception as exc:
         raise ConfigError(
             [
-                f"model.weights: cannot read {str(weights_path)!r}: {str(exc).splitlines()[0]}. Fix: give a torch state dict (.pt/.pth)."
+                f"model.weights: cannot read {str(weights_path)!r}: {str(exc).splitlines()[0]}. "
+                "Fix: give a torch state dict (.pt/.pth)."
             ]
         ) from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
@@ -548,7 +562,8 @@ def pretrained_state(
         except Exception as exc:
             raise ModelLoadError(
                 [
-                    f"model: no InceptionV1 weights: none in the torch hub cache and the download failed ({type(exc).__name__}). Fix: {how}."
+                    "model: no InceptionV1 weights: none in the torch hub cache and the download "
+                    f"failed ({type(exc).__name__}). Fix: {how}."
                 ]
             ) from None
     import torchvision
@@ -558,7 +573,8 @@ def pretrained_state(
     except Exception:
         raise ConfigError(
             [
-                f"model.arch: torchvision has no pretrained weights for {model_cfg.arch!r}. Fix: set model.weights to a state dict, or model.pretrained: false."
+                f"model.arch: torchvision has no pretrained weights for {model_cfg.arch!r}. Fix: "
+                "set model.weights to a state dict, or model.pretrained: false."
             ]
         ) from None
     try:
@@ -567,8 +583,10 @@ def pretrained_state(
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise ModelLoadError(
             [
-                f"model: no weights for {model_cfg.arch!r}: not in the torch hub cache and the download failed ({type(exc).__name__}). "
-                f"Fix: download {weights.url} to {cached} or set model.weights to it, or set model.pretrained: false."
+                f"model: no weights for {model_cfg.arch!r}: not in the torch hub cache and the "
+                f"download failed ({type(exc).__name__}). "
+                f"Fix: download {weights.url} to {cached} or set model.weights to it, or set "
+                "model.pretrained: false."
             ]
         ) from None
 
@@ -590,7 +608,8 @@ def _library_pretrained_state(model_cfg: ModelConfig) -> dict:
         )
         raise ModelLoadError(
             [
-                f"model: no pretrained weights for {model_cfg.source}'s {model_cfg.arch!r}: not in the cache and "
+                f"model: no pretrained weights for {model_cfg.source}'s {model_cfg.arch!r}: not in "
+                "the cache and "
                 f"the download failed ({type(exc).__name__}: {first[:160]}). Fix: {fix}."
             ]
         ) from exc
@@ -638,7 +657,8 @@ def classifier_head(model: nn.Module) -> nn.Linear:
     if not linears:
         raise AtlasgenError(
             [
-                "circuits: the model has no nn.Linear classifier layer. Fix: use a model that ends in a linear layer."
+                "circuits: the model has no nn.Linear classifier layer. Fix: use a model that ends "
+                "in a linear layer."
             ]
         )
     return linears[-1]
@@ -694,7 +714,8 @@ class LayerView:
         if b > x.shape[dim]:
             raise AtlasgenError(
                 [
-                    f"layers.{self.name}.channels: [{a}, {b}] runs past the {x.shape[dim]} channels of {self.module!r}. Fix: stop at most {x.shape[dim]}."
+                    f"layers.{self.name}.channels: [{a}, {b}] runs past the {x.shape[dim]} "
+                    f"channels of {self.module!r}. Fix: stop at most {x.shape[dim]}."
                 ]
             )
         return x.narrow(dim, a, b - a)
@@ -709,7 +730,8 @@ class LayerView:
         if x.dim() != 3:
             raise AtlasgenError(
                 [
-                    f"layer {self.name!r}: output of shape {tuple(x.shape)} is neither (B, C, H, W) nor (B, tokens, D). Fix: pick another module."
+                    f"layer {self.name!r}: output of shape {tuple(x.shape)} is neither (B, C, H, "
+                    "W) nor (B, tokens, D). Fix: pick another module."
                 ]
             )
         x = self._cut(x, 2)

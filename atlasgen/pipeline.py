@@ -340,7 +340,8 @@ class Pipeline:
 
             raise ConfigError(
                 [
-                    f"output: {str(out)!r} is a non-empty folder that atlasgen did not make. Fix: choose an empty or new folder with -o, or empty it yourself."
+                    f"output: {str(out)!r} is a non-empty folder that atlasgen did not make. Fix: "
+                    "choose an empty or new folder with -o, or empty it yourself."
                 ]
             )
         from atlasgen.site import publish

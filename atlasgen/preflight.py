@@ -156,7 +156,10 @@ def _check_outputs(cfg: Config, ids: list[str], names: list[str], n_outputs: int
         return
     if n_outputs == n:
         return
-    fix = "set model.labels to a file naming each output (one per line), so the classes can be matched to outputs"
+    fix = (
+        "set model.labels to a file naming each output (one per line), so the classes can be matched "
+        "to outputs"
+    )
     if cfg.model.source == "factory":
         from atlasgen.models import CLASS_COUNT_PARAMETERS, _import_factory, class_count_parameter
 
@@ -172,7 +175,8 @@ def _check_outputs(cfg: Config, ids: list[str], names: list[str], n_outputs: int
                 f"{n_outputs} outputs: make it use {param} for its last layer, or {fix}"
             )
     errors.append(
-        f"model: it has {n_outputs} outputs but the dataset has {n} class{'es' if n != 1 else ''}. Fix: {fix}; "
+        f"model: it has {n_outputs} outputs but the dataset has {n} class{'es' if n != 1 else ''}. "
+        f"Fix: {fix}; "
         "or, when its outputs are no class logits (an encoder's embeddings), set model.head: none."
     )
 
@@ -224,7 +228,8 @@ def _check_top_k(cfg: Config, n_outputs: int, errors: list[str]) -> None:
     if k != "auto" and k >= n_outputs:
         best = f"at most {n_outputs - 1}, or " if n_outputs > 1 else ""
         errors.append(
-            f"importance.top_k: {k} is not below the model's {n_outputs} output{'s' if n_outputs != 1 else ''}: "
+            f"importance.top_k: {k} is not below the model's {n_outputs} "
+            f"output{'s' if n_outputs != 1 else ''}: "
             f"every image would keep its class in the top {k}. Fix: set importance.top_k to {best}auto."
         )
 
@@ -254,7 +259,8 @@ def _check_output(cfg: Config, out: Path, errors: list[str]) -> None:
 
 
 def _layer_widths(cfg: Config, model, image_size: int) -> dict[str, int]:
-    """Channels of each studied layer's output, from one forward on the meta device ({} when it cannot run)."""
+    """Channels of each studied layer's output, from one forward on the meta device ({} when it cannot
+    run)."""
     import torch
 
     modules = dict(model.named_modules())

@@ -101,7 +101,10 @@ class Progress:
         filled = int(width * frac)
         bar = "#" * filled + "-" * (width - filled)
         eta = elapsed / frac * (1 - frac) if frac > 0 else 0.0
-        return f"  {self.desc:<14} [{bar}] {self.n}/{self.total} {format_seconds(elapsed)} eta {format_seconds(eta)}"
+        return (
+            f"  {self.desc:<14} [{bar}] {self.n}/{self.total} {format_seconds(elapsed)} eta "
+            f"{format_seconds(eta)}"
+        )
 
     def close(self) -> None:
         if self.console is None:

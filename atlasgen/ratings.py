@@ -221,7 +221,8 @@ def _parse_csv(text: str, where: str, errors: list[str]) -> list[dict]:
 
 
 def read_ratings_file(path: Path) -> list[dict]:
-    """Validated records of one exported file (JSON or CSV). Raises RatingsError naming the file and problem."""
+    """Validated records of one exported file (JSON or CSV). Raises RatingsError naming the file and
+    problem."""
     path = Path(path)
     where = str(path)
     if not path.exists():
@@ -252,7 +253,8 @@ def read_ratings_file(path: Path) -> list[dict]:
             key = record_key(rec)
             if key in seen:
                 errors.append(
-                    f"{where}: feature {rec['feature']} of {rec['layer']} is rated twice by rater {rec['rater']}"
+                    f"{where}: feature {rec['feature']} of {rec['layer']} is rated twice by rater "
+                    f"{rec['rater']}"
                 )
             seen.add(key)
     if errors:
@@ -300,7 +302,8 @@ def _sorted(records: list[dict]) -> list[dict]:
 
 
 def merge(existing: list[dict], new: list[dict]) -> tuple[list[dict], dict]:
-    """Merge ``new`` into ``existing``: one record per (model, layer, SAE, feature, rater), the later answer wins.
+    """Merge ``new`` into ``existing``: one record per (model, layer, SAE, feature, rater), the later answer
+    wins.
 
     Returns (records, counts) with counts of added, replaced and kept (unchanged or older) records.
     """

@@ -60,7 +60,8 @@ CHECKPOINT_FORMAT = "atlasgen.sae.checkpoint/2"
 
 
 class SparseAutoencoder(torch.nn.Module):
-    """A plain SAE. Parameters start at zero: train_sae() or atlasgen.sae_formats.load_sae_any() fills them."""
+    """A plain SAE. Parameters start at zero: train_sae() or atlasgen.sae_formats.load_sae_any() fills
+    them."""
 
     def __init__(self, d_in: int, d_sae: int, architecture: str = "batchtopk", k: int = 32):
         super().__init__()

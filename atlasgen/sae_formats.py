@@ -251,7 +251,8 @@ def load_external_sae(
         raise SAEFormatError(
             f"{weights_path}: the file has a non-zero threshold {threshold_name!r} but the architecture is "
             f"{spec['source_architecture']!r}, which has none. Fix: set the layer's sae.architecture to "
-            f"batchtopk (threshold / JumpReLU encode), or map keys.threshold to a tensor that exists only in threshold SAEs."
+            "batchtopk (threshold / JumpReLU encode), or map keys.threshold to a tensor that "
+            "exists only in threshold SAEs."
         )
     if kind == "topk":
         k_used = int(spec["k"])
@@ -292,7 +293,8 @@ def load_external_sae(
     if not unit:
         notes.append(
             f"decoder rows are not unit norm (min {norms.min().item():.4g}, max {norms.max().item():.4g}): "
-            f"codes match the original library but are not in activation units (latent i adds f_i * ||W_dec_i|| to x_hat)"
+            "codes match the original library but are not in activation units (latent i adds f_i "
+            "* ||W_dec_i|| to x_hat)"
         )
     # an atlasgen SAE folder keeps the description it has (where the SAE first came from)
     sae.description = spec.get("description") or describe(
@@ -353,15 +355,18 @@ def _resolve(path: Path) -> tuple[Path, Path | None, str]:
             if not cfg.is_file():
                 raise SAEFormatError(
                     f"{path}: has {SAELENS_WEIGHTS} but no {SAELENS_CFG}. Fix: copy the SAE's cfg.json "
-                    f"next to it, or point sae.weights at the .safetensors file itself (the architecture then comes from the config)."
+                    "next to it, or point sae.weights at the .safetensors file itself (the "
+                    "architecture then comes from the config)."
                 )
             return path / SAELENS_WEIGHTS, cfg, "saelens"
         if (path / "sae.npz").is_file() and (path / SAELENS_CFG).is_file():
             return path / "sae.npz", path / SAELENS_CFG, "atlasgen"
         found = sorted(p.name for p in path.iterdir())[:12]
         raise SAEFormatError(
-            f"{path}: the folder holds neither {SAELENS_WEIGHTS} + {SAELENS_CFG} (SAELens) nor sae.npz + cfg.json "
-            f"(atlasgen); it has {found}. Fix: point sae.weights at the SAE folder or at the weights file itself."
+            f"{path}: the folder holds neither {SAELENS_WEIGHTS} + {SAELENS_CFG} (SAELens) nor "
+            "sae.npz + cfg.json "
+            f"(atlasgen); it has {found}. Fix: point sae.weights at the SAE folder or at the "
+            "weights file itself."
         )
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
@@ -406,7 +411,8 @@ def _read_tensors(path: Path, fmt: str) -> dict[str, torch.Tensor]:
         if "weights_only" in detail or "Weights only load failed" in str(exc):
             raise SAEFormatError(
                 f"cannot read {path}: it holds more than tensors (a pickled module or custom objects), which "
-                f"atlasgen does not unpickle. Fix: save the state dict instead: torch.save(sae.state_dict(), path)."
+                "atlasgen does not unpickle. Fix: save the state dict instead: "
+                "torch.save(sae.state_dict(), path)."
             ) from None
         raise SAEFormatError(
             f"cannot read {path}: file is truncated or not a torch state dict ({detail}). "
@@ -436,7 +442,8 @@ def _saelens_spec(cfg_path: Path, d_in: int, default_k: int) -> dict:
         ) from None
     if not isinstance(cfg, dict):
         raise SAEFormatError(
-            f"{cfg_path}: expected a JSON object, got {type(cfg).__name__}. Fix: download the SAE's cfg.json again."
+            f"{cfg_path}: expected a JSON object, got {type(cfg).__name__}. Fix: download the "
+            "SAE's cfg.json again."
         )
     notes = []
     cfg_d_in = cfg.get("d_in")
@@ -490,7 +497,8 @@ def _saelens_spec(cfg_path: Path, d_in: int, default_k: int) -> dict:
             )
         raise SAEFormatError(
             f"{cfg_path}: normalize_activations={norm!r} normalises each input at run time, which "
-            f'atlasgen\'s linear SAE cannot represent. Fix: use an SAE trained with normalize_activations "none".'
+            "atlasgen's linear SAE cannot represent. Fix: use an SAE trained with "
+            'normalize_activations "none".'
         )
     return {
         "kind": kind,
@@ -579,7 +587,8 @@ def _orient(M: torch.Tensor, name: str, key: str, d_in: int, path: Path, *, enco
         return M, (M.shape[1] if encoder else M.shape[0]), True
     raise SAEFormatError(
         f"{path}: {name} has shape ({a}, {b}) but the layer has d_in={d_in} channels (expected {want} "
-        f"or its transpose). Fix: use an SAE trained on this layer (same channels range), or check the layer name."
+        "or its transpose). Fix: use an SAE trained on this layer (same channels range), or check "
+        "the layer name."
     )
 
 
@@ -597,7 +606,8 @@ def _check_finite(v: torch.Tensor, name: str, key: str, path: Path) -> None:
     if bad:
         nan = int(torch.isnan(v).sum())
         raise SAEFormatError(
-            f"{path}: {_label(name, key)} has {bad} non-finite values ({nan} NaN, {bad - nan} inf) of {v.numel()}. "
+            f"{path}: {_label(name, key)} has {bad} non-finite values ({nan} NaN, {bad - nan} inf) "
+            f"of {v.numel()}. "
             f"Fix: use a checkpoint from before training diverged, or re-export the weights."
         )
 
@@ -621,7 +631,10 @@ def _suggest(tensors: dict, names: dict) -> str:
                 guess[ours] = hits[0]
                 break
     if not guess:
-        return ", e.g. keys: {W_enc: <encoder matrix>, b_enc: <encoder bias>, W_dec: <decoder matrix>, b_dec: <decoder bias>}"
+        return (
+            ", e.g. keys: {W_enc: <encoder matrix>, b_enc: <encoder bias>, W_dec: <decoder matrix>, "
+            "b_dec: <decoder bias>}"
+        )
     return ", e.g. keys: {" + ", ".join(f"{k}: {v}" for k, v in guess.items()) + "}"
 
 

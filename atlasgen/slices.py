@@ -64,7 +64,8 @@ def _layer_featurevis(cfg: Config) -> dict:
 
 
 def _layer_importance(cfg: Config) -> dict:
-    """Each layer's own image count for importance (layers[].importance.images), for the layers that set it."""
+    """Each layer's own image count for importance (layers[].importance.images), for the layers that set
+    it."""
     return {
         layer.name: layer.importance.images for layer in cfg.layers if layer.importance.images is not None
     }

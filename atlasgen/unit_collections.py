@@ -144,7 +144,8 @@ def _links(markdown: str, layers: list[str], into: dict) -> None:
 
 
 def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> Collection | None:
-    """One collection file, or None (with lines in ``errors``, each starting with ``rel``) when it is not valid."""
+    """One collection file, or None (with lines in ``errors``, each starting with ``rel``) when it is not
+    valid."""
     n_before = len(errors)
     slug = rel[:-3] if rel.endswith(".md") else rel
     if "/" in rel or not _SLUG.match(slug):
@@ -208,7 +209,8 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> Co
     raw = meta.get("units")
     if raw is None:
         errors.append(
-            f"{rel}: units: missing. Fix: list the units, e.g. units: [{{unit: {layers[0]}/f/32, note: ...}}]."
+            f"{rel}: units: missing. Fix: list the units, e.g. units: [{{unit: {layers[0]}/f/32, "
+            f"note: ...}}]."
         )
         raw = []
     elif not isinstance(raw, list) or not raw:
@@ -232,7 +234,8 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> Co
             continue
         if key in seen:
             errors.append(
-                f"{where}: unit: {'/'.join(map(str, key))} is already units[{seen[key]}]. Fix: list each unit once."
+                f"{where}: unit: {'/'.join(map(str, key))} is already units[{seen[key]}]. Fix: "
+                "list each unit once."
             )
             continue
         seen[key] = j
@@ -247,7 +250,8 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> Co
             errors.append(
                 f"{rel}: circuit: a circuit needs units of exactly two layers and one kind (features with "
                 f"features, or neurons with neurons); these are of {len(spans)} layer(s) "
-                f"({', '.join(spans)}) and kind(s) {', '.join(kinds)}. Fix: choose such units, or remove circuit."
+                f"({', '.join(spans)}) and kind(s) {', '.join(kinds)}. Fix: choose such units, or "
+                "remove circuit."
             )
     if len(errors) > n_before:
         return None

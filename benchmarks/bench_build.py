@@ -145,7 +145,8 @@ def main() -> None:
     print(f"{'model stage (training + held-out eval)':<44} {tm:8.1f}  {tm / t_train_floor:.2f}x its floor")
     print(f"{'  floor: bare training steps':<44} {t_train_floor:8.1f}")
     print(
-        f"\nheld-out accuracy {model_json['heldout_accuracy']:.1%} (chance {model_json['chance_accuracy']:.1%}); "
+        f"\nheld-out accuracy {model_json['heldout_accuracy']:.1%} (chance "
+        f"{model_json['chance_accuracy']:.1%}); "
         f"{summary.pages} pages, {summary.site_files} files, {summary.site_bytes / 1e6:.1f} MB"
     )
     shutil.rmtree(work)

@@ -211,7 +211,8 @@ def measure(config: str, layer_name: str | None, verbose: bool) -> dict[tuple[st
             print("|---|---:|---:|---:|---:|")
             for r in rows:
                 print(
-                    f"| {names[r['class']]} | {r['m']} | {r['precision']:.2f} | {r['coverage']:.2f} | {r['chance']:.3f} |"
+                    f"| {names[r['class']]} | {r['m']} | {r['precision']:.2f} | "
+                    f"{r['coverage']:.2f} | {r['chance']:.3f} |"
                 )
             chance = float(np.mean([r["chance"] for r in rows]))
             p, c = results[kind, by]
@@ -234,7 +235,8 @@ def main() -> None:
     runs = [measure(c, args.layer, args.per_class) for c in configs]
     print(f"\nmean over {len(runs)} build(s) ({', '.join(configs)}); per build in brackets")
     print(
-        "| ranking | features precision@m | neurons precision@m | ratio | features coverage@m | neurons coverage@m |"
+        "| ranking | features precision@m | neurons precision@m | ratio | features coverage@m | "
+        "neurons coverage@m |"
     )
     print("|---|---:|---:|---:|---:|---:|")
     for by in dict.fromkeys(by for _, by in runs[0]):

@@ -318,10 +318,12 @@ def compare(name: str, w: Workload, cfg, repeats: int, interleaved_only: bool = 
     print(
         f"  wall: floor (read + forward + encoder matmul) {row['floor_s']:.2f} s | scan (read + scan) "
         f"{row['scan_s']:.2f} s (x{row['scan_ratio']:.2f}) | + finish {row['finish_s']:.2f} s "
-        f"(x{row['scan_finish_ratio']:.2f}) | paired ratios {', '.join(f'{r:.2f}' for r in row['paired_ratios'])}"
+        f"(x{row['scan_finish_ratio']:.2f}) | paired ratios "
+        f"{', '.join(f'{r:.2f}' for r in row['paired_ratios'])}"
     )
     print(
-        f"  cpu:  floor {row['floor_cpu_s']:.2f} s | scan {row['scan_cpu_s']:.2f} s (x{row['scan_cpu_ratio']:.2f}) | "
+        f"  cpu:  floor {row['floor_cpu_s']:.2f} s | scan {row['scan_cpu_s']:.2f} s "
+        f"(x{row['scan_cpu_ratio']:.2f}) | "
         f"+ finish {row['finish_cpu_s']:.2f} s (x{row['scan_finish_cpu_ratio']:.2f}) | "
         f"scan's extra CPU time {extra_ms:.1f} ms per batch of {w.batch_size}"
     )

@@ -109,14 +109,18 @@ def main() -> None:
 
     def summary(x):
         q = np.percentile(x, [10, 25, 50, 75, 90])
-        return f"mean {x.mean():.3f}, median {q[2]:.3f}, p10 {q[0]:.3f}, p25 {q[1]:.3f}, p75 {q[3]:.3f}, p90 {q[4]:.3f}"
+        return (
+            f"mean {x.mean():.3f}, median {q[2]:.3f}, p10 {q[0]:.3f}, p25 {q[1]:.3f}, p75 {q[3]:.3f}, "
+            f"p90 {q[4]:.3f}"
+        )
 
     print(f"best single feature AP: {summary(f_ap)}")
     print(f"best single neuron  AP: {summary(n_ap)}")
     print(f"best of {len(n_aps)} random features AP (mean of 50 draws): {summary(f_ap_matched)}")
     wins = int((f_ap > n_ap).sum())
     print(
-        f"feature beats neuron on {wins} of {len(names)} facets; mean difference {float((f_ap - n_ap).mean()):+.3f}"
+        f"feature beats neuron on {wins} of {len(names)} facets; mean difference "
+        f"{float((f_ap - n_ap).mean()):+.3f}"
     )
     print(
         f"size-matched features beat neurons on {int((f_ap_matched > n_ap).sum())} of {len(names)} facets; "

@@ -239,12 +239,14 @@ def report(results: dict, args) -> None:
         proj = r["projected"].get("parts", {})
         print(
             f"\nsite at N={n}: {r['pages']:,} pages, {r['site_bytes'] / 1e6:.1f} MB "
-            f"(projected {sum(proj.values()) / 1e6:.1f} MB in {r['projected'].get('seconds', 0):.1f} s; MB = 10^6 bytes)"
+            f"(projected {sum(proj.values()) / 1e6:.1f} MB in "
+            f"{r['projected'].get('seconds', 0):.1f} s; MB = 10^6 bytes)"
         )
         for part, size in sorted(r["parts"].items(), key=lambda kv: -kv[1]):
             p = proj.get(part, 0)
             print(
-                f"  {size / 1e6:>9.2f} MB  projected {p / 1e6:>9.2f} MB  ({p / size if size else float('nan'):.2f}x)  {part}"
+                f"  {size / 1e6:>9.2f} MB  projected {p / 1e6:>9.2f} MB  "
+                f"({p / size if size else float('nan'):.2f}x)  {part}"
             )
 
 

@@ -268,7 +268,8 @@ def main() -> None:
     ).parts
     print(
         f"by part (MB = 10^6 bytes), beside the site stage's projection before rendering "
-        f"({time.perf_counter() - t0:.1f} s): rendered {mb(sum(parts.values()))}, projected {mb(sum(projected.values()))}"
+        f"({time.perf_counter() - t0:.1f} s): rendered {mb(sum(parts.values()))}, projected "
+        f"{mb(sum(projected.values()))}"
     )
     for name, size in sorted(parts.items(), key=lambda kv: -kv[1]):
         p = projected.get(name, 0)
@@ -280,7 +281,8 @@ def main() -> None:
     if args.real_site:
         real = real_unit_bytes(args.real_site)
         print(
-            f"real site {args.real_site} ({real['layer']}: {real['n_features']} features, {real['n_neurons']} "
+            f"real site {args.real_site} ({real['layer']}: {real['n_features']} features, "
+            f"{real['n_neurons']} "
             f"neurons): {real['f'] / 1e3:.1f} KB per feature, {real['n'] / 1e3:.1f} KB per neuron, "
             f"{real['images'] / max(real['n_images'], 1) / 1e3:.1f} KB per dataset image"
         )
@@ -308,7 +310,8 @@ def main() -> None:
         )
         print(
             f"projected full layer ({F:,} features, {C:,} channels, default settings): {mb(projected)} "
-            f"= units {mb(F * real['f'] + C * real['n'])} + layer pages/export {mb(layer_rest - synth_weights)} "
+            f"= units {mb(F * real['f'] + C * real['n'])} + layer pages/export "
+            f"{mb(layer_rest - synth_weights)} "
             f"+ SAE weights {mb(weights)} + up to {n_img:,} dataset images "
             f"{mb(n_img * real['images'] / max(real['n_images'], 1))}; budget {args.budget_mb:g} MB: "
             f"{'fits' if projected <= args.budget_mb * 1e6 else 'OVER'}"
@@ -317,7 +320,8 @@ def main() -> None:
     if args.rebuild:
         first, again = rebuild_time()
         print(
-            f"tiny config: first build {first:.1f} s, no-change rebuild {again:.2f} s ({first / again:.0f}x faster)"
+            f"tiny config: first build {first:.1f} s, no-change rebuild {again:.2f} s "
+            f"({first / again:.0f}x faster)"
         )
 
 

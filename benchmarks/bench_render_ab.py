@@ -1,4 +1,5 @@
-"""A/B of the site renderer: another checkout (``--base``) against this one, on the same artifacts, in one run.
+"""A/B of the site renderer: another checkout (``--base``) against this one, on the same artifacts, in one \
+run.
 
 Writes synthetic artifacts once (tests/test_site.py's ``make_fake_artifacts``,
 with examples across the activation range as default settings give), then
@@ -128,7 +129,8 @@ def main() -> None:
             )
         print(
             f"this / base: speed {med['this'] / med['base']:.2f}x, page bytes "
-            f"{sizes['this'][0] / sizes['base'][0]:.2f}x, folder bytes {sizes['this'][1] / sizes['base'][1]:.2f}x"
+            f"{sizes['this'][0] / sizes['base'][0]:.2f}x, folder bytes "
+            f"{sizes['this'][1] / sizes['base'][1]:.2f}x"
         )
 
 

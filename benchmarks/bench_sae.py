@@ -66,7 +66,8 @@ site_config.yaml's sae settings, 3000 steps x 512, k 8, 4x; synthetic: 100 steps
 Expected time on an idle 2-core machine with the defaults (2 alternating rounds, 1 and 2 threads):
 26.5 minutes measured (2026-12-02): per round, the demo about 185 s at 2 threads and 235 s at 1
 (three trainers), the synthetic set about 105 s and 195 s, plus warm-ups; each further
---speed-reps round adds about 12 minutes. --quick (300 demo steps, 30 synthetic steps on 8k vectors) is a smoke run
+--speed-reps round adds about 12 minutes. --quick (300 demo steps, 30 synthetic steps on 8k vectors) is a \
+smoke run
 of a few minutes. Run it alone: other jobs on the machine skew the 2-thread figures most.
 """
 
@@ -470,7 +471,8 @@ def child(args, threads: int, out: Path) -> None:
             demo = load_demo(ROOT)
             if demo is None:
                 print(
-                    "\n== demo: no cached activations under .atlasgen/activations; run `atlasgen build -q` first"
+                    "\n== demo: no cached activations under .atlasgen/activations; run `atlasgen "
+                    "build -q` first"
                 )
                 continue
             train, heldout, where = demo
@@ -534,7 +536,8 @@ def print_table(name: str, by_threads: dict[int, dict]) -> None:
 
     floors = ", ".join(f"{_threads_label(t)} {by_threads[t]['floor']:,.0f}" for t in threads)
     print(
-        f"\n{name}: d {res['d_in']} -> {res['d_sae']}, k {res['k']}, {res['steps']} steps x {res['batch_size']}; "
+        f"\n{name}: d {res['d_in']} -> {res['d_sae']}, k {res['k']}, {res['steps']} steps x "
+        f"{res['batch_size']}; "
         f"speed = median of {res['speed_reps']} full runs per trainer, alternated, after a "
         f"{res['warmup_steps']}-step warm-up each; floor (samples/s): {floors}"
     )
@@ -581,7 +584,8 @@ def print_table(name: str, by_threads: dict[int, dict]) -> None:
         )
         print(
             f"  atlasgen vs {lab}: speed {ratios} (target >= 1.5); FVU {q['fvu']:.4f} vs {p['fvu']:.4f} "
-            f"at L0 {q['l0']:.1f} vs {p['l0']:.1f}; at L0 = k {q['fvu_at_l0_k']:.4f} vs {p['fvu_at_l0_k']:.4f} "
+            f"at L0 {q['l0']:.1f} vs {p['l0']:.1f}; at L0 = k {q['fvu_at_l0_k']:.4f} vs "
+            f"{p['fvu_at_l0_k']:.4f} "
             f"(target <=); dead {q['dead_fraction']:.3f} vs {p['dead_fraction']:.3f} (target <=)"
         )
     varied = [
@@ -596,7 +600,8 @@ def print_table(name: str, by_threads: dict[int, dict]) -> None:
 
 def parent(args) -> None:
     print(
-        f"python {platform.python_version()}, torch {torch.__version__}, overcomplete {_version('overcomplete')}; "
+        f"python {platform.python_version()}, torch {torch.__version__}, overcomplete "
+        f"{_version('overcomplete')}; "
         f"{platform.machine()}, {os.cpu_count()} CPUs; threads {args.threads}; load {loadavg()}",
         flush=True,
     )

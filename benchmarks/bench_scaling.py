@@ -23,7 +23,8 @@ FLOPs come from torch.utils.flop_counter (multiply-adds counted as 2). Prints a 
 line; docs/scaling.md turns the FLOPs into GPU estimates. Small sizes by default.
 
 ``--reference`` adds the reference workload's own rows (feature visualisation at mixed5b, SAE
-training 1024 -> 16,384, JPEG decoding on one core: 500 px JPEGs, ImageNet's size) and prints docs/inceptionv1.md's cost table: each stage of the reference
+training 1024 -> 16,384, JPEG decoding on one core: 500 px JPEGs, ImageNet's size) and prints \
+docs/inceptionv1.md's cost table: each stage of the reference
 atlas (InceptionV1 mixed5b, 16,384 features + 1,024 neurons, the guide's settings) at 100,000 and
 1.28 M images, as (items) / (measured rate) on this device, and, when this device is a CPU, a GPU
 column projected from the FLOPs at the assumed rates of docs/scaling.md with decoding on
@@ -155,7 +156,8 @@ def main() -> None:
     print(f"{'case':<36} {'throughput':>16} {'GFLOP/item':>11} {'GFLOP/s':>9}")
     for name, r in rows.items():
         print(
-            f"{name:<36} {r['per_s']:>10.1f} {r['unit']:<5} {r['flops'] / 1e9:>11.3f} {r['per_s'] * r['flops'] / 1e9:>9.1f}"
+            f"{name:<36} {r['per_s']:>10.1f} {r['unit']:<5} {r['flops'] / 1e9:>11.3f} "
+            f"{r['per_s'] * r['flops'] / 1e9:>9.1f}"
         )
     print(json.dumps({"device": str(dev), "threads": torch.get_num_threads(), "rows": rows}))
     if args.reference:
@@ -291,7 +293,8 @@ def cost_table(rows: dict, n: int, fixed: dict, on_cpu: bool, gpu_cores: int) ->
             f"measured {dec['per_s']:.0f} images/s per core, whichever is longer (decode overlaps the model)."
         )
     print(
-        f"{features:,} features and {units - features:,} neurons; decoding {dec['per_s']:.0f} images/s per core"
+        f"{features:,} features and {units - features:,} neurons; decoding {dec['per_s']:.0f} "
+        "images/s per core"
     )
 
 

@@ -86,7 +86,8 @@ def synthetic_index(n: int, n_neurons: int, n_annotations: int) -> dict:
             i,
             f"cactus spines {i}" if k % 10 == 0 else f"{TAGS[k % len(TAGS)]} detector {i}",
             " ".join(TAGS[(k + j) % len(TAGS)] for j in range(2)),
-            f"Fires on {TAGS[k % len(TAGS)]} seen up close; compare mixed5b/f/{(i + 1) % n} and the spines of "
+            f"Fires on {TAGS[k % len(TAGS)]} seen up close; compare mixed5b/f/{(i + 1) % n} and "
+            "the spines of "
             "succulents, which it prefers to smooth stems.",
         ]
         for k, i in enumerate(range(0, n, step))
@@ -152,7 +153,8 @@ def measure(site: Path, repeat: int) -> None:
         page.wait_for_load_state("load")
         load_s = time.perf_counter() - t0
         units = page.evaluate(
-            "window.ATLAS_SEARCH.layers.reduce((s, L) => s + L.f.n + L.n.n, 0) + window.ATLAS_SEARCH.classes.length"
+            "window.ATLAS_SEARCH.layers.reduce((s, L) => s + L.f.n + L.n.n, 0) + "
+            "window.ATLAS_SEARCH.classes.length"
         )
         builds = []
         for _ in range(3):  # a fresh page each time: the build the reader waits for once
@@ -160,7 +162,8 @@ def measure(site: Path, repeat: int) -> None:
             page.wait_for_load_state("load")
             builds.append(
                 page.evaluate(
-                    "() => { const t = performance.now(); window.atlasSearch.load(); return performance.now() - t; }"
+                    "() => { const t = performance.now(); window.atlasSearch.load(); return "
+                    "performance.now() - t; }"
                 )
             )
         build_ms = statistics.median(builds)
@@ -168,7 +171,8 @@ def measure(site: Path, repeat: int) -> None:
         page.wait_for_load_state("load")
         first = page.evaluate(KEYSTROKE.replace("r < repeat", "r < 1"), ["cactus", 1])[0]
         print(
-            f"index: {units:,} units, search_index.js {index_bytes / 1e6:.2f} MB ({gz_bytes / 1e6:.2f} MB gzip); "
+            f"index: {units:,} units, search_index.js {index_bytes / 1e6:.2f} MB "
+            f"({gz_bytes / 1e6:.2f} MB gzip); "
             f"home page with the index loaded in {load_s * 1e3:.0f} ms (file://); MiniSearch index built in "
             f"{build_ms:.0f} ms (median of 3, on focus); a first search that builds it: {first:.0f} ms"
         )

@@ -129,7 +129,7 @@ HARNESS = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>bench</titl
   window.BENCH = out;
 })().catch((e) => { window.BENCH = { error: String(e) }; });
 </script></body></html>
-"""
+"""  # noqa: E501
 
 
 class _Writer:
@@ -225,14 +225,18 @@ def bench_graph(title: str, model, d_in: int, features: int, size: int, n_out: i
     med = statistics.median
     print(f"{title}, {repeat} fresh pages, medians:")
     print(
-        f"  export + float16: {export_s:.1f} s; graph {len(data) / 1e6:.1f} MB (graph.js {(root / 'graph.js').stat().st_size / 1e6:.1f} MB)"
+        f"  export + float16: {export_s:.1f} s; graph {len(data) / 1e6:.1f} MB (graph.js "
+        f"{(root / 'graph.js').stat().st_size / 1e6:.1f} MB)"
     )
     print(
-        f"  runtime scripts {runtime_bytes / 1e6:.1f} MB; download in all {(runtime_bytes + (root / 'graph.js').stat().st_size) / 1e6:.1f} MB"
+        f"  runtime scripts {runtime_bytes / 1e6:.1f} MB; download in all "
+        f"{(runtime_bytes + (root / 'graph.js').stat().st_size) / 1e6:.1f} MB"
     )
     print(f"  navigation to first result {med(r['wall'] for r in results):.2f} s")
     print(
-        f"  page clock: session ready {med(r['session'] for r in results) / 1e3:.2f} s, first run {med(r['first_run'] for r in results) / 1e3:.2f} s, first result {med(r['first'] for r in results) / 1e3:.2f} s"
+        f"  page clock: session ready {med(r['session'] for r in results) / 1e3:.2f} s, first run "
+        f"{med(r['first_run'] for r in results) / 1e3:.2f} s, first result "
+        f"{med(r['first'] for r in results) / 1e3:.2f} s"
     )
     print(f"  warm run {med(r['warm'] for r in results) / 1e3:.2f} s")
 

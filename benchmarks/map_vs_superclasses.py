@@ -114,7 +114,10 @@ def versions() -> str:
     import torch
     import umap
 
-    return f"torch {torch.__version__}, numpy {numpy.__version__}, scikit-learn {sklearn.__version__}, umap-learn {umap.__version__}"
+    return (
+        f"torch {torch.__version__}, numpy {numpy.__version__}, scikit-learn {sklearn.__version__}, "
+        f"umap-learn {umap.__version__}"
+    )
 
 
 def main() -> None:
@@ -193,7 +196,8 @@ def main() -> None:
                 mark = " (shipped)" if (source, cluster) == shipped else ""
                 print(
                     f"| {layer} | {source}{mark} | {cluster} | {' '.join(f'{v:.3f}' for v in p)} | "
-                    f"{' '.join(f'{v:.3f}' for v in a)} | {statistics.median(p):.3f} / {statistics.median(a):.3f} | "
+                    f"{' '.join(f'{v:.3f}' for v in a)} | {statistics.median(p):.3f} / "
+                    f"{statistics.median(a):.3f} | "
                     f"{min(p):.3f} / {min(a):.3f} |"
                 )
     if args.json:

@@ -16,7 +16,8 @@ and atlasgen exits with code 2 without touching the cache or the site:
 ```
 atlasgen: config errors:
   featurevis.stepz: unknown key. Did you mean 'steps'?
-  layers[0].name: 'mixed5c' is not a layer of model 'demonet'. Nearest valid names: mixed5b, mixed5a. Fix: run `atlasgen layers` to list them.
+  layers[0].name: 'mixed5c' is not a layer of model 'demonet'. Nearest valid names: mixed5b, mixed5a. \
+Fix: run `atlasgen layers` to list them.
 ```
 
 ## When each check runs
@@ -40,7 +41,8 @@ atlasgen: config errors:
 
 Which keys feed which stage (and so what a change re-runs) is listed in [pipeline.md](pipeline.md).
 
-This file is generated from the schema by `python scripts/gen_config_docs.py`; a test checks that it lists every key.
+This file is generated from the schema by `python scripts/gen_config_docs.py`; \
+a test checks that it lists every key.
 
 | key | type | default | meaning |
 |---|---|---|---|

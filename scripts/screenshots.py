@@ -7,7 +7,8 @@ home, model, layer, feature, neuron, class, map and rating pages into
 ``--out``, plus ``feature-dark.png`` and ``feature-phone.png`` (390 px wide,
 dark), ``class_circuit.png``: the class page's circuit figure alone (when it has one),
 ``search.png`` / ``search-dark.png`` (the search page's results for the first annotation tag)
-and ``layer-filtered.png`` / ``layer-filtered-dark.png`` (the feature grid, features that are not dense, by density,
+and ``layer-filtered.png`` / ``layer-filtered-dark.png`` (the feature grid, features that are not dense, by \
+density,
 from the URL fragment).
 ``--review`` also writes every kind at phone width and in dark mode
 (full page) into another folder, for checking layouts by eye.

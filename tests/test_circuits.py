@@ -48,7 +48,8 @@ def _seeded(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def _compose(w2: np.ndarray, w1: np.ndarray) -> np.ndarray:
-    """Kernel of conv(w2) after conv(w1) (cross-correlations, 'same' padding): K[s] = sum_{e+d=s} w2[e] w1[d]."""
+    """Kernel of conv(w2) after conv(w1) (cross-correlations, 'same' padding): K[s] = sum_{e+d=s} w2[e]
+    w1[d]."""
     o, m, k2, _ = w2.shape
     _, c, k1, _ = w1.shape
     K = np.zeros((o, c, k1 + k2 - 1, k1 + k2 - 1))

@@ -126,7 +126,8 @@ def _circuit_groups(html: str) -> list[dict]:
         lower = [int(g) for g in re.findall(r'href="[^"]*mixed5a/f/(\d+)/index\.html"', part)]
         values = re.findall(r'<text class="edge-value (pos|neg)"[^>]*>([^<]+)</text>', part)
         edges = re.findall(
-            r'<path class="edge (pos|neg)" [^>]*stroke-width="([\d.]+)"><title>weight f/(\d+) \u2192 f/(\d+): ([^<]+)</title>',
+            r'<path class="edge (pos|neg)" [^>]*stroke-width="([\d.]+)"><title>weight f/(\d+) '
+            r"\u2192 f/(\d+): ([^<]+)</title>",
             part,
         )
         groups.append({"upper": [int(f) for f in upper], "lower": lower, "values": values, "edges": edges})
@@ -227,7 +228,7 @@ def test_class_page_in_a_browser(two_layers, tmp_path):
         # every thumbnail in the diagram loads from file://
         loaded = page.evaluate("""() => Promise.all(Array.from(document.querySelectorAll('svg.circuit image')).map(im =>
             new Promise(ok => { const i = new Image(); i.onload = () => ok(true); i.onerror = () => ok(false);
-                                i.src = im.href.baseVal ? new URL(im.href.baseVal, location.href).href : ''; })))""")
+                                i.src = im.href.baseVal ? new URL(im.href.baseVal, location.href).href : ''; })))""")  # noqa: E501
         assert all(loaded), loaded
         page.screenshot(path=str(tmp_path / "class.png"), full_page=True)
         browser.close()

@@ -183,7 +183,8 @@ def collection_site(tmp_path_factory):
         "injected.md",
         INJECTION.replace("label:", "title:").replace("---\n", f"---\nunits: [{{unit: {L1}/f/7}}]\n", 1),
     )
-    # A circuit: the mixed5b features 1, 2 and the mixed4a features their strongest partners name, plus one more.
+    # A circuit: the mixed5b features 1, 2 and the mixed4a features their strongest partners name, plus one
+    # more.
     up = np.load(art["circuits"] / L1 / "upstream.npz")
     lows = sorted({int(g) for f in (1, 2) for g in up["features_idx"][f][:2]} | {19})
     units = [f"{{unit: {L1}/f/1, note: top}}", f"{{unit: {L1}/f/2}}"] + [
@@ -364,7 +365,8 @@ def test_changing_a_collection_rerenders_only_the_site(tiny_copy):
     path = write(
         folder / "collections",
         "wheels.md",
-        "---\ntitle: Wheels\nunits:\n  - {unit: mixed5b/f/3, note: round}\n  - {unit: mixed5b/n/1}\n---\nSee mixed5b/f/3.\n",
+        "---\ntitle: Wheels\nunits:\n  - {unit: mixed5b/f/3, note: round}\n  - {unit: "
+        "mixed5b/n/1}\n---\nSee mixed5b/f/3.\n",
     )
     assert _build(config).ran == ["site"]  # no stage recomputed
     page = (site / "demonet/collections/wheels/index.html").read_text()
@@ -383,7 +385,8 @@ def test_changing_a_collection_rerenders_only_the_site(tiny_copy):
         _build(config)
     assert exc.value.errors == [
         "collections/wheels.md: unit: unknown key. Did you mean 'units'?",
-        "collections/wheels.md: units: missing. Fix: list the units, e.g. units: [{unit: mixed5b/f/32, note: ...}].",
+        "collections/wheels.md: units: missing. Fix: list the units, e.g. units: [{unit: "
+        "mixed5b/f/32, note: ...}].",
     ]
     (folder / "collections/wheels.md").unlink()
     with pytest.raises(ConfigError) as exc:

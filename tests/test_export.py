@@ -111,7 +111,8 @@ def test_export_is_byte_identical_and_gzip_header_has_no_name_or_time(two_sites)
 
 
 def test_sae_weights_are_shipped_with_the_manifest_hash(two_sites, art):
-    """Artifacts whose cfg.json predates descriptions (no saelens/ copy either) publish a SAELens folder too."""
+    """Artifacts whose cfg.json predates descriptions (no saelens/ copy either) publish a SAELens folder
+    too."""
     from sae_lens import SAE
 
     site, _ = two_sites

@@ -1,4 +1,5 @@
-"""The featurevis stage's variants and quality check, end to end on the tiny demo build (real torch, files, site)."""
+"""The featurevis stage's variants and quality check, end to end on the tiny demo build (real torch, files,
+site)."""
 
 from __future__ import annotations
 

@@ -132,10 +132,12 @@ def test_virtual_grid_sorts_filters_scrolls_and_links(tab, wide_site):
 
     # Scrolling to the end of the grid draws its last cards (and not the first ones any more).
     page.evaluate(
-        "() => { const g = document.getElementById('feature-grid'); window.scrollTo(0, g.offsetTop + g.offsetHeight - 400); }"
+        "() => { const g = document.getElementById('feature-grid'); window.scrollTo(0, g.offsetTop "
+        "+ g.offsetHeight - 400); }"
     )
     page.wait_for_function(
-        f"() => Array.from(document.querySelectorAll('#feature-grid > li')).some(li => +li.dataset.id === {N_FEATURES - 1})"
+        "() => Array.from(document.querySelectorAll('#feature-grid > li')).some(li => "
+        f"+li.dataset.id === {N_FEATURES - 1})"
     )
     assert 0 not in _ids(page)
     page.evaluate("() => document.getElementById('features-title').scrollIntoView()")

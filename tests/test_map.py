@@ -315,7 +315,8 @@ def test_hash_centres_on_feature_and_click_opens_it(tab, base):
     data = None
     tab.open_map(base)
     data = tab.page.evaluate(
-        "() => ({ids: ATLAS_MAP.features.id, thumb: ATLAS_MAP.features.thumb, label: ATLAS_MAP.features.label})"
+        "() => ({ids: ATLAS_MAP.features.id, thumb: ATLAS_MAP.features.thumb, label: "
+        "ATLAS_MAP.features.label})"
     )
     k = next(i for i, (t, lab) in enumerate(zip(data["thumb"], data["label"])) if t and lab != "dead")
     fid = data["ids"][k]
@@ -410,7 +411,7 @@ def _in_frame(tab):
     return tab.page.evaluate("""() => { const m = atlasMap.map, s = m.getSize(), F = ATLAS_MAP.features;
         const pts = F.x.map((x, i) => { const p = m.latLngToContainerPoint(L.latLng(-F.y[i] * atlasMap.S, x * atlasMap.S));
             return [p.x, p.y]; });
-        return {w: s.x, h: s.y, pts: pts}; }""")
+        return {w: s.x, h: s.y, pts: pts}; }""")  # noqa: E501
 
 
 @needs_chromium

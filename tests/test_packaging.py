@@ -1,4 +1,5 @@
-"""A non-editable install ships templates/ and static/ inside the wheel; `clean` removes only what atlasgen made."""
+"""A non-editable install ships templates/ and static/ inside the wheel; `clean` removes only what atlasgen
+made."""
 
 from __future__ import annotations
 
@@ -60,7 +61,10 @@ def test_installed_wheel_finds_its_templates(tmp_path):
     (wheel,) = (tmp_path / "w").glob("atlasgen-*.whl")
     target = tmp_path / "site-packages"
     zipfile.ZipFile(wheel).extractall(target)
-    code = "import atlasgen.site.resources as r; print(r.resource_dir('templates')); print(r.resource_dir('static'))"
+    code = (
+        "import atlasgen.site.resources as r; print(r.resource_dir('templates')); "
+        "print(r.resource_dir('static'))"
+    )
     res = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

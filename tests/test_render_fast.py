@@ -22,14 +22,17 @@ CARD_MACRO = (
     '<li class="card{% if card.dead %} dead{% endif %}"{% if sortable %} '
     'data-id="{{ card.id }}" data-density="{{ card.sort_density }}" data-max="{{ card.sort_max }}"'
     '{% if card.sort_importance %} data-importance="{{ card.sort_importance }}"{% endif %}'
-    '{% if card.flags %} data-flags="{{ card.flags | map("replace", "_", "-") | join(" ") }}"{% endif %}{% endif %}>'
+    '{% if card.flags %} data-flags="{{ card.flags | map("replace", "_", "-") | join(" ") }}"{% '
+    "endif %}{% endif %}>"
     '<a href="{{ root }}{{ card.href }}">'
-    '{% if card.thumb %}<img class="thumb{% if pixelated %} px{% endif %}{% if card.vis_failed %} vis-failed{% endif %}" '
+    '{% if card.thumb %}<img class="thumb{% if pixelated %} px{% endif %}{% if card.vis_failed %} '
+    'vis-failed{% endif %}" '
     'src="{{ root }}{{ card.thumb }}" alt="{{ card.kind_name }} {{ card.id }} visualisation'
     '{% if card.vis_failed %} (failed){% endif %}" loading="lazy" width="120" height="120">'
     '{% else %}<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>{% endif %}'
     '<span class="card-text">'
-    '<span class="card-id">{{ card.code }}{% if value %} <span class="card-value">{{ value }}</span>{% endif %}</span>'
+    '<span class="card-id">{{ card.code }}{% if value %} <span class="card-value">{{ value '
+    "}}</span>{% endif %}</span>"
     '{% if card.label %}<span class="card-label">{{ card.label }}</span>{% elif card.top_class %}'
     '<span class="card-label muted">{{ card.top_class }}</span>{% endif %}'
     '<span class="card-meta">{% if card.dead %}never fires{% else %}{{ card.density }}{% endif %}</span>'
@@ -161,7 +164,8 @@ def test_python_example_matches_the_reference_template():
 
 
 def _hot(m, quantize=True):
-    """The heat-map colour of a map already divided by its scale, written out (the reference for images.heatmap_rgba)."""
+    """The heat-map colour of a map already divided by its scale, written out (the reference for
+    images.heatmap_rgba)."""
     import numpy as np
 
     from atlasgen.site import images
@@ -209,7 +213,8 @@ def test_heat_sprite_holds_every_map_with_a_repeated_border():
         slope = np.abs(np.diff(stops, axis=0)).max() * (len(stops) - 1)
         bound = slope / (2 * 63) + 1
         assert np.abs(tile[1:-1, 1:-1].astype(int) - _hot(m, quantize=False).astype(int)).max() <= bound
-    # Geometry: with the strip at the CSS size over a box of side B, tile t's inner 7 x 6 pixels cover the box.
+    # Geometry: with the strip at the CSS size over a box of side B, tile t's inner 7 x 6 pixels cover the
+    # box.
     size_w, size_h = (float(v.rstrip("%")) / 100 for v in sprite.css().split(":", 1)[1].split())
     assert size_w == pytest.approx(8 / 6, rel=1e-4) and size_h == pytest.approx(8 * 9 / 7, rel=1e-5)
     B = 120.0
@@ -236,7 +241,8 @@ def test_png_encoder_round_trips():
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Chromium not installed")
 def test_heat_sprite_tiles_look_like_one_image_per_map(tmp_path):
-    """In Chromium, each tile of the strip, shown by atlas.css over a box, matches that map as a lone <img>."""
+    """In Chromium, each tile of the strip, shown by atlas.css over a box, matches that map as a lone
+    <img>."""
     import base64
     import io
 
@@ -262,7 +268,8 @@ def test_heat_sprite_tiles_look_like_one_image_per_map(tmp_path):
         for t, u in zip(tiles, lone)
     )
     page_html = (
-        f'<!DOCTYPE html><html><head><link rel="stylesheet" href="{css}"><style>body{{margin:0;background:#fff}}'
+        '<!DOCTYPE html><html><head><link rel="stylesheet" '
+        f'href="{css}"><style>body{{margin:0;background:#fff}}'
         f".ex-img{{border-radius:0;display:inline-block;vertical-align:top;background:#fff}}"
         f".heat{{background-image:url({sprite.data_uri()});{sprite.css()};transition:none}}</style></head>"
         f"<body>{boxes}</body></html>"

@@ -206,7 +206,8 @@ def fake_flags(u: int, density: float) -> list[str]:
 
 
 def _fake_flags(density, top_classes, top_class_weights, label_entropy) -> dict:
-    """Whole-range label fields and flags (atlasgen.unitlabels): the top examples' classes stand in for both."""
+    """Whole-range label fields and flags (atlasgen.unitlabels): the top examples' classes stand in for
+    both."""
     U = len(density)
     flags = [fake_flags(u, float(density[u])) for u in range(U)]
     return {
@@ -527,7 +528,8 @@ def test_internal_links_resolve_and_are_relative(site):
     checked = 0
     for page in pages:
         if page == site / "404.html":
-            continue  # served by GitHub Pages at any depth: it links to the configured base_url (test_publish)
+            # served by GitHub Pages at any depth: it links to the configured base_url (test_publish)
+            continue
         for tag, link in html_links(page):
             if link.startswith("data:"):
                 assert tag == "img" and link.startswith("data:image/png;base64,")

@@ -37,7 +37,8 @@ def test_projection_matches_the_rendered_site(tiny_build):
         assert abs(p.parts[part] - actual[part]) <= 0.15 * actual[part], (part, p.parts[part], actual[part])
     assert p.parts[sizes.VIS] == actual[sizes.VIS]  # copied files: exact
     assert p.parts[sizes.STATIC] == actual[sizes.STATIC]
-    # dataset images: sampled sizes times the distinct indices shown (identical pixels share a file in the site)
+    # dataset images: sampled sizes times the distinct indices shown (identical pixels share a file in the
+    # site)
     assert actual[sizes.IMAGES] * 0.8 <= p.parts[sizes.IMAGES] <= actual[sizes.IMAGES] * 1.5
 
 

@@ -48,7 +48,8 @@ def test_unit_pages_show_every_band(tiny_build, kind, name):
         assert (f"and {in_top} of the top examples above" in body) == (in_top > 0 and n_shown > 0)
         assert body.count('data-crop="') == n_shown and body.count('class="heat"') == n_shown
         assert f"{ex['band_count'][u, b]:,} image" in body
-    # Every example on the page, top or band, has a crop and a heat-map tile, all in one strip in the page's <style>.
+    # Every example on the page, top or band, has a crop and a heat-map tile, all in one strip in the page's
+    # <style>.
     assert html.count('data-crop="') == html.count('class="ex-img') == html.count('class="heat"') > 0
     assert html.count("data:image/png;base64,") == 1
 

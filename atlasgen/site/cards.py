@@ -50,7 +50,8 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
     if sortable:
         imp = card["sort_importance"]
         head += (
-            f' data-id="{_e(card["id"])}" data-density="{_e(card["sort_density"])}" data-max="{_e(card["sort_max"])}"'
+            f' data-id="{_e(card["id"])}" data-density="{_e(card["sort_density"])}" '
+            f'data-max="{_e(card["sort_max"])}"'
             + (f' data-importance="{_e(imp)}"' if imp else "")
             + (
                 f' data-flags="{_e(" ".join(f.replace("_", "-") for f in card["flags"]))}"'
@@ -64,7 +65,8 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
         if card.get("vis_failed"):  # greyed (atlas.css); the unit page says why it failed
             alt += " (failed)"
         head += (
-            f'<img class="thumb{" px" if pixelated else ""}{" vis-failed" if card.get("vis_failed") else ""}" '
+            "<img "
+            f'class="thumb{" px" if pixelated else ""}{" vis-failed" if card.get("vis_failed") else ""}" '
             f'src="{_e(root)}{_e(card["thumb"])}" alt="{_e(alt)}" loading="lazy" width="120" height="120">'
         )
     else:
@@ -112,7 +114,8 @@ def example_item(root, e: dict) -> Markup:
     alt = f"dataset image {e['index']}, class {e['class_name']}" + (f" ({e['facet']})" if e["facet"] else "")
     return Markup(
         f'<li><figure><div class="ex-img" data-crop="{_e(e["crop"])}">'
-        f'<img src="{_e(root)}{_e(e["src"])}" alt="{_e(alt)}"><i class="heat" style="--y:{_e(e["heat"])}"></i></div>'
+        f'<img src="{_e(root)}{_e(e["src"])}" alt="{_e(alt)}"><i class="heat" '
+        f'style="--y:{_e(e["heat"])}"></i></div>'
         f'<figcaption><span class="act" title="{_e(e["rel"])} of max">{_e(e["act"])}</span> '
         f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></figcaption></figure></li>'
     )

@@ -119,7 +119,8 @@ def check_site(site: Path, budget_mb: float = 900.0) -> list[str]:
     for js in sorted(site.rglob("*.js")):
         rel = js.relative_to(site).as_posix()
         if "/vendor/" in f"/{rel}":
-            continue  # vendored libraries are checked by their own tests; they may mention fetch in unused code
+            # vendored libraries are checked by their own tests; they may mention fetch in unused code
+            continue
         text = js.read_text(encoding="utf-8", errors="replace")
         for pattern, why in FILE_URL_HAZARDS:
             for m in pattern.finditer(text):
@@ -205,7 +206,8 @@ def _check_manifest(site: Path) -> list[str]:
                 extra = sorted(set(found) - set(range(count)))
                 problems.append(
                     f"{model}/{layer}/{kind}/: manifest announces {count} ids; "
-                    f"{len(missing)} missing (first {missing[:3]}), {len(extra)} unannounced (first {extra[:3]})"
+                    f"{len(missing)} missing (first {missing[:3]}), {len(extra)} unannounced "
+                    f"(first {extra[:3]})"
                 )
             else:
                 absent = [i for i in range(count) if not (folder / str(i) / "index.html").is_file()]

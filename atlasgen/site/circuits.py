@@ -362,7 +362,8 @@ def _node_parts(root: str, card: dict, x: float, y: float, size: int, width: flo
         parts.append(f'<rect class="node-empty" x="{left}" y="{y:.1f}" width="{size}" height="{size}"/>')
     parts.append(f'<rect class="node-frame" x="{left}" y="{y:.1f}" width="{size}" height="{size}"/>')
     parts.append(
-        f'<text class="node-code" x="{x:.1f}" y="{y + size + 13:.1f}" text-anchor="middle">{escape(code)}</text>'
+        f'<text class="node-code" x="{x:.1f}" y="{y + size + 13:.1f}" '
+        f'text-anchor="middle">{escape(code)}</text>'
     )
     if label:
         parts.append(
@@ -414,7 +415,8 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
     below with the strongest expanded weights into it (either sign), as SVG.
 
     Each top feature heads a group of its own lower features (a lower feature that drives two of them
-    appears in both groups), so no edges cross and every edge carries its value beside it, just above the node it
+    appears in both groups), so no edges cross and every edge carries its value beside it, just above the
+    node it
     enters. Returns None without layers; with one studied layer, ``svg`` is None and ``note`` explains.
     """
     if not layers:
@@ -437,12 +439,14 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
         elif len(layers) > 1:
             note = (
                 "No circuit: layer-to-layer weights link consecutive studied layers that are whole module "
-                "outputs, and no pair of the studied layers is (a channel range or a token view has no kernel)."
+                "outputs, and no pair of the studied layers is (a channel range or a token view "
+                "has no kernel)."
             )
         else:
             note = (
                 "The circuit's second step needs a second studied layer below this one "
-                "(add it to `layers` in the config): its SAE features are then linked to these by expanded weights."
+                "(add it to `layers` in the config): its SAE features are then linked to these by "
+                "expanded weights."
             )
         return {"svg": None, "layer": layers[-1].name, "note": note, "stops": None}
     below = indexes[top.upstream["info"]["layer"]]
@@ -451,7 +455,8 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
     cut = next((L for L in later if L.upstream_skipped), None)
     stops = (
         (
-            f"The circuit stops at {top.name}: no weights from {cut.upstream_skipped.get('layer')} to {cut.name}. "
+            f"The circuit stops at {top.name}: no weights from {cut.upstream_skipped.get('layer')} "
+            f"to {cut.name}. "
             f"{_sentence(cut.upstream_skipped.get('reason', ''))}"
         )
         if cut is not None
@@ -483,7 +488,8 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
     link_scale = max((abs(w) for _, kids in groups for _, w in kids), default=0.0)
     what = "contribution" if ranked_by == "contribution" else "weight"
     parts = [
-        f'<svg class="circuit" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}" '
+        f'<svg class="circuit" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
+        f'height="{height:.0f}" '
         f'role="img" aria-label="Circuit of class {escape(class_name)}: its top {top.name} features and the '
         f'{below.layer.name} features with the strongest weights into each">'
     ]
@@ -512,10 +518,12 @@ def class_circuit(root: str, class_name: str, c: int, layers: list, indexes: dic
         x += gw + _C_GROUP_GAP
     box_w = max(120, 9 * len(class_name) + 24)
     parts.append(
-        f'<rect class="class-node" x="{cx - box_w / 2:.1f}" y="{y_class}" width="{box_w}" height="{class_h}" rx="6"/>'
+        f'<rect class="class-node" x="{cx - box_w / 2:.1f}" y="{y_class}" width="{box_w}" '
+        f'height="{class_h}" rx="6"/>'
     )
     parts.append(
-        f'<text class="class-label" x="{cx:.1f}" y="{y_class + 22}" text-anchor="middle">{escape(class_name)}</text>'
+        f'<text class="class-label" x="{cx:.1f}" y="{y_class + 22}" '
+        f'text-anchor="middle">{escape(class_name)}</text>'
     )
     parts += groups_svg
     for name, y_mid in ((top.name, y_up + _C_UP / 2), (below.layer.name, y_low + _C_LOW / 2)):
@@ -588,8 +596,10 @@ def collection_circuit(root: str, collection, lower, upper, indexes: dict) -> di
     scale = max((abs(w) for *_, w in edges), default=0.0)
     what = "features" if kind == "f" else "neurons"
     parts = [
-        f'<svg class="circuit" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}" '
-        f'role="img" aria-label="Weights from the collection\'s {lower.name} {what} into its {upper.name} {what}">'
+        f'<svg class="circuit" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
+        f'height="{height:.0f}" '
+        f'role="img" aria-label="Weights from the collection\'s {lower.name} {what} into its '
+        f'{upper.name} {what}">'
     ]
     rows = []
     for g, f, w in edges:

@@ -30,7 +30,8 @@ def sae_dir_path(m: str, layer_name: str) -> str:
 
 
 def _signed_top(values: np.ndarray, k: int, sign: int) -> list[int]:
-    """Indices of the ``k`` largest (sign +1) or most negative (sign -1) values with that sign, ties by index."""
+    """Indices of the ``k`` largest (sign +1) or most negative (sign -1) values with that sign, ties by
+    index."""
     order = np.argsort(-sign * values, kind="stable")[:k]
     return [int(c) for c in order if sign * values[c] > 0]
 

@@ -109,7 +109,8 @@ def _sorts(ix, kind: str, cards: list[dict]) -> list[tuple[dict, list]]:
                     "key": "importance",
                     "title": "importance",
                     "order": "desc",
-                    "help": f"images that lose the true class from the top {top_k} when the unit is mean-ablated",
+                    "help": f"images that lose the true class from the top {top_k} when the unit is "
+                    "mean-ablated",
                 },
                 [_num(c["sort_importance"]) or 0 for c in cards],
             )

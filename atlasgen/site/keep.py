@@ -46,7 +46,8 @@ def files_under(folder: Path) -> list[str]:
 
 def marker_text(key: str, written: list[str]) -> str:
     lines = [
-        "This folder is an atlasgen site; `atlasgen clean` deletes the files listed below and keeps the rest.",
+        "This folder is an atlasgen site; `atlasgen clean` deletes the files listed below and "
+        "keeps the rest.",
         f"key: {key}",
         "files:",
     ]

@@ -109,7 +109,8 @@ GLOSSARY: tuple[Term, ...] = (
     Term(
         "look-first",
         "look first",
-        "live, not dense units, confident labels before low-confidence ones, ranked by importance (then lower "
+        "live, not dense units, confident labels before low-confidence ones, ranked by importance "
+        "(then lower "
         "label entropy, then lower id)",
     ),
     Term(

@@ -242,7 +242,8 @@ def citation_identifiers(site: Site, arts: Artifacts | None = None) -> list[tupl
     if site.dataset_identity or site.dataset_sha256:
         out.append(
             (
-                f"dataset {site.dataset_identity} ({fmt_count(site.dataset_images)} images), image list sha256",
+                f"dataset {site.dataset_identity} ({fmt_count(site.dataset_images)} images), image "
+                "list sha256",
                 site.dataset_sha256,
             )
         )
@@ -254,7 +255,8 @@ def citation(site: Site, layer: Layer, kind: str, unit: int) -> dict:
 
     A citation names the unit by its permanent id only (``mixed5b/f/32``), never by its label: relabelling
     a feature does not change how it is cited. It carries the full SAE hash, the model weights' hash and the
-    dataset's identity (name, image count, image-list hash), and the absolute URL once ``site.base_url`` is set.
+    dataset's identity (name, image count, image-list hash), and the absolute URL once ``site.base_url`` is
+    set.
     """
     path = urls.unit(site.model, layer.name, kind, unit)
     permalink = site.permalink(path)
@@ -514,7 +516,8 @@ def sae_facts(L: Layer) -> list[dict]:
         rows = "unit norm: codes are in activation units"
     else:
         rows = (
-            f"norms {fmt_num(d.get('decoder_norm_min', 0), 3)} to {fmt_num(d.get('decoder_norm_max', 0), 3)}, "
+            f"norms {fmt_num(d.get('decoder_norm_min', 0), 3)} to "
+            f"{fmt_num(d.get('decoder_norm_max', 0), 3)}, "
             "not unit: codes are not in activation units (latent i adds f_i x ||W_dec_i|| to x_hat)"
         )
     facts.append({"name": "SAE decoder rows", "value": rows})
@@ -707,7 +710,8 @@ def unit_page(
     images: DatasetImages,
     indexes: dict[str, LayerIndex] | None = None,
 ) -> tuple[str, str, dict]:
-    """A feature (kind "f") or neuron (kind "n") page; ``indexes`` (every layer) enable the layer-to-layer weights."""
+    """A feature (kind "f") or neuron (kind "n") page; ``indexes`` (every layer) enable the layer-to-layer
+    weights."""
     L, ds = ix.layer, ix.dataset
     m = site.model
     ex = L.features if kind == "f" else L.neurons

@@ -47,7 +47,8 @@ def check_feature_ids(out_dir: Path, model: str, new_hashes: dict[str, str]) -> 
     except (OSError, ValueError) as exc:
         raise ChangedFeaturesError(
             [
-                f"{manifest_path}: unreadable manifest ({exc}). Fix: move the old site away, or pass {ACCEPT_FLAG} to overwrite it."
+                f"{manifest_path}: unreadable manifest ({exc}). Fix: move the old site away, or "
+                f"pass {ACCEPT_FLAG} to overwrite it."
             ]
         ) from None
     if old.get("model") != model:
@@ -63,9 +64,12 @@ def check_feature_ids(out_dir: Path, model: str, new_hashes: dict[str, str]) -> 
         raise ChangedFeaturesError(
             changed
             + [
-                f"The site in {out_dir} was built from other SAEs, so its feature URLs ({model}/<layer>/f/<id>) would point at different features. Choices:",
-                "  publish under a new prefix: set `model.name` to a new value (e.g. add a version suffix) or build into a new folder with -o;",
-                f"  or accept the change: run again with {ACCEPT_FLAG} (links that others cite will show other features).",
+                f"The site in {out_dir} was built from other SAEs, so its feature URLs "
+                f"({model}/<layer>/f/<id>) would point at different features. Choices:",
+                "  publish under a new prefix: set `model.name` to a new value (e.g. add a version "
+                "suffix) or build into a new folder with -o;",
+                f"  or accept the change: run again with {ACCEPT_FLAG} (links that others cite "
+                "will show other features).",
             ]
         )
 
@@ -87,7 +91,8 @@ def check_size_budget(site: Path, budget_mb: float) -> int:
     total = sum(parts.values())
     if budget_mb > 0 and total > budget_mb * 1e6:
         lines = [
-            f"{site}: {mb(total)} is over the budget of {budget_mb:g} MB (site.size_budget_mb; 1 MB = 10^6 bytes). By part:"
+            f"{site}: {mb(total)} is over the budget of {budget_mb:g} MB (site.size_budget_mb; 1 "
+            "MB = 10^6 bytes). By part:"
         ]
         for name, size in sorted(parts.items(), key=lambda kv: -kv[1]):
             lines.append(f"  {mb(size):>12}  {name}" + (f" (keys: {KEYS[name]})" if KEYS.get(name) else ""))

@@ -315,7 +315,8 @@ def i_histogram(values: list[float], group: str, bins: int = 10) -> Markup:
         h = c / top * ph
         parts.append(
             f'<rect class="bar" x="{x0 + 0.5:.1f}" y="{_PT + ph - h:.1f}" width="{pw / bins - 1:.1f}" '
-            f'height="{h:.1f}"><title>I {b / bins:.1f} to {(b + 1) / bins:.1f}: {int(c)} features</title></rect>'
+            f'height="{h:.1f}"><title>I {b / bins:.1f} to {(b + 1) / bins:.1f}: {int(c)} '
+            "features</title></rect>"
         )
     for v in (0.0, 0.5, 1.0):
         x = _PL + v * pw
@@ -326,7 +327,8 @@ def i_histogram(values: list[float], group: str, bins: int = 10) -> Markup:
     parts.append(f'<text class="tick" x="{_PL - 4}" y="{_PT + 8}" text-anchor="end">{top}</text>')
     parts.append(f'<text class="tick" x="{_PL - 4}" y="{_PT + ph}" text-anchor="end">0</text>')
     parts.append(
-        f'<text class="label" x="{_PL + pw / 2:.1f}" y="{_H - 3}" text-anchor="middle">I (mean over raters)</text>'
+        f'<text class="label" x="{_PL + pw / 2:.1f}" y="{_H - 3}" text-anchor="middle">I (mean '
+        "over raters)</text>"
     )
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -348,7 +350,8 @@ def means_chart(groups: list[dict]) -> Markup:
             f'<line class="grid" x1="{x:.1f}" y1="{pt}" x2="{x:.1f}" y2="{pt + row * len(groups)}"/>'
         )
         parts.append(
-            f'<text class="tick" x="{x:.1f}" y="{pt + row * len(groups) + 13}" text-anchor="middle">{v:g}</text>'
+            f'<text class="tick" x="{x:.1f}" y="{pt + row * len(groups) + 13}" '
+            f'text-anchor="middle">{v:g}</text>'
         )
     for n, g in enumerate(groups):
         y = pt + row * n + row / 2
@@ -388,7 +391,8 @@ def importance_scatter(site, ix, lr: LayerRatings) -> Markup:
         lo, hi = lo - 1, hi + 1
     root = urls.root_prefix(urls.layer(site.model, ix.layer.name))
     parts = [
-        f'<svg class="scatter" viewBox="0 0 {W} {H}" role="img" aria-label="Importance against interpretability I">',
+        f'<svg class="scatter" viewBox="0 0 {W} {H}" role="img" aria-label="Importance against '
+        'interpretability I">',
         f'<line class="axis" x1="{pl}" y1="{pt + ph}" x2="{pl + pw}" y2="{pt + ph}"/>',
         f'<line class="axis" x1="{pl}" y1="{pt}" x2="{pl}" y2="{pt + ph}"/>',
     ]
@@ -398,7 +402,8 @@ def importance_scatter(site, ix, lr: LayerRatings) -> Markup:
     for v, anchor in ((lo, "start"), (hi, "end")):
         x = pl + (v - lo) / (hi - lo) * pw
         parts.append(
-            f'<text class="tick" x="{x:.1f}" y="{pt + ph + 14}" text-anchor="{anchor}">{escape(fmt_num(v))}</text>'
+            f'<text class="tick" x="{x:.1f}" y="{pt + ph + 14}" '
+            f'text-anchor="{anchor}">{escape(fmt_num(v))}</text>'
         )
     for f, g, x, y in pts:
         cx = pl + (x - lo) / (hi - lo) * pw
@@ -406,7 +411,8 @@ def importance_scatter(site, ix, lr: LayerRatings) -> Markup:
         href = root + urls.unit(site.model, ix.layer.name, "f", f)
         parts.append(
             f'<a href="{escape(href)}"><circle class="dot g-{escape(g)}" cx="{cx:.1f}" cy="{cy:.1f}" r="4">'
-            f"<title>f/{f} ({escape(GROUP_NAMES.get(g, 'outside the sample'))}): importance {escape(fmt_num(x))}, "
+            f"<title>f/{f} ({escape(GROUP_NAMES.get(g, 'outside the sample'))}): importance "
+            f"{escape(fmt_num(x))}, "
             f"I {y:.2f} from {lr.by_feature[f]['n']} rater(s)</title></circle></a>"
         )
     parts.append(

@@ -19,7 +19,8 @@ OTHER = "other"
 KEYS = {
     PAGES: "examples.top_k, examples.band_samples, circuits.top_k; fewer layers",
     IMAGES: "examples.top_k, examples.band_samples (fewer distinct example images)",
-    VIS: "featurevis.image_size, featurevis.thumb_size, featurevis.diverse, featurevis.neuron, featurevis.negative, "
+    VIS: "featurevis.image_size, featurevis.thumb_size, featurevis.diverse, featurevis.neuron, "
+    "featurevis.negative, "
     "featurevis.variant_image_size",
     EXPORT: "site.sae_dtype (float16 halves the weights), layers[].sae.expansion",
     MAPS: "atlas.grids, atlas.icon_size",

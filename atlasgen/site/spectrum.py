@@ -3,7 +3,8 @@
 Each example shown (top or band) carries its image, a heat-map overlay the
 page can toggle (a tile of the page's heat-map strip, ``images.HeatSprite``),
 and the position of a crop around its arg-max, which atlas.js draws from the
-same stored image (no extra file, no extra bytes per example in the page). Bands and co-occurrence come from the
+same stored image (no extra file, no extra bytes per example in the page). Bands and co-occurrence come from
+the
 examples stage (atlasgen/scan.py, atlasgen/bands.py).
 """
 
@@ -20,7 +21,8 @@ N_LAYER_PAIRS = 20  # most frequent feature pairs on the layer page
 
 
 def crop_position(pos, grid: tuple[int, int], zoom: float = CROP_ZOOM) -> str:
-    """CSS background position that, at ``background-size: zoom*100%``, centres layer position ``pos`` (row, col).
+    """CSS background position that, at ``background-size: zoom*100%``, centres layer position ``pos`` (row,
+    col).
 
     The size, 250 %, is in atlas.css (``.ex-crop``); atlas.js sets this position.
     """
@@ -73,7 +75,8 @@ def example_items(
 
 
 def finish_heat(sprite: HeatSprite, *groups: list[dict]) -> str:
-    """Set every item's ``heat`` (its tile's vertical position in the strip); return the page's heat-map CSS."""
+    """Set every item's ``heat`` (its tile's vertical position in the strip); return the page's heat-map
+    CSS."""
     if not len(sprite):
         return ""
     for items in groups:
@@ -158,7 +161,8 @@ def cooccurring_note(cooc: dict) -> str:
 
 
 def layer_pairs(cooc: dict | None, cards: list[dict]) -> dict | None:
-    """The feature pairs of a layer that fire together most (by NPMI where the artifact has it), for its page."""
+    """The feature pairs of a layer that fire together most (by NPMI where the artifact has it), for its
+    page."""
     if not cooc or len(cooc["pairs"]) == 0:
         return None
     n = int(cooc["n_images"])

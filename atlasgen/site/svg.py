@@ -68,7 +68,8 @@ def bar_histogram(
             y = _PAD_T + ph - _log_y(p, top) * ph
             parts.append(f'<line class="grid" x1="{_PAD_L}" y1="{y:.1f}" x2="{_PAD_L + pw}" y2="{y:.1f}"/>')
             parts.append(
-                f'<text class="tick" x="{_PAD_L - 5}" y="{y + 3.5:.1f}" text-anchor="end">{fmt_count(p)}</text>'
+                f'<text class="tick" x="{_PAD_L - 5}" y="{y + 3.5:.1f}" '
+                f'text-anchor="end">{fmt_count(p)}</text>'
             )
             p *= 10
     for v, label in x_ticks:
@@ -79,10 +80,12 @@ def bar_histogram(
             f'<line class="axis" x1="{x:.1f}" y1="{_PAD_T + ph}" x2="{x:.1f}" y2="{_PAD_T + ph + 4}"/>'
         )
         parts.append(
-            f'<text class="tick" x="{x:.1f}" y="{_PAD_T + ph + 16}" text-anchor="{anchor}">{escape(label)}</text>'
+            f'<text class="tick" x="{x:.1f}" y="{_PAD_T + ph + 16}" '
+            f'text-anchor="{anchor}">{escape(label)}</text>'
         )
     parts.append(
-        f'<text class="label" x="{_PAD_L + pw / 2:.1f}" y="{_H - 3}" text-anchor="middle">{escape(x_label)}</text>'
+        f'<text class="label" x="{_PAD_L + pw / 2:.1f}" y="{_H - 3}" '
+        f'text-anchor="middle">{escape(x_label)}</text>'
     )
     parts.append(
         f'<text class="label" x="11" y="{_PAD_T + ph / 2:.1f}" text-anchor="middle" '
@@ -186,7 +189,8 @@ def density_histogram(density: np.ndarray, bins: int = 24) -> Markup:
         [f"dead (never fires): {fmt_count(counts[0])} features"]
         + [None] * spacers
         + [
-            f"density {fmt_pct(10.0 ** edges[i + spacers + 1])} to {fmt_pct(10.0 ** edges[i + spacers + 2])}: "
+            f"density {fmt_pct(10.0 ** edges[i + spacers + 1])} to "
+            f"{fmt_pct(10.0 ** edges[i + spacers + 2])}: "
             f"{fmt_count(counts[i + spacers + 1])} features"
             for i in range(bins)
         ]
@@ -250,7 +254,8 @@ def density_scatter(
     parts = [
         f'<svg class="hist scatter" viewBox="0 0 {W} {H}" {role}'
         f'aria-label="Scatter of {fmt_count(alive.size)} '
-        f'features: log density against mean activation, coloured by label entropy" data-points="{alive.size}">',
+        'features: log density against mean activation, coloured by label entropy" '
+        f'data-points="{alive.size}">',
         f'<line class="axis" x1="{pl}" y1="{pt + ph}" x2="{pl + pw}" y2="{pt + ph}"/>',
         f'<line class="axis" x1="{pl}" y1="{pt}" x2="{pl}" y2="{pt + ph}"/>',
     ]
@@ -292,14 +297,16 @@ def density_scatter(
             pts = "".join(f"M{xs[n]:.1f} {ys[n]:.1f}h0" for n in np.flatnonzero(bins == b).tolist())
             if pts:
                 parts.append(
-                    f'<path class="dots" stroke="{colour}" stroke-width="3" stroke-linecap="round" d="{pts}"/>'
+                    f'<path class="dots" stroke="{colour}" stroke-width="3" stroke-linecap="round" '
+                    f'd="{pts}"/>'
                 )
     # Colour legend: label entropy from 0 (one class) to the layer's maximum.
     lx, ly, lh = pl + pw + 24, pt, ph
     seg = lh / len(_VIRIDIS)
     for b, colour in enumerate(_VIRIDIS):
         parts.append(
-            f'<rect x="{lx}" y="{ly + lh - (b + 1) * seg:.1f}" width="10" height="{seg + 0.2:.1f}" fill="{colour}"/>'
+            f'<rect x="{lx}" y="{ly + lh - (b + 1) * seg:.1f}" width="10" height="{seg + 0.2:.1f}" '
+            f'fill="{colour}"/>'
         )
     parts.append(f'<text class="tick" x="{lx + 13}" y="{ly + 8}">{fmt_num(e_hi, 2)}</text>')
     parts.append(f'<text class="tick" x="{lx + 13}" y="{ly + lh}">0</text>')

@@ -78,7 +78,8 @@ def root_prefix(page_path: str) -> str:
 
 
 def shorten_links(html: str, page_path: str) -> str:
-    """Rewrite the root-prefixed ``href``/``src`` URLs of a page at ``page_path`` to the shortest relative path.
+    """Rewrite the root-prefixed ``href``/``src`` URLs of a page at ``page_path`` to the shortest relative
+    path.
 
     Templates write ``root + path`` (``../../../../demonet/mixed5b/f/5/index.html`` on a feature page);
     this makes it ``../5/index.html``: the same target, still relative (file://, any sub-path), and a

@@ -129,7 +129,8 @@ def _from_site(site: Path, layer: str, dtype: str | None) -> dict[str, bytes]:
     folder = (site / layers[layer]["sae_weights"]).parent
     if not (folder / SAELENS_CFG).is_file() or not (folder / SAELENS_WEIGHTS).is_file():
         raise ExportError(
-            f"{folder}: the site's SAE folder is missing or incomplete. Fix: rebuild the site, or export from the build cache."
+            f"{folder}: the site's SAE folder is missing or incomplete. Fix: rebuild the site, or "
+            "export from the build cache."
         )
     published = layers[layer].get("sae_weights_dtype")
     if dtype is not None and dtype != published:

@@ -137,7 +137,8 @@ def class_weights(ctx: StageContext, model, data, probe: np.ndarray, heads: dict
             info = {
                 "exact": False,
                 "method": "mean gradient of the logits w.r.t. the pooled layer . W_dec^T",
-                "note": f"linear attribution (not exact): gradients averaged over {len(sample)} training images",
+                "note": f"linear attribution (not exact): gradients averaged over {len(sample)} training "
+                "images",
             }
         atomic_save_npz(
             ctx.out / layer / "class_weights.npz",

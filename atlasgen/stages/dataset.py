@@ -44,7 +44,8 @@ def _report_bad_files(ctx: StageContext, root, skipped: list, converted: dict) -
         notes.append(f"dataset: converted to 8-bit RGB: {modes}")
     if skipped:
         notes.append(
-            f"dataset: skipped {len(skipped)} file(s) of {str(root.resolve())!r} (all in skipped.json of the dataset artifact):"
+            f"dataset: skipped {len(skipped)} file(s) of {str(root.resolve())!r} (all in "
+            "skipped.json of the dataset artifact):"
         )
         for path, reason in skipped[:N_LISTED]:
             notes.append(f"  {os.path.abspath(path)}: {reason}")
@@ -97,7 +98,8 @@ def run(ctx: StageContext) -> None:
         if not paths:
             raise ConfigError(
                 [
-                    f"dataset.path: no images found in class sub-folders of {str(root)!r}. Fix: use one sub-folder per class holding .jpg/.png/.webp files."
+                    f"dataset.path: no images found in class sub-folders of {str(root)!r}. Fix: "
+                    "use one sub-folder per class holding .jpg/.png/.webp files."
                 ]
                 if cfg.source == "folder"
                 else [f"dataset.path: {str(root)!r} lists no images. Fix: add path,label rows."]

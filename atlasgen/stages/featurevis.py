@@ -314,7 +314,8 @@ def run(ctx: StageContext) -> None:
     elapsed = time.perf_counter() - started
     if elapsed > 0:
         ctx.console.detail(
-            f"quality check: {clock['quality']:.1f}s of {elapsed:.1f}s ({100 * clock['quality'] / elapsed:.1f} %)"
+            f"quality check: {clock['quality']:.1f}s of {elapsed:.1f}s "
+            f"({100 * clock['quality'] / elapsed:.1f} %)"
         )
 
 

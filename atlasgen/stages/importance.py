@@ -1,7 +1,8 @@
 """Stage `importance`: mean-ablation importance of every SAE feature and neuron (atlasgen.importance).
 
 Held-out images (the first ``importance.images``, or the layer's own
-``layers[].importance.images``) are used, as Terekhov used validation images. A layer that reaches the logits through average pooling and
+``layers[].importance.images``) are used, as Terekhov used validation images. A layer that reaches the logits
+through average pooling and
 one linear layer (checked on images, as for the class weights) gets the closed
 form; any other layer gets batched ablations.
 

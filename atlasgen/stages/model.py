@@ -121,7 +121,8 @@ def train(model: nn.Module, data, ctx: StageContext) -> float:
     begin = time.perf_counter()
     with ctx.progress((tc.epochs - start_epoch) * steps_per_epoch, "training") as bar:
         for epoch in range(start_epoch, tc.epochs):
-            # The epoch's order and augmentation depend only on (seed, epoch): a resumed run matches an uninterrupted one.
+            # The epoch's order and augmentation depend only on (seed, epoch): a resumed run matches an
+            # uninterrupted one.
             rng = np.random.default_rng([tc.seed, epoch])
             torch.manual_seed(tc.seed * 1000 + epoch)
             order = train_idx[rng.permutation(len(train_idx))]
@@ -159,7 +160,8 @@ def match_outputs(classes: list[dict], labels_file, n_outputs: int) -> list[int]
     if len(lines) != n_outputs:
         raise ConfigError(
             [
-                f"model.labels: {labels_file.name} has {len(lines)} lines but the model has {n_outputs} outputs. Fix: one label per output, in output order."
+                f"model.labels: {labels_file.name} has {len(lines)} lines but the model has "
+                f"{n_outputs} outputs. Fix: one label per output, in output order."
             ]
         )
     index = {}
@@ -181,7 +183,8 @@ def match_outputs(classes: list[dict], labels_file, n_outputs: int) -> list[int]
         raise ConfigError(
             [
                 f"model.labels: no output of the model is labelled {', '.join(repr(m) for m in missing[:5])}"
-                f"{' and others' if len(missing) > 5 else ''}. Fix: name the classes (folder names, CSV labels or dataset.class_names) as in {labels_file.name}."
+                f"{' and others' if len(missing) > 5 else ''}. Fix: name the classes (folder "
+                f"names, CSV labels or dataset.class_names) as in {labels_file.name}."
             ]
         )
     return out
@@ -233,7 +236,9 @@ def run(ctx: StageContext) -> None:
             where = repr(str(path)) if path else "the downloaded weights"
             raise ConfigError(
                 [
-                    f"model.weights: cannot load {where} into model {cfg.model.source!r}: {str(exc).splitlines()[0]}. Fix: give a state dict saved from this architecture."
+                    f"model.weights: cannot load {where} into model {cfg.model.source!r}: "
+                    f"{str(exc).splitlines()[0]}. Fix: give a state dict saved from this "
+                    "architecture."
                 ]
             ) from None
         model.to(ctx.device)
@@ -258,7 +263,8 @@ def run(ctx: StageContext) -> None:
             raise ConfigError(
                 [
                     f"model: it has {n_outputs} outputs but the dataset has {data.n_classes} classes. "
-                    "Fix: set model.labels to a file naming each output (one per line), so the classes can be matched to outputs."
+                    "Fix: set model.labels to a file naming each output (one per line), so the "
+                    "classes can be matched to outputs."
                 ]
             )
         model.atlas_class_outputs = outputs
@@ -311,8 +317,10 @@ def run(ctx: StageContext) -> None:
         notes.append("model: no held-out images, so no held-out accuracy (dataset.heldout_fraction is 0)")
     elif data.n_classes > 1 and acc <= chance:
         notes.append(
-            f"model: held-out accuracy {acc:.1%} is at or below chance ({chance:.1%}) on {len(heldout)} images: "
-            f"the model ({origin['weights']}) does not separate these classes, so its units say little about them"
+            f"model: held-out accuracy {acc:.1%} is at or below chance ({chance:.1%}) on "
+            f"{len(heldout)} images: "
+            f"the model ({origin['weights']}) does not separate these classes, so its units say "
+            "little about them"
         )
     atomic_write_json(ctx.out / "build_notes.json", notes)
     if acc is not None:

@@ -172,7 +172,9 @@ def run(ctx: StageContext) -> None:
             if s.architecture != "relu" and s.k >= d_sae:
                 raise ConfigError(
                     [
-                        f"layers.{layer_cfg.name}.sae.k: {s.k} is not below the number of features ({d_sae} = {s.expansion} x {d_in} channels). Fix: lower k or raise expansion."
+                        f"layers.{layer_cfg.name}.sae.k: {s.k} is not below the number of features "
+                        f"({d_sae} = {s.expansion} x {d_in} channels). Fix: lower k or raise "
+                        "expansion."
                     ]
                 )
             with ctx.progress(s.steps, f"sae {layer_cfg.name}") as bar:
@@ -223,7 +225,8 @@ def run(ctx: StageContext) -> None:
         # Written last: marks the layer as done for a resumed run.
         atomic_write_json(folder / "training.json", {k: v for k, v in stats.items() if "second" not in k})
         ctx.console.info(
-            f"  {layer_cfg.name}: {sae.d_sae} features, explained variance {metrics['explained_variance']:.3f} "
+            f"  {layer_cfg.name}: {sae.d_sae} features, explained variance "
+            f"{metrics['explained_variance']:.3f} "
             f"(all positions {metrics.get('uniform_explained_variance', float('nan')):.3f}), "
             f"L0 {metrics['l0']:.1f}, dead {metrics['dead_fraction']:.1%}, "
             f"top-1 agreement {metrics.get('downstream_top1_agreement', float('nan')):.1%}, "

@@ -104,9 +104,12 @@ def run(ctx: StageContext) -> None:
                 r = checks["float32"]
                 raise AtlasgenError(
                     [
-                        f"tryimage: the ONNX graph of layer {layer!r} differs from PyTorch by {max(r.feature_error, r.neuron_error, r.logit_error or 0):.3g} "
-                        f"(relative, at the top {cfg.top}; same top features: {r.same_top}), over try_image.tolerance {cfg.tolerance:g}. "
-                        "Fix: raise try_image.tolerance, or set try_image.enabled: false for a model onnxruntime computes differently."
+                        f"tryimage: the ONNX graph of layer {layer!r} differs from PyTorch by "
+                        f"{max(r.feature_error, r.neuron_error, r.logit_error or 0):.3g} "
+                        f"(relative, at the top {cfg.top}; same top features: {r.same_top}), over "
+                        f"try_image.tolerance {cfg.tolerance:g}. "
+                        "Fix: raise try_image.tolerance, or set try_image.enabled: false for a "
+                        "model onnxruntime computes differently."
                     ]
                 )
             atomic_write_bytes(ctx.out / layer / "graph.onnx", data_bytes)
