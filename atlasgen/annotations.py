@@ -95,7 +95,10 @@ def split_front_matter(text: str) -> tuple[str | None, str, int]:
     raise ValueError("the front matter opened by '---' on line 1 is never closed by a '---' line")
 
 
-def _str(value, where: str, errors: list[str], limit: int | None = None) -> str:
+def plain_text(
+    value, where: str, errors: list[str], limit: int | None = None, fix: str = "shorten it (notes go below)"
+) -> str:
+    """A front-matter value as one line of text ("" when absent), or an error line in ``errors``."""
     if value is None:
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -103,7 +106,7 @@ def _str(value, where: str, errors: list[str], limit: int | None = None) -> str:
         return ""
     text = " ".join(str(value).split())
     if limit is not None and len(text) > limit:
-        errors.append(f"{where}: {len(text)} characters, at most {limit}. Fix: shorten it (notes go below).")
+        errors.append(f"{where}: {len(text)} characters, at most {limit}. Fix: {fix}.")
     return text
 
 
@@ -167,7 +170,7 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> An
             near = difflib.get_close_matches(str(key), KEYS, n=1, cutoff=0.6)
             hint = f" Did you mean {near[0]!r}?" if near else f" Valid keys: {', '.join(KEYS)}."
             errors.append(f"{rel}: {key}: unknown key.{hint}")
-    label = _str(meta.get("label"), f"{rel}: label", errors, MAX_LABEL)
+    label = plain_text(meta.get("label"), f"{rel}: label", errors, MAX_LABEL)
     tags_raw = meta.get("tags")
     tags: list[str] = []
     if tags_raw is not None:
@@ -177,7 +180,7 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> An
             errors.append(f"{rel}: tags: expected a list of words, e.g. [birds, heads].")
             tags_raw = []
         for j, tag in enumerate(tags_raw):
-            t = _str(tag, f"{rel}: tags[{j}]", errors, MAX_TAG).lower()
+            t = plain_text(tag, f"{rel}: tags[{j}]", errors, MAX_TAG).lower()
             if t and not _TAG.match(t):
                 errors.append(
                     f"{rel}: tags[{j}]: {t!r} has characters a tag cannot have. "
@@ -189,7 +192,7 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> An
     if confidence is not None and str(confidence).lower() not in CONFIDENCE:
         errors.append(f"{rel}: confidence: {confidence!r} is not one of {', '.join(CONFIDENCE)}.")
         confidence = None
-    author = _str(meta.get("author"), f"{rel}: author", errors, 200)
+    author = plain_text(meta.get("author"), f"{rel}: author", errors, 200)
     date = meta.get("date")
     if isinstance(date, _dt.datetime):
         date = date.date()
@@ -226,7 +229,9 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> An
     )
 
 
-def _files(folder: Path) -> list[tuple[Path, str]]:
+def markdown_files(folder: Path) -> list[tuple[Path, str]]:
+    """(path, path relative to ``folder``) of every ``.md`` file below it, in path order; README.md
+    and hidden files and folders are skipped."""
     out = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).as_posix()
@@ -235,6 +240,15 @@ def _files(folder: Path) -> list[tuple[Path, str]]:
         if p.suffix.lower() == ".md" and p.name.lower() != "readme.md":
             out.append((p, rel))
     return out
+
+
+def files_identity(folder: Path | None) -> dict | None:
+    """Content hash of every Markdown file under ``folder`` (relative path -> sha256); None without any."""
+    if folder is None or not Path(folder).is_dir():
+        return None
+    return {
+        rel: hashlib.sha256(p.read_bytes()).hexdigest() for p, rel in markdown_files(Path(folder))
+    } or None
 
 
 def load_annotations(folder: Path | None, layers: list[str]) -> list[Annotation]:
@@ -251,7 +265,7 @@ def load_annotations(folder: Path | None, layers: list[str]) -> list[Annotation]
             ]
         )
     errors: list[str] = []
-    out = [a for p, rel in _files(folder) if (a := parse_file(p, rel, layers, errors)) is not None]
+    out = [a for p, rel in markdown_files(folder) if (a := parse_file(p, rel, layers, errors)) is not None]
     if errors:
         raise AnnotationError([f"annotations/{e}" if not e.startswith("site.") else e for e in errors])
     return out
@@ -282,9 +296,7 @@ def check_units(annotations: list[Annotation], counts: dict[tuple[str, str], int
 
 def identity(folder: Path | None) -> dict | None:
     """Content hash of every annotation file (path -> sha256): the site stage's input; None without any."""
-    if folder is None or not Path(folder).is_dir():
-        return None
-    return {rel: hashlib.sha256(p.read_bytes()).hexdigest() for p, rel in _files(Path(folder))} or None
+    return files_identity(folder)
 
 
 # ---------------------------------------------------------------- rendering the notes

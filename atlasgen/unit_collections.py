@@ -35,7 +35,14 @@ from pathlib import Path
 
 import yaml
 
-from atlasgen.annotations import KINDS, render_notes, split_front_matter
+from atlasgen.annotations import (
+    KINDS,
+    files_identity,
+    markdown_files,
+    plain_text,
+    render_notes,
+    split_front_matter,
+)
 from atlasgen.errors import AtlasgenError
 
 KEYS = ("title", "description", "author", "date", "circuit", "units")
@@ -96,18 +103,6 @@ def collections_dir(cfg) -> Path | None:
         return cfg.resolve(cfg.site.collections)
     default = cfg.resolve("collections")
     return default if default.is_dir() else None
-
-
-def _text(value, where: str, errors: list[str], limit: int) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        errors.append(f"{where}: expected text, got {type(value).__name__}. Fix: write it as a plain string.")
-        return ""
-    text = " ".join(str(value).split())
-    if len(text) > limit:
-        errors.append(f"{where}: {len(text)} characters, at most {limit}. Fix: shorten it.")
-    return text
 
 
 def _unknown(keys, valid: tuple[str, ...], where: str, errors: list[str]) -> None:
@@ -181,11 +176,13 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> Co
         errors.append(f"{rel}: front matter must be a mapping of keys ({', '.join(KEYS)}).")
         return None
     _unknown(meta, KEYS, rel, errors)
-    title = _text(meta.get("title"), f"{rel}: title", errors, MAX_TITLE)
+    title = plain_text(meta.get("title"), f"{rel}: title", errors, MAX_TITLE, fix="shorten it")
     if meta.get("title") is None or (isinstance(meta.get("title"), str) and not title):
         errors.append(f"{rel}: title: missing. Fix: add a line 'title: ...' to the front matter.")
-    description = _text(meta.get("description"), f"{rel}: description", errors, MAX_DESCRIPTION)
-    author = _text(meta.get("author"), f"{rel}: author", errors, 200)
+    description = plain_text(
+        meta.get("description"), f"{rel}: description", errors, MAX_DESCRIPTION, fix="shorten it"
+    )
+    author = plain_text(meta.get("author"), f"{rel}: author", errors, 200, fix="shorten it")
     date = meta.get("date")
     if isinstance(date, _dt.datetime):
         date = date.date()
@@ -229,7 +226,7 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> Co
             errors.append(f"{where}: unit: missing. Fix: add unit: <layer>/<f|n>/<id>.")
             continue
         key = _unit_id(entry["unit"], f"{where}: unit", layers, errors)
-        note = _text(entry.get("note"), f"{where}: note", errors, MAX_NOTE)
+        note = plain_text(entry.get("note"), f"{where}: note", errors, MAX_NOTE, fix="shorten it")
         if key is None:
             continue
         if key in seen:
@@ -270,17 +267,6 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> Co
     )
 
 
-def _files(folder: Path) -> list[tuple[Path, str]]:
-    out = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).as_posix()
-        if any(part.startswith(".") for part in rel.split("/")) or not p.is_file():
-            continue
-        if p.suffix.lower() == ".md" and p.name.lower() != "readme.md":
-            out.append((p, rel))
-    return out
-
-
 def load_collections(folder: Path | None, layers: list[str]) -> list[Collection]:
     """Every collection under ``folder`` (``.md`` files; README.md and hidden files are skipped), in
     slug order. Raises CollectionError listing every problem of every file."""
@@ -295,7 +281,7 @@ def load_collections(folder: Path | None, layers: list[str]) -> list[Collection]
             ]
         )
     errors: list[str] = []
-    out = [c for p, rel in _files(folder) if (c := parse_file(p, rel, layers, errors)) is not None]
+    out = [c for p, rel in markdown_files(folder) if (c := parse_file(p, rel, layers, errors)) is not None]
     if errors:
         raise CollectionError([f"collections/{e}" for e in errors])
     return out
@@ -326,6 +312,4 @@ def check_units(collections: list[Collection], counts: dict[tuple[str, str], int
 
 def identity(folder: Path | None) -> dict | None:
     """Content hash of every collection file (path -> sha256): the site stage's input; None without any."""
-    if folder is None or not Path(folder).is_dir():
-        return None
-    return {rel: hashlib.sha256(p.read_bytes()).hexdigest() for p, rel in _files(Path(folder))} or None
+    return files_identity(folder)
