@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from atlasgen.annotations import notes_text, render_notes
 from atlasgen.site import circuits, numbers, urls
-from atlasgen.site.context import base_context, crumbs
+from atlasgen.site.context import base_context, citation_pins, crumbs
 from atlasgen.site.fmt import bibtex_escape, fmt_count
 from atlasgen.unit_collections import Collection, CollectionError
 
@@ -117,13 +117,7 @@ def citation(site, arts, c: Collection) -> dict:
     layers = {L.name: L for L in arts.layers}
     pins = [f"collection file sha256:{c.sha256}"]
     pins += [f"SAE of {name} sha256:{layers[name].sae_sha256}" for name in c.layers()]
-    if site.model_sha256:
-        pins.append(f"model weights sha256:{site.model_sha256}")
-    if site.dataset_identity or site.dataset_sha256:
-        pins.append(
-            f"dataset {site.dataset_identity}, {site.dataset_images} images, "
-            f"image list sha256:{site.dataset_sha256}"
-        )
+    pins += citation_pins(site)
     authors = [c.author] if c.author else list(site.authors)
     name = f"{c.title} (collection {site.model}/{c.slug})"
     bibtex = "\n".join(

@@ -33,3 +33,16 @@ def base_context(site: Any, path: str, page_title: str, crumb_list: list[dict], 
     }
     ctx.update(extra)
     return ctx
+
+
+def citation_pins(site: Any) -> list[str]:
+    """What a citation pins besides the SAE: the model weights and the dataset, where the site knows them."""
+    pins = []
+    if site.model_sha256:
+        pins.append(f"model weights sha256:{site.model_sha256}")
+    if site.dataset_identity or site.dataset_sha256:
+        pins.append(
+            f"dataset {site.dataset_identity}, {site.dataset_images} images, "
+            f"image list sha256:{site.dataset_sha256}"
+        )
+    return pins

@@ -30,7 +30,7 @@ from atlasgen.site import (
     urls,
 )
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
-from atlasgen.site.context import base_context, crumbs
+from atlasgen.site.context import base_context, citation_pins, crumbs
 from atlasgen.site.fmt import bibtex_escape, fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
 from atlasgen.site.images import DatasetImages, HeatSprite, heat_gradient_css
 
@@ -271,13 +271,7 @@ def citation(site: Site, layer: Layer, kind: str, unit: int) -> dict:
     )
     what = "SAE feature" if kind == "f" else "neuron"
     pins = [f"SAE {sae}"]
-    if site.model_sha256:
-        pins.append(f"model weights sha256:{site.model_sha256}")
-    if site.dataset_identity or site.dataset_sha256:
-        pins.append(
-            f"dataset {site.dataset_identity}, {site.dataset_images} images, "
-            f"image list sha256:{site.dataset_sha256}"
-        )
+    pins += citation_pins(site)
     bibtex = "\n".join(
         [
             f"@misc{{{key},",
