@@ -110,6 +110,26 @@ def plain_text(
     return text
 
 
+def front_matter_date(value, where: str, errors: list[str]) -> str | None:
+    """A front-matter ``date`` as YYYY-MM-DD (YAML may have read it as a date already); None when
+    absent, or not a date (with an error line in ``errors``)."""
+    if isinstance(value, _dt.datetime):
+        value = value.date()
+    if isinstance(value, _dt.date):
+        return value.isoformat()
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        ok = bool(_DATE.match(text)) and _dt.date.fromisoformat(text) is not None
+    except ValueError:
+        ok = False
+    if not ok:
+        errors.append(f"{where}: {text!r} is not a date. Fix: write YYYY-MM-DD, e.g. 2026-11-20.")
+        return None
+    return text
+
+
 def _unit_codes(layers: list[str]) -> re.Pattern:
     names = "|".join(re.escape(n) for n in sorted(layers, key=len, reverse=True))
     return re.compile(rf"(?<![\w/.-])({names})/(f|n)/([0-9]+)(?![\w/])")
@@ -193,20 +213,7 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> An
         errors.append(f"{rel}: confidence: {confidence!r} is not one of {', '.join(CONFIDENCE)}.")
         confidence = None
     author = plain_text(meta.get("author"), f"{rel}: author", errors, 200)
-    date = meta.get("date")
-    if isinstance(date, _dt.datetime):
-        date = date.date()
-    if isinstance(date, _dt.date):
-        date = date.isoformat()
-    elif date is not None:
-        date = str(date).strip()
-        try:
-            ok = bool(_DATE.match(date)) and _dt.date.fromisoformat(date) is not None
-        except ValueError:
-            ok = False
-        if not ok:
-            errors.append(f"{rel}: date: {date!r} is not a date. Fix: write YYYY-MM-DD, e.g. 2026-11-20.")
-            date = None
+    date = front_matter_date(meta.get("date"), f"{rel}: date", errors)
     notes = body.strip("\n")
     linked: dict[tuple[str, str, int], None] = {}
     render_notes(notes, layers, lambda L, k, u: linked.setdefault((L, k, u)) or "")

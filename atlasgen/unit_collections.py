@@ -26,7 +26,6 @@ no raw HTML, no images, unit ids linked. Parsing and validation need no torch.
 
 from __future__ import annotations
 
-import datetime as _dt
 import difflib
 import hashlib
 import re
@@ -38,6 +37,7 @@ import yaml
 from atlasgen.annotations import (
     KINDS,
     files_identity,
+    front_matter_date,
     markdown_files,
     plain_text,
     render_notes,
@@ -51,7 +51,6 @@ MAX_TITLE = 120
 MAX_DESCRIPTION = 300
 MAX_NOTE = 600
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ID = re.compile(r"^(0|[1-9][0-9]*)$")
 
 
@@ -183,20 +182,7 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> Co
         meta.get("description"), f"{rel}: description", errors, MAX_DESCRIPTION, fix="shorten it"
     )
     author = plain_text(meta.get("author"), f"{rel}: author", errors, 200, fix="shorten it")
-    date = meta.get("date")
-    if isinstance(date, _dt.datetime):
-        date = date.date()
-    if isinstance(date, _dt.date):
-        date = date.isoformat()
-    elif date is not None:
-        date = str(date).strip()
-        try:
-            ok = bool(_DATE.match(date)) and _dt.date.fromisoformat(date) is not None
-        except ValueError:
-            ok = False
-        if not ok:
-            errors.append(f"{rel}: date: {date!r} is not a date. Fix: write YYYY-MM-DD, e.g. 2026-11-20.")
-            date = None
+    date = front_matter_date(meta.get("date"), f"{rel}: date", errors)
     circuit = meta.get("circuit", False)
     if not isinstance(circuit, bool):
         errors.append(f"{rel}: circuit: {circuit!r} is not true or false.")
