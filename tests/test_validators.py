@@ -166,8 +166,9 @@ threads=4
 checkextern=0
 [AnchorCheck]
 """
-# Hash routes read by the page's script, not anchors: the map's #f=<id>, the try page's #layer=<l>&f=<id>.
-_MAP_ROUTE = re.compile(r"(/map/index\.html#f=\d+|/try/index\.html#layer=[A-Za-z0-9._-]+&[fn]=\d+)$")
+# Hash routes read by the page's script, not anchors: the map's #f=<id>, the try page's #layer=<l>
+# (the layer page) and #layer=<l>&f=<id> (a unit page).
+_MAP_ROUTE = re.compile(r"(/map/index\.html#f=\d+|/try/index\.html#layer=[A-Za-z0-9._-]+(&[fn]=\d+)?)$")
 
 
 def _linkcheck(start_url: str, tmp_path: Path) -> tuple[list[dict], str]:
