@@ -110,6 +110,15 @@ def plain_text(
     return text
 
 
+def unknown_keys(keys, valid: tuple[str, ...], where: str, errors: list[str]) -> None:
+    """An error line for each key not in ``valid``, with the nearest valid key or the list of them."""
+    for key in keys:
+        if key not in valid:
+            near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+            hint = f" Did you mean {near[0]!r}?" if near else f" Valid keys: {', '.join(valid)}."
+            errors.append(f"{where}: {key}: unknown key.{hint}")
+
+
 def front_matter_date(value, where: str, errors: list[str]) -> str | None:
     """A front-matter ``date`` as YYYY-MM-DD (YAML may have read it as a date already); None when
     absent, or not a date (with an error line in ``errors``)."""
@@ -185,11 +194,7 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> An
             errors.append(f"{rel}: front matter must be a mapping of keys ({', '.join(KEYS)}).")
             return None
         meta = loaded
-    for key in meta:
-        if key not in KEYS:
-            near = difflib.get_close_matches(str(key), KEYS, n=1, cutoff=0.6)
-            hint = f" Did you mean {near[0]!r}?" if near else f" Valid keys: {', '.join(KEYS)}."
-            errors.append(f"{rel}: {key}: unknown key.{hint}")
+    unknown_keys(meta, KEYS, rel, errors)
     label = plain_text(meta.get("label"), f"{rel}: label", errors, MAX_LABEL)
     tags_raw = meta.get("tags")
     tags: list[str] = []

@@ -42,6 +42,7 @@ from atlasgen.annotations import (
     plain_text,
     render_notes,
     split_front_matter,
+    unknown_keys,
 )
 from atlasgen.errors import AtlasgenError
 
@@ -102,14 +103,6 @@ def collections_dir(cfg) -> Path | None:
         return cfg.resolve(cfg.site.collections)
     default = cfg.resolve("collections")
     return default if default.is_dir() else None
-
-
-def _unknown(keys, valid: tuple[str, ...], where: str, errors: list[str]) -> None:
-    for key in keys:
-        if key not in valid:
-            near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
-            hint = f" Did you mean {near[0]!r}?" if near else f" Valid keys: {', '.join(valid)}."
-            errors.append(f"{where}: {key}: unknown key.{hint}")
 
 
 def _unit_id(text, where: str, layers: list[str], errors: list[str]) -> tuple[str, str, int] | None:
@@ -174,7 +167,7 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> Co
     if not isinstance(meta, dict):
         errors.append(f"{rel}: front matter must be a mapping of keys ({', '.join(KEYS)}).")
         return None
-    _unknown(meta, KEYS, rel, errors)
+    unknown_keys(meta, KEYS, rel, errors)
     title = plain_text(meta.get("title"), f"{rel}: title", errors, MAX_TITLE, fix="shorten it")
     if meta.get("title") is None or (isinstance(meta.get("title"), str) and not title):
         errors.append(f"{rel}: title: missing. Fix: add a line 'title: ...' to the front matter.")
@@ -207,7 +200,7 @@ def parse_file(path: Path, rel: str, layers: list[str], errors: list[str]) -> Co
         if not isinstance(entry, dict):
             errors.append(f"{where}: expected a mapping {{unit: <layer>/<f|n>/<id>, note: <sentence>}}.")
             continue
-        _unknown(entry, UNIT_KEYS, where, errors)
+        unknown_keys(entry, UNIT_KEYS, where, errors)
         if "unit" not in entry:
             errors.append(f"{where}: unit: missing. Fix: add unit: <layer>/<f|n>/<id>.")
             continue
