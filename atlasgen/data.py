@@ -285,8 +285,17 @@ class _Decoder:
 
     def __call__(self, idx):
         if not self.raw_jpeg:
-            return np.stack(
-                [np.asarray(resize_center_crop(load_rgb(self.paths[i]), self.size, self.crop)) for i in idx]
+            import torch
+
+            # A tensor, not an array: the DataLoader hands tensors over in shared memory, where an
+            # array would be pickled through a pipe (a copy on each side, on the main process's core).
+            return torch.from_numpy(
+                np.stack(
+                    [
+                        np.asarray(resize_center_crop(load_rgb(self.paths[i]), self.size, self.crop))
+                        for i in idx
+                    ]
+                )
             )
         out = []  # for the GPU: a JPEG's bytes as they are, anything else decoded here
         for i in idx:
@@ -346,7 +355,9 @@ class ImageLoader:
 
     def _join(self, parts, device, gpu, decoder):
         if not gpu:
-            return as_model_input(np.concatenate(parts), device)
+            import torch
+
+            return as_model_input((parts[0] if len(parts) == 1 else torch.cat(parts)).numpy(), device)
         return decode_on_gpu([item for part in parts for item in part], decoder.size, decoder.crop, device)
 
 

@@ -13,6 +13,7 @@ a GPU run, where the model is fast, gets from them). Each configuration runs in 
 
     python benchmarks/bench_decode.py                      # 256 images, batch 32, workers 0 1 2
     python benchmarks/bench_decode.py --images 512 --memory-batch 256 --side 500
+    python benchmarks/bench_decode.py --side 500 --model demonet   # a pass that decoding bounds
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def write_artifact(images: Path, art: Path, size: int = 224) -> None:
     np.save(art / "split.npy", np.zeros(len(labels), np.uint8))
 
 
-def child(art: str, workers: int, batch: int, mode: str) -> None:
+def child(art: str, workers: int, batch: int, mode: str, model_name: str = "inceptionv1") -> None:
     """One pass in this process; prints a JSON line (seconds, images/s, peak RSS).
 
     ``mode``: "pass" (loader and model, traced forward), "whole" (loader and the whole model's
@@ -67,7 +68,12 @@ def child(art: str, workers: int, batch: int, mode: str) -> None:
     from atlasgen.data import Dataset
 
     torch.manual_seed(0)
-    model = models._inceptionv1().eval()
+    if model_name == "demonet":
+        from atlasgen.demo.model import DemoNet
+
+        model = DemoNet(8).eval()
+    else:
+        model = models._inceptionv1().eval()
     data = Dataset(Path(art), DecodeConfig(workers=workers, prefetch_batches=2))
     idx = np.arange(len(data))
     if mode == "whole":
@@ -86,9 +92,9 @@ def child(art: str, workers: int, batch: int, mode: str) -> None:
     print(json.dumps({"seconds": seconds, "images_per_s": n / seconds, "peak_rss_mib": rss}))
 
 
-def run_child(art: Path, workers: int, batch: int, mode: str) -> dict:
+def run_child(art: Path, workers: int, batch: int, mode: str, model: str = "inceptionv1") -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(art), str(workers), str(batch), mode],
+        [sys.executable, __file__, "--child", str(art), str(workers), str(batch), mode, model],
         capture_output=True,
         text=True,
         check=True,
@@ -104,25 +110,33 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--memory-batch", type=int, default=64, help="batch of the memory comparison")
     ap.add_argument("--side", type=int, default=256, help="side of the generated JPEGs (ImageNet's: ~500)")
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--model",
+        default="inceptionv1",
+        choices=["inceptionv1", "demonet"],
+        help="the model of the pass: InceptionV1 (random weights; model-bound on a CPU) or the demo's "
+        "DemoNet at 224 px (random weights; a model fast enough that decoding bounds the pass, as on a GPU)",
+    )
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        art, workers, batch, mode = args.child
-        return child(art, int(workers), int(batch), mode)
+        art, workers, batch, mode, model = args.child
+        return child(art, int(workers), int(batch), mode, model)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_images(tmp / "images", args.images, classes=8, side=args.side)
         write_artifact(tmp / "images", tmp / "art")
-        print(f"{args.images} JPEGs ({args.side} px) -> 224 px, InceptionV1 to mixed5b, batch {args.batch}")
+        name = {"inceptionv1": "InceptionV1", "demonet": "DemoNet"}[args.model]
+        print(f"{args.images} JPEGs ({args.side} px) -> 224 px, {name} to mixed5b, batch {args.batch}")
         print(f"load average {os.getloadavg()[0]:.2f} on {len(os.sched_getaffinity(0))} CPUs")
         rates: dict[tuple[str, int], list[float]] = {}
         for _ in range(args.rounds):
             for mode in ("pass", "decode"):
                 for w in args.workers:
-                    rate = run_child(tmp / "art", w, args.batch, mode)["images_per_s"]
+                    rate = run_child(tmp / "art", w, args.batch, mode, args.model)["images_per_s"]
                     rates.setdefault((mode, w), []).append(rate)
-            rate = run_child(tmp / "art", 0, args.batch, "model")["images_per_s"]
+            rate = run_child(tmp / "art", 0, args.batch, "model", args.model)["images_per_s"]
             rates.setdefault(("model", 0), []).append(rate)
         best = {key: max(v) for key, v in rates.items()}
         w0 = args.workers[0]
@@ -139,7 +153,7 @@ def main() -> None:
             f"decoding hidden: {model / best[('pass', w0)]:.2f}x workers={w0}"
         )
         mem = {
-            name: run_child(tmp / "art", 0, args.memory_batch, mode)["peak_rss_mib"]
+            name: run_child(tmp / "art", 0, args.memory_batch, mode, args.model)["peak_rss_mib"]
             for name, mode in (("whole forward", "whole"), ("traced forward", "pass"))
         }
         for name, rss in mem.items():

@@ -259,6 +259,11 @@ def main() -> None:
             + ("yes" if len(set(digests.values())) == 1 else f"NO {digests}")
         )
     site = site_dir
+    # The build's site marker, which the pipeline (not render_site) writes after the render.
+    from atlasgen.cache import SITE_MARKER
+    from atlasgen.site.keep import files_under, marker_text
+
+    (site / SITE_MARKER).write_text(marker_text("0" * 20, files_under(site)), encoding="utf-8")
     parts = size_breakdown(site)
     from atlasgen.site.plan import project
 

@@ -48,6 +48,9 @@ def test_ranks_share_ties_and_dead_units_have_none():
     assert numbers.rank_text(0, 190, 300, 480) == "0, tied with 300 others"
     assert numbers.rank_text(7, 1, 0, 6) == "7 (rank 1 of 6 live)"
     assert numbers.rank_text(0, 0, 0, 6) == "0 (dead: no rank)"
+    # A negative net count says what it means on the page, not only in the tooltip.
+    assert numbers.net_count_text(3) == "3" and numbers.net_count_text(0) == "0"
+    assert numbers.net_count_text(-1) == "-1 (the model does better without it)"
 
 
 # ---------------------------------------------------------------- activation histogram

@@ -45,7 +45,7 @@ def importance_stats(L, kind: str, i: int) -> list[dict]:
             help=f"mean ablation (Terekhov): of {n} held-out images, how many lose the true class from "
             f"the top {k} when this unit is replaced by its dataset mean; {info.get('method', '')}",
         ),
-        numbers.stat("importance-top-1", str(int(imp[f"{key}_top1"][i]))),
+        numbers.stat("importance-top-1", numbers.net_count_text(int(imp[f"{key}_top1"][i]))),
     ]
 
 

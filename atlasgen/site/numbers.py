@@ -251,6 +251,12 @@ def competition_ranks(values, live) -> tuple[np.ndarray, np.ndarray]:
     return rank, ties
 
 
+def net_count_text(value: int) -> str:
+    """A net count of images as a stat card states it: "3", or "-1 (the model does better without
+    it)", so that a negative count explains itself on the page, not only in the tooltip."""
+    return f"{value} (the model does better without it)" if value < 0 else str(value)
+
+
 def rank_text(value: int, rank: int, ties: int, n_live: int) -> str:
     """The stat card's value: "12 (rank 3 of 480 live)", "0, tied with 300 others", "0 (dead: no rank)"."""
     if rank <= 0:

@@ -14,7 +14,8 @@ rendering every page. Parts are those of :func:`atlasgen.site.sizes.size_breakdo
   sample of that many, scaled), ``features.json`` whole, the SAE weights from their shape and
   ``site.sae_dtype``.
 - maps: each layer's map data and sprite sheets, written to a temporary folder and measured.
-- scripts and styles, other: the static files, cards.js, the search index and manifest.
+- scripts and styles, other: the static files, cards.js, the search index and manifest, and the site
+  marker (``.atlasgen-site``), which lists every file the build writes: one line per file counted above.
 
 Sizes are bytes; the budget is in MB of 10^6 bytes.
 """
@@ -44,7 +45,8 @@ from atlasgen.site import (
 from atlasgen.site.artifacts import load_artifacts
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages, encode_thumbnail
-from atlasgen.site.sizes import EXPORT, IMAGES, KEYS, MAPS, PAGES, STATIC, TRY, mb, part_of
+from atlasgen.site.keep import marker_text
+from atlasgen.site.sizes import EXPORT, IMAGES, KEYS, MAPS, OTHER, PAGES, STATIC, TRY, mb, part_of
 
 SAMPLE_PAGES = 24  # unit pages rendered per kind and layer for the projection
 SAMPLE_IMAGES = 48  # dataset images encoded for the projection
@@ -55,6 +57,10 @@ SAMPLE_EXPORT = 1024  # features whose export records are encoded for the projec
 class Projection:
     parts: dict[str, int] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # how each part was counted
+    listed: int = 0  # bytes of the site marker's file list: one line per file projected
+
+    def list_file(self, path: str, count: int = 1) -> None:
+        self.listed += count * len(marker_text("", [path]).splitlines()[-1].encode("utf-8")) + count
 
     @property
     def total(self) -> int:
@@ -91,12 +97,15 @@ class _Counter:
 
     def text(self, path: str, content: str) -> None:
         self.projection.add(self._part(path), len(content.encode("utf-8")))
+        self.projection.list_file(path)
 
     def text_bytes(self, path: str, data: bytes) -> None:
         self.projection.add(self._part(path), len(data))
+        self.projection.list_file(path)
 
     def copy(self, source: Path, path: str) -> None:
         self.projection.add(self._part(path), Path(source).stat().st_size)
+        self.projection.list_file(path)
 
 
 def _render(env, path: str, template: str, context: dict) -> int:
@@ -164,6 +173,7 @@ def project(
             sample = [shown[j] for j in _spread(len(shown), SAMPLE_IMAGES)]
             mean = np.mean([len(encode_thumbnail(arts.dataset.image(i))) for i in sample])
             p.add(IMAGES, round(mean * len(shown)))
+            p.list_file(images.url(shown[0]), len(shown))
             p.notes[IMAGES] = f"{len(shown):,} distinct images, {mean / 1e3:.1f} KB each"
             if try_dataset_images and try_art is not None:  # their data: URL copies for file://
                 tried = trypage.dataset_image_indices(arts, try_art)
@@ -197,6 +207,8 @@ def project(
                     sizes = [_render(env, *pages.unit_page(site, ix, kind, i, images, indexes)) for i in ids]
                     p.add(PAGES, round(float(np.mean(sizes)) * count))
                     n_pages += count
+                    for i in range(count):
+                        p.list_file(urls.unit(model_name, L.name, kind, i))
             w.text(
                 urls.features_data(model_name, L.name),
                 dumps(pages.features_export(site, ix), indent=1) + "\n",
@@ -213,13 +225,15 @@ def project(
         n_classes = arts.dataset.n_classes
         ids = _spread(n_classes, SAMPLE_PAGES)
         if ids:
-            sizes = [_render(env, *pages.class_page(site, arts, indexes, c, images)) for c in ids]
-            p.add(PAGES, round(float(np.mean(sizes)) * n_classes))
+            classes = [pages.class_page(site, arts, indexes, c, images) for c in ids]
+            p.add(PAGES, round(float(np.mean([_render(env, *page) for page in classes])) * n_classes))
             n_pages += n_classes
+            p.list_file(classes[0][0], n_classes)
+        fixed += [pages.not_found_page(site), pages.search_page(site, arts)]
         for page in fixed:
             p.add(PAGES, _render(env, *page))
-        n_pages += len(fixed) + 2
-        p.add(PAGES, _render(env, *pages.not_found_page(site)) + _render(env, *pages.search_page(site, arts)))
+            p.list_file(page[0])
+        n_pages += len(fixed)
         p.notes[PAGES] = f"{n_pages:,} pages, {p.parts[PAGES] / max(1, n_pages) / 1e3:.1f} KB each"
         w.text(
             "search_index.js", js_global("ATLAS_SEARCH", pages.search_index(site, arts, indexes, collections))
@@ -229,17 +243,21 @@ def project(
             trypage.write_try(w, site, arts, indexes, try_art)
             p.add(TRY, _render(env, *trypage.try_page(site, arts, try_art, try_dataset_images)))
         p.add(MAPS, tree_size(tmp)[1])  # the sprite sheets render_layer_map wrote
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                p.list_file(f.relative_to(tmp).as_posix())
         static = resources.resource_dir("static")
-        p.add(
-            STATIC,
-            sum(
-                f.stat().st_size
-                for f in static.rglob("*")
-                if f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(static).parts)
-                and Path(trypage.VENDOR) not in f.relative_to(static).parents  # counted by write_try
-            ),
-        )
+        shipped = [
+            f
+            for f in static.rglob("*")
+            if f.is_file()
+            and not any(part.startswith(".") for part in f.relative_to(static).parts)
+            and Path(trypage.VENDOR) not in f.relative_to(static).parents  # counted by write_try
+        ]
+        p.add(STATIC, sum(f.stat().st_size for f in shipped))
+        for f in shipped:
+            p.list_file(f"static/{f.relative_to(static).as_posix()}")
+        p.add(OTHER, len(marker_text("0" * 20, []).encode("utf-8")) + p.listed)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return p
