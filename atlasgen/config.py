@@ -80,13 +80,15 @@ class SiteConfig:
         "Dtype of the SAE weights the site publishes (data/<model>/<layer>/sae/, a SAELens folder: "
         "cfg.json records the dtype): float16 and bfloat16 take half the bytes of float32.",
     )
-    try_dataset_images: bool = _f(
-        True,
+    try_dataset_images: bool | Literal["auto"] = _f(
+        "auto",
         "Write a base64 copy of each dataset image the unit pages show (<model>/try/images/, a "
         'third larger than images/), so that their "try this image" opens it in the try page from '
         "file:// too (browsers do not let a page opened from disk read another file's pixels). "
-        "Over HTTP the try page reads images/ and needs no copy. false: from file:// the try page "
-        "asks the reader to choose the file.",
+        "Over HTTP the try page reads images/ and needs no copy. auto: write them when the site "
+        "projected with them stays within site.size_budget_mb, else leave them out and say so in "
+        "the build's output. false: never; from file:// the try page then asks the reader to "
+        "choose the file.",
     )
     keep: list[str] = _f(
         [],

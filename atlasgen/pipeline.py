@@ -352,14 +352,13 @@ class Pipeline:
                 self.cfg.model.name,
                 publish.sae_hashes(folders["sae"], [layer.name for layer in self.cfg.layers]),
             )
-        site_stage.check_projection(
-            self.cfg, folders, self.console
-        )  # stops before rendering a site over its budget
+        # Stops before rendering a site over its budget; says whether the try page's image copies fit.
+        copies = site_stage.check_projection(self.cfg, folders, self.console)
         staging = out.with_name(out.name + ".partial")
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        rendered = site_stage.render_into(self.cfg, folders, staging, self.console)
+        rendered = site_stage.render_into(self.cfg, folders, staging, self.console, copies)
         try:
             publish.check_size_budget(staging, self.cfg.site.size_budget_mb)
         except publish.SizeBudgetError as exc:

@@ -146,6 +146,7 @@ def child(config: Path) -> None:
         start = time.perf_counter()
         p = project(artifacts=folders, **site_stage.site_fields(cfg_))
         projected.update(parts=p.parts, seconds=time.perf_counter() - start)
+        return bool(cfg_.site.try_dataset_images)  # with no budget, auto keeps the try page's copies
 
     site_stage.check_projection = keep
     start = time.perf_counter()

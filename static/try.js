@@ -392,7 +392,7 @@
     var local = location.protocol === "file:";
     if (local && !C.dataset_images) {
       return Promise.reject(new Error("This browser does not let a page opened from disk read " + name +
-        ", and this site has no copy it can read (site.try_dataset_images is off): choose the file with the button, or open the site over HTTP."));
+        ", and this site was built without the copies it can read (site.try_dataset_images): choose the file with the button, or open the site over HTTP."));
     }
     var source = local
       ? loadScript(root + C.dataset_images + name.replace(/\.[a-z]+$/, ".js")).then(function () {

@@ -26,7 +26,7 @@ from atlasgen.onnx_graphs import (
 )
 from atlasgen.sae import SparseAutoencoder
 from atlasgen.sae_formats import load_sae_any
-from atlasgen.site import plan, sizes, trypage
+from atlasgen.site import plan, publish, sizes, trypage
 from atlasgen.site.publish import size_breakdown
 from atlasgen.stages import site as site_stage
 
@@ -114,6 +114,40 @@ def test_the_stage_keeps_a_checked_graph_and_the_site_counts_it(tiny_build):
     projected = plan.project(artifacts=arts, **site_stage.site_fields(cfg)).parts[sizes.TRY]
     actual = size_breakdown(site)[sizes.TRY]
     assert abs(projected - actual) <= 0.01 * actual, (projected, actual)
+
+
+def test_auto_leaves_the_image_copies_out_only_when_they_would_break_the_budget(tiny_copy):
+    import io
+
+    import yaml
+
+    from atlasgen.pipeline import Pipeline
+    from atlasgen.progress import Console
+
+    folder, config, site = tiny_copy
+    copies = site / "demonet" / "try" / "images"
+    assert load_config(config).site.try_dataset_images == "auto" and any(copies.iterdir())
+    full = plan.project(artifacts=_folders(folder), **site_stage.site_fields(load_config(config)))
+    assert full.copies > 0
+    data = yaml.safe_load(config.read_text())
+    # A budget the site meets only without the copies: auto leaves them out and says so.
+    data.setdefault("site", {})["size_budget_mb"] = (full.total - full.copies / 2) / 1e6
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = io.StringIO()
+    Pipeline(load_config(config), console=Console(2, stream=out)).build()
+    said = out.getvalue()
+    assert "copies of the dataset images" in said and "are left out" in said, said
+    assert not copies.exists()
+    page = (site / "demonet" / "try" / "index.html").read_text()
+    assert '"dataset_images": null' in page or '"dataset_images":null' in page
+    actual = size_breakdown(site)[sizes.TRY]
+    assert abs((full.parts[sizes.TRY] - full.copies) - actual) <= 0.01 * actual
+    # true keeps them, and the same budget then stops the build before anything is rendered.
+    data["site"]["try_dataset_images"] = True
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(publish.SizeBudgetError, match="over the budget"):
+        Pipeline(load_config(config), console=Console(0)).build()
+    assert not copies.exists()  # the site folder is unchanged
 
 
 def test_without_the_artifact_there_is_no_try_page(tmp_path):

@@ -48,7 +48,7 @@ from atlasgen.site.images import DatasetImages, encode_thumbnail
 from atlasgen.site.keep import marker_text
 from atlasgen.site.sizes import EXPORT, IMAGES, KEYS, MAPS, OTHER, PAGES, STATIC, TRY, mb, part_of
 
-SAMPLE_PAGES = 24  # unit pages rendered per kind and layer for the projection
+SAMPLE_PAGES = 128  # unit pages rendered per kind and layer for the projection (all, up to this many)
 SAMPLE_IMAGES = 48  # dataset images encoded for the projection
 SAMPLE_EXPORT = 1024  # features whose export records are encoded for the projection (all, up to this many)
 
@@ -58,6 +58,14 @@ class Projection:
     parts: dict[str, int] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # how each part was counted
     listed: int = 0  # bytes of the site marker's file list: one line per file projected
+    copies: int = 0  # bytes of the try page's copies of the dataset images, counted in TRY
+
+    def drop_copies(self) -> int:
+        """Take the try page's copies of the dataset images out of the projection; returns their bytes."""
+        dropped, self.copies = self.copies, 0
+        self.parts[TRY] -= dropped
+        self.notes[TRY] = "without its copies of the dataset images"
+        return dropped
 
     def list_file(self, path: str, count: int = 1) -> None:
         self.listed += count * len(marker_text("", [path]).splitlines()[-1].encode("utf-8")) + count
@@ -130,9 +138,12 @@ def project(
     dense_threshold: float | None = None,
     annotations: tuple = (),
     collections: tuple = (),
-    try_dataset_images: bool = True,
+    try_dataset_images: bool | str = True,
 ) -> Projection:
-    """The projected size of the site :func:`atlasgen.site.build.render_site` would write, by part."""
+    """The projected size of the site :func:`atlasgen.site.build.render_site` would write, by part.
+
+    ``try_dataset_images`` true or ``"auto"``: the try page's copies of the dataset images are counted
+    (in ``Projection.copies`` too, so that :meth:`Projection.drop_copies` can take them out)."""
     from atlasgen.site.build import layer_indexes, make_environment, make_site
 
     arts = load_artifacts({k: Path(v) for k, v in artifacts.items()}, list(layers))
@@ -178,7 +189,11 @@ def project(
             if try_dataset_images and try_art is not None:  # their data: URL copies for file://
                 tried = trypage.dataset_image_indices(arts, try_art)
                 one = trypage.image_script_bytes(images.url(0), round(mean))
-                p.add(TRY, one * len(tried))
+                listed = p.listed  # their lines of the site marker go with them
+                p.list_file(trypage.image_script_path(model_name, images.url(0)), len(tried))
+                p.copies = one * len(tried) + p.listed - listed
+                p.listed = listed
+                p.add(TRY, p.copies)
         n_pages = 0
         fixed = [
             pages.home_page(site, arts, indexes, collections),

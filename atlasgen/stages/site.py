@@ -56,8 +56,12 @@ def site_fields(cfg: Config) -> dict:
     )
 
 
-def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console):
-    """Render every page into ``out_dir``; returns the renderer's SiteSummary (pages, files, bytes)."""
+def render_into(
+    cfg: Config, artifacts: dict[str, Path], out_dir: Path, console: Console, try_dataset_images: bool = True
+):
+    """Render every page into ``out_dir``; returns the renderer's SiteSummary (pages, files, bytes).
+    ``try_dataset_images``: whether the try page's copies of the dataset images are written, as
+    :func:`check_projection` decided."""
     from atlasgen.config import to_dict
     from atlasgen.ratings import load_merged, merged_path
     from atlasgen.site.build import render_site
@@ -71,20 +75,36 @@ def render_into(cfg: Config, artifacts: dict[str, Path], out_dir: Path, console:
         artifacts=artifacts,
         out_dir=out_dir,
         version=cfg.site.version,
-        **site_fields(cfg),
+        **{**site_fields(cfg), "try_dataset_images": try_dataset_images},
         progress=lambda done, total: (setattr(bar, "total", max(1, total)), bar.set(done)),
     )
     bar.close()
     return summary
 
 
-def check_projection(cfg: Config, artifacts: dict[str, Path], console: Console) -> None:
+def check_projection(cfg: Config, artifacts: dict[str, Path], console: Console) -> bool:
     """Project the site's size from counts (atlasgen.site.plan) and stop before rendering when it is
-    over site.size_budget_mb."""
+    over site.size_budget_mb. Returns whether the try page's copies of the dataset images are to be
+    written: site.try_dataset_images, where ``auto`` keeps them only while the site stays within the
+    budget with them."""
     from atlasgen.site import publish
     from atlasgen.site.plan import mb, project
 
+    budget_mb = cfg.site.size_budget_mb
     projection = project(artifacts=artifacts, **site_fields(cfg))
-    budget = f"budget {cfg.site.size_budget_mb:g} MB" if cfg.site.size_budget_mb > 0 else "no budget"
+    copies = cfg.site.try_dataset_images
+    if copies == "auto":
+        copies = not (budget_mb > 0 and projection.total > budget_mb * 1e6)
+        if not copies and projection.copies:
+            with_copies = projection.total
+            dropped = projection.drop_copies()
+            console.detail(
+                f"site: the try page's copies of the dataset images ({mb(dropped)}) are left out: with "
+                f"them the site would be {mb(with_copies)}, over the budget of {budget_mb:g} MB. Over "
+                "HTTP the try page reads images/; from file:// it asks the reader to choose the file "
+                "(site.try_dataset_images: true keeps the copies)."
+            )
+    budget = f"budget {budget_mb:g} MB" if budget_mb > 0 else "no budget"
     console.detail(f"site: projected {mb(projection.total)} ({budget}; 1 MB = 10^6 bytes)")
-    publish.check_projected_size(projection, cfg.site.size_budget_mb)
+    publish.check_projected_size(projection, budget_mb)
+    return bool(copies)
