@@ -111,27 +111,31 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def real_unit_bytes(site: Path) -> dict:
-    """Mean bytes per feature and per neuron folder (page + visualisations) of a built site, and its layer."""
+def real_unit_bytes(site: Path, layer: str | None = None) -> dict:
+    """Mean bytes per feature and per neuron folder (page + visualisations) of a built site's ``layer``
+    (default: its last, which the demo builds at the default featurevis variants)."""
     manifest = json.loads((site / "manifest.json").read_text())
     m = manifest["model"]
-    layer, info = next(iter(manifest["layers"].items()))
+    layer = layer or list(manifest["layers"])[-1]
+    info = manifest["layers"][layer]
     out = {"layer": layer, "n_features": info["n_features"], "n_neurons": info["n_neurons"]}
     for kind, count in (("f", info["n_features"]), ("n", info["n_neurons"])):
-        total = sum(p.stat().st_size for p in (site / m / layer / kind).rglob("*") if p.is_file())
-        out[kind] = total / max(count, 1)
+        files = [p for p in (site / m / layer / kind).rglob("*") if p.is_file()]
+        out[kind] = sum(p.stat().st_size for p in files) / max(count, 1)
+        out[f"{kind}_vis"] = sum(p.stat().st_size for p in files if p.suffix != ".html") / max(count, 1)
     out["images"] = sum(p.stat().st_size for p in (site / "images").glob("*") if p.is_file())
     out["n_images"] = sum(1 for _ in (site / "images").glob("*"))
     return out
 
 
-def page_parts(site: Path) -> dict[str, float]:
-    """Mean bytes per feature page of a built site, by part: <head>, each top-level section, the rest."""
+def page_parts(site: Path, layer: str | None = None) -> dict[str, float]:
+    """Mean bytes per feature page of a built site's ``layer`` (default: its last), by part: <head>, each
+    top-level section, the rest."""
     import re
 
     manifest = json.loads((site / "manifest.json").read_text())
     m = manifest["model"]
-    layer = next(iter(manifest["layers"]))
+    layer = layer or list(manifest["layers"])[-1]
     pages = sorted((site / m / layer / "f").glob("*/index.html"))
     totals: dict[str, int] = {}
     for page in pages:
@@ -177,6 +181,88 @@ def rebuild_time() -> tuple[float, float]:
         return first, time.perf_counter() - t0
 
 
+def photo_thumbnail_bytes(n: int = 96, side: int = 224, seed: int = 0) -> float:
+    """Mean bytes of a dataset image as the site stores it (``encode_thumbnail``), for photographs:
+    random square crops of scikit-learn's two sample photographs (``load_sample_images``, shipped with
+    the package), resized to ``side`` as the dataset stage would, then encoded. The demo's rendered
+    images are flat synthetic scenes and compress about 2x better."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    from atlasgen.site.images import encode_thumbnail
+
+    photos = [Image.fromarray(a) for a in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    sizes = []
+    for i in range(n):
+        im = photos[i % len(photos)]
+        s = int(rng.integers(160, min(im.size)))
+        x, y = int(rng.integers(0, im.size[0] - s)), int(rng.integers(0, im.size[1] - s))
+        crop = im.crop((x, y, x + s, y + s)).resize((side, side), Image.BILINEAR)
+        sizes.append(len(encode_thumbnail(np.asarray(crop))))
+    return float(np.mean(sizes))
+
+
+def reference_projection(args, site: Path, parts: dict[str, int], real: dict) -> None:
+    """The site of a one-layer atlas at this width with --ref-classes classes and --ref-images distinct
+    example images, by part: pages, export, maps and the rest measured on the synthetic layer just
+    rendered (class pages scaled to the class count), visualisations per unit from the real site,
+    dataset images at the photographs' thumbnail size, the try page as --try-mb with its encoder
+    scaled to the width, and the try page's
+    copies of the dataset images as site.try_dataset_images: auto decides (kept when they fit)."""
+    from atlasgen.site import sizes, trypage
+
+    F, C = args.features, args.neurons
+    layer = site / MODEL / LAYER
+    classes = [p.stat().st_size for p in (site / MODEL / "classes").glob("*/index.html")]
+    html_units = sum(p.stat().st_size for kind in ("f", "n") for p in (layer / kind).glob("*/index.html"))
+    synth_vis = parts.get(sizes.VIS, 0)
+    class_bytes = sum(classes) / max(len(classes), 1) * args.ref_classes
+    html = parts[sizes.PAGES] - sum(classes) + class_bytes
+    vis = F * real["f_vis"] + C * real["n_vis"]
+    photo = photo_thumbnail_bytes()
+    images = args.ref_images * photo
+    copies = args.ref_images * trypage.image_script_bytes("images/0123456789abcdef.webp", round(photo))
+
+    def encoder(f: int) -> int:  # the try page's float16 SAE encoder, as base64
+        return 4 * ((2 * f * C + 2) // 3)
+
+    try_bytes = args.try_mb * 1e6 - encoder(16384) + encoder(F)
+    rows = {
+        f"HTML pages ({F + C + args.ref_classes:,} unit and class pages, "
+        f"{html_units / (F + C) / 1e3:.1f} KB per unit page)": html,
+        f"unit visualisations ({real['f_vis'] / 1e3:.1f} KB per unit, the real site's)": vis,
+        f"dataset images ({args.ref_images:,} photographs, {photo / 1e3:.2f} KB each)": images,
+        "bulk export (data/, float16 SAE weights)": parts.get(sizes.EXPORT, 0),
+        f"try page (bench_reference.py's {args.try_mb:g} MB at 16,384 features, encoder scaled)": try_bytes,
+        "maps": parts.get(sizes.MAPS, 0),
+        "other and static": parts.get(sizes.OTHER, 0) + parts.get(sizes.STATIC, 0),
+    }
+    total = sum(rows.values())
+    fits = total + copies <= args.budget_mb * 1e6
+    print(
+        f"reference projection (one layer, {F:,} features, {C:,} neurons, {args.ref_classes:,} classes, "
+        f"{args.ref_images:,} distinct example images; synthetic pages {mb(parts[sizes.PAGES])} "
+        f"and visualisations {mb(synth_vis)} replaced as above):"
+    )
+    for name, size in sorted(rows.items(), key=lambda kv: -kv[1]):
+        print(f"  {mb(size):>12}  {name}")
+    print(
+        f"  {mb(copies):>12}  the try page's copies of the dataset images: "
+        + (
+            "kept (they fit)"
+            if fits
+            else f"left out by site.try_dataset_images: auto ({mb(total + copies)} with them)"
+        )
+    )
+    total += copies if fits else 0
+    print(
+        f"  {mb(total):>12}  total; budget {args.budget_mb:g} MB: "
+        f"{'fits' if total <= args.budget_mb * 1e6 else 'OVER'}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--features", type=int, default=16384)
@@ -195,7 +281,18 @@ def main() -> None:
     ap.add_argument(
         "--real-site", type=Path, default=None, help="a built site for per-unit sizes (projection)"
     )
+    ap.add_argument("--real-layer", default=None, help="layer of --real-site (default: its last)")
     ap.add_argument("--budget-mb", type=float, default=900.0)
+    ap.add_argument("--ref-classes", type=int, default=1000, help="classes of the reference projection")
+    ap.add_argument(
+        "--ref-images", type=int, default=100_000, help="distinct example images of the reference projection"
+    )
+    ap.add_argument(
+        "--try-mb",
+        type=float,
+        default=70.0,
+        help="try page of the reference projection (benchmarks/bench_reference.py at 16,384 features)",
+    )
     ap.add_argument("--rebuild", action="store_true", help="also time a no-change rebuild of the tiny config")
     ap.add_argument("--profile", type=int, default=0, help="cProfile this many feature pages")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -284,43 +381,16 @@ def main() -> None:
     print(f"layer page {mb(layer_page)}, features.jsonl.gz {mb(export)}")
 
     if args.real_site:
-        real = real_unit_bytes(args.real_site)
+        real = real_unit_bytes(args.real_site, args.real_layer)
         print(
             f"real site {args.real_site} ({real['layer']}: {real['n_features']} features, "
-            f"{real['n_neurons']} "
-            f"neurons): {real['f'] / 1e3:.1f} KB per feature, {real['n'] / 1e3:.1f} KB per neuron, "
+            f"{real['n_neurons']} neurons): {real['f'] / 1e3:.1f} KB per feature folder, of it "
+            f"{real['f_vis'] / 1e3:.1f} KB visualisations; {real['n'] / 1e3:.1f} KB per neuron folder; "
             f"{real['images'] / max(real['n_images'], 1) / 1e3:.1f} KB per dataset image"
         )
-        for name, size in sorted(page_parts(args.real_site).items(), key=lambda kv: -kv[1]):
+        for name, size in sorted(page_parts(args.real_site, real["layer"]).items(), key=lambda kv: -kv[1]):
             print(f"  {size / 1e3:8.1f} KB  per feature page: {name}")
-        synth_units = sum(
-            p.stat().st_size
-            for kind in ("f", "n")
-            for p in (site / MODEL / LAYER / kind).rglob("*")
-            if p.is_file()
-        )
-        layer_rest = parts_total = sum(parts.values())
-        layer_rest = parts_total - synth_units - parts.get("dataset images (images/)", 0)
-        weights = 4 * F * C  # float16 encoder and decoder (site.sae_dtype)
-        synth_weights = (site / "data" / MODEL / LAYER / "sae" / "sae_weights.safetensors").stat().st_size
-        n_img = min(
-            F * args.k + C * args.k, 50_000
-        )  # distinct dataset images referenced, capped by a 50k dataset
-        projected = (
-            F * real["f"]
-            + C * real["n"]
-            + (layer_rest - synth_weights)
-            + weights
-            + n_img * real["images"] / max(real["n_images"], 1)
-        )
-        print(
-            f"projected full layer ({F:,} features, {C:,} channels, default settings): {mb(projected)} "
-            f"= units {mb(F * real['f'] + C * real['n'])} + layer pages/export "
-            f"{mb(layer_rest - synth_weights)} "
-            f"+ SAE weights {mb(weights)} + up to {n_img:,} dataset images "
-            f"{mb(n_img * real['images'] / max(real['n_images'], 1))}; budget {args.budget_mb:g} MB: "
-            f"{'fits' if projected <= args.budget_mb * 1e6 else 'OVER'}"
-        )
+        reference_projection(args, site, parts, real)
 
     if args.rebuild:
         first, again = rebuild_time()
