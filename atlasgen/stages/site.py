@@ -98,7 +98,7 @@ def check_projection(cfg: Config, artifacts: dict[str, Path], console: Console) 
         if not copies and projection.copies:
             with_copies = projection.total
             dropped = projection.drop_copies()
-            console.detail(
+            console.info(
                 f"site: the try page's copies of the dataset images ({mb(dropped)}) are left out: with "
                 f"them the site would be {mb(with_copies)}, over the budget of {budget_mb:g} MB. Over "
                 "HTTP the try page reads images/; from file:// it asks the reader to choose the file "
