@@ -13,7 +13,9 @@ part beside the site stage's projection (MB = 10^6 bytes), and the ratio between
     python benchmarks/bench_reference.py --images 1000 4000 --device cuda --guide   # a GPU machine
 
 ``--guide`` uses the settings of docs/inceptionv1.md (SAE steps, visualisation sizes) instead of the
-tiny ones. ``--features`` changes the width (4,096 is a quicker check of the same paths).
+tiny ones; ``--default-examples`` keeps the tiny ones but shows the default number of examples a page
+(the pages' size at the default settings). ``--features`` changes the width (4,096 is a quicker
+check of the same paths).
 """
 
 from __future__ import annotations
@@ -112,7 +114,10 @@ def write_config(folder: Path, args) -> Path:
             if tiny
             else {}
         ),
-        "examples": {"batch_size": 32, **({"top_k": 6, "band_samples": 1} if tiny else {})},
+        "examples": {
+            "batch_size": 32,
+            **({"top_k": 6, "band_samples": 1} if tiny and not args.default_examples else {}),
+        },
         "circuits": {"batch_size": 16},
         "importance": {"images": 32 if tiny else 512, "batch_size": 16},
         "map": {"levels": [8, 32, 128]},
@@ -180,6 +185,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--guide", action="store_true", help="docs/inceptionv1.md's settings instead of tiny ones"
+    )
+    ap.add_argument(
+        "--default-examples",
+        action="store_true",
+        help="examples.top_k and examples.band_samples at their defaults (the pages' real size) with tiny "
+        "settings elsewhere",
     )
     ap.add_argument("--keep", default=None, help="folder to build in (kept); default a temporary folder")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
