@@ -7,12 +7,12 @@
    the whole site with
    ``render_site`` and times the feature pages alone (from the progress
    callback: they are rendered one after another) and the whole render.
-2. Reports the rendered size by part, and projects a full default-settings
-   layer: per-unit bytes measured on a real built site (``--real-site``, e.g.
-   the demo's ``_site``, built at default featurevis/examples settings: real
-   visualisations and variants compress worse than synthetic textures), layer
-   files and the bulk export measured on the synthetic layer, SAE weights
-   4*F*C bytes (float16, site.sae_dtype); and the real site's mean feature page by part (head, each section).
+2. Reports the rendered size by part beside the site stage's projection, and with ``--real-site``
+   (e.g. the demo's ``_site``) the real site's per-unit bytes and mean feature page by part, then the
+   reference projection (``reference_projection``): the synthetic layer's pages, export and maps,
+   class pages scaled to ``--ref-classes``, the real site's visualisations per unit,
+   ``--ref-images`` distinct photographs at their stored size, the try page (``--try-mb``, its
+   encoder scaled to the width) and its image copies as ``site.try_dataset_images: auto`` decides.
 3. ``--rebuild``: builds the tiny test config once, then times ``atlasgen
    build`` again with nothing changed (the pipeline skips every stage and the
    site when their keys are unchanged).
