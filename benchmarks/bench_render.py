@@ -128,9 +128,38 @@ def real_unit_bytes(site: Path, layer: str | None = None) -> dict:
     return out
 
 
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+def _top_blocks(body: str) -> list[tuple[int, int]]:
+    """(start, end) of each top-level element of ``body`` (the inside of <main>), by tag depth."""
+    import re
+
+    blocks, depth, start = [], 0, 0
+    for mt in re.finditer(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*?(/?)>", body):
+        closing, tag, selfclosing = mt.group(1), mt.group(2).lower(), mt.group(3)
+        if selfclosing or (tag in _VOID and not closing):
+            continue
+        if closing:
+            depth -= 1
+            if depth == 0:
+                blocks.append((start, mt.end()))
+        else:
+            if depth == 0:
+                start = mt.start()
+            depth += 1
+    return blocks
+
+
+# A block's name: its own aria-labelledby (less "-title") or first class, else its first heading's id.
+_BLOCK_NAME = (
+    r'^<[^>]*(?:aria-labelledby="([a-z0-9-]+?)(?:-title)?"|class="([a-z-]+))|id="([a-z0-9-]+)-title"'
+)
+
+
 def page_parts(site: Path, layer: str | None = None) -> dict[str, float]:
     """Mean bytes per feature page of a built site's ``layer`` (default: its last), by part: <head>, each
-    top-level section, the rest."""
+    top-level block of <main> (named by its heading's id or its class), the rest."""
     import re
 
     manifest = json.loads((site / "manifest.json").read_text())
@@ -141,18 +170,16 @@ def page_parts(site: Path, layer: str | None = None) -> dict[str, float]:
     for page in pages:
         html = page.read_text(encoding="utf-8")
         head_end = html.index("</head>")
-        main_start, main_end = html.index("<main"), html.index("</main>")
-        parts = {"head": head_end, "header, footer, scripts": len(html) - main_end + main_start - head_end}
+        main_start = html.index(">", html.index("<main")) + 1
+        main_end = html.index("</main>")
         body = html[main_start:main_end]
-        # Top-level blocks of <main> start at column 0.
-        starts = [mt.start() for mt in re.finditer(r"\n<(section|div|dl|nav)\b", body)] + [len(body)]
-        parts["main, other"] = starts[0]
-        for a, b in zip(starts, starts[1:]):
+        blocks = _top_blocks(body)
+        parts = {"head": head_end, "header, footer, scripts": len(html) - len(body) - head_end}
+        parts["main, between blocks"] = len(body.encode()) - sum(len(body[a:b].encode()) for a, b in blocks)
+        for a, b in blocks:
             block = body[a:b]
-            title = re.search(r'id="([a-z]+)-title"|aria-labelledby="([a-z0-9-]+)"|class="([a-z-]+)"', block)
-            name = (
-                next((g for g in title.groups() if g), "other").removesuffix("-title") if title else "other"
-            )
+            title = re.search(_BLOCK_NAME, block)
+            name = next((g for g in title.groups() if g), "other") if title else "other"
             name = {
                 "related-1": "related 1 (similar)",
                 "related-2": "related 2",

@@ -79,23 +79,23 @@
         esc(data.href.replace("{id}", i)) + '">';
       if (cols.thumb[i]) {
         html += '<img class="thumb' + (pixelated ? " px" : "") + '" src="' + esc(data.thumb.replace("{id}", i).replace("{file}", data.thumbs[cols.thumb[i] - 1])) +
-          '" alt="' + data.kind_name + " " + i + " visualisation" + (flags.indexOf(" flag-vis_failed") >= 0 ? " (failed)" : "") +
+          '" alt="' + (flags.indexOf(" flag-vis_failed") >= 0 ? "visualisation failed" : "") +
           '" width="120" height="120">';
       } else {
         html += '<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>';
       }
-      html += '<span class="card-text"><span class="card-id">' + data.kind + "/" + i + "</span>";
-      if (cols.label[i]) html += '<span class="card-label">' + esc(cols.label[i]) + "</span>";
-      else if (cols.top[i]) html += '<span class="card-label muted">' + esc(cols.top[i]) + "</span>";
-      else html += '<span class="card-label"></span>';
+      html += "<p><b>" + data.kind + "/" + i + "</b>";  // the text as cards.py writes it
+      if (cols.label[i]) html += "<span>" + esc(cols.label[i]) + "</span>";
+      else if (cols.top[i]) html += '<span class="muted">' + esc(cols.top[i]) + "</span>";
+      else html += "<span></span>";
       var meta = dead ? "never fires" : esc(cols.meta[i]);
       for (k = 0; k < data.shown.length; k++) {
         var v = cols[data.shown[k].key][i];
         if (v !== null && v !== undefined && v !== "") meta += " · " + esc(data.shown[k].title) + " " + esc(v);
       }
-      html += '<span class="card-meta">' + meta + "</span>";
-      if (badges.length) html += '<span class="card-flags">' + badges.join(", ") + "</span>";  // as cards.py writes them
-      return html + "</span></a></li>";
+      html += "<small>" + meta + "</small>";
+      if (badges.length) html += "<em>" + badges.join(", ") + "</em>";
+      return html + "</p></a></li>";
     }
 
     function order(key) {
@@ -517,14 +517,14 @@
    * atlas.css). Decorative: without JavaScript the example, its heat-map and its numbers are all still there. */
   Array.prototype.forEach.call(document.querySelectorAll(".ex-img[data-crop]"), function (box) {
     var img = box.querySelector("img");
-    var figure = box.parentNode;
-    if (!img || !figure || !box.getAttribute("data-crop")) return;  // no spatial map: no crop
+    var item = box.parentNode;
+    if (!img || !item || !box.getAttribute("data-crop")) return;  // no spatial map: no crop
     var crop = el("i", "ex-crop");
     crop.style.backgroundImage = "url(" + JSON.stringify(img.src) + ")";
     crop.style.backgroundPosition = box.getAttribute("data-crop");
-    figure.insertBefore(crop, box.nextSibling);
-    figure.classList.add("has-crop");
-    var list = figure.closest(".examples");
+    item.insertBefore(crop, box.nextSibling);
+    item.classList.add("has-crop");
+    var list = item.closest(".examples");
     if (list) list.classList.add("crops");
   });
 
@@ -534,15 +534,15 @@
    * HTML stays the same size. */
   Array.prototype.forEach.call(document.querySelectorAll("[data-try]"), function (section) {
     var base = section.getAttribute("data-try");
-    Array.prototype.forEach.call(section.querySelectorAll(".examples figure"), function (figure) {
-      var img = figure.querySelector(".ex-img img");
+    Array.prototype.forEach.call(section.querySelectorAll(".examples > li"), function (item) {
+      var img = item.querySelector(".ex-img img");
       var name = img && /(?:^|\/)(images\/[A-Za-z0-9._-]+)$/.exec(img.getAttribute("src"));
       if (!name) return;
       var a = el("a", "ex-try", "try");
       a.href = base + "&img=" + name[1];
       a.title = "Open this image in the try page: every feature and neuron that fires on it";
       a.setAttribute("aria-label", "try this image (" + (img.alt || name[1]) + ")");
-      figure.appendChild(a);
+      item.appendChild(a);
     });
   });
 })();

@@ -47,13 +47,14 @@
       var a = document.createElement("a"); a.href = f.href;
       if (f.thumb) {
         var img = document.createElement("img"); img.className = "thumb" + (G.pixelated ? " px" : "");
-        img.src = f.thumb; img.alt = "feature " + f.id + " visualisation"; img.width = 120; img.height = 120;
+        img.src = f.thumb; img.alt = ""; img.width = 120; img.height = 120;
         a.appendChild(img);
       }
-      var text = document.createElement("span"); text.className = "card-text";
-      var id = document.createElement("span"); id.className = "card-id"; id.textContent = "f/" + f.id;
-      var label = document.createElement("span"); label.className = "card-label"; label.textContent = f.label || "";
-      var meta = document.createElement("span"); meta.className = "card-meta";
+      // The card's text as atlasgen/site/cards.py writes it: id, label, meta.
+      var text = document.createElement("p");
+      var id = document.createElement("b"); id.textContent = "f/" + f.id;
+      var label = document.createElement("span"); label.textContent = f.label || "";
+      var meta = document.createElement("small");
       meta.textContent = Math.round(f.rel * 100) + "% of its max";
       text.appendChild(id); text.appendChild(label); text.appendChild(meta);
       a.appendChild(text); li.appendChild(a); ol.appendChild(li);

@@ -34,12 +34,12 @@ def _keyed(page: str) -> dict[str, list[str]]:
 
 
 def _cards(page: str) -> list[tuple[int, str]]:
-    """(feature id, density line) of every feature card of a page (card-meta text), in page order."""
+    """(feature id, density line) of every feature card of a page (its <small> text), in page order."""
     return [
         (int(i), html.unescape(meta))
         for i, meta in re.findall(
             r'<li class="card[^"]*"[^>]*><a href="[^"]*?f/(\d+)/index\.html">.*?'
-            r'<span class="card-meta">([^<]*)</span>',
+            r"<small>([^<]*)</small>",
             page,
         )
     ]

@@ -209,7 +209,7 @@ def test_collection_page_shows_members_in_order_with_notes(collection_site):
     site, *_ = collection_site
     html = _page(site, "red-things")
     assert "<h1>Red things, two layers</h1>" in html and '<p class="lede">Units that like red.</p>' in html
-    codes = re.findall(r'<span class="card-id">([^<]+)</span>', html)
+    codes = [c.strip() for c in re.findall(r"<p><b>([^<]+)", html)]
     assert codes == [f"{L1}/f/5", f"{L0}/f/3", f"{L1}/n/2"]
     assert re.findall(r'<li class="member"><ol class="grid"><li class="card"><a href="([^"]+)"', html) == [
         "../../mixed5b/f/5/index.html",

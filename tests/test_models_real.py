@@ -374,11 +374,11 @@ def test_vit_pipeline_class_and_patch_tokens(tmp_path):
 
     cls_page = page_with_examples("block1_cls")
     assert "Studied: the class token (one vector per image: no spatial map), so no heat-map." in cls_page
-    assert "<style>.heat" not in cls_page and "heat-legend" not in cls_page
+    assert "<style>.ex-img i" not in cls_page and "heat-legend" not in cls_page
     assert 'data-crop=""' in cls_page and "heat-toggle" not in cls_page
     patch_page = page_with_examples("block1_patches")
     assert "Studied: the patch tokens, on their 4x4 grid." in patch_page
-    assert "<style>.heat" in patch_page and 'data-crop=""' not in patch_page
+    assert "<style>.ex-img i" in patch_page and 'data-crop=""' not in patch_page
     assert "the class token" in (site / "block1_cls" / "index.html").read_text(encoding="utf-8")
 
 

@@ -62,7 +62,7 @@ def test_unit_page_carries_one_heat_strip_and_no_root_detours(tmp_path):
         html = (tmp_path / "site" / f"demonet/mixed5b/{kind}/3/index.html").read_text()
         n_examples = html.count('class="ex-img"')
         assert n_examples > 6  # top examples and band examples
-        assert html.count("data:image/png;base64,") == 1 and html.count('class="heat"') == n_examples
+        assert html.count("data:image/png;base64,") == 1 and html.count('<i style="--y:') == n_examples
         assert html.count("data-crop=") == n_examples
         # Links to the same layer's units go straight there, not up to the root and down again.
         assert "../../../../demonet/mixed5b/" not in html

@@ -27,18 +27,17 @@ CARD_MACRO = (
     '<a href="{{ root }}{{ card.href }}">'
     '{% if card.thumb %}<img class="thumb{% if pixelated %} px{% endif %}{% if card.vis_failed %} '
     'vis-failed{% endif %}" '
-    'src="{{ root }}{{ card.thumb }}" alt="{{ card.kind_name }} {{ card.id }} visualisation'
-    '{% if card.vis_failed %} (failed){% endif %}" loading="lazy" width="120" height="120">'
+    'src="{{ root }}{{ card.thumb }}" alt="{% if card.vis_failed %}visualisation failed{% endif %}" '
+    'loading="lazy" width="120" height="120">'
     '{% else %}<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>{% endif %}'
-    '<span class="card-text">'
-    '<span class="card-id">{{ card.code }}{% if value %} <span class="card-value">{{ value '
-    "}}</span>{% endif %}</span>"
-    '{% if card.label %}<span class="card-label">{{ card.label }}</span>{% elif card.top_class %}'
-    '<span class="card-label muted">{{ card.top_class }}</span>{% endif %}'
-    '<span class="card-meta">{% if card.dead %}never fires{% else %}{{ card.density }}{% endif %}</span>'
+    "<p>"
+    "<b>{{ card.code }}{% if value %} <i>{{ value }}</i>{% endif %}</b>"
+    "{% if card.label %}<span>{{ card.label }}</span>{% elif card.top_class %}"
+    '<span class="muted">{{ card.top_class }}</span>{% endif %}'
+    "<small>{% if card.dead %}never fires{% else %}{{ card.density }}{% endif %}</small>"
     '{% set shown = card.flags | reject("equalto", "dead") | map("replace", "_", "-") | list %}'
-    '{% if shown %}<span class="card-flags">{{ shown | join(", ") }}</span>{% endif %}'
-    "</span></a></li>\n{%- endmacro %}"
+    '{% if shown %}<em>{{ shown | join(", ") }}</em>{% endif %}'
+    "</p></a></li>\n{%- endmacro %}"
     "[{{ unit_card(root, card, value=value, pixelated=pixelated, sortable=sortable) }}]"
 )
 
@@ -131,12 +130,12 @@ def test_a_worker_error_reaches_the_parent(tmp_path, monkeypatch):
 # The reference template cards.example_item must agree with byte for byte: the lean example markup of the
 # size budget (no indentation; heat-map tile position in --y; crop position in data-crop, drawn by atlas.js).
 EXAMPLE_TEMPLATE = (
-    '<li><figure><div class="ex-img" data-crop="{{ e.crop }}">'
+    '<li><div class="ex-img" data-crop="{{ e.crop }}">'
     '<img src="{{ root }}{{ e.src }}" '
-    'alt="dataset image {{ e.index }}, class {{ e.class_name }}{% if e.facet %} ({{ e.facet }}){% endif %}">'
-    '<i class="heat" style="--y:{{ e.heat }}"></i></div>'
-    '<figcaption><span class="act" title="{{ e.rel }} of max">{{ e.act }}</span> '
-    '<a href="{{ root }}{{ e.class_href }}">{{ e.class_name }}</a></figcaption></figure></li>'
+    'alt="dataset image {{ e.index }}{% if e.facet %} ({{ e.facet }}){% endif %}">'
+    '<i style="--y:{{ e.heat }}"></i></div>'
+    '<p><b title="{{ e.rel }} of max">{{ e.act }}</b> '
+    '<a href="{{ root }}{{ e.class_href }}">{{ e.class_name }}</a></p></li>'
 )
 
 
@@ -263,7 +262,7 @@ def test_heat_sprite_tiles_look_like_one_image_per_map(tmp_path):
     ]
     css = (resource_dir("static") / "atlas.css").as_uri()
     boxes = "".join(
-        f'<div class="ex-img" style="width:120px"><i class="heat" style="--y:{sprite.position(t)}"></i></div>'
+        f'<div class="ex-img" style="width:120px"><i style="--y:{sprite.position(t)}"></i></div>'
         f'<div class="ex-img" style="width:120px"><img src="data:image/png;base64,{u}" alt=""></div>'
         for t, u in zip(tiles, lone)
     )
@@ -271,7 +270,8 @@ def test_heat_sprite_tiles_look_like_one_image_per_map(tmp_path):
         '<!DOCTYPE html><html><head><link rel="stylesheet" '
         f'href="{css}"><style>body{{margin:0;background:#fff}}'
         f".ex-img{{border-radius:0;display:inline-block;vertical-align:top;background:#fff}}"
-        f".heat{{background-image:url({sprite.data_uri()});{sprite.css()};transition:none}}</style></head>"
+        f".ex-img i{{background-image:url({sprite.data_uri()});{sprite.css()};transition:none}}"
+        "</style></head>"
         f"<body>{boxes}</body></html>"
     )
     (tmp_path / "p.html").write_text(page_html)

@@ -705,7 +705,7 @@ def test_feature_page_content(site, fake_art):
     )
     assert "<svg" in page and "@misc{" in page
     assert f"https://example.github.io/atlas/{MODEL}/{LAYERS[1]}/f/3/index.html" in page
-    assert page.count('class="heat"') >= 3 and 'class="examples heat-on' in page
+    assert page.count('<i style="--y:') >= 3 and 'class="examples heat-on' in page
     # Top classes it drives come from class_weights.npz.
     with np.load(fake_art["circuits"] / LAYERS[1] / "class_weights.npz") as z:
         best = int(np.argmax(z["features"][3]))
@@ -745,7 +745,7 @@ def test_flags_on_unit_pages_and_cards_and_not_in_citations(site, fake_art):
         shown = [f.replace("_", "-") for f in flags]
         assert (f'data-flags="{" ".join(shown)}"' in card) == bool(flags)
         visible = [f for f in shown if f != "dead"]
-        assert (f'<span class="card-flags">{", ".join(visible)}</span>' in card) == bool(visible)
+        assert (f"<em>{', '.join(visible)}</em>" in card) == bool(visible)
         cite = page[page.index('<section class="cite"') :]
         label = fake_label(i, 0)
         assert not label or label not in cite
@@ -844,13 +844,13 @@ def test_feature_page_in_browser(tab, base):
     # Each example has its arg-max crop (drawn by atlas.js from the image) and its heat-map tile.
     assert page.locator(".examples .ex-crop").count() == n_examples
     assert page.evaluate(
-        "() => getComputedStyle(document.querySelector('.examples .heat'))"
+        "() => getComputedStyle(document.querySelector('.examples .ex-img i'))"
         ".backgroundImage.startsWith('url(\"data:image/png')"
     )
     assert _all_images_loaded(page)
 
     # Heat-maps are visible by default and the toggle hides / shows them.
-    heat = page.locator(".examples .heat").first
+    heat = page.locator(".examples .ex-img i").first
     assert heat.is_visible()
     toggle = page.locator("#heat-toggle")
     assert toggle.is_visible()
@@ -992,9 +992,9 @@ def test_pages_readable_without_javascript(browser, site):
         page = t.page
         base = site.resolve().as_uri() + "/"
         page.goto(f"{base}{MODEL}/{LAYERS[0]}/f/3/index.html")
-        assert page.locator(".examples .heat").first.is_visible()  # heat-maps shown by default
+        assert page.locator(".examples .ex-img i").first.is_visible()  # heat-maps shown by default
         assert not page.locator("#heat-toggle").is_visible()  # a button that would do nothing stays hidden
-        assert page.locator("svg.hist rect.bar").count() > 5
+        assert page.locator("svg.hist rect").count() > 5
         assert page.locator(".bibtex").is_visible()
         page.goto(f"{base}{MODEL}/{LAYERS[0]}/map/index.html")
         assert not page.locator("#map-view").is_visible()

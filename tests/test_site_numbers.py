@@ -60,7 +60,7 @@ def _bars(markup: str) -> list[tuple[float, float, str]]:
     return [
         (float(x), float(w), t)
         for x, w, t in re.findall(
-            r'<rect class="bar[^"]*" x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+">'
+            r'<rect(?: class="[^"]*")? x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+">'
             r"<title>([^<]*)</title>",
             str(markup),
         )
@@ -121,6 +121,9 @@ def test_heat_palette_is_monotone_over_any_background_dark_at_zero_brightest_at_
     stops = re.findall(r"rgb\((\d+),(\d+),(\d+)\)", heat_gradient_css())
     legend = _luminance(np.array(stops, dtype=np.float64))
     assert len(legend) >= 3 and np.all(np.diff(legend) > 0)  # the legend runs the same way
+    # The legend's colours live in the stylesheet, written once for every page.
+    css = (ROOT / "static" / "atlas.css").read_text(encoding="utf-8")
+    assert f"background: {heat_gradient_css()};" in css
 
 
 # ---------------------------------------------------------------- citations

@@ -46,11 +46,11 @@ def test_unit_pages_show_every_band(tiny_build, kind, name):
         in_top = sum(int(j) in top for j in sampled)
         assert n_shown == len(sampled) - in_top
         assert (f"and {in_top} of the top examples above" in body) == (in_top > 0 and n_shown > 0)
-        assert body.count('data-crop="') == n_shown and body.count('class="heat"') == n_shown
+        assert body.count('data-crop="') == n_shown and body.count('<i style="--y:') == n_shown
         assert f"{ex['band_count'][u, b]:,} image" in body
     # Every example on the page, top or band, has a crop and a heat-map tile, all in one strip in the page's
     # <style>.
-    assert html.count('data-crop="') == html.count('class="ex-img') == html.count('class="heat"') > 0
+    assert html.count('data-crop="') == html.count('class="ex-img') == html.count('<i style="--y:') > 0
     assert html.count("data:image/png;base64,") == 1
 
 
@@ -83,7 +83,7 @@ def test_band_heatmaps_toggle_and_crops_render(tiny_build):
         page = browser.new_page()
         page.goto((site / f"demonet/mixed5b/f/{u}/index.html").as_uri())
         page.wait_for_load_state("load")
-        heat = page.locator("#bands .heat").first
+        heat = page.locator("#bands .ex-img i").first
         crop = page.locator("#bands .ex-crop").first
         assert heat.is_visible() and crop.is_visible()
         assert page.evaluate(

@@ -257,7 +257,7 @@ def _unit_with_examples(site: Path, kind: str) -> int:
     ):
         html = page.read_text()
         top, _, bands = html.partition('id="bands-title"')
-        if "<li><figure>" in top and "<li><figure>" in bands:
+        if '<li><div class="ex-img"' in top and '<li><div class="ex-img"' in bands:
             return int(page.parent.name)
     raise AssertionError(f"no {kind} page with top and band examples")
 
@@ -280,9 +280,9 @@ def _try_from_unit_page(
             links = page.eval_on_selector_all(
                 "a.ex-try",
                 "els => els.map(e => [e.getAttribute('href'), "
-                "e.closest('figure').querySelector('img').getAttribute('src')])",
+                "e.closest('li').querySelector('img').getAttribute('src')])",
             )
-            figures = page.eval_on_selector_all("[data-try] .examples figure", "els => els.length")
+            figures = page.eval_on_selector_all("[data-try] .examples > li", "els => els.length")
             assert len(links) == figures > 0
             href, src = links[k]
             page.click(f"a.ex-try >> nth={k}")
@@ -392,7 +392,7 @@ def test_the_game_plays_rounds_with_the_readers_images(tiny_build, reader_images
             page.click("#g-reader-play")
             r = page.evaluate("window.ATLAS_GAME_READER")
             shown = page.eval_on_selector_all(
-                "#g-features .card-id", "els => els.map(e => +e.textContent.slice(2))"
+                "#g-features .card b", "els => els.map(e => +e.textContent.slice(2))"
             )
             assert shown == r["features"]
             n_mine = page.eval_on_selector_all("#g-choices [data-reader]", "els => els.length")

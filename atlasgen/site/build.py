@@ -35,7 +35,7 @@ from atlasgen.site import (
     urls,
 )
 from atlasgen.site.artifacts import check_segment, load_artifacts
-from atlasgen.site.fmt import dumps, js_global
+from atlasgen.site.fmt import compact_html, dumps, js_global
 from atlasgen.site.images import DatasetImages
 
 
@@ -82,6 +82,12 @@ def make_environment() -> jinja2.Environment:
     return env
 
 
+def finish_page(html: str, path: str) -> str:
+    """A rendered page as the site stores it: links shortened (``urls.shorten_links``), indentation
+    removed (``fmt.compact_html``)."""
+    return compact_html(urls.shorten_links(html, path))
+
+
 class _Writer:
     """Renders contexts to files under ``out_dir`` and counts pages."""
 
@@ -99,7 +105,7 @@ class _Writer:
         tpl = self.templates.get(template)
         if tpl is None:
             tpl = self.templates[template] = self.env.get_template(template)
-        self.text(path, urls.shorten_links(tpl.render(context), path))
+        self.text(path, finish_page(tpl.render(context), path))
         self.pages += 1
         if self.progress is not None:
             self.progress(self.pages, self.total)

@@ -36,7 +36,6 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
         card["sort_max"],
         card["sort_importance"],
         card["dead"],
-        card["kind_name"],
         card["id"],
         card.get("flags", ()),
         bool(card.get("vis_failed")),
@@ -61,28 +60,27 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
         )
     head += f'><a href="{_e(root)}{_e(card["href"])}">'
     if card["thumb"]:
-        alt = f"{card['kind_name']} {card['id']} visualisation"
-        if card.get("vis_failed"):  # greyed (atlas.css); the unit page says why it failed
-            alt += " (failed)"
+        # The link's text names the unit, so its thumbnail is decorative (alt=""), unless it failed.
+        alt = "visualisation failed" if card.get("vis_failed") else ""
         head += (
             "<img "
             f'class="thumb{" px" if pixelated else ""}{" vis-failed" if card.get("vis_failed") else ""}" '
-            f'src="{_e(root)}{_e(card["thumb"])}" alt="{_e(alt)}" loading="lazy" width="120" height="120">'
+            f'src="{_e(root)}{_e(card["thumb"])}" alt="{alt}" loading="lazy" width="120" height="120">'
         )
     else:
         head += '<span class="thumb none" role="img" aria-label="no visualisation">no vis</span>'
-    head += f'<span class="card-text"><span class="card-id">{_e(card["code"])}'
-    tail = "</span>"
+    head += f"<p><b>{_e(card['code'])}"
+    tail = "</b>"
     if card["label"]:
-        tail += f'<span class="card-label">{_e(card["label"])}</span>'
+        tail += f"<span>{_e(card['label'])}</span>"
     elif card["top_class"]:
-        tail += f'<span class="card-label muted">{_e(card["top_class"])}</span>'
+        tail += f'<span class="muted">{_e(card["top_class"])}</span>'
     meta = "never fires" if card["dead"] else _e(card["density"])
-    tail += f'<span class="card-meta">{meta}</span>'
+    tail += f"<small>{meta}</small>"
     shown = [FLAG_SHORT[f] for f in card.get("flags", ()) if f in FLAG_SHORT]  # "never fires" says dead
     if shown:
-        tail += f'<span class="card-flags">{_e(", ".join(shown))}</span>'
-    tail += "</span></a></li>"
+        tail += f"<em>{_e(', '.join(shown))}</em>"
+    tail += "</p></a></li>"
     if len(_cache) >= _CACHE_MAX:
         _cache.clear()
     _cache[key] = (head, tail)
@@ -92,12 +90,15 @@ def _parts(root: str, card: dict, pixelated: bool, sortable: bool) -> tuple[str,
 def unit_card(root, card: dict, value=None, pixelated=False, sortable=False) -> Markup:
     """One ``<li class="card">`` linking to a unit, with its thumbnail, id, optional value, label and density.
 
-    ``sortable`` adds the sort keys the layer page's grid sorts by (``data-id``, ``data-density``, ...);
-    other pages' cards do not carry them (the size budget), nor any indentation.
+    The text is a ``<p>`` of the id (``<b>``, the value in its ``<i>``), the label (``<span>``), the
+    density (``<small>``) and the flags (``<em>``): atlas.css styles them by tag (the size budget; the
+    layer page's atlas.js and the game's game.js write the same markup). ``sortable`` adds the sort
+    keys the layer page's grid sorts by (``data-id``, ``data-density``, ...); other pages' cards do not
+    carry them (the size budget), nor any indentation.
     """
     head, tail = _parts(root, card, pixelated, sortable)
     if value:
-        return Markup(f'{head} <span class="card-value">{_e(value)}</span>{tail}')
+        return Markup(f"{head} <i>{_e(value)}</i>{tail}")
     return Markup(head + tail)
 
 
@@ -105,17 +106,18 @@ def example_item(root, e: dict) -> Markup:
     """One dataset example (``spectrum.example_items``): image, heat-map, crop position, activation and class.
 
     Rendered three dozen times per unit page, so it is lean (the size
-    budget): no indentation; the heat-map is an empty ``<i>`` showing its tile
-    of the page's heat-map strip (``--y``, the strip and its size are in the
-    page's ``<style>``); the decorative crop is drawn by atlas.js from
-    ``data-crop`` and the image. tests/test_render_fast.py pins these bytes
-    to a reference template. Crisp upscaling of small images (``px``) is set on the list.
+    budget): no indentation, no class names atlas.css can do without; the heat-map is the image box's
+    empty ``<i>``, showing its tile of the page's heat-map strip (``--y``, the strip and its size are in
+    the page's ``<style>``); the decorative crop is drawn by atlas.js from ``data-crop`` and the image;
+    the caption is the activation (``<b>``, its share of the maximum as a tooltip) and the class.
+    tests/test_render_fast.py pins these bytes to a reference template. Crisp upscaling of small images
+    (``px``) is set on the list.
     """
-    alt = f"dataset image {e['index']}, class {e['class_name']}" + (f" ({e['facet']})" if e["facet"] else "")
+    # The class is the caption's link right under the image, so the image's text is its index and facet.
+    alt = f"dataset image {e['index']}" + (f" ({e['facet']})" if e["facet"] else "")
     return Markup(
-        f'<li><figure><div class="ex-img" data-crop="{_e(e["crop"])}">'
-        f'<img src="{_e(root)}{_e(e["src"])}" alt="{_e(alt)}"><i class="heat" '
-        f'style="--y:{_e(e["heat"])}"></i></div>'
-        f'<figcaption><span class="act" title="{_e(e["rel"])} of max">{_e(e["act"])}</span> '
-        f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></figcaption></figure></li>'
+        f'<li><div class="ex-img" data-crop="{_e(e["crop"])}">'
+        f'<img src="{_e(root)}{_e(e["src"])}" alt="{_e(alt)}"><i style="--y:{_e(e["heat"])}"></i></div>'
+        f'<p><b title="{_e(e["rel"])} of max">{_e(e["act"])}</b> '
+        f'<a href="{_e(root)}{_e(e["class_href"])}">{_e(e["class_name"])}</a></p></li>'
     )

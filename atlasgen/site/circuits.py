@@ -7,6 +7,7 @@ templates ``sections/weights.html`` and ``class.html``.
 
 from __future__ import annotations
 
+import base64
 from html import escape
 
 import numpy as np
@@ -14,6 +15,7 @@ from markupsafe import Markup
 
 from atlasgen.site import numbers
 from atlasgen.site.fmt import fmt_num, fmt_signed
+from atlasgen.site.images import png_rgba
 
 N_WEIGHTS = 6  # partners shown per direction and sign on a unit page
 N_CIRCUIT_TOP = 4  # layer-L features in the class circuit
@@ -242,32 +244,28 @@ def class_facets(L, cards: list[dict], kind: str, c: int, facet_names: list[str]
 # ---------------------------------------------------------------- weight kernels
 
 
-def _colour(v: float, scale: float) -> str:
+def _rgb(v: float, scale: float) -> tuple[int, int, int]:
     """Diverging colour: orange-red for positive, blue for negative, white for zero."""
     t = 0.0 if scale <= 0 else max(-1.0, min(1.0, v / scale))
     if t >= 0:
-        r, g, b = 255, round(255 - 140 * t), round(255 - 215 * t)
-    else:
-        r, g, b = round(255 + 215 * t), round(255 + 120 * t), 255
-    return f"#{r:02x}{g:02x}{b:02x}"
+        return 255, round(255 - 140 * t), round(255 - 215 * t)
+    return round(255 + 215 * t), round(255 + 120 * t), 255
 
 
-def kernel_svg(kernel: np.ndarray, scale: float, title: str) -> Markup:
-    """A kernel (kh, kw) as a grid of coloured cells, like the Circuits weight explorer."""
+def kernel_img(kernel: np.ndarray, scale: float, title: str) -> Markup:
+    """A kernel (kh, kw) as a grid of coloured cells, like the Circuits weight explorer: a PNG of one
+    pixel per offset, inline and drawn 10 px a cell without smoothing (atlas.css), about a tenth of
+    the bytes of an SVG rectangle per cell (a feature page lists a dozen kernels per adjacent layer)."""
     kh, kw = kernel.shape
-    cell = 10
-    parts = [
-        f'<svg class="kernel" viewBox="0 0 {kw * cell} {kh * cell}" width="{kw * cell}" height="{kh * cell}" '
-        f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
-    ]
+    rgba = np.full((kh, kw, 4), 255, dtype=np.uint8)
     for y in range(kh):
         for x in range(kw):
-            parts.append(
-                f'<rect x="{x * cell}" y="{y * cell}" width="{cell}" height="{cell}" '
-                f'fill="{_colour(float(kernel[y, x]), scale)}"/>'
-            )
-    parts.append("</svg>")
-    return Markup("".join(parts))
+            rgba[y, x, :3] = _rgb(float(kernel[y, x]), scale)
+    data = base64.b64encode(png_rgba(rgba)).decode("ascii")
+    return Markup(
+        f'<img class="kernel" src="data:image/png;base64,{data}" width="{kw * 10}" height="{kh * 10}" '
+        f'alt="{escape(title)}" title="{escape(title)}">'
+    )
 
 
 def _partners(
@@ -286,7 +284,7 @@ def _partners(
             {
                 **card,
                 "value": fmt_signed(float(w[c])),
-                "kernel": kernel_svg(kernels[c], scale, f"weights of {card['code']} per spatial offset"),
+                "kernel": kernel_img(kernels[c], scale, f"weights of {card['code']} per spatial offset"),
             }
         )
     return out

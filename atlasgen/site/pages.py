@@ -32,7 +32,7 @@ from atlasgen.site import (
 from atlasgen.site.artifacts import Artifacts, Dataset, Layer
 from atlasgen.site.context import base_context, citation_pins, crumbs
 from atlasgen.site.fmt import bibtex_escape, fmt_count, fmt_num, fmt_pct, fmt_signed, json_num
-from atlasgen.site.images import DatasetImages, HeatSprite, heat_gradient_css
+from atlasgen.site.images import DatasetImages, HeatSprite
 
 N_DECODER_NEURONS = 6  # neurons with the largest |W_dec[i, :]| on a feature page
 N_LOADING_FEATURES = 6  # features with the largest |W_dec[:, n]| on a neuron page
@@ -835,7 +835,7 @@ def unit_page(
         bands=bands,
         heat_css=Markup(heat_css),
         token_mode=L.tokens,
-        heat_legend={"gradient": heat_gradient_css(), "max": fmt_num(ex.max_act[i])},
+        heat_legend={"max": fmt_num(ex.max_act[i])},
         images_pixelated=images.pixelated,
         hist_svg=svg.activation_histogram(
             ex.hist[i], ex.hist_edges, float(ex.max_act[i]), fires, ix.n_scanned

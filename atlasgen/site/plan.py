@@ -43,6 +43,7 @@ from atlasgen.site import (
     weights,
 )
 from atlasgen.site.artifacts import load_artifacts
+from atlasgen.site.build import finish_page
 from atlasgen.site.fmt import dumps, js_global
 from atlasgen.site.images import DatasetImages, encode_thumbnail
 from atlasgen.site.keep import marker_text
@@ -117,7 +118,7 @@ class _Counter:
 
 
 def _render(env, path: str, template: str, context: dict) -> int:
-    return len(urls.shorten_links(env.get_template(template).render(context), path).encode("utf-8"))
+    return len(finish_page(env.get_template(template).render(context), path).encode("utf-8"))
 
 
 def _spread(n: int, k: int) -> list[int]:

@@ -83,7 +83,7 @@ def finish_heat(sprite: HeatSprite, *groups: list[dict]) -> str:
         for e in items:
             if e["tile"] is not None:
                 e["heat"] = sprite.position(e["tile"])
-    return f".heat{{background-image:url({sprite.data_uri()});{sprite.css()}}}"
+    return f".ex-img i{{background-image:url({sprite.data_uri()});{sprite.css()}}}"
 
 
 def bands(dataset, class_link, ex, i: int, images: DatasetImages, sprite: HeatSprite) -> list[dict]:

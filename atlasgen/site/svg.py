@@ -19,6 +19,23 @@ def _log_y(count: float, top: float) -> float:
     return math.log1p(count) / math.log1p(top) if top > 0 else 0.0
 
 
+_CHAR_W = 6.5  # the width of a tick label's character, at most (11 px text, atlas.css), in viewBox units
+
+
+def _unclashed(ticks: list[tuple[float, str]], left: float, right: float) -> list[tuple[float, str]]:
+    """The x ticks whose labels do not overlap, from the right: the last tick (the maximum) always stays,
+    a label that would run into the one to its right is left out, its tick mark with it."""
+    kept: list[tuple[float, str]] = []
+    limit = math.inf
+    for x, label in sorted(ticks, reverse=True):
+        w = len(label) * _CHAR_W
+        lo, hi = (x, x + w) if x <= left + 1 else (x - w, x) if x >= right - 1 else (x - w / 2, x + w / 2)
+        if hi + 4 <= limit or not kept:
+            kept.append((x, label))
+            limit = lo
+    return kept[::-1]
+
+
 def bar_histogram(
     counts,
     edges,
@@ -55,34 +72,39 @@ def bar_histogram(
             continue
         x0, x1 = x_of(edges[i]), x_of(edges[i + 1])
         h = _log_y(c, top) * ph
-        cls = "bar first" if i < int(highlight_first) else "bar"
+        cls = ' class="first"' if i < int(highlight_first) else ""  # atlas.css fills the others
         parts.append(
-            f'<rect class="{cls}" x="{x0 + 0.5:.1f}" y="{_PAD_T + ph - h:.1f}" '
+            f'<rect{cls} x="{x0 + 0.5:.1f}" y="{_PAD_T + ph - h:.1f}" '
             f'width="{max(x1 - x0 - 1.0, 0.5):.1f}" height="{h:.1f}">'
             f"<title>{escape(bar_titles[i])}</title></rect>"
         )
-    # Log axis: ticks at powers of ten up to the top count.
+    # Log axis: ticks at powers of ten up to the top count. The grid lines and tick marks are one path
+    # each and the labels share their group's anchor (the size budget: a dozen elements on every page).
+    y_ticks = []
     if top > 0:
         p = 1
         while p <= top:
-            y = _PAD_T + ph - _log_y(p, top) * ph
-            parts.append(f'<line class="grid" x1="{_PAD_L}" y1="{y:.1f}" x2="{_PAD_L + pw}" y2="{y:.1f}"/>')
-            parts.append(
-                f'<text class="tick" x="{_PAD_L - 5}" y="{y + 3.5:.1f}" '
-                f'text-anchor="end">{fmt_count(p)}</text>'
-            )
+            y_ticks.append((_PAD_T + ph - _log_y(p, top) * ph, fmt_count(p)))
             p *= 10
-    for v, label in x_ticks:
-        x = x_of(v)
-        # Ticks at the ends of the axis are anchored inwards so their labels are never clipped.
-        anchor = "start" if x <= _PAD_L + 1 else "end" if x >= _PAD_L + pw - 1 else "middle"
+    if y_ticks:
+        grid = "".join(f"M{_PAD_L} {y:.1f}H{_PAD_L + pw}" for y, _ in y_ticks)
+        parts.append(f'<path class="grid" d="{grid}"/>')
         parts.append(
-            f'<line class="axis" x1="{x:.1f}" y1="{_PAD_T + ph}" x2="{x:.1f}" y2="{_PAD_T + ph + 4}"/>'
+            '<g text-anchor="end">'
+            + "".join(f'<text x="{_PAD_L - 5}" y="{y + 3.5:.1f}">{label}</text>' for y, label in y_ticks)
+            + "</g>"
         )
-        parts.append(
-            f'<text class="tick" x="{x:.1f}" y="{_PAD_T + ph + 16}" '
-            f'text-anchor="{anchor}">{escape(label)}</text>'
-        )
+    if x_ticks:
+        xs = _unclashed([(x_of(v), label) for v, label in x_ticks], _PAD_L, _PAD_L + pw)
+        marks = "".join(f"M{x:.1f} {_PAD_T + ph}v4" for x, _ in xs)
+        parts.append(f'<path class="axis" d="{marks}"/>')
+        parts.append(f'<g text-anchor="middle" transform="translate(0 {_PAD_T + ph + 16})">')
+        for x, label in xs:
+            # Ticks at the ends of the axis are anchored inwards so their labels are never clipped.
+            anchor = ' text-anchor="start"' if x <= _PAD_L + 1 else ""
+            anchor = ' text-anchor="end"' if x >= _PAD_L + pw - 1 else anchor
+            parts.append(f'<text x="{x:.1f}"{anchor}>{escape(label)}</text>')
+        parts.append("</g>")
     parts.append(
         f'<text class="label" x="{_PAD_L + pw / 2:.1f}" y="{_H - 3}" '
         f'text-anchor="middle">{escape(x_label)}</text>'
