@@ -955,6 +955,17 @@ def test_every_page_kind_fits_a_phone(browser, site, scheme):
 def test_layer_grid_sorts(tab, base, site):
     page = tab.page
     page.goto(f"{base}{MODEL}/{LAYERS[0]}/index.html")
+    # Chart colours: the scatter legend's swatches keep their own fill, class-free bars take the stylesheet's.
+    swatches = page.eval_on_selector_all(
+        "svg.scatter rect[fill]", "els => els.map(e => [e.getAttribute('fill'), getComputedStyle(e).fill])"
+    )
+    assert swatches
+    for attr, computed in swatches:
+        assert computed == "rgb({}, {}, {})".format(*(int(attr[k : k + 2], 16) for k in (1, 3, 5)))
+    bars = page.eval_on_selector_all(
+        "svg.hist rect:not([fill])", "els => els.map(e => getComputedStyle(e).fill)"
+    )
+    assert bars and "rgb(0, 0, 0)" not in bars  # not SVG's default black
     ids = lambda: page.eval_on_selector_all("#feature-grid > li", "els => els.map(e => +e.dataset.id)")
     assert ids() == list(range(20))
     page.click("button[data-sort=density]")
