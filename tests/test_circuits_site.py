@@ -81,6 +81,26 @@ def test_importance_is_stored_for_both_layers(two_layers):
             assert int(z[f"{kind}_topk"][rank == 1][0]) == z[f"{kind}_topk"].max()
 
 
+def test_a_weight_kernel_is_an_inline_png_of_one_pixel_per_offset_in_the_diverging_colours():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from atlasgen.site.circuits import kernel_img
+
+    kernel = np.array([[1.0, -1.0, 0.0], [0.5, -0.25, 2.0]])
+    html = str(kernel_img(kernel, 1.0, "weights of f/3 <per offset>"))
+    assert 'width="30" height="20"' in html and 'title="weights of f/3 &lt;per offset&gt;"' in html
+    data = re.search(r'src="data:image/png;base64,([^"]+)"', html).group(1)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+    assert pixels.shape == (2, 3, 3)
+    assert pixels[0, 0].tolist() == [255, 115, 40]  # the full positive colour (orange-red)
+    assert pixels[0, 1].tolist() == [40, 135, 255]  # the full negative colour (blue)
+    assert pixels[0, 2].tolist() == [255, 255, 255]  # zero: white
+    assert pixels[1, 2].tolist() == pixels[0, 0].tolist()  # beyond the scale: clipped to it
+
+
 def test_pages_show_weights_importance_and_the_circuit(two_layers):
     _, _, site = two_layers
     feature = (site / "demonet" / "mixed5b" / "f" / "0" / "index.html").read_text()

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from test_site import make_fake_artifacts, render  # noqa: E402
 
-from atlasgen.site import urls  # noqa: E402
+from atlasgen.site import fmt, urls  # noqa: E402
 
 
 def test_shorten_links_keeps_every_target():
@@ -44,6 +44,19 @@ def test_shorten_links_keeps_every_target():
                 posixpath.join("demonet/mixed5b/f/3", a)
             )
     assert urls.shorten_links(html, "index.html") == html  # the root page has no prefix to shorten
+
+
+def test_compact_html_drops_indentation_but_keeps_preformatted_text():
+    html = (
+        "<main>\n  <section>\n\n    <h2>x</h2>\n    text  <b>y</b>\n  </section>\n"
+        '  <pre class="bibtex">@misc{a,\n  title = {t},\n    <i>kept</i>\n}</pre>\n'
+        "  <textarea>\n  typed\n</textarea>\n</main>"
+    )
+    assert fmt.compact_html(html) == (
+        "<main>\n<section>\n<h2>x</h2>\n    text  <b>y</b>\n</section>\n"
+        '<pre class="bibtex">@misc{a,\n  title = {t},\n    <i>kept</i>\n}</pre>\n'
+        "<textarea>\n  typed\n</textarea>\n</main>"
+    )
 
 
 def test_unit_page_carries_one_heat_strip_and_no_root_detours(tmp_path):

@@ -240,10 +240,13 @@ def make_fake_artifacts(
     thumb_size: int = 32,
     seed: int = 0,
     band_samples: int = 0,
+    class_names: list[str] | None = None,
 ) -> dict[str, Path]:
     """Write fake artifacts for every stage under ``root``; return the stage -> folder mapping.
 
     ``band_samples`` > 0 adds examples across the activation range (6 bands, up to that many images each).
+    ``class_names`` (one per class) replaces the demo-like colour-and-shape names, and the classes then
+    have no facets, as a real dataset's (benchmarks/bench_render.py uses ImageNet's).
     """
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -259,12 +262,14 @@ def make_fake_artifacts(
         name = f"{colour.title()} {shape}" if c % 3 == 0 else f"{colour} {shape}"  # some capitals for slugs
         if c == 1:
             name = "blue/square (large)"
+        if class_names is not None:
+            name = class_names[c]
         classes.append(
             {
                 "id": c,
                 "name": name,
                 "superclass": "warm" if colour in ("red", "orange", "yellow", "pink") else "cool",
-                "facets": [f"{name} on its own", f"{name} in a crowd"],
+                "facets": [f"{name} on its own", f"{name} in a crowd"] if class_names is None else [],
             }
         )
     labels = np.arange(n_images, dtype=np.int64) % n_classes
@@ -299,7 +304,8 @@ def make_fake_artifacts(
     )
     np.save(ds / "labels.npy", labels)
     np.save(ds / "split.npy", split)
-    np.save(ds / "facets.npy", facets)
+    if class_names is None:
+        np.save(ds / "facets.npy", facets)
     np.save(ds / "images.npy", images)
 
     # model/

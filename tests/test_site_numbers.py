@@ -91,6 +91,30 @@ def test_activation_histogram_draws_log_bins_on_a_log_axis_with_the_non_firing_s
     assert bars[0][0] < bars[1][0] < log_bars[0][0]
 
 
+def test_activation_histogram_leaves_out_a_tick_label_that_would_run_into_the_maximum():
+    edges = np.logspace(-3, 0, 21).astype(np.float32)
+    hist = np.zeros(20, dtype=np.int64)
+    hist[[0, 19]] = [3, 5]
+
+    def labels(markup) -> list[str]:  # the x axis's labels, in their group
+        axis = re.search(r'<g text-anchor="middle"[^>]*>(.*?)</g>', str(markup)).group(1)
+        return re.findall(r">([^<]*)</text>", axis)
+
+    # A maximum of 1.78: the decade tick 1 sits 0.25 decades left of the "1.78 max" label, under it.
+    assert labels(svg.activation_histogram(hist, edges, max_act=1.78, fires=8, n_images=20)) == [
+        "none",
+        "0.01",
+        "0.1",
+        "1.78 max",
+    ]
+    # A maximum of 9.5: the tick 1 is a decade away and stays; 10 is within a bin of it and stands for it.
+    assert labels(svg.activation_histogram(hist, edges, max_act=9.5, fires=8, n_images=20))[-3:] == [
+        "0.1",
+        "1",
+        "9.5 max",
+    ]
+
+
 def test_activation_histogram_refuses_edges_that_are_not_log_spaced():
     with pytest.raises(ValueError, match="log-spaced"):
         svg.activation_histogram(np.ones(4), np.linspace(0.1, 1, 5), 2.0, 4, 10)

@@ -77,7 +77,7 @@ def bibtex_escape(text: str) -> str:
 
 
 _VERBATIM = re.compile(r"(<pre\b.*?</pre>|<textarea\b.*?</textarea>)", re.S)
-_INDENT = re.compile(r"\n[ \t]+(?=<)")
+_INDENT = re.compile(r"\n[ \t]+(?=<|\Z)")  # \Z: the indentation before a <pre>
 _BLANK = re.compile(r"\n\s*\n")
 
 
