@@ -254,7 +254,7 @@ def _rgb(v: float, scale: float) -> tuple[int, int, int]:
 
 def kernel_img(kernel: np.ndarray, scale: float, title: str) -> Markup:
     """A kernel (kh, kw) as a grid of coloured cells, like the Circuits weight explorer: a PNG of one
-    pixel per offset, inline and drawn 10 px a cell without smoothing (atlas.css), about a tenth of
+    pixel per offset, inline and drawn 10 px a cell without smoothing (atlas.css), about a fifth of
     the bytes of an SVG rectangle per cell (a feature page lists a dozen kernels per adjacent layer)."""
     kh, kw = kernel.shape
     rgba = np.full((kh, kw, 4), 255, dtype=np.uint8)
