@@ -54,6 +54,11 @@ SAMPLE_IMAGES = 48  # dataset images encoded for the projection
 SAMPLE_EXPORT = 1024  # features whose export records are encoded for the projection (all, up to this many)
 
 
+def marker_bytes(path: str, count: int = 1) -> int:
+    """Bytes of ``count`` lines like ``path``'s in the site marker's file list."""
+    return count * len(marker_text("", [path]).splitlines()[-1].encode("utf-8")) + count
+
+
 @dataclass
 class Projection:
     parts: dict[str, int] = field(default_factory=dict)
@@ -69,7 +74,7 @@ class Projection:
         return dropped
 
     def list_file(self, path: str, count: int = 1) -> None:
-        self.listed += count * len(marker_text("", [path]).splitlines()[-1].encode("utf-8")) + count
+        self.listed += marker_bytes(path, count)
 
     @property
     def total(self) -> int:
@@ -190,10 +195,9 @@ def project(
             if try_dataset_images and try_art is not None:  # their data: URL copies for file://
                 tried = trypage.dataset_image_indices(arts, try_art)
                 one = trypage.image_script_bytes(images.url(0), round(mean))
-                listed = p.listed  # their lines of the site marker go with them
-                p.list_file(trypage.image_script_path(model_name, images.url(0)), len(tried))
-                p.copies = one * len(tried) + p.listed - listed
-                p.listed = listed
+                # Their lines of the site marker go with them.
+                path = trypage.image_script_path(model_name, images.url(0))
+                p.copies = one * len(tried) + marker_bytes(path, len(tried))
                 p.add(TRY, p.copies)
         n_pages = 0
         fixed = [
