@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import pstats
+import re
 import sys
 import tempfile
 import time
@@ -135,8 +136,6 @@ _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "me
 
 def _top_blocks(body: str) -> list[tuple[int, int]]:
     """(start, end) of each top-level element of ``body`` (the inside of <main>), by tag depth."""
-    import re
-
     blocks, depth, start = [], 0, 0
     for mt in re.finditer(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*?(/?)>", body):
         closing, tag, selfclosing = mt.group(1), mt.group(2).lower(), mt.group(3)
@@ -162,8 +161,6 @@ _BLOCK_NAME = (
 def page_parts(site: Path, layer: str | None = None) -> dict[str, float]:
     """Mean bytes per feature page of a built site's ``layer`` (default: its last), by part: <head>, each
     top-level block of <main> (named by its heading's id or its class), the rest."""
-    import re
-
     manifest = json.loads((site / "manifest.json").read_text())
     m = manifest["model"]
     layer = layer or list(manifest["layers"])[-1]
@@ -225,7 +222,6 @@ def photo_thumbnail_bytes(n: int = 96, side: int = 224, seed: int = 0) -> float:
     random square crops of scikit-learn's two sample photographs (``load_sample_images``, shipped with
     the package), resized to ``side`` as the dataset stage would, then encoded. The demo's rendered
     images are flat synthetic scenes and compress about 2x better."""
-    import numpy as np
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
